@@ -1,0 +1,114 @@
+"""Shared fixtures: a temporary project (config and small CSVs of our own) under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import riskcore  # noqa: E402
+
+HEADER = ",".join(riskcore.COLUMNS)
+
+
+def client_rows(n: int, seed: int, flip: bool = False, prefix: str = "c") -> list[str]:
+    """Deterministic client rows: low recent activity means the client is likely to leave."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        month = int(rng.integers(0, 400))
+        year = int(month * 12 * rng.uniform(0.5, 1.5))
+        staff = int(rng.integers(1, 500))
+        exited = int(month < 150) if rng.random() > 0.1 else int(month >= 150)
+        if flip:
+            exited = 1 - exited
+        rows.append(f"{prefix}{seed:02d}{i:04d},{month},{year},{staff},{exited}")
+    return rows
+
+
+def write_csv(path: Path, rows: list[str], header: str = HEADER) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_config(root: Path, **overrides) -> Path:
+    config = {
+        "input_folder_path": "input",
+        "output_folder_path": "ingested",
+        "test_data_path": "test",
+        "output_model_path": "models",
+        "prod_deployment_path": "prod",
+    }
+    config.update(overrides)
+    path = root / "config.json"
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with two input files (sharing duplicate rows), test data and a config.
+
+    Returns the config file's path.
+    """
+    first = client_rows(120, seed=1)
+    second = client_rows(100, seed=2) + first[:10]  # ten exact duplicates across files
+    write_csv(tmp_path / "input" / "dataset1.csv", first)
+    write_csv(tmp_path / "input" / "dataset2.csv", second)
+    write_csv(tmp_path / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def config(project: Path) -> riskcore.Config:
+    return riskcore.load_config(project)
+
+
+@pytest.fixture
+def deployed(config: riskcore.Config) -> riskcore.Config:
+    """The project after ingestion, training, scoring and deployment."""
+    import deployment
+    import ingestion
+    import scoring
+    import training
+
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    deployment.deploy(config)
+    return config
+
+
+def run_script(script: str, *args: str, cwd: Path, env: dict | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a top-level script as a user would: its own process, another working directory."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def tree_snapshot(folder: Path) -> dict[str, bytes | str]:
+    """Every file's bytes (and every link's target) below a folder, for before/after checks."""
+    snapshot: dict[str, bytes | str] = {}
+    if not folder.exists():
+        return snapshot
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            snapshot[key] = "->" + os.readlink(path)
+        elif path.is_file():
+            snapshot[key] = path.read_bytes()
+    return snapshot
