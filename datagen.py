@@ -1,0 +1,396 @@
+"""Seeded generator of the project's bundled client data (and of large benchmark files).
+
+Every file has the header ``corporation,lastmonth_activity,lastyear_activity,
+number_of_employees,exited``; numbers are written as plain non-negative integers,
+lines end with LF, and files are written atomically (temp file + ``os.replace``).
+
+Generative process (one client = one row)
+-----------------------------------------
+Each regime (``"practice"`` = the old market, ``"source"`` = the new market) is a
+:class:`Regime` of parameters; a client is drawn as follows, with ``z_size`` and
+``z_act`` independent standard normals and ``round`` meaning ``numpy.rint``
+(half to even):
+
+* ``number_of_employees = min(round(emp_median * exp(emp_sigma * z_size)), emp_cap)``
+  (lognormal, heavy-tailed); then a share ``no_staff_share`` is set to 0.
+* Monthly activity level ``L = min(act_median * exp(act_sigma * z), act_cap)`` with
+  ``z = rho * z_size + sqrt(1 - rho**2) * z_act`` (bigger clients are somewhat busier).
+* ``lastmonth_activity = round(L)``.
+* ``lastyear_activity = round(12 * L * R)`` with ``R = exp(Normal(trend_mu, trend_sigma))``:
+  ``R > 1`` means last month fell below the client's average month of the last year.
+* A share ``dormant_share`` gets ``lastmonth_activity = 0`` (stopped using the
+  service last month); independently a share ``inactive_share`` gets both activity
+  columns set to 0.
+* ``exited ~ Bernoulli(sigmoid(b0 + b_month * lastmonth + b_year * lastyear + b_emp * employees))``.
+
+Parameters (``PRACTICE`` / ``SOURCE``):
+
+===================  ===================================  ==================================
+parameter            practice                             source
+===================  ===================================  ==================================
+emp_median/sigma/cap 40 / 1.0 / 5000                      120 / 0.9 / 8000
+act_median/sigma/cap 60 / 0.8 / 3000                      150 / 0.7 / 3000
+rho                  0.3                                  0.3
+trend_mu/sigma       0.0 / 0.25                           0.08 / 0.35
+dormant/inactive     4% / 1%                              6% / 1%
+no_staff_share       1%                                   1%
+exit logit           3.0 - 0.05*month - 0.002*year        -4.2 + 0.012*employees
+                     - 0.004*employees                    + 0.004*(year - 12*month)
+===================  ===================================  ==================================
+
+Drift: in the practice market low activity drives attrition (and size protects a
+little); base rate about 31%. In the source market clients are bigger and busier,
+activity is more often falling, and attrition is driven by size and by the *fall*
+of activity (``year - 12*month``, i.e. the shortfall of last month against the
+yearly average), not by its level: large clients whose activity is falling leave;
+base rate about 37%. Both logits are linear in the raw features, so the
+project's LogisticRegression can learn either market, but a model trained on
+practice data predicts poorly on source data.
+
+Bundled files (``main``)
+------------------------
+* ``generate_clients(3430, "practice", PRACTICE_SEED)``: the first 500 rows are
+  ``testdata/testdata.csv``; the other 2,930 are split in halves into
+  ``practicedata/dataset1.csv`` (1,465 rows) and ``practicedata/dataset2.csv``
+  (1,465 rows plus exact copies of 75 random dataset1 rows, shuffled in; 2.5% of
+  all practice rows are duplicates). Test clients are distinct from each other
+  and from practice clients.
+* ``generate_clients(10000, "source", SOURCE_SEED)`` split in halves into
+  ``sourcedata/dataset3.csv`` (5,000) and ``sourcedata/dataset4.csv`` (5,000 plus
+  exact copies of 150 random dataset3 rows, 1.5% of all source rows).
+* Ids are unique random 4-lowercase-letter strings within a regime. The two
+  regimes draw ids independently, so some ids (about 75 expected; 98 in the
+  bundled files, test ids included) occur in both markets by chance: they denote
+  unrelated clients, and no exact row is shared between the regimes.
+
+Seeds: a regime's draws come from ``SeedSequence([seed, regime code])`` spawned
+into independent streams for ids, features and exits; the split/duplicate layout
+uses ``default_rng([LAYOUT_SEED, k])`` (k = 1 practice, 2 source); regime codes
+are 1 (practice) and 2 (source). ``PRACTICE_SEED = 1101``,
+``SOURCE_SEED = 2202``, ``LAYOUT_SEED = 3303``; rerunning reproduces every file
+byte for byte (given the same numpy version's generators).
+
+Large files: ``write_clients_csv`` streams ``n`` rows in chunks with ids
+``c00000000, c00000001, ...``; chunk ``k`` is drawn from
+``SeedSequence([seed, regime code, k])``, so output depends on ``chunk_rows`` too.
+With ``with_duplicates_share = s``, ``round(s * rows)`` rows of each chunk are
+overwritten by exact copies of other rows of that chunk (the row count stays ``n``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
+COLUMNS = tuple(HEADER.split(","))
+Columns = dict[str, np.ndarray]
+
+PRACTICE_SEED = 1101
+SOURCE_SEED = 2202
+LAYOUT_SEED = 3303
+
+N_TEST = 500
+N_PRACTICE = 2930
+N_PRACTICE_SHARED = 75
+N_SOURCE = 10_000
+N_SOURCE_SHARED = 150
+
+ID_LETTERS = 4
+ID_SPACE = 26**ID_LETTERS
+# Logits beyond this are saturated; clipping keeps np.exp from overflowing.
+LOGIT_CLIP = 50.0
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Parameters of one market's client population and attrition."""
+
+    code: int
+    emp_median: float
+    emp_sigma: float
+    emp_cap: int
+    act_median: float
+    act_sigma: float
+    act_cap: float
+    rho: float
+    trend_mu: float
+    trend_sigma: float
+    dormant_share: float
+    inactive_share: float
+    no_staff_share: float
+    b0: float
+    b_month: float
+    b_year: float
+    b_emp: float
+
+
+PRACTICE = Regime(
+    code=1, emp_median=40, emp_sigma=1.0, emp_cap=5000,
+    act_median=60, act_sigma=0.8, act_cap=3000, rho=0.3,
+    trend_mu=0.0, trend_sigma=0.25,
+    dormant_share=0.04, inactive_share=0.01, no_staff_share=0.01,
+    b0=3.0, b_month=-0.05, b_year=-0.002, b_emp=-0.004,
+)
+# b_month = -12 * b_year: the source logit uses the fall (year - 12*month), not the level.
+SOURCE = Regime(
+    code=2, emp_median=120, emp_sigma=0.9, emp_cap=8000,
+    act_median=150, act_sigma=0.7, act_cap=3000, rho=0.3,
+    trend_mu=0.08, trend_sigma=0.35,
+    dormant_share=0.06, inactive_share=0.01, no_staff_share=0.01,
+    b0=-4.2, b_month=-0.048, b_year=0.004, b_emp=0.012,
+)
+REGIMES = {"practice": PRACTICE, "source": SOURCE}
+
+
+def get_regime(regime: str) -> Regime:
+    """Return the parameters of a named regime, rejecting unknown names."""
+    try:
+        return REGIMES[regime]
+    except KeyError:
+        raise ValueError(f"unknown regime {regime!r}; expected one of {sorted(REGIMES)}") from None
+
+
+def letter_ids(codes: np.ndarray) -> np.ndarray:
+    """Encode integers in [0, 26**4) as 4-lowercase-letter strings."""
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype="S1")
+    digits = [(codes // 26**p) % 26 for p in range(ID_LETTERS - 1, -1, -1)]
+    chars = np.ascontiguousarray(np.stack([letters[d] for d in digits], axis=1))
+    return chars.view(f"S{ID_LETTERS}").ravel().astype(str)
+
+
+def numbered_ids(start: int, n: int) -> np.ndarray:
+    """Return ids c00000000-style for rows start .. start+n-1 (unique at any size)."""
+    return np.array([f"c{i:08d}" for i in range(start, start + n)], dtype=object)
+
+
+def draw_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Draw n unique ids: random 4-letter ids when they fit, numbered ids otherwise."""
+    if n <= ID_SPACE:
+        return letter_ids(rng.choice(ID_SPACE, size=n, replace=False))
+    return numbered_ids(0, n)
+
+
+def draw_features(rng: np.random.Generator, n: int, r: Regime) -> Columns:
+    """Draw the three integer features of n clients of a regime."""
+    z_size = rng.standard_normal(n)
+    z_act = rng.standard_normal(n)
+    employees = np.minimum(np.rint(r.emp_median * np.exp(r.emp_sigma * z_size)), r.emp_cap)
+    employees[rng.random(n) < r.no_staff_share] = 0
+    z_level = r.rho * z_size + np.sqrt(1.0 - r.rho**2) * z_act
+    level = np.minimum(r.act_median * np.exp(r.act_sigma * z_level), r.act_cap)
+    year_ratio = np.exp(rng.normal(r.trend_mu, r.trend_sigma, n))
+    lastmonth = np.rint(level)
+    lastyear = np.rint(12.0 * level * year_ratio)
+    lastmonth[rng.random(n) < r.dormant_share] = 0
+    inactive = rng.random(n) < r.inactive_share
+    lastmonth[inactive] = 0
+    lastyear[inactive] = 0
+    return {
+        "lastmonth_activity": lastmonth.astype(np.int64),
+        "lastyear_activity": lastyear.astype(np.int64),
+        "number_of_employees": employees.astype(np.int64),
+    }
+
+
+def exit_probability(features: Columns, r: Regime) -> np.ndarray:
+    """Return the regime's attrition probability for each client."""
+    logit = (
+        r.b0
+        + r.b_month * features["lastmonth_activity"]
+        + r.b_year * features["lastyear_activity"]
+        + r.b_emp * features["number_of_employees"]
+    )
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -LOGIT_CLIP, LOGIT_CLIP)))
+
+
+def draw_exited(rng: np.random.Generator, features: Columns, r: Regime) -> np.ndarray:
+    """Draw the 0/1 exited label from the regime's logistic attrition model."""
+    p = exit_probability(features, r)
+    return (rng.random(p.shape[0]) < p).astype(np.int64)
+
+
+def draw_rows(rng_features: np.random.Generator, rng_exits: np.random.Generator,
+              ids: np.ndarray, r: Regime) -> Columns:
+    """Assemble full columns for the given ids from feature and exit streams."""
+    features = draw_features(rng_features, len(ids), r)
+    exited = draw_exited(rng_exits, features, r)
+    return {"corporation": ids, **features, "exited": exited}
+
+
+def generate_columns(n: int, regime: str, seed: int) -> Columns:
+    """Generate n clients of a regime as a dict of numpy columns (pure, seeded)."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    r = get_regime(regime)
+    # Separate streams: changing how ids are drawn never shifts the features.
+    ids_seq, feat_seq, exit_seq = np.random.SeedSequence([seed, r.code]).spawn(3)
+    ids = draw_ids(np.random.default_rng(ids_seq), n)
+    return draw_rows(np.random.default_rng(feat_seq), np.random.default_rng(exit_seq), ids, r)
+
+
+def generate_clients(n: int, regime: str, seed: int) -> pd.DataFrame:
+    """Generate n clients of a regime ("practice" or "source") as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(generate_columns(n, regime, seed), columns=list(COLUMNS))
+
+
+def take(cols: Columns, index: np.ndarray | slice) -> Columns:
+    """Select the same rows from every column."""
+    return {name: values[index] for name, values in cols.items()}
+
+
+def concat(*parts: Columns) -> Columns:
+    """Stack column dicts row-wise."""
+    return {name: np.concatenate([p[name] for p in parts]) for name in COLUMNS}
+
+
+def n_rows(cols: Columns) -> int:
+    """Return the number of rows of a column dict."""
+    return len(cols["corporation"])
+
+
+def split_with_shared_rows(cols: Columns, n_shared: int,
+                           rng: np.random.Generator) -> tuple[Columns, Columns]:
+    """Split rows in halves; shuffle copies of n_shared first-half rows into the second."""
+    half = n_rows(cols) // 2
+    first, second = take(cols, slice(0, half)), take(cols, slice(half, None))
+    shared = take(first, rng.choice(half, size=n_shared, replace=False))
+    second = concat(second, shared)
+    return first, take(second, rng.permutation(n_rows(second)))
+
+
+def format_rows(cols: Columns) -> str:
+    """Format rows as CSV lines (LF-terminated) with plain integers."""
+    lines = zip(*(cols[name].tolist() for name in COLUMNS), strict=True)
+    return "".join(f"{c},{m},{y},{e},{x}\n" for c, m, y, e, x in lines)
+
+
+def atomic_write_chunks(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+    """Write text chunks to path via a temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # Binary mode: no newline translation, so files are LF on every platform.
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files should be readable.
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_columns_csv(path: str | os.PathLike, cols: Columns) -> None:
+    """Atomically write a column dict as a CSV file with the project header."""
+    atomic_write_chunks(path, [HEADER + "\n", format_rows(cols)])
+
+
+def overwrite_with_duplicates(cols: Columns, share: float,
+                              rng: np.random.Generator) -> Columns:
+    """Replace a share of rows by exact copies of other rows of the same chunk."""
+    m = n_rows(cols)
+    k = int(round(share * m))
+    if k == 0 or m < 2:
+        return cols
+    order = rng.permutation(m)
+    targets, sources = order[:k], rng.choice(order[k:], size=k, replace=True)
+    out = {name: values.copy() for name, values in cols.items()}
+    for values in out.values():
+        values[targets] = values[sources]
+    return out
+
+
+def stream_chunks(n: int, r: Regime, seed: int, chunk_rows: int,
+                  with_duplicates_share: float) -> Iterator[str]:
+    """Yield the header and then formatted CSV chunks of at most chunk_rows rows."""
+    yield HEADER + "\n"
+    for k, start in enumerate(range(0, n, chunk_rows)):
+        m = min(chunk_rows, n - start)
+        feat_seq, exit_seq, dup_seq = np.random.SeedSequence([seed, r.code, k]).spawn(3)
+        cols = draw_rows(np.random.default_rng(feat_seq), np.random.default_rng(exit_seq),
+                         numbered_ids(start, m), r)
+        cols = overwrite_with_duplicates(cols, with_duplicates_share, np.random.default_rng(dup_seq))
+        yield format_rows(cols)
+
+
+def write_clients_csv(path: str | os.PathLike, n: int, regime: str, seed: int,
+                      chunk_rows: int = 500_000, with_duplicates_share: float = 0.0) -> int:
+    """Stream n rows of a regime to a CSV in bounded memory; return the row count.
+
+    About with_duplicates_share of the rows are exact copies of other rows of
+    the same chunk (so the file holds fewer distinct rows than n).
+    """
+    r = get_regime(regime)
+    if n < 0 or chunk_rows < 1:
+        raise ValueError("need n >= 0 and chunk_rows >= 1")
+    if not 0.0 <= with_duplicates_share < 0.5:
+        raise ValueError("with_duplicates_share must be in [0, 0.5)")
+    atomic_write_chunks(path, stream_chunks(n, r, seed, chunk_rows, with_duplicates_share))
+    return n
+
+
+def build_bundled() -> dict[str, Columns]:
+    """Build the bundled datasets, keyed by path relative to the repo root."""
+    practice = generate_columns(N_TEST + N_PRACTICE, "practice", PRACTICE_SEED)
+    test = take(practice, slice(0, N_TEST))
+    dataset1, dataset2 = split_with_shared_rows(
+        take(practice, slice(N_TEST, None)), N_PRACTICE_SHARED,
+        np.random.default_rng([LAYOUT_SEED, 1]))
+    source = generate_columns(N_SOURCE, "source", SOURCE_SEED)
+    dataset3, dataset4 = split_with_shared_rows(
+        source, N_SOURCE_SHARED, np.random.default_rng([LAYOUT_SEED, 2]))
+    return {
+        "practicedata/dataset1.csv": dataset1,
+        "practicedata/dataset2.csv": dataset2,
+        "sourcedata/dataset3.csv": dataset3,
+        "sourcedata/dataset4.csv": dataset4,
+        "testdata/testdata.csv": test,
+    }
+
+
+def write_bundled(root: str | os.PathLike) -> dict[str, int]:
+    """Write the bundled datasets under root; return row counts by relative path."""
+    counts = {}
+    for relpath, cols in build_bundled().items():
+        write_columns_csv(Path(root) / relpath, cols)
+        counts[relpath] = n_rows(cols)
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description="Generate the project's bundled client data.")
+    parser.add_argument("--root", default=str(Path(__file__).resolve().parent),
+                        help="folder to write practicedata/, sourcedata/, testdata/ into "
+                             "(default: the folder of datagen.py)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the five bundled CSV files and report their row counts."""
+    args = parse_args(argv)
+    for relpath, count in write_bundled(args.root).items():
+        print(f"{relpath}: {count} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

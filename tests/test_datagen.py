@@ -1,0 +1,159 @@
+"""Tests for datagen.py: reproducibility, schema of the bundled data, duplicates and drift."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+import datagen
+
+ROOT = Path(datagen.__file__).resolve().parent
+BUNDLED = (
+    "practicedata/dataset1.csv",
+    "practicedata/dataset2.csv",
+    "sourcedata/dataset3.csv",
+    "sourcedata/dataset4.csv",
+    "testdata/testdata.csv",
+)
+FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
+INT_FIELD = re.compile(r"0|[1-9][0-9]*")
+
+
+def read(relpath: str) -> pd.DataFrame:
+    """Read a bundled CSV with the corporation id kept as text."""
+    return pd.read_csv(ROOT / relpath, dtype={"corporation": str})
+
+
+def deduplicated(*relpaths: str) -> pd.DataFrame:
+    """Concatenate bundled files and drop exact duplicate rows."""
+    return pd.concat([read(p) for p in relpaths], ignore_index=True).drop_duplicates()
+
+
+def fit(df: pd.DataFrame) -> LogisticRegression:
+    """Fit the project's model, turning any warning (e.g. ConvergenceWarning) into an error."""
+    model = LogisticRegression(C=1.0, solver="liblinear", max_iter=100, tol=1e-4, random_state=0,
+                               fit_intercept=True, intercept_scaling=1, class_weight=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return model.fit(df[FEATURES], df["exited"])
+
+
+def f1(model: LogisticRegression, df: pd.DataFrame) -> float:
+    """F1 of a model's predictions on a frame."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return float(f1_score(df["exited"], model.predict(df[FEATURES])))
+
+
+@pytest.fixture(scope="module")
+def practice() -> pd.DataFrame:
+    return deduplicated("practicedata/dataset1.csv", "practicedata/dataset2.csv")
+
+
+@pytest.fixture(scope="module")
+def source() -> pd.DataFrame:
+    return deduplicated("sourcedata/dataset3.csv", "sourcedata/dataset4.csv")
+
+
+@pytest.fixture(scope="module")
+def testdata() -> pd.DataFrame:
+    return read("testdata/testdata.csv")
+
+
+def test_regeneration_is_byte_identical(tmp_path: Path) -> None:
+    assert datagen.main(["--root", str(tmp_path)]) == 0
+    for relpath in BUNDLED:
+        assert (tmp_path / relpath).read_bytes() == (ROOT / relpath).read_bytes(), relpath
+    # Atomic writes leave no temp files behind.
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        Path(p).name for p in BUNDLED)
+
+
+@pytest.mark.parametrize("relpath", BUNDLED)
+def test_bundled_file_schema(relpath: str) -> None:
+    data = (ROOT / relpath).read_bytes()
+    assert b"\r" not in data and data.endswith(b"\n")
+    header, *rows = data.decode("ascii").splitlines()
+    assert header == datagen.HEADER
+    assert rows
+    for row in rows:
+        corporation, *numbers = row.split(",")
+        assert re.fullmatch(r"[a-z]{4}", corporation), row
+        assert len(numbers) == 4 and all(INT_FIELD.fullmatch(v) for v in numbers), row
+        assert numbers[-1] in {"0", "1"}, row
+
+
+@pytest.mark.parametrize("relpath", BUNDLED)
+def test_bundled_features_are_realistic(relpath: str) -> None:
+    df = read(relpath)
+    assert (df[FEATURES] >= 0).all().all()
+    assert (df[FEATURES] == 0).any().any()  # some zeros occur
+    assert 0.2 <= df["exited"].mean() <= 0.45
+    assert df["lastmonth_activity"].corr(df["lastyear_activity"]) > 0.5
+
+
+def test_practice_duplicates_span_both_files() -> None:
+    d1, d2 = read("practicedata/dataset1.csv"), read("practicedata/dataset2.csv")
+    shared = pd.merge(d1, d2)
+    total = len(d1) + len(d2)
+    assert len(shared) == datagen.N_PRACTICE_SHARED
+    assert 0.02 <= len(shared) / total <= 0.03
+    assert not d1.duplicated().any() and not d2.duplicated().any()
+
+
+def test_source_duplicates_span_both_files() -> None:
+    d3, d4 = read("sourcedata/dataset3.csv"), read("sourcedata/dataset4.csv")
+    shared = pd.merge(d3, d4)
+    assert len(shared) == datagen.N_SOURCE_SHARED
+    assert 0.01 <= len(shared) / (len(d3) + len(d4)) <= 0.02
+
+
+def test_sizes_and_distinct_clients(practice: pd.DataFrame, source: pd.DataFrame,
+                                    testdata: pd.DataFrame) -> None:
+    test = testdata
+    assert len(practice) == datagen.N_PRACTICE and practice["corporation"].is_unique
+    assert len(source) == datagen.N_SOURCE and source["corporation"].is_unique
+    assert len(test) == datagen.N_TEST and test["corporation"].is_unique
+    assert not set(test["corporation"]) & set(practice["corporation"])
+    # Ids may coincide across regimes by chance, but never whole rows.
+    assert pd.merge(pd.concat([practice, test]), source).empty
+
+
+def test_drift_practice_model_degrades_on_source(practice: pd.DataFrame, source: pd.DataFrame,
+                                                 testdata: pd.DataFrame) -> None:
+    model = fit(practice)
+    f1_test, f1_source = f1(model, testdata), f1(model, source)
+    assert f1_test >= 0.6
+    assert f1_test - f1_source >= 0.15
+    assert f1(fit(source), source) >= 0.7
+
+
+def test_generate_clients_is_seeded_and_well_formed() -> None:
+    a = datagen.generate_clients(2000, "source", 5)
+    pd.testing.assert_frame_equal(a, datagen.generate_clients(2000, "source", 5))
+    assert not a.equals(datagen.generate_clients(2000, "source", 6))
+    assert list(a.columns) == list(datagen.COLUMNS)
+    assert a["corporation"].is_unique and a["corporation"].str.fullmatch(r"[a-z]{4}").all()
+    assert (a[FEATURES] >= 0).all().all() and set(a["exited"]) <= {0, 1}
+    assert len(datagen.generate_clients(0, "practice", 1)) == 0
+    with pytest.raises(ValueError):
+        datagen.generate_clients(10, "future", 1)
+
+
+def test_write_clients_csv_streams_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    n = datagen.write_clients_csv(path, 2500, "practice", 3, chunk_rows=1000, with_duplicates_share=0.1)
+    first = path.read_bytes()
+    datagen.write_clients_csv(path, 2500, "practice", 3, chunk_rows=1000, with_duplicates_share=0.1)
+    assert path.read_bytes() == first
+    df = pd.read_csv(path, dtype={"corporation": str})
+    assert n == len(df) == 2500
+    assert df.duplicated().sum() == 250
+    assert (df["corporation"].str.len() > 0).all() and (df[FEATURES] >= 0).all().all()
+    assert [p.name for p in tmp_path.iterdir()] == ["big.csv"]
