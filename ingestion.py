@@ -115,7 +115,7 @@ def ingest_folder(folder: Path) -> IngestionResult:
         results.append(FileResult(path.name, riskcore.sha256_bytes(data), rows_read=len(frame),
                                   read_at=riskcore.utc_now()))
     merged, kept = merge_frames(good)
-    for result, rows_kept in zip(results, kept):
+    for result, rows_kept in zip(results, kept, strict=True):
         result.rows_kept = rows_kept
         result.duplicates_dropped = result.rows_read - rows_kept
         log.info("ingested %s: %d rows read, %d kept, %d duplicates dropped",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -377,7 +377,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def utc_now() -> str:
     """The current UTC time as an ISO 8601 string with a Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def numbered_name(name: str, run_number: int | None) -> str:
@@ -496,7 +496,8 @@ def validate_frame(frame, name: str, require_target: bool = True):
     if TARGET in frame.columns:
         target = _check_counts(frame, TARGET, name)
         if (target > 1).any():
-            raise DataError(f'{name} has a value other than 0 or 1 in column "{TARGET}" at row {_first_bad_row(target > 1)}.')
+            row = _first_bad_row(target > 1)
+            raise DataError(f'{name} has a value other than 0 or 1 in column "{TARGET}" at row {row}.')
         columns[TARGET] = target
     import pandas as pd
 

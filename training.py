@@ -15,7 +15,7 @@ import logging
 import pickle
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def model_version(trained_at: datetime, model_sha256: str) -> str:
 
 def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[str, Any]) -> dict:
     """Everything recorded beside a trained model."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sha = riskcore.sha256_bytes(model_bytes)
     return {
         "model_version": model_version(now, sha),

@@ -1,0 +1,73 @@
+"""Reproduce the course's published figures with our scripts, on the course's own data.
+
+Reads ../shared/reference/udacity (beside this repository; not needed by the project or its
+tests) into a temporary project, runs ingestion, training, scoring and the drift scores, and
+compares each figure with the contract. Example: python checks/course_figures.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import ingestion  # noqa: E402
+import riskcore  # noqa: E402
+import scoring  # noqa: E402
+import training  # noqa: E402
+
+REFERENCE = ROOT.parent / "shared" / "reference" / "udacity"
+
+
+def course_project(tmp: Path, input_folder: str) -> riskcore.Config:
+    for name in ("practicedata", "sourcedata", "testdata", "validation_data"):
+        shutil.copytree(REFERENCE / name, tmp / name)
+    raw = {"input_folder_path": input_folder, "output_folder_path": "ingesteddata",
+           "test_data_path": "testdata", "output_model_path": "practicemodels",
+           "prod_deployment_path": "production_deployment"}
+    (tmp / "config.json").write_text(json.dumps(raw))
+    return riskcore.load_config(tmp / "config.json")
+
+
+def f1_on(model, path: Path) -> float:
+    return scoring.score_model(model, riskcore.read_client_csv(path))
+
+
+def main() -> int:
+    if not REFERENCE.is_dir():
+        print(f"error: the course data is not at {REFERENCE}.", file=sys.stderr)
+        return 2
+    checks = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        config = course_project(tmp, "practicedata")
+        result = ingestion.run(config)
+        checks.append(("practice rows after dedup", len(result.frame), 26))
+        training.run(config)
+        model, _ = riskcore.load_trained_model(config.output_model_folder)
+        test = riskcore.read_client_csv(config.test_data_file)
+        checks.append(("predictions on testdata", scoring.predict(model, test).tolist(), [0, 1, 1, 1, 1]))
+        checks.append(("F1 on testdata", round(scoring.run(config), 4), 0.5714))
+        source = ingestion.ingest_folder(tmp / "sourcedata").frame
+        checks.append(("F1 on sourcedata", round(scoring.score_model(model, source), 4), 0.6923))
+        no_drift = tmp / "validation_data" / "no_drift" / "no_drift.csv"
+        drift = tmp / "validation_data" / "drift" / "drift.csv"
+        checks.append(("F1 on no_drift.csv", round(f1_on(model, no_drift), 4), 1.0))
+        checks.append(("F1 on drift.csv", round(f1_on(model, drift), 4), 0.0))
+        replacement = training.train_model(riskcore.read_client_csv(drift), config.model)
+        checks.append(("replacement F1 on testdata", round(scoring.score_model(replacement, test), 4), 0.5))
+    failed = 0
+    for name, got, expected in checks:
+        ok = got == expected
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {got} (contract: {expected})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

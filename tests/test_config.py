@@ -1,0 +1,82 @@
+"""Config loading and validation (riskcore.load_config) and the scripts' bad-config answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_script, write_config
+
+import riskcore
+
+
+def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeypatch, tmp_path_factory):
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    config = riskcore.load_config(project)
+    assert config.input_folder == project.parent / "input"
+    assert config.prod_deployment_folder == project.parent / "prod"
+    assert config.model == riskcore.MODEL_DEFAULTS
+    assert config.automation == riskcore.AUTOMATION_DEFAULTS
+
+
+def test_bundled_configs_are_valid():
+    for name in ("config.json", "config.practice.json"):
+        config = riskcore.load_config(ROOT / name)
+        assert config.model == riskcore.MODEL_DEFAULTS
+
+
+def _config_with(project: Path, mutate) -> Path:
+    raw = json.loads(project.read_text())
+    mutate(raw)
+    project.write_text(json.dumps(raw))
+    return project
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c.pop("output_model_path"), '"output_model_path" is missing'),
+        (lambda c: c.update(colour="blue"), 'Unknown config key "colour"'),
+        (lambda c: c.update(input_folder_path=3), '"input_folder_path"'),
+        (lambda c: c.update(input_folder_path="nowhere"), 'does not exist'),
+        (lambda c: c.update(model={"C": "big"}), '"model.C"'),
+        (lambda c: c.update(model={"max_iter": True}), '"model.max_iter"'),
+        (lambda c: c.update(model={"solvr": "lbfgs"}), '"model.solvr"'),
+        (lambda c: c.update(model={"solver": "magic"}), '"model.solver"'),
+        (lambda c: c.update(automation={"drift_test": "vibes"}), '"automation.drift_test"'),
+        (lambda c: c.update(automation=[]), '"automation"'),
+    ],
+)
+def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):
+    path = _config_with(project, mutate)
+    with pytest.raises(riskcore.ConfigError) as caught:
+        riskcore.load_config(path)
+    message = str(caught.value)
+    assert expected in message
+    assert str(path) in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
+def test_malformed_config_file_is_refused(tmp_path: Path, content: str):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(riskcore.ConfigError, match=str(path)):
+        riskcore.load_config(path)
+
+
+@pytest.mark.parametrize("script", ["ingestion.py", "training.py", "scoring.py", "deployment.py"])
+def test_scripts_answer_a_bad_config_with_exit_2_and_no_traceback(tmp_path: Path, script: str):
+    bad = write_config(tmp_path, input_folder_path="missing-folder")
+    result = run_script(script, "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert '"input_folder_path"' in result.stderr and str(bad) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_file_exit_2(tmp_path: Path):
+    result = run_script("training.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr

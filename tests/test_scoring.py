@@ -1,0 +1,67 @@
+"""scoring.py: score_model on known data, latestscore.txt, integrity of the trained model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import ingestion
+import riskcore
+import scoring
+import training
+
+
+class FixedModel:
+    """A stand-in whose predictions are given, so F1 can be worked out by hand."""
+
+    def __init__(self, predictions):
+        self.predictions = predictions
+
+    def predict(self, features):
+        assert features.shape[1] == len(riskcore.FEATURES)
+        return self.predictions
+
+
+def frame(labels):
+    return pd.DataFrame({"corporation": [f"c{i}" for i in range(len(labels))],
+                         "lastmonth_activity": 1, "lastyear_activity": 1,
+                         "number_of_employees": 1, "exited": labels})
+
+
+def test_score_model_is_f1(tmp_path):
+    # tp=2, fp=1, fn=1 -> precision 2/3, recall 2/3, F1 2/3
+    score = scoring.score_model(FixedModel([1, 1, 1, 0, 0]), frame([1, 1, 0, 1, 0]),
+                                tmp_path / "latestscore.txt")
+    assert score == pytest.approx(2 / 3)
+    assert float((tmp_path / "latestscore.txt").read_text()) == pytest.approx(2 / 3)
+
+
+def test_score_without_path_writes_nothing(tmp_path):
+    scoring.score_model(FixedModel([0, 1]), frame([0, 1]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_undefined_f1_is_zero_without_warning():
+    assert scoring.score_model(FixedModel([0, 0]), frame([0, 0])) == 0.0
+
+
+def test_run_writes_latestscore(config: riskcore.Config):
+    ingestion.run(config)
+    training.run(config)
+    score = scoring.run(config)
+    assert 0.5 < score <= 1.0
+    assert scoring.read_score(config.output_model_folder / riskcore.SCORE_FILE) == score
+
+
+def test_tampered_trained_model_is_refused(config: riskcore.Config):
+    ingestion.run(config)
+    training.run(config)
+    with open(config.model_file, "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(riskcore.IntegrityError, match="sha256"):
+        scoring.run(config)
+
+
+def test_no_model_is_a_clear_error(config: riskcore.Config):
+    with pytest.raises(riskcore.DataError, match="run training.py first"):
+        scoring.run(config)
