@@ -83,7 +83,10 @@ def build_release(prod: Path, sources: dict[str, Path], manifest: dict) -> Path:
     remove_stale_temporaries(releases)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=releases))
     try:
-        files = {name: copy_durably(path, tmp / name) for name, path in sources.items()}
+        files = {}
+        for name, path in sources.items():
+            files[name] = copy_durably(path, tmp / name)
+            riskcore.checkpoint(f"deploy-copied-{name}")
         riskcore.atomic_write_json(tmp / MANIFEST, {**manifest, "files": files})
         os.chmod(tmp, 0o755)
         riskcore.fsync_dir(tmp)
@@ -143,7 +146,9 @@ def publish(prod: Path, sources: dict[str, Path], manifest: dict, keep: int) -> 
     prod.mkdir(parents=True, exist_ok=True)
     previous = riskcore.current_release_name(prod)
     release = build_release(prod, sources, {**manifest, "previous": previous})
+    riskcore.checkpoint("deploy-release-built")
     point_current_at(prod, release)
+    riskcore.checkpoint("deploy-switched")
     ensure_named_links(prod)
     prune_releases(prod, keep)
     deployment = riskcore.require_deployment(prod)

@@ -624,3 +624,15 @@ def load_trained_model(model_folder: Path) -> tuple[Any, dict[str, Any]]:
 def features_of(frame):
     """The feature matrix, in contract order, as float64."""
     return frame.loc[:, list(FEATURES)].to_numpy(dtype="float64")
+
+
+# --- Fault injection for the reliability tests -----------------------------------------------
+KILL_AT_ENV = "RISK_KILL_AT"
+
+
+def checkpoint(name: str) -> None:
+    """A named point between steps; RISK_KILL_AT=<name> kills the process here (tests only)."""
+    if os.environ.get(KILL_AT_ENV) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
