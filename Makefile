@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-fast serve cron uncron bench lint check-course data system-test-deps clean
+.PHONY: help run test test-fast cron uncron lint check-course data system-test-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,18 +23,32 @@ $(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.runtime-stamp
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.runtime-stamp ## set up .venv and run the main job on the bundled data
-	$(PY) ingestion.py --config config.practice.json
-	$(PY) training.py --config config.practice.json
-	$(PY) scoring.py --config config.practice.json
-	$(PY) deployment.py --config config.practice.json
+run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled data (API up meanwhile)
+	HOST=$(HOST) PORT=$(PORT) tools/lifecycle.sh
 
-system-test-deps: ## install the Debian packages the tests use (cron, poppler-utils) when missing
+CRON_SCHEDULE ?= */10 * * * *
+CRON_CONFIG ?= $(CURDIR)/$(CONFIG)
+CRON_LOG ?= $(CURDIR)/logs/cron.log
+CRON_MARK = \# risk-assessment $(CRON_CONFIG)
+
+cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idempotent)
+	@mkdir -p "$$(dirname "$(CRON_LOG)")"
+	@line="$$(sed -e 's|^\*/10 \* \* \* \*|$(CRON_SCHEDULE)|' -e 's|@PROJECT_DIR@|$(CURDIR)|g' \
+	   -e 's|@CONFIG@|$(CRON_CONFIG)|g' -e 's|@LOG@|$(CRON_LOG)|g' cronjob.txt)"; \
+	 { crontab -l 2>/dev/null | grep -vF "$(CRON_MARK)" || true; echo "$$line"; } | crontab -
+	@echo "installed: $$(crontab -l | grep -F "$(CRON_MARK)")"
+
+uncron: ## remove this project's cron line for CONFIG
+	@{ crontab -l 2>/dev/null | grep -vF "$(CRON_MARK)" || true; } | crontab -
+	@echo "removed the cron line for $(CRON_CONFIG)"
+
+system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v cron >/dev/null || missing="$$missing cron"; \
 	  command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	  pgrep -x cron >/dev/null || cron || true; \
 	fi
 
 test: $(VENV)/.dev-stamp system-test-deps ## set up .venv and run the whole test suite

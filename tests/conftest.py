@@ -19,8 +19,11 @@ import riskcore  # noqa: E402
 HEADER = ",".join(riskcore.COLUMNS)
 
 
-def client_rows(n: int, seed: int, flip: bool = False, prefix: str = "c") -> list[str]:
-    """Deterministic client rows: low recent activity means the client is likely to leave."""
+def client_rows(n: int, seed: int, flip: bool = False, prefix: str = "c", noise: float = 0.1) -> list[str]:
+    """Deterministic client rows: low recent activity means the client is likely to leave.
+
+    A share `noise` of the labels is inverted; `flip` inverts the relation itself.
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -29,7 +32,7 @@ def client_rows(n: int, seed: int, flip: bool = False, prefix: str = "c") -> lis
         month = int(rng.integers(0, 400))
         year = int(month * 12 * rng.uniform(0.5, 1.5))
         staff = int(rng.integers(1, 500))
-        exited = int(month < 150) if rng.random() > 0.1 else int(month >= 150)
+        exited = int(month < 150) if rng.random() >= noise else int(month >= 150)
         if flip:
             exited = 1 - exited
         rows.append(f"{prefix}{seed:02d}{i:04d},{month},{year},{staff},{exited}")
@@ -112,3 +115,31 @@ def tree_snapshot(folder: Path) -> dict[str, bytes | str]:
         elif path.is_file():
             snapshot[key] = path.read_bytes()
     return snapshot
+
+
+@pytest.fixture
+def api_url(config: riskcore.Config):
+    """A real HTTP server (werkzeug, in a thread) serving the app for the temporary project."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    import app as app_module
+
+    server = make_server("127.0.0.1", 0, app_module.create_app(str(config.config_file)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,499 @@
+"""The automation cron runs every 10 minutes: new data? drift? then re-train, re-deploy, report.
+
+Reads:  input_folder_path/*.csv, the deployed release (model, latestscore.txt, ingestion record)
+Writes: everything the steps write (ingestion, training, scoring, deployment, diagnostics,
+        reporting, apicalls), output_model_path/runhistory.sqlite (one row per run that did
+        work) and output_model_path/fullprocess.log (size-rotated)
+
+Decisions (the contract's table):
+  no CSV the deployed record lacks (by name and sha256)  -> stop, exit 0; cheap: no pandas
+  nothing deployed yet                                   -> first deployment, then the reports
+  new data, deployed model's F1 on it passes the test    -> keep the model, record the files
+  new data, F1 fails the drift test                      -> re-train, score, deploy, then report
+
+Exit status: 0 done or nothing to do (or another run holds the lock), 1 a step failed
+(production then stays as it was), 2 bad configuration.
+Examples: python fullprocess.py
+          python fullprocess.py --dry-run
+          python fullprocess.py --history
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ingestion
+import riskcore
+
+log = logging.getLogger("fullprocess")
+
+LOCK_FILE = ".fullprocess.lock"
+PENDING_FILE = ".fullprocess-pending.json"
+LOG_FILE = "fullprocess.log"
+LOG_MAX_BYTES = 1_000_000
+LOG_BACKUPS = 5
+
+
+# --- One run at a time -------------------------------------------------------------------------
+@contextlib.contextmanager
+def exclusive_lock(folder: Path):
+    """Yield True when this process holds the run lock, False when another run does.
+
+    flock is released by the kernel when its holder dies, so a killed run never blocks cron.
+    """
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield True
+    finally:
+        handle.close()
+
+
+# --- New data (cheap path: standard library only) ---------------------------------------------
+def known_files(record: dict[str, Any]) -> dict[str, str]:
+    """Name -> sha256 of every file a deployed ingestion record accounts for (rejected too)."""
+    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
+    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
+    return known
+
+
+def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None) -> list[str]:
+    """CSV files the deployed record does not list, or whose content changed since."""
+    candidates, _ = ingestion.list_candidates(input_folder)
+    if deployment is None:
+        return [path.name for path in candidates]
+    known = known_files(riskcore.read_json(deployment.path(riskcore.INGESTION_RECORD), "Ingestion record"))
+    new = []
+    for path in candidates:
+        try:
+            digest = riskcore.sha256_file(path)
+        except OSError:
+            digest = None  # unreadable now (a directory, a dangling link): ingestion will say why
+        if known.get(path.name) != digest:
+            new.append(path.name)
+    return new
+
+
+# --- Drift tests (pure) -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftVerdict:
+    drift: bool
+    test: str
+    threshold: float
+    reason: str
+
+
+def drift_verdict(f1: float, baseline: float, history: list[float], test: str, min_history: int) -> DriftVerdict:
+    """Compare the deployed model's F1 on new data with the configured test."""
+    if test != "raw" and len(history) < min_history:
+        verdict = drift_verdict(f1, baseline, history, "raw", min_history)
+        return DriftVerdict(verdict.drift, "raw", verdict.threshold,
+                            f"{verdict.reason} ({test} test needs {min_history} scores, history has {len(history)})")
+    if test == "raw":
+        threshold, rule = baseline, "baseline"
+    elif test == "parametric":
+        threshold = statistics.fmean(history) - 2 * statistics.stdev(history)
+        rule = "mean - 2*std of history"
+    else:
+        q1, _, q3 = statistics.quantiles(history, n=4, method="inclusive")
+        threshold, rule = q1 - 1.5 * (q3 - q1), "Q1 - 1.5*IQR of history"
+    drift = f1 < threshold
+    relation = "<" if drift else ">="
+    outcome = "model drift" if drift else "no model drift"
+    return DriftVerdict(drift, test, threshold, f"F1 {f1:.4f} {relation} {threshold:.4f} ({rule}): {outcome}")
+
+
+def ks_test(sample, reference, reference_size: int) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value.
+
+    `reference` is a quantile sample standing for `reference_size` rows of training data.
+    """
+    import numpy as np
+
+    sample = np.sort(np.asarray(sample, dtype="float64"))
+    reference = np.sort(np.asarray(reference, dtype="float64"))
+    grid = np.concatenate([sample, reference])
+    cdf_new = np.searchsorted(sample, grid, side="right") / len(sample)
+    cdf_ref = np.searchsorted(reference, grid, side="right") / len(reference)
+    statistic = float(np.max(np.abs(cdf_new - cdf_ref)))
+    n, m = len(sample), max(reference_size, 1)
+    effective = n * m / (n + m)
+    lam = (math.sqrt(effective) + 0.12 + 0.11 / math.sqrt(effective)) * statistic
+    if lam < 1e-3:
+        return statistic, 1.0
+    p_value = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return statistic, float(min(max(p_value, 0.0), 1.0))
+
+
+def psi(sample, reference) -> float:
+    """Population stability index over the reference's decile bins."""
+    import numpy as np
+
+    reference = np.asarray(reference, dtype="float64")
+    edges = np.unique(np.quantile(reference, np.linspace(0.1, 0.9, 9)))
+    bins = np.concatenate([[-np.inf], edges, [np.inf]])
+    expected = np.histogram(reference, bins=bins)[0] / len(reference)
+    actual = np.histogram(np.asarray(sample, dtype="float64"), bins=bins)[0] / len(sample)
+    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def data_drift(frame, profile: dict[str, Any], psi_threshold: float, ks_alpha: float) -> dict[str, Any]:
+    """PSI and KS per feature between the deployed model's training data and the new data."""
+    features = {}
+    for column in riskcore.FEATURES:
+        reference = profile["quantiles"][column]
+        values = frame[column].to_numpy(dtype="float64")
+        statistic, p_value = ks_test(values, reference, profile["rows"])
+        index = psi(values, reference)
+        features[column] = {"psi": round(index, 4), "ks_statistic": round(statistic, 4),
+                            "ks_p_value": p_value, "drift": index > psi_threshold or p_value < ks_alpha}
+    return {"features": features, "drift": any(f["drift"] for f in features.values())}
+
+
+# --- Run history ------------------------------------------------------------------------------
+HISTORY_COLUMNS = {
+    "started_at": "TEXT", "finished_at": "TEXT", "run_number": "INTEGER", "new_files": "TEXT",
+    "rows_read": "INTEGER", "rows_ingested": "INTEGER", "files_rejected": "TEXT",
+    "f1_new_data": "REAL", "baseline": "REAL", "drift_test": "TEXT", "drift_verdict": "TEXT",
+    "data_drift": "TEXT", "decision": "TEXT", "version_before": "TEXT", "version_after": "TEXT",
+    "step_seconds": "TEXT", "outcome": "TEXT", "error": "TEXT",
+}
+
+
+def open_history(path: Path):
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=10)
+    columns = ", ".join(f"{name} {kind}" for name, kind in HISTORY_COLUMNS.items())
+    connection.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})")
+    return connection
+
+
+def append_history(path: Path, row: dict[str, Any]) -> None:
+    """Add one run to the history database."""
+    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()
+              if k in HISTORY_COLUMNS}
+    with contextlib.closing(open_history(path)) as connection, connection:
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Every recorded run, oldest first."""
+    if not path.is_file():
+        return []
+    with contextlib.closing(open_history(path)) as connection:
+        connection.row_factory = __import__("sqlite3").Row
+        return [dict(row) for row in connection.execute("SELECT * FROM runs ORDER BY id")]
+
+
+def score_history(path: Path) -> list[float]:
+    """F1 on new data of earlier successful runs: the history the statistical tests use."""
+    return [row["f1_new_data"] for row in read_history(path)
+            if row["f1_new_data"] is not None and row["outcome"] == "done"]
+
+
+def format_history(rows: list[dict[str, Any]]) -> str:
+    """The run history as a plain-text table."""
+    headers = ("id", "started", "new files", "rows", "F1 new", "baseline", "test", "decision",
+               "model before -> after", "outcome")
+    lines = [headers]
+    for row in rows:
+        f1 = "" if row["f1_new_data"] is None else f"{row['f1_new_data']:.4f}"
+        base = "" if row["baseline"] is None else f"{row['baseline']:.4f}"
+        files = ",".join(json.loads(row["new_files"] or "[]"))
+        versions = f"{row['version_before'] or '-'} -> {row['version_after'] or '-'}"
+        outcome = row["outcome"] + (f": {row['error']}" if row["error"] else "")
+        lines.append((str(row["id"]), row["started_at"], files[:40], str(row["rows_ingested"] or ""), f1, base,
+                      row["drift_test"] or "", row["decision"] or "", versions, outcome))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+# --- The run ----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What one run found, decided and did; becomes a row of the history."""
+
+    started_at: str
+    run_number: int | None = None
+    new_files: list[str] = field(default_factory=list)
+    rows_read: int | None = None
+    rows_ingested: int | None = None
+    files_rejected: list[dict] = field(default_factory=list)
+    f1_new_data: float | None = None
+    baseline: float | None = None
+    drift_test: str | None = None
+    drift_verdict: str | None = None
+    data_drift: dict | None = None
+    decision: str | None = None
+    version_before: str | None = None
+    version_after: str | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    outcome: str = "running"
+    error: str | None = None
+    finished_at: str | None = None
+
+
+class StepFailed(Exception):
+    """A step of the run failed; the message says which and why."""
+
+
+@contextlib.contextmanager
+def step(run: Run, name: str):
+    """Time a step, log it, and turn a user-caused failure into StepFailed naming the step."""
+    riskcore.checkpoint(f"before-{name}")
+    start = time.perf_counter()
+    try:
+        yield
+    except riskcore.UserError as exc:
+        raise StepFailed(f"step {name} failed: {exc}") from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StepFailed(f"step {name} failed: {exc.strerror or exc}{where}") from exc
+    finally:
+        run.step_seconds[name] = round(time.perf_counter() - start, 3)
+    log.info("step %s done in %.3f s", name, run.step_seconds[name])
+    riskcore.checkpoint(f"after-{name}")
+
+
+def check_drift(config: riskcore.Config, run: Run, deployment: riskcore.Deployment, frame) -> bool:
+    """Decide whether the deployed model has drifted on the new data; record why."""
+    import scoring
+
+    model = riskcore.load_deployed_model(deployment)
+    run.f1_new_data = scoring.score_model(model, frame)
+    run.baseline = scoring.read_score(deployment.path(riskcore.SCORE_FILE))
+    auto = config.automation
+    verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
+                            auto["drift_test"], auto["min_history"])
+    run.drift_test, run.drift_verdict = verdict.test, verdict.reason
+    metadata = riskcore.read_json(deployment.path(riskcore.MODEL_METADATA), "Model metadata")
+    run.data_drift = data_drift(frame, metadata["training_profile"], auto["psi_threshold"], auto["ks_alpha"])
+    drifted = [c for c, f in run.data_drift["features"].items() if f["drift"]]
+    log.info("drift check: %s; data drift in %s", verdict.reason, ", ".join(drifted) or "no feature")
+    if verdict.drift:
+        return True
+    if drifted and auto["data_drift_triggers_retrain"]:
+        run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
+        return True
+    return False
+
+
+def history_path(config: riskcore.Config) -> Path:
+    return config.output_model_folder / riskcore.RUN_HISTORY
+
+
+def report_run_number(config: riskcore.Config) -> int:
+    """The next free number for this run's reports, the same for every report kind."""
+    folder = config.output_model_folder
+    return max(riskcore.next_run_number(folder, name)
+               for name in (riskcore.CONFUSION_MATRIX, riskcore.SUMMARY_REPORT, riskcore.API_RETURNS))
+
+
+def retrain_and_deploy(config: riskcore.Config, run: Run) -> None:
+    import deployment
+    import scoring
+    import training
+
+    with step(run, "training"):
+        training.run(config)
+    with step(run, "scoring"):
+        scoring.run(config)
+    with step(run, "deployment"):
+        deployment.deploy(config)
+
+
+def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deployment | None) -> None:
+    """Ingest the new data, check drift against the deployed model, and act on the verdict."""
+    import deployment
+
+    with step(run, "ingestion"):
+        result = ingestion.run(config)
+    run.rows_read = sum(f.rows_read for f in result.files)
+    run.rows_ingested = len(result.frame)
+    run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
+    if current is None:
+        run.decision = "first deployment"
+        log.info("nothing deployed yet: training and deploying a first model")
+        retrain_and_deploy(config, run)
+        return
+    with step(run, "drift_check"):
+        drift = check_drift(config, run, current, result.frame)
+    if drift:
+        run.decision = "retrain"
+        log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
+        retrain_and_deploy(config, run)
+    else:
+        run.decision = "keep"
+        log.info("decision: keep model %s, record the new files as processed", current.model_version)
+        with step(run, "record_files"):
+            deployment.deploy_records(config)
+
+
+def produce_reports(config: riskcore.Config, run: Run, api_url: str) -> None:
+    """Diagnostics, reports and API calls for the current deployment, numbered as one run."""
+    import apicalls
+    import diagnostics
+    import reporting
+
+    with step(run, "diagnostics"):
+        diagnostics.run(config)
+    with step(run, "reporting"):
+        reporting.run(config, run_number=run.run_number)
+    with step(run, "apicalls"):
+        status = apicalls.run(config, api_url, run_number=run.run_number,
+                              api_key=os.environ.get("RISK_API_KEY"))
+    if status != riskcore.EXIT_OK:
+        raise StepFailed(f"step apicalls failed: the API at {api_url} did not answer every call "
+                         f"(see {riskcore.numbered_name(riskcore.API_RETURNS, run.run_number)})")
+
+
+def write_pending(config: riskcore.Config, run: Run) -> None:
+    """Remember that this run's reports are owed, so a run killed before them is finished later."""
+    riskcore.atomic_write_json(config.output_model_folder / PENDING_FILE,
+                               {"run_number": run.run_number, "started_at": run.started_at})
+
+
+def clear_pending(config: riskcore.Config) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (config.output_model_folder / PENDING_FILE).unlink()
+
+
+def read_pending(config: riskcore.Config) -> dict | None:
+    path = config.output_model_folder / PENDING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {"run_number": None}
+
+
+def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | None, api_url: str,
+            reports_only: bool = False) -> int:
+    """Do the work of a run; record it in the history whatever happens."""
+    write_pending(config, run)
+    try:
+        if not reports_only:
+            ingest_and_decide(config, run, current)
+        produce_reports(config, run, api_url)
+        run.outcome = "done"
+    except StepFailed as exc:
+        run.outcome, run.error = "failed", str(exc)
+    except BaseException as exc:
+        run.outcome, run.error = "crashed", f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        clear_pending(config)
+        run.finished_at = riskcore.utc_now()
+        deployed = riskcore.current_deployment(config.prod_deployment_folder)
+        run.version_after = deployed.model_version if deployed else None
+        append_history(history_path(config), riskcore.as_plain(run))
+        if run.error:
+            log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
+    log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
+    return riskcore.EXIT_OK if run.outcome == "done" else riskcore.EXIT_FAILED
+
+
+def dry_run(config: riskcore.Config, current: riskcore.Deployment | None, new_files: list[str]) -> str:
+    """What a run would decide now, with its reasons, without changing anything."""
+    if current is None:
+        return "would make a first deployment: nothing is deployed yet"
+    result = ingestion.ingest_folder(config.input_folder)
+    if result.rejected:
+        log.info("would reject: %s", "; ".join(r.reason for r in result.rejected))
+    if not result.files:
+        return "would fail: no file could be ingested"
+    run = Run(started_at=riskcore.utc_now())
+    drift = check_drift(config, run, current, result.frame)
+    action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
+    return f"would {action}: new files {', '.join(new_files)}; {run.drift_verdict}"
+
+
+def setup_file_logging(config: riskcore.Config) -> None:
+    """Also log to a size-rotated file beside the models."""
+    from logging.handlers import RotatingFileHandler
+
+    config.output_model_folder.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(config.output_model_folder / LOG_FILE, maxBytes=LOG_MAX_BYTES,
+                                  backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
+    """One cron tick: decide, and act when there is something to do."""
+    current = riskcore.current_deployment(config.prod_deployment_folder)
+    new_files = detect_new_files(config.input_folder, current)
+    pending = None if dry else read_pending(config)
+    if not new_files and pending is None:
+        log.info("no new data in %s: nothing to do", config.input_folder)
+        return riskcore.EXIT_OK
+    if dry:
+        print(dry_run(config, current, new_files) if new_files else "would do nothing: no new data")
+        return riskcore.EXIT_OK
+    setup_file_logging(config)
+    run = Run(started_at=riskcore.utc_now(), new_files=new_files,
+              version_before=current.model_version if current else None)
+    # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
+    # it had never been interrupted.
+    run.run_number = (pending or {}).get("run_number") or report_run_number(config)
+    if not new_files:
+        run.decision = "finish reports"
+        log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
+        return execute(config, run, current, api_url, reports_only=True)
+    log.info("new data: %s", ", ".join(new_files))
+    return execute(config, run, current, api_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: one automation tick (or --dry-run, or --history)."""
+    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="print the decision and its reasons; change nothing")
+    parser.add_argument("--history", action="store_true", help="print the run history as a table")
+    parser.add_argument("--api-url", default=None, help="API the reports call (default: automation.api_url)")
+    args = parser.parse_args(argv)
+    riskcore.setup_logging(args.verbose)
+
+    def body() -> int:
+        config = riskcore.load_config(args.config)
+        if args.history:
+            print(format_history(read_history(history_path(config))))
+            return riskcore.EXIT_OK
+        with exclusive_lock(config.output_model_folder) as held:
+            if not held:
+                log.info("another fullprocess run is in progress: exiting")
+                return riskcore.EXIT_OK
+            return tick(config, args.api_url or config.automation["api_url"], dry=args.dry_run)
+
+    return riskcore.run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
