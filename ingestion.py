@@ -70,6 +70,10 @@ def read_candidate(path: Path, folder: Path) -> tuple[bytes, object]:
         raise DataError(f"{path.name} is a link pointing outside the input folder.")
     if not path.is_file():
         raise DataError(f"{path.name} is not a regular file.")
+    size = path.stat().st_size
+    if size > riskcore.MAX_INPUT_BYTES:
+        raise DataError(f"{path.name} is {size / 2**20:.0f} MiB, above the "
+                        f"{riskcore.MAX_INPUT_BYTES / 2**20:.0f} MiB limit for one input file.")
     try:
         data = path.read_bytes()
     except OSError as exc:

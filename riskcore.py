@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -424,6 +425,7 @@ def as_plain(obj: Any) -> Any:
 
 # --- CSV schema ------------------------------------------------------------------------------
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
+MAX_INPUT_BYTES = 128 * 1024 * 1024  # one input file; ~4M rows, far beyond one delivery of client data
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -487,6 +489,10 @@ def validate_frame(frame, name: str, require_target: bool = True):
     _check_header([str(c) for c in frame.columns], name, require_target)
     if frame.empty:
         raise DataError(f"{name} has a header but no rows.")
+    repeated = (frame[ID_COLUMN].astype("string") == ID_COLUMN) & (
+        frame[FEATURES[0]].astype("string") == FEATURES[0])
+    if repeated.any():
+        raise DataError(f"{name} repeats its header line at row {_first_bad_row(repeated)}.")
     ids = frame[ID_COLUMN].astype("string").str.strip()
     if ids.isna().any() or (ids == "").any():
         raise DataError(f'{name} has an empty "{ID_COLUMN}" at row {_first_bad_row(ids.isna() | (ids == ""))}.')
@@ -512,8 +518,13 @@ def parse_csv_bytes(data: bytes, name: str, require_target: bool = True):
 
     check_raw_csv(data, name)
     try:
-        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype={ID_COLUMN: str},
-                            skipinitialspace=True, keep_default_na=False, na_values=[""])
+        with warnings.catch_warnings():
+            # A row longer than the header would otherwise be cut silently.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype={ID_COLUMN: str}, index_col=False,
+                                skipinitialspace=True, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserWarning:
+        raise DataError(f"{name} is not a well-formed CSV file (a row has more fields than the header).") from None
     except UnicodeDecodeError:
         raise DataError(f"{name} is not UTF-8 text.") from None
     except pd.errors.EmptyDataError:

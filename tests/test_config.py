@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script, write_config
 
 import riskcore
+from conftest import ROOT, run_script, write_config
 
 
 def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeypatch, tmp_path_factory):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import run_script, tree_snapshot
 
 import deployment
 import riskcore
 import scoring
 import training
+from conftest import run_script, tree_snapshot
 
 
 def test_deploy_publishes_the_three_course_files(deployed: riskcore.Config):

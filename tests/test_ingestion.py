@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import HEADER, client_rows, run_script, write_csv
 
 import ingestion
 import riskcore
+from conftest import HEADER, client_rows, run_script, write_csv
 
 
 def test_merges_and_drops_exact_duplicates(config: riskcore.Config):

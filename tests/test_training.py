@@ -7,11 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import write_csv
 
 import ingestion
 import riskcore
 import training
+from conftest import write_csv
 
 # A course-sized fixture of our own: 12 rows with two exact duplicates.
 SMALL = [

@@ -1,0 +1,172 @@
+"""Hostile input files for ingestion: each gets one sentence naming it; the good files still go in."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import ingestion
+import riskcore
+from conftest import HEADER, client_rows, run_script
+
+GOOD = ["dataset1.csv", "dataset2.csv"]
+ROW = "abcd,10,120,5,1"
+
+REJECTED = {
+    "empty.csv": (b"", "is empty"),
+    "blank.csv": (b"\n\n  \n", "is empty"),
+    "headeronly.csv": (f"{HEADER}\n".encode(), "has a header but no rows"),
+    "missingcol.csv": (b"corporation,lastmonth_activity,lastyear_activity,exited\nabcd,1,2,0\n",
+                       'is missing the column "number_of_employees"'),
+    "extracol.csv": (f"{HEADER},region\n{ROW},north\n".encode(), 'has an unexpected column "region"'),
+    "renamedcol.csv": (f"{HEADER.replace('exited', 'churned')}\n{ROW}\n".encode(), 'missing the column "exited"'),
+    "wrongtype.csv": (f"{HEADER}\nabcd,ten,120,5,1\n".encode(), '"ten" in column "lastmonth_activity" at row 1'),
+    "fraction.csv": (f"{HEADER}\nabcd,10.5,120,5,1\n".encode(), '"10.5" in column "lastmonth_activity"'),
+    "negative.csv": (f"{HEADER}\n{ROW}\nefgh,-3,120,5,0\n".encode(), 'negative value in column "lastmonth_activity" at row 2'),
+    "huge.csv": (f"{HEADER}\nabcd,10,99999999999999999999999,5,1\n".encode(), 'implausibly large value in column "lastyear_activity"'),
+    "nan.csv": (f"{HEADER}\nabcd,NaN,120,5,1\n".encode(), '"NaN" in column "lastmonth_activity"'),
+    "inf.csv": (f"{HEADER}\nabcd,10,inf,5,1\n".encode(), '"inf" in column "lastyear_activity"'),
+    "emptycell.csv": (f"{HEADER}\nabcd,10,,5,1\n".encode(), 'an empty value in column "lastyear_activity"'),
+    "label.csv": (f"{HEADER}\nabcd,10,120,5,2\n".encode(), 'a value other than 0 or 1 in column "exited"'),
+    "twoheaders.csv": (f"{HEADER}\n{ROW}\n{HEADER}\n{ROW}\n".encode(), "repeats its header line at row 2"),
+    "latin1.csv": (f"{HEADER}\nsoci\xe9t\xe9,10,120,5,1\n".encode("latin-1"), "is not UTF-8 text"),
+    "semicolon.csv": (f"{HEADER.replace(',', ';')}\n{ROW.replace(',', ';')}\n".encode(), "uses ';' as its separator"),
+    "junk.csv": (bytes(range(256)) * 40, "is binary, not a CSV text file"),
+    "gzipped.csv": (gzip.compress(f"{HEADER}\n{ROW}\n".encode()), "is gzip-compressed"),
+    "ragged.csv": (f"{HEADER}\n{ROW},7,8\n".encode(), "is not a well-formed CSV file"),
+    "noid.csv": (f"{HEADER}\n,10,120,5,1\n".encode(), 'an empty "corporation" at row 1'),
+}
+
+
+def ingest_with(config: riskcore.Config, name: str, content: bytes) -> ingestion.IngestionResult:
+    (config.input_folder / name).write_bytes(content)
+    return ingestion.run(config)
+
+
+def assert_rejected_alone(result: ingestion.IngestionResult, name: str, expected: str) -> None:
+    assert [f.name for f in result.files] == GOOD
+    assert len(result.rejected) == 1
+    reason = result.rejected[0].reason
+    assert reason.startswith(name) and expected in reason, reason
+    assert "\n" not in reason and "Traceback" not in reason
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_hostile_file_is_rejected_with_one_sentence(config: riskcore.Config, name: str):
+    content, expected = REJECTED[name]
+    assert_rejected_alone(ingest_with(config, name, content), name, expected)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bom.csv", ("\ufeff" + f"{HEADER}\n{ROW}\n").encode()),
+    ("quoted.csv", f'{HEADER}\n"abcd","10","120","5","1"\n'.encode()),
+    ("crlf.csv", f"{HEADER}\r\n{ROW}\r\n".encode()),
+    ("reordered.csv", b"exited,corporation,number_of_employees,lastyear_activity,lastmonth_activity\n1,abcd,5,120,10\n"),
+])
+def test_harmless_variants_are_ingested_as_the_plain_row(config: riskcore.Config, name: str, content: bytes):
+    result = ingest_with(config, name, content)
+    assert result.rejected == []
+    rows = config.final_data_file.read_text().splitlines()
+    assert ROW in rows
+
+
+def test_symlink_pointing_outside_is_rejected(config: riskcore.Config, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("outside") / "secret.csv"
+    secret.write_text(f"{HEADER}\n{ROW}\n")
+    (config.input_folder / "link.csv").symlink_to(secret)
+    result = ingestion.run(config)
+    assert_rejected_alone(result, "link.csv", "is a link pointing outside the input folder")
+
+
+def test_directory_named_csv_is_rejected(config: riskcore.Config):
+    (config.input_folder / "x.csv").mkdir()
+    assert_rejected_alone(ingestion.run(config), "x.csv", "is not a regular file")
+
+
+def test_zero_byte_icon_file_is_ignored(config: riskcore.Config):
+    (config.input_folder / "Icon\r").write_bytes(b"")
+    result = ingestion.run(config)
+    assert result.rejected == [] and "Icon\r" in result.ignored
+
+
+@pytest.mark.slow
+def test_200_mb_file_is_refused_without_reading_it(config: riskcore.Config):
+    big = config.input_folder / "big.csv"
+    with open(big, "wb") as handle:
+        handle.write(f"{HEADER}\n".encode())
+        handle.truncate(200 * 1024 * 1024)  # sparse: 200 MiB on paper, no time to write
+    start = time.perf_counter()
+    result = ingestion.run(config)
+    assert time.perf_counter() - start < 5
+    assert_rejected_alone(result, "big.csv", "200 MiB, above the 128 MiB limit")
+
+
+def test_file_being_written_is_ingested_as_one_consistent_snapshot(config: riskcore.Config):
+    path = config.input_folder / "growing.csv"
+    states: dict[str, int] = {}  # sha256 of every state the file passes through -> complete rows
+    done = threading.Event()
+
+    def writer() -> None:
+        content = f"{HEADER}\n".encode()
+        path.write_bytes(content)
+        rows = client_rows(3000, seed=11)
+        for start in range(0, len(rows), 50):
+            chunk = "".join(r + "\n" for r in rows[start:start + 50]).encode()
+            for piece in (chunk[:7], chunk[7:]):  # every other state ends mid-line
+                with open(path, "ab") as handle:
+                    handle.write(piece)
+                content += piece
+                states[hashlib.sha256(content).hexdigest()] = content.count(b"\n") - 1
+            time.sleep(0.001)
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while not path.exists():
+            time.sleep(0.001)
+        results = [ingestion.run(config) for _ in range(5)]
+    finally:
+        thread.join(timeout=30)
+    for result in results:
+        assert [f.name for f in result.files][:2] == GOOD
+        for entry in result.files:
+            if entry.name == "growing.csv":
+                assert entry.sha256 in states
+                assert entry.rows_read in (states[entry.sha256], states[entry.sha256] + 1)
+        for rejection in result.rejected:
+            assert rejection.reason.startswith("growing.csv") and "\n" not in rejection.reason
+
+
+def test_nothing_earlier_is_lost_when_every_file_is_bad(config: riskcore.Config, tmp_path: Path):
+    ingestion.run(config)
+    before = {name: (config.output_folder / name).read_bytes()
+              for name in (riskcore.FINAL_DATA, riskcore.INGESTED_FILES, riskcore.INGESTION_RECORD)}
+    for path in list(config.input_folder.iterdir()):
+        path.unlink()
+    for name, (content, _) in list(REJECTED.items())[:5]:
+        (config.input_folder / name).write_bytes(content)
+    with pytest.raises(riskcore.DataError, match="Nothing ingested"):
+        ingestion.run(config)
+    for name, data in before.items():
+        assert (config.output_folder / name).read_bytes() == data
+
+
+def test_command_line_gives_a_sentence_per_bad_file_and_no_traceback(project: Path, tmp_path: Path):
+    for name in ("gzipped.csv", "latin1.csv", "junk.csv"):
+        (project.parent / "input" / name).write_bytes(REJECTED[name][0])
+    result = run_script("ingestion.py", "--config", str(project), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for name in ("gzipped.csv", "latin1.csv", "junk.csv"):
+        assert sum(name in line for line in result.stderr.splitlines()) == 1
+    record = json.loads((project.parent / "ingested" / riskcore.INGESTION_RECORD).read_text())
+    assert sorted(r["name"] for r in record["rejected"]) == ["gzipped.csv", "junk.csv", "latin1.csv"]
+    assert os.path.exists(project.parent / "ingested" / riskcore.FINAL_DATA)
