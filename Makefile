@@ -42,6 +42,10 @@ uncron: ## remove this project's cron line for CONFIG
 	@{ crontab -l 2>/dev/null | grep -vF "$(CRON_MARK)" || true; } | crontab -
 	@echo "removed the cron line for $(CRON_CONFIG)"
 
+serve: $(VENV)/.runtime-stamp ## run the API with gunicorn, 2 workers, on HOST:PORT (default 127.0.0.1:8000)
+	RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn --workers 2 --bind $(HOST):$(PORT) --no-control-socket \
+	  --chdir $(CURDIR) wsgi:app
+
 system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \

@@ -1,0 +1,740 @@
+"""Tests for app.py and wsgi.py: every endpoint, every refusal, hot reload, and gunicorn end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+import deployment
+import ingestion
+import riskcore
+import scoring
+import training
+from conftest import ROOT, client_rows, run_script, write_config, write_csv
+
+RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
+
+
+@pytest.fixture(autouse=True)
+def drop_cli_log_handler():
+    """main() installs a stderr handler once per process; drop it so the next test's capture gets its own."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_risk_handler", False)]:
+        root.removeHandler(handler)
+
+
+# --- Fixtures --------------------------------------------------------------------------------
+def build_project(root: Path) -> riskcore.Config:
+    """A deployed project, plus a valid CSV outside the data folders and links pointing at it."""
+    write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
+    write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
+    write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
+    config = riskcore.load_config(write_config(root))
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    deployment.deploy(config)
+    secret = write_csv(root / "outside" / "secret.csv", client_rows(5, seed=9, prefix="s"))
+    (root / "test" / "link.csv").symlink_to(secret)
+    (root / "input" / "linkdir").symlink_to(secret.parent, target_is_directory=True)
+    (root / "test" / "loop.csv").symlink_to(root / "test" / "loop.csv")
+    return config
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> riskcore.Config:
+    """One deployed project for the tests that only read it."""
+    return build_project(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture
+def client(shared):
+    return app_module.create_app(shared.config_file).test_client()
+
+
+@pytest.fixture
+def fake_diagnostics(monkeypatch):
+    """diagnostics.dataframe_summary as issue 3 defines it, counting its calls."""
+    module = types.ModuleType("diagnostics")
+    module.calls = 0
+
+    def dataframe_summary(config, frame=None):
+        module.calls += 1
+        frame = riskcore.read_client_csv(config.final_data_file) if frame is None else frame
+        return [{"column": c, "statistic": s, "value": float(getattr(frame[c], s)())}
+                for c in riskcore.FEATURES for s in ("mean", "median", "std")]
+
+    module.dataframe_summary = dataframe_summary
+    monkeypatch.setitem(sys.modules, "diagnostics", module)
+    return module
+
+
+def post_json(client, document, **kwargs):
+    return client.post("/prediction", data=json.dumps(document), content_type="application/json", **kwargs)
+
+
+def records(n: int, **changes) -> dict:
+    return {"records": [{**RECORD, "corporation": f"c{i:04d}", **changes} for i in range(n)]}
+
+
+def assert_json_error(response, status: int, *phrases: str, server_paths: tuple[Path, ...] = ()) -> dict:
+    """The response is a JSON error with this status, its message holds the phrases, no server path leaks."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["status"] == status and body["error"] and body["message"]
+    for phrase in phrases:
+        assert phrase in body["message"], body["message"]
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "<html" not in text.lower()
+    for path in server_paths:
+        assert str(path) not in text
+    return body
+
+
+def deploy_new_model(config: riskcore.Config, seed: int) -> riskcore.Deployment:
+    """Add a file of new data, retrain, score and deploy: a new model version."""
+    write_csv(config.input_folder / f"more{seed}.csv", client_rows(150, seed=seed, flip=True, prefix="n"))
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    return deployment.deploy(config)
+
+
+# --- Import time and entry points ------------------------------------------------------------
+def test_importing_app_and_creating_it_loads_nothing_heavy(project):
+    code = ("import sys, app; a = app.create_app(sys.argv[1]); "
+            "print(sorted(m for m in ('pandas', 'sklearn', 'numpy') if m in sys.modules), a.debug)")
+    result = subprocess.run([sys.executable, "-c", code, str(project)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "False"]
+
+
+def test_wsgi_reads_the_config_named_by_risk_config(deployed, tmp_path):
+    code = "import wsgi; print(wsgi.app.extensions['risk'].config.config_file)"
+    env = {**os.environ, "RISK_CONFIG": str(deployed.config_file)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(deployed.config_file)
+
+
+def test_create_app_with_a_bad_config_fails_with_one_sentence(tmp_path):
+    with pytest.raises(riskcore.ConfigError, match="does not exist"):
+        app_module.create_app(tmp_path / "missing.json")
+
+
+def test_main_runs_the_development_server_on_loopback_without_debugger(project, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(app_module.Flask, "run", lambda self, **kwargs: seen.update(kwargs))
+    assert app_module.main(["--config", str(project)]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
+    assert seen["debug"] is False and seen["use_reloader"] is False
+
+
+def test_main_with_a_bad_config_exits_2_without_traceback(tmp_path, capsys):
+    assert app_module.main(["--config", str(tmp_path / "nope.json")]) == riskcore.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+# --- Endpoints -------------------------------------------------------------------------------
+def test_health_names_the_deployed_model(client, shared):
+    current = riskcore.current_deployment(shared.prod_deployment_folder)
+    body = client.get("/health").get_json()
+    assert body == {"status": "ok", "model_version": current.model_version,
+                    "deployed_at": current.deployed_at, "release": current.release}
+
+
+def test_prediction_of_records_returns_one_row_per_record_with_model_version(client, shared):
+    response = post_json(client, records(3))
+    assert response.status_code == 200
+    body = response.get_json()
+    current = riskcore.current_deployment(shared.prod_deployment_folder)
+    assert body["model_version"] == current.model_version and body["count"] == 3
+    assert [row["corporation"] for row in body["predictions"]] == ["c0000", "c0001", "c0002"]
+    for row in body["predictions"]:
+        assert row["prediction"] in (0, 1) and 0.0 <= row["probability"] <= 1.0
+        assert row["prediction"] == int(row["probability"] > 0.5)
+
+
+def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):
+    body = post_json(client, {"dataset": "test/testdata.csv"}).get_json()
+    frame = scoring.read_test_data(shared)
+    model = riskcore.load_deployed_model(riskcore.current_deployment(shared.prod_deployment_folder))
+    assert [r["corporation"] for r in body["predictions"]] == frame["corporation"].tolist()
+    assert [r["prediction"] for r in body["predictions"]] == scoring.predict(model, frame).tolist()
+    expected = model.predict_proba(riskcore.features_of(frame))[:, 1].tolist()
+    assert [r["probability"] for r in body["predictions"]] == pytest.approx(expected)
+
+
+def test_the_linear_shortcut_reproduces_predict_proba_and_is_refused_when_it_would_not(shared):
+    import numpy as np
+
+    model = riskcore.load_deployed_model(riskcore.current_deployment(shared.prod_deployment_folder))
+    probe = app_module.probe_rows()
+    shortcut = app_module.linear_shortcut(model, probe)
+    assert shortcut is not None
+    rows = np.random.default_rng(1).integers(0, 5000, size=(500, 3)).astype("float64")
+    np.testing.assert_allclose(shortcut(rows), model.predict_proba(rows), rtol=1e-12, atol=1e-15)
+
+    class Liar:  # looks linear, but its probabilities are something else
+        classes_, coef_, intercept_ = model.classes_, model.coef_, model.intercept_
+
+        def predict_proba(self, features):
+            return np.full((len(features), 2), 0.5)
+
+    assert app_module.linear_shortcut(Liar(), probe) is None
+    from sklearn.dummy import DummyClassifier
+
+    dummy = DummyClassifier().fit(rows, (rows[:, 0] > 2500).astype(int))
+    assert app_module.linear_shortcut(dummy, probe) is None
+
+
+def test_whole_floats_and_the_largest_value_are_accepted(client):
+    document = {"records": [{**RECORD, "lastmonth_activity": 5.0, "number_of_employees": riskcore.MAX_VALUE}]}
+    assert post_json(client, document).status_code == 200
+
+
+def test_an_exited_field_is_accepted_and_ignored(client):
+    with_label = post_json(client, {"records": [{**RECORD, "exited": 1}]}).get_json()
+    without = post_json(client, {"records": [RECORD]}).get_json()
+    assert with_label["predictions"] == without["predictions"]
+
+
+def test_json_records_are_predicted_without_building_a_dataframe(client, monkeypatch):
+    def no_frames(*args, **kwargs):
+        raise AssertionError("the JSON records path must not build a DataFrame")
+
+    monkeypatch.setattr(riskcore, "parse_csv_bytes", no_frames)
+    monkeypatch.setattr(riskcore, "validate_frame", no_frames)
+    monkeypatch.setattr(riskcore, "features_of", no_frames)
+    monkeypatch.setattr("pandas.DataFrame.__init__", no_frames)
+    assert post_json(client, records(50)).status_code == 200
+
+
+@pytest.mark.parametrize("location", ["test/testdata.csv", "./test/testdata.csv", "ingested/finaldata.csv",
+                                      "input/dataset1.csv", "test//testdata.csv"])
+def test_prediction_of_a_dataset_inside_the_data_folders(client, location):
+    response = post_json(client, {"dataset": location})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["count"] > 0
+
+
+def test_prediction_of_a_dataset_named_in_the_query_string(client):
+    response = client.post("/prediction?dataset=test/testdata.csv")
+    assert response.status_code == 200 and response.get_json()["count"] == 60
+
+
+def test_prediction_of_a_csv_body_and_of_a_multipart_upload(client, shared):
+    data = shared.test_data_file.read_bytes()
+    as_body = client.post("/prediction", data=data, content_type="text/csv; charset=utf-8")
+    import io
+
+    upload = client.post("/prediction", data={"file": (io.BytesIO(data), "any.csv")},
+                         content_type="multipart/form-data")
+    by_location = post_json(client, {"dataset": "test/testdata.csv"})
+    assert as_body.status_code == upload.status_code == 200
+    assert as_body.get_json() == upload.get_json() == by_location.get_json()
+
+
+def test_csv_body_without_the_label_column_is_accepted(client):
+    data = "corporation,lastmonth_activity,lastyear_activity,number_of_employees\nabcd,1,2,3\n"
+    response = client.post("/prediction", data=data, content_type="text/csv")
+    assert response.status_code == 200 and response.get_json()["predictions"][0]["corporation"] == "abcd"
+
+
+def test_scoring_reports_the_deployed_f1_on_the_test_data(client, shared):
+    body = client.get("/scoring").get_json()
+    current = riskcore.current_deployment(shared.prod_deployment_folder)
+    assert body["f1"] == pytest.approx(scoring.read_score(current.path(riskcore.SCORE_FILE)))
+    assert body["model_version"] == current.model_version and body["rows"] == 60
+
+
+def test_scoring_is_computed_once_per_release_and_writes_nothing(deployed, monkeypatch):
+    from conftest import tree_snapshot
+
+    calls = []
+    original = scoring.score_model
+    def counting(*args, **kwargs):  # the app's calls never pass a score_path; scoring.run's do
+        if len(args) == 2 and not kwargs:
+            calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_model", counting)
+    client = app_module.create_app(deployed.config_file).test_client()
+    root = deployed.config_file.parent
+    before = tree_snapshot(root)
+    first = [client.get("/scoring").get_json() for _ in range(3)]
+    assert len(calls) == 1 and first[0] == first[2]
+    assert tree_snapshot(root) == before
+    new = deploy_new_model(deployed, seed=7)
+    assert client.get("/scoring").get_json()["model_version"] == new.model_version
+    assert len(calls) == 2
+
+
+def test_summarystats_is_cached_until_finaldata_changes(deployed, fake_diagnostics):
+    client = app_module.create_app(deployed.config_file).test_client()
+    first = client.get("/summarystats")
+    assert first.status_code == 200
+    body = first.get_json()
+    assert body["data"] == "finaldata.csv"
+    assert {(row["column"], row["statistic"]) for row in body["summary"]} == {
+        (c, s) for c in riskcore.FEATURES for s in ("mean", "median", "std")}
+    assert client.get("/summarystats").get_json() == body
+    assert fake_diagnostics.calls == 1
+    write_csv(deployed.input_folder / "extra.csv", client_rows(40, seed=11, prefix="x"))
+    ingestion.run(deployed)
+    changed = client.get("/summarystats").get_json()
+    assert fake_diagnostics.calls == 2 and changed["summary"] != body["summary"]
+
+
+def test_summarystats_serves_what_diagnostics_computes(deployed):
+    diagnostics = pytest.importorskip("diagnostics")
+    client = app_module.create_app(deployed.config_file).test_client()
+    assert client.get("/summarystats").get_json()["summary"] == diagnostics.dataframe_summary(deployed)
+
+
+def test_summarystats_without_ingested_data_is_503(project, fake_diagnostics):
+    client = app_module.create_app(project).test_client()
+    assert_json_error(client.get("/summarystats"), 503, "ingestion.py")
+
+
+def test_summarystats_of_unreadable_data_is_503_without_paths(deployed, fake_diagnostics):
+    deployed.final_data_file.write_text("not,a,valid\nfile\n", encoding="utf-8")
+    client = app_module.create_app(deployed.config_file).test_client()
+    assert_json_error(client.get("/summarystats"), 503, "finaldata.csv", server_paths=(deployed.output_folder,))
+
+
+def test_diagnostics_serves_the_latest_record_and_notices_a_new_one(deployed):
+    client = app_module.create_app(deployed.config_file).test_client()
+    assert_json_error(client.get("/diagnostics"), 503, "diagnostics.py")
+    record = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v1", "summary": [],
+              "missing": {"lastmonth_activity": 0.0}, "timings": {"ingestion": 0.5},
+              "dependencies": [{"name": "pandas", "installed": "3.1.1"}]}
+    path = deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD
+    riskcore.atomic_write_json(path, record)
+    assert client.get("/diagnostics").get_json() == record
+    riskcore.atomic_write_json(path, {**record, "generated_at": "2026-01-02T00:00:00Z"})
+    assert client.get("/diagnostics").get_json()["generated_at"] == "2026-01-02T00:00:00Z"
+    riskcore.atomic_write_json(path, {**record, "test_data": str(deployed.test_data_file)})
+    assert client.get("/diagnostics").get_json()["test_data"] == "testdata.csv"
+    path.write_text("{broken", encoding="utf-8")
+    assert_json_error(client.get("/diagnostics"), 503, "unreadable", server_paths=(path.parent,))
+
+
+def test_nothing_deployed_gives_503_and_health_stays_up(project):
+    client = app_module.create_app(project).test_client()
+    assert_json_error(post_json(client, records(1)), 503, "No model is deployed")
+    assert_json_error(client.get("/scoring"), 503, "No model is deployed")
+    health = client.get("/health")
+    assert health.status_code == 200 and health.get_json()["status"] == "no_model"
+
+
+def test_scoring_without_test_data_is_503(deployed):
+    deployed.test_data_file.unlink()
+    client = app_module.create_app(deployed.config_file).test_client()
+    assert_json_error(client.get("/scoring"), 503, "testdata.csv", server_paths=(deployed.test_data_folder,))
+
+
+# --- The deployed model: loaded once, hot reload, tampering ----------------------------------
+def test_the_model_is_loaded_once_per_release(deployed, monkeypatch):
+    loads = []
+    original = riskcore.load_deployed_model
+    monkeypatch.setattr(riskcore, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
+    client = app_module.create_app(deployed.config_file).test_client()
+    for _ in range(5):
+        assert post_json(client, records(2)).status_code == 200
+        assert client.get("/health").status_code == 200
+    assert len(loads) == 1
+
+
+def test_a_new_deployment_is_served_on_the_next_request_without_restart(deployed):
+    client = app_module.create_app(deployed.config_file).test_client()
+    first = post_json(client, records(1)).get_json()["model_version"]
+    new = deploy_new_model(deployed, seed=5)
+    assert new.model_version != first
+    assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
+    assert client.get("/health").get_json()["release"] == new.release
+    back = deployment.rollback(deployed.prod_deployment_folder)
+    assert back.model_version == first
+    assert post_json(client, records(1)).get_json()["model_version"] == first
+
+
+def test_a_tampered_deployment_never_replaces_the_served_model(deployed, tmp_path, caplog):
+    client = app_module.create_app(deployed.config_file).test_client()
+    served = post_json(client, records(1)).get_json()["model_version"]
+    new = deploy_new_model(deployed, seed=5)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    new.path(riskcore.MODEL_FILE).write_bytes(pickle.dumps(Evil()))
+    assert post_json(client, records(1)).get_json()["model_version"] == served
+    assert not marker.exists()
+    assert "does not match its recorded sha256" in caplog.text
+    health = client.get("/health").get_json()
+    assert health["model_version"] == served and new.release in health["warning"]
+    good = deploy_new_model(deployed, seed=6)
+    assert post_json(client, records(1)).get_json()["model_version"] == good.model_version
+    assert "warning" not in client.get("/health").get_json()
+
+
+def test_a_partial_release_or_a_broken_pointer_keeps_the_served_model(deployed):
+    client = app_module.create_app(deployed.config_file).test_client()
+    served = post_json(client, records(1)).get_json()["model_version"]
+    prod = deployed.prod_deployment_folder
+    partial = prod / riskcore.RELEASES_DIR / "000099-partial"
+    partial.mkdir()
+    shutil.copy(riskcore.current_deployment(prod).path(riskcore.MODEL_FILE), partial)
+    deployment.point_current_at(prod, partial)
+    assert post_json(client, records(1)).get_json()["model_version"] == served
+    (prod / riskcore.CURRENT_LINK).unlink()
+    (prod / riskcore.CURRENT_LINK).mkdir()
+    assert post_json(client, records(1)).get_json()["model_version"] == served
+
+
+def test_a_failed_first_load_is_503_without_paths(deployed):
+    current = riskcore.current_deployment(deployed.prod_deployment_folder)
+    current.path(riskcore.MODEL_FILE).write_bytes(b"not a pickle")
+    client = app_module.create_app(deployed.config_file).test_client()
+    assert_json_error(post_json(client, records(1)), 503, "could not be loaded",
+                      server_paths=(deployed.prod_deployment_folder,))
+    assert client.get("/health").get_json()["status"] == "no_model"
+
+
+def test_a_failed_release_is_retried_after_the_backoff(deployed, monkeypatch):
+    client = app_module.create_app(deployed.config_file).test_client()
+    served = post_json(client, records(1)).get_json()["model_version"]
+    new = deploy_new_model(deployed, seed=5)
+    model_bytes = new.path(riskcore.MODEL_FILE).read_bytes()
+    new.path(riskcore.MODEL_FILE).write_bytes(b"partial")
+    assert post_json(client, records(1)).get_json()["model_version"] == served
+    new.path(riskcore.MODEL_FILE).write_bytes(model_bytes)
+    assert post_json(client, records(1)).get_json()["model_version"] == served  # within the backoff
+    monkeypatch.setattr(app_module, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
+    assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
+
+
+# --- Refusals --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("location", "status", "phrase"), [
+    ("../input/dataset1.csv", 403, '".."'),
+    ("test/../../outside/secret.csv", 403, '".."'),
+    ("test/../test/testdata.csv", 403, '".."'),
+    ("/etc/passwd", 403, "absolute"),
+    ("//etc/passwd", 403, "absolute"),
+    ("~/secret.csv", 403, "absolute"),
+    ("%2e%2e/outside/secret.csv", 400, "percent-encoding"),
+    ("test/%2e%2e/%2e%2e/outside/secret.csv", 400, "percent-encoding"),
+    ("%252e%252e/outside/secret.csv", 400, "percent-encoding"),
+    ("test/..%2f..%2foutside/secret.csv", 400, "percent-encoding"),
+    ("..\\outside\\secret.csv", 400, "backslashes"),
+    ("test/testdata.csv\x00.txt", 400, "NUL"),
+    ("outside/secret.csv", 403, "inside the input, ingested or test"),
+    ("config.json", 403, "inside the input, ingested or test"),
+    ("models/trainedmodel.pkl", 403, "inside the input, ingested or test"),
+    ("prod/trainedmodel.pkl", 403, "inside the input, ingested or test"),
+    ("test/link.csv", 403, "inside the input, ingested or test"),
+    ("input/linkdir/secret.csv", 403, "inside the input, ingested or test"),
+    ("nowhere/missing.csv", 403, "inside the input, ingested or test"),
+    ("test/loop.csv", 403, "inside the input, ingested or test"),
+    ("test/missing.csv", 404, "No dataset file"),
+    ("test", 404, "No dataset file"),
+    ("", 400, "empty"),
+    ("x" * 2000, 400, "longer than"),
+])
+def test_dataset_locations_outside_the_data_folders_are_refused(client, shared, location, status, phrase):
+    body = assert_json_error(post_json(client, {"dataset": location}), status, phrase,
+                             server_paths=(shared.config_file.parent,))
+    assert body["field"] == "dataset"
+
+
+def test_an_absolute_path_is_refused_even_inside_the_data_folders(client, shared):
+    assert_json_error(post_json(client, {"dataset": str(shared.test_data_file)}), 403, "absolute",
+                      server_paths=(shared.config_file.parent,))
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ("dataset=..%2Foutside%2Fsecret.csv", 403),
+    ("dataset=%2e%2e/%2e%2e/etc/passwd", 403),
+    ("dataset=%252e%252e%252fetc%252fpasswd", 400),
+    ("dataset=%2Fetc%2Fpasswd", 403),
+    ("dataset=test%2Ftestdata.csv%00", 400),
+    ("dataset=test/link.csv", 403),
+])
+def test_encoded_dataset_locations_in_the_query_string_are_refused(client, shared, query, status):
+    assert_json_error(client.post(f"/prediction?{query}"), status, server_paths=(shared.config_file.parent,))
+
+
+def test_a_dataset_that_breaks_the_contract_is_400_naming_the_file(client, shared):
+    write_csv(shared.input_folder / "bad.csv", ["abcd,1,x,3,0"])
+    try:
+        assert_json_error(post_json(client, {"dataset": "input/bad.csv"}), 400, "bad.csv", "lastyear_activity")
+    finally:
+        (shared.input_folder / "bad.csv").unlink()
+
+
+@pytest.mark.parametrize(("body", "phrase"), [
+    (b"", "empty"),
+    (b"   ", "empty"),
+    (b'{"records": [', "not valid JSON"),
+    (b"{'records': []}", "not valid JSON"),
+    (b"\xff\xfe\xfa", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (b'{"records": [{"lastmonth_activity": 1' + b"1" * 5000 + b"}]}", "not valid JSON"),
+    (b"null", "must be an object"),
+    (b"[]", "must be an object"),
+    (b'"records"', "must be an object"),
+    (b"{}", "exactly one of"),
+    (b'{"rows": []}', 'Unknown field "rows"'),
+    (b'{"records": {}}', '"records" must be a list'),
+    (b'{"dataset": 5}', '"dataset" must be a string, not 5'),
+    (b'{"dataset": ["test/testdata.csv"]}', '"dataset" must be a string, not a list'),
+    (b'{"dataset": null}', '"dataset" must be a string, not null'),
+    (b'{"records": "abc"}', '"records" must be a list'),
+    (b'{"records": []}', '"records" is empty'),
+    (b'{"records": [1]}', "records[0] must be an object"),
+    (b'{"records": [null]}', "records[0] must be an object"),
+])
+def test_malformed_json_bodies_are_400(client, body, phrase):
+    assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 400, phrase)
+
+
+def test_both_records_and_dataset_is_400(client):
+    body = {"records": [RECORD], "dataset": "test/testdata.csv"}
+    assert_json_error(post_json(client, body), 400, "exactly one of")
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("true", "not true"), ("false", "not false"), ('"12"', "not a string"), ("null", "not null"),
+    ("[1]", "not a list"), ('{"a": 1}', "not an object"), ("5.5", "not 5.5"), ("-1", "not -1"),
+    ("-0.5", "not -0.5"), ("NaN", "not NaN"), ("Infinity", "not Infinity"), ("-Infinity", "not -Infinity"),
+    ("1e300", "above"), (str(riskcore.MAX_VALUE + 1), "above"), ("1" * 40, "above"),
+])
+def test_bad_feature_values_are_400_naming_the_record_and_field(client, value, shown):
+    good = json.dumps(RECORD)
+    bad = good.replace('"lastyear_activity": 120', f'"lastyear_activity": {value}')
+    body = f'{{"records": [{good}, {bad}]}}'.encode()
+    error = assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 400,
+                              "records[1].lastyear_activity", shown)
+    assert error["field"] == "records[1].lastyear_activity"
+
+
+@pytest.mark.parametrize(("change", "field", "phrase"), [
+    ({"corporation": 1234}, "records[0].corporation", "non-empty string"),
+    ({"corporation": ""}, "records[0].corporation", "non-empty string"),
+    ({"corporation": "   "}, "records[0].corporation", "blank"),
+    ({"corporation": None}, "records[0].corporation", "not null"),
+    ({"exited": 2}, "records[0].exited", "0 or 1"),
+    ({"exited": "yes"}, "records[0].exited", "not a string"),
+    ({"risk": 1}, "records[0].risk", 'unknown field "risk"'),
+    ({"Lastmonth_Activity": 1}, "records[0].Lastmonth_Activity", "unknown field"),
+])
+def test_bad_record_fields_are_400_naming_the_field(client, change, field, phrase):
+    error = assert_json_error(post_json(client, {"records": [{**RECORD, **change}]}), 400, phrase)
+    assert error["field"] == field
+
+
+@pytest.mark.parametrize("missing", ["corporation", "lastmonth_activity", "lastyear_activity",
+                                     "number_of_employees"])
+def test_a_missing_field_is_400_naming_it(client, missing):
+    record = {k: v for k, v in RECORD.items() if k != missing}
+    body = {"records": [RECORD, RECORD, record]}
+    error = assert_json_error(post_json(client, body), 400, f'records[2] is missing the field "{missing}"')
+    assert error["field"] == f"records[2].{missing}"
+
+
+@pytest.mark.parametrize(("data", "phrase"), [
+    (b"", "empty"),
+    (b"corporation,lastmonth_activity\nabcd,1\n", 'missing the column "lastyear_activity"'),
+    (b"corporation;lastmonth_activity;lastyear_activity;number_of_employees\n", "';'"),
+    (b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\nabcd,1,NaN,3\n",
+     "lastyear_activity"),
+    (b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\nabcd,1,-2,3\n", "negative"),
+    (b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\n", "no rows"),
+    (b"\x1f\x8b\x08\x00", "gzip"),
+])
+def test_bad_csv_bodies_are_400(client, data, phrase):
+    assert_json_error(client.post("/prediction", data=data, content_type="text/csv"), 400, phrase)
+
+
+def test_a_multipart_request_without_a_file_is_400(client):
+    response = client.post("/prediction", data={"note": "hello"}, content_type="multipart/form-data")
+    assert_json_error(response, 400, '"file"')
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_other_content_types_are_415(client, content_type):
+    response = client.post("/prediction", data=b"records", content_type=content_type)
+    assert_json_error(response, 415, "application/json")
+
+
+def test_an_unknown_query_parameter_is_400(client):
+    assert_json_error(post_json(client, records(1), query_string={"filename": "x"}), 400, '"filename"')
+
+
+def test_an_oversized_body_is_413(client):
+    body = b'{"records": [' + b" " * (app_module.MAX_CONTENT_LENGTH + 1) + b"]}"
+    assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 413, "16 MB")
+
+
+def test_too_many_records_is_413_whatever_the_form(client, shared, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_RECORDS", 10)
+    assert_json_error(post_json(client, records(11)), 413, "11 records", "10")
+    assert post_json(client, records(10)).status_code == 200
+    assert_json_error(post_json(client, {"dataset": "test/testdata.csv"}), 413, "60 rows")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/prediction"), ("post", "/scoring"), ("delete", "/summarystats"), ("put", "/diagnostics"),
+    ("post", "/health"), ("post", "/openapi.json"),
+])
+def test_a_wrong_method_is_405_json_with_allow(client, method, path):
+    response = getattr(client, method)(path)
+    assert_json_error(response, 405)
+    assert response.headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/prediction/extra", "/static/x.css", "/%2e%2e/etc/passwd"])
+def test_an_unknown_path_is_404_json(client, path):
+    assert_json_error(client.get(path), 404)
+
+
+def test_an_unexpected_error_is_a_500_json_without_trace(client, monkeypatch):
+    def boom(self):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(app_module.RiskService, "diagnostics", boom)
+    body = assert_json_error(client.get("/diagnostics"), 500)
+    assert "secret detail" not in body["message"]
+
+
+# --- API key ---------------------------------------------------------------------------------
+@pytest.fixture
+def keyed_client(shared, monkeypatch):
+    monkeypatch.setenv("RISK_API_KEY", "s3cret-key")
+    return app_module.create_app(shared.config_file).test_client()
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("post", "/prediction"), ("get", "/scoring"), ("get", "/summarystats"), ("get", "/diagnostics"),
+    ("get", "/openapi.json"), ("get", "/nope"),
+])
+@pytest.mark.parametrize("key", [None, "wrong", "s3cret-keyX", "", "S3CRET-KEY", "sécret"])
+def test_without_the_right_key_every_endpoint_but_health_is_401(keyed_client, method, path, key):
+    headers = {} if key is None else {"X-API-Key": key}
+    response = getattr(keyed_client, method)(path, headers=headers)
+    assert_json_error(response, 401, "X-API-Key")
+    assert "s3cret" not in response.get_data(as_text=True)
+    assert response.headers["WWW-Authenticate"]
+
+
+def test_with_the_right_key_endpoints_answer_and_health_needs_none(keyed_client):
+    headers = {"X-API-Key": "s3cret-key"}
+    assert post_json(keyed_client, records(1), headers=headers).status_code == 200
+    assert keyed_client.get("/scoring", headers=headers).status_code == 200
+    assert keyed_client.get("/health").status_code == 200
+    assert keyed_client.get("/openapi.json", headers=headers).get_json()["security"] == [{"ApiKey": []}]
+
+
+def test_an_empty_risk_api_key_means_no_key(shared, monkeypatch):
+    monkeypatch.setenv("RISK_API_KEY", "")
+    client = app_module.create_app(shared.config_file).test_client()
+    assert client.get("/scoring").status_code == 200
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------
+def test_openapi_describes_exactly_the_routes_and_methods(client):
+    application = client.application
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    routes: dict[str, set[str]] = {}
+    for rule in application.url_map.iter_rules():
+        routes.setdefault(rule.rule, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
+    described = {path: set(operations) for path, operations in document["paths"].items()}
+    assert described == routes
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            assert "200" in operation["responses"], path
+    assert "security" not in document
+
+
+def test_every_documented_error_status_is_json(client):
+    document = client.get("/openapi.json").get_json()
+    statuses = {code for ops in document["paths"].values() for op in ops.values() for code in op["responses"]}
+    assert statuses <= {"200", "400", "401", "403", "404", "405", "413", "415", "503"}
+
+
+# --- gunicorn, end to end --------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, process: subprocess.Popen, deadline: float) -> None:
+    import requests
+
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {process.returncode}")
+        try:
+            if requests.get(url + "/health", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("gunicorn did not answer /health in time")
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, tmp_path):
+    import requests
+
+    riskcore.atomic_write_json(deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD, {
+        "generated_at": "2026-01-01T00:00:00Z", "model_version": "x", "summary": [], "missing": {},
+        "timings": {}, "dependencies": []})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RISK_CONFIG": str(deployed.config_file), "RISK_API_KEY": "e2e-key"}
+    log_file = tmp_path / "gunicorn.log"
+    with open(log_file, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+             "--no-control-socket", "--chdir", str(ROOT), "wsgi:app"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_health(url, server, time.monotonic() + 30)
+        assert requests.get(url + "/scoring", timeout=10).status_code == 401
+        result = run_script("apicalls.py", "--config", str(deployed.config_file), "--url", url,
+                            cwd=tmp_path, env={"RISK_API_KEY": "e2e-key"}, timeout=60)
+        assert result.returncode == 0, result.stderr + log_file.read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    text = (deployed.output_model_folder / riskcore.API_RETURNS).read_text(encoding="utf-8")
+    returns = json.loads(text)
+    assert "e2e-key" not in text
+    assert set(returns["endpoints"]) == {"prediction", "scoring", "summarystats", "diagnostics"}
+    assert {name: call["status"] for name, call in returns["endpoints"].items()} == dict.fromkeys(
+        returns["endpoints"], 200)
+    current = riskcore.current_deployment(deployed.prod_deployment_folder)
+    assert returns["endpoints"]["prediction"]["body"]["model_version"] == current.model_version
+    assert returns["endpoints"]["prediction"]["body"]["count"] == 60
+    assert returns["endpoints"]["prediction"]["request"]["json"] == {"dataset": "test/testdata.csv"}
