@@ -37,7 +37,6 @@ import riskcore
 
 log = logging.getLogger("fullprocess")
 
-LOCK_FILE = ".fullprocess.lock"
 PENDING_FILE = ".fullprocess-pending.json"
 LOG_FILE = "fullprocess.log"
 LOG_MAX_BYTES = 1_000_000
@@ -46,28 +45,25 @@ LOG_BACKUPS = 5
 
 # --- One run at a time -------------------------------------------------------------------------
 @contextlib.contextmanager
-def exclusive_lock(folder: Path):
+def exclusive_lock(prod_folder: Path):
     """Yield True when this process holds the run lock, False when another run does.
 
-    flock is released by the kernel when its holder dies, so a killed run never blocks cron.
+    The lock is an flock on the production folder itself, so every config that deploys there
+    shares it and a no-op tick creates no file; the kernel releases it when its holder dies.
     """
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_FILE, "a+")
+    prod_folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(prod_folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
         yield True
     finally:
-        handle.close()
+        os.close(fd)
 
 
 # --- New data (cheap path: standard library only) ---------------------------------------------
@@ -486,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.history:
             print(format_history(read_history(history_path(config))))
             return riskcore.EXIT_OK
-        with exclusive_lock(config.output_model_folder) as held:
+        with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:
                 log.info("another fullprocess run is in progress: exiting")
                 return riskcore.EXIT_OK

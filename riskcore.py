@@ -267,16 +267,30 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 
 # --- Command-line edge -----------------------------------------------------------------------
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Configure logging for an entry point: one line per event on stderr."""
     root = logging.getLogger()
-    if any(getattr(h, "_risk_handler", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._risk_handler = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if any(isinstance(h, _StderrHandler) for h in root.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
 
 
 def argument_parser(description: str | None) -> argparse.ArgumentParser:

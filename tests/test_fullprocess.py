@@ -192,7 +192,7 @@ def test_data_drift_statistics():
 def test_a_run_that_finds_another_in_progress_exits_0_at_once(deployed: riskcore.Config):
     write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5))
     before = tree_snapshot(deployed.prod_deployment_folder)
-    with fullprocess.exclusive_lock(deployed.output_model_folder) as held:
+    with fullprocess.exclusive_lock(deployed.prod_deployment_folder) as held:
         assert held
         result = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=deployed.config_file.parent)
     assert result.returncode == 0
