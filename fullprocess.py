@@ -25,15 +25,18 @@ import json
 import logging
 import math
 import os
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import namedtuple
 from pathlib import Path
-from typing import Any
 
-import ingestion
 import riskcore
+
+# Only the standard library at import: a tick with nothing new must stay cheap. pandas,
+# scikit-learn and the step modules are imported where a run needs them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("fullprocess")
 
@@ -76,7 +79,7 @@ def known_files(record: dict[str, Any]) -> dict[str, str]:
 
 def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None) -> list[str]:
     """CSV files the deployed record does not list, or whose content changed since."""
-    candidates, _ = ingestion.list_candidates(input_folder)
+    candidates, _ = riskcore.list_input_files(input_folder)
     if deployment is None:
         return [path.name for path in candidates]
     known = known_files(riskcore.read_json(deployment.path(riskcore.INGESTION_RECORD), "Ingestion record"))
@@ -92,16 +95,13 @@ def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None)
 
 
 # --- Drift tests (pure) -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class DriftVerdict:
-    drift: bool
-    test: str
-    threshold: float
-    reason: str
+DriftVerdict = namedtuple("DriftVerdict", "drift test threshold reason")
 
 
 def drift_verdict(f1: float, baseline: float, history: list[float], test: str, min_history: int) -> DriftVerdict:
     """Compare the deployed model's F1 on new data with the configured test."""
+    import statistics
+
     if test != "raw" and len(history) < min_history:
         verdict = drift_verdict(f1, baseline, history, "raw", min_history)
         return DriftVerdict(verdict.drift, "raw", verdict.threshold,
@@ -232,28 +232,26 @@ def format_history(rows: list[dict[str, Any]]) -> str:
 
 
 # --- The run ----------------------------------------------------------------------------------
-@dataclass
 class Run:
     """What one run found, decided and did; becomes a row of the history."""
 
-    started_at: str
-    run_number: int | None = None
-    new_files: list[str] = field(default_factory=list)
-    rows_read: int | None = None
-    rows_ingested: int | None = None
-    files_rejected: list[dict] = field(default_factory=list)
-    f1_new_data: float | None = None
-    baseline: float | None = None
-    drift_test: str | None = None
-    drift_verdict: str | None = None
-    data_drift: dict | None = None
-    decision: str | None = None
-    version_before: str | None = None
-    version_after: str | None = None
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    outcome: str = "running"
-    error: str | None = None
-    finished_at: str | None = None
+    FIELDS: dict[str, Any] = {
+        "started_at": None, "run_number": None, "new_files": [], "rows_read": None, "rows_ingested": None,
+        "files_rejected": [], "f1_new_data": None, "baseline": None, "drift_test": None,
+        "drift_verdict": None, "data_drift": None, "decision": None, "version_before": None,
+        "version_after": None, "step_seconds": {}, "outcome": "running", "error": None, "finished_at": None,
+    }
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown run fields: {sorted(unknown)}")
+        for name, default in self.FIELDS.items():
+            value = values.get(name, default)
+            setattr(self, name, value.copy() if isinstance(value, (list, dict)) else value)
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 class StepFailed(Exception):
@@ -328,6 +326,7 @@ def retrain_and_deploy(config: riskcore.Config, run: Run) -> None:
 def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deployment | None) -> None:
     """Ingest the new data, check drift against the deployed model, and act on the verdict."""
     import deployment
+    import ingestion
 
     with step(run, "ingestion"):
         result = ingestion.run(config)
@@ -410,7 +409,7 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
         run.finished_at = riskcore.utc_now()
         deployed = riskcore.current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
-        append_history(history_path(config), riskcore.as_plain(run))
+        append_history(history_path(config), run.as_row())
         if run.error:
             log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
@@ -419,6 +418,8 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
 
 def dry_run(config: riskcore.Config, current: riskcore.Deployment | None, new_files: list[str]) -> str:
     """What a run would decide now, with its reasons, without changing anything."""
+    import ingestion
+
     if current is None:
         return "would make a first deployment: nothing is deployed yet"
     result = ingestion.ingest_folder(config.input_folder)

@@ -53,17 +53,6 @@ class IngestionResult:
     ignored: list[str] = field(default_factory=list)
 
 
-def list_candidates(folder: Path) -> tuple[list[Path], list[str]]:
-    """Split a folder's entries into CSV candidates and ignored names, sorted by name."""
-    candidates, ignored = [], []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.lower().endswith(".csv") and not entry.name.startswith("."):
-            candidates.append(entry)
-        else:
-            ignored.append(entry.name)
-    return candidates, ignored
-
-
 def read_candidate(path: Path, folder: Path) -> tuple[bytes, object]:
     """Read one candidate file's bytes and validated frame, or raise DataError."""
     if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
@@ -102,7 +91,7 @@ def merge_frames(named_frames: list[tuple[str, object]]) -> tuple[object, list[i
 
 def ingest_folder(folder: Path) -> IngestionResult:
     """Read, validate and merge every CSV in `folder` (pure apart from reading it)."""
-    candidates, ignored = list_candidates(folder)
+    candidates, ignored = riskcore.list_input_files(folder)
     for name in ignored:
         log.info("ignoring %r: not a CSV file", name)
     good: list[tuple[str, object]] = []

@@ -437,6 +437,17 @@ def as_plain(obj: Any) -> Any:
     return obj
 
 
+def list_input_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """Split a folder's entries into CSV candidates and ignored names, sorted by name."""
+    candidates, ignored = [], []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.lower().endswith(".csv") and not entry.name.startswith("."):
+            candidates.append(entry)
+        else:
+            ignored.append(entry.name)
+    return candidates, ignored
+
+
 # --- CSV schema ------------------------------------------------------------------------------
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
 MAX_INPUT_BYTES = 128 * 1024 * 1024  # one input file; ~4M rows, far beyond one delivery of client data
