@@ -506,8 +506,21 @@ def rows_of_dataset(config: riskcore.Config, location: Any) -> tuple[list[str], 
     return rows_of_csv(read_dataset(path), PurePosixPath(location).name)
 
 
-def rows_of_json(config: riskcore.Config) -> tuple[list[str], Any]:
+def request_body() -> bytes:
+    """The whole request body, or 413 when it reaches the size limit.
+
+    A streamed (chunked) body has no Content-Length to refuse up front, and werkzeug stops reading it
+    at the limit without an error: without this check the rows would be silently cut short.
+    """
     body = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        raise ApiError(413, ERROR_MESSAGES[413])
+    return body
+
+
+def rows_of_json(config: riskcore.Config) -> tuple[list[str], Any]:
+    body = request_body()
     if not body.strip():
         raise ApiError(400, 'The request body is empty; send {"records": [...]} or {"dataset": "..."}.')
     try:
@@ -552,6 +565,9 @@ def rows_of_request(config: riskcore.Config) -> tuple[list[str], Any]:
                        field=extra[0][:60])
     mimetype = request.mimetype
     if "dataset" in request.args:
+        if len(request.args.getlist("dataset")) > 1:
+            raise ApiError(400, 'The query string names "dataset" more than once; give one location.',
+                           field="dataset")
         if request.content_length or mimetype:
             raise ApiError(400, 'Send the dataset location either as ?dataset=... or in the body, not both.',
                            field="dataset")
@@ -559,7 +575,7 @@ def rows_of_request(config: riskcore.Config) -> tuple[list[str], Any]:
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return rows_of_json(config)
     if mimetype in CSV_TYPES:
-        return rows_of_csv(request.get_data(cache=False), "The request body")
+        return rows_of_csv(request_body(), "The request body")
     if mimetype == "multipart/form-data":
         return rows_of_upload()
     shown = json.dumps(mimetype[:60]) if mimetype else "none"
@@ -784,6 +800,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
         RISK_API_KEY=os.environ.get(API_KEY_ENV) or None,
         DEBUG=False,
         PROPAGATE_EXCEPTIONS=False,
+        PROVIDE_AUTOMATIC_OPTIONS=False,  # OPTIONS would answer 200 with an empty HTML body; it is a 405 here
     )
     if test_config:
         app.config.update(test_config)
