@@ -309,10 +309,19 @@ def run_cli(body: Callable[[], int | None]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk, a read-only folder: the environment, not a bug
+        print(f"error: {os_error_text(exc)}.", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
     return EXIT_OK if status is None else status
+
+
+def os_error_text(exc: OSError) -> str:
+    """An OSError in words, naming its file when it has one: "/x/y.csv: No space left on device"."""
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 # --- Files -----------------------------------------------------------------------------------
@@ -346,6 +355,11 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            # A failed write() names no file; say which one could not be written.
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
