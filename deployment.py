@@ -49,10 +49,15 @@ def next_release_name(prod: Path, stamp: str) -> str:
 def copy_durably(source: Path, target: Path) -> str:
     """Copy a file, fsync it, and return the sha256 of what was written."""
     data = source.read_bytes()
-    with open(target, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(target, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:  # a failed write() names no file
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     return riskcore.sha256_bytes(data)
 
 
@@ -104,14 +109,23 @@ def build_release(prod: Path, sources: dict[str, Path], manifest: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def point_current_at(prod: Path, release: Path) -> None:
-    """Atomically make `current` name `release`."""
-    link = prod / CURRENT_LINK
-    tmp = prod / f".{CURRENT_LINK}.{os.getpid()}"
+def replace_link(link: Path, target: Path) -> None:
+    """Atomically make `link` a symbolic link to `target`: a temporary link renamed over it."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    os.symlink(Path(RELEASES_DIR) / release.name, tmp)
-    os.replace(tmp, link)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def point_current_at(prod: Path, release: Path) -> None:
+    """Atomically make `current` name `release`."""
+    replace_link(prod / CURRENT_LINK, Path(RELEASES_DIR) / release.name)
     riskcore.fsync_dir(prod)
 
 
@@ -122,11 +136,7 @@ def ensure_named_links(prod: Path) -> None:
         target = Path(CURRENT_LINK) / name
         if link.is_symlink() and Path(os.readlink(link)) == target:
             continue
-        tmp = prod / f".{name}.{os.getpid()}.link"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        replace_link(link, target)
 
 
 def prune_releases(prod: Path, keep: int) -> None:
@@ -147,7 +157,12 @@ def publish(prod: Path, sources: dict[str, Path], manifest: dict, keep: int) -> 
     previous = riskcore.current_release_name(prod)
     release = build_release(prod, sources, {**manifest, "previous": previous})
     riskcore.checkpoint("deploy-release-built")
-    point_current_at(prod, release)
+    try:
+        point_current_at(prod, release)
+    except BaseException:
+        if riskcore.current_release_name(prod) != release.name:
+            shutil.rmtree(release, ignore_errors=True)  # never served: leave production as it was
+        raise
     riskcore.checkpoint("deploy-switched")
     ensure_named_links(prod)
     prune_releases(prod, keep)
