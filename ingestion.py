@@ -136,8 +136,10 @@ def write_outputs(result: IngestionResult, config: riskcore.Config) -> None:
     with riskcore.atomic_path(out / riskcore.FINAL_DATA) as tmp:
         result.frame.to_csv(tmp, index=False, lineterminator="\n")
         final_sha = riskcore.sha256_file(tmp)
+    riskcore.checkpoint("ingestion-wrote-data")
     names = "".join(f"{f.name}\n" for f in result.files)
     riskcore.atomic_write_text(out / riskcore.INGESTED_FILES, names)
+    riskcore.checkpoint("ingestion-wrote-names")
     riskcore.atomic_write_json(out / riskcore.INGESTION_RECORD,
                                ingestion_record(result, config.input_folder, final_sha))
 

@@ -94,6 +94,7 @@ def save_model(model, metadata_for, model_folder: Path) -> dict:
     model_bytes = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     metadata = metadata_for(model_bytes)
     riskcore.atomic_write_bytes(model_folder / riskcore.MODEL_FILE, model_bytes)
+    riskcore.checkpoint("training-wrote-model")
     riskcore.atomic_write_json(model_folder / riskcore.MODEL_METADATA, metadata)
     return metadata
 
