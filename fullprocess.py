@@ -335,6 +335,7 @@ def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deplo
     run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
     if current is None:
         run.decision = "first deployment"
+        write_pending(config, run)
         log.info("nothing deployed yet: training and deploying a first model")
         retrain_and_deploy(config, run)
         return
@@ -342,10 +343,12 @@ def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deplo
         drift = check_drift(config, run, current, result.frame)
     if drift:
         run.decision = "retrain"
+        write_pending(config, run)
         log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
         retrain_and_deploy(config, run)
     else:
         run.decision = "keep"
+        write_pending(config, run)
         log.info("decision: keep model %s, record the new files as processed", current.model_version)
         with step(run, "record_files"):
             deployment.deploy_records(config)
@@ -369,10 +372,31 @@ def produce_reports(config: riskcore.Config, run: Run, api_url: str) -> None:
                          f"(see {riskcore.numbered_name(riskcore.API_RETURNS, run.run_number)})")
 
 
+# What the pending file keeps of a run: once it has decided, enough for the tick that finishes an
+# interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
+PENDING_FIELDS = ("started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
+                  "f1_new_data", "baseline", "drift_test", "drift_verdict", "data_drift", "decision",
+                  "version_before")
+
+
 def write_pending(config: riskcore.Config, run: Run) -> None:
-    """Remember that this run's reports are owed, so a run killed before them is finished later."""
-    riskcore.atomic_write_json(config.output_model_folder / PENDING_FILE,
-                               {"run_number": run.run_number, "started_at": run.started_at})
+    """Remember the run in progress (and its decision, once made), so a run killed mid-way is finished later."""
+    row = run.as_row()
+    riskcore.atomic_write_json(config.output_model_folder / PENDING_FILE, {k: row[k] for k in PENDING_FIELDS})
+
+
+def resumed_run(pending: dict, run_number: int) -> Run | None:
+    """The interrupted run as it stood when it was killed, if it had decided; None if it had not."""
+    saved = {k: pending[k] for k in PENDING_FIELDS if pending.get(k) is not None}
+    if not saved.get("decision") or not saved.get("started_at"):
+        return None
+    return Run(**{**saved, "run_number": run_number})
+
+
+def run_was_recorded(config: riskcore.Config, pending: dict) -> bool:
+    """Whether the pending run is already in the history (killed after recording it, before clearing it)."""
+    started = pending.get("started_at")
+    return bool(started) and any(row["started_at"] == started for row in read_history(history_path(config)))
 
 
 def clear_pending(config: riskcore.Config) -> None:
@@ -405,11 +429,13 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
         run.outcome, run.error = "crashed", f"{exc.__class__.__name__}: {exc}"
         raise
     finally:
-        clear_pending(config)
         run.finished_at = riskcore.utc_now()
         deployed = riskcore.current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
         append_history(history_path(config), run.as_row())
+        # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
+        riskcore.checkpoint("run-recorded")
+        clear_pending(config)
         if run.error:
             log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
@@ -449,6 +475,9 @@ def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
     current = riskcore.current_deployment(config.prod_deployment_folder)
     new_files = detect_new_files(config.input_folder, current)
     pending = None if dry else read_pending(config)
+    if pending is not None and run_was_recorded(config, pending):
+        clear_pending(config)  # that run finished and is in the history; only its mark was left
+        pending = None
     if not new_files and pending is None:
         log.info("no new data in %s: nothing to do", config.input_folder)
         return riskcore.EXIT_OK
@@ -462,8 +491,14 @@ def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
     # it had never been interrupted.
     run.run_number = (pending or {}).get("run_number") or report_run_number(config)
     if not new_files:
-        run.decision = "finish reports"
-        log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
+        resumed = resumed_run(pending or {}, run.run_number)
+        if resumed is None:
+            run.decision = "finish reports"
+            log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
+        else:
+            run = resumed
+            log.info("run %s (%s, started %s) was interrupted after its decision: producing its reports now",
+                     run.run_number, run.decision, run.started_at)
         return execute(config, run, current, api_url, reports_only=True)
     log.info("new data: %s", ", ".join(new_files))
     return execute(config, run, current, api_url)
