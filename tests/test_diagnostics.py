@@ -1,0 +1,287 @@
+"""Tests of diagnostics.py: exact statistics on known data, timings that touch nothing, a bounded
+dependency check, the record the API serves, and the command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import time
+
+import pandas as pd
+import pytest
+
+import diagnostics
+import riskcore
+from conftest import run_script, tree_snapshot
+
+KNOWN = pd.DataFrame({
+    "corporation": ["a", "b", "c", "d"],
+    "lastmonth_activity": [1, 2, 3, 4],
+    "lastyear_activity": [10, 20, 30, 100],
+    "number_of_employees": [5, 5, 5, 5],
+    "exited": [0, 1, 0, 1],
+})
+
+
+def unreachable_registry(monkeypatch, index_url: str = "http://127.0.0.1:9/simple") -> None:
+    """Point pip at a registry nobody answers on, with no config file or local wheels to fall back on."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", index_url)
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# --- Summary statistics ----------------------------------------------------------------------
+@pytest.mark.parametrize(("column", "statistic", "expected"), [
+    ("lastmonth_activity", "mean", 2.5),
+    ("lastmonth_activity", "median", 2.5),
+    ("lastmonth_activity", "std", statistics.stdev([1, 2, 3, 4])),
+    ("lastmonth_activity", "count", 4),
+    ("lastmonth_activity", "min", 1),
+    ("lastmonth_activity", "max", 4),
+    ("lastyear_activity", "mean", 40.0),
+    ("lastyear_activity", "median", 25.0),
+    ("lastyear_activity", "std", statistics.stdev([10, 20, 30, 100])),
+    ("number_of_employees", "std", 0.0),
+    ("number_of_employees", "max", 5),
+])
+def test_summary_has_exact_values(config, column, statistic, expected):
+    summary = diagnostics.dataframe_summary(config, KNOWN)
+    values = {(s["column"], s["statistic"]): s["value"] for s in summary}
+    assert values[(column, statistic)] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_summary_names_every_feature_and_statistic_once(config):
+    summary = diagnostics.dataframe_summary(config, KNOWN)
+    assert [(s["column"], s["statistic"]) for s in summary] == [
+        (column, statistic) for column in riskcore.FEATURES for statistic in diagnostics.STATISTICS]
+    json.dumps(summary, allow_nan=False)  # JSON-ready as it is
+
+
+def test_summary_leaves_missing_values_out(config):
+    frame = KNOWN.astype({"lastmonth_activity": "float64"})
+    frame.loc[1, "lastmonth_activity"] = float("nan")
+    values = {(s["column"], s["statistic"]): s["value"] for s in diagnostics.dataframe_summary(config, frame)}
+    assert values[("lastmonth_activity", "mean")] == pytest.approx((1 + 3 + 4) / 3)
+    assert values[("lastmonth_activity", "count")] == 3
+
+
+def test_summary_defaults_to_the_ingested_data(deployed):
+    final = pd.read_csv(deployed.final_data_file)
+    values = {(s["column"], s["statistic"]): s["value"] for s in diagnostics.dataframe_summary(deployed)}
+    for column in riskcore.FEATURES:
+        assert values[(column, "mean")] == pytest.approx(final[column].mean())
+        assert values[(column, "median")] == pytest.approx(final[column].median())
+        assert values[(column, "std")] == pytest.approx(final[column].std())
+        assert values[(column, "count")] == len(final) == 220
+
+
+def test_summary_without_ingested_data_is_a_user_error(config):
+    with pytest.raises(riskcore.DataError, match="run ingestion.py first"):
+        diagnostics.dataframe_summary(config)
+
+
+# --- Missing data ----------------------------------------------------------------------------
+def test_missing_data_reports_the_known_share_of_every_column(config):
+    # 8 rows: 2 without last month's activity (25%), 1 without an id (12.5%), 4 without a label (50%).
+    rows = ["a,1,10,5,0", "b,,20,5,1", "c,3,30,5,", "d,,40,5,", ",5,50,5,1", "f,6,60,5,", "g,7,70,5,0",
+            "h,8,80,5,"]
+    config.output_folder.mkdir(parents=True)
+    config.final_data_file.write_text(",".join(riskcore.COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    missing = diagnostics.missing_data(config)
+    assert [(m["column"], m["missing_percent"], m["missing_count"]) for m in missing] == [
+        ("corporation", 12.5, 1),
+        ("lastmonth_activity", 25.0, 2),
+        ("lastyear_activity", 0.0, 0),
+        ("number_of_employees", 0.0, 0),
+        ("exited", 50.0, 4),
+    ]
+
+
+def test_missing_data_of_a_complete_frame_is_zero_everywhere(config):
+    assert {m["missing_percent"] for m in diagnostics.missing_data(config, KNOWN)} == {0.0}
+
+
+# --- Predictions -----------------------------------------------------------------------------
+def test_model_predictions_are_the_deployed_models(deployed):
+    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
+    model = riskcore.load_deployed_model(deployment)
+    test = riskcore.read_client_csv(deployed.test_data_file)
+    predictions = diagnostics.model_predictions(deployed, test)
+    assert predictions == model.predict(riskcore.features_of(test)).tolist()
+    assert len(predictions) == 60 and set(predictions) <= {0, 1}
+    assert all(type(p) is int for p in predictions)
+
+
+def test_model_predictions_refuse_a_tampered_model(deployed):
+    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
+    model_file = deployment.path(riskcore.MODEL_FILE)
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    with pytest.raises(riskcore.IntegrityError):
+        diagnostics.model_predictions(deployed, KNOWN)
+
+
+def test_model_predictions_name_a_missing_column(deployed):
+    with pytest.raises(riskcore.DataError, match='"number_of_employees"'):
+        diagnostics.model_predictions(deployed, KNOWN.drop(columns="number_of_employees"))
+
+
+def test_model_predictions_need_a_deployed_model(config):
+    with pytest.raises(riskcore.DataError, match="No model is deployed"):
+        diagnostics.model_predictions(config, KNOWN)
+
+
+# --- Timings ---------------------------------------------------------------------------------
+def test_execution_time_leaves_production_and_outputs_byte_identical(deployed, tmp_path):
+    folders = (deployed.prod_deployment_folder, deployed.output_folder, deployed.output_model_folder,
+               deployed.input_folder, deployed.test_data_folder)
+    before = {folder: tree_snapshot(folder) for folder in folders}
+    timings = diagnostics.execution_time(deployed, repeat=2)
+    assert list(timings) == ["ingestion", "training", "scoring"]
+    assert all(isinstance(s, float) and 0 < s < 60 for s in timings.values())
+    assert {folder: tree_snapshot(folder) for folder in folders} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "ingested", "input", "models",
+                                                          "prod", "test"]
+
+
+def test_execution_time_needs_at_least_one_run(config):
+    with pytest.raises(riskcore.UserError):
+        diagnostics.execution_time(config, repeat=0)
+
+
+# --- Dependencies ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("line", "expected"), [
+    ("pandas==3.1.1", [("pandas", "3.1.1")]),
+    ("flask >= 3.0", [("flask", ">=3.0")]),
+    ("requests", [("requests", "unpinned")]),
+    ("uvicorn[standard]==0.30.0 ; python_version >= '3.9'  # the server", [("uvicorn", "0.30.0")]),
+    ("# a comment", []),
+    ("--index-url https://example.org/simple", []),
+])
+def test_parse_requirements(tmp_path, line, expected):
+    path = tmp_path / "requirements.txt"
+    path.write_text(line + "\n\n")
+    assert diagnostics.parse_requirements(path) == expected
+
+
+def test_parse_requirements_follows_includes_once(tmp_path):
+    (tmp_path / "base.txt").write_text("numpy==2.4.6\n-r dev.txt\n")
+    (tmp_path / "dev.txt").write_text("-r base.txt\npytest==9.2.0\n")
+    assert diagnostics.parse_requirements(tmp_path / "dev.txt") == [("numpy", "2.4.6"), ("pytest", "9.2.0")]
+
+
+@pytest.mark.parametrize(("installed", "latest", "status"), [
+    ("2.4.6", "2.4.6", "up to date"),
+    ("2.4.6", "2.10.0", "outdated"),
+    ("2.4.6", "unknown", "unknown"),
+    ("not installed", "1.0", "not installed"),
+])
+def test_version_status(installed, latest, status):
+    assert diagnostics.version_status(installed, latest) == status
+
+
+@pytest.mark.slow
+def test_dependency_check_without_a_registry_returns_within_its_bound(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==2.4.6\npandas==3.1.1\n")
+    unreachable_registry(monkeypatch)
+    start = time.monotonic()
+    rows = diagnostics.outdated_packages_list(requirements, timeout=8)
+    assert time.monotonic() - start < 8
+    assert [(r["package"], r["pinned"], r["latest"], r["status"]) for r in rows] == [
+        ("numpy", "2.4.6", "unknown", "unknown"), ("pandas", "3.1.1", "unknown", "unknown")]
+    assert [r["installed"] for r in rows] == [__import__("numpy").__version__, pd.__version__]
+    assert all("127.0.0.1:9 unreachable" in r["reason"] for r in rows)
+
+
+@pytest.mark.slow
+def test_dependency_check_gives_up_on_a_registry_that_never_answers(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==2.4.6\n")
+    with socket.socket() as silent:  # accepts connections (backlog) but never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        unreachable_registry(monkeypatch, f"http://127.0.0.1:{silent.getsockname()[1]}/simple")
+        start = time.monotonic()
+        rows = diagnostics.outdated_packages_list(requirements, timeout=2)
+        elapsed = time.monotonic() - start
+    assert elapsed < 4
+    assert rows[0]["latest"] == "unknown"
+    assert rows[0]["reason"] and ("no answer" in rows[0]["reason"] or "timed out" in rows[0]["reason"])
+
+
+# --- The record ------------------------------------------------------------------------------
+@pytest.fixture
+def offline_dependencies(monkeypatch):
+    """A dependency check that needs no network: what the record holds is tested above."""
+    rows = [{"package": "numpy", "pinned": "2.4.6", "installed": "2.4.6", "latest": "unknown",
+             "status": "unknown", "reason": "package index example unreachable (test)"}]
+    monkeypatch.setattr(diagnostics, "outdated_packages_list", lambda requirements=None, timeout=0: rows)
+    return rows
+
+
+def test_run_writes_the_record_the_api_serves(deployed, offline_dependencies):
+    record = diagnostics.run(deployed)
+    stored = json.loads((deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD).read_text())
+    assert stored == record
+    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
+    assert record["model_version"] == deployment.model_version
+    assert riskcore.utc_now()[:10] == record["generated_at"][:10] and record["generated_at"].endswith("Z")
+    assert record["dependencies"] == offline_dependencies
+    assert list(record["timings"]) == ["ingestion", "training", "scoring"]
+    assert record["summary"] == diagnostics.dataframe_summary(deployed)
+    assert record["missing"] == diagnostics.missing_data(deployed)
+    test = riskcore.read_client_csv(deployed.test_data_file)
+    assert record["predictions"] == diagnostics.model_predictions(deployed, test)
+
+
+def test_render_prints_every_part(deployed, offline_dependencies):
+    text = diagnostics.render(diagnostics.run(deployed))
+    for part in ("Summary statistics", "Missing data", "Step timings", "Dependencies",
+                 "Predictions on the test data: 60 rows", "package index example unreachable (test)"):
+        assert part in text
+
+
+# --- As a user runs it -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_command_runs_from_another_directory(deployed, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
+           "PIP_FIND_LINKS": ""}
+    done = run_script("diagnostics.py", "--config", str(deployed.config_file), "--timeout", "10",
+                      cwd=elsewhere, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Step timings" in done.stdout and "Dependencies" in done.stdout
+    record = json.loads((deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD).read_text())
+    assert record["predictions"] and record["dependencies"]
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_command_turns_a_user_error_into_one_sentence(tmp_path):
+    done = run_script("diagnostics.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
+    assert done.returncode == riskcore.EXIT_CONFIG
+    assert done.stderr.startswith("error: Config file") and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.fixture
+def isolated_logging():
+    """main() configures the root logger for its process; undo that for the tests that follow."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_main_refuses_a_bad_repeat(config, capsys, isolated_logging):
+    assert diagnostics.main(["--config", str(config.config_file), "--repeat", "0"]) == riskcore.EXIT_FAILED
+    assert "--repeat must be at least 1" in capsys.readouterr().err
+
