@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-fast cron uncron lint check-course data system-test-deps clean
+.PHONY: help run test test-fast cron uncron lint check-course data system-test-deps clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,13 @@ test: $(VENV)/.dev-stamp system-test-deps ## set up .venv and run the whole test
 
 test-fast: $(VENV)/.dev-stamp ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
+
+bench: $(VENV)/.dev-stamp ## run the benchmarks on generated data (a few minutes): a table, and bench/results.json
+	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	    || echo "wrk could not be installed; the Python load client (bench/loadgen.py) stands in"; \
+	fi
+	$(PY) bench/run.py
 
 lint: $(VENV)/.dev-stamp ## check the code with ruff
 	$(PY) -m ruff check .

@@ -1,0 +1,623 @@
+"""Benchmarks of speed, memory and scale, each measured beside its floor in the same run.
+
+Reads:  the project's scripts; nothing bundled: every client file is generated (datagen.py) under
+        --data-dir (default bench/data/, git-ignored), large files cached by rows and seed
+Writes: --out (default bench/results.json): the machine, every figure with its floor and ratio,
+        and whether its target is met; the same table on stdout
+
+Absolute times drift on a shared machine, so each figure is compared with a floor measured in
+the same run, runs of the two interleaved:
+
+  cron_tick       python fullprocess.py with nothing new   vs  python -c pass
+  prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
+  get_endpoints   GET /scoring, /summarystats, /diagnostics vs  GET /health
+  risk_list       reporting.risk_scores, 1M and 10M rows   vs  pandas.read_csv of the same file
+  ingestion       ingestion.run, 10 files x 1M rows        vs  pandas.read_csv of the same files
+  full_cycle      fullprocess.py with drift, 10,000 rows   vs  the sum of its steps' own timings
+
+This process imports only the standard library; the work runs in child processes (bench/tasks.py,
+the scripts, gunicorn) whose peak memory is taken by /usr/bin/time from a process of its own, since
+a child forked from a big process inherits that process's high-water mark. Load comes from wrk in
+a second process (bench/wrk.lua), or bench/loadgen.py where wrk is missing; servers bind
+127.0.0.1 only and every load run is bounded in requests and in time. pip is pointed at an
+unreachable loopback index (diagnostics asks it for the latest versions), so the figures measure
+this project's code, not the network.
+Examples: python bench/run.py
+          python bench/run.py --quick --out /tmp/results.json --data-dir /tmp/bench-data
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+TASKS = BENCH / "tasks.py"
+PYTHON = sys.executable
+TIME = "/usr/bin/time"
+BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle")
+SEED = 20240601
+# diagnostics.py asks pip for the latest versions; an index that refuses at once keeps the
+# network out of the figures (and no configured mirror or find-links answers instead).
+PIP_ENV = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
+           "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+DROPPED_ENV = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "RISK_API_KEY", "RISK_CONFIG", "RISK_KILL_AT")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each benchmark does; --quick only checks that the harness works."""
+
+    clients: int  # new-market clients arriving for the full cycle (sourcedata)
+    practice: int  # old-market clients the deployed model was trained on (practicedata)
+    tick_runs: int
+    tick_memory_runs: int
+    load_seconds: int  # per load run (wrk counts whole seconds)
+    load_requests: int  # per load run, at most
+    warmup_requests: int
+    connections: int
+    risk_rows: tuple[int, ...]
+    risk_runs: tuple[int, ...]
+    ingest_files: int
+    ingest_rows: int
+    ingest_runs: int
+    cycle_runs: int
+
+
+FULL = Sizes(clients=10_000, practice=3_000, tick_runs=15, tick_memory_runs=3, load_seconds=3, load_requests=200_000,
+             warmup_requests=200, connections=2, risk_rows=(1_000_000, 10_000_000), risk_runs=(3, 1),
+             ingest_files=10, ingest_rows=1_000_000, ingest_runs=1, cycle_runs=3)
+QUICK = Sizes(clients=600, practice=400, tick_runs=3, tick_memory_runs=1, load_seconds=1, load_requests=150,
+              warmup_requests=10, connections=2, risk_rows=(3_000,), risk_runs=(1,), ingest_files=2,
+              ingest_rows=2_000, ingest_runs=1, cycle_runs=1)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    env.update(PIP_ENV)
+    env.update(extra)
+    return env
+
+
+# --- Measuring a child process ---------------------------------------------------------------
+@dataclass
+class Measured:
+    seconds: float  # wall time seen from here
+    peak_mb: float | None  # the child's maximum resident set size
+    stdout: str
+    stderr: str
+
+    def result(self) -> dict[str, Any]:
+        """The last line of a task's output, decoded."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        if not lines:
+            raise RuntimeError(f"a task printed nothing; its stderr:\n{self.stderr[-2000:]}")
+        return json.loads(lines[-1])
+
+
+def run_child(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float,
+              memory: bool = True) -> Measured:
+    """Run a command to completion; wall time here, peak memory through /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        if memory and os.access(TIME, os.X_OK):
+            command = [TIME, "-f", "%M", "-o", rss.name, *command]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - start
+        peak = None
+        if memory and command[0] == TIME:
+            text = rss.read().strip().splitlines()
+            peak = int(text[-1]) / 1024 if text and text[-1].isdigit() else None
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[-6:])} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return Measured(seconds, peak, done.stdout, done.stderr)
+
+
+def task(name: str, *args: str, timeout: float = 600, memory: bool = True, **env: str) -> Measured:
+    return run_child([PYTHON, str(TASKS), name, *args], env=child_env(**env), cwd=ROOT, timeout=timeout,
+                     memory=memory)
+
+
+# --- Figures and targets ---------------------------------------------------------------------
+def figure(measure: str, value: float, unit: str, floor_name: str, floor: float, *, target: str | None = None,
+           met: bool | None = None, better: str = "lower", **extra: Any) -> dict[str, Any]:
+    """One measured figure beside its floor; ratio = value / floor."""
+    return {"measure": measure, "value": round(value, 6), "unit": unit, "floor_name": floor_name,
+            "floor": round(floor, 6), "ratio": round(value / floor, 3) if floor else None, "better": better,
+            "target": target, "met": met, **extra}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --- Generated data --------------------------------------------------------------------------
+def datagen_tag() -> str:
+    """Cached files are also keyed by the generator's source: a changed generator regenerates."""
+    return hashlib.sha256((ROOT / "datagen.py").read_bytes()).hexdigest()[:8]
+
+
+def cached_clients(folder: Path, rows: int, seeds: list[int], duplicates: float = 0.0) -> list[Path]:
+    """Generated client CSVs of `rows` rows in `folder`, one per seed, each made once per
+    (rows, seed, duplicate share); the missing ones are made by one process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, missing = [], []
+    for seed in seeds:
+        stem = f"clients-n{rows}-s{seed}-d{round(duplicates * 100)}"
+        path = folder / f"{stem}-{datagen_tag()}.csv"
+        paths.append(path)
+        if not path.is_file():
+            for stale in folder.glob(f"{stem}-*.csv"):
+                stale.unlink()
+            missing.append(f"{seed}={path}")
+    if missing:
+        log(f"generating {len(missing)} file(s) of {rows:,} clients in {folder.name}/")
+        task("clients", "--rows", str(rows), "--duplicates", str(duplicates), *missing, memory=False)
+    return paths
+
+
+# --- HTTP servers and load -------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn with 2 workers on 127.0.0.1, serving the API of one config; stopped on exit."""
+
+    def __init__(self, config: Path, log_file: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(Path(PYTHON).parent / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
+             "--no-control-socket", "--chdir", str(ROOT), "wsgi:app"],
+            env=child_env(RISK_CONFIG=str(config)), cwd=ROOT, stdout=log_file.open("ab"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+
+    def wait_ready(self, seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with status {self.process.returncode}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer at {self.url} within {seconds:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def __enter__(self) -> Server:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def load(url: str, *, method: str = "GET", body: Path | None = None, seconds: int, requests: int,
+         connections: int, client: str) -> dict[str, Any]:
+    """One load run from a second process, bounded in requests and seconds; its summary.
+
+    Latencies are in microseconds. wrk runs for the whole duration even when its threads stop at
+    the request cap, so req/s is only exact when the cap was not reached ("capped" says so).
+    """
+    if client == "wrk":
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+                   "-s", str(BENCH / "wrk.lua"), url]
+        env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": str(body or ""),
+               "BENCH_MAX_REQUESTS_PER_THREAD": str(requests)}
+    else:
+        command = [PYTHON, str(BENCH / "loadgen.py"), "--url", url, "--method", method, "--requests", str(requests),
+                   "--duration", str(seconds), "--connections", str(connections)]
+        command += ["--body", str(body)] if body else []
+        env = dict(os.environ)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-1000:]}{done.stdout[-1000:]}")
+    summary = json.loads(line[len("BENCH_JSON "):])
+    if summary["requests"] == 0 or any(summary["errors"].values()):
+        raise RuntimeError(f"{method} {url}: {summary['requests']} answers, errors {summary['errors']}")
+    summary["rps"] = summary["requests"] / (summary["duration_us"] / 1e6)
+    summary["capped"] = summary["requests"] >= requests
+    return summary
+
+
+# --- The project the benchmarks share --------------------------------------------------------
+@dataclass(frozen=True)
+class Project:
+    folder: Path
+    config: Path  # config.json: sourcedata, the API's config and the full cycle's
+    practice_config: Path  # config.practice.json: deployed, nothing new
+    risk_config: Path  # config.risk.json: writes risk lists beside nothing else
+    pristine: Path  # a copy of the folder as built, to start each full cycle from
+
+
+def build_project(sizes: Sizes, scratch: Path) -> Project:
+    folder = scratch / "project"
+    log(f"building the project: {sizes.practice:,} old-market clients deployed, {sizes.clients:,} new ones waiting")
+    result = task("project", "--dir", str(folder), "--clients", str(sizes.clients), "--practice", str(sizes.practice),
+                  "--seed", str(SEED), memory=False).result()
+    pristine = scratch / "project-pristine"
+    shutil.copytree(folder, pristine, symlinks=True)
+    return Project(folder, Path(result["config"]), Path(result["practice_config"]), folder / "config.risk.json",
+                   pristine)
+
+
+# --- 1. cron tick with nothing new -----------------------------------------------------------
+def bench_cron_tick(sizes: Sizes, project: Project, scratch: Path) -> dict[str, Any]:
+    tick = [PYTHON, str(ROOT / "fullprocess.py"), "--config", str(project.practice_config)]
+    floor = [PYTHON, "-c", "pass"]
+    env = child_env()
+    times: dict[str, list[float]] = {"tick": [], "floor": []}
+    peaks: dict[str, list[float]] = {"tick": [], "floor": []}
+    for number in range(sizes.tick_runs + 1):  # the first pair warms the file cache
+        for name, command in (("floor", floor), ("tick", tick)):
+            measured = run_child(command, env=env, cwd=scratch, timeout=60, memory=False)
+            if number:
+                times[name].append(measured.seconds)
+            if name == "tick" and "nothing to do" not in measured.stderr:
+                raise RuntimeError(f"the tick found work to do:\n{measured.stderr[-2000:]}")
+    for _ in range(sizes.tick_memory_runs):
+        for name, command in (("floor", floor), ("tick", tick)):
+            measured = run_child(command, env=env, cwd=scratch, timeout=60)
+            if measured.peak_mb is not None:
+                peaks[name].append(measured.peak_mb)
+    wall, wall_floor = median(times["tick"]), median(times["floor"])
+    log(f"tick: {wall * 1000:.0f} ms vs python -c pass {wall_floor * 1000:.0f} ms")
+    figures = [figure("wall time (median)", wall, "s", "python -c pass", wall_floor, target="<= 3x floor",
+                      met=wall <= 3 * wall_floor, runs=sizes.tick_runs)]
+    if peaks["tick"]:
+        peak, peak_floor = max(peaks["tick"]), max(peaks["floor"])
+        figures.append(figure("peak memory", peak, "MB", "python -c pass", peak_floor, target="<= 40 MB",
+                              met=peak <= 40, runs=sizes.tick_memory_runs))
+    return {"title": "cron tick with nothing new: python fullprocess.py --config <deployed project>",
+            "figures": figures}
+
+
+# --- 2 and 3. the API through gunicorn -------------------------------------------------------
+def request_bodies(project: Project, folder: Path) -> dict[int, Path]:
+    """JSON bodies of 1 and 1,000 records taken from the project's generated new-market clients."""
+    lines = (project.folder / "sourcedata" / "source1.csv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    records = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:1001]]
+    records = [{k: (v if k == "corporation" else int(v)) for k, v in r.items() if k != "exited"} for r in records]
+    bodies = {}
+    for count in (1, 1000):
+        path = folder / f"prediction-{count}.json"
+        path.write_text(json.dumps({"records": (records * 1000)[:count]}), encoding="utf-8")
+        bodies[count] = path
+    return bodies
+
+
+def measure_load(server: Server, name: str, method: str, body: Path | None, sizes: Sizes,
+                 client: str) -> dict[str, Any]:
+    url = server.url + ("/prediction" if method == "POST" else name)
+    summary = load(url, method=method, body=body, seconds=sizes.load_seconds, requests=sizes.load_requests,
+                   connections=sizes.connections, client=client)
+    log(f"{name}: {summary['rps']:.0f} req/s, p50 {summary['p50_us'] / 1000:.2f} ms, "
+        f"p99 {summary['p99_us'] / 1000:.2f} ms ({summary['requests']} requests)")
+    return summary
+
+
+def bench_api(sizes: Sizes, project: Project, server: Server, scratch: Path,
+              client: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    bodies = request_bodies(project, scratch)
+    kinds = {"/health": ("GET", None), "POST /prediction, 1 record": ("POST", bodies[1]),
+             "POST /prediction, 1,000 records": ("POST", bodies[1000]), "/scoring": ("GET", None),
+             "/summarystats": ("GET", None), "/diagnostics": ("GET", None)}
+
+    def url(name: str) -> str:
+        return server.url + ("/prediction" if name.startswith("POST") else name)
+
+    for name, (method, body) in kinds.items():  # every worker loads the model and fills its caches
+        load(url(name), method=method, body=body, seconds=10, requests=sizes.warmup_requests,
+             connections=sizes.connections, client="python")
+    # /health runs before and after each endpoint, and each endpoint's floor is the mean of its two
+    # neighbours: the loopback fills with closed connections (gunicorn's sync workers close each
+    # one), and the same run of /health drifts by up to a third over a minute.
+    results: dict[str, dict[str, Any]] = {}
+    floors: dict[str, dict[str, float]] = {}
+    health = [measure_load(server, "/health", "GET", None, sizes, client)]
+    for name, (method, body) in kinds.items():
+        if name == "/health":
+            continue
+        results[name] = measure_load(server, name, method, body, sizes, client)
+        health.append(measure_load(server, "/health", "GET", None, sizes, client))
+        floors[name] = {key: statistics.fmean(h[key] for h in health[-2:]) for key in ("rps", "p50_us", "p99_us")}
+    one, many = results["POST /prediction, 1 record"], results["POST /prediction, 1,000 records"]
+    setup = {"server": "gunicorn --workers 2 --no-control-socket, 127.0.0.1", "load_client": client,
+             "connections": sizes.connections, "seconds_per_run": sizes.load_seconds,
+             "max_requests_per_run": sizes.load_requests,
+             "health_runs_rps": [round(h["rps"], 1) for h in health],
+             "capped": any(r["capped"] for r in [*health, *results.values()])}
+
+    def versus(name: str, key: str, label: str, unit: str, **kwargs: Any) -> dict[str, Any]:
+        scale = 1 / 1000 if key.endswith("_us") else 1
+        summary = results[name]
+        floor_name = "GET /health " + {"rps": "req/s", "p50_us": "p50", "p99_us": "p99"}[key]
+        return figure(label, summary[key] * scale, unit, floor_name,
+                      floors[name][key] * scale, requests=summary["requests"], **kwargs)
+
+    one_p = "POST /prediction, 1 record"
+    many_p = "POST /prediction, 1,000 records"
+    prediction = {"title": "POST /prediction through gunicorn (2 workers)", "setup": setup, "figures": [
+        versus(one_p, "rps", "1 record: requests/s", "req/s", better="higher", target=">= 0.5x floor",
+               met=one["rps"] >= 0.5 * floors[one_p]["rps"]),
+        versus(one_p, "p50_us", "1 record: p50", "ms"),
+        versus(one_p, "p99_us", "1 record: p99", "ms"),
+        versus(many_p, "rps", "1,000 records: requests/s", "req/s", better="higher"),
+        versus(many_p, "p50_us", "1,000 records: p50", "ms", target="<= 20 ms", met=many["p50_us"] / 1000 <= 20),
+        versus(many_p, "p99_us", "1,000 records: p99", "ms"),
+    ]}
+    endpoints = {"title": "GET /scoring, /summarystats, /diagnostics (nothing recomputed per request)",
+                 "setup": setup, "figures": []}
+    for name in ("/scoring", "/summarystats", "/diagnostics"):
+        endpoints["figures"] += [
+            versus(name, "p50_us", f"GET {name}: p50", "ms", target="<= 2x floor",
+                   met=results[name]["p50_us"] <= 2 * floors[name]["p50_us"]),
+            versus(name, "p99_us", f"GET {name}: p99", "ms"),
+            versus(name, "rps", f"GET {name}: requests/s", "req/s", better="higher")]
+    return prediction, endpoints
+
+
+# --- 4. the risk list ------------------------------------------------------------------------
+def bench_risk_list(sizes: Sizes, project: Project, data: Path) -> dict[str, Any]:
+    figures = []
+    for rows, runs in zip(sizes.risk_rows, sizes.risk_runs, strict=True):
+        [clients] = cached_clients(data / "clients", rows, [SEED])
+        got: dict[str, list[Measured]] = {"risk": [], "floor": []}
+        for _ in range(runs):
+            got["floor"].append(task("read-csv", str(clients)))
+            got["risk"].append(task("risk-list", "--config", str(project.risk_config), "--clients", str(clients)))
+        seconds = median([m.result()["seconds"] for m in got["risk"]])
+        floor = median([m.result()["seconds"] for m in got["floor"]])
+        label = f"{rows:,} clients"
+        log(f"risk list of {label}: {seconds:.2f} s vs read_csv {floor:.2f} s")
+        figures.append(figure(f"{label}: time", seconds, "s", "pandas.read_csv", floor, target="<= 1.5x floor",
+                              met=seconds <= 1.5 * floor, runs=runs,
+                              process_wall_s=round(median([m.seconds for m in got["risk"]]), 3),
+                              floor_process_wall_s=round(median([m.seconds for m in got["floor"]]), 3)))
+        peaks = [m.peak_mb for m in got["risk"] if m.peak_mb is not None]
+        floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
+        if peaks and floor_peaks:
+            largest = rows == max(sizes.risk_rows)
+            figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "pandas.read_csv", max(floor_peaks),
+                                  target="<= 500 MB" if largest else None, met=max(peaks) <= 500 if largest else None))
+    return {"title": "risk list (reporting.risk_scores) of generated clients", "figures": figures,
+            "note": "time inside each process, its libraries imported before the clock starts; "
+                    "peak memory of the whole process"}
+
+
+# --- 5. ingestion ----------------------------------------------------------------------------
+def bench_ingestion(sizes: Sizes, data: Path, scratch: Path) -> dict[str, Any]:
+    # The input folder holds these files only (ingestion refuses links leading out of it).
+    inputs = data / f"ingest-{sizes.ingest_files}x{sizes.ingest_rows}"
+    files = cached_clients(inputs, sizes.ingest_rows, [SEED + number for number in range(sizes.ingest_files)],
+                           duplicates=0.1)
+    folder = scratch / "ingestion"
+    (folder / "test").mkdir(parents=True, exist_ok=True)
+    config = folder / "config.json"
+    config.write_text(json.dumps({"input_folder_path": str(inputs), "output_folder_path": "ingested",
+                                  "test_data_path": "test", "output_model_path": "models",
+                                  "prod_deployment_path": "prod"}), encoding="utf-8")
+    got: dict[str, list[Measured]] = {"ingest": [], "floor": []}
+    for _ in range(sizes.ingest_runs):
+        got["floor"].append(task("read-csv", *map(str, files)))
+        got["ingest"].append(task("ingest", "--config", str(config)))
+        shutil.rmtree(folder / "ingested", ignore_errors=True)
+    result = got["ingest"][-1].result()
+    seconds = median([m.result()["seconds"] for m in got["ingest"]])
+    floor = median([m.result()["seconds"] for m in got["floor"]])
+    log(f"ingestion: {seconds:.2f} s vs read_csv {floor:.2f} s")
+    label = f"{sizes.ingest_files} files x {sizes.ingest_rows:,} rows, 10% duplicates"
+    figures = [figure(f"{label}: time", seconds, "s", "pandas.read_csv of the same files", floor,
+                      target="<= 2x floor", met=seconds <= 2 * floor, runs=sizes.ingest_runs,
+                      rows_read=result["rows_read"], rows_kept=result["rows_kept"])]
+    peaks = [m.peak_mb for m in got["ingest"] if m.peak_mb is not None]
+    floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
+    if peaks and floor_peaks:
+        figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "pandas.read_csv of the same files",
+                              max(floor_peaks)))
+    return {"title": "ingestion (ingestion.run) of generated files", "figures": figures,
+            "note": "time inside each process, pandas imported before the clock starts"}
+
+
+# --- 6. a full cycle with drift --------------------------------------------------------------
+def last_run(models: Path) -> dict[str, Any]:
+    with contextlib.closing(sqlite3.connect(models / "runhistory.sqlite")) as connection:
+        connection.row_factory = sqlite3.Row
+        row = connection.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    return dict(row)
+
+
+def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Path) -> dict[str, Any]:
+    walls, peaks, steps = [], [], []
+    for number in range(sizes.cycle_runs):
+        if number:  # start again from the project as built; the server notices the redeployment
+            shutil.rmtree(project.folder)
+            shutil.copytree(project.pristine, project.folder, symlinks=True)
+        measured = run_child([PYTHON, str(ROOT / "fullprocess.py"), "--config", str(project.config), "--api-url",
+                              server.url], env=child_env(), cwd=scratch, timeout=300)
+        row = last_run(project.folder / "models")
+        if row["outcome"] != "done" or row["decision"] != "retrain":
+            raise RuntimeError(f"the full cycle did not retrain: {row['decision']}, {row['outcome']}: {row['error']}")
+        walls.append(measured.seconds)
+        if measured.peak_mb is not None:
+            peaks.append(measured.peak_mb)
+        steps.append(json.loads(row["step_seconds"]))
+        log(f"full cycle {number + 1}: {measured.seconds:.2f} s; steps {steps[-1]}")
+    per_step = {name: median([s[name] for s in steps]) for name in steps[0]}
+    total = sum(per_step.values())
+    wall = median(walls)
+    figures = [figure("whole run: wall time", wall, "s", "sum of its steps", total, target="<= 10 s", met=wall <= 10,
+                      runs=sizes.cycle_runs, peak_memory_mb=max(peaks) if peaks else None)]
+    figures += [figure(f"step {name}", seconds, "s", "sum of its steps", total) for name, seconds in per_step.items()]
+    return {"title": f"full cycle with drift on {sizes.clients:,} new clients: python fullprocess.py "
+                     "(ingest, drift check, retrain, score, deploy, diagnostics, reports, API calls)",
+            "figures": figures,
+            "note": "pip is pointed at an unreachable loopback index (PIP_INDEX_URL=http://127.0.0.1:9/simple, "
+                    "PIP_RETRIES=0, no pip config file), so diagnostics' dependency check measures this code, "
+                    "not the network"}
+
+
+# --- The machine, the table, the record ------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory_gb = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
+    versions = {}
+    for name in ("numpy", "pandas", "scikit-learn", "flask", "gunicorn"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    wrk = None
+    if shutil.which("wrk"):
+        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0]
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "libraries": versions, "wrk": wrk, "peak_memory_by": TIME if os.access(TIME, os.X_OK) else None}
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def table(benchmarks: dict[str, dict[str, Any]]) -> str:
+    """The results as one plain-text table."""
+    rows = [("benchmark", "measure", "value", "floor", "floor value", "ratio", "target", "met")]
+    for key, bench in benchmarks.items():
+        for item in bench["figures"]:
+            met = "-" if item["met"] is None else ("yes" if item["met"] else "NO")
+            rows.append((key, item["measure"], f"{format_number(item['value'])} {item['unit']}", item["floor_name"],
+                         f"{format_number(item['floor'])} {item['unit']}",
+                         "-" if item["ratio"] is None else f"{item['ratio']:.2f}x", item["target"] or "-", met))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(document, out, indent=2)
+        out.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def run(sizes: Sizes, data: Path, only: tuple[str, ...], client: str) -> dict[str, dict[str, Any]]:
+    data.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="risk-bench-", dir=data) as tmp:
+        scratch = Path(tmp)
+        project = build_project(sizes, scratch)
+        if "cron_tick" in only:
+            log("cron tick with nothing new")
+            results["cron_tick"] = bench_cron_tick(sizes, project, scratch)
+        if "risk_list" in only:
+            results["risk_list"] = bench_risk_list(sizes, project, data)
+        if "ingestion" in only:
+            results["ingestion"] = bench_ingestion(sizes, data, scratch)
+        if {"prediction", "get_endpoints", "full_cycle"} & set(only):
+            with Server(project.config, scratch / "gunicorn.log") as server:
+                if {"prediction", "get_endpoints"} & set(only):
+                    log(f"the API through gunicorn, load from {client}")
+                    prediction, endpoints = bench_api(sizes, project, server, scratch, client)
+                    results.update(prediction=prediction, get_endpoints=endpoints)
+                if "full_cycle" in only:
+                    log("full cycle with drift")
+                    results["full_cycle"] = bench_full_cycle(sizes, project, server, scratch)
+    return {key: results[key] for key in BENCHMARKS if key in results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few requests: checks the harness")
+    parser.add_argument("--out", default=str(BENCH / "results.json"), help="where to write the results")
+    parser.add_argument("--data-dir", default=str(BENCH / "data"), help="generated data and scratch projects")
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated benchmarks to run (default: all of {','.join(BENCHMARKS)})")
+    parser.add_argument("--load-client", choices=("auto", "wrk", "python"), default="auto",
+                        help="the load generator (default: wrk when installed, else bench/loadgen.py; "
+                             "--quick: bench/loadgen.py)")
+    args = parser.parse_args(argv)
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    unknown = [name for name in only if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    if args.load_client == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed; use --load-client python")
+    # wrk runs for whole seconds; the quick check keeps to the Python client unless told otherwise.
+    client = args.load_client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") and not args.quick else "python"
+    sizes = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    benchmarks = run(sizes, Path(args.data_dir).resolve(), only, client)
+    document = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "mode": "quick" if args.quick else "full", "seconds": round(time.perf_counter() - started, 1),
+                "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+                "machine": machine(), "sizes": dataclasses.asdict(sizes), "benchmarks": benchmarks}
+    write_json(Path(args.out), document)
+    print(table(benchmarks))
+    missed = [f"{key}: {item['measure']}" for key, bench in benchmarks.items() for item in bench["figures"]
+              if item["met"] is False]
+    print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else "")
+          + f"; {document['seconds']:.0f} s in all; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

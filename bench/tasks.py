@@ -1,0 +1,195 @@
+"""The heavy half of the benchmarks, one task per process, so each is measured on its own.
+
+`bench/run.py` starts every task as `python bench/tasks.py TASK ...`: data generation, project
+setup, and the timed work together with the floor it is compared with. A timed task imports what
+it needs before its clock starts and prints one JSON line, {"seconds": ...}, as its last line; the
+harness measures the process's wall time and peak memory around it.
+
+Reads:  the project's scripts (imported from the folder above this one)
+Writes: only under the folders named on the command line (generated data, benchmark projects)
+Example: python bench/tasks.py clients --rows 100000 7=/tmp/c.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TEST_ROWS = 500
+
+
+def emit(document: dict) -> None:
+    """The task's result: one JSON line, last on stdout."""
+    print(json.dumps(document), flush=True)
+
+
+def write_config(path: Path, **paths: str) -> Path:
+    """A project config; folders are relative to the config file's folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(paths, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_frame(path: Path, frame) -> None:
+    import datagen
+
+    datagen.write_columns_csv(path, {name: frame[name].to_numpy() for name in datagen.COLUMNS})
+
+
+# --- Generated data --------------------------------------------------------------------------
+def task_clients(args: argparse.Namespace) -> None:
+    """Large client CSVs, each streamed in bounded memory (cached by the caller)."""
+    import datagen
+
+    start = time.perf_counter()
+    for spec in args.files:
+        seed, _, path = spec.partition("=")
+        datagen.write_clients_csv(path, args.rows, args.regime, int(seed), with_duplicates_share=args.duplicates)
+    emit({"seconds": time.perf_counter() - start})
+
+
+def deploy_pipeline(config_path: Path) -> None:
+    """Ingest, train, score and deploy, in this process, as the scripts do."""
+    import deployment
+    import ingestion
+    import riskcore
+    import scoring
+    import training
+
+    config = riskcore.load_config(config_path)
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    deployment.deploy(config)
+
+
+def task_project(args: argparse.Namespace) -> None:
+    """The benchmarks' project: the old market's model deployed, the new market's clients waiting.
+
+    As in the bundled project, config.practice.json (practicedata -> practicemodels) has deployed
+    to production_deployment, and config.json reads sourcedata, on which that model drifts. The
+    API serves config.json; a tick of config.practice.json has nothing new; config.risk.json
+    writes risk lists beside nothing else; a fullprocess run of config.json is the full cycle.
+    """
+    import datagen
+    import diagnostics
+    import riskcore
+
+    folder = Path(args.dir)
+    shutil.rmtree(folder, ignore_errors=True)
+    practice = datagen.generate_clients(args.practice + TEST_ROWS, "practice", args.seed)
+    write_frame(folder / "testdata" / "testdata.csv", practice.iloc[:TEST_ROWS])
+    write_frame(folder / "practicedata" / "practice.csv", practice.iloc[TEST_ROWS:])
+    source = datagen.generate_clients(args.clients, "source", args.seed + 1)
+    half = len(source) // 2
+    write_frame(folder / "sourcedata" / "source1.csv", source.iloc[:half])
+    write_frame(folder / "sourcedata" / "source2.csv", source.iloc[half:])
+    shared = {"output_folder_path": "ingesteddata", "test_data_path": "testdata",
+              "prod_deployment_path": "production_deployment"}
+    practice_config = write_config(folder / "config.practice.json", input_folder_path="practicedata",
+                                   output_model_path="practicemodels", **shared)
+    config = write_config(folder / "config.json", input_folder_path="sourcedata", output_model_path="models",
+                          **shared)
+    write_config(folder / "config.risk.json", input_folder_path="sourcedata", output_model_path="risk-out", **shared)
+    deploy_pipeline(practice_config)
+    # GET /diagnostics serves this record; pip's answer does not matter here, so it gets little time.
+    diagnostics.run(riskcore.load_config(config), timeout=args.pip_timeout)
+    emit({"config": str(config), "practice_config": str(practice_config), "source_rows": len(source)})
+
+
+# --- Timed work and its floors ---------------------------------------------------------------
+def task_risk_list(args: argparse.Namespace) -> None:
+    """reporting.risk_scores over a client file, libraries imported before the clock starts."""
+    import pandas  # noqa: F401
+    import scipy.special  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+    import reporting
+    import riskcore
+
+    config = riskcore.load_config(args.config)
+    start = time.perf_counter()
+    result = reporting.risk_scores(config, Path(args.clients))
+    seconds = time.perf_counter() - start
+    rows = result.rows
+    result.path.unlink()
+    emit({"seconds": seconds, "rows": rows})
+
+
+def task_read_csv(args: argparse.Namespace) -> None:
+    """The floor: pandas.read_csv of the same files, alone."""
+    import pandas as pd
+
+    start = time.perf_counter()
+    frames = [pd.read_csv(path) for path in args.files]
+    seconds = time.perf_counter() - start
+    emit({"seconds": seconds, "rows": sum(len(frame) for frame in frames)})
+
+
+def task_ingest(args: argparse.Namespace) -> None:
+    """ingestion.run over a folder of files, pandas imported before the clock starts."""
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    import ingestion
+    import riskcore
+
+    config = riskcore.load_config(args.config)
+    start = time.perf_counter()
+    result = ingestion.run(config)
+    seconds = time.perf_counter() - start
+    emit({"seconds": seconds, "rows_read": sum(f.rows_read for f in result.files), "rows_kept": len(result.frame),
+          "rejected": len(result.rejected)})
+
+
+TASKS = {
+    "clients": task_clients,
+    "project": task_project,
+    "risk-list": task_risk_list,
+    "read-csv": task_read_csv,
+    "ingest": task_ingest,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="task", required=True)
+    clients = sub.add_parser("clients", help="write generated client CSVs")
+    clients.add_argument("files", nargs="+", metavar="SEED=PATH")
+    clients.add_argument("--rows", type=int, required=True)
+    clients.add_argument("--regime", default="source")
+    clients.add_argument("--duplicates", type=float, default=0.0)
+    project = sub.add_parser("project", help="build the deployed project the benchmarks share")
+    project.add_argument("--dir", required=True)
+    project.add_argument("--clients", type=int, required=True, help="new-market clients in sourcedata")
+    project.add_argument("--practice", type=int, required=True, help="old-market clients in practicedata")
+    project.add_argument("--seed", type=int, required=True)
+    project.add_argument("--pip-timeout", type=float, default=0.5)
+    risk = sub.add_parser("risk-list", help="time the risk list of a client file")
+    risk.add_argument("--config", required=True)
+    risk.add_argument("--clients", required=True)
+    read = sub.add_parser("read-csv", help="time pandas.read_csv of files")
+    read.add_argument("files", nargs="+")
+    ingest = sub.add_parser("ingest", help="time ingestion.run")
+    ingest.add_argument("--config", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    TASKS[args.task](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
