@@ -83,15 +83,8 @@ def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None)
     if deployment is None:
         return [path.name for path in candidates]
     known = known_files(riskcore.read_json(deployment.path(riskcore.INGESTION_RECORD), "Ingestion record"))
-    new = []
-    for path in candidates:
-        try:
-            digest = riskcore.sha256_file(path)
-        except OSError:
-            digest = None  # unreadable now (a directory, a dangling link): ingestion will say why
-        if known.get(path.name) != digest:
-            new.append(path.name)
-    return new
+    return [path.name for path in candidates
+            if known.get(path.name) != riskcore.input_digest(path, input_folder)]
 
 
 # --- Drift tests (pure) -----------------------------------------------------------------------

@@ -100,8 +100,7 @@ def ingest_folder(folder: Path) -> IngestionResult:
         try:
             data, frame = read_candidate(path, folder)
         except DataError as exc:
-            sha = riskcore.sha256_file(path) if path.is_file() and not path.is_symlink() else None
-            rejected.append(Rejection(path.name, str(exc), sha))
+            rejected.append(Rejection(path.name, str(exc), riskcore.input_digest(path, folder)))
             log.error("rejected %s", exc)
             continue
         good.append((path.name, frame))
