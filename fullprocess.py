@@ -273,6 +273,8 @@ def check_drift(config: riskcore.Config, run: Run, deployment: riskcore.Deployme
     """Decide whether the deployed model has drifted on the new data; record why."""
     import scoring
 
+    for name, sha256 in deployment.manifest["files"].items():  # the baseline and the profile decide too
+        riskcore.read_verified(deployment.path(name), sha256)
     model = riskcore.load_deployed_model(deployment)
     run.f1_new_data = scoring.score_model(model, frame)
     run.baseline = scoring.read_score(deployment.path(riskcore.SCORE_FILE))
