@@ -82,7 +82,13 @@ def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None)
     candidates, _ = riskcore.list_input_files(input_folder)
     if deployment is None:
         return [path.name for path in candidates]
-    known = known_files(riskcore.read_json(deployment.path(riskcore.INGESTION_RECORD), "Ingestion record"))
+    # Checked against the manifest: a record edited by hand could otherwise hide new files for good.
+    name = riskcore.INGESTION_RECORD
+    data = riskcore.read_verified(deployment.path(name), deployment.manifest["files"][name])
+    try:
+        known = known_files(json.loads(data))
+    except ValueError:
+        raise riskcore.DataError(f"Ingestion record {deployment.path(name)} is not valid JSON.") from None
     return [path.name for path in candidates
             if known.get(path.name) != riskcore.input_digest(path, input_folder)]
 
