@@ -16,7 +16,6 @@ Example: python diagnostics.py --config config.json --repeat 3
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -155,8 +154,7 @@ def missing_data(config: riskcore.Config, frame=None) -> list[dict[str, Any]]:
 # --- Step timings ----------------------------------------------------------------------------
 def scratch_config(config: riskcore.Config, folder: Path) -> riskcore.Config:
     """The same settings with every folder the steps write to moved under `folder`."""
-    return dataclasses.replace(
-        config,
+    return config.replace(
         output_folder=folder / "ingested",
         output_model_folder=folder / "models",
         prod_deployment_folder=folder / "production",

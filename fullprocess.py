@@ -460,15 +460,22 @@ def dry_run(config: riskcore.Config, current: riskcore.Deployment | None, new_fi
     return f"would {action}: new files {', '.join(new_files)}; {run.drift_verdict}"
 
 
-def setup_file_logging(config: riskcore.Config) -> None:
-    """Also log to a size-rotated file beside the models."""
+@contextlib.contextmanager
+def file_logging(config: riskcore.Config):
+    """While a run works, also log to a size-rotated file beside the models."""
     from logging.handlers import RotatingFileHandler
 
     config.output_model_folder.mkdir(parents=True, exist_ok=True)
     handler = RotatingFileHandler(config.output_model_folder / LOG_FILE, maxBytes=LOG_MAX_BYTES,
                                   backupCount=LOG_BACKUPS, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
@@ -485,7 +492,13 @@ def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
     if dry:
         print(dry_run(config, current, new_files) if new_files else "would do nothing: no new data")
         return riskcore.EXIT_OK
-    setup_file_logging(config)
+    with file_logging(config):
+        return work(config, current, new_files, pending, api_url)
+
+
+def work(config: riskcore.Config, current: riskcore.Deployment | None, new_files: list[str],
+         pending: dict | None, api_url: str) -> int:
+    """A run with something to do: new data, or reports an interrupted run still owes."""
     run = Run(started_at=riskcore.utc_now(), new_files=new_files,
               version_before=current.model_version if current else None)
     # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if

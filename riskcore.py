@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import stat
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections import namedtuple
 from pathlib import Path
-from typing import Any
+
+# Standard library only, and only what the cheap paths need: the cron tick with nothing new
+# imports this module, so dataclasses, typing, tempfile and datetime are kept off its path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +134,15 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
 DRIFT_TESTS = ("raw", "parametric", "nonparametric")
 
 
-@dataclass(frozen=True)
-class Config:
-    """Validated settings with every path resolved against the config file's folder."""
+class Config(namedtuple("Config", "config_file input_folder output_folder test_data_folder "
+                                  "output_model_folder prod_deployment_folder model automation")):
+    """Validated settings with every path resolved against the config file's folder (immutable)."""
 
-    config_file: Path
-    input_folder: Path
-    output_folder: Path
-    test_data_folder: Path
-    output_model_folder: Path
-    prod_deployment_folder: Path
-    model: dict[str, Any] = field(default_factory=lambda: dict(MODEL_DEFAULTS))
-    automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
+    __slots__ = ()
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
+        return self._replace(**changes)
 
     @property
     def final_data_file(self) -> Path:
@@ -343,6 +342,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix if suffix is not None else f".tmp{target.suffix}",
         dir=target.parent,
@@ -407,6 +408,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def utc_now() -> str:
     """The current UTC time as an ISO 8601 string with a Z."""
+    from datetime import UTC, datetime
+
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -441,6 +444,8 @@ def timed(step: str, timings: dict[str, float] | None = None) -> Iterator[None]:
 
 def as_plain(obj: Any) -> Any:
     """Convert dataclasses and paths to JSON-ready values."""
+    import dataclasses
+
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {k: as_plain(v) for k, v in dataclasses.asdict(obj).items()}
     if isinstance(obj, Path):
@@ -617,12 +622,10 @@ CURRENT_LINK = "current"
 MANIFEST = "deployment.json"
 
 
-@dataclass(frozen=True)
-class Deployment:
+class Deployment(namedtuple("Deployment", "folder manifest")):
     """One published release: its folder and its manifest."""
 
-    folder: Path
-    manifest: dict[str, Any]
+    __slots__ = ()
 
     @property
     def release(self) -> str:

@@ -59,6 +59,14 @@ def write_config(root: Path, **overrides) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_package_index(monkeypatch):
+    """Point pip at a closed loopback port: the dependency check must not wait on the network."""
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project folder with two input files (sharing duplicate rows), test data and a config.
@@ -69,7 +77,8 @@ def project(tmp_path: Path) -> Path:
     second = client_rows(100, seed=2) + first[:10]  # ten exact duplicates across files
     write_csv(tmp_path / "input" / "dataset1.csv", first)
     write_csv(tmp_path / "input" / "dataset2.csv", second)
-    write_csv(tmp_path / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
+    # Noisier than the training data, so new data of the same market scores at or above it.
+    write_csv(tmp_path / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t", noise=0.2))
     return write_config(tmp_path)
 
 
