@@ -112,3 +112,45 @@ def test_merge_frames_counts_kept_rows_per_source():
     merged, kept = ingestion.merge_frames([("a", a), ("b", b)])
     assert merged["x"].tolist() == [1, 2, 3]
     assert kept == [2, 1]
+
+
+# --- Writing finaldata.csv: numpy-formatted lines, byte for byte what to_csv writes -----------
+def validated(ids: list[str], rows: list[tuple[int, int, int, int]]):
+    import pandas as pd
+
+    columns = {riskcore.ID_COLUMN: ids, **{name: [row[i] for row in rows]
+                                           for i, name in enumerate(riskcore.COLUMNS[1:])}}
+    return riskcore.validate_frame(pd.DataFrame(columns), "test.csv")
+
+
+@pytest.mark.parametrize(("ids", "fast"), [
+    (["a", "bb", "ccc"], True),
+    (["ünïcødé", "日本", "trailing ", "in side"], True),
+    (["a,b", "c"], False),  # needs quoting: to_csv writes it
+    (['say "hi"', "c"], False),
+    (["two\nlines", "c"], False),
+    (["carriage\rreturn", "c"], False),
+])
+def test_final_data_is_written_as_to_csv_writes_it(tmp_path: Path, ids: list[str], fast: bool):
+    rows = [(0, 9, 10, 0), (99, 100, 10**12, 1), (123456789, 0, 7, 1), (1, 2, 3, 0)][:len(ids)]
+    frame = validated(ids, rows)
+    expected, written = tmp_path / "expected.csv", tmp_path / "written.csv"
+    frame.to_csv(expected, index=False, lineterminator="\n")
+    sha = ingestion.write_final_data(frame, written)
+    assert written.read_bytes() == expected.read_bytes()
+    assert sha == riskcore.sha256_file(expected)
+    assert (ingestion.csv_lines(frame) is not None) == fast
+
+
+def test_final_data_written_in_chunks_is_the_same_file(tmp_path: Path, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 10 ** rng.integers(1, 13, size=(500, 3)))  # 1 to 12 digits
+    rows = [(*map(int, row), int(exited)) for row, exited in zip(counts, rng.integers(0, 2, 500), strict=True)]
+    frame = validated([f"c{i:05d}" for i in range(500)], rows)
+    monkeypatch.setattr(ingestion, "WRITE_ROWS", 7)
+    expected, written = tmp_path / "expected.csv", tmp_path / "written.csv"
+    frame.to_csv(expected, index=False, lineterminator="\n")
+    ingestion.write_final_data(frame, written)
+    assert written.read_bytes() == expected.read_bytes()
