@@ -245,6 +245,9 @@ FETCH_FAILURE = re.compile(r"Could not fetch URL (\S+): (.*?) - skipping")
 ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
+NO_VERSION = "pip gave no version"
+
+
 def failure_reason(stderr: str) -> str:
     """Why pip found no version, in one short phrase."""
     from urllib.parse import urlsplit
@@ -262,7 +265,7 @@ def failure_reason(stderr: str) -> str:
     errors = [line[len("ERROR: "):] for line in stderr.splitlines() if line.startswith("ERROR: ")]
     if errors:
         return f"pip: {errors[-1][:120]}"
-    return "pip gave no version"
+    return NO_VERSION
 
 
 def ask_pip(name: str, deadline: float, verbose: bool = False) -> subprocess.CompletedProcess | str:
@@ -288,31 +291,39 @@ def read_latest(name: str, answer: subprocess.CompletedProcess | str) -> tuple[s
     if isinstance(answer, str):
         return UNKNOWN, answer
     spelled = "[-_.]+".join(re.escape(part) for part in re.split(r"[-_.]+", name))  # pip may normalize
-    match = re.search(rf"^{spelled}\s*\(([^)]+)\)", answer.stdout, re.IGNORECASE | re.MULTILINE)
-    if answer.returncode == 0 and match:
-        return match.group(1), None
+    # The last match: pip prints its answer after any debug output.
+    matches = re.findall(rf"^{spelled}\s*\(([^)]+)\)", answer.stdout, re.IGNORECASE | re.MULTILINE)
+    if answer.returncode == 0 and matches:
+        return matches[-1], None
     if "No module named pip" in answer.stderr:
         return UNKNOWN, "pip is not installed in this environment"
     return UNKNOWN, failure_reason(answer.stderr)
 
 
 def latest_versions(names: list[str], deadline: float) -> list[tuple[str, str | None]]:
-    """(latest version or UNKNOWN, reason) per package, asked in parallel before `deadline`."""
+    """(latest version or UNKNOWN, reason) per package, asked before `deadline`.
+
+    The first package is asked alone. When pip finds nothing for it, it is asked once more,
+    verbosely, since pip says why only in its debug output; when that reason is not about the
+    package (the index cannot be reached, no time is left, no pip), the others are not asked:
+    each pip costs most of a second of CPU, and every one would fail the same way. Otherwise the
+    others are asked in parallel.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        answers = list(pool.map(lambda name: ask_pip(name, deadline), names))
-    latest = [read_latest(name, answer) for name, answer in zip(names, answers, strict=True)]
-    answered = [i for i, answer in enumerate(answers)
-                if not isinstance(answer, str) and latest[i][0] == UNKNOWN]
-    if answered and all(version == UNKNOWN for version, _ in latest):
-        # Nothing found at all: the index itself is the likely problem. pip says why only in its
-        # debug output, so ask once more, verbosely, and give that reason to every failure.
-        verbose = ask_pip(names[answered[0]], deadline, verbose=True)
-        if not isinstance(verbose, str):
+    first = ask_pip(names[0], deadline)
+    version, reason = read_latest(names[0], first)
+    if version == UNKNOWN and not isinstance(first, str) and "No module named pip" not in first.stderr:
+        verbose = ask_pip(names[0], deadline, verbose=True)
+        version, reason = read_latest(names[0], verbose)
+        if version == UNKNOWN and not isinstance(verbose, str):
             reason = failure_reason(verbose.stdout + verbose.stderr)
-            latest = [(UNKNOWN, reason) if i in answered else item for i, item in enumerate(latest)]
-    return latest
+    if version == UNKNOWN and not (reason.startswith("pip: ") or reason == NO_VERSION):
+        return [(UNKNOWN, reason)] * len(names)
+    rest = names[1:]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(rest)))) as pool:
+        answers = list(pool.map(lambda name: ask_pip(name, deadline), rest))
+    return [(version, reason), *(read_latest(name, answer) for name, answer in zip(rest, answers, strict=True))]
 
 
 def version_status(installed: str, latest: str) -> str:

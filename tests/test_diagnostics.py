@@ -213,6 +213,42 @@ def test_dependency_check_gives_up_on_a_registry_that_never_answers(tmp_path, mo
     assert rows[0]["reason"] and ("no answer" in rows[0]["reason"] or "timed out" in rows[0]["reason"])
 
 
+def fake_pip(answers: dict[str, tuple[int, str, str]], asked: list):
+    """ask_pip answering from a table of (returncode, stdout, stderr) per package, noting each call."""
+    import subprocess
+
+    def ask(name: str, deadline: float, verbose: bool = False):
+        asked.append((name, verbose))
+        code, out, err = answers[name]
+        return subprocess.CompletedProcess(["pip"], code, out, err)
+
+    return ask
+
+
+REFUSED = (1, "", "WARNING: Could not fetch URL http://127.0.0.1:9/simple/numpy/: connection error: "
+                  "[Errno 111] Connection refused - skipping\nERROR: No matching distribution found for numpy\n")
+
+
+def test_unreachable_index_is_asked_about_one_package_only(monkeypatch):
+    asked: list = []
+    names = ["numpy", "pandas", "flask", "gunicorn"]
+    monkeypatch.setattr(diagnostics, "ask_pip", fake_pip(dict.fromkeys(names, REFUSED), asked))
+    latest = diagnostics.latest_versions(names, time.monotonic() + 5)
+    assert asked == [("numpy", False), ("numpy", True)]  # once, then verbosely for the reason
+    assert latest == [("unknown", "package index 127.0.0.1:9 unreachable (Connection refused)")] * 4
+
+
+def test_reachable_index_is_asked_about_every_package(monkeypatch):
+    asked: list = []
+    answers = {"numpy": (0, "numpy (2.4.6)\nAvailable versions: 2.4.6\n", ""),
+               "pandas": (0, "pandas (3.1.1)\n", ""),
+               "nosuch": (1, "", "ERROR: No matching distribution found for nosuch\n")}
+    monkeypatch.setattr(diagnostics, "ask_pip", fake_pip(answers, asked))
+    latest = diagnostics.latest_versions(list(answers), time.monotonic() + 5)
+    assert sorted(asked) == [("nosuch", False), ("numpy", False), ("pandas", False)]
+    assert latest == [("2.4.6", None), ("3.1.1", None), ("unknown", "pip: No matching distribution found for nosuch")]
+
+
 # --- The record ------------------------------------------------------------------------------
 @pytest.fixture
 def offline_dependencies(monkeypatch):
