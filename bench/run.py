@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ def child_env(**extra: str) -> dict[str, str]:
 @dataclass
 class Measured:
     seconds: float  # wall time seen from here
+    cpu_seconds: float  # user + system time of the child and of what it waited for
     peak_mb: float | None  # the child's maximum resident set size
     stdout: str
     stderr: str
@@ -121,20 +123,34 @@ class Measured:
 
 def run_child(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float,
               memory: bool = True) -> Measured:
-    """Run a command to completion; wall time here, peak memory through /usr/bin/time."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+    """Run a command to completion: wall time, CPU time (wait4) and peak memory (/usr/bin/time)."""
+    with tempfile.TemporaryDirectory(prefix="bench-child-") as tmp:
+        rss, out, err = (Path(tmp) / name for name in ("rss", "out", "err"))
         if memory and os.access(TIME, os.X_OK):
-            command = [TIME, "-f", "%M", "-o", rss.name, *command]
-        start = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-        seconds = time.perf_counter() - start
+            command = [TIME, "-f", "%M", "-o", str(rss), *command]
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+            timer.start()
+            try:
+                _, status, usage = os.wait4(process.pid, 0)
+            finally:
+                timer.cancel()
+            seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
         peak = None
-        if memory and command[0] == TIME:
-            text = rss.read().strip().splitlines()
+        if command[0] == TIME and rss.is_file():
+            text = rss.read_text().strip().splitlines()
             peak = int(text[-1]) / 1024 if text and text[-1].isdigit() else None
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[-6:])} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return Measured(seconds, peak, done.stdout, done.stderr)
+        measured = Measured(seconds, usage.ru_utime + usage.ru_stime, peak, out.read_text(errors="replace"),
+                            err.read_text(errors="replace"))
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[-6:])} exited {process.returncode}"
+                           f"{' (killed after ' + str(timeout) + ' s)' if seconds >= timeout else ''}:\n"
+                           f"{measured.stderr[-3000:]}")
+    return measured
 
 
 def task(name: str, *args: str, timeout: float = 600, memory: bool = True, **env: str) -> Measured:
@@ -153,6 +169,12 @@ def figure(measure: str, value: float, unit: str, floor_name: str, floor: float,
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_figure(measure: str, runs: list[Measured], floor_name: str, floor_runs: list[Measured]) -> dict[str, Any]:
+    """CPU time of the timed work beside its floor's: steadier than wall time on a busy machine."""
+    return figure(measure, median([m.result()["cpu_seconds"] for m in runs]), "s", floor_name,
+                  median([m.result()["cpu_seconds"] for m in floor_runs]))
 
 
 # --- Generated data --------------------------------------------------------------------------
@@ -288,12 +310,14 @@ def bench_cron_tick(sizes: Sizes, project: Project, scratch: Path) -> dict[str, 
     floor = [PYTHON, "-c", "pass"]
     env = child_env()
     times: dict[str, list[float]] = {"tick": [], "floor": []}
+    cpu: dict[str, list[float]] = {"tick": [], "floor": []}
     peaks: dict[str, list[float]] = {"tick": [], "floor": []}
     for number in range(sizes.tick_runs + 1):  # the first pair warms the file cache
         for name, command in (("floor", floor), ("tick", tick)):
             measured = run_child(command, env=env, cwd=scratch, timeout=60, memory=False)
             if number:
                 times[name].append(measured.seconds)
+                cpu[name].append(measured.cpu_seconds)
             if name == "tick" and "nothing to do" not in measured.stderr:
                 raise RuntimeError(f"the tick found work to do:\n{measured.stderr[-2000:]}")
     for _ in range(sizes.tick_memory_runs):
@@ -304,7 +328,8 @@ def bench_cron_tick(sizes: Sizes, project: Project, scratch: Path) -> dict[str, 
     wall, wall_floor = median(times["tick"]), median(times["floor"])
     log(f"tick: {wall * 1000:.0f} ms vs python -c pass {wall_floor * 1000:.0f} ms")
     figures = [figure("wall time (median)", wall, "s", "python -c pass", wall_floor, target="<= 3x floor",
-                      met=wall <= 3 * wall_floor, runs=sizes.tick_runs)]
+                      met=wall <= 3 * wall_floor, runs=sizes.tick_runs),
+               figure("CPU time (median)", median(cpu["tick"]), "s", "python -c pass", median(cpu["floor"]))]
     if peaks["tick"]:
         peak, peak_floor = max(peaks["tick"]), max(peaks["floor"])
         figures.append(figure("peak memory", peak, "MB", "python -c pass", peak_floor, target="<= 40 MB",
@@ -416,6 +441,7 @@ def bench_risk_list(sizes: Sizes, project: Project, data: Path) -> dict[str, Any
                               met=seconds <= 1.5 * floor, runs=runs,
                               process_wall_s=round(median([m.seconds for m in got["risk"]]), 3),
                               floor_process_wall_s=round(median([m.seconds for m in got["floor"]]), 3)))
+        figures.append(cpu_figure(f"{label}: CPU time", got["risk"], "pandas.read_csv", got["floor"]))
         peaks = [m.peak_mb for m in got["risk"] if m.peak_mb is not None]
         floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
         if peaks and floor_peaks:
@@ -451,7 +477,8 @@ def bench_ingestion(sizes: Sizes, data: Path, scratch: Path) -> dict[str, Any]:
     label = f"{sizes.ingest_files} files x {sizes.ingest_rows:,} rows, 10% duplicates"
     figures = [figure(f"{label}: time", seconds, "s", "pandas.read_csv of the same files", floor,
                       target="<= 2x floor", met=seconds <= 2 * floor, runs=sizes.ingest_runs,
-                      rows_read=result["rows_read"], rows_kept=result["rows_kept"])]
+                      rows_read=result["rows_read"], rows_kept=result["rows_kept"]),
+               cpu_figure(f"{label}: CPU time", got["ingest"], "pandas.read_csv of the same files", got["floor"])]
     peaks = [m.peak_mb for m in got["ingest"] if m.peak_mb is not None]
     floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
     if peaks and floor_peaks:
@@ -470,7 +497,7 @@ def last_run(models: Path) -> dict[str, Any]:
 
 
 def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Path) -> dict[str, Any]:
-    walls, peaks, steps = [], [], []
+    walls, cpus, peaks, steps = [], [], [], []
     for number in range(sizes.cycle_runs):
         if number:  # start again from the project as built; the server notices the redeployment
             shutil.rmtree(project.folder)
@@ -481,6 +508,7 @@ def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Pa
         if row["outcome"] != "done" or row["decision"] != "retrain":
             raise RuntimeError(f"the full cycle did not retrain: {row['decision']}, {row['outcome']}: {row['error']}")
         walls.append(measured.seconds)
+        cpus.append(measured.cpu_seconds)
         if measured.peak_mb is not None:
             peaks.append(measured.peak_mb)
         steps.append(json.loads(row["step_seconds"]))
@@ -489,7 +517,8 @@ def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Pa
     total = sum(per_step.values())
     wall = median(walls)
     figures = [figure("whole run: wall time", wall, "s", "sum of its steps", total, target="<= 10 s", met=wall <= 10,
-                      runs=sizes.cycle_runs, peak_memory_mb=max(peaks) if peaks else None)]
+                      runs=sizes.cycle_runs, cpu_s=round(median(cpus), 3),
+                      peak_memory_mb=max(peaks) if peaks else None)]
     figures += [figure(f"step {name}", seconds, "s", "sum of its steps", total) for name, seconds in per_step.items()]
     return {"title": f"full cycle with drift on {sizes.clients:,} new clients: python fullprocess.py "
                      "(ingest, drift check, retrain, score, deploy, diagnostics, reports, API calls)",
@@ -557,28 +586,44 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def load_average() -> float | None:
+    with contextlib.suppress(OSError):
+        return round(os.getloadavg()[0], 2)
+    return None
+
+
 def run(sizes: Sizes, data: Path, only: tuple[str, ...], client: str) -> dict[str, dict[str, Any]]:
     data.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
+
+    def record(*names: str, work, **arguments) -> None:
+        """Run one benchmark; note how busy the machine was (1-minute load average) before and after."""
+        before = load_average()
+        found = work(**arguments)
+        for name, result in zip(names, found if len(names) > 1 else [found], strict=True):
+            result["load_average"] = {"before": before, "after": load_average()}
+            results[name] = result
+
     with tempfile.TemporaryDirectory(prefix="risk-bench-", dir=data) as tmp:
         scratch = Path(tmp)
         project = build_project(sizes, scratch)
         if "cron_tick" in only:
             log("cron tick with nothing new")
-            results["cron_tick"] = bench_cron_tick(sizes, project, scratch)
+            record("cron_tick", work=bench_cron_tick, sizes=sizes, project=project, scratch=scratch)
         if "risk_list" in only:
-            results["risk_list"] = bench_risk_list(sizes, project, data)
+            record("risk_list", work=bench_risk_list, sizes=sizes, project=project, data=data)
         if "ingestion" in only:
-            results["ingestion"] = bench_ingestion(sizes, data, scratch)
+            record("ingestion", work=bench_ingestion, sizes=sizes, data=data, scratch=scratch)
         if {"prediction", "get_endpoints", "full_cycle"} & set(only):
             with Server(project.config, scratch / "gunicorn.log") as server:
                 if {"prediction", "get_endpoints"} & set(only):
                     log(f"the API through gunicorn, load from {client}")
-                    prediction, endpoints = bench_api(sizes, project, server, scratch, client)
-                    results.update(prediction=prediction, get_endpoints=endpoints)
+                    record("prediction", "get_endpoints", work=bench_api, sizes=sizes, project=project,
+                           server=server, scratch=scratch, client=client)
                 if "full_cycle" in only:
                     log("full cycle with drift")
-                    results["full_cycle"] = bench_full_cycle(sizes, project, server, scratch)
+                    record("full_cycle", work=bench_full_cycle, sizes=sizes, project=project, server=server,
+                           scratch=scratch)
     return {key: results[key] for key in BENCHMARKS if key in results}
 
 
