@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole life cycle on the bundled data (what `make run` shows):
-#   1. an API server for the duration (gunicorn on 127.0.0.1:$PORT, unless one already answers);
-#   2. when nothing is deployed yet, a first deployment from practicedata (config.practice.json);
-#   3. fullprocess on sourcedata (config.json): new data, drift, re-train, re-deploy, reports.
-# Running it again is a no-op tick that says "no new data".
+#   1. when nothing is deployed yet, a first deployment from practicedata (config.practice.json),
+#      with an API serving that config for its API calls;
+#   2. fullprocess on sourcedata (config.json), with an API serving the production config: new
+#      data, drift, re-train, re-deploy, diagnostics, reports, API returns.
+# Each API is gunicorn on 127.0.0.1:$PORT for the duration only, as the course switches
+# config.json and restarts the app between practice and production. Running this again is a
+# no-op tick that says "no new data".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -12,29 +15,40 @@ PORT=${PORT:-8000}
 URL="http://$HOST:$PORT"
 mkdir -p logs
 
-health() { "$PY" -c "import sys, urllib.request; urllib.request.urlopen('$URL/health', timeout=2)" 2>/dev/null; }
+health() { "$PY" -c "import urllib.request; urllib.request.urlopen('$URL/health', timeout=2)" 2>/dev/null; }
 
 server_pid=""
-stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi; }
+stop_server() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  server_pid=""
+}
 trap stop_server EXIT
 
-if health; then
-  echo "== using the API already answering at $URL"
-else
-  echo "== starting the API (gunicorn, 2 workers) at $URL; its log: logs/gunicorn.log"
-  RISK_CONFIG="$PWD/config.json" .venv/bin/gunicorn --workers 2 --bind "$HOST:$PORT" wsgi:app \
+start_server() {  # $1: the config the API serves
+  if health; then
+    echo "error: something already answers at $URL; stop it or choose another PORT=." >&2
+    exit 1
+  fi
+  echo "== API for $1: gunicorn, 2 workers, at $URL (log: logs/gunicorn.log)"
+  RISK_CONFIG="$PWD/$1" .venv/bin/gunicorn --workers 2 --bind "$HOST:$PORT" --no-control-socket wsgi:app \
     >> logs/gunicorn.log 2>&1 &
   server_pid=$!
-  for _ in $(seq 1 100); do health && break; sleep 0.1; done
-  health || { echo "error: the API did not start at $URL (see logs/gunicorn.log)." >&2; exit 1; }
-fi
+  for _ in $(seq 1 100); do health && return 0; sleep 0.1; done
+  echo "error: the API did not start at $URL (see logs/gunicorn.log)." >&2
+  exit 1
+}
 
 if [ ! -e production_deployment/current ]; then
   echo "== first deployment from practicedata"
+  start_server config.practice.json
   "$PY" fullprocess.py --config config.practice.json --api-url "$URL"
+  stop_server
 fi
 echo "== fullprocess on sourcedata"
+start_server config.json
 status=0
 "$PY" fullprocess.py --config config.json --api-url "$URL" || status=$?
+stop_server
+echo "== run history (python fullprocess.py --history)"
 "$PY" fullprocess.py --config config.json --history
 exit "$status"
