@@ -62,7 +62,10 @@ SEED = 20240601
 # network out of the figures (and no configured mirror or find-links answers instead).
 PIP_ENV = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
            "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-DROPPED_ENV = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "RISK_API_KEY", "RISK_CONFIG", "RISK_KILL_AT")
+# Cron's environment has none of these: bytecode is cached (as cron would find it; Python
+# compiles the script it runs, fullprocess.py, every time all the same), no API key, no config.
+DROPPED_ENV = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "RISK_API_KEY", "RISK_CONFIG", "RISK_KILL_AT",
+               "PYTHONDONTWRITEBYTECODE")
 
 
 @dataclass(frozen=True)
