@@ -187,14 +187,18 @@ def open_history(path: Path):
     return connection
 
 
-def append_history(path: Path, row: dict[str, Any]) -> None:
-    """Add one run to the history database."""
+def record_run(path: Path, row: dict[str, Any]) -> None:
+    """Write a run into the history: a new row, or an update of the row of the same run."""
     values = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()
               if k in HISTORY_COLUMNS}
     with contextlib.closing(open_history(path)) as connection, connection:
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
+        found = connection.execute("SELECT id FROM runs WHERE started_at = ?", (values["started_at"],)).fetchone()
+        if found:
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            connection.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), found[0]])
+        else:
+            names, marks = ", ".join(values), ", ".join("?" for _ in values)
+            connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -397,7 +401,8 @@ def resumed_run(pending: dict, run_number: int) -> Run | None:
 def run_was_recorded(config: riskcore.Config, pending: dict) -> bool:
     """Whether the pending run is already in the history (killed after recording it, before clearing it)."""
     started = pending.get("started_at")
-    return bool(started) and any(row["started_at"] == started for row in read_history(history_path(config)))
+    return bool(started) and any(row["started_at"] == started and row["finished_at"]
+                                 for row in read_history(history_path(config)))
 
 
 def clear_pending(config: riskcore.Config) -> None:
@@ -422,6 +427,9 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
     try:
         if not reports_only:
             ingest_and_decide(config, run, current)
+        # Recorded before the reports, so this run's drift check is in its own report.
+        run.outcome = "reporting"
+        record_run(history_path(config), run.as_row())
         produce_reports(config, run, api_url)
         run.outcome = "done"
     except StepFailed as exc:
@@ -433,7 +441,7 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
         run.finished_at = riskcore.utc_now()
         deployed = riskcore.current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
-        append_history(history_path(config), run.as_row())
+        record_run(history_path(config), run.as_row())
         # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
         riskcore.checkpoint("run-recorded")
         clear_pending(config)
