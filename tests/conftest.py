@@ -62,9 +62,11 @@ def write_config(root: Path, **overrides) -> Path:
 @pytest.fixture(autouse=True)
 def no_package_index(monkeypatch):
     """Point pip at a closed loopback port: the dependency check must not wait on the network."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
