@@ -69,29 +69,22 @@ def no_package_index(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
+def make_project(root: Path) -> Path:
     """A project folder with two input files (sharing duplicate rows), test data and a config.
 
     Returns the config file's path.
     """
     first = client_rows(120, seed=1)
     second = client_rows(100, seed=2) + first[:10]  # ten exact duplicates across files
-    write_csv(tmp_path / "input" / "dataset1.csv", first)
-    write_csv(tmp_path / "input" / "dataset2.csv", second)
+    write_csv(root / "input" / "dataset1.csv", first)
+    write_csv(root / "input" / "dataset2.csv", second)
     # Noisier than the training data, so new data of the same market scores at or above it.
-    write_csv(tmp_path / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t", noise=0.2))
-    return write_config(tmp_path)
+    write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t", noise=0.2))
+    return write_config(root)
 
 
-@pytest.fixture
-def config(project: Path) -> riskcore.Config:
-    return riskcore.load_config(project)
-
-
-@pytest.fixture
-def deployed(config: riskcore.Config) -> riskcore.Config:
-    """The project after ingestion, training, scoring and deployment."""
+def deploy_pipeline(config: riskcore.Config) -> riskcore.Config:
+    """Run ingestion, training, scoring and deployment, as the scripts do one after another."""
     import deployment
     import ingestion
     import scoring
@@ -102,6 +95,22 @@ def deployed(config: riskcore.Config) -> riskcore.Config:
     scoring.run(config)
     deployment.deploy(config)
     return config
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+@pytest.fixture
+def config(project: Path) -> riskcore.Config:
+    return riskcore.load_config(project)
+
+
+@pytest.fixture
+def deployed(config: riskcore.Config) -> riskcore.Config:
+    """The project after ingestion, training, scoring and deployment."""
+    return deploy_pipeline(config)
 
 
 def run_script(script: str, *args: str, cwd: Path, env: dict | None = None,
@@ -154,3 +163,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Wait (bounded) until a server process answers GET /health."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with status {process.returncode}")
+        try:
+            if requests.get(url + "/health", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not come up within {seconds} s")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import sys
 import threading
@@ -14,20 +13,11 @@ import pytest
 import apicalls
 import app as app_module
 import riskcore
-from conftest import client_rows, run_script, write_config, write_csv
+from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
 
 ENDPOINTS = {"prediction", "scoring", "summarystats", "diagnostics"}
 RECORD = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v", "summary": [], "missing": {},
           "timings": {}, "dependencies": []}
-
-
-@pytest.fixture(autouse=True)
-def drop_cli_log_handler():
-    """main() installs a stderr handler once per process; drop it so the next test's capture gets its own."""
-    yield
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_risk_handler", False)]:
-        root.removeHandler(handler)
 
 
 @pytest.fixture
@@ -139,15 +129,8 @@ def test_test_data_outside_the_config_folder_is_sent_as_csv(tmp_path, serve):
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(tmp_path / "elsewhere" / "testdata.csv", client_rows(20, seed=3, prefix="t"))
     config = riskcore.load_config(write_config(root, test_data_path="../elsewhere"))
-    import deployment
-    import ingestion
-    import scoring
-    import training
 
-    ingestion.run(config)
-    training.run(config)
-    scoring.run(config)
-    deployment.deploy(config)
+    deploy_pipeline(config)
     url = serve(config)
     apicalls.run(config, url)
     prediction = read_returns(config)["endpoints"]["prediction"]

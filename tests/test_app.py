@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -22,18 +19,9 @@ import ingestion
 import riskcore
 import scoring
 import training
-from conftest import ROOT, client_rows, run_script, write_config, write_csv
+from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
 
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
-
-
-@pytest.fixture(autouse=True)
-def drop_cli_log_handler():
-    """main() installs a stderr handler once per process; drop it so the next test's capture gets its own."""
-    yield
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_risk_handler", False)]:
-        root.removeHandler(handler)
 
 
 # --- Fixtures --------------------------------------------------------------------------------
@@ -43,10 +31,7 @@ def build_project(root: Path) -> riskcore.Config:
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
     config = riskcore.load_config(write_config(root))
-    ingestion.run(config)
-    training.run(config)
-    scoring.run(config)
-    deployment.deploy(config)
+    deploy_pipeline(config)
     secret = write_csv(root / "outside" / "secret.csv", client_rows(5, seed=9, prefix="s"))
     (root / "test" / "link.csv").symlink_to(secret)
     (root / "input" / "linkdir").symlink_to(secret.parent, target_is_directory=True)
@@ -682,27 +667,6 @@ def test_every_documented_error_status_is_json(client):
 
 
 # --- gunicorn, end to end --------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(url: str, process: subprocess.Popen, deadline: float) -> None:
-    import requests
-
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}")
-        try:
-            if requests.get(url + "/health", timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("gunicorn did not answer /health in time")
-
-
 @pytest.mark.slow
 def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, tmp_path):
     import requests
@@ -720,7 +684,7 @@ def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, 
              "--no-control-socket", "--chdir", str(ROOT), "wsgi:app"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_health(url, server, time.monotonic() + 30)
+        wait_until_up(url, server)
         assert requests.get(url + "/scoring", timeout=10).status_code == 401
         result = run_script("apicalls.py", "--config", str(deployed.config_file), "--url", url,
                             cwd=tmp_path, env={"RISK_API_KEY": "e2e-key"}, timeout=60)

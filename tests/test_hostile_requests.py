@@ -24,12 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as app_module
-import deployment
-import ingestion
 import riskcore
-import scoring
-import training
-from conftest import HEADER, client_rows, write_config, write_csv
+from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
 
 SECRET = "TOPSECRET-7f3a9c"  # planted outside the data folders; must never appear in an answer
 API_KEY = "k3y-for-hostile-tests"
@@ -90,10 +86,7 @@ def build_site(root: Path) -> tuple[riskcore.Config, Path, tuple[Path, ...]]:
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
     config = riskcore.load_config(write_config(root))
-    ingestion.run(config)
-    training.run(config)
-    scoring.run(config)
-    deployment.deploy(config)
+    deploy_pipeline(config)
     outside = root / "outside"
     secret_csv = write_csv(outside / "secret.csv", [f"{SECRET},1,2,3,0"])
     secret_txt = outside / "secret.txt"

@@ -36,7 +36,17 @@ import ingestion
 import riskcore
 import scoring
 import training
-from conftest import ROOT, client_rows, free_port, run_script, tree_snapshot, write_config, write_csv
+from conftest import (
+    ROOT,
+    client_rows,
+    deploy_pipeline,
+    free_port,
+    run_script,
+    tree_snapshot,
+    wait_until_up,
+    write_config,
+    write_csv,
+)
 
 RECORDS = {"records": [{"corporation": f"c{i}", "lastmonth_activity": 10 * i, "lastyear_activity": 100 * i,
                         "number_of_employees": 3 + i} for i in range(5)]}
@@ -50,10 +60,7 @@ def build_deployed(root: Path) -> riskcore.Config:
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2) + first[:10])
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
     config = riskcore.load_config(write_config(root))
-    ingestion.run(config)
-    training.run(config)
-    scoring.run(config)
-    deployment.deploy(config)
+    deploy_pipeline(config)
     return config
 
 
@@ -81,22 +88,6 @@ def serve_thread(config: riskcore.Config):
         thread.join(timeout=10)
 
     return f"http://127.0.0.1:{server.server_port}", stop
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
-    import requests
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with status {process.returncode}")
-        try:
-            if requests.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} did not come up within {seconds} s")
 
 
 def stop_process(process: subprocess.Popen) -> None:

@@ -17,12 +17,10 @@ from hypothesis import strategies as st
 
 import deployment
 import diagnostics
-import ingestion
 import reporting
 import riskcore
 import scoring
-import training
-from conftest import client_rows, run_script, write_config, write_csv
+from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
 
 
 def read_risk_list(path: Path) -> pd.DataFrame:
@@ -45,10 +43,7 @@ def reported(tmp_path_factory):
     (root / "input" / "broken.csv").write_text("corporation;lastmonth_activity\nx;1\n")
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
     config = riskcore.load_config(write_config(root))
-    ingestion.run(config)
-    training.run(config)
-    scoring.run(config)
-    deployment.deploy(config)
+    deploy_pipeline(config)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(diagnostics, "outdated_packages_list", lambda requirements=None, timeout=0: [
             {"package": "numpy", "pinned": "2.4.6", "installed": "2.4.6", "latest": "unknown",
