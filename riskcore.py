@@ -561,17 +561,22 @@ def validate_frame(frame, name: str, require_target: bool = True):
     _check_header([str(c) for c in frame.columns], name, require_target)
     if frame.empty:
         raise DataError(f"{name} has a header but no rows.")
-    repeated = (frame[ID_COLUMN].astype("string") == ID_COLUMN) & (
-        frame[FEATURES[0]].astype("string") == FEATURES[0])
-    if repeated.any():
-        raise DataError(f"{name} repeats its header line at row {_first_bad_row(repeated)}.")
-    ids = frame[ID_COLUMN]
+    import pandas as pd
+
+    first = frame[FEATURES[0]]
+    # A repeated header line leaves text in the first feature column; where that column parsed
+    # as whole numbers there is none, and the costly text comparison is skipped.
+    if not pd.api.types.is_integer_dtype(first.dtype):
+        repeated = (frame[ID_COLUMN].astype("string") == ID_COLUMN) & (first.astype("string") == FEATURES[0])
+        if repeated.any():
+            raise DataError(f"{name} repeats its header line at row {_first_bad_row(repeated)}.")
+    ids = frame[ID_COLUMN].astype(str)
     # The parser already skips leading blanks and reads an empty field as missing, so an id of
     # spaces arrives as NaN: no per-row strip is needed (it was the slowest check on large files).
-    empty = ids.isna() | (ids.astype("string").str.len() == 0)
+    empty = ids.isna() | (ids == "")
     if empty.any():
         raise DataError(f'{name} has an empty "{ID_COLUMN}" at row {_first_bad_row(empty)}.')
-    columns = {ID_COLUMN: frame[ID_COLUMN].astype(str)}
+    columns = {ID_COLUMN: ids}
     for column in FEATURES:
         columns[column] = _check_counts(frame, column, name)
     if TARGET in frame.columns:
@@ -580,8 +585,6 @@ def validate_frame(frame, name: str, require_target: bool = True):
             row = _first_bad_row(target > 1)
             raise DataError(f'{name} has a value other than 0 or 1 in column "{TARGET}" at row {row}.')
         columns[TARGET] = target
-    import pandas as pd
-
     return pd.DataFrame(columns)
 
 
