@@ -80,8 +80,7 @@ def read_ingested(config: riskcore.Config):
     if not path.is_file():
         raise riskcore.DataError(f"Ingested data {path} does not exist; run ingestion.py first.")
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", dtype={riskcore.ID_COLUMN: str},
-                           skipinitialspace=True, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, **riskcore.CSV_READ_OPTIONS)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise riskcore.DataError(f"Ingested data {path} cannot be read ({exc.__class__.__name__}).") from None
 

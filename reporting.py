@@ -92,10 +92,6 @@ class Scorer:
 
 
 # --- Reading client files in chunks ----------------------------------------------------------
-READ_OPTIONS: dict[str, Any] = {
-    "encoding": "utf-8-sig", "dtype": {riskcore.ID_COLUMN: str}, "skipinitialspace": True,
-    "keep_default_na": False, "na_values": [""],
-}
 ROW_IN_MESSAGE = re.compile(r"at row (\d+)")
 
 
@@ -117,7 +113,7 @@ def check_client_file(path: Path) -> None:
         raise riskcore.DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     riskcore.check_raw_csv(head, path.name)
     try:
-        first = pd.read_csv(path, nrows=1, **READ_OPTIONS)
+        first = pd.read_csv(path, nrows=1, **riskcore.CSV_READ_OPTIONS)
     except pd.errors.EmptyDataError:
         raise riskcore.DataError(f"{path.name} is empty.") from None
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
@@ -143,7 +139,7 @@ def client_chunks(path: Path, chunk_rows: int, progress=None):
 
     check_client_file(path)
     with open(path, "rb") as handle, pd.read_csv(handle, usecols=[riskcore.ID_COLUMN, *riskcore.FEATURES],
-                                                 chunksize=chunk_rows, **READ_OPTIONS) as reader:
+                                                 chunksize=chunk_rows, **riskcore.CSV_READ_OPTIONS) as reader:
         first_row = 1
         while True:
             try:

@@ -499,6 +499,12 @@ def input_digest(path: Path, folder: Path) -> str:
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
 MAX_INPUT_BYTES = 128 * 1024 * 1024  # one input file; ~4M rows, far beyond one delivery of client data
 GZIP_MAGIC = b"\x1f\x8b"
+# How every client CSV is read (ingestion, the API, reports, diagnostics): ids stay text, blanks
+# before a value are skipped, only an empty field is missing ("NA" is a valid id).
+CSV_READ_OPTIONS: dict[str, Any] = {
+    "encoding": "utf-8-sig", "dtype": {ID_COLUMN: str}, "skipinitialspace": True,
+    "keep_default_na": False, "na_values": [""],
+}
 
 
 def check_raw_csv(data: bytes, name: str) -> None:
@@ -599,8 +605,7 @@ def parse_csv_bytes(data: bytes, name: str, require_target: bool = True):
         with warnings.catch_warnings():
             # A row longer than the header would otherwise be cut silently.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype={ID_COLUMN: str}, index_col=False,
-                                skipinitialspace=True, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(io.BytesIO(data), index_col=False, **CSV_READ_OPTIONS)
     except pd.errors.ParserWarning:
         raise DataError(f"{name} is not a well-formed CSV file (a row has more fields than the header).") from None
     except UnicodeDecodeError:
