@@ -125,13 +125,28 @@ def test_sizes_and_distinct_clients(practice: pd.DataFrame, source: pd.DataFrame
     assert pd.merge(pd.concat([practice, test]), source).empty
 
 
+def test_exit_base_rates(practice: pd.DataFrame, source: pd.DataFrame,
+                         testdata: pd.DataFrame) -> None:
+    for df in (practice, source, testdata):
+        assert 0.25 <= df["exited"].mean() <= 0.40
+
+
 def test_drift_practice_model_degrades_on_source(practice: pd.DataFrame, source: pd.DataFrame,
                                                  testdata: pd.DataFrame) -> None:
     model = fit(practice)
     f1_test, f1_source = f1(model, testdata), f1(model, source)
-    assert f1_test >= 0.6
+    assert f1_test >= 0.62
     assert f1_test - f1_source >= 0.15
-    assert f1(fit(source), source) >= 0.7
+    # Clearly drifted, but not absurd: low activity still matters in the source market.
+    assert 0.30 <= f1_source <= 0.50
+
+
+def test_drift_is_partial_retrained_model_still_works_on_practice(
+        source: pd.DataFrame, testdata: pd.DataFrame) -> None:
+    retrained = fit(source)
+    assert f1(retrained, source) >= 0.7
+    # The automation uses this as its new baseline on testdata.csv: it must not look broken.
+    assert f1(retrained, testdata) >= 0.40
 
 
 def test_generate_clients_is_seeded_and_well_formed() -> None:
