@@ -14,7 +14,6 @@ import logging
 import os
 import stat
 import sys
-import time
 import warnings
 from collections import namedtuple
 from pathlib import Path
@@ -427,19 +426,6 @@ def next_run_number(folder: Path, name: str) -> int:
     while (folder / numbered_name(name, number)).exists():
         number += 1
     return number
-
-
-@contextlib.contextmanager
-def timed(step: str, timings: dict[str, float] | None = None) -> Iterator[None]:
-    """Log a step's duration (and store it in `timings`)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds = time.perf_counter() - start
-        if timings is not None:
-            timings[step] = round(seconds, 4)
-        log.info("step %s took %.3f s", step, seconds)
 
 
 def as_plain(obj: Any) -> Any:
