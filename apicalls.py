@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import riskcore
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, TEST_DATA, UserError
+from riskcore.files import atomic_write_json, next_report_number, numbered_name, utc_now
 
 log = logging.getLogger("apicalls")
 
@@ -35,7 +38,7 @@ TIMEOUT = (5.0, 60.0)  # connect, read: the first request of a worker loads the 
 MAX_TEXT = 10_000  # characters of a non-JSON body kept in the record
 
 
-def dataset_location(config: riskcore.Config) -> str | None:
+def dataset_location(config: Config) -> str | None:
     """The test data's location as the API resolves it (relative to the config file's folder), or None."""
     try:
         relative = config.test_data_file.relative_to(config.config_file.parent.resolve())
@@ -44,7 +47,7 @@ def dataset_location(config: riskcore.Config) -> str | None:
     return relative.as_posix()
 
 
-def prediction_request(config: riskcore.Config) -> dict[str, Any]:
+def prediction_request(config: Config) -> dict[str, Any]:
     """POST /prediction of the test data: by location when the API can resolve it, else as CSV.
 
     A spec with an "error" stands for a call that cannot be made.
@@ -59,10 +62,10 @@ def prediction_request(config: riskcore.Config) -> dict[str, Any]:
         return {**request, "error": f"Test data {config.test_data_file} cannot be read "
                                     f"({exc.strerror or exc.__class__.__name__}); nothing to send."}
     return {**request, "content_type": "text/csv", "data": data,
-            "described_as": f"{riskcore.TEST_DATA} ({len(data)} bytes)"}
+            "described_as": f"{TEST_DATA} ({len(data)} bytes)"}
 
 
-def endpoint_requests(config: riskcore.Config) -> dict[str, dict[str, Any]]:
+def endpoint_requests(config: Config) -> dict[str, dict[str, Any]]:
     """The four calls the course asks for, by endpoint name."""
     return {
         "prediction": prediction_request(config),
@@ -134,16 +137,16 @@ def call(session, base_url: str, spec: dict[str, Any], api_key: str | None) -> d
 def check_url(url: str) -> str:
     """The API's base URL without a trailing slash, or a UserError."""
     if not re.match(r"https?://[^/\s]+", url or ""):
-        raise riskcore.UserError(f'The API URL must be an http(s) URL such as http://127.0.0.1:8000, not "{url}".')
+        raise UserError(f'The API URL must be an http(s) URL such as http://127.0.0.1:8000, not "{url}".')
     return url.rstrip("/")
 
 
-def returns_file(config: riskcore.Config, run_number: int) -> Path:
+def returns_file(config: Config, run_number: int) -> Path:
     """output_model_path/apireturns.txt for run 1, apireturns<n>.txt for run n."""
-    return config.output_model_folder / riskcore.numbered_name(riskcore.API_RETURNS, run_number)
+    return config.output_model_folder / numbered_name(API_RETURNS, run_number)
 
 
-def run(config: riskcore.Config, url: str, run_number: int | None = None, api_key: str | None = None) -> int:
+def run(config: Config, url: str, run_number: int | None = None, api_key: str | None = None) -> int:
     """Call the API's four endpoints and write apireturns(<n>).txt; return the exit status.
 
     `run_number` picks the file (default: the first unused number); `api_key` defaults to
@@ -155,7 +158,7 @@ def run(config: riskcore.Config, url: str, run_number: int | None = None, api_ke
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
     if run_number is None:
-        run_number = riskcore.next_run_number(config.output_model_folder, riskcore.API_RETURNS)
+        run_number = next_report_number(config.output_model_folder, (API_RETURNS,))
     target = returns_file(config, run_number)
     calls: dict[str, Any] = {}
     with requests.Session() as session:
@@ -172,8 +175,8 @@ def run(config: riskcore.Config, url: str, run_number: int | None = None, api_ke
                 log.info("%s %s: %s in %.3f s", spec["method"], spec["path"], record["status"],
                          record["elapsed_seconds"])
     failures = [record["error"] for record in calls.values() if "error" in record]
-    riskcore.atomic_write_json(target, {
-        "generated_at": riskcore.utc_now(),
+    atomic_write_json(target, {
+        "generated_at": utc_now(),
         "api_url": base_url,
         "run": run_number,
         "ok": not failures,
@@ -181,7 +184,7 @@ def run(config: riskcore.Config, url: str, run_number: int | None = None, api_ke
         "endpoints": calls,
     })
     log.info("wrote %s", target)
-    return riskcore.EXIT_FAILED if failures else riskcore.EXIT_OK
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def positive_int(text: str) -> int:
@@ -196,26 +199,26 @@ def positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: call the API and write apireturns.txt, e.g. python apicalls.py --url http://127.0.0.1:8000."""
-    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="the API's address (default: the config's automation.api_url)")
     parser.add_argument("--run-label", type=positive_int, default=None, metavar="N",
                         help="write apireturns<N>.txt (default: the first unused number)")
     args = parser.parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def body() -> int:
-        config = riskcore.load_config(args.config)
-        number = args.run_label or riskcore.next_run_number(config.output_model_folder, riskcore.API_RETURNS)
+        config = load_config(args.config)
+        number = args.run_label or next_report_number(config.output_model_folder, (API_RETURNS,))
         url = args.url if args.url is not None else config.automation["api_url"]
         status = run(config, url, run_number=number)
         target = returns_file(config, number)
-        if status != riskcore.EXIT_OK:
+        if status != EXIT_OK:
             print(f"error: not every API call succeeded; see {target}.", file=sys.stderr)
         else:
             print(target)
         return status
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,24 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-import riskcore
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    COLUMNS,
+    DIAGNOSTICS_RECORD,
+    FEATURES,
+    FINAL_DATA,
+    ID_COLUMN,
+    MAX_VALUE,
+    TARGET,
+    TEST_DATA,
+    DataError,
+    IntegrityError,
+    UserError,
+)
+from riskcore.files import read_json
+from riskcore.releases import Deployment, current_deployment, current_release_name, load_deployed_model
+from riskcore.schema import features_of, parse_csv_bytes, read_client_csv
 
 log = logging.getLogger("app")
 
@@ -65,7 +82,7 @@ MAX_LOCATION_LENGTH = 1024
 RETRY_FAILED_RELEASE_SECONDS = 30.0  # a release that failed to load is not retried on every request
 BROKEN_POINTER = "current"  # stands for a deployment pointer that is not a link
 
-RECORD_FIELDS = frozenset(riskcore.COLUMNS)
+RECORD_FIELDS = frozenset(COLUMNS)
 PREDICTION_FIELDS = frozenset({"records", "dataset"})
 PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
@@ -111,7 +128,7 @@ def error_document(status: int, message: str, field: str | None = None) -> dict[
 class Served:
     """A deployed model, loaded and ready to predict."""
 
-    deployment: riskcore.Deployment
+    deployment: Deployment
     model: Any
     classes: Any  # numpy array of the model's class labels
     positive: int  # column of predict_proba holding the attrition (class 1) probability
@@ -131,9 +148,9 @@ def probe_rows():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    scales = np.array([0.0, 1.0, 10.0, 1e2, 1e3, 1e4, 1e6, float(riskcore.MAX_VALUE)])
-    rows = rng.integers(0, 1000, size=(64, len(riskcore.FEATURES))) * rng.choice(scales, size=(64, 1)) / 1000
-    return np.vstack([np.zeros((1, len(riskcore.FEATURES))), np.floor(rows)])
+    scales = np.array([0.0, 1.0, 10.0, 1e2, 1e3, 1e4, 1e6, float(MAX_VALUE)])
+    rows = rng.integers(0, 1000, size=(64, len(FEATURES))) * rng.choice(scales, size=(64, 1)) / 1000
+    return np.vstack([np.zeros((1, len(FEATURES))), np.floor(rows)])
 
 
 def linear_shortcut(model, probe) -> Callable[[Any], Any] | None:
@@ -162,17 +179,17 @@ def linear_shortcut(model, probe) -> Callable[[Any], Any] | None:
     return predict_proba if same else None
 
 
-def prepare_model(deployment: riskcore.Deployment) -> Served:
+def prepare_model(deployment: Deployment) -> Served:
     """Load a deployment's model (hash-checked) and check it can answer predictions."""
     import numpy as np
 
-    model = riskcore.load_deployed_model(deployment)
+    model = load_deployed_model(deployment)
     classes = np.asarray(model.classes_)
     positive = [i for i, label in enumerate(classes.tolist()) if label == 1]
     if not positive:
-        raise riskcore.DataError("the deployed model has no class 1 (attrition) to give a probability for")
+        raise DataError("the deployed model has no class 1 (attrition) to give a probability for")
     if not isinstance(deployment.manifest.get("model_version"), str):
-        raise riskcore.DataError("the deployment manifest has no model_version")
+        raise DataError("the deployment manifest has no model_version")
     probe = probe_rows()
     model.predict_proba(probe)  # fail here, not in a request
     shortcut = linear_shortcut(model, probe)
@@ -194,8 +211,8 @@ class ModelCache:
     def pointer(self) -> str | None:
         """The release the deployment pointer names now (a readlink); None when nothing is deployed."""
         try:
-            return riskcore.current_release_name(self.prod)
-        except riskcore.IntegrityError as exc:
+            return current_release_name(self.prod)
+        except IntegrityError as exc:
             self._note_failure(BROKEN_POINTER, exc)
             return BROKEN_POINTER
 
@@ -227,9 +244,9 @@ class ModelCache:
             if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_RELEASE_SECONDS:
                 return served
             try:
-                deployment = riskcore.current_deployment(self.prod)
+                deployment = current_deployment(self.prod)
                 if deployment is None:
-                    raise riskcore.DataError("the deployment pointer vanished while loading")
+                    raise DataError("the deployment pointer vanished while loading")
                 new = prepare_model(deployment)
             except Exception as exc:  # whatever is wrong with a deployment must not take the API down
                 self._note_failure(name, exc)
@@ -276,7 +293,7 @@ class KeyedCache:
 class RiskService:
     """Everything one process keeps between requests."""
 
-    def __init__(self, config: riskcore.Config) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.models = ModelCache(config.prod_deployment_folder)
         self._scoring = KeyedCache()
@@ -295,53 +312,53 @@ class RiskService:
 
     def diagnostics(self) -> tuple[int, bytes]:
         """GET /diagnostics' answer, per version of the diagnostics record."""
-        signature = file_signature(self.config.output_model_folder / riskcore.DIAGNOSTICS_RECORD)
+        signature = file_signature(self.config.output_model_folder / DIAGNOSTICS_RECORD)
         return self._diagnostics.get(signature, lambda: self._build_diagnostics(signature))
 
     def _build_scoring(self, served: Served, signature: Any) -> tuple[int, bytes]:
-        from scoring import score_model
+        from riskcore.evaluation import score_model
 
         if signature is None:
-            return 503, json_bytes(error_document(503, f"The test data ({riskcore.TEST_DATA}) does not exist yet."))
+            return 503, json_bytes(error_document(503, f"The test data ({TEST_DATA}) does not exist yet."))
         try:
-            frame = riskcore.read_client_csv(self.config.test_data_file)
-        except riskcore.DataError as exc:  # its messages name the file, not the folder
+            frame = read_client_csv(self.config.test_data_file)
+        except DataError as exc:  # its messages name the file, not the folder
             return 503, json_bytes(error_document(503, f"The test data cannot be scored: {exc}"))
         f1 = score_model(served.model, frame)
-        log.info("release %s: F1 %.4f on %s", served.release, f1, riskcore.TEST_DATA)
-        return 200, json_bytes({"f1": f1, "data": riskcore.TEST_DATA, "rows": int(len(frame)),
+        log.info("release %s: F1 %.4f on %s", served.release, f1, TEST_DATA)
+        return 200, json_bytes({"f1": f1, "data": TEST_DATA, "rows": int(len(frame)),
                                 "model_version": served.model_version, "release": served.release,
                                 "deployed_score": served.deployment.manifest.get("score")})
 
     def _build_summary(self, signature: Any) -> tuple[int, bytes]:
-        name = riskcore.FINAL_DATA
+        name = FINAL_DATA
         if signature is None:
             return 503, json_bytes(error_document(503, f"No ingested data ({name}) yet; run ingestion.py first."))
         try:
-            import diagnostics
+            from riskcore.summary import read_ingested, summarize
 
-            summary = diagnostics.dataframe_summary(self.config)
+            summary = summarize(read_ingested(self.config))
         except ImportError as exc:
             log.error("summary statistics need diagnostics.py: %s", exc)
             return 503, json_bytes(error_document(503, "Summary statistics are not available on this server."))
-        except riskcore.UserError as exc:
+        except UserError as exc:
             log.error("summary statistics of %s failed: %s", name, exc)
             return 503, json_bytes(error_document(503, f"The ingested data ({name}) cannot be summarised; "
                                                        "see the server log."))
         return 200, json_bytes({"data": name, "modified_at": utc_time(signature[3]), "summary": summary})
 
     def _build_diagnostics(self, signature: Any) -> tuple[int, bytes]:
-        name = riskcore.DIAGNOSTICS_RECORD
+        name = DIAGNOSTICS_RECORD
         if signature is None:
             return 503, json_bytes(error_document(503, f"No diagnostics record ({name}) yet; "
                                                        "run diagnostics.py first."))
         path = self.config.output_model_folder / name
         try:
-            record = riskcore.read_json(path, "Diagnostics record")
+            record = read_json(path, "Diagnostics record")
             if not isinstance(record, dict):
-                raise riskcore.DataError(f"Diagnostics record {path} is not a JSON object.")
+                raise DataError(f"Diagnostics record {path} is not a JSON object.")
             return 200, json_bytes(without_server_paths(record))
-        except (riskcore.DataError, ValueError) as exc:  # ValueError: NaN, which JSON cannot carry
+        except (DataError, ValueError) as exc:  # ValueError: NaN, which JSON cannot carry
             log.error("%s", exc)
             return 503, json_bytes(error_document(503, f"The diagnostics record ({name}) is unreadable; "
                                                        "run diagnostics.py again."))
@@ -380,8 +397,8 @@ def describe(value: Any) -> str:
         return "NaN"
     if isinstance(value, float) and math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    if abs(value) > riskcore.MAX_VALUE:
-        return f"a number above {riskcore.MAX_VALUE}" if value > 0 else "a negative number"
+    if abs(value) > MAX_VALUE:
+        return f"a number above {MAX_VALUE}" if value > 0 else "a negative number"
     return repr(value)
 
 
@@ -390,8 +407,8 @@ def whole_number(value: Any, where: str) -> int:
     kind = type(value)
     if kind is float and math.isfinite(value) and value.is_integer():
         value, kind = int(value), int
-    if kind is not int or value < 0 or value > riskcore.MAX_VALUE:
-        raise ApiError(400, f"{where} must be a whole number from 0 to {riskcore.MAX_VALUE}, "
+    if kind is not int or value < 0 or value > MAX_VALUE:
+        raise ApiError(400, f"{where} must be a whole number from 0 to {MAX_VALUE}, "
                             f"not {describe(value)}.", field=where)
     return value
 
@@ -410,44 +427,44 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
     for index, record in enumerate(records):
         where = f"records[{index}]"
         if type(record) is not dict:
-            raise ApiError(400, f"{where} must be an object with the fields {', '.join(riskcore.COLUMNS[:-1])}, "
+            raise ApiError(400, f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
                                 f"not {describe(record)}.", field=where)
         if not RECORD_FIELDS.issuperset(record):
             unknown = next(k for k in record if k not in RECORD_FIELDS)
             shown = json.dumps(unknown[:60])
             raise ApiError(400, f"{where} has an unknown field {shown}; expected "
-                                f"{', '.join(riskcore.COLUMNS)}.", field=f"{where}.{unknown[:60]}")
-        for name in (riskcore.ID_COLUMN, *riskcore.FEATURES):
+                                f"{', '.join(COLUMNS)}.", field=f"{where}.{unknown[:60]}")
+        for name in (ID_COLUMN, *FEATURES):
             if name not in record:
                 raise ApiError(400, f'{where} is missing the field "{name}".', field=f"{where}.{name}")
-        corporation = record[riskcore.ID_COLUMN]
+        corporation = record[ID_COLUMN]
         if type(corporation) is not str or not corporation.strip():
             shown = "a blank string" if type(corporation) is str else describe(corporation)
-            raise ApiError(400, f"{where}.{riskcore.ID_COLUMN} must be a non-empty string, not {shown}.",
-                           field=f"{where}.{riskcore.ID_COLUMN}")
-        if riskcore.TARGET in record and whole_number(record[riskcore.TARGET], f"{where}.{riskcore.TARGET}") > 1:
-            raise ApiError(400, f"{where}.{riskcore.TARGET} must be 0 or 1.", field=f"{where}.{riskcore.TARGET}")
+            raise ApiError(400, f"{where}.{ID_COLUMN} must be a non-empty string, not {shown}.",
+                           field=f"{where}.{ID_COLUMN}")
+        if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > 1:
+            raise ApiError(400, f"{where}.{TARGET} must be 0 or 1.", field=f"{where}.{TARGET}")
         ids.append(corporation)
-        rows.append([whole_number(record[name], f"{where}.{name}") for name in riskcore.FEATURES])
+        rows.append([whole_number(record[name], f"{where}.{name}") for name in FEATURES])
     return ids, rows
 
 
 def rows_of_frame(frame) -> tuple[list[str], Any]:
     if len(frame) > MAX_RECORDS:
         raise ApiError(413, f"{len(frame)} rows is more than the {MAX_RECORDS} one request may hold.")
-    return frame[riskcore.ID_COLUMN].tolist(), riskcore.features_of(frame)
+    return frame[ID_COLUMN].tolist(), features_of(frame)
 
 
 def rows_of_csv(data: bytes, name: str) -> tuple[list[str], Any]:
     """Parse CSV content against the data contract ("exited" optional)."""
     try:
-        frame = riskcore.parse_csv_bytes(data, name, require_target=False)
-    except riskcore.DataError as exc:
+        frame = parse_csv_bytes(data, name, require_target=False)
+    except DataError as exc:
         raise ApiError(400, str(exc)) from None
     return rows_of_frame(frame)
 
 
-def confine_dataset(config: riskcore.Config, location: Any) -> Path:
+def confine_dataset(config: Config, location: Any) -> Path:
     """Resolve a caller's dataset location inside the data folders, or refuse it without naming server paths.
 
     The location is relative to the config file's folder and taken literally; links are followed
@@ -501,7 +518,7 @@ def read_dataset(path: Path) -> bytes:
         return handle.read(MAX_DATASET_BYTES + 1)
 
 
-def rows_of_dataset(config: riskcore.Config, location: Any) -> tuple[list[str], Any]:
+def rows_of_dataset(config: Config, location: Any) -> tuple[list[str], Any]:
     path = confine_dataset(config, location)
     return rows_of_csv(read_dataset(path), PurePosixPath(location).name)
 
@@ -519,7 +536,7 @@ def request_body() -> bytes:
     return body
 
 
-def rows_of_json(config: riskcore.Config) -> tuple[list[str], Any]:
+def rows_of_json(config: Config) -> tuple[list[str], Any]:
     body = request_body()
     if not body.strip():
         raise ApiError(400, 'The request body is empty; send {"records": [...]} or {"dataset": "..."}.')
@@ -557,7 +574,7 @@ def rows_of_upload() -> tuple[list[str], Any]:
     return rows_of_csv(upload.read(), "The uploaded file")
 
 
-def rows_of_request(config: riskcore.Config) -> tuple[list[str], Any]:
+def rows_of_request(config: Config) -> tuple[list[str], Any]:
     """The ids and feature matrix of the rows a prediction request supplies, in any accepted form."""
     extra = [key for key in request.args if key != "dataset"]
     if extra:
@@ -658,12 +675,12 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def openapi_document(api_key_required: bool) -> dict[str, Any]:
     """The OpenAPI 3 description of every route create_app registers."""
-    count = {"type": "integer", "minimum": 0, "maximum": riskcore.MAX_VALUE}
+    count = {"type": "integer", "minimum": 0, "maximum": MAX_VALUE}
     record = {"type": "object", "additionalProperties": False,
-              "required": [riskcore.ID_COLUMN, *riskcore.FEATURES],
-              "properties": {riskcore.ID_COLUMN: {"type": "string", "minLength": 1},
-                             **{name: count for name in riskcore.FEATURES},
-                             riskcore.TARGET: {"type": "integer", "enum": [0, 1],
+              "required": [ID_COLUMN, *FEATURES],
+              "properties": {ID_COLUMN: {"type": "string", "minLength": 1},
+                             **{name: count for name in FEATURES},
+                             TARGET: {"type": "integer", "enum": [0, 1],
                                                "description": "optional; ignored"}}}
     obj = {"type": "object"}
     nullable_str = {"type": ["string", "null"]}
@@ -793,7 +810,7 @@ def add_headers(response: Response) -> Response:
 
 def create_app(config_path: str | os.PathLike | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API for a config file (default: $RISK_CONFIG, else config.json beside the scripts)."""
-    config = riskcore.load_config(config_path if config_path is not None else os.environ.get(CONFIG_ENV) or None)
+    config = load_config(config_path if config_path is not None else os.environ.get(CONFIG_ENV) or None)
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
@@ -817,17 +834,17 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the development server, e.g. python app.py --config config.json --port 8000."""
-    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     args = parser.parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def body() -> None:
         create_app(args.config).run(host=args.host, port=args.port, debug=False, use_reloader=False,
                                     threaded=True)
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -28,42 +28,47 @@ import time
 from pathlib import Path
 from typing import Any
 
-import riskcore
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, PROJECT_DIR, TEST_DATA, DataError, UserError
+from riskcore.files import atomic_write_json, utc_now
+from riskcore.releases import load_deployed_model, require_deployment
+from riskcore.schema import features_of
+from riskcore.summary import STATISTICS, missing_shares, read_ingested, summarize, summary_table
 
 log = logging.getLogger("diagnostics")
 
-STATISTICS = ("mean", "median", "std", "count", "min", "max")
 STEPS = ("ingestion", "training", "scoring")
-REQUIREMENTS = riskcore.PROJECT_DIR / "requirements.txt"
+REQUIREMENTS = PROJECT_DIR / "requirements.txt"
 DEPENDENCY_TIMEOUT = 10.0  # seconds for the whole dependency check, however many packages
 UNKNOWN = "unknown"
 
 
 # --- Predictions -----------------------------------------------------------------------------
-def deployed_model(config: riskcore.Config):
+def deployed_model(config: Config):
     """The deployed model, loaded through the deployment's integrity check."""
-    return riskcore.load_deployed_model(riskcore.require_deployment(config.prod_deployment_folder))
+    return load_deployed_model(require_deployment(config.prod_deployment_folder))
 
 
 def feature_matrix(dataframe):
     """The three features as float64, or a DataError naming the first missing or bad column."""
     import numpy as np
 
-    for column in riskcore.FEATURES:
+    for column in FEATURES:
         if column not in dataframe.columns:
-            raise riskcore.DataError(f'The rows to predict are missing the column "{column}".')
+            raise DataError(f'The rows to predict are missing the column "{column}".')
     try:
-        matrix = riskcore.features_of(dataframe)
+        matrix = features_of(dataframe)
     except (TypeError, ValueError):
-        raise riskcore.DataError("The rows to predict hold a feature value that is not a number.") from None
+        raise DataError("The rows to predict hold a feature value that is not a number.") from None
     finite = np.isfinite(matrix)
     if not finite.all():
-        column = riskcore.FEATURES[int(np.argmin(finite.all(axis=0)))]
-        raise riskcore.DataError(f'The rows to predict have a missing value in column "{column}".')
+        column = FEATURES[int(np.argmin(finite.all(axis=0)))]
+        raise DataError(f'The rows to predict have a missing value in column "{column}".')
     return matrix
 
 
-def model_predictions(config: riskcore.Config, dataframe, model=None) -> list[int]:
+def model_predictions(config: Config, dataframe, model=None) -> list[int]:
     """The deployed model's class predictions (0 or 1) for the rows of `dataframe`."""
     model = model if model is not None else deployed_model(config)
     if len(dataframe) == 0:
@@ -72,86 +77,19 @@ def model_predictions(config: riskcore.Config, dataframe, model=None) -> list[in
 
 
 # --- Data statistics -------------------------------------------------------------------------
-def read_ingested(config: riskcore.Config):
-    """The ingested finaldata.csv as read, not validated: missing values stay visible."""
-    import pandas as pd
-
-    path = config.final_data_file
-    if not path.is_file():
-        raise riskcore.DataError(f"Ingested data {path} does not exist; run ingestion.py first.")
-    try:
-        return pd.read_csv(path, **riskcore.CSV_READ_OPTIONS)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise riskcore.DataError(f"Ingested data {path} cannot be read ({exc.__class__.__name__}).") from None
-
-
-def _plain_number(value) -> float | int | None:
-    """A JSON-ready number: numpy scalars unwrapped, NaN (undefined) as None."""
-    import math
-
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def column_statistics(series) -> dict[str, float | int | None]:
-    """Mean, median, sample standard deviation (n - 1), count, min and max of one column.
-
-    Missing values are left out of every statistic; a value that is not a number counts as missing.
-    """
-    import pandas as pd
-
-    values = pd.to_numeric(series, errors="coerce").astype("float64")
-    values = values[values.notna()]
-    if values.empty:
-        return {"mean": None, "median": None, "std": None, "count": 0, "min": None, "max": None}
-    whole = bool((values == values.round()).all())
-    low, high = values.min(), values.max()
-    return {
-        "mean": _plain_number(values.mean()),
-        "median": _plain_number(values.median()),
-        "std": _plain_number(values.std(ddof=1)),
-        "count": int(len(values)),
-        "min": int(low) if whole else _plain_number(low),
-        "max": int(high) if whole else _plain_number(high),
-    }
-
-
-def summarize(frame) -> list[dict[str, Any]]:
-    """Per feature column and statistic: {"column", "statistic", "value"} (pure)."""
-    rows = []
-    for column in riskcore.FEATURES:
-        if column not in frame.columns:
-            raise riskcore.DataError(f'The data to summarize is missing the column "{column}".')
-        stats = column_statistics(frame[column])
-        rows.extend({"column": column, "statistic": name, "value": stats[name]} for name in STATISTICS)
-    return rows
-
-
-def dataframe_summary(config: riskcore.Config, frame=None) -> list[dict[str, Any]]:
+# --- Data statistics (the course's names) -------------------------------------------------
+def dataframe_summary(config: Config, frame=None) -> list[dict[str, Any]]:
     """Mean, median, std, count, min and max of each feature of the ingested data (or `frame`)."""
     return summarize(read_ingested(config) if frame is None else frame)
 
 
-def missing_shares(frame) -> list[dict[str, Any]]:
-    """Per column: {"column", "missing_percent" (0-100 of rows), "missing_count"} (pure)."""
-    rows = []
-    total = len(frame)
-    for column in frame.columns:
-        count = int(frame[column].isna().sum())
-        percent = 100.0 * count / total if total else 0.0
-        rows.append({"column": str(column), "missing_percent": percent, "missing_count": count})
-    return rows
-
-
-def missing_data(config: riskcore.Config, frame=None) -> list[dict[str, Any]]:
+def missing_data(config: Config, frame=None) -> list[dict[str, Any]]:
     """The share of missing values in every column of the ingested data (or `frame`), in percent."""
     return missing_shares(read_ingested(config) if frame is None else frame)
 
 
 # --- Step timings ----------------------------------------------------------------------------
-def scratch_config(config: riskcore.Config, folder: Path) -> riskcore.Config:
+def scratch_config(config: Config, folder: Path) -> Config:
     """The same settings with every folder the steps write to moved under `folder`."""
     return config.replace(
         output_folder=folder / "ingested",
@@ -160,13 +98,13 @@ def scratch_config(config: riskcore.Config, folder: Path) -> riskcore.Config:
     )
 
 
-def time_steps_once(config: riskcore.Config) -> dict[str, float]:
+def time_steps_once(config: Config) -> dict[str, float]:
     """Run ingestion, training and scoring once with `config`; seconds per step."""
     import ingestion
-    import scoring
-    import training
+    from riskcore.evaluation import score_trained
+    from riskcore.model import train
 
-    steps = {"ingestion": ingestion.run, "training": training.run, "scoring": scoring.run}
+    steps = {"ingestion": ingestion.run, "training": train, "scoring": score_trained}
     seconds = {}
     for step, run_step in steps.items():
         start = time.perf_counter()
@@ -175,7 +113,7 @@ def time_steps_once(config: riskcore.Config) -> dict[str, float]:
     return seconds
 
 
-def execution_time(config: riskcore.Config, repeat: int = 1) -> dict[str, float]:
+def execution_time(config: Config, repeat: int = 1) -> dict[str, float]:
     """Seconds taken by ingestion, training and scoring: the median of `repeat` real runs.
 
     The steps run in this process and read the configured input and test data, but write only
@@ -187,7 +125,7 @@ def execution_time(config: riskcore.Config, repeat: int = 1) -> dict[str, float]
     import sklearn.metrics  # noqa: F401
 
     if repeat < 1:
-        raise riskcore.UserError("The number of timing runs must be at least 1.")
+        raise UserError("The number of timing runs must be at least 1.")
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="risk-timing-") as tmp:
         scratch = scratch_config(config, Path(tmp))
@@ -212,7 +150,7 @@ def parse_requirements(path: Path, seen: set[Path] | None = None) -> list[tuple[
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise riskcore.UserError(
+        raise UserError(
             f"Requirements file {path} cannot be read ({exc.strerror or exc.__class__.__name__})."
         ) from None
     found: list[tuple[str, str]] = []
@@ -368,16 +306,16 @@ def outdated_packages_list(requirements: Path | str | None = None,
 
 
 # --- The diagnostics record ------------------------------------------------------------------
-def run(config: riskcore.Config, repeat: int = 1, timeout: float = DEPENDENCY_TIMEOUT) -> dict[str, Any]:
+def run(config: Config, repeat: int = 1, timeout: float = DEPENDENCY_TIMEOUT) -> dict[str, Any]:
     """Compute every diagnostic and write the record to output_model_path/diagnostics.json."""
-    from scoring import read_test_data
+    from riskcore.evaluation import read_test_data
 
-    deployment = riskcore.require_deployment(config.prod_deployment_folder)
-    model = riskcore.load_deployed_model(deployment)
+    deployment = require_deployment(config.prod_deployment_folder)
+    model = load_deployed_model(deployment)
     test = read_test_data(config)
     ingested = read_ingested(config)
     record = {
-        "generated_at": riskcore.utc_now(),
+        "generated_at": utc_now(),
         "model_version": deployment.model_version,
         "release": deployment.release,
         "summary": summarize(ingested),
@@ -387,12 +325,12 @@ def run(config: riskcore.Config, repeat: int = 1, timeout: float = DEPENDENCY_TI
         "timing_runs": repeat,
         "dependencies": outdated_packages_list(timeout=timeout),
         "predictions": model_predictions(config, test, model=model),
-        "test_data": riskcore.TEST_DATA,
+        "test_data": TEST_DATA,
     }
     # The record is stamped when it is complete, so its time says how fresh every part is.
-    record["generated_at"] = riskcore.utc_now()
-    path = config.output_model_folder / riskcore.DIAGNOSTICS_RECORD
-    riskcore.atomic_write_json(path, record)
+    record["generated_at"] = utc_now()
+    path = config.output_model_folder / DIAGNOSTICS_RECORD
+    atomic_write_json(path, record)
     log.info("wrote %s for model %s", path, deployment.model_version)
     return record
 
@@ -424,10 +362,7 @@ def text_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def summary_rows(summary: list[dict[str, Any]]) -> list[list[Any]]:
     """The long summary list as one row per column, one cell per statistic."""
-    by_column: dict[str, dict[str, Any]] = {}
-    for item in summary:
-        by_column.setdefault(item["column"], {})[item["statistic"]] = item["value"]
-    return [[column, *(stats.get(name) for name in STATISTICS)] for column, stats in by_column.items()]
+    return [[column, *(stats.get(name) for name in STATISTICS)] for column, stats in summary_table(summary).items()]
 
 
 def render(record: dict[str, Any]) -> str:
@@ -462,26 +397,26 @@ def render(record: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: compute the diagnostics, write the record and print it."""
-    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="time each step N times and report the median (default: 1)")
     parser.add_argument("--timeout", type=float, default=DEPENDENCY_TIMEOUT, metavar="SECONDS",
                         help=f"time limit for the dependency check (default: {DEPENDENCY_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
     args = parser.parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def body() -> None:
         import json
 
         if args.repeat < 1:
-            raise riskcore.UserError("--repeat must be at least 1.")
+            raise UserError("--repeat must be at least 1.")
         if args.timeout <= 0:
-            raise riskcore.UserError("--timeout must be positive.")
-        record = run(riskcore.load_config(args.config), repeat=args.repeat, timeout=args.timeout)
+            raise UserError("--timeout must be positive.")
+        record = run(load_config(args.config), repeat=args.repeat, timeout=args.timeout)
         print(json.dumps(record, indent=2) if args.json else render(record))
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

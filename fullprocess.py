@@ -23,20 +23,39 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
 import time
-from collections import namedtuple
 from pathlib import Path
+from typing import Any
 
-import riskcore
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    API_RETURNS,
+    EXIT_FAILED,
+    EXIT_OK,
+    INGESTION_RECORD,
+    RUN_HISTORY,
+    SCORE_FILE,
+    DataError,
+    UserError,
+)
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_write_json, next_report_number, numbered_name, utc_now
+from riskcore.history import format_history, read_history, record_run, score_history
+from riskcore.inputs import input_digest, list_input_files
+from riskcore.releases import (
+    Deployment,
+    current_deployment,
+    deployed_metadata,
+    load_deployed_model,
+    read_verified,
+    verify_release,
+)
 
 # Only the standard library at import: a tick with nothing new must stay cheap. pandas,
 # scikit-learn and the step modules are imported where a run needs them.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 log = logging.getLogger("fullprocess")
 
@@ -77,161 +96,20 @@ def known_files(record: dict[str, Any]) -> dict[str, str]:
     return known
 
 
-def detect_new_files(input_folder: Path, deployment: riskcore.Deployment | None) -> list[str]:
+def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
     """CSV files the deployed record does not list, or whose content changed since."""
-    candidates, _ = riskcore.list_input_files(input_folder)
+    candidates, _ = list_input_files(input_folder)
     if deployment is None:
         return [path.name for path in candidates]
     # Checked against the manifest: a record edited by hand could otherwise hide new files for good.
-    name = riskcore.INGESTION_RECORD
-    data = riskcore.read_verified(deployment.path(name), deployment.manifest["files"][name])
+    name = INGESTION_RECORD
+    data = read_verified(deployment.path(name), deployment.manifest["files"][name])
     try:
         known = known_files(json.loads(data))
     except ValueError:
-        raise riskcore.DataError(f"Ingestion record {deployment.path(name)} is not valid JSON.") from None
+        raise DataError(f"Ingestion record {deployment.path(name)} is not valid JSON.") from None
     return [path.name for path in candidates
-            if known.get(path.name) != riskcore.input_digest(path, input_folder)]
-
-
-# --- Drift tests (pure) -----------------------------------------------------------------------
-DriftVerdict = namedtuple("DriftVerdict", "drift test threshold reason")
-
-
-def drift_verdict(f1: float, baseline: float, history: list[float], test: str, min_history: int) -> DriftVerdict:
-    """Compare the deployed model's F1 on new data with the configured test."""
-    import statistics
-
-    if test != "raw" and len(history) < min_history:
-        verdict = drift_verdict(f1, baseline, history, "raw", min_history)
-        return DriftVerdict(verdict.drift, "raw", verdict.threshold,
-                            f"{verdict.reason} ({test} test needs {min_history} scores, history has {len(history)})")
-    if test == "raw":
-        threshold, rule = baseline, "baseline"
-    elif test == "parametric":
-        threshold = statistics.fmean(history) - 2 * statistics.stdev(history)
-        rule = "mean - 2*std of history"
-    else:
-        q1, _, q3 = statistics.quantiles(history, n=4, method="inclusive")
-        threshold, rule = q1 - 1.5 * (q3 - q1), "Q1 - 1.5*IQR of history"
-    drift = f1 < threshold
-    relation = "<" if drift else ">="
-    outcome = "model drift" if drift else "no model drift"
-    return DriftVerdict(drift, test, threshold, f"F1 {f1:.4f} {relation} {threshold:.4f} ({rule}): {outcome}")
-
-
-def ks_test(sample, reference, reference_size: int) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value.
-
-    `reference` is a quantile sample standing for `reference_size` rows of training data.
-    """
-    import numpy as np
-
-    sample = np.sort(np.asarray(sample, dtype="float64"))
-    reference = np.sort(np.asarray(reference, dtype="float64"))
-    grid = np.concatenate([sample, reference])
-    cdf_new = np.searchsorted(sample, grid, side="right") / len(sample)
-    cdf_ref = np.searchsorted(reference, grid, side="right") / len(reference)
-    statistic = float(np.max(np.abs(cdf_new - cdf_ref)))
-    n, m = len(sample), max(reference_size, 1)
-    effective = n * m / (n + m)
-    lam = (math.sqrt(effective) + 0.12 + 0.11 / math.sqrt(effective)) * statistic
-    if lam < 1e-3:
-        return statistic, 1.0
-    p_value = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
-    return statistic, float(min(max(p_value, 0.0), 1.0))
-
-
-def psi(sample, reference) -> float:
-    """Population stability index over the reference's decile bins."""
-    import numpy as np
-
-    reference = np.asarray(reference, dtype="float64")
-    edges = np.unique(np.quantile(reference, np.linspace(0.1, 0.9, 9)))
-    bins = np.concatenate([[-np.inf], edges, [np.inf]])
-    expected = np.histogram(reference, bins=bins)[0] / len(reference)
-    actual = np.histogram(np.asarray(sample, dtype="float64"), bins=bins)[0] / len(sample)
-    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
-
-
-def data_drift(frame, profile: dict[str, Any], psi_threshold: float, ks_alpha: float) -> dict[str, Any]:
-    """PSI and KS per feature between the deployed model's training data and the new data."""
-    features = {}
-    for column in riskcore.FEATURES:
-        reference = profile["quantiles"][column]
-        values = frame[column].to_numpy(dtype="float64")
-        statistic, p_value = ks_test(values, reference, profile["rows"])
-        index = psi(values, reference)
-        features[column] = {"psi": round(index, 4), "ks_statistic": round(statistic, 4),
-                            "ks_p_value": p_value, "drift": index > psi_threshold or p_value < ks_alpha}
-    return {"features": features, "drift": any(f["drift"] for f in features.values())}
-
-
-# --- Run history ------------------------------------------------------------------------------
-HISTORY_COLUMNS = {
-    "started_at": "TEXT", "finished_at": "TEXT", "run_number": "INTEGER", "new_files": "TEXT",
-    "rows_read": "INTEGER", "rows_ingested": "INTEGER", "files_rejected": "TEXT",
-    "f1_new_data": "REAL", "baseline": "REAL", "drift_test": "TEXT", "drift_verdict": "TEXT",
-    "data_drift": "TEXT", "decision": "TEXT", "version_before": "TEXT", "version_after": "TEXT",
-    "step_seconds": "TEXT", "outcome": "TEXT", "error": "TEXT",
-}
-
-
-def open_history(path: Path):
-    import sqlite3
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=10)
-    columns = ", ".join(f"{name} {kind}" for name, kind in HISTORY_COLUMNS.items())
-    connection.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})")
-    return connection
-
-
-def record_run(path: Path, row: dict[str, Any]) -> None:
-    """Write a run into the history: a new row, or an update of the row of the same run."""
-    values = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()
-              if k in HISTORY_COLUMNS}
-    with contextlib.closing(open_history(path)) as connection, connection:
-        found = connection.execute("SELECT id FROM runs WHERE started_at = ?", (values["started_at"],)).fetchone()
-        if found:
-            assignments = ", ".join(f"{name} = ?" for name in values)
-            connection.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), found[0]])
-        else:
-            names, marks = ", ".join(values), ", ".join("?" for _ in values)
-            connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every recorded run, oldest first."""
-    if not path.is_file():
-        return []
-    with contextlib.closing(open_history(path)) as connection:
-        connection.row_factory = __import__("sqlite3").Row
-        return [dict(row) for row in connection.execute("SELECT * FROM runs ORDER BY id")]
-
-
-def score_history(path: Path) -> list[float]:
-    """F1 on new data of earlier successful runs: the history the statistical tests use."""
-    return [row["f1_new_data"] for row in read_history(path)
-            if row["f1_new_data"] is not None and row["outcome"] == "done"]
-
-
-def format_history(rows: list[dict[str, Any]]) -> str:
-    """The run history as a plain-text table."""
-    headers = ("id", "started", "new files", "rows", "F1 new", "baseline", "test", "decision",
-               "model before -> after", "outcome")
-    lines = [headers]
-    for row in rows:
-        f1 = "" if row["f1_new_data"] is None else f"{row['f1_new_data']:.4f}"
-        base = "" if row["baseline"] is None else f"{row['baseline']:.4f}"
-        files = ",".join(json.loads(row["new_files"] or "[]"))
-        versions = f"{row['version_before'] or '-'} -> {row['version_after'] or '-'}"
-        outcome = row["outcome"] + (f": {row['error']}" if row["error"] else "")
-        lines.append((str(row["id"]), row["started_at"], files[:40], str(row["rows_ingested"] or ""), f1, base,
-                      row["drift_test"] or "", row["decision"] or "", versions, outcome))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+            if known.get(path.name) != input_digest(path, input_folder)]
 
 
 # --- The run ----------------------------------------------------------------------------------
@@ -264,11 +142,11 @@ class StepFailed(Exception):
 @contextlib.contextmanager
 def step(run: Run, name: str):
     """Time a step, log it, and turn a user-caused failure into StepFailed naming the step."""
-    riskcore.checkpoint(f"before-{name}")
+    checkpoint(f"before-{name}")
     start = time.perf_counter()
     try:
         yield
-    except riskcore.UserError as exc:
+    except UserError as exc:
         raise StepFailed(f"step {name} failed: {exc}") from exc
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -276,23 +154,23 @@ def step(run: Run, name: str):
     finally:
         run.step_seconds[name] = round(time.perf_counter() - start, 3)
     log.info("step %s done in %.3f s", name, run.step_seconds[name])
-    riskcore.checkpoint(f"after-{name}")
+    checkpoint(f"after-{name}")
 
 
-def check_drift(config: riskcore.Config, run: Run, deployment: riskcore.Deployment, frame) -> bool:
+def check_drift(config: Config, run: Run, deployment: Deployment, frame) -> bool:
     """Decide whether the deployed model has drifted on the new data; record why."""
-    import scoring
+    from riskcore.drift import data_drift, drift_verdict
+    from riskcore.evaluation import read_score, score_model
 
-    for name, sha256 in deployment.manifest["files"].items():  # the baseline and the profile decide too
-        riskcore.read_verified(deployment.path(name), sha256)
-    model = riskcore.load_deployed_model(deployment)
-    run.f1_new_data = scoring.score_model(model, frame)
-    run.baseline = scoring.read_score(deployment.path(riskcore.SCORE_FILE))
+    verify_release(deployment)  # the baseline and the training profile decide too
+    model = load_deployed_model(deployment)
+    run.f1_new_data = score_model(model, frame)
+    run.baseline = read_score(deployment.path(SCORE_FILE))
     auto = config.automation
     verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
                             auto["drift_test"], auto["min_history"])
     run.drift_test, run.drift_verdict = verdict.test, verdict.reason
-    metadata = riskcore.read_json(deployment.path(riskcore.MODEL_METADATA), "Model metadata")
+    metadata = deployed_metadata(deployment)
     run.data_drift = data_drift(frame, metadata["training_profile"], auto["psi_threshold"], auto["ks_alpha"])
     drifted = [c for c, f in run.data_drift["features"].items() if f["drift"]]
     log.info("drift check: %s; data drift in %s", verdict.reason, ", ".join(drifted) or "no feature")
@@ -304,34 +182,27 @@ def check_drift(config: riskcore.Config, run: Run, deployment: riskcore.Deployme
     return False
 
 
-def history_path(config: riskcore.Config) -> Path:
-    return config.output_model_folder / riskcore.RUN_HISTORY
+def history_path(config: Config) -> Path:
+    return config.output_model_folder / RUN_HISTORY
 
 
-def report_run_number(config: riskcore.Config) -> int:
-    """The next free number for this run's reports, the same for every report kind."""
-    folder = config.output_model_folder
-    return max(riskcore.next_run_number(folder, name)
-               for name in (riskcore.CONFUSION_MATRIX, riskcore.SUMMARY_REPORT, riskcore.API_RETURNS))
-
-
-def retrain_and_deploy(config: riskcore.Config, run: Run) -> None:
-    import deployment
-    import scoring
-    import training
+def retrain_and_deploy(config: Config, run: Run) -> None:
+    from riskcore.evaluation import score_trained
+    from riskcore.model import train
+    from riskcore.publish import deploy
 
     with step(run, "training"):
-        training.run(config)
+        train(config)
     with step(run, "scoring"):
-        scoring.run(config)
+        score_trained(config)
     with step(run, "deployment"):
-        deployment.deploy(config)
+        deploy(config)
 
 
-def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deployment | None) -> None:
+def ingest_and_decide(config: Config, run: Run, current: Deployment | None) -> None:
     """Ingest the new data, check drift against the deployed model, and act on the verdict."""
-    import deployment
     import ingestion
+    from riskcore.publish import deploy_records
 
     with step(run, "ingestion"):
         result = ingestion.run(config)
@@ -356,10 +227,10 @@ def ingest_and_decide(config: riskcore.Config, run: Run, current: riskcore.Deplo
         write_pending(config, run)
         log.info("decision: keep model %s, record the new files as processed", current.model_version)
         with step(run, "record_files"):
-            deployment.deploy_records(config)
+            deploy_records(config)
 
 
-def produce_reports(config: riskcore.Config, run: Run, api_url: str) -> None:
+def produce_reports(config: Config, run: Run, api_url: str) -> None:
     """Diagnostics, reports and API calls for the current deployment, numbered as one run."""
     import apicalls
     import diagnostics
@@ -372,9 +243,9 @@ def produce_reports(config: riskcore.Config, run: Run, api_url: str) -> None:
     with step(run, "apicalls"):
         status = apicalls.run(config, api_url, run_number=run.run_number,
                               api_key=os.environ.get("RISK_API_KEY"))
-    if status != riskcore.EXIT_OK:
+    if status != EXIT_OK:
         raise StepFailed(f"step apicalls failed: the API at {api_url} did not answer every call "
-                         f"(see {riskcore.numbered_name(riskcore.API_RETURNS, run.run_number)})")
+                         f"(see {numbered_name(API_RETURNS, run.run_number)})")
 
 
 # What the pending file keeps of a run: once it has decided, enough for the tick that finishes an
@@ -384,10 +255,10 @@ PENDING_FIELDS = ("started_at", "run_number", "new_files", "rows_read", "rows_in
                   "version_before")
 
 
-def write_pending(config: riskcore.Config, run: Run) -> None:
+def write_pending(config: Config, run: Run) -> None:
     """Remember the run in progress (and its decision, once made), so a run killed mid-way is finished later."""
     row = run.as_row()
-    riskcore.atomic_write_json(config.output_model_folder / PENDING_FILE, {k: row[k] for k in PENDING_FIELDS})
+    atomic_write_json(config.output_model_folder / PENDING_FILE, {k: row[k] for k in PENDING_FIELDS})
 
 
 def resumed_run(pending: dict, run_number: int) -> Run | None:
@@ -398,19 +269,19 @@ def resumed_run(pending: dict, run_number: int) -> Run | None:
     return Run(**{**saved, "run_number": run_number})
 
 
-def run_was_recorded(config: riskcore.Config, pending: dict) -> bool:
+def run_was_recorded(config: Config, pending: dict) -> bool:
     """Whether the pending run is already in the history (killed after recording it, before clearing it)."""
     started = pending.get("started_at")
     return bool(started) and any(row["started_at"] == started and row["finished_at"]
                                  for row in read_history(history_path(config)))
 
 
-def clear_pending(config: riskcore.Config) -> None:
+def clear_pending(config: Config) -> None:
     with contextlib.suppress(FileNotFoundError):
         (config.output_model_folder / PENDING_FILE).unlink()
 
 
-def read_pending(config: riskcore.Config) -> dict | None:
+def read_pending(config: Config) -> dict | None:
     path = config.output_model_folder / PENDING_FILE
     if not path.is_file():
         return None
@@ -420,7 +291,7 @@ def read_pending(config: riskcore.Config) -> dict | None:
         return {"run_number": None}
 
 
-def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | None, api_url: str,
+def execute(config: Config, run: Run, current: Deployment | None, api_url: str,
             reports_only: bool = False) -> int:
     """Do the work of a run; record it in the history whatever happens."""
     write_pending(config, run)
@@ -438,20 +309,20 @@ def execute(config: riskcore.Config, run: Run, current: riskcore.Deployment | No
         run.outcome, run.error = "crashed", f"{exc.__class__.__name__}: {exc}"
         raise
     finally:
-        run.finished_at = riskcore.utc_now()
-        deployed = riskcore.current_deployment(config.prod_deployment_folder)
+        run.finished_at = utc_now()
+        deployed = current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
         record_run(history_path(config), run.as_row())
         # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
-        riskcore.checkpoint("run-recorded")
+        checkpoint("run-recorded")
         clear_pending(config)
         if run.error:
             log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
-    return riskcore.EXIT_OK if run.outcome == "done" else riskcore.EXIT_FAILED
+    return EXIT_OK if run.outcome == "done" else EXIT_FAILED
 
 
-def dry_run(config: riskcore.Config, current: riskcore.Deployment | None, new_files: list[str]) -> str:
+def dry_run(config: Config, current: Deployment | None, new_files: list[str]) -> str:
     """What a run would decide now, with its reasons, without changing anything."""
     import ingestion
 
@@ -462,14 +333,14 @@ def dry_run(config: riskcore.Config, current: riskcore.Deployment | None, new_fi
         log.info("would reject: %s", "; ".join(r.reason for r in result.rejected))
     if not result.files:
         return "would fail: no file could be ingested"
-    run = Run(started_at=riskcore.utc_now())
+    run = Run(started_at=utc_now())
     drift = check_drift(config, run, current, result.frame)
     action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
     return f"would {action}: new files {', '.join(new_files)}; {run.drift_verdict}"
 
 
 @contextlib.contextmanager
-def file_logging(config: riskcore.Config):
+def file_logging(config: Config):
     """While a run works, also log to a size-rotated file beside the models."""
     from logging.handlers import RotatingFileHandler
 
@@ -486,9 +357,9 @@ def file_logging(config: riskcore.Config):
         handler.close()
 
 
-def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
+def tick(config: Config, api_url: str, dry: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
-    current = riskcore.current_deployment(config.prod_deployment_folder)
+    current = current_deployment(config.prod_deployment_folder)
     new_files = detect_new_files(config.input_folder, current)
     pending = None if dry else read_pending(config)
     if pending is not None and run_was_recorded(config, pending):
@@ -496,22 +367,22 @@ def tick(config: riskcore.Config, api_url: str, dry: bool = False) -> int:
         pending = None
     if not new_files and pending is None:
         log.info("no new data in %s: nothing to do", config.input_folder)
-        return riskcore.EXIT_OK
+        return EXIT_OK
     if dry:
         print(dry_run(config, current, new_files) if new_files else "would do nothing: no new data")
-        return riskcore.EXIT_OK
+        return EXIT_OK
     with file_logging(config):
         return work(config, current, new_files, pending, api_url)
 
 
-def work(config: riskcore.Config, current: riskcore.Deployment | None, new_files: list[str],
+def work(config: Config, current: Deployment | None, new_files: list[str],
          pending: dict | None, api_url: str) -> int:
     """A run with something to do: new data, or reports an interrupted run still owes."""
-    run = Run(started_at=riskcore.utc_now(), new_files=new_files,
+    run = Run(started_at=utc_now(), new_files=new_files,
               version_before=current.model_version if current else None)
     # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
     # it had never been interrupted.
-    run.run_number = (pending or {}).get("run_number") or report_run_number(config)
+    run.run_number = (pending or {}).get("run_number") or next_report_number(config.output_model_folder)
     if not new_files:
         resumed = resumed_run(pending or {}, run.run_number)
         if resumed is None:
@@ -528,25 +399,25 @@ def work(config: riskcore.Config, current: riskcore.Deployment | None, new_files
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: one automation tick (or --dry-run, or --history)."""
-    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the decision and its reasons; change nothing")
     parser.add_argument("--history", action="store_true", help="print the run history as a table")
     parser.add_argument("--api-url", default=None, help="API the reports call (default: automation.api_url)")
     args = parser.parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def body() -> int:
-        config = riskcore.load_config(args.config)
+        config = load_config(args.config)
         if args.history:
             print(format_history(read_history(history_path(config))))
-            return riskcore.EXIT_OK
+            return EXIT_OK
         with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:
                 log.info("another fullprocess run is in progress: exiting")
-                return riskcore.EXIT_OK
+                return EXIT_OK
             return tick(config, args.api_url or config.automation["api_url"], dry=args.dry_run)
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

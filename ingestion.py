@@ -15,11 +15,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import riskcore
-from riskcore import DataError
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    COLUMNS,
+    EXIT_FAILED,
+    EXIT_OK,
+    FINAL_DATA,
+    ID_COLUMN,
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    DataError,
+)
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_path, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file, utc_now
+from riskcore.inputs import input_digest, list_input_files
+from riskcore.schema import MAX_INPUT_BYTES, parse_csv_bytes
 
 log = logging.getLogger("ingestion")
 
@@ -62,16 +76,16 @@ def read_candidate(path: Path, folder: Path) -> tuple[bytes, object]:
     if not path.is_file():
         raise DataError(f"{path.name} is not a regular file.")
     size = path.stat().st_size
-    if size > riskcore.MAX_INPUT_BYTES:
+    if size > MAX_INPUT_BYTES:
         raise DataError(f"{path.name} is {size / 2**20:.0f} MiB, above the "
-                        f"{riskcore.MAX_INPUT_BYTES / 2**20:.0f} MiB limit for one input file.")
+                        f"{MAX_INPUT_BYTES / 2**20:.0f} MiB limit for one input file.")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     # The hash and the rows come from the same bytes, so a file being rewritten meanwhile is
     # recorded exactly as it was parsed.
-    return data, riskcore.parse_csv_bytes(data, path.name)
+    return data, parse_csv_bytes(data, path.name)
 
 
 def merge_frames(named_frames: list[tuple[str, object]]) -> tuple[object, list[int]]:
@@ -83,7 +97,7 @@ def merge_frames(named_frames: list[tuple[str, object]]) -> tuple[object, list[i
     import pandas as pd
 
     if not named_frames:
-        return pd.DataFrame(columns=list(riskcore.COLUMNS)), []
+        return pd.DataFrame(columns=list(COLUMNS)), []
     merged = pd.concat([frame for _, frame in named_frames], ignore_index=True)
     origin = np.repeat(np.arange(len(named_frames)), [len(frame) for _, frame in named_frames])
     keep = ~merged.duplicated(keep="first").to_numpy()
@@ -103,12 +117,12 @@ def csv_lines(frame):
     """
     import numpy as np
 
-    if list(frame.columns) != list(riskcore.COLUMNS):
+    if list(frame.columns) != list(COLUMNS):
         return None
-    numbers = [frame[column].to_numpy() for column in riskcore.COLUMNS[1:]]
+    numbers = [frame[column].to_numpy() for column in COLUMNS[1:]]
     if any(values.dtype != np.int64 or (len(values) and values.min() < 0) for values in numbers):
         return None
-    ids = frame[riskcore.ID_COLUMN].tolist()
+    ids = frame[ID_COLUMN].tolist()
     joined = "\0".join(ids) + "\0"
     if joined.count("\0") != len(ids) or any(ch in joined for ch in ',"\r\n'):
         return None
@@ -154,12 +168,12 @@ def write_final_data(frame, path: Path) -> str:
         else:
             return digest.hexdigest()
     frame.to_csv(path, index=False, lineterminator="\n")
-    return riskcore.sha256_file(path)
+    return sha256_file(path)
 
 
 def ingest_folder(folder: Path) -> IngestionResult:
     """Read, validate and merge every CSV in `folder` (pure apart from reading it)."""
-    candidates, ignored = riskcore.list_input_files(folder)
+    candidates, ignored = list_input_files(folder)
     for name in ignored:
         log.info("ignoring %r: not a CSV file", name)
     good: list[tuple[str, object]] = []
@@ -168,12 +182,12 @@ def ingest_folder(folder: Path) -> IngestionResult:
         try:
             data, frame = read_candidate(path, folder)
         except DataError as exc:
-            rejected.append(Rejection(path.name, str(exc), riskcore.input_digest(path, folder)))
+            rejected.append(Rejection(path.name, str(exc), input_digest(path, folder)))
             log.error("rejected %s", exc)
             continue
         good.append((path.name, frame))
-        results.append(FileResult(path.name, riskcore.sha256_bytes(data), rows_read=len(frame),
-                                  read_at=riskcore.utc_now()))
+        results.append(FileResult(path.name, sha256_bytes(data), rows_read=len(frame),
+                                  read_at=utc_now()))
     merged, kept = merge_frames(good)
     for result, rows_kept in zip(results, kept, strict=True):
         result.rows_kept = rows_kept
@@ -186,10 +200,10 @@ def ingest_folder(folder: Path) -> IngestionResult:
 def ingestion_record(result: IngestionResult, folder: Path, final_sha256: str | None) -> dict:
     """The JSON record of one ingestion."""
     return {
-        "ingested_at": riskcore.utc_now(),
+        "ingested_at": utc_now(),
         "input_folder": folder.name,
-        "files": riskcore.as_plain(result.files),
-        "rejected": riskcore.as_plain(result.rejected),
+        "files": [asdict(f) for f in result.files],
+        "rejected": [asdict(r) for r in result.rejected],
         "ignored": result.ignored,
         "rows_read": sum(f.rows_read for f in result.files),
         "rows_kept": len(result.frame),
@@ -197,20 +211,20 @@ def ingestion_record(result: IngestionResult, folder: Path, final_sha256: str | 
     }
 
 
-def write_outputs(result: IngestionResult, config: riskcore.Config) -> None:
+def write_outputs(result: IngestionResult, config: Config) -> None:
     """Write finaldata.csv, ingestedfiles.txt and the record, each atomically."""
     out = config.output_folder
-    with riskcore.atomic_path(out / riskcore.FINAL_DATA) as tmp:
+    with atomic_path(out / FINAL_DATA) as tmp:
         final_sha = write_final_data(result.frame, tmp)
-    riskcore.checkpoint("ingestion-wrote-data")
+    checkpoint("ingestion-wrote-data")
     names = "".join(f"{f.name}\n" for f in result.files)
-    riskcore.atomic_write_text(out / riskcore.INGESTED_FILES, names)
-    riskcore.checkpoint("ingestion-wrote-names")
-    riskcore.atomic_write_json(out / riskcore.INGESTION_RECORD,
+    atomic_write_text(out / INGESTED_FILES, names)
+    checkpoint("ingestion-wrote-names")
+    atomic_write_json(out / INGESTION_RECORD,
                                ingestion_record(result, config.input_folder, final_sha))
 
 
-def run(config: riskcore.Config) -> IngestionResult:
+def run(config: Config) -> IngestionResult:
     """Ingest the configured input folder and write the outputs.
 
     Nothing is written when no file could be ingested, so earlier outputs are never lost.
@@ -227,15 +241,15 @@ def run(config: riskcore.Config) -> IngestionResult:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ingest the input folder named in the config."""
-    args = riskcore.argument_parser(__doc__.splitlines()[0]).parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    args = argument_parser(__doc__.splitlines()[0]).parse_args(argv)
+    setup_logging(args.verbose)
 
     def body() -> int:
-        config = riskcore.load_config(args.config)
+        config = load_config(args.config)
         result = run(config)
-        return riskcore.EXIT_FAILED if result.rejected else riskcore.EXIT_OK
+        return EXIT_FAILED if result.rejected else EXIT_OK
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import riskcore
+from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    CONFUSION_MATRIX,
+    DIAGNOSTICS_RECORD,
+    FEATURES,
+    FINAL_DATA,
+    ID_COLUMN,
+    INGESTION_RECORD,
+    MANIFEST,
+    MODEL_METADATA,
+    RELEASES_DIR,
+    RISK_SCORES,
+    RUN_HISTORY,
+    SUMMARY_REPORT,
+    TARGET,
+    DataError,
+    UserError,
+)
+from riskcore.files import atomic_path, atomic_write_bytes, next_report_number, numbered_name, read_json, utc_now
+from riskcore.releases import Deployment, load_deployed_model, read_verified, require_deployment
+from riskcore.schema import CSV_READ_OPTIONS, check_raw_csv, features_of, validate_frame
+from riskcore.summary import missing_shares, read_ingested, summarize, summary_table
 
 log = logging.getLogger("reporting")
 
@@ -69,7 +91,7 @@ class Scorer:
         from sklearn.linear_model import LogisticRegression
 
         self.model = model
-        self.linear = (isinstance(model, LogisticRegression) and model.coef_.shape == (1, len(riskcore.FEATURES))
+        self.linear = (isinstance(model, LogisticRegression) and model.coef_.shape == (1, len(FEATURES))
                        and [int(c) for c in model.classes_] == [0, 1])
         if self.linear:
             self.coef = np.asarray(model.coef_[0], dtype="float64")
@@ -95,11 +117,11 @@ class Scorer:
 ROW_IN_MESSAGE = re.compile(r"at row (\d+)")
 
 
-def _parse_failure(exc: Exception, name: str) -> riskcore.DataError:
+def _parse_failure(exc: Exception, name: str) -> DataError:
     if isinstance(exc, UnicodeDecodeError):
-        return riskcore.DataError(f"{name} is not UTF-8 text.")
+        return DataError(f"{name} is not UTF-8 text.")
     detail = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "unreadable"
-    return riskcore.DataError(f"{name} is not a well-formed CSV file ({detail}).")
+    return DataError(f"{name} is not a well-formed CSV file ({detail}).")
 
 
 def check_client_file(path: Path) -> None:
@@ -110,24 +132,24 @@ def check_client_file(path: Path) -> None:
         with open(path, "rb") as handle:
             head = handle.read(65536)
     except OSError as exc:
-        raise riskcore.DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
-    riskcore.check_raw_csv(head, path.name)
+        raise DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
+    check_raw_csv(head, path.name)
     try:
-        first = pd.read_csv(path, nrows=1, **riskcore.CSV_READ_OPTIONS)
+        first = pd.read_csv(path, nrows=1, **CSV_READ_OPTIONS)
     except pd.errors.EmptyDataError:
-        raise riskcore.DataError(f"{path.name} is empty.") from None
+        raise DataError(f"{path.name} is empty.") from None
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
         raise _parse_failure(exc, path.name) from None
-    riskcore.validate_frame(first, path.name, require_target=False)
+    validate_frame(first, path.name, require_target=False)
 
 
 def validate_chunk(chunk, name: str, first_row: int):
     """validate_frame on one chunk, with row numbers in its messages counted from the file's start."""
     try:
-        return riskcore.validate_frame(chunk, name, require_target=False)
-    except riskcore.DataError as exc:
+        return validate_frame(chunk, name, require_target=False)
+    except DataError as exc:
         message = ROW_IN_MESSAGE.sub(lambda m: f"at row {int(m.group(1)) + first_row - 1}", str(exc))
-        raise riskcore.DataError(message) from None
+        raise DataError(message) from None
 
 
 def client_chunks(path: Path, chunk_rows: int, progress=None):
@@ -138,8 +160,8 @@ def client_chunks(path: Path, chunk_rows: int, progress=None):
     import pandas as pd
 
     check_client_file(path)
-    with open(path, "rb") as handle, pd.read_csv(handle, usecols=[riskcore.ID_COLUMN, *riskcore.FEATURES],
-                                                 chunksize=chunk_rows, **riskcore.CSV_READ_OPTIONS) as reader:
+    with open(path, "rb") as handle, pd.read_csv(handle, usecols=[ID_COLUMN, *FEATURES],
+                                                 chunksize=chunk_rows, **CSV_READ_OPTIONS) as reader:
         first_row = 1
         while True:
             try:
@@ -425,13 +447,13 @@ def top_candidates(frame, keys, first_row: int, k: int) -> dict[int, dict[str, A
         picked = candidates[np.argsort(-keys[candidates], kind="stable")[:k]]
     else:
         picked = np.arange(len(keys))
-    columns = [riskcore.ID_COLUMN, *riskcore.FEATURES]
+    columns = [ID_COLUMN, *FEATURES]
     records = frame.iloc[picked][columns].to_dict("records")
     return {int(row) + first_row - 1: record for row, record in zip(picked, records, strict=True)}
 
 
-def risk_scores(config: riskcore.Config, clients_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
-                model=None, deployment: riskcore.Deployment | None = None) -> RiskList:
+def risk_scores(config: Config, clients_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
+                model=None, deployment: Deployment | None = None) -> RiskList:
     """Score every client of a CSV (default: the ingested data) and write the ranked risk list.
 
     Bounded memory: the file is read, validated and scored `chunk_rows` rows at a time; what is
@@ -446,22 +468,22 @@ def risk_scores(config: riskcore.Config, clients_path: Path | None = None, chunk
     source = Path(clients_path) if clients_path is not None else config.final_data_file
     if not source.is_file():
         hint = "; run ingestion.py first" if clients_path is None else ""
-        raise riskcore.DataError(f"Client file {source} does not exist{hint}.")
+        raise DataError(f"Client file {source} does not exist{hint}.")
     if chunk_rows < 1:
-        raise riskcore.UserError("The chunk size must be at least 1 row.")
+        raise UserError("The chunk size must be at least 1 row.")
     if deployment is None:
-        deployment = riskcore.require_deployment(config.prod_deployment_folder)
-    scorer = Scorer(model if model is not None else riskcore.load_deployed_model(deployment))
-    target = config.output_model_folder / riskcore.RISK_SCORES
+        deployment = require_deployment(config.prod_deployment_folder)
+    scorer = Scorer(model if model is not None else load_deployed_model(deployment))
+    target = config.output_model_folder / RISK_SCORES
     target.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress(source.name, source.stat().st_size)
     scored = ScoredRows(target.parent)
     candidates: dict[int, dict[str, Any]] = {}
     try:
         for first_row, chunk in client_chunks(source, chunk_rows, progress):
-            keys = scorer.key(riskcore.features_of(chunk))
+            keys = scorer.key(features_of(chunk))
             candidates.update(top_candidates(chunk, keys, first_row, TOP_CLIENTS))
-            scored.add(chunk[riskcore.ID_COLUMN].tolist(), keys)
+            scored.add(chunk[ID_COLUMN].tolist(), keys)
             progress.rows += len(chunk)
         progress.done()
         keys = scored.keys
@@ -478,7 +500,7 @@ def risk_scores(config: riskcore.Config, clients_path: Path | None = None, chunk
         blob, ends = scored.read_ids()
         suffix = ("," + csv_field(deployment.model_version) + "\n").encode("utf-8")
         block = max(1, min(WRITE_ROWS, WRITE_BYTES // (scored.longest_id + 64)))
-        with riskcore.atomic_path(target) as tmp, open(tmp, "wb") as out:
+        with atomic_path(target) as tmp, open(tmp, "wb") as out:
             out.write(RISK_HEADER)
             for begin in range(0, len(order), block):
                 rows = order[begin:begin + block]
@@ -513,10 +535,10 @@ def evaluate(model, frame) -> Evaluation:
     """F1, precision, recall, confusion matrix and ROC curve of `model` on a labelled frame."""
     from sklearn.metrics import confusion_matrix, precision_score, recall_score, roc_auc_score, roc_curve
 
-    from scoring import f1_of
+    from riskcore.evaluation import f1_of
 
-    features = riskcore.features_of(frame)
-    labels = frame[riskcore.TARGET].to_numpy()
+    features = features_of(frame)
+    labels = frame[TARGET].to_numpy()
     predictions = model.predict(features)
     scorer = Scorer(model)
     probabilities = scorer.probability(scorer.key(features))
@@ -537,19 +559,19 @@ def evaluate(model, frame) -> Evaluation:
 # --- History ---------------------------------------------------------------------------------
 def deployment_history(prod: Path) -> list[dict[str, Any]]:
     """Every release still kept: when it was deployed, which model, its F1 on the test data."""
-    releases = prod / riskcore.RELEASES_DIR
+    releases = prod / RELEASES_DIR
     history = []
     if not releases.is_dir():
         return history
-    for manifest_path in sorted(releases.glob(f"*/{riskcore.MANIFEST}")):
+    for manifest_path in sorted(releases.glob(f"*/{MANIFEST}")):
         if manifest_path.parent.name.startswith("."):
             continue
         try:
-            manifest = riskcore.read_json(manifest_path, "Deployment manifest")
+            manifest = read_json(manifest_path, "Deployment manifest")
             history.append({"release": manifest_path.parent.name, "deployed_at": str(manifest["deployed_at"]),
                             "model_version": str(manifest["model_version"]), "score": float(manifest["score"]),
                             "kind": str(manifest.get("kind", "model"))})
-        except (riskcore.DataError, KeyError, TypeError, ValueError) as exc:
+        except (DataError, KeyError, TypeError, ValueError) as exc:
             log.warning("skipping release %s in the F1 trend: %s", manifest_path.parent.name, exc)
     return sorted(history, key=lambda item: item["deployed_at"])
 
@@ -562,7 +584,7 @@ def run_history(model_folder: Path) -> list[dict[str, Any]]:
     """The automation's runs from runhistory.sqlite, oldest first; [] when there is none yet."""
     import sqlite3
 
-    path = model_folder / riskcore.RUN_HISTORY
+    path = model_folder / RUN_HISTORY
     if not path.is_file():
         return []
     try:
@@ -756,8 +778,8 @@ def distribution_chart(profile: dict[str, list[float]], newest, psi: dict[str, t
     import numpy as np
 
     fig = figure(7.2, 5.6)
-    axes = fig.subplots(len(riskcore.FEATURES), 1)
-    for ax, feature in zip(axes, riskcore.FEATURES, strict=True):
+    axes = fig.subplots(len(FEATURES), 1)
+    for ax, feature in zip(axes, FEATURES, strict=True):
         train = np.asarray(profile.get(feature, []), dtype=np.float64)
         new = newest[feature].dropna().to_numpy(dtype=np.float64) if feature in newest else np.empty(0)
         both = np.concatenate([train, new])
@@ -790,7 +812,7 @@ class ReportData:
 
     run_number: int
     generated_at: str
-    deployment: riskcore.Deployment
+    deployment: Deployment
     metadata: dict[str, Any]
     evaluation: Evaluation
     risk: RiskList
@@ -955,7 +977,7 @@ def headline_box(data: ReportData, styles: Styles, width: float):
     if data.risk.top:
         first = data.risk.top[0]
         lines.append(f"{data.risk.rows:,} clients of {escape(data.risk.source.name)} ranked by their risk of "
-                     f"leaving; the riskiest, {escape(first[riskcore.ID_COLUMN])}, leaves with probability "
+                     f"leaving; the riskiest, {escape(first[ID_COLUMN])}, leaves with probability "
                      f"{escape(percent(first['probability']))}.")
     inner = [[Paragraph(SECTIONS["headline"], styles.box_title)], [cards],
              *[[Paragraph(line, styles.body)] for line in lines]]
@@ -989,7 +1011,7 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
                                [width * 0.3, width * 0.45, width * 0.25], right={2}))
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks from "
-        f"the automation's run history ({riskcore.RUN_HISTORY}"
+        f"the automation's run history ({RUN_HISTORY}"
         f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
     return section(styles, "trend", *flow)
 
@@ -1014,9 +1036,9 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     from reportlab.platypus import Paragraph
 
     risk = data.risk
-    rows = [[c["rank"], c[riskcore.ID_COLUMN], percent(c["probability"]),
-             *(f"{int(c[f]):,}" for f in riskcore.FEATURES)] for c in risk.top]
-    headers = ["rank", "client", "probability of leaving", *(FEATURE_LABELS[f] for f in riskcore.FEATURES)]
+    rows = [[c["rank"], c[ID_COLUMN], percent(c["probability"]),
+             *(f"{int(c[f]):,}" for f in FEATURES)] for c in risk.top]
+    headers = ["rank", "client", "probability of leaving", *(FEATURE_LABELS[f] for f in FEATURES)]
     return section(
         styles, "clients",
         Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} with the highest probability of "
@@ -1039,7 +1061,7 @@ def section(styles: Styles, key: str, *flowables) -> list:
 def no_data(styles: Styles):
     from reportlab.platypus import Paragraph
 
-    return Paragraph(f"No ingested data ({riskcore.FINAL_DATA}) yet.", styles.body)
+    return Paragraph(f"No ingested data ({FINAL_DATA}) yet.", styles.body)
 
 
 def summary_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -1047,14 +1069,12 @@ def summary_section(data: ReportData, styles: Styles, width: float) -> list:
 
     if data.summary is None:
         return section(styles, "summary", no_data(styles))
-    by_column: dict[str, dict[str, Any]] = {}
-    for item in data.summary:
-        by_column.setdefault(item["column"], {})[item["statistic"]] = item["value"]
+    by_column = summary_table(data.summary)
     rows = [[FEATURE_LABELS.get(c, c), number(s["mean"]), number(s["median"]), number(s["std"]),
              number(s["min"], 0), number(s["max"], 0), number(s["count"], 0)] for c, s in by_column.items()]
     return section(
         styles, "summary",
-        Paragraph(f"The {data.ingested_rows:,} rows of the ingested data ({riskcore.FINAL_DATA}); "
+        Paragraph(f"The {data.ingested_rows:,} rows of the ingested data ({FINAL_DATA}); "
                   "std is the sample standard deviation.", styles.body),
         data_table(styles, ["feature", "mean", "median", "std", "min", "max", "count"], rows,
                    [width * w for w in (0.25, 0.13, 0.12, 0.13, 0.1, 0.13, 0.14)], right={1, 2, 3, 4, 5, 6}),
@@ -1088,7 +1108,7 @@ def missing_section(data: ReportData, styles: Styles, width: float) -> list:
                         for m in data.missing], [width * 0.4, width * 0.2, width * 0.2], right={1, 2})
     complete = all(m["missing_count"] == 0 for m in data.missing)
     note = f"No value is missing in the {data.ingested_rows:,} rows." if complete else (
-        f"Share of the {data.ingested_rows:,} rows of {riskcore.FINAL_DATA} with no value in the column.")
+        f"Share of the {data.ingested_rows:,} rows of {FINAL_DATA} with no value in the column.")
     return section(styles, "missing", table, Paragraph(note, styles.note))
 
 
@@ -1098,7 +1118,7 @@ def timings_section(data: ReportData, styles: Styles, width: float) -> list:
     record = data.diagnostics
     if not (record and record.get("timings")):
         return section(styles, "timings", Paragraph(
-            f"Not measured yet: diagnostics.py writes them to {riskcore.DIAGNOSTICS_RECORD}.", styles.body))
+            f"Not measured yet: diagnostics.py writes them to {DIAGNOSTICS_RECORD}.", styles.body))
     runs = record.get("timing_runs", 1)
     rows = [[step, f"{record['timings'][step]:.3f}"]
             for step in ("ingestion", "training", "scoring") if step in record["timings"]]
@@ -1116,7 +1136,7 @@ def dependencies_section(data: ReportData, styles: Styles, width: float) -> list
     record = data.diagnostics
     if not (record and record.get("dependencies")):
         return section(styles, "dependencies", Paragraph(
-            f"Not checked yet: diagnostics.py writes them to {riskcore.DIAGNOSTICS_RECORD}.", styles.body))
+            f"Not checked yet: diagnostics.py writes them to {DIAGNOSTICS_RECORD}.", styles.body))
     deps = record["dependencies"]
     notes = [Paragraph(f"Latest version unknown: {escape(reason)}.", styles.note)
              for reason in sorted({d["reason"] for d in deps if d.get("reason")})]
@@ -1137,7 +1157,7 @@ def ingestion_section(data: ReportData, styles: Styles, width: float) -> list:
     record = data.ingestion
     if not record:
         return section(styles, "ingestion", Paragraph(
-            f"No ingestion record ({riskcore.INGESTION_RECORD}) found.", styles.body))
+            f"No ingestion record ({INGESTION_RECORD}) found.", styles.body))
     files = record.get("files", [])
     flow = [
         Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(record.get('input_folder', '?'))}: "
@@ -1224,14 +1244,14 @@ def build_pdf(data: ReportData) -> bytes:
 
 
 # --- Putting it together ---------------------------------------------------------------------
-def deployed_metadata(deployment: riskcore.Deployment) -> dict[str, Any]:
+def deployed_metadata(deployment: Deployment) -> dict[str, Any]:
     """The deployed model's metadata, checked against the manifest's hash when it has one."""
     import json
 
-    expected = deployment.manifest.get("files", {}).get(riskcore.MODEL_METADATA)
+    expected = deployment.manifest.get("files", {}).get(MODEL_METADATA)
     if expected is None:
-        return riskcore.read_json(deployment.path(riskcore.MODEL_METADATA), "Model metadata")
-    return json.loads(riskcore.read_verified(deployment.path(riskcore.MODEL_METADATA), expected))
+        return read_json(deployment.path(MODEL_METADATA), "Model metadata")
+    return json.loads(read_verified(deployment.path(MODEL_METADATA), expected))
 
 
 def optional_record(path: Path, what: str) -> dict[str, Any] | None:
@@ -1240,8 +1260,8 @@ def optional_record(path: Path, what: str) -> dict[str, Any] | None:
         log.info("no %s at %s; the report says so", what, path)
         return None
     try:
-        record = riskcore.read_json(path, what)
-    except riskcore.DataError as exc:
+        record = read_json(path, what)
+    except DataError as exc:
         log.warning("%s; the report leaves it out", exc)
         return None
     return record if isinstance(record, dict) else None
@@ -1251,45 +1271,43 @@ def report_number(folder: Path, run_number: int | None) -> int:
     """The run number to write: as asked, or the first one free for both report files."""
     if run_number is not None:
         if run_number < 1:
-            raise riskcore.UserError("The run label must be a whole number of at least 1.")
-        taken = [name for name in (riskcore.CONFUSION_MATRIX, riskcore.SUMMARY_REPORT)
-                 if (folder / riskcore.numbered_name(name, run_number)).exists()]
+            raise UserError("The run label must be a whole number of at least 1.")
+        taken = [name for name in (CONFUSION_MATRIX, SUMMARY_REPORT)
+                 if (folder / numbered_name(name, run_number)).exists()]
         if taken:
             log.warning("run label %d: replacing the existing %s", run_number,
-                        " and ".join(riskcore.numbered_name(name, run_number) for name in taken))
+                        " and ".join(numbered_name(name, run_number) for name in taken))
         return run_number
-    return max(riskcore.next_run_number(folder, riskcore.CONFUSION_MATRIX),
-               riskcore.next_run_number(folder, riskcore.SUMMARY_REPORT))
+    return next_report_number(folder, (CONFUSION_MATRIX, SUMMARY_REPORT))
 
 
 def drift_view(metadata: dict[str, Any], newest, threshold: float) -> tuple[dict, dict[str, tuple[float, str]]]:
     """The training quantiles and, per feature, the PSI of the newest data against them."""
     profile = (metadata.get("training_profile") or {}).get("quantiles") or {}
-    if newest is None or not all(f in profile for f in riskcore.FEATURES):
+    if newest is None or not all(f in profile for f in FEATURES):
         return {}, {}
     psi = {}
-    for feature in riskcore.FEATURES:
+    for feature in FEATURES:
         value = population_stability(profile[feature], newest[feature].dropna().to_numpy(dtype="float64"))
         psi[feature] = (value, drift_label(value, threshold))
     return profile, psi
 
 
-def run(config: riskcore.Config, run_number: int | None = None, clients: Path | None = None,
+def run(config: Config, run_number: int | None = None, clients: Path | None = None,
         chunk_rows: int = CHUNK_ROWS) -> dict[str, Path]:
     """Write the risk list, the confusion matrix and the PDF report; return their paths."""
-    import diagnostics
-    from scoring import read_test_data
+    from riskcore.evaluation import read_test_data
 
     folder = config.output_model_folder
-    deployment = riskcore.require_deployment(config.prod_deployment_folder)
-    model = riskcore.load_deployed_model(deployment)
+    deployment = require_deployment(config.prod_deployment_folder)
+    model = load_deployed_model(deployment)
     metadata = deployed_metadata(deployment)
     evaluation = evaluate(model, read_test_data(config))
     risk = risk_scores(config, clients, chunk_rows=chunk_rows, model=model, deployment=deployment)
-    newest = diagnostics.read_ingested(config) if config.final_data_file.is_file() else None
+    newest = read_ingested(config) if config.final_data_file.is_file() else None
     threshold = float(config.automation["psi_threshold"])
     profile, psi = drift_view(metadata, newest, threshold)
-    generated = riskcore.utc_now()
+    generated = utc_now()
     deployments = deployment_history(config.prod_deployment_folder)
     runs = run_history(folder)
     charts = {
@@ -1299,27 +1317,27 @@ def run(config: riskcore.Config, run_number: int | None = None, clients: Path | 
     }
     if psi:
         charts["distributions"] = png_bytes(distribution_chart(profile, newest, psi))
-    ingestion = (optional_record(config.output_folder / riskcore.INGESTION_RECORD, "Ingestion record")
-                 or optional_record(deployment.path(riskcore.INGESTION_RECORD), "Ingestion record"))
+    ingestion = (optional_record(config.output_folder / INGESTION_RECORD, "Ingestion record")
+                 or optional_record(deployment.path(INGESTION_RECORD), "Ingestion record"))
     number_ = report_number(folder, run_number)
     data = ReportData(
         run_number=number_, generated_at=generated, deployment=deployment, metadata=metadata,
         evaluation=evaluation, risk=risk, deployments=deployments, runs=runs,
-        summary=diagnostics.summarize(newest) if newest is not None else None,
-        missing=diagnostics.missing_shares(newest) if newest is not None else None,
+        summary=summarize(newest) if newest is not None else None,
+        missing=missing_shares(newest) if newest is not None else None,
         ingested_rows=int(len(newest)) if newest is not None else None,
         psi=psi, psi_threshold=threshold,
-        diagnostics=optional_record(folder / riskcore.DIAGNOSTICS_RECORD, "Diagnostics record"),
+        diagnostics=optional_record(folder / DIAGNOSTICS_RECORD, "Diagnostics record"),
         ingestion=ingestion, charts=charts,
     )
     pdf = build_pdf(data)
     paths = {
-        "confusion_matrix": folder / riskcore.numbered_name(riskcore.CONFUSION_MATRIX, number_),
-        "summary_report": folder / riskcore.numbered_name(riskcore.SUMMARY_REPORT, number_),
+        "confusion_matrix": folder / numbered_name(CONFUSION_MATRIX, number_),
+        "summary_report": folder / numbered_name(SUMMARY_REPORT, number_),
         "risk_scores": risk.path,
     }
-    riskcore.atomic_write_bytes(paths["confusion_matrix"], charts["confusion"])
-    riskcore.atomic_write_bytes(paths["summary_report"], pdf)
+    atomic_write_bytes(paths["confusion_matrix"], charts["confusion"])
+    atomic_write_bytes(paths["summary_report"], pdf)
     log.info("run %d: wrote %s and %s for model %s (F1 %.4f on the test data)", number_,
              paths["confusion_matrix"].name, paths["summary_report"].name, deployment.model_version, evaluation.f1)
     return paths
@@ -1327,7 +1345,7 @@ def run(config: riskcore.Config, run_number: int | None = None, clients: Path | 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: write the risk list and the reports, and print where they are."""
-    parser = riskcore.argument_parser(__doc__.splitlines()[0])
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--run-label", type=int, default=None, metavar="N",
                         help="number the reports N (default: the next number not yet used)")
     parser.add_argument("--clients", default=None, metavar="FILE",
@@ -1335,16 +1353,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, metavar="ROWS",
                         help=f"rows scored at a time (default: {CHUNK_ROWS:,})")
     args = parser.parse_args(argv)
-    riskcore.setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def body() -> None:
-        config = riskcore.load_config(args.config)
+        config = load_config(args.config)
         clients = Path(args.clients).absolute() if args.clients else None
         paths = run(config, run_number=args.run_label, clients=clients, chunk_rows=args.chunk_rows)
         for path in paths.values():
             print(path)
 
-    return riskcore.run_cli(body)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

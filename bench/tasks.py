@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from riskcore.config import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -61,11 +63,10 @@ def deploy_pipeline(config_path: Path) -> None:
     """Ingest, train, score and deploy, in this process, as the scripts do."""
     import deployment
     import ingestion
-    import riskcore
     import scoring
     import training
 
-    config = riskcore.load_config(config_path)
+    config = load_config(config_path)
     ingestion.run(config)
     training.run(config)
     scoring.run(config)
@@ -82,7 +83,6 @@ def task_project(args: argparse.Namespace) -> None:
     """
     import datagen
     import diagnostics
-    import riskcore
 
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
@@ -102,7 +102,7 @@ def task_project(args: argparse.Namespace) -> None:
     write_config(folder / "config.risk.json", input_folder_path="sourcedata", output_model_path="risk-out", **shared)
     deploy_pipeline(practice_config)
     # GET /diagnostics serves this record; pip's answer does not matter here, so it gets little time.
-    diagnostics.run(riskcore.load_config(config), timeout=args.pip_timeout)
+    diagnostics.run(load_config(config), timeout=args.pip_timeout)
     emit({"config": str(config), "practice_config": str(practice_config), "source_rows": len(source)})
 
 
@@ -114,9 +114,8 @@ def task_risk_list(args: argparse.Namespace) -> None:
     import sklearn.linear_model  # noqa: F401
 
     import reporting
-    import riskcore
 
-    config = riskcore.load_config(args.config)
+    config = load_config(args.config)
     start, cpu = time.perf_counter(), time.process_time()
     result = reporting.risk_scores(config, Path(args.clients))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -141,9 +140,8 @@ def task_ingest(args: argparse.Namespace) -> None:
     import pandas  # noqa: F401
 
     import ingestion
-    import riskcore
 
-    config = riskcore.load_config(args.config)
+    config = load_config(args.config)
     start, cpu = time.perf_counter(), time.process_time()
     result = ingestion.run(config)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu

@@ -17,25 +17,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ingestion  # noqa: E402
-import riskcore  # noqa: E402
 import scoring  # noqa: E402
 import training  # noqa: E402
+from riskcore.config import Config, load_config  # noqa: E402
+from riskcore.releases import load_trained_model  # noqa: E402
+from riskcore.schema import read_client_csv  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "udacity"
 
 
-def course_project(tmp: Path, input_folder: str) -> riskcore.Config:
+def course_project(tmp: Path, input_folder: str) -> Config:
     for name in ("practicedata", "sourcedata", "testdata", "validation_data"):
         shutil.copytree(REFERENCE / name, tmp / name)
     raw = {"input_folder_path": input_folder, "output_folder_path": "ingesteddata",
            "test_data_path": "testdata", "output_model_path": "practicemodels",
            "prod_deployment_path": "production_deployment"}
     (tmp / "config.json").write_text(json.dumps(raw))
-    return riskcore.load_config(tmp / "config.json")
+    return load_config(tmp / "config.json")
 
 
 def f1_on(model, path: Path) -> float:
-    return scoring.score_model(model, riskcore.read_client_csv(path))
+    return scoring.score_model(model, read_client_csv(path))
 
 
 def main() -> int:
@@ -49,8 +51,8 @@ def main() -> int:
         result = ingestion.run(config)
         checks.append(("practice rows after dedup", len(result.frame), 26))
         training.run(config)
-        model, _ = riskcore.load_trained_model(config.output_model_folder)
-        test = riskcore.read_client_csv(config.test_data_file)
+        model, _ = load_trained_model(config.output_model_folder)
+        test = read_client_csv(config.test_data_file)
         checks.append(("predictions on testdata", scoring.predict(model, test).tolist(), [0, 1, 1, 1, 1]))
         checks.append(("F1 on testdata", round(scoring.run(config), 4), 0.5714))
         source = ingestion.ingest_folder(tmp / "sourcedata").frame
@@ -59,7 +61,7 @@ def main() -> int:
         drift = tmp / "validation_data" / "drift" / "drift.csv"
         checks.append(("F1 on no_drift.csv", round(f1_on(model, no_drift), 4), 1.0))
         checks.append(("F1 on drift.csv", round(f1_on(model, drift), 4), 0.0))
-        replacement = training.train_model(riskcore.read_client_csv(drift), config.model)
+        replacement = training.train_model(read_client_csv(drift), config.model)
         checks.append(("replacement F1 on testdata", round(scoring.score_model(replacement, test), 4), 0.5))
     failed = 0
     for name, got, expected in checks:

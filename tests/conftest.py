@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import riskcore  # noqa: E402
+from riskcore import publish  # noqa: E402
+from riskcore.config import Config, load_config  # noqa: E402
+from riskcore.contract import COLUMNS  # noqa: E402
 
-HEADER = ",".join(riskcore.COLUMNS)
+HEADER = ",".join(COLUMNS)
 
 
 def client_rows(n: int, seed: int, flip: bool = False, prefix: str = "c", noise: float = 0.1) -> list[str]:
@@ -83,9 +85,8 @@ def make_project(root: Path) -> Path:
     return write_config(root)
 
 
-def deploy_pipeline(config: riskcore.Config) -> riskcore.Config:
+def deploy_pipeline(config: Config) -> Config:
     """Run ingestion, training, scoring and deployment, as the scripts do one after another."""
-    import deployment
     import ingestion
     import scoring
     import training
@@ -93,7 +94,7 @@ def deploy_pipeline(config: riskcore.Config) -> riskcore.Config:
     ingestion.run(config)
     training.run(config)
     scoring.run(config)
-    deployment.deploy(config)
+    publish.deploy(config)
     return config
 
 
@@ -103,12 +104,12 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config(project: Path) -> riskcore.Config:
-    return riskcore.load_config(project)
+def config(project: Path) -> Config:
+    return load_config(project)
 
 
 @pytest.fixture
-def deployed(config: riskcore.Config) -> riskcore.Config:
+def deployed(config: Config) -> Config:
     """The project after ingestion, training, scoring and deployment."""
     return deploy_pipeline(config)
 
@@ -138,7 +139,7 @@ def tree_snapshot(folder: Path) -> dict[str, bytes | str]:
 
 
 @pytest.fixture
-def api_url(config: riskcore.Config):
+def api_url(config: Config):
     """A real HTTP server (werkzeug, in a thread) serving the app for the temporary project."""
     import threading
 

@@ -12,8 +12,11 @@ import pytest
 
 import apicalls
 import app as app_module
-import riskcore
 from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
+from riskcore.config import Config, load_config
+from riskcore.contract import API_RETURNS, DIAGNOSTICS_RECORD, EXIT_FAILED, EXIT_OK
+from riskcore.files import atomic_write_json
+from riskcore.releases import current_deployment
 
 ENDPOINTS = {"prediction", "scoring", "summarystats", "diagnostics"}
 RECORD = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v", "summary": [], "missing": {},
@@ -36,7 +39,7 @@ def serve(fake_diagnostics):
 
     servers = []
 
-    def start(config: riskcore.Config) -> str:
+    def start(config: Config) -> str:
         server = make_server("127.0.0.1", 0, app_module.create_app(config.config_file), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -49,7 +52,7 @@ def serve(fake_diagnostics):
 
 @pytest.fixture
 def api(deployed, serve) -> str:
-    riskcore.atomic_write_json(deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD, RECORD)
+    atomic_write_json(deployed.output_model_folder / DIAGNOSTICS_RECORD, RECORD)
     return serve(deployed)
 
 
@@ -60,12 +63,12 @@ def unused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def read_returns(config: riskcore.Config, name: str = riskcore.API_RETURNS) -> dict:
+def read_returns(config: Config, name: str = API_RETURNS) -> dict:
     return json.loads((config.output_model_folder / name).read_text(encoding="utf-8"))
 
 
 def test_run_records_all_four_endpoints_in_one_json_document(deployed, api):
-    assert apicalls.run(deployed, api) == riskcore.EXIT_OK
+    assert apicalls.run(deployed, api) == EXIT_OK
     returns = read_returns(deployed)
     assert returns["ok"] is True and returns["failures"] == [] and returns["api_url"] == api
     assert set(returns["endpoints"]) == ENDPOINTS
@@ -77,7 +80,7 @@ def test_run_records_all_four_endpoints_in_one_json_document(deployed, api):
     assert prediction["request"] == {"method": "POST", "url": f"{api}/prediction",
                                      "json": {"dataset": "test/testdata.csv"}}
     assert prediction["body"]["count"] == 60
-    current = riskcore.current_deployment(deployed.prod_deployment_folder)
+    current = current_deployment(deployed.prod_deployment_folder)
     assert prediction["body"]["model_version"] == current.model_version
     assert returns["endpoints"]["diagnostics"]["body"] == RECORD
 
@@ -93,7 +96,7 @@ def test_later_runs_are_numbered_and_an_explicit_number_is_kept(deployed, api):
 
 def test_an_unreachable_api_still_writes_the_file_names_the_url_and_fails(deployed, caplog):
     url = unused_url()
-    assert apicalls.run(deployed, url) == riskcore.EXIT_FAILED
+    assert apicalls.run(deployed, url) == EXIT_FAILED
     returns = read_returns(deployed)
     assert returns["ok"] is False and set(returns["endpoints"]) == ENDPOINTS
     assert len(returns["failures"]) == 4
@@ -103,22 +106,22 @@ def test_an_unreachable_api_still_writes_the_file_names_the_url_and_fails(deploy
 
 
 def test_a_failing_endpoint_is_recorded_with_status_and_message(project, serve):
-    url = serve(riskcore.load_config(project))  # nothing deployed, no data: 503 everywhere
-    assert apicalls.run(riskcore.load_config(project), url) == riskcore.EXIT_FAILED
-    returns = read_returns(riskcore.load_config(project))
+    url = serve(load_config(project))  # nothing deployed, no data: 503 everywhere
+    assert apicalls.run(load_config(project), url) == EXIT_FAILED
+    returns = read_returns(load_config(project))
     assert {name: call["status"] for name, call in returns["endpoints"].items()} == dict.fromkeys(ENDPOINTS, 503)
     assert "No model is deployed" in returns["endpoints"]["prediction"]["error"]
     assert returns["endpoints"]["prediction"]["body"]["status"] == 503
 
 
 def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, serve, monkeypatch):
-    riskcore.atomic_write_json(deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD, RECORD)
+    atomic_write_json(deployed.output_model_folder / DIAGNOSTICS_RECORD, RECORD)
     monkeypatch.setenv("RISK_API_KEY", "k3y-value")
     url = serve(deployed)
-    assert apicalls.run(deployed, url) == riskcore.EXIT_OK
-    assert apicalls.run(deployed, url, api_key="wrong") == riskcore.EXIT_FAILED
+    assert apicalls.run(deployed, url) == EXIT_OK
+    assert apicalls.run(deployed, url, api_key="wrong") == EXIT_FAILED
     monkeypatch.delenv("RISK_API_KEY")
-    assert apicalls.run(deployed, url) == riskcore.EXIT_FAILED
+    assert apicalls.run(deployed, url) == EXIT_FAILED
     assert read_returns(deployed, "apireturns3.txt")["endpoints"]["scoring"]["status"] == 401
     for path in deployed.output_model_folder.glob("apireturns*.txt"):
         assert "k3y-value" not in path.read_text(encoding="utf-8")
@@ -128,7 +131,7 @@ def test_test_data_outside_the_config_folder_is_sent_as_csv(tmp_path, serve):
     root = tmp_path / "project"
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(tmp_path / "elsewhere" / "testdata.csv", client_rows(20, seed=3, prefix="t"))
-    config = riskcore.load_config(write_config(root, test_data_path="../elsewhere"))
+    config = load_config(write_config(root, test_data_path="../elsewhere"))
 
     deploy_pipeline(config)
     url = serve(config)
@@ -142,9 +145,9 @@ def test_test_data_outside_the_config_folder_is_sent_as_csv(tmp_path, serve):
 def test_unreadable_test_data_outside_the_config_folder_is_a_recorded_failure(tmp_path, serve):
     root = tmp_path / "project"
     write_csv(root / "input" / "dataset1.csv", client_rows(20, seed=1))
-    config = riskcore.load_config(write_config(root, test_data_path="../missing"))
+    config = load_config(write_config(root, test_data_path="../missing"))
     url = serve(config)
-    assert apicalls.run(config, url) == riskcore.EXIT_FAILED
+    assert apicalls.run(config, url) == EXIT_FAILED
     prediction = read_returns(config)["endpoints"]["prediction"]
     assert prediction["status"] is None and "cannot be read" in prediction["error"]
 
@@ -156,7 +159,7 @@ def test_a_server_that_does_not_answer_json_is_a_failure(deployed):
     server = make_server("127.0.0.1", 0, Response("<html>hello</html>", mimetype="text/html"))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        assert apicalls.run(deployed, f"http://127.0.0.1:{server.server_port}") == riskcore.EXIT_FAILED
+        assert apicalls.run(deployed, f"http://127.0.0.1:{server.server_port}") == EXIT_FAILED
     finally:
         server.shutdown()
     scoring = read_returns(deployed)["endpoints"]["scoring"]
@@ -166,7 +169,7 @@ def test_a_server_that_does_not_answer_json_is_a_failure(deployed):
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:8000", "127.0.0.1:8000", "", "http://"])
 def test_a_url_that_is_not_http_is_one_sentence(project, url, capsys):
-    assert apicalls.main(["--config", str(project), "--url", url]) == riskcore.EXIT_FAILED
+    assert apicalls.main(["--config", str(project), "--url", url]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "http(s) URL" in err and "Traceback" not in err
 
@@ -191,7 +194,7 @@ def test_command_line_against_an_unreachable_url_from_another_folder(project, tm
     result = run_script("apicalls.py", "--config", str(project), "--url", url, cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     assert f"{url}/prediction" in result.stderr and "Traceback" not in result.stderr
-    written = json.loads((project.parent / "models" / riskcore.API_RETURNS).read_text(encoding="utf-8"))
+    written = json.loads((project.parent / "models" / API_RETURNS).read_text(encoding="utf-8"))
     assert written["ok"] is False and set(written["endpoints"]) == ENDPOINTS
 
 

@@ -14,23 +14,38 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-import deployment
 import ingestion
-import riskcore
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
+from riskcore import evaluation, publish, releases, schema
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    API_RETURNS,
+    CURRENT_LINK,
+    DIAGNOSTICS_RECORD,
+    EXIT_CONFIG,
+    FEATURES,
+    MAX_VALUE,
+    MODEL_FILE,
+    RELEASES_DIR,
+    SCORE_FILE,
+    ConfigError,
+)
+from riskcore.files import atomic_write_json
+from riskcore.releases import Deployment, current_deployment, load_deployed_model
+from riskcore.schema import features_of, read_client_csv
 
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
 
 
 # --- Fixtures --------------------------------------------------------------------------------
-def build_project(root: Path) -> riskcore.Config:
+def build_project(root: Path) -> Config:
     """A deployed project, plus a valid CSV outside the data folders and links pointing at it."""
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
-    config = riskcore.load_config(write_config(root))
+    config = load_config(write_config(root))
     deploy_pipeline(config)
     secret = write_csv(root / "outside" / "secret.csv", client_rows(5, seed=9, prefix="s"))
     (root / "test" / "link.csv").symlink_to(secret)
@@ -40,7 +55,7 @@ def build_project(root: Path) -> riskcore.Config:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> riskcore.Config:
+def shared(tmp_path_factory) -> Config:
     """One deployed project for the tests that only read it."""
     return build_project(tmp_path_factory.mktemp("api"))
 
@@ -58,9 +73,9 @@ def fake_diagnostics(monkeypatch):
 
     def dataframe_summary(config, frame=None):
         module.calls += 1
-        frame = riskcore.read_client_csv(config.final_data_file) if frame is None else frame
+        frame = read_client_csv(config.final_data_file) if frame is None else frame
         return [{"column": c, "statistic": s, "value": float(getattr(frame[c], s)())}
-                for c in riskcore.FEATURES for s in ("mean", "median", "std")]
+                for c in FEATURES for s in ("mean", "median", "std")]
 
     module.dataframe_summary = dataframe_summary
     monkeypatch.setitem(sys.modules, "diagnostics", module)
@@ -90,13 +105,13 @@ def assert_json_error(response, status: int, *phrases: str, server_paths: tuple[
     return body
 
 
-def deploy_new_model(config: riskcore.Config, seed: int) -> riskcore.Deployment:
+def deploy_new_model(config: Config, seed: int) -> Deployment:
     """Add a file of new data, retrain, score and deploy: a new model version."""
     write_csv(config.input_folder / f"more{seed}.csv", client_rows(150, seed=seed, flip=True, prefix="n"))
     ingestion.run(config)
     training.run(config)
     scoring.run(config)
-    return deployment.deploy(config)
+    return publish.deploy(config)
 
 
 # --- Import time and entry points ------------------------------------------------------------
@@ -119,7 +134,7 @@ def test_wsgi_reads_the_config_named_by_risk_config(deployed, tmp_path):
 
 
 def test_create_app_with_a_bad_config_fails_with_one_sentence(tmp_path):
-    with pytest.raises(riskcore.ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         app_module.create_app(tmp_path / "missing.json")
 
 
@@ -132,14 +147,14 @@ def test_main_runs_the_development_server_on_loopback_without_debugger(project, 
 
 
 def test_main_with_a_bad_config_exits_2_without_traceback(tmp_path, capsys):
-    assert app_module.main(["--config", str(tmp_path / "nope.json")]) == riskcore.EXIT_CONFIG
+    assert app_module.main(["--config", str(tmp_path / "nope.json")]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
 
 
 # --- Endpoints -------------------------------------------------------------------------------
 def test_health_names_the_deployed_model(client, shared):
-    current = riskcore.current_deployment(shared.prod_deployment_folder)
+    current = current_deployment(shared.prod_deployment_folder)
     body = client.get("/health").get_json()
     assert body == {"status": "ok", "model_version": current.model_version,
                     "deployed_at": current.deployed_at, "release": current.release}
@@ -149,7 +164,7 @@ def test_prediction_of_records_returns_one_row_per_record_with_model_version(cli
     response = post_json(client, records(3))
     assert response.status_code == 200
     body = response.get_json()
-    current = riskcore.current_deployment(shared.prod_deployment_folder)
+    current = current_deployment(shared.prod_deployment_folder)
     assert body["model_version"] == current.model_version and body["count"] == 3
     assert [row["corporation"] for row in body["predictions"]] == ["c0000", "c0001", "c0002"]
     for row in body["predictions"]:
@@ -159,18 +174,18 @@ def test_prediction_of_records_returns_one_row_per_record_with_model_version(cli
 
 def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):
     body = post_json(client, {"dataset": "test/testdata.csv"}).get_json()
-    frame = scoring.read_test_data(shared)
-    model = riskcore.load_deployed_model(riskcore.current_deployment(shared.prod_deployment_folder))
+    frame = evaluation.read_test_data(shared)
+    model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
     assert [r["corporation"] for r in body["predictions"]] == frame["corporation"].tolist()
-    assert [r["prediction"] for r in body["predictions"]] == scoring.predict(model, frame).tolist()
-    expected = model.predict_proba(riskcore.features_of(frame))[:, 1].tolist()
+    assert [r["prediction"] for r in body["predictions"]] == evaluation.predict(model, frame).tolist()
+    expected = model.predict_proba(features_of(frame))[:, 1].tolist()
     assert [r["probability"] for r in body["predictions"]] == pytest.approx(expected)
 
 
 def test_the_linear_shortcut_reproduces_predict_proba_and_is_refused_when_it_would_not(shared):
     import numpy as np
 
-    model = riskcore.load_deployed_model(riskcore.current_deployment(shared.prod_deployment_folder))
+    model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
     probe = app_module.probe_rows()
     shortcut = app_module.linear_shortcut(model, probe)
     assert shortcut is not None
@@ -191,7 +206,7 @@ def test_the_linear_shortcut_reproduces_predict_proba_and_is_refused_when_it_wou
 
 
 def test_whole_floats_and_the_largest_value_are_accepted(client):
-    document = {"records": [{**RECORD, "lastmonth_activity": 5.0, "number_of_employees": riskcore.MAX_VALUE}]}
+    document = {"records": [{**RECORD, "lastmonth_activity": 5.0, "number_of_employees": MAX_VALUE}]}
     assert post_json(client, document).status_code == 200
 
 
@@ -205,9 +220,9 @@ def test_json_records_are_predicted_without_building_a_dataframe(client, monkeyp
     def no_frames(*args, **kwargs):
         raise AssertionError("the JSON records path must not build a DataFrame")
 
-    monkeypatch.setattr(riskcore, "parse_csv_bytes", no_frames)
-    monkeypatch.setattr(riskcore, "validate_frame", no_frames)
-    monkeypatch.setattr(riskcore, "features_of", no_frames)
+    monkeypatch.setattr(schema, "parse_csv_bytes", no_frames)
+    monkeypatch.setattr(schema, "validate_frame", no_frames)
+    monkeypatch.setattr(schema, "features_of", no_frames)
     monkeypatch.setattr("pandas.DataFrame.__init__", no_frames)
     assert post_json(client, records(50)).status_code == 200
 
@@ -245,8 +260,8 @@ def test_csv_body_without_the_label_column_is_accepted(client):
 
 def test_scoring_reports_the_deployed_f1_on_the_test_data(client, shared):
     body = client.get("/scoring").get_json()
-    current = riskcore.current_deployment(shared.prod_deployment_folder)
-    assert body["f1"] == pytest.approx(scoring.read_score(current.path(riskcore.SCORE_FILE)))
+    current = current_deployment(shared.prod_deployment_folder)
+    assert body["f1"] == pytest.approx(evaluation.read_score(current.path(SCORE_FILE)))
     assert body["model_version"] == current.model_version and body["rows"] == 60
 
 
@@ -279,7 +294,7 @@ def test_summarystats_is_cached_until_finaldata_changes(deployed, fake_diagnosti
     body = first.get_json()
     assert body["data"] == "finaldata.csv"
     assert {(row["column"], row["statistic"]) for row in body["summary"]} == {
-        (c, s) for c in riskcore.FEATURES for s in ("mean", "median", "std")}
+        (c, s) for c in FEATURES for s in ("mean", "median", "std")}
     assert client.get("/summarystats").get_json() == body
     assert fake_diagnostics.calls == 1
     write_csv(deployed.input_folder / "extra.csv", client_rows(40, seed=11, prefix="x"))
@@ -311,12 +326,12 @@ def test_diagnostics_serves_the_latest_record_and_notices_a_new_one(deployed):
     record = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v1", "summary": [],
               "missing": {"lastmonth_activity": 0.0}, "timings": {"ingestion": 0.5},
               "dependencies": [{"name": "pandas", "installed": "3.1.1"}]}
-    path = deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD
-    riskcore.atomic_write_json(path, record)
+    path = deployed.output_model_folder / DIAGNOSTICS_RECORD
+    atomic_write_json(path, record)
     assert client.get("/diagnostics").get_json() == record
-    riskcore.atomic_write_json(path, {**record, "generated_at": "2026-01-02T00:00:00Z"})
+    atomic_write_json(path, {**record, "generated_at": "2026-01-02T00:00:00Z"})
     assert client.get("/diagnostics").get_json()["generated_at"] == "2026-01-02T00:00:00Z"
-    riskcore.atomic_write_json(path, {**record, "test_data": str(deployed.test_data_file)})
+    atomic_write_json(path, {**record, "test_data": str(deployed.test_data_file)})
     assert client.get("/diagnostics").get_json()["test_data"] == "testdata.csv"
     path.write_text("{broken", encoding="utf-8")
     assert_json_error(client.get("/diagnostics"), 503, "unreadable", server_paths=(path.parent,))
@@ -339,8 +354,8 @@ def test_scoring_without_test_data_is_503(deployed):
 # --- The deployed model: loaded once, hot reload, tampering ----------------------------------
 def test_the_model_is_loaded_once_per_release(deployed, monkeypatch):
     loads = []
-    original = riskcore.load_deployed_model
-    monkeypatch.setattr(riskcore, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
+    original = load_deployed_model
+    monkeypatch.setattr(releases, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
     client = app_module.create_app(deployed.config_file).test_client()
     for _ in range(5):
         assert post_json(client, records(2)).status_code == 200
@@ -355,7 +370,7 @@ def test_a_new_deployment_is_served_on_the_next_request_without_restart(deployed
     assert new.model_version != first
     assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
     assert client.get("/health").get_json()["release"] == new.release
-    back = deployment.rollback(deployed.prod_deployment_folder)
+    back = publish.rollback(deployed.prod_deployment_folder)
     assert back.model_version == first
     assert post_json(client, records(1)).get_json()["model_version"] == first
 
@@ -370,7 +385,7 @@ def test_a_tampered_deployment_never_replaces_the_served_model(deployed, tmp_pat
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    new.path(riskcore.MODEL_FILE).write_bytes(pickle.dumps(Evil()))
+    new.path(MODEL_FILE).write_bytes(pickle.dumps(Evil()))
     assert post_json(client, records(1)).get_json()["model_version"] == served
     assert not marker.exists()
     assert "does not match its recorded sha256" in caplog.text
@@ -385,19 +400,19 @@ def test_a_partial_release_or_a_broken_pointer_keeps_the_served_model(deployed):
     client = app_module.create_app(deployed.config_file).test_client()
     served = post_json(client, records(1)).get_json()["model_version"]
     prod = deployed.prod_deployment_folder
-    partial = prod / riskcore.RELEASES_DIR / "000099-partial"
+    partial = prod / RELEASES_DIR / "000099-partial"
     partial.mkdir()
-    shutil.copy(riskcore.current_deployment(prod).path(riskcore.MODEL_FILE), partial)
-    deployment.point_current_at(prod, partial)
+    shutil.copy(current_deployment(prod).path(MODEL_FILE), partial)
+    publish.point_current_at(prod, partial)
     assert post_json(client, records(1)).get_json()["model_version"] == served
-    (prod / riskcore.CURRENT_LINK).unlink()
-    (prod / riskcore.CURRENT_LINK).mkdir()
+    (prod / CURRENT_LINK).unlink()
+    (prod / CURRENT_LINK).mkdir()
     assert post_json(client, records(1)).get_json()["model_version"] == served
 
 
 def test_a_failed_first_load_is_503_without_paths(deployed):
-    current = riskcore.current_deployment(deployed.prod_deployment_folder)
-    current.path(riskcore.MODEL_FILE).write_bytes(b"not a pickle")
+    current = current_deployment(deployed.prod_deployment_folder)
+    current.path(MODEL_FILE).write_bytes(b"not a pickle")
     client = app_module.create_app(deployed.config_file).test_client()
     assert_json_error(post_json(client, records(1)), 503, "could not be loaded",
                       server_paths=(deployed.prod_deployment_folder,))
@@ -408,10 +423,10 @@ def test_a_failed_release_is_retried_after_the_backoff(deployed, monkeypatch):
     client = app_module.create_app(deployed.config_file).test_client()
     served = post_json(client, records(1)).get_json()["model_version"]
     new = deploy_new_model(deployed, seed=5)
-    model_bytes = new.path(riskcore.MODEL_FILE).read_bytes()
-    new.path(riskcore.MODEL_FILE).write_bytes(b"partial")
+    model_bytes = new.path(MODEL_FILE).read_bytes()
+    new.path(MODEL_FILE).write_bytes(b"partial")
     assert post_json(client, records(1)).get_json()["model_version"] == served
-    new.path(riskcore.MODEL_FILE).write_bytes(model_bytes)
+    new.path(MODEL_FILE).write_bytes(model_bytes)
     assert post_json(client, records(1)).get_json()["model_version"] == served  # within the backoff
     monkeypatch.setattr(app_module, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
     assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
@@ -510,7 +525,7 @@ def test_both_records_and_dataset_is_400(client):
     ("true", "not true"), ("false", "not false"), ('"12"', "not a string"), ("null", "not null"),
     ("[1]", "not a list"), ('{"a": 1}', "not an object"), ("5.5", "not 5.5"), ("-1", "not -1"),
     ("-0.5", "not -0.5"), ("NaN", "not NaN"), ("Infinity", "not Infinity"), ("-Infinity", "not -Infinity"),
-    ("1e300", "above"), (str(riskcore.MAX_VALUE + 1), "above"), ("1" * 40, "above"),
+    ("1e300", "above"), (str(MAX_VALUE + 1), "above"), ("1" * 40, "above"),
 ])
 def test_bad_feature_values_are_400_naming_the_record_and_field(client, value, shown):
     good = json.dumps(RECORD)
@@ -671,7 +686,7 @@ def test_every_documented_error_status_is_json(client):
 def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, tmp_path):
     import requests
 
-    riskcore.atomic_write_json(deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD, {
+    atomic_write_json(deployed.output_model_folder / DIAGNOSTICS_RECORD, {
         "generated_at": "2026-01-01T00:00:00Z", "model_version": "x", "summary": [], "missing": {},
         "timings": {}, "dependencies": []})
     port = free_port()
@@ -692,13 +707,13 @@ def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, 
     finally:
         server.terminate()
         server.wait(timeout=15)
-    text = (deployed.output_model_folder / riskcore.API_RETURNS).read_text(encoding="utf-8")
+    text = (deployed.output_model_folder / API_RETURNS).read_text(encoding="utf-8")
     returns = json.loads(text)
     assert "e2e-key" not in text
     assert set(returns["endpoints"]) == {"prediction", "scoring", "summarystats", "diagnostics"}
     assert {name: call["status"] for name, call in returns["endpoints"].items()} == dict.fromkeys(
         returns["endpoints"], 200)
-    current = riskcore.current_deployment(deployed.prod_deployment_folder)
+    current = current_deployment(deployed.prod_deployment_folder)
     assert returns["endpoints"]["prediction"]["body"]["model_version"] == current.model_version
     assert returns["endpoints"]["prediction"]["body"]["count"] == 60
     assert returns["endpoints"]["prediction"]["request"]["json"] == {"dataset": "test/testdata.csv"}

@@ -1,4 +1,4 @@
-"""Config loading and validation (riskcore.load_config) and the scripts' bad-config answers."""
+"""Config loading and validation (load_config) and the scripts' bad-config answers."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ from pathlib import Path
 
 import pytest
 
-import riskcore
 from conftest import ROOT, run_script, write_config
+from riskcore.config import AUTOMATION_DEFAULTS, MODEL_DEFAULTS, load_config
+from riskcore.contract import ConfigError
 
 
 def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeypatch, tmp_path_factory):
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    config = riskcore.load_config(project)
+    config = load_config(project)
     assert config.input_folder == project.parent / "input"
     assert config.prod_deployment_folder == project.parent / "prod"
-    assert config.model == riskcore.MODEL_DEFAULTS
-    assert config.automation == riskcore.AUTOMATION_DEFAULTS
+    assert config.model == MODEL_DEFAULTS
+    assert config.automation == AUTOMATION_DEFAULTS
 
 
 def test_bundled_configs_are_valid():
     for name in ("config.json", "config.practice.json"):
-        config = riskcore.load_config(ROOT / name)
-        assert config.model == riskcore.MODEL_DEFAULTS
+        config = load_config(ROOT / name)
+        assert config.model == MODEL_DEFAULTS
 
 
 def _config_with(project: Path, mutate) -> Path:
@@ -50,8 +51,8 @@ def _config_with(project: Path, mutate) -> Path:
 )
 def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):
     path = _config_with(project, mutate)
-    with pytest.raises(riskcore.ConfigError) as caught:
-        riskcore.load_config(path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
     message = str(caught.value)
     assert expected in message
     assert str(path) in message
@@ -62,8 +63,8 @@ def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, e
 def test_malformed_config_file_is_refused(tmp_path: Path, content: str):
     path = tmp_path / "config.json"
     path.write_text(content)
-    with pytest.raises(riskcore.ConfigError, match=str(path)):
-        riskcore.load_config(path)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
 
 
 @pytest.mark.parametrize("script", ["ingestion.py", "training.py", "scoring.py", "deployment.py"])

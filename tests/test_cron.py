@@ -9,9 +9,11 @@ import time
 
 import pytest
 
-import fullprocess
-import riskcore
 from conftest import ROOT
+from riskcore.config import Config, load_config
+from riskcore.contract import RUN_HISTORY
+from riskcore.history import read_history
+from riskcore.releases import current_deployment
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ def crontab_lines() -> list[str]:
 
 
 @pytest.fixture
-def cron_project(config: riskcore.Config, api_url: str):
+def cron_project(config: Config, api_url: str):
     """The temporary project, its API up, with an every-minute cron line installed for it."""
     if not (shutil.which("crontab") and shutil.which("cron")):
         pytest.skip("the cron package is not installed (make test installs it as root)")
@@ -42,7 +44,7 @@ def cron_project(config: riskcore.Config, api_url: str):
     subprocess.run(["make", "-s", "-C", str(ROOT), "cron", "CRON_SCHEDULE=* * * * *", *variables],
                    check=True, capture_output=True)
     try:
-        yield riskcore.load_config(config.config_file), log
+        yield load_config(config.config_file), log
     finally:
         subprocess.run(["make", "-s", "-C", str(ROOT), "uncron", *variables], check=True, capture_output=True)
 
@@ -59,18 +61,18 @@ def test_make_cron_is_idempotent_and_uncron_removes_the_line(cron_project):
 
 def test_cron_runs_fullprocess_for_real(cron_project):
     config, log = cron_project
-    history = fullprocess.history_path(config)
+    history = config.output_model_folder / RUN_HISTORY
     deadline = time.monotonic() + WAIT_SECONDS
     rows = []
     while time.monotonic() < deadline:
-        rows = fullprocess.read_history(history) if history.exists() else []
+        rows = read_history(history) if history.exists() else []
         if rows and rows[0]["finished_at"]:
             break
         time.sleep(2)
     assert rows, f"cron did not run fullprocess.py within {WAIT_SECONDS} s; log: {log.read_text() if log.exists() else ''}"
     assert rows[0]["decision"] == "first deployment"
     assert rows[0]["outcome"] == "done", rows[0]["error"]
-    assert riskcore.current_deployment(config.prod_deployment_folder) is not None
+    assert current_deployment(config.prod_deployment_folder) is not None
     assert "step ingestion done" in log.read_text()
 
 

@@ -6,67 +6,78 @@ import os
 
 import pytest
 
-import deployment
-import riskcore
 import scoring
 import training
 from conftest import run_script, tree_snapshot
+from riskcore import evaluation, publish, releases
+from riskcore.config import Config
+from riskcore.contract import (
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    MODEL_FILE,
+    RELEASES_DIR,
+    SCORE_FILE,
+    DataError,
+    IntegrityError,
+)
+from riskcore.files import sha256_file
+from riskcore.releases import current_release_name, load_deployed_model, require_deployment
 
 
-def test_deploy_publishes_the_three_course_files(deployed: riskcore.Config):
+def test_deploy_publishes_the_three_course_files(deployed: Config):
     prod = deployed.prod_deployment_folder
-    for name in (riskcore.MODEL_FILE, riskcore.SCORE_FILE, riskcore.INGESTED_FILES):
+    for name in (MODEL_FILE, SCORE_FILE, INGESTED_FILES):
         assert (prod / name).read_bytes() == _source_of(deployed, name).read_bytes()
-    current = riskcore.require_deployment(prod)
-    assert current.manifest["files"][riskcore.MODEL_FILE] == riskcore.sha256_file(deployed.model_file)
-    assert current.manifest["score"] == scoring.read_score(prod / riskcore.SCORE_FILE)
+    current = require_deployment(prod)
+    assert current.manifest["files"][MODEL_FILE] == sha256_file(deployed.model_file)
+    assert current.manifest["score"] == evaluation.read_score(prod / SCORE_FILE)
 
 
-def _source_of(config: riskcore.Config, name: str):
-    if name in (riskcore.INGESTED_FILES, riskcore.INGESTION_RECORD):
+def _source_of(config: Config, name: str):
+    if name in (INGESTED_FILES, INGESTION_RECORD):
         return config.output_folder / name
     return config.output_model_folder / name
 
 
-def test_deployed_model_loads_through_the_hash_check(deployed: riskcore.Config):
-    current = riskcore.require_deployment(deployed.prod_deployment_folder)
-    model = riskcore.load_deployed_model(current)
+def test_deployed_model_loads_through_the_hash_check(deployed: Config):
+    current = require_deployment(deployed.prod_deployment_folder)
+    model = load_deployed_model(current)
     assert model.predict([[1, 2, 3]]).shape == (1,)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "replace"])
-def test_tampered_deployed_model_is_refused_before_unpickling(deployed: riskcore.Config, damage, monkeypatch):
-    current = riskcore.require_deployment(deployed.prod_deployment_folder)
-    path = current.path(riskcore.MODEL_FILE)
+def test_tampered_deployed_model_is_refused_before_unpickling(deployed: Config, damage, monkeypatch):
+    current = require_deployment(deployed.prod_deployment_folder)
+    path = current.path(MODEL_FILE)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"cos\nsystem\n(S'true'\ntR.")
     unpickled = []
-    monkeypatch.setattr(riskcore, "load_model_bytes", lambda b: unpickled.append(b))
-    with pytest.raises(riskcore.IntegrityError, match="does not match its recorded sha256"):
-        riskcore.load_deployed_model(current)
+    monkeypatch.setattr(releases, "load_model_bytes", lambda b: unpickled.append(b))
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
+        load_deployed_model(current)
     assert unpickled == []
 
 
-def test_interrupted_before_the_switch_leaves_the_old_set(deployed: riskcore.Config, monkeypatch):
+def test_interrupted_before_the_switch_leaves_the_old_set(deployed: Config, monkeypatch):
     prod = deployed.prod_deployment_folder
     before = tree_snapshot(prod)
     training.run(deployed)  # a new model to deploy
-    monkeypatch.setattr(deployment, "point_current_at", _crash)
+    monkeypatch.setattr(publish, "point_current_at", _crash)
     with pytest.raises(RuntimeError):
-        deployment.deploy(deployed)
+        publish.deploy(deployed)
     after = tree_snapshot(prod)
     # The finished release folder may exist, but what readers see through `current` is unchanged.
     assert {k: v for k, v in after.items() if not k.startswith("releases/")} == \
         {k: v for k, v in before.items() if not k.startswith("releases/")}
-    assert (prod / riskcore.MODEL_FILE).read_bytes() == before["releases/" + riskcore.current_release_name(prod)
-                                                               + "/" + riskcore.MODEL_FILE]
+    assert (prod / MODEL_FILE).read_bytes() == before["releases/" + current_release_name(prod)
+                                                               + "/" + MODEL_FILE]
 
 
-def test_interrupted_mid_copy_leaves_no_release_behind(deployed: riskcore.Config, monkeypatch):
+def test_interrupted_mid_copy_leaves_no_release_behind(deployed: Config, monkeypatch):
     prod = deployed.prod_deployment_folder
     before = tree_snapshot(prod)
     calls = []
-    real_copy = deployment.copy_durably
+    real_copy = publish.copy_durably
 
     def failing_copy(source, target):
         calls.append(source)
@@ -74,68 +85,68 @@ def test_interrupted_mid_copy_leaves_no_release_behind(deployed: riskcore.Config
             raise OSError(28, "No space left on device")
         return real_copy(source, target)
 
-    monkeypatch.setattr(deployment, "copy_durably", failing_copy)
+    monkeypatch.setattr(publish, "copy_durably", failing_copy)
     with pytest.raises(OSError):
-        deployment.deploy(deployed)
+        publish.deploy(deployed)
     assert tree_snapshot(prod) == before
-    assert not any(p.name.startswith(".tmp") for p in (prod / riskcore.RELEASES_DIR).iterdir())
+    assert not any(p.name.startswith(".tmp") for p in (prod / RELEASES_DIR).iterdir())
 
 
 def _crash(*args, **kwargs):
     raise RuntimeError("killed between steps")
 
 
-def test_stale_temporary_release_of_a_dead_process_is_removed(deployed: riskcore.Config):
-    releases = deployed.prod_deployment_folder / riskcore.RELEASES_DIR
-    stale = releases / f"{deployment.TMP_PREFIX}999999999-abc"
+def test_stale_temporary_release_of_a_dead_process_is_removed(deployed: Config):
+    releases = deployed.prod_deployment_folder / RELEASES_DIR
+    stale = releases / f"{publish.TMP_PREFIX}999999999-abc"
     stale.mkdir()
-    deployment.deploy(deployed)
+    publish.deploy(deployed)
     assert not stale.exists()
 
 
-def test_rollback_restores_the_previous_release(deployed: riskcore.Config):
+def test_rollback_restores_the_previous_release(deployed: Config):
     prod = deployed.prod_deployment_folder
-    first = riskcore.require_deployment(prod)
+    first = require_deployment(prod)
     training.run(deployed)
     scoring.run(deployed)
-    second = deployment.deploy(deployed)
+    second = publish.deploy(deployed)
     assert second.release != first.release
-    restored = deployment.rollback(prod)
+    restored = publish.rollback(prod)
     assert restored.release == first.release
-    assert riskcore.current_release_name(prod) == first.release
-    assert riskcore.sha256_file(prod / riskcore.MODEL_FILE) == first.manifest["files"][riskcore.MODEL_FILE]
+    assert current_release_name(prod) == first.release
+    assert sha256_file(prod / MODEL_FILE) == first.manifest["files"][MODEL_FILE]
 
 
-def test_rollback_without_history_is_a_clear_error(deployed: riskcore.Config):
-    with pytest.raises(riskcore.DataError, match="No earlier deployment"):
-        deployment.rollback(deployed.prod_deployment_folder)
+def test_rollback_without_history_is_a_clear_error(deployed: Config):
+    with pytest.raises(DataError, match="No earlier deployment"):
+        publish.rollback(deployed.prod_deployment_folder)
 
 
-def test_old_releases_are_pruned_but_current_kept(deployed: riskcore.Config):
+def test_old_releases_are_pruned_but_current_kept(deployed: Config):
     for _ in range(7):
-        deployment.deploy(deployed)
-    names = deployment.release_names(deployed.prod_deployment_folder)
+        publish.deploy(deployed)
+    names = releases.release_names(deployed.prod_deployment_folder)
     assert len(names) == deployed.automation["keep_releases"]
-    assert riskcore.current_release_name(deployed.prod_deployment_folder) == names[-1]
+    assert current_release_name(deployed.prod_deployment_folder) == names[-1]
 
 
-def test_records_only_deployment_keeps_the_model(deployed: riskcore.Config):
+def test_records_only_deployment_keeps_the_model(deployed: Config):
     prod = deployed.prod_deployment_folder
-    before = riskcore.require_deployment(prod)
-    (deployed.output_folder / riskcore.INGESTED_FILES).write_text("dataset1.csv\ndataset2.csv\nnew.csv\n")
-    after = deployment.deploy_records(deployed)
+    before = require_deployment(prod)
+    (deployed.output_folder / INGESTED_FILES).write_text("dataset1.csv\ndataset2.csv\nnew.csv\n")
+    after = publish.deploy_records(deployed)
     assert after.release != before.release
     assert after.model_version == before.model_version
-    assert after.manifest["files"][riskcore.MODEL_FILE] == before.manifest["files"][riskcore.MODEL_FILE]
-    assert (prod / riskcore.INGESTED_FILES).read_text().endswith("new.csv\n")
+    assert after.manifest["files"][MODEL_FILE] == before.manifest["files"][MODEL_FILE]
+    assert (prod / INGESTED_FILES).read_text().endswith("new.csv\n")
 
 
-def test_tampered_trained_model_is_not_deployed(deployed: riskcore.Config):
+def test_tampered_trained_model_is_not_deployed(deployed: Config):
     prod = deployed.prod_deployment_folder
     before = tree_snapshot(prod)
     deployed.model_file.write_bytes(b"not a model")
-    with pytest.raises(riskcore.IntegrityError):
-        deployment.deploy(deployed)
+    with pytest.raises(IntegrityError):
+        publish.deploy(deployed)
     assert tree_snapshot(prod) == before
 
 
@@ -146,8 +157,8 @@ def test_pipeline_runs_as_a_user_runs_it(project, tmp_path_factory):
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
     prod = project.parent / "prod"
-    assert os.path.islink(prod / riskcore.MODEL_FILE)
-    assert float((prod / riskcore.SCORE_FILE).read_text()) > 0.5
+    assert os.path.islink(prod / MODEL_FILE)
+    assert float((prod / SCORE_FILE).read_text()) > 0.5
     assert list(cwd.iterdir()) == []  # nothing written to the working directory
     rollback = run_script("deployment.py", "--config", str(project), "--rollback", cwd=cwd)
     assert rollback.returncode == 1 and "No earlier deployment" in rollback.stderr

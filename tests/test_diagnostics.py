@@ -13,8 +13,21 @@ import pandas as pd
 import pytest
 
 import diagnostics
-import riskcore
 from conftest import run_script, tree_snapshot
+from riskcore.contract import (
+    COLUMNS,
+    DIAGNOSTICS_RECORD,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    FEATURES,
+    MODEL_FILE,
+    DataError,
+    IntegrityError,
+    UserError,
+)
+from riskcore.files import utc_now
+from riskcore.releases import load_deployed_model, require_deployment
+from riskcore.schema import features_of, read_client_csv
 
 KNOWN = pd.DataFrame({
     "corporation": ["a", "b", "c", "d"],
@@ -57,7 +70,7 @@ def test_summary_has_exact_values(config, column, statistic, expected):
 def test_summary_names_every_feature_and_statistic_once(config):
     summary = diagnostics.dataframe_summary(config, KNOWN)
     assert [(s["column"], s["statistic"]) for s in summary] == [
-        (column, statistic) for column in riskcore.FEATURES for statistic in diagnostics.STATISTICS]
+        (column, statistic) for column in FEATURES for statistic in diagnostics.STATISTICS]
     json.dumps(summary, allow_nan=False)  # JSON-ready as it is
 
 
@@ -72,7 +85,7 @@ def test_summary_leaves_missing_values_out(config):
 def test_summary_defaults_to_the_ingested_data(deployed):
     final = pd.read_csv(deployed.final_data_file)
     values = {(s["column"], s["statistic"]): s["value"] for s in diagnostics.dataframe_summary(deployed)}
-    for column in riskcore.FEATURES:
+    for column in FEATURES:
         assert values[(column, "mean")] == pytest.approx(final[column].mean())
         assert values[(column, "median")] == pytest.approx(final[column].median())
         assert values[(column, "std")] == pytest.approx(final[column].std())
@@ -80,7 +93,7 @@ def test_summary_defaults_to_the_ingested_data(deployed):
 
 
 def test_summary_without_ingested_data_is_a_user_error(config):
-    with pytest.raises(riskcore.DataError, match="run ingestion.py first"):
+    with pytest.raises(DataError, match="run ingestion.py first"):
         diagnostics.dataframe_summary(config)
 
 
@@ -90,7 +103,7 @@ def test_missing_data_reports_the_known_share_of_every_column(config):
     rows = ["a,1,10,5,0", "b,,20,5,1", "c,3,30,5,", "d,,40,5,", ",5,50,5,1", "f,6,60,5,", "g,7,70,5,0",
             "h,8,80,5,"]
     config.output_folder.mkdir(parents=True)
-    config.final_data_file.write_text(",".join(riskcore.COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    config.final_data_file.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n")
     missing = diagnostics.missing_data(config)
     assert [(m["column"], m["missing_percent"], m["missing_count"]) for m in missing] == [
         ("corporation", 12.5, 1),
@@ -107,30 +120,30 @@ def test_missing_data_of_a_complete_frame_is_zero_everywhere(config):
 
 # --- Predictions -----------------------------------------------------------------------------
 def test_model_predictions_are_the_deployed_models(deployed):
-    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
-    model = riskcore.load_deployed_model(deployment)
-    test = riskcore.read_client_csv(deployed.test_data_file)
+    deployment = require_deployment(deployed.prod_deployment_folder)
+    model = load_deployed_model(deployment)
+    test = read_client_csv(deployed.test_data_file)
     predictions = diagnostics.model_predictions(deployed, test)
-    assert predictions == model.predict(riskcore.features_of(test)).tolist()
+    assert predictions == model.predict(features_of(test)).tolist()
     assert len(predictions) == 60 and set(predictions) <= {0, 1}
     assert all(type(p) is int for p in predictions)
 
 
 def test_model_predictions_refuse_a_tampered_model(deployed):
-    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
-    model_file = deployment.path(riskcore.MODEL_FILE)
+    deployment = require_deployment(deployed.prod_deployment_folder)
+    model_file = deployment.path(MODEL_FILE)
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
-    with pytest.raises(riskcore.IntegrityError):
+    with pytest.raises(IntegrityError):
         diagnostics.model_predictions(deployed, KNOWN)
 
 
 def test_model_predictions_name_a_missing_column(deployed):
-    with pytest.raises(riskcore.DataError, match='"number_of_employees"'):
+    with pytest.raises(DataError, match='"number_of_employees"'):
         diagnostics.model_predictions(deployed, KNOWN.drop(columns="number_of_employees"))
 
 
 def test_model_predictions_need_a_deployed_model(config):
-    with pytest.raises(riskcore.DataError, match="No model is deployed"):
+    with pytest.raises(DataError, match="No model is deployed"):
         diagnostics.model_predictions(config, KNOWN)
 
 
@@ -148,7 +161,7 @@ def test_execution_time_leaves_production_and_outputs_byte_identical(deployed, t
 
 
 def test_execution_time_needs_at_least_one_run(config):
-    with pytest.raises(riskcore.UserError):
+    with pytest.raises(UserError):
         diagnostics.execution_time(config, repeat=0)
 
 
@@ -261,16 +274,16 @@ def offline_dependencies(monkeypatch):
 
 def test_run_writes_the_record_the_api_serves(deployed, offline_dependencies):
     record = diagnostics.run(deployed)
-    stored = json.loads((deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD).read_text())
+    stored = json.loads((deployed.output_model_folder / DIAGNOSTICS_RECORD).read_text())
     assert stored == record
-    deployment = riskcore.require_deployment(deployed.prod_deployment_folder)
+    deployment = require_deployment(deployed.prod_deployment_folder)
     assert record["model_version"] == deployment.model_version
-    assert riskcore.utc_now()[:10] == record["generated_at"][:10] and record["generated_at"].endswith("Z")
+    assert utc_now()[:10] == record["generated_at"][:10] and record["generated_at"].endswith("Z")
     assert record["dependencies"] == offline_dependencies
     assert list(record["timings"]) == ["ingestion", "training", "scoring"]
     assert record["summary"] == diagnostics.dataframe_summary(deployed)
     assert record["missing"] == diagnostics.missing_data(deployed)
-    test = riskcore.read_client_csv(deployed.test_data_file)
+    test = read_client_csv(deployed.test_data_file)
     assert record["predictions"] == diagnostics.model_predictions(deployed, test)
 
 
@@ -292,7 +305,7 @@ def test_command_runs_from_another_directory(deployed, tmp_path):
                       cwd=elsewhere, env=env)
     assert done.returncode == 0, done.stderr
     assert "Step timings" in done.stdout and "Dependencies" in done.stdout
-    record = json.loads((deployed.output_model_folder / riskcore.DIAGNOSTICS_RECORD).read_text())
+    record = json.loads((deployed.output_model_folder / DIAGNOSTICS_RECORD).read_text())
     assert record["predictions"] and record["dependencies"]
     assert list(elsewhere.iterdir()) == []
 
@@ -300,7 +313,7 @@ def test_command_runs_from_another_directory(deployed, tmp_path):
 @pytest.mark.slow
 def test_command_turns_a_user_error_into_one_sentence(tmp_path):
     done = run_script("diagnostics.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
-    assert done.returncode == riskcore.EXIT_CONFIG
+    assert done.returncode == EXIT_CONFIG
     assert done.stderr.startswith("error: Config file") and "Traceback" not in done.stderr
     assert done.stdout == ""
 
@@ -318,6 +331,6 @@ def isolated_logging():
 
 
 def test_main_refuses_a_bad_repeat(config, capsys, isolated_logging):
-    assert diagnostics.main(["--config", str(config.config_file), "--repeat", "0"]) == riskcore.EXIT_FAILED
+    assert diagnostics.main(["--config", str(config.config_file), "--repeat", "0"]) == EXIT_FAILED
     assert "--repeat must be at least 1" in capsys.readouterr().err
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import ingestion
-import riskcore
 from conftest import HEADER, client_rows, run_script
+from riskcore.config import Config
+from riskcore.contract import FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
 
 GOOD = ["dataset1.csv", "dataset2.csv"]
 ROW = "abcd,10,120,5,1"
@@ -45,7 +46,7 @@ REJECTED = {
 }
 
 
-def ingest_with(config: riskcore.Config, name: str, content: bytes) -> ingestion.IngestionResult:
+def ingest_with(config: Config, name: str, content: bytes) -> ingestion.IngestionResult:
     (config.input_folder / name).write_bytes(content)
     return ingestion.run(config)
 
@@ -59,7 +60,7 @@ def assert_rejected_alone(result: ingestion.IngestionResult, name: str, expected
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))
-def test_hostile_file_is_rejected_with_one_sentence(config: riskcore.Config, name: str):
+def test_hostile_file_is_rejected_with_one_sentence(config: Config, name: str):
     content, expected = REJECTED[name]
     assert_rejected_alone(ingest_with(config, name, content), name, expected)
 
@@ -70,14 +71,14 @@ def test_hostile_file_is_rejected_with_one_sentence(config: riskcore.Config, nam
     ("crlf.csv", f"{HEADER}\r\n{ROW}\r\n".encode()),
     ("reordered.csv", b"exited,corporation,number_of_employees,lastyear_activity,lastmonth_activity\n1,abcd,5,120,10\n"),
 ])
-def test_harmless_variants_are_ingested_as_the_plain_row(config: riskcore.Config, name: str, content: bytes):
+def test_harmless_variants_are_ingested_as_the_plain_row(config: Config, name: str, content: bytes):
     result = ingest_with(config, name, content)
     assert result.rejected == []
     rows = config.final_data_file.read_text().splitlines()
     assert ROW in rows
 
 
-def test_symlink_pointing_outside_is_rejected(config: riskcore.Config, tmp_path_factory):
+def test_symlink_pointing_outside_is_rejected(config: Config, tmp_path_factory):
     secret = tmp_path_factory.mktemp("outside") / "secret.csv"
     secret.write_text(f"{HEADER}\n{ROW}\n")
     (config.input_folder / "link.csv").symlink_to(secret)
@@ -85,19 +86,19 @@ def test_symlink_pointing_outside_is_rejected(config: riskcore.Config, tmp_path_
     assert_rejected_alone(result, "link.csv", "is a link pointing outside the input folder")
 
 
-def test_directory_named_csv_is_rejected(config: riskcore.Config):
+def test_directory_named_csv_is_rejected(config: Config):
     (config.input_folder / "x.csv").mkdir()
     assert_rejected_alone(ingestion.run(config), "x.csv", "is not a regular file")
 
 
-def test_zero_byte_icon_file_is_ignored(config: riskcore.Config):
+def test_zero_byte_icon_file_is_ignored(config: Config):
     (config.input_folder / "Icon\r").write_bytes(b"")
     result = ingestion.run(config)
     assert result.rejected == [] and "Icon\r" in result.ignored
 
 
 @pytest.mark.slow
-def test_200_mb_file_is_refused_without_reading_it(config: riskcore.Config):
+def test_200_mb_file_is_refused_without_reading_it(config: Config):
     big = config.input_folder / "big.csv"
     with open(big, "wb") as handle:
         handle.write(f"{HEADER}\n".encode())
@@ -108,7 +109,7 @@ def test_200_mb_file_is_refused_without_reading_it(config: riskcore.Config):
     assert_rejected_alone(result, "big.csv", "200 MiB, above the 128 MiB limit")
 
 
-def test_file_being_written_is_ingested_as_one_consistent_snapshot(config: riskcore.Config):
+def test_file_being_written_is_ingested_as_one_consistent_snapshot(config: Config):
     path = config.input_folder / "growing.csv"
     states: dict[str, int] = {}  # sha256 of every state the file passes through -> complete rows
     done = threading.Event()
@@ -145,15 +146,15 @@ def test_file_being_written_is_ingested_as_one_consistent_snapshot(config: riskc
             assert rejection.reason.startswith("growing.csv") and "\n" not in rejection.reason
 
 
-def test_nothing_earlier_is_lost_when_every_file_is_bad(config: riskcore.Config, tmp_path: Path):
+def test_nothing_earlier_is_lost_when_every_file_is_bad(config: Config, tmp_path: Path):
     ingestion.run(config)
     before = {name: (config.output_folder / name).read_bytes()
-              for name in (riskcore.FINAL_DATA, riskcore.INGESTED_FILES, riskcore.INGESTION_RECORD)}
+              for name in (FINAL_DATA, INGESTED_FILES, INGESTION_RECORD)}
     for path in list(config.input_folder.iterdir()):
         path.unlink()
     for name, (content, _) in list(REJECTED.items())[:5]:
         (config.input_folder / name).write_bytes(content)
-    with pytest.raises(riskcore.DataError, match="Nothing ingested"):
+    with pytest.raises(DataError, match="Nothing ingested"):
         ingestion.run(config)
     for name, data in before.items():
         assert (config.output_folder / name).read_bytes() == data
@@ -167,6 +168,6 @@ def test_command_line_gives_a_sentence_per_bad_file_and_no_traceback(project: Pa
     assert "Traceback" not in result.stderr
     for name in ("gzipped.csv", "latin1.csv", "junk.csv"):
         assert sum(name in line for line in result.stderr.splitlines()) == 1
-    record = json.loads((project.parent / "ingested" / riskcore.INGESTION_RECORD).read_text())
+    record = json.loads((project.parent / "ingested" / INGESTION_RECORD).read_text())
     assert sorted(r["name"] for r in record["rejected"]) == ["gzipped.csv", "junk.csv", "latin1.csv"]
-    assert os.path.exists(project.parent / "ingested" / riskcore.FINAL_DATA)
+    assert os.path.exists(project.parent / "ingested" / FINAL_DATA)

@@ -24,12 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as app_module
-import riskcore
 from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
+from riskcore.config import Config, load_config
+from riskcore.contract import COLUMNS, FEATURES, MAX_VALUE
 
 SECRET = "TOPSECRET-7f3a9c"  # planted outside the data folders; must never appear in an answer
 API_KEY = "k3y-for-hostile-tests"
-CSV_HEADER = ",".join(riskcore.COLUMNS[:-1])
+CSV_HEADER = ",".join(COLUMNS[:-1])
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
 LIMIT = app_module.MAX_CONTENT_LENGTH
 
@@ -70,7 +71,7 @@ class Evil:
 
 @dataclass
 class Site:
-    config: riskcore.Config
+    config: Config
     root: Path
     url: str
     port: int
@@ -81,11 +82,11 @@ class Site:
         return pickle.dumps(Evil(self.marker), protocol=protocol)
 
 
-def build_site(root: Path) -> tuple[riskcore.Config, Path, tuple[Path, ...]]:
+def build_site(root: Path) -> tuple[Config, Path, tuple[Path, ...]]:
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
-    config = riskcore.load_config(write_config(root))
+    config = load_config(write_config(root))
     deploy_pipeline(config)
     outside = root / "outside"
     secret_csv = write_csv(outside / "secret.csv", [f"{SECRET},1,2,3,0"])
@@ -502,13 +503,13 @@ json_leaf = st.one_of(
     st.none(), st.booleans(), st.text(max_size=12),
     st.integers(min_value=-(10**20), max_value=10**20),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0, 1, riskcore.MAX_VALUE, riskcore.MAX_VALUE + 1, -1, 2**63, 1.0, 1e300]),
+    st.sampled_from([0, 1, MAX_VALUE, MAX_VALUE + 1, -1, 2**63, 1.0, 1e300]),
 )
 json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
-field_name = st.sampled_from([*riskcore.COLUMNS, "risk", "", "Corporation", "__class__"]) | st.text(max_size=8)
+field_name = st.sampled_from([*COLUMNS, "risk", "", "Corporation", "__class__"]) | st.text(max_size=8)
 good_value = {"corporation": st.text(min_size=1, max_size=10),
-              **{name: st.integers(min_value=0, max_value=riskcore.MAX_VALUE) for name in riskcore.FEATURES},
+              **{name: st.integers(min_value=0, max_value=MAX_VALUE) for name in FEATURES},
               "exited": st.sampled_from([0, 1])}
 
 
@@ -560,7 +561,7 @@ def test_generated_bodies_never_make_a_server_error(client, body, content_type):
 def test_csv_rows_generated_from_the_header_never_make_a_server_error(client):
     """A quick sweep over CSV bodies with hostile cells (not hypothesis: a fixed table, fully listed)."""
     cells = ["", " ", "-0", "+0", "00012", "1e3", "NaN", "inf", "null", "None", "\"1\"", "'1'", "1,2", "\t5",
-             str(riskcore.MAX_VALUE), str(riskcore.MAX_VALUE + 1), "\x00", "\u202e1", "=cmd|' /C calc'!A0"]
+             str(MAX_VALUE), str(MAX_VALUE + 1), "\x00", "\u202e1", "=cmd|' /C calc'!A0"]
     for cell in cells:
         body = f"{HEADER}\nabcd,{cell},1,1,0\n".encode()
         response = client.post("/prediction", data=body, content_type="text/csv")

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 import ingestion
-import riskcore
 from conftest import HEADER, client_rows, run_script, write_csv
+from riskcore.config import Config
+from riskcore.contract import COLUMNS, FINAL_DATA, ID_COLUMN, INGESTED_FILES, INGESTION_RECORD, DataError
+from riskcore.files import sha256_file
+from riskcore.schema import validate_frame
 
 
-def test_merges_and_drops_exact_duplicates(config: riskcore.Config):
+def test_merges_and_drops_exact_duplicates(config: Config):
     result = ingestion.run(config)
     assert len(result.frame) == 120 + 100  # 230 rows read, 10 duplicates across files
     assert [f.name for f in result.files] == ["dataset1.csv", "dataset2.csv"]
@@ -20,27 +23,27 @@ def test_merges_and_drops_exact_duplicates(config: riskcore.Config):
         (120, 120, 0), (110, 100, 10)]
     final = config.final_data_file.read_text().splitlines()
     assert final[0] == HEADER and len(final) == 221
-    assert (config.output_folder / riskcore.INGESTED_FILES).read_text() == "dataset1.csv\ndataset2.csv\n"
+    assert (config.output_folder / INGESTED_FILES).read_text() == "dataset1.csv\ndataset2.csv\n"
 
 
-def test_record_lists_hashes_and_counts(config: riskcore.Config):
+def test_record_lists_hashes_and_counts(config: Config):
     ingestion.run(config)
-    record = json.loads((config.output_folder / riskcore.INGESTION_RECORD).read_text())
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
     assert record["rows_read"] == 230 and record["rows_kept"] == 220
     first = record["files"][0]
-    assert first["sha256"] == riskcore.sha256_file(config.input_folder / "dataset1.csv")
-    assert record["final_data_sha256"] == riskcore.sha256_file(config.final_data_file)
+    assert first["sha256"] == sha256_file(config.input_folder / "dataset1.csv")
+    assert record["final_data_sha256"] == sha256_file(config.final_data_file)
     assert record["rejected"] == []
 
 
-def test_ingesting_twice_gives_identical_finaldata(config: riskcore.Config):
+def test_ingesting_twice_gives_identical_finaldata(config: Config):
     ingestion.run(config)
     first = config.final_data_file.read_bytes()
     ingestion.run(config)
     assert config.final_data_file.read_bytes() == first
 
 
-def test_non_csv_files_are_ignored(config: riskcore.Config):
+def test_non_csv_files_are_ignored(config: Config):
     (config.input_folder / ".gitkeep").write_text("")
     (config.input_folder / "Icon\r").write_bytes(b"")
     (config.input_folder / "notes.txt").write_text("hello")
@@ -65,29 +68,29 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
-def test_bad_file_is_rejected_and_good_files_still_ingested(config: riskcore.Config, name: str):
+def test_bad_file_is_rejected_and_good_files_still_ingested(config: Config, name: str):
     content, expected = BAD_FILES[name]
     (config.input_folder / name).write_bytes(content)
     result = ingestion.run(config)
     assert [r.name for r in result.rejected] == [name]
     assert expected in result.rejected[0].reason and name in result.rejected[0].reason
     assert [f.name for f in result.files] == ["dataset1.csv", "dataset2.csv"]
-    assert name not in (config.output_folder / riskcore.INGESTED_FILES).read_text()
-    record = json.loads((config.output_folder / riskcore.INGESTION_RECORD).read_text())
+    assert name not in (config.output_folder / INGESTED_FILES).read_text()
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
     assert record["rejected"][0]["name"] == name
 
 
-def test_all_files_bad_keeps_earlier_outputs(config: riskcore.Config):
+def test_all_files_bad_keeps_earlier_outputs(config: Config):
     ingestion.run(config)
     before = config.final_data_file.read_bytes()
     for path in config.input_folder.iterdir():
         path.write_text("garbage\n")
-    with pytest.raises(riskcore.DataError, match="Nothing ingested"):
+    with pytest.raises(DataError, match="Nothing ingested"):
         ingestion.run(config)
     assert config.final_data_file.read_bytes() == before
 
 
-def test_fixed_file_is_picked_up_again(config: riskcore.Config):
+def test_fixed_file_is_picked_up_again(config: Config):
     bad = config.input_folder / "dataset3.csv"
     bad.write_text(HEADER + "\nabcd,x,1,1,0\n")
     assert "dataset3.csv" not in {f.name for f in ingestion.run(config).files}
@@ -101,7 +104,7 @@ def test_command_exits_1_with_one_sentence_on_a_rejected_file(project: Path, tmp
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "broken.csv" in result.stderr
-    assert (project.parent / "ingested" / riskcore.FINAL_DATA).is_file()
+    assert (project.parent / "ingested" / FINAL_DATA).is_file()
 
 
 def test_merge_frames_counts_kept_rows_per_source():
@@ -118,9 +121,9 @@ def test_merge_frames_counts_kept_rows_per_source():
 def validated(ids: list[str], rows: list[tuple[int, int, int, int]]):
     import pandas as pd
 
-    columns = {riskcore.ID_COLUMN: ids, **{name: [row[i] for row in rows]
-                                           for i, name in enumerate(riskcore.COLUMNS[1:])}}
-    return riskcore.validate_frame(pd.DataFrame(columns), "test.csv")
+    columns = {ID_COLUMN: ids, **{name: [row[i] for row in rows]
+                                           for i, name in enumerate(COLUMNS[1:])}}
+    return validate_frame(pd.DataFrame(columns), "test.csv")
 
 
 @pytest.mark.parametrize(("ids", "fast"), [
@@ -138,7 +141,7 @@ def test_final_data_is_written_as_to_csv_writes_it(tmp_path: Path, ids: list[str
     frame.to_csv(expected, index=False, lineterminator="\n")
     sha = ingestion.write_final_data(frame, written)
     assert written.read_bytes() == expected.read_bytes()
-    assert sha == riskcore.sha256_file(expected)
+    assert sha == sha256_file(expected)
     assert (ingestion.csv_lines(frame) is not None) == fast
 
 

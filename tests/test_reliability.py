@@ -33,7 +33,6 @@ import app as app_module
 import deployment
 import fullprocess
 import ingestion
-import riskcore
 import scoring
 import training
 from conftest import (
@@ -47,35 +46,55 @@ from conftest import (
     write_config,
     write_csv,
 )
+from riskcore import publish
+from riskcore.config import Config, load_config
+from riskcore.contract import (
+    API_RETURNS,
+    CURRENT_LINK,
+    DEPLOYED_FILES,
+    DIAGNOSTICS_RECORD,
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    MANIFEST,
+    MODEL_FILE,
+    MODEL_METADATA,
+    RELEASES_DIR,
+    RUN_HISTORY,
+    SCORE_FILE,
+)
+from riskcore.faults import KILL_AT_ENV
+from riskcore.files import read_json, sha256_file
+from riskcore.history import read_history
+from riskcore.releases import Deployment, require_deployment
 
 RECORDS = {"records": [{"corporation": f"c{i}", "lastmonth_activity": 10 * i, "lastyear_activity": 100 * i,
                         "number_of_employees": 3 + i} for i in range(5)]}
 
 
 # --- Helpers -----------------------------------------------------------------------------------
-def build_deployed(root: Path) -> riskcore.Config:
+def build_deployed(root: Path) -> Config:
     """A project with a deployed model (the conftest project, built here so fixtures can share it)."""
     first = client_rows(120, seed=1)
     write_csv(root / "input" / "dataset1.csv", first)
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2) + first[:10])
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
-    config = riskcore.load_config(write_config(root))
+    config = load_config(write_config(root))
     deploy_pipeline(config)
     return config
 
 
-def add_drift(config: riskcore.Config, rows: int = 200, seed: int = 6) -> None:
+def add_drift(config: Config, rows: int = 200, seed: int = 6) -> None:
     """New data whose labels are flipped: the deployed model does badly on it and a run retrains."""
     write_csv(config.input_folder / f"flipped{seed}.csv", client_rows(rows, seed=seed, flip=True, prefix="f"))
 
 
-def copy_project(template: Path, target: Path) -> riskcore.Config:
+def copy_project(template: Path, target: Path) -> Config:
     """A copy of a prepared project; links (the deployment pointer) are copied as links."""
     shutil.copytree(template, target, symlinks=True)
-    return riskcore.load_config(target / "config.json")
+    return load_config(target / "config.json")
 
 
-def serve_thread(config: riskcore.Config):
+def serve_thread(config: Config):
     """The API for `config` on a free loopback port, in a thread; returns (url, stop)."""
     from werkzeug.serving import make_server
 
@@ -105,7 +124,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:") or " ERROR " in line]
 
 
-def prod_state(config: riskcore.Config) -> dict:
+def prod_state(config: Config) -> dict:
     """What production serves: the pointer, the manifest, and every file's bytes."""
     return tree_snapshot(config.prod_deployment_folder)
 
@@ -155,7 +174,7 @@ class Runner:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
 
-    def run(self, config: riskcore.Config, api_url: str, stderr: Path, env: dict[str, str],
+    def run(self, config: Config, api_url: str, stderr: Path, env: dict[str, str],
             timeout: float = 120) -> int:
         """Run one fullprocess tick for `config`; its exit status (-9 when it was SIGKILLed)."""
         job = {"argv": ["--config", str(config.config_file), "--api-url", api_url], "cwd": str(stderr.parent),
@@ -178,7 +197,7 @@ class Runner:
 KILL_POINTS = [
     "before-ingestion", "ingestion-wrote-data", "ingestion-wrote-names", "after-ingestion",
     "after-drift_check", "training-wrote-model", "after-training", "after-scoring",
-    *(f"deploy-copied-{name}" for name in riskcore.DEPLOYED_FILES),
+    *(f"deploy-copied-{name}" for name in DEPLOYED_FILES),
     "deploy-release-built", "deploy-switched", "after-deployment", "after-diagnostics", "after-reporting",
     "after-apicalls", "run-recorded",
 ]
@@ -186,16 +205,16 @@ SWITCHED = KILL_POINTS[KILL_POINTS.index("deploy-switched"):]  # the new model i
 REPORTS = ("confusionmatrix", "summary_report", "apireturns")
 
 
-def check_consistent(config: riskcore.Config) -> riskcore.Deployment:
+def check_consistent(config: Config) -> Deployment:
     """The deployed set is complete and consistent, and the API loads and serves it."""
     prod = config.prod_deployment_folder
-    current = riskcore.require_deployment(prod)
-    deployment.verify_release(current)  # every file matches the sha256 in the manifest
-    assert set(current.manifest["files"]) == set(riskcore.DEPLOYED_FILES)
-    assert float((prod / riskcore.SCORE_FILE).read_text()) == current.manifest["score"]
-    record = riskcore.read_json(prod / riskcore.INGESTION_RECORD, "Ingestion record")
-    assert (prod / riskcore.INGESTED_FILES).read_text().splitlines() == [f["name"] for f in record["files"]]
-    for name in riskcore.DEPLOYED_FILES:  # the course's names lead to the same release
+    current = require_deployment(prod)
+    publish.verify_release(current)  # every file matches the sha256 in the manifest
+    assert set(current.manifest["files"]) == set(DEPLOYED_FILES)
+    assert float((prod / SCORE_FILE).read_text()) == current.manifest["score"]
+    record = read_json(prod / INGESTION_RECORD, "Ingestion record")
+    assert (prod / INGESTED_FILES).read_text().splitlines() == [f["name"] for f in record["files"]]
+    for name in DEPLOYED_FILES:  # the course's names lead to the same release
         assert (prod / name).read_bytes() == current.path(name).read_bytes(), name
     client = app_module.create_app(config.config_file).test_client()
     answer = client.post("/prediction", json=RECORDS)
@@ -204,25 +223,25 @@ def check_consistent(config: riskcore.Config) -> riskcore.Deployment:
     return current
 
 
-def end_state(config: riskcore.Config, template_version: str) -> dict:
+def end_state(config: Config, template_version: str) -> dict:
     """Everything an uninterrupted run leaves behind that a recovered run must reproduce."""
     current = check_consistent(config)
     prod = config.prod_deployment_folder
-    previous = riskcore.read_json(prod / riskcore.RELEASES_DIR / current.manifest["previous"] / riskcore.MANIFEST,
+    previous = read_json(prod / RELEASES_DIR / current.manifest["previous"] / MANIFEST,
                                   "Deployment manifest")
-    record = riskcore.read_json(prod / riskcore.INGESTION_RECORD, "Ingestion record")
+    record = read_json(prod / INGESTION_RECORD, "Ingestion record")
     models = config.output_model_folder
-    returns = json.loads((models / riskcore.API_RETURNS).read_text())
-    diagnosed = json.loads((models / riskcore.DIAGNOSTICS_RECORD).read_text())
-    history = fullprocess.read_history(fullprocess.history_path(config))
+    returns = json.loads((models / API_RETURNS).read_text())
+    diagnosed = json.loads((models / DIAGNOSTICS_RECORD).read_text())
+    history = read_history(config.output_model_folder / RUN_HISTORY)
     return {
-        "deployed model sha256": current.manifest["files"][riskcore.MODEL_FILE],
-        "deployed score": (prod / riskcore.SCORE_FILE).read_text(),
+        "deployed model sha256": current.manifest["files"][MODEL_FILE],
+        "deployed score": (prod / SCORE_FILE).read_text(),
         "deployment kind": current.manifest["kind"],
         "replaced the model before the run": previous["model_version"] == template_version,
-        "ingested files": (prod / riskcore.INGESTED_FILES).read_text(),
+        "ingested files": (prod / INGESTED_FILES).read_text(),
         "ingestion record": [(f["name"], f["sha256"], f["rows_kept"]) for f in record["files"]],
-        "final data": riskcore.sha256_file(config.final_data_file),
+        "final data": sha256_file(config.final_data_file),
         "reports": sorted(p.name for p in models.iterdir() if p.name.startswith(REPORTS)),
         "files in models": sorted(p.name for p in models.iterdir()),
         "files in ingested": sorted(p.name for p in config.output_folder.iterdir()),
@@ -239,7 +258,7 @@ def drift_template(tmp_path_factory) -> tuple[Path, str]:
     """A deployed project with new, label-flipped data waiting: the next run must retrain."""
     config = build_deployed(tmp_path_factory.mktemp("template") / "project")
     add_drift(config)
-    version = riskcore.require_deployment(config.prod_deployment_folder).model_version
+    version = require_deployment(config.prod_deployment_folder).model_version
     return config.config_file.parent, version
 
 
@@ -251,9 +270,9 @@ def kill_scenario(runner: Runner, template: Path, template_version: str, work: P
     try:
         outcome: dict = {"point": point}
         if point is not None:
-            outcome["killed status"] = runner.run(config, url, work / "killed.log", {**env, riskcore.KILL_AT_ENV: point})
+            outcome["killed status"] = runner.run(config, url, work / "killed.log", {**env, KILL_AT_ENV: point})
             current = check_consistent(config)
-            outcome["served after kill"] = current.manifest["files"][riskcore.MODEL_FILE]
+            outcome["served after kill"] = current.manifest["files"][MODEL_FILE]
             outcome["version after kill"] = current.model_version
         outcome["status"] = runner.run(config, url, work / "run.log", env)
         outcome["log"] = (work / "run.log").read_text()
@@ -327,7 +346,7 @@ def test_a_run_killed_at_a_named_point_is_finished_by_the_next_run(kill_outcomes
 
 # --- 2. Disk full / failing writes -------------------------------------------------------------
 @pytest.fixture
-def retrained(deployed: riskcore.Config) -> riskcore.Config:
+def retrained(deployed: Config) -> Config:
     """A deployed project with a newly trained and scored model waiting to be deployed."""
     add_drift(deployed)
     ingestion.run(deployed)
@@ -338,7 +357,7 @@ def retrained(deployed: riskcore.Config) -> riskcore.Config:
 
 def test_deployment_that_hits_the_file_size_limit_leaves_production_unchanged(retrained):
     before = prod_state(retrained)
-    metadata_size = (retrained.output_model_folder / riskcore.MODEL_METADATA).stat().st_size
+    metadata_size = (retrained.output_model_folder / MODEL_METADATA).stat().st_size
     limit = metadata_size // 2  # the model and the score fit; copying the metadata fails half-way
     result = subprocess.run([sys.executable, str(ROOT / "deployment.py"), "--config", str(retrained.config_file)],
                             cwd=retrained.config_file.parent, capture_output=True, text=True, timeout=60,
@@ -346,9 +365,9 @@ def test_deployment_that_hits_the_file_size_limit_leaves_production_unchanged(re
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
-    assert "File too large" in line and riskcore.MODEL_METADATA in line
+    assert "File too large" in line and MODEL_METADATA in line
     assert prod_state(retrained) == before
-    releases = retrained.prod_deployment_folder / riskcore.RELEASES_DIR
+    releases = retrained.prod_deployment_folder / RELEASES_DIR
     assert [p.name for p in releases.iterdir() if p.name.startswith(".")] == []
 
 
@@ -358,7 +377,7 @@ def test_deployment_whose_switch_fails_leaves_production_unchanged(retrained, mo
     real_replace = os.replace
 
     def replace(source, target, *args, **kwargs):
-        if Path(target) == prod / riskcore.CURRENT_LINK:
+        if Path(target) == prod / CURRENT_LINK:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(source, target, *args, **kwargs)
 
@@ -383,9 +402,9 @@ def test_fullprocess_that_hits_the_file_size_limit_exits_1_and_leaves_production
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
-    assert "step training failed: File too large" in line and riskcore.MODEL_METADATA in line
+    assert "step training failed: File too large" in line and MODEL_METADATA in line
     assert prod_state(deployed) == before
-    [row] = fullprocess.read_history(fullprocess.history_path(deployed))
+    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
     assert row["outcome"] == "failed" and "File too large" in row["error"]
 
 
@@ -393,14 +412,14 @@ def test_fullprocess_whose_deployment_runs_out_of_space_exits_1_and_leaves_produ
         deployed, monkeypatch, capsys):
     add_drift(deployed)
     before = prod_state(deployed)
-    real_copy = deployment.copy_durably
+    real_copy = publish.copy_durably
 
     def copy_durably(source, target):
-        if Path(source).name == riskcore.INGESTION_RECORD:
+        if Path(source).name == INGESTION_RECORD:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
         return real_copy(source, target)
 
-    monkeypatch.setattr(deployment, "copy_durably", copy_durably)
+    monkeypatch.setattr(publish, "copy_durably", copy_durably)
     status = fullprocess.main(["--config", str(deployed.config_file), "--api-url", f"http://127.0.0.1:{free_port()}"])
     assert status == 1
     err = capsys.readouterr().err
@@ -414,10 +433,10 @@ def test_fullprocess_whose_deployment_runs_out_of_space_exits_1_and_leaves_produ
 @pytest.mark.slow
 def test_five_runs_started_together_do_the_work_once(deployed, offline_pip, tmp_path):
     add_drift(deployed)
-    version_before = riskcore.require_deployment(deployed.prod_deployment_folder).model_version
+    version_before = require_deployment(deployed.prod_deployment_folder).model_version
     url, stop = serve_thread(deployed)
     env = {**os.environ, **offline_pip}
-    env.pop(riskcore.KILL_AT_ENV, None)
+    env.pop(KILL_AT_ENV, None)
     logs = [tmp_path / f"run{i}.log" for i in range(5)]
     processes, ended = [], {}
     try:
@@ -447,12 +466,12 @@ def test_five_runs_started_together_do_the_work_once(deployed, offline_pip, tmp_
         assert "new data" not in texts[i] and "Traceback" not in texts[i]
     assert "decision: retrain" in texts[worker]
     # The artifacts are those of one run.
-    [row] = fullprocess.read_history(fullprocess.history_path(deployed))
+    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
     assert (row["decision"], row["outcome"], row["run_number"]) == ("retrain", "done", 1)
     assert row["version_before"] == version_before != row["version_after"]
     assert sorted(p.name for p in deployed.output_model_folder.iterdir() if p.name.startswith(REPORTS)) == \
         ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
-    assert len(deployment.release_names(deployed.prod_deployment_folder)) == 2
+    assert len(releases.release_names(deployed.prod_deployment_folder)) == 2
     current = check_consistent(deployed)
     assert current.model_version == row["version_after"]
 
@@ -479,8 +498,8 @@ def test_an_input_entry_that_is_not_a_file_neither_blocks_the_tick_nor_reruns_it
     name = make_entry(kind, deployed.input_folder, tmp_path)
     # The tick notices the entry without reading it: a tick stuck on a pipe would hold the run lock
     # forever, and every later tick would exit "in progress".
-    code = ("import sys, fullprocess, riskcore\nc = riskcore.load_config(sys.argv[1])\n"
-            "print(fullprocess.detect_new_files(c.input_folder, riskcore.current_deployment(c.prod_deployment_folder)))")
+    code = ("import sys, fullprocess\nfrom riskcore.config import load_config\nfrom riskcore.releases import current_deployment\nc = load_config(sys.argv[1])\n"
+            "print(fullprocess.detect_new_files(c.input_folder, current_deployment(c.prod_deployment_folder)))")
     found = subprocess.run([sys.executable, "-c", code, str(deployed.config_file)], cwd=ROOT, capture_output=True,
                            text=True, timeout=30)
     assert found.returncode == 0, found.stderr
@@ -489,7 +508,7 @@ def test_an_input_entry_that_is_not_a_file_neither_blocks_the_tick_nor_reruns_it
     result = ingestion.run(deployed)
     [rejected] = result.rejected
     assert rejected.name == name and "\n" not in rejected.reason
-    deployment.deploy_records(deployed)
+    publish.deploy_records(deployed)
     # ... so it is not new again until it changes: the next tick has nothing to do.
     tick = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path, timeout=30)
     assert tick.returncode == 0 and "no new data" in tick.stderr, tick.stderr
@@ -514,7 +533,7 @@ def test_deploys_under_load_fail_no_request_and_serve_only_fully_deployed_models
             [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
              "--no-control-socket", "--chdir", str(ROOT), "wsgi:app"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deployed_versions = {riskcore.require_deployment(deployed.prod_deployment_folder).model_version}
+    deployed_versions = {require_deployment(deployed.prod_deployment_folder).model_version}
     answers: list[tuple[float, int, str | None]] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -545,10 +564,10 @@ def test_deploys_under_load_fail_no_request_and_serve_only_fully_deployed_models
             ingestion.run(deployed)
             training.run(deployed)
             scoring.run(deployed)
-            deployed_versions.add(deployment.deploy(deployed).model_version)
+            deployed_versions.add(publish.deploy(deployed).model_version)
             deploy_times.append(time.monotonic())
             time.sleep(0.2)
-        last = riskcore.require_deployment(deployed.prod_deployment_folder).model_version
+        last = require_deployment(deployed.prod_deployment_folder).model_version
         while time.monotonic() < deadline and sum(1 for _, _, v in answers[-20:] if v == last) < 10:
             time.sleep(0.05)
     finally:
@@ -594,8 +613,8 @@ def test_a_tampered_model_is_refused_by_the_api_process_and_by_fullprocess(deplo
         ingestion.run(deployed)
         training.run(deployed)
         scoring.run(deployed)
-        new = deployment.deploy(deployed)
-        model = new.path(riskcore.MODEL_FILE)
+        new = publish.deploy(deployed)
+        model = new.path(MODEL_FILE)
         data = model.read_bytes()
         model.write_bytes(pickle.dumps(Evil(marker)) if damage == "replace" else data[: len(data) // 2])
         before = prod_state(deployed)
@@ -626,13 +645,13 @@ def test_a_tampered_model_is_refused_by_the_api_process_and_by_fullprocess(deplo
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", [riskcore.SCORE_FILE, riskcore.MODEL_METADATA, riskcore.INGESTION_RECORD])
+@pytest.mark.parametrize("name", [SCORE_FILE, MODEL_METADATA, INGESTION_RECORD])
 def test_a_tampered_record_beside_the_model_makes_fullprocess_exit_1(deployed, name, capsys):
     """The baseline score and the training profile decide drift too: they are checked like the model."""
     add_drift(deployed)
-    path = riskcore.require_deployment(deployed.prod_deployment_folder).path(name)
+    path = require_deployment(deployed.prod_deployment_folder).path(name)
     text = path.read_text()
-    path.write_text("0.0" if name == riskcore.SCORE_FILE else text.replace("1", "2", 1))  # drift would never show
+    path.write_text("0.0" if name == SCORE_FILE else text.replace("1", "2", 1))  # drift would never show
     before = prod_state(deployed)
     assert fullprocess.main(["--config", str(deployed.config_file), "--api-url", f"http://127.0.0.1:{free_port()}"]) == 1
     [line] = error_lines(capsys.readouterr().err)
@@ -643,13 +662,13 @@ def test_a_tampered_record_beside_the_model_makes_fullprocess_exit_1(deployed, n
 def test_a_tampered_ingestion_record_cannot_hide_new_data(deployed, tmp_path):
     """Listing the new file in the deployed record by hand would make every tick skip it, silently."""
     add_drift(deployed)
-    path = riskcore.require_deployment(deployed.prod_deployment_folder).path(riskcore.INGESTION_RECORD)
+    path = require_deployment(deployed.prod_deployment_folder).path(INGESTION_RECORD)
     record = json.loads(path.read_text())
     new = deployed.input_folder / "flipped6.csv"
-    record["files"].append({"name": new.name, "sha256": riskcore.sha256_file(new)})
+    record["files"].append({"name": new.name, "sha256": sha256_file(new)})
     path.write_text(json.dumps(record))
     tick = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path, timeout=60)
     assert tick.returncode == 1, tick.stderr
     [line] = error_lines(tick.stderr)
-    assert riskcore.INGESTION_RECORD in line and "does not match its recorded sha256" in line
+    assert INGESTION_RECORD in line and "does not match its recorded sha256" in line
 

@@ -15,21 +15,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import deployment
 import diagnostics
 import reporting
-import riskcore
 import scoring
 from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
+from riskcore import publish
+from riskcore.config import Config, load_config
+from riskcore.contract import EXIT_FAILED, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
+from riskcore.releases import load_deployed_model, require_deployment
+from riskcore.schema import features_of, read_client_csv
 
 
 def read_risk_list(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"corporation": str}, keep_default_na=False)
 
 
-def deployed_model(config: riskcore.Config):
-    current = riskcore.require_deployment(config.prod_deployment_folder)
-    return current, riskcore.load_deployed_model(current)
+def deployed_model(config: Config):
+    current = require_deployment(config.prod_deployment_folder)
+    return current, load_deployed_model(current)
 
 
 # --- A project reported on once for the whole module -----------------------------------------
@@ -42,14 +45,14 @@ def reported(tmp_path_factory):
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2) + first[:10])
     (root / "input" / "broken.csv").write_text("corporation;lastmonth_activity\nx;1\n")
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
-    config = riskcore.load_config(write_config(root))
+    config = load_config(write_config(root))
     deploy_pipeline(config)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(diagnostics, "outdated_packages_list", lambda requirements=None, timeout=0: [
             {"package": "numpy", "pinned": "2.4.6", "installed": "2.4.6", "latest": "unknown",
              "status": "unknown", "reason": "package index example unreachable (test)"}])
         diagnostics.run(config)
-    with sqlite3.connect(config.output_model_folder / riskcore.RUN_HISTORY) as db:
+    with sqlite3.connect(config.output_model_folder / RUN_HISTORY) as db:
         db.execute("CREATE TABLE runs (started_at TEXT, f1_new_data REAL, baseline REAL, decision TEXT, "
                    "version_before TEXT, version_after TEXT)")
         db.execute("INSERT INTO runs VALUES ('2026-01-02T03:00:00Z', 0.81, 0.75, 'no drift: model kept', 'a', 'a')")
@@ -103,7 +106,7 @@ def test_pdf_has_four_pages_with_every_section_where_expected(reported):
 def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
     config, paths = reported
     current, model = deployed_model(config)
-    test = riskcore.read_client_csv(config.test_data_file)
+    test = read_client_csv(config.test_data_file)
     f1 = scoring.score_model(model, test)
     text = squeeze(" ".join(pdf_pages(paths["summary_report"])))
     assert f"{f1:.4f}" in text
@@ -127,7 +130,7 @@ def test_risk_list_is_complete_sorted_and_in_range(reported):
     assert risk["attrition_probability"].between(0, 1).all()
     assert (np.diff(risk["attrition_probability"].to_numpy()) <= 0).all()
     assert set(risk["model_version"]) == {current.model_version}
-    expected = dict(zip(final["corporation"], model.predict_proba(riskcore.features_of(final))[:, 1],
+    expected = dict(zip(final["corporation"], model.predict_proba(features_of(final))[:, 1],
                         strict=True))
     assert risk["attrition_probability"].to_numpy() == pytest.approx(
         [expected[c] for c in risk["corporation"]], abs=5e-7)
@@ -147,7 +150,7 @@ def test_top_clients_are_the_head_of_the_risk_list(deployed):
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str}).set_index("corporation")
     for client in result.top:
-        assert [client[f] for f in riskcore.FEATURES] == final.loc[client["corporation"]].tolist()[:3]
+        assert [client[f] for f in FEATURES] == final.loc[client["corporation"]].tolist()[:3]
 
 
 def test_clients_file_without_label_and_with_awkward_ids(deployed, tmp_path):
@@ -165,9 +168,9 @@ def test_bad_row_in_a_later_chunk_is_named_by_its_row_in_the_file(deployed, tmp_
     rows = client_rows(150, seed=4)
     rows[136] = "bad,12,abc,3,0"
     clients = write_csv(tmp_path / "clients.csv", rows)
-    with pytest.raises(riskcore.DataError, match=r'clients.csv has "abc" in column "lastyear_activity" at row 137'):
+    with pytest.raises(DataError, match=r'clients.csv has "abc" in column "lastyear_activity" at row 137'):
         reporting.risk_scores(deployed, clients, chunk_rows=50)
-    assert not (deployed.output_model_folder / riskcore.RISK_SCORES).exists()
+    assert not (deployed.output_model_folder / RISK_SCORES).exists()
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -179,7 +182,7 @@ def test_bad_row_in_a_later_chunk_is_named_by_its_row_in_the_file(deployed, tmp_
 def test_unusable_clients_file_is_one_sentence(deployed, tmp_path, content, message):
     clients = tmp_path / "clients.csv"
     clients.write_text(content)
-    with pytest.raises(riskcore.DataError, match=message):
+    with pytest.raises(DataError, match=message):
         reporting.risk_scores(deployed, clients)
 
 
@@ -193,7 +196,7 @@ def test_progress_shows_only_on_a_terminal(deployed, capsys, monkeypatch):
 
 def test_scorer_matches_predict_proba(deployed):
     _, model = deployed_model(deployed)
-    features = riskcore.features_of(riskcore.read_client_csv(deployed.final_data_file))
+    features = features_of(read_client_csv(deployed.final_data_file))
     scorer = reporting.Scorer(model)
     assert scorer.linear
     assert scorer.probability(scorer.key(features)) == pytest.approx(model.predict_proba(features)[:, 1],
@@ -267,7 +270,7 @@ def test_report_without_diagnostics_or_history_says_so(deployed):
 
 @pytest.mark.parametrize("setup", ["missing", "no table", "other columns", "not sqlite"])
 def test_run_history_is_read_defensively(tmp_path, setup):
-    path = tmp_path / riskcore.RUN_HISTORY
+    path = tmp_path / RUN_HISTORY
     if setup == "no table":
         sqlite3.connect(path).close()
     elif setup == "other columns":
@@ -286,11 +289,11 @@ def test_run_history_is_read_defensively(tmp_path, setup):
 
 
 def test_deployment_history_lists_each_release_oldest_first(deployed):
-    deployment.deploy_records(deployed)
+    publish.deploy_records(deployed)
     history = reporting.deployment_history(deployed.prod_deployment_folder)
     assert [item["kind"] for item in history] == ["model", "records"]
     assert len(reporting.model_deployments(history)) == 1
-    manifest = json.loads((deployed.prod_deployment_folder / riskcore.MANIFEST).read_text())
+    manifest = json.loads((deployed.prod_deployment_folder / MANIFEST).read_text())
     assert history[-1]["deployed_at"] == manifest["deployed_at"]
 
 
@@ -317,6 +320,6 @@ def test_command_runs_from_another_directory(deployed, tmp_path):
 @pytest.mark.slow
 def test_command_turns_a_missing_clients_file_into_one_sentence(deployed, tmp_path):
     done = run_script("reporting.py", "--config", str(deployed.config_file), "--clients", "nope.csv", cwd=tmp_path)
-    assert done.returncode == riskcore.EXIT_FAILED
+    assert done.returncode == EXIT_FAILED
     assert done.stderr.strip().splitlines()[-1].startswith("error: Client file")
     assert "Traceback" not in done.stderr and done.stdout == ""

@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 import ingestion
-import riskcore
 import scoring
 import training
+from riskcore import evaluation
+from riskcore.config import Config
+from riskcore.contract import FEATURES, SCORE_FILE, DataError, IntegrityError
 
 
 class FixedModel:
@@ -18,7 +20,7 @@ class FixedModel:
         self.predictions = predictions
 
     def predict(self, features):
-        assert features.shape[1] == len(riskcore.FEATURES)
+        assert features.shape[1] == len(FEATURES)
         return self.predictions
 
 
@@ -45,23 +47,23 @@ def test_undefined_f1_is_zero_without_warning():
     assert scoring.score_model(FixedModel([0, 0]), frame([0, 0])) == 0.0
 
 
-def test_run_writes_latestscore(config: riskcore.Config):
+def test_run_writes_latestscore(config: Config):
     ingestion.run(config)
     training.run(config)
     score = scoring.run(config)
     assert 0.5 < score <= 1.0
-    assert scoring.read_score(config.output_model_folder / riskcore.SCORE_FILE) == score
+    assert evaluation.read_score(config.output_model_folder / SCORE_FILE) == score
 
 
-def test_tampered_trained_model_is_refused(config: riskcore.Config):
+def test_tampered_trained_model_is_refused(config: Config):
     ingestion.run(config)
     training.run(config)
     with open(config.model_file, "ab") as handle:
         handle.write(b"x")
-    with pytest.raises(riskcore.IntegrityError, match="sha256"):
+    with pytest.raises(IntegrityError, match="sha256"):
         scoring.run(config)
 
 
-def test_no_model_is_a_clear_error(config: riskcore.Config):
-    with pytest.raises(riskcore.DataError, match="run training.py first"):
+def test_no_model_is_a_clear_error(config: Config):
+    with pytest.raises(DataError, match="run training.py first"):
         scoring.run(config)

@@ -1,0 +1,194 @@
+"""config.json: read and validated once per process into a frozen Config of resolved paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MODEL_FILE, TEST_DATA, ConfigError
+
+PATH_KEYS = (
+    "input_folder_path",
+    "output_folder_path",
+    "test_data_path",
+    "output_model_path",
+    "prod_deployment_path",
+)
+
+# The course's LogisticRegression settings; `penalty` is left at its (L2) default because
+# current scikit-learn deprecates passing it.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "C": 1.0,
+    "solver": "liblinear",
+    "max_iter": 100,
+    "tol": 1e-4,
+    "random_state": 0,
+    "fit_intercept": True,
+    "intercept_scaling": 1,
+    "class_weight": None,
+}
+MODEL_TYPES: dict[str, tuple[type, ...]] = {
+    "C": (int, float),
+    "solver": (str,),
+    "max_iter": (int,),
+    "tol": (int, float),
+    "random_state": (int, type(None)),
+    "fit_intercept": (bool,),
+    "intercept_scaling": (int, float),
+    "class_weight": (str, dict, type(None)),
+}
+SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
+
+AUTOMATION_DEFAULTS: dict[str, Any] = {
+    "drift_test": "raw",
+    "min_history": 5,
+    "data_drift_triggers_retrain": False,
+    "psi_threshold": 0.25,
+    "ks_alpha": 0.01,
+    "keep_releases": 5,
+    "api_url": "http://127.0.0.1:8000",
+}
+AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
+    "drift_test": (str,),
+    "min_history": (int,),
+    "data_drift_triggers_retrain": (bool,),
+    "psi_threshold": (int, float),
+    "ks_alpha": (int, float),
+    "keep_releases": (int,),
+    "api_url": (str,),
+}
+DRIFT_TESTS = ("raw", "parametric", "nonparametric")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings with every path resolved against the config file's folder."""
+
+    config_file: Path
+    input_folder: Path
+    output_folder: Path
+    test_data_folder: Path
+    output_model_folder: Path
+    prod_deployment_folder: Path
+    model: dict[str, Any] = field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
+        return replace(self, **changes)
+
+    @property
+    def final_data_file(self) -> Path:
+        return self.output_folder / FINAL_DATA
+
+    @property
+    def test_data_file(self) -> Path:
+        return self.test_data_folder / TEST_DATA
+
+    @property
+    def model_file(self) -> Path:
+        return self.output_model_folder / MODEL_FILE
+
+    @property
+    def data_folders(self) -> tuple[Path, ...]:
+        """Folders an API caller may name a dataset in."""
+        return (self.input_folder, self.output_folder, self.test_data_folder)
+
+
+def _is_type(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int in Python; a `true` where a number belongs is still a mistake.
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "an object", type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _check_section(raw: Any, section: str, defaults: dict, types: dict, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f'Config key "{section}" in {where} must be an object.')
+    unknown = sorted(set(raw) - set(defaults))
+    if unknown:
+        raise ConfigError(f'Unknown config key "{section}.{unknown[0]}" in {where}.')
+    for key, value in raw.items():
+        if not _is_type(value, types[key]):
+            raise ConfigError(f'Config key "{section}.{key}" in {where} must be {_type_names(types[key])}.')
+    return {**defaults, **raw}
+
+
+def _check_model(model: dict, where: str) -> None:
+    if model["solver"] not in SOLVERS:
+        raise ConfigError(f'Config key "model.solver" in {where} must be one of {", ".join(SOLVERS)}.')
+    if model["C"] <= 0 or model["tol"] <= 0 or model["max_iter"] <= 0:
+        raise ConfigError(f'Config keys "model.C", "model.tol" and "model.max_iter" in {where} must be positive.')
+
+
+def _check_automation(auto: dict, where: str) -> None:
+    if auto["drift_test"] not in DRIFT_TESTS:
+        raise ConfigError(f'Config key "automation.drift_test" in {where} must be one of {", ".join(DRIFT_TESTS)}.')
+    if auto["min_history"] < 2:
+        raise ConfigError(f'Config key "automation.min_history" in {where} must be at least 2.')
+    if auto["keep_releases"] < 2:
+        raise ConfigError(f'Config key "automation.keep_releases" in {where} must be at least 2.')
+    if not auto["api_url"].startswith(("http://", "https://")):
+        raise ConfigError(f'Config key "automation.api_url" in {where} must be an http(s) URL.')
+
+
+def parse_config(raw: Any, config_file: Path) -> Config:
+    """Validate a decoded config document; relative paths resolve against its folder."""
+    where = str(config_file)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {where} must hold a JSON object.")
+    unknown = sorted(set(raw) - {*PATH_KEYS, "model", "automation"})
+    if unknown:
+        raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
+    for key in PATH_KEYS:
+        if key not in raw:
+            raise ConfigError(f'Config key "{key}" is missing from {where}.')
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ConfigError(f'Config key "{key}" in {where} must be a non-empty string.')
+    base = config_file.parent
+    paths = {key: (base / raw[key]).resolve() for key in PATH_KEYS}
+    if not paths["input_folder_path"].is_dir():
+        raise ConfigError(f'Config key "input_folder_path" in {where} names a folder that does not exist: '
+                          f'{raw["input_folder_path"]}.')
+    model = _check_section(raw.get("model", {}), "model", MODEL_DEFAULTS, MODEL_TYPES, where)
+    _check_model(model, where)
+    automation = _check_section(raw.get("automation", {}), "automation", AUTOMATION_DEFAULTS, AUTOMATION_TYPES,
+                                where)
+    _check_automation(automation, where)
+    return Config(
+        config_file=config_file,
+        input_folder=paths["input_folder_path"],
+        output_folder=paths["output_folder_path"],
+        test_data_folder=paths["test_data_path"],
+        output_model_folder=paths["output_model_path"],
+        prod_deployment_folder=paths["prod_deployment_path"],
+        model=model,
+        automation=automation,
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config file (default: config.json beside the scripts)."""
+    config_file = Path(path if path is not None else DEFAULT_CONFIG).absolute()
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {config_file} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {config_file} cannot be read ({exc.__class__.__name__}).") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"Config file {config_file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
+        ) from None
+    return parse_config(raw, config_file)

@@ -1,0 +1,72 @@
+"""What users rely on: the data schema, artifact names, exit statuses and the errors they can cause."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "config.json"
+
+# --- Data schema -----------------------------------------------------------------------------
+ID_COLUMN = "corporation"
+FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
+TARGET = "exited"
+COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
+MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
+FEATURE_LABELS = {
+    "lastmonth_activity": "activity last month",
+    "lastyear_activity": "activity last year",
+    "number_of_employees": "employees",
+}
+
+# --- Artifact names --------------------------------------------------------------------------
+FINAL_DATA = "finaldata.csv"
+INGESTED_FILES = "ingestedfiles.txt"
+INGESTION_RECORD = "ingestionrecord.json"
+MODEL_FILE = "trainedmodel.pkl"
+MODEL_METADATA = "modelmetadata.json"
+SCORE_FILE = "latestscore.txt"
+TEST_DATA = "testdata.csv"
+DIAGNOSTICS_RECORD = "diagnostics.json"
+RISK_SCORES = "risk_scores.csv"
+CONFUSION_MATRIX = "confusionmatrix.png"
+SUMMARY_REPORT = "summary_report.pdf"
+API_RETURNS = "apireturns.txt"
+RUN_HISTORY = "runhistory.sqlite"
+# Reports numbered per run (the contract: plain name first, then name2, name3, ...).
+NUMBERED_REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT, API_RETURNS)
+# What deployment.py publishes; the first three are the course's graded names.
+DEPLOYED_FILES = (MODEL_FILE, SCORE_FILE, INGESTED_FILES, MODEL_METADATA, INGESTION_RECORD)
+RELEASES_DIR = "releases"
+CURRENT_LINK = "current"
+MANIFEST = "deployment.json"
+
+# --- The API's names, shared by the server, apicalls.py and the automation --------------------
+CONFIG_ENV = "RISK_CONFIG"
+API_KEY_ENV = "RISK_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+
+# --- Exit statuses ---------------------------------------------------------------------------
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class UserError(Exception):
+    """A mistake a user can cause and fix; its message is one sentence naming what is wrong."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(UserError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+    exit_code = EXIT_CONFIG
+
+
+class DataError(UserError):
+    """An input file does not follow the data contract."""
+
+
+class IntegrityError(UserError):
+    """A deployed artifact does not match the hash recorded when it was deployed."""

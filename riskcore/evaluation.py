@@ -1,0 +1,104 @@
+"""How well a model does: predictions, probabilities, F1 (the course's score) and the fuller evaluation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
+
+from riskcore.config import Config
+from riskcore.contract import MODEL_FILE, SCORE_FILE, TARGET, TEST_DATA, DataError
+from riskcore.files import atomic_write_text
+from riskcore.releases import load_trained_model
+from riskcore.schema import features_of, read_client_csv
+
+log = logging.getLogger(__name__)
+
+
+def attrition_probability(model, features) -> np.ndarray:
+    """P(exited = 1) per feature row, from the model's own predict_proba."""
+    column = list(model.classes_).index(1)
+    return model.predict_proba(features)[:, column]
+
+
+def predict(model, frame):
+    """Class predictions (0/1) for a validated frame."""
+    return model.predict(features_of(frame))
+
+
+def f1_of(labels, predictions) -> float:
+    """F1 of the positive class; 0.0 where it is undefined (no positives at all)."""
+    return float(f1_score(labels, predictions, zero_division=0.0))
+
+
+def score_model(model, dataframe, score_path: Path | None = None) -> float:
+    """F1 of `model` on `dataframe`; saved atomically to `score_path` when one is given."""
+    score = f1_of(dataframe[TARGET].to_numpy(), predict(model, dataframe))
+    if score_path is not None:
+        atomic_write_text(score_path, repr(score))
+    return score
+
+
+def read_score(path: Path) -> float:
+    """Read a latestscore.txt, or raise DataError naming it."""
+    try:
+        return float(path.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        raise DataError(f"Score file {path} does not exist.") from None
+    except (OSError, ValueError):
+        raise DataError(f"Score file {path} does not hold a number.") from None
+
+
+def read_test_data(config: Config):
+    """The validated test data."""
+    if not config.test_data_file.is_file():
+        raise DataError(f"Test data {config.test_data_file} does not exist.")
+    return read_client_csv(config.test_data_file)
+
+
+def score_trained(config: Config, model_folder: Path | None = None) -> float:
+    """Score the trained model on the test data and write latestscore.txt beside it."""
+    model_folder = model_folder or config.output_model_folder
+    if not (model_folder / MODEL_FILE).is_file():
+        raise DataError(f"No trained model in {model_folder}; run training.py first.")
+    model, metadata = load_trained_model(model_folder)
+    score = score_model(model, read_test_data(config), model_folder / SCORE_FILE)
+    log.info("model %s scores F1 %.4f on %s", metadata["model_version"], score, TEST_DATA)
+    return score
+
+
+@dataclass
+class Evaluation:
+    """How a model does on labelled data."""
+
+    rows: int
+    positives: int
+    f1: float
+    precision: float
+    recall: float
+    matrix: list[list[int]]  # [[true 0 predicted 0, true 0 predicted 1], [true 1 ..., ...]]
+    auc: float | None
+    roc: tuple[list[float], list[float]] | None  # false and true positive rates
+
+
+def evaluate(model, frame) -> Evaluation:
+    """F1, precision, recall, confusion matrix and ROC curve of `model` on a labelled frame."""
+    features = features_of(frame)
+    labels = frame[TARGET].to_numpy()
+    predictions = model.predict(features)
+    probabilities = attrition_probability(model, features)
+    both = len(set(labels.tolist())) == 2
+    roc = roc_curve(labels, probabilities)[:2] if both else None
+    return Evaluation(
+        rows=int(len(labels)),
+        positives=int(labels.sum()),
+        f1=f1_of(labels, predictions),
+        precision=float(precision_score(labels, predictions, zero_division=0.0)),
+        recall=float(recall_score(labels, predictions, zero_division=0.0)),
+        matrix=confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
+        auc=float(roc_auc_score(labels, probabilities)) if both else None,
+        roc=(roc[0].tolist(), roc[1].tolist()) if roc is not None else None,
+    )

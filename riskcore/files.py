@@ -1,0 +1,141 @@
+"""Files other processes read: atomic writes, hashes, JSON records, timestamps, report numbering."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from riskcore.contract import NUMBERED_REPORTS, DataError
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """A failed write() names no file: the same error, naming the file that could not be written."""
+    if exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror, str(target))
+    return exc
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """Write bytes to a new file and fsync it (the caller renames it into place)."""
+    try:
+        with open(target, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        named = _naming(exc, target)
+        if named is exc:
+            raise
+        raise named from exc
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is fsynced and renamed onto it.
+
+    On failure the temporary file is removed and `target` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.",
+                                    suffix=suffix if suffix is not None else f".tmp{target.suffix}",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        named = _naming(exc, target)
+        if named is exc:
+            raise
+        raise named from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to `target` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to `target` atomically."""
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def json_text(document: Any) -> str:
+    """A JSON record as the project writes it: indented, sorted keys, no NaN."""
+    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def atomic_write_json(target: str | os.PathLike, document: Any) -> None:
+    """Write a JSON document to `target` atomically."""
+    atomic_write_text(target, json_text(document))
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON artifact, or raise DataError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{what} {path} cannot be read ({exc.__class__.__name__}).") from None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's content, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    """The current UTC time as an ISO 8601 string with a Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def numbered_name(name: str, run_number: int | None) -> str:
+    """The contract's report numbering: run 1 keeps the plain name, run n is name<n>.ext."""
+    if run_number is None or run_number <= 1:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}{run_number}{dot}{ext}" if dot else f"{name}{run_number}"
+
+
+def next_report_number(folder: Path, names: tuple[str, ...] = NUMBERED_REPORTS) -> int:
+    """The first run number for which none of the numbered reports exists yet in `folder`."""
+    number = 1
+    while any((folder / numbered_name(name, number)).exists() for name in names):
+        number += 1
+    return number

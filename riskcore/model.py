@@ -1,0 +1,106 @@
+"""The attrition model: a logistic regression on the three features, its metadata and how it is saved."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas
+import sklearn
+from sklearn.linear_model import LogisticRegression
+
+from riskcore.config import Config
+from riskcore.contract import FEATURES, MODEL_FILE, MODEL_METADATA, TARGET, DataError
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from riskcore.schema import features_of, read_client_csv
+
+log = logging.getLogger(__name__)
+
+PROFILE_POINTS = 1001  # quantiles kept per feature: enough for KS and PSI against new data
+
+
+def build_model(settings: dict[str, Any]):
+    """An unfitted LogisticRegression with the given settings."""
+    return LogisticRegression(**settings)
+
+
+def train_model(frame, settings: dict[str, Any]):
+    """Fit the model on a validated frame."""
+    if frame[TARGET].nunique() < 2:
+        raise DataError("The training data holds only one class of \"exited\"; a model needs both.")
+    model = build_model(settings)
+    model.fit(features_of(frame), frame[TARGET].to_numpy())
+    return model
+
+
+def feature_profile(frame) -> dict[str, Any]:
+    """Quantiles of each feature, so later runs can compare new data without the old rows."""
+    probs = np.linspace(0.0, 1.0, PROFILE_POINTS)
+    return {
+        "rows": int(len(frame)),
+        "exited_share": float(frame[TARGET].mean()),
+        "quantiles": {
+            col: np.quantile(frame[col].to_numpy(dtype="float64"), probs).round(6).tolist()
+            for col in FEATURES
+        },
+    }
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
+def model_version(trained_at: datetime, model_sha256: str) -> str:
+    """A sortable, human-readable model version: training time and the model's hash."""
+    return f"{trained_at:%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
+
+
+def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[str, Any]) -> dict:
+    """Everything recorded beside a trained model."""
+    now = datetime.now(UTC)
+    sha = sha256_bytes(model_bytes)
+    return {
+        "model_version": model_version(now, sha),
+        "model_sha256": sha,
+        "trained_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "features": list(FEATURES),
+        "target": TARGET,
+        "training_data_sha256": data_sha256,
+        "training_rows": int(len(frame)),
+        "settings": settings,
+        "library_versions": library_versions(),
+        "training_profile": feature_profile(frame),
+    }
+
+
+def save_model(model, metadata_for, model_folder: Path) -> dict:
+    """Pickle the model and write it with its metadata, each atomically."""
+    model_bytes = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    metadata = metadata_for(model_bytes)
+    atomic_write_bytes(model_folder / MODEL_FILE, model_bytes)
+    checkpoint("training-wrote-model")
+    atomic_write_json(model_folder / MODEL_METADATA, metadata)
+    return metadata
+
+
+def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None) -> dict:
+    """Train on the ingested data and save model and metadata; return the metadata."""
+    data_file = data_file or config.final_data_file
+    model_folder = model_folder or config.output_model_folder
+    if not data_file.is_file():
+        raise DataError(f"Training data {data_file} does not exist; run ingestion.py first.")
+    data_sha = sha256_file(data_file)
+    frame = read_client_csv(data_file)
+    model = train_model(frame, config.model)
+    metadata = save_model(
+        model, lambda b: model_metadata(b, frame, data_sha, config.model), model_folder
+    )
+    log.info("trained model %s on %d rows of %s", metadata["model_version"], len(frame), data_file.name)
+    return metadata
