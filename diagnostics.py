@@ -100,11 +100,11 @@ def scratch_config(config: Config, folder: Path) -> Config:
 
 def time_steps_once(config: Config) -> dict[str, float]:
     """Run ingestion, training and scoring once with `config`; seconds per step."""
-    import ingestion
     from riskcore.evaluation import score_trained
+    from riskcore.ingest import ingest
     from riskcore.model import train
 
-    steps = {"ingestion": ingestion.run, "training": train, "scoring": score_trained}
+    steps = {"ingestion": ingest, "training": train, "scoring": score_trained}
     seconds = {}
     for step, run_step in steps.items():
         start = time.perf_counter()

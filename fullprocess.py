@@ -201,11 +201,11 @@ def retrain_and_deploy(config: Config, run: Run) -> None:
 
 def ingest_and_decide(config: Config, run: Run, current: Deployment | None) -> None:
     """Ingest the new data, check drift against the deployed model, and act on the verdict."""
-    import ingestion
+    from riskcore.ingest import ingest
     from riskcore.publish import deploy_records
 
     with step(run, "ingestion"):
-        result = ingestion.run(config)
+        result = ingest(config)
     run.rows_read = sum(f.rows_read for f in result.files)
     run.rows_ingested = len(result.frame)
     run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
@@ -324,11 +324,11 @@ def execute(config: Config, run: Run, current: Deployment | None, api_url: str,
 
 def dry_run(config: Config, current: Deployment | None, new_files: list[str]) -> str:
     """What a run would decide now, with its reasons, without changing anything."""
-    import ingestion
+    from riskcore.ingest import ingest_folder
 
     if current is None:
         return "would make a first deployment: nothing is deployed yet"
-    result = ingestion.ingest_folder(config.input_folder)
+    result = ingest_folder(config.input_folder)
     if result.rejected:
         log.info("would reject: %s", "; ".join(r.reason for r in result.rejected))
     if not result.files:

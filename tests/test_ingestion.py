@@ -9,6 +9,7 @@ import pytest
 
 import ingestion
 from conftest import HEADER, client_rows, run_script, write_csv
+from riskcore import ingest
 from riskcore.config import Config
 from riskcore.contract import COLUMNS, FINAL_DATA, ID_COLUMN, INGESTED_FILES, INGESTION_RECORD, DataError
 from riskcore.files import sha256_file
@@ -112,7 +113,7 @@ def test_merge_frames_counts_kept_rows_per_source():
 
     a = pd.DataFrame({"x": [1, 2, 2]})
     b = pd.DataFrame({"x": [2, 3]})
-    merged, kept = ingestion.merge_frames([("a", a), ("b", b)])
+    merged, kept = ingest.merge_frames([("a", a), ("b", b)])
     assert merged["x"].tolist() == [1, 2, 3]
     assert kept == [2, 1]
 
@@ -139,10 +140,10 @@ def test_final_data_is_written_as_to_csv_writes_it(tmp_path: Path, ids: list[str
     frame = validated(ids, rows)
     expected, written = tmp_path / "expected.csv", tmp_path / "written.csv"
     frame.to_csv(expected, index=False, lineterminator="\n")
-    sha = ingestion.write_final_data(frame, written)
+    sha = ingest.write_final_data(frame, written)
     assert written.read_bytes() == expected.read_bytes()
     assert sha == sha256_file(expected)
-    assert (ingestion.csv_lines(frame) is not None) == fast
+    assert (ingest.csv_lines(frame) is not None) == fast
 
 
 def test_final_data_written_in_chunks_is_the_same_file(tmp_path: Path, monkeypatch):
@@ -155,5 +156,5 @@ def test_final_data_written_in_chunks_is_the_same_file(tmp_path: Path, monkeypat
     monkeypatch.setattr(ingestion, "WRITE_ROWS", 7)
     expected, written = tmp_path / "expected.csv", tmp_path / "written.csv"
     frame.to_csv(expected, index=False, lineterminator="\n")
-    ingestion.write_final_data(frame, written)
+    ingest.write_final_data(frame, written)
     assert written.read_bytes() == expected.read_bytes()

@@ -46,7 +46,7 @@ from conftest import (
     write_config,
     write_csv,
 )
-from riskcore import publish
+from riskcore import publish, releases
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
