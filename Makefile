@@ -29,18 +29,14 @@ run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled 
 CRON_SCHEDULE ?= */10 * * * *
 CRON_CONFIG ?= $(CURDIR)/$(CONFIG)
 CRON_LOG ?= $(CURDIR)/logs/cron.log
-CRON_MARK = \# risk-assessment $(CRON_CONFIG)
 
-cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idempotent)
+cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idempotent; paths quoted)
 	@mkdir -p "$$(dirname "$(CRON_LOG)")"
-	@line="$$(sed -e 's|^\*/10 \* \* \* \*|$(CRON_SCHEDULE)|' -e 's|@PROJECT_DIR@|$(CURDIR)|g' \
-	   -e 's|@CONFIG@|$(CRON_CONFIG)|g' -e 's|@LOG@|$(CRON_LOG)|g' cronjob.txt)"; \
-	 { crontab -l 2>/dev/null | grep -vF "$(CRON_MARK)" || true; echo "$$line"; } | crontab -
-	@echo "installed: $$(crontab -l | grep -F "$(CRON_MARK)")"
+	@$(PYTHON) tools/cronjob.py install --project "$(CURDIR)" --config "$(CRON_CONFIG)" --log "$(CRON_LOG)" \
+	  --schedule "$(CRON_SCHEDULE)"
 
 uncron: ## remove this project's cron line for CONFIG
-	@{ crontab -l 2>/dev/null | grep -vF "$(CRON_MARK)" || true; } | crontab -
-	@echo "removed the cron line for $(CRON_CONFIG)"
+	@$(PYTHON) tools/cronjob.py uninstall --config "$(CRON_CONFIG)"
 
 serve: $(VENV)/.runtime-stamp ## run the API with gunicorn, 2 workers, on HOST:PORT (default 127.0.0.1:8000)
 	RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn --workers 2 --bind $(HOST):$(PORT) --no-control-socket \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,14 +124,59 @@ def _check_section(raw: Any, section: str, defaults: dict, types: dict, where: s
     return {**defaults, **raw}
 
 
+SEED_LIMIT = 2**32 - 1  # numpy's largest random seed
+ITERATION_LIMIT = 2**31 - 1  # liblinear counts iterations in a C int
+
+
+def _finite_positive(model: dict, key: str, where: str) -> None:
+    value = model[key]
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f'Config key "model.{key}" in {where} must be a finite number above 0, not {value!r}.')
+
+
+def _class_weight(value: Any, where: str) -> Any:
+    """null, "balanced", or per-class weights; JSON object keys are strings, so "0" and "1" name the classes."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, str):
+        raise ConfigError(f'Config key "model.class_weight" in {where} must be null, "balanced" or '
+                          '{"0": weight, "1": weight}.')
+    unknown = [key for key in value if key not in ("0", "1")]
+    if unknown:
+        raise ConfigError(f'Config key "model.class_weight" in {where} names the class {unknown[0]!r}; '
+                          'the classes are "0" and "1".')
+    weights = {}
+    for key, weight in value.items():
+        if not _is_type(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ConfigError(f'Config key "model.class_weight.{key}" in {where} must be a finite number above 0.')
+        weights[int(key)] = weight
+    return weights
+
+
 def _check_model(model: dict, where: str) -> None:
+    """The settings scikit-learn would refuse only at the first fit, refused now (stdlib checks only).
+
+    riskcore.model.check_settings then applies scikit-learn's own parameter rules before any step runs.
+    """
     if model["solver"] not in SOLVERS:
         raise ConfigError(f'Config key "model.solver" in {where} must be one of {", ".join(SOLVERS)}.')
-    if model["C"] <= 0 or model["tol"] <= 0 or model["max_iter"] <= 0:
-        raise ConfigError(f'Config keys "model.C", "model.tol" and "model.max_iter" in {where} must be positive.')
+    for key in ("C", "tol", "intercept_scaling"):
+        _finite_positive(model, key, where)
+    if not 1 <= model["max_iter"] <= ITERATION_LIMIT:
+        raise ConfigError(f'Config key "model.max_iter" in {where} must be a whole number from 1 to {ITERATION_LIMIT}.')
+    seed = model["random_state"]
+    if seed is not None and not 0 <= seed <= SEED_LIMIT:
+        raise ConfigError(f'Config key "model.random_state" in {where} must be null or a whole number from 0 to '
+                          f'{SEED_LIMIT}.')
+    model["class_weight"] = _class_weight(model["class_weight"], where)
 
 
 def _check_automation(auto: dict, where: str) -> None:
+    for key in ("psi_threshold", "ks_alpha"):
+        if not math.isfinite(auto[key]) or auto[key] <= 0:
+            raise ConfigError(f'Config key "automation.{key}" in {where} must be a finite number above 0.')
+    if auto["ks_alpha"] >= 1:
+        raise ConfigError(f'Config key "automation.ks_alpha" in {where} must be below 1.')
     if auto["drift_test"] not in DRIFT_TESTS:
         raise ConfigError(f'Config key "automation.drift_test" in {where} must be one of {", ".join(DRIFT_TESTS)}.')
     if auto["min_history"] < 2:
@@ -139,6 +185,16 @@ def _check_automation(auto: dict, where: str) -> None:
         raise ConfigError(f'Config key "automation.keep_releases" in {where} must be at least 2.')
     if not auto["api_url"].startswith(("http://", "https://")):
         raise ConfigError(f'Config key "automation.api_url" in {where} must be an http(s) URL.')
+
+
+def _check_distinct(paths: dict[str, Path], where: str) -> None:
+    """Folders one step reads and another writes must differ, or a run would read its own outputs."""
+    for first, second in (("input_folder_path", "output_folder_path"), ("input_folder_path", "output_model_path"),
+                          ("input_folder_path", "prod_deployment_path"), ("output_model_path", "prod_deployment_path"),
+                          ("output_folder_path", "prod_deployment_path")):
+        if paths[first] == paths[second]:
+            raise ConfigError(f'Config keys "{first}" and "{second}" in {where} name the same folder; '
+                              "they must differ.")
 
 
 def parse_config(raw: Any, config_file: Path) -> Config:
@@ -159,6 +215,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     if not paths["input_folder_path"].is_dir():
         raise ConfigError(f'Config key "input_folder_path" in {where} names a folder that does not exist: '
                           f'{raw["input_folder_path"]}.')
+    _check_distinct(paths, where)
     model = _check_section(raw.get("model", {}), "model", MODEL_DEFAULTS, MODEL_TYPES, where)
     _check_model(model, where)
     automation = _check_section(raw.get("automation", {}), "automation", AUTOMATION_DEFAULTS, AUTOMATION_TYPES,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import pickle
 import platform
+import re
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, MODEL_FILE, MODEL_METADATA, TARGET, DataError
+from riskcore.contract import FEATURES, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from riskcore.schema import features_of, read_client_csv
@@ -23,6 +25,24 @@ from riskcore.schema import features_of, read_client_csv
 log = logging.getLogger(__name__)
 
 PROFILE_POINTS = 1001  # quantiles kept per feature: enough for KS and PSI against new data
+
+
+def check_settings(config: Config) -> None:
+    """scikit-learn's own parameter rules for the model settings, applied before any step runs.
+
+    A setting it refuses is a ConfigError (exit 2) naming the key and the config file, not a
+    traceback at the first retrain.
+    """
+    tiny = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [2.0, 1.0, 0.0], [3.0, 3.0, 3.0]])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence on four rows says nothing about the settings
+            build_model(config.model).fit(tiny, np.array([0, 1, 0, 1]))
+    except (ValueError, TypeError, OverflowError) as exc:  # scikit-learn's InvalidParameterError is a ValueError
+        named = re.search(r"The '(\w+)' parameter", str(exc))
+        key = f"model.{named.group(1)}" if named else "model"
+        detail = str(exc).split(" of LogisticRegression ", 1)[-1].rstrip(".")
+        raise ConfigError(f'Config key "{key}" in {config.config_file} is refused by scikit-learn: {detail}.') from None
 
 
 def build_model(settings: dict[str, Any]):
@@ -92,6 +112,7 @@ def save_model(model, metadata_for, model_folder: Path) -> dict:
 
 def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None) -> dict:
     """Train on the ingested data and save model and metadata; return the metadata."""
+    check_settings(config)
     data_file = data_file or config.final_data_file
     model_folder = model_folder or config.output_model_folder
     if not data_file.is_file():
