@@ -1,45 +1,75 @@
-"""Deploy the trained model and its records to production, all at once.
+"""Deploy the trained model and its records to production, all at once; roll back, pin, repair.
 
-Reads:  output_model_path/trainedmodel.pkl, modelmetadata.json, latestscore.txt
+Reads:  output_model_path/trainedmodel.pkl, modelmetadata.json, latestscore.txt, scorerecord.json
         output_folder_path/ingestedfiles.txt, ingestionrecord.json
 Writes: prod_deployment_path/releases/<NNNNNN-time>/  a complete copy of those files plus a
                                                        manifest (deployment.json) with hashes
         prod_deployment_path/current                  link to the release being served
         prod_deployment_path/<file>                   links through `current`, for the course's names
+        prod_deployment_path/control.json             the folder's owner, a pinned release, rolled-back files
 
-A release folder is filled under a temporary name and renamed into place, then the `current`
-link is replaced atomically: a reader sees the old set or the new set, never a mix, even when
-the process is killed. The last few releases are kept; --rollback serves the previous one again.
+A release is consistent or it is not made: the score must be scoring.py's score of this very model, and
+the ingestion records those of the data it was trained on. A release folder is filled under a temporary
+name and renamed into place, then the `current` link is replaced atomically: a reader sees the old set or
+the new set, never a mix. The last few releases are kept; --rollback serves the previous one again and
+its files stay processed; --pin keeps the current release until --unpin, whatever the automation finds.
 Examples: python deployment.py --config config.json
           python deployment.py --config config.json --rollback
+          python deployment.py --config config.json --pin      (or --unpin, --repair)
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.publish import deploy, rollback
-from riskcore.releases import Deployment
+from riskcore.control import claim, pin, unpin
+from riskcore.publish import deploy, repair, rollback
+from riskcore.releases import Deployment, require_deployment
+
+log = logging.getLogger("deployment")
+ACTIONS = ("rollback", "pin", "unpin", "repair")
 
 
-def run(config: Config, rollback_to_previous: bool = False) -> Deployment:
-    """Deploy the trained model with the ingestion records, or serve the previous release again."""
-    if rollback_to_previous:
-        return rollback(config.prod_deployment_folder)
+def run(config: Config, action: str | None = None, take_over: bool = False) -> Deployment:
+    """Deploy the trained model (or do one of ACTIONS); return the release served afterwards."""
+    prod = config.prod_deployment_folder
+    claim(config, take_over=take_over)
+    if action == "rollback":
+        return rollback(prod)
+    if action == "repair":
+        return repair(prod)
+    if action == "pin":
+        current = require_deployment(prod)
+        pin(prod, current.release)
+        log.info("pinned release %s: the automation keeps model %s until deployment.py --unpin",
+                 current.release, current.model_version)
+        return current
+    if action == "unpin":
+        was = unpin(prod)
+        log.info("unpinned %s", f"release {was['release']}" if was else "nothing (no release was pinned)")
+        return require_deployment(prod)
     return deploy(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: deploy the trained model, or roll back with --rollback."""
+    """Command line: deploy the trained model, or roll back, pin, unpin or repair."""
     parser = argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--rollback", action="store_true", help="serve the previous release again")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--rollback", action="store_true", help="serve the previous release again")
+    group.add_argument("--pin", action="store_true", help="keep the current release until --unpin")
+    group.add_argument("--unpin", action="store_true", help="let the automation replace the release again")
+    group.add_argument("--repair", action="store_true", help="point a missing `current` at the newest intact release")
+    parser.add_argument("--take-over", action="store_true",
+                        help="switch the production folder to this config's setup (another setup owns it)")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    action = next((name for name in ACTIONS if getattr(args, name)), None)
 
     def body() -> None:
-        deployment = run(load_config(args.config), rollback_to_previous=args.rollback)
+        deployment = run(load_config(args.config), action=action, take_over=args.take_over)
         print(f"release {deployment.release}: model {deployment.model_version}")
 
     return run_cli(body)

@@ -26,6 +26,7 @@ INGESTION_RECORD = "ingestionrecord.json"
 MODEL_FILE = "trainedmodel.pkl"
 MODEL_METADATA = "modelmetadata.json"
 SCORE_FILE = "latestscore.txt"
+SCORE_RECORD = "scorerecord.json"  # which model the score in latestscore.txt belongs to
 TEST_DATA = "testdata.csv"
 DIAGNOSTICS_RECORD = "diagnostics.json"
 RISK_SCORES = "risk_scores.csv"

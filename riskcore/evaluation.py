@@ -10,8 +10,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 
 from riskcore.config import Config
-from riskcore.contract import MODEL_FILE, SCORE_FILE, TARGET, TEST_DATA, DataError
-from riskcore.files import atomic_write_text
+from riskcore.contract import MODEL_FILE, SCORE_FILE, SCORE_RECORD, TARGET, TEST_DATA, DataError
+from riskcore.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
 from riskcore.releases import load_trained_model
 from riskcore.schema import features_of, read_client_csv
 
@@ -66,6 +66,11 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
         raise DataError(f"No trained model in {model_folder}; run training.py first.")
     model, metadata = load_trained_model(model_folder)
     score = score_model(model, read_test_data(config), model_folder / SCORE_FILE)
+    # Beside the bare number of the course's file: which model it scores, so a deployment can refuse a
+    # score that belongs to another model.
+    atomic_write_json(model_folder / SCORE_RECORD, {
+        "score": score, "model_sha256": metadata["model_sha256"], "model_version": metadata["model_version"],
+        "test_data_sha256": sha256_file(config.test_data_file), "scored_at": utc_now()})
     log.info("model %s scores F1 %.4f on %s", metadata["model_version"], score, TEST_DATA)
     return score
 

@@ -6,6 +6,7 @@ A reader sees the old set of files or the new set, never a mix, even when the pr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -23,15 +24,18 @@ from riskcore.contract import (
     MODEL_METADATA,
     RELEASES_DIR,
     SCORE_FILE,
+    SCORE_RECORD,
     DataError,
     IntegrityError,
 )
+from riskcore.control import acknowledge, setup_of
 from riskcore.evaluation import read_score
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, write_durably
 from riskcore.releases import (
     Deployment,
     current_release_name,
+    read_deployed,
     read_release,
     read_verified,
     release_names,
@@ -181,12 +185,34 @@ def record_sources(config: Config) -> dict[str, Path]:
     return {name: config.output_folder / name for name in RECORD_FILES}
 
 
+def checked_score(model_folder: Path, metadata: dict) -> float:
+    """The score in latestscore.txt, refused unless scoring.py wrote it for this very model."""
+    score = read_score(model_folder / SCORE_FILE)
+    path = model_folder / SCORE_RECORD
+    record = read_json(path, "Score record") if path.is_file() else {}
+    if record.get("model_sha256") != metadata["model_sha256"] or record.get("score") != score:
+        raise DataError(f"The score in {model_folder / SCORE_FILE} is not the score of the trained model "
+                        f"{metadata['model_version']}; run scoring.py first.")
+    return score
+
+
+def check_trained_on_ingested(config: Config, metadata: dict) -> None:
+    """Refuse to publish records of data the model was not trained on (a model release says it was)."""
+    record = read_json(config.output_folder / INGESTION_RECORD, "Ingestion record")
+    if record.get("final_data_sha256") != metadata.get("training_data_sha256"):
+        raise DataError(f"The trained model {metadata['model_version']} was not trained on the data now in "
+                        f"{config.final_data_file}; run training.py and scoring.py first.")
+
+
 def deploy(config: Config, model_folder: Path | None = None) -> Deployment:
-    """Deploy the trained model, its score and the ingestion records."""
+    """Deploy the trained model, its own score and the ingestion records of the data it was trained on."""
     model_folder = model_folder or config.output_model_folder
     sources, metadata = verified_model_sources(model_folder)
+    score = checked_score(model_folder, metadata)
+    check_trained_on_ingested(config, metadata)
     manifest = {"model_version": metadata["model_version"], "trained_at": metadata["trained_at"],
-                "score": read_score(model_folder / SCORE_FILE), "deployed_at": utc_now(), "kind": "model"}
+                "score": score, "deployed_at": utc_now(), "kind": "model", "setup": setup_of(config),
+                "records": "the data the model was trained on"}
     return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
                    manifest, config.automation["keep_releases"])
 
@@ -197,13 +223,19 @@ def deploy_records(config: Config) -> Deployment:
     verify_release(current)
     sources = {name: current.path(name) for name in MODEL_FILES}
     manifest = {key: current.manifest[key] for key in ("model_version", "trained_at", "score")}
-    manifest.update(deployed_at=utc_now(), kind="records")
+    manifest.update(deployed_at=utc_now(), kind="records", setup=setup_of(config),
+                    records=f"newer than the model: model {current.model_version} is kept on data it was "
+                            "not trained on (the automation's keep decision)")
     return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
                    manifest, config.automation["keep_releases"])
 
 
 def rollback(prod: Path) -> Deployment:
-    """Serve the release deployed before the current one again."""
+    """Serve the release deployed before the current one again.
+
+    The input files the rolled-back release had processed keep counting as processed (control.json),
+    so the next tick does not retrain on them and undo the rollback.
+    """
     current = require_deployment(prod)
     previous = current.manifest.get("previous")
     if not previous or not (prod / RELEASES_DIR / previous).is_dir():
@@ -213,7 +245,35 @@ def rollback(prod: Path) -> Deployment:
         verify_release(target)
     except IntegrityError as exc:
         raise IntegrityError(f"Cannot roll back to release {previous}: {exc}") from None
+    acknowledge(prod, processed_files(current))
     point_current_at(prod, target.folder)
     ensure_named_links(prod)
-    log.info("rolled back from release %s to %s (model %s)", current.release, previous, target.model_version)
+    log.info("rolled back from release %s to %s (model %s); the files release %s had processed stay processed",
+             current.release, previous, target.model_version, current.release)
     return target
+
+
+def processed_files(deployment: Deployment) -> dict[str, str]:
+    """Name -> sha256 of every input file a release's ingestion record accounts for (rejected ones too)."""
+    record = json.loads(read_deployed(deployment, INGESTION_RECORD))
+    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
+    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
+    return known
+
+
+def repair(prod: Path) -> Deployment:
+    """Point a production folder whose `current` link is missing at its newest intact release."""
+    if current_release_name(prod) is not None:
+        raise DataError(f"{prod / CURRENT_LINK} is in place; nothing to repair.")
+    for name in reversed(release_names(prod)):
+        candidate = read_release(prod, name)
+        try:
+            verify_release(candidate)
+        except (IntegrityError, DataError, KeyError) as exc:
+            log.warning("release %s cannot be served: %s", name, exc)
+            continue
+        point_current_at(prod, candidate.folder)
+        ensure_named_links(prod)
+        log.info("repaired: %s now names release %s (model %s)", CURRENT_LINK, name, candidate.model_version)
+        return candidate
+    raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve.")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,23 @@ def load_trained_model(model_folder: Path) -> tuple[Any, dict[str, Any]]:
     return load_model_bytes(data), metadata
 
 
+RELEASE_NAME = re.compile(r"^\d{6}-\w+$")
+
+
 def release_names(prod: Path) -> list[str]:
-    """Completed release folders, oldest first."""
+    """Completed release folders (NNNNNN-<time>), oldest first; anything else there is logged and ignored."""
     folder = prod / RELEASES_DIR
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+    names = []
+    for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue  # a release being built, or one a killed deployment left (publish removes those)
+        if RELEASE_NAME.match(entry.name) and entry.is_dir():
+            names.append(entry.name)
+        else:
+            log.info("ignoring %s in %s: not a release", ascii(entry.name), folder)
+    return sorted(names)
 
 
 def deployment_history(prod: Path) -> list[dict[str, Any]]:

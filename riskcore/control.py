@@ -1,0 +1,144 @@
+"""The operator's state of a production folder (control.json): its owner, a pinned release, rolled-back files.
+
+- Owner: the setup (input, ingested and model folders of a config) that deploys to the folder. The course's
+  progression is allowed once without asking: the practice setup deploys first, the production setup takes
+  over, recorded. Any later change of owner must be asked for (--take-over); otherwise one sentence, exit 2.
+- Pin: a release the automation keeps until it is unpinned, whatever the drift check says.
+- Acknowledged files: the input files of a release rolled back from; they count as processed, so the
+  next tick does not retrain on them and undo the rollback.
+
+Standard library only: the cron tick reads this before deciding anything.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from riskcore.config import Config
+from riskcore.contract import CURRENT_LINK, MANIFEST, ConfigError, DataError
+from riskcore.files import atomic_write_json, utc_now
+
+log = logging.getLogger(__name__)
+
+CONTROL_FILE = "control.json"
+
+
+def setup_of(config: Config) -> dict[str, str]:
+    """What identifies a setup: its config file and the folders it reads and writes."""
+    return {"config_file": str(config.config_file), "input_folder": str(config.input_folder),
+            "output_folder": str(config.output_folder), "output_model_folder": str(config.output_model_folder)}
+
+
+SETUP_KEYS = ("input_folder", "output_folder", "output_model_folder")
+
+
+def same_setup(first: dict[str, str] | None, second: dict[str, str]) -> bool:
+    return first is not None and all(first.get(key) == second[key] for key in SETUP_KEYS)
+
+
+def operator() -> str:
+    """Who runs this process, for the records ("unknown" when the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def read_control(prod: Path) -> dict[str, Any]:
+    """The folder's control record; an empty one when there is none yet."""
+    path = prod / CONTROL_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"owner": None, "owners": [], "pinned": None, "acknowledged": {}}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Control record {path} cannot be read ({exc.__class__.__name__}); "
+                        "fix or remove it by hand.") from None
+    document.setdefault("owner", None)
+    document.setdefault("owners", [])
+    document.setdefault("pinned", None)
+    document.setdefault("acknowledged", {})
+    return document
+
+
+def write_control(prod: Path, document: dict[str, Any]) -> None:
+    prod.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(prod / CONTROL_FILE, document)
+
+
+def describe(setup: dict[str, str]) -> str:
+    return f"{setup.get('config_file', 'an unnamed config')} (input {Path(setup['input_folder']).name}, models " \
+           f"{Path(setup['output_model_folder']).name})"
+
+
+def claim(config: Config, take_over: bool = False) -> str:
+    """Make sure this config's setup may write to its production folder; record it as the owner.
+
+    Returns what happened, for the log. Raises ConfigError (exit 2) when another setup owns the folder
+    and the switch was not asked for.
+    """
+    prod = config.prod_deployment_folder
+    control = read_control(prod)
+    mine = setup_of(config)
+    if control["owner"] is None:
+        adopt_deployed_setup(prod, control)
+    owner = control["owner"]
+    if same_setup(owner, mine):
+        return "owner"
+    first_handover = owner is not None and len(control["owners"]) == 1 and not any(
+        same_setup(entry["setup"], mine) for entry in control["owners"])
+    if owner is not None and not (take_over or first_handover):
+        raise ConfigError(
+            f"Production folder {prod} belongs to the setup of {describe(owner)}, not to {config.config_file}; "
+            "it would overwrite that setup's outputs, so nothing was done (run with --take-over to switch "
+            "the folder to this setup).")
+    control["owner"] = mine
+    control["owners"].append({"setup": mine, "since": utc_now(), "by": operator(),
+                              "how": "first owner" if owner is None else
+                              ("taken over (asked)" if take_over else "taken over (the course's one handover)")})
+    write_control(prod, control)
+    if owner is None:
+        log.info("production folder %s: owned by the setup of %s from now on", prod, config.config_file)
+        return "first owner"
+    log.warning("production folder %s: the setup of %s takes over from %s", prod, config.config_file,
+                describe(owner))
+    return "taken over"
+
+
+def adopt_deployed_setup(prod: Path, control: dict[str, Any]) -> None:
+    """A folder deployed to before any claim: the setup its current release names is its first owner."""
+    try:
+        manifest = json.loads((prod / CURRENT_LINK / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # nothing deployed (or unreadable: the deployment's own checks say so)
+    setup = manifest.get("setup") if isinstance(manifest, dict) else None
+    if isinstance(setup, dict) and all(isinstance(setup.get(key), str) for key in SETUP_KEYS):
+        control["owner"] = setup
+        control["owners"].append({"setup": setup, "since": manifest.get("deployed_at"), "by": "unknown",
+                                  "how": "first owner"})
+
+
+def pin(prod: Path, release: str) -> dict[str, Any]:
+    control = read_control(prod)
+    control["pinned"] = {"release": release, "at": utc_now(), "by": operator()}
+    write_control(prod, control)
+    return control["pinned"]
+
+
+def unpin(prod: Path) -> dict[str, Any] | None:
+    control = read_control(prod)
+    was = control["pinned"]
+    control["pinned"] = None
+    write_control(prod, control)
+    return was
+
+
+def acknowledge(prod: Path, files: dict[str, str]) -> None:
+    """Count these input files (name -> sha256) as processed from now on."""
+    control = read_control(prod)
+    control["acknowledged"].update(files)
+    write_control(prod, control)
