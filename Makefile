@@ -38,9 +38,8 @@ cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idem
 uncron: ## remove this project's cron line for CONFIG
 	@$(PYTHON) tools/cronjob.py uninstall --config "$(CRON_CONFIG)"
 
-serve: $(VENV)/.runtime-stamp ## run the API with gunicorn, 2 workers, on HOST:PORT (default 127.0.0.1:8000)
-	RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn --workers 2 --bind $(HOST):$(PORT) --no-control-socket \
-	  --chdir $(CURDIR) wsgi:app
+serve: $(VENV)/.runtime-stamp ## run the API with gunicorn (gunicorn.conf.py: 2 threaded workers) on HOST:PORT
+	HOST=$(HOST) PORT=$(PORT) RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -29,8 +29,8 @@ start_server() {  # $1: the config the API serves
     echo "error: something already answers at $URL; stop it or choose another PORT=." >&2
     exit 1
   fi
-  echo "== API for $1: gunicorn, 2 workers, at $URL (log: logs/gunicorn.log)"
-  RISK_CONFIG="$PWD/$1" .venv/bin/gunicorn --workers 2 --bind "$HOST:$PORT" --no-control-socket wsgi:app \
+  echo "== API for $1: gunicorn (gunicorn.conf.py) at $URL (log: logs/gunicorn.log)"
+  HOST="$HOST" PORT="$PORT" RISK_CONFIG="$PWD/$1" .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app \
     >> logs/gunicorn.log 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do health && return 0; sleep 0.1; done
