@@ -51,6 +51,7 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "ks_alpha": 0.01,
     "keep_releases": 5,
     "api_url": "http://127.0.0.1:8000",
+    "api_key_file": None,
 }
 AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "drift_test": (str,),
@@ -60,6 +61,7 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "ks_alpha": (int, float),
     "keep_releases": (int,),
     "api_url": (str,),
+    "api_key_file": (str, type(None)),
 }
 DRIFT_TESTS = ("raw", "parametric", "nonparametric")
 

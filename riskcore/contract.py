@@ -45,6 +45,7 @@ MANIFEST = "deployment.json"
 # --- The API's names, shared by the server, apicalls.py and the automation --------------------
 CONFIG_ENV = "RISK_CONFIG"
 API_KEY_ENV = "RISK_API_KEY"
+API_KEY_FILE_ENV = "RISK_API_KEY_FILE"  # a file holding the key, readable by its owner only
 API_KEY_HEADER = "X-API-Key"
 
 # --- Exit statuses ---------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""The API key: from RISK_API_KEY, or from a key file only its owner can read (so no crontab shows it).
+
+The server and its callers (apicalls.py, the automation) resolve it the same way:
+RISK_API_KEY, else the file RISK_API_KEY_FILE names, else the file `automation.api_key_file` names.
+A key that could never travel in an HTTP header is refused with one sentence, before anything starts.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from riskcore.config import Config
+from riskcore.contract import API_KEY_ENV, API_KEY_FILE_ENV, ConfigError
+
+MAX_KEY_LENGTH = 256
+
+
+def check_key(key: str, source: str) -> str:
+    """The key, if it can be sent as an X-API-Key header value: printable ASCII without spaces."""
+    if not key:
+        raise ConfigError(f"The API key from {source} is empty.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ConfigError(f"The API key from {source} is longer than {MAX_KEY_LENGTH} characters.")
+    if not all("!" <= ch <= "~" for ch in key):
+        raise ConfigError(f"The API key from {source} holds a space, a line break or a character outside "
+                          "printable ASCII; an HTTP header cannot carry it.")
+    return key
+
+
+def read_key_file(path: Path) -> str:
+    """A key file's key (one line), refused unless only its owner can read it."""
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ConfigError(f"API key file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"API key file {path} cannot be read ({exc.__class__.__name__}).") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"API key file {path} can be read by others; make it readable by its owner only "
+                          f"(chmod 600 {path}).")
+    return check_key(text.strip("\n"), f"the file {path}")
+
+
+def api_key(config: Config | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """The API key this process uses, or None when the API is open."""
+    environ = os.environ if environ is None else environ
+    if environ.get(API_KEY_ENV):
+        return check_key(environ[API_KEY_ENV], f"${API_KEY_ENV}")
+    if environ.get(API_KEY_FILE_ENV):
+        return read_key_file(Path(environ[API_KEY_FILE_ENV]).absolute())
+    if config is not None and config.automation.get("api_key_file"):
+        return read_key_file(config.config_file.parent / config.automation["api_key_file"])
+    return None
