@@ -53,7 +53,7 @@ system-test-deps: ## install (as root) and start what the tests use: cron, poppl
 test: $(VENV)/.dev-stamp system-test-deps ## set up .venv and run the whole test suite
 	$(PY) -m pytest -q
 
-test-fast: $(VENV)/.dev-stamp ## run the tests not marked slow
+test-fast: $(VENV)/.dev-stamp ## run the tests that start no subprocess or server (not marked slow): under a minute
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.dev-stamp ## run the benchmarks on generated data (a few minutes): a table, and bench/results.json
@@ -69,8 +69,10 @@ lint: $(VENV)/.dev-stamp ## check the code with ruff
 data: $(VENV)/.runtime-stamp ## regenerate the bundled data (byte-identical to the committed files)
 	$(PY) datagen.py
 
-check-course: $(VENV)/.runtime-stamp ## reproduce the course's figures on ../shared/reference/udacity
-	$(PY) checks/course_figures.py
+COURSE_DATA ?= ../shared/reference/udacity
+
+check-course: $(VENV)/.runtime-stamp ## reproduce the course's figures on COURSE_DATA (default ../shared/reference/udacity)
+	$(PY) checks/course_figures.py --data "$(COURSE_DATA)"
 
 clean: ## remove generated outputs (keeps the bundled data and .venv)
 	rm -rf ingesteddata models practicemodels production_deployment logs

@@ -2,7 +2,7 @@
 
 Every file has the header ``corporation,lastmonth_activity,lastyear_activity,
 number_of_employees,exited``; numbers are written as plain non-negative integers,
-lines end with LF, and files are written atomically (temp file + ``os.replace``).
+lines end with LF, and files are written atomically (``riskcore.files.atomic_path``).
 
 Generative process (one client = one row)
 -----------------------------------------
@@ -97,13 +97,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from riskcore.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -294,29 +295,17 @@ def format_rows(cols: Columns) -> str:
     return "".join(f"{c},{m},{y},{e},{x}\n" for c, m, y, e, x in lines)
 
 
-def atomic_write_chunks(path: str | os.PathLike, chunks: Iterable[str]) -> None:
-    """Write text chunks to path via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # Binary mode: no newline translation, so files are LF on every platform.
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files should be readable.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def write_chunks(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+    """Write text chunks to path atomically (the project's one helper: temp file, fsync, rename)."""
+    # Binary mode: no newline translation, so files are LF on every platform.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk.encode("utf-8"))
 
 
 def write_columns_csv(path: str | os.PathLike, cols: Columns) -> None:
     """Atomically write a column dict as a CSV file with the project header."""
-    atomic_write_chunks(path, [HEADER + "\n", format_rows(cols)])
+    write_chunks(path, [HEADER + "\n", format_rows(cols)])
 
 
 def overwrite_with_duplicates(cols: Columns, share: float,
@@ -359,7 +348,7 @@ def write_clients_csv(path: str | os.PathLike, n: int, regime: str, seed: int,
         raise ValueError("need n >= 0 and chunk_rows >= 1")
     if not 0.0 <= with_duplicates_share < 0.5:
         raise ValueError("with_duplicates_share must be in [0, 0.5)")
-    atomic_write_chunks(path, stream_chunks(n, r, seed, chunk_rows, with_duplicates_share))
+    write_chunks(path, stream_chunks(n, r, seed, chunk_rows, with_duplicates_share))
     return n
 
 

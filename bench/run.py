@@ -11,7 +11,7 @@ the same run, runs of the two interleaved:
   cron_tick       python fullprocess.py with nothing new   vs  python -c pass
   prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
   get_endpoints   GET /scoring, /summarystats, /diagnostics vs  GET /health
-  risk_list       reporting.risk_scores, 1M and 10M rows   vs  pandas.read_csv of the same file
+  risk_list       riskcore.risklist, 1M and 10M rows       vs  pandas.read_csv of the same file
   ingestion       ingestion.run, 10 files x 1M rows        vs  pandas.read_csv of the same files
   full_cycle      fullprocess.py with drift, 10,000 rows   vs  the sum of its steps' own timings
 
@@ -330,8 +330,8 @@ def bench_cron_tick(sizes: Sizes, project: Project, scratch: Path) -> dict[str, 
                 peaks[name].append(measured.peak_mb)
     wall, wall_floor = median(times["tick"]), median(times["floor"])
     log(f"tick: {wall * 1000:.0f} ms vs python -c pass {wall_floor * 1000:.0f} ms")
-    figures = [figure("wall time (median)", wall, "s", "python -c pass", wall_floor, target="<= 3x floor",
-                      met=wall <= 3 * wall_floor, runs=sizes.tick_runs),
+    figures = [figure("wall time (median)", wall, "s", "python -c pass", wall_floor, target="<= 10x floor",
+                      met=wall <= 10 * wall_floor, runs=sizes.tick_runs),
                figure("CPU time (median)", median(cpu["tick"]), "s", "python -c pass", median(cpu["floor"]))]
     if peaks["tick"]:
         peak, peak_floor = max(peaks["tick"]), max(peaks["floor"])
@@ -440,18 +440,20 @@ def bench_risk_list(sizes: Sizes, project: Project, data: Path) -> dict[str, Any
         floor = median([m.result()["seconds"] for m in got["floor"]])
         label = f"{rows:,} clients"
         log(f"risk list of {label}: {seconds:.2f} s vs read_csv {floor:.2f} s")
-        figures.append(figure(f"{label}: time", seconds, "s", "pandas.read_csv", floor, target="<= 1.5x floor",
-                              met=seconds <= 1.5 * floor, runs=runs,
+        largest = rows == max(sizes.risk_rows)  # the targets are for the largest file (10M rows)
+        figures.append(figure(f"{label}: time", seconds, "s", "pandas.read_csv", floor,
+                              target="<= 0.75x floor" if largest else None,
+                              met=seconds <= 0.75 * floor if largest else None, runs=runs,
                               process_wall_s=round(median([m.seconds for m in got["risk"]]), 3),
                               floor_process_wall_s=round(median([m.seconds for m in got["floor"]]), 3)))
         figures.append(cpu_figure(f"{label}: CPU time", got["risk"], "pandas.read_csv", got["floor"]))
         peaks = [m.peak_mb for m in got["risk"] if m.peak_mb is not None]
         floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
         if peaks and floor_peaks:
-            largest = rows == max(sizes.risk_rows)
             figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "pandas.read_csv", max(floor_peaks),
-                                  target="<= 500 MB" if largest else None, met=max(peaks) <= 500 if largest else None))
-    return {"title": "risk list (reporting.risk_scores) of generated clients", "figures": figures,
+                                  target="<= 1000 MB" if largest else None,
+                                  met=max(peaks) <= 1000 if largest else None))
+    return {"title": "risk list (riskcore.risklist.risk_scores) of generated clients", "figures": figures,
             "note": "time inside each process, its libraries imported before the clock starts; "
                     "peak memory of the whole process"}
 
@@ -479,7 +481,7 @@ def bench_ingestion(sizes: Sizes, data: Path, scratch: Path) -> dict[str, Any]:
     log(f"ingestion: {seconds:.2f} s vs read_csv {floor:.2f} s")
     label = f"{sizes.ingest_files} files x {sizes.ingest_rows:,} rows, 10% duplicates"
     figures = [figure(f"{label}: time", seconds, "s", "pandas.read_csv of the same files", floor,
-                      target="<= 2x floor", met=seconds <= 2 * floor, runs=sizes.ingest_runs,
+                      target="<= 1.5x floor", met=seconds <= 1.5 * floor, runs=sizes.ingest_runs,
                       rows_read=result["rows_read"], rows_kept=result["rows_kept"]),
                cpu_figure(f"{label}: CPU time", got["ingest"], "pandas.read_csv of the same files", got["floor"])]
     peaks = [m.peak_mb for m in got["ingest"] if m.peak_mb is not None]
@@ -488,7 +490,7 @@ def bench_ingestion(sizes: Sizes, data: Path, scratch: Path) -> dict[str, Any]:
         figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "pandas.read_csv of the same files",
                               max(floor_peaks)))
     return {"title": "ingestion (ingestion.run) of generated files", "figures": figures,
-            "note": "time inside each process, pandas imported before the clock starts"}
+            "note": "time inside each process, its data library imported before the clock starts"}
 
 
 # --- 6. a full cycle with drift --------------------------------------------------------------
@@ -519,7 +521,7 @@ def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Pa
     per_step = {name: median([s[name] for s in steps]) for name in steps[0]}
     total = sum(per_step.values())
     wall = median(walls)
-    figures = [figure("whole run: wall time", wall, "s", "sum of its steps", total, target="<= 10 s", met=wall <= 10,
+    figures = [figure("whole run: wall time", wall, "s", "sum of its steps", total, target="<= 4 s", met=wall <= 4,
                       runs=sizes.cycle_runs, cpu_s=round(median(cpus), 3),
                       peak_memory_mb=max(peaks) if peaks else None)]
     figures += [figure(f"step {name}", seconds, "s", "sum of its steps", total) for name, seconds in per_step.items()]

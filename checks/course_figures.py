@@ -1,12 +1,14 @@
 """Reproduce the course's published figures with our scripts, on the course's own data.
 
-Reads ../shared/reference/udacity (beside this repository; not needed by the project or its
-tests) into a temporary project, runs ingestion, training, scoring and the drift scores, and
-compares each figure with the contract. Example: python checks/course_figures.py
+Reads the course's data folder (default ../shared/reference/udacity beside this repository; not
+needed by the project or its tests) into a temporary project, runs ingestion, training, scoring and
+the drift scores, and compares each figure with the contract.
+Example: python checks/course_figures.py --data ../shared/reference/udacity
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -20,15 +22,17 @@ import ingestion  # noqa: E402
 import scoring  # noqa: E402
 import training  # noqa: E402
 from riskcore.config import Config, load_config  # noqa: E402
+from riskcore.evaluation import predict  # noqa: E402
+from riskcore.model import train_model  # noqa: E402
 from riskcore.releases import load_trained_model  # noqa: E402
 from riskcore.schema import read_client_csv  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "udacity"
 
 
-def course_project(tmp: Path, input_folder: str) -> Config:
+def course_project(reference: Path, tmp: Path, input_folder: str) -> Config:
     for name in ("practicedata", "sourcedata", "testdata", "validation_data"):
-        shutil.copytree(REFERENCE / name, tmp / name)
+        shutil.copytree(reference / name, tmp / name)
     raw = {"input_folder_path": input_folder, "output_folder_path": "ingesteddata",
            "test_data_path": "testdata", "output_model_path": "practicemodels",
            "prod_deployment_path": "production_deployment"}
@@ -40,20 +44,24 @@ def f1_on(model, path: Path) -> float:
     return scoring.score_model(model, read_client_csv(path))
 
 
-def main() -> int:
-    if not REFERENCE.is_dir():
-        print(f"error: the course data is not at {REFERENCE}.", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(REFERENCE), help=f"the course's data folder (default: {REFERENCE})")
+    reference = Path(parser.parse_args(argv).data).absolute()
+    if not (reference / "practicedata").is_dir():
+        print(f"error: the course data (practicedata, sourcedata, testdata, validation_data) is not in {reference}.",
+              file=sys.stderr)
         return 2
     checks = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        config = course_project(tmp, "practicedata")
+        config = course_project(reference, tmp, "practicedata")
         result = ingestion.run(config)
         checks.append(("practice rows after dedup", len(result.frame), 26))
         training.run(config)
         model, _ = load_trained_model(config.output_model_folder)
         test = read_client_csv(config.test_data_file)
-        checks.append(("predictions on testdata", scoring.predict(model, test).tolist(), [0, 1, 1, 1, 1]))
+        checks.append(("predictions on testdata", predict(model, test).tolist(), [0, 1, 1, 1, 1]))
         checks.append(("F1 on testdata", round(scoring.run(config), 4), 0.5714))
         source = ingestion.ingest_folder(tmp / "sourcedata").frame
         checks.append(("F1 on sourcedata", round(scoring.score_model(model, source), 4), 0.6923))
@@ -61,7 +69,7 @@ def main() -> int:
         drift = tmp / "validation_data" / "drift" / "drift.csv"
         checks.append(("F1 on no_drift.csv", round(f1_on(model, no_drift), 4), 1.0))
         checks.append(("F1 on drift.csv", round(f1_on(model, drift), 4), 0.0))
-        replacement = training.train_model(read_client_csv(drift), config.model)
+        replacement = train_model(read_client_csv(drift), config.model)
         checks.append(("replacement F1 on testdata", round(scoring.score_model(replacement, test), 4), 0.5))
     failed = 0
     for name, got, expected in checks:

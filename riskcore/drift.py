@@ -84,13 +84,18 @@ def ks_test(sample, reference, reference_size: int) -> tuple[float, float]:
     return statistic, float(stats.kstwo.sf(statistic, max(effective, 1)))
 
 
+def feature_values(frame, column: str) -> np.ndarray:
+    """A feature's finite values: what the drift statistics compare with the training profile."""
+    values = frame[column].to_numpy(dtype="float64")
+    return values[np.isfinite(values)]
+
+
 def data_drift(frame, profile: dict[str, Any], psi_threshold: float, ks_alpha: float) -> dict[str, Any]:
     """PSI and KS per feature between a model's training data (its quantile profile) and new rows."""
     features = {}
     for column in FEATURES:
         reference = profile["quantiles"][column]
-        values = frame[column].to_numpy(dtype="float64")
-        values = values[np.isfinite(values)]
+        values = feature_values(frame, column)
         statistic, p_value = ks_test(values, reference, profile["rows"])
         index = psi(values, reference)
         features[column] = {"psi": round(index, 4), "psi_label": psi_label(index, psi_threshold),

@@ -1,39 +1,30 @@
-"""Tests for apicalls.py: the record of the four calls, numbering, API key, failures and the command line."""
+"""Tests for apicalls.py and riskcore.apiclient: the record of the four calls, numbering, API key, failures
+and the command line. The tests that start a server or a subprocess are marked slow."""
 
 from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
-import types
 
 import pytest
 
 import apicalls
 import app as app_module
 from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
+from riskcore.apiclient import dataset_location
 from riskcore.config import Config, load_config
 from riskcore.contract import API_RETURNS, DIAGNOSTICS_RECORD, EXIT_FAILED, EXIT_OK
 from riskcore.files import atomic_write_json
 from riskcore.releases import current_deployment
 
 ENDPOINTS = {"prediction", "scoring", "summarystats", "diagnostics"}
-RECORD = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v", "summary": [], "missing": {},
-          "timings": {}, "dependencies": []}
+RECORD = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v", "release": "000001-x", "summary": [],
+          "missing": [], "timings": {}, "dependencies": []}
 
 
 @pytest.fixture
-def fake_diagnostics(monkeypatch):
-    """diagnostics.dataframe_summary as issue 3 defines it, so these tests need only app.py."""
-    module = types.ModuleType("diagnostics")
-    module.dataframe_summary = lambda config, frame=None: [{"column": "lastmonth_activity", "statistic": "mean",
-                                                             "value": 1.0}]
-    monkeypatch.setitem(sys.modules, "diagnostics", module)
-
-
-@pytest.fixture
-def serve(fake_diagnostics):
+def serve():
     """Start the API for a config in a thread on a free loopback port; yields a starter returning its URL."""
     from werkzeug.serving import make_server
 
@@ -67,6 +58,7 @@ def read_returns(config: Config, name: str = API_RETURNS) -> dict:
     return json.loads((config.output_model_folder / name).read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_run_records_all_four_endpoints_in_one_json_document(deployed, api):
     assert apicalls.run(deployed, api) == EXIT_OK
     returns = read_returns(deployed)
@@ -85,6 +77,7 @@ def test_run_records_all_four_endpoints_in_one_json_document(deployed, api):
     assert returns["endpoints"]["diagnostics"]["body"] == RECORD
 
 
+@pytest.mark.slow
 def test_later_runs_are_numbered_and_an_explicit_number_is_kept(deployed, api):
     for _ in range(3):
         apicalls.run(deployed, api + "/")
@@ -105,6 +98,7 @@ def test_an_unreachable_api_still_writes_the_file_names_the_url_and_fails(deploy
     assert f"{url}/scoring" in caplog.text and "refused" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_failing_endpoint_is_recorded_with_status_and_message(project, serve):
     url = serve(load_config(project))  # nothing deployed, no data: 503 everywhere
     assert apicalls.run(load_config(project), url) == EXIT_FAILED
@@ -114,6 +108,7 @@ def test_a_failing_endpoint_is_recorded_with_status_and_message(project, serve):
     assert returns["endpoints"]["prediction"]["body"]["status"] == 503
 
 
+@pytest.mark.slow
 def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, serve, monkeypatch):
     atomic_write_json(deployed.output_model_folder / DIAGNOSTICS_RECORD, RECORD)
     monkeypatch.setenv("RISK_API_KEY", "k3y-value")
@@ -127,6 +122,7 @@ def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, 
         assert "k3y-value" not in path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_test_data_outside_the_config_folder_is_sent_as_csv(tmp_path, serve):
     root = tmp_path / "project"
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
@@ -142,6 +138,7 @@ def test_test_data_outside_the_config_folder_is_sent_as_csv(tmp_path, serve):
     assert str(tmp_path) not in prediction["request"]["body"]
 
 
+@pytest.mark.slow
 def test_unreadable_test_data_outside_the_config_folder_is_a_recorded_failure(tmp_path, serve):
     root = tmp_path / "project"
     write_csv(root / "input" / "dataset1.csv", client_rows(20, seed=1))
@@ -152,6 +149,7 @@ def test_unreadable_test_data_outside_the_config_folder_is_a_recorded_failure(tm
     assert prediction["status"] is None and "cannot be read" in prediction["error"]
 
 
+@pytest.mark.slow
 def test_a_server_that_does_not_answer_json_is_a_failure(deployed):
     from werkzeug.serving import make_server
     from werkzeug.wrappers import Response
@@ -182,6 +180,7 @@ def test_a_bad_run_label_is_a_usage_error(project, label, capsys):
     assert "--run-label" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_main_writes_the_labelled_file_and_prints_its_path(deployed, api, capsys):
     assert apicalls.main(["--config", str(deployed.config_file), "--url", api, "--run-label", "4"]) == 0
     target = deployed.output_model_folder / "apireturns4.txt"
@@ -189,6 +188,7 @@ def test_main_writes_the_labelled_file_and_prints_its_path(deployed, api, capsys
     assert set(json.loads(target.read_text(encoding="utf-8"))["endpoints"]) == ENDPOINTS
 
 
+@pytest.mark.slow
 def test_command_line_against_an_unreachable_url_from_another_folder(project, tmp_path):
     url = unused_url()
     result = run_script("apicalls.py", "--config", str(project), "--url", url, cwd=tmp_path, timeout=60)
@@ -199,4 +199,4 @@ def test_command_line_against_an_unreachable_url_from_another_folder(project, tm
 
 
 def test_dataset_location_is_relative_to_the_config_folder(config):
-    assert apicalls.dataset_location(config) == "test/testdata.csv"
+    assert dataset_location(config) == "test/testdata.csv"

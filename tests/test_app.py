@@ -1,4 +1,5 @@
-"""Tests for app.py and wsgi.py: every endpoint, every refusal, hot reload, and gunicorn end to end."""
+"""Tests for app.py, wsgi.py and riskcore.api: every endpoint, every refusal, hot reload, the OpenAPI
+document against real answers, and gunicorn end to end."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pickle
 import shutil
 import subprocess
 import sys
-import types
+from http import HTTPStatus
 from pathlib import Path
 
+import flask
 import pytest
 
 import app as app_module
@@ -18,7 +20,8 @@ import ingestion
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
-from riskcore import evaluation, publish, releases, schema
+from riskcore import evaluation, publish, schema, summary
+from riskcore.api import inputs, serving
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
@@ -34,7 +37,7 @@ from riskcore.contract import (
 )
 from riskcore.files import atomic_write_json
 from riskcore.releases import Deployment, current_deployment, load_deployed_model
-from riskcore.schema import features_of, read_client_csv
+from riskcore.schema import features_of
 
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
 
@@ -66,20 +69,17 @@ def client(shared):
 
 
 @pytest.fixture
-def fake_diagnostics(monkeypatch):
-    """diagnostics.dataframe_summary as issue 3 defines it, counting its calls."""
-    module = types.ModuleType("diagnostics")
-    module.calls = 0
+def summaries(monkeypatch) -> list[int]:
+    """Counts the calls of riskcore.summary.summarize, which GET /summarystats serves."""
+    calls: list[int] = []
+    original = summary.summarize
 
-    def dataframe_summary(config, frame=None):
-        module.calls += 1
-        frame = read_client_csv(config.final_data_file) if frame is None else frame
-        return [{"column": c, "statistic": s, "value": float(getattr(frame[c], s)())}
-                for c in FEATURES for s in ("mean", "median", "std")]
+    def counting(frame):
+        calls.append(len(frame))
+        return original(frame)
 
-    module.dataframe_summary = dataframe_summary
-    monkeypatch.setitem(sys.modules, "diagnostics", module)
-    return module
+    monkeypatch.setattr(summary, "summarize", counting)
+    return calls
 
 
 def post_json(client, document, **kwargs):
@@ -115,15 +115,18 @@ def deploy_new_model(config: Config, seed: int) -> Deployment:
 
 
 # --- Import time and entry points ------------------------------------------------------------
+@pytest.mark.slow
 def test_importing_app_and_creating_it_loads_nothing_heavy(project):
+    """A worker boots without the data libraries: they load with the first request that needs them."""
     code = ("import sys, app; a = app.create_app(sys.argv[1]); "
-            "print(sorted(m for m in ('pandas', 'sklearn', 'numpy') if m in sys.modules), a.debug)")
+            "print(sorted(m for m in ('pandas', 'sklearn', 'numpy', 'scipy', 'polars') if m in sys.modules), a.debug)")
     result = subprocess.run([sys.executable, "-c", code, str(project)], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "False"]
 
 
+@pytest.mark.slow
 def test_wsgi_reads_the_config_named_by_risk_config(deployed, tmp_path):
     code = "import wsgi; print(wsgi.app.extensions['risk'].config.config_file)"
     env = {**os.environ, "RISK_CONFIG": str(deployed.config_file)}
@@ -140,7 +143,7 @@ def test_create_app_with_a_bad_config_fails_with_one_sentence(tmp_path):
 
 def test_main_runs_the_development_server_on_loopback_without_debugger(project, monkeypatch):
     seen = {}
-    monkeypatch.setattr(app_module.Flask, "run", lambda self, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(flask.Flask, "run", lambda self, **kwargs: seen.update(kwargs))
     assert app_module.main(["--config", str(project)]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
     assert seen["debug"] is False and seen["use_reloader"] is False
@@ -178,31 +181,28 @@ def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):
     model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
     assert [r["corporation"] for r in body["predictions"]] == frame["corporation"].tolist()
     assert [r["prediction"] for r in body["predictions"]] == evaluation.predict(model, frame).tolist()
+    # Exactly equal, not approximately: the API answers with the model's own predict_proba.
     expected = model.predict_proba(features_of(frame))[:, 1].tolist()
-    assert [r["probability"] for r in body["predictions"]] == pytest.approx(expected)
+    assert [r["probability"] for r in body["predictions"]] == expected
 
 
-def test_the_linear_shortcut_reproduces_predict_proba_and_is_refused_when_it_would_not(shared):
-    import numpy as np
+def test_predictions_are_the_served_models_own_predict_proba(deployed, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
 
-    model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
-    probe = app_module.probe_rows()
-    shortcut = app_module.linear_shortcut(model, probe)
-    assert shortcut is not None
-    rows = np.random.default_rng(1).integers(0, 5000, size=(500, 3)).astype("float64")
-    np.testing.assert_allclose(shortcut(rows), model.predict_proba(rows), rtol=1e-12, atol=1e-15)
+    seen = []
+    original = LogisticRegression.predict_proba
 
-    class Liar:  # looks linear, but its probabilities are something else
-        classes_, coef_, intercept_ = model.classes_, model.coef_, model.intercept_
+    def spying(self, features):
+        answer = original(self, features)
+        seen.append((features.tolist(), answer[:, 1].tolist()))
+        return answer
 
-        def predict_proba(self, features):
-            return np.full((len(features), 2), 0.5)
-
-    assert app_module.linear_shortcut(Liar(), probe) is None
-    from sklearn.dummy import DummyClassifier
-
-    dummy = DummyClassifier().fit(rows, (rows[:, 0] > 2500).astype(int))
-    assert app_module.linear_shortcut(dummy, probe) is None
+    monkeypatch.setattr(LogisticRegression, "predict_proba", spying)
+    client = app_module.create_app(deployed.config_file).test_client()
+    body = post_json(client, records(3, lastmonth_activity=7)).get_json()
+    features, attrition = seen[-1]
+    assert features == [[7.0, 120.0, 4.0]] * 3
+    assert [row["probability"] for row in body["predictions"]] == attrition
 
 
 def test_whole_floats_and_the_largest_value_are_accepted(client):
@@ -269,13 +269,14 @@ def test_scoring_is_computed_once_per_release_and_writes_nothing(deployed, monke
     from conftest import tree_snapshot
 
     calls = []
-    original = scoring.score_model
+    original = evaluation.score_model
+
     def counting(*args, **kwargs):  # the app's calls never pass a score_path; scoring.run's do
         if len(args) == 2 and not kwargs:
             calls.append(args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "score_model", counting)
+    monkeypatch.setattr(evaluation, "score_model", counting)
     client = app_module.create_app(deployed.config_file).test_client()
     root = deployed.config_file.parent
     before = tree_snapshot(root)
@@ -287,34 +288,35 @@ def test_scoring_is_computed_once_per_release_and_writes_nothing(deployed, monke
     assert len(calls) == 2
 
 
-def test_summarystats_is_cached_until_finaldata_changes(deployed, fake_diagnostics):
+def test_summarystats_is_cached_until_finaldata_changes(deployed, summaries):
     client = app_module.create_app(deployed.config_file).test_client()
     first = client.get("/summarystats")
     assert first.status_code == 200
     body = first.get_json()
     assert body["data"] == "finaldata.csv"
     assert {(row["column"], row["statistic"]) for row in body["summary"]} == {
-        (c, s) for c in FEATURES for s in ("mean", "median", "std")}
+        (c, s) for c in FEATURES for s in summary.STATISTICS}
     assert client.get("/summarystats").get_json() == body
-    assert fake_diagnostics.calls == 1
+    assert len(summaries) == 1
     write_csv(deployed.input_folder / "extra.csv", client_rows(40, seed=11, prefix="x"))
     ingestion.run(deployed)
     changed = client.get("/summarystats").get_json()
-    assert fake_diagnostics.calls == 2 and changed["summary"] != body["summary"]
+    assert len(summaries) == 2 and changed["summary"] != body["summary"]
 
 
 def test_summarystats_serves_what_diagnostics_computes(deployed):
-    diagnostics = pytest.importorskip("diagnostics")
+    import diagnostics
+
     client = app_module.create_app(deployed.config_file).test_client()
     assert client.get("/summarystats").get_json()["summary"] == diagnostics.dataframe_summary(deployed)
 
 
-def test_summarystats_without_ingested_data_is_503(project, fake_diagnostics):
+def test_summarystats_without_ingested_data_is_503(project):
     client = app_module.create_app(project).test_client()
     assert_json_error(client.get("/summarystats"), 503, "ingestion.py")
 
 
-def test_summarystats_of_unreadable_data_is_503_without_paths(deployed, fake_diagnostics):
+def test_summarystats_of_unreadable_data_is_503_without_paths(deployed):
     deployed.final_data_file.write_text("not,a,valid\nfile\n", encoding="utf-8")
     client = app_module.create_app(deployed.config_file).test_client()
     assert_json_error(client.get("/summarystats"), 503, "finaldata.csv", server_paths=(deployed.output_folder,))
@@ -355,7 +357,7 @@ def test_scoring_without_test_data_is_503(deployed):
 def test_the_model_is_loaded_once_per_release(deployed, monkeypatch):
     loads = []
     original = load_deployed_model
-    monkeypatch.setattr(releases, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
+    monkeypatch.setattr(serving, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
     client = app_module.create_app(deployed.config_file).test_client()
     for _ in range(5):
         assert post_json(client, records(2)).status_code == 200
@@ -428,7 +430,7 @@ def test_a_failed_release_is_retried_after_the_backoff(deployed, monkeypatch):
     assert post_json(client, records(1)).get_json()["model_version"] == served
     new.path(MODEL_FILE).write_bytes(model_bytes)
     assert post_json(client, records(1)).get_json()["model_version"] == served  # within the backoff
-    monkeypatch.setattr(app_module, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
+    monkeypatch.setattr(serving, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
     assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
 
 
@@ -590,12 +592,12 @@ def test_an_unknown_query_parameter_is_400(client):
 
 
 def test_an_oversized_body_is_413(client):
-    body = b'{"records": [' + b" " * (app_module.MAX_CONTENT_LENGTH + 1) + b"]}"
+    body = b'{"records": [' + b" " * (inputs.MAX_CONTENT_LENGTH + 1) + b"]}"
     assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 413, "16 MB")
 
 
 def test_too_many_records_is_413_whatever_the_form(client, shared, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_RECORDS", 10)
+    monkeypatch.setattr(inputs, "MAX_RECORDS", 10)
     assert_json_error(post_json(client, records(11)), 413, "11 records", "10")
     assert post_json(client, records(10)).status_code == 200
     assert_json_error(post_json(client, {"dataset": "test/testdata.csv"}), 413, "60 rows")
@@ -620,7 +622,7 @@ def test_an_unexpected_error_is_a_500_json_without_trace(client, monkeypatch):
     def boom(self):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(app_module.RiskService, "diagnostics", boom)
+    monkeypatch.setattr(serving.RiskService, "diagnostics", boom)
     body = assert_json_error(client.get("/diagnostics"), 500)
     assert "secret detail" not in body["message"]
 
@@ -675,10 +677,166 @@ def test_openapi_describes_exactly_the_routes_and_methods(client):
     assert "security" not in document
 
 
-def test_every_documented_error_status_is_json(client):
+# Real answers of every endpoint, each documented status at least once: (site, method, path, request, status).
+# "open" is a deployed project with a diagnostics record, "keyed" the same with an API key required,
+# "empty" a project where nothing has been ingested or deployed yet. A method or path the document does
+# not list (405, 404) is answered with its Error schema.
+CSV_BODY = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\nabcd,1,2,3\n"
+EXCHANGES = [
+    ("open", "POST", "/prediction", {"json": {"records": [RECORD, {**RECORD, "exited": 1}]}}, 200),
+    ("open", "POST", "/prediction", {"json": {"dataset": "test/testdata.csv"}}, 200),
+    ("open", "POST", "/prediction?dataset=test/testdata.csv", {}, 200),
+    ("open", "POST", "/prediction", {"data": CSV_BODY, "content_type": "text/csv"}, 200),
+    ("open", "POST", "/prediction", {"json": {"records": []}}, 400),
+    ("open", "POST", "/prediction", {"json": {"records": [{**RECORD, "lastyear_activity": -1}]}}, 400),
+    ("open", "POST", "/prediction", {"json": {"dataset": "../outside/secret.csv"}}, 403),
+    ("open", "POST", "/prediction", {"json": {"dataset": "test/missing.csv"}}, 404),
+    ("open", "GET", "/prediction", {}, 405),
+    ("open", "POST", "/prediction", {"data": b" " * (inputs.MAX_CONTENT_LENGTH + 1),
+                                     "content_type": "application/json"}, 413),
+    ("open", "POST", "/prediction", {"data": b"records", "content_type": "text/plain"}, 415),
+    ("open", "GET", "/scoring", {}, 200),
+    ("open", "POST", "/scoring", {}, 405),
+    ("open", "GET", "/summarystats", {}, 200),
+    ("open", "DELETE", "/summarystats", {}, 405),
+    ("open", "GET", "/diagnostics", {}, 200),
+    ("open", "PUT", "/diagnostics", {}, 405),
+    ("open", "GET", "/health", {}, 200),
+    ("open", "POST", "/health", {}, 405),
+    ("open", "GET", "/openapi.json", {}, 200),
+    ("open", "POST", "/openapi.json", {}, 405),
+    ("open", "GET", "/nope", {}, 404),
+    ("keyed", "POST", "/prediction", {"json": {"records": [RECORD]}}, 401),
+    ("keyed", "GET", "/scoring", {"headers": {"X-API-Key": "wrong"}}, 401),
+    ("keyed", "GET", "/summarystats", {}, 401),
+    ("keyed", "GET", "/diagnostics", {}, 401),
+    ("keyed", "GET", "/openapi.json", {}, 401),
+    ("keyed", "GET", "/openapi.json", {"headers": {"X-API-Key": "s3cret-key"}}, 200),
+    ("keyed", "GET", "/health", {}, 200),
+    ("empty", "POST", "/prediction", {"json": {"records": [RECORD]}}, 503),
+    ("empty", "GET", "/scoring", {}, 503),
+    ("empty", "GET", "/summarystats", {}, 503),
+    ("empty", "GET", "/diagnostics", {}, 503),
+    ("empty", "GET", "/health", {}, 200),
+]
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory) -> list[tuple[tuple, dict, flask.Response]]:
+    """Each exchange's answer, with the OpenAPI document the same app serves."""
+    import diagnostics
+
+    config = build_project(tmp_path_factory.mktemp("openapi"))
+    diagnostics.run(config, timeout=0)  # no time for pip: the latest versions are recorded as unknown
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RISK_API_KEY", "s3cret-key")
+        keyed = app_module.create_app(config.config_file).test_client()
+    empty = load_config(make_empty_project(tmp_path_factory.mktemp("openapi-empty")))
+    clients = {"open": app_module.create_app(config.config_file).test_client(), "keyed": keyed,
+               "empty": app_module.create_app(empty.config_file).test_client()}
+    found = []
+    for exchange in EXCHANGES:
+        site, method, path, request, _ = exchange
+        client = clients[site]
+        document = client.get("/openapi.json", headers={"X-API-Key": "s3cret-key"}).get_json()
+        found.append((exchange, document, client.open(path, method=method, **request)))
+    return found
+
+
+def make_empty_project(root: Path) -> Path:
+    write_csv(root / "input" / "dataset1.csv", client_rows(20, seed=1))
+    return write_config(root)
+
+
+def operation_of(document: dict, path: str, method: str) -> dict | None:
+    """The documented operation a request reaches, or None for a path or method the document does not list."""
+    return document["paths"].get(path.partition("?")[0], {}).get(method.lower())
+
+
+def schema_validator(document: dict, pointer: str):
+    """A JSON Schema 2020-12 validator for the schema at `pointer` in the OpenAPI document, $refs resolved."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(document))
+    return Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry)
+
+
+def escaped(*parts: str) -> str:
+    """A JSON pointer to the given keys."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def test_every_exchange_gets_the_status_it_is_listed_with(answers):
+    for (site, method, path, _, status), _, response in answers:
+        assert response.status_code == status, (site, method, path, response.get_data(as_text=True)[:300])
+
+
+def test_every_documented_status_is_answered_and_every_answer_is_documented(answers):
+    document = answers[0][1]
+    promised = {(path, method.upper(), code) for path, operations in document["paths"].items()
+                for method, operation in operations.items() for code in operation["responses"]}
+    seen = {(path.partition("?")[0], method, str(response.status_code))
+            for (_, method, path, _, _), document, response in answers if operation_of(document, path, method)}
+    assert seen - promised == set(), "answers the OpenAPI document does not describe"
+    assert promised - seen == set(), "documented answers no exchange here produced"
+    undocumented = {response.status_code for (_, method, path, _, _), document, response in answers
+                    if operation_of(document, path, method) is None}
+    assert undocumented == {404, 405}
+
+
+def test_real_answers_match_the_openapi_response_schemas(answers):
+    for (site, method, path, _, status), document, response in answers:
+        if operation_of(document, path, method) is None:
+            assert response.mimetype == "application/json"
+            pointer = escaped("components", "schemas", "Error")
+        else:
+            content = operation_of(document, path, method)["responses"][str(status)]["content"]
+            assert set(content) == {response.mimetype}, (method, path, status)
+            pointer = escaped("paths", path.partition("?")[0], method.lower(), "responses", str(status),
+                              "content", response.mimetype, "schema")
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in schema_validator(document, pointer).iter_errors(response.get_json())]
+        assert errors == [], (site, method, path, status, errors[:5])
+
+
+def test_every_documented_error_status_is_json(answers):
+    """Every error answer, documented or not: JSON, the same status in the body, its phrase, a message."""
+    checked = set()
+    for (_, method, path, _, status), _, response in answers:
+        if status < 400:
+            continue
+        assert response.mimetype == "application/json", (method, path, status)
+        body = response.get_json()
+        assert body["status"] == status and body["error"] == HTTPStatus(status).phrase, body
+        assert isinstance(body["message"], str) and body["message"].endswith("."), body
+        assert "Traceback" not in response.get_data(as_text=True)
+        checked.add(status)
+    assert checked == {400, 401, 403, 404, 405, 413, 415, 503}
+
+
+def test_accepted_json_request_bodies_match_the_documented_request_schema(answers):
+    accepted = [(document, path, request["json"]) for (_, method, path, request, status), document, _ in answers
+                if "json" in request and status == 200]
+    assert accepted
+    for document, path, body in accepted:
+        pointer = escaped("paths", path, "post", "requestBody", "content", "application/json", "schema")
+        assert list(schema_validator(document, pointer).iter_errors(body)) == []
+
+
+def test_the_openapi_schemas_are_json_schema_2020_12(client):
+    from jsonschema import Draft202012Validator
+
     document = client.get("/openapi.json").get_json()
-    statuses = {code for ops in document["paths"].values() for op in ops.values() for code in op["responses"]}
-    assert statuses <= {"200", "400", "401", "403", "404", "405", "413", "415", "503"}
+    schemas = list(document["components"]["schemas"].values())
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for answer in operation["responses"].values():
+                schemas += [media["schema"] for media in answer["content"].values()]
+            schemas += [media["schema"] for media in operation.get("requestBody", {}).get("content", {}).values()]
+    for each in schemas:
+        Draft202012Validator.check_schema(each)
 
 
 # --- gunicorn, end to end --------------------------------------------------------------------

@@ -67,6 +67,7 @@ def test_malformed_config_file_is_refused(tmp_path: Path, content: str):
         load_config(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["ingestion.py", "training.py", "scoring.py", "deployment.py"])
 def test_scripts_answer_a_bad_config_with_exit_2_and_no_traceback(tmp_path: Path, script: str):
     bad = write_config(tmp_path, input_folder_path="missing-folder")
@@ -77,6 +78,7 @@ def test_scripts_answer_a_bad_config_with_exit_2_and_no_traceback(tmp_path: Path
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_missing_config_file_exit_2(tmp_path: Path):
     result = run_script("training.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
     assert result.returncode == 2

@@ -123,11 +123,28 @@ def test_rollback_without_history_is_a_clear_error(deployed: Config):
 
 
 def test_old_releases_are_pruned_but_current_kept(deployed: Config):
-    for _ in range(7):
+    prod = deployed.prod_deployment_folder
+    keep = deployed.automation["keep_releases"]
+    for _ in range(keep + 2):
         publish.deploy(deployed)
-    names = releases.release_names(deployed.prod_deployment_folder)
-    assert len(names) == deployed.automation["keep_releases"]
-    assert current_release_name(deployed.prod_deployment_folder) == names[-1]
+    names = releases.release_names(prod)
+    assert len(names) == keep and current_release_name(prod) == names[-1]  # deploying prunes the oldest
+    # Roll back twice: the current release is now the third newest, not the newest.
+    publish.rollback(prod)
+    current = publish.rollback(prod)
+    assert current.release == names[-3] != names[-1]
+    served = (prod / MODEL_FILE).read_bytes()
+    publish.prune_releases(prod, keep=2)
+    assert releases.release_names(prod) == [names[-3], *names[-2:]]  # the two newest, and the current one
+    assert current_release_name(prod) == current.release
+    assert (prod / MODEL_FILE).read_bytes() == served
+    load_deployed_model(require_deployment(prod))  # still complete: every file matches its manifest
+    # Deploying again makes a new current release; pruning then keeps the newest `keep`.
+    training.run(deployed)
+    scoring.run(deployed)
+    newest = publish.deploy(deployed)
+    assert current_release_name(prod) == newest.release == releases.release_names(prod)[-1]
+    assert releases.release_names(prod) == [names[-3], *names[-2:], newest.release]
 
 
 def test_records_only_deployment_keeps_the_model(deployed: Config):
@@ -150,6 +167,7 @@ def test_tampered_trained_model_is_not_deployed(deployed: Config):
     assert tree_snapshot(prod) == before
 
 
+@pytest.mark.slow
 def test_pipeline_runs_as_a_user_runs_it(project, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("somewhere-else")
     for script in ("ingestion.py", "training.py", "scoring.py", "deployment.py"):

@@ -1,5 +1,6 @@
-"""Tests of diagnostics.py: exact statistics on known data, timings that touch nothing, a bounded
-dependency check, the record the API serves, and the command as a user runs it."""
+"""Tests of diagnostics.py and its modules (riskcore.diagnostics, dependencies, timing): exact
+statistics on known data, timings that touch nothing, a bounded dependency check, the record the
+API serves, and the command as a user runs it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import time
 import pandas as pd
 import pytest
 
+import app as app_module
 import diagnostics
 from conftest import run_script, tree_snapshot
+from riskcore import dependencies
+from riskcore import diagnostics as record_module
 from riskcore.contract import (
+    API_KEY_ENV,
     COLUMNS,
     DIAGNOSTICS_RECORD,
     EXIT_CONFIG,
@@ -28,6 +33,7 @@ from riskcore.contract import (
 from riskcore.files import utc_now
 from riskcore.releases import load_deployed_model, require_deployment
 from riskcore.schema import features_of, read_client_csv
+from riskcore.summary import STATISTICS
 
 KNOWN = pd.DataFrame({
     "corporation": ["a", "b", "c", "d"],
@@ -70,7 +76,7 @@ def test_summary_has_exact_values(config, column, statistic, expected):
 def test_summary_names_every_feature_and_statistic_once(config):
     summary = diagnostics.dataframe_summary(config, KNOWN)
     assert [(s["column"], s["statistic"]) for s in summary] == [
-        (column, statistic) for column in FEATURES for statistic in diagnostics.STATISTICS]
+        (column, statistic) for column in FEATURES for statistic in STATISTICS]
     json.dumps(summary, allow_nan=False)  # JSON-ready as it is
 
 
@@ -173,27 +179,47 @@ def test_execution_time_needs_at_least_one_run(config):
     ("uvicorn[standard]==0.30.0 ; python_version >= '3.9'  # the server", [("uvicorn", "0.30.0")]),
     ("# a comment", []),
     ("--index-url https://example.org/simple", []),
+    ("numpy>=1.26,<3", [("numpy", "<3,>=1.26")]),
+    ("Scikit_Learn == 1.9.1", [("Scikit_Learn", "1.9.1")]),
+    ("colorama==0.4.6 ; python_version < '3'", []),  # a marker that excludes this environment
+    ("pandas==3.*", [("pandas", "==3.*")]),
+    ("./local/package", []),
 ])
 def test_parse_requirements(tmp_path, line, expected):
     path = tmp_path / "requirements.txt"
     path.write_text(line + "\n\n")
-    assert diagnostics.parse_requirements(path) == expected
+    assert dependencies.parse_requirements(path) == expected
 
 
 def test_parse_requirements_follows_includes_once(tmp_path):
     (tmp_path / "base.txt").write_text("numpy==2.4.6\n-r dev.txt\n")
     (tmp_path / "dev.txt").write_text("-r base.txt\npytest==9.2.0\n")
-    assert diagnostics.parse_requirements(tmp_path / "dev.txt") == [("numpy", "2.4.6"), ("pytest", "9.2.0")]
+    assert dependencies.parse_requirements(tmp_path / "dev.txt") == [("numpy", "2.4.6"), ("pytest", "9.2.0")]
+
+
+@pytest.mark.parametrize(("spelled", "stdout", "latest"), [
+    ("scikit-learn", "scikit-learn (1.9.1)\nAvailable versions: 1.9.1, 1.9.0\n", "1.9.1"),
+    ("scikit_learn", "scikit-learn (1.9.1)\n", "1.9.1"),  # pip answers with the normalized name
+    ("Flask", "flask (3.1.3)\n", "3.1.3"),
+    ("numpy", "numpy (1.26.4)\nnumpy (2.4.6)\n", "2.4.6"),  # the last answer: pip's, after any debug output
+])
+def test_read_latest_matches_the_name_however_pip_spells_it(spelled, stdout, latest):
+    import subprocess
+
+    answer = subprocess.CompletedProcess(["pip"], 0, stdout, "")
+    assert dependencies.read_latest(spelled, answer) == (latest, None)
 
 
 @pytest.mark.parametrize(("installed", "latest", "status"), [
     ("2.4.6", "2.4.6", "up to date"),
     ("2.4.6", "2.10.0", "outdated"),
+    ("2.10.0", "2.9.1", "up to date"),
+    ("1.0rc1", "1.0", "outdated"),
     ("2.4.6", "unknown", "unknown"),
     ("not installed", "1.0", "not installed"),
 ])
 def test_version_status(installed, latest, status):
-    assert diagnostics.version_status(installed, latest) == status
+    assert dependencies.version_status(installed, latest) == status
 
 
 @pytest.mark.slow
@@ -245,9 +271,9 @@ REFUSED = (1, "", "WARNING: Could not fetch URL http://127.0.0.1:9/simple/numpy/
 def test_unreachable_index_is_asked_about_one_package_only(monkeypatch):
     asked: list = []
     names = ["numpy", "pandas", "flask", "gunicorn"]
-    monkeypatch.setattr(diagnostics, "ask_pip", fake_pip(dict.fromkeys(names, REFUSED), asked))
-    latest = diagnostics.latest_versions(names, time.monotonic() + 5)
-    assert asked == [("numpy", False), ("numpy", True)]  # once, then verbosely for the reason
+    monkeypatch.setattr(dependencies, "ask_pip", fake_pip(dict.fromkeys(names, REFUSED), asked))
+    latest = dependencies.latest_versions(names, time.monotonic() + 5)
+    assert asked == [("numpy", True)]  # once, verbosely: pip gives the reason only in its debug output
     assert latest == [("unknown", "package index 127.0.0.1:9 unreachable (Connection refused)")] * 4
 
 
@@ -256,9 +282,9 @@ def test_reachable_index_is_asked_about_every_package(monkeypatch):
     answers = {"numpy": (0, "numpy (2.4.6)\nAvailable versions: 2.4.6\n", ""),
                "pandas": (0, "pandas (3.1.1)\n", ""),
                "nosuch": (1, "", "ERROR: No matching distribution found for nosuch\n")}
-    monkeypatch.setattr(diagnostics, "ask_pip", fake_pip(answers, asked))
-    latest = diagnostics.latest_versions(list(answers), time.monotonic() + 5)
-    assert sorted(asked) == [("nosuch", False), ("numpy", False), ("pandas", False)]
+    monkeypatch.setattr(dependencies, "ask_pip", fake_pip(answers, asked))
+    latest = dependencies.latest_versions(list(answers), time.monotonic() + 5)
+    assert sorted(asked) == [("nosuch", False), ("numpy", True), ("pandas", False)]
     assert latest == [("2.4.6", None), ("3.1.1", None), ("unknown", "pip: No matching distribution found for nosuch")]
 
 
@@ -272,10 +298,14 @@ def offline_dependencies(monkeypatch):
     return rows
 
 
-def test_run_writes_the_record_the_api_serves(deployed, offline_dependencies):
+def test_run_writes_the_record_the_api_serves(deployed, offline_dependencies, monkeypatch):
     record = diagnostics.run(deployed)
     stored = json.loads((deployed.output_model_folder / DIAGNOSTICS_RECORD).read_text())
     assert stored == record
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    served = app_module.create_app(deployed.config_file).test_client().get("/diagnostics")
+    assert served.status_code == 200
+    assert served.get_json() == record  # no value of this record is a server path, so none is shortened
     deployment = require_deployment(deployed.prod_deployment_folder)
     assert record["model_version"] == deployment.model_version
     assert utc_now()[:10] == record["generated_at"][:10] and record["generated_at"].endswith("Z")
@@ -288,7 +318,7 @@ def test_run_writes_the_record_the_api_serves(deployed, offline_dependencies):
 
 
 def test_render_prints_every_part(deployed, offline_dependencies):
-    text = diagnostics.render(diagnostics.run(deployed))
+    text = record_module.render(diagnostics.run(deployed))
     for part in ("Summary statistics", "Missing data", "Step timings", "Dependencies",
                  "Predictions on the test data: 60 rows", "package index example unreachable (test)"):
         assert part in text

@@ -1,7 +1,13 @@
-"""fullprocess.py: the contract's three decisions, drift tests, lock, history, cheap no-op tick."""
+"""fullprocess.py: the contract's three decisions, the lock, pending runs, history, the cheap no-op tick.
+
+The fast tests run the tick in this process with a stand-in for the reports (diagnostics, report
+and API calls), so they check the decisions alone; the slow ones run the real reports against a
+real API, or the script in its own process, as cron does.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -12,16 +18,33 @@ import pytest
 
 import fullprocess
 from conftest import ROOT, client_rows, free_port, run_script, tree_snapshot, write_csv
-from riskcore import drift as drift_module
+from riskcore import automation
 from riskcore.config import Config
-from riskcore.contract import INGESTED_FILES, MODEL_FILE, RUN_HISTORY, SCORE_FILE
+from riskcore.contract import INGESTED_FILES, MODEL_FILE, MODEL_METADATA, RUN_HISTORY, SCORE_FILE
 from riskcore.faults import KILL_AT_ENV
 from riskcore.history import read_history
+from riskcore.lock import exclusive_lock
+from riskcore.newdata import detect_new_files
 from riskcore.releases import current_deployment, require_deployment
+from riskcore.runs import PENDING_FILE, Run, write_pending
 
 
 def tick(config: Config, api_url: str, *extra: str) -> int:
     return fullprocess.main(["--config", str(config.config_file), "--api-url", api_url, *extra])
+
+
+class Reports:
+    """Stands in for the reports a run ends with: notes each call (run number, decision)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int | None, str | None]] = []
+
+    def __call__(self, config: Config, run: Run) -> None:
+        self.calls.append((run.run_number, run.decision))
+
+
+def history(config: Config) -> list[dict]:
+    return read_history(config.output_model_folder / RUN_HISTORY)
 
 
 def deployed_state(config: Config) -> dict:
@@ -37,110 +60,138 @@ def reports(config: Config) -> list[str]:
                   if p.name.startswith(("confusionmatrix", "summary_report", "apireturns")))
 
 
-# --- The contract's decision table -----------------------------------------------------------
-def test_no_new_data_stops_without_changing_anything(deployed: Config, api_url: str):
+def add_good_data(config: Config) -> None:
+    """New data of the same market, labelled without noise: the deployed model does well on it."""
+    write_csv(config.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
+
+
+def add_flipped_data(config: Config) -> None:
+    """New data whose labels are flipped: the deployed model fails on it."""
+    write_csv(config.input_folder / "dataset4.csv", client_rows(200, seed=6, flip=True))
+
+
+# --- The contract's decision table, in process ----------------------------------------------
+def test_no_new_data_stops_without_changing_anything(deployed: Config):
     before = tree_snapshot(deployed.config_file.parent)
-    assert tick(deployed, api_url) == 0
+    assert fullprocess.main(["--config", str(deployed.config_file), "--api-url", "http://127.0.0.1:9"]) == 0
     assert tree_snapshot(deployed.config_file.parent) == before
-    assert read_history(deployed.output_model_folder / RUN_HISTORY) == []
+    assert history(deployed) == []
 
 
-def test_new_data_the_model_gets_right_keeps_the_model(deployed: Config, api_url: str):
+def test_new_data_the_model_gets_right_keeps_the_model(deployed: Config):
     before = deployed_state(deployed)
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    assert tick(deployed, api_url) == 0
+    add_good_data(deployed)
+    done = Reports()
+    assert automation.tick(deployed, done) == 0
     after = deployed_state(deployed)
-    assert after["model_sha"] == before["model_sha"]
-    assert after["baseline"] == before["baseline"]
+    assert (after["model_sha"], after["baseline"], after["version"]) == \
+        (before["model_sha"], before["baseline"], before["version"])
     assert after["ingested"] == "dataset1.csv\ndataset2.csv\ndataset3.csv\n"
-    assert reports(deployed) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
-    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
-    assert row["decision"] == "keep" and row["outcome"] == "done"
+    assert done.calls == [(1, "keep")]
+    [row] = history(deployed)
+    assert (row["decision"], row["outcome"], row["run_number"]) == ("keep", "done", 1)
     assert row["f1_new_data"] >= row["baseline"]
     assert row["version_before"] == row["version_after"] == before["version"]
-    # The files are now processed: the next tick is a no-op.
+    assert set(row["step_seconds"]) == {"ingestion", "drift_check", "record_files"}
+    # The files are now processed: the next tick does nothing.
     snapshot = tree_snapshot(deployed.config_file.parent)
-    assert tick(deployed, api_url) == 0
-    assert tree_snapshot(deployed.config_file.parent) == snapshot
+    assert automation.tick(deployed, done) == 0
+    assert tree_snapshot(deployed.config_file.parent) == snapshot and len(done.calls) == 1
 
 
-def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config, api_url: str):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    assert tick(deployed, api_url) == 0  # keep: reports of run 1
+def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config):
     before = deployed_state(deployed)
     for path in deployed.input_folder.iterdir():
         path.unlink()
-    write_csv(deployed.input_folder / "dataset4.csv", client_rows(200, seed=6, flip=True))
-    assert tick(deployed, api_url) == 0
+    add_flipped_data(deployed)
+    done = Reports()
+    assert automation.tick(deployed, done) == 0
     after = deployed_state(deployed)
-    assert after["model_sha"] != before["model_sha"]
-    assert after["version"] != before["version"]
+    assert after["model_sha"] != before["model_sha"] and after["version"] != before["version"]
     assert after["baseline"] == (deployed.output_model_folder / SCORE_FILE).read_text()
     assert after["ingested"] == "dataset4.csv\n"
-    assert reports(deployed) == ["apireturns.txt", "apireturns2.txt", "confusionmatrix.png",
-                                 "confusionmatrix2.png", "summary_report.pdf", "summary_report2.pdf"]
-    rows = read_history(deployed.output_model_folder / RUN_HISTORY)
-    assert [r["decision"] for r in rows] == ["keep", "retrain"]
-    assert rows[1]["f1_new_data"] < rows[1]["baseline"]
-    assert rows[1]["version_after"] == after["version"] != rows[1]["version_before"]
-    assert set(rows[1]["step_seconds"]) >= {"ingestion", "drift_check", "training", "scoring",
-                                                        "deployment", "diagnostics", "reporting", "apicalls"}
-    replies = json.loads((deployed.output_model_folder / "apireturns2.txt").read_text())
-    assert after["version"] in json.dumps(replies)
+    assert done.calls == [(1, "retrain")]
+    [row] = history(deployed)
+    assert row["f1_new_data"] < row["baseline"] and "model drift" in row["drift_verdict"]
+    assert (row["version_before"], row["version_after"]) == (before["version"], after["version"])
+    assert set(row["step_seconds"]) == {"ingestion", "drift_check", "training", "scoring", "deployment"}
 
 
-def test_first_run_on_a_fresh_checkout_deploys(config: Config, api_url: str):
+def test_first_tick_with_nothing_deployed_deploys(config: Config):
     assert current_deployment(config.prod_deployment_folder) is None
-    assert tick(config, api_url) == 0
-    state = deployed_state(config)
-    assert state["ingested"] == "dataset1.csv\ndataset2.csv\n"
-    [row] = read_history(config.output_model_folder / RUN_HISTORY)
+    done = Reports()
+    assert automation.tick(config, done) == 0
+    assert deployed_state(config)["ingested"] == "dataset1.csv\ndataset2.csv\n"
+    assert done.calls == [(1, "first deployment")]
+    [row] = history(config)
     assert row["decision"] == "first deployment" and row["version_before"] is None
-    assert "confusionmatrix.png" in reports(config)
+    assert row["version_after"] == require_deployment(config.prod_deployment_folder).model_version
+
+
+def test_the_psi_the_automation_records_is_the_shared_psi_of_the_ingested_data(deployed: Config):
+    """The report computes riskcore.drift.psi of finaldata.csv against the deployed training profile:
+    the automation must record the same number for the same data."""
+    from riskcore.drift import psi, psi_drifted
+    from riskcore.summary import read_ingested
+
+    add_good_data(deployed)
+    profile = json.loads(require_deployment(deployed.prod_deployment_folder).path(MODEL_METADATA).read_text())
+    assert automation.tick(deployed, Reports()) == 0
+    [row] = history(deployed)
+    ingested = read_ingested(deployed)  # what the run ingested, as the report reads it
+    threshold = deployed.automation["psi_threshold"]
+    for column, recorded in row["data_drift"]["features"].items():
+        expected = psi(ingested[column].to_numpy(dtype="float64"), profile["training_profile"]["quantiles"][column])
+        assert recorded["psi"] == round(expected, 4), column
+        assert recorded["drift"] is (psi_drifted(expected, threshold) or recorded["ks_p_value"] < deployed.automation["ks_alpha"])
 
 
 def test_a_changed_file_counts_as_new(deployed: Config):
     current = require_deployment(deployed.prod_deployment_folder)
-    assert fullprocess.detect_new_files(deployed.input_folder, current) == []
+    assert detect_new_files(deployed.input_folder, current) == []
     with open(deployed.input_folder / "dataset1.csv", "a") as handle:
         handle.write("zzzz,1,2,3,1\n")
-    assert fullprocess.detect_new_files(deployed.input_folder, current) == ["dataset1.csv"]
+    assert detect_new_files(deployed.input_folder, current) == ["dataset1.csv"]
 
 
-def test_a_rejected_file_is_not_new_again_until_it_changes(deployed: Config, api_url: str):
+def test_a_rejected_file_is_not_new_again_until_it_changes(deployed: Config):
     bad = deployed.input_folder / "broken.csv"
     bad.write_text("corporation,exited\nabcd,1\n")
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    tick(deployed, api_url)
+    add_good_data(deployed)
+    assert automation.tick(deployed, Reports()) == 0
+    [row] = history(deployed)
+    assert [r["name"] for r in row["files_rejected"]] == ["broken.csv"]
     current = require_deployment(deployed.prod_deployment_folder)
-    assert fullprocess.detect_new_files(deployed.input_folder, current) == []
+    assert detect_new_files(deployed.input_folder, current) == []
     bad.write_text("corporation,exited\nabcd,0\n")
-    assert fullprocess.detect_new_files(deployed.input_folder, current) == ["broken.csv"]
+    assert detect_new_files(deployed.input_folder, current) == ["broken.csv"]
 
 
-def test_a_failing_step_leaves_production_unchanged_and_exits_1(deployed: Config, api_url: str):
+def test_a_failing_step_leaves_production_unchanged_and_exits_1(deployed: Config):
     before = tree_snapshot(deployed.prod_deployment_folder)
-    write_csv(deployed.input_folder / "dataset4.csv", client_rows(200, seed=6, flip=True))
+    add_flipped_data(deployed)
     deployed.model_file.unlink()
     deployed.model_file.mkdir()  # training cannot write its model: a real failing write
-    assert tick(deployed, api_url) == 1
+    done = Reports()
+    assert automation.tick(deployed, done) == 1
     assert tree_snapshot(deployed.prod_deployment_folder) == before
-    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
+    assert done.calls == []
+    [row] = history(deployed)
     assert row["outcome"] == "failed" and "step training failed" in row["error"]
+    assert not (deployed.output_model_folder / PENDING_FILE).exists()
 
 
-def test_unreachable_api_finishes_the_rest_and_exits_1(deployed: Config):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    url = f"http://127.0.0.1:{free_port()}"
-    assert tick(deployed, url) == 1
-    assert reports(deployed) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
-    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
-    assert row["outcome"] == "failed" and url in row["error"]
-    assert deployed_state(deployed)["ingested"].endswith("dataset3.csv\n")
+def test_a_tampered_deployment_makes_the_run_fail(deployed: Config):
+    add_good_data(deployed)
+    model = require_deployment(deployed.prod_deployment_folder).path(MODEL_FILE)
+    model.write_bytes(model.read_bytes()[:-3])
+    assert automation.tick(deployed, Reports()) == 1
+    [row] = history(deployed)
+    assert "step drift_check failed" in row["error"] and "sha256" in row["error"]
 
 
 def test_dry_run_prints_the_decision_and_changes_nothing(deployed: Config, capsys):
-    write_csv(deployed.input_folder / "dataset4.csv", client_rows(200, seed=6, flip=True))
+    add_flipped_data(deployed)
     before = tree_snapshot(deployed.config_file.parent)
     assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -148,80 +199,50 @@ def test_dry_run_prints_the_decision_and_changes_nothing(deployed: Config, capsy
     assert tree_snapshot(deployed.config_file.parent) == before
 
 
-def test_a_tampered_deployment_makes_the_run_fail(deployed: Config, api_url: str):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    model = require_deployment(deployed.prod_deployment_folder).path(MODEL_FILE)
-    model.write_bytes(model.read_bytes()[:-3])
-    assert tick(deployed, api_url) == 1
-    [row] = read_history(deployed.output_model_folder / RUN_HISTORY)
-    assert "sha256" in row["error"]
+def test_dry_run_with_nothing_new_says_so(deployed: Config, capsys):
+    assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
+    assert capsys.readouterr().out == "would do nothing: no new data\n"
 
 
-# --- Drift tests -----------------------------------------------------------------------------
-HISTORY = [0.80, 0.82, 0.78, 0.81, 0.79]  # mean 0.80, stdev 0.01581, Q1 0.79, Q3 0.81
+# --- Pending runs: what a killed run leaves, the next tick finishes ----------------------------
+def test_a_pending_run_that_had_decided_gets_its_reports_on_the_next_tick(deployed: Config):
+    started = "2026-01-01T00:00:00Z"
+    version = require_deployment(deployed.prod_deployment_folder).model_version
+    write_pending(deployed, Run(started_at=started, run_number=4, decision="keep", version_before=version))
+    done = Reports()
+    assert automation.tick(deployed, done) == 0
+    assert done.calls == [(4, "keep")]  # under its own number and decision
+    [row] = history(deployed)
+    assert (row["started_at"], row["decision"], row["outcome"], row["run_number"]) == (started, "keep", "done", 4)
+    assert not (deployed.output_model_folder / PENDING_FILE).exists()
 
 
-@pytest.mark.parametrize("test, f1, drift, threshold", [
-    ("raw", 0.70, True, 0.75), ("raw", 0.75, False, 0.75),
-    ("parametric", 0.77, False, 0.80 - 2 * 0.0158114), ("parametric", 0.76, True, 0.80 - 2 * 0.0158114),
-    ("nonparametric", 0.76, False, 0.76), ("nonparametric", 0.759, True, 0.76),
-])
-def test_drift_tests_on_a_known_history(test, f1, drift, threshold):
-    verdict = drift_module.drift_verdict(f1, 0.75, HISTORY, test, min_history=5)
-    assert verdict.test == test
-    assert verdict.drift is drift
-    assert verdict.threshold == pytest.approx(threshold, abs=1e-6)
+def test_a_pending_run_that_is_already_recorded_is_only_cleared(deployed: Config):
+    add_good_data(deployed)
+    assert automation.tick(deployed, Reports()) == 0
+    [row] = history(deployed)
+    write_pending(deployed, Run(started_at=row["started_at"], run_number=1, decision="keep"))  # killed after recording
+    done = Reports()
+    assert automation.tick(deployed, done) == 0
+    assert done.calls == [] and len(history(deployed)) == 1
+    assert not (deployed.output_model_folder / PENDING_FILE).exists()
 
 
-def test_statistical_tests_fall_back_to_raw_with_a_short_history():
-    verdict = drift_module.drift_verdict(0.70, 0.75, HISTORY[:3], "parametric", min_history=5)
-    assert verdict.test == "raw" and verdict.drift
-    assert "needs 5 scores" in verdict.reason
-
-
-def test_data_drift_statistics():
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    reference = np.quantile(rng.normal(100, 10, 5000), np.linspace(0, 1, 1001))
-    same = rng.normal(100, 10, 3000)
-    shifted = rng.normal(130, 10, 3000)
-    assert drift_module.psi(same, reference) < 0.05
-    assert drift_module.psi(shifted, reference) > 1.0
-    assert drift_module.ks_test(same, reference, 5000)[1] > 0.01
-    statistic, p_value = drift_module.ks_test(shifted, reference, 5000)
-    assert statistic > 0.8 and p_value < 1e-6
-
-
-# --- One run at a time, cheap ticks, history -------------------------------------------------
-def test_a_run_that_finds_another_in_progress_exits_0_at_once(deployed: Config):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5))
-    before = tree_snapshot(deployed.prod_deployment_folder)
-    with fullprocess.exclusive_lock(deployed.prod_deployment_folder) as held:
+# --- One run at a time, history, log file -----------------------------------------------------
+def test_a_tick_that_finds_the_lock_held_exits_0_and_does_nothing(deployed: Config, caplog):
+    add_good_data(deployed)
+    before = tree_snapshot(deployed.config_file.parent)
+    with exclusive_lock(deployed.prod_deployment_folder) as held:
         assert held
-        result = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=deployed.config_file.parent)
-    assert result.returncode == 0
-    assert "another fullprocess run is in progress" in result.stderr
-    assert tree_snapshot(deployed.prod_deployment_folder) == before
+        # flock conflicts between two opens of the folder, even within one process.
+        assert tick(deployed, "http://127.0.0.1:9") == 0
+    assert "another fullprocess run is in progress" in caplog.text
+    assert tree_snapshot(deployed.config_file.parent) == before
 
 
-HEAVY = ("pandas", "numpy", "sklearn", "matplotlib", "reportlab", "scipy")
-
-
-def test_the_no_new_data_path_imports_no_heavy_library(deployed: Config, tmp_path: Path):
-    code = (
-        "import sys, fullprocess\n"
-        f"status = fullprocess.main(['--config', {str(deployed.config_file)!r}])\n"
-        f"print(status, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "0 []", result.stderr
-    assert "no new data" in result.stderr
-
-
-def test_history_prints_a_table(deployed: Config, api_url: str, capsys):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    tick(deployed, api_url)
+def test_history_prints_a_table(deployed: Config, capsys):
+    add_good_data(deployed)
+    automation.tick(deployed, Reports())
     capsys.readouterr()
     assert fullprocess.main(["--config", str(deployed.config_file), "--history"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -229,22 +250,121 @@ def test_history_prints_a_table(deployed: Config, api_url: str, capsys):
     assert "keep" in lines[1] and "dataset3.csv" in lines[1] and "done" in lines[1]
 
 
-def test_log_file_is_written(deployed: Config, api_url: str):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
-    tick(deployed, api_url)
-    text = (deployed.output_model_folder / fullprocess.LOG_FILE).read_text()
+def test_log_file_is_written(deployed: Config):
+    add_good_data(deployed)
+    automation.tick(deployed, Reports())
+    text = (deployed.output_model_folder / automation.LOG_FILE).read_text()
     assert "step ingestion done in" in text and "decision: keep" in text
 
 
+# --- The cron rule: a tick with nothing to do pays for no heavy library ------------------------
+HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportlab")
+# Every module a tick with nothing new imports: the script and the stdlib-only part of riskcore.
+NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.apikey", "riskcore.automation", "riskcore.cli", "riskcore.config",
+              "riskcore.contract", "riskcore.faults", "riskcore.files", "riskcore.history", "riskcore.inputs",
+              "riskcore.lock", "riskcore.newdata", "riskcore.releases", "riskcore.runs")
+
+
+def module_level_imports(tree: ast.AST) -> list[str]:
+    """Modules a file imports when it is imported: everything outside function bodies."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.append(node.module)
+        found += module_level_imports(node)
+    return found
+
+
+@pytest.mark.parametrize("module", NO_OP_PATH)
+def test_the_no_op_path_imports_only_the_standard_library_at_module_level(module: str):
+    path = ROOT / (module.replace(".", "/") + ("/__init__.py" if module == "riskcore" else ".py"))
+    imports = module_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+    outside = [name for name in imports if name not in NO_OP_PATH and name.split(".")[0] not in sys.stdlib_module_names]
+    assert outside == []
+
+
+@pytest.mark.slow
+def test_a_real_no_op_tick_imports_no_heavy_library(deployed: Config, tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"), "--config", str(deployed.config_file)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "no new data" in result.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:") and "imported package" not in line}
+    assert {"riskcore.automation", "riskcore.newdata", "riskcore.releases"} <= imported  # the tick's path was seen
+    assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []
+
+
+# --- As cron runs it: the script, the real reports, a real API ---------------------------------
+@pytest.mark.slow
+def test_keep_then_retrain_end_to_end_with_numbered_reports(deployed: Config, api_url: str):
+    add_good_data(deployed)
+    assert tick(deployed, api_url) == 0
+    assert reports(deployed) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
+    before = deployed_state(deployed)
+    for path in deployed.input_folder.iterdir():
+        path.unlink()
+    add_flipped_data(deployed)
+    assert tick(deployed, api_url) == 0
+    after = deployed_state(deployed)
+    assert after["version"] != before["version"]
+    assert reports(deployed) == ["apireturns.txt", "apireturns2.txt", "confusionmatrix.png",
+                                 "confusionmatrix2.png", "summary_report.pdf", "summary_report2.pdf"]
+    rows = history(deployed)
+    assert [(r["decision"], r["outcome"], r["run_number"]) for r in rows] == [("keep", "done", 1), ("retrain", "done", 2)]
+    assert set(rows[1]["step_seconds"]) >= {"ingestion", "drift_check", "training", "scoring",
+                                            "deployment", "diagnostics", "reporting", "apicalls"}
+    replies = json.loads((deployed.output_model_folder / "apireturns2.txt").read_text())
+    assert after["version"] in json.dumps(replies)
+
+
+@pytest.mark.slow
+def test_first_run_on_a_fresh_checkout_deploys_and_reports(config: Config, api_url: str):
+    assert tick(config, api_url) == 0
+    [row] = history(config)
+    assert (row["decision"], row["outcome"]) == ("first deployment", "done")
+    assert reports(config) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
+
+
+@pytest.mark.slow
+def test_unreachable_api_finishes_the_rest_and_exits_1(deployed: Config):
+    add_good_data(deployed)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert tick(deployed, url) == 1
+    assert reports(deployed) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
+    [row] = history(deployed)
+    assert row["outcome"] == "failed" and url in row["error"]
+    assert deployed_state(deployed)["ingested"].endswith("dataset3.csv\n")
+
+
+@pytest.mark.slow
+def test_a_run_that_finds_another_in_progress_exits_0_at_once(deployed: Config):
+    add_good_data(deployed)
+    before = tree_snapshot(deployed.prod_deployment_folder)
+    with exclusive_lock(deployed.prod_deployment_folder) as held:
+        assert held
+        result = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=deployed.config_file.parent)
+    assert result.returncode == 0
+    assert "another fullprocess run is in progress" in result.stderr
+    assert tree_snapshot(deployed.prod_deployment_folder) == before
+
+
+@pytest.mark.slow
 def test_bad_config_exits_2(tmp_path: Path):
     (tmp_path / "config.json").write_text("{}")
     result = run_script("fullprocess.py", "--config", str(tmp_path / "config.json"), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX processes")
 def test_killed_before_reports_finishes_them_on_the_next_tick(deployed: Config, api_url: str):
-    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
+    add_good_data(deployed)
     killed = run_script("fullprocess.py", "--config", str(deployed.config_file), "--api-url", api_url,
                         cwd=deployed.config_file.parent, env={KILL_AT_ENV: "before-reporting"})
     assert killed.returncode == -9

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
+import polars as pl
 import pytest
 
 import ingestion
 from conftest import HEADER, client_rows, run_script
 from riskcore.config import Config
-from riskcore.contract import FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
+from riskcore.contract import COLUMNS, FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
+from riskcore.schema import CLIENT_SCHEMA, CSV_READ_OPTIONS, parse_csv_bytes, read_client_frame, validate_frame
 
 GOOD = ["dataset1.csv", "dataset2.csv"]
 ROW = "abcd,10,120,5,1"
@@ -43,6 +47,16 @@ REJECTED = {
     "gzipped.csv": (gzip.compress(f"{HEADER}\n{ROW}\n".encode()), "is gzip-compressed"),
     "ragged.csv": (f"{HEADER}\n{ROW},7,8\n".encode(), "is not a well-formed CSV file"),
     "noid.csv": (f"{HEADER}\n,10,120,5,1\n".encode(), 'an empty "corporation" at row 1'),
+    "blankid.csv": (f"{HEADER}\n{ROW}\n   ,10,120,5,1\n".encode(), 'an empty "corporation" at row 2'),
+    # Blank lines are not rows: the row numbers in messages count data rows only.
+    "blanklines.csv": (f"{HEADER}\n\n{ROW}\n  \n,10,120,5,1\n".encode(), 'an empty "corporation" at row 2'),
+    "repeatedcol.csv": (f"{HEADER},exited\n{ROW},1\n".encode(), "repeats a column name in its header"),
+    "exponent.csv": (f"{HEADER}\nabcd,1e3,120,5,1\n".encode(), '"1e3" in column "lastmonth_activity" at row 1'),
+    "int64max.csv": (f"{HEADER}\nabcd,10,120,9223372036854775807,1\n".encode(),
+                     'implausibly large value in column "number_of_employees" at row 1'),
+    "labelneg.csv": (f"{HEADER}\n{ROW}\nefgh,10,120,5,-1\n".encode(), 'negative value in column "exited" at row 2'),
+    "unterminated.csv": (f'{HEADER}\n"abcd,10,120,5,1\n'.encode(), "is not a well-formed CSV file"),
+    "twoextra.csv": (f"{HEADER}\n{ROW},,\n".encode(), "is not a well-formed CSV file (a row has more fields"),
 }
 
 
@@ -70,6 +84,12 @@ def test_hostile_file_is_rejected_with_one_sentence(config: Config, name: str):
     ("quoted.csv", f'{HEADER}\n"abcd","10","120","5","1"\n'.encode()),
     ("crlf.csv", f"{HEADER}\r\n{ROW}\r\n".encode()),
     ("reordered.csv", b"exited,corporation,number_of_employees,lastyear_activity,lastmonth_activity\n1,abcd,5,120,10\n"),
+    ("blanklines.csv", f"\n  \n{HEADER}\n\n{ROW}\n \t \n\n".encode()),
+    ("trailingseparator.csv", f"{HEADER}\n{ROW},\n".encode()),
+    ("oldmac.csv", f"{HEADER}\r{ROW}\r".encode()),
+    ("blanks.csv", f"{HEADER.replace(',', ', ')}\n abcd, 10 ,\t120,+5,1\n".encode()),
+    ("quoteinside.csv", f'{HEADER}\nO"Brien,1,2,3,0\n{ROW}\n'.encode()),
+    ("leadingzeros.csv", f"{HEADER}\nabcd,010,0120,005,01\n".encode()),
 ])
 def test_harmless_variants_are_ingested_as_the_plain_row(config: Config, name: str, content: bytes):
     result = ingest_with(config, name, content)
@@ -160,6 +180,7 @@ def test_nothing_earlier_is_lost_when_every_file_is_bad(config: Config, tmp_path
         assert (config.output_folder / name).read_bytes() == data
 
 
+@pytest.mark.slow
 def test_command_line_gives_a_sentence_per_bad_file_and_no_traceback(project: Path, tmp_path: Path):
     for name in ("gzipped.csv", "latin1.csv", "junk.csv"):
         (project.parent / "input" / name).write_bytes(REJECTED[name][0])
@@ -171,3 +192,54 @@ def test_command_line_gives_a_sentence_per_bad_file_and_no_traceback(project: Pa
     record = json.loads((project.parent / "ingested" / INGESTION_RECORD).read_text())
     assert sorted(r["name"] for r in record["rejected"]) == ["gzipped.csv", "junk.csv", "latin1.csv"]
     assert os.path.exists(project.parent / "ingested" / FINAL_DATA)
+
+
+# --- The same checks at the library's two edges: polars for bulk work, pandas for the course ---
+def test_read_client_frame_gives_polars_in_contract_order():
+    content = b"exited,corporation,number_of_employees,lastyear_activity,lastmonth_activity\n1,abcd,5,120,10\n"
+    frame = read_client_frame(content, "x.csv")
+    assert isinstance(frame, pl.DataFrame) and frame.schema == pl.Schema(CLIENT_SCHEMA)
+    assert frame.rows() == [("abcd", 10, 120, 5, 1)]
+    unlabelled = read_client_frame(f"{HEADER.removesuffix(',exited')}\nabcd,10,120,5\n".encode(), "x.csv",
+                                   require_target=False)
+    assert unlabelled.columns == list(COLUMNS[:-1])
+
+
+def test_parse_csv_bytes_gives_pandas_as_before():
+    frame = parse_csv_bytes(f"{HEADER}\n{ROW}\nNA,0,0,0,0\n".encode(), "x.csv")
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(COLUMNS)
+    assert [str(dtype) for dtype in frame.dtypes] == ["str", "int64", "int64", "int64", "int64"]
+    assert frame.values.tolist() == [["abcd", 10, 120, 5, 1], ["NA", 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("variant", [
+    f"{HEADER}\n\n{ROW}\nefgh,0,0,0,0\n\n",  # blank lines
+    f"{HEADER}\n{ROW} \nefgh,0 ,0,0,0\n",  # blanks after numbers
+    f"{HEADER}\r{ROW}\refgh,0,0,0,0\r",  # old Mac line ends
+    f"{HEADER}\n{ROW},\nefgh,0,0,0,0\n",  # a trailing separator
+])
+def test_the_text_reading_agrees_with_the_typed_one(variant: str):
+    # Nearly every file is read with typed numbers; these variants take the text reading instead.
+    plain = read_client_frame(f"{HEADER}\n{ROW}\nefgh,0,0,0,0\n".encode(), "x.csv")
+    assert read_client_frame(variant.encode(), "x.csv").equals(plain)
+
+
+@pytest.mark.parametrize("name", ["wrongtype.csv", "fraction.csv", "negative.csv", "huge.csv", "int64max.csv",
+                                  "nan.csv", "inf.csv", "emptycell.csv", "label.csv", "labelneg.csv",
+                                  "twoheaders.csv", "noid.csv", "blankid.csv", "extracol.csv", "missingcol.csv"])
+def test_validate_frame_gives_a_pandas_table_the_same_sentence(name: str):
+    content, expected = REJECTED[name]
+    table = pd.read_csv(io.BytesIO(content), **CSV_READ_OPTIONS)
+    with pytest.raises(DataError) as caught:
+        validate_frame(table, name)
+    assert str(caught.value).startswith(name) and expected in str(caught.value)
+    with pytest.raises(DataError) as direct:
+        parse_csv_bytes(content, name)
+    assert str(direct.value) == str(caught.value)
+
+
+def test_validate_frame_returns_the_typed_table():
+    table = pd.read_csv(io.BytesIO(f"{HEADER}\n{ROW}\n efgh, 1,+2,3 ,0\n".encode()), **CSV_READ_OPTIONS)
+    frame = validate_frame(table, "x.csv")
+    assert [str(dtype) for dtype in frame.dtypes] == ["str", "int64", "int64", "int64", "int64"]
+    assert frame.values.tolist() == [["abcd", 10, 120, 5, 1], ["efgh", 1, 2, 3, 0]]

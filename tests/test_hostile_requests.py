@@ -6,6 +6,7 @@ the API key matrix) through Flask's test client. This file adds what only a real
 code-carrying bodies test_app.py does not try, and a bounded property-based test. Every response is
 checked the same way: JSON, the expected 4xx, no planted secret in it, no server path in it; and
 after every test, no file outside the data folders was opened and the pickle marker does not exist.
+The tests that start a real server are marked slow; those through the test client are not.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from hypothesis import strategies as st
 
 import app as app_module
 from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
+from riskcore.api.inputs import MAX_CONTENT_LENGTH
 from riskcore.config import Config, load_config
-from riskcore.contract import COLUMNS, FEATURES, MAX_VALUE
+from riskcore.contract import API_KEY_ENV, COLUMNS, FEATURES, MAX_VALUE
 
 SECRET = "TOPSECRET-7f3a9c"  # planted outside the data folders; must never appear in an answer
 API_KEY = "k3y-for-hostile-tests"
 CSV_HEADER = ",".join(COLUMNS[:-1])
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
-LIMIT = app_module.MAX_CONTENT_LENGTH
+LIMIT = MAX_CONTENT_LENGTH
 
 
 # --- Watching which files the server opens ---------------------------------------------------
@@ -70,11 +72,11 @@ class Evil:
 
 
 @dataclass
-class Site:
+class Target:
+    """The project under attack: deployed, with secrets and links planted around its data folders."""
+
     config: Config
     root: Path
-    url: str
-    port: int
     marker: Path
     forbidden: tuple[Path, ...]  # files a hostile request might try to make the server read
 
@@ -82,7 +84,15 @@ class Site:
         return pickle.dumps(Evil(self.marker), protocol=protocol)
 
 
-def build_site(root: Path) -> tuple[Config, Path, tuple[Path, ...]]:
+@dataclass
+class Site(Target):
+    """The project served by a real HTTP server."""
+
+    url: str = ""
+    port: int = 0
+
+
+def build_target(root: Path) -> Target:
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
@@ -106,7 +116,7 @@ def build_site(root: Path) -> tuple[Config, Path, tuple[Path, ...]]:
     (root / "input" / "evil5.csv").write_bytes(pickle.dumps(Evil(marker), protocol=5))
     forbidden = (secret_csv, secret_txt, Path("/etc/passwd"), Path("/etc/shadow"), config.config_file,
                  config.model_file, Path("/proc/self/environ"))
-    return config, marker, forbidden
+    return Target(config=config, root=root, marker=marker, forbidden=forbidden)
 
 
 def serve(application):
@@ -120,48 +130,44 @@ def serve(application):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def hostile(tmp_path_factory) -> Target:
     install_audit_hook()
-    root = tmp_path_factory.mktemp("hostile")
-    config, marker, forbidden = build_site(root)
-    server, thread = serve(app_module.create_app(config.config_file))
+    return build_target(tmp_path_factory.mktemp("hostile"))
+
+
+def served(hostile: Target, application):
+    """Serve an app of the hostile project on a real HTTP server for the module; yields its Site."""
+    server, thread = serve(application)
     try:
-        yield Site(config=config, root=root, url=f"http://127.0.0.1:{server.server_port}",
-                   port=server.server_port, marker=marker, forbidden=forbidden)
+        yield Site(config=hostile.config, root=hostile.root, marker=hostile.marker, forbidden=hostile.forbidden,
+                   url=f"http://127.0.0.1:{server.server_port}", port=server.server_port)
     finally:
         server.shutdown()
         thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def keyed_site(site):
+def site(hostile):
+    yield from served(hostile, app_module.create_app(hostile.config.config_file))
+
+
+@pytest.fixture(scope="module")
+def keyed_site(hostile):
     """The same project served with an API key required."""
-    previous = os.environ.get(app_module.API_KEY_ENV)
-    os.environ[app_module.API_KEY_ENV] = API_KEY
-    try:
-        application = app_module.create_app(site.config.config_file)
-    finally:
-        if previous is None:
-            del os.environ[app_module.API_KEY_ENV]
-        else:
-            os.environ[app_module.API_KEY_ENV] = previous
-    server, thread = serve(application)
-    try:
-        yield Site(config=site.config, root=site.root, url=f"http://127.0.0.1:{server.server_port}",
-                   port=server.server_port, marker=site.marker, forbidden=site.forbidden)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(API_KEY_ENV, API_KEY)
+        application = app_module.create_app(hostile.config.config_file)
+    yield from served(hostile, application)
 
 
 @pytest.fixture(autouse=True)
 def nothing_read_outside_and_no_code_run(request):
     """After each test: no forbidden file was opened by anyone in this process, and no code ran."""
-    if "site" not in request.fixturenames and "keyed_site" not in request.fixturenames:
+    if "hostile" not in request.fixturenames:
         yield
         return
     global _opened
-    site = request.getfixturevalue("site")
+    site = request.getfixturevalue("hostile")
     _opened = []
     try:
         yield
@@ -173,14 +179,14 @@ def nothing_read_outside_and_no_code_run(request):
     assert not site.marker.exists(), "an unpickled request body ran code"
 
 
-def test_the_checks_would_see_a_file_read_outside_and_code_run(site):
+def test_the_checks_would_see_a_file_read_outside_and_code_run(hostile):
     """The watch is not vacuous: reading the secret is seen, and unpickling the body creates the marker."""
     global _opened
-    (site.root / "outside" / "secret.txt").read_text()
-    assert any(os.path.realpath(p) == os.path.realpath(site.root / "outside" / "secret.txt") for p in _opened)
-    pickle.loads(site.pickled())  # noqa: S301 - deliberately, on our own bytes
-    assert site.marker.exists()
-    site.marker.unlink()
+    (hostile.root / "outside" / "secret.txt").read_text()
+    assert any(os.path.realpath(p) == os.path.realpath(hostile.root / "outside" / "secret.txt") for p in _opened)
+    pickle.loads(hostile.pickled())  # noqa: S301 - deliberately, on our own bytes
+    assert hostile.marker.exists()
+    hostile.marker.unlink()
     _opened = []
 
 
@@ -267,6 +273,7 @@ def post_json(site: Site, document, target: str = "/prediction", **kwargs) -> An
     return http(site, "POST", target, json.dumps(document).encode(), {"Content-Type": "application/json"}, **kwargs)
 
 
+@pytest.mark.slow
 # --- 1. Path traversal, every form -------------------------------------------------------------
 @pytest.mark.parametrize(("location", "status", "phrase"), [
     ("test/to_passwd.csv", 403, "inside the input, ingested or test"),  # link to a system file
@@ -288,6 +295,7 @@ def test_dataset_traversal_in_the_json_body_is_refused(site, location, status, p
     assert document["field"] == "dataset"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("query", "status"), [
     (b"dataset=test%2Fto_passwd.csv", 403),  # encoded slash, link to a system file
     (b"dataset=%252e%252e%252foutside%252fsecret.csv", 400),  # double-encoded
@@ -300,6 +308,7 @@ def test_dataset_traversal_in_the_query_string_is_refused(site, query, status):
     refused(http(site, "POST", b"/prediction?" + query), status, site=site)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [
     b"/../../etc/passwd", b"/prediction/../../etc/passwd", b"/%2e%2e/%2e%2e/etc/passwd", b"/%252e%252e/etc/passwd",
     b"/..%2f..%2fetc%2fpasswd", b"//etc/passwd", b"/scoring%00", b"/scoring%00.json", b"/static/../config.json",
@@ -309,11 +318,13 @@ def test_traversal_in_the_request_target_is_404_json(site, target):
     refused(http(site, "GET", target), 404, "No such endpoint", site=site)
 
 
+@pytest.mark.slow
 def test_a_raw_nul_byte_in_the_request_target_never_reaches_a_file(site):
     answer = http(site, "GET", b"/scoring\x00/../../etc/passwd")
     assert 400 <= answer.status < 500  # the server's or the API's refusal, never a file
 
 
+@pytest.mark.slow
 # --- 2. Bodies that carry code -----------------------------------------------------------------
 @pytest.mark.parametrize(("content_type", "protocol", "status", "phrase"), [
     ("application/octet-stream", 5, 415, "application/octet-stream"),
@@ -329,6 +340,7 @@ def test_a_pickled_object_as_the_body_is_never_unpickled(site, content_type, pro
             status, phrase, site=site)
 
 
+@pytest.mark.slow
 def test_a_pickle_uploaded_as_a_file_is_never_unpickled(site):
     boundary = "hostileboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../model.pkl\"\r\n"
@@ -338,11 +350,13 @@ def test_a_pickle_uploaded_as_a_file_is_never_unpickled(site):
                  {"Content-Type": f"multipart/form-data; boundary={boundary}"}), 400, "The uploaded file", site=site)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["input/evil.csv", "input/evil5.csv"])
 def test_a_pickle_named_like_a_dataset_is_read_as_text_and_refused(site, name):
     refused(post_json(site, {"dataset": name}), 400, name.split("/")[1], site=site)
 
 
+@pytest.mark.slow
 # --- 3. Content types, malformed and nested JSON -----------------------------------------------
 @pytest.mark.parametrize(("content_type", "body", "status", "phrase"), [
     ("application/xml", b"<records><r corporation='a'/></records>", 415, "application/xml"),
@@ -367,6 +381,7 @@ def test_wrong_content_types_and_malformed_bodies_are_4xx(site, content_type, bo
     refused(http(site, "POST", "/prediction", body, {"Content-Type": content_type}), status, phrase, site=site)
 
 
+@pytest.mark.slow
 # --- 4. Numbers: huge, strings, lookalikes ---------------------------------------------------------
 @pytest.mark.parametrize(("value", "phrase"), [
     ("1e309", "Infinity"), ("-1e309", "-Infinity"), ("9" * 4000, "above"), ("1E12000", "Infinity"),
@@ -379,6 +394,7 @@ def test_huge_numbers_and_strings_for_numbers_in_json_are_400(site, value, phras
             "records[0].lastmonth_activity", phrase, site=site)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("value", "phrase"), [
     ("99999999999999999999999999", "implausibly large"), ("1e400", "whole number"), ("0x1F", '"0x1F"'),
     ("\u0661\u0662", "\u0661\u0662"), ("\uff11\uff12", "\uff11\uff12"), ("12abc", '"12abc"'), ("1_000", '"1_000"'),
@@ -394,6 +410,7 @@ def records_body(n: int) -> bytes:
     return json.dumps({"records": [{**RECORD, "corporation": f"c{i}"} for i in range(n)]}).encode()
 
 
+@pytest.mark.slow
 def test_100000_records_are_answered_and_one_more_is_413(site):
     answer = http(site, "POST", "/prediction", records_body(100_000), {"Content-Type": "application/json"})
     assert answer.status == 200 and answer.json()["count"] == 100_000
@@ -403,6 +420,7 @@ def test_100000_records_are_answered_and_one_more_is_413(site):
     refused(http(site, "POST", "/prediction", csv_body, {"Content-Type": "text/csv"}), 413, "100001 rows", site=site)
 
 
+@pytest.mark.slow
 def test_a_content_length_over_the_limit_is_413_before_the_body_is_read(site):
     refused(http(site, "POST", "/prediction", b"{}", {"Content-Type": "application/json"},
                  content_length=LIMIT + 1, timeout=10), 413, "16 MB", site=site)
@@ -439,11 +457,13 @@ def test_a_chunked_body_over_the_limit_is_413_never_cut_short(site, content_type
     refused(http(site, "POST", "/prediction", body, headers, chunked=True), 413, "16 MB", site=site)
 
 
+@pytest.mark.slow
 def test_a_small_chunked_body_is_read_whole(site):
     answer = http(site, "POST", "/prediction", records_body(3), {"Content-Type": "application/json"}, chunked=True)
     assert answer.status == 200 and answer.json()["count"] == 3
 
 
+@pytest.mark.slow
 # --- 6. Unknown methods and routes ---------------------------------------------------------------
 @pytest.mark.parametrize(("method", "target"), [
     ("FOO", "/prediction"), ("PROPFIND", "/"), ("TRACE", "/prediction"), ("PATCH", "/prediction"),
@@ -456,6 +476,7 @@ def test_unknown_methods_are_405_or_404_json(site, method, target):
         assert "OPTIONS" not in answer.headers["allow"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [
     "/.env", "/admin", "/console", "/PREDICTION", "/prediction/", "/prediction.json", "/openapi.json/../config.json",
     "/?__debugger__=yes&cmd=resource&f=debugger.js", "/scoring?__debugger__=yes&cmd=printpid&s=x",
@@ -468,6 +489,7 @@ def test_unknown_routes_and_debugger_probes_are_404_json(site, target):
         refused(answer, 404, site=site)
 
 
+@pytest.mark.slow
 # --- 7. The API key, when one is set -------------------------------------------------------------
 @pytest.mark.parametrize(("target", "headers"), [
     (f"/scoring?api_key={API_KEY}", {}),
@@ -488,11 +510,13 @@ def test_without_the_key_nothing_is_served_or_read(keyed_site, target, headers):
     assert API_KEY not in answer.body.decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_a_keyless_pickle_body_is_refused_before_it_is_read(keyed_site):
     refused(http(keyed_site, "POST", "/prediction", keyed_site.pickled(), {"Content-Type": "application/json"}),
             401, site=keyed_site)
 
 
+@pytest.mark.slow
 def test_with_the_key_the_same_hostile_request_is_still_refused(keyed_site):
     answer = http(keyed_site, "POST", "/prediction?dataset=test/to_passwd.csv", headers={"X-API-Key": API_KEY})
     refused(answer, 403, "inside the input, ingested or test", site=keyed_site)
@@ -526,14 +550,14 @@ def records(draw):
 
 
 @pytest.fixture(scope="module")
-def client(site):
-    return app_module.create_app(site.config.config_file).test_client()
+def client(hostile):
+    return app_module.create_app(hostile.config.config_file).test_client()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(rows=records(), form=st.sampled_from(["records", "bare list", "dataset", "extra key"]))
-def test_generated_records_never_make_a_server_error(client, site, rows, form):
+def test_generated_records_never_make_a_server_error(client, rows, form):
     document = {"records": {"records": rows}, "bare list": rows, "dataset": {"dataset": rows[0] if rows else rows},
                 "extra key": {"records": rows, "x": 1}}[form]
     response = client.post("/prediction", data=json.dumps(document, allow_nan=True), content_type="application/json")

@@ -355,6 +355,7 @@ def retrained(deployed: Config) -> Config:
     return deployed
 
 
+@pytest.mark.slow
 def test_deployment_that_hits_the_file_size_limit_leaves_production_unchanged(retrained):
     before = prod_state(retrained)
     metadata_size = (retrained.output_model_folder / MODEL_METADATA).stat().st_size
@@ -390,6 +391,7 @@ def test_deployment_whose_switch_fails_leaves_production_unchanged(retrained, mo
     assert prod_state(retrained) == before  # no orphan release, no stray link left behind
 
 
+@pytest.mark.slow
 def test_fullprocess_that_hits_the_file_size_limit_exits_1_and_leaves_production_unchanged(deployed):
     add_drift(deployed)
     before = prod_state(deployed)
@@ -493,13 +495,15 @@ def make_entry(kind: str, folder: Path, outside: Path) -> str:
     return name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "link-to-dev-zero", "directory", "link-outside", "dangling-link"])
 def test_an_input_entry_that_is_not_a_file_neither_blocks_the_tick_nor_reruns_it(deployed, tmp_path, kind):
     name = make_entry(kind, deployed.input_folder, tmp_path)
     # The tick notices the entry without reading it: a tick stuck on a pipe would hold the run lock
     # forever, and every later tick would exit "in progress".
-    code = ("import sys, fullprocess\nfrom riskcore.config import load_config\nfrom riskcore.releases import current_deployment\nc = load_config(sys.argv[1])\n"
-            "print(fullprocess.detect_new_files(c.input_folder, current_deployment(c.prod_deployment_folder)))")
+    code = ("import sys\nfrom riskcore.config import load_config\nfrom riskcore.newdata import detect_new_files\n"
+            "from riskcore.releases import current_deployment\nc = load_config(sys.argv[1])\n"
+            "print(detect_new_files(c.input_folder, current_deployment(c.prod_deployment_folder)))")
     found = subprocess.run([sys.executable, "-c", code, str(deployed.config_file)], cwd=ROOT, capture_output=True,
                            text=True, timeout=30)
     assert found.returncode == 0, found.stderr
@@ -659,7 +663,7 @@ def test_a_tampered_record_beside_the_model_makes_fullprocess_exit_1(deployed, n
     assert prod_state(deployed) == before
 
 
-def test_a_tampered_ingestion_record_cannot_hide_new_data(deployed, tmp_path):
+def test_a_tampered_ingestion_record_cannot_hide_new_data(deployed, capsys):
     """Listing the new file in the deployed record by hand would make every tick skip it, silently."""
     add_drift(deployed)
     path = require_deployment(deployed.prod_deployment_folder).path(INGESTION_RECORD)
@@ -667,8 +671,8 @@ def test_a_tampered_ingestion_record_cannot_hide_new_data(deployed, tmp_path):
     new = deployed.input_folder / "flipped6.csv"
     record["files"].append({"name": new.name, "sha256": sha256_file(new)})
     path.write_text(json.dumps(record))
-    tick = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path, timeout=60)
-    assert tick.returncode == 1, tick.stderr
-    [line] = error_lines(tick.stderr)
+    before = prod_state(deployed)
+    assert fullprocess.main(["--config", str(deployed.config_file), "--api-url", f"http://127.0.0.1:{free_port()}"]) == 1
+    [line] = error_lines(capsys.readouterr().err)
     assert INGESTION_RECORD in line and "does not match its recorded sha256" in line
-
+    assert prod_state(deployed) == before

@@ -1,29 +1,37 @@
-"""Tests of reporting.py: the ranked risk list, the ranking and CSV writing underneath it, the
-confusion matrix image, the PDF report and its numbering, and the command as a user runs it."""
+"""Tests of reporting.py and what it writes through riskcore: the ranked risk list (riskcore.risklist),
+the confusion matrix image (riskcore.charts), the PDF report and its numbering (riskcore.pdf,
+riskcore.reports), and the command as a user runs it."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
 
 import diagnostics
 import reporting
 import scoring
-from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
-from riskcore import publish
+from conftest import HEADER, client_rows, deploy_pipeline, run_script, write_config, write_csv
+from riskcore import pdf, publish, risklist
+from riskcore.charts import model_deployments
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
-from riskcore.releases import load_deployed_model, require_deployment
+from riskcore.drift import data_drift, psi
+from riskcore.releases import deployed_metadata, deployment_history, load_deployed_model, require_deployment
+from riskcore.reports import drift_view
 from riskcore.schema import features_of, read_client_csv
+from riskcore.summary import read_ingested
+
+CLIENT_HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
 
 
 def read_risk_list(path: Path) -> pd.DataFrame:
@@ -97,9 +105,9 @@ def test_pdf_has_four_pages_with_every_section_where_expected(reported):
     assert len(pages) == 4
     expected = {"headline": 0, "trend": 0, "matrix": 1, "clients": 1, "summary": 2, "distributions": 2,
                 "missing": 3, "timings": 3, "dependencies": 3, "ingestion": 3}
-    assert set(expected) == set(reporting.SECTIONS)
+    assert set(expected) == set(pdf.SECTIONS)
     for key, page in expected.items():
-        assert reporting.SECTIONS[key] in pages[page], key
+        assert pdf.SECTIONS[key] in pages[page], key
     assert all(f"page {n} of 4" in text for n, text in enumerate(pages, start=1))
 
 
@@ -116,6 +124,24 @@ def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
     assert "broken.csv" in text  # the rejected file of the ingestion record
     assert "package index example unreachable (test)" in text  # from the diagnostics record
     assert "no drift: model kept" in text  # from the run history
+
+
+def test_report_psi_is_the_drift_checks_psi_on_the_same_data(reported):
+    """One PSI: the report's figure per feature is riskcore.drift.psi, the number the automation records."""
+    config, paths = reported
+    current, _ = deployed_model(config)
+    metadata = deployed_metadata(current)
+    profile = metadata["training_profile"]
+    newest = read_ingested(config)
+    _, _, shown = drift_view(metadata, newest, float(config.automation["psi_threshold"]))
+    automation = data_drift(newest, profile, float(config.automation["psi_threshold"]), ks_alpha=0.05)
+    text = squeeze(" ".join(pdf_pages(paths["summary_report"])))
+    for feature in FEATURES:
+        expected = psi(newest[feature].to_numpy(dtype="float64"), profile["quantiles"][feature])
+        assert shown[feature][0] == expected
+        assert round(shown[feature][0], 4) == automation["features"][feature]["psi"]
+        assert shown[feature][1] == automation["features"][feature]["psi_label"]
+        assert f"{expected:.3f} ({shown[feature][1]})" in text
 
 
 def test_risk_list_is_complete_sorted_and_in_range(reported):
@@ -137,17 +163,108 @@ def test_risk_list_is_complete_sorted_and_in_range(reported):
 
 
 # --- The risk list on its own ----------------------------------------------------------------
-def test_chunk_size_does_not_change_the_risk_list(deployed):
-    small = reporting.risk_scores(deployed, chunk_rows=7).path.read_bytes()
-    large = reporting.risk_scores(deployed, chunk_rows=100_000).path.read_bytes()
-    assert small == large
+def test_risk_list_is_a_stable_ranking_by_the_models_log_odds(deployed):
+    """Row for row what a stable descending argsort of decision_function gives, probabilities 6 decimals."""
+    _, model = deployed_model(deployed)
+    final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str})
+    keys = model.decision_function(features_of(final))
+    order = np.argsort(-keys, kind="stable")
+    probabilities = model.predict_proba(features_of(final))[:, 1]
+    result = risklist.risk_scores(deployed)
+    lines = result.path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "rank,corporation,attrition_probability,model_version"
+    assert lines[1:] == [f"{rank},{final['corporation'][row]},{probabilities[row]:.6f},{result.model_version}"
+                         for rank, row in enumerate(order, start=1)]
+
+
+def test_probability_is_scikit_learns_predict_proba(deployed):
+    _, model = deployed_model(deployed)
+    features = features_of(read_client_csv(deployed.final_data_file))
+    key = pl.Series(model.decision_function(features))
+    assert risklist.probability(key).to_numpy() == pytest.approx(model.predict_proba(features)[:, 1],
+                                                                 rel=1e-12, abs=1e-15)
+
+
+def rank_in_memory(model, ids: list[str], rows: list[tuple[int, int, int]]) -> pl.DataFrame:
+    """The pure core on an in-memory frame: score, rank, tabulate."""
+    clients = pl.LazyFrame({"corporation": ids, **{f: [r[i] for r in rows] for i, f in enumerate(FEATURES)}},
+                           schema={"corporation": pl.String, **dict.fromkeys(FEATURES, pl.Int64)})
+    scored = clients.with_columns(risklist.risk_key(risklist.RiskScorer(model)))
+    return risklist.risk_table(risklist.ranked(scored), "v1").collect()
+
+
+def test_saturated_probabilities_still_rank_by_log_odds():
+    """Clients whose probability rounds to 1.0 keep the order of their log-odds, not of the file."""
+    model = LogisticRegression().fit(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]], dtype=float),
+                                     np.array([0, 0, 1, 1]))
+    rows = [(10_000, 0, 0), (30_000, 0, 0), (20_000, 0, 0), (0, 0, 0)]
+    table = rank_in_memory(model, ["low", "top", "mid", "none"], rows)
+    assert table["corporation"].to_list() == ["top", "mid", "low", "none"]
+    assert table["attrition_probability"].to_list()[:3] == [1.0, 1.0, 1.0]
+    assert table["rank"].to_list() == [1, 2, 3, 4]
+
+
+ids_strategy = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+                       min_size=1, max_size=10).filter(lambda text: text.strip(" ") == text and text.strip())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ids_strategy, st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
+                min_size=1, max_size=60))
+def test_ranking_is_stable_and_the_csv_round_trips(tmp_path_factory, clients):
+    """Many ties (few distinct features), awkward ids: file order on ties, ids read back as written."""
+    model = LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
+                                     np.array([1, 0, 1, 0]))
+    ids = [c[0] for c in clients]
+    rows = [c[1:] for c in clients]
+    table = rank_in_memory(model, ids, rows)
+    order = np.argsort(-model.decision_function(np.array(rows, dtype=float)), kind="stable")
+    assert table["corporation"].to_list() == [ids[i] for i in order]
+    path = tmp_path_factory.mktemp("csv") / "risk.csv"
+    table.write_csv(path, float_precision=risklist.DECIMALS, float_scientific=False)
+    with open(path, newline="", encoding="utf-8") as handle:
+        parsed = list(csv.reader(handle))[1:]
+    assert [line[1] for line in parsed] == [ids[i] for i in order]
+
+
+def test_scorer_finds_the_top_clients_across_batches_and_ties():
+    """The riskiest rows kept batch by batch hold the head of the whole ranking, ties included."""
+    model = LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
+                                     np.array([1, 0, 1, 0]))
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 3, size=(300, 3))  # 27 distinct rows: every key is shared by many clients
+    ids = [f"id{i:03d}" for i in range(300)]
+    scorer = risklist.RiskScorer(model)
+    keys = np.empty(300)
+    for begin in (200, 0, 100):  # batches out of file order, as streaming may hand them over
+        batch = [pl.Series(ids[begin:begin + 100]), *(pl.Series(rows[begin:begin + 100, j]) for j in range(3))]
+        keys[begin:begin + 100] = scorer(batch).to_numpy()
+    assert keys.tolist() == pytest.approx(model.decision_function(rows.astype(float)).tolist(), rel=1e-12)
+    order = np.argsort(-keys, kind="stable")[:risklist.TOP_CLIENTS]
+    head = pl.DataFrame({"corporation": [ids[i] for i in order], risklist.KEY: keys[order]})
+    top = scorer.top(head)
+    assert [c["corporation"] for c in top] == [ids[i] for i in order]
+    assert [[c[f] for f in FEATURES] for c in top] == rows[order].tolist()
+    assert [c["rank"] for c in top] == list(range(1, risklist.TOP_CLIENTS + 1))
+
+
+def test_equal_clients_keep_file_order_across_many_batches(deployed, tmp_path):
+    """300,000 clients of equal risk (several streaming batches): the list and its top are the file's order."""
+    clients = tmp_path / "clients.csv"
+    clients.write_text(CLIENT_HEADER + "\n" + "".join(f"c{i},5,60,7\n" for i in range(300_000)), encoding="utf-8")
+    result = risklist.risk_scores(deployed, clients)
+    ranked_ids = pl.read_csv(result.path, schema_overrides={"corporation": pl.String})["corporation"]
+    assert ranked_ids.to_list() == [f"c{i}" for i in range(300_000)]
+    assert [c["corporation"] for c in result.top] == [f"c{i}" for i in range(risklist.TOP_CLIENTS)]
+    assert all([c[f] for f in FEATURES] == [5, 60, 7] for c in result.top)
 
 
 def test_top_clients_are_the_head_of_the_risk_list(deployed):
-    result = reporting.risk_scores(deployed, chunk_rows=16)
-    head = read_risk_list(result.path).head(reporting.TOP_CLIENTS)
+    result = risklist.risk_scores(deployed)
+    head = read_risk_list(result.path).head(risklist.TOP_CLIENTS)
     assert [c["corporation"] for c in result.top] == head["corporation"].tolist()
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
+    assert [round(c["probability"], 6) for c in result.top] == head["attrition_probability"].tolist()
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str}).set_index("corporation")
     for client in result.top:
         assert [client[f] for f in FEATURES] == final.loc[client["corporation"]].tolist()[:3]
@@ -156,97 +273,69 @@ def test_top_clients_are_the_head_of_the_risk_list(deployed):
 def test_clients_file_without_label_and_with_awkward_ids(deployed, tmp_path):
     clients = tmp_path / "clients.csv"
     clients.write_text('corporation,lastmonth_activity,lastyear_activity,number_of_employees\n'
-                       '"Acme, Inc.",0,5000,300\nplain,400,4800,10\n"say ""hi""",50,900,40\nÖl AG,10,100,2\n',
+                       '"Acme, Inc.",0,5000,300\nplain,400,4800,10\n"say ""hi""",50,900,40\nÖl AG,10,100,2\n'
+                       '"two\nlines",7,70,7\n',
                        encoding="utf-8")
-    result = reporting.risk_scores(deployed, clients)
+    result = risklist.risk_scores(deployed, clients)
     risk = read_risk_list(result.path)
-    assert sorted(risk["corporation"]) == sorted(["Acme, Inc.", "plain", 'say "hi"', "Öl AG"])
-    assert result.rows == 4 and result.source == clients
+    assert sorted(risk["corporation"]) == sorted(["Acme, Inc.", "plain", 'say "hi"', "Öl AG", "two\nlines"])
+    assert result.rows == 5 and result.source == clients
 
 
-def test_bad_row_in_a_later_chunk_is_named_by_its_row_in_the_file(deployed, tmp_path):
-    rows = client_rows(150, seed=4)
-    rows[136] = "bad,12,abc,3,0"
-    clients = write_csv(tmp_path / "clients.csv", rows)
-    with pytest.raises(DataError, match=r'clients.csv has "abc" in column "lastyear_activity" at row 137'):
-        reporting.risk_scores(deployed, clients, chunk_rows=50)
-    assert not (deployed.output_model_folder / RISK_SCORES).exists()
+@pytest.mark.parametrize(("content", "values"), [
+    (f"{CLIENT_HEADER}\n  spaced ,  12 ,+130, 4\n", ("spaced ", 12, 130, 4)),
+    (f'{CLIENT_HEADER}\n"quoted","12","130","4"\n', ("quoted", 12, 130, 4)),
+    (f"\ufeff{CLIENT_HEADER}\r\nbom,12,130,4\r\n\r\n", ("bom", 12, 130, 4)),
+    (f"{HEADER}\nlabelled,12,130,4,1\n", ("labelled", 12, 130, 4)),
+])
+def test_harmless_variants_are_read_as_the_plain_row(deployed, tmp_path, content, values):
+    clients = tmp_path / "clients.csv"
+    clients.write_bytes(content.encode("utf-8"))
+    result = risklist.risk_scores(deployed, clients)
+    assert result.rows == 1
+    assert [result.top[0][key] for key in ("corporation", *FEATURES)] == list(values)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ("bad,12,abc,3", 'has "abc" in column "lastyear_activity" at row 137; expected a whole number >= 0'),
+    ("bad,12,,3", 'has an empty value in column "lastyear_activity" at row 137'),
+    ("bad,-12,130,3", 'has a negative value in column "lastmonth_activity" at row 137'),
+    ("bad,12,130,3000000000000", 'has an implausibly large value in column "number_of_employees" at row 137'),
+    (",12,130,3", 'has an empty "corporation" at row 137'),
+    (CLIENT_HEADER, "repeats its header line at row 137"),
+])
+def test_bad_row_is_named_by_its_row_in_the_file_and_nothing_changes(deployed, tmp_path, bad, message):
+    before = risklist.risk_scores(deployed).path.read_bytes()
+    rows = [",".join(r.split(",")[:4]) for r in client_rows(150, seed=4)]
+    rows[136] = bad
+    rows.insert(60, "")  # a blank line is not a row: the numbering skips it
+    clients = write_csv(tmp_path / "clients.csv", rows, header=CLIENT_HEADER)
+    with pytest.raises(DataError, match=f"^clients.csv {message}"):
+        risklist.risk_scores(deployed, clients)
+    assert (deployed.output_model_folder / RISK_SCORES).read_bytes() == before
+    assert not list(deployed.output_model_folder.glob(".*"))  # no temporary file left behind
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty"),
-    ("corporation,lastmonth_activity,lastyear_activity,number_of_employees\n", "header but no rows"),
-    ("corporation,lastmonth_activity,lastyear_activity\nx,1,2\n", 'missing the column "number_of_employees"'),
-    ("corporation;lastmonth_activity\nx;1\n", "separator"),
+    (b"", "is empty"),
+    (f"{CLIENT_HEADER}\n".encode(), "header but no rows"),
+    (b"corporation,lastmonth_activity,lastyear_activity\nx,1,2\n", 'missing the column "number_of_employees"'),
+    (f"{CLIENT_HEADER},region\nx,1,2,3,north\n".encode(), 'unexpected column "region"'),
+    (f"{CLIENT_HEADER},corporation\nx,1,2,3,y\n".encode(), "repeats a column name"),
+    (b"corporation;lastmonth_activity\nx;1\n", "separator"),
+    (f"{CLIENT_HEADER}\nx,1,2,3,4,5\n".encode(), "not a well-formed CSV file"),
+    (f"{CLIENT_HEADER}\nsoci\xe9t\xe9,1,2,3\n".encode("latin-1"), "is not UTF-8 text"),
+    (b"\x1f\x8b\x08\x00rest", "gzip-compressed"),
 ])
 def test_unusable_clients_file_is_one_sentence(deployed, tmp_path, content, message):
     clients = tmp_path / "clients.csv"
-    clients.write_text(content)
-    with pytest.raises(DataError, match=message):
-        reporting.risk_scores(deployed, clients)
+    clients.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        risklist.risk_scores(deployed, clients)
+    assert str(caught.value).startswith("clients.csv ") and "\n" not in str(caught.value)
 
 
-def test_progress_shows_only_on_a_terminal(deployed, capsys, monkeypatch):
-    reporting.risk_scores(deployed, chunk_rows=50)
-    assert "scoring" not in capsys.readouterr().err
-    monkeypatch.setattr(reporting.sys.stderr, "isatty", lambda: True)
-    reporting.risk_scores(deployed, chunk_rows=50)
-    assert "\rscoring finaldata.csv: 200 rows" in capsys.readouterr().err
-
-
-def test_scorer_matches_predict_proba(deployed):
-    _, model = deployed_model(deployed)
-    features = features_of(read_client_csv(deployed.final_data_file))
-    scorer = reporting.Scorer(model)
-    assert scorer.linear
-    assert scorer.probability(scorer.key(features)) == pytest.approx(model.predict_proba(features)[:, 1],
-                                                                     rel=1e-12, abs=1e-15)
-
-
-# --- Ranking and writing, property-based -----------------------------------------------------
-keys_strategy = st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
-                                   st.sampled_from([0.0, -0.0, 1.5, -2.0, 1e-300])), max_size=300)
-
-
-@settings(max_examples=200, deadline=None)
-@given(keys_strategy)
-def test_rank_order_is_a_stable_descending_argsort(keys):
-    keys = np.array(keys, dtype=np.float64)
-    assert reporting.rank_order(keys).tolist() == np.argsort(-keys, kind="stable").tolist()
-
-
-def test_rank_order_settles_keys_closer_than_its_cut():
-    keys = 1.0 + np.array([0, 3, 1, 2, 0, 3]) * 1e-15  # equal in their leading bits, not equal
-    assert reporting.rank_order(keys).tolist() == np.argsort(-keys, kind="stable").tolist()
-
-
-ids_strategy = st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12),
-                        min_size=1, max_size=40)
-
-
-@settings(max_examples=150, deadline=None)
-@given(ids_strategy, st.integers(min_value=1, max_value=10**7), st.data())
-def test_render_rows_writes_what_a_csv_writer_would(tmp_path_factory, ids, first_rank, data):
-    probabilities = data.draw(st.lists(st.floats(min_value=0, max_value=1), min_size=len(ids),
-                                       max_size=len(ids)))
-    scored = reporting.ScoredRows(tmp_path_factory.getbasetemp())
-    try:
-        scored.add(ids[: len(ids) // 2], np.zeros(len(ids) // 2))
-        scored.add(ids[len(ids) // 2:], np.zeros(len(ids) - len(ids) // 2))
-        blob, ends = scored.read_ids()
-    finally:
-        scored.close()
-    rows = np.arange(len(ids))
-    starts = ends[rows] + 1
-    micros = np.rint(np.array(probabilities) * 10**reporting.DECIMALS).astype(np.uint32)
-    text = bytes(reporting.render_rows(first_rank, blob, starts, ends[rows + 1] - starts, micros,
-                                       b",v1\n")).decode("utf-8")
-    parsed = list(csv.reader(io.StringIO(text, newline="")))
-    assert parsed == [[str(first_rank + i), ids[i], f"{m / 10**reporting.DECIMALS:.6f}", "v1"]
-                      for i, m in enumerate(micros.tolist())]
-
-
-# --- Numbering, history and drift helpers ----------------------------------------------------
+# --- Numbering and history -------------------------------------------------------------------
 def test_later_runs_are_numbered_and_never_overwrite(deployed):
     first = reporting.run(deployed)
     first_bytes = {key: path.read_bytes() for key, path in first.items() if key != "risk_scores"}
@@ -268,40 +357,13 @@ def test_report_without_diagnostics_or_history_says_so(deployed):
     assert "Only one deployment and no drift check so far" in text
 
 
-@pytest.mark.parametrize("setup", ["missing", "no table", "other columns", "not sqlite"])
-def test_run_history_is_read_defensively(tmp_path, setup):
-    path = tmp_path / RUN_HISTORY
-    if setup == "no table":
-        sqlite3.connect(path).close()
-    elif setup == "other columns":
-        with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE runs (started_at TEXT, f1_new_data REAL)")
-            db.execute("INSERT INTO runs VALUES ('2026-01-01T00:00:00Z', 0.5)")
-    elif setup == "not sqlite":
-        path.write_text("this is not a database")
-    history = reporting.run_history(tmp_path)
-    if setup == "other columns":
-        assert history == [{"started_at": "2026-01-01T00:00:00Z", "f1_new_data": 0.5, "baseline": None,
-                            "decision": None, "drift_verdict": None, "version_before": None,
-                            "version_after": None}]
-    else:
-        assert history == []
-
-
-def test_deployment_history_lists_each_release_oldest_first(deployed):
+def test_trend_counts_each_model_once_across_records_only_releases(deployed):
     publish.deploy_records(deployed)
-    history = reporting.deployment_history(deployed.prod_deployment_folder)
+    history = deployment_history(deployed.prod_deployment_folder)
     assert [item["kind"] for item in history] == ["model", "records"]
-    assert len(reporting.model_deployments(history)) == 1
+    assert model_deployments(history) == history[:1]
     manifest = json.loads((deployed.prod_deployment_folder / MANIFEST).read_text())
     assert history[-1]["deployed_at"] == manifest["deployed_at"]
-
-
-def test_population_stability_sees_a_shift_and_nothing_else():
-    rng = np.random.default_rng(0)
-    reference = rng.lognormal(4, 1, 5000)
-    assert reporting.population_stability(reference, rng.lognormal(4, 1, 5000)) < 0.02
-    assert reporting.population_stability(reference, rng.lognormal(5, 1, 5000)) > 0.25
 
 
 # --- As a user runs it -----------------------------------------------------------------------
@@ -322,4 +384,14 @@ def test_command_turns_a_missing_clients_file_into_one_sentence(deployed, tmp_pa
     done = run_script("reporting.py", "--config", str(deployed.config_file), "--clients", "nope.csv", cwd=tmp_path)
     assert done.returncode == EXIT_FAILED
     assert done.stderr.strip().splitlines()[-1].startswith("error: Client file")
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_command_turns_a_bad_clients_file_into_one_sentence(deployed, tmp_path):
+    clients = write_csv(tmp_path / "clients.csv", ["ok,1,2,3", "bad,1,x,3"], header=CLIENT_HEADER)
+    done = run_script("reporting.py", "--config", str(deployed.config_file), "--clients", str(clients), cwd=tmp_path)
+    assert done.returncode == EXIT_FAILED
+    assert done.stderr.strip().splitlines()[-1] == (
+        'error: clients.csv has "x" in column "lastyear_activity" at row 2; expected a whole number >= 0.')
     assert "Traceback" not in done.stderr and done.stdout == ""

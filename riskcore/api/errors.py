@@ -1,0 +1,86 @@
+"""The API's refusals: ApiError, the JSON error document, and the handlers that make every error JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from riskcore.contract import API_KEY_HEADER
+
+log = logging.getLogger(__name__)
+
+MEGABYTE = 1024 * 1024
+# Werkzeug's own errors, in our words; a 413 names the configured limit (body_too_large).
+ERROR_MESSAGES = {
+    404: "No such endpoint; GET /openapi.json lists them.",
+    405: "This endpoint does not accept that method; see the Allow header.",
+}
+
+
+class ApiError(Exception):
+    """A request the API refuses: an HTTP status and one sentence for the caller."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def json_bytes(document: Any) -> bytes:
+    """A JSON answer's body: compact, UTF-8, no NaN."""
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    return Response(json_bytes(document), status=status, mimetype="application/json")
+
+
+def error_document(status: int, message: str, field: str | None = None) -> dict[str, Any]:
+    """{"status", "error" (the reason phrase), "message", and "field" when one field is at fault}."""
+    document: dict[str, Any] = {"status": status, "error": HTTPStatus(status).phrase, "message": message}
+    if field is not None:
+        document["field"] = field
+    return document
+
+
+def body_too_large(limit: int) -> str:
+    """The 413 message, whether werkzeug refused the Content-Length or a streamed body reached the limit."""
+    return f"The request body is larger than the {limit // MEGABYTE} MB limit."
+
+
+def handle_api_error(exc: ApiError) -> Response:
+    response = json_response(error_document(exc.status, exc.message, exc.field), exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = f'ApiKey header="{API_KEY_HEADER}"'
+    return response
+
+
+def handle_http_error(exc: HTTPException) -> Response:
+    """Werkzeug's errors (404, 405, 413, ...) as JSON, keeping their headers (Allow)."""
+    status = exc.code or 500
+    if status == 413 and request.max_content_length is not None:
+        message = body_too_large(request.max_content_length)
+    else:
+        message = ERROR_MESSAGES.get(status, exc.description or "")
+    response = exc.get_response()
+    response.set_data(json_bytes(error_document(status, message)))
+    response.mimetype = "application/json"
+    return response
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered with a 500 that names nothing of the server."""
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return json_response(error_document(500, "Internal error; see the server log."), 500)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)

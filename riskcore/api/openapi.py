@@ -1,0 +1,155 @@
+"""The API's OpenAPI 3.1 description, served at GET /openapi.json (its schemas are JSON Schema 2020-12).
+
+tests/test_app.py checks real answers of every endpoint, errors included, against these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from riskcore.api.inputs import MAX_RECORDS
+from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, TARGET
+
+ERROR_REASONS = {
+    400: "Bad input; the message names the field",
+    401: f"Missing or wrong {API_KEY_HEADER}",
+    403: "A dataset location outside the data folders",
+    404: "No such dataset file",
+    413: "Request body, dataset or record count over the limit",
+    415: "Unsupported content type",
+    503: "Not available yet (nothing deployed, no data or record)",
+}
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+NUMBER = {"type": "number"}
+COUNT = {"type": "integer", "minimum": 0}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **more: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": properties, **more}
+
+
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    return {str(code): json_answer(ERROR_REASONS[code], ref("Error")) for code in codes}
+
+
+def component_schemas() -> dict[str, Any]:
+    """The schemas more than one operation uses, or that are worth a name."""
+    value = {"type": "integer", "minimum": 0, "maximum": MAX_VALUE}
+    return {
+        "Record": obj({ID_COLUMN: {"type": "string", "minLength": 1}, **dict.fromkeys(FEATURES, value),
+                       TARGET: {"type": "integer", "enum": [0, 1], "description": "optional; ignored"}},
+                      (ID_COLUMN, *FEATURES), additionalProperties=False),
+        "Prediction": obj({ID_COLUMN: STRING, "prediction": {"type": "integer", "enum": [0, 1]},
+                           "probability": {"type": "number", "minimum": 0, "maximum": 1}},
+                          (ID_COLUMN, "prediction", "probability")),
+        "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
+                           "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),
+        "MissingShare": obj({"column": STRING, "missing_percent": {"type": "number", "minimum": 0, "maximum": 100},
+                             "missing_count": COUNT}, ("column", "missing_percent", "missing_count")),
+        "Dependency": obj({"package": STRING, "pinned": STRING, "installed": STRING, "latest": STRING,
+                           "status": STRING, "reason": NULLABLE_STRING},
+                          ("package", "pinned", "installed", "latest", "status")),
+        "Error": obj({"status": {"type": "integer"}, "error": STRING, "message": STRING,
+                      "field": {"type": "string", "description": "the field at fault, when there is one"}},
+                     ("status", "error", "message")),
+    }
+
+
+def prediction_operation() -> dict[str, Any]:
+    dataset = {"type": "string", "examples": ["testdata/testdata.csv"],
+               "description": "relative to the config file's folder, taken literally; must resolve (links "
+                              "followed) inside the input, ingested or test data folder"}
+    records = {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS, "items": ref("Record")}
+    return {
+        "summary": "Predictions and attrition probabilities for the supplied rows",
+        "parameters": [{"name": "dataset", "in": "query", "required": False, "schema": STRING,
+                        "description": "a CSV location, as in the JSON body's \"dataset\""}],
+        "requestBody": {"required": False, "content": {
+            "application/json": {"schema": {"oneOf": [
+                obj({"records": records}, ("records",), additionalProperties=False),
+                obj({"dataset": dataset}, ("dataset",), additionalProperties=False)]}},
+            "text/csv": {"schema": STRING},
+            "multipart/form-data": {"schema": obj({"file": {"type": "string", "format": "binary"}}, ("file",))}}},
+        "responses": {
+            "200": json_answer("One prediction per row, in order", obj(
+                {"model_version": STRING, "release": STRING, "count": {"type": "integer", "minimum": 1},
+                 "predictions": {"type": "array", "minItems": 1, "items": ref("Prediction")}},
+                ("model_version", "release", "count", "predictions"))),
+            **errors(400, 401, 403, 404, 413, 415, 503)},
+    }
+
+
+def diagnostics_schema() -> dict[str, Any]:
+    """The record diagnostics.py writes, as served (absolute paths reduced to file names)."""
+    return obj({
+        "generated_at": STRING, "model_version": STRING, "release": STRING,
+        "summary": {"type": "array", "items": ref("SummaryRow")},
+        "missing": {"type": "array", "items": ref("MissingShare")},
+        "ingested_rows": COUNT,
+        "timings": {"type": "object", "additionalProperties": NUMBER, "description": "seconds per step"},
+        "timing_runs": {"type": "integer", "minimum": 1},
+        "dependencies": {"type": "array", "items": ref("Dependency")},
+        "predictions": {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
+                        "description": "the deployed model's predictions for the test data, in order"},
+        "test_data": STRING,
+    }, ("generated_at", "model_version", "release", "summary", "missing", "timings", "dependencies"))
+
+
+def openapi_document(api_key_required: bool) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every route create_app registers."""
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Dynamic Risk Assessment API", "version": "1.0.0",
+                 "description": "Client attrition risk from the deployed model. Every answer is JSON, errors "
+                                "included: a method a path does not list is answered 405 (with an Allow "
+                                "header), an unknown path 404, both with the Error document."},
+        "paths": {
+            "/prediction": {"post": prediction_operation()},
+            "/scoring": {"get": {
+                "summary": "F1 of the deployed model on the test data (computed once per deployment)",
+                "responses": {"200": json_answer("The F1 score", obj(
+                    {"f1": {"type": "number", "minimum": 0, "maximum": 1}, "data": STRING, "rows": COUNT,
+                     "model_version": STRING, "release": STRING, "deployed_score": {"type": ["number", "null"]}},
+                    ("f1", "data", "rows", "model_version", "release", "deployed_score"))),
+                              **errors(401, 503)}}},
+            "/summarystats": {"get": {
+                "summary": "Mean, median and standard deviation of each numeric column of the ingested data",
+                "responses": {"200": json_answer("The summary statistics", obj(
+                    {"data": STRING, "modified_at": STRING, "summary": {"type": "array", "items": ref("SummaryRow")}},
+                    ("data", "modified_at", "summary"))),
+                              **errors(401, 503)}}},
+            "/diagnostics": {"get": {
+                "summary": "The latest diagnostics record (never recomputed in a request)",
+                "responses": {"200": json_answer("The record diagnostics.py wrote", diagnostics_schema()),
+                              **errors(401, 503)}}},
+            "/health": {"get": {
+                "summary": "Liveness and the served model (no API key needed)", "security": [],
+                "responses": {"200": json_answer("Up", obj(
+                    {"status": {"enum": ["ok", "no_model"]}, "model_version": NULLABLE_STRING,
+                     "deployed_at": NULLABLE_STRING, "release": NULLABLE_STRING, "warning": STRING},
+                    ("status", "model_version", "deployed_at", "release")))}}},
+            "/openapi.json": {"get": {
+                "summary": "This description",
+                "responses": {"200": json_answer("The OpenAPI 3.1 document", obj(
+                    {"openapi": STRING, "info": {"type": "object"}, "paths": {"type": "object"}},
+                    ("openapi", "info", "paths"))),
+                              **errors(401)}}},
+        },
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}},
+        },
+    }
+    if api_key_required:
+        document["security"] = [{"ApiKey": []}]
+    return document

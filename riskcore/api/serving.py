@@ -1,0 +1,250 @@
+"""What one API process keeps between requests: the deployed model, per release, and answers built from files.
+
+The model is loaded once per deployed release, after its sha256 check; a new release is noticed
+on the next request (one readlink), and a release that fails to load never replaces the model
+being served. GET /scoring, /summarystats and /diagnostics are answered from caches keyed by the
+release and by the identity (one stat) of the files they are built from.
+
+numpy, pandas and scikit-learn are imported with the first request that needs them, so that
+creating the app (a gunicorn worker booting, `python app.py --help`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from riskcore.api.errors import ApiError, error_document, json_bytes
+from riskcore.config import Config
+from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, FINAL_DATA, TEST_DATA, DataError, IntegrityError, UserError
+from riskcore.files import read_json
+from riskcore.releases import Deployment, current_deployment, current_release_name, load_deployed_model
+
+log = logging.getLogger(__name__)
+
+RETRY_FAILED_RELEASE_SECONDS = 30.0  # a release that failed to load is not retried on every request
+BROKEN_POINTER = "current"  # stands for a deployment pointer that is not a link
+
+Answer = tuple[int, bytes]  # an HTTP status and a JSON body, ready to send
+
+
+# --- The served model ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Served:
+    """A deployed model, loaded and checked, ready to predict."""
+
+    deployment: Deployment
+    model: Any
+    positive: int  # column of predict_proba holding the attrition (class 1) probability
+
+    @property
+    def release(self) -> str:
+        return self.deployment.release
+
+    @property
+    def model_version(self) -> str:
+        return self.deployment.model_version
+
+    def predict(self, features) -> tuple[list[int], list[float]]:
+        """Class labels and attrition probabilities of feature rows, from the model's own predict_proba.
+
+        One call gives both: the label is the class of the highest probability, so it always agrees
+        with the probability reported beside it, and scikit-learn checks its input once, not twice.
+        """
+        probabilities = self.model.predict_proba(features)
+        labels = self.model.classes_[probabilities.argmax(axis=1)]
+        return labels.tolist(), probabilities[:, self.positive].tolist()
+
+
+def prepare_model(deployment: Deployment) -> Served:
+    """Load a deployment's model (hash-checked) and check it can answer predictions."""
+    import numpy as np
+
+    model = load_deployed_model(deployment)
+    positive = [i for i, label in enumerate(np.asarray(model.classes_).tolist()) if label == 1]
+    if not positive:
+        raise DataError("the deployed model has no class 1 (attrition) to give a probability for")
+    if not isinstance(deployment.manifest.get("model_version"), str):
+        raise DataError("the deployment manifest has no model_version")
+    model.predict_proba(np.zeros((1, len(FEATURES))))  # fail here, not in a request
+    return Served(deployment=deployment, model=model, positive=positive[0])
+
+
+class ModelCache:
+    """The model to serve, loaded once per deployed release; a release that fails to load is skipped."""
+
+    def __init__(self, prod: Path) -> None:
+        self.prod = prod
+        self._served: Served | None = None
+        self._failed: dict[str, float] = {}  # release -> monotonic time its load failed
+        self._lock = threading.Lock()
+
+    def pointer(self) -> str | None:
+        """The release the deployment pointer names now (a readlink); None when nothing is deployed."""
+        try:
+            return current_release_name(self.prod)
+        except IntegrityError as exc:
+            self._note_failure(BROKEN_POINTER, exc)
+            return BROKEN_POINTER
+
+    def serve(self) -> tuple[str | None, Served | None]:
+        """(the release the pointer names, the model to serve), switching when the pointer moved."""
+        name = self.pointer()
+        if name is None:
+            return None, None
+        served = self._served
+        if served is None or served.release != name:
+            served = self._switch(name)
+        return name, served
+
+    def get(self) -> Served:
+        """The model to serve now, or ApiError 503 when there is none."""
+        name, served = self.serve()
+        if served is None:
+            raise ApiError(503, "No model is deployed yet; run deployment.py first." if name is None else
+                           "The deployed model could not be loaded (see the server log) and no earlier "
+                           "model is available to serve.")
+        return served
+
+    def _switch(self, name: str) -> Served | None:
+        with self._lock:
+            served = self._served
+            if served is not None and served.release == name:
+                return served
+            failed_at = self._failed.get(name)
+            if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_RELEASE_SECONDS:
+                return served
+            try:
+                deployment = current_deployment(self.prod)
+                if deployment is None:
+                    raise DataError("the deployment pointer vanished while loading")
+                new = prepare_model(deployment)
+            except Exception as exc:  # whatever is wrong with a deployment must not take the API down
+                self._note_failure(name, exc)
+                return served
+            self._failed.clear()  # earlier failures are moot; a release named again is tried again
+            self._served = new
+            log.info("serving release %s (model %s)", new.release, new.model_version)
+            return new
+
+    def _note_failure(self, name: str, exc: BaseException) -> None:
+        if name not in self._failed:
+            now = self._served
+            log.error("deployment %s cannot be served (%s: %s); still serving %s", name,
+                      exc.__class__.__name__, exc, f"release {now.release}" if now else "nothing")
+        self._failed[name] = time.monotonic()
+
+
+# --- Answers derived from files, cached by the files' identity -------------------------------
+def file_signature(path: Path) -> tuple[int, int, int, int] | None:
+    """A cheap identity of a file's content (one stat); None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class KeyedCache:
+    """One prepared answer, rebuilt only when its key changes."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[Any, Answer] | None = None
+
+    def get(self, key: Any, build: Callable[[], Answer]) -> Answer:
+        """The answer for `key`: the cached one, or build() when the key changed."""
+        entry = self._entry
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        answer = build()
+        self._entry = (key, answer)
+        return answer
+
+
+def unavailable(message: str) -> Answer:
+    return 503, json_bytes(error_document(503, message))
+
+
+def without_server_paths(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its top-level absolute paths reduced to file names: callers need no server layout."""
+    return {key: PurePosixPath(value).name if isinstance(value, str) and value.startswith("/") else value
+            for key, value in record.items()}
+
+
+def utc_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RiskService:
+    """Everything one process keeps between requests."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.models = ModelCache(config.prod_deployment_folder)
+        self._scoring = KeyedCache()
+        self._summary = KeyedCache()
+        self._diagnostics = KeyedCache()
+
+    def scoring(self, served: Served) -> Answer:
+        """GET /scoring's answer, per release and version of the test data."""
+        signature = file_signature(self.config.test_data_file)
+        return self._scoring.get((served.release, signature), lambda: self._build_scoring(served, signature))
+
+    def summary(self) -> Answer:
+        """GET /summarystats' answer, per version of finaldata.csv."""
+        signature = file_signature(self.config.final_data_file)
+        return self._summary.get(signature, lambda: self._build_summary(signature))
+
+    def diagnostics(self) -> Answer:
+        """GET /diagnostics' answer, per version of the diagnostics record."""
+        signature = file_signature(self.config.output_model_folder / DIAGNOSTICS_RECORD)
+        return self._diagnostics.get(signature, lambda: self._build_diagnostics(signature))
+
+    def _build_scoring(self, served: Served, signature: Any) -> Answer:
+        from riskcore.evaluation import score_model
+        from riskcore.schema import read_client_csv
+
+        if signature is None:
+            return unavailable(f"The test data ({TEST_DATA}) does not exist yet.")
+        try:
+            frame = read_client_csv(self.config.test_data_file)
+        except DataError as exc:  # its messages name the file, not the folder
+            return unavailable(f"The test data cannot be scored: {exc}")
+        f1 = score_model(served.model, frame)
+        log.info("release %s: F1 %.4f on %s", served.release, f1, TEST_DATA)
+        return 200, json_bytes({"f1": f1, "data": TEST_DATA, "rows": int(len(frame)),
+                                "model_version": served.model_version, "release": served.release,
+                                "deployed_score": served.deployment.manifest.get("score")})
+
+    def _build_summary(self, signature: Any) -> Answer:
+        from riskcore.summary import read_ingested, summarize
+
+        if signature is None:
+            return unavailable(f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first.")
+        try:
+            summary = summarize(read_ingested(self.config))
+        except UserError as exc:
+            log.error("summary statistics of %s failed: %s", FINAL_DATA, exc)
+            return unavailable(f"The ingested data ({FINAL_DATA}) cannot be summarised; see the server log.")
+        return 200, json_bytes({"data": FINAL_DATA, "modified_at": utc_time(signature[3]), "summary": summary})
+
+    def _build_diagnostics(self, signature: Any) -> Answer:
+        if signature is None:
+            return unavailable(f"No diagnostics record ({DIAGNOSTICS_RECORD}) yet; run diagnostics.py first.")
+        path = self.config.output_model_folder / DIAGNOSTICS_RECORD
+        try:
+            record = read_json(path, "Diagnostics record")
+            if not isinstance(record, dict):
+                raise DataError(f"Diagnostics record {path} is not a JSON object.")
+            return 200, json_bytes(without_server_paths(record))
+        except (DataError, ValueError) as exc:  # ValueError: NaN, which JSON cannot carry
+            log.error("%s", exc)
+            return unavailable(f"The diagnostics record ({DIAGNOSTICS_RECORD}) is unreadable; "
+                               "run diagnostics.py again.")

@@ -1,0 +1,77 @@
+"""The endpoints: POST /prediction, GET /scoring, /summarystats, /diagnostics, /health and /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+
+from riskcore.api.errors import json_response
+from riskcore.api.inputs import rows_of_request
+from riskcore.api.serving import Answer, RiskService
+
+api = Blueprint("api", __name__)
+
+
+def service() -> RiskService:
+    """This app's RiskService (create_app puts it in app.extensions)."""
+    return current_app.extensions["risk"]
+
+
+def send(answer: Answer) -> Response:
+    status, body = answer
+    return Response(body, status=status, mimetype="application/json")
+
+
+@api.post("/prediction")
+def prediction() -> Response:
+    """Predictions and attrition probabilities for the supplied rows."""
+    served = service().models.get()
+    ids, features = rows_of_request(service().config)
+    labels, attrition = served.predict(features)
+    return json_response({
+        "model_version": served.model_version,
+        "release": served.release,
+        "count": len(ids),
+        "predictions": [{"corporation": c, "prediction": p, "probability": q}
+                        for c, p, q in zip(ids, labels, attrition, strict=True)],
+    })
+
+
+@api.get("/scoring")
+def scoring() -> Response:
+    """F1 of the deployed model on the test data, computed once per release."""
+    return send(service().scoring(service().models.get()))
+
+
+@api.get("/summarystats")
+def summarystats() -> Response:
+    """Mean, median and standard deviation of each numeric column of the ingested data."""
+    return send(service().summary())
+
+
+@api.get("/diagnostics")
+def diagnostics_record() -> Response:
+    """The latest diagnostics record: timings, missing-data shares, dependency versions."""
+    return send(service().diagnostics())
+
+
+@api.get("/health")
+def health() -> Response:
+    """Liveness, and which model is served."""
+    pointer, served = service().models.serve()
+    document: dict[str, Any] = {"status": "ok" if served else "no_model", "model_version": None,
+                                "deployed_at": None, "release": None}
+    if served is not None:
+        document.update(model_version=served.model_version, deployed_at=served.deployment.manifest.get("deployed_at"),
+                        release=served.release)
+    if pointer is not None and (served is None or served.release != pointer):
+        document["warning"] = (f"The current deployment ({pointer}) failed to load; "
+                               + (f"still serving release {served.release}." if served else "nothing is served."))
+    return json_response(document)
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """This API's OpenAPI 3.1 description."""
+    return Response(current_app.config["RISK_OPENAPI"], mimetype="application/json")

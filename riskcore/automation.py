@@ -1,0 +1,81 @@
+"""The cron tick: is there anything to do? If so, run the work (riskcore.cycle) with its own log file.
+
+A tick has something to do when the input folder holds a CSV the deployed ingestion record lacks
+(by name and sha256), or when an earlier run left a pending mark (it was killed before it
+finished). Everything up to that answer uses the standard library only: a tick with nothing new
+never imports pandas, numpy, scikit-learn, scipy, polars, matplotlib or reportlab (tests/test_fullprocess.py
+runs one and checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from logging.handlers import RotatingFileHandler
+
+from riskcore.config import Config
+from riskcore.contract import EXIT_OK
+from riskcore.newdata import detect_new_files
+from riskcore.releases import current_deployment
+from riskcore.runs import AUTOMATION_LOGGER, Reports, clear_pending, read_pending, run_was_recorded
+
+log = logging.getLogger(AUTOMATION_LOGGER)
+
+LOG_FILE = "fullprocess.log"
+LOG_MAX_BYTES = 1_000_000
+LOG_BACKUPS = 5
+
+
+@contextlib.contextmanager
+def file_logging(config: Config) -> Iterator[None]:
+    """While a run works, also log to a size-rotated file beside the models."""
+    config.output_model_folder.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(config.output_model_folder / LOG_FILE, maxBytes=LOG_MAX_BYTES,
+                                  backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def unfinished_run(config: Config) -> dict | None:
+    """The pending mark of a run that has still to be finished, or None."""
+    pending = read_pending(config)
+    if pending is not None and run_was_recorded(config, pending):
+        clear_pending(config)  # that run finished and is in the history; only its mark was left
+        return None
+    return pending
+
+
+def tick(config: Config, reports: Reports) -> int:
+    """One cron tick: decide, and act when there is something to do."""
+    current = current_deployment(config.prod_deployment_folder)
+    new_files = detect_new_files(config.input_folder, current)
+    pending = unfinished_run(config)
+    if not new_files and pending is None:
+        log.info("no new data in %s: nothing to do", config.input_folder)
+        return EXIT_OK
+    from riskcore import cycle  # the heavy libraries, only now that there is work
+
+    with file_logging(config):
+        return cycle.work(config, current, new_files, pending, reports)
+
+
+def preview(config: Config) -> str:
+    """What a tick would do now, with its reasons, changing nothing (--dry-run)."""
+    current = current_deployment(config.prod_deployment_folder)
+    new_files = detect_new_files(config.input_folder, current)
+    if new_files:
+        from riskcore import cycle
+
+        return cycle.dry_run(config, current, new_files)
+    pending = read_pending(config)
+    if pending is not None and not run_was_recorded(config, pending):
+        return f"would finish the reports of interrupted run {pending.get('run_number') or '(unnumbered)'}"
+    log.info("no new data in %s: nothing to do", config.input_folder)
+    return "would do nothing: no new data"

@@ -1,0 +1,180 @@
+"""The report's charts, drawn with matplotlib's Agg canvas (no display, no pyplot state) into PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+
+from riskcore.contract import FEATURE_LABELS, FEATURES
+from riskcore.evaluation import Evaluation
+
+CLASS_NAMES = ("stayed (0)", "exited (1)")
+INK = "#1f2a36"
+BLUE = "#2f6690"
+ORANGE = "#d1603d"
+GREY = "#8a96a3"
+
+
+def figure(width_in: float, height_in: float):
+    """A matplotlib figure drawn by the Agg canvas: no display, no pyplot state."""
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig, dpi: int = 150) -> bytes:
+    """A figure as PNG bytes on a white background."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    return buffer.getvalue()
+
+
+def confusion_matrix_chart(evaluation: Evaluation, model_version: str, day: str):
+    """The confusion matrix: counts in labelled cells, F1, model version and date in the title."""
+    matrix = np.array(evaluation.matrix)
+    fig = figure(5.6, 4.9)
+    ax = fig.add_subplot()
+    cmap = LinearSegmentedColormap.from_list("risk", ["#f4f7fa", BLUE])
+    ax.imshow(matrix, cmap=cmap, vmin=0, vmax=max(int(matrix.max()), 1))
+    captions = [["correctly expected to stay", "false alarm"], ["missed: left unexpectedly", "correctly flagged"]]
+    total = max(int(matrix.sum()), 1)
+    for actual in (0, 1):
+        for predicted in (0, 1):
+            count = int(matrix[actual, predicted])
+            dark = count > 0.55 * max(int(matrix.max()), 1)
+            color = "white" if dark else INK
+            ax.text(predicted, actual - 0.08, f"{count:,}", ha="center", va="center", fontsize=22,
+                    fontweight="bold", color=color)
+            ax.text(predicted, actual + 0.2, f"{captions[actual][predicted]}\n{100 * count / total:.1f}% of clients",
+                    ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks([0, 1], labels=list(CLASS_NAMES), fontsize=10)
+    ax.set_yticks([0, 1], labels=list(CLASS_NAMES), fontsize=10, rotation=90, va="center")
+    ax.set_xlabel("predicted", fontsize=11, labelpad=8)
+    ax.set_ylabel("actual", fontsize=11, labelpad=8)
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"Confusion matrix on the test data: F1 {evaluation.f1:.4f}\n"
+                 f"model {model_version} \N{MIDDLE DOT} {day} \N{MIDDLE DOT} {evaluation.rows:,} clients",
+                 fontsize=11, color=INK, pad=10)
+    return fig
+
+
+def roc_chart(evaluation: Evaluation):
+    """The ROC curve, with the point where the model's 0.5 threshold puts it."""
+    fig = figure(4.6, 4.4)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color=GREY, linewidth=1, label="random guess")
+    if evaluation.roc is not None:
+        fpr, tpr = evaluation.roc
+        ax.plot(fpr, tpr, color=BLUE, linewidth=2, label=f"model (AUC {evaluation.auc:.3f})")
+        (tn, fp), (fn, tp) = evaluation.matrix
+        ax.plot([fp / max(fp + tn, 1)], [tp / max(tp + fn, 1)], "o", color=ORANGE, markersize=7,
+                label="threshold 0.5 (the predictions)")
+        ax.set_title("ROC curve on the test data", fontsize=11, color=INK)
+    else:
+        ax.set_title("ROC curve: undefined\n(the test data holds one class only)", fontsize=11, color=INK)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate (stayers flagged)")
+    ax.set_ylabel("true positive rate (leavers flagged)")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.grid(alpha=0.25)
+    return fig
+
+
+def parse_time(text: str | None):
+    """An ISO 8601 time as a naive UTC datetime, or None."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def model_deployments(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per model, at its first deployment: records-only releases repeat the model."""
+    seen: set[str] = set()
+    firsts = []
+    for item in history:
+        if item["model_version"] not in seen:
+            seen.add(item["model_version"])
+            firsts.append(item)
+    return firsts
+
+
+def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], now: str):
+    """F1 over time: each model's F1 on the test data when deployed, and the drift checks."""
+    fig = figure(7.2, 2.9)
+    ax = fig.add_subplot()
+    models = [(parse_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
+    models = [(t, f) for t, f in models if t is not None]
+    checks = [(parse_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
+    checks = [(t, f, b) for t, f, b in checks if t is not None and isinstance(f, (int, float))]
+    if models:
+        # Each model's level holds until the next deployment, drawn up to the latest event.
+        end = max([t for t, _ in models] + [t for t, _, _ in checks] + [parse_time(now) or models[-1][0]])
+        times = [t for t, _ in models] + [end]
+        levels = [f for _, f in models] + [models[-1][1]]
+        ax.step(times, levels, where="post", color=BLUE, linewidth=1.5)
+        ax.plot([t for t, _ in models], [f for _, f in models], "o", color=BLUE, markersize=6,
+                label="model deployed: its F1 on the test data")
+    if checks:
+        ax.plot([t for t, _, _ in checks], [f for _, f, _ in checks], "D", markerfacecolor="white",
+                markeredgecolor=ORANGE, markersize=5, linestyle="none",
+                label="drift check: deployed model's F1 on the new data")
+        baselines = [(t, b) for t, _, b in checks if isinstance(b, (int, float))]
+        if baselines:
+            ax.plot([t for t, _ in baselines], [b for _, b in baselines], "_", color=INK, markersize=12,
+                    markeredgewidth=1.5, linestyle="none", label="baseline the check compared against")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("F1")
+    ax.grid(alpha=0.25)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    return fig
+
+
+def distribution_chart(profile: dict[str, list[float]], newest: dict[str, np.ndarray],
+                       psi: dict[str, tuple[float, str]]):
+    """Per feature: the training distribution (from its stored quantiles) beside the newest data."""
+    fig = figure(7.2, 5.6)
+    axes = fig.subplots(len(FEATURES), 1)
+    for ax, feature in zip(axes, FEATURES, strict=True):
+        train = np.asarray(profile.get(feature, []), dtype=np.float64)
+        new = np.asarray(newest.get(feature, []), dtype=np.float64)
+        both = np.concatenate([train, new])
+        if len(both) == 0:
+            ax.set_axis_off()
+            continue
+        top = float(np.quantile(both, 0.99)) or float(both.max()) or 1.0
+        bins = np.linspace(0, top, 41)
+        weights_new = np.full(len(new), 100 / max(len(new), 1))
+        weights_train = np.full(len(train), 100 / max(len(train), 1))
+        ax.hist(np.clip(train, 0, top), bins=bins, weights=weights_train, color=BLUE, alpha=0.45,
+                label="training data of the deployed model")
+        ax.hist(np.clip(new, 0, top), bins=bins, weights=weights_new, histtype="step", color=ORANGE,
+                linewidth=1.8, label="newest data (finaldata.csv)")
+        value, label = psi[feature]
+        ax.set_title(f"{FEATURE_LABELS.get(feature, feature)}: PSI {value:.3f} ({label})", fontsize=10,
+                     color=ORANGE if label == "drift" else INK, loc="left")
+        ax.set_ylabel("% of clients", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.2)
+    axes[0].legend(fontsize=8, frameon=False, loc="upper right")
+    axes[-1].set_xlabel("value (the top 1% are counted in the last bar)", fontsize=8)
+    return fig
+

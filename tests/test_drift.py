@@ -1,0 +1,136 @@
+"""riskcore.drift: the F1 drift tests on a known history, KS against scipy, PSI against a table worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from riskcore import drift
+from riskcore.contract import FEATURES
+
+# --- Model drift: the deployed model's F1 on new data against its baseline or history ----------
+HISTORY = [0.80, 0.82, 0.78, 0.81, 0.79]  # mean 0.80, stdev 0.01581, Q1 0.79, Q3 0.81
+
+
+@pytest.mark.parametrize("test, f1, drifted, threshold", [
+    ("raw", 0.70, True, 0.75), ("raw", 0.75, False, 0.75),
+    ("parametric", 0.77, False, 0.80 - 2 * 0.0158114), ("parametric", 0.76, True, 0.80 - 2 * 0.0158114),
+    ("nonparametric", 0.76, False, 0.76), ("nonparametric", 0.759, True, 0.76),
+])
+def test_drift_tests_on_a_known_history(test, f1, drifted, threshold):
+    verdict = drift.drift_verdict(f1, 0.75, HISTORY, test, min_history=5)
+    assert verdict.test == test
+    assert verdict.drift is drifted
+    assert verdict.threshold == pytest.approx(threshold, abs=1e-6)
+
+
+def test_statistical_tests_fall_back_to_raw_with_a_short_history():
+    verdict = drift.drift_verdict(0.70, 0.75, HISTORY[:3], "parametric", min_history=5)
+    assert verdict.test == "raw" and verdict.drift
+    assert "needs 5 scores" in verdict.reason
+
+
+# --- KS: the same statistic and p-value as scipy.stats.ks_2samp on raw samples ---------------------
+def samples(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "same":
+        return rng.normal(0, 1, 300), rng.normal(0, 1, 500)
+    if kind == "shifted":
+        return rng.normal(0.3, 1, 400), rng.normal(0, 1, 250)
+    if kind == "counts with ties":  # activity counts: many equal values in both samples
+        return rng.poisson(20, 700).astype(float), rng.poisson(21, 900).astype(float)
+    return rng.exponential(1, 50), rng.normal(1, 1, 2000)  # small against large, different shapes
+
+
+@pytest.mark.parametrize("kind", ["same", "shifted", "counts with ties", "small against large"])
+def test_ks_matches_scipy_ks_2samp_on_raw_samples(kind):
+    sample, reference = samples(kind, seed=len(kind))
+    statistic, p_value = drift.ks_test(sample, reference, reference_size=len(reference))
+    expected = stats.ks_2samp(sample, reference, method="asymp")  # ours is the asymptotic p-value
+    assert statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_ks_p_value_counts_the_training_rows_behind_a_quantile_profile():
+    """A profile of 1,001 quantiles stands for 5,000 training rows: the p-value is taken for 5,000."""
+    rng = np.random.default_rng(0)
+    training = rng.normal(100, 10, 5000)
+    profile = np.quantile(training, np.linspace(0, 1, 1001))
+    new = rng.normal(101, 10, 3000)
+    statistic, p_value = drift.ks_test(new, profile, reference_size=5000)
+    assert statistic == pytest.approx(stats.ks_2samp(new, profile).statistic, rel=1e-12)
+    assert p_value == pytest.approx(stats.kstwo.sf(statistic, round(3000 * 5000 / 8000)), rel=1e-12)
+    # ... and close to what scipy gives on the training rows themselves.
+    assert p_value == pytest.approx(stats.ks_2samp(new, training, method="asymp").pvalue, rel=0.5)
+
+
+# --- PSI: against tables worked out by hand ------------------------------------------------------
+# Reference 1..10: its deciles (linear interpolation) are 1.9, 2.8, ..., 9.1, so each value has a
+# bin of its own and every expected share is 0.1. A value equal to an edge would go to the bin above.
+REFERENCE = list(range(1, 11))
+
+
+def psi_by_hand(expected: list[float], actual: list[float]) -> float:
+    """sum over bins of (actual - expected) * ln(actual / expected)."""
+    return sum((a - e) * math.log(a / e) for e, a in zip(expected, actual, strict=True))
+
+
+@pytest.mark.parametrize("sample, actual", [
+    # 20 values: bin 1 holds 3 (0.15), bin 2 holds 1 (0.05), the eight others 2 each (0.10).
+    ([1, 1, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10],
+     [0.15, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # bin 1 holds 4 (0.20), bins 2-9 2 each, bin 10 none: its share counts as the floor, 0.0001.
+    ([1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9],
+     [0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.0001]),
+    # The reference itself: every share 0.1, nothing moved.
+    (REFERENCE, [0.1] * 10),
+])
+def test_psi_matches_a_hand_computed_table(sample, actual):
+    assert drift.psi(sample, REFERENCE) == pytest.approx(psi_by_hand([0.1] * 10, actual), rel=1e-12, abs=1e-15)
+
+
+def test_psi_hand_figures():
+    """The two tables above, as numbers: 0.05 ln 1.5 + 0.05 ln 2 and 0.1 ln 2 + 0.0999 ln 1000."""
+    assert drift.psi([1, 1, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10], REFERENCE) == \
+        pytest.approx(0.0549306, abs=1e-7)
+    assert drift.psi([1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9], REFERENCE) == \
+        pytest.approx(0.7593995, abs=1e-7)
+
+
+@pytest.mark.parametrize("value, drifted, label", [
+    (0.05, False, "stable"), (0.1, False, "some shift"), (0.2499, False, "some shift"),
+    (0.25, True, "drift"), (0.7, True, "drift"),
+])
+def test_psi_at_the_threshold_is_drift(value, drifted, label):
+    assert drift.psi_drifted(value, 0.25) is drifted
+    assert drift.psi_label(value, 0.25) == label
+
+
+def test_data_drift_statistics():
+    rng = np.random.default_rng(0)
+    reference = np.quantile(rng.normal(100, 10, 5000), np.linspace(0, 1, 1001))
+    same = rng.normal(100, 10, 3000)
+    shifted = rng.normal(130, 10, 3000)
+    assert drift.psi(same, reference) < 0.05
+    assert drift.psi(shifted, reference) > 1.0
+    assert drift.ks_test(same, reference, 5000)[1] > 0.01
+    statistic, p_value = drift.ks_test(shifted, reference, 5000)
+    assert statistic > 0.8 and p_value < 1e-6
+
+
+def test_data_drift_flags_the_feature_that_moved():
+    rng = np.random.default_rng(3)
+    training = {column: rng.normal(100, 10, 4000) for column in FEATURES}
+    profile = {"rows": 4000, "quantiles": {c: np.quantile(v, np.linspace(0, 1, 101)).tolist()
+                                           for c, v in training.items()}}
+    frame = pd.DataFrame({c: rng.normal(100, 10, 1000) for c in FEATURES})
+    frame["lastmonth_activity"] += 40
+    found = drift.data_drift(frame, profile, psi_threshold=0.25, ks_alpha=0.01)
+    assert [c for c, f in found["features"].items() if f["drift"]] == ["lastmonth_activity"] and found["drift"]
+    moved = found["features"]["lastmonth_activity"]
+    assert moved["psi"] == round(drift.psi(frame["lastmonth_activity"], profile["quantiles"]["lastmonth_activity"]), 4)
+    assert moved["psi_label"] == "drift"
