@@ -25,20 +25,46 @@ import sys
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.control import claim, pin, unpin
+from riskcore.contract import RUN_HISTORY, DataError
+from riskcore.control import claim, operator, pin, unpin
+from riskcore.files import utc_now
+from riskcore.history import record_run
+from riskcore.lock import exclusive_lock
 from riskcore.publish import deploy, repair, rollback
 from riskcore.releases import Deployment, require_deployment
+from riskcore.runs import new_run_id
 
 log = logging.getLogger("deployment")
 ACTIONS = ("rollback", "pin", "unpin", "repair")
 
 
 def run(config: Config, action: str | None = None, take_over: bool = False) -> Deployment:
-    """Deploy the trained model (or do one of ACTIONS); return the release served afterwards."""
+    """Deploy the trained model (or do one of ACTIONS) holding the run lock; return the release served after."""
     prod = config.prod_deployment_folder
-    claim(config, take_over=take_over)
+    with exclusive_lock(prod) as held:
+        if not held:
+            raise DataError(f"Another run (fullprocess.py or deployment.py) is working on {prod}; nothing was done, "
+                            "try again when it has finished.")
+        claim(config, take_over=take_over)
+        return act(config, action)
+
+
+def record_rollback(config: Config, before: Deployment, after: Deployment) -> None:
+    """A rollback is a run of its own in the history: when, from which release to which, by whom."""
+    now = utc_now()
+    record_run(config.output_model_folder / RUN_HISTORY, {
+        "run_id": new_run_id(), "started_at": now, "finished_at": now, "decision": "rollback", "outcome": "done",
+        "version_before": before.model_version, "version_after": after.model_version,
+        "note": f"rolled back from release {before.release} to {after.release} by {operator()}"})
+
+
+def act(config: Config, action: str | None) -> Deployment:
+    prod = config.prod_deployment_folder
     if action == "rollback":
-        return rollback(prod)
+        before = require_deployment(prod)
+        after = rollback(prod)
+        record_rollback(config, before, after)
+        return after
     if action == "repair":
         return repair(prod)
     if action == "pin":

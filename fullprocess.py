@@ -45,12 +45,12 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
     produce(config, run, api_url)
 
 
-def run(config: Config, api_url: str, dry: bool = False) -> int:
+def run(config: Config, api_url: str, dry: bool = False, take_over: bool = False) -> int:
     """One automation tick for `config` (the caller holds the run lock); its exit status."""
     if dry:
         print(preview(config))
         return EXIT_OK
-    return tick(config, partial(produce_reports, api_url=api_url))
+    return tick(config, partial(produce_reports, api_url=api_url), take_over=take_over)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the decision and its reasons; change nothing")
     parser.add_argument("--history", action="store_true", help="print the run history as a table")
     parser.add_argument("--api-url", default=None, help="API the reports call (default: automation.api_url)")
+    parser.add_argument("--take-over", action="store_true",
+                        help="switch the production folder to this config's setup (another setup owns it)")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             if not held:
                 log.info("another fullprocess run is in progress: exiting")
                 return EXIT_OK
-            return run(config, args.api_url or config.automation["api_url"], dry=args.dry_run)
+            return run(config, args.api_url or config.automation["api_url"], dry=args.dry_run,
+                       take_over=args.take_over)
 
     return run_cli(body)
 

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from logging.handlers import RotatingFileHandler
 
 from riskcore.config import Config
-from riskcore.contract import EXIT_OK
+from riskcore.contract import EXIT_OK, DataError
+from riskcore.control import claim
 from riskcore.newdata import detect_new_files
-from riskcore.releases import current_deployment
+from riskcore.releases import Deployment, current_deployment, release_names
 from riskcore.runs import AUTOMATION_LOGGER, Reports, clear_pending, read_pending, run_was_recorded
 
 log = logging.getLogger(AUTOMATION_LOGGER)
@@ -52,9 +53,20 @@ def unfinished_run(config: Config) -> dict | None:
     return pending
 
 
-def tick(config: Config, reports: Reports) -> int:
+def check_production(config: Config, take_over: bool = False, record: bool = True) -> Deployment | None:
+    """The deployment this setup may work on: its folder is this setup's, and `current` is in place."""
+    prod = config.prod_deployment_folder
+    claim(config, take_over=take_over, record=record)
+    current = current_deployment(prod)
+    if current is None and release_names(prod):
+        raise DataError(f"{prod} holds releases but no `current` link naming the one to serve; nothing was done "
+                        "(python deployment.py --repair serves the newest intact release again).")
+    return current
+
+
+def tick(config: Config, reports: Reports, take_over: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
-    current = current_deployment(config.prod_deployment_folder)
+    current = check_production(config, take_over)
     new_files = detect_new_files(config.input_folder, current)
     pending = unfinished_run(config)
     if not new_files and pending is None:
@@ -68,7 +80,7 @@ def tick(config: Config, reports: Reports) -> int:
 
 def preview(config: Config) -> str:
     """What a tick would do now, with its reasons, changing nothing (--dry-run)."""
-    current = current_deployment(config.prod_deployment_folder)
+    current = check_production(config, record=False)
     new_files = detect_new_files(config.input_folder, current)
     if new_files:
         from riskcore import cycle

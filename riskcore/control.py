@@ -75,11 +75,11 @@ def describe(setup: dict[str, str]) -> str:
            f"{Path(setup['output_model_folder']).name})"
 
 
-def claim(config: Config, take_over: bool = False) -> str:
+def claim(config: Config, take_over: bool = False, record: bool = True) -> str:
     """Make sure this config's setup may write to its production folder; record it as the owner.
 
     Returns what happened, for the log. Raises ConfigError (exit 2) when another setup owns the folder
-    and the switch was not asked for.
+    and the switch was not asked for. With record=False (a dry run) nothing is written.
     """
     prod = config.prod_deployment_folder
     control = read_control(prod)
@@ -96,6 +96,8 @@ def claim(config: Config, take_over: bool = False) -> str:
             f"Production folder {prod} belongs to the setup of {describe(owner)}, not to {config.config_file}; "
             "it would overwrite that setup's outputs, so nothing was done (run with --take-over to switch "
             "the folder to this setup).")
+    if not record:
+        return "would take over" if owner is not None else "would be the first owner"
     control["owner"] = mine
     control["owners"].append({"setup": mine, "since": utc_now(), "by": operator(),
                               "how": "first owner" if owner is None else

@@ -12,11 +12,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = {
-    "started_at": "TEXT", "finished_at": "TEXT", "run_number": "INTEGER", "new_files": "TEXT",
+    "run_id": "TEXT", "started_at": "TEXT", "finished_at": "TEXT", "run_number": "INTEGER", "new_files": "TEXT",
     "rows_read": "INTEGER", "rows_ingested": "INTEGER", "files_rejected": "TEXT",
     "f1_new_data": "REAL", "baseline": "REAL", "drift_test": "TEXT", "drift_verdict": "TEXT",
     "data_drift": "TEXT", "decision": "TEXT", "version_before": "TEXT", "version_after": "TEXT",
-    "step_seconds": "TEXT", "outcome": "TEXT", "error": "TEXT",
+    "step_seconds": "TEXT", "outcome": "TEXT", "error": "TEXT", "note": "TEXT",
 }
 JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds")
 
@@ -26,15 +26,23 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=10)
     columns = ", ".join(f"{name} {kind}" for name, kind in HISTORY_COLUMNS.items())
     connection.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {columns})")
+    present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    for name, kind in HISTORY_COLUMNS.items():  # a history written by an earlier version gains the new columns
+        if name not in present:
+            connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     return connection
 
 
 def record_run(path: Path, row: dict[str, Any]) -> None:
-    """Write a run into the history: a new row, or an update of the row of the same run."""
+    """Write a run into the history: a new row, or an update of the row of the same run (same run_id).
+
+    The run id is random, so two runs never share a row, however close together they start or
+    whatever the clock does.
+    """
     values = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()
               if k in HISTORY_COLUMNS}
     with contextlib.closing(_open_for_writing(path)) as connection, connection:
-        found = connection.execute("SELECT id FROM runs WHERE started_at = ?", (values["started_at"],)).fetchone()
+        found = connection.execute("SELECT id FROM runs WHERE run_id = ?", (values["run_id"],)).fetchone()
         if found:
             assignments = ", ".join(f"{name} = ?" for name in values)
             connection.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), found[0]])

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,10 +30,16 @@ log = logging.getLogger(AUTOMATION_LOGGER)
 PENDING_FILE = ".fullprocess-pending.json"
 
 
+def new_run_id() -> str:
+    """A run's id: random, so it cannot collide with another run's, whatever the clock says."""
+    return uuid.uuid4().hex
+
+
 @dataclass
 class Run:
     """What one run found, decided and did; becomes a row of the history."""
 
+    run_id: str = field(default_factory=new_run_id)
     started_at: str | None = None
     run_number: int | None = None
     new_files: list[str] = field(default_factory=list)
@@ -89,7 +96,7 @@ def history_path(config: Config) -> Path:
 # --- The pending mark --------------------------------------------------------------------------
 # What the mark keeps of a run: once it has decided, enough for the tick that finishes an
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
-PENDING_FIELDS = ("started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
+PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
                   "f1_new_data", "baseline", "drift_test", "drift_verdict", "data_drift", "decision",
                   "version_before")
 
@@ -126,6 +133,6 @@ def resumed_run(pending: dict[str, Any], run_number: int) -> Run | None:
 
 def run_was_recorded(config: Config, pending: dict[str, Any]) -> bool:
     """Whether the pending run is already in the history (killed after recording it, before clearing it)."""
-    started = pending.get("started_at")
-    return bool(started) and any(row["started_at"] == started and row["finished_at"]
-                                 for row in read_history(history_path(config)))
+    run_id = pending.get("run_id")
+    return bool(run_id) and any(row["run_id"] == run_id and row["finished_at"]
+                                for row in read_history(history_path(config)))

@@ -221,7 +221,8 @@ def test_a_pending_run_that_is_already_recorded_is_only_cleared(deployed: Config
     add_good_data(deployed)
     assert automation.tick(deployed, Reports()) == 0
     [row] = history(deployed)
-    write_pending(deployed, Run(started_at=row["started_at"], run_number=1, decision="keep"))  # killed after recording
+    write_pending(deployed, Run(run_id=row["run_id"], started_at=row["started_at"], run_number=1,
+                                decision="keep"))  # killed after recording
     done = Reports()
     assert automation.tick(deployed, done) == 0
     assert done.calls == [] and len(history(deployed)) == 1
@@ -261,7 +262,7 @@ def test_log_file_is_written(deployed: Config):
 HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportlab")
 # Every module a tick with nothing new imports: the script and the stdlib-only part of riskcore.
 NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.apikey", "riskcore.automation", "riskcore.cli", "riskcore.config",
-              "riskcore.contract", "riskcore.faults", "riskcore.files", "riskcore.history", "riskcore.inputs",
+              "riskcore.contract", "riskcore.control", "riskcore.faults", "riskcore.files", "riskcore.history", "riskcore.inputs",
               "riskcore.lock", "riskcore.newdata", "riskcore.releases", "riskcore.runs")
 
 

@@ -16,13 +16,31 @@ def row(started: str, **values) -> dict:
 
 def test_a_run_recorded_twice_is_one_row_updated(tmp_path: Path):
     path = tmp_path / "models" / "runhistory.sqlite"
-    record_run(path, row("2026-01-01T00:00:00Z", new_files=["a.csv"], outcome="reporting"))
-    record_run(path, row("2026-01-01T00:00:00Z", new_files=["a.csv"], outcome="done", decision="keep",
-                         data_drift={"drift": False}, step_seconds={"ingestion": 0.5}))
+    run = Run(started_at="2026-01-01T00:00:00Z", new_files=["a.csv"], outcome="reporting")
+    record_run(path, run.as_row())
+    run.outcome, run.decision, run.data_drift, run.step_seconds = "done", "keep", {"drift": False}, {"ingestion": 0.5}
+    record_run(path, run.as_row())
     [stored] = read_history(path)
     assert (stored["id"], stored["outcome"], stored["decision"]) == (1, "done", "keep")
     assert stored["new_files"] == ["a.csv"] and stored["data_drift"] == {"drift": False}
     assert stored["step_seconds"] == {"ingestion": 0.5}  # JSON columns come back decoded
+
+
+def test_runs_that_start_in_the_same_second_or_on_a_clock_set_back_keep_their_own_rows(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    for started in ["2026-01-01T00:00:05Z"] * 6 + ["2026-01-01T00:00:01Z"]:  # six in one second, then back
+        record_run(path, row(started, outcome="failed", error="step apicalls failed"))
+    rows = read_history(path)
+    assert len(rows) == 7 and len({r["run_id"] for r in rows}) == 7
+
+
+def test_a_history_written_before_run_ids_gains_the_column(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, outcome TEXT)")
+        db.execute("INSERT INTO runs (started_at, outcome) VALUES ('2025-01-01T00:00:00Z', 'done')")
+    record_run(path, row("2026-01-01T00:00:00Z", outcome="done"))
+    assert [r["outcome"] for r in read_history(path)] == ["done", "done"]
 
 
 def test_runs_are_read_oldest_first(tmp_path: Path):

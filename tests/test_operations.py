@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,20 @@ import ingestion
 import scoring
 import training
 from conftest import client_rows, run_script, write_config, write_csv
+from riskcore import evaluation
 from riskcore.config import Config, load_config
-from riskcore.contract import CURRENT_LINK, EXIT_CONFIG, RELEASES_DIR, ConfigError, DataError
+from riskcore.contract import (
+    CURRENT_LINK,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    RELEASES_DIR,
+    RUN_HISTORY,
+    SCORE_FILE,
+    ConfigError,
+    DataError,
+)
 from riskcore.control import read_control
+from riskcore.history import read_history
 from riskcore.releases import current_deployment, release_names
 
 
@@ -128,3 +140,84 @@ def test_a_bad_control_record_is_one_sentence(deployed: Config):
     (deployed.prod_deployment_folder / "control.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(DataError, match="Control record .* cannot be read"):
         deployment.run(deployed)
+
+
+# --- End to end, as an operator mixes the scripts with the automation ---------------------------
+def script(name: str, config: Config, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_script(name, "--config", str(config.config_file), *args, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_scripts_run_by_hand_cannot_pair_a_model_with_another_models_score(deployed: Config, tmp_path: Path):
+    prod = deployed.prod_deployment_folder
+    count = len(release_names(prod))
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(300, seed=9, flip=True))
+    for name in ("ingestion.py", "training.py"):
+        assert script(name, deployed, cwd=tmp_path).returncode == 0
+    refused = script("deployment.py", deployed, cwd=tmp_path)  # scoring.py was skipped
+    assert refused.returncode == EXIT_FAILED and "run scoring.py first" in refused.stderr
+    assert len(release_names(prod)) == count
+    assert script("scoring.py", deployed, cwd=tmp_path).returncode == 0
+    assert script("deployment.py", deployed, cwd=tmp_path).returncode == 0
+    current = current_deployment(prod)
+    assert current.manifest["score"] == evaluation.read_score(deployed.output_model_folder / SCORE_FILE)
+
+
+@pytest.mark.slow
+def test_ingestion_then_deployment_does_not_publish_rows_the_model_never_saw(deployed: Config, tmp_path: Path):
+    write_csv(deployed.input_folder / "more.csv", client_rows(500, seed=8))
+    assert script("ingestion.py", deployed, cwd=tmp_path).returncode == 0
+    refused = script("deployment.py", deployed, cwd=tmp_path)
+    assert refused.returncode == EXIT_FAILED and "run training.py and scoring.py first" in refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+
+
+@pytest.mark.slow
+def test_a_rollback_holds_at_the_next_tick_and_is_in_the_history(deployed: Config, tmp_path: Path):
+    prod = deployed.prod_deployment_folder
+    first = current_deployment(prod)
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(300, seed=9, flip=True))
+    closed = "http://127.0.0.1:9"  # no API: the reports' API calls fail, the decision stands
+    script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    retrained = current_deployment(prod)
+    assert retrained.model_version != first.model_version
+    rolled = script("deployment.py", deployed, "--rollback", cwd=tmp_path)
+    assert rolled.returncode == 0, rolled.stderr
+    assert current_deployment(prod).model_version == first.model_version
+    after = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    assert after.returncode == 0 and "no new data" in after.stderr
+    assert current_deployment(prod).model_version == first.model_version
+    [rollback] = [row for row in read_history(deployed.output_model_folder / RUN_HISTORY)
+                  if row["decision"] == "rollback"]
+    assert rollback["version_before"] == retrained.model_version
+    assert rollback["version_after"] == first.model_version
+    assert f"to {first.release}" in rollback["note"] and " by " in rollback["note"]
+
+
+@pytest.mark.slow
+def test_another_setup_ticking_on_the_folder_is_refused_and_makes_no_release(deployed: Config, tmp_path: Path):
+    production = second_setup(deployed, "production")
+    closed = "http://127.0.0.1:9"
+    script("fullprocess.py", production, "--api-url", closed, cwd=tmp_path)  # the course's one handover
+    prod = deployed.prod_deployment_folder
+    count = len(release_names(prod))
+    write_csv(deployed.input_folder / "later.csv", client_rows(60, seed=12))
+    for _ in range(2):
+        refused = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+        assert refused.returncode == EXIT_CONFIG
+        assert "belongs to the setup of" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(release_names(prod)) == count
+    switched = script("fullprocess.py", deployed, "--api-url", closed, "--take-over", cwd=tmp_path)
+    assert switched.returncode in (0, 1) and "takes over" in switched.stderr
+    assert read_control(prod)["owner"]["config_file"] == str(deployed.config_file)
+
+
+@pytest.mark.slow
+def test_deployment_waits_for_no_one_and_refuses_while_a_run_holds_the_lock(deployed: Config, tmp_path: Path):
+    from riskcore.lock import exclusive_lock
+
+    with exclusive_lock(deployed.prod_deployment_folder) as held:
+        assert held
+        refused = script("deployment.py", deployed, "--rollback", cwd=tmp_path)
+    assert refused.returncode == EXIT_FAILED and "Another run" in refused.stderr
