@@ -20,3 +20,18 @@ control_socket_disable = True
 def post_worker_init(worker):
     """Load the deployed model before the worker takes requests: no client waits for a cold start."""
     worker.wsgi.test_client().get("/health")
+
+
+def on_starting(server):
+    """Refuse to start, with one sentence, when the config or the API key is unusable (before any worker)."""
+    import sys
+
+    from riskcore.apikey import api_key
+    from riskcore.config import load_config
+    from riskcore.contract import CONFIG_ENV, UserError
+
+    try:
+        api_key(load_config(os.environ.get(CONFIG_ENV) or None))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

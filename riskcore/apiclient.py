@@ -10,7 +10,6 @@ URL; the file is still written, atomically, with what was obtained.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 
 import requests
 
+from riskcore.apikey import api_key as resolve_api_key
 from riskcore.config import Config
-from riskcore.contract import API_KEY_ENV, API_KEY_HEADER, API_RETURNS, EXIT_FAILED, EXIT_OK, TEST_DATA, UserError
+from riskcore.contract import API_KEY_HEADER, API_RETURNS, EXIT_FAILED, EXIT_OK, TEST_DATA, UserError
 from riskcore.files import atomic_write_json, next_report_number, numbered_name, utc_now
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,11 @@ def call_endpoints(config: Config, url: str, run_number: int | None = None, api_
     """Call the API's four endpoints and write apireturns(<n>).txt; return the exit status.
 
     `run_number` picks the file (default: the first unused number); `api_key` defaults to
-    $RISK_API_KEY.
+    riskcore.apikey's answer ($RISK_API_KEY, or an owner-only key file).
     """
     base_url = check_url(url)
     if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or None
+        api_key = resolve_api_key(config)
     if run_number is None:
         run_number = next_report_number(config.output_model_folder, (API_RETURNS,))
     target = returns_file(config, run_number)

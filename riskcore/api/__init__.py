@@ -5,8 +5,9 @@ inputs    the rows a prediction request supplies (records, CSV body, upload, con
 serving   the model loaded once per release, and the cached answers of the GET endpoints
 views     the endpoints                                   openapi   the OpenAPI 3.1 description
 
-The factory loads the config once, checks the API key before every request (RISK_API_KEY, sent
-as X-API-Key; /health needs none) and adds the security headers to every answer.
+The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
+owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.apikey; sent as
+X-API-Key; /health needs none) and adds the security headers to every answer.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from riskcore.api.inputs import MAX_CONTENT_LENGTH
 from riskcore.api.openapi import openapi_document
 from riskcore.api.serving import RiskService
 from riskcore.api.views import api
+from riskcore.apikey import api_key
 from riskcore.config import load_config
-from riskcore.contract import API_KEY_ENV, API_KEY_HEADER, CONFIG_ENV
+from riskcore.contract import API_KEY_HEADER, CONFIG_ENV
 
 __all__ = ["create_app"]
 
@@ -53,7 +55,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
-        RISK_API_KEY=os.environ.get(API_KEY_ENV) or None,
+        RISK_API_KEY=api_key(config),  # a key no header could carry is refused here, at start-up
         DEBUG=False,
         PROPAGATE_EXCEPTIONS=False,
         PROVIDE_AUTOMATIC_OPTIONS=False,  # OPTIONS would answer 200 with an empty HTML body; it is a 405 here
