@@ -11,6 +11,16 @@ import stat
 from pathlib import Path
 
 
+def printable_name(name: str) -> str:
+    """A file name as one line of UTF-8 text: bytes that are not UTF-8 and control characters escaped.
+
+    Names come from the file system as they are (a Latin-1 "société.csv", a newline): written raw they
+    would fail to encode, split a line of ingestedfiles.txt in two or forge a log line.
+    """
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def list_input_files(folder: Path) -> tuple[list[Path], list[str]]:
     """Split a folder's entries into CSV candidates and ignored names, sorted by name."""
     candidates, ignored = [], []
