@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-fast cron uncron lint check-course data system-test-deps clean bench
+.PHONY: help run run-db test test-fast cron uncron lint check-course data system-test-deps clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,14 @@ $(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.runtime-stamp
 run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled data (API up meanwhile)
 	HOST=$(HOST) PORT=$(PORT) tools/lifecycle.sh
 
+DB_FILE := db/clients.sqlite
+
+run-db: $(VENV)/.runtime-stamp ## the same life cycle from a database table: config.database.json, SQLite in db/
+	$(PY) datagen.py --sqlite $(DB_FILE) --market practice
+	HOST=$(HOST) PORT=$(PORT) LIFECYCLE_FIRST_CONFIG=config.database.json LIFECYCLE_CONFIG=config.database.json \
+	  LIFECYCLE_PROD=db/production_deployment \
+	  LIFECYCLE_NEW_DATA="$(PY) datagen.py --sqlite $(DB_FILE) --market source" tools/lifecycle.sh
+
 CRON_SCHEDULE ?= */10 * * * *
 CRON_CONFIG ?= $(CURDIR)/$(CONFIG)
 CRON_LOG ?= $(CURDIR)/logs/cron.log
@@ -41,11 +49,14 @@ uncron: ## remove this project's cron line for CONFIG
 serve: $(VENV)/.runtime-stamp ## run the API with gunicorn (gunicorn.conf.py: 2 threaded workers) on HOST:PORT
 	HOST=$(HOST) PORT=$(PORT) RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils
+system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v cron >/dev/null || missing="$$missing cron"; \
 	  command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	  pgrep -x cron >/dev/null || cron || true; \
 	fi
@@ -75,4 +86,4 @@ check-course: $(VENV)/.runtime-stamp ## reproduce the course's figures on COURSE
 	$(PY) checks/course_figures.py --data "$(COURSE_DATA)"
 
 clean: ## remove generated outputs (keeps the bundled data and .venv)
-	rm -rf ingesteddata models practicemodels production_deployment logs
+	rm -rf ingesteddata models practicemodels production_deployment logs db

@@ -95,7 +95,10 @@ overwritten by exact copies of other rows of that chunk (the row count stays ``n
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import os
+import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -380,18 +383,70 @@ def write_bundled(root: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
+# --- The SQLite example (config.database.json, make run-db) -------------------------------------
+SQLITE_TABLE = "clients"
+SQLITE_SCHEMA = (f"CREATE TABLE {SQLITE_TABLE} (corporation TEXT NOT NULL, lastmonth_activity INTEGER, "
+                 "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, updated_at TEXT NOT NULL)")
+# The bundled markets as rows of a CRM table: the practice market's rows first, the new market's
+# arriving later with a newer updated_at (the watermark column config.database.json names).
+SQLITE_MARKETS = {
+    "practice": (("practicedata/dataset1.csv", "practicedata/dataset2.csv"), "2024-01-31T00:00:00Z"),
+    "source": (("sourcedata/dataset3.csv", "sourcedata/dataset4.csv"), "2024-02-29T00:00:00Z"),
+}
+
+
+def bundled_rows(root: str | os.PathLike, market: str, updated_at: str) -> list[tuple]:
+    """A market's rows from the bundled CSV files, as table rows stamped with `updated_at`."""
+    rows = []
+    for relpath in SQLITE_MARKETS[market][0]:
+        with open(Path(root) / relpath, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader)  # the header
+            rows += [(corp, int(month), int(year), int(staff), int(exited), updated_at)
+                     for corp, month, year, staff, exited in reader]
+    return rows
+
+
+def write_sqlite(path: str | os.PathLike, market: str, root: str | os.PathLike) -> int:
+    """Add a market's bundled rows to the example table, creating the file; 0 when they are there already."""
+    path = Path(path)
+    if market not in SQLITE_MARKETS:
+        raise ValueError(f"unknown market {market!r}; expected one of {sorted(SQLITE_MARKETS)}")
+    if not path.exists():
+        with atomic_path(path) as tmp, contextlib.closing(sqlite3.connect(tmp)) as connection:
+            connection.execute(SQLITE_SCHEMA)
+            connection.commit()
+    updated_at = SQLITE_MARKETS[market][1]
+    rows = bundled_rows(root, market, updated_at)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:  # one transaction: all rows or none
+        if connection.execute(f"SELECT 1 FROM {SQLITE_TABLE} WHERE updated_at = ? LIMIT 1", (updated_at,)).fetchone():
+            return 0
+        connection.executemany(f"INSERT INTO {SQLITE_TABLE} VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description="Generate the project's bundled client data.")
     parser.add_argument("--root", default=str(Path(__file__).resolve().parent),
                         help="folder to write practicedata/, sourcedata/, testdata/ into "
                              "(default: the folder of datagen.py)")
+    parser.add_argument("--sqlite", metavar="PATH",
+                        help="instead: add the bundled rows of --market to the SQLite example table at PATH "
+                             f"(table {SQLITE_TABLE}, created when missing; rows already there are not added again)")
+    parser.add_argument("--market", choices=sorted(SQLITE_MARKETS), default="practice",
+                        help="with --sqlite: practicedata's rows (the first delivery) or sourcedata's (the next)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the five bundled CSV files and report their row counts."""
+    """Write the five bundled CSV files and report their row counts (or add rows to the SQLite example)."""
     args = parse_args(argv)
+    if args.sqlite:
+        added = write_sqlite(args.sqlite, args.market, args.root)
+        print(f"{args.sqlite}: {added} {args.market} rows added" if added else
+              f"{args.sqlite}: the {args.market} rows are there already")
+        return 0
     for relpath, count in write_bundled(args.root).items():
         print(f"{relpath}: {count} rows")
     return 0

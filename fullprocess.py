@@ -10,12 +10,17 @@ Decisions (the contract's table; riskcore.cycle makes them):
   nothing deployed yet                                   -> first deployment, then the reports
   new data, deployed model's F1 on it passes the test    -> keep the model, record the files
   new data, F1 fails the drift test                      -> re-train, score, deploy, then report
+  new data without labels                                -> keep the model ("no labels yet"), record the files
+  a file production ingested is now broken or gone       -> nothing ingested or deployed, exit 1
+"New data" is the rows of the files new or changed in this run; F1 is taken on its labelled rows.
 
-Exit status: 0 done or nothing to do (or another run holds the lock), 1 a step failed
-(production then stays as it was), 2 bad configuration.
+Exit status: 0 done or nothing to do (or another run holds the lock), 1 a step failed or a file
+was rejected (production then stays as it was), 2 bad configuration.
 Examples: python fullprocess.py
           python fullprocess.py --dry-run
+          python fullprocess.py --allow-removed   (drop the rows of files deleted from the input folder)
           python fullprocess.py --history
+          python fullprocess.py --history --format csv > history.csv
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from riskcore.automation import preview, tick
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_OK
-from riskcore.history import format_history, read_history
+from riskcore.history import HISTORY_FORMATS, read_history, render_history
 from riskcore.lock import exclusive_lock
 from riskcore.runs import AUTOMATION_LOGGER, Run, history_path
 
@@ -45,36 +50,41 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
     produce(config, run, api_url)
 
 
-def run(config: Config, api_url: str, dry: bool = False, take_over: bool = False) -> int:
+def run(config: Config, api_url: str, dry: bool = False, take_over: bool = False, allow_removed: bool = False) -> int:
     """One automation tick for `config` (the caller holds the run lock); its exit status."""
     if dry:
-        print(preview(config))
+        print(preview(config, allow_removed=allow_removed))
         return EXIT_OK
-    return tick(config, partial(produce_reports, api_url=api_url), take_over=take_over)
+    return tick(config, partial(produce_reports, api_url=api_url), take_over=take_over, allow_removed=allow_removed)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: one automation tick (or --dry-run, or --history)."""
     parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the decision and its reasons; change nothing")
-    parser.add_argument("--history", action="store_true", help="print the run history as a table")
+    parser.add_argument("--history", action="store_true", help="print the run history (every column), oldest first")
+    parser.add_argument("--format", choices=HISTORY_FORMATS, default="table",
+                        help="how --history prints: table (default), json or csv")
     parser.add_argument("--api-url", default=None, help="API the reports call (default: automation.api_url)")
     parser.add_argument("--take-over", action="store_true",
                         help="switch the production folder to this config's setup (another setup owns it)")
+    parser.add_argument("--allow-removed", action="store_true",
+                        help="drop the rows of ingested files that are no longer in the input folder (held back "
+                             "otherwise)")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
     def body() -> int:
         config = load_config(args.config)
         if args.history:
-            print(format_history(read_history(history_path(config))))
+            print(render_history(read_history(history_path(config)), args.format))
             return EXIT_OK
         with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:
                 log.info("another fullprocess run is in progress: exiting")
                 return EXIT_OK
             return run(config, args.api_url or config.automation["api_url"], dry=args.dry_run,
-                       take_over=args.take_over)
+                       take_over=args.take_over, allow_removed=args.allow_removed)
 
     return run_cli(body)
 

@@ -4,8 +4,10 @@ Reads:  prod_deployment_path  the deployed model (after its sha256 check), its m
                               manifests of earlier releases (the F1 trend)
         test_data_path/testdata.csv, output_folder_path/finaldata.csv and ingestionrecord.json
         output_model_path/diagnostics.json (timings, dependencies) and runhistory.sqlite, if any
-Writes: output_model_path/risk_scores.csv     every client, highest attrition risk first
+Writes: output_model_path/risk_scores.csv     the call list: each client who has not left, once,
+                                              highest attrition risk first, with the reasons
                                               (overwritten on each run)
+        output_model_path/risk_scores.json    which model ranked it, when, how many clients
         output_model_path/confusionmatrix.png the deployed model on the test data
         output_model_path/summary_report.pdf  a few pages for the people who run the system
 Reports of earlier runs are kept: the first run writes the plain names, later runs

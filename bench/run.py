@@ -10,10 +10,14 @@ the same run, runs of the two interleaved:
 
   cron_tick       python fullprocess.py with nothing new   vs  python -c pass
   prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
-  get_endpoints   GET /scoring, /summarystats, /diagnostics vs  GET /health
-  risk_list       riskcore.risklist, 1M and 10M rows       vs  pandas.read_csv of the same file
+  get_endpoints   GET /scoring, /summarystats, /diagnostics, vs  GET /health
+                  /risk?top=50
+  risk_list       riskcore.risklist, 1M and 10M rows       vs  pandas.read_csv of the same file;
+                  its reasons                              vs  the same list without them
   ingestion       ingestion.run, 10 files x 1M rows        vs  pandas.read_csv of the same files
   full_cycle      fullprocess.py with drift, 10,000 rows   vs  the sum of its steps' own timings
+  db_tick         fullprocess.py with nothing new, a table  vs  python -c pass (SQLite); 0.3 s (PostgreSQL)
+  db_ingestion    ingestion.run, a 1M-row PostgreSQL table  vs  psql's \\copy of the same query to /dev/null
 
 This process imports only the standard library; the work runs in child processes (bench/tasks.py,
 the scripts, gunicorn) whose peak memory is taken by /usr/bin/time from a process of its own, since
@@ -56,7 +60,8 @@ ROOT = BENCH.parent
 TASKS = BENCH / "tasks.py"
 PYTHON = sys.executable
 TIME = "/usr/bin/time"
-BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle")
+BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle", "db_tick",
+              "db_ingestion")
 SEED = 20240601
 # diagnostics.py asks pip for the latest versions; an index that refuses at once keeps the
 # network out of the figures (and no configured mirror or find-links answers instead).
@@ -86,6 +91,9 @@ class Sizes:
     ingest_rows: int
     ingest_runs: int
     cycle_runs: int
+    db_tick_rows: int = 10_000  # clients in the table a no-op tick asks about
+    db_ingest_rows: int = 1_000_000
+    db_ingest_runs: int = 3
 
 
 FULL = Sizes(clients=10_000, practice=3_000, tick_runs=15, tick_memory_runs=3, load_seconds=3, load_requests=200_000,
@@ -93,7 +101,8 @@ FULL = Sizes(clients=10_000, practice=3_000, tick_runs=15, tick_memory_runs=3, l
              ingest_files=10, ingest_rows=1_000_000, ingest_runs=1, cycle_runs=3)
 QUICK = Sizes(clients=600, practice=400, tick_runs=3, tick_memory_runs=1, load_seconds=1, load_requests=150,
               warmup_requests=10, connections=2, risk_rows=(3_000,), risk_runs=(1,), ingest_files=2,
-              ingest_rows=2_000, ingest_runs=1, cycle_runs=1)
+              ingest_rows=2_000, ingest_runs=1, cycle_runs=1, db_tick_rows=500, db_ingest_rows=5_000,
+              db_ingest_runs=1)
 
 
 def log(message: str) -> None:
@@ -371,7 +380,7 @@ def bench_api(sizes: Sizes, project: Project, server: Server, scratch: Path,
     bodies = request_bodies(project, scratch)
     kinds = {"/health": ("GET", None), "POST /prediction, 1 record": ("POST", bodies[1]),
              "POST /prediction, 1,000 records": ("POST", bodies[1000]), "/scoring": ("GET", None),
-             "/summarystats": ("GET", None), "/diagnostics": ("GET", None)}
+             "/summarystats": ("GET", None), "/diagnostics": ("GET", None), "/risk?top=50": ("GET", None)}
 
     def url(name: str) -> str:
         return server.url + ("/prediction" if name.startswith("POST") else name)
@@ -416,15 +425,57 @@ def bench_api(sizes: Sizes, project: Project, server: Server, scratch: Path,
         versus(many_p, "p50_us", "1,000 records: p50", "ms", target="<= 20 ms", met=many["p50_us"] / 1000 <= 20),
         versus(many_p, "p99_us", "1,000 records: p99", "ms"),
     ]}
-    endpoints = {"title": "GET /scoring, /summarystats, /diagnostics (nothing recomputed per request)",
+    endpoints = {"title": "GET /scoring, /summarystats, /diagnostics, /risk (nothing recomputed per request)",
                  "setup": setup, "figures": []}
-    for name in ("/scoring", "/summarystats", "/diagnostics"):
+    for name in ("/scoring", "/summarystats", "/diagnostics", "/risk?top=50"):
         endpoints["figures"] += [
             versus(name, "p50_us", f"GET {name}: p50", "ms", target="<= 2x floor",
                    met=results[name]["p50_us"] <= 2 * floors[name]["p50_us"]),
             versus(name, "p99_us", f"GET {name}: p99", "ms"),
             versus(name, "rps", f"GET {name}: requests/s", "req/s", better="higher")]
+    endpoints["title"] = ("GET /scoring, /summarystats, /diagnostics, /risk and the web page / (nothing recomputed "
+                          "per request)")
+    endpoints["figures"] += bench_page(sizes, project, scratch, client)
     return prediction, endpoints
+
+
+def page_config(project: Project) -> Path:
+    """config.page.json: config.json with every new-market client (sourcedata) as the ingested data."""
+    folder = project.folder / "pageview"
+    folder.mkdir(exist_ok=True)
+    parts = [(project.folder / "sourcedata" / name).read_text(encoding="utf-8").splitlines()
+             for name in ("source1.csv", "source2.csv")]
+    (folder / "finaldata.csv").write_text("\n".join(parts[0] + parts[1][1:]) + "\n", encoding="utf-8")
+    path = project.folder / "config.page.json"
+    raw = json.loads(project.config.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**raw, "output_folder_path": "pageview"}), encoding="utf-8")
+    return path
+
+
+def bench_page(sizes: Sizes, project: Project, scratch: Path, client: str) -> list[dict[str, Any]]:
+    """GET /, the web page, with all the new-market clients ingested, beside GET /health of the same server."""
+    with Server(page_config(project), scratch / "gunicorn-page.log") as server:
+        load(server.url + "/", seconds=30, requests=sizes.warmup_requests, connections=sizes.connections,
+             client="python")  # each worker ranks the clients once
+        weight = 0
+        for path in ("/", "/static/page.css", "/static/icon.svg"):
+            with urllib.request.urlopen(server.url + path, timeout=10) as answer:
+                weight += len(answer.read())
+        health = [measure_load(server, "/health", "GET", None, sizes, client)]
+        page = measure_load(server, "/", "GET", None, sizes, client)
+        health.append(measure_load(server, "/health", "GET", None, sizes, client))
+    floor = {key: statistics.fmean(h[key] for h in health) for key in ("rps", "p50_us", "p99_us")}
+    label = f"GET / ({sizes.clients:,} clients)"
+    return [
+        figure(f"{label}: p50", page["p50_us"] / 1000, "ms", "GET /health p50", floor["p50_us"] / 1000,
+               target="<= 3x floor", met=page["p50_us"] <= 3 * floor["p50_us"], requests=page["requests"]),
+        figure(f"{label}: p99", page["p99_us"] / 1000, "ms", "GET /health p99", floor["p99_us"] / 1000,
+               requests=page["requests"]),
+        figure(f"{label}: requests/s", page["rps"], "req/s", "GET /health req/s", floor["rps"], better="higher",
+               requests=page["requests"]),
+        figure("GET /: the page, its stylesheet and icon", weight / 1024, "KB", "the limit", 300.0,
+               target="< 300 KB", met=weight < 300 * 1024),
+    ]
 
 
 # --- 4. the risk list ------------------------------------------------------------------------
@@ -432,21 +483,30 @@ def bench_risk_list(sizes: Sizes, project: Project, data: Path) -> dict[str, Any
     figures = []
     for rows, runs in zip(sizes.risk_rows, sizes.risk_runs, strict=True):
         [clients] = cached_clients(data / "clients", rows, [SEED])
-        got: dict[str, list[Measured]] = {"risk": [], "floor": []}
+        got: dict[str, list[Measured]] = {"risk": [], "floor": [], "plain": []}
         for _ in range(runs):
             got["floor"].append(task("read-csv", str(clients)))
             got["risk"].append(task("risk-list", "--config", str(project.risk_config), "--clients", str(clients)))
+            got["plain"].append(task("risk-list", "--config", str(project.risk_config), "--clients", str(clients),
+                                     "--no-reasons"))
         seconds = median([m.result()["seconds"] for m in got["risk"]])
         floor = median([m.result()["seconds"] for m in got["floor"]])
+        plain = median([m.result()["seconds"] for m in got["plain"]])
         label = f"{rows:,} clients"
-        log(f"risk list of {label}: {seconds:.2f} s vs read_csv {floor:.2f} s")
+        log(f"risk list of {label}: {seconds:.2f} s vs read_csv {floor:.2f} s; without reasons {plain:.2f} s")
         largest = rows == max(sizes.risk_rows)  # the targets are for the largest file (10M rows)
         figures.append(figure(f"{label}: time", seconds, "s", "pandas.read_csv", floor,
                               target="<= 0.75x floor" if largest else None,
                               met=seconds <= 0.75 * floor if largest else None, runs=runs,
                               process_wall_s=round(median([m.seconds for m in got["risk"]]), 3),
                               floor_process_wall_s=round(median([m.seconds for m in got["floor"]]), 3)))
+        figures.append(figure(f"{label}: time with reasons", seconds, "s", "the same list without reasons", plain,
+                              target="<= 1.25x floor" if largest else None,
+                              met=seconds <= 1.25 * plain if largest else None, runs=runs,
+                              clients_listed=got["risk"][-1].result()["rows"]))
         figures.append(cpu_figure(f"{label}: CPU time", got["risk"], "pandas.read_csv", got["floor"]))
+        figures.append(cpu_figure(f"{label}: CPU time with reasons", got["risk"], "the same list without reasons",
+                                  got["plain"]))
         peaks = [m.peak_mb for m in got["risk"] if m.peak_mb is not None]
         floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
         if peaks and floor_peaks:
@@ -531,6 +591,97 @@ def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Pa
             "note": "pip is pointed at an unreachable loopback index (PIP_INDEX_URL=http://127.0.0.1:9/simple, "
                     "PIP_RETRIES=0, no pip config file), so diagnostics' dependency check measures this code, "
                     "not the network"}
+
+
+# --- 7 and 8. the database source (input_database) --------------------------------------------
+@contextlib.contextmanager
+def postgres():
+    """A throwaway PostgreSQL server (tests/pg.py, on a free loopback port) for the database benchmarks."""
+    server = task("postgres", "start", memory=False).result()
+    try:
+        yield server
+    finally:
+        task("postgres", "stop", "--folder", server["folder"], "--port", str(server["port"]),
+             "--run-as", server["run_as"] or "", memory=False)
+
+
+def pg_env(server: dict[str, Any]) -> dict[str, str]:
+    """libpq's password variable, and no password or service file of the machine's."""
+    return {"PGPASSWORD": server["password"], "PGPASSFILE": os.devnull, "PGSERVICEFILE": os.devnull}
+
+
+DB_TICK_LABELS = {"sqlite": "SQLite, watermark column", "sqlite-checksum": "SQLite, count and checksum",
+                  "postgresql": "PostgreSQL, watermark column", "postgresql-checksum": "PostgreSQL, count and checksum"}
+
+
+def bench_db_tick(sizes: Sizes, server: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    configs = task("db-project", "--dir", str(scratch / "db-project"), "--url", server["url"], "--rows",
+                   str(sizes.db_tick_rows), "--seed", str(SEED), memory=False, **pg_env(server)).result()
+    env = child_env(**pg_env(server))
+    commands = {"floor": [PYTHON, "-c", "pass"]}
+    commands.update({key: [PYTHON, str(ROOT / "fullprocess.py"), "--config", path] for key, path in configs.items()})
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for number in range(sizes.tick_runs + 1):  # the first round warms the file cache and the server
+        for name, command in commands.items():
+            measured = run_child(command, env=env, cwd=scratch, timeout=60, memory=False)
+            if number:
+                times[name].append(measured.seconds)
+            if name != "floor" and "nothing to do" not in measured.stderr:
+                raise RuntimeError(f"the {name} tick found work to do:\n{measured.stderr[-2000:]}")
+    floor = median(times["floor"])
+    figures = []
+    for key in configs:
+        wall = median(times[key])
+        log(f"tick, {DB_TICK_LABELS[key]}: {wall * 1000:.0f} ms vs python -c pass {floor * 1000:.0f} ms")
+        sqlite = key.startswith("sqlite")
+        figures.append(figure(f"{DB_TICK_LABELS[key]}: wall time (median)", wall, "s", "python -c pass", floor,
+                              target="<= 10x floor" if sqlite else "<= 0.3 s",
+                              met=wall <= 10 * floor if sqlite else wall <= 0.3, runs=sizes.tick_runs))
+    return {"title": f"cron tick with nothing new: python fullprocess.py, input_database a table of "
+                     f"{sizes.db_tick_rows:,} clients (deployed from it)", "figures": figures}
+
+
+def bench_db_ingestion(sizes: Sizes, server: dict[str, Any], data: Path, scratch: Path) -> dict[str, Any]:
+    [clients] = cached_clients(data / "clients", sizes.db_ingest_rows, [SEED])
+    log(f"loading {sizes.db_ingest_rows:,} clients into PostgreSQL")
+    task("db-table", "--url", server["url"], "--table", "clients_large", "--clients", str(clients), memory=False,
+         **pg_env(server))
+    folder = scratch / "db-ingestion"
+    (folder / "test").mkdir(parents=True, exist_ok=True)
+    env = child_env(**pg_env(server))
+    figures = []
+    for watermark in ("updated_at", None):
+        config = folder / f"config-{watermark or 'checksum'}.json"
+        config.write_text(json.dumps({
+            "input_database": {"url": server["url"], "table": "clients_large", "watermark_column": watermark},
+            "output_folder_path": "ingested", "test_data_path": "test", "output_model_path": "models",
+            "prod_deployment_path": "prod"}), encoding="utf-8")
+        sql = task("db-select", "--config", str(config), memory=False).result()["sql"]
+        copy = [server["psql"], "-X", "-q", "-d", server["url"], "-c", f"\\copy ({sql}) TO '/dev/null' CSV"]
+        got: dict[str, list[Measured]] = {"ingest": [], "floor": []}
+        for _ in range(sizes.db_ingest_runs):
+            got["floor"].append(run_child(copy, env=env, cwd=folder, timeout=300))
+            got["ingest"].append(task("ingest", "--config", str(config), **pg_env(server)))
+            shutil.rmtree(folder / "ingested", ignore_errors=True)
+        result = got["ingest"][-1].result()
+        seconds = median([m.result()["seconds"] for m in got["ingest"]])
+        floor = median([m.seconds for m in got["floor"]])
+        order = "in watermark order" if watermark else "in table order, count and checksum"
+        log(f"ingestion from PostgreSQL ({order}): {seconds:.2f} s vs psql \\copy {floor:.2f} s")
+        label = f"{sizes.db_ingest_rows:,} rows {order}"
+        figures.append(figure(f"{label}: time", seconds, "s", "psql \\copy of the same query to /dev/null", floor,
+                              target="<= 2x floor", met=seconds <= 2 * floor, runs=sizes.db_ingest_runs,
+                              rows_read=result["rows_read"], rows_kept=result["rows_kept"],
+                              process_wall_s=round(median([m.seconds for m in got["ingest"]]), 3)))
+        peaks = [m.peak_mb for m in got["ingest"] if m.peak_mb is not None]
+        floor_peaks = [m.peak_mb for m in got["floor"] if m.peak_mb is not None]
+        if peaks and floor_peaks:
+            figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "psql \\copy", max(floor_peaks)))
+    return {"title": "ingestion (ingestion.run) of a PostgreSQL table: read, validate, one row per client, "
+                     "finaldata.csv and the record",
+            "figures": figures,
+            "note": "ingestion's time is taken inside its process, polars imported before the clock starts (as in "
+                    "the ingestion benchmark); psql's is its whole process, connection included"}
 
 
 # --- The machine, the table, the record ------------------------------------------------------
@@ -628,6 +779,14 @@ def run(sizes: Sizes, data: Path, only: tuple[str, ...], client: str) -> dict[st
                 if "full_cycle" in only:
                     log("full cycle with drift")
                     record("full_cycle", work=bench_full_cycle, sizes=sizes, project=project, server=server,
+                           scratch=scratch)
+        if {"db_tick", "db_ingestion"} & set(only):
+            with postgres() as pg_server:
+                if "db_tick" in only:
+                    log("cron tick with nothing new, a database table as the source")
+                    record("db_tick", work=bench_db_tick, sizes=sizes, server=pg_server, scratch=scratch)
+                if "db_ingestion" in only:
+                    record("db_ingestion", work=bench_db_ingestion, sizes=sizes, server=pg_server, data=data,
                            scratch=scratch)
     return {key: results[key] for key in BENCHMARKS if key in results}
 

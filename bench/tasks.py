@@ -108,17 +108,21 @@ def task_project(args: argparse.Namespace) -> None:
 
 # --- Timed work and its floors ---------------------------------------------------------------
 def task_risk_list(args: argparse.Namespace) -> None:
-    """riskcore.risklist.risk_scores over a client file, libraries imported before the clock starts."""
+    """riskcore.risklist.risk_scores over a client file, libraries imported before the clock starts.
+
+    --no-reasons leaves the reason columns empty: the floor that the reasons' cost is measured against.
+    """
     import sklearn.linear_model  # noqa: F401
 
     from riskcore.risklist import risk_scores
 
     config = load_config(args.config)
     start, cpu = time.perf_counter(), time.process_time()
-    result = risk_scores(config, Path(args.clients))
+    result = risk_scores(config, Path(args.clients), reasons=not args.no_reasons)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = result.rows
     result.path.unlink()
+    result.record.unlink()
     emit({"seconds": seconds, "cpu_seconds": cpu, "rows": rows})
 
 
@@ -146,12 +150,114 @@ def task_ingest(args: argparse.Namespace) -> None:
           "rows_kept": result.data.height, "rejected": len(result.rejected)})
 
 
+# --- The database source (input_database) ----------------------------------------------------
+# A throwaway PostgreSQL server (tests/pg.py: Debian's binaries, a free loopback port, an
+# unprivileged user when run as root); its password reaches the tasks as PGPASSWORD.
+DB_TABLE_SQL = ("CREATE TABLE {table} (corporation text NOT NULL, lastmonth_activity bigint, lastyear_activity bigint, "
+                "number_of_employees bigint, exited smallint, updated_at timestamptz NOT NULL DEFAULT now());")
+DB_COLUMNS = "corporation, lastmonth_activity, lastyear_activity, number_of_employees, exited"
+
+
+def pg_module():
+    sys.path.insert(0, str(ROOT / "tests"))
+    import pg
+
+    return pg
+
+
+def task_postgres(args: argparse.Namespace) -> None:
+    """start: a new cluster in the system's temporary folder (one its unprivileged user can reach) with a database
+    "crm", printing where; stop: stop it and delete the cluster."""
+    pg = pg_module()
+    if args.action == "start":
+        server = pg.start_server()
+        server.create_database("crm")
+        emit({"folder": str(server.folder), "port": server.port, "run_as": server.run_as,
+              "psql": str(server.bin / "psql"), "url": server.url("crm"),
+              "password": server.client_env()["PGPASSWORD"]})
+    else:
+        bin_folder = pg.postgres_bin()
+        pg.remove(pg.PostgresServer(Path(args.folder), args.port, bin_folder, args.run_as or None))
+        emit({"stopped": args.folder})
+
+
+def psql(url: str, sql: str) -> None:
+    """Run SQL and psql meta-commands through Debian's psql (the password from PGPASSWORD)."""
+    import subprocess
+
+    subprocess.run([str(pg_module().postgres_bin() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                   input=sql, text=True, check=True, capture_output=True)
+
+
+def load_table(url: str, table: str, clients: Path) -> None:
+    """A client CSV as a PostgreSQL table with an indexed updated_at watermark."""
+    psql(url, f"DROP TABLE IF EXISTS {table};" + DB_TABLE_SQL.format(table=table)
+         + f"\\copy {table} ({DB_COLUMNS}) FROM '{clients}' CSV HEADER\n"
+         + f"CREATE INDEX ON {table} (updated_at); VACUUM ANALYZE {table};")
+
+
+def task_db_table(args: argparse.Namespace) -> None:
+    """Load a client CSV into a PostgreSQL table (timed, for the log)."""
+    start = time.perf_counter()
+    load_table(args.url, args.table, Path(args.clients))
+    emit({"seconds": time.perf_counter() - start})
+
+
+def task_db_project(args: argparse.Namespace) -> None:
+    """Deployed projects whose source is a table of --rows clients: SQLite and PostgreSQL, with and without a
+    watermark column; a tick of each then has nothing new."""
+    import sqlite3
+
+    import datagen
+
+    folder = Path(args.dir)
+    shutil.rmtree(folder, ignore_errors=True)
+    practice = datagen.generate_clients(args.rows + TEST_ROWS, "practice", args.seed)
+    write_frame(folder / "testdata" / "testdata.csv", practice.iloc[:TEST_ROWS])
+    clients = folder / "clients.csv"
+    write_frame(clients, practice.iloc[TEST_ROWS:])
+    with sqlite3.connect(folder / "crm.sqlite") as connection:
+        connection.execute("CREATE TABLE clients (corporation TEXT NOT NULL, lastmonth_activity INTEGER, "
+                           "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, "
+                           "updated_at TEXT NOT NULL)")
+        rows = practice.iloc[TEST_ROWS:].itertuples(index=False)
+        connection.executemany("INSERT INTO clients VALUES (?, ?, ?, ?, ?, '2024-01-31T00:00:00Z')",
+                               [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows])
+        connection.execute("CREATE INDEX clients_updated_at ON clients (updated_at)")
+    connection.close()
+    load_table(args.url, "clients", clients)
+    configs = {}
+    for name, url in (("sqlite", "sqlite:///crm.sqlite"), ("postgresql", args.url)):
+        for watermark in ("updated_at", None):
+            key = f"{name}{'' if watermark else '-checksum'}"
+            config = folder / f"config.{key}.json"
+            config.write_text(json.dumps({
+                "input_database": {"url": url, "table": "clients", "watermark_column": watermark},
+                "output_folder_path": f"{key}/ingesteddata", "test_data_path": "testdata",
+                "output_model_path": f"{key}/models", "prod_deployment_path": f"{key}/production_deployment"}))
+            deploy_pipeline(config)
+            configs[key] = str(config)
+    emit(configs)
+
+
+def task_db_select(args: argparse.Namespace) -> None:
+    """The query ingestion reads a configured table with (for psql's \\copy floor)."""
+    from riskcore.contract import COLUMNS
+    from riskcore.tableread import select_sql
+
+    emit({"sql": select_sql(load_config(args.config).input_database, dict.fromkeys(COLUMNS, True))})
+
+
 TASKS = {
     "clients": task_clients,
     "project": task_project,
     "risk-list": task_risk_list,
     "read-csv": task_read_csv,
     "ingest": task_ingest,
+    "postgres": task_postgres,
+    "db-table": task_db_table,
+    "db-project": task_db_project,
+    "db-select": task_db_select,
 }
 
 
@@ -172,10 +278,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     risk = sub.add_parser("risk-list", help="time the risk list of a client file")
     risk.add_argument("--config", required=True)
     risk.add_argument("--clients", required=True)
+    risk.add_argument("--no-reasons", action="store_true", help="leave the reason columns empty")
     read = sub.add_parser("read-csv", help="time pandas.read_csv of files")
     read.add_argument("files", nargs="+")
     ingest = sub.add_parser("ingest", help="time ingestion.run")
     ingest.add_argument("--config", required=True)
+    postgres = sub.add_parser("postgres", help="start or stop a throwaway PostgreSQL server")
+    postgres.add_argument("action", choices=("start", "stop"))
+    postgres.add_argument("--folder", help="stop: the cluster's folder")
+    postgres.add_argument("--port", type=int, help="stop: the server's port")
+    postgres.add_argument("--run-as", default="", help="stop: the user the server runs as")
+    table = sub.add_parser("db-table", help="load a client CSV into a PostgreSQL table")
+    table.add_argument("--url", required=True)
+    table.add_argument("--table", required=True)
+    table.add_argument("--clients", required=True)
+    db_project = sub.add_parser("db-project", help="deployed projects reading SQLite and PostgreSQL tables")
+    db_project.add_argument("--dir", required=True)
+    db_project.add_argument("--url", required=True, help="the PostgreSQL database (no password: PGPASSWORD)")
+    db_project.add_argument("--rows", type=int, required=True)
+    db_project.add_argument("--seed", type=int, required=True)
+    select = sub.add_parser("db-select", help="print the query ingestion reads a configured table with")
+    select.add_argument("--config", required=True)
     return parser.parse_args(argv)
 
 

@@ -11,7 +11,7 @@ Data
   summary      summary statistics and missing data
 The model
   model        training and its metadata                              evaluation F1, probabilities, fuller metrics
-  drift        PSI, KS and the drift verdicts
+  drift        PSI, KS and the drift verdicts                         reasons   each feature's share of a risk
 Releases
   releases     reading deployments, verified model loading           publish   writing releases, rollback, repair
   control      the production folder's owner, pin, rolled-back files
@@ -19,7 +19,7 @@ The automation
   lock         the run lock                   newdata   what is new      runs    a run's record, steps, pending marks
   automation   the cheap tick                 cycle     a run with work  history the run history (one writer/reader)
 Reports and diagnostics
-  risklist     the ranked risk list (polars)  charts    matplotlib charts  pdf     the PDF report
+  risklist     the call list (polars)         charts    matplotlib charts  pdf     the PDF report
   reports      gathering and writing the reports                       diagnostics, timing, dependencies
 The API
   api/         the Flask app: factory, errors, serving, inputs, views, OpenAPI   apiclient  calling it

@@ -17,7 +17,7 @@ from logging.handlers import RotatingFileHandler
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, DataError
 from riskcore.control import claim
-from riskcore.newdata import detect_new_files
+from riskcore.newdata import detect_new_files, detect_removed_files
 from riskcore.releases import Deployment, current_deployment, release_names
 from riskcore.runs import AUTOMATION_LOGGER, Reports, clear_pending, read_pending, run_was_recorded
 
@@ -64,28 +64,31 @@ def check_production(config: Config, take_over: bool = False, record: bool = Tru
     return current
 
 
-def tick(config: Config, reports: Reports, take_over: bool = False) -> int:
+def tick(config: Config, reports: Reports, take_over: bool = False, allow_removed: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
     current = check_production(config, take_over)
     new_files = detect_new_files(config.input_folder, current)
+    # Files gone from the input folder are work only when the operator drops them on purpose.
+    removed = detect_removed_files(config.input_folder, current) if allow_removed else []
     pending = unfinished_run(config)
-    if not new_files and pending is None:
+    if not new_files and not removed and pending is None:
         log.info("no new data in %s: nothing to do", config.input_folder)
         return EXIT_OK
     from riskcore import cycle  # the heavy libraries, only now that there is work
 
     with file_logging(config):
-        return cycle.work(config, current, new_files, pending, reports)
+        return cycle.work(config, current, new_files, pending, reports, removed=removed)
 
 
-def preview(config: Config) -> str:
+def preview(config: Config, allow_removed: bool = False) -> str:
     """What a tick would do now, with its reasons, changing nothing (--dry-run)."""
     current = check_production(config, record=False)
     new_files = detect_new_files(config.input_folder, current)
-    if new_files:
+    removed = detect_removed_files(config.input_folder, current) if allow_removed else []
+    if new_files or removed:
         from riskcore import cycle
 
-        return cycle.dry_run(config, current, new_files)
+        return cycle.dry_run(config, current, new_files, removed)
     pending = read_pending(config)
     if pending is not None and not run_was_recorded(config, pending):
         return f"would finish the reports of interrupted run {pending.get('run_number') or '(unnumbered)'}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import matplotlib.dates as mdates
@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
-from riskcore.contract import FEATURE_LABELS, FEATURES
+from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, TEST_DATA
 from riskcore.evaluation import Evaluation
 
 CLASS_NAMES = ("stayed (0)", "exited (1)")
@@ -20,6 +20,7 @@ INK = "#1f2a36"
 BLUE = "#2f6690"
 ORANGE = "#d1603d"
 GREY = "#8a96a3"
+GREEN = "#3a7d44"
 
 
 def figure(width_in: float, height_in: float):
@@ -116,14 +117,53 @@ def model_deployments(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return firsts
 
 
-def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], now: str):
-    """F1 over time: each model's F1 on the test data when deployed, and the drift checks."""
-    fig = figure(7.2, 2.9)
+def readable_time_axis(ax, times: list[datetime]) -> None:
+    """Tick labels a reader takes in at a glance, precise enough for the span shown; the day in the axis label."""
+    span = max(times) - min(times) if times else timedelta(0)
+    if span >= timedelta(days=60):
+        pattern = "%b %Y"
+    elif span >= timedelta(days=2):
+        pattern = "%d %b"
+    elif span >= timedelta(hours=2):
+        pattern = "%d %b %H:%M"
+    else:
+        pattern = "%H:%M:%S" if span < timedelta(minutes=10) else "%H:%M"
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(pattern))
+    single_day = times and span < timedelta(days=2) and "%d" not in pattern
+    ax.set_xlabel(f"time (UTC) on {min(times):%d %b %Y}" if single_day else "date (UTC)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def holdout_points(runs: list[dict[str, Any]]) -> list[tuple[datetime, dict[str, Any], dict[str, Any]]]:
+    """(time, old model's figures, new model's figures) on the held-out new rows of each retrain."""
+    points = []
+    for run in runs:
+        held = (run.get("evaluation") or {}).get("holdout") if isinstance(run.get("evaluation"), dict) else None
+        moment = parse_time(run.get("started_at"))
+        if held and moment is not None:
+            points.append((moment, held["old"], held["new"]))
+    return points
+
+
+def with_interval(ax, moment: datetime, figures: dict[str, Any], **style) -> None:
+    """One F1 as a marker, its bootstrap interval (if any) as an error bar."""
+    f1, bounds = figures["f1"], figures.get("f1_interval")
+    error = [[f1 - bounds[0]], [bounds[1] - f1]] if bounds else None
+    ax.errorbar([moment], [f1], yerr=error, linestyle="none", capsize=3, elinewidth=1, **style)
+
+
+def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], now: str, test_rows: int | None = None):
+    """F1 over time, each point labelled with the data it was measured on: each model's F1 on the test data
+    when deployed, the drift checks on the new rows, and each retrain's old and new model on the held-out new rows."""
+    fig = figure(7.2, 3.4)
     ax = fig.add_subplot()
     models = [(parse_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
     models = [(t, f) for t, f in models if t is not None]
     checks = [(parse_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
     checks = [(t, f, b) for t, f, b in checks if t is not None and isinstance(f, (int, float))]
+    held = holdout_points(runs)
+    few = f" ({test_rows} rows: fewer than {FEW_ROWS})" if test_rows is not None and test_rows < FEW_ROWS else ""
     if models:
         # Each model's level holds until the next deployment, drawn up to the latest event.
         end = max([t for t, _ in models] + [t for t, _, _ in checks] + [parse_time(now) or models[-1][0]])
@@ -131,50 +171,66 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
         levels = [f for _, f in models] + [models[-1][1]]
         ax.step(times, levels, where="post", color=BLUE, linewidth=1.5)
         ax.plot([t for t, _ in models], [f for _, f in models], "o", color=BLUE, markersize=6,
-                label="model deployed: its F1 on the test data")
+                label=f"each model deployed: its F1 on the test data, {TEST_DATA}{few}")
     if checks:
         ax.plot([t for t, _, _ in checks], [f for _, f, _ in checks], "D", markerfacecolor="white",
                 markeredgecolor=ORANGE, markersize=5, linestyle="none",
-                label="drift check: deployed model's F1 on the new data")
+                label="drift check: the deployed model's F1 on the new rows")
         baselines = [(t, b) for t, _, b in checks if isinstance(b, (int, float))]
         if baselines:
             ax.plot([t for t, _ in baselines], [b for _, b in baselines], "_", color=INK, markersize=12,
                     markeredgewidth=1.5, linestyle="none", label="baseline the check compared against")
+    for number, (moment, old, new) in enumerate(held):
+        with_interval(ax, moment, old, fmt="s", color=GREEN, markerfacecolor="white", markersize=6,
+                      label="retrain: old model's F1 on the held-out new rows" if number == 0 else None)
+        with_interval(ax, moment, new, fmt="s", color=GREEN, markersize=6,
+                      label="retrain: new model's F1 on the held-out new rows" if number == 0 else None)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
     ax.grid(alpha=0.25)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    shown = [t for t, _ in models] + [t for t, _, _ in checks]
+    readable_time_axis(ax, shown + ([end] if models else []))
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
     return fig
 
 
-def distribution_chart(profile: dict[str, list[float]], newest: dict[str, np.ndarray],
-                       psi: dict[str, tuple[float, str]]):
-    """Per feature: the training distribution (from its stored quantiles) beside the newest data."""
-    fig = figure(7.2, 5.6)
+def quantile_masses(quantiles, edges: np.ndarray) -> np.ndarray:
+    """The share of the data in each bin between `edges`, from its evenly spaced quantiles.
+
+    The data's distribution function is taken as linear between quantiles (ties make a jump), the
+    first bin starts below everything and the last takes everything above it.
+    """
+    values = np.asarray(quantiles, dtype=np.float64)
+    cdf = np.interp(edges, values, np.linspace(0.0, 1.0, len(values)))
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return np.diff(cdf)
+
+
+def distribution_chart(reference: dict[str, list[float]], compared: dict[str, list[float]],
+                       figures: dict[str, dict[str, Any]], reference_label: str, compared_label: str):
+    """Per feature: one data set beside another, each drawn from its quantiles, titled with its PSI."""
+    fig = figure(7.2, 4.8)
     axes = fig.subplots(len(FEATURES), 1)
     for ax, feature in zip(axes, FEATURES, strict=True):
-        train = np.asarray(profile.get(feature, []), dtype=np.float64)
-        new = np.asarray(newest.get(feature, []), dtype=np.float64)
-        both = np.concatenate([train, new])
-        if len(both) == 0:
+        old = np.asarray(reference.get(feature, []), dtype=np.float64)
+        new = np.asarray(compared.get(feature, []), dtype=np.float64)
+        if len(old) < 2 or len(new) < 2:
             ax.set_axis_off()
             continue
-        top = float(np.quantile(both, 0.99)) or float(both.max()) or 1.0
-        bins = np.linspace(0, top, 41)
-        weights_new = np.full(len(new), 100 / max(len(new), 1))
-        weights_train = np.full(len(train), 100 / max(len(train), 1))
-        ax.hist(np.clip(train, 0, top), bins=bins, weights=weights_train, color=BLUE, alpha=0.45,
-                label="training data of the deployed model")
-        ax.hist(np.clip(new, 0, top), bins=bins, weights=weights_new, histtype="step", color=ORANGE,
-                linewidth=1.8, label="newest data (finaldata.csv)")
-        value, label = psi[feature]
-        ax.set_title(f"{FEATURE_LABELS.get(feature, feature)}: PSI {value:.3f} ({label})", fontsize=10,
-                     color=ORANGE if label == "drift" else INK, loc="left")
+        low = min(old[0], new[0])
+        top = max(np.interp(0.99, np.linspace(0, 1, len(q)), q) for q in (old, new))
+        edges = np.linspace(low, top if top > low else low + 1.0, 41)
+        ax.stairs(100 * quantile_masses(old, edges), edges, fill=True, color=BLUE, alpha=0.45, label=reference_label)
+        ax.stairs(100 * quantile_masses(new, edges), edges, color=ORANGE, linewidth=1.8, label=compared_label)
+        shown = figures.get(feature, {})
+        label = shown.get("psi_label", "")
+        psi = f": PSI {shown['psi']:.3f} ({label})" if shown.get("psi") is not None else ""
+        ax.set_title(f"{FEATURE_LABELS.get(feature, feature)}{psi}", fontsize=10,
+                     color=ORANGE if shown.get("drift") else INK, loc="left")
         ax.set_ylabel("% of clients", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.2)
     axes[0].legend(fontsize=8, frameon=False, loc="upper right")
     axes[-1].set_xlabel("value (the top 1% are counted in the last bar)", fontsize=8)
     return fig
-

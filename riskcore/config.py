@@ -7,9 +7,12 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MODEL_FILE, TEST_DATA, ConfigError
+
+if TYPE_CHECKING:
+    from riskcore.dbsource import DatabaseSource
 
 PATH_KEYS = (
     "input_folder_path",
@@ -52,6 +55,9 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "keep_releases": 5,
     "api_url": "http://127.0.0.1:8000",
     "api_key_file": None,
+    "dependency_check_hours": 24,  # diagnostics asks the package index for the latest versions at most this often
+    "holdout_share": 0.2,  # of the labelled new rows, left out of a retrain to score old and new model on
+    "promotion_gate": False,  # keep the old model when the new one does worse on that holdout
 }
 AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "drift_test": (str,),
@@ -62,6 +68,9 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "keep_releases": (int,),
     "api_url": (str,),
     "api_key_file": (str, type(None)),
+    "dependency_check_hours": (int, float),
+    "holdout_share": (int, float),
+    "promotion_gate": (bool,),
 }
 DRIFT_TESTS = ("raw", "parametric", "nonparametric")
 
@@ -71,13 +80,14 @@ class Config:
     """Validated settings with every path resolved against the config file's folder."""
 
     config_file: Path
-    input_folder: Path
+    input_folder: Path | None  # None when the data comes from a database table (input_database)
     output_folder: Path
     test_data_folder: Path
     output_model_folder: Path
     prod_deployment_folder: Path
     model: dict[str, Any] = field(default_factory=lambda: dict(MODEL_DEFAULTS))
     automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
+    input_database: DatabaseSource | None = None
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
@@ -96,9 +106,14 @@ class Config:
         return self.output_model_folder / MODEL_FILE
 
     @property
+    def input_source(self) -> str:
+        """Where the data comes from, as one string: the input folder, or the table (URL without user, #table)."""
+        return str(self.input_folder) if self.input_database is None else self.input_database.locator
+
+    @property
     def data_folders(self) -> tuple[Path, ...]:
         """Folders an API caller may name a dataset in."""
-        return (self.input_folder, self.output_folder, self.test_data_folder)
+        return tuple(folder for folder in (self.input_folder, self.output_folder, self.test_data_folder) if folder)
 
 
 def _is_type(value: Any, types: tuple[type, ...]) -> bool:
@@ -179,6 +194,11 @@ def _check_automation(auto: dict, where: str) -> None:
             raise ConfigError(f'Config key "automation.{key}" in {where} must be a finite number above 0.')
     if auto["ks_alpha"] >= 1:
         raise ConfigError(f'Config key "automation.ks_alpha" in {where} must be below 1.')
+    if not math.isfinite(auto["dependency_check_hours"]) or auto["dependency_check_hours"] < 0:
+        raise ConfigError(f'Config key "automation.dependency_check_hours" in {where} must be a finite number of at '
+                          'least 0 (0: ask on every run).')
+    if not 0 <= auto["holdout_share"] < 1:
+        raise ConfigError(f'Config key "automation.holdout_share" in {where} must be a number from 0 to below 1.')
     if auto["drift_test"] not in DRIFT_TESTS:
         raise ConfigError(f'Config key "automation.drift_test" in {where} must be one of {", ".join(DRIFT_TESTS)}.')
     if auto["min_history"] < 2:
@@ -194,7 +214,7 @@ def _check_distinct(paths: dict[str, Path], where: str) -> None:
     for first, second in (("input_folder_path", "output_folder_path"), ("input_folder_path", "output_model_path"),
                           ("input_folder_path", "prod_deployment_path"), ("output_model_path", "prod_deployment_path"),
                           ("output_folder_path", "prod_deployment_path")):
-        if paths[first] == paths[second]:
+        if first in paths and paths[first] == paths[second]:
             raise ConfigError(f'Config keys "{first}" and "{second}" in {where} name the same folder; '
                               "they must differ.")
 
@@ -204,17 +224,28 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     where = str(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
-    unknown = sorted(set(raw) - {*PATH_KEYS, "model", "automation"})
+    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation"})
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
-    for key in PATH_KEYS:
+    # The data comes from a folder of CSV files or from a database table: exactly one of the two.
+    from_database = "input_database" in raw
+    if from_database and "input_folder_path" in raw:
+        raise ConfigError(f'Config file {where} names both "input_folder_path" and "input_database"; keep one.')
+    path_keys = [key for key in PATH_KEYS if not (from_database and key == "input_folder_path")]
+    for key in path_keys:
         if key not in raw:
-            raise ConfigError(f'Config key "{key}" is missing from {where}.')
+            alternative = ' (or a table in "input_database")' if key == "input_folder_path" else ""
+            raise ConfigError(f'Config key "{key}"{alternative} is missing from {where}.')
         if not isinstance(raw[key], str) or not raw[key].strip():
             raise ConfigError(f'Config key "{key}" in {where} must be a non-empty string.')
     base = config_file.parent
-    paths = {key: (base / raw[key]).resolve() for key in PATH_KEYS}
-    if not paths["input_folder_path"].is_dir():
+    paths = {key: (base / raw[key]).resolve() for key in path_keys}
+    database = None
+    if from_database:
+        from riskcore.dbsource import parse_input_database  # standard library only
+
+        database = parse_input_database(raw["input_database"], base, where)
+    elif not paths["input_folder_path"].is_dir():
         raise ConfigError(f'Config key "input_folder_path" in {where} names a folder that does not exist: '
                           f'{raw["input_folder_path"]}.')
     _check_distinct(paths, where)
@@ -225,13 +256,14 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     _check_automation(automation, where)
     return Config(
         config_file=config_file,
-        input_folder=paths["input_folder_path"],
+        input_folder=paths.get("input_folder_path"),
         output_folder=paths["output_folder_path"],
         test_data_folder=paths["test_data_path"],
         output_model_folder=paths["output_model_path"],
         prod_deployment_folder=paths["prod_deployment_path"],
         model=model,
         automation=automation,
+        input_database=database,
     )
 
 

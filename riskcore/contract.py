@@ -13,11 +13,21 @@ FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
 TARGET = "exited"
 COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
+ID_BLANKS = " \t"  # not part of a client id: "abcd " and "abcd" are one client
+
+
+def normalise_id(value: str) -> str:
+    """A client id as every part of the system compares it: surrounding blanks stripped (the id rule)."""
+    return value.strip(ID_BLANKS)
+
+
 FEATURE_LABELS = {
     "lastmonth_activity": "activity last month",
     "lastyear_activity": "activity last year",
     "number_of_employees": "employees",
 }
+
+FEW_ROWS = 30  # a figure measured on fewer rows is marked as such wherever it appears
 
 # --- Artifact names --------------------------------------------------------------------------
 FINAL_DATA = "finaldata.csv"
@@ -34,6 +44,7 @@ CONFUSION_MATRIX = "confusionmatrix.png"
 SUMMARY_REPORT = "summary_report.pdf"
 API_RETURNS = "apireturns.txt"
 RUN_HISTORY = "runhistory.sqlite"
+TABLE_SNAPSHOT = "tablesnapshot.csv"  # beside finaldata.csv: the database table's rows as last read
 # Reports numbered per run (the contract: plain name first, then name2, name3, ...).
 NUMBERED_REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT, API_RETURNS)
 # What deployment.py publishes; the first three are the course's graded names.

@@ -1,9 +1,12 @@
 """One automation run with work to do: ingest, check drift, keep or retrain and redeploy, report, record.
 
-The contract's decisions:
+The contract's decisions, "new data" being the rows of the files new or changed in this run:
   nothing deployed yet                                   -> first deployment, then the reports
   new data, deployed model's F1 on it passes the test    -> keep the model, record the files
   new data, F1 fails the drift test                      -> re-train, score, deploy, then report
+  new data without labels ("no labels yet")              -> keep the model, record the files
+  a file production ingested is broken or gone           -> nothing ingested, nothing deployed, exit 1
+  a new file is rejected                                 -> the others go ahead; exit 1 naming it
 
 Every run is recorded in the run history whatever happens; a run killed mid-way is finished by
 the next tick from its pending mark (riskcore.runs). Only a tick with work imports this module:
@@ -24,8 +27,9 @@ from riskcore.evaluation import read_score, score_model, score_trained
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
 from riskcore.history import record_run, score_history
-from riskcore.ingest import ingest, ingest_folder
+from riskcore.ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.model import train
+from riskcore.newdata import processed_files
 from riskcore.publish import deploy, deploy_records
 from riskcore.releases import Deployment, current_deployment, deployed_metadata, load_deployed_model, verify_release
 from riskcore.reports import write_reports
@@ -40,8 +44,12 @@ from riskcore.runs import (
     step,
     write_pending,
 )
+from riskcore.schema import labelled
 
 log = logging.getLogger(AUTOMATION_LOGGER)
+
+NO_LABELS = 'no labels yet: the new rows have no "exited" values, so F1 cannot be measured; the model is kept'
+NO_NEW_ROWS = "no new rows to check: the model is kept"
 
 
 def produce_reports(config: Config, run: Run, api_url: str) -> None:
@@ -57,23 +65,50 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
                          f"(see {numbered_name(API_RETURNS, run.run_number)})")
 
 
-def check_drift(config: Config, run: Run, deployment: Deployment, frame) -> bool:
-    """Decide whether the deployed model has drifted on the new data; record why."""
+def labelled_f1(model, frame) -> float | None:
+    """The model's F1 on a frame's labelled rows; None when none is labelled."""
+    rows = labelled(frame)
+    return score_model(model, rows) if len(rows) else None
+
+
+def describe_f1(f1: float | None) -> str:
+    return "no labelled rows" if f1 is None else f"F1 {f1:.4f}"
+
+
+def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> bool:
+    """Decide whether the deployed model has drifted on the new data (the new or changed files' rows); record why.
+
+    F1 needs labels: new rows without any leave the model as it is ("no labels yet"); the data
+    drift statistics (PSI, KS) take every new row. F1 on everything ingested is recorded beside it.
+    """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
-    run.f1_new_data = score_model(model, frame)
+    new = result.new_frame
+    known = labelled(new)
+    run.rows_new = len(new)
     run.baseline = read_score(deployment.path(SCORE_FILE))
+    run.f1_new_data = score_model(model, known) if len(known) else None
+    run.f1_ingested = labelled_f1(model, result.frame)
     auto = config.automation
-    verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
-                            auto["drift_test"], auto["min_history"])
-    run.drift_test, run.drift_verdict = verdict.test, verdict.reason
     profile = deployed_metadata(deployment)["training_profile"]
-    run.data_drift = data_drift(frame, profile, auto["psi_threshold"], auto["ks_alpha"])
-    drifted = [c for c, f in run.data_drift["features"].items() if f["drift"]]
-    log.info("drift check: %s; data drift in %s", verdict.reason, ", ".join(drifted) or "no feature")
-    if verdict.drift:
+    run.data_drift = data_drift(new, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(new) else None
+    drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
+    if run.f1_new_data is None:
+        run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
+        model_drift = False
+    else:
+        verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
+                                auto["drift_test"], auto["min_history"])
+        run.drift_test, run.drift_verdict, model_drift = verdict.test, verdict.reason, verdict.drift
+    log.info("drift check on the new data (%d rows, %d labelled): %s; on everything ingested (%d rows): %s; "
+             "data drift in %s", run.rows_new, len(known), run.drift_verdict, len(result.frame),
+             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature")
+    if model_drift:
         return True
     if drifted and auto["data_drift_triggers_retrain"]:
+        if run.f1_new_data is None:
+            run.drift_verdict += "; data drift noted, but retraining waits for labelled new rows"
+            return False
         run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
         return True
     return False
@@ -88,13 +123,24 @@ def retrain_and_deploy(config: Config, run: Run) -> None:
         deploy(config)
 
 
-def ingest_and_decide(config: Config, run: Run, current: Deployment | None) -> None:
-    """Ingest the new data, check drift against the deployed model, and act on the verdict."""
-    with step(run, "ingestion"):
-        result = ingest(config)
+def note_ingestion(run: Run, result: IngestionResult) -> None:
+    """What the ingestion found, for the history: rows read and kept, new rows, rejected files."""
     run.rows_read = sum(f.rows_read for f in result.files)
-    run.rows_ingested = len(result.frame)
+    run.rows_ingested = result.data.height
+    run.rows_new = result.new_data.height
     run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
+
+
+def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allow_removed: bool = False) -> None:
+    """Ingest, check drift on the new data against the deployed model, and act on the verdict."""
+    with step(run, "ingestion"):
+        processed = processed_files(config.input_folder, current)
+        try:
+            result = ingest(config, processed, allow_removed)
+        except HeldBack as exc:
+            note_ingestion(run, exc.result)
+            raise
+    note_ingestion(run, result)
     if current is None:
         run.decision = "first deployment"
         write_pending(config, run)
@@ -102,7 +148,7 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None) -> N
         retrain_and_deploy(config, run)
         return
     with step(run, "drift_check"):
-        drift = check_drift(config, run, current, result.frame)
+        drift = check_drift(config, run, current, result)
     if drift:
         run.decision = "retrain"
         write_pending(config, run)
@@ -111,23 +157,32 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None) -> N
     else:
         run.decision = "keep"
         write_pending(config, run)
-        log.info("decision: keep model %s, record the new files as processed", current.model_version)
+        log.info("decision: keep model %s, record the new files as processed (%s)", current.model_version,
+                 run.drift_verdict)
         with step(run, "record_files"):
             deploy_records(config)
 
 
+def rejection_error(rejected: list[dict[str, str]]) -> str:
+    """The sentence a run with rejected files ends with (cron mails it)."""
+    return "rejected input: " + "; ".join(r["reason"].rstrip(".") for r in rejected) + \
+        " (the file stays rejected until it changes)."
+
+
 def execute(config: Config, run: Run, current: Deployment | None, reports: Reports,
-            reports_only: bool = False) -> int:
+            reports_only: bool = False, allow_removed: bool = False) -> int:
     """Do the work of a run; record it in the history whatever happens."""
     write_pending(config, run)
     try:
         if not reports_only:
-            ingest_and_decide(config, run, current)
+            ingest_and_decide(config, run, current, allow_removed)
         # Recorded before the reports, so this run's drift check is in its own report.
         run.outcome = "reporting"
         record_run(history_path(config), run.as_row())
         reports(config, run)
         run.outcome = "done"
+        if run.files_rejected:  # the good files went ahead; a rejected file still needs someone to look
+            run.error = rejection_error(run.files_rejected)
     except StepFailed as exc:
         run.outcome, run.error = "failed", str(exc)
     except BaseException as exc:
@@ -144,18 +199,18 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         if run.error:
             log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
-    return EXIT_OK if run.outcome == "done" else EXIT_FAILED
+    return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
 
 
 def work(config: Config, current: Deployment | None, new_files: list[str], pending: dict | None,
-         reports: Reports) -> int:
-    """A run with something to do: new data, or reports an interrupted run still owes."""
+         reports: Reports, removed: list[str] | None = None) -> int:
+    """A run with something to do: new data, files the operator drops (`removed`), or reports still owed."""
     run = Run(started_at=utc_now(), new_files=new_files,
               version_before=current.model_version if current else None)
     # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
     # it had never been interrupted.
     run.run_number = (pending or {}).get("run_number") or next_report_number(config.output_model_folder)
-    if not new_files:
+    if not new_files and not removed:
         resumed = resumed_run(pending or {}, run.run_number)
         if resumed is None:
             run.decision = "finish reports"
@@ -165,20 +220,28 @@ def work(config: Config, current: Deployment | None, new_files: list[str], pendi
             log.info("run %s (%s, started %s) was interrupted after its decision: producing its reports now",
                      run.run_number, run.decision, run.started_at)
         return execute(config, run, current, reports, reports_only=True)
-    log.info("new data: %s", ", ".join(new_files))
-    return execute(config, run, current, reports)
+    if new_files:
+        log.info("new data: %s", ", ".join(new_files))
+    if removed:
+        log.info("dropping, as asked (--allow-removed): %s", ", ".join(removed))
+    return execute(config, run, current, reports, allow_removed=bool(removed))
 
 
-def dry_run(config: Config, current: Deployment | None, new_files: list[str]) -> str:
+def dry_run(config: Config, current: Deployment | None, new_files: list[str], removed: list[str] | None = None) -> str:
     """What a run would decide now on the new files, with its reasons, without changing anything."""
     if current is None:
         return "would make a first deployment: nothing is deployed yet"
-    result = ingest_folder(config.input_folder)
+    processed = processed_files(config.input_folder, current)
+    result = ingest_folder(config.input_folder, processed.known)
+    reason = hold_back_reason(result, processed, bool(removed), config.input_folder)
+    if reason is not None:
+        return f"would fail: {reason}"
     if result.rejected:
         log.info("would reject: %s", "; ".join(r.reason for r in result.rejected))
     if not result.files:
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
-    drift = check_drift(config, run, current, result.frame)
+    drift = check_drift(config, run, current, result)
     action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
-    return f"would {action}: new files {', '.join(new_files)}; {run.drift_verdict}"
+    changes = f"new files {', '.join(new_files)}" + (f"; dropping {', '.join(removed)}" if removed else "")
+    return f"would {action}: {changes}; {run.drift_verdict}"

@@ -186,13 +186,31 @@ def outdated_packages_list(requirements: Path | str | None = None,
     if not packages:
         return []
     latest = latest_versions([name for name, _ in packages], time.monotonic() + timeout)
-    rows = []
-    for (name, pinned), (newest, reason) in zip(packages, latest, strict=True):
-        installed = installed_version(name)
-        rows.append({"package": name, "pinned": pinned, "installed": installed, "latest": newest,
-                     "status": version_status(installed, newest), "reason": reason})
+    rows = [dependency_row(name, pinned, newest, reason)
+            for (name, pinned), (newest, reason) in zip(packages, latest, strict=True)]
     unknown = [row for row in rows if row["latest"] == UNKNOWN]
     if unknown:
         log.warning("latest version unknown for %d of %d packages: %s", len(unknown), len(rows),
                     unknown[0]["reason"])
     return rows
+
+
+def dependency_row(name: str, pinned: str, latest: str, reason: str | None) -> dict[str, Any]:
+    """One package's row: pinned, installed (asked now) and latest version, and its status."""
+    installed = installed_version(name)
+    return {"package": name, "pinned": pinned, "installed": installed, "latest": latest,
+            "status": version_status(installed, latest), "reason": reason}
+
+
+def rows_from_earlier_answer(earlier: list[dict[str, Any]],
+                             requirements: Path | None = None) -> list[dict[str, Any]] | None:
+    """Today's rows with the latest versions an earlier answer of the package index gave.
+
+    Pins and installed versions are read now; None when that answer lacks a package now required.
+    """
+    latest = {canonicalize_name(str(row.get("package"))): (row.get("latest"), row.get("reason")) for row in earlier
+              if isinstance(row, dict) and isinstance(row.get("latest"), str)}
+    packages = parse_requirements(requirements if requirements is not None else REQUIREMENTS)
+    if not all(canonicalize_name(name) in latest for name, _ in packages):
+        return None
+    return [dependency_row(name, pinned, *latest[canonicalize_name(name)]) for name, pinned in packages]

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from riskcore.config import Config
 from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, TEST_DATA, DataError
-from riskcore.dependencies import DEPENDENCY_TIMEOUT, outdated_packages_list
+from riskcore.dependencies import DEPENDENCY_TIMEOUT, outdated_packages_list, rows_from_earlier_answer
 from riskcore.evaluation import read_test_data
-from riskcore.files import atomic_write_json, utc_now
+from riskcore.files import atomic_write_json, read_json, utc_now
 from riskcore.releases import load_deployed_model, require_deployment
 from riskcore.schema import features_of
 from riskcore.summary import STATISTICS, missing_shares, read_ingested, summarize, summary_table
@@ -48,6 +49,53 @@ def predictions(model, dataframe) -> list[int]:
 DependencyCheck = Callable[..., list[dict[str, Any]]]
 
 
+def earlier_record(config: Config) -> dict[str, Any] | None:
+    """The diagnostics record an earlier run wrote, if it can be read."""
+    path = config.output_model_folder / DIAGNOSTICS_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path, "Diagnostics record")
+    except DataError as exc:
+        log.info("%s; starting afresh", exc)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def hours_since(moment: Any) -> float | None:
+    """Hours from an ISO 8601 UTC time to now; None when it is unreadable or in the future (a clock set back)."""
+    try:
+        then = datetime.fromisoformat(str(moment))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    hours = (datetime.now(UTC) - then).total_seconds() / 3600
+    return hours if hours >= 0 else None
+
+
+def dependency_rows(config: Config, timeout: float, check_dependencies: DependencyCheck) -> tuple[list, str]:
+    """The dependency rows and when the package index gave their latest versions.
+
+    The index is asked at most every automation.dependency_check_hours; in between, the earlier
+    answer stands, with the pins and installed versions of today.
+    """
+    every = float(config.automation["dependency_check_hours"])
+    earlier = earlier_record(config) or {}
+    asked_at = earlier.get("dependencies_checked_at")
+    age = hours_since(asked_at)
+    if age is not None and age < every and isinstance(earlier.get("dependencies"), list):
+        rows = rows_from_earlier_answer(earlier["dependencies"])
+        if rows is not None:
+            log.info("dependency check: latest versions as the package index gave them at %s (%.1f h ago; asked at "
+                     "most every %g h, automation.dependency_check_hours)", asked_at, age, every)
+            return rows, asked_at
+    why = ("never asked before" if asked_at is None else
+           f"last asked at {asked_at}" + (f", {age:.1f} h ago" if age is not None else ""))
+    log.info("dependency check: asking the package index for the latest versions (%s; within %g s)", why, timeout)
+    return check_dependencies(timeout=timeout), utc_now()
+
+
 def write_diagnostics(config: Config, repeat: int = 1, timeout: float = DEPENDENCY_TIMEOUT,
                       check_dependencies: DependencyCheck = outdated_packages_list) -> dict[str, Any]:
     """Compute every diagnostic of the deployed model and write the record to output_model_path/diagnostics.json.
@@ -58,16 +106,19 @@ def write_diagnostics(config: Config, repeat: int = 1, timeout: float = DEPENDEN
     model = load_deployed_model(deployment)
     test = read_test_data(config)
     ingested = read_ingested(config)
+    timings = execution_time(config, repeat)
+    dependencies, asked_at = dependency_rows(config, timeout, check_dependencies)
     record = {
-        "generated_at": utc_now(),
+        "generated_at": None,
         "model_version": deployment.model_version,
         "release": deployment.release,
         "summary": summarize(ingested),
         "missing": missing_shares(ingested),
         "ingested_rows": int(len(ingested)),
-        "timings": execution_time(config, repeat),
+        "timings": timings,
         "timing_runs": repeat,
-        "dependencies": check_dependencies(timeout=timeout),
+        "dependencies": dependencies,
+        "dependencies_checked_at": asked_at,  # when the package index gave the latest versions
         "predictions": predictions(model, test),
         "test_data": TEST_DATA,
     }
@@ -127,7 +178,8 @@ def render(record: dict[str, Any]) -> str:
         f"Step timings (median of {runs} run{'s' if runs > 1 else ''})",
         text_table(["step", "seconds"], [[step, s] for step, s in record["timings"].items()]),
         "",
-        "Dependencies",
+        "Dependencies" + (f" (latest versions as the package index gave them at {record['dependencies_checked_at']})"
+                          if record.get("dependencies_checked_at") else ""),
         text_table(["package", "pinned", "installed", "latest", "status"],
                    [[d["package"], d["pinned"], d["installed"], d["latest"], d["status"]]
                     for d in record["dependencies"]]),

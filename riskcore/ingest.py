@@ -1,4 +1,17 @@
-"""Ingestion: every CSV of the input folder validated, merged, deduplicated and recorded."""
+"""Ingestion: every CSV of the input folder validated and merged into one row per client, and recorded.
+
+Rows are snapshots of a client. A client's latest snapshot is its last row, files read in name
+order and each file from top to bottom; finaldata.csv holds that one row per client, where those
+values first appear. Per file the record counts the rows read and kept, the exact duplicates
+dropped and the snapshots superseded by a later one; clients whose labelled snapshots disagree
+are counted as conflicting labels. A file without "exited" brings clients whose outcome is not
+known yet: their rows have an empty label in finaldata.csv.
+
+No ingested row is lost to a broken copy: when a file that production has ingested fails
+validation, or is gone from the input folder, the whole ingestion is held back (HeldBack) and
+nothing is written. Dropping a file's rows is the operator's decision (allow_removed), recorded in
+the ingestion record as "removed".
+"""
 
 from __future__ import annotations
 
@@ -10,24 +23,32 @@ from pathlib import Path
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
+from riskcore.contract import FINAL_DATA, ID_COLUMN, INGESTED_FILES, INGESTION_RECORD, TARGET, DataError
+from riskcore.control import operator
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_path, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file, utc_now
 from riskcore.inputs import input_digest, list_input_files
+from riskcore.newdata import NOTHING_PROCESSED, Processed
 from riskcore.schema import CLIENT_SCHEMA, MAX_INPUT_BYTES, read_client_frame, to_pandas
 
 log = logging.getLogger(__name__)
 
+CONFLICT_EXAMPLES = 10  # clients with conflicting labels named in the record (the first by id); all are counted
+DROP_COMMAND = "python fullprocess.py --allow-removed (or python ingestion.py --allow-removed)"
+
 
 @dataclass
 class FileResult:
-    """What happened to one input file."""
+    """What happened to one input file: every row read is kept, a duplicate, or superseded."""
 
     name: str
     sha256: str
     rows_read: int = 0
     rows_kept: int = 0
     duplicates_dropped: int = 0
+    superseded: int = 0
+    labelled: bool = True  # the file has the "exited" column
+    new: bool = True  # new or changed since production processed it
     read_at: str = ""
 
 
@@ -39,6 +60,18 @@ class Rejection:
 
 
 @dataclass
+class Merged:
+    """Validated frames merged into one row per client, and what became of each frame's rows."""
+
+    data: pl.DataFrame
+    kept: list[int]
+    duplicates: list[int]
+    superseded: list[int]
+    conflicting: int  # clients with two labelled snapshots that disagree
+    conflict_examples: list[str]  # the first few of them, by id
+
+
+@dataclass
 class IngestionResult:
     """The merged rows and the record of how they were made."""
 
@@ -46,11 +79,34 @@ class IngestionResult:
     files: list[FileResult] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    conflicting: int = 0  # clients with two labelled snapshots that disagree
+    conflict_examples: list[str] = field(default_factory=list)
+    # The rows of the new or changed files alone, merged the same way; None when every file is new.
+    only_new: pl.DataFrame | None = None
+    removed: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def new_data(self) -> pl.DataFrame:
+        """One row per client of the files that are new or changed in this run: what the drift check takes."""
+        return self.data if self.only_new is None else self.only_new
 
     @cached_property
     def frame(self):
         """The merged rows as the pandas DataFrame the course's functions take (made on first use)."""
         return to_pandas(self.data)
+
+    @cached_property
+    def new_frame(self):
+        """new_data as pandas (made on first use)."""
+        return self.frame if self.only_new is None else to_pandas(self.only_new)
+
+
+class HeldBack(DataError):
+    """A file production ingested is broken or gone: nothing was ingested, so nothing of it is lost."""
+
+    def __init__(self, message: str, result: IngestionResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
@@ -68,43 +124,108 @@ def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
     except OSError as exc:
         raise DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     # The hash and the rows come from the same bytes, so a file being rewritten meanwhile is
-    # recorded exactly as it was parsed.
-    return data, read_client_frame(data, path.name)
+    # recorded exactly as it was parsed. A file of clients only ("exited" missing) is accepted.
+    return data, read_client_frame(data, path.name, require_target=False)
 
 
-def first_occurrences(frame: pl.DataFrame) -> pl.Series:
+# --- One row per client ----------------------------------------------------------------------
+def first_occurrences(frame: pl.DataFrame, hashes: pl.Series | None = None) -> pl.Series:
     """True for each row that does not repeat an earlier row exactly."""
     # Only rows whose hash repeats can be duplicates; the exact comparison runs on those alone.
     # On 10 files x 1M rows with 10% duplicates this took 1.9 s and 0.8 GB above the frames,
     # where one exact pass over every row took 2.6 s and 2.3 GB (polars 2.1, 2 cores).
-    suspect = frame.hash_rows().is_duplicated()
+    hashes = frame.hash_rows() if hashes is None else hashes
+    suspect = hashes.is_duplicated()
     rows = suspect.arg_true()
     first = frame[rows].select(pl.struct(frame.columns).is_first_distinct()).to_series()
     return (~suspect).scatter(rows.filter(first), True)
 
 
-def merge_frames(named_frames: list[tuple[str, pl.DataFrame]]) -> tuple[pl.DataFrame, list[int]]:
-    """Stack validated frames in order and drop exact duplicate rows (the first one kept, order kept).
+@dataclass
+class Clients:
+    """Per client of stacked rows: the row of its last snapshot, and whether its labels disagree."""
 
-    Returns the merged frame and, per input frame, how many of its rows were kept.
+    last: pl.Series  # True at each client's last row
+    count: int
+    conflicting: int  # clients with a labelled snapshot saying 0 and another saying 1
+    conflict_examples: list[str]
+
+
+def clients_of(frame: pl.DataFrame) -> Clients:
+    """One grouping by id gives each client's last row and its lowest and highest label.
+
+    One pass: 1.0 s on 10M rows, where reversed is_first_distinct for the last rows (1.2 s) and a
+    second grouping for the labels (0.5 s) each hashed every id again (polars 2.1, 2 busy cores).
     """
-    if not named_frames:
-        return pl.DataFrame(schema=CLIENT_SCHEMA), []
-    stacked = pl.concat([frame for _, frame in named_frames], rechunk=False)
-    first = first_occurrences(stacked)
-    kept, start = [], 0
-    for _, frame in named_frames:
-        kept.append(int(first.slice(start, frame.height).sum()))
-        start += frame.height
-    return stacked.filter(first), kept
+    summary = (frame.lazy().with_row_index("_row").group_by(ID_COLUMN)
+               .agg(pl.col("_row").max().alias("last"), pl.col(TARGET).min().alias("low"),
+                    pl.col(TARGET).max().alias("high"))
+               .collect())
+    last = pl.repeat(False, frame.height, eager=True).scatter(summary["last"], True)
+    conflicting = summary.filter(pl.col("low") != pl.col("high"))[ID_COLUMN]
+    return Clients(last, summary.height, len(conflicting), conflicting.bottom_k(CONFLICT_EXAMPLES).sort().to_list())
 
 
-def ingest_folder(folder: Path) -> IngestionResult:
-    """Read, validate and merge every CSV in `folder` (pure apart from reading it)."""
+def latest_snapshots(frame: pl.DataFrame, hashes: pl.Series, distinct: pl.Series, last: pl.Series) -> pl.Series:
+    """True for each client's one kept row: the first row holding the values of the client's last row.
+
+    A row whose hash is one of the last rows' hashes is a candidate. Every client has one true
+    candidate (equal values hash equally), so as many candidates as clients means no hash matched
+    by accident; otherwise the values are compared exactly.
+    """
+    candidates = distinct & hashes.is_in(hashes.filter(last).implode())
+    if candidates.sum() == last.sum():
+        return candidates
+    numbered = frame.with_row_index("_row")
+    latest = frame.filter(last)
+    rows = numbered.filter(candidates).join(latest, on=frame.columns, how="semi", nulls_equal=True)["_row"]
+    return pl.repeat(False, frame.height, eager=True).scatter(rows, True)
+
+
+def per_frame(mask: pl.Series, heights: list[int]) -> list[int]:
+    """How many True values of `mask` fall in each consecutive slice of the given heights."""
+    counts, start = [], 0
+    for height in heights:
+        counts.append(int(mask.slice(start, height).sum()))
+        start += height
+    return counts
+
+
+def merge_frames(frames: list[pl.DataFrame]) -> Merged:
+    """Stack validated frames in order and keep one row per client: its latest snapshot, order kept."""
+    if not frames:
+        return Merged(pl.DataFrame(schema=CLIENT_SCHEMA), [], [], [], 0, [])
+    stacked = pl.concat(frames, rechunk=False)
+    heights = [frame.height for frame in frames]
+    clients = clients_of(stacked)
+    if clients.count == stacked.height:  # every client once: nothing to drop (the common case, and the cheap one)
+        zeros = [0] * len(frames)
+        return Merged(stacked, heights, zeros, list(zeros), 0, [])
+    hashes = stacked.hash_rows()
+    distinct = first_occurrences(stacked, hashes)
+    kept = latest_snapshots(stacked, hashes, distinct, clients.last)
+    return Merged(stacked.filter(kept), per_frame(kept, heights), per_frame(~distinct, heights),
+                  per_frame(distinct & ~kept, heights), clients.conflicting, clients.conflict_examples)
+
+
+def with_label_column(frame: pl.DataFrame) -> pl.DataFrame:
+    """A validated frame with "exited", empty where the file had no labels."""
+    if TARGET in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(TARGET))
+
+
+# --- The folder ------------------------------------------------------------------------------
+def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> IngestionResult:
+    """Read, validate and merge every CSV in `folder` (pure apart from reading it).
+
+    `known`: name -> sha256s of the files production has processed; the others are new, and
+    their rows alone are merged again as the result's new_data. None: every file is new.
+    """
     candidates, ignored = list_input_files(folder)
     for name in ignored:
         log.info("ignoring %r: not a CSV file", name)
-    good: list[tuple[str, pl.DataFrame]] = []
+    good: list[pl.DataFrame] = []
     results, rejected = [], []
     for path in candidates:
         try:
@@ -113,16 +234,55 @@ def ingest_folder(folder: Path) -> IngestionResult:
             rejected.append(Rejection(path.name, str(exc), input_digest(path, folder)))
             log.error("rejected %s", exc)
             continue
-        good.append((path.name, frame))
-        results.append(FileResult(path.name, sha256_bytes(data), rows_read=frame.height,
-                                  read_at=utc_now()))
-    merged, kept = merge_frames(good)
-    for result, rows_kept in zip(results, kept, strict=True):
-        result.rows_kept = rows_kept
-        result.duplicates_dropped = result.rows_read - rows_kept
-        log.info("ingested %s: %d rows read, %d kept, %d duplicates dropped",
-                 result.name, result.rows_read, result.rows_kept, result.duplicates_dropped)
-    return IngestionResult(data=merged, files=results, rejected=rejected, ignored=ignored)
+        sha = sha256_bytes(data)
+        good.append(with_label_column(frame))
+        results.append(FileResult(path.name, sha, rows_read=frame.height, labelled=TARGET in frame.columns,
+                                  new=known is None or sha not in known.get(path.name, ()), read_at=utc_now()))
+    merged = merge_frames(good)
+    for result, kept, duplicates, superseded in zip(results, merged.kept, merged.duplicates, merged.superseded,
+                                                    strict=True):
+        result.rows_kept, result.duplicates_dropped, result.superseded = kept, duplicates, superseded
+        log.info("ingested %s: %d rows read, %d kept, %d duplicates dropped, %d superseded by a later snapshot%s",
+                 result.name, result.rows_read, kept, duplicates, superseded,
+                 "" if result.labelled else " (no labels yet)")
+    if merged.conflicting:
+        log.warning("%d clients have labelled snapshots that disagree (the latest is kept), e.g. %s",
+                    merged.conflicting, ", ".join(map(repr, merged.conflict_examples[:3])))
+    only_new = None
+    if not all(result.new for result in results):
+        only_new = merge_frames([frame for frame, result in zip(good, results, strict=True) if result.new]).data
+    return IngestionResult(data=merged.data, files=results, rejected=rejected, ignored=ignored,
+                           conflicting=merged.conflicting, conflict_examples=merged.conflict_examples,
+                           only_new=only_new)
+
+
+# --- Holding back: nothing production ingested is lost to a broken or missing copy ----------------
+def missing_files(result: IngestionResult, processed: Processed) -> list[str]:
+    """Files whose rows production holds that are no longer in the input folder."""
+    if not processed.same_input_folder:
+        return []  # another folder's files (the course's practice data) are not this folder's to lose
+    present = {f.name for f in result.files} | {r.name for r in result.rejected}
+    return sorted(name for name in processed.ingested if name not in present)
+
+
+def _names(names: list[str], singular: str, plural: str) -> str:
+    return ", ".join(names) + (singular if len(names) == 1 else plural)
+
+
+def hold_back_reason(result: IngestionResult, processed: Processed, allow_removed: bool, folder: Path) -> str | None:
+    """Why this ingestion must not be written (one sentence), or None when it may."""
+    broken = [r for r in result.rejected if processed.same_input_folder and r.name in processed.ingested]
+    if broken:
+        reasons = "; ".join(r.reason.rstrip(".") for r in broken)
+        names = _names([r.name for r in broken], " was", " were")
+        return (f"Nothing was ingested: {reasons}; {names} ingested before, so the earlier rows stay in use "
+                "(finaldata.csv and the deployment are unchanged) until a good version replaces the file.")
+    gone = missing_files(result, processed)
+    if gone and not allow_removed:
+        names = _names(gone, " was ingested before and is", " were ingested before and are")
+        return (f"Nothing was ingested: {names} no longer in {folder}, so the rows stay in use (finaldata.csv and "
+                f"the deployment are unchanged); to drop them, run {DROP_COMMAND}.")
+    return None
 
 
 def ingestion_record(result: IngestionResult, folder: Path, final_sha256: str | None) -> dict:
@@ -133,8 +293,14 @@ def ingestion_record(result: IngestionResult, folder: Path, final_sha256: str | 
         "files": [asdict(f) for f in result.files],
         "rejected": [asdict(r) for r in result.rejected],
         "ignored": result.ignored,
+        "removed": result.removed,
         "rows_read": sum(f.rows_read for f in result.files),
         "rows_kept": result.data.height,
+        "duplicates_dropped": sum(f.duplicates_dropped for f in result.files),
+        "superseded": sum(f.superseded for f in result.files),
+        "unlabelled_rows": result.data[TARGET].null_count(),
+        "conflicting_labels": result.conflicting,
+        "conflicting_label_clients": result.conflict_examples,
         "final_data_sha256": final_sha256,
     }
 
@@ -152,16 +318,26 @@ def write_outputs(result: IngestionResult, config: Config) -> None:
     atomic_write_json(out / INGESTION_RECORD, ingestion_record(result, config.input_folder, final_sha))
 
 
-def ingest(config: Config) -> IngestionResult:
+def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_removed: bool = False) -> IngestionResult:
     """Ingest the configured input folder and write the outputs.
 
-    Nothing is written when no file could be ingested, so earlier outputs are never lost.
+    `processed` is what production has ingested (riskcore.newdata.processed_files). Nothing is
+    written when no file could be ingested, or when the ingestion is held back (HeldBack), so
+    earlier outputs are never lost.
     """
-    result = ingest_folder(config.input_folder)
+    result = ingest_folder(config.input_folder, processed.known)
+    reason = hold_back_reason(result, processed, allow_removed, config.input_folder)
+    if reason is not None:
+        raise HeldBack(reason, result)
+    for name in missing_files(result, processed):
+        log.warning("dropping the rows of %s: ingested before, no longer in %s, dropped as asked (--allow-removed)",
+                    name, config.input_folder)
+        result.removed.append({"name": name, "sha256": processed.ingested[name], "removed_at": utc_now(),
+                               "by": operator()})
     if not result.files:
         reasons = "; ".join(r.reason for r in result.rejected) or "it holds no CSV file"
         raise DataError(f"Nothing ingested from {config.input_folder}: {reasons}")
     write_outputs(result, config)
-    log.info("wrote %s: %d rows from %d files (%d rejected)", config.final_data_file,
+    log.info("wrote %s: %d clients from %d files (%d rejected)", config.final_data_file,
              result.data.height, len(result.files), len(result.rejected))
     return result

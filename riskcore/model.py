@@ -20,7 +20,8 @@ from riskcore.config import Config
 from riskcore.contract import FEATURES, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from riskcore.schema import features_of, read_client_csv
+from riskcore.reasons import model_terms
+from riskcore.schema import LABELS_OPTIONAL, features_of, labelled, read_client_csv
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,11 @@ def build_model(settings: dict[str, Any]):
 
 
 def train_model(frame, settings: dict[str, Any]):
-    """Fit the model on a validated frame."""
+    """Fit the model on a validated frame's labelled rows (clients not labelled yet are left out)."""
+    frame = labelled(frame)
+    if len(frame) == 0:
+        raise DataError("The training data holds no labelled row (\"exited\" is empty in every row); "
+                        "a model needs clients whose outcome is known.")
     if frame[TARGET].nunique() < 2:
         raise DataError("The training data holds only one class of \"exited\"; a model needs both.")
     model = build_model(settings)
@@ -82,8 +87,12 @@ def model_version(trained_at: datetime, model_sha256: str) -> str:
     return f"{trained_at:%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
 
 
-def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[str, Any]) -> dict:
-    """Everything recorded beside a trained model."""
+def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[str, Any], model) -> dict:
+    """Everything recorded beside a trained model, `frame` the data it was fitted on.
+
+    With its coefficients, intercept and average client (riskcore.reasons), the reasons of any
+    client's risk can be computed from the metadata alone.
+    """
     now = datetime.now(UTC)
     sha = sha256_bytes(model_bytes)
     return {
@@ -97,6 +106,7 @@ def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[s
         "settings": settings,
         "library_versions": library_versions(),
         "training_profile": feature_profile(frame),
+        **model_terms(model, frame),
     }
 
 
@@ -111,17 +121,22 @@ def save_model(model, metadata_for, model_folder: Path) -> dict:
 
 
 def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None) -> dict:
-    """Train on the ingested data and save model and metadata; return the metadata."""
+    """Train on the labelled rows of the ingested data and save model and metadata; return the metadata.
+
+    The metadata (rows, training profile) describes those labelled rows: the model's training data.
+    """
     check_settings(config)
     data_file = data_file or config.final_data_file
     model_folder = model_folder or config.output_model_folder
     if not data_file.is_file():
         raise DataError(f"Training data {data_file} does not exist; run ingestion.py first.")
     data_sha = sha256_file(data_file)
-    frame = read_client_csv(data_file)
+    every_client = read_client_csv(data_file, require_target=LABELS_OPTIONAL)
+    frame = labelled(every_client)
     model = train_model(frame, config.model)
     metadata = save_model(
-        model, lambda b: model_metadata(b, frame, data_sha, config.model), model_folder
+        model, lambda b: model_metadata(b, frame, data_sha, config.model, model), model_folder
     )
-    log.info("trained model %s on %d rows of %s", metadata["model_version"], len(frame), data_file.name)
+    log.info("trained model %s on the %d labelled rows of %s (%d clients not labelled yet left out)",
+             metadata["model_version"], len(frame), data_file.name, len(every_client) - len(frame))
     return metadata

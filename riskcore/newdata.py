@@ -1,17 +1,33 @@
-"""New data: the input files a deployment has not processed yet, by name and sha256.
+"""New data: the input files production has not processed yet, by name and sha256.
 
-Standard library only: this is the whole work of a cron tick with nothing new.
+Processed means listed in the deployed ingestion record (ingested or rejected), or acknowledged
+in the production folder's control.json (the files of a release rolled back from). Standard
+library only: this is the whole work of a cron tick with nothing new.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskcore.contract import INGESTION_RECORD, DataError
+from riskcore.control import read_control
 from riskcore.inputs import input_digest, list_input_files
 from riskcore.releases import Deployment, read_deployed
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What production has processed from an input folder."""
+
+    known: dict[str, set[str]] = field(default_factory=dict)  # name -> sha256s that count as processed
+    ingested: dict[str, str] = field(default_factory=dict)  # name -> sha256 of each file whose rows are deployed
+    same_input_folder: bool = False  # the deployed record was made from this folder
+
+
+NOTHING_PROCESSED = Processed()
 
 
 def known_files(record: dict[str, Any]) -> dict[str, str]:
@@ -21,15 +37,52 @@ def known_files(record: dict[str, Any]) -> dict[str, str]:
     return known
 
 
-def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
-    """CSV files the deployed record does not list, or whose content changed since."""
-    candidates, _ = list_input_files(input_folder)
-    if deployment is None:
-        return [path.name for path in candidates]
-    # Checked against the manifest: a record edited by hand could otherwise hide new files for good.
+def deployed_record(deployment: Deployment) -> dict[str, Any]:
+    """The deployed ingestion record, checked against the manifest: a record edited by hand could hide files."""
     data = read_deployed(deployment, INGESTION_RECORD)
     try:
-        known = known_files(json.loads(data))
+        record = json.loads(data)
     except ValueError:
         raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not valid JSON.") from None
-    return [path.name for path in candidates if known.get(path.name) != input_digest(path, input_folder)]
+    if not isinstance(record, dict):
+        raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not a JSON object.")
+    return record
+
+
+def made_from(deployment: Deployment, record: dict[str, Any], input_folder: Path) -> bool:
+    """Whether the deployed record was made from `input_folder` (and not, say, the course's practice data)."""
+    setup = deployment.manifest.get("setup")
+    if isinstance(setup, dict) and isinstance(setup.get("input_folder"), str):
+        return setup["input_folder"] == str(input_folder)
+    return record.get("input_folder") == input_folder.name  # a release from before setups were recorded
+
+
+def processed_files(input_folder: Path, deployment: Deployment | None) -> Processed:
+    """What the current deployment (and control.json) count as processed; nothing when nothing is deployed."""
+    if deployment is None:
+        return NOTHING_PROCESSED
+    record = deployed_record(deployment)
+    known: dict[str, set[str]] = {}
+    for name, sha in known_files(record).items():
+        known.setdefault(name, set()).add(sha)
+    prod = deployment.folder.parent.parent  # prod/releases/<release>
+    for name, sha in read_control(prod)["acknowledged"].items():
+        known.setdefault(name, set()).add(sha)
+    ingested = {f["name"]: f["sha256"] for f in record.get("files", [])}
+    return Processed(known=known, ingested=ingested, same_input_folder=made_from(deployment, record, input_folder))
+
+
+def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
+    """CSV files production has not processed, or whose content changed since."""
+    candidates, _ = list_input_files(input_folder)
+    known = processed_files(input_folder, deployment).known
+    return [path.name for path in candidates if input_digest(path, input_folder) not in known.get(path.name, ())]
+
+
+def detect_removed_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
+    """Files whose rows are deployed but which are no longer in the input folder (the operator may drop them)."""
+    processed = processed_files(input_folder, deployment)
+    if not processed.same_input_folder:
+        return []
+    present = {path.name for path in list_input_files(input_folder)[0]}
+    return sorted(name for name in processed.ingested if name not in present)

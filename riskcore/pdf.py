@@ -1,39 +1,42 @@
-"""The PDF report: what it shows (ReportData), its styles, its sections, and build_pdf (reportlab)."""
+"""The PDF report: what it shows (ReportData), its sections, and build_pdf (reportlab).
+
+Its look is riskcore.pdflayout; the evidence it gives (the drift check behind it, a retrain's old and
+new model on the same data) riskcore.pdfevidence.
+"""
 
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape as xml_escape
 
-import matplotlib
 from reportlab.lib.colors import HexColor
-from reportlab.lib.enums import TA_RIGHT
-from reportlab.lib.fonts import addMapping
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from riskcore.charts import BLUE, INK, model_deployments
+from riskcore.charts import BLUE, model_deployments
 from riskcore.contract import (
     DIAGNOSTICS_RECORD,
     FEATURE_LABELS,
-    FEATURES,
+    FEW_ROWS,
     FINAL_DATA,
     ID_COLUMN,
     INGESTION_RECORD,
     RUN_HISTORY,
 )
-from riskcore.drift import psi_drifted
 from riskcore.evaluation import Evaluation
+from riskcore.pdfevidence import (
+    DriftEvidence,
+    below_chance,
+    drift_check_lines,
+    drift_flow,
+    retrain_flow,
+    retrain_line,
+)
+from riskcore.pdflayout import Styles, data_table, escape, image, number, percent, project_path
 from riskcore.releases import Deployment
 from riskcore.risklist import RiskList
 from riskcore.summary import summary_table
@@ -45,7 +48,7 @@ SECTIONS = {
     "clients": "Clients most likely to leave",
     "summary": "Summary statistics",
     "missing": "Missing data",
-    "distributions": "Feature distributions: training data beside newest data",
+    "distributions": "Drift check: training data beside the new data",
     "timings": "Step timings",
     "dependencies": "Dependencies",
     "ingestion": "Ingestion record",
@@ -67,107 +70,22 @@ class ReportData:
     summary: list[dict[str, Any]] | None
     missing: list[dict[str, Any]] | None
     ingested_rows: int | None
-    psi: dict[str, tuple[float, str]]
-    psi_threshold: float
+    drift: DriftEvidence
+    retrain: dict[str, Any] | None  # a retrain's old and new model on the same data (riskcore.holdout)
+    project: Path  # the config file's folder: files are named relative to it
     diagnostics: dict[str, Any] | None
     ingestion: dict[str, Any] | None
     charts: dict[str, bytes]
 
 
-def register_fonts() -> tuple[str, str]:
-    """DejaVu Sans (shipped with matplotlib) for any client name; Helvetica if it is missing."""
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    regular, bold = folder / "DejaVuSans.ttf", folder / "DejaVuSans-Bold.ttf"
-    if not (os.path.isfile(regular) and os.path.isfile(bold)):
-        return "Helvetica", "Helvetica-Bold"
-    if "ReportSans" not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont("ReportSans", str(regular)))
-        pdfmetrics.registerFont(TTFont("ReportSans-Bold", str(bold)))
-        addMapping("ReportSans", 0, 0, "ReportSans")
-        addMapping("ReportSans", 1, 0, "ReportSans-Bold")
-        addMapping("ReportSans", 0, 1, "ReportSans")
-        addMapping("ReportSans", 1, 1, "ReportSans-Bold")
-    return "ReportSans", "ReportSans-Bold"
-
-
-class Styles:
-    """The report's paragraph styles."""
-
-    def __init__(self) -> None:
-        self.regular, self.bold = register_fonts()
-        ink, grey, blue = HexColor(INK), HexColor("#5b6875"), HexColor(BLUE)
-        base = ParagraphStyle("base", fontName=self.regular, fontSize=9.5, leading=13, textColor=ink)
-        self.title = ParagraphStyle("title", base, fontName=self.bold, fontSize=20, leading=24)
-        self.subtitle = ParagraphStyle("subtitle", base, fontSize=9, textColor=grey, spaceAfter=10)
-        self.h2 = ParagraphStyle("h2", base, fontName=self.bold, fontSize=13, leading=16, textColor=blue,
-                                 spaceBefore=12, spaceAfter=6)
-        self.body = base
-        self.spaced = ParagraphStyle("spaced", base, spaceBefore=8, spaceAfter=2)
-        self.note = ParagraphStyle("note", base, fontSize=8, leading=10.5, textColor=grey, spaceBefore=3)
-        self.cell = ParagraphStyle("cell", base, fontSize=8.5, leading=10.5)
-        self.cell_right = ParagraphStyle("cell_right", self.cell, alignment=TA_RIGHT)
-        self.head = ParagraphStyle("head", self.cell, fontName=self.bold, textColor=HexColor("#ffffff"))
-        self.head_right = ParagraphStyle("head_right", self.head, alignment=TA_RIGHT)
-        self.metric = ParagraphStyle("metric", base, fontName=self.bold, fontSize=22, leading=26, textColor=blue)
-        self.metric_label = ParagraphStyle("metric_label", base, fontSize=8.5, leading=10, textColor=grey)
-        self.box_title = ParagraphStyle("box_title", base, fontName=self.bold, fontSize=11, leading=14)
-
-
-def escape(text: Any) -> str:
-    return xml_escape(str(text))
-
-
-def number(value: Any, decimals: int = 2) -> str:
-    if value is None:
-        return "\N{EM DASH}"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and decimals == 0):
-        return f"{int(value):,}"
-    return f"{value:,.{decimals}f}"
-
-
-def percent(probability: float) -> str:
-    """A probability as a percentage a reader can trust: never "100.0%" for a client who may stay."""
-    if probability > 0.999:
-        return ">99.9%"
-    if probability < 0.001:
-        return "<0.1%"
-    return f"{100 * probability:.1f}%"
-
-
-def data_table(styles: Styles, headers: list[str], rows: list[list[Any]], widths: list[float],
-               right: set[int] | None = None):
-    """A table with a dark header row, light stripes and numbers right-aligned."""
-    right = right or set()
-    cells = [[Paragraph(escape(h), styles.head_right if i in right else styles.head)
-              for i, h in enumerate(headers)]]
-    for row in rows:
-        cells.append([Paragraph(escape(v), styles.cell_right if i in right else styles.cell)
-                      for i, v in enumerate(row)])
-    table = Table(cells, colWidths=widths, repeatRows=1, hAlign="LEFT")
-    style = [
-        ("BACKGROUND", (0, 0), (-1, 0), HexColor(INK)),
-        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-        ("LINEBELOW", (0, -1), (-1, -1), 0.6, HexColor("#c3ccd5")),
-    ]
-    style += [("BACKGROUND", (0, r), (-1, r), HexColor("#f1f4f7")) for r in range(2, len(cells), 2)]
-    table.setStyle(TableStyle(style))
-    return table
-
-
-def image(png: bytes, width: float):
-    """A PNG flowable `width` points wide, its height from the image's own proportions."""
-    pixels_wide, pixels_high = ImageReader(io.BytesIO(png)).getSize()
-    return Image(io.BytesIO(png), width=width, height=width * pixels_high / pixels_wide)
-
-
 def headline_box(data: ReportData, styles: Styles, width: float):
     """The framed headline: the four numbers that matter and what they describe."""
     ev = data.evaluation
-    metrics = [(f"{ev.f1:.4f}", "F1 on the test data"), (f"{ev.precision:.4f}", "precision"),
-               (f"{ev.recall:.4f}", "recall"),
-               (f"{ev.auc:.3f}" if ev.auc is not None else "\N{EM DASH}", "ROC AUC")]
+    few = f" ({ev.rows} rows: fewer than {FEW_ROWS})" if ev.rows < FEW_ROWS else ""
+    metrics = [(f"{ev.f1:.4f}", f"F1 on the test data{few}"), (f"{ev.precision:.4f}", f"precision{few}"),
+               (f"{ev.recall:.4f}", f"recall{few}"),
+               (f"{ev.auc:.3f}" if ev.auc is not None else "\N{EM DASH}",
+                "ROC AUC: below 0.5, worse than chance" if below_chance(ev.auc) else f"ROC AUC{few}")]
     cards = Table([[Paragraph(value, styles.metric) for value, _ in metrics],
                    [Paragraph(label, styles.metric_label) for _, label in metrics]],
                   colWidths=[(width - 24) / 4] * 4, hAlign="LEFT")
@@ -184,18 +102,14 @@ def headline_box(data: ReportData, styles: Styles, width: float):
         f"{ev.matrix[1][1]:,} did leave (precision). F1 recorded at deployment: "
         f"{float(deployment.manifest.get('score', ev.f1)):.4f}.",
     ]
-    checks = [r for r in data.runs if isinstance(r.get("f1_new_data"), (int, float))]
-    if checks:
-        last = checks[-1]
-        baseline = last.get("baseline")
-        verdict = f" ({escape(last['drift_verdict'])})" if last.get("drift_verdict") else ""
-        lines.append(f"Latest drift check ({escape(last.get('started_at'))}): F1 {last['f1_new_data']:.4f} on the "
-                     f"new data against the baseline {number(baseline, 4)}; decision: "
-                     f"{escape(last.get('decision') or 'not recorded')}{verdict}.")
-    drifted = [FEATURE_LABELS.get(f, f) for f, (value, _) in data.psi.items() if psi_drifted(value, data.psi_threshold)]
-    if drifted:
-        lines.append(f"<b>Data drift:</b> the newest data differs from the data the model was trained on in "
-                     f"{escape(', '.join(drifted))} (PSI at or above {data.psi_threshold:g}; page 3).")
+    if ev.rows < FEW_ROWS:
+        lines.append(f"<b>Measured on {ev.rows} rows, fewer than {FEW_ROWS}:</b> one client more or less moves "
+                     "the test-data figures a lot; read them as rough.")
+    if below_chance(ev.auc):
+        lines.append(f"<b>ROC AUC {ev.auc:.3f} is below 0.5:</b> on the test data the model ranks clients who "
+                     "stayed above clients who left more often than the reverse, worse than chance.")
+    lines.extend(drift_check_lines(data.drift, deployment.model_version))
+    lines.extend(retrain_line(data.retrain))
     if data.risk.top:
         first = data.risk.top[0]
         lines.append(f"{data.risk.rows:,} clients of {escape(data.risk.source.name)} ranked by their risk of "
@@ -232,7 +146,11 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks from "
         f"the automation's run history ({RUN_HISTORY}"
-        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
+        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}). Each model's F1 on the test "
+        "data measures it on the test market only; the held-out new rows measure old and new model alike on "
+        "the market the new data comes from.", styles.note))
+    if data.retrain:
+        flow += retrain_flow(data.retrain, styles, width)
     return section(styles, "trend", *flow)
 
 
@@ -250,19 +168,25 @@ def matrix_section(data: ReportData, styles: Styles, width: float) -> list:
     )
 
 
+PDF_REASONS = 2  # of each client's reasons: the two listed first fit one line of the table; the CSV has all
+
+
 def clients_section(data: ReportData, styles: Styles, width: float) -> list:
+    """The clients to call first, with the reasons of their risk (riskcore.reasons) as the call list gives them."""
     risk = data.risk
     rows = [[c["rank"], c[ID_COLUMN], percent(c["probability"]),
-             *(f"{int(c[f]):,}" for f in FEATURES)] for c in risk.top]
-    headers = ["rank", "client", "probability of leaving", *(FEATURE_LABELS[f] for f in FEATURES)]
+             "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
+    headers = ["rank", "client", "probability of leaving", "why: the first two reasons"]
+    reasons = ("Why: contributions to the log-odds of leaving against the average client, raising the risk first."
+               if any(c["reasons"] for c in risk.top) else
+               "No reasons: the deployed model was trained before its metadata recorded the average client.")
     return section(
         styles, "clients",
-        Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} with the highest probability of "
-                  "leaving: the ones to call first.", styles.body),
-        data_table(styles, headers, rows, [w * width for w in (0.08, 0.2, 0.18, 0.18, 0.18, 0.18)],
-                   right={0, 2, 3, 4, 5}),
-        Paragraph(f"The full list, all {risk.rows:,} clients ranked, is {escape(risk.path.name)} in "
-                  f"{escape(risk.path.parent)} (scored by model {escape(risk.model_version)}).", styles.note),
+        Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
+                  "probability of leaving: the ones to call first.", styles.body),
+        data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.14, 0.64)], right={0, 2}),
+        Paragraph(f"{escape(reasons)} Every client who has not left ({risk.rows:,}, one row each, every reason): "
+                  f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}.", styles.note),
     )
 
 
@@ -292,21 +216,7 @@ def summary_section(data: ReportData, styles: Styles, width: float) -> list:
 
 
 def distributions_section(data: ReportData, styles: Styles, width: float) -> list:
-    if "distributions" not in data.charts:
-        return section(styles, "distributions", Paragraph(
-            "Not available: the deployed model carries no training profile, or no data is ingested yet.",
-            styles.body))
-    return section(
-        styles, "distributions",
-        Paragraph("Filled bars: the data the deployed model was trained on (from the 1,001 quantiles stored with "
-                  "it). Outline: the newest ingested data. Where the two part, the clients have changed since "
-                  "training and the model may no longer fit them. PSI (population stability index) below 0.1 "
-                  f"means stable; at or above {data.psi_threshold:g} counts as drift.", styles.body),
-        image(data.charts["distributions"], width),
-        Paragraph("PSI against the training data: " + "; ".join(
-            f"{FEATURE_LABELS.get(f, f)} {value:.3f} ({label})" for f, (value, label) in data.psi.items()) + ".",
-            styles.note),
-    )
+    return section(styles, "distributions", *drift_flow(data.drift, data.charts.get("distributions"), styles, width))
 
 
 def missing_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -345,8 +255,9 @@ def dependencies_section(data: ReportData, styles: Styles, width: float) -> list
     deps = record["dependencies"]
     notes = [Paragraph(f"Latest version unknown: {escape(reason)}.", styles.note)
              for reason in sorted({d["reason"] for d in deps if d.get("reason")})]
-    notes.append(Paragraph(f"Packages of requirements.txt, checked {escape(record.get('generated_at'))}.",
-                           styles.note))
+    asked = record.get("dependencies_checked_at") or record.get("generated_at")
+    notes.append(Paragraph(f"Packages of requirements.txt; latest versions as the package index gave them at "
+                           f"{escape(asked)} (asked at most every automation.dependency_check_hours).", styles.note))
     return section(
         styles, "dependencies",
         data_table(styles, ["package", "pinned", "installed", "latest", "status"],

@@ -17,18 +17,29 @@ from riskcore.contract import (
     CONFUSION_MATRIX,
     DIAGNOSTICS_RECORD,
     FEATURES,
+    FINAL_DATA,
     INGESTION_RECORD,
+    RISK_SCORES,
     RUN_HISTORY,
     SUMMARY_REPORT,
     DataError,
     UserError,
 )
-from riskcore.drift import psi, psi_label
+from riskcore.drift import data_drift, feature_values
 from riskcore.evaluation import evaluate, read_test_data
 from riskcore.files import atomic_write_bytes, next_report_number, numbered_name, read_json, utc_now
 from riskcore.history import read_history
-from riskcore.pdf import ReportData, build_pdf
-from riskcore.releases import deployed_metadata, deployment_history, load_deployed_model, require_deployment
+from riskcore.model import PROFILE_POINTS
+from riskcore.pdf import DriftEvidence, ReportData, build_pdf
+from riskcore.pdflayout import project_path
+from riskcore.releases import (
+    Deployment,
+    deployed_metadata,
+    deployment_history,
+    load_deployed_model,
+    read_release,
+    require_deployment,
+)
 from riskcore.risklist import risk_scores
 from riskcore.summary import missing_shares, read_ingested, summarize
 
@@ -62,23 +73,73 @@ def report_number(folder: Path, run_number: int | None) -> int:
     return run_number
 
 
-def feature_values(frame, column: str) -> np.ndarray:
-    """A feature's finite values, as the drift check takes them."""
-    values = frame[column].to_numpy(dtype="float64")
-    return values[np.isfinite(values)]
+def drift_check_of(runs: list[dict[str, Any]], run_number: int | None) -> dict[str, Any] | None:
+    """The run-history row of the drift check a report names: its own run's, else the latest one recorded."""
+    checks = [row for row in runs if isinstance(row.get("f1_new_data"), (int, float)) or recorded_figures(row)]
+    own = [row for row in checks if run_number is not None and row.get("run_number") == run_number]
+    return (own or checks or [None])[-1]
 
 
-def drift_view(metadata: dict[str, Any], newest, threshold: float) -> tuple[dict, dict, dict[str, tuple[float, str]]]:
-    """The training quantiles, the newest values and, per feature, their PSI and its label.
+def recorded_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """The PSI and KS per feature a run recorded; {} when it recorded none (no new rows, an older history)."""
+    drift = row.get("data_drift")
+    return (drift.get("features") or {}) if isinstance(drift, dict) else {}
 
-    riskcore.drift's PSI and threshold, so the report shows the number the automation decides on.
+
+def training_quantiles(config: Config, deployment: Deployment, metadata: dict[str, Any],
+                       deployments: list[dict[str, Any]], version: str) -> dict[str, list[float]]:
+    """The training-data quantiles of model `version`: the deployed model's, or those of a release still kept."""
+    if version == deployment.model_version:
+        return (metadata.get("training_profile") or {}).get("quantiles") or {}
+    for item in reversed(deployments):
+        if item["model_version"] == version:
+            try:
+                old = deployed_metadata(read_release(config.prod_deployment_folder, item["release"]))
+            except (UserError, ValueError) as exc:
+                log.warning("the training data of model %s cannot be shown: %s", version, exc)
+                return {}
+            return (old.get("training_profile") or {}).get("quantiles") or {}
+    log.info("model %s is in no release kept in %s: its training data is not shown", version,
+             config.prod_deployment_folder)
+    return {}
+
+
+NEW_ROWS_POINTS = 101  # quantiles a run records of its new rows: enough to draw them, small in the history
+
+
+def quantiles_of(frame, count: int = PROFILE_POINTS) -> dict[str, list[float]]:
+    """Each feature's quantiles, `count` of them (by default as many as a model's training profile holds)."""
+    points = np.linspace(0.0, 1.0, count)
+    found = {feature: feature_values(frame, feature) for feature in FEATURES}
+    return {feature: np.quantile(values, points).round(6).tolist() for feature, values in found.items() if len(values)}
+
+
+def drift_evidence(config: Config, deployment: Deployment, metadata: dict[str, Any], deployments: list[dict[str, Any]],
+                   runs: list[dict[str, Any]], run_number: int | None, newest) -> DriftEvidence:
+    """The drift check the report names, with the two data sets it compared.
+
+    The figures are the run history's: the automation's own, on the rows it checked, compared with the
+    training data of the model it checked (after a retrain, the old model, not the new one). With no
+    check recorded, riskcore.drift computes them for the deployed model and the ingested data.
     """
-    profile = (metadata.get("training_profile") or {}).get("quantiles") or {}
-    if newest is None or not all(f in profile for f in FEATURES):
-        return {}, {}, {}
-    values = {feature: feature_values(newest, feature) for feature in FEATURES}
-    index = {feature: psi(values[feature], profile[feature]) for feature in FEATURES}
-    return profile, values, {feature: (value, psi_label(value, threshold)) for feature, value in index.items()}
+    threshold, alpha = float(config.automation["psi_threshold"]), float(config.automation["ks_alpha"])
+    compared = quantiles_of(newest) if newest is not None else {}
+    check = drift_check_of(runs, run_number)
+    evidence = DriftEvidence(check=check, recorded=False, model_version=deployment.model_version, figures={},
+                             reference={}, compared=compared, compared_name=f"the ingested data ({FINAL_DATA})",
+                             psi_threshold=threshold, ks_alpha=alpha)
+    if check is not None and recorded_figures(check):
+        evidence.recorded, evidence.figures = True, recorded_figures(check)
+        if isinstance(check.get("new_rows_quantiles"), dict):  # the rows the check took, as it recorded them
+            evidence.compared, evidence.compared_name = check["new_rows_quantiles"], "the new rows"
+        evidence.model_version = check.get("version_before") or deployment.model_version
+        evidence.reference = training_quantiles(config, deployment, metadata, deployments, evidence.model_version)
+        return evidence
+    profile = metadata.get("training_profile")
+    if newest is not None and profile:
+        evidence.figures = data_drift(newest, profile, threshold, alpha)["features"]
+        evidence.reference = profile["quantiles"]
+    return evidence
 
 
 def gather(config: Config, run_number: int | None, clients: Path | None) -> ReportData:
@@ -90,30 +151,56 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
     evaluation = evaluate(model, read_test_data(config))
     risk = risk_scores(config, clients, model=model, deployment=deployment)
     newest = read_ingested(config) if config.final_data_file.is_file() else None
-    threshold = float(config.automation["psi_threshold"])
-    profile, values, drift = drift_view(metadata, newest, threshold)
     generated = utc_now()
     deployments = deployment_history(config.prod_deployment_folder)
     runs = read_history(folder / RUN_HISTORY)
+    drift = drift_evidence(config, deployment, metadata, deployments, runs, run_number, newest)
     charts = {
         "confusion": png_bytes(confusion_matrix_chart(evaluation, deployment.model_version, generated[:10])),
         "roc": png_bytes(roc_chart(evaluation)),
-        "trend": png_bytes(trend_chart(deployments, runs, generated)),
+        "trend": png_bytes(trend_chart(deployments, runs, generated, test_rows=evaluation.rows)),
     }
-    if drift:
-        charts["distributions"] = png_bytes(distribution_chart(profile, values, drift))
+    if drift.reference and drift.compared:
+        charts["distributions"] = png_bytes(distribution_chart(
+            drift.reference, drift.compared, drift.figures, f"training data of model {drift.model_version}",
+            drift.compared_name))
     return ReportData(
         run_number=report_number(folder, run_number), generated_at=generated, deployment=deployment,
         metadata=metadata, evaluation=evaluation, risk=risk, deployments=deployments, runs=runs,
         summary=summarize(newest) if newest is not None else None,
         missing=missing_shares(newest) if newest is not None else None,
         ingested_rows=int(len(newest)) if newest is not None else None,
-        psi=drift, psi_threshold=threshold,
+        drift=drift, retrain=retrain_evaluation(drift.check, metadata), project=config.config_file.parent,
         diagnostics=optional_record(folder / DIAGNOSTICS_RECORD, "Diagnostics record"),
         ingestion=(optional_record(config.output_folder / INGESTION_RECORD, "Ingestion record")
                    or optional_record(deployment.path(INGESTION_RECORD), "Ingestion record")),
         charts=charts,
     )
+
+
+def retrain_evaluation(check: dict[str, Any] | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The old and new model on the same data: the reported run's retrain, else the deployed model's own."""
+    for source in ((check or {}).get("evaluation"), metadata.get("evaluation")):
+        if isinstance(source, dict) and source.get("test_data"):
+            return source
+    return None
+
+
+def where_to_look(config: Config) -> str:
+    """Where a run's outputs are, relative to the project: what `make run` ends by saying."""
+    folder, project = config.output_model_folder, config.config_file.parent
+    newest = next_report_number(folder, REPORTS) - 1
+    reports = (f"{project_path(folder / numbered_name(SUMMARY_REPORT, newest), project)} and "
+               f"{numbered_name(CONFUSION_MATRIX, newest)} beside it (run {newest}"
+               + ("; earlier runs' reports are numbered beside them)" if newest > 1 else ")")
+               if newest else f"none yet in {project_path(folder, project)}")
+    config_name = project_path(config.config_file, project)
+    return "\n".join([
+        f"Reports:   {reports}",
+        f"Risk list: {project_path(folder / RISK_SCORES, project)} (the clients to call, riskiest first)",
+        f"History:   {project_path(folder / RUN_HISTORY, project)}: python fullprocess.py --config {config_name} "
+        "--history [--format json|csv], or GET /history on the API",
+    ])
 
 
 def write_reports(config: Config, run_number: int | None = None, clients: Path | None = None) -> dict[str, Path]:

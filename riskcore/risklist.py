@@ -1,14 +1,23 @@
-"""The risk list: every client of a CSV scored by the deployed model and ranked, riskiest first.
+"""The call list: the clients to call, riskiest first, ranked by the deployed model, with the reasons.
 
-polars reads, ranks and writes it, streaming where it can; scikit-learn scores it. The rank key
-is the model's log-odds (`decision_function`): it orders exactly like the probability but does
-not saturate at 1, so the very riskiest clients stay in order. The sort is stable: clients of
-equal risk keep the order of the file. The probability written is expit of that log-odds, which
-is how scikit-learn's own predict_proba computes it for a logistic regression.
+One row per client, its latest snapshot: when an id repeats, its last row wins (ingestion's rule:
+files in name order, the last one wins). Only clients who have not left: "exited" 0 or empty, or
+no "exited" column at all (clients whose labels come later).
+
+polars reads, deduplicates, ranks and writes it; scikit-learn scores it. The rank key is the
+model's log-odds (`decision_function`): it orders exactly like the probability but does not
+saturate at 1, and it is written in full beside the probability (6 decimals), so every difference
+in rank shows in the file. The sort is stable: clients of equal risk keep the order of the file.
+The probability is expit of the log-odds, which is how scikit-learn's own predict_proba computes
+it for a logistic regression.
+
+Columns: rank, corporation, attrition_probability, log_odds, the three features, and reason_1 to
+reason_3 (riskcore.reasons). The model version is written once, in the record beside the list
+(risk_scores.json: model, release, when, from which file, how many clients were listed and why
+the others were left out), not on every row.
 
 The file is checked against the data contract while it is scored, and a problem is one sentence
-naming the file, row and column, as for every client CSV. The label column, if present, is not
-read: the risk list does not use it.
+naming the file, row and column, as for every client CSV.
 """
 
 from __future__ import annotations
@@ -26,17 +35,31 @@ import polars as pl
 from scipy.special import expit
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, RISK_SCORES, DataError
-from riskcore.files import atomic_path
-from riskcore.releases import Deployment, load_deployed_model, require_deployment
-from riskcore.schema import SIGNED_WHOLE, WHOLE, check_header, check_raw_csv
+from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, RISK_SCORES, TARGET, DataError
+from riskcore.files import atomic_path, atomic_write_json, utc_now
+from riskcore.reasons import REASON_COLUMNS, Explainer, explainer_for, positions
+from riskcore.releases import Deployment, deployed_metadata, load_deployed_model, require_deployment
+from riskcore.schema import SIGNED_WHOLE, WHOLE, check_header, check_raw_csv, normalise_ids
 
 log = logging.getLogger(__name__)
 
 TOP_CLIENTS = 20  # the riskiest clients the report shows
-DECIMALS = 6  # attrition probability in risk_scores.csv
+DECIMALS = 6  # attrition probability in risk_scores.csv; the log-odds are written in full
 ROW = "row"  # 1-based data row of the file, as the error messages count it (numbered on the error path)
 KEY = "log_odds"
+PROBABILITY = "attrition_probability"
+COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *FEATURES, *REASON_COLUMNS)
+DENSE_LOOKUP = 1 << 22  # features whose values are all below this find their words in an array (16 MB at most)
+
+
+@dataclass
+class Ranking:
+    """The clients to call, riskiest first (id, log-odds, features), and what was left out."""
+
+    frame: pl.DataFrame
+    rows_read: int
+    earlier_snapshots: int  # rows replaced by a later row of the same client
+    left: int  # clients whose latest snapshot says they left (exited = 1)
 
 
 @dataclass
@@ -44,9 +67,13 @@ class RiskList:
     """What risk_scores wrote, and the riskiest clients for the report."""
 
     path: Path
+    record: Path
     source: Path
-    rows: int
+    rows: int  # clients listed
     model_version: str
+    rows_read: int = 0
+    earlier_snapshots: int = 0
+    left: int = 0
     top: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -64,20 +91,23 @@ def header_columns(head: bytes, name: str) -> list[str]:
     return next(csv.reader([text.rstrip("\r")], skipinitialspace=True), [])
 
 
-def scan_clients(path: Path, as_text: bool = False) -> pl.LazyFrame:
-    """The id and feature columns of a client CSV, blank lines left out.
+def scan_clients(path: Path, labelled: bool, as_text: bool = False) -> pl.LazyFrame:
+    """The id, feature and label columns of a client CSV, blank lines left out.
 
-    Features are read as Int64, or as text with `as_text` (to find and name a value that is not
-    a whole number). Ids stay text; blanks before a value are skipped, as for every client CSV.
+    Numbers are read as Int64, or as text with `as_text` (to find and name a value that is not a
+    whole number). A file without the label column reads as unlabelled. Ids stay text; blanks
+    before a value are skipped, as for every client CSV.
     """
-    feature_type = pl.String if as_text else pl.Int64
+    number_type = pl.String if as_text else pl.Int64
+    numbers = (*FEATURES, TARGET) if labelled else FEATURES
     frame = pl.scan_csv(path, infer_schema=False, encoding="utf8",
-                        schema_overrides={ID_COLUMN: pl.String, **dict.fromkeys(FEATURES, feature_type)},
+                        schema_overrides={ID_COLUMN: pl.String, **dict.fromkeys(numbers, number_type)},
                         with_column_names=lambda names: [n.lstrip(" ") for n in names])
-    columns = [ID_COLUMN, *FEATURES]
-    return (frame.select(columns)
+    label = pl.col(TARGET) if labelled else pl.lit(None, dtype=number_type).alias(TARGET)
+    columns = [ID_COLUMN, *FEATURES, TARGET]
+    return (frame.select(ID_COLUMN, *FEATURES, label)
             .filter(pl.any_horizontal(pl.col(columns).is_not_null()))  # a blank line is no client
-            .with_columns(pl.col(ID_COLUMN).str.strip_chars_start(" ")))
+            .with_columns(normalise_ids(pl.col(ID_COLUMN))))  # the one id rule (riskcore.schema)
 
 
 def first_row(condition: pl.Expr) -> pl.Expr:
@@ -89,11 +119,15 @@ def problem_rows(numbered: pl.LazyFrame, as_text: bool = False) -> pl.LazyFrame:
 
     Per feature: whether every value is a whole number (a column pandas would read as integers),
     the first value that is not a count >= 0, the first negative and the first implausibly large.
+    The label: the first value other than 0, 1 or empty.
     """
-    ident = pl.col(ID_COLUMN)
+    ident, label = pl.col(ID_COLUMN), pl.col(TARGET)
     checks = [pl.len().alias("rows"), first_row(ident.is_null() | (ident == "")).alias("empty_id")]
     if as_text:
         checks.append(first_row((ident == ID_COLUMN) & (pl.col(FEATURES[0]) == FEATURES[0])).alias("header"))
+        label_bad = (label != "") & ~label.cast(pl.Int64, strict=False).is_in([0, 1]).fill_null(False)
+    else:
+        label_bad = ~label.is_in([0, 1])
     for column in FEATURES:
         value = pl.col(column)
         if as_text:
@@ -105,6 +139,7 @@ def problem_rows(numbered: pl.LazyFrame, as_text: bool = False) -> pl.LazyFrame:
         checks += [integers.alias(f"{column}:integers"), first_row(not_count).alias(f"{column}:not_count"),
                    first_row(value < 0).alias(f"{column}:negative"),
                    first_row(value > MAX_VALUE).alias(f"{column}:large")]
+    checks.append(first_row(label.is_not_null() & label_bad).alias("label"))
     return numbered.select(checks)
 
 
@@ -131,6 +166,10 @@ def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int
             return DataError(f'{name} has a negative value in column "{column}" at row {negative}.')
         if large is not None:
             return DataError(f'{name} has an implausibly large value in column "{column}" at row {large}.')
+    if found["label"] is not None:
+        shown = str(value_at(TARGET, found["label"]))[:30]
+        return DataError(f'{name} has "{shown}" in column "{TARGET}" at row {found["label"]}; '
+                         "expected 0, 1 or an empty value.")
     return None
 
 
@@ -146,17 +185,18 @@ def breach(clients: pl.LazyFrame, name: str, as_text: bool = False) -> DataError
     return first_problem(found, name, lambda column, row: value_in(numbered, column, row))
 
 
-def text_features(path: Path, name: str) -> pl.LazyFrame:
-    """The file read as text, for one whose features polars could not read as whole numbers.
+def text_clients(path: Path, name: str, labelled: bool) -> pl.LazyFrame:
+    """The file read as text, for one whose numbers polars could not read as whole numbers.
 
     Names the first breach of the contract, or (for harmless variants such as " 12" or "+12")
-    returns the rows with their features as Int64.
+    returns the rows with their numbers as Int64.
     """
-    scanned = scan_clients(path, as_text=True).with_columns(pl.col(FEATURES).str.strip_chars())
+    numbers = [*FEATURES, TARGET]
+    scanned = scan_clients(path, labelled, as_text=True).with_columns(pl.col(numbers).str.strip_chars())
     problem = breach(scanned, name, as_text=True)
     if problem is not None:
         raise problem
-    return scanned.with_columns(pl.col(FEATURES).cast(pl.Int64, strict=False))
+    return scanned.with_columns(pl.col(numbers).cast(pl.Int64, strict=False))
 
 
 def polars_failure(exc: Exception, name: str) -> DataError:
@@ -171,7 +211,7 @@ def polars_failure(exc: Exception, name: str) -> DataError:
 
 
 def is_parse_failure(exc: Exception) -> bool:
-    """polars met a feature value it cannot read as a whole number."""
+    """polars met a number it cannot read as a whole number."""
     return isinstance(exc, pl.exceptions.PolarsError) and "could not parse" in str(exc)
 
 
@@ -182,81 +222,51 @@ def collect_checked(frame: pl.LazyFrame, name: str) -> pl.DataFrame:
         raise polars_failure(exc, name) from None
 
 
-def open_clients(path: Path) -> pl.LazyFrame:
-    """A client CSV, checked as far as its first bytes and header allow, as a lazy scan."""
+def open_clients(path: Path) -> tuple[pl.LazyFrame, bool]:
+    """A client CSV, checked as far as its first bytes and header allow, as a lazy scan; and whether it has labels."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(65536)
     except OSError as exc:
         raise DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     check_raw_csv(head, path.name)
-    check_header(header_columns(head, path.name), path.name, require_target=False)
-    return scan_clients(path)
+    columns = header_columns(head, path.name)
+    check_header(columns, path.name, require_target=False)
+    labelled = TARGET in columns
+    return scan_clients(path, labelled), labelled
 
 
 # --- Scoring and ranking ---------------------------------------------------------------------
-class RiskScorer:
-    """scikit-learn's decision_function as a polars batch function that also keeps each batch's riskiest rows.
+def log_odds(model) -> pl.Expr:
+    """The model's log-odds that a client leaves (scikit-learn's decision_function), batch by batch.
 
-    The ranking carries only ids and log-odds; the report also shows the top clients' features.
-    Each batch's TOP_CLIENTS riskiest rows, ties kept in file order (a batch is a run of
-    consecutive rows), hold every one of them, so they are kept while scoring. Measured at 10M
-    rows: 1.5-1.7 s and 960 MB this way; numbering the rows and fetching the top ones by number
-    in a second scan took 2.1-2.4 s and 1,010 MB.
+    scikit-learn refuses an empty value: it is scored as 0 here, and risk_key sets such a row apart.
     """
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.kept: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # ids, features, log-odds
-
-    def __call__(self, columns: list[pl.Series]) -> pl.Series:
-        ids, *features = columns
-        if len(ids) == 0:
+    def score(columns: list[pl.Series]) -> pl.Series:
+        if len(columns[0]) == 0:
             return pl.Series(KEY, [], dtype=pl.Float64)
-        matrix = np.column_stack([column.to_numpy() for column in features]).astype(np.float64)
-        key = self.model.decision_function(matrix)
-        candidates = (np.flatnonzero(key >= np.partition(key, -TOP_CLIENTS)[-TOP_CLIENTS])
-                      if len(key) > TOP_CLIENTS else np.arange(len(key)))
-        riskiest = candidates[np.argsort(-key[candidates], kind="stable")[:TOP_CLIENTS]]
-        self.kept.append((ids.gather(riskiest).to_list(), matrix[riskiest], key[riskiest]))
-        return pl.Series(KEY, key, dtype=pl.Float64)
+        matrix = np.column_stack([column.to_numpy() for column in columns]).astype(np.float64)
+        return pl.Series(KEY, model.decision_function(matrix), dtype=pl.Float64)
 
-    def log_odds(self) -> pl.Expr:
-        """The model's log-odds that a client leaves, batch by batch.
-
-        scikit-learn refuses an empty value: it is scored as 0 here, and risk_key sets such a row apart.
-        """
-        return pl.map_batches([pl.col(ID_COLUMN), *(pl.col(f).fill_null(0) for f in FEATURES)], self,
-                              return_dtype=pl.Float64, is_elementwise=True)
-
-    def top(self, head: pl.DataFrame) -> list[dict[str, Any]]:
-        """The clients of the ranking's head with their features and probability."""
-        features: dict[tuple[str, float], list[list[float]]] = {}
-        for ids, matrix, keys in self.kept:
-            for client, row, key in zip(ids, matrix.tolist(), keys.tolist(), strict=True):
-                features.setdefault((client, key), []).append(row)
-        chances = probability(head.get_column(KEY)).to_list()
-        return [{"rank": rank, ID_COLUMN: client,
-                 **{f: int(value) for f, value in zip(FEATURES, features[(client, key)].pop(0), strict=True)},
-                 "probability": chance}
-                for rank, ((client, key), chance) in enumerate(zip(head.select(ID_COLUMN, KEY).iter_rows(), chances,
-                                                                   strict=True), start=1)]
+    return pl.map_batches([pl.col(f).fill_null(0) for f in FEATURES], score, return_dtype=pl.Float64,
+                          is_elementwise=True)
 
 
 def meets_contract() -> pl.Expr:
-    """True for a row with an id and whole numbers from 0 to MAX_VALUE in every feature."""
-    ident = pl.col(ID_COLUMN)
+    """True for a row with an id, whole numbers from 0 to MAX_VALUE in every feature, and a label of 0, 1 or none."""
+    ident, label = pl.col(ID_COLUMN), pl.col(TARGET)
     return pl.all_horizontal(ident.is_not_null(), ident != "",
-                             *(pl.col(f).is_between(0, MAX_VALUE) for f in FEATURES)).fill_null(False)
+                             *(pl.col(f).is_between(0, MAX_VALUE) for f in FEATURES),
+                             label.is_null() | label.is_between(0, 1)).fill_null(False)
 
 
-def risk_key(scorer: RiskScorer) -> pl.Expr:
+def risk_key(model) -> pl.Expr:
     """The rank key: the log-odds, or NaN for a row that breaks the contract.
 
     polars sorts NaN above every number, so such a row heads the ranking: the head of the ranking,
     which the report needs anyway, also tells whether the whole file is valid, at no extra pass.
     """
-    return pl.when(meets_contract()).then(scorer.log_odds()).otherwise(float("nan")).alias(KEY)
+    return pl.when(meets_contract()).then(log_odds(model)).otherwise(float("nan")).alias(KEY)
 
 
 def probability(key: pl.Series) -> pl.Series:
@@ -264,48 +274,153 @@ def probability(key: pl.Series) -> pl.Series:
     return pl.Series(expit(key.to_numpy()), dtype=pl.Float64)
 
 
-def ranked(scored: pl.LazyFrame) -> pl.LazyFrame:
-    """Rows from the highest log-odds to the lowest; clients of equal risk keep the file's order."""
-    return scored.select(ID_COLUMN, KEY).sort(KEY, descending=True, maintain_order=True)
+def ranking_queries(clients: pl.LazyFrame, model, exact: bool) -> list[pl.LazyFrame]:
+    """The clients to call, riskiest first, and one row counting what was read and what was left out.
+
+    A row that breaks the contract is kept whatever its id or label, so that it heads the ranking.
+    The first pass (`exact` False) takes every row as its client's latest and keeps the features
+    as UInt32; the counts (whether a hash repeats, the largest value) tell whether the exact pass
+    is needed: each client's last row, the features as read.
+    """
+    scored = clients.with_columns(risk_key(model))
+    latest = pl.col(ID_COLUMN).is_last_distinct() if exact else pl.lit(True)
+    left = pl.col(TARGET).fill_null(0) == 1
+    features = FEATURES if exact else [pl.col(f).cast(pl.UInt32, strict=False) for f in FEATURES]
+    return [
+        scored.filter(pl.col(KEY).is_nan() | (latest & ~left)).select(ID_COLUMN, KEY, *features)
+        .sort(KEY, descending=True, maintain_order=True),
+        scored.select(pl.len().alias("rows_read"), (~latest).sum().alias("earlier_snapshots"),
+                      (latest & left).sum().alias("left"), pl.max_horizontal(pl.col(FEATURES).max()).alias("largest"),
+                      (pl.col(ID_COLUMN).hash().n_unique() < pl.len()).alias("repeats")),
+    ]
 
 
-def risk_table(ranking: pl.LazyFrame, model_version: str) -> pl.LazyFrame:
-    """The risk list's columns: rank, client, attrition probability, the model that scored it."""
-    return ranking.with_row_index("rank", offset=1).select(
-        "rank", ID_COLUMN,
-        pl.col(KEY).map_batches(probability, return_dtype=pl.Float64, is_elementwise=True)
-        .alias("attrition_probability"),
-        pl.lit(model_version, dtype=pl.String).alias("model_version"))
+def rank_clients(clients: pl.LazyFrame, model, name: str) -> Ranking:
+    """Score, check and rank a scanned client file: one pass, and an exact one when an id repeats (or a
+    value does not fit 32 bits).
+
+    Most files hold each client once. At 10M rows the exact pass (is_last_distinct) took 1.5 s
+    more; the hash check, 0.2-0.3 s (and 300-500 MB: checking after the pass, or scanning the ids
+    again, kept no less or took longer). UInt32 features keep 250 MB fewer.
+    """
+    ranking, counts = pl.collect_all(ranking_queries(clients, model, exact=False), engine="streaming")
+    found = counts.row(0, named=True)
+    if found["rows_read"] == 0:
+        raise DataError(f"{name} has a header but no rows.")
+    if found["repeats"] or (found["largest"] or 0) > np.iinfo(np.uint32).max:
+        log.info("%s names some clients more than once (or has values above 32 bits): each client is ranked on "
+                 "its last row", name)
+        ranking, counts = pl.collect_all(ranking_queries(clients, model, exact=True), engine="streaming")
+        found = counts.row(0, named=True)
+    if ranking.height and np.isnan(ranking.item(0, KEY)):
+        problem = breach(clients, name)
+        if problem is None:
+            raise AssertionError(f"{name}: risk_key and first_problem disagree")
+        raise problem
+    return Ranking(frame=ranking, rows_read=int(found["rows_read"]),
+                   earlier_snapshots=int(found["earlier_snapshots"]), left=int(found["left"]))
+
+
+def ranking_of(source: Path, model) -> Ranking:
+    """The call list of a client CSV, checked against the data contract."""
+    clients, labelled = open_clients(source)
+    try:
+        return rank_clients(clients, model, source.name)
+    except pl.exceptions.PolarsError as exc:
+        if not is_parse_failure(exc):
+            raise polars_failure(exc, source.name) from None
+    try:
+        return rank_clients(text_clients(source, source.name, labelled), model, source.name)
+    except pl.exceptions.PolarsError as again:
+        raise polars_failure(again, source.name) from None
+
+
+def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None) -> list[dict[str, Any]]:
+    """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, features, reasons."""
+    chances = expit(frame.get_column(KEY).to_numpy()).tolist()
+    return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key,
+             **dict(zip(FEATURES, values, strict=True)),
+             "reasons": explainer.reasons(values) if explainer is not None else []}
+            for rank, (client, key, *values), chance in zip(
+                range(first_rank, first_rank + frame.height), frame.iter_rows(), chances, strict=True)]
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
-def write_risk_list(clients: pl.LazyFrame, model, model_version: str, target: Path,
-                    name: str) -> tuple[int, list[dict[str, Any]]]:
-    """Score, check, rank and write in one pass over the file; return the row count and the top clients.
+def reason_codes(frame: pl.DataFrame, explainer: Explainer) -> tuple[list[pl.Expr], pl.Series]:
+    """Per feature, each row's reason as a number (an expression), and the words those numbers stand for.
 
-    The list is written to its temporary file before the check is known (see risk_key); a file that
-    breaks the contract then removes that file, and the previous risk list stays as it was.
+    A feature's words depend on its value alone, so they are written once per distinct value, by
+    Explainer.text as everywhere else; rows look them up by value: in an array indexed by the value
+    when the values are small (as counts are), else in a hash map. Measured on the 6.6M clients of
+    10M generated rows (12,282 distinct values): formatting every row in polars expressions, with
+    thousands separators, took 3.1 s per 4M rows; the hash lookup 0.22-0.27 s, the array 0.06 s.
     """
-    scorer = RiskScorer(model)
-    ranking = ranked(clients.with_columns(risk_key(scorer)))
-    with atomic_path(target) as tmp:
-        sink = risk_table(ranking, model_version).sink_csv(tmp, float_precision=DECIMALS, float_scientific=False,
-                                                         lazy=True)
-        count, head, _ = pl.collect_all([ranking.select(pl.len()), ranking.head(TOP_CLIENTS), sink],
-                                        engine="streaming")
-        if head.height == 0:
-            raise DataError(f"{name} has a header but no rows.")
-        if np.isnan(head.item(0, KEY)):
-            problem = breach(clients, name)
-            if problem is None:
-                raise AssertionError(f"{name}: risk_key and first_problem disagree")
-            raise problem
-    return int(count.item()), scorer.top(head)
+    words: list[str] = []
+    codes: list[pl.Expr] = []
+    for j, feature in enumerate(FEATURES):
+        column = frame.get_column(feature)
+        largest = int(column.max() or 0)
+        dense = largest < DENSE_LOOKUP
+        if dense:  # the values present, in order, without hashing
+            present = np.zeros(largest + 1, dtype=bool)
+            present[column.to_numpy()] = True
+            values = np.flatnonzero(present)
+        else:
+            values = column.unique().sort().to_numpy()
+        numbers = np.arange(len(words), len(words) + len(values), dtype=np.uint32)
+        words += [explainer.text(j, value) for value in values.tolist()]
+        if dense:
+            table = np.zeros(largest + 1, dtype=np.uint32)
+            table[values] = numbers
+            codes.append(pl.lit(pl.Series(table)).gather(pl.col(feature)))
+        else:
+            codes.append(pl.col(feature).replace_strict(values, numbers, return_dtype=pl.UInt32))
+    return codes, pl.Series(words, dtype=pl.Enum(words))
+
+
+def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Each row's reasons in words, listed as riskcore.reasons orders them: (helper columns, reason columns)."""
+    if explainer is None:
+        return [], [pl.lit(None, dtype=pl.String).alias(name) for name in REASON_COLUMNS]
+    codes, words = reason_codes(frame, explainer)
+    places = positions([explainer.contribution(j, pl.col(f)) for j, f in enumerate(FEATURES)])
+    helpers = [*(place.alias(f"_place{j}") for j, place in enumerate(places)),
+               *(code.alias(f"_code{j}") for j, code in enumerate(codes))]
+    columns = []
+    for k, name in enumerate(REASON_COLUMNS):
+        chosen = pl.when(pl.col("_place0") == k).then(pl.col("_code0"))
+        for j in range(1, len(FEATURES) - 1):
+            chosen = chosen.when(pl.col(f"_place{j}") == k).then(pl.col(f"_code{j}"))
+        columns.append(pl.lit(words).gather(chosen.otherwise(pl.col(f"_code{len(FEATURES) - 1}"))).alias(name))
+    return helpers, columns
+
+
+def risk_table(frame: pl.DataFrame, explainer: Explainer | None) -> pl.LazyFrame:
+    """risk_scores.csv's columns (COLUMNS) for a ranking."""
+    helpers, reasons = reason_columns(frame, explainer)
+    chance = pl.col(KEY).map_batches(probability, return_dtype=pl.Float64, is_elementwise=True)
+    return (frame.lazy().with_row_index("rank", offset=1).with_columns(helpers)
+            .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *FEATURES, *reasons))
+
+
+def risk_record(risk: RiskList, deployment: Deployment, explainer: Explainer | None) -> dict[str, Any]:
+    """risk_scores.json: what the risk list beside it is, once per file."""
+    return {
+        "risk_list": risk.path.name, "model_version": deployment.model_version, "release": deployment.release,
+        "generated_at": utc_now(), "source": risk.source.name, "clients": risk.rows, "rows_read": risk.rows_read,
+        "left_out": {"earlier_snapshots": risk.earlier_snapshots, "left": risk.left},
+        "ranked_by": f"{KEY}: the model's log-odds, highest first; equal ones in the order of the file",
+        "average_log_odds": explainer.average_log_odds if explainer is not None else None,
+        "columns": list(COLUMNS),
+    }
 
 
 def risk_scores(config: Config, clients_path: Path | None = None, model=None,
-                deployment: Deployment | None = None) -> RiskList:
-    """Score every client of a CSV (default: the ingested data) and write the ranked risk list."""
+                deployment: Deployment | None = None, reasons: bool = True) -> RiskList:
+    """Rank the clients of a CSV (default: the ingested data) and write the call list and its record.
+
+    `reasons=False` leaves the reason columns empty: the benchmark measures what they cost.
+    """
     started = time.perf_counter()
     source = Path(clients_path) if clients_path is not None else config.final_data_file
     if not source.is_file():
@@ -315,20 +430,23 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
         deployment = require_deployment(config.prod_deployment_folder)
     if model is None:
         model = load_deployed_model(deployment)
+    explainer = None
+    if reasons:
+        explainer = explainer_for(model, deployed_metadata(deployment), deployment.model_version)
+        if explainer is None:
+            log.warning("model %s was trained before its metadata recorded the average client: the risk list "
+                        "has no reasons until the next training", deployment.model_version)
+    ranking = ranking_of(source, model)
     target = config.output_model_folder / RISK_SCORES
-    clients = open_clients(source)
-    try:
-        rows, top = write_risk_list(clients, model, deployment.model_version, target, source.name)
-    except pl.exceptions.PolarsError as exc:
-        if not is_parse_failure(exc):
-            raise polars_failure(exc, source.name) from None
-        clients = text_features(source, source.name)
-        try:
-            rows, top = write_risk_list(clients, model, deployment.model_version, target, source.name)
-        except pl.exceptions.PolarsError as again:
-            raise polars_failure(again, source.name) from None
-    seconds = time.perf_counter() - started
-    log.info("wrote %s: %d clients of %s ranked by model %s in %.2f s", target, rows, source.name,
-             deployment.model_version, seconds)
-    return RiskList(path=target, source=source, rows=rows, model_version=deployment.model_version, top=top,
-                    seconds=seconds)
+    with atomic_path(target) as tmp:
+        risk_table(ranking.frame, explainer).sink_csv(tmp, float_scientific=False, engine="streaming")
+    risk = RiskList(path=target, record=target.with_suffix(".json"), source=source, rows=ranking.frame.height,
+                    model_version=deployment.model_version, rows_read=ranking.rows_read,
+                    earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
+                    top=entries(ranking.frame.head(TOP_CLIENTS), 1, explainer))
+    atomic_write_json(risk.record, risk_record(risk, deployment, explainer))
+    risk.seconds = time.perf_counter() - started
+    log.info("wrote %s: %d clients of %s ranked by model %s (%d rows read; left out: %d earlier snapshots, "
+             "%d clients who left) in %.2f s", target, risk.rows, source.name, deployment.model_version,
+             risk.rows_read, risk.earlier_snapshots, risk.left, risk.seconds)
+    return risk

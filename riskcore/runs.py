@@ -45,8 +45,10 @@ class Run:
     new_files: list[str] = field(default_factory=list)
     rows_read: int | None = None
     rows_ingested: int | None = None
+    rows_new: int | None = None  # one row per client of the new or changed files: what the drift check took
     files_rejected: list[dict[str, str]] = field(default_factory=list)
-    f1_new_data: float | None = None
+    f1_new_data: float | None = None  # on the labelled new rows
+    f1_ingested: float | None = None  # on every labelled row ingested, for comparison
     baseline: float | None = None
     drift_test: str | None = None
     drift_verdict: str | None = None
@@ -97,8 +99,8 @@ def history_path(config: Config) -> Path:
 # What the mark keeps of a run: once it has decided, enough for the tick that finishes an
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
-                  "f1_new_data", "baseline", "drift_test", "drift_verdict", "data_drift", "decision",
-                  "version_before")
+                  "rows_new", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict", "data_drift",
+                  "decision", "version_before")
 
 
 def write_pending(config: Config, run: Run) -> None:

@@ -5,6 +5,15 @@ contract's header and whole numbers only (nearly every file) is read with typed 
 other is read with every field as text, so that the message can show the field as written.
 read_client_frame returns the validated polars frame for bulk work; parse_csv_bytes,
 read_client_csv and validate_frame hand the course's functions and scikit-learn a pandas frame.
+
+Labels (`require_target`): True, every row needs "exited" (0 or 1): training and test data;
+False, the column may be missing (a file of clients whose outcome is not known yet), but where it
+is present every row needs a label: input files and the API; LABELS_OPTIONAL, a row's label may
+also be empty: finaldata.csv, where clients not labelled yet sit beside labelled ones.
+
+Client ids are compared after normalise_id (riskcore.contract, plain Python, for the API's JSON
+records) or normalise_ids (polars): surrounding blanks stripped, in ingestion, the API and the
+risk list alike.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError
+from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, MAX_VALUE, TARGET, DataError
 
 # A validated client frame: ids as text, the counts and the label as whole numbers.
 CLIENT_SCHEMA = {ID_COLUMN: pl.String, **dict.fromkeys(COLUMNS[1:], pl.Int64)}
@@ -35,6 +44,27 @@ BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)*")
 OPENING_QUOTE = re.compile(rb'(?m)(?:^|,)[ \t]*"')  # a field that starts quoted
 SIGNED_WHOLE = r"^[+-]?[0-9]+$"
 WHOLE = r"^\+?[0-9]+$"
+LABELS_OPTIONAL = "optional"  # require_target: an empty "exited" is a client not labelled yet
+
+
+def normalise_ids(ids):
+    """normalise_id (riskcore.contract, the one id rule) for a polars Series or expression of ids."""
+    return ids.str.strip_chars(ID_BLANKS)
+
+
+def padded(ids: pl.Series) -> bool:
+    """Whether any id has blanks around it: a look at 10M ids took 0.08 s where stripping them took 0.2 s."""
+    return any((ids.str.starts_with(blank) | ids.str.ends_with(blank)).any() for blank in ID_BLANKS)
+
+
+def labelled(frame):
+    """The rows whose label is known (polars or pandas), labels as whole numbers: what F1 and training take."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.filter(pl.col(TARGET).is_not_null()) if TARGET in frame.columns else frame.clear()
+    if TARGET not in frame.columns:
+        return frame.iloc[:0]
+    rows = frame[frame[TARGET].notna()]
+    return rows.astype({TARGET: "int64"}) if rows[TARGET].dtype != "int64" else rows
 
 
 def check_raw_csv(data: bytes, name: str) -> None:
@@ -120,7 +150,7 @@ def _blank_rows(table: pl.DataFrame) -> pl.Series | None:
     return blank if blank.any() else None
 
 
-def read_text_table(data: bytes, name: str, require_target: bool = True) -> pl.DataFrame:
+def read_text_table(data: bytes, name: str, require_target: bool | str = True) -> pl.DataFrame:
     """Parse CSV bytes into a table of text fields named as the header names them.
 
     Of the contract only what the parse itself sees is checked: content, well-formedness and a
@@ -143,11 +173,11 @@ def read_text_table(data: bytes, name: str, require_target: bool = True) -> pl.D
 
 
 # --- The contract checks ---------------------------------------------------------------------
-def check_header(columns: list[str], name: str, require_target: bool = True) -> None:
+def check_header(columns: list[str], name: str, require_target: bool | str = True) -> None:
     """The header names every column the contract requires, nothing it does not know, each once."""
     if len(columns) == 1 and ";" in columns[0]:
         raise DataError(f"{name} uses ';' as its separator; expected ','.")
-    required = [c for c in COLUMNS if require_target or c != TARGET]
+    required = [c for c in COLUMNS if require_target is True or c != TARGET]
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataError(f'{name} is missing the column "{missing[0]}".')
@@ -168,22 +198,30 @@ def _shown(value: str | None) -> str:
     return "an empty value" if value is None or not value.strip() else f'"{value[:30]}"'
 
 
-def _whole_numbers(values: pl.Series, name: str, column: str) -> pl.Series:
-    """`values` (text or integers) as Int64 whole numbers in [0, MAX_VALUE], or DataError naming the first bad row."""
+def _whole_numbers(values: pl.Series, name: str, column: str, allow_empty: bool = False) -> pl.Series:
+    """`values` (text or integers) as Int64 whole numbers in [0, MAX_VALUE], or DataError naming the first bad row.
+
+    With `allow_empty`, an empty field (or blanks only) is a missing value, kept as null.
+    """
     numbers = values.cast(pl.Int64, strict=False)
-    if numbers.null_count():
+    if numbers.null_count() > (values.null_count() if allow_empty else 0):
         # Not all plain integers: blanks around a number are allowed; anything else names its row.
         text = values.cast(pl.String).str.strip_chars()
-        signed = text.str.contains(SIGNED_WHOLE).fill_null(False)
+        if allow_empty:
+            text = text.set((text == "").fill_null(False), None)
+        signed = text.str.contains(SIGNED_WHOLE).fill_null(allow_empty)
         numbers = text.cast(pl.Int64, strict=False)
-        if not (signed.all() and numbers.null_count() == 0):
+        missing = text.null_count() if allow_empty else 0
+        if not (signed.all() and numbers.null_count() == missing):
             # A column that is not all integers is checked as text, where a sign is not allowed.
-            bad = ~text.str.contains(WHOLE).fill_null(False)
+            bad = ~text.str.contains(WHOLE).fill_null(allow_empty)
             if bad.any():
                 row = _first_row(bad)
                 raise DataError(f'{name} has {_shown(values[row - 1])} in column "{column}" at row {row}; '
                                 "expected a whole number >= 0.")
             numbers = text.cast(pl.Float64, strict=False)  # digits beyond Int64: only their size matters now
+    if numbers.null_count() == len(numbers):
+        return numbers.cast(pl.Int64)
     if numbers.min() < 0:
         raise DataError(f'{name} has a negative value in column "{column}" at row {_first_row(numbers < 0)}.')
     if numbers.max() > MAX_VALUE:
@@ -192,18 +230,19 @@ def _whole_numbers(values: pl.Series, name: str, column: str) -> pl.Series:
     return numbers.cast(pl.Int64)
 
 
-def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool = True) -> pl.DataFrame:
+def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True) -> pl.DataFrame:
     """Check a table of text (or integer) columns against the data contract; return it typed, in contract order.
 
     Rows are numbered from 1, the first data row; the checks run in the order of the messages
-    users know: header, rows, repeated header, ids, then each number column.
+    users know: header, rows, repeated header, ids, then each number column. Ids come back
+    normalised (normalise_ids); a table without "exited" comes back without it.
     """
     check_header(table.columns, name, require_target)
     if table.height == 0:
         raise DataError(f"{name} has a header but no rows.")
     ids = table[ID_COLUMN].cast(pl.String)
-    if ids.str.starts_with(" ").any():
-        ids = ids.str.strip_chars_start(" ")  # blanks before a value are skipped, as in any field
+    if padded(ids):
+        ids = normalise_ids(ids)
     first = table[FEATURES[0]]
     header_ids = (ids == ID_COLUMN).fill_null(False)
     if first.dtype == pl.String and header_ids.any():
@@ -217,15 +256,15 @@ def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool =
     for column in FEATURES:
         columns.append(_whole_numbers(table[column], name, column))
     if TARGET in table.columns:
-        target = _whole_numbers(table[TARGET], name, TARGET)
-        if target.max() > 1:
+        target = _whole_numbers(table[TARGET], name, TARGET, allow_empty=require_target == LABELS_OPTIONAL)
+        if target.null_count() < len(target) and target.max() > 1:
             raise DataError(f'{name} has a value other than 0 or 1 in column "{TARGET}" at row '
                             f"{_first_row(target > 1)}.")
         columns.append(target)
     return pl.DataFrame(columns)
 
 
-def _read_typed(data: bytes) -> pl.DataFrame | None:
+def _read_typed(data: bytes, require_target: bool | str = True) -> pl.DataFrame | None:
     """The table with its numbers read as integers, or None where the file needs a closer look.
 
     Nearly every file has the contract's header and whole numbers only; reading those typed
@@ -240,12 +279,14 @@ def _read_typed(data: bytes) -> pl.DataFrame | None:
         table = pl.read_csv(data, schema_overrides=types)
     except pl.exceptions.PolarsError:
         return None
-    if table.columns != header or any(table[column].null_count() for column in header if column != ID_COLUMN):
+    may_be_empty = {ID_COLUMN, TARGET} if require_target == LABELS_OPTIONAL else {ID_COLUMN}
+    if table.columns != header or any(table[column].null_count() for column in header if column not in may_be_empty):
         return None
     return table
 
 
-def read_client_frame(source: bytes | Path, name: str | None = None, require_target: bool = True) -> pl.DataFrame:
+def read_client_frame(source: bytes | Path, name: str | None = None,
+                      require_target: bool | str = True) -> pl.DataFrame:
     """Read and validate client CSV content (bytes, or a file) into a polars frame in contract order."""
     if isinstance(source, Path):
         name = name or source.name
@@ -255,7 +296,7 @@ def read_client_frame(source: bytes | Path, name: str | None = None, require_tar
             raise DataError(f"{name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     name = name or "the CSV data"
     check_raw_csv(source, name)
-    table = _read_typed(source)
+    table = _read_typed(source, require_target)
     if table is None:
         table = read_text_table(source, name, require_target)
     return validate_client_frame(table, name, require_target)
@@ -263,7 +304,10 @@ def read_client_frame(source: bytes | Path, name: str | None = None, require_tar
 
 # --- The pandas edge: what the course's functions and scikit-learn take --------------------------
 def to_pandas(frame: pl.DataFrame):
-    """A validated polars frame as a pandas DataFrame (ids as str, numbers as int64), without pyarrow."""
+    """A validated polars frame as a pandas DataFrame (ids as str, numbers as int64), without pyarrow.
+
+    Labels with an empty value (LABELS_OPTIONAL) come as float64 with NaN there; labelled() gives int64.
+    """
     import pandas as pd  # only callers that want pandas pay for it
 
     return pd.DataFrame({column: frame[column].to_numpy() for column in frame.columns})
@@ -284,17 +328,17 @@ def from_pandas(frame) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def validate_frame(frame, name: str, require_target: bool = True):
+def validate_frame(frame, name: str, require_target: bool | str = True):
     """Check a parsed pandas table against the data contract; return it typed and in contract order."""
     return to_pandas(validate_client_frame(from_pandas(frame), name, require_target))
 
 
-def parse_csv_bytes(data: bytes, name: str, require_target: bool = True):
+def parse_csv_bytes(data: bytes, name: str, require_target: bool | str = True):
     """Parse and validate CSV content into a pandas frame; any problem is one DataError sentence naming `name`."""
     return to_pandas(read_client_frame(data, name, require_target))
 
 
-def read_client_csv(path: Path, require_target: bool = True):
+def read_client_csv(path: Path, require_target: bool | str = True):
     """Read and validate one client CSV file into a pandas frame."""
     return to_pandas(read_client_frame(Path(path), path.name, require_target))
 

@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The throwaway PostgreSQL server's fixtures (tests/pg.py).
+from pg import own_postgres_server, pg_database, postgres_server  # noqa: E402, F401
+
 from riskcore import publish  # noqa: E402
 from riskcore.config import Config, load_config  # noqa: E402
 from riskcore.contract import COLUMNS  # noqa: E402

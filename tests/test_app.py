@@ -173,6 +173,8 @@ def test_prediction_of_records_returns_one_row_per_record_with_model_version(cli
     for row in body["predictions"]:
         assert row["prediction"] in (0, 1) and 0.0 <= row["probability"] <= 1.0
         assert row["prediction"] == int(row["probability"] > 0.5)
+        assert [reason["feature"] for reason in sorted(row["reasons"], key=lambda r: r["feature"])] == sorted(FEATURES)
+        assert all(reason["value"] == RECORD[reason["feature"]] for reason in row["reasons"])
 
 
 def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):
@@ -613,7 +615,7 @@ def test_a_wrong_method_is_405_json_with_allow(client, method, path):
     assert response.headers["Allow"]
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/prediction/extra", "/static/x.css", "/%2e%2e/etc/passwd"])
+@pytest.mark.parametrize("path", ["/nope", "/prediction/extra", "/static/x.css", "/%2e%2e/etc/passwd"])
 def test_an_unknown_path_is_404_json(client, path):
     assert_json_error(client.get(path), 404)
 
@@ -668,6 +670,8 @@ def test_openapi_describes_exactly_the_routes_and_methods(client):
     assert document["openapi"].startswith("3.")
     routes: dict[str, set[str]] = {}
     for rule in application.url_map.iter_rules():
+        if rule.endpoint.startswith("pages."):
+            continue  # the HTML pages (riskcore.api.pages) are not part of the JSON API
         routes.setdefault(rule.rule, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
     described = {path: set(operations) for path, operations in document["paths"].items()}
     assert described == routes
@@ -695,12 +699,24 @@ EXCHANGES = [
     ("open", "POST", "/prediction", {"data": b" " * (inputs.MAX_CONTENT_LENGTH + 1),
                                      "content_type": "application/json"}, 413),
     ("open", "POST", "/prediction", {"data": b"records", "content_type": "text/plain"}, 415),
+    ("open", "GET", "/risk", {}, 200),
+    ("open", "GET", "/risk?top=5&offset=3", {}, 200),
+    ("open", "GET", "/risk?top=-1", {}, 400),
+    ("open", "GET", "/risk?top=abc", {}, 400),
+    ("open", "GET", "/risk?offset=99999999999999999999", {}, 400),
+    ("open", "GET", "/risk?offset=100000", {}, 400),
+    ("open", "POST", "/risk", {}, 405),
     ("open", "GET", "/scoring", {}, 200),
     ("open", "POST", "/scoring", {}, 405),
     ("open", "GET", "/summarystats", {}, 200),
     ("open", "DELETE", "/summarystats", {}, 405),
     ("open", "GET", "/diagnostics", {}, 200),
     ("open", "PUT", "/diagnostics", {}, 405),
+    ("open", "GET", "/history", {}, 200),
+    ("open", "GET", "/history?limit=2&offset=1", {}, 200),
+    ("open", "GET", "/history?limit=0", {}, 400),
+    ("open", "GET", "/history?offset=-1", {}, 400),
+    ("open", "POST", "/history", {}, 405),
     ("open", "GET", "/health", {}, 200),
     ("open", "POST", "/health", {}, 405),
     ("open", "GET", "/openapi.json", {}, 200),
@@ -709,14 +725,18 @@ EXCHANGES = [
     ("keyed", "POST", "/prediction", {"json": {"records": [RECORD]}}, 401),
     ("keyed", "GET", "/scoring", {"headers": {"X-API-Key": "wrong"}}, 401),
     ("keyed", "GET", "/summarystats", {}, 401),
+    ("keyed", "GET", "/risk?top=3", {}, 401),
     ("keyed", "GET", "/diagnostics", {}, 401),
+    ("keyed", "GET", "/history", {}, 401),
     ("keyed", "GET", "/openapi.json", {}, 401),
     ("keyed", "GET", "/openapi.json", {"headers": {"X-API-Key": "s3cret-key"}}, 200),
     ("keyed", "GET", "/health", {}, 200),
     ("empty", "POST", "/prediction", {"json": {"records": [RECORD]}}, 503),
     ("empty", "GET", "/scoring", {}, 503),
     ("empty", "GET", "/summarystats", {}, 503),
+    ("empty", "GET", "/risk", {}, 503),
     ("empty", "GET", "/diagnostics", {}, 503),
+    ("empty", "GET", "/history", {}, 200),
     ("empty", "GET", "/health", {}, 200),
 ]
 

@@ -16,8 +16,9 @@ import pytest
 import app as app_module
 import diagnostics
 from conftest import run_script, tree_snapshot
-from riskcore import dependencies
+from riskcore import dependencies, timing
 from riskcore import diagnostics as record_module
+from riskcore.config import load_config
 from riskcore.contract import (
     API_KEY_ENV,
     COLUMNS,
@@ -26,6 +27,7 @@ from riskcore.contract import (
     EXIT_FAILED,
     FEATURES,
     MODEL_FILE,
+    ConfigError,
     DataError,
     IntegrityError,
     UserError,
@@ -322,6 +324,111 @@ def test_render_prints_every_part(deployed, offline_dependencies):
     for part in ("Summary statistics", "Missing data", "Step timings", "Dependencies",
                  "Predictions on the test data: 60 rows", "package index example unreachable (test)"):
         assert part in text
+
+
+# --- The dependency check's last answer, and timing runs that say so ----------------------------
+@pytest.fixture
+def counted_check(tmp_path, monkeypatch):
+    """requirements.txt of two packages, and a dependency check that counts how often it is asked."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==2.4.6\npandas==3.1.1\n")
+    monkeypatch.setattr(dependencies, "REQUIREMENTS", requirements)
+    asked: list[float] = []
+
+    def check(requirements=None, timeout=0.0):
+        asked.append(timeout)
+        return [
+            dependencies.dependency_row("numpy", "2.4.6", "9.0.0", None),
+            dependencies.dependency_row("pandas", "3.1.1", "unknown", "package index example unreachable (test)")]
+
+    return requirements, check, asked
+
+
+def set_checked_at(config, moment: str) -> None:
+    path = config.output_model_folder / DIAGNOSTICS_RECORD
+    record = json.loads(path.read_text())
+    record["dependencies_checked_at"] = moment
+    path.write_text(json.dumps(record))
+
+
+def test_the_package_index_is_asked_at_most_once_a_day(deployed, counted_check, caplog):
+    requirements, check, asked = counted_check
+    caplog.set_level("INFO")
+    first = record_module.write_diagnostics(deployed, check_dependencies=check)
+    assert len(asked) == 1 and "asking the package index for the latest versions (never asked before" in caplog.text
+    caplog.clear()
+    second = record_module.write_diagnostics(deployed, check_dependencies=check)
+    assert len(asked) == 1, "asked again within the day"
+    assert second["dependencies"] == first["dependencies"]
+    assert second["dependencies_checked_at"] == first["dependencies_checked_at"]
+    assert f"latest versions as the package index gave them at {first['dependencies_checked_at']}" in caplog.text
+    set_checked_at(deployed, "2000-01-01T00:00:00Z")  # more than a day ago
+    third = record_module.write_diagnostics(deployed, check_dependencies=check)
+    assert len(asked) == 2 and third["dependencies_checked_at"] != "2000-01-01T00:00:00Z"
+
+
+def test_a_kept_answer_is_read_with_todays_pins_and_installed_versions(deployed, counted_check):
+    requirements, check, asked = counted_check
+    record_module.write_diagnostics(deployed, check_dependencies=check)
+    requirements.write_text("numpy==2.4.7\npandas==3.1.1\n")  # a new pin, same packages: no need to ask
+    rows = record_module.write_diagnostics(deployed, check_dependencies=check)["dependencies"]
+    assert len(asked) == 1
+    assert [(r["package"], r["pinned"], r["latest"]) for r in rows] == [("numpy", "2.4.7", "9.0.0"),
+                                                                         ("pandas", "3.1.1", "unknown")]
+    assert rows[0]["installed"] == __import__("numpy").__version__ and rows[0]["status"] == "outdated"
+    requirements.write_text("numpy==2.4.6\npandas==3.1.1\nscipy==1.17.1\n")  # a package the answer lacks
+    record_module.write_diagnostics(deployed, check_dependencies=check)
+    assert len(asked) == 2
+
+
+@pytest.mark.parametrize(("hours", "moment", "asks"), [
+    (0, None, True),  # 0: ask on every run
+    (24, "2999-01-01T00:00:00Z", True),  # a time in the future (a clock set back) is no answer to keep
+    (24, "not a time", True),
+    (1000, "2000-01-01T00:00:00Z", True),
+    (10**6, "2000-01-01T00:00:00Z", False),
+])
+def test_how_long_an_answer_is_kept_is_configurable(project, counted_check, hours, moment, asks):
+    from conftest import deploy_pipeline, write_config
+
+    config = deploy_pipeline(load_config(write_config(project.parent, automation={"dependency_check_hours": hours})))
+    _, check, asked = counted_check
+    record_module.write_diagnostics(config, check_dependencies=check)
+    if moment is not None:
+        set_checked_at(config, moment)
+    record_module.write_diagnostics(config, check_dependencies=check)
+    assert len(asked) == (2 if asks else 1)
+
+
+@pytest.mark.parametrize("value", [-1, "24", float("inf"), None, True])
+def test_a_bad_dependency_check_period_is_refused_naming_the_key(project, value):
+    from conftest import write_config
+
+    with pytest.raises(ConfigError, match='"automation.dependency_check_hours"'):
+        load_config(write_config(project.parent, automation={"dependency_check_hours": value}))
+
+
+def test_timing_runs_are_logged_as_timing_runs_not_as_training(deployed, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    diagnostics.execution_time(deployed, repeat=2)
+    lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert not [line for line in lines if line[0] != "riskcore.timing" and line[1] <= logging.INFO]
+    own = [message for name, _, message in lines if name == "riskcore.timing"]
+    assert [m.split(":")[0] for m in own] == ["timing run 1 of 2", "timing run 2 of 2"]
+    assert all("trained a throw-away model on 220 rows, never deployed" in m for m in own)
+
+
+def test_timing_runs_show_the_steps_own_lines_marked_when_verbose(deployed, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    diagnostics.execution_time(deployed)
+    steps = [r.getMessage() for r in caplog.records if r.name in ("riskcore.model", "riskcore.evaluation")]
+    assert steps and all(m.startswith("timing run: ") for m in steps)
+    assert logging.getLogger("riskcore.model").filters == [] and all(
+        not isinstance(f, timing.TimingRunLines) for h in logging.getLogger().handlers for f in h.filters)
 
 
 # --- As a user runs it -----------------------------------------------------------------------

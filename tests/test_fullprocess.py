@@ -17,10 +17,18 @@ from pathlib import Path
 import pytest
 
 import fullprocess
-from conftest import ROOT, client_rows, free_port, run_script, tree_snapshot, write_csv
+from conftest import HEADER, ROOT, client_rows, free_port, run_script, tree_snapshot, write_csv
 from riskcore import automation
 from riskcore.config import Config
-from riskcore.contract import INGESTED_FILES, MODEL_FILE, MODEL_METADATA, RUN_HISTORY, SCORE_FILE
+from riskcore.contract import (
+    FEATURES,
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    MODEL_FILE,
+    MODEL_METADATA,
+    RUN_HISTORY,
+    SCORE_FILE,
+)
 from riskcore.faults import KILL_AT_ENV
 from riskcore.history import read_history
 from riskcore.lock import exclusive_lock
@@ -101,18 +109,19 @@ def test_new_data_the_model_gets_right_keeps_the_model(deployed: Config):
 
 def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config):
     before = deployed_state(deployed)
-    for path in deployed.input_folder.iterdir():
-        path.unlink()
-    add_flipped_data(deployed)
+    add_flipped_data(deployed)  # beside the files already processed, as they accumulate
     done = Reports()
     assert automation.tick(deployed, done) == 0
     after = deployed_state(deployed)
     assert after["model_sha"] != before["model_sha"] and after["version"] != before["version"]
     assert after["baseline"] == (deployed.output_model_folder / SCORE_FILE).read_text()
-    assert after["ingested"] == "dataset4.csv\n"
+    assert after["ingested"] == "dataset1.csv\ndataset2.csv\ndataset4.csv\n"
     assert done.calls == [(1, "retrain")]
     [row] = history(deployed)
     assert row["f1_new_data"] < row["baseline"] and "model drift" in row["drift_verdict"]
+    # F1 is taken on the new file's rows alone; everything ingested is recorded beside it.
+    assert (row["rows_new"], row["rows_ingested"]) == (200, 420)
+    assert row["f1_ingested"] > row["f1_new_data"]
     assert (row["version_before"], row["version_after"]) == (before["version"], after["version"])
     assert set(row["step_seconds"]) == {"ingestion", "drift_check", "training", "scoring", "deployment"}
 
@@ -128,20 +137,20 @@ def test_first_tick_with_nothing_deployed_deploys(config: Config):
     assert row["version_after"] == require_deployment(config.prod_deployment_folder).model_version
 
 
-def test_the_psi_the_automation_records_is_the_shared_psi_of_the_ingested_data(deployed: Config):
-    """The report computes riskcore.drift.psi of finaldata.csv against the deployed training profile:
-    the automation must record the same number for the same data."""
+def test_the_psi_the_automation_records_is_the_shared_psi_of_the_new_rows(deployed: Config):
+    """riskcore.drift.psi of the new file's rows against the deployed training profile: the number
+    the automation records is the shared function's, on the new data alone."""
     from riskcore.drift import psi, psi_drifted
-    from riskcore.summary import read_ingested
+    from riskcore.schema import read_client_csv
 
     add_good_data(deployed)
     profile = json.loads(require_deployment(deployed.prod_deployment_folder).path(MODEL_METADATA).read_text())
     assert automation.tick(deployed, Reports()) == 0
     [row] = history(deployed)
-    ingested = read_ingested(deployed)  # what the run ingested, as the report reads it
+    new = read_client_csv(deployed.input_folder / "dataset3.csv")
     threshold = deployed.automation["psi_threshold"]
     for column, recorded in row["data_drift"]["features"].items():
-        expected = psi(ingested[column].to_numpy(dtype="float64"), profile["training_profile"]["quantiles"][column])
+        expected = psi(new[column].to_numpy(dtype="float64"), profile["training_profile"]["quantiles"][column])
         assert recorded["psi"] == round(expected, 4), column
         assert recorded["drift"] is (psi_drifted(expected, threshold) or recorded["ks_p_value"] < deployed.automation["ks_alpha"])
 
@@ -154,17 +163,102 @@ def test_a_changed_file_counts_as_new(deployed: Config):
     assert detect_new_files(deployed.input_folder, current) == ["dataset1.csv"]
 
 
-def test_a_rejected_file_is_not_new_again_until_it_changes(deployed: Config):
+def test_a_rejected_file_exits_1_naming_it_and_is_not_new_again_until_it_changes(deployed: Config):
     bad = deployed.input_folder / "broken.csv"
     bad.write_text("corporation,exited\nabcd,1\n")
     add_good_data(deployed)
-    assert automation.tick(deployed, Reports()) == 0
+    done = Reports()
+    assert automation.tick(deployed, done) == 1  # cron mails the sentence
+    assert done.calls == [(1, "keep")]  # the good file went ahead
     [row] = history(deployed)
     assert [r["name"] for r in row["files_rejected"]] == ["broken.csv"]
+    assert row["outcome"] == "done" and row["error"].startswith("rejected input: broken.csv is missing the column")
     current = require_deployment(deployed.prod_deployment_folder)
     assert detect_new_files(deployed.input_folder, current) == []
     bad.write_text("corporation,exited\nabcd,0\n")
     assert detect_new_files(deployed.input_folder, current) == ["broken.csv"]
+
+
+def test_new_data_without_labels_keeps_the_model_and_is_recorded_as_processed(deployed: Config):
+    before = deployed_state(deployed)
+    write_csv(deployed.input_folder / "clients.csv", [r.rsplit(",", 1)[0] for r in client_rows(40, seed=7)],
+              header=HEADER.removesuffix(",exited"))
+    done = Reports()
+    assert automation.tick(deployed, done) == 0
+    assert done.calls == [(1, "keep")]
+    [row] = history(deployed)
+    assert row["drift_verdict"].startswith("no labels yet") and row["f1_new_data"] is None
+    assert row["rows_new"] == 40 and set(row["data_drift"]["features"]) == set(FEATURES)  # PSI and KS still run
+    after = deployed_state(deployed)
+    assert (after["model_sha"], after["baseline"]) == (before["model_sha"], before["baseline"])
+    assert after["ingested"] == "clients.csv\ndataset1.csv\ndataset2.csv\n"
+    assert detect_new_files(deployed.input_folder, require_deployment(deployed.prod_deployment_folder)) == []
+
+
+def test_a_broken_reexport_of_an_ingested_file_holds_back_and_exits_1(deployed: Config):
+    before = tree_snapshot(deployed.prod_deployment_folder)
+    final = deployed.final_data_file.read_bytes()
+    with open(deployed.input_folder / "dataset1.csv", "a") as handle:
+        handle.write('zzzz,10,"1,200",5,0\n')
+    done = Reports()
+    assert automation.tick(deployed, done) == 1
+    assert done.calls == []
+    assert tree_snapshot(deployed.prod_deployment_folder) == before and deployed.final_data_file.read_bytes() == final
+    [row] = history(deployed)
+    assert [r["name"] for r in row["files_rejected"]] == ["dataset1.csv"]
+    assert row["outcome"] == "failed" and "dataset1.csv was ingested before" in row["error"]
+    # Still new, so every tick says so until a good version arrives.
+    assert automation.tick(deployed, done) == 1 and len(history(deployed)) == 2
+
+
+def test_a_removed_file_is_dropped_only_when_the_operator_asks(deployed: Config):
+    (deployed.input_folder / "dataset2.csv").unlink()
+    done = Reports()
+    assert automation.tick(deployed, done) == 0 and done.calls == []  # nothing new, nothing lost
+    add_good_data(deployed)
+    assert automation.tick(deployed, done) == 1  # new data, but it would lose dataset2.csv's rows
+    assert "--allow-removed" in history(deployed)[-1]["error"]
+    assert deployed_state(deployed)["ingested"] == "dataset1.csv\ndataset2.csv\n"
+    assert automation.tick(deployed, done, allow_removed=True) == 0
+    assert deployed_state(deployed)["ingested"] == "dataset1.csv\ndataset3.csv\n"
+    record = json.loads((deployed.prod_deployment_folder / INGESTION_RECORD).read_text())
+    assert [entry["name"] for entry in record["removed"]] == ["dataset2.csv"]
+
+
+def test_allow_removed_alone_is_work(deployed: Config):
+    (deployed.input_folder / "dataset2.csv").unlink()
+    done = Reports()
+    assert automation.tick(deployed, done, allow_removed=True) == 0
+    assert done.calls == [(1, "keep")]
+    assert history(deployed)[-1]["drift_verdict"] == "no new rows to check: the model is kept"
+    assert deployed_state(deployed)["ingested"] == "dataset1.csv\n"
+
+
+def test_dry_run_with_allow_removed_shows_the_drop(deployed: Config, capsys):
+    (deployed.input_folder / "dataset2.csv").unlink()
+    assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
+    assert capsys.readouterr().out == "would do nothing: no new data\n"  # a deletion alone is no work
+    assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run", "--allow-removed"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would keep model") and "dropping dataset2.csv" in out
+
+
+def test_acknowledged_files_count_as_processed(deployed: Config):
+    from riskcore.control import acknowledge
+    from riskcore.files import sha256_file
+
+    add_good_data(deployed)
+    current = require_deployment(deployed.prod_deployment_folder)
+    assert detect_new_files(deployed.input_folder, current) == ["dataset3.csv"]
+    acknowledge(deployed.prod_deployment_folder, {"dataset3.csv": sha256_file(deployed.input_folder / "dataset3.csv")})
+    assert detect_new_files(deployed.input_folder, current) == []
+
+
+def test_dry_run_of_a_held_back_ingestion_says_why(deployed: Config, capsys):
+    (deployed.input_folder / "dataset1.csv").write_text(f"{HEADER}\nabcd,x,1,1,0\n")
+    assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would fail: Nothing was ingested: dataset1.csv has") and "ingested before" in out
 
 
 def test_a_failing_step_leaves_production_unchanged_and_exits_1(deployed: Config):
@@ -308,8 +402,6 @@ def test_keep_then_retrain_end_to_end_with_numbered_reports(deployed: Config, ap
     assert tick(deployed, api_url) == 0
     assert reports(deployed) == ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
     before = deployed_state(deployed)
-    for path in deployed.input_folder.iterdir():
-        path.unlink()
     add_flipped_data(deployed)
     assert tick(deployed, api_url) == 0
     after = deployed_state(deployed)

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import sqlite3
 from pathlib import Path
 
-from riskcore.history import format_history, read_history, record_run, score_history
+import pytest
+
+import fullprocess
+from riskcore.contract import RUN_HISTORY
+from riskcore.history import (
+    HISTORY_COLUMNS,
+    HISTORY_FORMATS,
+    format_history,
+    history_csv,
+    history_json,
+    read_history,
+    record_run,
+    score_history,
+)
 from riskcore.runs import Run
 
 
@@ -71,24 +87,100 @@ def test_a_history_of_an_older_schema_reads_with_the_missing_columns_empty(tmp_p
     assert old["outcome"] == "done" and old["data_drift"] is None and old["f1_new_data"] is None
 
 
-def test_score_history_keeps_the_f1_of_finished_runs_only(tmp_path: Path):
+def test_score_history_keeps_every_drift_check_on_labelled_new_data(tmp_path: Path):
     path = tmp_path / "runhistory.sqlite"
     record_run(path, row("1", f1_new_data=0.8, outcome="done"))
-    record_run(path, row("2", f1_new_data=0.1, outcome="failed"))
+    record_run(path, row("2", f1_new_data=0.1, outcome="failed"))  # the check was made; a later step failed
     record_run(path, row("3", outcome="done"))  # a run that finished reports only: no F1
-    record_run(path, row("4", f1_new_data=0.7, outcome="done"))
-    assert score_history(path) == [0.8, 0.7]
+    record_run(path, row("4", f1_new_data=None, drift_verdict="no labels yet", outcome="done"))
+    record_run(path, row("5", f1_new_data=0.7, outcome="done"))
+    assert score_history(path) == [0.8, 0.1, 0.7]
 
 
-def test_format_history_is_one_line_per_run_under_a_header(tmp_path: Path):
-    path = tmp_path / "runhistory.sqlite"
-    record_run(path, row("2026-01-01T00:00:00Z", new_files=["a.csv", "b.csv"], rows_ingested=220, f1_new_data=0.75,
-                         baseline=0.7, drift_test="raw", decision="keep", version_before="v1", version_after="v1",
-                         outcome="done"))
+DRIFT = {"features": {
+    "lastmonth_activity": {"psi": 1.2496, "psi_label": "drift", "ks_statistic": 0.3271, "ks_p_value": 1.8e-216,
+                           "drift": True},
+    "number_of_employees": {"psi": 0.05, "psi_label": "stable", "ks_statistic": 0.02, "ks_p_value": 0.5,
+                            "drift": False}}, "drift": True}
+
+
+def two_runs(path: Path) -> list[dict]:
+    """A kept model with every column filled, and a failed run with almost none."""
+    record_run(path, row("2026-01-01T00:00:00Z", run_number=1, new_files=["a.csv", "b.csv"], rows_read=230,
+                         rows_ingested=220, rows_new=80, files_rejected=[{"name": "broken.csv", "reason": "bad header"}],
+                         f1_new_data=0.75, f1_ingested=0.8125, baseline=0.7, drift_test="raw",
+                         drift_verdict="F1 0.7500 >= 0.7000 (baseline): no model drift", data_drift=DRIFT,
+                         decision="keep", version_before="v1", version_after="v1",
+                         step_seconds={"ingestion": 0.5, "drift_check": 0.25}, outcome="done",
+                         finished_at="2026-01-01T00:00:09Z"))
     record_run(path, row("2026-01-02T00:00:00Z", outcome="failed", error="step training failed: disk full"))
-    header, first, second = format_history(read_history(path)).splitlines()
+    return read_history(path)
+
+
+def test_format_history_is_one_line_per_run_with_its_other_columns_indented_below(tmp_path: Path):
+    rows = two_runs(tmp_path / "runhistory.sqlite")
+    lines = format_history(rows).splitlines()
+    header, first, second = [line for line in lines if not line.startswith(" ")]
     assert header.split()[:4] == ["id", "started", "new", "files"]
-    assert first.split() == ["1", "2026-01-01T00:00:00Z", "a.csv,b.csv", "220", "0.7500", "0.7000", "raw", "keep",
-                             "v1", "->", "v1", "done"]
+    assert header.split()[4:9] == ["rows", "new", "rows", "F1", "new"]
+    assert first.split() == ["1", "2026-01-01T00:00:00Z", "a.csv,b.csv", "220", "80", "0.7500", "0.8125", "0.7000",
+                             "raw", "keep", "v1", "->", "v1", "done"]
     assert second.split()[:2] == ["2", "2026-01-02T00:00:00Z"] and " - -> - " in second
     assert second.endswith(" failed: step training failed: disk full")
+    details = [" ".join(line.split()) for line in lines[lines.index(first) + 1:lines.index(second)]]
+    assert details == [
+        "verdict F1 0.7500 >= 0.7000 (baseline): no model drift",
+        "data drift lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift",
+        "number_of_employees PSI 0.050 (stable), KS 0.020 (p 0.5)",
+        "rejected broken.csv: bad header",
+        "seconds ingestion 0.500, drift_check 0.250 (total 0.750)",
+        f"run number 1, id {rows[0]['run_id']}, finished 2026-01-01T00:00:09Z, 230 rows read",
+    ]
+
+
+def test_history_json_is_every_column_of_every_run_decoded(tmp_path: Path):
+    rows = two_runs(tmp_path / "runhistory.sqlite")
+    document = json.loads(history_json(rows))
+    assert document == rows
+    assert [run["id"] for run in document] == [1, 2]  # oldest first, as the table
+    assert set(document[0]) == {"id", *HISTORY_COLUMNS}
+    assert document[0]["data_drift"] == DRIFT and document[0]["files_rejected"][0]["name"] == "broken.csv"
+
+
+def test_history_csv_has_every_column_and_nested_figures_in_columns_of_their_own(tmp_path: Path):
+    rows = two_runs(tmp_path / "runhistory.sqlite")
+    reader = csv.DictReader(io.StringIO(history_csv(rows)))
+    first, second = list(reader)
+    nested = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles")  # objects: a column per figure
+    plain = [c for c in ("id", *HISTORY_COLUMNS) if c not in nested]
+    assert set(plain) <= set(reader.fieldnames)
+    assert first["data_drift.features.lastmonth_activity.psi"] == "1.2496"
+    assert first["data_drift.features.number_of_employees.ks_p_value"] == "0.5"
+    assert first["step_seconds.drift_check"] == "0.25"
+    assert first["new_files"] == "a.csv; b.csv" and first["files_rejected"] == "broken.csv: bad header"
+    assert (second["error"], second["data_drift.features.lastmonth_activity.psi"]) == (
+        "step training failed: disk full", "")
+    # The data drift of a feature stands where the data_drift column stands in the history.
+    names = reader.fieldnames
+    assert names.index("drift_verdict") < names.index("data_drift.drift") < names.index("decision")
+
+
+@pytest.fixture
+def isolated_logging():
+    """main() configures the root logger for its process; undo that for the tests that follow."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("form", HISTORY_FORMATS)
+def test_fullprocess_prints_the_history_in_each_format(config, capsys, isolated_logging, form):
+    rows = two_runs(config.output_model_folder / RUN_HISTORY)
+    assert fullprocess.main(["--config", str(config.config_file), "--history", "--format", form]) == 0
+    printed = capsys.readouterr().out
+    expected = {"table": format_history, "json": history_json, "csv": history_csv}[form](rows)
+    assert printed == expected.rstrip("\n") + "\n"

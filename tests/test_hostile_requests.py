@@ -471,7 +471,7 @@ def test_a_small_chunked_body_is_read_whole(site):
 ])
 def test_unknown_methods_are_405_or_404_json(site, method, target):
     answer = http(site, method, target)
-    refused(answer, 404 if target == "/" else 405, site=site)
+    refused(answer, 405, site=site)  # "/" is the web page: GET only
     if answer.status == 405:
         assert "OPTIONS" not in answer.headers["allow"]
 
@@ -485,6 +485,9 @@ def test_unknown_routes_and_debugger_probes_are_404_json(site, target):
     answer = http(site, "GET", target)
     if target.startswith("/scoring"):
         assert answer.status == 200 and "pid" not in answer.json()  # the query is ignored; no debugger
+    elif target.startswith("/?"):  # the web page, its query ignored; no debugger
+        assert answer.status == 200 and answer.headers["content-type"].startswith("text/html")
+        assert b"debugger" not in answer.body and b"<script" not in answer.body
     else:
         refused(answer, 404, site=site)
 

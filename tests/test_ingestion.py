@@ -1,4 +1,4 @@
-"""ingestion.py: merging, deduplication, the record, rejections, idempotence."""
+"""ingestion.py: one row per client, labels that come later, the record, rejections, holding back, idempotence."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import ingestion
 from conftest import HEADER, client_rows, run_script, write_csv
 from riskcore import ingest
-from riskcore.config import Config
+from riskcore.config import Config, load_config
 from riskcore.contract import (
     COLUMNS,
     FEATURES,
@@ -23,7 +23,8 @@ from riskcore.contract import (
     DataError,
 )
 from riskcore.files import sha256_file
-from riskcore.schema import read_client_csv
+from riskcore.ingest import HeldBack
+from riskcore.schema import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled, read_client_csv
 
 
 def test_merges_and_drops_exact_duplicates(config: Config):
@@ -119,12 +120,192 @@ def test_command_exits_1_with_one_sentence_on_a_rejected_file(project: Path, tmp
     assert (project.parent / "ingested" / FINAL_DATA).is_file()
 
 
+# --- Nothing production ingested is lost to a broken or missing copy ----------------------------
+def outputs(config: Config) -> dict[str, bytes]:
+    return {name: (config.output_folder / name).read_bytes() for name in (FINAL_DATA, INGESTED_FILES, INGESTION_RECORD)}
+
+
+def test_a_broken_copy_of_an_ingested_file_holds_the_whole_ingestion_back(deployed: Config):
+    before = outputs(deployed)
+    with open(deployed.input_folder / "dataset1.csv", "a") as handle:
+        handle.write('zzzz,10,"1,200",5,0\n')
+    write_csv(deployed.input_folder / "dataset3.csv", client_rows(5, seed=9))  # new data waits too
+    with pytest.raises(HeldBack) as caught:
+        ingestion.run(deployed)
+    message = str(caught.value)
+    assert message.startswith("Nothing was ingested: dataset1.csv has") and "at row 121" in message
+    assert "dataset1.csv was ingested before, so the earlier rows stay in use" in message and "\n" not in message
+    assert [r.name for r in caught.value.result.rejected] == ["dataset1.csv"]
+    assert outputs(deployed) == before
+
+
+def test_a_file_gone_from_the_folder_holds_everything_back_until_the_operator_drops_it(deployed: Config):
+    before = outputs(deployed)
+    gone = deployed.input_folder / "dataset2.csv"
+    sha = sha256_file(gone)
+    gone.unlink()
+    with pytest.raises(HeldBack, match=r"dataset2\.csv was ingested before and is no longer in .*; to drop them, "
+                                       r"run python fullprocess\.py --allow-removed"):
+        ingestion.run(deployed)
+    assert outputs(deployed) == before
+    result = ingestion.run(deployed, allow_removed=True)
+    assert [f.name for f in result.files] == ["dataset1.csv"]
+    [removed] = json.loads((deployed.output_folder / INGESTION_RECORD).read_text())["removed"]
+    assert (removed["name"], removed["sha256"]) == ("dataset2.csv", sha) and removed["by"]
+
+
+def test_a_new_file_that_fails_is_rejected_alone(deployed: Config):
+    (deployed.input_folder / "dataset3.csv").write_text(f"{HEADER}\nabcd,x,1,1,0\n")
+    result = ingestion.run(deployed)
+    assert [r.name for r in result.rejected] == ["dataset3.csv"]
+    assert [f.name for f in result.files] == ["dataset1.csv", "dataset2.csv"]
+
+
+def test_another_input_folders_files_are_not_missing(deployed: Config):
+    """The course's handover: the practice setup deployed, the production setup reads another folder."""
+    root = deployed.config_file.parent
+    write_csv(root / "source" / "dataset9.csv", client_rows(30, seed=8))
+    raw = json.loads(deployed.config_file.read_text())
+    (root / "production.json").write_text(json.dumps({**raw, "input_folder_path": "source"}))
+    result = ingestion.run(load_config(root / "production.json"))
+    assert [f.name for f in result.files] == ["dataset9.csv"] and result.removed == []
+
+
+def test_new_data_is_the_rows_of_the_new_or_changed_files_alone(deployed: Config):
+    write_csv(deployed.input_folder / "dataset3.csv", client_rows(5, seed=9) + client_rows(120, seed=1)[:2])
+    result = ingestion.run(deployed)
+    assert [f.new for f in result.files] == [False, False, True]
+    assert result.new_data.height == 7  # its two rows repeating dataset1.csv are new data too
+    assert result.data.height == 225
+    unchanged = ingestion.ingest_folder(deployed.input_folder)  # nothing known: every file is new
+    assert unchanged.new_data is unchanged.data
+
+
+@pytest.mark.slow
+def test_command_holds_back_with_one_sentence_then_drops_on_request(deployed: Config, tmp_path_factory):
+    (deployed.input_folder / "dataset2.csv").unlink()
+    cwd = tmp_path_factory.mktemp("cwd")
+    held = run_script("ingestion.py", "--config", str(deployed.config_file), cwd=cwd)
+    assert held.returncode == 1 and "Traceback" not in held.stderr
+    [line] = [line for line in held.stderr.splitlines() if line.startswith("error:")]
+    assert "dataset2.csv was ingested before" in line and "--allow-removed" in line
+    dropped = run_script("ingestion.py", "--config", str(deployed.config_file), "--allow-removed", cwd=cwd)
+    assert dropped.returncode == 0, dropped.stderr
+    assert (deployed.output_folder / INGESTED_FILES).read_text() == "dataset1.csv\n"
+
+
+def clients(*rows: tuple) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=CLIENT_SCHEMA, orient="row")
+
+
 def test_merge_frames_counts_kept_rows_per_source():
-    a = pl.DataFrame({"x": [1, 2, 2], "y": ["p", "q", "q"]})
-    b = pl.DataFrame({"x": [2, 3, 1], "y": ["q", "r", "s"]})
-    merged, kept = ingest.merge_frames([("a", a), ("b", b)])
-    assert merged.rows() == [(1, "p"), (2, "q"), (3, "r"), (1, "s")]  # first kept, order kept
-    assert kept == [2, 2]
+    a = clients(("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("q", 2, 2, 2, 1))
+    b = clients(("q", 2, 2, 2, 1), ("r", 3, 3, 3, 0), ("s", 1, 1, 1, 0))
+    merged = ingest.merge_frames([a, b])
+    assert merged.data.rows() == [("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("r", 3, 3, 3, 0), ("s", 1, 1, 1, 0)]
+    assert (merged.kept, merged.duplicates, merged.superseded) == ([2, 2], [1, 1], [0, 0])
+
+
+def test_merge_frames_keeps_each_clients_last_snapshot_where_its_values_first_appear():
+    a = clients(("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("p", 5, 5, 5, 0))  # p's second row supersedes its first
+    b = clients(("q", 9, 9, 9, None), ("r", 3, 3, 3, 0), ("p", 1, 1, 1, 0))  # p goes back to its first values
+    merged = ingest.merge_frames([a, b])
+    assert merged.data.rows() == [("p", 1, 1, 1, 0), ("q", 9, 9, 9, None), ("r", 3, 3, 3, 0)]
+    assert (merged.kept, merged.duplicates, merged.superseded) == ([1, 2], [0, 1], [2, 0])
+    assert merged.conflicting == 0  # q's later snapshot has no label: nothing disagrees
+
+
+def test_merge_frames_counts_clients_whose_labelled_snapshots_disagree():
+    merged = ingest.merge_frames([clients(("p", 1, 1, 1, 0), ("q", 1, 1, 1, 0)),
+                                  clients(("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1))])
+    assert (merged.conflicting, merged.conflict_examples) == (1, ["p"])
+    assert merged.data.rows() == [("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1)]
+
+
+def snapshots_by_hand(frame: pl.DataFrame) -> list[bool]:
+    """Per row: is it the first row holding the values of its client's last row?"""
+    rows = frame.rows()
+    last = {row[0]: row for row in rows}
+    return [row == last[row[0]] and row not in rows[:i] for i, row in enumerate(rows)]
+
+
+def random_snapshots(seed: int) -> pl.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    labels = rng.choice([0, 1, None], n).tolist()
+    return pl.DataFrame({ID_COLUMN: rng.choice(["a", "b", "c", "d e"], n).tolist(),
+                         FEATURES[0]: rng.integers(0, 3, n), FEATURES[1]: [0] * n, FEATURES[2]: [0] * n,
+                         TARGET: labels}, schema=CLIENT_SCHEMA)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_frames_keeps_exactly_the_snapshots_a_hand_count_keeps(seed: int):
+    frame = random_snapshots(seed)
+    merged = ingest.merge_frames([frame])
+    kept = snapshots_by_hand(frame)
+    assert merged.data.rows() == [row for row, keep in zip(frame.rows(), kept, strict=True) if keep]
+    assert merged.kept == [sum(kept)]
+
+
+def test_merge_frames_is_exact_when_every_hash_collides(monkeypatch):
+    frame = random_snapshots(5)
+    expected = ingest.merge_frames([frame]).data.rows()
+    monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *args, **kwargs: pl.Series([7] * self.height))
+    assert ingest.merge_frames([frame]).data.rows() == expected
+
+
+# --- Clients before labels, ids, one row per client, in finaldata.csv ----------------------------
+def test_a_file_without_labels_is_ingested_with_empty_labels(config: Config):
+    write_csv(config.input_folder / "dataset3.csv", ["newc,10,120,5", "othr,0,0,1"],
+              header=HEADER.removesuffix(",exited"))
+    result = ingestion.run(config)
+    assert result.rejected == []
+    assert [f.labelled for f in result.files] == [True, True, False]
+    final = config.final_data_file.read_text().splitlines()
+    assert final[-2:] == ["newc,10,120,5,", "othr,0,0,1,"]
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
+    assert record["unlabelled_rows"] == 2
+    # finaldata.csv reads back with its empty labels as such.
+    frame = read_client_csv(config.final_data_file, require_target=LABELS_OPTIONAL)
+    assert frame[TARGET].isna().sum() == 2 and len(labelled(frame)) == 220
+
+
+def test_a_labelled_file_still_needs_every_label(config: Config):
+    (config.input_folder / "dataset3.csv").write_text(f"{HEADER}\nabcd,1,2,3,\n")
+    result = ingestion.run(config)
+    assert [r.name for r in result.rejected] == ["dataset3.csv"]
+    assert 'an empty value in column "exited" at row 1' in result.rejected[0].reason
+
+
+@pytest.mark.parametrize("padded", [" abcd", "abcd ", "abcd\t", '" abcd "'])
+def test_ids_are_compared_without_surrounding_blanks(config: Config, padded: str):
+    write_csv(config.input_folder / "dataset3.csv", ["abcd,1,2,3,0", f"{padded},7,8,9,1"])
+    result = ingestion.run(config)
+    assert result.rejected == []
+    rows = [line for line in config.final_data_file.read_text().splitlines() if "abcd" in line]
+    assert rows == ["abcd,7,8,9,1"]  # one client, its later snapshot
+    assert result.files[-1].superseded == 1
+
+
+def test_an_id_of_blanks_only_is_refused(config: Config):
+    (config.input_folder / "dataset3.csv").write_text(f"{HEADER}\n \t,1,2,3,0\n")
+    [rejection] = ingestion.run(config).rejected
+    assert 'has an empty "corporation" at row 1' in rejection.reason
+
+
+def test_a_repeated_client_is_one_row_with_its_latest_values(config: Config):
+    write_csv(config.input_folder / "dataset0.csv", ["jggz,1,1,1,0"])  # before dataset1.csv by name
+    write_csv(config.input_folder / "dataset3.csv", ["jggz,5,40,900,0", "jggz,6,41,901,1"])
+    result = ingestion.run(config)
+    assert [line for line in config.final_data_file.read_text().splitlines() if line.startswith("jggz")] == \
+        ["jggz,6,41,901,1"]
+    assert [(f.name, f.rows_kept, f.superseded) for f in result.files if f.name in ("dataset0.csv", "dataset3.csv")] \
+        == [("dataset0.csv", 0, 1), ("dataset3.csv", 1, 1)]
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
+    assert (record["superseded"], record["conflicting_labels"], record["conflicting_label_clients"]) == (2, 1, ["jggz"])
+    assert record["rows_kept"] == len(config.final_data_file.read_text().splitlines()) - 1
 
 
 def test_result_frame_is_the_merged_rows_as_pandas(config: Config):
@@ -162,7 +343,7 @@ def test_bundled_data_gives_the_known_final_data(config: Config, folder: str):
 
 @pytest.mark.parametrize("ids", [
     ["a", "bb", "ccc"],
-    ["ünïcødé", "日本", "trailing ", "in side"],
+    ["ünïcødé", "日本", "tab\tinside", "in side"],
     ["a,b", "c"],  # the separator: quoted
     ['say "hi"', "c"],  # a quote: quoted, doubled
     ["two\nlines", "c"],  # a line end: quoted

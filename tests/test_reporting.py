@@ -22,12 +22,14 @@ import reporting
 import scoring
 from conftest import HEADER, client_rows, deploy_pipeline, run_script, write_config, write_csv
 from riskcore import pdf, publish, risklist
-from riskcore.charts import model_deployments
+from riskcore.charts import model_deployments, trend_chart
 from riskcore.config import Config, load_config
-from riskcore.contract import EXIT_FAILED, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
+from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
 from riskcore.drift import data_drift, psi
+from riskcore.history import read_history
+from riskcore.reasons import REASON_COLUMNS
 from riskcore.releases import deployed_metadata, deployment_history, load_deployed_model, require_deployment
-from riskcore.reports import drift_view
+from riskcore.reports import drift_evidence, where_to_look
 from riskcore.schema import features_of, read_client_csv
 from riskcore.summary import read_ingested
 
@@ -126,55 +128,66 @@ def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
     assert "no drift: model kept" in text  # from the run history
 
 
-def test_report_psi_is_the_drift_checks_psi_on_the_same_data(reported):
-    """One PSI: the report's figure per feature is riskcore.drift.psi, the number the automation records."""
+def test_without_a_recorded_check_the_report_computes_the_automations_figures(reported):
+    """One PSI: with no PSI or KS in the history, the report's figures are riskcore.drift.data_drift's, the
+    automation's own function and threshold, on the deployed model's training data and the ingested data."""
     config, paths = reported
     current, _ = deployed_model(config)
     metadata = deployed_metadata(current)
     profile = metadata["training_profile"]
     newest = read_ingested(config)
-    _, _, shown = drift_view(metadata, newest, float(config.automation["psi_threshold"]))
-    automation = data_drift(newest, profile, float(config.automation["psi_threshold"]), ks_alpha=0.05)
+    runs = read_history(config.output_model_folder / RUN_HISTORY)
+    shown = drift_evidence(config, current, metadata, deployment_history(config.prod_deployment_folder), runs,
+                           None, newest)
+    automation = data_drift(newest, profile, float(config.automation["psi_threshold"]),
+                            float(config.automation["ks_alpha"]))
+    assert not shown.recorded and shown.check["decision"] == "no drift: model kept"
+    assert shown.model_version == current.model_version and shown.reference == profile["quantiles"]
+    assert shown.figures == automation["features"]
     text = squeeze(" ".join(pdf_pages(paths["summary_report"])))
+    assert "No PSI or KS is recorded" in text
     for feature in FEATURES:
+        figures = automation["features"][feature]
         expected = psi(newest[feature].to_numpy(dtype="float64"), profile["quantiles"][feature])
-        assert shown[feature][0] == expected
-        assert round(shown[feature][0], 4) == automation["features"][feature]["psi"]
-        assert shown[feature][1] == automation["features"][feature]["psi_label"]
-        assert f"{expected:.3f} ({shown[feature][1]})" in text
+        assert figures["psi"] == round(expected, 4)
+        assert f"{FEATURE_LABELS[feature]} {figures['psi']:.3f} {figures['psi_label']}" in text
 
 
-def test_risk_list_is_complete_sorted_and_in_range(reported):
+def test_risk_list_holds_every_client_who_has_not_left_sorted_and_in_range(reported):
     config, paths = reported
-    current, model = deployed_model(config)
+    _, model = deployed_model(config)
     final = pd.read_csv(config.final_data_file, dtype={"corporation": str})
+    stayed = final[final["exited"] == 0]
     risk = read_risk_list(paths["risk_scores"])
-    assert list(risk.columns) == ["rank", "corporation", "attrition_probability", "model_version"]
-    assert len(risk) == len(final) == 220
-    assert sorted(risk["corporation"]) == sorted(final["corporation"])
-    assert risk["rank"].tolist() == list(range(1, 221))
+    assert list(risk.columns) == list(risklist.COLUMNS)
+    assert len(final) == 220 and 0 < len(risk) == len(stayed) < len(final)
+    assert sorted(risk["corporation"]) == sorted(stayed["corporation"])
+    assert risk["rank"].tolist() == list(range(1, len(risk) + 1))
     assert risk["attrition_probability"].between(0, 1).all()
     assert (np.diff(risk["attrition_probability"].to_numpy()) <= 0).all()
-    assert set(risk["model_version"]) == {current.model_version}
-    expected = dict(zip(final["corporation"], model.predict_proba(features_of(final))[:, 1],
-                        strict=True))
+    expected = dict(zip(stayed["corporation"], model.predict_proba(features_of(stayed))[:, 1], strict=True))
     assert risk["attrition_probability"].to_numpy() == pytest.approx(
         [expected[c] for c in risk["corporation"]], abs=5e-7)
 
 
 # --- The risk list on its own ----------------------------------------------------------------
 def test_risk_list_is_a_stable_ranking_by_the_models_log_odds(deployed):
-    """Row for row what a stable descending argsort of decision_function gives, probabilities 6 decimals."""
+    """Row for row what a stable descending argsort of decision_function gives over the clients who have not
+    left, with its log-odds (scored in batches: equal to the last bit or two) and probabilities to 6 decimals."""
     _, model = deployed_model(deployed)
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str})
-    keys = model.decision_function(features_of(final))
+    stayed = final[final["exited"] == 0].reset_index(drop=True)
+    keys = model.decision_function(features_of(stayed))
     order = np.argsort(-keys, kind="stable")
-    probabilities = model.predict_proba(features_of(final))[:, 1]
+    probabilities = model.predict_proba(features_of(stayed))[:, 1]
     result = risklist.risk_scores(deployed)
-    lines = result.path.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "rank,corporation,attrition_probability,model_version"
-    assert lines[1:] == [f"{rank},{final['corporation'][row]},{probabilities[row]:.6f},{result.model_version}"
-                         for rank, row in enumerate(order, start=1)]
+    with open(result.path, newline="", encoding="utf-8") as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0] == list(risklist.COLUMNS)
+    assert [line[:2] for line in lines[1:]] == [[str(rank), stayed["corporation"][row]]
+                                                for rank, row in enumerate(order, start=1)]
+    assert [float(line[3]) for line in lines[1:]] == pytest.approx(keys[order].tolist(), rel=1e-12, abs=1e-12)
+    assert [float(line[2]) for line in lines[1:]] == pytest.approx(probabilities[order].tolist(), abs=5e-7)
 
 
 def test_probability_is_scikit_learns_predict_proba(deployed):
@@ -186,11 +199,11 @@ def test_probability_is_scikit_learns_predict_proba(deployed):
 
 
 def rank_in_memory(model, ids: list[str], rows: list[tuple[int, int, int]]) -> pl.DataFrame:
-    """The pure core on an in-memory frame: score, rank, tabulate."""
-    clients = pl.LazyFrame({"corporation": ids, **{f: [r[i] for r in rows] for i, f in enumerate(FEATURES)}},
-                           schema={"corporation": pl.String, **dict.fromkeys(FEATURES, pl.Int64)})
-    scored = clients.with_columns(risklist.risk_key(risklist.RiskScorer(model)))
-    return risklist.risk_table(risklist.ranked(scored), "v1").collect()
+    """The pure core on an in-memory frame: score, keep each client's last row, rank, tabulate."""
+    clients = pl.LazyFrame({"corporation": ids, **{f: [r[i] for r in rows] for i, f in enumerate(FEATURES)},
+                            "exited": [None] * len(ids)},
+                           schema={"corporation": pl.String, **dict.fromkeys(FEATURES, pl.Int64), "exited": pl.Int64})
+    return risklist.risk_table(risklist.rank_clients(clients, model, "clients").frame, None).collect()
 
 
 def test_saturated_probabilities_still_rank_by_log_odds():
@@ -201,6 +214,8 @@ def test_saturated_probabilities_still_rank_by_log_odds():
     table = rank_in_memory(model, ["low", "top", "mid", "none"], rows)
     assert table["corporation"].to_list() == ["top", "mid", "low", "none"]
     assert table["attrition_probability"].to_list()[:3] == [1.0, 1.0, 1.0]
+    assert table["log_odds"].to_list() == sorted(table["log_odds"].to_list(), reverse=True)
+    assert table["log_odds"].n_unique() == 4
     assert table["rank"].to_list() == [1, 2, 3, 4]
 
 
@@ -212,40 +227,35 @@ ids_strategy = st.text(alphabet=st.characters(blacklist_categories=["Cs"], black
 @given(st.lists(st.tuples(ids_strategy, st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
                 min_size=1, max_size=60))
 def test_ranking_is_stable_and_the_csv_round_trips(tmp_path_factory, clients):
-    """Many ties (few distinct features), awkward ids: file order on ties, ids read back as written."""
+    """Many ties (few distinct features), repeated and awkward ids: each client once, on its last row; file
+    order on ties; ids read back as written."""
     model = LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
                                      np.array([1, 0, 1, 0]))
     ids = [c[0] for c in clients]
     rows = [c[1:] for c in clients]
     table = rank_in_memory(model, ids, rows)
-    order = np.argsort(-model.decision_function(np.array(rows, dtype=float)), kind="stable")
+    last = [i for i, client in enumerate(ids) if client not in ids[i + 1:]]
+    keys = model.decision_function(np.array([rows[i] for i in last], dtype=float))
+    order = [last[k] for k in np.argsort(-keys, kind="stable")]
     assert table["corporation"].to_list() == [ids[i] for i in order]
+    assert table.select(FEATURES).rows() == [tuple(rows[i]) for i in order]
     path = tmp_path_factory.mktemp("csv") / "risk.csv"
-    table.write_csv(path, float_precision=risklist.DECIMALS, float_scientific=False)
+    table.write_csv(path, float_scientific=False)
     with open(path, newline="", encoding="utf-8") as handle:
         parsed = list(csv.reader(handle))[1:]
     assert [line[1] for line in parsed] == [ids[i] for i in order]
 
 
-def test_scorer_finds_the_top_clients_across_batches_and_ties():
-    """The riskiest rows kept batch by batch hold the head of the whole ranking, ties included."""
-    model = LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
-                                     np.array([1, 0, 1, 0]))
-    rng = np.random.default_rng(7)
-    rows = rng.integers(0, 3, size=(300, 3))  # 27 distinct rows: every key is shared by many clients
-    ids = [f"id{i:03d}" for i in range(300)]
-    scorer = risklist.RiskScorer(model)
-    keys = np.empty(300)
-    for begin in (200, 0, 100):  # batches out of file order, as streaming may hand them over
-        batch = [pl.Series(ids[begin:begin + 100]), *(pl.Series(rows[begin:begin + 100, j]) for j in range(3))]
-        keys[begin:begin + 100] = scorer(batch).to_numpy()
-    assert keys.tolist() == pytest.approx(model.decision_function(rows.astype(float)).tolist(), rel=1e-12)
-    order = np.argsort(-keys, kind="stable")[:risklist.TOP_CLIENTS]
-    head = pl.DataFrame({"corporation": [ids[i] for i in order], risklist.KEY: keys[order]})
-    top = scorer.top(head)
-    assert [c["corporation"] for c in top] == [ids[i] for i in order]
-    assert [[c[f] for f in FEATURES] for c in top] == rows[order].tolist()
-    assert [c["rank"] for c in top] == list(range(1, risklist.TOP_CLIENTS + 1))
+def test_the_top_clients_are_the_riskiest_who_have_not_left(deployed, tmp_path):
+    """The clients the model finds riskiest have left: the top and the list hold the riskiest of the others."""
+    gone = [f"gone{i},0,0,1,1" for i in range(50)]
+    stay = [f"stay{i},{100 + i},1200,50,0" for i in range(100)]
+    clients = write_csv(tmp_path / "clients.csv", gone[:25] + stay + gone[25:], header=HEADER)
+    result = risklist.risk_scores(deployed, clients)
+    assert [c["corporation"] for c in result.top] == [f"stay{i}" for i in range(risklist.TOP_CLIENTS)]
+    listed = read_risk_list(result.path)["corporation"].tolist()
+    assert listed == [f"stay{i}" for i in range(100)]
+    assert (result.rows, result.left) == (100, 50)
 
 
 def test_equal_clients_keep_file_order_across_many_batches(deployed, tmp_path):
@@ -265,6 +275,8 @@ def test_top_clients_are_the_head_of_the_risk_list(deployed):
     assert [c["corporation"] for c in result.top] == head["corporation"].tolist()
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
     assert [round(c["probability"], 6) for c in result.top] == head["attrition_probability"].tolist()
+    assert [c["log_odds"] for c in result.top] == head["log_odds"].tolist()
+    assert [[r["text"] for r in c["reasons"]] for c in result.top] == head[list(REASON_COLUMNS)].values.tolist()
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str}).set_index("corporation")
     for client in result.top:
         assert [client[f] for f in FEATURES] == final.loc[client["corporation"]].tolist()[:3]
@@ -283,10 +295,12 @@ def test_clients_file_without_label_and_with_awkward_ids(deployed, tmp_path):
 
 
 @pytest.mark.parametrize(("content", "values"), [
-    (f"{CLIENT_HEADER}\n  spaced ,  12 ,+130, 4\n", ("spaced ", 12, 130, 4)),
+    (f"{CLIENT_HEADER}\n  spaced ,  12 ,+130, 4\n", ("spaced", 12, 130, 4)),  # the one id rule: blanks stripped
     (f'{CLIENT_HEADER}\n"quoted","12","130","4"\n', ("quoted", 12, 130, 4)),
     (f"\ufeff{CLIENT_HEADER}\r\nbom,12,130,4\r\n\r\n", ("bom", 12, 130, 4)),
-    (f"{HEADER}\nlabelled,12,130,4,1\n", ("labelled", 12, 130, 4)),
+    (f"{HEADER}\nlabelled,12,130,4,0\n", ("labelled", 12, 130, 4)),
+    (f"{HEADER}\nlabel to come,12,130,4,\n", ("label to come", 12, 130, 4)),
+    (f"{HEADER}\nspaced label,12,130,4, 0 \n", ("spaced label", 12, 130, 4)),
 ])
 def test_harmless_variants_are_read_as_the_plain_row(deployed, tmp_path, content, values):
     clients = tmp_path / "clients.csv"
@@ -364,6 +378,132 @@ def test_trend_counts_each_model_once_across_records_only_releases(deployed):
     assert model_deployments(history) == history[:1]
     manifest = json.loads((deployed.prod_deployment_folder / MANIFEST).read_text())
     assert history[-1]["deployed_at"] == manifest["deployed_at"]
+
+
+# --- The evidence: the drift check behind a report, figures on few rows, the trend's dates -----
+def drifted_rows(n: int, seed: int) -> list[str]:
+    """A market that moved: far more activity and staff than the training data, labels the model gets wrong."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        month = int(rng.integers(500, 1500))
+        rows.append(f"n{seed:02d}{i:04d},{month},{int(month * 12 * rng.uniform(0.8, 1.2))},"
+                    f"{int(rng.integers(2000, 6000))},{int(rng.random() < 0.6)}")
+    return rows
+
+
+def run_automation(config: Config) -> int:
+    """One tick of the automation in this process, its reports written as the real run writes them."""
+    from riskcore.automation import tick
+    from riskcore.reports import write_reports
+
+    return tick(config, lambda conf, run: write_reports(conf, run_number=run.run_number))
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    """A deployed project whose next delivery has drifted: the automation retrains and reports."""
+    from conftest import make_project
+
+    config = deploy_pipeline(load_config(make_project(tmp_path_factory.mktemp("retrained"))))
+    before = require_deployment(config.prod_deployment_folder).model_version
+    write_csv(config.input_folder / "dataset3.csv", drifted_rows(300, seed=7))
+    assert run_automation(config) == 0
+    [run] = read_history(config.output_model_folder / RUN_HISTORY)
+    assert run["decision"] == "retrain" and run["version_before"] == before != run["version_after"]
+    return config, run
+
+
+def test_report_after_a_retrain_shows_the_drift_that_caused_it(retrained):
+    """The distributions page compares the old model's training data with the new rows, as the drift check
+    did: the drifted features show their PSI above the threshold, not the new model against itself."""
+    config, run = retrained
+    text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))
+    threshold = config.automation["psi_threshold"]
+    figures = run["data_drift"]["features"]
+    drifted = [feature for feature, f in figures.items() if f["psi"] >= threshold]
+    assert drifted, "the delivery was meant to drift"
+    for feature in drifted:
+        assert f"{FEATURE_LABELS[feature]} {figures[feature]['psi']:.3f} drift" in text
+    assert f"Drift check that led to this report (run {run['run_number']}, {run['started_at']})" in text
+    assert f"model {run['version_before']} scored F1 {run['f1_new_data']:.4f}" in text
+    assert f"the training data of model {run['version_before']} against the new rows" in text
+    assert f"replaced by {run['version_after']}" in text
+
+
+def test_after_a_retrain_the_chart_compares_the_old_models_training_data(retrained):
+    config, run = retrained
+    current = require_deployment(config.prod_deployment_folder)
+    metadata = deployed_metadata(current)
+    history = deployment_history(config.prod_deployment_folder)
+    evidence = drift_evidence(config, current, metadata, history, read_history(config.output_model_folder / RUN_HISTORY),
+                              run["run_number"], read_ingested(config))
+    old_release = next(item["release"] for item in history if item["model_version"] == run["version_before"])
+    from riskcore.releases import read_release
+
+    old = deployed_metadata(read_release(config.prod_deployment_folder, old_release))
+    assert evidence.recorded and evidence.model_version == run["version_before"]
+    assert evidence.reference == old["training_profile"]["quantiles"] != metadata["training_profile"]["quantiles"]
+    assert evidence.figures == run["data_drift"]["features"]
+
+
+def test_a_keep_run_names_its_drift_check_the_same_way(deployed):
+    write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
+    assert run_automation(deployed) == 0
+    [run] = read_history(deployed.output_model_folder / RUN_HISTORY)
+    assert run["decision"] == "keep"
+    text = squeeze(" ".join(pdf_pages(deployed.output_model_folder / "summary_report.pdf")))
+    assert f"model {run['version_before']} scored F1 {run['f1_new_data']:.4f}" in text
+    for feature, figures in run["data_drift"]["features"].items():
+        assert f"{FEATURE_LABELS[feature]} {figures['psi']:.3f} {figures['psi_label']}" in text
+
+
+def test_a_test_set_under_30_rows_is_marked_and_an_auc_below_half_called_out(deployed):
+    """Five test clients the model ranks backwards: the figures are marked as few, the AUC as worse than chance."""
+    rows = ["t1,0,0,400,0", "t2,10,50,450,0", "t3,390,4600,1,1", "t4,350,4000,3,1", "t5,380,4400,2,0"]
+    write_csv(deployed.test_data_file, rows)
+    text = squeeze(" ".join(pdf_pages(reporting.run(deployed)["summary_report"])))
+    assert "F1 on the test data (5 rows: fewer than 30)" in text
+    assert "Measured on 5 rows, fewer than 30" in text
+    assert "below 0.5" in text and "worse than chance" in text
+
+
+def test_a_test_set_of_30_rows_or_more_is_not_marked(deployed):
+    text = squeeze(" ".join(pdf_pages(reporting.run(deployed)["summary_report"])))
+    assert "fewer than 30" not in text and "worse than chance" not in text
+
+
+@pytest.mark.parametrize(("times", "label", "pattern"), [
+    (["2026-11-26T07:06:11Z", "2026-11-26T07:06:24Z", "2026-11-26T07:06:29Z"],
+     "time (UTC) on 26 Nov 2026", r"^\d\d:\d\d:\d\d$"),
+    (["2026-11-26T07:00:00Z", "2026-11-26T07:40:00Z"], "time (UTC) on 26 Nov 2026", r"^\d\d:\d\d$"),
+    (["2026-11-26T01:00:00Z", "2026-11-27T13:00:00Z"], "date (UTC)", r"^\d\d [A-Z][a-z]{2} \d\d:\d\d$"),
+    (["2026-11-01T00:00:00Z", "2026-11-20T00:00:00Z"], "date (UTC)", r"^\d\d [A-Z][a-z]{2}$"),
+    (["2025-01-01T00:00:00Z", "2026-06-01T00:00:00Z"], "date (UTC)", r"^[A-Z][a-z]{2} \d{4}$"),
+])
+def test_trend_chart_dates_are_readable(times, label, pattern):
+    import re
+
+    deployments = [{"deployed_at": t, "model_version": f"v{i}", "score": 0.6, "kind": "model"}
+                   for i, t in enumerate(times[:-1])]
+    runs = [{"started_at": times[-1], "f1_new_data": 0.4, "baseline": 0.6}]
+    figure = trend_chart(deployments, runs, times[-1])
+    figure.canvas.draw()
+    [axes] = figure.axes
+    ticks = [tick.get_text() for tick in axes.get_xticklabels() if tick.get_text()]
+    assert len(ticks) >= 2 and all(re.match(pattern, tick) for tick in ticks), ticks
+    assert axes.get_xlabel() == label and axes.xaxis.get_offset_text().get_text() == ""
+
+
+def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(deployed):
+    assert "none yet" in where_to_look(deployed)
+    reporting.run(deployed)
+    reporting.run(deployed)
+    lines = where_to_look(deployed).splitlines()
+    assert lines[0].startswith("Reports:   models/summary_report2.pdf and confusionmatrix2.png beside it (run 2")
+    assert lines[1].startswith("Risk list: models/risk_scores.csv")
+    assert lines[2].startswith("History:   models/runhistory.sqlite: python fullprocess.py --config config.json "
+                               "--history")
 
 
 # --- As a user runs it -----------------------------------------------------------------------

@@ -13,6 +13,12 @@ PY=.venv/bin/python
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 URL="http://$HOST:$PORT"
+# make run-db runs the same life cycle on a database table: the configs of the two steps, their
+# production folder, and a command run between them (the new rows arriving) come from there.
+PRACTICE_CONFIG=${LIFECYCLE_FIRST_CONFIG:-config.practice.json}
+CONFIG=${LIFECYCLE_CONFIG:-config.json}
+PROD=${LIFECYCLE_PROD:-production_deployment}
+NEW_DATA=${LIFECYCLE_NEW_DATA:-}
 mkdir -p logs
 
 health() { "$PY" -c "import urllib.request; urllib.request.urlopen('$URL/health', timeout=2)" 2>/dev/null; }
@@ -38,17 +44,21 @@ start_server() {  # $1: the config the API serves
   exit 1
 }
 
-if [ ! -e production_deployment/current ]; then
-  echo "== first deployment from practicedata"
-  start_server config.practice.json
-  "$PY" fullprocess.py --config config.practice.json --api-url "$URL"
+if [ ! -e "$PROD/current" ]; then
+  echo "== first deployment ($PRACTICE_CONFIG)"
+  start_server "$PRACTICE_CONFIG"
+  "$PY" fullprocess.py --config "$PRACTICE_CONFIG" --api-url "$URL"
   stop_server
 fi
-echo "== fullprocess on sourcedata"
-start_server config.json
+if [ -n "$NEW_DATA" ]; then echo "== new data: $NEW_DATA"; bash -c "$NEW_DATA"; fi
+echo "== fullprocess ($CONFIG)"
+start_server "$CONFIG"
 status=0
-"$PY" fullprocess.py --config config.json --api-url "$URL" || status=$?
+"$PY" fullprocess.py --config "$CONFIG" --api-url "$URL" || status=$?
 stop_server
 echo "== run history (python fullprocess.py --history)"
-"$PY" fullprocess.py --config config.json --history
+"$PY" fullprocess.py --config "$CONFIG" --history
+echo "== where to look"
+"$PY" -c 'import sys; from riskcore.config import load_config; from riskcore.reports import where_to_look
+print(where_to_look(load_config(sys.argv[1])))' "$CONFIG"
 exit "$status"

@@ -4,10 +4,13 @@ errors    ApiError, the JSON error document and the handlers that make every err
 inputs    the rows a prediction request supplies (records, CSV body, upload, confined dataset path)
 serving   the model loaded once per release, and the cached answers of the GET endpoints
 views     the endpoints                                   openapi   the OpenAPI 3.1 description
+evidence  GET /history: the automation's run history, newest first, paged
+pages     the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
 
 The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
 owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.apikey; sent as
-X-API-Key; /health needs none) and adds the security headers to every answer.
+X-API-Key; /health needs none; the pages ask for it with their own form) and adds the security
+headers to every answer.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
+from riskcore.api.evidence import evidence
 from riskcore.api.inputs import MAX_CONTENT_LENGTH
 from riskcore.api.openapi import openapi_document
+from riskcore.api.pages import site
 from riskcore.api.serving import RiskService
 from riskcore.api.views import api
 from riskcore.apikey import api_key
@@ -35,8 +40,8 @@ OPEN_PATHS = frozenset({"/health"})  # answered without the API key
 def check_api_key() -> None:
     """Before every request: the X-API-Key header must match RISK_API_KEY when one is set."""
     expected = current_app.config["RISK_API_KEY"]
-    if not expected or request.path in OPEN_PATHS:
-        return
+    if not expected or request.path in OPEN_PATHS or request.blueprint == site.name:
+        return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         raise ApiError(401, f"This endpoint needs the {API_KEY_HEADER} header with the API key."
@@ -68,4 +73,6 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     app.after_request(add_headers)
     register_error_handlers(app)
     app.register_blueprint(api)
+    app.register_blueprint(evidence)
+    app.register_blueprint(site)
     return app

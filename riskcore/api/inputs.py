@@ -19,7 +19,7 @@ from flask import request
 
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
 from riskcore.config import Config
-from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError
+from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError, normalise_id
 
 MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
 MAX_DATASET_BYTES = 64 * MEGABYTE  # a dataset file named by location
@@ -93,7 +93,9 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
             if name not in record:
                 raise ApiError(400, f'{where} is missing the field "{name}".', field=f"{where}.{name}")
         corporation = record[ID_COLUMN]
-        if type(corporation) is not str or not corporation.strip():
+        if type(corporation) is str:
+            corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
+        if type(corporation) is not str or not corporation:
             shown = "a blank string" if type(corporation) is str else describe(corporation)
             raise ApiError(400, f"{where}.{ID_COLUMN} must be a non-empty string, not {shown}.",
                            field=f"{where}.{ID_COLUMN}")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from riskcore.api.evidence import history_paths
 from riskcore.api.inputs import MAX_RECORDS
+from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE
 from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, TARGET
 
 ERROR_REASONS = {
@@ -23,6 +25,9 @@ ERROR_REASONS = {
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NUMBER = {"type": "number"}
+REASONS = {"type": "array", "items": {"$ref": "#/components/schemas/Reason"},
+           "description": "raising the risk first, the largest first; empty for a model trained before its "
+                          "metadata recorded the average client"}
 COUNT = {"type": "integer", "minimum": 0}
 
 
@@ -49,9 +54,19 @@ def component_schemas() -> dict[str, Any]:
         "Record": obj({ID_COLUMN: {"type": "string", "minLength": 1}, **dict.fromkeys(FEATURES, value),
                        TARGET: {"type": "integer", "enum": [0, 1], "description": "optional; ignored"}},
                       (ID_COLUMN, *FEATURES), additionalProperties=False),
+        "Reason": obj({"feature": {"enum": list(FEATURES)}, "value": value,
+                       "contribution": {"type": "number", "description": "to the log-odds, against the average "
+                                                                         "client: coefficient x (value - mean)"},
+                       "text": {"type": "string", "examples": ["employees 6,462: +2.1"]}},
+                      ("feature", "value", "contribution", "text")),
         "Prediction": obj({ID_COLUMN: STRING, "prediction": {"type": "integer", "enum": [0, 1]},
-                           "probability": {"type": "number", "minimum": 0, "maximum": 1}},
-                          (ID_COLUMN, "prediction", "probability")),
+                           "probability": {"type": "number", "minimum": 0, "maximum": 1}, "reasons": REASONS},
+                          (ID_COLUMN, "prediction", "probability", "reasons")),
+        "Client": obj({"rank": {"type": "integer", "minimum": 1}, ID_COLUMN: STRING,
+                       "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                       "log_odds": {"type": "number", "description": "the rank key: the model's log-odds"},
+                       **dict.fromkeys(FEATURES, value), "reasons": REASONS},
+                      ("rank", ID_COLUMN, "probability", "log_odds", *FEATURES, "reasons")),
         "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
                            "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),
         "MissingShare": obj({"column": STRING, "missing_percent": {"type": "number", "minimum": 0, "maximum": 100},
@@ -89,6 +104,34 @@ def prediction_operation() -> dict[str, Any]:
     }
 
 
+def risk_operation() -> dict[str, Any]:
+    def page(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+    return {
+        "summary": "The call list: the ingested clients who have not left, riskiest first, with their reasons",
+        "description": "One row per client (its latest snapshot), ranked by the deployed model's log-odds; "
+                       "ranked once per deployment and version of the ingested data. Unknown parameters are "
+                       "refused.",
+        "parameters": [page("top", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                            "clients per page"),
+                       page("offset", {"type": "integer", "minimum": 0, "default": 0},
+                            "clients to skip; at most the number of clients in the list")],
+        "responses": {
+            "200": json_answer("A page of the call list", obj({
+                "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING,
+                "total": COUNT, "rows_read": COUNT,
+                "left_out": obj({"earlier_snapshots": COUNT, "left": COUNT}, ("earlier_snapshots", "left")),
+                "average_log_odds": {"type": ["number", "null"],
+                                     "description": "the average client's; null for a model without reasons"},
+                "offset": COUNT, "top": {"type": "integer", "minimum": 1}, "count": COUNT,
+                "next_offset": {"type": ["integer", "null"]},
+                "clients": {"type": "array", "items": ref("Client")}},
+                ("model_version", "release", "data", "total", "offset", "top", "count", "next_offset", "clients"))),
+            **errors(400, 401, 503)},
+    }
+
+
 def diagnostics_schema() -> dict[str, Any]:
     """The record diagnostics.py writes, as served (absolute paths reduced to file names)."""
     return obj({
@@ -115,6 +158,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                                 "header), an unknown path 404, both with the Error document."},
         "paths": {
             "/prediction": {"post": prediction_operation()},
+            "/risk": {"get": risk_operation()},
             "/scoring": {"get": {
                 "summary": "F1 of the deployed model on the test data (computed once per deployment)",
                 "responses": {"200": json_answer("The F1 score", obj(
@@ -132,6 +176,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                 "summary": "The latest diagnostics record (never recomputed in a request)",
                 "responses": {"200": json_answer("The record diagnostics.py wrote", diagnostics_schema()),
                               **errors(401, 503)}}},
+            **history_paths(),
             "/health": {"get": {
                 "summary": "Liveness and the served model (no API key needed)", "security": [],
                 "responses": {"200": json_answer("Up", obj(

@@ -1,9 +1,11 @@
 """What one API process keeps between requests: the deployed model, per release, and answers built from files.
 
-The model is loaded once per deployed release, after its sha256 check; a new release is noticed
-on the next request (one readlink), and a release that fails to load never replaces the model
-being served. GET /scoring, /summarystats and /diagnostics are answered from caches keyed by the
-release and by the identity (one stat) of the files they are built from.
+The model is loaded once per deployed release, after its sha256 check, with the explainer of its
+reasons (riskcore.reasons, from its metadata); a new release is noticed on the next request (one
+readlink), and a release that fails to load never replaces the model being served. GET /scoring,
+/summarystats and /diagnostics are answered from caches keyed by the release and by the identity
+(one stat) of the files they are built from; GET /risk from the call list (riskcore.risklist) of
+the ingested data, ranked once per release and version of finaldata.csv, each row rendered once.
 
 numpy, pandas and scikit-learn are imported with the first request that needs them, so that
 creating the app (a gunicorn worker booting, `python app.py --help`) stays cheap.
@@ -25,7 +27,14 @@ from riskcore.api.errors import ApiError, error_document, json_bytes
 from riskcore.config import Config
 from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, FINAL_DATA, TEST_DATA, DataError, IntegrityError, UserError
 from riskcore.files import read_json
-from riskcore.releases import Deployment, current_deployment, current_release_name, load_deployed_model
+from riskcore.reasons import Explainer, explainer_for
+from riskcore.releases import (
+    Deployment,
+    current_deployment,
+    current_release_name,
+    deployed_metadata,
+    load_deployed_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,7 @@ class Served:
     deployment: Deployment
     model: Any
     positive: int  # column of predict_proba holding the attrition (class 1) probability
+    explainer: Explainer | None  # None: a model trained before its metadata recorded the average client
 
     @property
     def release(self) -> str:
@@ -62,6 +72,12 @@ class Served:
         labels = self.model.classes_[probabilities.argmax(axis=1)]
         return labels.tolist(), probabilities[:, self.positive].tolist()
 
+    def reasons(self, features) -> list[list[dict[str, Any]]]:
+        """Each row's reasons (riskcore.reasons); none for a model whose metadata predates them."""
+        if self.explainer is None:
+            return [[] for _ in range(len(features))]
+        return self.explainer.reasons_of(features)
+
 
 def prepare_model(deployment: Deployment) -> Served:
     """Load a deployment's model (hash-checked) and check it can answer predictions."""
@@ -74,7 +90,11 @@ def prepare_model(deployment: Deployment) -> Served:
     if not isinstance(deployment.manifest.get("model_version"), str):
         raise DataError("the deployment manifest has no model_version")
     model.predict_proba(np.zeros((1, len(FEATURES))))  # fail here, not in a request
-    return Served(deployment=deployment, model=model, positive=positive[0])
+    explainer = explainer_for(model, deployed_metadata(deployment), deployment.model_version)
+    if explainer is None:
+        log.warning("model %s was trained before its metadata recorded the average client: its answers carry "
+                    "no reasons", deployment.model_version)
+    return Served(deployment=deployment, model=model, positive=positive[0], explainer=explainer)
 
 
 class ModelCache:
@@ -153,13 +173,13 @@ def file_signature(path: Path) -> tuple[int, int, int, int] | None:
 
 
 class KeyedCache:
-    """One prepared answer, rebuilt only when its key changes."""
+    """One prepared answer (or what answers are made from), rebuilt only when its key changes."""
 
     def __init__(self) -> None:
-        self._entry: tuple[Any, Answer] | None = None
+        self._entry: tuple[Any, Any] | None = None
 
-    def get(self, key: Any, build: Callable[[], Answer]) -> Answer:
-        """The answer for `key`: the cached one, or build() when the key changed."""
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The entry for `key`: the cached one, or build() when the key changed."""
         entry = self._entry
         if entry is not None and entry[0] == key:
             return entry[1]
@@ -182,6 +202,43 @@ def utc_time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class CallList:
+    """The ingested clients ranked by a served model (riskcore.risklist), served a page at a time.
+
+    Each row is rendered to JSON once, when a page first holds it; a page is then a join of
+    ready bytes.
+    """
+
+    def __init__(self, served: Served, ranking, modified_at: str) -> None:
+        self.served = served
+        self.frame = ranking.frame
+        self.total = ranking.frame.height
+        self.rows: dict[int, bytes] = {}
+        explainer = served.explainer
+        self.about = {"model_version": served.model_version, "release": served.release, "data": FINAL_DATA,
+                      "modified_at": modified_at, "total": self.total, "rows_read": ranking.rows_read,
+                      "left_out": {"earlier_snapshots": ranking.earlier_snapshots, "left": ranking.left},
+                      "average_log_odds": explainer.average_log_odds if explainer is not None else None}
+
+    def page(self, top: int, offset: int) -> Answer:
+        """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list."""
+        if offset > self.total:
+            raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to {self.total} '
+                                f"(the clients in the call list).", field="offset")
+        end = min(offset + top, self.total)
+        if any(index not in self.rows for index in range(offset, end)):
+            self._render(offset, end)
+        head = json_bytes({**self.about, "offset": offset, "top": top, "count": end - offset,
+                           "next_offset": end if end < self.total else None})
+        return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in range(offset, end)) + b"]}"
+
+    def _render(self, start: int, end: int) -> None:
+        from riskcore.risklist import entries
+
+        rows = entries(self.frame.slice(start, end - start), start + 1, self.served.explainer)
+        self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
+
+
 class RiskService:
     """Everything one process keeps between requests."""
 
@@ -191,6 +248,7 @@ class RiskService:
         self._scoring = KeyedCache()
         self._summary = KeyedCache()
         self._diagnostics = KeyedCache()
+        self._call_list = KeyedCache()
 
     def scoring(self, served: Served) -> Answer:
         """GET /scoring's answer, per release and version of the test data."""
@@ -206,6 +264,30 @@ class RiskService:
         """GET /diagnostics' answer, per version of the diagnostics record."""
         signature = file_signature(self.config.output_model_folder / DIAGNOSTICS_RECORD)
         return self._diagnostics.get(signature, lambda: self._build_diagnostics(signature))
+
+    def risk(self, served: Served, top: int, offset: int) -> Answer:
+        """GET /risk's answer: a page of the call list."""
+        built = self.call_list(served)
+        return built.page(top, offset) if isinstance(built, CallList) else built
+
+    def call_list(self, served: Served) -> CallList | Answer:
+        """The call list of the ingested data, ranked once per release and version of finaldata.csv, or the
+        503 answer saying why there is none."""
+        signature = file_signature(self.config.final_data_file)
+        return self._call_list.get((served.release, signature), lambda: self._build_call_list(served, signature))
+
+    def _build_call_list(self, served: Served, signature: Any) -> CallList | Answer:
+        from riskcore.risklist import ranking_of
+
+        if signature is None:
+            return unavailable(f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first.")
+        try:
+            ranking = ranking_of(self.config.final_data_file, served.model)
+        except UserError as exc:
+            log.error("the call list of %s cannot be built: %s", FINAL_DATA, exc)
+            return unavailable(f"The ingested data ({FINAL_DATA}) cannot be ranked; see the server log.")
+        log.info("release %s: call list of %d clients of %s", served.release, ranking.frame.height, FINAL_DATA)
+        return CallList(served, ranking, utc_time(signature[3]))
 
     def _build_scoring(self, served: Served, signature: Any) -> Answer:
         from riskcore.evaluation import score_model

@@ -1,16 +1,22 @@
-"""The endpoints: POST /prediction, GET /scoring, /summarystats, /diagnostics, /health and /openapi.json."""
+"""The endpoints: POST /prediction, GET /risk, /scoring, /summarystats, /diagnostics, /health and /openapi.json."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
-from riskcore.api.errors import json_response
+from riskcore.api.errors import ApiError, json_response
+from riskcore.api.evidence import whole_number
 from riskcore.api.inputs import rows_of_request
 from riskcore.api.serving import Answer, RiskService
 
 api = Blueprint("api", __name__)
+
+DEFAULT_PAGE = 50  # clients per page of GET /risk
+MAX_PAGE = 1000
+PAGE_PARAMETERS = ("top", "offset")
 
 
 def service() -> RiskService:
@@ -25,7 +31,7 @@ def send(answer: Answer) -> Response:
 
 @api.post("/prediction")
 def prediction() -> Response:
-    """Predictions and attrition probabilities for the supplied rows."""
+    """Predictions, attrition probabilities and their reasons for the supplied rows."""
     served = service().models.get()
     ids, features = rows_of_request(service().config)
     labels, attrition = served.predict(features)
@@ -33,9 +39,21 @@ def prediction() -> Response:
         "model_version": served.model_version,
         "release": served.release,
         "count": len(ids),
-        "predictions": [{"corporation": c, "prediction": p, "probability": q}
-                        for c, p, q in zip(ids, labels, attrition, strict=True)],
+        "predictions": [{"corporation": c, "prediction": p, "probability": q, "reasons": r}
+                        for c, p, q, r in zip(ids, labels, attrition, served.reasons(features), strict=True)],
     })
+
+
+@api.get("/risk")
+def risk() -> Response:
+    """The call list: ?top= clients (default 50) from ?offset= (default 0), riskiest first, with their reasons."""
+    unknown = [key for key in request.args if key not in PAGE_PARAMETERS]
+    if unknown:
+        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "top" and '
+                            '"offset".', field=unknown[0][:60])
+    top = whole_number("top", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = whole_number("offset", 0, 0, None)
+    return send(service().risk(service().models.get(), top, offset))
 
 
 @api.get("/scoring")

@@ -1,0 +1,272 @@
+"""The client managers' web page: whom to call, why, and whether the model behind it can be trusted.
+
+GET /                  the call list (50 a page, search by client id), the model's health, the run history
+GET /clients/<id>      one client: its latest snapshot, its probability, its earlier snapshots
+GET /downloads/...     the full risk list (risk_scores.csv) and the latest PDF report
+GET, POST /login       the key form, when the API has a key; POST /logout forgets it
+
+Rendered on the server with Jinja2 (templates/) and styled by one CSS file the app serves (static/):
+no JavaScript, so the page works with it off, and a Content-Security-Policy that allows only the
+app's own stylesheet and icon. Jinja escapes every value from the data. What the pages show is
+gathered and cached by riskcore.api.pagedata.
+
+With an API key (riskcore.apikey), the pages ask for it once and keep in an HttpOnly, SameSite=Strict
+cookie a token derived from it (when it was issued and an HMAC under the key; never the key itself);
+the JSON API still takes only the X-API-Key header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import HTTPException
+
+from riskcore.api.errors import ApiError, handle_http_error
+from riskcore.api.pagedata import (
+    CallList,
+    PageCache,
+    downloads,
+    latest_report,
+    model_health,
+    new_rows,
+    page_state,
+    when,
+)
+from riskcore.api.serving import RiskService, Served
+from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
+
+log = logging.getLogger(__name__)
+
+site = Blueprint("pages", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+
+MAX_QUERY = 100  # characters of a search kept
+COOKIE = "risk_page_session"
+COOKIE_DAYS = 30  # the form asks again after this long, or as soon as the key changes
+# Only the app's own stylesheet and icon; an inline <svg> is markup, not an image, and needs no source.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                           "frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def service() -> RiskService:
+    return current_app.extensions["risk"]
+
+
+def cache() -> PageCache:
+    return current_app.extensions["risk_pages"]
+
+
+@site.record_once
+def add_cache(state) -> None:
+    """Each app that registers the pages gets its own cache."""
+    state.app.extensions["risk_pages"] = PageCache()
+
+
+# --- Access: the key form and its cookie -----------------------------------------------------
+def session_token(key: str, issued: int) -> str:
+    """The cookie's value: when it was issued, and an HMAC of that time under the key."""
+    mac = hmac.new(key.encode("ascii"), f"risk pages {issued}".encode("ascii"), hashlib.sha256).hexdigest()
+    return f"{issued}.{mac}"
+
+
+def token_is_valid(token: str, key: str, now: float) -> bool:
+    """Whether a cookie holds a token this key issued in the last COOKIE_DAYS."""
+    issued, _, _ = token.partition(".")
+    if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
+        return False
+    if not now - COOKIE_DAYS * 86400 <= int(issued) <= now + 60:
+        return False
+    expected = session_token(key, int(issued)).encode("ascii")
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected)
+
+
+def local_target(target: str | None) -> str:
+    """Where to go after the key form: a path of this site, never another site."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or not target.isprintable():
+        return url_for("pages.index")
+    return target
+
+
+def key_form(next_page: str, message: str | None = None) -> str:
+    return render_template("login.html", next_page=next_page, message=message, days=COOKIE_DAYS)
+
+
+@site.before_request
+def require_key() -> Response | None:
+    """With an API key, every page but the key form (and its stylesheet) leads to the form without the cookie.
+
+    A redirect to a form served with 200, as a browser expects a sign-in: a 401 would be a failed
+    load in the browser's console.
+    """
+    key = current_app.config["RISK_API_KEY"]
+    if not key or request.endpoint in ("pages.login", "pages.static"):
+        return None
+    if token_is_valid(request.cookies.get(COOKIE, ""), key, time.time()):
+        return None
+    return redirect(url_for("pages.login", next=request.full_path.rstrip("?")), 303)
+
+
+@site.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    """The key form; the right key sets the cookie and goes back to the page that asked for it."""
+    key = current_app.config["RISK_API_KEY"]
+    target = local_target(request.values.get("next"))
+    if not key:
+        return redirect(target, 303)
+    if request.method == "GET":
+        return key_form(target)
+    given = request.form.get("key", "").strip()
+    if not hmac.compare_digest(given.encode("utf-8"), key.encode("ascii")):
+        log.warning("key form: a wrong key from %s", request.remote_addr)
+        return key_form(target, "That is not the API key; try again." if given else "Enter the API key.")
+    response = redirect(target, 303)
+    response.set_cookie(COOKIE, session_token(key, int(time.time())), max_age=COOKIE_DAYS * 86400, path="/",
+                        httponly=True, samesite="Strict", secure=request.is_secure)
+    return response
+
+
+@site.post("/logout")
+def logout() -> Response:
+    response = redirect(url_for("pages.index"), 303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
+    return response
+
+
+@site.after_request
+def page_headers(response: Response) -> Response:
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+# --- The pages -------------------------------------------------------------------------------
+def page_number(text: str | None) -> int:
+    if text is None:
+        return 1
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        abort(400, "The page number must be a whole number of at least 1.")
+    return int(text)
+
+
+@site.get("/")
+def index() -> str:
+    """The call list, the model's health and the run history."""
+    risk = service()
+    pointer, served = risk.models.serve()
+    query = request.args.get("q", "").strip()[:MAX_QUERY]
+    number = page_number(request.args.get("page"))
+    return cache().rendered(page_state(risk, pointer, served), (number, query),
+                            lambda: render_index(risk, pointer, served, number, query))
+
+
+def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int, query: str) -> str:
+    calls = cache().call_list(risk, served) if served is not None else None
+    rows, pages, matches = [], 1, 0
+    if isinstance(calls, CallList):
+        rows, number, pages, matches = calls.page(number, query)
+    health = model_health(risk, served, cache().history(risk))
+    if health["drifted"]:
+        health["drift_charts"] = cache().drift_charts(risk, served, health["check"], health["drifted"])
+    return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
+                           pages=pages, matches=matches, query=query, features=FEATURES, labels=FEATURE_LABELS,
+                           new_rows=new_rows, downloads=downloads(risk.config.output_model_folder))
+
+
+@site.get("/clients/<path:client_id>")
+def client(client_id: str) -> str:
+    """One client: its latest snapshot, probability and features, and its earlier snapshots."""
+    risk = service()
+    calls = cache().call_list(risk, risk.models.get())
+    if not isinstance(calls, CallList):
+        abort(503, calls)
+    latest = calls.client(client_id)
+    if latest is None:
+        abort(404, f"No client {client_id!r} in the call list.")
+    snapshots = cache().snapshots(risk.config, client_id)
+    earlier = None if snapshots is None else snapshots[:-1][::-1]  # the last one is the latest
+    return render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
+                           features=FEATURES, labels=FEATURE_LABELS)
+
+
+@site.get("/downloads/risk_scores.csv")
+def risk_list_csv() -> Response:
+    """The full risk list, as the latest report run wrote it."""
+    path = service().config.output_model_folder / RISK_SCORES
+    if not path.is_file():
+        abort(404, f"No risk list ({RISK_SCORES}) yet; reporting.py writes it with the reports.")
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=RISK_SCORES)
+
+
+@site.get("/downloads/summary_report.pdf")
+def report_pdf() -> Response:
+    """The PDF report of the latest run."""
+    path = latest_report(service().config.output_model_folder)
+    if path is None:
+        abort(404, f"No PDF report ({SUMMARY_REPORT}) yet; reporting.py writes it.")
+    return send_file(path, mimetype="application/pdf", as_attachment=True, download_name=path.name)
+
+
+# --- Errors, as pages ------------------------------------------------------------------------
+def error_page(status: int, message: str) -> tuple[str, int]:
+    return render_template("error.html", status=status, message=message), status
+
+
+@site.errorhandler(HTTPException)
+def page_refusal(exc: HTTPException) -> tuple[str, int] | Response:
+    if request.endpoint == "pages.static":
+        return handle_http_error(exc)  # a missing file is no page: the API's JSON 404
+    status = exc.code or 500
+    return error_page(status, exc.description if status in (400, 404, 503) else "This page cannot be shown.")
+
+
+@site.errorhandler(ApiError)
+def no_model(exc: ApiError) -> tuple[str, int]:
+    return error_page(exc.status, exc.message)  # 503: nothing deployed, or it cannot be loaded
+
+
+@site.errorhandler(Exception)
+def page_failure(exc: Exception) -> tuple[str, int]:
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return error_page(500, "Internal error; see the server log.")
+
+
+# --- How numbers read: the PDF report's vocabulary -------------------------------------------
+@site.app_template_filter("percent")
+def percent(probability: float) -> str:
+    """A probability as riskcore.pdf.percent shows it (not imported: that module loads reportlab and matplotlib)."""
+    if probability > 0.999:
+        return ">99.9%"
+    if probability < 0.001:
+        return "<0.1%"
+    return f"{100 * probability:.1f}%"
+
+
+@site.app_template_filter("count")
+def count(value: Any) -> str:
+    return "\N{EM DASH}" if value is None else f"{int(value):,}"
+
+
+@site.app_template_filter("score")
+def score(value: Any, decimals: int = 4) -> str:
+    return "\N{EM DASH}" if value is None else f"{float(value):.{decimals}f}"
+
+
+@site.app_template_filter("size")
+def size(value: int | None) -> str:
+    if value is None:
+        return ""
+    return f"{value / 1024:,.0f} KB" if value < 1024 * 1024 else f"{value / 1024 / 1024:,.1f} MB"
+
+
+site.add_app_template_filter(when, "when")

@@ -1,0 +1,182 @@
+"""The input_database setting: which table, in which PostgreSQL or SQLite database, and how it is named.
+
+config.json names the table in `input_database` (url, table, optional watermark_column) in place
+of `input_folder_path`. Passwords never sit there: a PostgreSQL connection follows libpq's own
+conventions (PGPASSWORD, ~/.pgpass, PGSERVICE), and what is logged or recorded is the URL without
+its user. Messages name the host, port and database, as libpq would resolve them (URL, service
+file, PG* variables, defaults). Standard library only: config.py reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from riskcore.contract import ConfigError
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SQLITE_PREFIX = "sqlite:///"
+DATABASE_KEYS = ("url", "table", "watermark_column")
+PASSWORD_WAYS = "PGPASSWORD, ~/.pgpass or PGSERVICE"
+
+
+# --- Where the table is ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Endpoint:
+    """What a PostgreSQL URL (with libpq's environment defaults) points at, for messages and records."""
+
+    host: str
+    port: str
+    database: str
+    user: str | None
+    service: str | None
+
+
+SERVICE_FILES = ("/etc/postgresql-common/pg_service.conf",)  # Debian's; PGSYSCONFDIR names another folder
+
+
+def service_settings(name: str, env: dict[str, str]) -> dict[str, str]:
+    """A libpq service's host, port, dbname and user, from the service files libpq reads (first one naming it)."""
+    import configparser
+
+    personal = env.get("PGSERVICEFILE") or os.path.expanduser("~/.pg_service.conf")
+    system = [os.path.join(env["PGSYSCONFDIR"], "pg_service.conf")] if env.get("PGSYSCONFDIR") else SERVICE_FILES
+    for path in (personal, *system):
+        parser = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(OSError, configparser.Error, UnicodeDecodeError):
+            parser.read(path, encoding="utf-8")
+            if parser.has_section(name):
+                return {key: parser[name][key] for key in ("host", "port", "dbname", "user") if key in parser[name]}
+    return {}
+
+
+def postgres_endpoint(url: str, env: dict[str, str] | None = None) -> Endpoint:
+    """Host, port, database, user and service of a libpq URL; what it leaves out comes, as in libpq, from the
+    service file, then PGHOST, PGPORT, PGDATABASE, PGUSER, then the defaults."""
+    env = os.environ if env is None else env
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    given = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    first = hosts.split(",")[0]
+    host, port = first, ""
+    if first.startswith("["):  # [::1]:5432
+        host, _, rest = first[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif ":" in first:
+        host, _, port = first.partition(":")
+    from_url = {"host": unquote(host), "port": port, "dbname": unquote(parts.path.lstrip("/")),
+                "user": unquote(userinfo.partition(":")[0])}
+    service = given.get("service") or env.get("PGSERVICE")
+    settings = service_settings(service, env) if service else {}
+    environment = {"host": env.get("PGHOST"), "port": env.get("PGPORT"), "dbname": env.get("PGDATABASE"),
+                   "user": env.get("PGUSER")}
+
+    def value(key: str) -> str | None:
+        return given.get(key) or from_url[key] or settings.get(key) or environment[key]
+
+    user = value("user")
+    return Endpoint(host=value("host") or "localhost", port=value("port") or "5432",
+                    database=value("dbname") or user or "", user=user, service=service)
+
+
+@dataclass(frozen=True)
+class DatabaseSource:
+    """The configured table: a PostgreSQL URL (no password) or an SQLite file, and its watermark column."""
+
+    url: str
+    table: str
+    watermark_column: str | None = None
+    sqlite_file: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sqlite" if self.sqlite_file is not None else "postgresql"
+
+    @property
+    def public_url(self) -> str:
+        """The URL as logged and recorded: no user, no parameters (a password never gets this far)."""
+        if self.sqlite_file is not None:
+            return self.url
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+    @property
+    def where(self) -> str:
+        """Which database, in words: "PostgreSQL at 127.0.0.1:5432, database crm"."""
+        if self.sqlite_file is not None:
+            return f"SQLite file {self.sqlite_file}"
+        end = postgres_endpoint(self.url)
+        service = f" (service {end.service})" if end.service else ""
+        return f"PostgreSQL at {end.host}:{end.port}, database {end.database or '(default)'}{service}"
+
+    @property
+    def label(self) -> str:
+        """The table and its database, as every message names them: 'table "clients" (PostgreSQL at ...)'."""
+        return f'table "{self.table}" ({self.where})'
+
+    @property
+    def subject(self) -> str:
+        """The label opening a sentence."""
+        return "T" + self.label[1:]
+
+    @property
+    def locator(self) -> str:
+        """The table as one string, the same from any config folder: the URL without user (an SQLite file's
+        absolute path), then #table."""
+        url = f"{SQLITE_PREFIX}{self.sqlite_file}" if self.sqlite_file is not None else self.public_url
+        return f"{url}#{self.table}"
+
+    def identity(self) -> dict[str, Any]:
+        """What the ingestion record keeps to recognise this source on the next tick."""
+        return {"url": self.public_url, "table": self.table, "watermark_column": self.watermark_column}
+
+
+def _text_key(raw: dict, key: str, where: str, required: bool = True) -> str | None:
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        kind = "a non-empty string" + ("" if required else " or null")
+        raise ConfigError(f'Config key "input_database.{key}" in {where} must be {kind}.')
+    return value
+
+
+def _refuse_password(url: str, where: str) -> None:
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" in userinfo or "password" in parse_qs(parts.query):
+        raise ConfigError(f'Config key "input_database.url" in {where} holds a password; passwords never sit in '
+                          f"the config: use {PASSWORD_WAYS}.")
+
+
+def parse_input_database(raw: Any, base: Path, where: str) -> DatabaseSource:
+    """Validate the config's `input_database` object; an SQLite path resolves against `base` (the config's folder)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f'Config key "input_database" in {where} must be an object with "url" and "table".')
+    unknown = sorted(set(raw) - set(DATABASE_KEYS))
+    if unknown:
+        raise ConfigError(f'Unknown config key "input_database.{unknown[0]}" in {where}.')
+    url = _text_key(raw, "url", where)
+    table = _text_key(raw, "table", where)
+    watermark = _text_key(raw, "watermark_column", where, required=False)
+    if table.count(".") > 1:
+        raise ConfigError(f'Config key "input_database.table" in {where} must be a table name or schema.table.')
+    if url.startswith(SQLITE_PREFIX):
+        path = (base / url[len(SQLITE_PREFIX):]).resolve()
+        if not path.is_file():
+            raise ConfigError(f'Config key "input_database.url" in {where} names an SQLite file that does not '
+                              f"exist: {path}.")
+        return DatabaseSource(url, table, watermark, sqlite_file=path)
+    if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+        raise ConfigError(f'Config key "input_database.url" in {where} must start with postgresql:// or '
+                          f"{SQLITE_PREFIX}.")
+    _refuse_password(url, where)
+    try:
+        postgres_endpoint(url)
+    except ValueError:
+        raise ConfigError(f'Config key "input_database.url" in {where} is not a valid URL.') from None
+    return DatabaseSource(url, table, watermark)

@@ -1,0 +1,266 @@
+"""The client managers' page in a real browser: Debian's headless Chromium driven through Selenium.
+
+Load /, find the top client, page forward, search a client, open its page, download the risk list,
+log in with the key; the same with JavaScript off; screenshots at 1280 and 390 px wide (kept in the
+test's tmp folder and copied to /tmp/screens/); no error in the browser's console, which is also
+where a Content-Security-Policy violation would show.
+
+`make test` installs chromium and chromium-driver when run as root (make system-test-deps); without
+them these tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_pages import HOSTILE, KEY, build_project, drift_run
+
+from riskcore.contract import RISK_SCORES, RUN_HISTORY
+from riskcore.history import record_run
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SCREENS = Path("/tmp/screens")
+WIDTHS = (1280, 390)
+
+
+def browser_missing() -> str | None:
+    missing = [name for name, path in (("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER))
+               if not Path(path).is_file()]
+    return f"{' and '.join(missing)} not installed (make system-test-deps installs them as root)" if missing else None
+
+
+if browser_missing():
+    pytest.skip(browser_missing(), allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+# --- A served project and a browser --------------------------------------------------------------
+class Site:
+    """The app of a project served over HTTP by werkzeug in a thread, on a loopback port."""
+
+    def __init__(self, config_file: Path, key: str | None = None) -> None:
+        from werkzeug.serving import make_server
+
+        import app as app_module
+
+        application = app_module.create_app(config_file, test_config={"RISK_API_KEY": key})
+        self.server = make_server("127.0.0.1", 0, application, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    config = build_project(tmp_path_factory.mktemp("browser"))
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("r1", "2026-01-01T06:00:00Z", decision="keep", f1_new_data=0.72,
+                                  drift_verdict="F1 0.7200 >= 0.6900 (baseline): no model drift", data_drift=None))
+    record_run(history, drift_run("r2", "2026-01-02T06:00:00Z"))
+    (config.output_model_folder / "summary_report.pdf").write_bytes(b"%PDF-1.4 stand-in")
+    return config
+
+
+@pytest.fixture(scope="module")
+def site(project) -> Iterator[Site]:
+    served = Site(project.config_file)
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_site(project) -> Iterator[Site]:
+    served = Site(project.config_file, key=KEY)
+    yield served
+    served.close()
+
+
+def chromium(profile: Path, javascript: bool = True) -> webdriver.Chrome:
+    """Debian's Chromium, headless, as root and offline: no sandbox, no GPU, no network of its own, a fresh profile."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def console(browser) -> Iterator[None]:
+    """No error in the browser's console during the test (failed loads and CSP violations included)."""
+    browser.get_log("browser")  # what earlier tests left
+    yield
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def wait_for(driver, css: str, timeout: float = 10):
+    return WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+
+
+def calls(driver) -> list[list[str]]:
+    """The call list's rows as the browser shows them: rank, client, probability (the feature columns may be hidden)."""
+    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")][:3]
+            for row in driver.find_elements(By.CSS_SELECTOR, "table.calls tbody tr")]
+
+
+def risk_list(config) -> list[dict[str, str]]:
+    with open(config.output_model_folder / RISK_SCORES, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- What a client manager does -----------------------------------------------------------------
+def test_the_top_client_paging_search_and_a_clients_page(browser, site, project, console):
+    ranked = risk_list(project)
+    browser.set_window_size(1280, 900)
+    browser.get(site.url + "/")
+    assert browser.title.startswith("Clients to call")
+    top = calls(browser)[0]
+    assert top[:2] == ["1", ranked[0]["corporation"]]
+    assert len(calls(browser)) == 50
+
+    browser.find_element(By.LINK_TEXT, "Next →").click()
+    wait_for(browser, "nav.pager")
+    assert calls(browser)[0][:2] == ["51", ranked[50]["corporation"]]
+    assert "Page 2 of" in browser.find_element(By.CSS_SELECTOR, "nav.pager").text
+    browser.find_element(By.LINK_TEXT, "← Previous").click()
+    assert calls(browser)[0][0] == "1"
+
+    wanted = ranked[77]["corporation"]
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(wanted.upper())
+    box.submit()
+    WebDriverWait(browser, 10).until(lambda d: "q=" in d.current_url)
+    assert [row[:2] for row in calls(browser)] == [["78", wanted]]
+
+    browser.find_element(By.LINK_TEXT, wanted).click()
+    heading = wait_for(browser, "h1#client-title")
+    assert heading.text == f"Client {wanted}"
+    assert "rank 78 of" in browser.find_element(By.CSS_SELECTOR, "main").text
+
+
+def test_an_id_with_markup_shows_as_text(browser, site, console):
+    browser.get(site.url + "/?q=script")
+    link = browser.find_element(By.CSS_SELECTOR, "td.client a")
+    assert link.text == HOSTILE
+    link.click()
+    assert wait_for(browser, "h1#client-title").text == f"Client {HOSTILE}"
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+
+
+def test_the_risk_list_downloads_as_csv(browser, site, project, tmp_path, console):
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.get(site.url + "/")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Risk list").click()
+    target = tmp_path / RISK_SCORES
+    deadline = time.monotonic() + 15
+    while not target.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert target.read_bytes() == (project.output_model_folder / RISK_SCORES).read_bytes()
+
+
+def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, console):
+    browser.delete_all_cookies()
+    browser.get(keyed_site.url + "/?page=2")
+    assert "/login?next=" in browser.current_url and browser.find_elements(By.CSS_SELECTOR, "table.calls") == []
+    field = browser.find_element(By.ID, "key")
+    field.send_keys("not-the-key")
+    field.submit()
+    assert "That is not the API key" in wait_for(browser, "p.warn").text
+    field = browser.find_element(By.ID, "key")
+    field.send_keys(KEY)
+    field.submit()
+    wait_for(browser, "table.calls")
+    assert browser.current_url.endswith("/?page=2") and calls(browser)[0][0] == "51"
+    [cookie] = browser.get_cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
+    browser.get(keyed_site.url + "/clients/twice")
+    assert wait_for(browser, "h1#client-title").text == "Client twice"
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    wait_for(browser, "#key")
+
+
+def test_the_page_works_with_javascript_off(site, project, tmp_path):
+    driver = chromium(tmp_path / "profile", javascript=False)
+    try:
+        ranked = risk_list(project)
+        driver.get(site.url + "/")
+        assert calls(driver)[0][:2] == ["1", ranked[0]["corporation"]]
+        driver.find_element(By.LINK_TEXT, "Next →").click()
+        assert calls(driver)[0][:2] == ["51", ranked[50]["corporation"]]
+        box = driver.find_element(By.ID, "q")
+        box.send_keys(ranked[3]["corporation"])
+        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        assert calls(driver)[0][1] == ranked[3]["corporation"]
+        driver.find_element(By.LINK_TEXT, ranked[3]["corporation"]).click()
+        assert driver.find_element(By.ID, "client-title").text == f"Client {ranked[3]['corporation']}"
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+# --- How it looks -------------------------------------------------------------------------------
+def show_at(driver, width: int) -> None:
+    """A viewport exactly `width` CSS pixels wide, as a phone (under 600 px) or a desktop screen has it."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def full_page_screenshot(driver, target: Path) -> None:
+    """The whole page at the current width, as one PNG."""
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth, document.documentElement.scrollHeight]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 10000), "scale": 1}})
+    target.write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_screenshots_and_nothing_wider_than_the_screen(browser, site, tmp_path, width, console):
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    show_at(browser, width)
+    try:
+        for name, path in (("calls", "/"), ("client", "/clients/twice"), ("search", "/?q=c02")):
+            browser.get(site.url + path)
+            assert browser.execute_script("return window.innerWidth") == width
+            overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow} px wider than a {width} px screen"
+            shot = tmp_path / f"{name}-{width}.png"
+            full_page_screenshot(browser, shot)
+            assert shot.stat().st_size > 5000
+            shutil.copy(shot, SCREENS / shot.name)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -1,0 +1,405 @@
+"""Tests of the call list and its reasons (riskcore.risklist, riskcore.reasons): risk_scores.csv and its record
+on the bundled data, the PDF's "call first" table, POST /prediction and GET /risk, all giving the same reasons."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import app as app_module
+import deployment
+import ingestion
+import reporting
+import scoring
+import training
+from conftest import ROOT, client_rows, deploy_pipeline, write_config, write_csv
+from riskcore import reasons, risklist
+from riskcore.config import load_config
+from riskcore.contract import FEATURE_LABELS, FEATURES, MODEL_METADATA, DataError
+from riskcore.files import atomic_write_json
+from riskcore.releases import deployed_metadata, load_deployed_model, require_deployment
+
+LABELLED = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
+UNLABELLED = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
+
+
+def read_call_list(path: Path) -> list[dict[str, str]]:
+    """risk_scores.csv as text, every value exactly as written."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def latest_rows(path: Path) -> dict[str, dict[str, str]]:
+    """Each client's last row in a client CSV, its latest snapshot, with that row's place in the file ("line")."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["corporation"]: {**row, "line": line} for line, row in enumerate(csv.DictReader(handle))}
+
+
+def expected_reasons(metadata: dict, values: list[int]) -> tuple[list[float], list[str]]:
+    """From the metadata alone: each feature's contribution, and the reasons in words, in the order listed."""
+    coefficients, average = metadata["coefficients"], metadata["average_client"]
+    shares = [coefficients[f] * (value - average[f]) for f, value in zip(FEATURES, values, strict=True)]
+    order = sorted(range(len(FEATURES)), key=lambda j: (shares[j] <= 0, -abs(shares[j]), j))
+    words = []
+    for j in order:
+        shown = f"{shares[j]:+,.1f}"
+        words.append(f"{FEATURE_LABELS[FEATURES[j]]} {values[j]:,}: {'0.0' if shown in ('+0.0', '-0.0') else shown}")
+    return shares, words
+
+
+# --- The bundled data, as `make run` takes it -------------------------------------------------
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    """The course's progression on the bundled data: practicedata deployed, then sourcedata ingested,
+    retrained, scored, deployed and reported on."""
+    root = tmp_path_factory.mktemp("bundled")
+    for folder in ("practicedata", "sourcedata", "testdata"):
+        shutil.copytree(ROOT / folder, root / folder)
+    for name in ("config.practice.json", "config.json"):
+        shutil.copy(ROOT / name, root / name)
+    for name in ("config.practice.json", "config.json"):
+        config = load_config(root / name)
+        ingestion.run(config)
+        training.run(config)
+        scoring.run(config)
+        deployment.run(config)
+    paths = reporting.run(config)
+    current = require_deployment(config.prod_deployment_folder)
+    return config, paths, deployed_metadata(current), current
+
+
+def test_the_call_list_holds_each_client_who_has_not_left_once(bundled):
+    """Every client whose latest snapshot has not left (exited 0 or empty), once; no client who has."""
+    config, paths, _, _ = bundled
+    latest = latest_rows(config.final_data_file)
+    listed = [row["corporation"] for row in read_call_list(paths["risk_scores"])]
+    assert len(listed) == len(set(listed))
+    stayed = {client for client, row in latest.items() if row["exited"].strip() in ("0", "")}
+    assert set(listed) == stayed
+    assert len(stayed) < len(latest)  # the bundled data has clients who left: they are left out
+    for row in read_call_list(paths["risk_scores"]):
+        assert [row[f] for f in FEATURES] == [latest[row["corporation"]][f].strip() for f in FEATURES]
+
+
+def test_the_call_list_is_ranked_by_strictly_decreasing_log_odds(bundled):
+    """Strictly decreasing from one client to the next, except between clients with the same values of every
+    feature (the bundled data has such a pair), whom no model can tell apart: those keep the file's order."""
+    config, paths, _, _ = bundled
+    rows = read_call_list(paths["risk_scores"])
+    assert list(rows[0]) == list(risklist.COLUMNS)
+    assert [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
+    position = {client: row["line"] for client, row in latest_rows(config.final_data_file).items()}
+    for earlier, later in zip(rows, rows[1:], strict=False):
+        if [earlier[f] for f in FEATURES] == [later[f] for f in FEATURES]:
+            assert earlier["log_odds"] == later["log_odds"]
+            assert position[earlier["corporation"]] < position[later["corporation"]]
+        else:
+            assert float(earlier["log_odds"]) > float(later["log_odds"]), (earlier, later)
+    chances = [float(row["attrition_probability"]) for row in rows]
+    assert all(earlier >= later for earlier, later in zip(chances, chances[1:], strict=False))
+
+
+def test_reasons_add_up_to_the_log_odds_against_the_average_client(bundled):
+    """Checked from the CSV and modelmetadata.json alone: the contributions coefficient x (value - mean) add up
+    to the client's log-odds minus the average client's, and the reasons are those contributions in words."""
+    _, paths, metadata, _ = bundled
+    coefficients, average = metadata["coefficients"], metadata["average_client"]
+    average_log_odds = metadata["intercept"] + sum(coefficients[f] * average[f] for f in FEATURES)
+    rows = read_call_list(paths["risk_scores"])
+    for row in rows:
+        values = [int(row[f]) for f in FEATURES]
+        shares, words = expected_reasons(metadata, values)
+        log_odds = float(row["log_odds"])
+        assert sum(shares) == pytest.approx(log_odds - average_log_odds, abs=1e-9), row
+        assert metadata["intercept"] + sum(coefficients[f] * v for f, v in zip(FEATURES, values, strict=True)) == (
+            pytest.approx(log_odds, abs=1e-9))
+        assert [row[name] for name in reasons.REASON_COLUMNS] == words, row
+    assert float(rows[0]["log_odds"]) > average_log_odds  # the first clients to call are riskier than average
+
+
+def test_the_metadata_carries_the_models_own_coefficients(bundled):
+    config, _, metadata, current = bundled
+    model = load_deployed_model(current)
+    assert [metadata["coefficients"][f] for f in FEATURES] == model.coef_[0].tolist()
+    assert metadata["intercept"] == model.intercept_[0]
+    assert set(metadata["average_client"]) == set(FEATURES)
+    trained_on = json.loads((config.output_model_folder / MODEL_METADATA).read_text())
+    assert trained_on["average_client"] == metadata["average_client"]
+
+
+def test_the_model_version_is_once_per_file_in_the_record_beside_it(bundled):
+    config, paths, _, current = bundled
+    record = json.loads(paths["risk_scores"].with_suffix(".json").read_text())
+    rows = read_call_list(paths["risk_scores"])
+    assert record["model_version"] == current.model_version and record["release"] == current.release
+    assert record["risk_list"] == "risk_scores.csv" and record["columns"] == list(risklist.COLUMNS)
+    assert record["clients"] == len(rows)
+    with open(config.final_data_file, newline="", encoding="utf-8") as handle:
+        read = sum(1 for _ in csv.DictReader(handle))
+    assert record["rows_read"] == read
+    assert record["clients"] + record["left_out"]["left"] + record["left_out"]["earlier_snapshots"] == read
+    assert current.model_version not in paths["risk_scores"].read_text(encoding="utf-8")
+
+
+def test_the_pdf_shows_the_reasons_in_the_call_first_table(bundled):
+    """Read back with pypdf: each client to call first with the reasons listed first in risk_scores.csv."""
+    from pypdf import PdfReader
+
+    from riskcore.pdf import PDF_REASONS
+
+    _, paths, _, _ = bundled
+    pages = [" ".join(page.extract_text().split()) for page in PdfReader(paths["summary_report"]).pages]
+    table = next(text for text in pages if "Clients most likely to leave" in text)
+    for row in read_call_list(paths["risk_scores"])[:risklist.TOP_CLIENTS]:
+        shown = "; ".join(row[name] for name in reasons.REASON_COLUMNS[:PDF_REASONS])
+        assert f"{row['corporation']} " in table and shown in table, (row["corporation"], shown)
+
+
+def test_risk_pages_are_the_call_list_with_the_same_reasons(bundled):
+    config, paths, _, current = bundled
+    rows = read_call_list(paths["risk_scores"])
+    client = app_module.create_app(config.config_file).test_client()
+    first = client.get("/risk?top=40").get_json()
+    second = client.get(f"/risk?top=40&offset={first['next_offset']}").get_json()
+    assert first["model_version"] == current.model_version and first["total"] == len(rows)
+    served = first["clients"] + second["clients"]
+    assert len(served) == 80
+    for row, entry in zip(rows, served, strict=False):
+        assert entry["rank"] == int(row["rank"]) and entry["corporation"] == row["corporation"]
+        assert entry["log_odds"] == float(row["log_odds"])
+        assert [r["text"] for r in entry["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS]
+
+
+def test_prediction_answers_carry_the_same_reasons_as_the_call_list(bundled):
+    config, paths, metadata, _ = bundled
+    rows = read_call_list(paths["risk_scores"])[:25]
+    records = [{"corporation": row["corporation"], **{f: int(row[f]) for f in FEATURES}} for row in rows]
+    client = app_module.create_app(config.config_file).test_client()
+    answer = client.post("/prediction", json={"records": records}).get_json()
+    average = reasons.Explainer.from_metadata(metadata).average_log_odds
+    assert client.get("/risk?top=1").get_json()["average_log_odds"] == average
+    for row, prediction in zip(rows, answer["predictions"], strict=True):
+        assert [r["text"] for r in prediction["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS]
+        assert sum(r["contribution"] for r in prediction["reasons"]) == pytest.approx(
+            float(row["log_odds"]) - average, abs=1e-9)
+
+
+# --- Which rows: a client's latest snapshot, clients who have not left ------------------------
+def call_list_of(config, tmp_path: Path, header: str, lines: list[str]) -> tuple[list[dict[str, str]], object]:
+    clients = tmp_path / "clients.csv"
+    clients.write_text(header + "\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
+    result = risklist.risk_scores(config, clients)
+    return read_call_list(result.path), result
+
+
+def test_a_repeated_client_is_ranked_once_on_its_last_row(deployed, tmp_path):
+    rows, result = call_list_of(deployed, tmp_path, LABELLED, [
+        "stays,1,2,3,0", "goes,100,2000,30,0", "stays,5,60,7,0", "back,9,9,9,1", "goes,4,4,4,1", "back,8,80,8,0",
+        "new,0,0,900,"])
+    assert {row["corporation"]: [int(row[f]) for f in FEATURES] for row in rows} == {
+        "stays": [5, 60, 7], "back": [8, 80, 8], "new": [0, 0, 900]}
+    assert (result.rows, result.rows_read, result.earlier_snapshots, result.left) == (3, 7, 3, 1)
+
+
+def test_unlabelled_clients_are_listed(deployed, tmp_path):
+    rows, result = call_list_of(deployed, tmp_path, UNLABELLED, ["a,1,2,3", "b,40,500,60", "a,2,3,4"])
+    assert sorted((row["corporation"], row["lastmonth_activity"]) for row in rows) == [("a", "2"), ("b", "40")]
+    assert (result.rows_read, result.earlier_snapshots, result.left) == (3, 1, 0)
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_the_words_in_the_file_are_the_explainers_for_small_and_huge_values(deployed, tmp_path, repeat):
+    """Values past 32 bits (the exact pass) and past the lookup array (the hash lookup), with and without a
+    repeated id: each row's reasons are Explainer.reasons of its values, its log-odds the model's."""
+    lines = [f"c{i},{i % 400},{(i * 37) % 5000},{(i * 11) % 900},{i % 2}" for i in range(300)]
+    lines += ["huge,5,60,5000000000,0", "big,4194304,10,10,0", "edge,4294967295,0,1,"]
+    if repeat:
+        lines.append("c2,9,90,9,0")
+    rows, result = call_list_of(deployed, tmp_path, LABELLED, lines)
+    current = require_deployment(deployed.prod_deployment_folder)
+    model = load_deployed_model(current)
+    explainer = reasons.explainer_for(model, deployed_metadata(current), current.model_version)
+    values = [[int(row[f]) for f in FEATURES] for row in rows]
+    assert {"huge", "big", "edge"} <= {row["corporation"] for row in rows}
+    assert [[row[name] for name in reasons.REASON_COLUMNS] for row in rows] == [
+        [r["text"] for r in explainer.reasons(v)] for v in values]
+    assert [float(row["log_odds"]) for row in rows] == pytest.approx(
+        model.decision_function(np.array(values, dtype=float)).tolist(), rel=1e-12)
+    assert result.earlier_snapshots == int(repeat)
+
+
+def test_a_file_of_clients_who_all_left_gives_an_empty_list(deployed, tmp_path):
+    rows, result = call_list_of(deployed, tmp_path, LABELLED, ["a,1,2,3,1", "b,4,5,6,1"])
+    assert rows == [] and result.rows == 0 and result.left == 2 and result.top == []
+
+
+@pytest.mark.parametrize(("label", "shown"), [("2", '"2"'), ("yes", '"yes"'), ("-1", '"-1"')])
+def test_a_label_other_than_0_1_or_empty_is_one_sentence_naming_the_row(deployed, tmp_path, label, shown):
+    before = risklist.risk_scores(deployed).path.read_bytes()
+    with pytest.raises(DataError, match=f'^clients.csv has {shown} in column "exited" at row 3; expected 0, 1 or '
+                                        "an empty value.$"):
+        call_list_of(deployed, tmp_path, LABELLED, ["a,1,2,3,0", "b,4,5,6,", f"c,7,8,9,{label}"])
+    assert (deployed.output_model_folder / "risk_scores.csv").read_bytes() == before
+
+
+def test_a_row_that_breaks_the_contract_is_named_even_when_a_later_row_replaces_it(deployed, tmp_path):
+    with pytest.raises(DataError, match='^clients.csv has a negative value in column "lastyear_activity" at row 1'):
+        call_list_of(deployed, tmp_path, LABELLED, ["a,1,-2,3,0", "a,1,2,3,0"])
+
+
+def test_saturated_probabilities_keep_distinct_log_odds_in_the_file(deployed, tmp_path):
+    """Clients whose probability rounds to 1 still show their order in the log-odds column."""
+    model = LogisticRegression().fit(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]], dtype=float),
+                                     np.array([0, 0, 1, 1]))
+    clients = write_csv(tmp_path / "clients.csv", ["low,10000,0,0", "top,30000,0,0", "mid,20000,0,0"],
+                        header=UNLABELLED)
+    current = require_deployment(deployed.prod_deployment_folder)
+    result = risklist.risk_scores(deployed, clients, model=model, deployment=current, reasons=False)
+    rows = read_call_list(result.path)
+    assert [row["corporation"] for row in rows] == ["top", "mid", "low"]
+    assert [row["attrition_probability"] for row in rows] == ["1", "1", "1"]
+    keys = [float(row["log_odds"]) for row in rows]
+    assert keys[0] > keys[1] > keys[2]
+
+
+# --- The reasons themselves -------------------------------------------------------------------
+@pytest.mark.parametrize(("contributions", "listed"), [
+    ([1.0, -1.0, 0.5], [0, 2, 1]),  # raising the risk first, the largest first, then lowering it
+    ([-2.0, 2.0, -3.0], [1, 2, 0]),  # lowering ones by size too
+    ([0.0, 0.0, 0.0], [0, 1, 2]),  # nothing: feature order
+    ([3.0, 3.0, -3.0], [0, 1, 2]),  # equal ones in feature order; a raising one before a lowering one
+    ([-0.5, 0.0, -0.5], [0, 2, 1]),  # zero raises nothing: it comes last among the lowering ones
+])
+def test_reasons_are_listed_raising_the_risk_first_then_by_size(contributions, listed):
+    places = reasons.positions(contributions)
+    assert sorted(range(3), key=places.__getitem__) == listed
+
+
+def test_positions_are_the_same_for_numbers_arrays_and_polars_expressions():
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    table = rng.integers(-3, 4, size=(500, 3)).astype(float)  # many ties and zeros
+    by_number = [reasons.positions(row) for row in table.tolist()]
+    by_array = np.column_stack(reasons.positions([table[:, j] for j in range(3)])).tolist()
+    frame = pl.DataFrame({f"c{j}": table[:, j] for j in range(3)})
+    by_polars = frame.select([p.alias(f"p{j}") for j, p in enumerate(
+        reasons.positions([pl.col(f"c{j}") for j in range(3)]))]).rows()
+    assert by_number == by_array == [list(row) for row in by_polars]
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (2.14, "+2.1"), (-3.46, "-3.5"), (0.04, "0.0"), (-0.04, "0.0"), (1234.56, "+1,234.6"), (0.05000001, "+0.1")])
+def test_contributions_are_shown_with_one_decimal_and_their_sign(value, shown):
+    assert reasons.contribution_text(value) == shown
+
+
+def test_reasons_in_words_name_the_feature_value_and_contribution():
+    explainer = reasons.Explainer(coefficients=(0.5, 0.0, 0.001), intercept=-1.0, average=(2.0, 10.0, 100.0))
+    listed = explainer.reasons([6, 10, 6462])
+    assert [r["text"] for r in listed] == ["employees 6,462: +6.4", "activity last month 6: +2.0",
+                                           "activity last year 10: 0.0"]
+    assert sum(r["contribution"] for r in listed) == pytest.approx(
+        explainer.intercept + 0.5 * 6 + 0.001 * 6462 - explainer.average_log_odds)
+    assert explainer.reasons_of(np.array([[6.0, 10.0, 6462.0]])) == [listed]
+
+
+def test_metadata_that_disagrees_with_the_model_is_refused(deployed):
+    current = require_deployment(deployed.prod_deployment_folder)
+    model = load_deployed_model(current)
+    metadata = {**deployed_metadata(current), "intercept": float(model.intercept_[0]) + 1.0}
+    with pytest.raises(Exception, match="other coefficients"):
+        reasons.explainer_for(model, metadata, current.model_version)
+
+
+# --- GET /risk: paged, cached, refusing bad pages ---------------------------------------------
+@pytest.fixture
+def risk_client(deployed):
+    return app_module.create_app(deployed.config_file).test_client()
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("top=-1", "top"), ("top=abc", "top"), ("top=0", "top"), ("top=1001", "top"), ("top=1&top=2", "top"),
+    ("offset=-3", "offset"), ("offset=99999999999999999999", "offset"), ("offset=1000000", "offset"),
+    ("limit=5", "limit"),
+])
+def test_bad_page_values_are_400_naming_the_field(risk_client, query, field):
+    response = risk_client.get(f"/risk?{query}")
+    assert response.status_code == 400 and response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["field"] == field and f'"{field}"' in body["message"]
+
+
+def test_pages_cover_the_list_and_the_last_one_says_so(risk_client):
+    whole = risk_client.get("/risk?top=1000").get_json()
+    assert whole["count"] == whole["total"] and whole["next_offset"] is None
+    pages, offset = [], 0
+    while offset is not None:
+        page = risk_client.get(f"/risk?top=7&offset={offset}").get_json()
+        pages += page["clients"]
+        offset = page["next_offset"]
+    assert pages == whole["clients"]
+    end = risk_client.get(f"/risk?offset={whole['total']}").get_json()
+    assert end["clients"] == [] and end["count"] == 0
+
+
+def test_the_ranking_is_built_once_per_deployment_and_version_of_the_data(deployed, monkeypatch):
+    built = []
+    original = risklist.ranking_of
+
+    def counting(source, model):
+        built.append(source)
+        return original(source, model)
+
+    monkeypatch.setattr(risklist, "ranking_of", counting)
+    client = app_module.create_app(deployed.config_file).test_client()
+    first = client.get("/risk?top=3").get_json()
+    client.get("/risk?top=5&offset=2")
+    assert len(built) == 1
+    write_csv(deployed.input_folder / "more.csv", client_rows(30, seed=8, prefix="m"))
+    ingestion.run(deployed)
+    again = client.get("/risk?top=3").get_json()
+    assert len(built) == 2 and again["total"] != first["total"]
+    training.run(deployed)
+    scoring.run(deployed)
+    deployment.run(deployed)
+    newer = client.get("/risk?top=3").get_json()
+    assert len(built) == 3 and newer["model_version"] != first["model_version"]
+
+
+def test_risk_without_ingested_data_is_503(tmp_path):
+    write_csv(tmp_path / "input" / "dataset1.csv", client_rows(40, seed=1))
+    write_csv(tmp_path / "test" / "testdata.csv", client_rows(20, seed=3, prefix="t"))
+    config = deploy_pipeline(load_config(write_config(tmp_path)))
+    config.final_data_file.unlink()
+    response = app_module.create_app(config.config_file).test_client().get("/risk")
+    assert response.status_code == 503 and "ingestion.py" in response.get_json()["message"]
+
+
+def test_a_model_trained_before_the_reasons_is_still_ranked_without_them(deployed):
+    """A release whose metadata predates the average client: the call list, /risk and /prediction rank and
+    predict as before, with empty reasons."""
+    metadata = json.loads((deployed.output_model_folder / MODEL_METADATA).read_text())
+    for key in ("coefficients", "intercept", "average_client"):
+        metadata.pop(key)
+    assert reasons.Explainer.from_metadata(metadata) is None
+    atomic_write_json(deployed.output_model_folder / MODEL_METADATA, metadata)
+    older = deployment.run(deployed)  # the same model again, with metadata as an older training wrote it
+    assert "average_client" not in deployed_metadata(older)
+    result = risklist.risk_scores(deployed)
+    rows = read_call_list(result.path)
+    assert rows and all(row[name] == "" for row in rows for name in reasons.REASON_COLUMNS)
+    assert json.loads(result.record.read_text())["average_log_odds"] is None
+    client = app_module.create_app(deployed.config_file).test_client()
+    page = client.get("/risk?top=3").get_json()
+    assert page["release"] == older.release and page["average_log_odds"] is None
+    assert [entry["corporation"] for entry in page["clients"]] == [row["corporation"] for row in rows[:3]]
+    assert all(entry["reasons"] == [] for entry in page["clients"])
+    answer = client.post("/prediction", json={"records": [{"corporation": "x", **dict.fromkeys(FEATURES, 1)}]})
+    assert answer.get_json()["predictions"][0]["reasons"] == []

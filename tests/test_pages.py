@@ -1,0 +1,500 @@
+"""Tests for riskcore.api.pages, the client managers' web page, through Flask's test client: the call
+list (ranking, paging, search), a client's page, the model's health and the run history, the downloads,
+the key form and its cookie, escaping, and the headers a page needs. The browser tests are test_browser.py."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app as app_module
+from conftest import client_rows, deploy_pipeline, write_config, write_csv
+from riskcore.api import pagecharts, pagedata, pages
+from riskcore.config import Config, load_config
+from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
+from riskcore.history import record_run
+from riskcore.releases import current_deployment
+from riskcore.risklist import risk_scores
+
+HOSTILE = "<script>alert(1)</script>"
+SLASHED = "a/b c?d#e&f"
+KEY = "s3cret-key"
+
+
+class Tables(HTMLParser):
+    """The text of every cell of every <table> of a page, by the table's class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.links: list[tuple[str, str]] = []  # (href, text) of every <a>
+        self._table: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attributes.get("class") or "", [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+        elif tag == "a":
+            self._href, self._text = attributes.get("href"), []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self._table[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._href is not None:
+            self._text.append(data)
+
+
+def parse(response) -> Tables:
+    parser = Tables()
+    parser.feed(response.get_data(as_text=True))
+    return parser
+
+
+def call_rows(response) -> list[list[str]]:
+    """The call list's data rows (rank, client, probability, features) of a page."""
+    return parse(response).tables.get("calls", [])[1:]
+
+
+def text_of(response) -> str:
+    """The page's visible text, roughly: tags dropped, entities decoded, blanks collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
+
+
+# --- A deployed project with a history, reports, and ids that need escaping ------------------------
+def build_project(root: Path) -> Config:
+    write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
+    write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
+    # A client seen twice (an earlier and a later snapshot), and ids a page must escape and quote.
+    write_csv(root / "input" / "dataset3.csv", [f"{HOSTILE},5,60,700,0", f"{SLASHED},1,2,900,0", "twice,300,3000,2,0",
+                                                "twice,0,10,400,0"])
+    write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
+    config = load_config(write_config(root))
+    deploy_pipeline(config)
+    risk_scores(config)
+    return config
+
+
+def drift_run(run_id: str, started: str, decision: str = "retrain", **changes) -> dict:
+    row = {"run_id": run_id, "started_at": started, "finished_at": started, "run_number": 2,
+           "new_files": ["dataset3.csv"], "rows_read": 4, "rows_ingested": 224, "f1_new_data": 0.41,
+           "baseline": 0.69, "drift_test": "raw", "drift_verdict": "F1 0.4100 < 0.6900 (baseline): model drift",
+           "data_drift": {"drift": True, "features": {
+               "lastmonth_activity": {"psi": 1.2496, "psi_label": "drift", "ks_statistic": 0.3, "ks_p_value": 1e-9,
+                                      "drift": True},
+               "lastyear_activity": {"psi": 0.05, "psi_label": "stable", "ks_statistic": 0.01, "ks_p_value": 0.9,
+                                     "drift": False}}},
+           "decision": decision, "version_before": "old-model", "version_after": "new-model", "outcome": "done"}
+    row.update(changes)
+    return row
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Config:
+    config = build_project(tmp_path_factory.mktemp("pages"))
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("r1", "2026-01-01T06:00:00Z", decision="keep", outcome="done", f1_new_data=0.72,
+                                  drift_verdict="F1 0.7200 >= 0.6900 (baseline): no model drift", data_drift=None))
+    record_run(history, drift_run("r2", "2026-01-02T06:00:00Z"))
+    for name in ("summary_report.pdf", "summary_report2.pdf", "summary_report10.pdf", "summary_report3.pdf"):
+        (config.output_model_folder / name).write_bytes(b"%PDF-1.4 " + name.encode())
+    return config
+
+
+@pytest.fixture
+def client(shared):
+    return app_module.create_app(shared.config_file).test_client()
+
+
+def risk_list(config: Config) -> list[tuple[str, float]]:
+    """risk_scores.csv's clients and probabilities, in order."""
+    with open(config.output_model_folder / RISK_SCORES, newline="", encoding="utf-8") as handle:
+        return [(row["corporation"], float(row["attrition_probability"])) for row in csv.DictReader(handle)]
+
+
+def ranked_ids(config: Config) -> list[str]:
+    return [client for client, _ in risk_list(config)]
+
+
+# --- The call list ---------------------------------------------------------------------------------
+def test_the_call_list_is_ranked_as_the_risk_list_and_shows_probability_and_features(client, shared):
+    first = client.get("/")
+    assert first.status_code == 200 and first.mimetype == "text/html"
+    headers = parse(first).tables["calls"][0]
+    assert headers == ["rank", "client", "probability of leaving", *(FEATURE_LABELS[f] for f in FEATURES)]
+    shown, page = [], 1
+    while True:
+        rows = call_rows(client.get(f"/?page={page}"))
+        shown += rows
+        if len(rows) < pagedata.PAGE_SIZE:
+            break
+        page += 1
+    assert [row[0] for row in shown] == [f"{n:,}" for n in range(1, len(shown) + 1)]
+    twice = next(row for row in shown if row[1] == "twice")
+    assert twice[3:] == ["0", "10", "400"]  # its latest snapshot
+    assert [(row[1], row[2]) for row in shown] == [(c, pages.percent(p)) for c, p in risk_list(shared)]
+    assert all(re.fullmatch(r"(>99\.9|<0\.1|\d{1,2}\.\d)%", row[2]) for row in shown)
+
+
+def test_fifty_clients_a_page_with_next_and_previous(client, shared):
+    clients = len(ranked_ids(shared))
+    last = -(-clients // pagedata.PAGE_SIZE)
+    first = client.get("/")
+    assert [row[0] for row in call_rows(first)] == [str(n) for n in range(1, 51)]
+    links = dict((text, href) for href, text in parse(first).links)
+    assert links["Next →"] == "/?page=2" and "← Previous" not in links
+    second = client.get("/?page=2")
+    assert call_rows(second)[0][0] == "51"
+    assert dict((t, h) for h, t in parse(second).links)["← Previous"] == "/?page=1"
+    end = client.get(f"/?page={last}")
+    assert len(call_rows(end)) == clients - (last - 1) * pagedata.PAGE_SIZE
+    assert "Next →" not in dict((t, h) for h, t in parse(end).links)
+    assert f"Page {last} of {last}" in text_of(end)
+    assert call_rows(client.get("/?page=999999")) == call_rows(end)  # past the end: the last page
+    assert call_rows(client.get("/?page=0")) == call_rows(first)
+
+
+@pytest.mark.parametrize("page", ["abc", "-1", "1.5", "١", "9" * 12])
+def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page):
+    response = client.get("/", query_string={"page": page})
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "The page number must be a whole number of at least 1." in text_of(response)
+
+
+def test_search_finds_clients_by_part_of_their_id_whatever_the_case(client, shared):
+    expected = [c for c in ranked_ids(shared) if "c010" in c]
+    response = client.get("/?q=C010")
+    assert [row[1] for row in call_rows(response)] == expected[:pagedata.PAGE_SIZE]
+    assert f"{len(expected)} of {len(ranked_ids(shared))} clients have an id containing “C010”" in text_of(response)
+    ranks = [int(row[0].replace(",", "")) for row in call_rows(response)]
+    assert ranks == sorted(ranks) and ranks[0] > 0  # their ranks in the whole list
+
+
+def test_a_search_without_a_match_says_so(client):
+    response = client.get("/?q=nobody-has-this-id")
+    assert response.status_code == 200 and call_rows(response) == []
+    assert "No client id contains “nobody-has-this-id”." in text_of(response)
+
+
+# --- A client's page -------------------------------------------------------------------------------
+def test_a_clients_page_shows_its_latest_snapshot_and_the_earlier_ones(client, shared):
+    listed = next(row for row in call_rows(client.get("/?q=twice")) if row[1] == "twice")
+    response = client.get("/clients/twice")
+    assert response.status_code == 200
+    text = text_of(response)
+    assert "Client twice" in text and listed[2] in text and f"rank {listed[0]} of" in text
+    tables = parse(response).tables
+    assert tables["features"][1:] == [[FEATURE_LABELS[f], v] for f, v in zip(FEATURES, ["0", "10", "400"], strict=True)]
+    assert tables["snapshots"][1:] == [["dataset3.csv", "3", "300", "3,000", "2", "no"]]
+
+
+def test_a_client_with_one_snapshot_has_no_earlier_ones(client):
+    assert "None: the input files hold no earlier row of this client." in text_of(client.get("/clients/c010000"))
+
+
+def test_an_unknown_client_is_a_404_page(client):
+    response = client.get("/clients/nobody")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "No client 'nobody' in the call list." in text_of(response)
+
+
+def test_ids_from_the_data_are_escaped_and_their_links_lead_to_their_page(client):
+    for response, shown in ((client.get("/?q=script"), HOSTILE), (client.get("/?q=a/b"), SLASHED)):
+        body = response.get_data(as_text=True)
+        assert HOSTILE not in body and "<script" not in body
+        assert html.escape(shown, quote=False) in body
+    [(href, text)] = [(h, t) for h, t in parse(client.get("/?q=script")).links if t == HOSTILE]
+    assert HOSTILE not in href
+    page = client.get(href)
+    assert page.status_code == 200 and f"Client {HOSTILE}" in text_of(page)
+    assert HOSTILE not in page.get_data(as_text=True)
+    [(slashed, _)] = [(h, t) for h, t in parse(client.get("/?q=a/b")).links if t == SLASHED]
+    assert "?" not in slashed and "#" not in slashed
+    assert f"Client {SLASHED}" in text_of(client.get(slashed))
+
+
+def test_a_search_for_markup_is_shown_as_text(client):
+    body = client.get("/", query_string={"q": '"><img src=x onerror=alert(1)>'}).get_data(as_text=True)
+    assert "<img" not in body and "&#34;&gt;&lt;img" in body
+
+
+# --- The model's health and the run history --------------------------------------------------------
+def test_the_health_shows_the_deployed_model_its_f1_and_the_latest_drift_check(client, shared):
+    scoring = client.get("/scoring").get_json()
+    health = client.get("/health").get_json()
+    text = text_of(client.get("/"))
+    assert health["model_version"] in text
+    assert f"deployed {health['deployed_at'][:10]} {health['deployed_at'][11:16]} UTC" in text
+    assert f"F1 on the test data {scoring['f1']:.4f} on {scoring['rows']} test clients" in text
+    assert ("Latest drift check F1 0.4100 2026-01-02 06:00 UTC, 224 new rows: F1 0.4100 < 0.6900 (baseline): "
+            "model drift; the model was retrained and redeployed.") in text
+    assert "activity last month PSI 1.25" in text and "activity last year PSI" not in text  # only what drifted
+
+
+def test_each_drifted_feature_is_charted_against_the_checked_models_training_data(tmp_path):
+    config = build_project(tmp_path)
+    deployed = current_deployment(config.prod_deployment_folder)
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("d", "2026-03-01T06:00:00Z", version_before=deployed.model_version))
+    response = app_module.create_app(config.config_file).test_client().get("/")
+    body = response.get_data(as_text=True)
+    figures = re.findall(r'<figure class="dist">.*?</figure>', body, re.S)
+    assert len(figures) == 1  # lastmonth_activity drifted; lastyear_activity did not
+    assert 'aria-label="activity last month: the training data (filled) beside the ingested data (line)"' in figures[0]
+    assert len(re.findall(r'<path class="(ref|new)" d="M[-0-9., VHZ]+"/>', figures[0])) == 2
+    assert f"the training data of model {deployed.model_version} , the one the check tested" in text_of(response)
+
+
+def test_a_model_no_longer_kept_gets_its_psi_without_a_chart(client):
+    response = client.get("/")
+    assert "activity last month PSI 1.25" in text_of(response)  # drift_run's model "old-model" is in no release
+    assert '<figure class="dist">' not in response.get_data(as_text=True)
+
+
+def test_the_charts_read_quantiles_as_the_report_does():
+    from riskcore import charts
+
+    rng = np.random.default_rng(5)
+    quantiles = np.quantile(rng.gamma(2.0, 50.0, 5000), np.linspace(0, 1, 1001))
+    edges = np.linspace(0, 600, 41)
+    assert np.allclose(pagecharts.quantile_masses(quantiles, edges), charts.quantile_masses(quantiles, edges))
+
+
+def test_a_chart_stays_inside_its_box_and_its_bars_close():
+    rng = np.random.default_rng(6)
+    old, new = (np.quantile(rng.gamma(2.0, scale, 3000), np.linspace(0, 1, 1001)) for scale in (40.0, 90.0))
+    chart = pagecharts.distribution_chart(old, new)
+    assert chart.reference.startswith(f"M0,{pagecharts.HEIGHT} ") and chart.reference.endswith(" Z")
+    for path in (chart.reference, chart.compared):
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", path)]
+        assert numbers and all(-0.01 <= n <= max(pagecharts.WIDTH, pagecharts.HEIGHT) + 0.01 for n in numbers)
+    assert chart.low == min(old[0], new[0]) and chart.high > chart.low
+    assert pagecharts.distribution_chart(old, [1.0]) is None
+
+
+def test_the_run_history_is_newest_first(client):
+    rows = parse(client.get("/")).tables["history"][1:]
+    assert [row[0] for row in rows] == ["2026-01-02 06:00 UTC", "2026-01-01 06:00 UTC"]
+    assert rows[0][1:] == ["dataset3.csv", "224", "retrain", "0.4100", "0.6900", "new-model", "done"]
+    assert rows[1][3:5] == ["keep", "0.7200"]
+
+
+def test_the_run_history_shows_the_newest_runs_and_counts_the_others(tmp_path):
+    config = build_project(tmp_path)
+    history = config.output_model_folder / RUN_HISTORY
+    for day in range(1, pagedata.HISTORY_ROWS + 4):
+        record_run(history, drift_run(f"r{day}", f"2026-02-{day:02d}T06:00:00Z"))
+    response = app_module.create_app(config.config_file).test_client().get("/")
+    rows = parse(response).tables["history"][1:]
+    assert len(rows) == pagedata.HISTORY_ROWS and rows[0][0] == f"2026-02-{pagedata.HISTORY_ROWS + 3} 06:00 UTC"
+    assert "3 older runs are in runhistory.sqlite" in text_of(response)
+
+
+def test_without_a_history_or_a_model_the_page_says_what_to_run(project):
+    response = app_module.create_app(project).test_client().get("/")
+    assert response.status_code == 200
+    text = text_of(response)
+    assert "No model is deployed yet; run deployment.py first." in text
+    assert "No run recorded yet" in text and "Not checked yet." in text
+
+
+def test_a_new_run_deployment_or_data_shows_on_the_next_request(tmp_path, monkeypatch):
+    """The ranking and the rendered page are cached, and rebuilt as soon as a file they show changes."""
+    config = build_project(tmp_path)
+    builds = []
+    original = pagedata.rank_clients
+    monkeypatch.setattr(pagedata, "rank_clients", lambda served, path: builds.append(path) or original(served, path))
+    client = app_module.create_app(config.config_file).test_client()
+    first = client.get("/").get_data()
+    assert client.get("/").get_data() == first and client.get("/?page=2").status_code == 200
+    assert len(builds) == 1
+    record_run(config.output_model_folder / RUN_HISTORY, drift_run("new", "2026-03-01T06:00:00Z"))
+    assert "2026-03-01 06:00 UTC" in text_of(client.get("/")) and len(builds) == 1
+    rows = config.final_data_file.read_text().splitlines()
+    config.final_data_file.write_text("\n".join([*rows, "newclient,0,0,5000,0"]) + "\n")
+    assert "newclient" in text_of(client.get("/?q=newclient")) and len(builds) == 2
+
+
+# --- Downloads ---------------------------------------------------------------------------------------
+def test_the_downloads_are_the_risk_list_and_the_latest_pdf(client, shared):
+    links = dict((t.split()[0] + " " + t.split()[1], h) for h, t in parse(client.get("/")).links
+                 if h.startswith("/downloads/"))
+    assert links == {"Latest report": "/downloads/summary_report.pdf", "Risk list": "/downloads/risk_scores.csv"}
+    csv_file = client.get(links["Risk list"])
+    assert csv_file.status_code == 200 and csv_file.mimetype == "text/csv"
+    assert csv_file.data == (shared.output_model_folder / RISK_SCORES).read_bytes()
+    assert "attachment" in csv_file.headers["Content-Disposition"]
+    pdf = client.get(links["Latest report"])
+    assert pdf.mimetype == "application/pdf" and pdf.data == b"%PDF-1.4 summary_report10.pdf"
+    assert "summary_report10.pdf" in pdf.headers["Content-Disposition"]
+
+
+def test_a_missing_download_is_a_404_page_and_no_link(project):
+    config = deploy_pipeline(load_config(project))
+    client = app_module.create_app(config.config_file).test_client()
+    assert not [h for h, _ in parse(client.get("/")).links if h.startswith("/downloads/")]
+    for path in ("/downloads/risk_scores.csv", "/downloads/summary_report.pdf"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.mimetype == "text/html"
+        assert "yet" in text_of(response)
+
+
+# --- Headers, markup and size -------------------------------------------------------------------------
+PAGE_PATHS = ["/", "/?page=2&q=c", "/clients/twice", "/clients/nobody", "/?page=x", "/downloads/risk_scores.csv"]
+
+
+@pytest.mark.parametrize("path", PAGE_PATHS)
+def test_pages_allow_only_the_apps_own_resources(client, path):
+    response = client.get(path)
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "style-src 'self'" in policy and "script-src" not in policy
+    assert "frame-ancestors 'none'" in policy and response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    if response.mimetype == "text/html":
+        body = response.get_data(as_text=True)
+        tags = re.findall(r"<[^>]+>", body)
+        assert "<script" not in body and not [t for t in tags if re.search(r"\s(style|on\w+)\s*=", t)]
+        urls = re.findall(r'(?:href|src|action)="([^"]+)"', body)
+        assert urls and all(url.startswith("/") and not url.startswith("//") for url in urls)
+
+
+def test_the_json_api_keeps_its_answers(client):
+    health = client.get("/health")
+    assert health.mimetype == "application/json" and "Content-Security-Policy" not in health.headers
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.mimetype == "application/json"
+    assert client.post("/").status_code == 405 and client.post("/").mimetype == "application/json"
+
+
+def test_the_page_and_what_it_loads_weigh_under_300_kb(client):
+    page = client.get("/")
+    loaded = [client.get(url) for url in re.findall(r'<link[^>]+href="([^"]+)"', page.get_data(as_text=True))]
+    assert all(r.status_code == 200 for r in loaded)
+    assert len(page.data) + sum(len(r.data) for r in loaded) < 300_000
+
+
+# --- The key -------------------------------------------------------------------------------------------
+@pytest.fixture
+def keyed(shared, monkeypatch):
+    monkeypatch.setenv("RISK_API_KEY", KEY)
+    return app_module.create_app(shared.config_file).test_client()
+
+
+def log_in(client, key: str = KEY, next_page: str = "/"):
+    return client.post("/login", data={"key": key, "next": next_page})
+
+
+def sent_to_the_form(response) -> bool:
+    """The answer to a page asked for without the key: a redirect to the key form, naming the page."""
+    return response.status_code == 303 and response.headers["Location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("path", ["/", "/?page=2", "/clients/twice", "/downloads/risk_scores.csv",
+                                  "/downloads/summary_report.pdf"])
+def test_with_a_key_nothing_but_the_form_is_served_without_it(keyed, shared, path):
+    assert sent_to_the_form(keyed.get(path))
+    response = keyed.get(path, follow_redirects=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    body = response.get_data(as_text=True)
+    assert 'name="key"' in body and 'type="password"' in body
+    assert f'name="next" value="{html.escape(path)}"' in body  # where to go back to: the one thing of the request
+    shown = body.replace(f'value="{html.escape(path)}"', "")
+    assert not any(html.escape(client) in shown for client in ranked_ids(shared)[:5])
+    assert "%PDF" not in shown and "corporation" not in shown and "F1" not in shown
+    assert response.headers["Content-Security-Policy"]
+
+
+def test_the_form_keeps_the_key_as_a_strict_httponly_cookie_that_is_not_the_key(keyed):
+    response = log_in(keyed, next_page="/clients/twice")
+    assert response.status_code == 303 and response.headers["Location"] == "/clients/twice"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert KEY not in cookie and "Max-Age=" in cookie
+    assert keyed.get("/clients/twice").status_code == 200
+    assert keyed.get("/downloads/risk_scores.csv").status_code == 200
+
+
+def test_a_wrong_key_is_refused_with_a_sentence(keyed):
+    for key, sentence in (("wrong", "That is not the API key; try again."), ("", "Enter the API key."),
+                          (KEY + "x", "That is not the API key; try again."), ("clé", "That is not the API key")):
+        response = log_in(keyed, key)
+        assert response.status_code == 200 and sentence in text_of(response) and 'name="key"' in response.text
+        assert "Set-Cookie" not in response.headers
+    assert sent_to_the_form(keyed.get("/"))
+
+
+def test_the_cookie_does_not_open_the_json_api(keyed):
+    log_in(keyed)
+    assert keyed.get("/").status_code == 200
+    response = keyed.get("/scoring")
+    assert response.status_code == 401 and response.mimetype == "application/json"
+
+
+@pytest.mark.parametrize("token", ["", "x", "123.abc", f"{int(time.time())}.{'0' * 64}", "１２.x", "9" * 40 + ".x"])
+def test_a_forged_cookie_gets_the_form(keyed, token):
+    keyed.set_cookie(pages.COOKIE, token)
+    assert sent_to_the_form(keyed.get("/"))
+
+
+def test_an_expired_token_or_one_of_another_key_gets_the_form(keyed):
+    old = int(time.time()) - pages.COOKIE_DAYS * 86400 - 10
+    keyed.set_cookie(pages.COOKIE, pages.session_token(KEY, old))
+    assert sent_to_the_form(keyed.get("/"))
+    keyed.set_cookie(pages.COOKIE, pages.session_token("another-key", int(time.time())))
+    assert sent_to_the_form(keyed.get("/"))
+    keyed.set_cookie(pages.COOKIE, pages.session_token(KEY, int(time.time())))
+    assert keyed.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "evil", "/\nx"])
+def test_the_form_only_returns_to_pages_of_this_site(keyed, target):
+    assert log_in(keyed, next_page=target).headers["Location"] == "/"
+
+
+def test_forgetting_the_key_removes_the_cookie(keyed):
+    log_in(keyed)
+    response = keyed.post("/logout")
+    assert response.status_code == 303 and pages.COOKIE in response.headers["Set-Cookie"]
+    assert sent_to_the_form(keyed.get("/"))
+
+
+def test_the_stylesheet_is_served_without_the_key(keyed):
+    assert keyed.get("/static/page.css").status_code == 200
+
+
+def test_without_a_key_the_form_is_not_needed(client):
+    response = client.get("/login?next=/clients/twice")
+    assert response.status_code == 303 and response.headers["Location"] == "/clients/twice"
+    assert "Forget the key" not in text_of(client.get("/"))
+
+
+def test_the_csv_download_is_the_file_not_a_copy_in_memory(client, shared):
+    """The risk list may be large: it is sent from the file."""
+    response = client.get("/downloads/risk_scores.csv")
+    assert response.is_streamed or response.direct_passthrough
+    assert io.BytesIO(response.data).read(4) == b"rank"
