@@ -21,6 +21,7 @@ from riskcore.apiclient import call_endpoints
 from riskcore.apikey import api_key
 from riskcore.config import Config
 from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, SCORE_FILE
+from riskcore.control import read_control
 from riskcore.diagnostics import write_diagnostics
 from riskcore.drift import data_drift, drift_verdict
 from riskcore.evaluation import read_score, score_model, score_trained
@@ -28,6 +29,7 @@ from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
 from riskcore.history import record_run, score_history
 from riskcore.ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
+from riskcore.inputs import printable_name
 from riskcore.model import train
 from riskcore.newdata import processed_files
 from riskcore.publish import deploy, deploy_records
@@ -148,7 +150,7 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
         retrain_and_deploy(config, run)
         return
     with step(run, "drift_check"):
-        drift = check_drift(config, run, current, result)
+        drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
     if drift:
         run.decision = "retrain"
         write_pending(config, run)
@@ -161,6 +163,18 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
                  run.drift_verdict)
         with step(run, "record_files"):
             deploy_records(config)
+
+
+def held_by_pin(config: Config, run: Run, current: Deployment) -> bool:
+    """Whether a pinned release keeps the model although the drift check asks for a retrain (and say so)."""
+    pinned = read_control(config.prod_deployment_folder)["pinned"]
+    if not pinned:
+        return False
+    run.drift_verdict += (f"; release {pinned['release']} is pinned (by {pinned['by']}, {pinned['at']}): "
+                          "keeping it until deployment.py --unpin")
+    log.warning("release %s is pinned by %s since %s: keeping model %s although the drift check asks for a "
+                "retrain", pinned["release"], pinned["by"], pinned["at"], current.model_version)
+    return True
 
 
 def rejection_error(rejected: list[dict[str, str]]) -> str:
@@ -221,7 +235,7 @@ def work(config: Config, current: Deployment | None, new_files: list[str], pendi
                      run.run_number, run.decision, run.started_at)
         return execute(config, run, current, reports, reports_only=True)
     if new_files:
-        log.info("new data: %s", ", ".join(new_files))
+        log.info("new data: %s", ", ".join(map(printable_name, new_files)))
     if removed:
         log.info("dropping, as asked (--allow-removed): %s", ", ".join(removed))
     return execute(config, run, current, reports, allow_removed=bool(removed))
@@ -232,7 +246,12 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
     if current is None:
         return "would make a first deployment: nothing is deployed yet"
     processed = processed_files(config.input_folder, current)
-    result = ingest_folder(config.input_folder, processed.known)
+    if config.input_database is not None:
+        from riskcore.tableread import ingest_table
+
+        result = ingest_table(config, processed.record, keep_snapshot=False)
+    else:
+        result = ingest_folder(config.input_folder, processed.known)
     reason = hold_back_reason(result, processed, bool(removed), config.input_folder)
     if reason is not None:
         return f"would fail: {reason}"
@@ -241,7 +260,8 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
     if not result.files:
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
-    drift = check_drift(config, run, current, result)
+    drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
     action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
-    changes = f"new files {', '.join(new_files)}" + (f"; dropping {', '.join(removed)}" if removed else "")
+    changes = f"new files {', '.join(map(printable_name, new_files))}" + (
+        f"; dropping {', '.join(map(printable_name, removed))}" if removed else "")
     return f"would {action}: {changes}; {run.drift_verdict}"

@@ -27,7 +27,7 @@ from riskcore.contract import FINAL_DATA, ID_COLUMN, INGESTED_FILES, INGESTION_R
 from riskcore.control import operator
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_path, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file, utc_now
-from riskcore.inputs import input_digest, list_input_files
+from riskcore.inputs import input_digest, list_input_files, printable_name
 from riskcore.newdata import NOTHING_PROCESSED, Processed
 from riskcore.schema import CLIENT_SCHEMA, MAX_INPUT_BYTES, read_client_frame, to_pandas
 
@@ -84,6 +84,7 @@ class IngestionResult:
     # The rows of the new or changed files alone, merged the same way; None when every file is new.
     only_new: pl.DataFrame | None = None
     removed: list[dict[str, str]] = field(default_factory=list)
+    database: dict | None = None  # a database table's part of the record (riskcore.tableread)
 
     @property
     def new_data(self) -> pl.DataFrame:
@@ -110,22 +111,23 @@ class HeldBack(DataError):
 
 
 def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
-    """Read one candidate file's bytes and validated frame, or raise DataError."""
+    """Read one candidate file's bytes and validated frame, or raise DataError (naming it printably)."""
+    name = printable_name(path.name)
     if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
-        raise DataError(f"{path.name} is a link pointing outside the input folder.")
+        raise DataError(f"{name} is a link pointing outside the input folder.")
     if not path.is_file():
-        raise DataError(f"{path.name} is not a regular file.")
+        raise DataError(f"{name} is not a regular file.")
     size = path.stat().st_size
     if size > MAX_INPUT_BYTES:
-        raise DataError(f"{path.name} is {size / 2**20:.0f} MiB, above the "
+        raise DataError(f"{name} is {size / 2**20:.0f} MiB, above the "
                         f"{MAX_INPUT_BYTES / 2**20:.0f} MiB limit for one input file.")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path.name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
+        raise DataError(f"{name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     # The hash and the rows come from the same bytes, so a file being rewritten meanwhile is
     # recorded exactly as it was parsed. A file of clients only ("exited" missing) is accepted.
-    return data, read_client_frame(data, path.name, require_target=False)
+    return data, read_client_frame(data, name, require_target=False)
 
 
 # --- One row per client ----------------------------------------------------------------------
@@ -224,7 +226,7 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> Ing
     """
     candidates, ignored = list_input_files(folder)
     for name in ignored:
-        log.info("ignoring %r: not a CSV file", name)
+        log.info("ignoring %s: not a CSV file", printable_name(name))
     good: list[pl.DataFrame] = []
     results, rejected = [], []
     for path in candidates:
@@ -243,7 +245,7 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> Ing
                                                     strict=True):
         result.rows_kept, result.duplicates_dropped, result.superseded = kept, duplicates, superseded
         log.info("ingested %s: %d rows read, %d kept, %d duplicates dropped, %d superseded by a later snapshot%s",
-                 result.name, result.rows_read, kept, duplicates, superseded,
+                 printable_name(result.name), result.rows_read, kept, duplicates, superseded,
                  "" if result.labelled else " (no labels yet)")
     if merged.conflicting:
         log.warning("%d clients have labelled snapshots that disagree (the latest is kept), e.g. %s",
@@ -285,11 +287,12 @@ def hold_back_reason(result: IngestionResult, processed: Processed, allow_remove
     return None
 
 
-def ingestion_record(result: IngestionResult, folder: Path, final_sha256: str | None) -> dict:
+def ingestion_record(result: IngestionResult, folder: Path | None, final_sha256: str | None) -> dict:
     """The JSON record of one ingestion."""
     return {
         "ingested_at": utc_now(),
-        "input_folder": folder.name,
+        "input_folder": folder.name if folder is not None else None,
+        **({"database": result.database} if result.database is not None else {}),
         "files": [asdict(f) for f in result.files],
         "rejected": [asdict(r) for r in result.rejected],
         "ignored": result.ignored,
@@ -312,7 +315,9 @@ def write_outputs(result: IngestionResult, config: Config) -> None:
         result.data.write_csv(tmp)
         final_sha = sha256_file(tmp)
     checkpoint("ingestion-wrote-data")
-    names = "".join(f"{f.name}\n" for f in result.files)
+    # One line per file, whatever its name holds (a newline, bytes that are not UTF-8); the JSON
+    # record keeps the exact name, escaped by JSON itself.
+    names = "".join(f"{printable_name(f.name)}\n" for f in result.files)
     atomic_write_text(out / INGESTED_FILES, names)
     checkpoint("ingestion-wrote-names")
     atomic_write_json(out / INGESTION_RECORD, ingestion_record(result, config.input_folder, final_sha))
@@ -323,8 +328,16 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
 
     `processed` is what production has ingested (riskcore.newdata.processed_files). Nothing is
     written when no file could be ingested, or when the ingestion is held back (HeldBack), so
-    earlier outputs are never lost.
+    earlier outputs are never lost. A database table (input_database) is read by riskcore.tableread.
     """
+    if config.input_database is not None:
+        from riskcore.tableread import ingest_table
+
+        result = ingest_table(config, processed.record)
+        write_outputs(result, config)
+        log.info("wrote %s: %d clients from %s", config.final_data_file, result.data.height,
+                 config.input_database.label)
+        return result
     result = ingest_folder(config.input_folder, processed.known)
     reason = hold_back_reason(result, processed, allow_removed, config.input_folder)
     if reason is not None:

@@ -221,3 +221,36 @@ def test_deployment_waits_for_no_one_and_refuses_while_a_run_holds_the_lock(depl
         assert held
         refused = script("deployment.py", deployed, "--rollback", cwd=tmp_path)
     assert refused.returncode == EXIT_FAILED and "Another run" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_pinned_release_is_kept_by_a_tick_that_would_retrain_and_the_log_says_why(deployed: Config, tmp_path: Path):
+    prod = deployed.prod_deployment_folder
+    pinned = deployment.run(deployed, action="pin")
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(300, seed=9, flip=True))
+    tick = script("fullprocess.py", deployed, "--api-url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert f"release {pinned.release} is pinned" in tick.stderr
+    assert current_deployment(prod).model_version == pinned.model_version
+    [row] = [r for r in read_history(deployed.output_model_folder / RUN_HISTORY) if r["decision"]]
+    assert row["decision"] == "keep" and "model drift" in row["drift_verdict"] and "is pinned" in row["drift_verdict"]
+    deployment.run(deployed, action="unpin")
+    write_csv(deployed.input_folder / "flipped2.csv", client_rows(300, seed=19, flip=True))
+    script("fullprocess.py", deployed, "--api-url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert current_deployment(prod).model_version != pinned.model_version
+
+
+@pytest.mark.slow
+def test_any_file_name_is_ingested_and_recorded_on_one_line_without_a_crash(deployed: Config, tmp_path: Path):
+    latin1 = os.fsdecode(b"soci\xe9t\xe9.csv")  # a name that is not UTF-8
+    forged = "new\n2026-01-01 00:00:00 INFO fullprocess: forged.csv"  # a newline that would forge a log line
+    write_csv(deployed.input_folder / latin1, client_rows(40, seed=31))
+    write_csv(deployed.input_folder / f"{forged}.csv", client_rows(40, seed=32))
+    tick = script("fullprocess.py", deployed, "--api-url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert "Traceback" not in tick.stderr and "Logging error" not in tick.stderr
+    assert tick.returncode in (0, 1)  # 1: no API answers the report's calls here
+    names = (deployed.output_folder / "ingestedfiles.txt").read_text(encoding="utf-8").splitlines()
+    assert "soci\\xe9t\\xe9.csv" in names and f"{forged.replace(chr(10), chr(92) + 'n')}.csv" in names
+    assert len(names) == len(list(deployed.input_folder.iterdir()))
+    assert not [line for line in tick.stderr.splitlines() if line.startswith("2026-01-01")]
+    again = script("fullprocess.py", deployed, "--api-url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert again.returncode == 0 and "no new data" in again.stderr  # the exact names are recognised again
