@@ -10,16 +10,18 @@ runs one and checks).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from logging.handlers import RotatingFileHandler
 
 from riskcore.config import Config
-from riskcore.contract import EXIT_OK, DataError
+from riskcore.contract import EXIT_OK, RISK_RECORD, DataError
 from riskcore.control import claim
-from riskcore.newdata import detect_new_files, detect_removed_files
+from riskcore.history import read_history
+from riskcore.newdata import detect_new_data, detect_removed_files
 from riskcore.releases import Deployment, current_deployment, release_names
-from riskcore.runs import AUTOMATION_LOGGER, Reports, clear_pending, read_pending, run_was_recorded
+from riskcore.runs import AUTOMATION_LOGGER, Reports, clear_pending, history_path, read_pending, run_was_recorded
 
 log = logging.getLogger(AUTOMATION_LOGGER)
 
@@ -67,23 +69,50 @@ def check_production(config: Config, take_over: bool = False, record: bool = Tru
 def tick(config: Config, reports: Reports, take_over: bool = False, allow_removed: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
     current = check_production(config, take_over)
-    new_files = detect_new_files(config.input_folder, current)
+    new_files = detect_new_data(config, current)
     # Files gone from the input folder are work only when the operator drops them on purpose.
     removed = detect_removed_files(config.input_folder, current) if allow_removed else []
     pending = unfinished_run(config)
-    if not new_files and not removed and pending is None:
-        log.info("no new data in %s: nothing to do", config.input_folder)
+    stale = None if new_files or removed or pending else stale_outputs(config, current)
+    if not new_files and not removed and pending is None and stale is None:
+        log.info("no new data in %s: nothing to do", config.input_source)
         return EXIT_OK
     from riskcore import cycle  # the heavy libraries, only now that there is work
 
     with file_logging(config):
+        if stale is not None:
+            log.info("no new data, but %s: producing the reports for model %s", stale, current.model_version)
         return cycle.work(config, current, new_files, pending, reports, removed=removed)
+
+
+def stale_outputs(config: Config, current: Deployment | None) -> str | None:
+    """Why the risk list does not follow the deployed model (a cheap check), or None.
+
+    A run that deployed a model and then failed to write its reports (a full disk) leaves the
+    previous model's call list behind, or none: the next tick makes the reports even with no new
+    data. A project whose reports were never made by the automation is left as it is.
+    """
+    if current is None:
+        return None
+    try:
+        made_by = json.loads((config.output_model_folder / RISK_RECORD).read_text(encoding="utf-8"))["model_version"]
+    except FileNotFoundError:
+        made_by = None
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the risk list's record {RISK_RECORD} is unreadable"
+    if made_by is not None:
+        return None if made_by == current.model_version else \
+            f"the risk list was made by model {made_by}, not by the deployed {current.model_version}"
+    runs = read_history(history_path(config))
+    if runs and runs[-1]["version_after"] == current.model_version:
+        return f"the run that deployed model {current.model_version} left no risk list"
+    return None
 
 
 def preview(config: Config, allow_removed: bool = False) -> str:
     """What a tick would do now, with its reasons, changing nothing (--dry-run)."""
     current = check_production(config, record=False)
-    new_files = detect_new_files(config.input_folder, current)
+    new_files = detect_new_data(config, current)
     removed = detect_removed_files(config.input_folder, current) if allow_removed else []
     if new_files or removed:
         from riskcore import cycle
@@ -92,5 +121,5 @@ def preview(config: Config, allow_removed: bool = False) -> str:
     pending = read_pending(config)
     if pending is not None and not run_was_recorded(config, pending):
         return f"would finish the reports of interrupted run {pending.get('run_number') or '(unnumbered)'}"
-    log.info("no new data in %s: nothing to do", config.input_folder)
+    log.info("no new data in %s: nothing to do", config.input_source)
     return "would do nothing: no new data"

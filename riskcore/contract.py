@@ -40,6 +40,7 @@ SCORE_RECORD = "scorerecord.json"  # which model the score in latestscore.txt be
 TEST_DATA = "testdata.csv"
 DIAGNOSTICS_RECORD = "diagnostics.json"
 RISK_SCORES = "risk_scores.csv"
+RISK_RECORD = "risk_scores.json"  # which model and release made the risk list beside it
 CONFUSION_MATRIX = "confusionmatrix.png"
 SUMMARY_REPORT = "summary_report.pdf"
 API_RETURNS = "apireturns.txt"

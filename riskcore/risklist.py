@@ -35,7 +35,7 @@ import polars as pl
 from scipy.special import expit
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, RISK_SCORES, TARGET, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, RISK_RECORD, RISK_SCORES, TARGET, DataError
 from riskcore.files import atomic_path, atomic_write_json, utc_now
 from riskcore.reasons import REASON_COLUMNS, Explainer, explainer_for, positions
 from riskcore.releases import Deployment, deployed_metadata, load_deployed_model, require_deployment
@@ -440,7 +440,8 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     target = config.output_model_folder / RISK_SCORES
     with atomic_path(target) as tmp:
         risk_table(ranking.frame, explainer).sink_csv(tmp, float_scientific=False, engine="streaming")
-    risk = RiskList(path=target, record=target.with_suffix(".json"), source=source, rows=ranking.frame.height,
+    risk = RiskList(path=target, record=config.output_model_folder / RISK_RECORD, source=source,
+                    rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
                     top=entries(ranking.frame.head(TOP_CLIENTS), 1, explainer))

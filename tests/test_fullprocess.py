@@ -26,10 +26,12 @@ from riskcore.contract import (
     INGESTION_RECORD,
     MODEL_FILE,
     MODEL_METADATA,
+    RISK_RECORD,
     RUN_HISTORY,
     SCORE_FILE,
 )
 from riskcore.faults import KILL_AT_ENV
+from riskcore.files import atomic_write_json
 from riskcore.history import read_history
 from riskcore.lock import exclusive_lock
 from riskcore.newdata import detect_new_files
@@ -49,6 +51,9 @@ class Reports:
 
     def __call__(self, config: Config, run: Run) -> None:
         self.calls.append((run.run_number, run.decision))
+        # As the real reports do: the risk list's record names the model that made it.
+        current = require_deployment(config.prod_deployment_folder)
+        atomic_write_json(config.output_model_folder / RISK_RECORD, {"model_version": current.model_version})
 
 
 def history(config: Config) -> list[dict]:
@@ -357,7 +362,8 @@ HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportl
 # Every module a tick with nothing new imports: the script and the stdlib-only part of riskcore.
 NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.apikey", "riskcore.automation", "riskcore.cli", "riskcore.config",
               "riskcore.contract", "riskcore.control", "riskcore.faults", "riskcore.files", "riskcore.history", "riskcore.inputs",
-              "riskcore.lock", "riskcore.newdata", "riskcore.releases", "riskcore.runs")
+              "riskcore.lock", "riskcore.newdata", "riskcore.releases", "riskcore.runs",
+              "riskcore.database", "riskcore.dbsource")  # a database table's tick (input_database)
 
 
 def module_level_imports(tree: ast.AST) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -254,3 +255,27 @@ def test_any_file_name_is_ingested_and_recorded_on_one_line_without_a_crash(depl
     assert not [line for line in tick.stderr.splitlines() if line.startswith("2026-01-01")]
     again = script("fullprocess.py", deployed, "--api-url", "http://127.0.0.1:9", cwd=tmp_path)
     assert again.returncode == 0 and "no new data" in again.stderr  # the exact names are recognised again
+
+
+@pytest.mark.slow
+def test_a_risk_list_left_stale_by_a_failed_report_is_rebuilt_by_the_next_tick(deployed: Config, tmp_path: Path):
+    closed = "http://127.0.0.1:9"
+    assert script("reporting.py", deployed, cwd=tmp_path).returncode == 0  # the first model's risk list
+    first = current_deployment(deployed.prod_deployment_folder)
+    record = deployed.output_model_folder / "risk_scores.json"
+    assert json.loads(record.read_text())["model_version"] == first.model_version
+    blocked = deployed.output_model_folder / "risk_scores.csv"
+    blocked.unlink()
+    blocked.mkdir()  # the risk list cannot be written: the reporting step fails, as on a full disk
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(300, seed=9, flip=True))
+    failed = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    assert failed.returncode == EXIT_FAILED and "step reporting failed" in failed.stderr
+    retrained = current_deployment(deployed.prod_deployment_folder)
+    assert retrained.model_version != first.model_version
+    assert json.loads(record.read_text())["model_version"] == first.model_version  # stale
+    blocked.rmdir()  # space is freed
+    rebuilt = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    assert "the risk list was made by model" in rebuilt.stderr and "nothing to do" not in rebuilt.stderr
+    assert json.loads(record.read_text())["model_version"] == retrained.model_version
+    quiet = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    assert quiet.returncode == 0 and "no new data" in quiet.stderr
