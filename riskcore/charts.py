@@ -77,7 +77,9 @@ def roc_chart(evaluation: Evaluation):
     ax.plot([0, 1], [0, 1], linestyle="--", color=GREY, linewidth=1, label="random guess")
     if evaluation.roc is not None:
         fpr, tpr = evaluation.roc
-        ax.plot(fpr, tpr, color=BLUE, linewidth=2, label=f"model (AUC {evaluation.auc:.3f})")
+        worse = ": below 0.5, worse than chance" if evaluation.auc < 0.5 else ""
+        few = f", {evaluation.rows} rows: fewer than {FEW_ROWS}" if evaluation.rows < FEW_ROWS else ""
+        ax.plot(fpr, tpr, color=BLUE, linewidth=2, label=f"model (AUC {evaluation.auc:.3f}{worse}{few})")
         (tn, fp), (fn, tp) = evaluation.matrix
         ax.plot([fp / max(fp + tn, 1)], [tp / max(tp + fn, 1)], "o", color=ORANGE, markersize=7,
                 label="threshold 0.5 (the predictions)")
@@ -127,7 +129,10 @@ def readable_time_axis(ax, times: list[datetime]) -> None:
     elif span >= timedelta(hours=2):
         pattern = "%d %b %H:%M"
     else:
-        pattern = "%H:%M:%S" if span < timedelta(minutes=10) else "%H:%M"
+        pattern = "%H:%M"
+    if times and span < timedelta(minutes=10):  # events minutes apart or less: the ten minutes around them
+        middle = min(times) + span / 2
+        ax.set_xlim(middle - timedelta(minutes=5), middle + timedelta(minutes=5))
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
     ax.xaxis.set_major_formatter(mdates.DateFormatter(pattern))
     single_day = times and span < timedelta(days=2) and "%d" not in pattern
@@ -149,14 +154,15 @@ def holdout_points(runs: list[dict[str, Any]]) -> list[tuple[datetime, dict[str,
 def with_interval(ax, moment: datetime, figures: dict[str, Any], **style) -> None:
     """One F1 as a marker, its bootstrap interval (if any) as an error bar."""
     f1, bounds = figures["f1"], figures.get("f1_interval")
-    error = [[f1 - bounds[0]], [bounds[1] - f1]] if bounds else None
+    # A percentile interval need not hold its point estimate (few rows, skewed resamples): no negative bar.
+    error = [[max(f1 - bounds[0], 0.0)], [max(bounds[1] - f1, 0.0)]] if bounds else None
     ax.errorbar([moment], [f1], yerr=error, linestyle="none", capsize=3, elinewidth=1, **style)
 
 
 def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], now: str, test_rows: int | None = None):
     """F1 over time, each point labelled with the data it was measured on: each model's F1 on the test data
     when deployed, the drift checks on the new rows, and each retrain's old and new model on the held-out new rows."""
-    fig = figure(7.2, 3.4)
+    fig = figure(7.2, 2.9)
     ax = fig.add_subplot()
     models = [(parse_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
     models = [(t, f) for t, f in models if t is not None]
@@ -181,17 +187,19 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
             ax.plot([t for t, _ in baselines], [b for _, b in baselines], "_", color=INK, markersize=12,
                     markeredgewidth=1.5, linestyle="none", label="baseline the check compared against")
     for number, (moment, old, new) in enumerate(held):
+        rows = f" ({old['rows']} rows: fewer than {FEW_ROWS})" if old.get("rows", FEW_ROWS) < FEW_ROWS else ""
         with_interval(ax, moment, old, fmt="s", color=GREEN, markerfacecolor="white", markersize=6,
-                      label="retrain: old model's F1 on the held-out new rows" if number == 0 else None)
+                      label=f"retrain: old model's F1 on the held-out new rows{rows}" if number == 0 else None)
         with_interval(ax, moment, new, fmt="s", color=GREEN, markersize=6,
-                      label="retrain: new model's F1 on the held-out new rows" if number == 0 else None)
+                      label=f"retrain: new model's F1 on the held-out new rows{rows}" if number == 0 else None)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
     ax.grid(alpha=0.25)
     shown = [t for t, _ in models] + [t for t, _, _ in checks]
     readable_time_axis(ax, shown + ([end] if models else []))
     if ax.get_legend_handles_labels()[0]:
-        fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
+        fig.legend(loc="outside lower center", ncols=2, fontsize=7, frameon=False, handletextpad=0.3,
+                   columnspacing=1.2, labelspacing=0.25)
     return fig
 
 
@@ -210,7 +218,7 @@ def quantile_masses(quantiles, edges: np.ndarray) -> np.ndarray:
 def distribution_chart(reference: dict[str, list[float]], compared: dict[str, list[float]],
                        figures: dict[str, dict[str, Any]], reference_label: str, compared_label: str):
     """Per feature: one data set beside another, each drawn from its quantiles, titled with its PSI."""
-    fig = figure(7.2, 4.8)
+    fig = figure(7.2, 4.0)
     axes = fig.subplots(len(FEATURES), 1)
     for ax, feature in zip(axes, FEATURES, strict=True):
         old = np.asarray(reference.get(feature, []), dtype=np.float64)

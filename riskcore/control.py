@@ -29,7 +29,7 @@ CONTROL_FILE = "control.json"
 
 def setup_of(config: Config) -> dict[str, str]:
     """What identifies a setup: its config file and the folders it reads and writes."""
-    return {"config_file": str(config.config_file), "input_folder": str(config.input_folder),
+    return {"config_file": str(config.config_file), "input_folder": config.input_source,
             "output_folder": str(config.output_folder), "output_model_folder": str(config.output_model_folder)}
 
 

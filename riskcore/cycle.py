@@ -4,6 +4,7 @@ The contract's decisions, "new data" being the rows of the files new or changed 
   nothing deployed yet                                   -> first deployment, then the reports
   new data, deployed model's F1 on it passes the test    -> keep the model, record the files
   new data, F1 fails the drift test                      -> re-train, score, deploy, then report
+    (the new model worse on held-out new rows, with automation.promotion_gate on: keep the old one)
   new data without labels ("no labels yet")              -> keep the model, record the files
   a file production ingested is broken or gone           -> nothing ingested, nothing deployed, exit 1
   a new file is rejected                                 -> the others go ahead; exit 1 naming it
@@ -27,14 +28,15 @@ from riskcore.drift import data_drift, drift_verdict
 from riskcore.evaluation import read_score, score_model, score_trained
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
-from riskcore.history import record_run, score_history
+from riskcore.history import data_drift_text, record_run, score_history
+from riskcore.holdout import evaluate_retrain, holdout_clients
 from riskcore.ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.inputs import printable_name
 from riskcore.model import train
 from riskcore.newdata import processed_files
 from riskcore.publish import deploy, deploy_records
 from riskcore.releases import Deployment, current_deployment, deployed_metadata, load_deployed_model, verify_release
-from riskcore.reports import write_reports
+from riskcore.reports import NEW_ROWS_POINTS, quantiles_of, write_reports
 from riskcore.runs import (
     AUTOMATION_LOGGER,
     Reports,
@@ -94,6 +96,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     auto = config.automation
     profile = deployed_metadata(deployment)["training_profile"]
     run.data_drift = data_drift(new, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(new) else None
+    run.new_rows_quantiles = quantiles_of(new, NEW_ROWS_POINTS) if len(new) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
     if run.f1_new_data is None:
         run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
@@ -103,8 +106,8 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
                                 auto["drift_test"], auto["min_history"])
         run.drift_test, run.drift_verdict, model_drift = verdict.test, verdict.reason, verdict.drift
     log.info("drift check on the new data (%d rows, %d labelled): %s; on everything ingested (%d rows): %s; "
-             "data drift in %s", run.rows_new, len(known), run.drift_verdict, len(result.frame),
-             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature")
+             "data drift in %s (%s)", run.rows_new, len(known), run.drift_verdict, len(result.frame),
+             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature", data_drift_text(run.data_drift))
     if model_drift:
         return True
     if drifted and auto["data_drift_triggers_retrain"]:
@@ -116,11 +119,27 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     return False
 
 
-def retrain_and_deploy(config: Config, run: Run) -> None:
+def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = None, new_rows=None) -> None:
+    """Train, score and deploy; a retrain first scores old and new model on held-out new rows (riskcore.holdout).
+
+    automation.promotion_gate keeps the old model when the new one does worse on them.
+    """
+    held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
     with step(run, "training"):
-        train(config)
+        train(config, held_out=held_out)
     with step(run, "scoring"):
         score_trained(config)
+    if current is not None:
+        with step(run, "evaluation"):
+            run.evaluation = evaluate_retrain(config, current, new_rows, held_out)
+        write_pending(config, run)
+        if not run.evaluation["promoted"]:
+            run.decision = "keep: the new model did worse on the holdout (automation.promotion_gate)"
+            write_pending(config, run)
+            log.info("decision: keep model %s, record the new files as processed", current.model_version)
+            with step(run, "record_files"):
+                deploy_records(config)
+            return
     with step(run, "deployment"):
         deploy(config)
 
@@ -155,7 +174,7 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
         run.decision = "retrain"
         write_pending(config, run)
         log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
-        retrain_and_deploy(config, run)
+        retrain_and_deploy(config, run, current, result.new_frame)
     else:
         run.decision = "keep"
         write_pending(config, run)

@@ -214,24 +214,33 @@ def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
 @contextlib.contextmanager
 def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConnection]:
     """A connection to the source's database; any database error inside becomes one DatabaseError sentence."""
-    connection = None
-    try:
+    if source.kind == "sqlite":
+        connection = None
         try:
-            import adbc_driver_manager
-
-            postgres_errors: tuple[type[BaseException], ...] = (adbc_driver_manager.Error,)
-        except ImportError:
-            postgres_errors = ()
-        try:
-            connection = SqliteConnection(source) if source.kind == "sqlite" else PostgresConnection(source)
+            connection = SqliteConnection(source)
             yield connection
         except sqlite3.Error as exc:
             raise sqlite_failure(source, exc) from None
-        except postgres_errors as exc:
-            raise postgres_failure(source, exc) from None
+        finally:
+            if connection is not None:
+                connection.close()
+        return
+    try:
+        import adbc_driver_manager
+        import adbc_driver_postgresql  # noqa: F401 - PostgresConnection's driver, checked here to say so
     except ImportError as exc:
         raise DatabaseError(f"Cannot read {source.label}: the {exc.name} package is missing "
                             "(install requirements.txt).") from None
+    connection = None
+    try:
+        connection = PostgresConnection(source)
+        yield connection
+    except adbc_driver_manager.Error as exc:
+        raise postgres_failure(source, exc) from None
+    except Exception as exc:  # the driver failed mid-stream: the reader (nanoarrow, polars) passes its words on
+        if "[libpq]" not in str(exc):
+            raise
+        raise postgres_failure(source, exc) from None
     finally:
         if connection is not None:
             connection.close()
@@ -242,7 +251,7 @@ def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConne
 class TableState:
     """What the database says about the table: rows, and either a checksum or the watermark's range."""
 
-    rows: int
+    rows: int | None = None
     checksum: str | None = None
     watermark_min: Any = None
     watermark_max: Any = None
@@ -263,28 +272,48 @@ def _above(source: DatabaseSource, since: Any) -> str:
     return f"{column} > {quote_literal(str(since))}"
 
 
-def table_state(connection, columns: list[str], since: Any = None, full: bool = True) -> TableState:
-    """Ask the database for the table's state; `full` adds the count and range (else only new rows)."""
+def count_rows(connection) -> int:
+    [row] = connection.rows(f"SELECT count(*) AS n FROM {table_sql(connection.source.table)}")
+    return row["n"]
+
+
+def new_rows(connection, since: Any) -> int:
+    """How many rows lie above the recorded watermark (an index on the column answers from the index)."""
     source = connection.source
-    table = table_sql(source.table)
-    params = [since] if source.kind == "sqlite" and source.watermark_column and since is not None else []
-    if source.watermark_column:
-        column = quote_identifier(source.watermark_column)
-        above = _above(source, since)
-        if not full:
-            [row] = _rows(connection, f"SELECT count(*) AS new_rows FROM {table} WHERE {above}", params)
-            return TableState(rows=-1, new_rows=row["new_rows"])
-        cast = "" if source.kind == "sqlite" else "::text"
-        [row] = _rows(connection, f"SELECT count(*) AS rows, count(CASE WHEN {above} THEN 1 END) AS new_rows, "
-                                  f"min({column}){cast} AS low, max({column}){cast} AS high FROM {table}", params)
-        return TableState(row["rows"], watermark_min=row["low"], watermark_max=row["high"], new_rows=row["new_rows"])
+    sql = f"SELECT count(*) AS n FROM {table_sql(source.table)} WHERE {_above(source, since)}"
+    [row] = _rows(connection, sql, [since] if source.kind == "sqlite" and since is not None else [])
+    return row["n"]
+
+
+def watermark_state(connection, since: Any, known: bool = True) -> TableState:
+    """The watermark's range (min and max, from an index when there is one) and, when a watermark was recorded
+    (`known`), how many rows lie above `since`."""
+    source = connection.source
+    column, cast = quote_identifier(source.watermark_column), "" if source.kind == "sqlite" else "::text"
+    [row] = connection.rows(f"SELECT min({column}){cast} AS low, max({column}){cast} AS high "
+                            f"FROM {table_sql(source.table)}")
+    return TableState(watermark_min=row["low"], watermark_max=row["high"],
+                      new_rows=new_rows(connection, since) if known else None)
+
+
+def checksum_state(connection, columns: list[str]) -> TableState:
+    """The row count and an order-independent checksum of the contract's columns, both computed by the database."""
+    source = connection.source
     listed = ", ".join(quote_identifier(c) for c in columns)
     if source.kind == "sqlite":
         checksum = f"sum(risk_row_hash({listed}))"
     else:
         checksum = f"sum(hash_record_extended(ROW({listed}), 0))::text"  # PostgreSQL 14 or later
-    [row] = _rows(connection, f"SELECT count(*) AS rows, {checksum} AS checksum FROM {table}")
-    return TableState(row["rows"], checksum=None if row["checksum"] is None else str(row["checksum"]))
+    [row] = connection.rows(f"SELECT count(*) AS n, {checksum} AS checksum FROM {table_sql(source.table)}")
+    return TableState(row["n"], checksum=None if row["checksum"] is None else str(row["checksum"]))
+
+
+def table_state(connection, columns: list[str], since: Any = None, known: bool = True) -> TableState:
+    """The state an ingestion records (the row count is the caller's: it has the rows); `known`: whether the
+    record holds an earlier state (else every row is new, and not counted here)."""
+    if connection.source.watermark_column:
+        return watermark_state(connection, since, known)
+    return checksum_state(connection, columns)
 
 
 def _rows(connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -305,15 +334,12 @@ def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]
     with connect(source) as connection:
         columns = contract_columns(connection.columns(source.table), source)
         if known is None:
-            state = table_state(connection, columns, full=True)
-            return [f"{source.table}: {plural(state.rows, 'row')} (not ingested from this table before)"]
+            return [f"{source.table}: {plural(count_rows(connection), 'row')} (not ingested from this table before)"]
         if source.watermark_column:
             since = known["state"]["watermark"]["max"]
-            state = table_state(connection, columns, since=since, full=False)
-            if state.new_rows:
-                return [f"{source.table}: {plural(state.new_rows, 'row')} above {source.watermark_column} {since}"]
-            return []
-        state = table_state(connection, columns)
+            count = new_rows(connection, since)
+            return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] if count else []
+        state = checksum_state(connection, columns)
     before = known["state"]
     if (state.rows, state.checksum) != (before.get("rows"), before.get("checksum")):
         return [f"{source.table}: {plural(state.rows, 'row')}, changed since the last ingestion "

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from riskcore.contract import ConfigError
 
@@ -98,11 +98,12 @@ class DatabaseSource:
 
     @property
     def public_url(self) -> str:
-        """The URL as logged and recorded: no user, no parameters (a password never gets this far)."""
+        """The URL as logged and recorded: without its user (a password never gets this far)."""
         if self.sqlite_file is not None:
             return self.url
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        query = urlencode([(key, value) for key, value in parse_qsl(parts.query) if key not in ("user", "password")])
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" + (f"?{query}" if query else "")
 
     @property
     def where(self) -> str:

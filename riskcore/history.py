@@ -1,4 +1,9 @@
-"""The automation's run history (runhistory.sqlite): one writer and one reader for every use."""
+"""The automation's run history (runhistory.sqlite): one writer and one reader for every use, and its words.
+
+Its words: the history as a table, JSON or CSV (fullprocess.py --history --format), and the one
+wording of a drift check's PSI and KS and of a retrain's evaluation, for the log and the table.
+Standard library only: `--history` and a tick with nothing new stay cheap.
+"""
 
 from __future__ import annotations
 
@@ -119,7 +124,7 @@ def data_drift_text(data_drift: dict[str, Any] | None) -> str:
 
 
 def figure_text(scores: dict[str, Any]) -> str:
-    """ "F1 0.6900 [0.61, 0.76], AUC 0.812 [0.75, 0.87]", with the marks of few rows and of an AUC below 0.5."""
+    """ "F1 0.6900 [0.61, 0.76], AUC 0.812 [0.75, 0.87]" (bootstrap 95% intervals); an AUC below 0.5 says so."""
     def interval(bounds: list[float] | None) -> str:
         return f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else ""
 

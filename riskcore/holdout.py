@@ -20,7 +20,7 @@ from riskcore.config import Config
 from riskcore.contract import ID_COLUMN, MODEL_METADATA, TEST_DATA
 from riskcore.evaluation import read_test_data, scores_with_intervals
 from riskcore.files import atomic_write_json
-from riskcore.history import describe_evaluation
+from riskcore.history import describe_evaluation, worse_on_holdout
 from riskcore.releases import Deployment, load_deployed_model, load_trained_model
 from riskcore.schema import labelled
 
@@ -52,8 +52,9 @@ def both_models(old, new, frame) -> dict[str, Any]:
 def evaluate_retrain(config: Config, current: Deployment, new_rows, clients: list[str]) -> dict[str, Any]:
     """Score the deployed and the newly trained model on the holdout and the test data; record it with the new model.
 
-    The evaluation is written into the new model's metadata (modelmetadata.json, deployed with it)
-    and returned for the run history.
+    The evaluation (with "new_worse" and "promoted": whether the new model is to be deployed) is
+    written into the new model's metadata (modelmetadata.json, deployed with it) and returned for
+    the run history.
     """
     old = load_deployed_model(current)
     new, metadata = load_trained_model(config.output_model_folder)
@@ -67,6 +68,9 @@ def evaluate_retrain(config: Config, current: Deployment, new_rows, clients: lis
     }
     held = evaluation["holdout"]
     evaluation["new_worse"] = held is not None and held["new"]["f1"] < held["old"]["f1"]
+    evaluation["promoted"] = not (evaluation["new_worse"] and config.automation["promotion_gate"])
     atomic_write_json(config.output_model_folder / MODEL_METADATA, {**metadata, "evaluation": evaluation})
-    log.info("honest evaluation: %s", describe_evaluation(evaluation))
+    log.info("old and new model on the same data: %s", describe_evaluation(evaluation))
+    if evaluation["new_worse"]:
+        log.warning("%s", worse_on_holdout(evaluation))
     return evaluation

@@ -7,6 +7,7 @@ import pickle
 import platform
 import re
 import warnings
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from riskcore.reasons import model_terms
@@ -120,10 +121,12 @@ def save_model(model, metadata_for, model_folder: Path) -> dict:
     return metadata
 
 
-def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None) -> dict:
+def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None,
+          held_out: Collection[str] = ()) -> dict:
     """Train on the labelled rows of the ingested data and save model and metadata; return the metadata.
 
     The metadata (rows, training profile) describes those labelled rows: the model's training data.
+    The clients `held_out` (a retrain's holdout, riskcore.holdout) are left out of it.
     """
     check_settings(config)
     data_file = data_file or config.final_data_file
@@ -133,10 +136,14 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     data_sha = sha256_file(data_file)
     every_client = read_client_csv(data_file, require_target=LABELS_OPTIONAL)
     frame = labelled(every_client)
+    unlabelled = len(every_client) - len(frame)
+    if held_out:
+        frame = frame[~frame[ID_COLUMN].astype(str).isin(set(held_out))]
+        log.info("%d labelled clients held out of training, to score the old and the new model on", len(held_out))
     model = train_model(frame, config.model)
     metadata = save_model(
         model, lambda b: model_metadata(b, frame, data_sha, config.model, model), model_folder
     )
     log.info("trained model %s on the %d labelled rows of %s (%d clients not labelled yet left out)",
-             metadata["model_version"], len(frame), data_file.name, len(every_client) - len(frame))
+             metadata["model_version"], len(frame), data_file.name, unlabelled)
     return metadata

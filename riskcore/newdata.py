@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from riskcore.config import Config
 from riskcore.contract import INGESTION_RECORD, DataError
 from riskcore.control import read_control
 from riskcore.inputs import input_digest, list_input_files
@@ -25,6 +26,7 @@ class Processed:
     known: dict[str, set[str]] = field(default_factory=dict)  # name -> sha256s that count as processed
     ingested: dict[str, str] = field(default_factory=dict)  # name -> sha256 of each file whose rows are deployed
     same_input_folder: bool = False  # the deployed record was made from this folder
+    record: dict[str, Any] | None = None  # the deployed ingestion record, for a database table (riskcore.tableread)
 
 
 NOTHING_PROCESSED = Processed()
@@ -57,11 +59,16 @@ def made_from(deployment: Deployment, record: dict[str, Any], input_folder: Path
     return record.get("input_folder") == input_folder.name  # a release from before setups were recorded
 
 
-def processed_files(input_folder: Path, deployment: Deployment | None) -> Processed:
-    """What the current deployment (and control.json) count as processed; nothing when nothing is deployed."""
+def processed_files(input_folder: Path | None, deployment: Deployment | None) -> Processed:
+    """What the current deployment (and control.json) count as processed; nothing when nothing is deployed.
+
+    `input_folder` None: the source is a database table, whose state is in the record alone.
+    """
     if deployment is None:
         return NOTHING_PROCESSED
     record = deployed_record(deployment)
+    if input_folder is None:
+        return Processed(record=record)
     known: dict[str, set[str]] = {}
     for name, sha in known_files(record).items():
         known.setdefault(name, set()).add(sha)
@@ -70,6 +77,15 @@ def processed_files(input_folder: Path, deployment: Deployment | None) -> Proces
         known.setdefault(name, set()).add(sha)
     ingested = {f["name"]: f["sha256"] for f in record.get("files", [])}
     return Processed(known=known, ingested=ingested, same_input_folder=made_from(deployment, record, input_folder))
+
+
+def detect_new_data(config: Config, deployment: Deployment | None) -> list[str]:
+    """What production has not processed yet: CSV files, or a database table's new rows (riskcore.database)."""
+    if config.input_database is None:
+        return detect_new_files(config.input_folder, deployment)
+    from riskcore.database import new_data
+
+    return new_data(config.input_database, deployed_record(deployment) if deployment else None)
 
 
 def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[str]:

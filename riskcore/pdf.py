@@ -140,17 +140,14 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
                               "run of the automation.", styles.body))
     recent = models[-6:]
     if recent:
-        flow.append(data_table(styles, ["deployed at (UTC)", "model version", "F1 on the test data"],
+        few = f" ({data.evaluation.rows} rows)" if data.evaluation.rows < FEW_ROWS else ""
+        flow.append(data_table(styles, ["deployed at (UTC)", "model version", f"F1 on the test data{few}"],
                                [[d["deployed_at"], d["model_version"], f"{d['score']:.4f}"] for d in recent],
                                [width * 0.3, width * 0.45, width * 0.25], right={2}))
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks from "
         f"the automation's run history ({RUN_HISTORY}"
-        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}). Each model's F1 on the test "
-        "data measures it on the test market only; the held-out new rows measure old and new model alike on "
-        "the market the new data comes from.", styles.note))
-    if data.retrain:
-        flow += retrain_flow(data.retrain, styles, width)
+        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
     return section(styles, "trend", *flow)
 
 
@@ -216,7 +213,10 @@ def summary_section(data: ReportData, styles: Styles, width: float) -> list:
 
 
 def distributions_section(data: ReportData, styles: Styles, width: float) -> list:
-    return section(styles, "distributions", *drift_flow(data.drift, data.charts.get("distributions"), styles, width))
+    flow = drift_flow(data.drift, data.charts.get("distributions"), styles, width)
+    if data.retrain:
+        flow += retrain_flow(data.retrain, styles, width)
+    return section(styles, "distributions", *flow)
 
 
 def missing_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -273,8 +273,9 @@ def ingestion_section(data: ReportData, styles: Styles, width: float) -> list:
         return section(styles, "ingestion", Paragraph(
             f"No ingestion record ({INGESTION_RECORD}) found.", styles.body))
     files = record.get("files", [])
+    source = record.get("input_folder") or (record.get("database") or {}).get("label") or "?"  # a folder, or a table
     flow = [
-        Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(record.get('input_folder', '?'))}: "
+        Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(source)}: "
                   f"{number(record.get('rows_read'), 0)} rows read from {len(files)} file"
                   f"{'s' if len(files) != 1 else ''}, {number(record.get('rows_kept'), 0)} kept after dropping "
                   "exact duplicates.", styles.body),

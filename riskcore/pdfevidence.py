@@ -82,7 +82,7 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     if drift.drifted:
         drifted = ", ".join(f"{escape(FEATURE_LABELS.get(f, f))} ({drift_figures(drift.figures[f])})"
                             for f in drift.drifted)
-        lines.append(f"<b>Data drift:</b> {new} differ from {reference} in {drifted} (page 3).")
+        lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} (page 3).")
     elif drift.figures:
         lines.append(f"No data drift: every feature of {new} is close to {reference} (page 3).")
     return lines
@@ -125,7 +125,7 @@ def score_cell(scores: dict[str, Any], key: str) -> str:
     value, bounds = scores.get(key), scores.get(f"{key}_interval")
     if value is None:
         return "undefined (one class)"
-    text = f"{value:.4f}" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+    text = f"{value:.3f}" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
     return text + (" below 0.5: worse than chance" if key == "auc" and below_chance(value) else "")
 
 
@@ -138,17 +138,17 @@ def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> li
             rows.append([name, f"{figures['old']['rows']:,}{rows_note(figures['old']['rows'])}",
                          *(score_cell(figures[model], metric) for metric in ("f1", "auc") for model in ("old", "new"))])
     held = evaluation.get("holdout")
-    how = (f"The held-out rows ({100 * held['share']:g}% of the labelled new rows, drawn with seed {held['seed']}) "
-           "were left out of the new model's training: neither model saw them. " if held else
-           "No row could be held out (fewer than two labelled new rows). ")
+    how = (f"The held-out rows, {100 * held['share']:g}% of the labelled new rows (seed {held['seed']}), were left "
+           "out of the new model's training: neither model saw them." if held else
+           "No row could be held out (fewer than two labelled new rows).")
+    resamples = evaluation["test_data"]["old"].get("resamples", 0)
     flow = [
-        Paragraph(f"<b>Old and new model on the same data</b>: model {escape(evaluation['old_model'])} (old) and "
-                  f"{escape(evaluation['new_model'])} (new).", styles.spaced),
+        Paragraph("<b>The retrain: old and new model on the same data</b>, the test data's market and the new "
+                  "rows' market", styles.spaced),
         data_table(styles, ["data", "rows", "F1 old", "F1 new", "ROC AUC old", "ROC AUC new"], rows,
-                   [width * w for w in (0.17, 0.13, 0.175, 0.175, 0.175, 0.175)], right={1, 2, 3, 4, 5}),
-        Paragraph(f"{how}Figures with their bootstrap 95% intervals "
-                  f"({evaluation['test_data']['old'].get('resamples', 0):,} resamples of the rows, seeded).",
-                  styles.note),
+                   [width * w for w in (0.16, 0.08, 0.19, 0.19, 0.19, 0.19)], right={1, 2, 3, 4, 5}),
+        Paragraph(f"Old: model {escape(evaluation['old_model'])}; new: {escape(evaluation['new_model'])}. {how} "
+                  f"In brackets: bootstrap 95% intervals ({resamples:,} resamples, seeded).", styles.note),
     ]
     if evaluation.get("new_worse"):
         flow.append(Paragraph(f"<b>Flag:</b> {escape(worse_on_holdout(evaluation))}.", styles.body))
@@ -162,7 +162,7 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
         return []
     line = (f"<b>Old and new model on the held-out new rows</b> ({held['old']['rows']:,} rows"
             f"{rows_note(held['old']['rows'])}): F1 {held['old']['f1']:.4f} before the retrain, "
-            f"{held['new']['f1']:.4f} after it (page 1, below the trend).")
+            f"{held['new']['f1']:.4f} after it (page 3).")
     if evaluation.get("new_worse"):
         line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
     return [line]

@@ -27,6 +27,7 @@ from riskcore.contract import FEATURE_LABELS, FEATURES, IntegrityError
 
 TOP_REASONS = len(FEATURES)  # every feature: with three, the top three are all of them, ordered
 REASON_COLUMNS = tuple(f"reason_{k}" for k in range(1, TOP_REASONS + 1))  # in risk_scores.csv
+FEW_ROWS = 16  # fewer rows than this are explained one by one, in plain Python
 
 
 def comes_before(ci: Any, i: int, cj: Any, j: int) -> Any:
@@ -89,9 +90,14 @@ class Explainer:
         return [reason(j, values[j], contributions[j]) for j in order]
 
     def reasons_of(self, matrix) -> list[list[dict[str, Any]]]:
-        """The reasons of each row of a numpy matrix of the features, computed column by column."""
+        """The reasons of each row of a numpy matrix of the features, computed column by column.
+
+        numpy costs about 70 us a call and saves about 5 us a row, so a few rows go one by one.
+        """
         import numpy as np
 
+        if len(matrix) < FEW_ROWS:
+            return [self.reasons(values) for values in matrix.tolist()]
         contributions = [self.contribution(j, matrix[:, j]) for j in range(len(FEATURES))]
         orders = np.argsort(np.column_stack(positions(contributions)), axis=1)[:, :TOP_REASONS]
         return [[reason(j, values[j], shares[j]) for j in order]

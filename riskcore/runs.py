@@ -53,6 +53,7 @@ class Run:
     drift_test: str | None = None
     drift_verdict: str | None = None
     data_drift: dict[str, Any] | None = None
+    new_rows_quantiles: dict[str, list[float]] | None = None  # the new rows per feature, for the report's chart
     decision: str | None = None
     version_before: str | None = None
     version_after: str | None = None
@@ -60,6 +61,7 @@ class Run:
     outcome: str = "running"
     error: str | None = None
     finished_at: str | None = None
+    evaluation: dict[str, Any] | None = None  # a retrain's old and new model on the same data (riskcore.holdout)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +102,7 @@ def history_path(config: Config) -> Path:
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
                   "rows_new", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict", "data_drift",
-                  "decision", "version_before")
+                  "new_rows_quantiles", "decision", "version_before", "evaluation")
 
 
 def write_pending(config: Config, run: Run) -> None:

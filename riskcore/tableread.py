@@ -9,7 +9,8 @@ ADBC's libpq driver as Arrow columns straight into polars (make bench measures i
 
 New data, for the drift check: with a watermark column, the rows above the recorded watermark;
 without one, the rows that were not in the previous snapshot (tablesnapshot.csv, the rows as
-read, kept beside finaldata.csv; its sha256 is in the record). Nothing recorded: every row is new.
+read, kept beside finaldata.csv for such a table). Nothing recorded: every row is new. The record
+keeps the snapshot's sha256 (of the rows as read, as CSV) either way.
 
 Validation is the CSV path's (riskcore.schema.validate_client_frame); `exited` may be missing or
 empty (clients not labelled yet). Columns that are not whole numbers or text in the database
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -41,6 +42,7 @@ from riskcore.database import (
 )
 from riskcore.dbsource import DatabaseSource
 from riskcore.files import atomic_path, utc_now
+from riskcore.ingest import FileResult, IngestionResult, merge_frames, with_label_column
 from riskcore.schema import LABELS_OPTIONAL, WHOLE, normalise_ids, validate_client_frame
 
 SHOWN_CLIENTS = 5
@@ -188,8 +190,9 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None,
         connection.begin_snapshot()
         present = connection.columns(source.table)
         columns = contract_columns(present, source)
-        state = table_state(connection, columns, since=since)
+        state = table_state(connection, columns, since=since, known=known is not None)
         raw = fetch(connection, {column: present[column] for column in columns})
+    state = replace(state, rows=raw.height)
     frame = validated(raw, source)
     snapshot = as_csv(raw)
     if known is None:
@@ -204,14 +207,12 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None,
     return TableRead(source, frame, new, state, snapshot)
 
 
-def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: bool = True):
+def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: bool = True) -> IngestionResult:
     """Read the configured table into an IngestionResult (one row per client) and keep its snapshot.
 
     `record`: the deployed ingestion record (None when nothing is deployed). `keep_snapshot`
     False (a dry run) writes nothing.
     """
-    from riskcore.ingest import FileResult, IngestionResult, merge_frames, with_label_column
-
     source = config.input_database
     known = recorded_state(record, source)
     read = read_table(source, record, previous_snapshot(config, known) if not source.watermark_column else None)
@@ -221,7 +222,7 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
                         duplicates_dropped=merged.duplicates[0], superseded=merged.superseded[0],
                         labelled=TARGET in read.frame.columns, read_at=read.read_at)
     only_new = None if read.new.height == frame.height else merge_frames([with_label_column(read.new)]).data
-    if keep_snapshot:
+    if keep_snapshot and not source.watermark_column:  # the next read finds the changed rows against it
         with atomic_path(config.output_folder / TABLE_SNAPSHOT) as tmp:
             tmp.write_bytes(read.snapshot)
     return IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,

@@ -45,6 +45,7 @@ if browser_missing():
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -125,13 +126,17 @@ def console(browser) -> Iterator[None]:
     assert not errors, errors
 
 
-def wait_for(driver, css: str, timeout: float = 10):
-    return WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+def follow(driver, element, submit: bool = False, timeout: float = 10) -> None:
+    """Click a link or button (or submit a form field) and wait until the next page has loaded in place of this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.submit() if submit else element.click()
+    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def calls(driver) -> list[list[str]]:
-    """The call list's rows as the browser shows them: rank, client, probability (the feature columns may be hidden)."""
-    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")][:3]
+    """The call list's rows as the browser shows them: rank, client, probability, why (the feature columns may be hidden)."""
+    return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")][:4]
             for row in driver.find_elements(By.CSS_SELECTOR, "table.calls tbody tr")]
 
 
@@ -148,35 +153,39 @@ def test_the_top_client_paging_search_and_a_clients_page(browser, site, project,
     assert browser.title.startswith("Clients to call")
     top = calls(browser)[0]
     assert top[:2] == ["1", ranked[0]["corporation"]]
+    assert top[3] == f"{ranked[0]['reason_1']}; {ranked[0]['reason_2']}"  # why, in the risk list's words
     assert len(calls(browser)) == 50
 
-    browser.find_element(By.LINK_TEXT, "Next →").click()
-    wait_for(browser, "nav.pager")
+    follow(browser, browser.find_element(By.LINK_TEXT, "Next →"))
     assert calls(browser)[0][:2] == ["51", ranked[50]["corporation"]]
     assert "Page 2 of" in browser.find_element(By.CSS_SELECTOR, "nav.pager").text
-    browser.find_element(By.LINK_TEXT, "← Previous").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "← Previous"))
     assert calls(browser)[0][0] == "1"
 
     wanted = ranked[77]["corporation"]
     box = browser.find_element(By.ID, "q")
     box.clear()
     box.send_keys(wanted.upper())
-    box.submit()
-    WebDriverWait(browser, 10).until(lambda d: "q=" in d.current_url)
+    follow(browser, box, submit=True)
+    assert "q=" in browser.current_url
     assert [row[:2] for row in calls(browser)] == [["78", wanted]]
 
-    browser.find_element(By.LINK_TEXT, wanted).click()
-    heading = wait_for(browser, "h1#client-title")
+    follow(browser, browser.find_element(By.LINK_TEXT, wanted))
+    heading = browser.find_element(By.ID, "client-title")
     assert heading.text == f"Client {wanted}"
     assert "rank 78 of" in browser.find_element(By.CSS_SELECTOR, "main").text
+    contributions = browser.find_elements(By.CSS_SELECTOR, "table.features tbody tr")
+    assert len(contributions) == 3 and all(row.find_elements(By.CSS_SELECTOR, "svg.cbar") for row in contributions)
+    words = "; ".join(ranked[77][f"reason_{k}"] for k in (1, 2, 3))
+    assert words in browser.find_element(By.CSS_SELECTOR, "main").text
 
 
 def test_an_id_with_markup_shows_as_text(browser, site, console):
     browser.get(site.url + "/?q=script")
     link = browser.find_element(By.CSS_SELECTOR, "td.client a")
     assert link.text == HOSTILE
-    link.click()
-    assert wait_for(browser, "h1#client-title").text == f"Client {HOSTILE}"
+    follow(browser, link)
+    assert browser.find_element(By.ID, "client-title").text == f"Client {HOSTILE}"
     assert browser.find_elements(By.TAG_NAME, "script") == []
 
 
@@ -197,19 +206,19 @@ def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, console):
     assert "/login?next=" in browser.current_url and browser.find_elements(By.CSS_SELECTOR, "table.calls") == []
     field = browser.find_element(By.ID, "key")
     field.send_keys("not-the-key")
-    field.submit()
-    assert "That is not the API key" in wait_for(browser, "p.warn").text
+    follow(browser, field, submit=True)
+    assert "That is not the API key" in browser.find_element(By.CSS_SELECTOR, "p.warn").text
     field = browser.find_element(By.ID, "key")
     field.send_keys(KEY)
-    field.submit()
-    wait_for(browser, "table.calls")
+    follow(browser, field, submit=True)
     assert browser.current_url.endswith("/?page=2") and calls(browser)[0][0] == "51"
     [cookie] = browser.get_cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
     browser.get(keyed_site.url + "/clients/twice")
-    assert wait_for(browser, "h1#client-title").text == "Client twice"
-    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
-    wait_for(browser, "#key")
+    assert browser.find_element(By.ID, "client-title").text == "Client twice"
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
+    browser.get(keyed_site.url + "/")
+    assert browser.find_elements(By.ID, "key") and not browser.get_cookies()
 
 
 def test_the_page_works_with_javascript_off(site, project, tmp_path):
@@ -218,13 +227,13 @@ def test_the_page_works_with_javascript_off(site, project, tmp_path):
         ranked = risk_list(project)
         driver.get(site.url + "/")
         assert calls(driver)[0][:2] == ["1", ranked[0]["corporation"]]
-        driver.find_element(By.LINK_TEXT, "Next →").click()
+        follow(driver, driver.find_element(By.LINK_TEXT, "Next →"))
         assert calls(driver)[0][:2] == ["51", ranked[50]["corporation"]]
         box = driver.find_element(By.ID, "q")
         box.send_keys(ranked[3]["corporation"])
-        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        follow(driver, driver.find_element(By.CSS_SELECTOR, "form.search button"))
         assert calls(driver)[0][1] == ranked[3]["corporation"]
-        driver.find_element(By.LINK_TEXT, ranked[3]["corporation"]).click()
+        follow(driver, driver.find_element(By.LINK_TEXT, ranked[3]["corporation"]))
         assert driver.find_element(By.ID, "client-title").text == f"Client {ranked[3]['corporation']}"
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:

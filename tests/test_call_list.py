@@ -310,6 +310,15 @@ def test_reasons_in_words_name_the_feature_value_and_contribution():
     assert explainer.reasons_of(np.array([[6.0, 10.0, 6462.0]])) == [listed]
 
 
+def test_many_rows_at_once_get_the_reasons_each_row_gets_alone():
+    """reasons_of (numpy, column by column) and reasons (one row, plain Python) agree, ties and zeros included."""
+    explainer = reasons.Explainer(coefficients=(0.5, -0.25, 0.001), intercept=-1.0, average=(2.0, 4.0, 1000.0))
+    rows = np.random.default_rng(5).integers(0, 8, size=(200, 3)).astype(float)
+    rows[:, 2] *= 250  # employees 0 to 1,750: contributions equal to the others' and zero among them
+    assert len(rows) >= reasons.FEW_ROWS
+    assert explainer.reasons_of(rows) == [explainer.reasons(row) for row in rows.tolist()]
+
+
 def test_metadata_that_disagrees_with_the_model_is_refused(deployed):
     current = require_deployment(deployed.prod_deployment_folder)
     model = load_deployed_model(current)

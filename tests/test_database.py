@@ -8,6 +8,7 @@ marked slow.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -18,12 +19,13 @@ import polars as pl
 import pytest
 
 import datagen
-from conftest import ROOT, client_rows, run_script, tree_snapshot, write_config, write_csv
+from conftest import ROOT, client_rows, deploy_pipeline, run_script, tree_snapshot, write_config, write_csv
 from riskcore import automation, tableread
 from riskcore.config import load_config
-from riskcore.contract import INGESTION_RECORD, ConfigError
+from riskcore.contract import INGESTION_RECORD, RISK_RECORD, ConfigError
 from riskcore.database import DatabaseError, new_data
 from riskcore.dbsource import DatabaseSource, parse_input_database, postgres_endpoint
+from riskcore.files import atomic_write_json
 from riskcore.history import read_history
 from riskcore.releases import require_deployment
 from riskcore.runs import history_path
@@ -134,9 +136,9 @@ def test_neither_folder_nor_database_names_both_keys(tmp_path: Path):
 
 
 def test_recorded_url_has_no_user_and_messages_name_host_port_and_database():
-    source = parse_input_database({"url": "postgresql://risk@db.example:6543/crm?sslmode=require",
+    source = parse_input_database({"url": "postgresql://risk@db.example:6543/crm?sslmode=require&user=risk",
                                    "table": "clients"}, Path("/"), "config.json")
-    assert source.public_url == "postgresql://db.example:6543/crm"
+    assert source.public_url == "postgresql://db.example:6543/crm?sslmode=require"
     assert source.where == "PostgreSQL at db.example:6543, database crm"
 
 
@@ -409,6 +411,33 @@ def test_postgres_server_down_is_one_sentence_naming_host_port_and_database(own_
 
 
 @pytest.mark.slow
+def test_postgres_connection_lost_before_or_during_the_read_is_one_sentence(pg_env, pg_database, monkeypatch):
+    from riskcore.database import connect
+
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    source = pg_source(server, pg_database)
+    lost = (f'Cannot read table "clients" (PostgreSQL at 127.0.0.1:{server.port}, database {pg_database}): '
+            "the connection was lost.")
+    fetch = tableread.fetch
+
+    def terminated_then_fetch(connection, columns):  # the server ends our session between two queries
+        server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'dynamic-risk-assessment';")
+        return fetch(connection, columns)
+
+    monkeypatch.setattr(tableread, "fetch", terminated_then_fetch)
+    with pytest.raises(DatabaseError) as caught:
+        read_table(source, None)
+    assert str(caught.value) == lost
+    # Mid-stream, the driver's failure reaches us through the reader (polars, nanoarrow) in its words.
+    with pytest.raises(DatabaseError) as caught, connect(source):
+        raise ValueError("got external error: [libpq] Execution error [PGRES_FATAL_ERROR]: FATAL:  terminating "
+                         "connection due to administrator command")
+    assert str(caught.value) == lost
+
+
+@pytest.mark.slow
 def test_postgres_numbers_stored_as_numeric_or_text_are_checked_as_a_csv_would_be(pg_env, pg_database):
     server = pg_env
     rows = client_rows(10, seed=1)
@@ -448,6 +477,9 @@ class Reports:
 
     def __call__(self, config, run) -> None:
         self.calls.append(run.decision)
+        # As the real reports do: the risk list's record names the model that made it.
+        current = require_deployment(config.prod_deployment_folder)
+        atomic_write_json(config.output_model_folder / RISK_RECORD, {"model_version": current.model_version})
 
 
 def table_project(root: Path, url: str, watermark: str | None = "updated_at", table: str = "clients"):
@@ -673,3 +705,34 @@ def test_course_decisions_from_a_postgres_table(pg_env, pg_database, tmp_path: P
     arrive([COURSE / "validation_data" / "drift" / "drift.csv"], "2024-03-01Z")
     assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
     assert round(runs(config)[-1]["f1_new_data"], 4) == 0.0
+
+
+HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportlab", "pyarrow")
+
+
+def imported_by_a_tick(config, env: dict | None = None) -> set[str]:
+    """The modules `python fullprocess.py` imports (-X importtime), run as cron runs it; it must find nothing new."""
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "fullprocess.py"), "--config",
+                           str(config.config_file)], cwd=config.config_file.parent, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+    assert done.returncode == 0 and "nothing to do" in done.stderr, done.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.slow
+def test_a_real_no_op_tick_on_a_sqlite_table_imports_no_data_library_and_no_postgres_driver(tmp_path: Path):
+    sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))
+    config = deploy_pipeline(table_project(tmp_path, "sqlite:///crm.sqlite"))
+    imported = imported_by_a_tick(config)
+    assert {"riskcore.database", "sqlite3"} <= imported
+    assert sorted({name.split(".")[0] for name in imported} & {*HEAVY, "adbc_driver_manager", "nanoarrow"}) == []
+
+
+@pytest.mark.slow
+def test_a_real_no_op_tick_on_a_postgres_table_imports_no_data_library(pg_env, pg_database, tmp_path: Path):
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    config = deploy_pipeline(table_project(tmp_path, server.url(pg_database)))
+    imported = imported_by_a_tick(config, server.client_env())
+    assert {"riskcore.database", "adbc_driver_postgresql", "nanoarrow"} <= imported
+    assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []

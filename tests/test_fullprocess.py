@@ -128,7 +128,7 @@ def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config):
     assert (row["rows_new"], row["rows_ingested"]) == (200, 420)
     assert row["f1_ingested"] > row["f1_new_data"]
     assert (row["version_before"], row["version_after"]) == (before["version"], after["version"])
-    assert set(row["step_seconds"]) == {"ingestion", "drift_check", "training", "scoring", "deployment"}
+    assert set(row["step_seconds"]) == {"ingestion", "drift_check", "training", "scoring", "evaluation", "deployment"}
 
 
 def test_first_tick_with_nothing_deployed_deploys(config: Config):

@@ -111,3 +111,83 @@ def test_holdout_is_a_seeded_share_of_the_labelled_new_rows():
 def test_holdout_size(rows, share, held):
     """At least one row when there are two labelled new rows or more, never all of them."""
     assert len(holdout_clients(frame_of(rows, seed=8), share)) == held
+
+
+# --- In a retrain: the holdout, the flag and the promotion gate ----------------------------------
+def new_model_worse(monkeypatch) -> None:
+    """Make the new model score below the old one on the holdout (its real figures, F1 lowered)."""
+    from riskcore import holdout
+
+    real = holdout.both_models
+
+    def worse(old, new, frame):
+        figures = real(old, new, frame)
+        figures["new"]["f1"] = max(figures["old"]["f1"] - 0.2, 0.0)
+        figures["new"]["f1_interval"] = [max(figures["new"]["f1"] - 0.1, 0.0), figures["new"]["f1"] + 0.1]
+        return figures
+
+    monkeypatch.setattr(holdout, "both_models", worse)
+
+
+def drifted_project(root, gate: bool):
+    from test_reporting import drifted_rows
+
+    from conftest import deploy_pipeline, make_project, write_config, write_csv
+    from riskcore.config import load_config
+
+    make_project(root)
+    config = deploy_pipeline(load_config(write_config(root, automation={"promotion_gate": gate})))
+    write_csv(config.input_folder / "dataset3.csv", drifted_rows(300, seed=7))
+    return config
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_a_new_model_worse_on_the_holdout_is_flagged_and_the_gate_keeps_the_old_one(tmp_path, monkeypatch, caplog,
+                                                                                      gate):
+    from test_reporting import pdf_pages, run_automation, squeeze
+
+    from riskcore.contract import RUN_HISTORY
+    from riskcore.history import read_history
+    from riskcore.releases import require_deployment
+
+    config = drifted_project(tmp_path, gate)
+    before = require_deployment(config.prod_deployment_folder).model_version
+    new_model_worse(monkeypatch)
+    caplog.set_level("INFO")
+    assert run_automation(config) == 0
+    [run] = read_history(config.output_model_folder / RUN_HISTORY)
+    evaluation = run["evaluation"]
+    assert evaluation["new_worse"] is True and evaluation["promoted"] is (not gate)
+    flagged = [r for r in caplog.records if r.levelname == "WARNING" and "does worse than the old model" in r.message]
+    assert len(flagged) == 1
+    text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))
+    assert "Flag: the new model" in text and "does worse than the old model" in text
+    after = require_deployment(config.prod_deployment_folder).model_version
+    if gate:
+        assert after == before and run["decision"].startswith("keep: the new model did worse on the holdout")
+        assert "the old model was kept (automation.promotion_gate)" in text
+    else:
+        assert after == evaluation["new_model"] != before and run["decision"] == "retrain"
+        assert "deployed all the same (automation.promotion_gate is off)" in text
+    assert run_automation(config) == 0  # the new files are recorded either way: nothing is new now
+    assert len(read_history(config.output_model_folder / RUN_HISTORY)) == 1
+
+
+def test_a_first_deployment_holds_nothing_out(deployed):
+    from riskcore.releases import deployed_metadata, require_deployment
+
+    metadata = deployed_metadata(require_deployment(deployed.prod_deployment_folder))
+    assert metadata["training_rows"] == 220 and "evaluation" not in metadata
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("holdout_share", -0.1), ("holdout_share", 1), ("holdout_share", "0.2"), ("holdout_share", float("nan")),
+    ("promotion_gate", "yes"), ("promotion_gate", 1),
+])
+def test_bad_holdout_settings_are_refused_naming_the_key(project, key, value):
+    from conftest import write_config
+    from riskcore.config import load_config
+    from riskcore.contract import ConfigError
+
+    with pytest.raises(ConfigError, match=f'"automation.{key}"'):
+        load_config(write_config(project.parent, automation={key: value}))

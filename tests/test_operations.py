@@ -187,8 +187,13 @@ def test_a_rollback_holds_at_the_next_tick_and_is_in_the_history(deployed: Confi
     assert rolled.returncode == 0, rolled.stderr
     assert current_deployment(prod).model_version == first.model_version
     after = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
-    assert after.returncode == 0 and "no new data" in after.stderr
+    assert "new data:" not in after.stderr and "retrain" not in after.stderr  # the rolled-back files stay processed
     assert current_deployment(prod).model_version == first.model_version
+    # The risk list follows the model served again (made by this tick; the API calls fail here).
+    assert json.loads((deployed.output_model_folder / "risk_scores.json").read_text())["model_version"] == \
+        first.model_version
+    quiet = script("fullprocess.py", deployed, "--api-url", closed, cwd=tmp_path)
+    assert quiet.returncode == 0 and "nothing to do" in quiet.stderr
     [rollback] = [row for row in read_history(deployed.output_model_folder / RUN_HISTORY)
                   if row["decision"] == "rollback"]
     assert rollback["version_before"] == retrained.model_version

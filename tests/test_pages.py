@@ -17,11 +17,12 @@ import pytest
 
 import app as app_module
 from conftest import client_rows, deploy_pipeline, write_config, write_csv
-from riskcore.api import pagecharts, pagedata, pages
+from riskcore import evaluation, releases, risklist
+from riskcore.api import pagecharts, pagedata, pagehealth, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
 from riskcore.history import record_run
-from riskcore.releases import current_deployment
+from riskcore.releases import current_deployment, load_deployed_model
 from riskcore.risklist import risk_scores
 
 HOSTILE = "<script>alert(1)</script>"
@@ -30,7 +31,8 @@ KEY = "s3cret-key"
 
 
 class Tables(HTMLParser):
-    """The text of every cell of every <table> of a page, by the table's class."""
+    """The text of every cell of every <table> of a page, by the table's class; what is hidden from screen
+    readers (aria-hidden: the phones' copy of the reasons, the charts) is left out, as a reader hears the page."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,9 +42,13 @@ class Tables(HTMLParser):
         self._cell: list[str] | None = None
         self._href: str | None = None
         self._text: list[str] = []
+        self._hidden: list[str] = []  # open tags from the outermost aria-hidden one in
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
+        if self._hidden or attributes.get("aria-hidden") == "true":
+            self._hidden.append(tag)
+            return
         if tag == "table":
             self._table = self.tables.setdefault(attributes.get("class") or "", [])
         elif tag == "tr" and self._table is not None:
@@ -53,6 +59,9 @@ class Tables(HTMLParser):
             self._href, self._text = attributes.get("href"), []
 
     def handle_endtag(self, tag):
+        if self._hidden:
+            self._hidden.pop()
+            return
         if tag == "table":
             self._table = None
         elif tag in ("td", "th") and self._cell is not None and self._table is not None:
@@ -63,6 +72,8 @@ class Tables(HTMLParser):
             self._href = None
 
     def handle_data(self, data):
+        if self._hidden:
+            return
         if self._cell is not None:
             self._cell.append(data)
         if self._href is not None:
@@ -81,8 +92,10 @@ def call_rows(response) -> list[list[str]]:
 
 
 def text_of(response) -> str:
-    """The page's visible text, roughly: tags dropped, entities decoded, blanks collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
+    """The page's text, roughly as it reads: inline tags dropped, the others a blank, entities decoded, blanks
+    collapsed."""
+    inline = re.sub(r"</?(?:span|strong|small|em|b|a)\b[^>]*>", "", response.get_data(as_text=True))
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
 
 
 # --- A deployed project with a history, reports, and ids that need escaping ------------------------
@@ -130,22 +143,23 @@ def client(shared):
     return app_module.create_app(shared.config_file).test_client()
 
 
-def risk_list(config: Config) -> list[tuple[str, float]]:
-    """risk_scores.csv's clients and probabilities, in order."""
+def risk_rows(config: Config) -> list[dict[str, str]]:
+    """risk_scores.csv's rows, in order."""
     with open(config.output_model_folder / RISK_SCORES, newline="", encoding="utf-8") as handle:
-        return [(row["corporation"], float(row["attrition_probability"])) for row in csv.DictReader(handle)]
+        return list(csv.DictReader(handle))
 
 
 def ranked_ids(config: Config) -> list[str]:
-    return [client for client, _ in risk_list(config)]
+    return [row["corporation"] for row in risk_rows(config)]
 
 
 # --- The call list ---------------------------------------------------------------------------------
-def test_the_call_list_is_ranked_as_the_risk_list_and_shows_probability_and_features(client, shared):
+def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(client, shared):
     first = client.get("/")
     assert first.status_code == 200 and first.mimetype == "text/html"
     headers = parse(first).tables["calls"][0]
-    assert headers == ["rank", "client", "probability of leaving", *(FEATURE_LABELS[f] for f in FEATURES)]
+    assert headers == ["rank", "client", "probability of leaving", "why: the first two reasons",
+                       *(FEATURE_LABELS[f] for f in FEATURES)]
     shown, page = [], 1
     while True:
         rows = call_rows(client.get(f"/?page={page}"))
@@ -155,8 +169,12 @@ def test_the_call_list_is_ranked_as_the_risk_list_and_shows_probability_and_feat
         page += 1
     assert [row[0] for row in shown] == [f"{n:,}" for n in range(1, len(shown) + 1)]
     twice = next(row for row in shown if row[1] == "twice")
-    assert twice[3:] == ["0", "10", "400"]  # its latest snapshot
-    assert [(row[1], row[2]) for row in shown] == [(c, pages.percent(p)) for c, p in risk_list(shared)]
+    assert twice[4:] == ["0", "10", "400"]  # its latest snapshot
+    expected = risk_rows(shared)
+    assert [(row[1], row[2]) for row in shown] == [(r["corporation"], pages.percent(float(r["attrition_probability"])))
+                                                   for r in expected]
+    assert [row[3] for row in shown] == [f"{r['reason_1']}; {r['reason_2']}" for r in expected]  # the same words
+    assert [row[4:] for row in shown] == [[f"{int(r[f]):,}" for f in FEATURES] for r in expected]
     assert all(re.fullmatch(r"(>99\.9|<0\.1|\d{1,2}\.\d)%", row[2]) for row in shown)
 
 
@@ -208,8 +226,26 @@ def test_a_clients_page_shows_its_latest_snapshot_and_the_earlier_ones(client, s
     text = text_of(response)
     assert "Client twice" in text and listed[2] in text and f"rank {listed[0]} of" in text
     tables = parse(response).tables
-    assert tables["features"][1:] == [[FEATURE_LABELS[f], v] for f, v in zip(FEATURES, ["0", "10", "400"], strict=True)]
+    shown = {row[0]: row[1] for row in tables["features"][1:]}
+    assert shown == {FEATURE_LABELS[f]: v for f, v in zip(FEATURES, ["0", "10", "400"], strict=True)}
     assert tables["snapshots"][1:] == [["dataset3.csv", "3", "300", "3,000", "2", "no"]]
+
+
+def test_a_clients_contributions_add_up_to_its_log_odds_against_the_average_client(client, shared):
+    [listed] = [c for c in client.get("/risk", query_string={"top": 1000}).get_json()["clients"]
+                if c["corporation"] == "twice"]
+    about = client.get("/risk?top=1").get_json()
+    response = client.get("/clients/twice")
+    rows = parse(response).tables["features"][1:]
+    assert [row[0] for row in rows] == [FEATURE_LABELS[r["feature"]] for r in listed["reasons"]]  # raising first
+    contributions = [float(row[3]) for row in rows]
+    assert contributions == [round(r["contribution"], 2) for r in listed["reasons"]]
+    assert sum(r["contribution"] for r in listed["reasons"]) == pytest.approx(
+        listed["log_odds"] - about["average_log_odds"])
+    text = text_of(response)
+    assert f"log-odds of leaving at {listed['log_odds']:+.2f}" in text
+    assert f"the average client's at {about['average_log_odds']:+.2f}" in text
+    assert "; ".join(r["text"] for r in listed["reasons"]) in text
 
 
 def test_a_client_with_one_snapshot_has_no_earlier_ones(client):
@@ -243,13 +279,18 @@ def test_a_search_for_markup_is_shown_as_text(client):
 
 
 # --- The model's health and the run history --------------------------------------------------------
-def test_the_health_shows_the_deployed_model_its_f1_and_the_latest_drift_check(client, shared):
-    scoring = client.get("/scoring").get_json()
+def test_the_health_shows_the_deployed_model_its_f1_and_auc_and_the_latest_drift_check(client, shared):
     health = client.get("/health").get_json()
+    model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
+    scores = evaluation.scores_with_intervals(model, evaluation.read_test_data(shared))
+    assert scores["f1"] == client.get("/scoring").get_json()["f1"]
     text = text_of(client.get("/"))
     assert health["model_version"] in text
     assert f"deployed {health['deployed_at'][:10]} {health['deployed_at'][11:16]} UTC" in text
-    assert f"F1 on the test data {scoring['f1']:.4f} on {scoring['rows']} test clients" in text
+    (f1_low, f1_high), (auc_low, auc_high) = scores["f1_interval"], scores["auc_interval"]
+    assert (f"F1 on the test data {scores['f1']:.4f} [{f1_low:.2f}, {f1_high:.2f}] ROC AUC {scores['auc']:.3f} "
+            f"[{auc_low:.2f}, {auc_high:.2f}] · {scores['rows']} test clients") in text
+    assert "In brackets: bootstrap 95% intervals." in text
     assert ("Latest drift check F1 0.4100 2026-01-02 06:00 UTC, 224 new rows: F1 0.4100 < 0.6900 (baseline): "
             "model drift; the model was retrained and redeployed.") in text
     assert "activity last month PSI 1.25" in text and "activity last year PSI" not in text  # only what drifted
@@ -266,7 +307,7 @@ def test_each_drifted_feature_is_charted_against_the_checked_models_training_dat
     assert len(figures) == 1  # lastmonth_activity drifted; lastyear_activity did not
     assert 'aria-label="activity last month: the training data (filled) beside the ingested data (line)"' in figures[0]
     assert len(re.findall(r'<path class="(ref|new)" d="M[-0-9., VHZ]+"/>', figures[0])) == 2
-    assert f"the training data of model {deployed.model_version} , the one the check tested" in text_of(response)
+    assert f"the training data of model {deployed.model_version}, the one the check tested" in text_of(response)
 
 
 def test_a_model_no_longer_kept_gets_its_psi_without_a_chart(client):
@@ -296,6 +337,48 @@ def test_a_chart_stays_inside_its_box_and_its_bars_close():
     assert pagecharts.distribution_chart(old, [1.0]) is None
 
 
+def scores(f1: float, auc: float, rows: int) -> dict:
+    return {"rows": rows, "positives": rows // 2, "few_rows": rows < 30, "f1": f1, "f1_interval": [f1 - 0.1, f1 + 0.05],
+            "auc": auc, "auc_interval": [auc - 0.1, auc + 0.05], "resamples": 1000, "seed": 0}
+
+
+@pytest.fixture
+def retrained(shared, monkeypatch):
+    """The served model as if a retrain had made it: its metadata records the old and new model on a holdout."""
+    version = current_deployment(shared.prod_deployment_folder).model_version
+    evaluation_record = {"old_model": "old-model", "new_model": version, "new_worse": True, "promoted": True,
+                         "holdout": {"share": 0.2, "seed": 0, "old": scores(0.52, 0.61, 12),
+                                     "new": scores(0.41, 0.44, 12)},
+                         "test_data": {"name": "testdata.csv", "old": scores(0.5, 0.6, 60), "new": scores(0.6, 0.7, 60)}}
+    original = releases.deployed_metadata
+    monkeypatch.setattr(releases, "deployed_metadata",
+                        lambda deployment: {**original(deployment), "evaluation": evaluation_record})
+    return app_module.create_app(shared.config_file).test_client()
+
+
+def test_after_a_retrain_the_new_data_figures_are_the_holdouts_with_the_old_models(retrained):
+    text = text_of(retrained.get("/"))
+    assert ("On the held-out new rows (20% of the new rows, left out of its training): F1 0.4100 [0.31, 0.46] "
+            "(12 rows: fewer than 30), ROC AUC 0.440 [0.34, 0.49] below 0.5: worse than chance "
+            "(12 rows: fewer than 30) · 12 rows; the model before it (old-model): F1 0.5200 [0.42, 0.57] "
+            "(12 rows: fewer than 30).") in text
+    assert "The new model does worse than the old one on these rows." in text
+
+
+def test_a_check_that_kept_the_model_gives_its_f1_on_new_data(tmp_path):
+    config = build_project(tmp_path)
+    version = current_deployment(config.prod_deployment_folder).model_version
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("k", "2026-04-01T06:00:00Z", decision="keep", f1_new_data=0.73, version_before=version,
+                         drift_verdict="F1 0.7300 >= 0.6900 (baseline): no model drift"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    assert "On the new rows of 2026-04-01 06:00 UTC: F1 0.7300 · 224 rows." in text
+
+
+def test_a_model_not_checked_on_new_data_says_so(client):
+    assert "On new data: not measured yet for this model." in text_of(client.get("/"))
+
+
 def test_the_run_history_is_newest_first(client):
     rows = parse(client.get("/")).tables["history"][1:]
     assert [row[0] for row in rows] == ["2026-01-02 06:00 UTC", "2026-01-01 06:00 UTC"]
@@ -306,11 +389,11 @@ def test_the_run_history_is_newest_first(client):
 def test_the_run_history_shows_the_newest_runs_and_counts_the_others(tmp_path):
     config = build_project(tmp_path)
     history = config.output_model_folder / RUN_HISTORY
-    for day in range(1, pagedata.HISTORY_ROWS + 4):
+    for day in range(1, pagehealth.HISTORY_ROWS + 4):
         record_run(history, drift_run(f"r{day}", f"2026-02-{day:02d}T06:00:00Z"))
     response = app_module.create_app(config.config_file).test_client().get("/")
     rows = parse(response).tables["history"][1:]
-    assert len(rows) == pagedata.HISTORY_ROWS and rows[0][0] == f"2026-02-{pagedata.HISTORY_ROWS + 3} 06:00 UTC"
+    assert len(rows) == pagehealth.HISTORY_ROWS and rows[0][0] == f"2026-02-{pagehealth.HISTORY_ROWS + 3} 06:00 UTC"
     assert "3 older runs are in runhistory.sqlite" in text_of(response)
 
 
@@ -326,8 +409,8 @@ def test_a_new_run_deployment_or_data_shows_on_the_next_request(tmp_path, monkey
     """The ranking and the rendered page are cached, and rebuilt as soon as a file they show changes."""
     config = build_project(tmp_path)
     builds = []
-    original = pagedata.rank_clients
-    monkeypatch.setattr(pagedata, "rank_clients", lambda served, path: builds.append(path) or original(served, path))
+    original = risklist.ranking_of
+    monkeypatch.setattr(risklist, "ranking_of", lambda path, model: builds.append(path) or original(path, model))
     client = app_module.create_app(config.config_file).test_client()
     first = client.get("/").get_data()
     assert client.get("/").get_data() == first and client.get("/?page=2").status_code == 200

@@ -26,7 +26,7 @@ from riskcore.charts import model_deployments, trend_chart
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
 from riskcore.drift import data_drift, psi
-from riskcore.history import read_history
+from riskcore.history import history_json, read_history
 from riskcore.reasons import REASON_COLUMNS
 from riskcore.releases import deployed_metadata, deployment_history, load_deployed_model, require_deployment
 from riskcore.reports import drift_evidence, where_to_look
@@ -431,6 +431,35 @@ def test_report_after_a_retrain_shows_the_drift_that_caused_it(retrained):
     assert f"replaced by {run['version_after']}" in text
 
 
+def test_report_after_a_retrain_compares_old_and_new_model_on_the_same_data(retrained):
+    config, run = retrained
+    text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))
+    held, test = run["evaluation"]["holdout"], run["evaluation"]["test_data"]
+    for name, figures in (("held-out new rows", held), ("testdata.csv", test)):
+        old, new = figures["old"], figures["new"]
+        low, high = old["f1_interval"]
+        assert f"{name} {old['rows']} {old['f1']:.3f} [{low:.2f}, {high:.2f}] {new['f1']:.3f}" in text
+    assert f"F1 {held['old']['f1']:.4f} before the retrain, {held['new']['f1']:.4f} after it" in text
+    assert "bootstrap 95% intervals (1,000 resamples, seeded)" in text
+
+
+def test_the_history_in_json_has_both_models_holdout_figures_with_intervals(retrained):
+    config, run = retrained
+    [stored] = json.loads(history_json(read_history(config.output_model_folder / RUN_HISTORY)))
+    held = stored["evaluation"]["holdout"]
+    assert held["share"] == 0.2 and held["old"]["rows"] == held["new"]["rows"] == 60  # 20% of 300 new rows
+    for model in ("old", "new"):
+        for metric in ("f1", "auc"):
+            low, high = held[model][f"{metric}_interval"]
+            assert low <= held[model][metric] <= high
+    assert stored["evaluation"]["old_model"] == run["version_before"]
+    assert stored["evaluation"]["new_model"] == run["version_after"]
+    # The release carries the same figures in its metadata.
+    current = require_deployment(config.prod_deployment_folder)
+    assert deployed_metadata(current)["evaluation"] == stored["evaluation"]
+    assert deployed_metadata(current)["training_rows"] == 220 + 300 - 60  # the held-out rows were not trained on
+
+
 def test_after_a_retrain_the_chart_compares_the_old_models_training_data(retrained):
     config, run = retrained
     current = require_deployment(config.prod_deployment_folder)
@@ -475,7 +504,7 @@ def test_a_test_set_of_30_rows_or_more_is_not_marked(deployed):
 
 @pytest.mark.parametrize(("times", "label", "pattern"), [
     (["2026-11-26T07:06:11Z", "2026-11-26T07:06:24Z", "2026-11-26T07:06:29Z"],
-     "time (UTC) on 26 Nov 2026", r"^\d\d:\d\d:\d\d$"),
+     "time (UTC) on 26 Nov 2026", r"^07:(0[1-9]|1[01])$"),  # seconds apart: the ten minutes around them
     (["2026-11-26T07:00:00Z", "2026-11-26T07:40:00Z"], "time (UTC) on 26 Nov 2026", r"^\d\d:\d\d$"),
     (["2026-11-26T01:00:00Z", "2026-11-27T13:00:00Z"], "date (UTC)", r"^\d\d [A-Z][a-z]{2} \d\d:\d\d$"),
     (["2026-11-01T00:00:00Z", "2026-11-20T00:00:00Z"], "date (UTC)", r"^\d\d [A-Z][a-z]{2}$"),
@@ -493,6 +522,21 @@ def test_trend_chart_dates_are_readable(times, label, pattern):
     ticks = [tick.get_text() for tick in axes.get_xticklabels() if tick.get_text()]
     assert len(ticks) >= 2 and all(re.match(pattern, tick) for tick in ticks), ticks
     assert axes.get_xlabel() == label and axes.xaxis.get_offset_text().get_text() == ""
+
+
+def test_trend_chart_labels_the_data_each_point_was_measured_on():
+    """A correct retrain reads as one: the test data's F1 and the held-out new rows' F1 are labelled apart."""
+    figures = {"rows": 60, "f1": 0.5, "f1_interval": [0.55, 0.7], "auc": 0.7}  # an interval beside its point
+    deployments = [{"deployed_at": "2026-01-01T00:00:00Z", "model_version": "v1", "score": 0.69, "kind": "model"},
+                   {"deployed_at": "2026-02-01T00:00:00Z", "model_version": "v2", "score": 0.51, "kind": "model"}]
+    runs = [{"started_at": "2026-02-01T00:00:00Z", "f1_new_data": 0.35, "baseline": 0.69,
+             "evaluation": {"holdout": {"old": {**figures, "f1": 0.35}, "new": figures}}}]
+    figure = trend_chart(deployments, runs, "2026-02-02T00:00:00Z", test_rows=5)
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert labels == ["each model deployed: its F1 on the test data, testdata.csv (5 rows: fewer than 30)",
+                      "drift check: the deployed model's F1 on the new rows", "baseline the check compared against",
+                      "retrain: old model's F1 on the held-out new rows",
+                      "retrain: new model's F1 on the held-out new rows"]
 
 
 def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(deployed):

@@ -1,15 +1,16 @@
 """What the client managers' pages show, gathered from the project's files and kept between requests.
 
-The call list is ranked once per deployed release and version of finaldata.csv by riskcore.risklist
-(each client's latest snapshot, those who have not left, by the model's log-odds), and a page of it
-is a slice. The run history is read once per version of runhistory.sqlite, and a
-rendered page of GET / is kept until one of the files it shows changes (page_state).
+The call list is the API's own (RiskService.call_list, the one GET /risk pages through): the
+ingested clients' latest snapshots, those who have not left, ranked by the deployed model's
+log-odds (riskcore.risklist), built once per release and version of finaldata.csv. The page adds a
+rank, the probability and a lower-cased id for the search, once per list, and each shown row's
+reasons (riskcore.reasons). The run history, the model's quality and the drift charts are kept
+until their files change, and a rendered page of GET / until one of the files it shows changes.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
 from collections.abc import Callable
@@ -17,36 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from riskcore.api import serving
+from riskcore.api.pagehealth import chart_drift, model_quality
 from riskcore.api.serving import RiskService, Served, file_signature
 from riskcore.config import Config
-from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
+from riskcore.contract import FEATURES, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
 from riskcore.history import read_history
 from riskcore.inputs import list_input_files
 
-log = logging.getLogger(__name__)
-
 PAGE_SIZE = 50  # clients per page of the call list
-HISTORY_ROWS = 20  # newest runs shown in the run history table
 RENDERED_PAGES = 64  # pages of GET / kept rendered, for one state of the files they show
-SNAPSHOT_LOOKUPS = 32  # clients whose snapshots in the input files are kept
-CHECK_COLUMNS = ("f1_new_data", "drift_verdict", "data_drift")  # a run that holds any of them made a drift check
+SNAPSHOT_LOOKUPS = 32  # clients whose rows in the input files are kept
 NUMBERED_REPORT = re.compile(r"^summary_report(\d*)\.pdf$")
-DECISIONS = {
-    "retrain": "the model was retrained and redeployed",
-    "keep": "the model was kept",
-    "first deployment": "a first model was deployed",
-}
 
 
 # --- The call list ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CallList:
-    """Every client's latest snapshot, riskiest first, as the deployed model ranks them."""
+    """The clients to call, riskiest first, as the page pages and searches them."""
 
     release: str
     model_version: str
-    ranking: Any  # polars DataFrame: rank, id, log-odds, features, probability, id in lower case (for search)
+    ranking: Any  # polars DataFrame: id, log-odds, the features; rank, probability, id in lower case
     left: int  # clients left out because their latest snapshot says they left
+    explainer: Any  # riskcore.reasons.Explainer, or None for a model whose metadata predates the reasons
+    average_log_odds: float | None
 
     @property
     def clients(self) -> int:
@@ -65,26 +61,33 @@ class CallList:
             rows = rows.filter(pl.col("search").str.contains(query.lower(), literal=True))
         pages = max(1, -(-rows.height // PAGE_SIZE))
         number = min(max(number, 1), pages)
-        return rows.slice((number - 1) * PAGE_SIZE, PAGE_SIZE).to_dicts(), number, pages, rows.height
+        shown = rows.slice((number - 1) * PAGE_SIZE, PAGE_SIZE).to_dicts()
+        return [self.with_reasons(row) for row in shown], number, pages, rows.height
 
     def client(self, client_id: str) -> dict[str, Any] | None:
-        """A client's ranked row (its latest snapshot), or None."""
+        """A client's ranked row (its latest snapshot) with its reasons, or None."""
         import polars as pl
 
         found = self.ranking.filter(pl.col(ID_COLUMN) == client_id)
-        return found.row(0, named=True) if found.height else None
+        return self.with_reasons(found.row(0, named=True)) if found.height else None
+
+    def with_reasons(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row with its reasons, in the order riskcore.reasons lists them (none without an explainer)."""
+        values = [row[feature] for feature in FEATURES]
+        return {**row, "reasons": self.explainer.reasons(values) if self.explainer is not None else []}
 
 
-def rank_clients(served: Served, path: Path) -> CallList:
-    """The clients of a CSV ranked by the served model: riskcore.risklist's ranking, the one risk_scores.csv has."""
+def page_list(built: serving.CallList) -> CallList:
+    """The page's view of the API's call list: each client's rank, probability and searchable id."""
     import polars as pl
 
-    from riskcore.risklist import KEY, probability, ranking_of
+    from riskcore.risklist import KEY, probability
 
-    ranking = ranking_of(path, served.model)
-    frame = ranking.frame.with_row_index("rank", offset=1).with_columns(
-        probability=probability(ranking.frame[KEY]), search=pl.col(ID_COLUMN).str.to_lowercase())
-    return CallList(release=served.release, model_version=served.model_version, ranking=frame, left=ranking.left)
+    frame = built.frame.with_row_index("rank", offset=1).with_columns(
+        probability=probability(built.frame[KEY]), search=pl.col(ID_COLUMN).str.to_lowercase())
+    return CallList(release=built.served.release, model_version=built.served.model_version, ranking=frame,
+                    left=built.about["left_out"]["left"], explainer=built.served.explainer,
+                    average_log_odds=built.about["average_log_odds"])
 
 
 def input_snapshots(config: Config, client_id: str) -> list[dict[str, Any]] | None:
@@ -116,43 +119,48 @@ class PageCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: tuple[Any, CallList | str] | None = None
+        self._calls: tuple[Any, CallList] | None = None
         self._history: tuple[Any, list[dict[str, Any]]] | None = None
+        self._quality: tuple[Any, dict[str, Any]] | None = None
+        self._charts: tuple[Any, dict[str, Any]] | None = None
+        self._snapshots: dict[Any, list[dict[str, Any]] | None] = {}
         self._rendered: dict[Any, str] = {}
         self._rendered_state: Any = None
-        self._snapshots: dict[Any, list[dict[str, Any]] | None] = {}
-        self._charts: tuple[Any, dict[str, Any]] | None = None
 
     def call_list(self, risk: RiskService, served: Served) -> CallList | str:
-        """The ranked call list, or the one sentence saying why there is none."""
-        key = (served.release, file_signature(risk.config.final_data_file))
+        """The call list, or the one sentence saying why there is none."""
+        built = risk.call_list(served)
+        if not isinstance(built, serving.CallList):
+            return json.loads(built[1])["message"]  # the 503 GET /risk answers
         entry = self._calls
-        if entry is not None and entry[0] == key:
-            return entry[1]
-        with self._lock:  # one thread ranks; the others wait for its answer
-            entry = self._calls
-            if entry is not None and entry[0] == key:
-                return entry[1]
-            built: CallList | str
-            if key[1] is None:
-                built = "No ingested data (finaldata.csv) yet; run ingestion.py first."
-            else:
-                try:
-                    built = rank_clients(served, risk.config.final_data_file)
-                except UserError as exc:
-                    log.error("the call list cannot be built: %s", exc)
-                    built = f"The call list cannot be built: {exc}"
-            self._calls = (key, built)
-            return built
+        if entry is None or entry[0] is not built:
+            entry = (built, page_list(built))
+            self._calls = entry
+        return entry[1]
 
     def history(self, risk: RiskService) -> list[dict[str, Any]]:
         """The automation's runs, oldest first (riskcore.history), read again only when the file changed."""
         path = risk.config.output_model_folder / RUN_HISTORY
-        key = file_signature(path)
-        entry = self._history
+        return self._kept("_history", file_signature(path), lambda: read_history(path))
+
+    def quality(self, risk: RiskService, served: Served, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """pagehealth.model_quality, measured again for another release, test data or history."""
+        key = (served.release, file_signature(risk.config.test_data_file), len(runs),
+               runs[-1].get("finished_at") if runs else None)
+        return self._kept("_quality", key, lambda: model_quality(risk, served, runs))
+
+    def drift_charts(self, risk: RiskService, served: Served | None, check: dict[str, Any],
+                     drifted: list[dict[str, Any]]) -> dict[str, Any]:
+        """pagehealth.chart_drift's charts, drawn again for another check, release or version of the data."""
+        key = (check.get("run_id") or check.get("started_at"), served.release if served else None,
+               file_signature(risk.config.final_data_file))
+        return self._kept("_charts", key, lambda: chart_drift(risk, served, check, drifted))
+
+    def _kept(self, name: str, key: Any, build: Callable[[], Any]) -> Any:
+        entry = getattr(self, name)
         if entry is None or entry[0] != key:
-            entry = (key, read_history(path))
-            self._history = entry
+            entry = (key, build())
+            setattr(self, name, entry)
         return entry[1]
 
     def snapshots(self, config: Config, client_id: str) -> list[dict[str, Any]] | None:
@@ -169,21 +177,11 @@ class PageCache:
                 self._snapshots[key] = found
         return self._snapshots[key]
 
-    def drift_charts(self, risk: RiskService, served: Served | None, check: dict[str, Any],
-                     drifted: list[dict[str, Any]]) -> dict[str, Any]:
-        """chart_drift's charts, drawn again only for another check, release or version of the ingested data."""
-        key = (check.get("run_id") or check.get("started_at"), served.release if served else None,
-               file_signature(risk.config.final_data_file))
-        entry = self._charts
-        if entry is None or entry[0] != key:
-            entry = (key, chart_drift(risk, served, check, drifted))
-            self._charts = entry
-        return entry[1]
-
     def rendered(self, state: Any, key: Any, render: Callable[[], str]) -> str:
         """A page rendered once for a state of the files it shows (page_state); the same text until it changes.
 
-        Rendering 50 rows with Jinja takes about 1 ms in this process: three times GET /health in all.
+        Rendering a page of 50 clients with their reasons takes 3-4 ms (measured on the bundled data), over
+        ten times what GET /health takes in all; a rendered page is served in about twice that.
         """
         with self._lock:
             if state != self._rendered_state:
@@ -207,100 +205,7 @@ def page_state(risk: RiskService, pointer: str | None, served: Served | None) ->
             file_signature(folder / RISK_SCORES), file_signature(folder))
 
 
-# --- The model's health, the run history, the downloads --------------------------------------
-def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The deployed model, its F1 on the test data, the latest drift check, and the newest runs."""
-    health: dict[str, Any] = {"served": served, "threshold": float(risk.config.automation["psi_threshold"]),
-                              "scoring": None, "scoring_note": None}
-    if served is not None:
-        status, body = risk.scoring(served)  # GET /scoring's cached answer
-        scoring = json.loads(body)
-        health["scoring" if status == 200 else "scoring_note"] = scoring if status == 200 else scoring["message"]
-    checks = [run for run in runs if any(run.get(key) is not None for key in CHECK_COLUMNS)]
-    health["check"] = checks[-1] if checks else None
-    health["sentence"] = check_sentence(checks[-1]) if checks else None
-    health["drifted"] = drifted_features(health["check"])
-    health["runs"] = runs[::-1][:HISTORY_ROWS]
-    health["older_runs"] = max(0, len(runs) - HISTORY_ROWS)
-    return health
-
-
-def when(stamp: Any) -> str:
-    """An ISO UTC time stamp as "2026-11-26 07:02 UTC"."""
-    text = str(stamp or "")
-    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or "\N{EM DASH}"
-
-
-def new_rows(run: dict[str, Any]) -> int | None:
-    """The rows a run checked: its new rows (rows_new), or for runs recorded before that column, all it ingested."""
-    return run["rows_new"] if run.get("rows_new") is not None else run.get("rows_ingested")
-
-
-def check_sentence(check: dict[str, Any]) -> str:
-    """A drift check in one sentence: when, on what, the recorded verdict, and what was done."""
-    rows = f"{new_rows(check):,} new rows" if new_rows(check) else "the new data"
-    verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
-                                             if check.get("f1_new_data") is not None else "data drift measured")
-    done = DECISIONS.get(check.get("decision") or "", f"decision: {check.get('decision') or 'not recorded'}")
-    return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}."
-
-
-def drifted_features(check: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The features the check found drifted, as it recorded them (PSI, its label, KS)."""
-    features = ((check or {}).get("data_drift") or {}).get("features") or {}
-    return [{"feature": name, "label": FEATURE_LABELS.get(name, name), **values}
-            for name, values in features.items() if isinstance(values, dict) and values.get("drift")]
-
-
-def training_quantiles(prod: Path, served: Served | None, version: str) -> dict[str, list[float]]:
-    """The training-data quantiles of model `version`: the served model's, or those of a release still kept."""
-    from riskcore.releases import deployed_metadata, deployment_history, read_release
-
-    try:
-        if served is not None and version == served.model_version:
-            metadata = deployed_metadata(served.deployment)
-        else:
-            found = [item["release"] for item in deployment_history(prod) if item["model_version"] == version]
-            if not found:
-                log.info("model %s is in no release kept: its training data is not charted", version)
-                return {}
-            metadata = deployed_metadata(read_release(prod, found[-1]))
-    except (UserError, ValueError, KeyError) as exc:
-        log.warning("the training data of model %s cannot be charted: %s", version, exc)
-        return {}
-    return (metadata.get("training_profile") or {}).get("quantiles") or {}
-
-
-def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
-    """Each feature's quantiles in the ingested data, as many as a training profile holds."""
-    import numpy as np
-
-    from riskcore.schema import read_client_frame
-
-    try:
-        frame = read_client_frame(path, require_target=False)
-    except UserError as exc:
-        log.warning("the ingested data cannot be charted: %s", exc)
-        return {}
-    return {f: np.quantile(frame[f].drop_nulls().to_numpy().astype("float64"), np.linspace(0, 1, points)).tolist()
-            for f in FEATURES if frame[f].drop_nulls().len()}
-
-
-def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
-                drifted: list[dict[str, Any]]) -> dict[str, Any]:
-    """A chart per drifted feature (riskcore.api.pagecharts): the training data of the model the check
-    tested (after a retrain, the old model) beside the ingested data."""
-    from riskcore.api.pagecharts import distribution_chart
-
-    version = check.get("version_before") or (served.model_version if served else None)
-    reference = training_quantiles(risk.config.prod_deployment_folder, served, version) if version else {}
-    compared = ingested_quantiles(risk.config.final_data_file, len(next(iter(reference.values()))))\
-        if reference and risk.config.final_data_file.is_file() else {}
-    charts = {f["feature"]: distribution_chart(reference.get(f["feature"]), compared.get(f["feature"]))
-              for f in drifted}
-    return {"model_version": version, "charts": charts}
-
-
+# --- The downloads ---------------------------------------------------------------------------
 def latest_report(folder: Path) -> Path | None:
     """The PDF report of the highest run number in the folder."""
     try:

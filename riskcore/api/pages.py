@@ -27,16 +27,8 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from werkzeug.exceptions import HTTPException
 
 from riskcore.api.errors import ApiError, handle_http_error
-from riskcore.api.pagedata import (
-    CallList,
-    PageCache,
-    downloads,
-    latest_report,
-    model_health,
-    new_rows,
-    page_state,
-    when,
-)
+from riskcore.api.pagedata import CallList, PageCache, downloads, latest_report, page_state
+from riskcore.api.pagehealth import model_health, new_rows, when
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
 
@@ -175,7 +167,9 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
     rows, pages, matches = [], 1, 0
     if isinstance(calls, CallList):
         rows, number, pages, matches = calls.page(number, query)
-    health = model_health(risk, served, cache().history(risk))
+    runs = cache().history(risk)
+    health = model_health(risk, served, runs)
+    health["quality"] = cache().quality(risk, served, runs) if served is not None else None
     if health["drifted"]:
         health["drift_charts"] = cache().drift_charts(risk, served, health["check"], health["drifted"])
     return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
@@ -260,6 +254,17 @@ def count(value: Any) -> str:
 @site.app_template_filter("score")
 def score(value: Any, decimals: int = 4) -> str:
     return "\N{EM DASH}" if value is None else f"{float(value):.{decimals}f}"
+
+
+@site.app_template_filter("signed")
+def signed(value: Any) -> str:
+    """A log-odds or a contribution with its sign and two decimals: "+2.10", "-0.35"."""
+    return "\N{EM DASH}" if value is None else f"{float(value):+.2f}"
+
+
+@site.app_template_filter("number")
+def number(value: Any, decimals: int = 1) -> str:
+    return "\N{EM DASH}" if value is None else f"{float(value):,.{decimals}f}"
 
 
 @site.app_template_filter("size")
