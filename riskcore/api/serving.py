@@ -38,6 +38,7 @@ from riskcore.releases import (
 
 log = logging.getLogger(__name__)
 
+LOAD_ATTEMPTS = 3  # a release replaced while it loads: the newer one is tried, this many times at most
 RETRY_FAILED_RELEASE_SECONDS = 30.0  # a release that failed to load is not retried on every request
 BROKEN_POINTER = "current"  # stands for a deployment pointer that is not a link
 
@@ -141,18 +142,34 @@ class ModelCache:
             failed_at = self._failed.get(name)
             if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_RELEASE_SECONDS:
                 return served
-            try:
-                deployment = current_deployment(self.prod)
-                if deployment is None:
-                    raise DataError("the deployment pointer vanished while loading")
-                new = prepare_model(deployment)
-            except Exception as exc:  # whatever is wrong with a deployment must not take the API down
-                self._note_failure(name, exc)
+            new = self._load(name)
+            if new is None:
                 return served
             self._failed.clear()  # earlier failures are moot; a release named again is tried again
             self._served = new
             log.info("serving release %s (model %s)", new.release, new.model_version)
             return new
+
+    def _load(self, name: str) -> Served | None:
+        """The model of the release the pointer names, or None (the failure noted).
+
+        A release pruned by later deployments while it loads is no failure of its own: the pointer
+        has moved on meanwhile, and the release it names now is loaded instead (a few times at most).
+        """
+        for _ in range(LOAD_ATTEMPTS):
+            try:
+                deployment = current_deployment(self.prod)
+                if deployment is None:
+                    raise DataError("the deployment pointer vanished while loading")
+                name = deployment.release
+                return prepare_model(deployment)
+            except Exception as exc:  # whatever is wrong with a deployment must not take the API down
+                moved_on = self.pointer() not in (name, None, BROKEN_POINTER)
+                if not moved_on:
+                    self._note_failure(name, exc)
+                    return None
+        self._note_failure(name, RuntimeError("the deployment kept moving while it was loaded"))
+        return None
 
     def _note_failure(self, name: str, exc: BaseException) -> None:
         if name not in self._failed:
