@@ -200,10 +200,13 @@ def test_the_risk_list_downloads_as_csv(browser, site, project, tmp_path, consol
     assert target.read_bytes() == (project.output_model_folder / RISK_SCORES).read_bytes()
 
 
-def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, console):
+def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, tmp_path, console):
     browser.delete_all_cookies()
     browser.get(keyed_site.url + "/?page=2")
     assert "/login?next=" in browser.current_url and browser.find_elements(By.CSS_SELECTOR, "table.calls") == []
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    full_page_screenshot(browser, tmp_path / "login-1280.png")
+    shutil.copy(tmp_path / "login-1280.png", SCREENS / "login-1280.png")
     field = browser.find_element(By.ID, "key")
     field.send_keys("not-the-key")
     follow(browser, field, submit=True)
