@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 TOP_CLIENTS = 20  # the riskiest clients the report shows
 DECIMALS = 6  # attrition probability in risk_scores.csv; the log-odds are written in full
+ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
 ROW = "row"  # 1-based data row of the file, as the error messages count it (numbered on the error path)
 KEY = "log_odds"
 PROBABILITY = "attrition_probability"
@@ -242,14 +243,36 @@ def log_odds(model) -> pl.Expr:
 
     scikit-learn refuses an empty value: it is scored as 0 here, and risk_key sets such a row apart.
     """
+    linear = linear_terms(model)
+
     def score(columns: list[pl.Series]) -> pl.Series:
         if len(columns[0]) == 0:
             return pl.Series(KEY, [], dtype=pl.Float64)
+        if linear is not None:
+            # decision_function's own formula, column by column: a row's value then never depends on the
+            # batch it arrives in (a matrix product's kernels differ in the last bit with the batch's
+            # shape, which would break ties between identical clients at random).
+            coef, intercept = linear
+            key = np.full(len(columns[0]), intercept)
+            for column, weight in zip(columns, coef, strict=True):
+                key += column.to_numpy().astype(np.float64) * weight
+            return pl.Series(KEY, key, dtype=pl.Float64)
         matrix = np.column_stack([column.to_numpy() for column in columns]).astype(np.float64)
         return pl.Series(KEY, model.decision_function(matrix), dtype=pl.Float64)
 
     return pl.map_batches([pl.col(f).fill_null(0) for f in FEATURES], score, return_dtype=pl.Float64,
                           is_elementwise=True)
+
+
+def linear_terms(model) -> tuple[list[float], float] | None:
+    """A binary linear model's coefficients and intercept, if its decision_function is exactly X @ coef + b."""
+    coef, intercept = getattr(model, "coef_", None), getattr(model, "intercept_", None)
+    if not (isinstance(coef, np.ndarray) and coef.shape == (1, len(FEATURES)) and
+            isinstance(intercept, np.ndarray) and intercept.shape == (1,)):
+        return None
+    probe = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [10.0, 1000.0, 7.0]])
+    mine = intercept[0] + probe @ coef[0]
+    return (coef[0].tolist(), float(intercept[0])) if np.allclose(mine, model.decision_function(probe)) else None
 
 
 def meets_contract() -> pl.Expr:
@@ -282,13 +305,14 @@ def ranking_queries(clients: pl.LazyFrame, model, exact: bool) -> list[pl.LazyFr
     as UInt32; the counts (whether a hash repeats, the largest value) tell whether the exact pass
     is needed: each client's last row, the features as read.
     """
-    scored = clients.with_columns(risk_key(model))
+    # The file's order breaks ties explicitly: a streaming engine need not keep rows in order.
+    scored = clients.with_row_index(ORDER).with_columns(risk_key(model))
     latest = pl.col(ID_COLUMN).is_last_distinct() if exact else pl.lit(True)
     left = pl.col(TARGET).fill_null(0) == 1
     features = FEATURES if exact else [pl.col(f).cast(pl.UInt32, strict=False) for f in FEATURES]
     return [
-        scored.filter(pl.col(KEY).is_nan() | (latest & ~left)).select(ID_COLUMN, KEY, *features)
-        .sort(KEY, descending=True, maintain_order=True),
+        scored.filter(pl.col(KEY).is_nan() | (latest & ~left)).select(ORDER, ID_COLUMN, KEY, *features)
+        .sort([KEY, ORDER], descending=[True, False], maintain_order=True).drop(ORDER),
         scored.select(pl.len().alias("rows_read"), (~latest).sum().alias("earlier_snapshots"),
                       (latest & left).sum().alias("left"), pl.max_horizontal(pl.col(FEATURES).max()).alias("largest"),
                       (pl.col(ID_COLUMN).hash().n_unique() < pl.len()).alias("repeats")),
