@@ -11,8 +11,9 @@ Reads:  prod_deployment_path/current              the deployment pointer: one re
         data folder
 Writes: nothing.
 
-Endpoints: POST /prediction, GET /scoring, /summarystats, /diagnostics, /health and /openapi.json
-(the OpenAPI 3.1 description of them all). Every answer, errors included, is JSON.
+Endpoints: POST /prediction, GET /scoring, /summarystats, /diagnostics, /risk, /history, /health and
+/openapi.json (the OpenAPI 3.1 description of them all): every answer of these, errors included, is
+JSON. The web page for the client managers (GET /, /clients/<id>, the downloads) is HTML.
 
 POST /prediction takes the rows to score as {"records": [{...}, ...]}, as a CSV body (text/csv),
 as a multipart upload (field "file"), or as a dataset location, {"dataset": "testdata/testdata.csv"}
