@@ -36,7 +36,8 @@ from riskcore.pdfevidence import (
     retrain_flow,
     retrain_line,
 )
-from riskcore.pdflayout import Styles, data_table, escape, image, number, percent, project_path
+from riskcore.pdflayout import Styles, data_table, escape, image, number, project_path
+from riskcore.reasons import percent
 from riskcore.releases import Deployment
 from riskcore.risklist import RiskList
 from riskcore.summary import summary_table

@@ -80,15 +80,6 @@ def project_path(path: Path, project: Path) -> str:
         return str(path)
 
 
-def percent(probability: float) -> str:
-    """A probability as a percentage a reader can trust: never "100.0%" for a client who may stay."""
-    if probability > 0.999:
-        return ">99.9%"
-    if probability < 0.001:
-        return "<0.1%"
-    return f"{100 * probability:.1f}%"
-
-
 def data_table(styles: Styles, headers: list[str], rows: list[list[Any]], widths: list[float],
                right: set[int] | None = None):
     """A table with a dark header row, light stripes and numbers right-aligned."""

@@ -31,6 +31,7 @@ from riskcore.api.pagedata import CallList, PageCache, downloads, latest_report,
 from riskcore.api.pagehealth import model_health, new_rows, when
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
+from riskcore.reasons import percent
 
 log = logging.getLogger(__name__)
 
@@ -236,14 +237,7 @@ def page_failure(exc: Exception) -> tuple[str, int]:
 
 
 # --- How numbers read: the PDF report's vocabulary -------------------------------------------
-@site.app_template_filter("percent")
-def percent(probability: float) -> str:
-    """A probability as riskcore.pdf.percent shows it (not imported: that module loads reportlab and matplotlib)."""
-    if probability > 0.999:
-        return ">99.9%"
-    if probability < 0.001:
-        return "<0.1%"
-    return f"{100 * probability:.1f}%"
+site.add_app_template_filter(percent, "percent")  # the PDF report's wording (riskcore.reasons)
 
 
 @site.app_template_filter("count")
