@@ -43,8 +43,8 @@ from riskcore.database import (
 )
 from riskcore.dbsource import DatabaseSource
 from riskcore.files import atomic_path, utc_now
-from riskcore.ingest import FileResult, IngestionResult, merge_frames, with_label_column
 from riskcore.schema import LABELS_OPTIONAL, WHOLE, normalise_ids, validate_client_frame
+from riskcore.snapshots import FileResult, IngestionResult, merge_frames, with_label_column
 
 SHOWN_CLIENTS = 5
 

@@ -10,7 +10,7 @@ import pytest
 
 import ingestion
 from conftest import HEADER, client_rows, run_script, write_csv
-from riskcore import ingest
+from riskcore import snapshots
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     COLUMNS,
@@ -201,7 +201,7 @@ def clients(*rows: tuple) -> pl.DataFrame:
 def test_merge_frames_counts_kept_rows_per_source():
     a = clients(("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("q", 2, 2, 2, 1))
     b = clients(("q", 2, 2, 2, 1), ("r", 3, 3, 3, 0), ("s", 1, 1, 1, 0))
-    merged = ingest.merge_frames([a, b])
+    merged = snapshots.merge_frames([a, b])
     assert merged.data.rows() == [("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("r", 3, 3, 3, 0), ("s", 1, 1, 1, 0)]
     assert (merged.kept, merged.duplicates, merged.superseded) == ([2, 2], [1, 1], [0, 0])
 
@@ -209,14 +209,14 @@ def test_merge_frames_counts_kept_rows_per_source():
 def test_merge_frames_keeps_each_clients_last_snapshot_where_its_values_first_appear():
     a = clients(("p", 1, 1, 1, 0), ("q", 2, 2, 2, 1), ("p", 5, 5, 5, 0))  # p's second row supersedes its first
     b = clients(("q", 9, 9, 9, None), ("r", 3, 3, 3, 0), ("p", 1, 1, 1, 0))  # p goes back to its first values
-    merged = ingest.merge_frames([a, b])
+    merged = snapshots.merge_frames([a, b])
     assert merged.data.rows() == [("p", 1, 1, 1, 0), ("q", 9, 9, 9, None), ("r", 3, 3, 3, 0)]
     assert (merged.kept, merged.duplicates, merged.superseded) == ([1, 2], [0, 1], [2, 0])
     assert merged.conflicting == 0  # q's later snapshot has no label: nothing disagrees
 
 
 def test_merge_frames_counts_clients_whose_labelled_snapshots_disagree():
-    merged = ingest.merge_frames([clients(("p", 1, 1, 1, 0), ("q", 1, 1, 1, 0)),
+    merged = snapshots.merge_frames([clients(("p", 1, 1, 1, 0), ("q", 1, 1, 1, 0)),
                                   clients(("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1))])
     assert (merged.conflicting, merged.conflict_examples) == (1, ["p"])
     assert merged.data.rows() == [("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1)]
@@ -243,7 +243,7 @@ def random_snapshots(seed: int) -> pl.DataFrame:
 @pytest.mark.parametrize("seed", range(20))
 def test_merge_frames_keeps_exactly_the_snapshots_a_hand_count_keeps(seed: int):
     frame = random_snapshots(seed)
-    merged = ingest.merge_frames([frame])
+    merged = snapshots.merge_frames([frame])
     kept = snapshots_by_hand(frame)
     assert merged.data.rows() == [row for row, keep in zip(frame.rows(), kept, strict=True) if keep]
     assert merged.kept == [sum(kept)]
@@ -251,9 +251,9 @@ def test_merge_frames_keeps_exactly_the_snapshots_a_hand_count_keeps(seed: int):
 
 def test_merge_frames_is_exact_when_every_hash_collides(monkeypatch):
     frame = random_snapshots(5)
-    expected = ingest.merge_frames([frame]).data.rows()
+    expected = snapshots.merge_frames([frame]).data.rows()
     monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *args, **kwargs: pl.Series([7] * self.height))
-    assert ingest.merge_frames([frame]).data.rows() == expected
+    assert snapshots.merge_frames([frame]).data.rows() == expected
 
 
 # --- Clients before labels, ids, one row per client, in finaldata.csv ----------------------------
@@ -404,10 +404,10 @@ def first_rows_by_hand(frame: pl.DataFrame) -> list[bool]:
 @pytest.mark.parametrize("seed", range(20))
 def test_first_occurrences_marks_the_first_of_each_distinct_row(seed: int):
     frame = random_rows(seed)
-    assert ingest.first_occurrences(frame).to_list() == first_rows_by_hand(frame)
+    assert snapshots.first_occurrences(frame).to_list() == first_rows_by_hand(frame)
 
 
 def test_first_occurrences_is_exact_when_every_hash_collides(monkeypatch):
     frame = random_rows(3)
     monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *args, **kwargs: pl.Series([7] * self.height))
-    assert ingest.first_occurrences(frame).to_list() == first_rows_by_hand(frame)
+    assert snapshots.first_occurrences(frame).to_list() == first_rows_by_hand(frame)
