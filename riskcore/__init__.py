@@ -7,7 +7,8 @@ The contract and the edge
   apikey       where the API key comes from (environment or an owner-only file)
 Data
   inputs       listing and identifying input files (standard library only)
-  schema       client CSVs against the contract (polars)             ingest    ingestion: merge, dedupe, record
+  schema       client CSVs against the contract (polars)             ingest    ingesting the input folder, the record
+  snapshots    one row per client: the merge and the ingestion's results (folder and table alike)
   summary      summary statistics and missing data
 The model
   model        training and its metadata                              evaluation F1, probabilities, fuller metrics
