@@ -21,6 +21,7 @@ The automation
   automation   the cheap tick                 cycle     a run with work  history the run history (one writer/reader)
 Reports and diagnostics
   risklist     the call list (polars)         charts    matplotlib charts  pdf     the PDF report
+  clientscan   streaming a client file for the call list and naming its first problem
   reports      gathering and writing the reports                       diagnostics, timing, dependencies
 The API
   api/         the Flask app: factory, errors, serving, inputs, views, OpenAPI   apiclient  calling it
