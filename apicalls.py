@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from riskcore.apiclient import call_endpoints, returns_file
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import API_RETURNS, EXIT_OK
 from riskcore.files import next_report_number
+from riskcore.ops.api_client import call_endpoints, returns_file
 
 
 def run(config: Config, url: str, run_number: int | None = None, api_key: str | None = None) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import sys
 
-from riskcore.api import create_app
+from riskcore.api.factory import create_app
 from riskcore.cli import argument_parser, run_cli, setup_logging
 
 __all__ = ["create_app", "main"]

@@ -26,13 +26,13 @@ import sys
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY, DataError
-from riskcore.control import claim, operator, pin, unpin
 from riskcore.files import utc_now
-from riskcore.history import record_run
-from riskcore.lock import exclusive_lock
-from riskcore.publish import deploy, repair, rollback
-from riskcore.releases import Deployment, require_deployment
-from riskcore.runs import new_run_id
+from riskcore.ops.history import record_run
+from riskcore.ops.lock import exclusive_lock
+from riskcore.ops.run_record import new_run_id
+from riskcore.release.load import Deployment, require_deployment
+from riskcore.release.operator_state import claim, operator, pin, unpin
+from riskcore.release.publish import deploy, repair, rollback
 
 log = logging.getLogger("deployment")
 ACTIONS = ("rollback", "pin", "unpin", "repair")

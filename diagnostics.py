@@ -21,14 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from riskcore import dependencies, timing
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import UserError
-from riskcore.dependencies import DEPENDENCY_TIMEOUT
-from riskcore.diagnostics import predictions, render, write_diagnostics
-from riskcore.releases import load_deployed_model, require_deployment
-from riskcore.summary import missing_shares, read_ingested, summarize
+from riskcore.release.load import load_deployed_model, require_deployment
+from riskcore.report import dependencies, timing
+from riskcore.report.dependencies import DEPENDENCY_TIMEOUT
+from riskcore.report.diagnostics import predictions, render, write_diagnostics
+from riskcore.report.statistics import missing_shares, read_ingested, summarize
 
 
 # --- The course's functions ----------------------------------------------------------------------

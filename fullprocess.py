@@ -5,7 +5,7 @@ Writes: everything the steps write (ingestion, training, scoring, deployment, di
         reporting, apicalls), output_model_path/runhistory.sqlite (one row per run that did
         work) and output_model_path/fullprocess.log (size-rotated)
 
-Decisions (the contract's table; riskcore.cycle makes them):
+Decisions (the contract's table; riskcore.ops.run makes them):
   no CSV the deployed record lacks (by name and sha256)  -> stop, exit 0; cheap: no pandas
   nothing deployed yet                                   -> first deployment, then the reports
   new data, deployed model's F1 on it passes the test    -> keep the model, record the files
@@ -29,23 +29,23 @@ import logging
 import sys
 from functools import partial
 
-from riskcore.automation import preview, tick
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_OK
-from riskcore.history import HISTORY_FORMATS, read_history, render_history
-from riskcore.lock import exclusive_lock
-from riskcore.runs import AUTOMATION_LOGGER, Run, history_path
+from riskcore.ops.history import HISTORY_FORMATS, read_history, render_history
+from riskcore.ops.lock import exclusive_lock
+from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
+from riskcore.ops.tick import preview, tick
 
 # Only the standard library (and stdlib-only riskcore modules) at import: a tick with nothing new
-# must stay cheap. riskcore.automation imports the heavy work only when there is some.
+# must stay cheap. riskcore.ops.tick imports the heavy work only when there is some.
 
 log = logging.getLogger(AUTOMATION_LOGGER)
 
 
 def produce_reports(config: Config, run: Run, api_url: str) -> None:
     """Diagnostics, reports and API calls for the run (imported only when a run has work)."""
-    from riskcore.cycle import produce_reports as produce
+    from riskcore.ops.run import produce_reports as produce
 
     produce(config, run, api_url)
 

@@ -26,7 +26,7 @@ def on_starting(server):
     """Refuse to start, with one sentence, when the config or the API key is unusable (before any worker)."""
     import sys
 
-    from riskcore.apikey import api_key
+    from riskcore.api.key import api_key
     from riskcore.config import load_config
     from riskcore.contract import CONFIG_ENV, UserError
 

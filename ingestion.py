@@ -24,9 +24,9 @@ import sys
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, EXIT_OK
-from riskcore.ingest import IngestionResult, ingest, ingest_folder
-from riskcore.newdata import processed_files
-from riskcore.releases import current_deployment
+from riskcore.data.folder_ingest import IngestionResult, ingest, ingest_folder
+from riskcore.ops.new_data import processed_files
+from riskcore.release.load import current_deployment
 
 __all__ = ["IngestionResult", "ingest_folder", "main", "run"]
 

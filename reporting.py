@@ -23,7 +23,7 @@ from pathlib import Path
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.reports import write_reports
+from riskcore.report.writer import write_reports
 
 
 def run(config: Config, run_number: int | None = None, clients: Path | None = None) -> dict[str, Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.evaluation import score_model, score_trained
+from riskcore.model.evaluation import score_model, score_trained
 
 __all__ = ["main", "run", "score_model"]  # score_model: the course's public function
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.model import train
+from riskcore.model.training import train
 
 
 def run(config: Config, data_file: Path | None = None, model_folder: Path | None = None) -> dict:

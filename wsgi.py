@@ -1,4 +1,4 @@
 """The WSGI entry point for gunicorn (`gunicorn wsgi:app`); RISK_CONFIG names the config file."""
-from riskcore.api import create_app
+from riskcore.api.factory import create_app
 
 app = create_app()

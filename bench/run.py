@@ -12,7 +12,7 @@ the same run, runs of the two interleaved:
   prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
   get_endpoints   GET /scoring, /summarystats, /diagnostics, vs  GET /health
                   /risk?top=50
-  risk_list       riskcore.risklist, 1M and 10M rows       vs  pandas.read_csv of the same file;
+  risk_list       riskcore.report.call_list, 1M and 10M rows       vs  pandas.read_csv of the same file;
                   its reasons                              vs  the same list without them
   ingestion       ingestion.run, 10 files x 1M rows        vs  pandas.read_csv of the same files
   full_cycle      fullprocess.py with drift, 10,000 rows   vs  the sum of its steps' own timings
@@ -529,7 +529,7 @@ def bench_risk_list(sizes: Sizes, project: Project, data: Path) -> dict[str, Any
             figures.append(figure(f"{label}: peak memory", max(peaks), "MB", "pandas.read_csv", max(floor_peaks),
                                   target="<= 1000 MB" if largest else None,
                                   met=max(peaks) <= 1000 if largest else None))
-    return {"title": "risk list (riskcore.risklist.risk_scores) of generated clients", "figures": figures,
+    return {"title": "risk list (riskcore.report.call_list.risk_scores) of generated clients", "figures": figures,
             "note": "time inside each process, its libraries imported before the clock starts; "
                     "peak memory of the whole process"}
 

@@ -108,13 +108,13 @@ def task_project(args: argparse.Namespace) -> None:
 
 # --- Timed work and its floors ---------------------------------------------------------------
 def task_risk_list(args: argparse.Namespace) -> None:
-    """riskcore.risklist.risk_scores over a client file, libraries imported before the clock starts.
+    """riskcore.report.call_list.risk_scores over a client file, libraries imported before the clock starts.
 
     --no-reasons leaves the reason columns empty: the floor that the reasons' cost is measured against.
     """
     import sklearn.linear_model  # noqa: F401
 
-    from riskcore.risklist import risk_scores
+    from riskcore.report.call_list import risk_scores
 
     config = load_config(args.config)
     start, cpu = time.perf_counter(), time.process_time()
@@ -243,7 +243,7 @@ def task_db_project(args: argparse.Namespace) -> None:
 def task_db_select(args: argparse.Namespace) -> None:
     """The query ingestion reads a configured table with (for psql's \\copy floor)."""
     from riskcore.contract import COLUMNS
-    from riskcore.tableread import select_sql
+    from riskcore.data.db_ingest import select_sql
 
     emit({"sql": select_sql(load_config(args.config).input_database, dict.fromkeys(COLUMNS, True))})
 

@@ -22,10 +22,10 @@ import ingestion  # noqa: E402
 import scoring  # noqa: E402
 import training  # noqa: E402
 from riskcore.config import Config, load_config  # noqa: E402
-from riskcore.evaluation import predict  # noqa: E402
-from riskcore.model import train_model  # noqa: E402
-from riskcore.releases import load_trained_model  # noqa: E402
-from riskcore.schema import read_client_csv  # noqa: E402
+from riskcore.data.validation import read_client_csv  # noqa: E402
+from riskcore.model.evaluation import predict  # noqa: E402
+from riskcore.model.training import train_model  # noqa: E402
+from riskcore.release.load import load_trained_model  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "udacity"
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MODEL_FILE, TEST_DATA, ConfigError
 
 if TYPE_CHECKING:
-    from riskcore.dbsource import DatabaseSource
+    from riskcore.data.db_setting import DatabaseSource
 
 PATH_KEYS = (
     "input_folder_path",
@@ -173,7 +173,7 @@ def _class_weight(value: Any, where: str) -> Any:
 def _check_model(model: dict, where: str) -> None:
     """The settings scikit-learn would refuse only at the first fit, refused now (stdlib checks only).
 
-    riskcore.model.check_settings then applies scikit-learn's own parameter rules before any step runs.
+    riskcore.model.training.check_settings then applies scikit-learn's own parameter rules before any step runs.
     """
     if model["solver"] not in SOLVERS:
         raise ConfigError(f'Config key "model.solver" in {where} must be one of {", ".join(SOLVERS)}.')
@@ -242,7 +242,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     paths = {key: (base / raw[key]).resolve() for key in path_keys}
     database = None
     if from_database:
-        from riskcore.dbsource import parse_input_database  # standard library only
+        from riskcore.data.db_setting import parse_input_database  # standard library only
 
         database = parse_input_database(raw["input_database"], base, where)
     elif not paths["input_folder_path"].is_dir():

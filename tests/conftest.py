@@ -17,9 +17,9 @@ if str(ROOT) not in sys.path:
 # The throwaway PostgreSQL server's fixtures (tests/pg.py).
 from pg import own_postgres_server, pg_database, postgres_server  # noqa: E402, F401
 
-from riskcore import publish  # noqa: E402
 from riskcore.config import Config, load_config  # noqa: E402
 from riskcore.contract import COLUMNS  # noqa: E402
+from riskcore.release import publish  # noqa: E402
 
 HEADER = ",".join(COLUMNS)
 

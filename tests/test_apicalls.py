@@ -1,4 +1,4 @@
-"""Tests for apicalls.py and riskcore.apiclient: the record of the four calls, numbering, API key, failures
+"""Tests for apicalls.py and riskcore.ops.api_client: the record of the four calls, numbering, API key, failures
 and the command line. The tests that start a server or a subprocess are marked slow."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 import apicalls
 import app as app_module
 from conftest import client_rows, deploy_pipeline, run_script, write_config, write_csv
-from riskcore.apiclient import dataset_location
 from riskcore.config import Config, load_config
 from riskcore.contract import API_RETURNS, DIAGNOSTICS_RECORD, EXIT_FAILED, EXIT_OK
 from riskcore.files import atomic_write_json
-from riskcore.releases import current_deployment
+from riskcore.ops.api_client import dataset_location
+from riskcore.release.load import current_deployment
 
 ENDPOINTS = {"prediction", "scoring", "summarystats", "diagnostics"}
 RECORD = {"generated_at": "2026-01-01T00:00:00Z", "model_version": "v", "release": "000001-x", "summary": [],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from riskcore.apikey import api_key
+from riskcore.api.key import api_key
 from riskcore.config import load_config
 from riskcore.contract import API_KEY_ENV, API_KEY_FILE_ENV, ConfigError
 

@@ -20,8 +20,7 @@ import ingestion
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
-from riskcore import evaluation, publish, schema, summary
-from riskcore.api import inputs, serving
+from riskcore.api import request_rows, serving
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
@@ -35,9 +34,13 @@ from riskcore.contract import (
     SCORE_FILE,
     ConfigError,
 )
+from riskcore.data import validation
+from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json
-from riskcore.releases import Deployment, current_deployment, load_deployed_model
-from riskcore.schema import features_of
+from riskcore.model import evaluation
+from riskcore.release import publish
+from riskcore.release.load import Deployment, current_deployment, load_deployed_model
+from riskcore.report import statistics
 
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
 
@@ -70,15 +73,15 @@ def client(shared):
 
 @pytest.fixture
 def summaries(monkeypatch) -> list[int]:
-    """Counts the calls of riskcore.summary.summarize, which GET /summarystats serves."""
+    """Counts the calls of riskcore.report.statistics.summarize, which GET /summarystats serves."""
     calls: list[int] = []
-    original = summary.summarize
+    original = statistics.summarize
 
     def counting(frame):
         calls.append(len(frame))
         return original(frame)
 
-    monkeypatch.setattr(summary, "summarize", counting)
+    monkeypatch.setattr(statistics, "summarize", counting)
     return calls
 
 
@@ -222,9 +225,9 @@ def test_json_records_are_predicted_without_building_a_dataframe(client, monkeyp
     def no_frames(*args, **kwargs):
         raise AssertionError("the JSON records path must not build a DataFrame")
 
-    monkeypatch.setattr(schema, "parse_csv_bytes", no_frames)
-    monkeypatch.setattr(schema, "validate_frame", no_frames)
-    monkeypatch.setattr(schema, "features_of", no_frames)
+    monkeypatch.setattr(validation, "parse_csv_bytes", no_frames)
+    monkeypatch.setattr(validation, "validate_frame", no_frames)
+    monkeypatch.setattr(validation, "features_of", no_frames)
     monkeypatch.setattr("pandas.DataFrame.__init__", no_frames)
     assert post_json(client, records(50)).status_code == 200
 
@@ -297,7 +300,7 @@ def test_summarystats_is_cached_until_finaldata_changes(deployed, summaries):
     body = first.get_json()
     assert body["data"] == "finaldata.csv"
     assert {(row["column"], row["statistic"]) for row in body["summary"]} == {
-        (c, s) for c in FEATURES for s in summary.STATISTICS}
+        (c, s) for c in FEATURES for s in statistics.STATISTICS}
     assert client.get("/summarystats").get_json() == body
     assert len(summaries) == 1
     write_csv(deployed.input_folder / "extra.csv", client_rows(40, seed=11, prefix="x"))
@@ -594,12 +597,12 @@ def test_an_unknown_query_parameter_is_400(client):
 
 
 def test_an_oversized_body_is_413(client):
-    body = b'{"records": [' + b" " * (inputs.MAX_CONTENT_LENGTH + 1) + b"]}"
+    body = b'{"records": [' + b" " * (request_rows.MAX_CONTENT_LENGTH + 1) + b"]}"
     assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 413, "16 MB")
 
 
 def test_too_many_records_is_413_whatever_the_form(client, shared, monkeypatch):
-    monkeypatch.setattr(inputs, "MAX_RECORDS", 10)
+    monkeypatch.setattr(request_rows, "MAX_RECORDS", 10)
     assert_json_error(post_json(client, records(11)), 413, "11 records", "10")
     assert post_json(client, records(10)).status_code == 200
     assert_json_error(post_json(client, {"dataset": "test/testdata.csv"}), 413, "60 rows")
@@ -696,7 +699,7 @@ EXCHANGES = [
     ("open", "POST", "/prediction", {"json": {"dataset": "../outside/secret.csv"}}, 403),
     ("open", "POST", "/prediction", {"json": {"dataset": "test/missing.csv"}}, 404),
     ("open", "GET", "/prediction", {}, 405),
-    ("open", "POST", "/prediction", {"data": b" " * (inputs.MAX_CONTENT_LENGTH + 1),
+    ("open", "POST", "/prediction", {"data": b" " * (request_rows.MAX_CONTENT_LENGTH + 1),
                                      "content_type": "application/json"}, 413),
     ("open", "POST", "/prediction", {"data": b"records", "content_type": "text/plain"}, 415),
     ("open", "GET", "/risk", {}, 200),

@@ -23,7 +23,7 @@ import pytest
 from test_pages import HOSTILE, KEY, build_project, drift_run
 
 from riskcore.contract import RISK_SCORES, RUN_HISTORY
-from riskcore.history import record_run
+from riskcore.ops.history import record_run
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Tests of the call list and its reasons (riskcore.risklist, riskcore.reasons): risk_scores.csv and its record
+"""Tests of the call list and its reasons (riskcore.report.call_list, riskcore.model.reasons): risk_scores.csv and its record
 on the bundled data, the PDF's "call first" table, POST /prediction and GET /risk, all giving the same reasons."""
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import reporting
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, write_config, write_csv
-from riskcore import reasons, risklist
 from riskcore.config import load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, MODEL_METADATA, DataError
 from riskcore.files import atomic_write_json
-from riskcore.releases import deployed_metadata, load_deployed_model, require_deployment
+from riskcore.model import reasons
+from riskcore.release.load import deployed_metadata, load_deployed_model, require_deployment
+from riskcore.report import call_list
 
 LABELLED = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
 UNLABELLED = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
@@ -92,7 +93,7 @@ def test_the_call_list_is_ranked_by_strictly_decreasing_log_odds(bundled):
     feature (the bundled data has such a pair), whom no model can tell apart: those keep the file's order."""
     config, paths, _, _ = bundled
     rows = read_call_list(paths["risk_scores"])
-    assert list(rows[0]) == list(risklist.COLUMNS)
+    assert list(rows[0]) == list(call_list.COLUMNS)
     assert [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
     position = {client: row["line"] for client, row in latest_rows(config.final_data_file).items()}
     for earlier, later in zip(rows, rows[1:], strict=False):
@@ -138,7 +139,7 @@ def test_the_model_version_is_once_per_file_in_the_record_beside_it(bundled):
     record = json.loads(paths["risk_scores"].with_suffix(".json").read_text())
     rows = read_call_list(paths["risk_scores"])
     assert record["model_version"] == current.model_version and record["release"] == current.release
-    assert record["risk_list"] == "risk_scores.csv" and record["columns"] == list(risklist.COLUMNS)
+    assert record["risk_list"] == "risk_scores.csv" and record["columns"] == list(call_list.COLUMNS)
     assert record["clients"] == len(rows)
     with open(config.final_data_file, newline="", encoding="utf-8") as handle:
         read = sum(1 for _ in csv.DictReader(handle))
@@ -151,12 +152,12 @@ def test_the_pdf_shows_the_reasons_in_the_call_first_table(bundled):
     """Read back with pypdf: each client to call first with the reasons listed first in risk_scores.csv."""
     from pypdf import PdfReader
 
-    from riskcore.pdf import PDF_REASONS
+    from riskcore.report.pdf import PDF_REASONS
 
     _, paths, _, _ = bundled
     pages = [" ".join(page.extract_text().split()) for page in PdfReader(paths["summary_report"]).pages]
     table = next(text for text in pages if "Clients most likely to leave" in text)
-    for row in read_call_list(paths["risk_scores"])[:risklist.TOP_CLIENTS]:
+    for row in read_call_list(paths["risk_scores"])[:call_list.TOP_CLIENTS]:
         shown = "; ".join(row[name] for name in reasons.REASON_COLUMNS[:PDF_REASONS])
         assert f"{row['corporation']} " in table and shown in table, (row["corporation"], shown)
 
@@ -194,7 +195,7 @@ def test_prediction_answers_carry_the_same_reasons_as_the_call_list(bundled):
 def call_list_of(config, tmp_path: Path, header: str, lines: list[str]) -> tuple[list[dict[str, str]], object]:
     clients = tmp_path / "clients.csv"
     clients.write_text(header + "\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
-    result = risklist.risk_scores(config, clients)
+    result = call_list.risk_scores(config, clients)
     return read_call_list(result.path), result
 
 
@@ -241,7 +242,7 @@ def test_a_file_of_clients_who_all_left_gives_an_empty_list(deployed, tmp_path):
 
 @pytest.mark.parametrize(("label", "shown"), [("2", '"2"'), ("yes", '"yes"'), ("-1", '"-1"')])
 def test_a_label_other_than_0_1_or_empty_is_one_sentence_naming_the_row(deployed, tmp_path, label, shown):
-    before = risklist.risk_scores(deployed).path.read_bytes()
+    before = call_list.risk_scores(deployed).path.read_bytes()
     with pytest.raises(DataError, match=f'^clients.csv has {shown} in column "exited" at row 3; expected 0, 1 or '
                                         "an empty value.$"):
         call_list_of(deployed, tmp_path, LABELLED, ["a,1,2,3,0", "b,4,5,6,", f"c,7,8,9,{label}"])
@@ -260,7 +261,7 @@ def test_saturated_probabilities_keep_distinct_log_odds_in_the_file(deployed, tm
     clients = write_csv(tmp_path / "clients.csv", ["low,10000,0,0", "top,30000,0,0", "mid,20000,0,0"],
                         header=UNLABELLED)
     current = require_deployment(deployed.prod_deployment_folder)
-    result = risklist.risk_scores(deployed, clients, model=model, deployment=current, reasons=False)
+    result = call_list.risk_scores(deployed, clients, model=model, deployment=current, reasons=False)
     rows = read_call_list(result.path)
     assert [row["corporation"] for row in rows] == ["top", "mid", "low"]
     assert [row["attrition_probability"] for row in rows] == ["1", "1", "1"]
@@ -360,13 +361,13 @@ def test_pages_cover_the_list_and_the_last_one_says_so(risk_client):
 
 def test_the_ranking_is_built_once_per_deployment_and_version_of_the_data(deployed, monkeypatch):
     built = []
-    original = risklist.ranking_of
+    original = call_list.ranking_of
 
     def counting(source, model):
         built.append(source)
         return original(source, model)
 
-    monkeypatch.setattr(risklist, "ranking_of", counting)
+    monkeypatch.setattr(call_list, "ranking_of", counting)
     client = app_module.create_app(deployed.config_file).test_client()
     first = client.get("/risk?top=3").get_json()
     client.get("/risk?top=5&offset=2")
@@ -401,7 +402,7 @@ def test_a_model_trained_before_the_reasons_is_still_ranked_without_them(deploye
     atomic_write_json(deployed.output_model_folder / MODEL_METADATA, metadata)
     older = deployment.run(deployed)  # the same model again, with metadata as an older training wrote it
     assert "average_client" not in deployed_metadata(older)
-    result = risklist.risk_scores(deployed)
+    result = call_list.risk_scores(deployed)
     rows = read_call_list(result.path)
     assert rows and all(row[name] == "" for row in rows for name in reasons.REASON_COLUMNS)
     assert json.loads(result.record.read_text())["average_log_odds"] is None

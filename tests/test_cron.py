@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY
-from riskcore.history import read_history
-from riskcore.releases import current_deployment
+from riskcore.ops.history import read_history
+from riskcore.release.load import current_deployment
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, make_project
 from riskcore.config import load_config
-from riskcore.releases import current_deployment
+from riskcore.release.load import current_deployment
 
 pytestmark = pytest.mark.slow
 

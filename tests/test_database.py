@@ -1,4 +1,4 @@
-"""The database source (riskcore.dbsource, .database, .tableread): config, the cheap change check, the read.
+"""The database source (riskcore.data.db_setting, .db_connection, .db_ingest): config, the cheap change check, the read.
 
 SQLite runs through the standard library, in-process. PostgreSQL runs on a real throwaway server
 (tests/pg.py: Debian's binaries, a free loopback port, an unprivileged user); those tests are
@@ -20,16 +20,17 @@ import pytest
 
 import datagen
 from conftest import ROOT, client_rows, deploy_pipeline, run_script, tree_snapshot, write_config, write_csv
-from riskcore import automation, tableread
 from riskcore.config import load_config
 from riskcore.contract import INGESTION_RECORD, RISK_RECORD, ConfigError
-from riskcore.database import DatabaseError, new_data
-from riskcore.dbsource import DatabaseSource, parse_input_database, postgres_endpoint
+from riskcore.data import db_ingest
+from riskcore.data.db_connection import DatabaseError, new_data
+from riskcore.data.db_ingest import read_table
+from riskcore.data.db_setting import DatabaseSource, parse_input_database, postgres_endpoint
 from riskcore.files import atomic_write_json
-from riskcore.history import read_history
-from riskcore.releases import require_deployment
-from riskcore.runs import history_path
-from riskcore.tableread import read_table
+from riskcore.ops import tick
+from riskcore.ops.history import read_history
+from riskcore.ops.run_record import history_path
+from riskcore.release.load import require_deployment
 
 COLUMNS_SQL = ("corporation TEXT, lastmonth_activity INTEGER, lastyear_activity INTEGER, "
                "number_of_employees INTEGER, exited INTEGER")
@@ -285,8 +286,8 @@ def test_a_tick_question_against_sqlite_imports_no_data_library(tmp_path: Path):
     code = f"""
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
-from riskcore.database import new_data
-from riskcore.dbsource import parse_input_database
+from riskcore.data.db_connection import new_data
+from riskcore.data.db_setting import parse_input_database
 from pathlib import Path
 source = parse_input_database({{"url": "sqlite:///crm.sqlite", "table": "clients", "watermark_column": "updated_at"}},
                               Path({str(tmp_path)!r}), "config.json")
@@ -412,21 +413,21 @@ def test_postgres_server_down_is_one_sentence_naming_host_port_and_database(own_
 
 @pytest.mark.slow
 def test_postgres_connection_lost_before_or_during_the_read_is_one_sentence(pg_env, pg_database, monkeypatch):
-    from riskcore.database import connect
+    from riskcore.data.db_connection import connect
 
     server = pg_env
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     source = pg_source(server, pg_database)
     lost = (f'Cannot read table "clients" (PostgreSQL at 127.0.0.1:{server.port}, database {pg_database}): '
             "the connection was lost.")
-    fetch = tableread.fetch
+    fetch = db_ingest.fetch
 
     def terminated_then_fetch(connection, columns):  # the server ends our session between two queries
         server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name = 'dynamic-risk-assessment';")
         return fetch(connection, columns)
 
-    monkeypatch.setattr(tableread, "fetch", terminated_then_fetch)
+    monkeypatch.setattr(db_ingest, "fetch", terminated_then_fetch)
     with pytest.raises(DatabaseError) as caught:
         read_table(source, None)
     assert str(caught.value) == lost
@@ -512,23 +513,23 @@ def test_sqlite_table_first_deployment_then_nothing_then_keep_then_retrain(tmp_p
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))
     config = table_project(tmp_path, "sqlite:///crm.sqlite")
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["first deployment"]
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
     record = deployed_record(config)
     assert record["database"]["source"] == {"url": "sqlite:///crm.sqlite", "table": "clients",
                                             "watermark_column": "updated_at"}
     assert (record["rows_read"], record["rows_kept"]) == (220, 220)
     assert record["database"]["state"]["watermark"] == {"min": "2024-01-01", "max": "2024-01-01"}
     snapshot = tree_snapshot(tmp_path)
-    assert automation.tick(config, done) == 0 and len(done.calls) == 1  # nothing new: nothing changes
+    assert tick.tick(config, done) == 0 and len(done.calls) == 1  # nothing new: nothing changes
     assert tree_snapshot(tmp_path) == snapshot
     version = deployed_version(config)
     sqlite_table(db, as_tuples(client_rows(80, seed=5, noise=0.0), "2024-02-01"))  # the model gets these right
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "keep"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "keep"
     row = runs(config)[-1]
     assert row["rows_new"] == 80 and row["f1_new_data"] >= row["baseline"] and deployed_version(config) == version
     assert deployed_record(config)["database"]["state"]["watermark"]["max"] == "2024-02-01"
     sqlite_table(db, as_tuples(client_rows(200, seed=6, flip=True), "2024-03-01"))  # labels flipped: drift
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
     row = runs(config)[-1]
     assert row["rows_new"] == 200 and row["f1_new_data"] < row["baseline"] and deployed_version(config) != version
 
@@ -538,10 +539,10 @@ def test_sqlite_table_without_watermark_checks_only_the_changed_rows(tmp_path: P
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST), watermark=False)
     config = table_project(tmp_path, "sqlite:///crm.sqlite", watermark=None)
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["first deployment"]
-    assert automation.tick(config, done) == 0 and len(done.calls) == 1
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
+    assert tick.tick(config, done) == 0 and len(done.calls) == 1
     sqlite_table(db, as_tuples(client_rows(200, seed=6, flip=True)), watermark=False)
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
     assert runs(config)[-1]["rows_new"] == 200
 
 
@@ -549,12 +550,12 @@ def test_unlabelled_clients_in_a_table_are_kept_for_the_risk_list_and_the_model_
 
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))
     config = table_project(tmp_path, "sqlite:///crm.sqlite")
-    assert automation.tick(config, Reports()) == 0
+    assert tick.tick(config, Reports()) == 0
     version = deployed_version(config)
     newcomers = [(*row[:4], None, "2024-02-01") for row in as_tuples(client_rows(30, seed=8, prefix="n"))]
     sqlite_table(db, newcomers)
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["keep"]
+    assert tick.tick(config, done) == 0 and done.calls == ["keep"]
     row = runs(config)[-1]
     assert row["drift_verdict"].startswith("no labels yet") and row["rows_new"] == 30
     assert deployed_version(config) == version
@@ -570,9 +571,9 @@ def test_example_sqlite_life_cycle_first_deployment_then_the_new_market_retrains
     datagen.write_sqlite(tmp_path / "db" / "clients.sqlite", "practice", ROOT)
     config = load_config(tmp_path / "config.database.json")
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["first deployment"]
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
     assert datagen.write_sqlite(tmp_path / "db" / "clients.sqlite", "source", ROOT) == 10_150
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
     row = runs(config)[-1]
     assert row["rows_new"] == 10_000 and row["f1_new_data"] < row["baseline"]
 
@@ -586,19 +587,19 @@ def test_postgres_table_first_deployment_then_new_and_updated_rows_drive_the_dec
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     config = table_project(tmp_path, server.url(pg_database))
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["first deployment"]
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
     record = deployed_record(config)["database"]
     assert record["source"]["url"] == f"postgresql://127.0.0.1:{server.port}/{pg_database}"  # no user
     assert record["state"]["watermark"]["max"] == "2024-01-01 00:00:00+00"
-    assert automation.tick(config, done) == 0 and len(done.calls) == 1
+    assert tick.tick(config, done) == 0 and len(done.calls) == 1
     server.psql(f"INSERT INTO clients VALUES {pg_values(client_rows(80, seed=5, noise=0.0), '2024-02-01Z')};",
                 pg_database)
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "keep"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "keep"
     assert runs(config)[-1]["rows_new"] == 80
     # Rows updated in place with a newer watermark: the same clients, their labels flipped.
     server.psql("UPDATE clients SET exited = 1 - exited, updated_at = '2024-03-01Z' "
                 "WHERE corporation LIKE 'c01%';", pg_database)
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
     row = runs(config)[-1]
     assert row["rows_new"] == 120 and row["rows_ingested"] == 300  # still one row per client
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -614,26 +615,26 @@ def test_postgres_stopped_mid_tick_fails_the_run_changes_nothing_and_the_next_ti
         monkeypatch.setenv(key, value)
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};")
     config = table_project(tmp_path, server.url("postgres"))
-    assert automation.tick(config, Reports()) == 0
+    assert tick.tick(config, Reports()) == 0
     server.psql(f"INSERT INTO clients VALUES {pg_values(client_rows(200, seed=6, flip=True), '2024-02-01Z')};")
     before = {folder: tree_snapshot(folder) for folder in (config.prod_deployment_folder, config.output_folder)}
-    read = tableread.read_table
+    read = db_ingest.read_table
 
     def stop_then_read(*args, **kwargs):  # the change check has seen the new rows; the server goes away
         server.stop()
         return read(*args, **kwargs)
 
-    monkeypatch.setattr(tableread, "read_table", stop_then_read)
+    monkeypatch.setattr(db_ingest, "read_table", stop_then_read)
     done = Reports()
-    assert automation.tick(config, done) == 1 and done.calls == []
+    assert tick.tick(config, done) == 1 and done.calls == []
     row = runs(config)[-1]
     assert row["outcome"] == "failed"
     assert row["error"] == (f'step ingestion failed: Cannot read table "clients" (PostgreSQL at 127.0.0.1:'
                             f'{server.port}, database postgres): the server is not answering.')
     assert {folder: tree_snapshot(folder) for folder in before} == before
-    monkeypatch.setattr(tableread, "read_table", read)
+    monkeypatch.setattr(db_ingest, "read_table", read)
     server.start()
-    assert automation.tick(config, done) == 0 and done.calls == ["retrain"]
+    assert tick.tick(config, done) == 0 and done.calls == ["retrain"]
 
 
 @pytest.mark.slow
@@ -643,7 +644,7 @@ def test_postgres_wrong_password_as_cron_runs_it_exits_1_and_shows_no_password(p
     server = pg_env
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     config = table_project(tmp_path, server.url(pg_database))
-    assert automation.tick(config, Reports()) == 0
+    assert tick.tick(config, Reports()) == 0
     server.psql(f"INSERT INTO clients VALUES {pg_values(client_rows(5, seed=5), '2024-02-01Z')};", pg_database)
     before = tree_snapshot(tmp_path)
     wrong = "Wr0ng-Pa55-4-cron"
@@ -665,7 +666,7 @@ def test_postgres_missing_table_or_column_as_cron_runs_it_exits_1_with_one_sente
     server = pg_env
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     config = table_project(tmp_path, server.url(pg_database))
-    assert automation.tick(config, Reports()) == 0
+    assert tick.tick(config, Reports()) == 0
     server.psql("ALTER TABLE clients RENAME TO customers;" if break_it == "missing table"
                 else "ALTER TABLE clients DROP COLUMN lastyear_activity;", pg_database)
     before = tree_snapshot(tmp_path)
@@ -697,13 +698,13 @@ def test_course_decisions_from_a_postgres_table(pg_env, pg_database, tmp_path: P
     config = table_project(tmp_path, server.url(pg_database))
     write_csv(config.test_data_file, (COURSE / "testdata" / "testdata.csv").read_text().splitlines()[1:])
     done = Reports()
-    assert automation.tick(config, done) == 0 and done.calls == ["first deployment"]
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
     arrive(sorted((COURSE / "sourcedata").glob("*.csv")), "2024-02-01Z")
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "keep"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "keep"
     row = runs(config)[-1]
     assert (round(row["f1_new_data"], 4), round(row["baseline"], 4)) == (0.6923, 0.5714)
     arrive([COURSE / "validation_data" / "drift" / "drift.csv"], "2024-03-01Z")
-    assert automation.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
     assert round(runs(config)[-1]["f1_new_data"], 4) == 0.0
 
 
@@ -724,7 +725,7 @@ def test_a_real_no_op_tick_on_a_sqlite_table_imports_no_data_library_and_no_post
     sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))
     config = deploy_pipeline(table_project(tmp_path, "sqlite:///crm.sqlite"))
     imported = imported_by_a_tick(config)
-    assert {"riskcore.database", "sqlite3"} <= imported
+    assert {"riskcore.data.db_connection", "sqlite3"} <= imported
     assert sorted({name.split(".")[0] for name in imported} & {*HEAVY, "adbc_driver_manager", "nanoarrow"}) == []
 
 
@@ -734,5 +735,5 @@ def test_a_real_no_op_tick_on_a_postgres_table_imports_no_data_library(pg_env, p
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     config = deploy_pipeline(table_project(tmp_path, server.url(pg_database)))
     imported = imported_by_a_tick(config, server.client_env())
-    assert {"riskcore.database", "adbc_driver_postgresql", "nanoarrow"} <= imported
+    assert {"riskcore.data.db_connection", "adbc_driver_postgresql", "nanoarrow"} <= imported
     assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []

@@ -9,7 +9,6 @@ import pytest
 import scoring
 import training
 from conftest import run_script, tree_snapshot
-from riskcore import evaluation, publish, releases
 from riskcore.config import Config
 from riskcore.contract import (
     INGESTED_FILES,
@@ -21,7 +20,9 @@ from riskcore.contract import (
     IntegrityError,
 )
 from riskcore.files import sha256_file
-from riskcore.releases import current_release_name, load_deployed_model, require_deployment
+from riskcore.model import evaluation
+from riskcore.release import load, publish
+from riskcore.release.load import current_release_name, load_deployed_model, require_deployment
 
 
 def test_deploy_publishes_the_three_course_files(deployed: Config):
@@ -52,7 +53,7 @@ def test_tampered_deployed_model_is_refused_before_unpickling(deployed: Config, 
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"cos\nsystem\n(S'true'\ntR.")
     unpickled = []
-    monkeypatch.setattr(releases, "load_model_bytes", lambda b: unpickled.append(b))
+    monkeypatch.setattr(load, "load_model_bytes", lambda b: unpickled.append(b))
     with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
         load_deployed_model(current)
     assert unpickled == []
@@ -127,7 +128,7 @@ def test_old_releases_are_pruned_but_current_kept(deployed: Config):
     keep = deployed.automation["keep_releases"]
     for _ in range(keep + 2):
         publish.deploy(deployed)
-    names = releases.release_names(prod)
+    names = load.release_names(prod)
     assert len(names) == keep and current_release_name(prod) == names[-1]  # deploying prunes the oldest
     # Roll back twice: the current release is now the third newest, not the newest.
     publish.rollback(prod)
@@ -135,7 +136,7 @@ def test_old_releases_are_pruned_but_current_kept(deployed: Config):
     assert current.release == names[-3] != names[-1]
     served = (prod / MODEL_FILE).read_bytes()
     publish.prune_releases(prod, keep=2)
-    assert releases.release_names(prod) == [names[-3], *names[-2:]]  # the two newest, and the current one
+    assert load.release_names(prod) == [names[-3], *names[-2:]]  # the two newest, and the current one
     assert current_release_name(prod) == current.release
     assert (prod / MODEL_FILE).read_bytes() == served
     load_deployed_model(require_deployment(prod))  # still complete: every file matches its manifest
@@ -143,8 +144,8 @@ def test_old_releases_are_pruned_but_current_kept(deployed: Config):
     training.run(deployed)
     scoring.run(deployed)
     newest = publish.deploy(deployed)
-    assert current_release_name(prod) == newest.release == releases.release_names(prod)[-1]
-    assert releases.release_names(prod) == [names[-3], *names[-2:], newest.release]
+    assert current_release_name(prod) == newest.release == load.release_names(prod)[-1]
+    assert load.release_names(prod) == [names[-3], *names[-2:], newest.release]
 
 
 def test_records_only_deployment_keeps_the_model(deployed: Config):

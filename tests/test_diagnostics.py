@@ -1,4 +1,4 @@
-"""Tests of diagnostics.py and its modules (riskcore.diagnostics, dependencies, timing): exact
+"""Tests of diagnostics.py and its modules (riskcore.report.diagnostics, dependencies, timing): exact
 statistics on known data, timings that touch nothing, a bounded dependency check, the record the
 API serves, and the command as a user runs it."""
 
@@ -16,8 +16,6 @@ import pytest
 import app as app_module
 import diagnostics
 from conftest import run_script, tree_snapshot
-from riskcore import dependencies, timing
-from riskcore import diagnostics as record_module
 from riskcore.config import load_config
 from riskcore.contract import (
     API_KEY_ENV,
@@ -32,10 +30,12 @@ from riskcore.contract import (
     IntegrityError,
     UserError,
 )
+from riskcore.data.validation import features_of, read_client_csv
 from riskcore.files import utc_now
-from riskcore.releases import load_deployed_model, require_deployment
-from riskcore.schema import features_of, read_client_csv
-from riskcore.summary import STATISTICS
+from riskcore.release.load import load_deployed_model, require_deployment
+from riskcore.report import dependencies, timing
+from riskcore.report import diagnostics as record_module
+from riskcore.report.statistics import STATISTICS
 
 KNOWN = pd.DataFrame({
     "corporation": ["a", "b", "c", "d"],
@@ -414,8 +414,8 @@ def test_timing_runs_are_logged_as_timing_runs_not_as_training(deployed, caplog)
     caplog.set_level(logging.INFO)
     diagnostics.execution_time(deployed, repeat=2)
     lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
-    assert not [line for line in lines if line[0] != "riskcore.timing" and line[1] <= logging.INFO]
-    own = [message for name, _, message in lines if name == "riskcore.timing"]
+    assert not [line for line in lines if line[0] != "riskcore.report.timing" and line[1] <= logging.INFO]
+    own = [message for name, _, message in lines if name == "riskcore.report.timing"]
     assert [m.split(":")[0] for m in own] == ["timing run 1 of 2", "timing run 2 of 2"]
     assert all("trained a throw-away model on 220 rows, never deployed" in m for m in own)
 
@@ -425,9 +425,9 @@ def test_timing_runs_show_the_steps_own_lines_marked_when_verbose(deployed, capl
 
     caplog.set_level(logging.DEBUG)
     diagnostics.execution_time(deployed)
-    steps = [r.getMessage() for r in caplog.records if r.name in ("riskcore.model", "riskcore.evaluation")]
+    steps = [r.getMessage() for r in caplog.records if r.name in ("riskcore.model.training", "riskcore.model.evaluation")]
     assert steps and all(m.startswith("timing run: ") for m in steps)
-    assert logging.getLogger("riskcore.model").filters == [] and all(
+    assert logging.getLogger("riskcore.model.training").filters == [] and all(
         not isinstance(f, timing.TimingRunLines) for h in logging.getLogger().handlers for f in h.filters)
 
 

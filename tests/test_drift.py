@@ -1,4 +1,4 @@
-"""riskcore.drift: the F1 drift tests on a known history, KS against scipy, PSI against a table worked out by hand."""
+"""riskcore.model.drift: the F1 drift tests on a known history, KS against scipy, PSI against a table worked out by hand."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from riskcore import drift
 from riskcore.contract import FEATURES
+from riskcore.model import drift
 
 # --- Model drift: the deployed model's F1 on new data against its baseline or history ----------
 HISTORY = [0.80, 0.82, 0.78, 0.81, 0.79]  # mean 0.80, stdev 0.01581, Q1 0.79, Q3 0.81

@@ -1,4 +1,4 @@
-"""GET /history (riskcore.api.evidence): the run history as JSON, newest first, paged, as the OpenAPI
+"""GET /history (riskcore.api.history_view): the run history as JSON, newest first, paged, as the OpenAPI
 document describes it."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 
 import app as app_module
 from riskcore.contract import API_KEY_ENV, RUN_HISTORY
-from riskcore.history import HISTORY_COLUMNS, read_history, record_run
-from riskcore.runs import Run
+from riskcore.ops.history import HISTORY_COLUMNS, read_history, record_run
+from riskcore.ops.run_record import Run
 
 DRIFT = {"features": {
     "lastmonth_activity": {"psi": 1.2496, "psi_label": "drift", "ks_statistic": 0.3271, "ks_p_value": 1.8e-216,

@@ -18,7 +18,6 @@ import pytest
 
 import fullprocess
 from conftest import HEADER, ROOT, client_rows, free_port, run_script, tree_snapshot, write_csv
-from riskcore import automation
 from riskcore.config import Config
 from riskcore.contract import (
     FEATURES,
@@ -32,11 +31,12 @@ from riskcore.contract import (
 )
 from riskcore.faults import KILL_AT_ENV
 from riskcore.files import atomic_write_json
-from riskcore.history import read_history
-from riskcore.lock import exclusive_lock
-from riskcore.newdata import detect_new_files
-from riskcore.releases import current_deployment, require_deployment
-from riskcore.runs import PENDING_FILE, Run, write_pending
+from riskcore.ops import tick as tick_module
+from riskcore.ops.history import read_history
+from riskcore.ops.lock import exclusive_lock
+from riskcore.ops.new_data import detect_new_files
+from riskcore.ops.run_record import PENDING_FILE, Run, write_pending
+from riskcore.release.load import current_deployment, require_deployment
 
 
 def tick(config: Config, api_url: str, *extra: str) -> int:
@@ -95,7 +95,7 @@ def test_new_data_the_model_gets_right_keeps_the_model(deployed: Config):
     before = deployed_state(deployed)
     add_good_data(deployed)
     done = Reports()
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     after = deployed_state(deployed)
     assert (after["model_sha"], after["baseline"], after["version"]) == \
         (before["model_sha"], before["baseline"], before["version"])
@@ -108,7 +108,7 @@ def test_new_data_the_model_gets_right_keeps_the_model(deployed: Config):
     assert set(row["step_seconds"]) == {"ingestion", "drift_check", "record_files"}
     # The files are now processed: the next tick does nothing.
     snapshot = tree_snapshot(deployed.config_file.parent)
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     assert tree_snapshot(deployed.config_file.parent) == snapshot and len(done.calls) == 1
 
 
@@ -116,7 +116,7 @@ def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config):
     before = deployed_state(deployed)
     add_flipped_data(deployed)  # beside the files already processed, as they accumulate
     done = Reports()
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     after = deployed_state(deployed)
     assert after["model_sha"] != before["model_sha"] and after["version"] != before["version"]
     assert after["baseline"] == (deployed.output_model_folder / SCORE_FILE).read_text()
@@ -134,7 +134,7 @@ def test_new_data_with_flipped_labels_retrains_and_redeploys(deployed: Config):
 def test_first_tick_with_nothing_deployed_deploys(config: Config):
     assert current_deployment(config.prod_deployment_folder) is None
     done = Reports()
-    assert automation.tick(config, done) == 0
+    assert tick_module.tick(config, done) == 0
     assert deployed_state(config)["ingested"] == "dataset1.csv\ndataset2.csv\n"
     assert done.calls == [(1, "first deployment")]
     [row] = history(config)
@@ -143,14 +143,14 @@ def test_first_tick_with_nothing_deployed_deploys(config: Config):
 
 
 def test_the_psi_the_automation_records_is_the_shared_psi_of_the_new_rows(deployed: Config):
-    """riskcore.drift.psi of the new file's rows against the deployed training profile: the number
+    """riskcore.model.drift.psi of the new file's rows against the deployed training profile: the number
     the automation records is the shared function's, on the new data alone."""
-    from riskcore.drift import psi, psi_drifted
-    from riskcore.schema import read_client_csv
+    from riskcore.data.validation import read_client_csv
+    from riskcore.model.drift import psi, psi_drifted
 
     add_good_data(deployed)
     profile = json.loads(require_deployment(deployed.prod_deployment_folder).path(MODEL_METADATA).read_text())
-    assert automation.tick(deployed, Reports()) == 0
+    assert tick_module.tick(deployed, Reports()) == 0
     [row] = history(deployed)
     new = read_client_csv(deployed.input_folder / "dataset3.csv")
     threshold = deployed.automation["psi_threshold"]
@@ -173,7 +173,7 @@ def test_a_rejected_file_exits_1_naming_it_and_is_not_new_again_until_it_changes
     bad.write_text("corporation,exited\nabcd,1\n")
     add_good_data(deployed)
     done = Reports()
-    assert automation.tick(deployed, done) == 1  # cron mails the sentence
+    assert tick_module.tick(deployed, done) == 1  # cron mails the sentence
     assert done.calls == [(1, "keep")]  # the good file went ahead
     [row] = history(deployed)
     assert [r["name"] for r in row["files_rejected"]] == ["broken.csv"]
@@ -189,7 +189,7 @@ def test_new_data_without_labels_keeps_the_model_and_is_recorded_as_processed(de
     write_csv(deployed.input_folder / "clients.csv", [r.rsplit(",", 1)[0] for r in client_rows(40, seed=7)],
               header=HEADER.removesuffix(",exited"))
     done = Reports()
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     assert done.calls == [(1, "keep")]
     [row] = history(deployed)
     assert row["drift_verdict"].startswith("no labels yet") and row["f1_new_data"] is None
@@ -206,25 +206,25 @@ def test_a_broken_reexport_of_an_ingested_file_holds_back_and_exits_1(deployed: 
     with open(deployed.input_folder / "dataset1.csv", "a") as handle:
         handle.write('zzzz,10,"1,200",5,0\n')
     done = Reports()
-    assert automation.tick(deployed, done) == 1
+    assert tick_module.tick(deployed, done) == 1
     assert done.calls == []
     assert tree_snapshot(deployed.prod_deployment_folder) == before and deployed.final_data_file.read_bytes() == final
     [row] = history(deployed)
     assert [r["name"] for r in row["files_rejected"]] == ["dataset1.csv"]
     assert row["outcome"] == "failed" and "dataset1.csv was ingested before" in row["error"]
     # Still new, so every tick says so until a good version arrives.
-    assert automation.tick(deployed, done) == 1 and len(history(deployed)) == 2
+    assert tick_module.tick(deployed, done) == 1 and len(history(deployed)) == 2
 
 
 def test_a_removed_file_is_dropped_only_when_the_operator_asks(deployed: Config):
     (deployed.input_folder / "dataset2.csv").unlink()
     done = Reports()
-    assert automation.tick(deployed, done) == 0 and done.calls == []  # nothing new, nothing lost
+    assert tick_module.tick(deployed, done) == 0 and done.calls == []  # nothing new, nothing lost
     add_good_data(deployed)
-    assert automation.tick(deployed, done) == 1  # new data, but it would lose dataset2.csv's rows
+    assert tick_module.tick(deployed, done) == 1  # new data, but it would lose dataset2.csv's rows
     assert "--allow-removed" in history(deployed)[-1]["error"]
     assert deployed_state(deployed)["ingested"] == "dataset1.csv\ndataset2.csv\n"
-    assert automation.tick(deployed, done, allow_removed=True) == 0
+    assert tick_module.tick(deployed, done, allow_removed=True) == 0
     assert deployed_state(deployed)["ingested"] == "dataset1.csv\ndataset3.csv\n"
     record = json.loads((deployed.prod_deployment_folder / INGESTION_RECORD).read_text())
     assert [entry["name"] for entry in record["removed"]] == ["dataset2.csv"]
@@ -233,7 +233,7 @@ def test_a_removed_file_is_dropped_only_when_the_operator_asks(deployed: Config)
 def test_allow_removed_alone_is_work(deployed: Config):
     (deployed.input_folder / "dataset2.csv").unlink()
     done = Reports()
-    assert automation.tick(deployed, done, allow_removed=True) == 0
+    assert tick_module.tick(deployed, done, allow_removed=True) == 0
     assert done.calls == [(1, "keep")]
     assert history(deployed)[-1]["drift_verdict"] == "no new rows to check: the model is kept"
     assert deployed_state(deployed)["ingested"] == "dataset1.csv\n"
@@ -249,8 +249,8 @@ def test_dry_run_with_allow_removed_shows_the_drop(deployed: Config, capsys):
 
 
 def test_acknowledged_files_count_as_processed(deployed: Config):
-    from riskcore.control import acknowledge
     from riskcore.files import sha256_file
+    from riskcore.release.operator_state import acknowledge
 
     add_good_data(deployed)
     current = require_deployment(deployed.prod_deployment_folder)
@@ -272,7 +272,7 @@ def test_a_failing_step_leaves_production_unchanged_and_exits_1(deployed: Config
     deployed.model_file.unlink()
     deployed.model_file.mkdir()  # training cannot write its model: a real failing write
     done = Reports()
-    assert automation.tick(deployed, done) == 1
+    assert tick_module.tick(deployed, done) == 1
     assert tree_snapshot(deployed.prod_deployment_folder) == before
     assert done.calls == []
     [row] = history(deployed)
@@ -284,7 +284,7 @@ def test_a_tampered_deployment_makes_the_run_fail(deployed: Config):
     add_good_data(deployed)
     model = require_deployment(deployed.prod_deployment_folder).path(MODEL_FILE)
     model.write_bytes(model.read_bytes()[:-3])
-    assert automation.tick(deployed, Reports()) == 1
+    assert tick_module.tick(deployed, Reports()) == 1
     [row] = history(deployed)
     assert "step drift_check failed" in row["error"] and "sha256" in row["error"]
 
@@ -309,7 +309,7 @@ def test_a_pending_run_that_had_decided_gets_its_reports_on_the_next_tick(deploy
     version = require_deployment(deployed.prod_deployment_folder).model_version
     write_pending(deployed, Run(started_at=started, run_number=4, decision="keep", version_before=version))
     done = Reports()
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     assert done.calls == [(4, "keep")]  # under its own number and decision
     [row] = history(deployed)
     assert (row["started_at"], row["decision"], row["outcome"], row["run_number"]) == (started, "keep", "done", 4)
@@ -318,12 +318,12 @@ def test_a_pending_run_that_had_decided_gets_its_reports_on_the_next_tick(deploy
 
 def test_a_pending_run_that_is_already_recorded_is_only_cleared(deployed: Config):
     add_good_data(deployed)
-    assert automation.tick(deployed, Reports()) == 0
+    assert tick_module.tick(deployed, Reports()) == 0
     [row] = history(deployed)
     write_pending(deployed, Run(run_id=row["run_id"], started_at=row["started_at"], run_number=1,
                                 decision="keep"))  # killed after recording
     done = Reports()
-    assert automation.tick(deployed, done) == 0
+    assert tick_module.tick(deployed, done) == 0
     assert done.calls == [] and len(history(deployed)) == 1
     assert not (deployed.output_model_folder / PENDING_FILE).exists()
 
@@ -342,7 +342,7 @@ def test_a_tick_that_finds_the_lock_held_exits_0_and_does_nothing(deployed: Conf
 
 def test_history_prints_a_table(deployed: Config, capsys):
     add_good_data(deployed)
-    automation.tick(deployed, Reports())
+    tick_module.tick(deployed, Reports())
     capsys.readouterr()
     assert fullprocess.main(["--config", str(deployed.config_file), "--history"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -352,18 +352,18 @@ def test_history_prints_a_table(deployed: Config, capsys):
 
 def test_log_file_is_written(deployed: Config):
     add_good_data(deployed)
-    automation.tick(deployed, Reports())
-    text = (deployed.output_model_folder / automation.LOG_FILE).read_text()
+    tick_module.tick(deployed, Reports())
+    text = (deployed.output_model_folder / tick_module.LOG_FILE).read_text()
     assert "step ingestion done in" in text and "decision: keep" in text
 
 
 # --- The cron rule: a tick with nothing to do pays for no heavy library ------------------------
 HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportlab")
 # Every module a tick with nothing new imports: the script and the stdlib-only part of riskcore.
-NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.apikey", "riskcore.automation", "riskcore.cli", "riskcore.config",
-              "riskcore.contract", "riskcore.control", "riskcore.faults", "riskcore.files", "riskcore.history", "riskcore.inputs",
-              "riskcore.lock", "riskcore.newdata", "riskcore.releases", "riskcore.runs",
-              "riskcore.database", "riskcore.dbsource")  # a database table's tick (input_database)
+NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.api.key", "riskcore.ops.tick", "riskcore.cli", "riskcore.config",
+              "riskcore.contract", "riskcore.release.operator_state", "riskcore.faults", "riskcore.files", "riskcore.ops.history", "riskcore.data.input_files",
+              "riskcore.ops.lock", "riskcore.ops.new_data", "riskcore.release.load", "riskcore.ops.run_record",
+              "riskcore.data.db_connection", "riskcore.data.db_setting")  # a database table's tick (input_database)
 
 
 def module_level_imports(tree: ast.AST) -> list[str]:
@@ -397,7 +397,7 @@ def test_a_real_no_op_tick_imports_no_heavy_library(deployed: Config, tmp_path: 
     assert "no new data" in result.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:") and "imported package" not in line}
-    assert {"riskcore.automation", "riskcore.newdata", "riskcore.releases"} <= imported  # the tick's path was seen
+    assert {"riskcore.ops.tick", "riskcore.ops.new_data", "riskcore.release.load"} <= imported  # the tick's path was seen
     assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []
 
 

@@ -1,4 +1,4 @@
-"""riskcore.history: the one writer and the one reader of runhistory.sqlite."""
+"""riskcore.ops.history: the one writer and the one reader of runhistory.sqlite."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import fullprocess
 from riskcore.contract import RUN_HISTORY
-from riskcore.history import (
+from riskcore.ops.history import (
     HISTORY_COLUMNS,
     HISTORY_FORMATS,
     format_history,
@@ -23,7 +23,7 @@ from riskcore.history import (
     record_run,
     score_history,
 )
-from riskcore.runs import Run
+from riskcore.ops.run_record import Run
 
 
 def row(started: str, **values) -> dict:

@@ -1,4 +1,4 @@
-"""Honest evaluation of a retrain (riskcore.holdout, riskcore.evaluation.scores_with_intervals): the held-out
+"""Honest evaluation of a retrain (riskcore.model.holdout, riskcore.model.evaluation.scores_with_intervals): the held-out
 new rows, both models' F1 and ROC AUC with bootstrap intervals, and the marks of few rows and of an AUC
 below 0.5."""
 
@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
 from riskcore.contract import COLUMNS, FEATURES, FEW_ROWS
-from riskcore.evaluation import scores_with_intervals
-from riskcore.history import describe_evaluation, figure_text
-from riskcore.holdout import holdout_clients
+from riskcore.model.evaluation import scores_with_intervals
+from riskcore.model.holdout import holdout_clients
+from riskcore.ops.history import describe_evaluation, figure_text
 
 
 def frame_of(n: int, seed: int, noise: float = 0.2) -> pd.DataFrame:
@@ -116,7 +116,7 @@ def test_holdout_size(rows, share, held):
 # --- In a retrain: the holdout, the flag and the promotion gate ----------------------------------
 def new_model_worse(monkeypatch) -> None:
     """Make the new model score below the old one on the holdout (its real figures, F1 lowered)."""
-    from riskcore import holdout
+    from riskcore.model import holdout
 
     real = holdout.both_models
 
@@ -147,8 +147,8 @@ def test_a_new_model_worse_on_the_holdout_is_flagged_and_the_gate_keeps_the_old_
     from test_reporting import pdf_pages, run_automation, squeeze
 
     from riskcore.contract import RUN_HISTORY
-    from riskcore.history import read_history
-    from riskcore.releases import require_deployment
+    from riskcore.ops.history import read_history
+    from riskcore.release.load import require_deployment
 
     config = drifted_project(tmp_path, gate)
     before = require_deployment(config.prod_deployment_folder).model_version
@@ -174,7 +174,7 @@ def test_a_new_model_worse_on_the_holdout_is_flagged_and_the_gate_keeps_the_old_
 
 
 def test_a_first_deployment_holds_nothing_out(deployed):
-    from riskcore.releases import deployed_metadata, require_deployment
+    from riskcore.release.load import deployed_metadata, require_deployment
 
     metadata = deployed_metadata(require_deployment(deployed.prod_deployment_folder))
     assert metadata["training_rows"] == 220 and "evaluation" not in metadata

@@ -19,7 +19,7 @@ import ingestion
 from conftest import HEADER, client_rows, run_script
 from riskcore.config import Config
 from riskcore.contract import COLUMNS, FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
-from riskcore.schema import CLIENT_SCHEMA, CSV_READ_OPTIONS, parse_csv_bytes, read_client_frame, validate_frame
+from riskcore.data.validation import CLIENT_SCHEMA, CSV_READ_OPTIONS, parse_csv_bytes, read_client_frame, validate_frame
 
 GOOD = ["dataset1.csv", "dataset2.csv"]
 ROW = "abcd,10,120,5,1"

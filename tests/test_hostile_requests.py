@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import app as app_module
 from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
-from riskcore.api.inputs import MAX_CONTENT_LENGTH
+from riskcore.api.request_rows import MAX_CONTENT_LENGTH
 from riskcore.config import Config, load_config
 from riskcore.contract import API_KEY_ENV, COLUMNS, FEATURES, MAX_VALUE
 

@@ -10,7 +10,6 @@ import pytest
 
 import ingestion
 from conftest import HEADER, client_rows, run_script, write_csv
-from riskcore import snapshots
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     COLUMNS,
@@ -22,9 +21,10 @@ from riskcore.contract import (
     TARGET,
     DataError,
 )
+from riskcore.data import snapshots
+from riskcore.data.folder_ingest import HeldBack
+from riskcore.data.validation import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled, read_client_csv
 from riskcore.files import sha256_file
-from riskcore.ingest import HeldBack
-from riskcore.schema import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled, read_client_csv
 
 
 def test_merges_and_drops_exact_duplicates(config: Config):

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_script
 from riskcore.config import load_config
 from riskcore.contract import EXIT_CONFIG, ConfigError
-from riskcore.model import check_settings, train
+from riskcore.model.training import check_settings, train
 
 BAD_SETTINGS = [
     ('"C": NaN', "model.C"),

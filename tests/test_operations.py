@@ -14,7 +14,6 @@ import ingestion
 import scoring
 import training
 from conftest import client_rows, run_script, write_config, write_csv
-from riskcore import evaluation
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     CURRENT_LINK,
@@ -26,9 +25,10 @@ from riskcore.contract import (
     ConfigError,
     DataError,
 )
-from riskcore.control import read_control
-from riskcore.history import read_history
-from riskcore.releases import current_deployment, release_names
+from riskcore.model import evaluation
+from riskcore.ops.history import read_history
+from riskcore.release.load import current_deployment, release_names
+from riskcore.release.operator_state import read_control
 
 
 def test_a_model_is_not_deployed_with_another_models_score(deployed: Config):
@@ -221,7 +221,7 @@ def test_another_setup_ticking_on_the_folder_is_refused_and_makes_no_release(dep
 
 @pytest.mark.slow
 def test_deployment_waits_for_no_one_and_refuses_while_a_run_holds_the_lock(deployed: Config, tmp_path: Path):
-    from riskcore.lock import exclusive_lock
+    from riskcore.ops.lock import exclusive_lock
 
     with exclusive_lock(deployed.prod_deployment_folder) as held:
         assert held

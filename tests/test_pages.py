@@ -17,13 +17,15 @@ import pytest
 
 import app as app_module
 from conftest import client_rows, deploy_pipeline, write_config, write_csv
-from riskcore import evaluation, releases, risklist
-from riskcore.api import pagecharts, pagedata, pagehealth, pages
+from riskcore.api import page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
-from riskcore.history import record_run
-from riskcore.releases import current_deployment, load_deployed_model
-from riskcore.risklist import risk_scores
+from riskcore.model import evaluation
+from riskcore.ops.history import record_run
+from riskcore.release import load
+from riskcore.release.load import current_deployment, load_deployed_model
+from riskcore.report import call_list
+from riskcore.report.call_list import risk_scores
 
 HOSTILE = "<script>alert(1)</script>"
 SLASHED = "a/b c?d#e&f"
@@ -164,7 +166,7 @@ def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(cl
     while True:
         rows = call_rows(client.get(f"/?page={page}"))
         shown += rows
-        if len(rows) < pagedata.PAGE_SIZE:
+        if len(rows) < page_data.PAGE_SIZE:
             break
         page += 1
     assert [row[0] for row in shown] == [f"{n:,}" for n in range(1, len(shown) + 1)]
@@ -180,7 +182,7 @@ def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(cl
 
 def test_fifty_clients_a_page_with_next_and_previous(client, shared):
     clients = len(ranked_ids(shared))
-    last = -(-clients // pagedata.PAGE_SIZE)
+    last = -(-clients // page_data.PAGE_SIZE)
     first = client.get("/")
     assert [row[0] for row in call_rows(first)] == [str(n) for n in range(1, 51)]
     links = dict((text, href) for href, text in parse(first).links)
@@ -189,7 +191,7 @@ def test_fifty_clients_a_page_with_next_and_previous(client, shared):
     assert call_rows(second)[0][0] == "51"
     assert dict((t, h) for h, t in parse(second).links)["← Previous"] == "/?page=1"
     end = client.get(f"/?page={last}")
-    assert len(call_rows(end)) == clients - (last - 1) * pagedata.PAGE_SIZE
+    assert len(call_rows(end)) == clients - (last - 1) * page_data.PAGE_SIZE
     assert "Next →" not in dict((t, h) for h, t in parse(end).links)
     assert f"Page {last} of {last}" in text_of(end)
     assert call_rows(client.get("/?page=999999")) == call_rows(end)  # past the end: the last page
@@ -206,7 +208,7 @@ def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page):
 def test_search_finds_clients_by_part_of_their_id_whatever_the_case(client, shared):
     expected = [c for c in ranked_ids(shared) if "c010" in c]
     response = client.get("/?q=C010")
-    assert [row[1] for row in call_rows(response)] == expected[:pagedata.PAGE_SIZE]
+    assert [row[1] for row in call_rows(response)] == expected[:page_data.PAGE_SIZE]
     assert f"{len(expected)} of {len(ranked_ids(shared))} clients have an id containing “C010”" in text_of(response)
     ranks = [int(row[0].replace(",", "")) for row in call_rows(response)]
     assert ranks == sorted(ranks) and ranks[0] > 0  # their ranks in the whole list
@@ -317,24 +319,24 @@ def test_a_model_no_longer_kept_gets_its_psi_without_a_chart(client):
 
 
 def test_the_charts_read_quantiles_as_the_report_does():
-    from riskcore import charts
+    from riskcore.report import charts
 
     rng = np.random.default_rng(5)
     quantiles = np.quantile(rng.gamma(2.0, 50.0, 5000), np.linspace(0, 1, 1001))
     edges = np.linspace(0, 600, 41)
-    assert np.allclose(pagecharts.quantile_masses(quantiles, edges), charts.quantile_masses(quantiles, edges))
+    assert np.allclose(page_charts.quantile_masses(quantiles, edges), charts.quantile_masses(quantiles, edges))
 
 
 def test_a_chart_stays_inside_its_box_and_its_bars_close():
     rng = np.random.default_rng(6)
     old, new = (np.quantile(rng.gamma(2.0, scale, 3000), np.linspace(0, 1, 1001)) for scale in (40.0, 90.0))
-    chart = pagecharts.distribution_chart(old, new)
-    assert chart.reference.startswith(f"M0,{pagecharts.HEIGHT} ") and chart.reference.endswith(" Z")
+    chart = page_charts.distribution_chart(old, new)
+    assert chart.reference.startswith(f"M0,{page_charts.HEIGHT} ") and chart.reference.endswith(" Z")
     for path in (chart.reference, chart.compared):
         numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", path)]
-        assert numbers and all(-0.01 <= n <= max(pagecharts.WIDTH, pagecharts.HEIGHT) + 0.01 for n in numbers)
+        assert numbers and all(-0.01 <= n <= max(page_charts.WIDTH, page_charts.HEIGHT) + 0.01 for n in numbers)
     assert chart.low == min(old[0], new[0]) and chart.high > chart.low
-    assert pagecharts.distribution_chart(old, [1.0]) is None
+    assert page_charts.distribution_chart(old, [1.0]) is None
 
 
 def scores(f1: float, auc: float, rows: int) -> dict:
@@ -350,8 +352,8 @@ def retrained(shared, monkeypatch):
                          "holdout": {"share": 0.2, "seed": 0, "old": scores(0.52, 0.61, 12),
                                      "new": scores(0.41, 0.44, 12)},
                          "test_data": {"name": "testdata.csv", "old": scores(0.5, 0.6, 60), "new": scores(0.6, 0.7, 60)}}
-    original = releases.deployed_metadata
-    monkeypatch.setattr(releases, "deployed_metadata",
+    original = load.deployed_metadata
+    monkeypatch.setattr(load, "deployed_metadata",
                         lambda deployment: {**original(deployment), "evaluation": evaluation_record})
     return app_module.create_app(shared.config_file).test_client()
 
@@ -389,11 +391,11 @@ def test_the_run_history_is_newest_first(client):
 def test_the_run_history_shows_the_newest_runs_and_counts_the_others(tmp_path):
     config = build_project(tmp_path)
     history = config.output_model_folder / RUN_HISTORY
-    for day in range(1, pagehealth.HISTORY_ROWS + 4):
+    for day in range(1, page_health.HISTORY_ROWS + 4):
         record_run(history, drift_run(f"r{day}", f"2026-02-{day:02d}T06:00:00Z"))
     response = app_module.create_app(config.config_file).test_client().get("/")
     rows = parse(response).tables["history"][1:]
-    assert len(rows) == pagehealth.HISTORY_ROWS and rows[0][0] == f"2026-02-{pagehealth.HISTORY_ROWS + 3} 06:00 UTC"
+    assert len(rows) == page_health.HISTORY_ROWS and rows[0][0] == f"2026-02-{page_health.HISTORY_ROWS + 3} 06:00 UTC"
     assert "3 older runs are in runhistory.sqlite" in text_of(response)
 
 
@@ -409,8 +411,8 @@ def test_a_new_run_deployment_or_data_shows_on_the_next_request(tmp_path, monkey
     """The ranking and the rendered page are cached, and rebuilt as soon as a file they show changes."""
     config = build_project(tmp_path)
     builds = []
-    original = risklist.ranking_of
-    monkeypatch.setattr(risklist, "ranking_of", lambda path, model: builds.append(path) or original(path, model))
+    original = call_list.ranking_of
+    monkeypatch.setattr(call_list, "ranking_of", lambda path, model: builds.append(path) or original(path, model))
     client = app_module.create_app(config.config_file).test_client()
     first = client.get("/").get_data()
     assert client.get("/").get_data() == first and client.get("/?page=2").status_code == 200

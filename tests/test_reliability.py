@@ -46,7 +46,6 @@ from conftest import (
     write_config,
     write_csv,
 )
-from riskcore import publish, releases
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
@@ -64,8 +63,9 @@ from riskcore.contract import (
 )
 from riskcore.faults import KILL_AT_ENV
 from riskcore.files import read_json, sha256_file
-from riskcore.history import read_history
-from riskcore.releases import Deployment, require_deployment
+from riskcore.ops.history import read_history
+from riskcore.release import load, publish
+from riskcore.release.load import Deployment, require_deployment
 
 RECORDS = {"records": [{"corporation": f"c{i}", "lastmonth_activity": 10 * i, "lastyear_activity": 100 * i,
                         "number_of_employees": 3 + i} for i in range(5)]}
@@ -473,7 +473,7 @@ def test_five_runs_started_together_do_the_work_once(deployed, offline_pip, tmp_
     assert row["version_before"] == version_before != row["version_after"]
     assert sorted(p.name for p in deployed.output_model_folder.iterdir() if p.name.startswith(REPORTS)) == \
         ["apireturns.txt", "confusionmatrix.png", "summary_report.pdf"]
-    assert len(releases.release_names(deployed.prod_deployment_folder)) == 2
+    assert len(load.release_names(deployed.prod_deployment_folder)) == 2
     current = check_consistent(deployed)
     assert current.model_version == row["version_after"]
 
@@ -501,8 +501,8 @@ def test_an_input_entry_that_is_not_a_file_neither_blocks_the_tick_nor_reruns_it
     name = make_entry(kind, deployed.input_folder, tmp_path)
     # The tick notices the entry without reading it: a tick stuck on a pipe would hold the run lock
     # forever, and every later tick would exit "in progress".
-    code = ("import sys\nfrom riskcore.config import load_config\nfrom riskcore.newdata import detect_new_files\n"
-            "from riskcore.releases import current_deployment\nc = load_config(sys.argv[1])\n"
+    code = ("import sys\nfrom riskcore.config import load_config\nfrom riskcore.ops.new_data import detect_new_files\n"
+            "from riskcore.release.load import current_deployment\nc = load_config(sys.argv[1])\n"
             "print(detect_new_files(c.input_folder, current_deployment(c.prod_deployment_folder)))")
     found = subprocess.run([sys.executable, "-c", code, str(deployed.config_file)], cwd=ROOT, capture_output=True,
                            text=True, timeout=30)

@@ -1,6 +1,6 @@
-"""Tests of reporting.py and what it writes through riskcore: the ranked risk list (riskcore.risklist),
-the confusion matrix image (riskcore.charts), the PDF report and its numbering (riskcore.pdf,
-riskcore.reports), and the command as a user runs it."""
+"""Tests of reporting.py and what it writes through riskcore: the ranked risk list (riskcore.report.call_list),
+the confusion matrix image (riskcore.report.charts), the PDF report and its numbering (riskcore.report.pdf,
+riskcore.report.writer), and the command as a user runs it."""
 
 from __future__ import annotations
 
@@ -21,17 +21,18 @@ import diagnostics
 import reporting
 import scoring
 from conftest import HEADER, client_rows, deploy_pipeline, run_script, write_config, write_csv
-from riskcore import pdf, publish, risklist
-from riskcore.charts import model_deployments, trend_chart
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
-from riskcore.drift import data_drift, psi
-from riskcore.history import history_json, read_history
-from riskcore.reasons import REASON_COLUMNS
-from riskcore.releases import deployed_metadata, deployment_history, load_deployed_model, require_deployment
-from riskcore.reports import drift_evidence, where_to_look
-from riskcore.schema import features_of, read_client_csv
-from riskcore.summary import read_ingested
+from riskcore.data.validation import features_of, read_client_csv
+from riskcore.model.drift import data_drift, psi
+from riskcore.model.reasons import REASON_COLUMNS
+from riskcore.ops.history import history_json, read_history
+from riskcore.release import publish
+from riskcore.release.load import deployed_metadata, deployment_history, load_deployed_model, require_deployment
+from riskcore.report import call_list, pdf
+from riskcore.report.charts import model_deployments, trend_chart
+from riskcore.report.statistics import read_ingested
+from riskcore.report.writer import drift_evidence, where_to_look
 
 CLIENT_HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
 
@@ -129,7 +130,7 @@ def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
 
 
 def test_without_a_recorded_check_the_report_computes_the_automations_figures(reported):
-    """One PSI: with no PSI or KS in the history, the report's figures are riskcore.drift.data_drift's, the
+    """One PSI: with no PSI or KS in the history, the report's figures are riskcore.model.drift.data_drift's, the
     automation's own function and threshold, on the deployed model's training data and the ingested data."""
     config, paths = reported
     current, _ = deployed_model(config)
@@ -159,7 +160,7 @@ def test_risk_list_holds_every_client_who_has_not_left_sorted_and_in_range(repor
     final = pd.read_csv(config.final_data_file, dtype={"corporation": str})
     stayed = final[final["exited"] == 0]
     risk = read_risk_list(paths["risk_scores"])
-    assert list(risk.columns) == list(risklist.COLUMNS)
+    assert list(risk.columns) == list(call_list.COLUMNS)
     assert len(final) == 220 and 0 < len(risk) == len(stayed) < len(final)
     assert sorted(risk["corporation"]) == sorted(stayed["corporation"])
     assert risk["rank"].tolist() == list(range(1, len(risk) + 1))
@@ -180,10 +181,10 @@ def test_risk_list_is_a_stable_ranking_by_the_models_log_odds(deployed):
     keys = model.decision_function(features_of(stayed))
     order = np.argsort(-keys, kind="stable")
     probabilities = model.predict_proba(features_of(stayed))[:, 1]
-    result = risklist.risk_scores(deployed)
+    result = call_list.risk_scores(deployed)
     with open(result.path, newline="", encoding="utf-8") as handle:
         lines = list(csv.reader(handle))
-    assert lines[0] == list(risklist.COLUMNS)
+    assert lines[0] == list(call_list.COLUMNS)
     assert [line[:2] for line in lines[1:]] == [[str(rank), stayed["corporation"][row]]
                                                 for rank, row in enumerate(order, start=1)]
     assert [float(line[3]) for line in lines[1:]] == pytest.approx(keys[order].tolist(), rel=1e-12, abs=1e-12)
@@ -194,7 +195,7 @@ def test_probability_is_scikit_learns_predict_proba(deployed):
     _, model = deployed_model(deployed)
     features = features_of(read_client_csv(deployed.final_data_file))
     key = pl.Series(model.decision_function(features))
-    assert risklist.probability(key).to_numpy() == pytest.approx(model.predict_proba(features)[:, 1],
+    assert call_list.probability(key).to_numpy() == pytest.approx(model.predict_proba(features)[:, 1],
                                                                  rel=1e-12, abs=1e-15)
 
 
@@ -203,7 +204,7 @@ def rank_in_memory(model, ids: list[str], rows: list[tuple[int, int, int]]) -> p
     clients = pl.LazyFrame({"corporation": ids, **{f: [r[i] for r in rows] for i, f in enumerate(FEATURES)},
                             "exited": [None] * len(ids)},
                            schema={"corporation": pl.String, **dict.fromkeys(FEATURES, pl.Int64), "exited": pl.Int64})
-    return risklist.risk_table(risklist.rank_clients(clients, model, "clients").frame, None).collect()
+    return call_list.risk_table(call_list.rank_clients(clients, model, "clients").frame, None).collect()
 
 
 def test_saturated_probabilities_still_rank_by_log_odds():
@@ -255,8 +256,8 @@ def test_the_top_clients_are_the_riskiest_who_have_not_left(deployed, tmp_path):
     gone = [f"gone{i},0,0,1,1" for i in range(50)]
     stay = [f"stay{i},{100 + i},1200,50,0" for i in range(100)]
     clients = write_csv(tmp_path / "clients.csv", gone[:25] + stay + gone[25:], header=HEADER)
-    result = risklist.risk_scores(deployed, clients)
-    assert [c["corporation"] for c in result.top] == [f"stay{i}" for i in range(risklist.TOP_CLIENTS)]
+    result = call_list.risk_scores(deployed, clients)
+    assert [c["corporation"] for c in result.top] == [f"stay{i}" for i in range(call_list.TOP_CLIENTS)]
     listed = read_risk_list(result.path)["corporation"].tolist()
     assert listed == [f"stay{i}" for i in range(100)]
     assert (result.rows, result.left) == (100, 50)
@@ -266,16 +267,16 @@ def test_equal_clients_keep_file_order_across_many_batches(deployed, tmp_path):
     """300,000 clients of equal risk (several streaming batches): the list and its top are the file's order."""
     clients = tmp_path / "clients.csv"
     clients.write_text(CLIENT_HEADER + "\n" + "".join(f"c{i},5,60,7\n" for i in range(300_000)), encoding="utf-8")
-    result = risklist.risk_scores(deployed, clients)
+    result = call_list.risk_scores(deployed, clients)
     ranked_ids = pl.read_csv(result.path, schema_overrides={"corporation": pl.String})["corporation"]
     assert ranked_ids.to_list() == [f"c{i}" for i in range(300_000)]
-    assert [c["corporation"] for c in result.top] == [f"c{i}" for i in range(risklist.TOP_CLIENTS)]
+    assert [c["corporation"] for c in result.top] == [f"c{i}" for i in range(call_list.TOP_CLIENTS)]
     assert all([c[f] for f in FEATURES] == [5, 60, 7] for c in result.top)
 
 
 def test_top_clients_are_the_head_of_the_risk_list(deployed):
-    result = risklist.risk_scores(deployed)
-    head = read_risk_list(result.path).head(risklist.TOP_CLIENTS)
+    result = call_list.risk_scores(deployed)
+    head = read_risk_list(result.path).head(call_list.TOP_CLIENTS)
     assert [c["corporation"] for c in result.top] == head["corporation"].tolist()
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
     assert [round(c["probability"], 6) for c in result.top] == head["attrition_probability"].tolist()
@@ -292,7 +293,7 @@ def test_clients_file_without_label_and_with_awkward_ids(deployed, tmp_path):
                        '"Acme, Inc.",0,5000,300\nplain,400,4800,10\n"say ""hi""",50,900,40\nÖl AG,10,100,2\n'
                        '"two\nlines",7,70,7\n',
                        encoding="utf-8")
-    result = risklist.risk_scores(deployed, clients)
+    result = call_list.risk_scores(deployed, clients)
     risk = read_risk_list(result.path)
     assert sorted(risk["corporation"]) == sorted(["Acme, Inc.", "plain", 'say "hi"', "Öl AG", "two\nlines"])
     assert result.rows == 5 and result.source == clients
@@ -309,7 +310,7 @@ def test_clients_file_without_label_and_with_awkward_ids(deployed, tmp_path):
 def test_harmless_variants_are_read_as_the_plain_row(deployed, tmp_path, content, values):
     clients = tmp_path / "clients.csv"
     clients.write_bytes(content.encode("utf-8"))
-    result = risklist.risk_scores(deployed, clients)
+    result = call_list.risk_scores(deployed, clients)
     assert result.rows == 1
     assert [result.top[0][key] for key in ("corporation", *FEATURES)] == list(values)
 
@@ -323,13 +324,13 @@ def test_harmless_variants_are_read_as_the_plain_row(deployed, tmp_path, content
     (CLIENT_HEADER, "repeats its header line at row 137"),
 ])
 def test_bad_row_is_named_by_its_row_in_the_file_and_nothing_changes(deployed, tmp_path, bad, message):
-    before = risklist.risk_scores(deployed).path.read_bytes()
+    before = call_list.risk_scores(deployed).path.read_bytes()
     rows = [",".join(r.split(",")[:4]) for r in client_rows(150, seed=4)]
     rows[136] = bad
     rows.insert(60, "")  # a blank line is not a row: the numbering skips it
     clients = write_csv(tmp_path / "clients.csv", rows, header=CLIENT_HEADER)
     with pytest.raises(DataError, match=f"^clients.csv {message}"):
-        risklist.risk_scores(deployed, clients)
+        call_list.risk_scores(deployed, clients)
     assert (deployed.output_model_folder / RISK_SCORES).read_bytes() == before
     assert not list(deployed.output_model_folder.glob(".*"))  # no temporary file left behind
 
@@ -349,7 +350,7 @@ def test_unusable_clients_file_is_one_sentence(deployed, tmp_path, content, mess
     clients = tmp_path / "clients.csv"
     clients.write_bytes(content)
     with pytest.raises(DataError, match=message) as caught:
-        risklist.risk_scores(deployed, clients)
+        call_list.risk_scores(deployed, clients)
     assert str(caught.value).startswith("clients.csv ") and "\n" not in str(caught.value)
 
 
@@ -398,8 +399,8 @@ def drifted_rows(n: int, seed: int) -> list[str]:
 
 def run_automation(config: Config) -> int:
     """One tick of the automation in this process, its reports written as the real run writes them."""
-    from riskcore.automation import tick
-    from riskcore.reports import write_reports
+    from riskcore.ops.tick import tick
+    from riskcore.report.writer import write_reports
 
     return tick(config, lambda conf, run: write_reports(conf, run_number=run.run_number))
 
@@ -472,7 +473,7 @@ def test_after_a_retrain_the_chart_compares_the_old_models_training_data(retrain
     evidence = drift_evidence(config, current, metadata, history, read_history(config.output_model_folder / RUN_HISTORY),
                               run["run_number"], read_ingested(config))
     old_release = next(item["release"] for item in history if item["model_version"] == run["version_before"])
-    from riskcore.releases import read_release
+    from riskcore.release.load import read_release
 
     old = deployed_metadata(read_release(config.prod_deployment_folder, old_release))
     assert evidence.recorded and evidence.model_version == run["version_before"]

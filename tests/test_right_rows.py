@@ -22,8 +22,8 @@ import pytest
 from conftest import HEADER, client_rows, free_port, run_script, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURES, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET
-from riskcore.history import read_history
-from riskcore.releases import load_deployed_model, require_deployment
+from riskcore.ops.history import read_history
+from riskcore.release.load import load_deployed_model, require_deployment
 
 UNLABELLED_HEADER = HEADER.removesuffix(f",{TARGET}")
 

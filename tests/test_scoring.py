@@ -8,9 +8,9 @@ import pytest
 import ingestion
 import scoring
 import training
-from riskcore import evaluation
 from riskcore.config import Config
 from riskcore.contract import FEATURES, SCORE_FILE, DataError, IntegrityError
+from riskcore.model import evaluation
 
 
 class FixedModel:

@@ -11,11 +11,11 @@ import pytest
 import ingestion
 import training
 from conftest import write_csv
-from riskcore import model as model_module
 from riskcore.config import Config
 from riskcore.contract import FEATURES, MODEL_METADATA, DataError
 from riskcore.files import sha256_bytes, sha256_file
-from riskcore.releases import load_trained_model
+from riskcore.model import training as model_module
+from riskcore.release.load import load_trained_model
 
 # A course-sized fixture of our own: 12 rows with two exact duplicates.
 SMALL = [

@@ -59,6 +59,6 @@ stop_server
 echo "== run history (python fullprocess.py --history)"
 "$PY" fullprocess.py --config "$CONFIG" --history
 echo "== where to look"
-"$PY" -c 'import sys; from riskcore.config import load_config; from riskcore.reports import where_to_look
+"$PY" -c 'import sys; from riskcore.config import load_config; from riskcore.report.writer import where_to_look
 print(where_to_look(load_config(sys.argv[1])))' "$CONFIG"
 exit "$status"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from riskcore.api.evidence import history_paths
-from riskcore.api.inputs import MAX_RECORDS
+from riskcore.api.history_view import history_paths
+from riskcore.api.request_rows import MAX_RECORDS
 from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE
 from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, TARGET
 

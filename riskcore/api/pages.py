@@ -8,9 +8,9 @@ GET, POST /login       the key form, when the API has a key; POST /logout forget
 Rendered on the server with Jinja2 (templates/) and styled by one CSS file the app serves (static/):
 no JavaScript, so the page works with it off, and a Content-Security-Policy that allows only the
 app's own stylesheet and icon. Jinja escapes every value from the data. What the pages show is
-gathered and cached by riskcore.api.pagedata.
+gathered and cached by riskcore.api.page_data.
 
-With an API key (riskcore.apikey), the pages ask for it once and keep in an HttpOnly, SameSite=Strict
+With an API key (riskcore.api.key), the pages ask for it once and keep in an HttpOnly, SameSite=Strict
 cookie a token derived from it (when it was issued and an HMAC under the key; never the key itself);
 the JSON API still takes only the X-API-Key header.
 """
@@ -27,11 +27,11 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from werkzeug.exceptions import HTTPException
 
 from riskcore.api.errors import ApiError, handle_http_error
-from riskcore.api.pagedata import CallList, PageCache, downloads, latest_report, page_state
-from riskcore.api.pagehealth import model_health, new_rows, when
+from riskcore.api.page_data import CallList, PageCache, downloads, latest_report, page_state
+from riskcore.api.page_health import model_health, new_rows, when
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
-from riskcore.reasons import percent
+from riskcore.model.reasons import percent
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def page_failure(exc: Exception) -> tuple[str, int]:
 
 
 # --- How numbers read: the PDF report's vocabulary -------------------------------------------
-site.add_app_template_filter(percent, "percent")  # the PDF report's wording (riskcore.reasons)
+site.add_app_template_filter(percent, "percent")  # the PDF report's wording (riskcore.model.reasons)
 
 
 @site.app_template_filter("count")

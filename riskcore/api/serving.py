@@ -1,10 +1,10 @@
 """What one API process keeps between requests: the deployed model, per release, and answers built from files.
 
 The model is loaded once per deployed release, after its sha256 check, with the explainer of its
-reasons (riskcore.reasons, from its metadata); a new release is noticed on the next request (one
+reasons (riskcore.model.reasons, from its metadata); a new release is noticed on the next request (one
 readlink), and a release that fails to load never replaces the model being served. GET /scoring,
 /summarystats and /diagnostics are answered from caches keyed by the release and by the identity
-(one stat) of the files they are built from; GET /risk from the call list (riskcore.risklist) of
+(one stat) of the files they are built from; GET /risk from the call list (riskcore.report.call_list) of
 the ingested data, ranked once per release and version of finaldata.csv, each row rendered once.
 
 numpy, pandas and scikit-learn are imported with the first request that needs them, so that
@@ -27,8 +27,8 @@ from riskcore.api.errors import ApiError, error_document, json_bytes
 from riskcore.config import Config
 from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, FINAL_DATA, TEST_DATA, DataError, IntegrityError, UserError
 from riskcore.files import read_json
-from riskcore.reasons import Explainer, explainer_for
-from riskcore.releases import (
+from riskcore.model.reasons import Explainer, explainer_for
+from riskcore.release.load import (
     Deployment,
     current_deployment,
     current_release_name,
@@ -74,7 +74,7 @@ class Served:
         return labels.tolist(), probabilities[:, self.positive].tolist()
 
     def reasons(self, features) -> list[list[dict[str, Any]]]:
-        """Each row's reasons (riskcore.reasons); none for a model whose metadata predates them."""
+        """Each row's reasons (riskcore.model.reasons); none for a model whose metadata predates them."""
         if self.explainer is None:
             return [[] for _ in range(len(features))]
         return self.explainer.reasons_of(features)
@@ -220,7 +220,7 @@ def utc_time(ns: int) -> str:
 
 
 class CallList:
-    """The ingested clients ranked by a served model (riskcore.risklist), served a page at a time.
+    """The ingested clients ranked by a served model (riskcore.report.call_list), served a page at a time.
 
     Each row is rendered to JSON once, when a page first holds it; a page is then a join of
     ready bytes.
@@ -250,7 +250,7 @@ class CallList:
         return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in range(offset, end)) + b"]}"
 
     def _render(self, start: int, end: int) -> None:
-        from riskcore.risklist import entries
+        from riskcore.report.call_list import entries
 
         rows = entries(self.frame.slice(start, end - start), start + 1, self.served.explainer)
         self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
@@ -294,7 +294,7 @@ class RiskService:
         return self._call_list.get((served.release, signature), lambda: self._build_call_list(served, signature))
 
     def _build_call_list(self, served: Served, signature: Any) -> CallList | Answer:
-        from riskcore.risklist import ranking_of
+        from riskcore.report.call_list import ranking_of
 
         if signature is None:
             return unavailable(f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first.")
@@ -307,8 +307,8 @@ class RiskService:
         return CallList(served, ranking, utc_time(signature[3]))
 
     def _build_scoring(self, served: Served, signature: Any) -> Answer:
-        from riskcore.evaluation import score_model
-        from riskcore.schema import read_client_csv
+        from riskcore.data.validation import read_client_csv
+        from riskcore.model.evaluation import score_model
 
         if signature is None:
             return unavailable(f"The test data ({TEST_DATA}) does not exist yet.")
@@ -323,7 +323,7 @@ class RiskService:
                                 "deployed_score": served.deployment.manifest.get("score")})
 
     def _build_summary(self, signature: Any) -> Answer:
-        from riskcore.summary import read_ingested, summarize
+        from riskcore.report.statistics import read_ingested, summarize
 
         if signature is None:
             return unavailable(f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first.")

@@ -8,8 +8,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from riskcore.api.errors import ApiError, json_response
-from riskcore.api.evidence import whole_number
-from riskcore.api.inputs import rows_of_request
+from riskcore.api.history_view import whole_number
+from riskcore.api.request_rows import rows_of_request
 from riskcore.api.serving import Answer, RiskService
 
 api = Blueprint("api", __name__)

@@ -1,0 +1,78 @@
+"""The risk-assessment HTTP API: create_app(), the factory app.py and wsgi.py serve.
+
+errors    ApiError, the JSON error document and the handlers that make every error JSON
+inputs    the rows a prediction request supplies (records, CSV body, upload, confined dataset path)
+serving   the model loaded once per release, and the cached answers of the GET endpoints
+views     the endpoints                                   openapi   the OpenAPI 3.1 description
+evidence  GET /history: the automation's run history, newest first, paged
+pages     the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
+
+The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
+owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.api.key; sent as
+X-API-Key; /health needs none; the pages ask for it with their own form) and adds the security
+headers to every answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+
+from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
+from riskcore.api.history_view import evidence
+from riskcore.api.key import api_key
+from riskcore.api.openapi import openapi_document
+from riskcore.api.pages import site
+from riskcore.api.request_rows import MAX_CONTENT_LENGTH
+from riskcore.api.serving import RiskService
+from riskcore.api.views import api
+from riskcore.config import load_config
+from riskcore.contract import API_KEY_HEADER, CONFIG_ENV
+
+__all__ = ["create_app"]
+
+OPEN_PATHS = frozenset({"/health"})  # answered without the API key
+
+
+def check_api_key() -> None:
+    """Before every request: the X-API-Key header must match RISK_API_KEY when one is set."""
+    expected = current_app.config["RISK_API_KEY"]
+    if not expected or request.path in OPEN_PATHS or request.blueprint == site.name:
+        return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
+    given = request.headers.get(API_KEY_HEADER, "")
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(401, f"This endpoint needs the {API_KEY_HEADER} header with the API key."
+                       if not given else f"The {API_KEY_HEADER} header does not hold the API key.")
+
+
+def add_headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_app(config_path: str | os.PathLike | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the API for a config file (default: $RISK_CONFIG, else config.json beside the scripts)."""
+    config = load_config(config_path if config_path is not None else os.environ.get(CONFIG_ENV) or None)
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        RISK_API_KEY=api_key(config),  # a key no header could carry is refused here, at start-up
+        DEBUG=False,
+        PROPAGATE_EXCEPTIONS=False,
+        PROVIDE_AUTOMATIC_OPTIONS=False,  # OPTIONS would answer 200 with an empty HTML body; it is a 405 here
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.config["RISK_OPENAPI"] = json_bytes(openapi_document(bool(app.config["RISK_API_KEY"])))
+    app.extensions["risk"] = RiskService(config)
+    app.before_request(check_api_key)
+    app.after_request(add_headers)
+    register_error_handlers(app)
+    app.register_blueprint(api)
+    app.register_blueprint(evidence)
+    app.register_blueprint(site)
+    return app

@@ -1,0 +1,152 @@
+"""The model's health as the web page shows it: can the model behind the call list be trusted?
+
+The deployed model's F1 and ROC AUC with bootstrap 95% intervals (riskcore.model.evaluation, seeded, as
+the automation records them) on the test data and on the latest new data; the latest drift check
+in one sentence; the features it found drifted, each charted against the training data of the
+model it tested (riskcore.api.page_charts); and the run history, newest first. The figures are the
+PDF report's, in its words.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from riskcore.api.serving import RiskService, Served
+from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, UserError
+
+log = logging.getLogger(__name__)
+
+HISTORY_ROWS = 20  # newest runs shown in the run history table
+CHECK_COLUMNS = ("f1_new_data", "drift_verdict", "data_drift")  # a run that holds any of them made a drift check
+DECISIONS = {
+    "retrain": "the model was retrained and redeployed",
+    "keep": "the model was kept",
+    "first deployment": "a first model was deployed",
+}
+
+
+def when(stamp: Any) -> str:
+    """An ISO UTC time stamp as "2026-11-26 07:02 UTC"."""
+    text = str(stamp or "")
+    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or "\N{EM DASH}"
+
+
+def new_rows(run: dict[str, Any]) -> int | None:
+    """The rows a run checked: its new rows (rows_new), or for runs recorded before that column, all it ingested."""
+    return run["rows_new"] if run.get("rows_new") is not None else run.get("rows_ingested")
+
+
+def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest drift check, what it found drifted, and the newest runs."""
+    checks = [run for run in runs if any(run.get(key) is not None for key in CHECK_COLUMNS)]
+    check = checks[-1] if checks else None
+    return {"served": served, "threshold": float(risk.config.automation["psi_threshold"]), "check": check,
+            "sentence": check_sentence(check) if check else None, "drifted": drifted_features(check),
+            "runs": runs[::-1][:HISTORY_ROWS], "older_runs": max(0, len(runs) - HISTORY_ROWS)}
+
+
+def check_sentence(check: dict[str, Any]) -> str:
+    """A drift check in one sentence: when, on what, the recorded verdict, and what was done."""
+    rows = f"{new_rows(check):,} new rows" if new_rows(check) else "the new data"
+    verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
+                                             if check.get("f1_new_data") is not None else "data drift measured")
+    done = DECISIONS.get(check.get("decision") or "", f"decision: {check.get('decision') or 'not recorded'}")
+    return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}."
+
+
+def drifted_features(check: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The features the check found drifted, as it recorded them (PSI, its label, KS)."""
+    features = ((check or {}).get("data_drift") or {}).get("features") or {}
+    return [{"feature": name, "label": FEATURE_LABELS.get(name, name), **values}
+            for name, values in features.items() if isinstance(values, dict) and values.get("drift")]
+
+
+# --- F1 and ROC AUC with their intervals ---------------------------------------------------------
+def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The served model's F1 and ROC AUC with bootstrap 95% intervals, on the test data and the latest new data.
+
+    On the test data they are measured here, once per release and version of the file. On new data:
+    after a retrain, the new model's figures on the held-out new rows, which its metadata records
+    beside the old model's; for a model a later check kept, the F1 that check measured (no interval
+    is recorded for it).
+    """
+    from riskcore.model.evaluation import read_test_data, scores_with_intervals
+    from riskcore.release.load import deployed_metadata
+
+    quality: dict[str, Any] = {"test": None, "test_note": None, "new": None, "new_name": None, "old": None,
+                               "old_model": None, "new_worse": False, "few": FEW_ROWS}
+    try:
+        quality["test"] = scores_with_intervals(served.model, read_test_data(risk.config))
+    except UserError as exc:
+        quality["test_note"] = f"Not measured: {exc}"
+    try:
+        evaluation = deployed_metadata(served.deployment).get("evaluation") or {}
+    except (UserError, ValueError) as exc:
+        log.warning("the evaluation recorded with model %s cannot be read: %s", served.model_version, exc)
+        evaluation = {}
+    held = evaluation.get("holdout")
+    kept = [run for run in runs
+            if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]
+    if kept:  # a check of this model on new data, necessarily after the holdout it was trained beside
+        quality.update(new={"f1": kept[-1]["f1_new_data"], "rows": new_rows(kept[-1])},
+                       new_name=f"the new rows of {when(kept[-1].get('started_at'))}")
+    elif held and evaluation.get("new_model") == served.model_version:
+        quality.update(new=held["new"], old=held["old"], old_model=evaluation.get("old_model"),
+                       new_worse=bool(evaluation.get("new_worse")),
+                       new_name=f"the held-out new rows ({100 * held.get('share', 0):g}% of the new rows, "
+                                "left out of its training)")
+    return quality
+
+
+# --- A chart per drifted feature -----------------------------------------------------------------
+def training_quantiles(prod: Path, served: Served | None, version: str) -> dict[str, list[float]]:
+    """The training-data quantiles of model `version`: the served model's, or those of a release still kept."""
+    from riskcore.release.load import deployed_metadata, deployment_history, read_release
+
+    try:
+        if served is not None and version == served.model_version:
+            metadata = deployed_metadata(served.deployment)
+        else:
+            found = [item["release"] for item in deployment_history(prod) if item["model_version"] == version]
+            if not found:
+                log.info("model %s is in no release kept: its training data is not charted", version)
+                return {}
+            metadata = deployed_metadata(read_release(prod, found[-1]))
+    except (UserError, ValueError, KeyError) as exc:
+        log.warning("the training data of model %s cannot be charted: %s", version, exc)
+        return {}
+    return (metadata.get("training_profile") or {}).get("quantiles") or {}
+
+
+def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
+    """Each feature's quantiles in the ingested data, as many as a training profile holds."""
+    import numpy as np
+
+    from riskcore.data.validation import read_client_frame
+
+    try:
+        frame = read_client_frame(path, require_target=False)
+    except UserError as exc:
+        log.warning("the ingested data cannot be charted: %s", exc)
+        return {}
+    spots = np.linspace(0, 1, points)
+    return {f: np.quantile(frame[f].drop_nulls().to_numpy().astype("float64"), spots).tolist()
+            for f in FEATURES if frame[f].drop_nulls().len()}
+
+
+def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
+                drifted: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chart per drifted feature: the training data of the model the check tested (after a retrain, the
+    old model) beside the ingested data, as the report's distributions page draws them."""
+    from riskcore.api.page_charts import distribution_chart
+
+    version = check.get("version_before") or (served.model_version if served else None)
+    reference = training_quantiles(risk.config.prod_deployment_folder, served, version) if version else {}
+    compared = {}
+    if reference and risk.config.final_data_file.is_file():
+        compared = ingested_quantiles(risk.config.final_data_file, len(next(iter(reference.values()))))
+    charts = {f["feature"]: distribution_chart(reference.get(f["feature"]), compared.get(f["feature"]))
+              for f in drifted}
+    return {"model_version": version, "charts": charts}

@@ -1,0 +1,255 @@
+"""The rows a prediction request supplies: JSON records, a CSV body, an upload, or a confined dataset location.
+
+Every form ends as (client ids, feature matrix) or an ApiError naming the field at fault. JSON
+records are checked in plain Python (no DataFrame for a few rows); CSV content goes through the
+data contract's own validation (riskcore.data.validation), imported on the first CSV request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from flask import request
+
+from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
+from riskcore.config import Config
+from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError, normalise_id
+
+MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
+MAX_DATASET_BYTES = 64 * MEGABYTE  # a dataset file named by location
+MAX_RECORDS = 100_000  # rows per prediction request, whatever the input form
+MAX_LOCATION_LENGTH = 1024
+
+RECORD_FIELDS = frozenset(COLUMNS)
+PREDICTION_FIELDS = frozenset({"records", "dataset"})
+PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+CSV_TYPES = frozenset({"text/csv", "application/csv"})
+OUTSIDE = '"dataset" must name a file inside the input, ingested or test data folder.'
+
+Rows = tuple[list[str], Any]  # client ids, and their feature matrix (numpy, float64)
+
+
+# --- JSON records ----------------------------------------------------------------------------
+def describe(value: Any) -> str:
+    """How a bad JSON value is named in an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if abs(value) > MAX_VALUE:
+        return f"a number above {MAX_VALUE}" if value > 0 else "a negative number"
+    return repr(value)
+
+
+def whole_number(value: Any, where: str) -> int:
+    """A JSON value that must be an integer >= 0 (5.0 counts; true, "5", 5.5, NaN do not)."""
+    kind = type(value)
+    if kind is float and math.isfinite(value) and value.is_integer():
+        value, kind = int(value), int
+    if kind is not int or value < 0 or value > MAX_VALUE:
+        raise ApiError(400, f"{where} must be a whole number from 0 to {MAX_VALUE}, "
+                            f"not {describe(value)}.", field=where)
+    return value
+
+
+def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
+    """Validate {"records": [...]} rows in plain Python; return the ids and the feature rows."""
+    if not isinstance(records, list):
+        raise ApiError(400, f'"records" must be a list of objects, not {describe(records)}.', field="records")
+    if not records:
+        raise ApiError(400, '"records" is empty; send at least one row.', field="records")
+    if len(records) > MAX_RECORDS:
+        raise ApiError(413, f"{len(records)} records is more than the {MAX_RECORDS} one request may hold.",
+                       field="records")
+    ids: list[str] = []
+    rows: list[list[int]] = []
+    for index, record in enumerate(records):
+        where = f"records[{index}]"
+        if type(record) is not dict:
+            raise ApiError(400, f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
+                                f"not {describe(record)}.", field=where)
+        if not RECORD_FIELDS.issuperset(record):
+            unknown = next(k for k in record if k not in RECORD_FIELDS)
+            shown = json.dumps(unknown[:60])
+            raise ApiError(400, f"{where} has an unknown field {shown}; expected "
+                                f"{', '.join(COLUMNS)}.", field=f"{where}.{unknown[:60]}")
+        for name in (ID_COLUMN, *FEATURES):
+            if name not in record:
+                raise ApiError(400, f'{where} is missing the field "{name}".', field=f"{where}.{name}")
+        corporation = record[ID_COLUMN]
+        if type(corporation) is str:
+            corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
+        if type(corporation) is not str or not corporation:
+            shown = "a blank string" if type(corporation) is str else describe(corporation)
+            raise ApiError(400, f"{where}.{ID_COLUMN} must be a non-empty string, not {shown}.",
+                           field=f"{where}.{ID_COLUMN}")
+        if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > 1:
+            raise ApiError(400, f"{where}.{TARGET} must be 0 or 1.", field=f"{where}.{TARGET}")
+        ids.append(corporation)
+        rows.append([whole_number(record[name], f"{where}.{name}") for name in FEATURES])
+    return ids, rows
+
+
+# --- CSV content -----------------------------------------------------------------------------
+def rows_of_csv(data: bytes, name: str) -> Rows:
+    """Parse CSV content against the data contract ("exited" optional)."""
+    from riskcore.data.validation import features_of, parse_csv_bytes
+
+    try:
+        frame = parse_csv_bytes(data, name, require_target=False)
+    except DataError as exc:
+        raise ApiError(400, str(exc)) from None
+    if len(frame) > MAX_RECORDS:
+        raise ApiError(413, f"{len(frame)} rows is more than the {MAX_RECORDS} one request may hold.")
+    return frame[ID_COLUMN].tolist(), features_of(frame)
+
+
+# --- A dataset named by location -------------------------------------------------------------
+def confine_dataset(config: Config, location: Any) -> Path:
+    """Resolve a caller's dataset location inside the data folders, or refuse it without naming server paths.
+
+    The location is relative to the config file's folder and taken literally; links are followed
+    before the check, so a link pointing out of the data folders is refused too.
+    """
+    if not isinstance(location, str):
+        raise ApiError(400, f'"dataset" must be a string, not {describe(location)}.', field="dataset")
+    if not location.strip():
+        raise ApiError(400, '"dataset" is empty; name a CSV file such as "testdata/testdata.csv".', field="dataset")
+    if "\x00" in location:
+        raise ApiError(400, '"dataset" contains a NUL byte.', field="dataset")
+    if len(location) > MAX_LOCATION_LENGTH:
+        raise ApiError(400, f'"dataset" is longer than {MAX_LOCATION_LENGTH} characters.', field="dataset")
+    if PERCENT_ENCODED.search(location) or "\\" in location:
+        raise ApiError(400, '"dataset" must be a plain relative path: no percent-encoding, no backslashes.',
+                       field="dataset")
+    relative = PurePosixPath(location)
+    if relative.is_absolute() or location.startswith("~"):
+        raise ApiError(403, '"dataset" must be a path relative to the project folder, not an absolute path.',
+                       field="dataset")
+    if ".." in relative.parts:
+        raise ApiError(403, '"dataset" must not contain "..".', field="dataset")
+    try:
+        resolved = (config.config_file.parent / relative).resolve()
+        roots = [folder.resolve() for folder in config.data_folders]
+    except (OSError, RuntimeError):  # a link loop
+        raise ApiError(403, OUTSIDE, field="dataset") from None
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ApiError(403, OUTSIDE, field="dataset")
+    if not resolved.is_file():
+        raise ApiError(404, f"No dataset file at {json.dumps(location)}.", field="dataset")
+    return resolved
+
+
+def read_dataset(path: Path) -> bytes:
+    """Read a confined dataset file; a link swapped in after the check is refused (O_NOFOLLOW)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise ApiError(403, OUTSIDE, field="dataset") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ApiError(404, "The dataset is not a regular file.", field="dataset")
+        if info.st_size > MAX_DATASET_BYTES:
+            raise ApiError(413, f"The dataset is larger than the {MAX_DATASET_BYTES // MEGABYTE} MB limit.",
+                           field="dataset")
+        return handle.read(MAX_DATASET_BYTES + 1)
+
+
+def rows_of_dataset(config: Config, location: Any) -> Rows:
+    path = confine_dataset(config, location)
+    return rows_of_csv(read_dataset(path), PurePosixPath(location).name)
+
+
+# --- The request -----------------------------------------------------------------------------
+def request_body() -> bytes:
+    """The whole request body, or 413 when it reaches the size limit.
+
+    A streamed (chunked) body has no Content-Length to refuse up front, and werkzeug stops reading it
+    at the limit without an error: without this check the rows would be silently cut short.
+    """
+    body = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        raise ApiError(413, body_too_large(limit))
+    return body
+
+
+def rows_of_json(config: Config) -> Rows:
+    body = request_body()
+    if not body.strip():
+        raise ApiError(400, 'The request body is empty; send {"records": [...]} or {"dataset": "..."}.')
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                            f"column {exc.colno}).") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply or a number too long"
+        raise ApiError(400, f"The request body is not valid JSON ({reason}).") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, f'The JSON body must be an object with "records" or "dataset", not {describe(document)}.')
+    unknown = [key for key in document if key not in PREDICTION_FIELDS]
+    if unknown:
+        raise ApiError(400, f'Unknown field {json.dumps(unknown[0][:60])} in the JSON body; expected "records" '
+                            'or "dataset".', field=unknown[0][:60])
+    if len(document) != 1:
+        raise ApiError(400, 'The JSON body needs exactly one of "records" (a list of rows) or "dataset" '
+                            '(a CSV file location).')
+    if "dataset" in document:
+        return rows_of_dataset(config, document["dataset"])
+    import numpy as np
+
+    ids, rows = check_records(document["records"])
+    return ids, np.array(rows, dtype="float64")
+
+
+def rows_of_upload() -> Rows:
+    upload = request.files.get("file")
+    if upload is None and len(request.files) == 1:
+        upload = next(iter(request.files.values()))
+    if upload is None:
+        raise ApiError(400, 'A multipart request needs the CSV file in the field "file".', field="file")
+    return rows_of_csv(upload.read(), "The uploaded file")
+
+
+def rows_of_request(config: Config) -> Rows:
+    """The ids and feature matrix of the rows a prediction request supplies, in any accepted form."""
+    extra = [key for key in request.args if key != "dataset"]
+    if extra:
+        raise ApiError(400, f"Unknown query parameter {json.dumps(extra[0][:60])}; only \"dataset\" is accepted.",
+                       field=extra[0][:60])
+    mimetype = request.mimetype
+    if "dataset" in request.args:
+        if len(request.args.getlist("dataset")) > 1:
+            raise ApiError(400, 'The query string names "dataset" more than once; give one location.',
+                           field="dataset")
+        if request.content_length or mimetype:
+            raise ApiError(400, 'Send the dataset location either as ?dataset=... or in the body, not both.',
+                           field="dataset")
+        return rows_of_dataset(config, request.args["dataset"])
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        return rows_of_json(config)
+    if mimetype in CSV_TYPES:
+        return rows_of_csv(request_body(), "The request body")
+    if mimetype == "multipart/form-data":
+        return rows_of_upload()
+    shown = json.dumps(mimetype[:60]) if mimetype else "none"
+    raise ApiError(415, "POST /prediction takes application/json, text/csv or multipart/form-data "
+                        f"(or ?dataset=...); the request's content type is {shown}.")

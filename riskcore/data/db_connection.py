@@ -1,0 +1,347 @@
+"""The database source (riskcore.data.db_setting names it): connecting, and asking whether the table changed.
+
+This module answers the cron tick's question cheaply: has the table changed since the deployed
+ingestion record? With a watermark column: are there rows above the recorded watermark? Without:
+do the row count and an order-independent checksum the database computes still match? It uses the
+standard library, plus ADBC's libpq driver and nanoarrow for PostgreSQL (about 40 ms to import,
+no data library). riskcore.data.db_ingest reads the table itself.
+
+Every failure is one DataError sentence naming the table, host, port and database (or the SQLite
+file), never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from riskcore.contract import COLUMNS, TARGET, DataError
+from riskcore.data.db_setting import PASSWORD_WAYS, DatabaseSource, postgres_endpoint
+
+CONNECT_TIMEOUT_SECONDS = 10
+SQLITE_BUSY_SECONDS = 10
+REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c != TARGET)  # `exited` may be absent: clients not yet labelled
+
+
+class DatabaseError(DataError):
+    """The database cannot be read: down, login refused, no such table or column."""
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+# --- SQL text ----------------------------------------------------------------------------------
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_sql(table: str) -> str:
+    """`schema.table` or `table`, each part quoted (names are matched as stored)."""
+    return ".".join(quote_identifier(part) for part in table.split("."))
+
+
+def quote_literal(value: str) -> str:
+    """A PostgreSQL string constant of unknown type (so it takes the watermark column's type)."""
+    # An escape string: its meaning does not depend on standard_conforming_strings.
+    return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def contract_columns(present: Sequence[str], source: DatabaseSource) -> list[str]:
+    """The contract's columns the table has, in contract order; DatabaseError naming the first one missing."""
+    wanted = [*REQUIRED_COLUMNS, *([source.watermark_column] if source.watermark_column else [])]
+    missing = [column for column in wanted if column not in present]
+    if missing:
+        raise DatabaseError(f'{source.subject} has no column "{missing[0]}".')
+    return [column for column in COLUMNS if column in present]
+
+
+# --- Connections -------------------------------------------------------------------------------
+def postgres_failure(source: DatabaseSource, exc: Exception) -> DatabaseError:
+    """One sentence for a PostgreSQL error: which server, and what went wrong, without the password."""
+    text = str(exc)
+    state = getattr(exc, "sqlstate", None) or ""
+    lowered = text.lower()
+    end = postgres_endpoint(source.url)
+    if state == "42P01" or "does not exist" in lowered and "relation" in lowered:
+        reason = "it has no such table"
+    elif "password" in lowered or "authentication" in lowered or state.startswith("28"):
+        reason = f'it refused the login of user "{end.user or "(default)"}" (check {PASSWORD_WAYS})'
+    elif "database" in lowered and "does not exist" in lowered or state == "3D000":
+        reason = "that database does not exist"
+    elif any(word in lowered for word in ("refused", "could not connect", "timeout", "could not translate",
+                                          "no such file", "is the server running")):
+        reason = "the server is not answering"
+    elif any(word in lowered for word in ("closed the connection", "terminating connection", "server closed",
+                                          "connection to server was lost", "no connection")) \
+            or state.startswith(("57P", "08")):
+        reason = "the connection was lost"
+    else:
+        detail = next((line.split("ERROR:", 1)[-1].split("FATAL:", 1)[-1].strip()
+                       for line in text.splitlines() if "ERROR:" in line or "FATAL:" in line), "")
+        reason = f"it failed ({(detail or text.splitlines()[0] if text else exc.__class__.__name__)[:160]})"
+    message = f"Cannot read {source.label}: {reason}."
+    password = os.environ.get("PGPASSWORD")
+    if password:  # libpq never echoes it; a server's message could, in principle
+        message = message.replace(password, "********")
+    return DatabaseError(message)
+
+
+def conninfo(url: str) -> str:
+    """The URL handed to libpq: a bounded connect timeout and our name, unless the URL sets them."""
+    params = parse_qs(urlsplit(url).query)
+    extra = [f"{key}={value}" for key, value in (("connect_timeout", CONNECT_TIMEOUT_SECONDS),
+                                                 ("application_name", "dynamic-risk-assessment"))
+             if key not in params]
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else "?") + "&".join(extra)
+
+
+class PostgresConnection:
+    """One ADBC (libpq) connection; queries return rows as dicts (nanoarrow) or an Arrow stream (polars)."""
+
+    def __init__(self, source: DatabaseSource) -> None:
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        self.source = source
+        self._adbc = adbc_driver_manager
+        self._database = adbc_driver_postgresql.connect(conninfo(source.url))
+        try:
+            self._connection = adbc_driver_manager.AdbcConnection(self._database)
+        except BaseException:
+            self._database.close()
+            raise
+
+    def begin_snapshot(self) -> None:
+        """Every later query sees the same snapshot of the table (one read-only repeatable-read transaction)."""
+        self._connection.set_options(**{"adbc.connection.autocommit": "false"})
+        self.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def execute(self, sql: str) -> None:
+        with self._statement(sql) as statement:
+            statement.execute_update()
+
+    @contextlib.contextmanager
+    def _statement(self, sql: str) -> Iterator[Any]:
+        statement = self._adbc.AdbcStatement(self._connection)
+        try:
+            statement.set_sql_query(sql)
+            yield statement
+        finally:
+            statement.close()
+
+    def consume(self, sql: str, reader: Callable[[Any], Any]) -> Any:
+        """`reader` applied to the result as an Arrow stream (polars, for the rows)."""
+        with self._statement(sql) as statement:
+            return reader(statement.execute_query()[0])
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        import nanoarrow
+
+        with self._statement(sql) as statement:
+            return nanoarrow.ArrayStream(statement.execute_query()[0]).read_all().to_pylist()
+
+    def columns(self, table: str) -> dict[str, bool]:
+        """The table's columns: name -> whether its values arrive as whole numbers or text (else read as text)."""
+        import nanoarrow
+
+        plain = {getattr(nanoarrow.Type, name) for name in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
+                                                              "UINT32", "UINT64", "STRING", "LARGE_STRING")}
+        with self._statement(f"SELECT * FROM {table_sql(table)} LIMIT 0") as statement:
+            schema = nanoarrow.ArrayStream(statement.execute_query()[0]).schema
+            return {field.name: field.type in plain for field in schema.fields}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+        with contextlib.suppress(Exception):
+            self._database.close()
+
+
+def row_hash(*values: Any) -> int:
+    """A 32-bit hash of one row's values (SQLite has no hash function of its own); sums of 2**31 rows fit."""
+    return zlib.crc32(repr(values).encode("utf-8", "surrogatepass"))
+
+
+class SqliteConnection:
+    """A read-only sqlite3 connection (the file is never created or changed)."""
+
+    def __init__(self, source: DatabaseSource) -> None:
+        self.source = source
+        uri = f"file:{quote(str(source.sqlite_file))}?mode=ro"
+        self._connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
+        self._connection.create_function("risk_row_hash", -1, row_hash, deterministic=True)
+
+    def begin_snapshot(self) -> None:
+        self._connection.execute("BEGIN")  # a read transaction: one snapshot for the queries that follow
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self._connection.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def tuples(self, sql: str) -> tuple[list[str], list[tuple]]:
+        cursor = self._connection.execute(sql)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def columns(self, table: str) -> dict[str, bool]:
+        """The table's columns (SQLite hands over Python values, converted on reading)."""
+        cursor = self._connection.execute(f"SELECT * FROM {table_sql(table)} LIMIT 0")
+        return {d[0]: True for d in cursor.description}
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
+    text = str(exc)
+    if text.startswith("no such table"):
+        return DatabaseError(f"Cannot read {source.label}: it has no such table.")
+    if text.startswith("no such column"):
+        column = text.partition(":")[2].strip()
+        return DatabaseError(f'{source.subject} has no column "{column}".')
+    return DatabaseError(f"Cannot read {source.label}: {text or exc.__class__.__name__}.")
+
+
+@contextlib.contextmanager
+def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConnection]:
+    """A connection to the source's database; any database error inside becomes one DatabaseError sentence."""
+    if source.kind == "sqlite":
+        connection = None
+        try:
+            connection = SqliteConnection(source)
+            yield connection
+        except sqlite3.Error as exc:
+            raise sqlite_failure(source, exc) from None
+        finally:
+            if connection is not None:
+                connection.close()
+        return
+    try:
+        import adbc_driver_manager
+        import adbc_driver_postgresql  # noqa: F401 - PostgresConnection's driver, checked here to say so
+    except ImportError as exc:
+        raise DatabaseError(f"Cannot read {source.label}: the {exc.name} package is missing "
+                            "(install requirements.txt).") from None
+    connection = None
+    try:
+        connection = PostgresConnection(source)
+        yield connection
+    except adbc_driver_manager.Error as exc:
+        raise postgres_failure(source, exc) from None
+    except Exception as exc:  # the driver failed mid-stream: the reader (nanoarrow, polars) passes its words on
+        if "[libpq]" not in str(exc):
+            raise
+        raise postgres_failure(source, exc) from None
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+# --- The cheap question: anything new? ---------------------------------------------------------
+@dataclass(frozen=True)
+class TableState:
+    """What the database says about the table: rows, and either a checksum or the watermark's range."""
+
+    rows: int | None = None
+    checksum: str | None = None
+    watermark_min: Any = None
+    watermark_max: Any = None
+    new_rows: int | None = None  # with a watermark: rows above the recorded one
+
+    def as_record(self) -> dict[str, Any]:
+        return {"rows": self.rows, "checksum": self.checksum,
+                "watermark": {"min": self.watermark_min, "max": self.watermark_max}}
+
+
+def _above(source: DatabaseSource, since: Any) -> str:
+    """SQL: the rows above the recorded watermark (every row with one, when none was recorded)."""
+    column = quote_identifier(source.watermark_column)
+    if since is None:
+        return f"{column} IS NOT NULL"
+    if source.kind == "sqlite":
+        return f"{column} > ?"
+    return f"{column} > {quote_literal(str(since))}"
+
+
+def count_rows(connection) -> int:
+    [row] = connection.rows(f"SELECT count(*) AS n FROM {table_sql(connection.source.table)}")
+    return row["n"]
+
+
+def new_rows(connection, since: Any) -> int:
+    """How many rows lie above the recorded watermark (an index on the column answers from the index)."""
+    source = connection.source
+    sql = f"SELECT count(*) AS n FROM {table_sql(source.table)} WHERE {_above(source, since)}"
+    [row] = _rows(connection, sql, [since] if source.kind == "sqlite" and since is not None else [])
+    return row["n"]
+
+
+def watermark_state(connection, since: Any, known: bool = True) -> TableState:
+    """The watermark's range (min and max, from an index when there is one) and, when a watermark was recorded
+    (`known`), how many rows lie above `since`."""
+    source = connection.source
+    column, cast = quote_identifier(source.watermark_column), "" if source.kind == "sqlite" else "::text"
+    [row] = connection.rows(f"SELECT min({column}){cast} AS low, max({column}){cast} AS high "
+                            f"FROM {table_sql(source.table)}")
+    return TableState(watermark_min=row["low"], watermark_max=row["high"],
+                      new_rows=new_rows(connection, since) if known else None)
+
+
+def checksum_state(connection, columns: list[str]) -> TableState:
+    """The row count and an order-independent checksum of the contract's columns, both computed by the database."""
+    source = connection.source
+    listed = ", ".join(quote_identifier(c) for c in columns)
+    if source.kind == "sqlite":
+        checksum = f"sum(risk_row_hash({listed}))"
+    else:
+        checksum = f"sum(hash_record_extended(ROW({listed}), 0))::text"  # PostgreSQL 14 or later
+    [row] = connection.rows(f"SELECT count(*) AS n, {checksum} AS checksum FROM {table_sql(source.table)}")
+    return TableState(row["n"], checksum=None if row["checksum"] is None else str(row["checksum"]))
+
+
+def table_state(connection, columns: list[str], since: Any = None, known: bool = True) -> TableState:
+    """The state an ingestion records (the row count is the caller's: it has the rows); `known`: whether the
+    record holds an earlier state (else every row is new, and not counted here)."""
+    if connection.source.watermark_column:
+        return watermark_state(connection, since, known)
+    return checksum_state(connection, columns)
+
+
+def _rows(connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    return connection.rows(sql, params) if params else connection.rows(sql)
+
+
+def recorded_state(record: dict[str, Any] | None, source: DatabaseSource) -> dict[str, Any] | None:
+    """The database part of an ingestion record, if it was made from this same table."""
+    database = (record or {}).get("database")
+    if not isinstance(database, dict) or database.get("source") != source.identity():
+        return None
+    return database
+
+
+def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]:
+    """What changed in the table since the ingestion record, in words ([]: nothing new)."""
+    known = recorded_state(record, source)
+    with connect(source) as connection:
+        columns = contract_columns(connection.columns(source.table), source)
+        if known is None:
+            return [f"{source.table}: {plural(count_rows(connection), 'row')} (not ingested from this table before)"]
+        if source.watermark_column:
+            since = known["state"]["watermark"]["max"]
+            count = new_rows(connection, since)
+            return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] if count else []
+        state = checksum_state(connection, columns)
+    before = known["state"]
+    if (state.rows, state.checksum) != (before.get("rows"), before.get("checksum")):
+        return [f"{source.table}: {plural(state.rows, 'row')}, changed since the last ingestion "
+                f"({plural(before.get('rows') or 0, 'row')} then)"]
+    return []

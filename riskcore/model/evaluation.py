@@ -1,0 +1,166 @@
+"""How well a model does: predictions, probabilities, F1 (the course's score) and the fuller evaluation."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
+
+from riskcore.config import Config
+from riskcore.contract import FEW_ROWS, MODEL_FILE, SCORE_FILE, SCORE_RECORD, TARGET, TEST_DATA, DataError
+from riskcore.data.validation import features_of, read_client_csv
+from riskcore.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
+from riskcore.release.load import load_trained_model
+
+log = logging.getLogger(__name__)
+
+
+def attrition_probability(model, features) -> np.ndarray:
+    """P(exited = 1) per feature row, from the model's own predict_proba."""
+    column = list(model.classes_).index(1)
+    return model.predict_proba(features)[:, column]
+
+
+def predict(model, frame):
+    """Class predictions (0/1) for a validated frame."""
+    return model.predict(features_of(frame))
+
+
+def f1_of(labels, predictions) -> float:
+    """F1 of the positive class; 0.0 where it is undefined (no positives at all)."""
+    return float(f1_score(labels, predictions, zero_division=0.0))
+
+
+def score_model(model, dataframe, score_path: Path | None = None) -> float:
+    """F1 of `model` on `dataframe`; saved atomically to `score_path` when one is given."""
+    score = f1_of(dataframe[TARGET].to_numpy(), predict(model, dataframe))
+    if score_path is not None:
+        atomic_write_text(score_path, repr(score))
+    return score
+
+
+def read_score(path: Path) -> float:
+    """Read a latestscore.txt, or raise DataError naming it."""
+    try:
+        return float(path.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        raise DataError(f"Score file {path} does not exist.") from None
+    except (OSError, ValueError):
+        raise DataError(f"Score file {path} does not hold a number.") from None
+
+
+def read_test_data(config: Config):
+    """The validated test data."""
+    if not config.test_data_file.is_file():
+        raise DataError(f"Test data {config.test_data_file} does not exist.")
+    return read_client_csv(config.test_data_file)
+
+
+def score_trained(config: Config, model_folder: Path | None = None) -> float:
+    """Score the trained model on the test data and write latestscore.txt beside it."""
+    model_folder = model_folder or config.output_model_folder
+    if not (model_folder / MODEL_FILE).is_file():
+        raise DataError(f"No trained model in {model_folder}; run training.py first.")
+    model, metadata = load_trained_model(model_folder)
+    score = score_model(model, read_test_data(config), model_folder / SCORE_FILE)
+    # Beside the bare number of the course's file: which model it scores, so a deployment can refuse a
+    # score that belongs to another model.
+    atomic_write_json(model_folder / SCORE_RECORD, {
+        "score": score, "model_sha256": metadata["model_sha256"], "model_version": metadata["model_version"],
+        "test_data_sha256": sha256_file(config.test_data_file), "scored_at": utc_now()})
+    log.info("model %s scores F1 %.4f on %s", metadata["model_version"], score, TEST_DATA)
+    return score
+
+
+@dataclass
+class Evaluation:
+    """How a model does on labelled data."""
+
+    rows: int
+    positives: int
+    f1: float
+    precision: float
+    recall: float
+    matrix: list[list[int]]  # [[true 0 predicted 0, true 0 predicted 1], [true 1 ..., ...]]
+    auc: float | None
+    roc: tuple[list[float], list[float]] | None  # false and true positive rates
+
+
+def evaluate(model, frame) -> Evaluation:
+    """F1, precision, recall, confusion matrix and ROC curve of `model` on a labelled frame."""
+    features = features_of(frame)
+    labels = frame[TARGET].to_numpy()
+    predictions = model.predict(features)
+    probabilities = attrition_probability(model, features)
+    both = len(set(labels.tolist())) == 2
+    roc = roc_curve(labels, probabilities)[:2] if both else None
+    return Evaluation(
+        rows=int(len(labels)),
+        positives=int(labels.sum()),
+        f1=f1_of(labels, predictions),
+        precision=float(precision_score(labels, predictions, zero_division=0.0)),
+        recall=float(recall_score(labels, predictions, zero_division=0.0)),
+        matrix=confusion_matrix(labels, predictions, labels=[0, 1]).tolist(),
+        auc=float(roc_auc_score(labels, probabilities)) if both else None,
+        roc=(roc[0].tolist(), roc[1].tolist()) if roc is not None else None,
+    )
+
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
+def _f1_and_auc(labels, predictions, probabilities, axis=-1):
+    """F1 and ROC AUC of each resample at once (scipy.stats.bootstrap's vectorized statistic).
+
+    The AUC is the Mann-Whitney form on average ranks, equal to roc_auc_score; NaN for a resample
+    of one class.
+    """
+    tp = (labels * predictions).sum(axis)
+    wrong = ((1 - labels) * predictions).sum(axis) + (labels * (1 - predictions)).sum(axis)
+    f1 = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp, dtype="float64"), where=(2 * tp + wrong) > 0)
+    ranks = stats.rankdata(probabilities, axis=axis)
+    positives = labels.sum(axis)
+    pairs = positives * (labels.shape[axis] - positives)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(pairs > 0, ((ranks * labels).sum(axis) - positives * (positives + 1) / 2) / pairs, np.nan)
+    return np.stack([f1, auc])
+
+
+def scores_with_intervals(model, frame, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """F1 and ROC AUC of `model` on a labelled frame, each with a bootstrap 95% interval (percentile, seeded).
+
+    scipy.stats.bootstrap resamples the rows, `resamples` times; resamples of one class have no AUC
+    and are left out of its interval. `few_rows` marks figures measured on fewer than FEW_ROWS rows.
+    """
+    features = features_of(frame)
+    labels = frame[TARGET].to_numpy(dtype="float64")
+    predictions = model.predict(features).astype("float64")
+    probabilities = attrition_probability(model, features)
+    both = len(set(labels.tolist())) == 2
+    result: dict[str, Any] = {
+        "rows": int(len(labels)), "positives": int(labels.sum()), "few_rows": len(labels) < FEW_ROWS,
+        "f1": f1_of(labels, predictions), "f1_interval": None,
+        "auc": float(roc_auc_score(labels, probabilities)) if both else None, "auc_interval": None,
+        "resamples": resamples, "seed": seed,
+    }
+    if len(labels) < 2:
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # a resample of one class: no AUC
+        drawn = stats.bootstrap((labels, predictions, probabilities), _f1_and_auc, n_resamples=resamples,
+                                paired=True, vectorized=True, batch=100, method="percentile",
+                                rng=np.random.default_rng(seed)).bootstrap_distribution
+    result["f1_interval"] = [float(x) for x in np.percentile(drawn[0], [2.5, 97.5])]
+    aucs = drawn[1][np.isfinite(drawn[1])]
+    if both and len(aucs):
+        result["auc_interval"] = [float(x) for x in np.percentile(aucs, [2.5, 97.5])]
+    return result
+

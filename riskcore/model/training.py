@@ -1,0 +1,149 @@
+"""The attrition model: a logistic regression on the three features, its metadata and how it is saved."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import platform
+import re
+import warnings
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas
+import sklearn
+from sklearn.linear_model import LogisticRegression
+
+from riskcore.config import Config
+from riskcore.contract import FEATURES, ID_COLUMN, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
+from riskcore.data.validation import LABELS_OPTIONAL, features_of, labelled, read_client_csv
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from riskcore.model.reasons import model_terms
+
+log = logging.getLogger(__name__)
+
+PROFILE_POINTS = 1001  # quantiles kept per feature: enough for KS and PSI against new data
+
+
+def check_settings(config: Config) -> None:
+    """scikit-learn's own parameter rules for the model settings, applied before any step runs.
+
+    A setting it refuses is a ConfigError (exit 2) naming the key and the config file, not a
+    traceback at the first retrain.
+    """
+    tiny = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [2.0, 1.0, 0.0], [3.0, 3.0, 3.0]])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence on four rows says nothing about the settings
+            build_model(config.model).fit(tiny, np.array([0, 1, 0, 1]))
+    except (ValueError, TypeError, OverflowError) as exc:  # scikit-learn's InvalidParameterError is a ValueError
+        named = re.search(r"The '(\w+)' parameter", str(exc))
+        key = f"model.{named.group(1)}" if named else "model"
+        detail = str(exc).split(" of LogisticRegression ", 1)[-1].rstrip(".")
+        raise ConfigError(f'Config key "{key}" in {config.config_file} is refused by scikit-learn: {detail}.') from None
+
+
+def build_model(settings: dict[str, Any]):
+    """An unfitted LogisticRegression with the given settings."""
+    return LogisticRegression(**settings)
+
+
+def train_model(frame, settings: dict[str, Any]):
+    """Fit the model on a validated frame's labelled rows (clients not labelled yet are left out)."""
+    frame = labelled(frame)
+    if len(frame) == 0:
+        raise DataError("The training data holds no labelled row (\"exited\" is empty in every row); "
+                        "a model needs clients whose outcome is known.")
+    if frame[TARGET].nunique() < 2:
+        raise DataError("The training data holds only one class of \"exited\"; a model needs both.")
+    model = build_model(settings)
+    model.fit(features_of(frame), frame[TARGET].to_numpy())
+    return model
+
+
+def feature_profile(frame) -> dict[str, Any]:
+    """Quantiles of each feature, so later runs can compare new data without the old rows."""
+    probs = np.linspace(0.0, 1.0, PROFILE_POINTS)
+    return {
+        "rows": int(len(frame)),
+        "exited_share": float(frame[TARGET].mean()),
+        "quantiles": {
+            col: np.quantile(frame[col].to_numpy(dtype="float64"), probs).round(6).tolist()
+            for col in FEATURES
+        },
+    }
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
+def model_version(trained_at: datetime, model_sha256: str) -> str:
+    """A sortable, human-readable model version: training time and the model's hash."""
+    return f"{trained_at:%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
+
+
+def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[str, Any], model) -> dict:
+    """Everything recorded beside a trained model, `frame` the data it was fitted on.
+
+    With its coefficients, intercept and average client (riskcore.model.reasons), the reasons of any
+    client's risk can be computed from the metadata alone.
+    """
+    now = datetime.now(UTC)
+    sha = sha256_bytes(model_bytes)
+    return {
+        "model_version": model_version(now, sha),
+        "model_sha256": sha,
+        "trained_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "features": list(FEATURES),
+        "target": TARGET,
+        "training_data_sha256": data_sha256,
+        "training_rows": int(len(frame)),
+        "settings": settings,
+        "library_versions": library_versions(),
+        "training_profile": feature_profile(frame),
+        **model_terms(model, frame),
+    }
+
+
+def save_model(model, metadata_for, model_folder: Path) -> dict:
+    """Pickle the model and write it with its metadata, each atomically."""
+    model_bytes = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    metadata = metadata_for(model_bytes)
+    atomic_write_bytes(model_folder / MODEL_FILE, model_bytes)
+    checkpoint("training-wrote-model")
+    atomic_write_json(model_folder / MODEL_METADATA, metadata)
+    return metadata
+
+
+def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None,
+          held_out: Collection[str] = ()) -> dict:
+    """Train on the labelled rows of the ingested data and save model and metadata; return the metadata.
+
+    The metadata (rows, training profile) describes those labelled rows: the model's training data.
+    The clients `held_out` (a retrain's holdout, riskcore.model.holdout) are left out of it.
+    """
+    check_settings(config)
+    data_file = data_file or config.final_data_file
+    model_folder = model_folder or config.output_model_folder
+    if not data_file.is_file():
+        raise DataError(f"Training data {data_file} does not exist; run ingestion.py first.")
+    data_sha = sha256_file(data_file)
+    every_client = read_client_csv(data_file, require_target=LABELS_OPTIONAL)
+    frame = labelled(every_client)
+    unlabelled = len(every_client) - len(frame)
+    if held_out:
+        frame = frame[~frame[ID_COLUMN].astype(str).isin(set(held_out))]
+        log.info("%d labelled clients held out of training, to score the old and the new model on", len(held_out))
+    model = train_model(frame, config.model)
+    metadata = save_model(
+        model, lambda b: model_metadata(b, frame, data_sha, config.model, model), model_folder
+    )
+    log.info("trained model %s on the %d labelled rows of %s (%d clients not labelled yet left out)",
+             metadata["model_version"], len(frame), data_file.name, unlabelled)
+    return metadata

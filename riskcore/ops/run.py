@@ -1,0 +1,286 @@
+"""One automation run with work to do: ingest, check drift, keep or retrain and redeploy, report, record.
+
+The contract's decisions, "new data" being the rows of the files new or changed in this run:
+  nothing deployed yet                                   -> first deployment, then the reports
+  new data, deployed model's F1 on it passes the test    -> keep the model, record the files
+  new data, F1 fails the drift test                      -> re-train, score, deploy, then report
+    (the new model worse on held-out new rows, with automation.promotion_gate on: keep the old one)
+  new data without labels ("no labels yet")              -> keep the model, record the files
+  a file production ingested is broken or gone           -> nothing ingested, nothing deployed, exit 1
+  a new file is rejected                                 -> the others go ahead; exit 1 naming it
+
+Every run is recorded in the run history whatever happens; a run killed mid-way is finished by
+the next tick from its pending mark (riskcore.ops.run_record). Only a tick with work imports this module:
+it brings in pandas, scikit-learn and scipy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from riskcore.api.key import api_key
+from riskcore.config import Config
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, SCORE_FILE
+from riskcore.data.folder_ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
+from riskcore.data.input_files import printable_name
+from riskcore.data.validation import labelled
+from riskcore.faults import checkpoint
+from riskcore.files import next_report_number, numbered_name, utc_now
+from riskcore.model.drift import data_drift, drift_verdict
+from riskcore.model.evaluation import read_score, score_model, score_trained
+from riskcore.model.holdout import evaluate_retrain, holdout_clients
+from riskcore.model.training import train
+from riskcore.ops.api_client import call_endpoints
+from riskcore.ops.history import data_drift_text, record_run, score_history
+from riskcore.ops.new_data import processed_files
+from riskcore.ops.run_record import (
+    AUTOMATION_LOGGER,
+    Reports,
+    Run,
+    StepFailed,
+    clear_pending,
+    history_path,
+    resumed_run,
+    step,
+    write_pending,
+)
+from riskcore.release.load import Deployment, current_deployment, deployed_metadata, load_deployed_model, verify_release
+from riskcore.release.operator_state import read_control
+from riskcore.release.publish import deploy, deploy_records
+from riskcore.report.diagnostics import write_diagnostics
+from riskcore.report.writer import NEW_ROWS_POINTS, quantiles_of, write_reports
+
+log = logging.getLogger(AUTOMATION_LOGGER)
+
+NO_LABELS = 'no labels yet: the new rows have no "exited" values, so F1 cannot be measured; the model is kept'
+NO_NEW_ROWS = "no new rows to check: the model is kept"
+
+
+def produce_reports(config: Config, run: Run, api_url: str) -> None:
+    """Diagnostics, reports and API calls for the current deployment, numbered as one run."""
+    with step(run, "diagnostics"):
+        write_diagnostics(config)
+    with step(run, "reporting"):
+        write_reports(config, run_number=run.run_number)
+    with step(run, "apicalls"):
+        status = call_endpoints(config, api_url, run_number=run.run_number, api_key=api_key(config))
+    if status != EXIT_OK:
+        raise StepFailed(f"step apicalls failed: the API at {api_url} did not answer every call "
+                         f"(see {numbered_name(API_RETURNS, run.run_number)})")
+
+
+def labelled_f1(model, frame) -> float | None:
+    """The model's F1 on a frame's labelled rows; None when none is labelled."""
+    rows = labelled(frame)
+    return score_model(model, rows) if len(rows) else None
+
+
+def describe_f1(f1: float | None) -> str:
+    return "no labelled rows" if f1 is None else f"F1 {f1:.4f}"
+
+
+def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> bool:
+    """Decide whether the deployed model has drifted on the new data (the new or changed files' rows); record why.
+
+    F1 needs labels: new rows without any leave the model as it is ("no labels yet"); the data
+    drift statistics (PSI, KS) take every new row. F1 on everything ingested is recorded beside it.
+    """
+    verify_release(deployment)  # the baseline and the training profile decide too
+    model = load_deployed_model(deployment)
+    new = result.new_frame
+    known = labelled(new)
+    run.rows_new = len(new)
+    run.baseline = read_score(deployment.path(SCORE_FILE))
+    run.f1_new_data = score_model(model, known) if len(known) else None
+    run.f1_ingested = labelled_f1(model, result.frame)
+    auto = config.automation
+    profile = deployed_metadata(deployment)["training_profile"]
+    run.data_drift = data_drift(new, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(new) else None
+    run.new_rows_quantiles = quantiles_of(new, NEW_ROWS_POINTS) if len(new) else None  # the report draws them
+    drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
+    if run.f1_new_data is None:
+        run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
+        model_drift = False
+    else:
+        verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
+                                auto["drift_test"], auto["min_history"])
+        run.drift_test, run.drift_verdict, model_drift = verdict.test, verdict.reason, verdict.drift
+    log.info("drift check on the new data (%d rows, %d labelled): %s; on everything ingested (%d rows): %s; "
+             "data drift in %s (%s)", run.rows_new, len(known), run.drift_verdict, len(result.frame),
+             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature", data_drift_text(run.data_drift))
+    if model_drift:
+        return True
+    if drifted and auto["data_drift_triggers_retrain"]:
+        if run.f1_new_data is None:
+            run.drift_verdict += "; data drift noted, but retraining waits for labelled new rows"
+            return False
+        run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
+        return True
+    return False
+
+
+def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = None, new_rows=None) -> None:
+    """Train, score and deploy; a retrain first scores old and new model on held-out new rows (riskcore.model.holdout).
+
+    automation.promotion_gate keeps the old model when the new one does worse on them.
+    """
+    held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
+    with step(run, "training"):
+        train(config, held_out=held_out)
+    with step(run, "scoring"):
+        score_trained(config)
+    if current is not None:
+        with step(run, "evaluation"):
+            run.evaluation = evaluate_retrain(config, current, new_rows, held_out)
+        write_pending(config, run)
+        if not run.evaluation["promoted"]:
+            run.decision = "keep: the new model did worse on the holdout (automation.promotion_gate)"
+            write_pending(config, run)
+            log.info("decision: keep model %s, record the new files as processed", current.model_version)
+            with step(run, "record_files"):
+                deploy_records(config)
+            return
+    with step(run, "deployment"):
+        deploy(config)
+
+
+def note_ingestion(run: Run, result: IngestionResult) -> None:
+    """What the ingestion found, for the history: rows read and kept, new rows, rejected files."""
+    run.rows_read = sum(f.rows_read for f in result.files)
+    run.rows_ingested = result.data.height
+    run.rows_new = result.new_data.height
+    run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
+
+
+def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allow_removed: bool = False) -> None:
+    """Ingest, check drift on the new data against the deployed model, and act on the verdict."""
+    with step(run, "ingestion"):
+        processed = processed_files(config.input_folder, current)
+        try:
+            result = ingest(config, processed, allow_removed)
+        except HeldBack as exc:
+            note_ingestion(run, exc.result)
+            raise
+    note_ingestion(run, result)
+    if current is None:
+        run.decision = "first deployment"
+        write_pending(config, run)
+        log.info("nothing deployed yet: training and deploying a first model")
+        retrain_and_deploy(config, run)
+        return
+    with step(run, "drift_check"):
+        drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
+    if drift:
+        run.decision = "retrain"
+        write_pending(config, run)
+        log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
+        retrain_and_deploy(config, run, current, result.new_frame)
+    else:
+        run.decision = "keep"
+        write_pending(config, run)
+        log.info("decision: keep model %s, record the new files as processed (%s)", current.model_version,
+                 run.drift_verdict)
+        with step(run, "record_files"):
+            deploy_records(config)
+
+
+def held_by_pin(config: Config, run: Run, current: Deployment) -> bool:
+    """Whether a pinned release keeps the model although the drift check asks for a retrain (and say so)."""
+    pinned = read_control(config.prod_deployment_folder)["pinned"]
+    if not pinned:
+        return False
+    run.drift_verdict += (f"; release {pinned['release']} is pinned (by {pinned['by']}, {pinned['at']}): "
+                          "keeping it until deployment.py --unpin")
+    log.warning("release %s is pinned by %s since %s: keeping model %s although the drift check asks for a "
+                "retrain", pinned["release"], pinned["by"], pinned["at"], current.model_version)
+    return True
+
+
+def rejection_error(rejected: list[dict[str, str]]) -> str:
+    """The sentence a run with rejected files ends with (cron mails it)."""
+    return "rejected input: " + "; ".join(r["reason"].rstrip(".") for r in rejected) + \
+        " (the file stays rejected until it changes)."
+
+
+def execute(config: Config, run: Run, current: Deployment | None, reports: Reports,
+            reports_only: bool = False, allow_removed: bool = False) -> int:
+    """Do the work of a run; record it in the history whatever happens."""
+    write_pending(config, run)
+    try:
+        if not reports_only:
+            ingest_and_decide(config, run, current, allow_removed)
+        # Recorded before the reports, so this run's drift check is in its own report.
+        run.outcome = "reporting"
+        record_run(history_path(config), run.as_row())
+        reports(config, run)
+        run.outcome = "done"
+        if run.files_rejected:  # the good files went ahead; a rejected file still needs someone to look
+            run.error = rejection_error(run.files_rejected)
+    except StepFailed as exc:
+        run.outcome, run.error = "failed", str(exc)
+    except BaseException as exc:
+        run.outcome, run.error = "crashed", f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        run.finished_at = utc_now()
+        deployed = current_deployment(config.prod_deployment_folder)
+        run.version_after = deployed.model_version if deployed else None
+        record_run(history_path(config), run.as_row())
+        # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
+        checkpoint("run-recorded")
+        clear_pending(config)
+        if run.error:
+            log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
+    log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
+    return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
+
+
+def work(config: Config, current: Deployment | None, new_files: list[str], pending: dict | None,
+         reports: Reports, removed: list[str] | None = None) -> int:
+    """A run with something to do: new data, files the operator drops (`removed`), or reports still owed."""
+    run = Run(started_at=utc_now(), new_files=new_files,
+              version_before=current.model_version if current else None)
+    # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
+    # it had never been interrupted.
+    run.run_number = (pending or {}).get("run_number") or next_report_number(config.output_model_folder)
+    if not new_files and not removed:
+        resumed = resumed_run(pending or {}, run.run_number)
+        if resumed is None:
+            run.decision = "finish reports"
+            log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
+        else:
+            run = resumed
+            log.info("run %s (%s, started %s) was interrupted after its decision: producing its reports now",
+                     run.run_number, run.decision, run.started_at)
+        return execute(config, run, current, reports, reports_only=True)
+    if new_files:
+        log.info("new data: %s", ", ".join(map(printable_name, new_files)))
+    if removed:
+        log.info("dropping, as asked (--allow-removed): %s", ", ".join(removed))
+    return execute(config, run, current, reports, allow_removed=bool(removed))
+
+
+def dry_run(config: Config, current: Deployment | None, new_files: list[str], removed: list[str] | None = None) -> str:
+    """What a run would decide now on the new files, with its reasons, without changing anything."""
+    if current is None:
+        return "would make a first deployment: nothing is deployed yet"
+    processed = processed_files(config.input_folder, current)
+    if config.input_database is not None:
+        from riskcore.data.db_ingest import ingest_table
+
+        result = ingest_table(config, processed.record, keep_snapshot=False)
+    else:
+        result = ingest_folder(config.input_folder, processed.known)
+    reason = hold_back_reason(result, processed, bool(removed), config.input_folder)
+    if reason is not None:
+        return f"would fail: {reason}"
+    if result.rejected:
+        log.info("would reject: %s", "; ".join(r.reason for r in result.rejected))
+    if not result.files:
+        return "would fail: no file could be ingested"
+    run = Run(started_at=utc_now())
+    drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
+    action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
+    changes = f"new files {', '.join(map(printable_name, new_files))}" + (
+        f"; dropping {', '.join(map(printable_name, removed))}" if removed else "")
+    return f"would {action}: {changes}; {run.drift_verdict}"

@@ -1,0 +1,158 @@
+"""Reading deployments: the release `current` names, its manifest, and models loaded only after a hash check.
+
+deployment.py writes releases (riskcore.release.publish); everything else reads them through here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from riskcore.contract import (
+    CURRENT_LINK,
+    MANIFEST,
+    MODEL_FILE,
+    MODEL_METADATA,
+    RELEASES_DIR,
+    DataError,
+    IntegrityError,
+)
+from riskcore.files import read_json, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One published release: its folder and its manifest."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def release(self) -> str:
+        return self.folder.name
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest["model_version"]
+
+    @property
+    def deployed_at(self) -> str:
+        return self.manifest["deployed_at"]
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+
+def current_release_name(prod: Path) -> str | None:
+    """The release the deployment pointer names, read cheaply; None when nothing is deployed."""
+    try:
+        return Path(os.readlink(prod / CURRENT_LINK)).name
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise IntegrityError(f"Deployment pointer {prod / CURRENT_LINK} is not a link ({exc.strerror}).") from None
+
+
+def read_release(prod: Path, name: str) -> Deployment:
+    """A release folder with its manifest."""
+    folder = prod / RELEASES_DIR / name
+    return Deployment(folder=folder, manifest=read_json(folder / MANIFEST, "Deployment manifest"))
+
+
+def current_deployment(prod: Path) -> Deployment | None:
+    """The current deployment with its manifest; None when nothing is deployed yet."""
+    name = current_release_name(prod)
+    return None if name is None else read_release(prod, name)
+
+
+def require_deployment(prod: Path) -> Deployment:
+    """The current deployment, or a UserError saying nothing is deployed."""
+    deployment = current_deployment(prod)
+    if deployment is None:
+        raise DataError(f"No model is deployed in {prod} yet; run deployment.py first.")
+    return deployment
+
+
+def read_verified(path: Path, expected_sha256: str) -> bytes:
+    """Read a file and check it against its recorded sha256, or raise IntegrityError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IntegrityError(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
+    if sha256_bytes(data) != expected_sha256:
+        raise IntegrityError(f"{path} does not match its recorded sha256; refusing to load it.")
+    return data
+
+
+def read_deployed(deployment: Deployment, name: str) -> bytes:
+    """A file of a release, checked against the hash its manifest records."""
+    return read_verified(deployment.path(name), deployment.manifest["files"][name])
+
+
+def verify_release(deployment: Deployment) -> None:
+    """Check every file of a release against its manifest, or raise IntegrityError."""
+    for name in deployment.manifest["files"]:
+        read_deployed(deployment, name)
+
+
+def load_model_bytes(data: bytes):
+    """Unpickle a model whose bytes have already been verified."""
+    return pickle.loads(data)  # noqa: S301 - only after the sha256 check
+
+
+def load_deployed_model(deployment: Deployment):
+    """The deployed model, loaded only if its bytes match the hash recorded at deployment."""
+    return load_model_bytes(read_deployed(deployment, MODEL_FILE))
+
+
+def deployed_metadata(deployment: Deployment) -> dict[str, Any]:
+    """The deployed model's metadata, checked against the manifest's hash."""
+    return json.loads(read_deployed(deployment, MODEL_METADATA))
+
+
+def load_trained_model(model_folder: Path) -> tuple[Any, dict[str, Any]]:
+    """The model training.py wrote, checked against the sha256 in its metadata."""
+    metadata = read_json(model_folder / MODEL_METADATA, "Model metadata")
+    data = read_verified(model_folder / MODEL_FILE, metadata["model_sha256"])
+    return load_model_bytes(data), metadata
+
+
+RELEASE_NAME = re.compile(r"^\d{6}-\w+$")
+
+
+def release_names(prod: Path) -> list[str]:
+    """Completed release folders (NNNNNN-<time>), oldest first; anything else there is logged and ignored."""
+    folder = prod / RELEASES_DIR
+    if not folder.is_dir():
+        return []
+    names = []
+    for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue  # a release being built, or one a killed deployment left (publish removes those)
+        if RELEASE_NAME.match(entry.name) and entry.is_dir():
+            names.append(entry.name)
+        else:
+            log.info("ignoring %s in %s: not a release", ascii(entry.name), folder)
+    return sorted(names)
+
+
+def deployment_history(prod: Path) -> list[dict[str, Any]]:
+    """Every release still kept: when it was deployed, which model, its F1 on the test data."""
+    history = []
+    for name in release_names(prod):
+        try:
+            manifest = read_release(prod, name).manifest
+            history.append({"release": name, "deployed_at": str(manifest["deployed_at"]),
+                            "model_version": str(manifest["model_version"]), "score": float(manifest["score"]),
+                            "kind": str(manifest.get("kind", "model"))})
+        except (DataError, KeyError, TypeError, ValueError) as exc:
+            log.warning("skipping release %s: its manifest is unreadable (%s)", name, exc)
+    return sorted(history, key=lambda item: item["deployed_at"])

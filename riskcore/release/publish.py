@@ -1,0 +1,279 @@
+"""Writing releases: a complete folder renamed into place, then the `current` link switched atomically.
+
+A reader sees the old set of files or the new set, never a mix, even when the process is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from riskcore.config import Config
+from riskcore.contract import (
+    CURRENT_LINK,
+    DEPLOYED_FILES,
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    MANIFEST,
+    MODEL_FILE,
+    MODEL_METADATA,
+    RELEASES_DIR,
+    SCORE_FILE,
+    SCORE_RECORD,
+    DataError,
+    IntegrityError,
+)
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, write_durably
+from riskcore.model.evaluation import read_score
+from riskcore.release.load import (
+    Deployment,
+    current_release_name,
+    read_deployed,
+    read_release,
+    read_verified,
+    release_names,
+    require_deployment,
+    verify_release,
+)
+from riskcore.release.operator_state import acknowledge, setup_of
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+MODEL_FILES = (MODEL_FILE, MODEL_METADATA, SCORE_FILE)
+RECORD_FILES = (INGESTED_FILES, INGESTION_RECORD)
+
+
+def next_release_name(prod: Path, stamp: str) -> str:
+    names = [name for name in release_names(prod) if name.split("-", 1)[0].isdigit()]
+    number = int(names[-1].split("-", 1)[0]) + 1 if names else 1
+    return f"{number:06d}-{stamp}"
+
+
+def copy_durably(source: Path, target: Path) -> str:
+    """Copy a file, fsync it, and return the sha256 of what was written."""
+    data = source.read_bytes()
+    write_durably(target, data)
+    return sha256_bytes(data)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(releases: Path) -> None:
+    """Drop half-built release folders left by a process that died mid-deployment."""
+    for entry in releases.glob(f"{TMP_PREFIX}*"):
+        pid = entry.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        log.info("removing %s, left by an interrupted deployment", entry.name)
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def build_release(prod: Path, sources: dict[str, Path], manifest: dict) -> Path:
+    """Fill a temporary release folder with the files and their manifest; rename it into place."""
+    releases = prod / RELEASES_DIR
+    releases.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(releases)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=releases))
+    try:
+        files = {}
+        for name, path in sources.items():
+            files[name] = copy_durably(path, tmp / name)
+            checkpoint(f"deploy-copied-{name}")
+        atomic_write_json(tmp / MANIFEST, {**manifest, "files": files})
+        os.chmod(tmp, 0o755)
+        fsync_dir(tmp)
+        while True:
+            name = next_release_name(prod, manifest["deployed_at"].replace("-", "").replace(":", ""))
+            try:
+                os.rename(tmp, releases / name)
+                break
+            except OSError:
+                if not (releases / name).exists():
+                    raise
+        fsync_dir(releases)
+        return releases / name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_link(link: Path, target: Path) -> None:
+    """Atomically make `link` a symbolic link to `target`: a temporary link renamed over it."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def point_current_at(prod: Path, release: Path) -> None:
+    """Atomically make `current` name `release`."""
+    replace_link(prod / CURRENT_LINK, Path(RELEASES_DIR) / release.name)
+    fsync_dir(prod)
+
+
+def ensure_named_links(prod: Path) -> None:
+    """Keep prod/<file> readable under the course's names, as links through `current`."""
+    for name in (*DEPLOYED_FILES, MANIFEST):
+        link = prod / name
+        target = Path(CURRENT_LINK) / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        replace_link(link, target)
+
+
+def prune_releases(prod: Path, keep: int) -> None:
+    """Delete all but the newest `keep` releases, never the current one."""
+    current = current_release_name(prod)
+    for name in release_names(prod)[:-keep]:
+        if name != current:
+            shutil.rmtree(prod / RELEASES_DIR / name, ignore_errors=True)
+            log.info("pruned old release %s", name)
+
+
+def publish(prod: Path, sources: dict[str, Path], manifest: dict, keep: int) -> Deployment:
+    """Publish files as a new release and switch production to it in one atomic step."""
+    missing = [str(path) for path in sources.values() if not path.is_file()]
+    if missing:
+        raise DataError(f"Cannot deploy: {missing[0]} does not exist.")
+    prod.mkdir(parents=True, exist_ok=True)
+    previous = current_release_name(prod)
+    release = build_release(prod, sources, {**manifest, "previous": previous})
+    checkpoint("deploy-release-built")
+    try:
+        point_current_at(prod, release)
+    except BaseException:
+        if current_release_name(prod) != release.name:
+            shutil.rmtree(release, ignore_errors=True)  # never served: leave production as it was
+        raise
+    checkpoint("deploy-switched")
+    ensure_named_links(prod)
+    prune_releases(prod, keep)
+    deployment = require_deployment(prod)
+    log.info("deployed release %s (model %s, F1 %.4f)", deployment.release,
+             deployment.model_version, deployment.manifest["score"])
+    return deployment
+
+
+def verified_model_sources(model_folder: Path) -> tuple[dict[str, Path], dict]:
+    """The trained model's files, after checking the model matches its metadata."""
+    metadata = read_json(model_folder / MODEL_METADATA, "Model metadata")
+    read_verified(model_folder / MODEL_FILE, metadata["model_sha256"])
+    return {name: model_folder / name for name in MODEL_FILES}, metadata
+
+
+def record_sources(config: Config) -> dict[str, Path]:
+    return {name: config.output_folder / name for name in RECORD_FILES}
+
+
+def checked_score(model_folder: Path, metadata: dict) -> float:
+    """The score in latestscore.txt, refused unless scoring.py wrote it for this very model."""
+    score = read_score(model_folder / SCORE_FILE)
+    path = model_folder / SCORE_RECORD
+    record = read_json(path, "Score record") if path.is_file() else {}
+    if record.get("model_sha256") != metadata["model_sha256"] or record.get("score") != score:
+        raise DataError(f"The score in {model_folder / SCORE_FILE} is not the score of the trained model "
+                        f"{metadata['model_version']}; run scoring.py first.")
+    return score
+
+
+def check_trained_on_ingested(config: Config, metadata: dict) -> None:
+    """Refuse to publish records of data the model was not trained on (a model release says it was)."""
+    record = read_json(config.output_folder / INGESTION_RECORD, "Ingestion record")
+    if record.get("final_data_sha256") != metadata.get("training_data_sha256"):
+        raise DataError(f"The trained model {metadata['model_version']} was not trained on the data now in "
+                        f"{config.final_data_file}; run training.py and scoring.py first.")
+
+
+def deploy(config: Config, model_folder: Path | None = None) -> Deployment:
+    """Deploy the trained model, its own score and the ingestion records of the data it was trained on."""
+    model_folder = model_folder or config.output_model_folder
+    sources, metadata = verified_model_sources(model_folder)
+    score = checked_score(model_folder, metadata)
+    check_trained_on_ingested(config, metadata)
+    manifest = {"model_version": metadata["model_version"], "trained_at": metadata["trained_at"],
+                "score": score, "deployed_at": utc_now(), "kind": "model", "setup": setup_of(config),
+                "records": "the data the model was trained on"}
+    return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
+                   manifest, config.automation["keep_releases"])
+
+
+def deploy_records(config: Config) -> Deployment:
+    """Re-publish the deployed model with new ingestion records (new data, no drift)."""
+    current = require_deployment(config.prod_deployment_folder)
+    verify_release(current)
+    sources = {name: current.path(name) for name in MODEL_FILES}
+    manifest = {key: current.manifest[key] for key in ("model_version", "trained_at", "score")}
+    manifest.update(deployed_at=utc_now(), kind="records", setup=setup_of(config),
+                    records=f"newer than the model: model {current.model_version} is kept on data it was "
+                            "not trained on (the automation's keep decision)")
+    return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
+                   manifest, config.automation["keep_releases"])
+
+
+def rollback(prod: Path) -> Deployment:
+    """Serve the release deployed before the current one again.
+
+    The input files the rolled-back release had processed keep counting as processed (control.json),
+    so the next tick does not retrain on them and undo the rollback.
+    """
+    current = require_deployment(prod)
+    previous = current.manifest.get("previous")
+    if not previous or not (prod / RELEASES_DIR / previous).is_dir():
+        raise DataError(f"No earlier deployment in {prod} to roll back to.")
+    target = read_release(prod, previous)
+    try:
+        verify_release(target)
+    except IntegrityError as exc:
+        raise IntegrityError(f"Cannot roll back to release {previous}: {exc}") from None
+    acknowledge(prod, processed_files(current))
+    point_current_at(prod, target.folder)
+    ensure_named_links(prod)
+    log.info("rolled back from release %s to %s (model %s); the files release %s had processed stay processed",
+             current.release, previous, target.model_version, current.release)
+    return target
+
+
+def processed_files(deployment: Deployment) -> dict[str, str]:
+    """Name -> sha256 of every input file a release's ingestion record accounts for (rejected ones too)."""
+    record = json.loads(read_deployed(deployment, INGESTION_RECORD))
+    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
+    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
+    return known
+
+
+def repair(prod: Path) -> Deployment:
+    """Point a production folder whose `current` link is missing at its newest intact release."""
+    if current_release_name(prod) is not None:
+        raise DataError(f"{prod / CURRENT_LINK} is in place; nothing to repair.")
+    for name in reversed(release_names(prod)):
+        candidate = read_release(prod, name)
+        try:
+            verify_release(candidate)
+        except (IntegrityError, DataError, KeyError) as exc:
+            log.warning("release %s cannot be served: %s", name, exc)
+            continue
+        point_current_at(prod, candidate.folder)
+        ensure_named_links(prod)
+        log.info("repaired: %s now names release %s (model %s)", CURRENT_LINK, name, candidate.model_version)
+        return candidate
+    raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve.")

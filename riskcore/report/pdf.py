@@ -1,0 +1,352 @@
+"""The PDF report: what it shows (ReportData), its sections, and build_pdf (reportlab).
+
+Its look is riskcore.report.pdf_layout; the evidence it gives (the drift check behind it, a retrain's old and
+new model on the same data) riskcore.report.pdf_evidence.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reportlab.lib.colors import HexColor
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from riskcore.contract import (
+    DIAGNOSTICS_RECORD,
+    FEATURE_LABELS,
+    FEW_ROWS,
+    FINAL_DATA,
+    ID_COLUMN,
+    INGESTION_RECORD,
+    RUN_HISTORY,
+)
+from riskcore.model.evaluation import Evaluation
+from riskcore.model.reasons import percent
+from riskcore.release.load import Deployment
+from riskcore.report.call_list import RiskList
+from riskcore.report.charts import BLUE, model_deployments
+from riskcore.report.pdf_evidence import (
+    DriftEvidence,
+    below_chance,
+    drift_check_lines,
+    drift_flow,
+    retrain_flow,
+    retrain_line,
+)
+from riskcore.report.pdf_layout import Styles, data_table, escape, image, number, project_path
+from riskcore.report.statistics import summary_table
+
+SECTIONS = {
+    "headline": "Headline",
+    "trend": "F1 across deployments",
+    "matrix": "Confusion matrix and ROC curve",
+    "clients": "Clients most likely to leave",
+    "summary": "Summary statistics",
+    "missing": "Missing data",
+    "distributions": "Drift check: training data beside the new data",
+    "timings": "Step timings",
+    "dependencies": "Dependencies",
+    "ingestion": "Ingestion record",
+}
+
+
+@dataclass
+class ReportData:
+    """Everything the PDF shows, gathered before anything is written."""
+
+    run_number: int
+    generated_at: str
+    deployment: Deployment
+    metadata: dict[str, Any]
+    evaluation: Evaluation
+    risk: RiskList
+    deployments: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    summary: list[dict[str, Any]] | None
+    missing: list[dict[str, Any]] | None
+    ingested_rows: int | None
+    drift: DriftEvidence
+    retrain: dict[str, Any] | None  # a retrain's old and new model on the same data (riskcore.model.holdout)
+    project: Path  # the config file's folder: files are named relative to it
+    diagnostics: dict[str, Any] | None
+    ingestion: dict[str, Any] | None
+    charts: dict[str, bytes]
+
+
+def headline_box(data: ReportData, styles: Styles, width: float):
+    """The framed headline: the four numbers that matter and what they describe."""
+    ev = data.evaluation
+    few = f" ({ev.rows} rows: fewer than {FEW_ROWS})" if ev.rows < FEW_ROWS else ""
+    metrics = [(f"{ev.f1:.4f}", f"F1 on the test data{few}"), (f"{ev.precision:.4f}", f"precision{few}"),
+               (f"{ev.recall:.4f}", f"recall{few}"),
+               (f"{ev.auc:.3f}" if ev.auc is not None else "\N{EM DASH}",
+                "ROC AUC: below 0.5, worse than chance" if below_chance(ev.auc) else f"ROC AUC{few}")]
+    cards = Table([[Paragraph(value, styles.metric) for value, _ in metrics],
+                   [Paragraph(label, styles.metric_label) for _, label in metrics]],
+                  colWidths=[(width - 24) / 4] * 4, hAlign="LEFT")
+    cards.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, 0), 0)]))
+    deployment, metadata = data.deployment, data.metadata
+    first_deployed = next((d["deployed_at"] for d in data.deployments
+                           if d["model_version"] == deployment.model_version), deployment.deployed_at)
+    lines = [
+        f"<b>Model {escape(deployment.model_version)}</b>, trained {escape(metadata.get('trained_at', '?'))} "
+        f"on {number(metadata.get('training_rows'), 0)} clients, deployed {escape(first_deployed)} "
+        f"(now served from release {escape(deployment.release)}).",
+        f"Test data: {ev.rows:,} clients, {ev.positives:,} of whom left. Of those who left the model flagged "
+        f"{ev.matrix[1][1]:,} (recall); of the {ev.matrix[0][1] + ev.matrix[1][1]:,} it flagged, "
+        f"{ev.matrix[1][1]:,} did leave (precision). F1 recorded at deployment: "
+        f"{float(deployment.manifest.get('score', ev.f1)):.4f}.",
+    ]
+    if ev.rows < FEW_ROWS:
+        lines.append(f"<b>Measured on {ev.rows} rows, fewer than {FEW_ROWS}:</b> one client more or less moves "
+                     "the test-data figures a lot; read them as rough.")
+    if below_chance(ev.auc):
+        lines.append(f"<b>ROC AUC {ev.auc:.3f} is below 0.5:</b> on the test data the model ranks clients who "
+                     "stayed above clients who left more often than the reverse, worse than chance.")
+    lines.extend(drift_check_lines(data.drift, deployment.model_version))
+    lines.extend(retrain_line(data.retrain))
+    if data.risk.top:
+        first = data.risk.top[0]
+        lines.append(f"{data.risk.rows:,} clients of {escape(data.risk.source.name)} ranked by their risk of "
+                     f"leaving; the riskiest, {escape(first[ID_COLUMN])}, leaves with probability "
+                     f"{escape(percent(first['probability']))}.")
+    inner = [[Paragraph(SECTIONS["headline"], styles.box_title)], [cards],
+             *[[Paragraph(line, styles.body)] for line in lines]]
+    box = Table(inner, colWidths=[width], hAlign="LEFT")
+    box.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, -1), HexColor("#eef3f8")),
+        ("BOX", (0, 0), (-1, -1), 1.2, HexColor(BLUE)),
+        ("LEFTPADDING", (0, 0), (-1, -1), 12),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 12),
+        ("TOPPADDING", (0, 0), (-1, 0), 10),
+        ("BOTTOMPADDING", (0, -1), (-1, -1), 10),
+    ]))
+    return box
+
+
+def trend_section(data: ReportData, styles: Styles, width: float) -> list:
+    flow: list = []
+    models = model_deployments(data.deployments)
+    checks = [r for r in data.runs if isinstance(r.get("f1_new_data"), (int, float))]
+    if len(models) + len(checks) >= 2:
+        flow.append(image(data.charts["trend"], width))
+    else:
+        flow.append(Paragraph("Only one deployment and no drift check so far: the trend starts with the next "
+                              "run of the automation.", styles.body))
+    recent = models[-6:]
+    if recent:
+        few = f" ({data.evaluation.rows} rows)" if data.evaluation.rows < FEW_ROWS else ""
+        flow.append(data_table(styles, ["deployed at (UTC)", "model version", f"F1 on the test data{few}"],
+                               [[d["deployed_at"], d["model_version"], f"{d['score']:.4f}"] for d in recent],
+                               [width * 0.3, width * 0.45, width * 0.25], right={2}))
+    flow.append(Paragraph(
+        "Deployments come from the release manifests still kept in the production folder; drift checks from "
+        f"the automation's run history ({RUN_HISTORY}"
+        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
+    return section(styles, "trend", *flow)
+
+
+def matrix_section(data: ReportData, styles: Styles, width: float) -> list:
+    ev = data.evaluation
+    pair = Table([[image(data.charts["confusion"], width * 0.53), image(data.charts["roc"], width * 0.45)]],
+                 colWidths=[width * 0.55, width * 0.45], hAlign="LEFT")
+    pair.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    (tn, fp), (fn, tp) = ev.matrix
+    return section(
+        styles, "matrix",
+        pair,
+        Paragraph(f"Reading it: of {fn + tp:,} test clients who left, the model expected {tp:,} to leave and missed "
+                  f"{fn:,}; it raised {fp:,} false alarms among the {tn + fp:,} who stayed.", styles.body),
+    )
+
+
+PDF_REASONS = 2  # of each client's reasons: the two listed first fit one line of the table; the CSV has all
+
+
+def clients_section(data: ReportData, styles: Styles, width: float) -> list:
+    """The clients to call first, with the reasons of their risk (riskcore.model.reasons), as in the call list."""
+    risk = data.risk
+    rows = [[c["rank"], c[ID_COLUMN], percent(c["probability"]),
+             "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
+    headers = ["rank", "client", "probability of leaving", "why: the first two reasons"]
+    reasons = ("Why: contributions to the log-odds of leaving against the average client, raising the risk first."
+               if any(c["reasons"] for c in risk.top) else
+               "No reasons: the deployed model was trained before its metadata recorded the average client.")
+    return section(
+        styles, "clients",
+        Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
+                  "probability of leaving: the ones to call first.", styles.body),
+        data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.14, 0.64)], right={0, 2}),
+        Paragraph(f"{escape(reasons)} Every client who has not left ({risk.rows:,}, one row each, every reason): "
+                  f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}.", styles.note),
+    )
+
+
+def section(styles: Styles, key: str, *flowables) -> list:
+    """A titled section whose title never sits alone at the foot of a page."""
+    heading = Paragraph(SECTIONS[key], styles.h2)
+    return [KeepTogether([heading, *flowables[:2]]), *flowables[2:]]
+
+
+def no_data(styles: Styles):
+    return Paragraph(f"No ingested data ({FINAL_DATA}) yet.", styles.body)
+
+
+def summary_section(data: ReportData, styles: Styles, width: float) -> list:
+    if data.summary is None:
+        return section(styles, "summary", no_data(styles))
+    by_column = summary_table(data.summary)
+    rows = [[FEATURE_LABELS.get(c, c), number(s["mean"]), number(s["median"]), number(s["std"]),
+             number(s["min"], 0), number(s["max"], 0), number(s["count"], 0)] for c, s in by_column.items()]
+    return section(
+        styles, "summary",
+        Paragraph(f"The {data.ingested_rows:,} rows of the ingested data ({FINAL_DATA}); "
+                  "std is the sample standard deviation.", styles.body),
+        data_table(styles, ["feature", "mean", "median", "std", "min", "max", "count"], rows,
+                   [width * w for w in (0.25, 0.13, 0.12, 0.13, 0.1, 0.13, 0.14)], right={1, 2, 3, 4, 5, 6}),
+    )
+
+
+def distributions_section(data: ReportData, styles: Styles, width: float) -> list:
+    flow = drift_flow(data.drift, data.charts.get("distributions"), styles, width)
+    if data.retrain:
+        flow += retrain_flow(data.retrain, styles, width)
+    return section(styles, "distributions", *flow)
+
+
+def missing_section(data: ReportData, styles: Styles, width: float) -> list:
+    if data.missing is None:
+        return section(styles, "missing", no_data(styles))
+    table = data_table(styles, ["column", "missing", "rows missing"],
+                       [[m["column"], f"{m['missing_percent']:.2f}%", f"{m['missing_count']:,}"]
+                        for m in data.missing], [width * 0.4, width * 0.2, width * 0.2], right={1, 2})
+    complete = all(m["missing_count"] == 0 for m in data.missing)
+    note = f"No value is missing in the {data.ingested_rows:,} rows." if complete else (
+        f"Share of the {data.ingested_rows:,} rows of {FINAL_DATA} with no value in the column.")
+    return section(styles, "missing", table, Paragraph(note, styles.note))
+
+
+def timings_section(data: ReportData, styles: Styles, width: float) -> list:
+    record = data.diagnostics
+    if not (record and record.get("timings")):
+        return section(styles, "timings", Paragraph(
+            f"Not measured yet: diagnostics.py writes them to {DIAGNOSTICS_RECORD}.", styles.body))
+    runs = record.get("timing_runs", 1)
+    rows = [[step, f"{record['timings'][step]:.3f}"]
+            for step in ("ingestion", "training", "scoring") if step in record["timings"]]
+    return section(
+        styles, "timings",
+        data_table(styles, ["step", "seconds"], rows, [width * 0.3, width * 0.2], right={1}),
+        Paragraph(f"Median of {runs} run{'s' if runs != 1 else ''} of the real steps on a temporary copy, "
+                  f"measured {escape(record.get('generated_at'))} by diagnostics.py.", styles.note),
+    )
+
+
+def dependencies_section(data: ReportData, styles: Styles, width: float) -> list:
+    record = data.diagnostics
+    if not (record and record.get("dependencies")):
+        return section(styles, "dependencies", Paragraph(
+            f"Not checked yet: diagnostics.py writes them to {DIAGNOSTICS_RECORD}.", styles.body))
+    deps = record["dependencies"]
+    notes = [Paragraph(f"Latest version unknown: {escape(reason)}.", styles.note)
+             for reason in sorted({d["reason"] for d in deps if d.get("reason")})]
+    asked = record.get("dependencies_checked_at") or record.get("generated_at")
+    notes.append(Paragraph(f"Packages of requirements.txt; latest versions as the package index gave them at "
+                           f"{escape(asked)} (asked at most every automation.dependency_check_hours).", styles.note))
+    return section(
+        styles, "dependencies",
+        data_table(styles, ["package", "pinned", "installed", "latest", "status"],
+                   [[d["package"], d["pinned"], d["installed"], d["latest"], d.get("status", "")] for d in deps],
+                   [width * w for w in (0.26, 0.16, 0.16, 0.16, 0.2)]),
+        *notes,
+    )
+
+
+def ingestion_section(data: ReportData, styles: Styles, width: float) -> list:
+    record = data.ingestion
+    if not record:
+        return section(styles, "ingestion", Paragraph(
+            f"No ingestion record ({INGESTION_RECORD}) found.", styles.body))
+    files = record.get("files", [])
+    source = record.get("input_folder") or (record.get("database") or {}).get("label") or "?"  # a folder, or a table
+    flow = [
+        Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(source)}: "
+                  f"{number(record.get('rows_read'), 0)} rows read from {len(files)} file"
+                  f"{'s' if len(files) != 1 else ''}, {number(record.get('rows_kept'), 0)} kept after dropping "
+                  "exact duplicates.", styles.body),
+        data_table(styles, ["file", "rows read", "rows kept", "duplicates dropped"],
+                   [[f.get("name"), number(f.get("rows_read"), 0), number(f.get("rows_kept"), 0),
+                     number(f.get("duplicates_dropped"), 0)] for f in files],
+                   [width * w for w in (0.4, 0.18, 0.18, 0.24)], right={1, 2, 3}),
+    ]
+    rejected = record.get("rejected", [])
+    if rejected:
+        flow.append(Paragraph(f"Rejected files ({len(rejected)}): not ingested, picked up again once fixed.",
+                              styles.spaced))
+        flow.append(data_table(styles, ["file", "reason"], [[r.get("name"), r.get("reason")] for r in rejected],
+                               [width * 0.3, width * 0.7]))
+    else:
+        flow.append(Paragraph("No file was rejected.", styles.note))
+    return section(styles, "ingestion", *flow)
+
+
+def build_pdf(data: ReportData) -> bytes:
+    """The summary report as PDF bytes: four A4 pages for the usual project."""
+    styles = Styles()
+    footer = (f"Client attrition risk report \N{MIDDLE DOT} run {data.run_number} \N{MIDDLE DOT} "
+              f"model {data.deployment.model_version} \N{MIDDLE DOT} {data.generated_at}")
+
+    class NumberedCanvas(Canvas):
+        """Draws "page i of n" once the number of pages is known."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._saved: list[dict] = []
+
+        def showPage(self) -> None:  # noqa: N802 - reportlab's name
+            self._saved.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            for state in self._saved:
+                self.__dict__.update(state)
+                self.setFont(styles.regular, 7.5)
+                self.setFillColor(HexColor("#7a8794"))
+                self.drawString(18 * mm, 10 * mm, footer)
+                self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"page {self._pageNumber} of {len(self._saved)}")
+                super().showPage()
+            super().save()
+
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
+                            bottomMargin=18 * mm, title="Client attrition risk report",
+                            author="reporting.py", subject=f"model {data.deployment.model_version}")
+    width = doc.width
+    story = [
+        Paragraph("Client attrition risk report", styles.title),
+        Paragraph(f"Run {data.run_number} \N{MIDDLE DOT} generated {escape(data.generated_at)} \N{MIDDLE DOT} "
+                  f"deployed model {escape(data.deployment.model_version)}", styles.subtitle),
+        headline_box(data, styles, width),
+        *trend_section(data, styles, width),
+        PageBreak(),
+        *matrix_section(data, styles, width),
+        Spacer(1, 4),
+        *clients_section(data, styles, width),
+        PageBreak(),
+        *summary_section(data, styles, width),
+        *distributions_section(data, styles, width),
+        PageBreak(),
+        *missing_section(data, styles, width),
+        *timings_section(data, styles, width),
+        *dependencies_section(data, styles, width),
+        *ingestion_section(data, styles, width),
+    ]
+    doc.build(story, canvasmaker=NumberedCanvas)
+    return buffer.getvalue()
+

@@ -1,0 +1,168 @@
+"""The report's evidence: the drift check that led to it, and a retrain's old and new model on the same data.
+
+riskcore.report.pdf places these in the headline, the trend section and the drift check's page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reportlab.platypus import Paragraph
+
+from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
+from riskcore.ops.history import worse_on_holdout
+from riskcore.report.pdf_layout import Styles, data_table, escape, image, number
+
+
+@dataclass
+class DriftEvidence:
+    """The drift check a report names: the run that made it (from the run history) and what it compared."""
+
+    check: dict[str, Any] | None  # the run history's row; None when no drift check is recorded yet
+    recorded: bool  # the figures are the check's own (else computed for the report: deployed model, ingested data)
+    model_version: str  # the model whose training data the new data was compared with
+    figures: dict[str, dict[str, Any]]  # per feature: psi, psi_label, ks_statistic, ks_p_value, drift
+    reference: dict[str, list[float]]  # that model's training-data quantiles; {} when its release is gone
+    compared: dict[str, list[float]]  # quantiles of the data compared with them; {} when unknown
+    compared_name: str  # what that data is, in words
+    psi_threshold: float
+    ks_alpha: float
+
+    @property
+    def drifted(self) -> list[str]:
+        return [feature for feature, figures in self.figures.items() if figures.get("drift")]
+
+
+def below_chance(auc: float | None) -> bool:
+    return auc is not None and auc < 0.5
+
+
+def rows_note(rows: Any) -> str:
+    """ " (8 rows: fewer than 30)" after a figure measured on few rows; "" otherwise."""
+    return f" ({rows} rows: fewer than {FEW_ROWS})" if isinstance(rows, int) and rows < FEW_ROWS else ""
+
+
+def drift_figures(figures: dict[str, Any]) -> str:
+    ks = f", KS {figures['ks_statistic']:.3f}" if figures.get("ks_statistic") is not None else ""
+    return f"PSI {figures['psi']:.3f}{ks}"
+
+
+def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
+    """The headline's account of the drift check that led to this report (or that there was none)."""
+    check = drift.check
+    lines = []
+    if check is None:
+        lines.append("No drift check is recorded in the run history yet.")
+    else:
+        name = f"run {check['run_number']}" if check.get("run_number") else f"run #{check.get('id')}"
+        checked = escape(check.get("version_before") or drift.model_version)
+        rows = check.get("rows_new") if check.get("rows_new") is not None else check.get("rows_ingested")
+        if isinstance(check.get("f1_new_data"), (int, float)):
+            counted = f"{rows:,} " if isinstance(rows, int) else ""
+            scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}new rows"
+                      f"{rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
+        else:
+            scored = f"model {checked} had no labelled new rows to be scored on"
+        verdict = f" ({escape(check['drift_verdict'])})" if check.get("drift_verdict") else ""
+        decision = escape(check.get("decision") or "not recorded")
+        before = check.get("version_before")
+        # A report written during its own run comes before the run records the model it ended with.
+        after = check.get("version_after") or (deployed if check.get("outcome") == "reporting" else None)
+        if after and before and after != before:
+            decision += f": model {escape(before)} replaced by {escape(after)}"
+        lines.append(f"<b>Drift check that led to this report</b> ({name}, {escape(check.get('started_at'))}): "
+                     f"{scored}{verdict}; decision: {decision}.")
+    if drift.recorded:
+        new, reference = "the new rows", "the training data of the checked model"
+    else:
+        new, reference = escape(drift.compared_name), "the training data of the deployed model"
+        if drift.figures:
+            lines.append(f"No PSI or KS is recorded for it: page 3 compares {reference} with {new}.")
+    if drift.drifted:
+        drifted = ", ".join(f"{escape(FEATURE_LABELS.get(f, f))} ({drift_figures(drift.figures[f])})"
+                            for f in drift.drifted)
+        lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} (page 3).")
+    elif drift.figures:
+        lines.append(f"No data drift: every feature of {new} is close to {reference} (page 3).")
+    return lines
+
+
+def drift_flow(drift: DriftEvidence, chart: bytes | None, styles: Styles, width: float) -> list:
+    """The drift check's page: what it compared, its figures per feature, and the two distributions."""
+    if not drift.figures:
+        return [Paragraph("Not available: no drift check is recorded, and the deployed model carries no training "
+                          "profile or no data is ingested yet.", styles.body)]
+    check = drift.check
+    where = (f"The drift check of run {check.get('run_number') or '#' + str(check.get('id'))} "
+             f"({escape(check.get('started_at'))}), as the run history records it" if drift.recorded
+             else "No PSI or KS is recorded in the run history; computed for this report with the automation's "
+                  "own function")
+    intro = Paragraph(
+        f"{where}: the training data of model {escape(drift.model_version)} against "
+        f"{'the new rows' if drift.recorded else escape(drift.compared_name)}. PSI (population stability index) "
+        f"below 0.1 means stable; at or above {drift.psi_threshold:g} counts as drift, as does a "
+        f"Kolmogorov-Smirnov p-value below {drift.ks_alpha:g}.", styles.body)
+    rows = [[FEATURE_LABELS.get(f, f), f"{v['psi']:.3f}", v.get("psi_label", ""), number(v.get("ks_statistic"), 3),
+             "\N{EM DASH}" if v.get("ks_p_value") is None else f"{v['ks_p_value']:.2g}",
+             "drift" if v.get("drift") else "no"] for f, v in drift.figures.items()]
+    table = data_table(styles, ["feature", "PSI", "reading", "KS statistic", "KS p-value", "drift"], rows,
+                       [width * w for w in (0.28, 0.12, 0.16, 0.16, 0.16, 0.12)], right={1, 3, 4})
+    flow: list = [intro, table]
+    if chart is not None:
+        flow += [image(chart, width), Paragraph(
+            f"Filled bars: the training data of model {escape(drift.model_version)} (from the quantiles stored with "
+            f"it). Outline: {escape(drift.compared_name)}. Where the two part, the clients have changed since that "
+            "training and the model may no longer fit them.", styles.note)]
+    else:
+        flow.append(Paragraph(f"The training data of model {escape(drift.model_version)} is no longer kept in the "
+                              "production folder, so only the recorded figures are shown.", styles.note))
+    return flow
+
+
+def score_cell(scores: dict[str, Any], key: str) -> str:
+    """ "0.6900 [0.61, 0.76]": a figure with its bootstrap 95% interval; an AUC below 0.5 says so."""
+    value, bounds = scores.get(key), scores.get(f"{key}_interval")
+    if value is None:
+        return "undefined (one class)"
+    text = f"{value:.3f}" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+    return text + (" below 0.5: worse than chance" if key == "auc" and below_chance(value) else "")
+
+
+def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> list:
+    """The old and the new model of a retrain on the same data: the held-out new rows and the test data."""
+    rows = []
+    for key, name in (("holdout", "held-out new rows"), ("test_data", TEST_DATA)):
+        figures = evaluation.get(key)
+        if figures:
+            rows.append([name, f"{figures['old']['rows']:,}{rows_note(figures['old']['rows'])}",
+                         *(score_cell(figures[model], metric) for metric in ("f1", "auc") for model in ("old", "new"))])
+    held = evaluation.get("holdout")
+    how = (f"The held-out rows, {100 * held['share']:g}% of the labelled new rows (seed {held['seed']}), were left "
+           "out of the new model's training: neither model saw them." if held else
+           "No row could be held out (fewer than two labelled new rows).")
+    resamples = evaluation["test_data"]["old"].get("resamples", 0)
+    flow = [
+        Paragraph("<b>The retrain: old and new model on the same data</b>, the test data's market and the new "
+                  "rows' market", styles.spaced),
+        data_table(styles, ["data", "rows", "F1 old", "F1 new", "ROC AUC old", "ROC AUC new"], rows,
+                   [width * w for w in (0.16, 0.08, 0.19, 0.19, 0.19, 0.19)], right={1, 2, 3, 4, 5}),
+        Paragraph(f"Old: model {escape(evaluation['old_model'])}; new: {escape(evaluation['new_model'])}. {how} "
+                  f"In brackets: bootstrap 95% intervals ({resamples:,} resamples, seeded).", styles.note),
+    ]
+    if evaluation.get("new_worse"):
+        flow.append(Paragraph(f"<b>Flag:</b> {escape(worse_on_holdout(evaluation))}.", styles.body))
+    return flow
+
+
+def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
+    """The headline's word on a retrain: old and new model on the held-out new rows, and its flag."""
+    held = (evaluation or {}).get("holdout")
+    if not held:
+        return []
+    line = (f"<b>Old and new model on the held-out new rows</b> ({held['old']['rows']:,} rows"
+            f"{rows_note(held['old']['rows'])}): F1 {held['old']['f1']:.4f} before the retrain, "
+            f"{held['new']['f1']:.4f} after it (page 3).")
+    if evaluation.get("new_worse"):
+        line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
+    return [line]
