@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-db test test-fast cron uncron lint check-course data system-test-deps clean bench
+.PHONY: help run run-db serve test test-fast cron uncron lint check-course data system-test-deps clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.runtime-stamp
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled data (API up meanwhile)
+run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled data (API up meanwhile); ends with how to open the page
 	HOST=$(HOST) PORT=$(PORT) tools/lifecycle.sh
 
 DB_FILE := db/clients.sqlite
@@ -46,10 +46,10 @@ cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idem
 uncron: ## remove this project's cron line for CONFIG
 	@$(PYTHON) tools/cronjob.py uninstall --config "$(CRON_CONFIG)"
 
-serve: $(VENV)/.runtime-stamp ## run the API with gunicorn (gunicorn.conf.py: 2 threaded workers) on HOST:PORT
+serve: $(VENV)/.runtime-stamp ## the API and the web page with gunicorn on HOST:PORT (default http://127.0.0.1:8000/), serving CONFIG
 	HOST=$(HOST) PORT=$(PORT) RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium
+system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium(-driver)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v cron >/dev/null || missing="$$missing cron"; \
@@ -61,10 +61,10 @@ system-test-deps: ## install (as root) and start what the tests use: cron, poppl
 	  pgrep -x cron >/dev/null || cron || true; \
 	fi
 
-test: $(VENV)/.dev-stamp system-test-deps ## set up .venv and run the whole test suite
+test: $(VENV)/.dev-stamp system-test-deps ## set up .venv (and, as root, the system packages), then run the whole test suite (several minutes)
 	$(PY) -m pytest -q
 
-test-fast: $(VENV)/.dev-stamp ## run the tests that start no subprocess or server (not marked slow): under a minute
+test-fast: $(VENV)/.dev-stamp ## the tests not marked slow (no subprocess, no server): under a minute on a quiet machine
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.dev-stamp ## run the benchmarks on generated data (a few minutes): a table, and bench/results.json

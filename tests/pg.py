@@ -69,7 +69,7 @@ class PostgresServer:
         return "127.0.0.1"
 
     def url(self, database: str = "postgres", user: str = SUPERUSER) -> str:
-        """The connection URL, without the password (it comes from PGPASSWORD, as the README says)."""
+        """The connection URL, without the password (it comes from PGPASSWORD, as docs/database.md says)."""
         return f"postgresql://{user}@{self.host}:{self.port}/{database}"
 
     def client_env(self, password: str = PASSWORD) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Reliability: killed runs, failing writes, overlapping runs, deploys under load, tampered models.
 
-Each test tries to break a promise the README's "Security and reliability" section makes:
+Each test tries to break a promise docs/security.md makes:
 - a run killed at any named point leaves a complete, consistent deployment, and the next run ends
   where an uninterrupted run would have;
 - a write that fails (file-size limit, no space) leaves production as it was, with one sentence;

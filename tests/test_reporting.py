@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 import diagnostics
 import reporting
 import scoring
-from conftest import HEADER, client_rows, deploy_pipeline, run_script, write_config, write_csv
+from conftest import HEADER, ROOT, client_rows, deploy_pipeline, run_script, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
 from riskcore.data.validation import features_of, read_client_csv
@@ -31,8 +34,9 @@ from riskcore.release import publish
 from riskcore.release.load import deployed_metadata, deployment_history, load_deployed_model, require_deployment
 from riskcore.report import call_list, pdf
 from riskcore.report.charts import model_deployments, trend_chart
+from riskcore.report.outputs import serve_command, where_to_look
 from riskcore.report.statistics import read_ingested
-from riskcore.report.writer import drift_evidence, where_to_look
+from riskcore.report.writer import drift_evidence
 
 CLIENT_HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
 
@@ -553,6 +557,34 @@ def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(dep
     assert lines[1].startswith("Risk list: models/risk_scores.csv")
     assert lines[2].startswith("History:   models/runhistory.sqlite: python fullprocess.py --config config.json "
                                "--history")
+    assert lines[3].startswith(f"Web page:  make serve CONFIG={deployed.config_file}, then open http://127.0.0.1:8000/")
+
+
+def test_serve_command_gives_only_the_settings_make_serve_does_not_default_to():
+    bundled, practice = load_config(ROOT / "config.json"), load_config(ROOT / "config.practice.json")
+    assert serve_command(bundled) == "make serve"
+    assert serve_command(bundled, "127.0.0.1", 8001) == "make serve PORT=8001"
+    assert serve_command(practice, "127.0.0.2", 8000) == "make serve CONFIG=config.practice.json HOST=127.0.0.2"
+
+
+HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportlab")
+
+
+@pytest.mark.slow
+def test_make_run_ends_with_the_outputs_and_the_page_without_importing_heavy_libraries(deployed):
+    """tools/lifecycle.sh's last step, run as the script runs it (python -X importtime -c, from the project)."""
+    script = (ROOT / "tools" / "lifecycle.sh").read_text(encoding="utf-8")
+    step = re.search(r"""^"\$PY" -c '([^']*)' "\$CONFIG" "\$HOST" "\$PORT"$""", script, re.M)
+    assert step, "tools/lifecycle.sh has no where-to-look step"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", step.group(1), str(deployed.config_file),
+                           "127.0.0.1", "8123"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith(
+        f"Web page:  make serve CONFIG={deployed.config_file} PORT=8123, then open http://127.0.0.1:8123/")
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:") and "imported package" not in line}
+    assert "riskcore" in imported
+    assert sorted(imported & set(HEAVY)) == []
 
 
 # --- As a user runs it -----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 #   1. when nothing is deployed yet, a first deployment from practicedata (config.practice.json),
 #      with an API serving that config for its API calls;
 #   2. fullprocess on sourcedata (config.json), with an API serving the production config: new
-#      data, drift, re-train, re-deploy, diagnostics, reports, API returns.
+#      data, drift, re-train, re-deploy, diagnostics, reports, API returns;
+#   3. where the outputs are, and how to open the web page (make serve, then the URL).
 # Each API is gunicorn on 127.0.0.1:$PORT for the duration only, as the course switches
 # config.json and restarts the app between practice and production. Running this again is a
 # no-op tick that says "no new data".
@@ -59,6 +60,7 @@ stop_server
 echo "== run history (python fullprocess.py --history)"
 "$PY" fullprocess.py --config "$CONFIG" --history
 echo "== where to look"
-"$PY" -c 'import sys; from riskcore.config import load_config; from riskcore.report.writer import where_to_look
-print(where_to_look(load_config(sys.argv[1])))' "$CONFIG"
+# riskcore.report.outputs is standard library only: naming the files needs no matplotlib or reportlab.
+"$PY" -c 'import sys; from riskcore.config import load_config; from riskcore.report.outputs import where_to_look
+print(where_to_look(load_config(sys.argv[1]), sys.argv[2], int(sys.argv[3])))' "$CONFIG" "$HOST" "$PORT"
 exit "$status"

@@ -31,6 +31,7 @@ from riskcore.model.reasons import percent
 from riskcore.release.load import Deployment
 from riskcore.report.call_list import RiskList
 from riskcore.report.charts import BLUE, model_deployments
+from riskcore.report.outputs import project_path
 from riskcore.report.pdf_evidence import (
     DriftEvidence,
     below_chance,
@@ -39,7 +40,7 @@ from riskcore.report.pdf_evidence import (
     retrain_flow,
     retrain_line,
 )
-from riskcore.report.pdf_layout import Styles, data_table, escape, image, number, project_path
+from riskcore.report.pdf_layout import Styles, data_table, escape, image, number
 from riskcore.report.statistics import summary_table
 
 SECTIONS = {

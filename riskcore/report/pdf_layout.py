@@ -72,14 +72,6 @@ def number(value: Any, decimals: int = 2) -> str:
     return f"{value:,.{decimals}f}"
 
 
-def project_path(path: Path, project: Path) -> str:
-    """A file's name as the report gives it: relative to the project (the config file's folder) when inside it."""
-    try:
-        return str(path.relative_to(project))
-    except ValueError:
-        return str(path)
-
-
 def data_table(styles: Styles, headers: list[str], rows: list[list[Any]], widths: list[float],
                right: set[int] | None = None):
     """A table with a dark header row, light stripes and numbers right-aligned."""

@@ -18,7 +18,6 @@ from riskcore.contract import (
     FEATURES,
     FINAL_DATA,
     INGESTION_RECORD,
-    RISK_SCORES,
     RUN_HISTORY,
     SUMMARY_REPORT,
     DataError,
@@ -39,13 +38,11 @@ from riskcore.release.load import (
 )
 from riskcore.report.call_list import risk_scores
 from riskcore.report.charts import confusion_matrix_chart, distribution_chart, png_bytes, roc_chart, trend_chart
+from riskcore.report.outputs import REPORTS
 from riskcore.report.pdf import DriftEvidence, ReportData, build_pdf
-from riskcore.report.pdf_layout import project_path
 from riskcore.report.statistics import missing_shares, read_ingested, summarize
 
 log = logging.getLogger(__name__)
-
-REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT)  # numbered per run; the risk list is overwritten
 
 
 def optional_record(path: Path, what: str) -> dict[str, Any] | None:
@@ -184,23 +181,6 @@ def retrain_evaluation(check: dict[str, Any] | None, metadata: dict[str, Any]) -
         if isinstance(source, dict) and source.get("test_data"):
             return source
     return None
-
-
-def where_to_look(config: Config) -> str:
-    """Where a run's outputs are, relative to the project: what `make run` ends by saying."""
-    folder, project = config.output_model_folder, config.config_file.parent
-    newest = next_report_number(folder, REPORTS) - 1
-    reports = (f"{project_path(folder / numbered_name(SUMMARY_REPORT, newest), project)} and "
-               f"{numbered_name(CONFUSION_MATRIX, newest)} beside it (run {newest}"
-               + ("; earlier runs' reports are numbered beside them)" if newest > 1 else ")")
-               if newest else f"none yet in {project_path(folder, project)}")
-    config_name = project_path(config.config_file, project)
-    return "\n".join([
-        f"Reports:   {reports}",
-        f"Risk list: {project_path(folder / RISK_SCORES, project)} (the clients to call, riskiest first)",
-        f"History:   {project_path(folder / RUN_HISTORY, project)}: python fullprocess.py --config {config_name} "
-        "--history [--format json|csv], or GET /history on the API",
-    ])
 
 
 def write_reports(config: Config, run_number: int | None = None, clients: Path | None = None) -> dict[str, Path]:
