@@ -27,7 +27,7 @@ def project_path(path: Path, project: Path) -> str:
 def serve_command(config: Config, host: str = SERVE_HOST, port: int = SERVE_PORT) -> str:
     """The `make serve` line that serves this config on host:port (only the settings that differ from its defaults)."""
     settings = []
-    if config.config_file != DEFAULT_CONFIG.absolute():
+    if config.config_file.resolve() != DEFAULT_CONFIG.resolve():
         settings.append(f"CONFIG={project_path(config.config_file, DEFAULT_CONFIG.parent)}")
     if host != SERVE_HOST:
         settings.append(f"HOST={host}")
