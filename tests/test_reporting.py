@@ -616,3 +616,52 @@ def test_command_turns_a_bad_clients_file_into_one_sentence(deployed, tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         'error: clients.csv has "x" in column "lastyear_activity" at row 2; expected a whole number >= 0.')
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+# --- Ids of any length and any script (issue 21) ----------------------------------------------
+LONG_ID = "L" + "0123456789" * 120  # 1,201 characters: ReportLab's LayoutError before it was shortened
+JAPANESE_ID = "株式会社テスト"
+EMOJI_ID = "Rocket 🚀 Corp 😀"
+
+
+def pdf_text(path: Path) -> str:
+    """The PDF's text as poppler reads it back (pdftotext), as a reader's copy and paste would give it."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: make system-test-deps")
+    return subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_list(deployed, tmp_path):
+    from riskcore.report.pdf_layout import register_fonts
+
+    if set(register_fonts().coverage) != {"ReportSans", "ReportCJK", "ReportSymbols"}:
+        pytest.skip("the fallback fonts are not installed: make system-deps")
+    clients = tmp_path / "clients.csv"
+    clients.write_text(f"{CLIENT_HEADER}\n{LONG_ID},0,5000,300\n{JAPANESE_ID},0,4000,200\n"
+                       f'"{EMOJI_ID}",0,3000,100\nplain,400,4800,10\n', encoding="utf-8")
+    paths = reporting.run(deployed, clients=clients)
+    text = pdf_text(paths["summary_report"])
+    assert JAPANESE_ID in text
+    assert "🚀" in text and "😀" in text
+    assert LONG_ID not in squeeze(text).replace(" ", "")  # shortened, not wrapped over a page
+    assert "L0123456789012345678901234" in squeeze(text).replace(" ", "")  # its start, as printed
+    assert "shortened here" in squeeze(text) and "cannot be drawn" not in text
+    assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {LONG_ID, JAPANESE_ID, EMOJI_ID, "plain"}
+
+
+def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, monkeypatch):
+    from riskcore.report import pdf_layout
+
+    fonts = pdf_layout.register_fonts()
+    without_fallbacks = pdf_layout.Fonts(fonts.regular, fonts.bold, {k: v for k, v in fonts.coverage.items()
+                                                                     if k == "ReportSans"})
+    monkeypatch.setattr(pdf_layout, "register_fonts", lambda: without_fallbacks)
+    clients = tmp_path / "clients.csv"
+    clients.write_text(f"{CLIENT_HEADER}\n{JAPANESE_ID},0,4000,200\n", encoding="utf-8")
+    text = squeeze(pdf_text(reporting.run(deployed, clients=clients)["summary_report"]))
+    assert "7 characters of these ids cannot be drawn with the fonts installed" in text
+    assert "fonts-droid-fallback" in text

@@ -40,7 +40,7 @@ from riskcore.report.pdf_evidence import (
     retrain_flow,
     retrain_line,
 )
-from riskcore.report.pdf_layout import Styles, data_table, escape, image, number
+from riskcore.report.pdf_layout import FONT_PACKAGES, Styles, data_table, escape, image, number, shorten, undrawable
 from riskcore.report.statistics import summary_table
 
 SECTIONS = {
@@ -115,8 +115,8 @@ def headline_box(data: ReportData, styles: Styles, width: float):
     if data.risk.top:
         first = data.risk.top[0]
         lines.append(f"{data.risk.rows:,} clients of {escape(data.risk.source.name)} ranked by their risk of "
-                     f"leaving; the riskiest, {escape(first[ID_COLUMN])}, leaves with probability "
-                     f"{escape(percent(first['probability']))}.")
+                     f"leaving; the riskiest, {escape(shorten(first[ID_COLUMN], PDF_ID_CHARS))}, leaves with "
+                     f"probability {escape(percent(first['probability']))}.")
     inner = [[Paragraph(SECTIONS["headline"], styles.box_title)], [cards],
              *[[Paragraph(line, styles.body)] for line in lines]]
     box = Table(inner, colWidths=[width], hAlign="LEFT")
@@ -173,7 +173,7 @@ PDF_REASONS = 2  # of each client's reasons: the two listed first fit one line o
 def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     """The clients to call first, with the reasons of their risk (riskcore.model.reasons), as in the call list."""
     risk = data.risk
-    rows = [[c["rank"], c[ID_COLUMN], percent(c["probability"]),
+    rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS), percent(c["probability"]),
              "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
     headers = ["rank", "client", "probability of leaving", "why: the first two reasons"]
     reasons = ("Why: contributions to the log-odds of leaving against the average client, raising the risk first."
@@ -185,8 +185,26 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
                   "probability of leaving: the ones to call first.", styles.body),
         data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.14, 0.64)], right={0, 2}),
         Paragraph(f"{escape(reasons)} Every client who has not left ({risk.rows:,}, one row each, every reason): "
-                  f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}.", styles.note),
+                  f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}."
+                  f"{id_note(risk.top)}", styles.note),
     )
+
+
+PDF_ID_CHARS = 40  # of a client id in the PDF: three lines of its column; the risk list has every id in full
+
+
+def id_note(top: list[dict[str, Any]]) -> str:
+    """What the table cannot show of the ids, in words: ids shortened, characters no installed font draws."""
+    ids = [str(c[ID_COLUMN]) for c in top]
+    note = ""
+    if any(len(i) > PDF_ID_CHARS for i in ids):
+        note += (f" Ids longer than {PDF_ID_CHARS} characters are shortened here (\N{HORIZONTAL ELLIPSIS} in the "
+                 "middle); the risk list has them in full.")
+    missing = undrawable("".join(ids))
+    if missing:
+        note += (f" {len(missing)} character{'s' if len(missing) != 1 else ''} of these ids cannot be drawn with "
+                 f"the fonts installed and print as boxes; installing {FONT_PACKAGES} draws them.")
+    return escape(note)
 
 
 def section(styles: Styles, key: str, *flowables) -> list:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
-import os
+from collections.abc import Container
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -14,34 +17,108 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.fonts import addMapping
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, Paragraph, Table, TableStyle
 
 from riskcore.report.charts import BLUE, INK
 
+# DejaVu Sans draws Latin, Greek, Cyrillic, Arabic, Hebrew and many symbols; Debian ships it in
+# fonts-dejavu-core, and matplotlib (a requirement) carries a copy. It has no CJK and no emoji: the
+# fallbacks draw the characters it lacks (Debian's fonts-droid-fallback: CJK, 1.8 MB; fonts-symbola:
+# emoji, monochrome, 1.3 MB). Noto CJK and the colour emoji font cannot serve: ReportLab embeds
+# TrueType outlines only, and those are CFF and bitmap fonts. `make system-deps` installs all three.
+DEJAVU_FOLDERS = (Path("/usr/share/fonts/truetype/dejavu"), Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+FALLBACK_FONTS = (
+    ("ReportCJK", (Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
+                   Path("/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf"))),
+    ("ReportSymbols", (Path("/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf"),
+                       Path("/usr/share/fonts/truetype/ancient-scripts/Symbola.ttf"))),
+)
+FONT_PACKAGES = "fonts-dejavu-core, fonts-droid-fallback and fonts-symbola (make system-deps)"
 
-def register_fonts() -> tuple[str, str]:
-    """DejaVu Sans (shipped with matplotlib) for any client name; Helvetica if it is missing."""
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    regular, bold = folder / "DejaVuSans.ttf", folder / "DejaVuSans-Bold.ttf"
-    if not (os.path.isfile(regular) and os.path.isfile(bold)):
-        return "Helvetica", "Helvetica-Bold"
-    if "ReportSans" not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont("ReportSans", str(regular)))
-        pdfmetrics.registerFont(TTFont("ReportSans-Bold", str(bold)))
-        addMapping("ReportSans", 0, 0, "ReportSans")
-        addMapping("ReportSans", 1, 0, "ReportSans-Bold")
-        addMapping("ReportSans", 0, 1, "ReportSans")
-        addMapping("ReportSans", 1, 1, "ReportSans-Bold")
-    return "ReportSans", "ReportSans-Bold"
+
+@dataclass
+class Fonts:
+    """The report's fonts: a regular and a bold face, and per font name the characters it can draw."""
+
+    regular: str
+    bold: str
+    coverage: dict[str, Container[int]]  # DejaVu first, then the fallbacks in order
+
+
+@functools.cache
+def register_fonts() -> Fonts:
+    """DejaVu Sans with its fallbacks, registered once per process; Helvetica if DejaVu is missing."""
+    folder = next((f for f in DEJAVU_FOLDERS if (f / "DejaVuSans.ttf").is_file()
+                   and (f / "DejaVuSans-Bold.ttf").is_file()), None)
+    if folder is None:
+        return Fonts("Helvetica", "Helvetica-Bold", {})
+    fix_wide_characters()
+    faces = {"ReportSans": folder / "DejaVuSans.ttf", "ReportSans-Bold": folder / "DejaVuSans-Bold.ttf"}
+    for name, candidates in FALLBACK_FONTS:
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is not None:
+            faces[name] = found
+    coverage: dict[str, Container[int]] = {}
+    for name, path in faces.items():
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(name, str(path)))
+        coverage[name] = pdfmetrics.getFont(name).face.charToGlyph
+    addMapping("ReportSans", 0, 0, "ReportSans")
+    addMapping("ReportSans", 1, 0, "ReportSans-Bold")
+    addMapping("ReportSans", 0, 1, "ReportSans")
+    addMapping("ReportSans", 1, 1, "ReportSans-Bold")
+    for name, _ in FALLBACK_FONTS:  # no bold face: <b> keeps the regular one
+        if name in coverage:
+            for bold in (0, 1):
+                for italic in (0, 1):
+                    addMapping(name, bold, italic, name)
+    del coverage["ReportSans-Bold"]
+    return Fonts("ReportSans", "ReportSans-Bold", coverage)
+
+
+def fix_wide_characters() -> None:
+    """Make ReportLab's ToUnicode maps right for characters above U+FFFF (emoji), so the PDF's text reads back.
+
+    ReportLab 5.1.0 writes such a code point as five hex digits where PDF wants UTF-16: pdftotext
+    read U+1F60 for U+1F600 (measured). The glyphs drawn were right; only the text behind them was not.
+    """
+    original = ttfonts.makeToUnicodeCMap
+    if getattr(original, "wide_characters_fixed", False):
+        return
+
+    def to_unicode_cmap(fontname: str, subset: list[int]) -> str:
+        text = original(fontname, subset)
+        for index, code in enumerate(subset):
+            if code > 0xFFFF:
+                text = text.replace(f"<{index:02X}> <{code:04X}>",
+                                    f"<{index:02X}> <{chr(code).encode('utf-16-be').hex().upper()}>")
+        return text
+
+    to_unicode_cmap.wide_characters_fixed = True  # type: ignore[attr-defined]
+    ttfonts.makeToUnicodeCMap = to_unicode_cmap
+
+
+def font_for(code: int, coverage: dict[str, Container[int]]) -> str | None:
+    """The first of the report's fonts that draws a character, None if none does."""
+    return next((name for name, covered in coverage.items() if code in covered), None)
+
+
+def undrawable(text: str) -> set[str]:
+    """The characters of `text` that none of the installed report fonts can draw (they print as boxes)."""
+    coverage = register_fonts().coverage
+    if not coverage:
+        return {ch for ch in text if ord(ch) > 0xFF}
+    return {ch for ch in text if ch.isprintable() and font_for(ord(ch), coverage) is None}
 
 
 class Styles:
     """The report's paragraph styles."""
 
     def __init__(self) -> None:
-        self.regular, self.bold = register_fonts()
+        fonts = register_fonts()
+        self.regular, self.bold = fonts.regular, fonts.bold
         ink, grey, blue = HexColor(INK), HexColor("#5b6875"), HexColor(BLUE)
         base = ParagraphStyle("base", fontName=self.regular, fontSize=9.5, leading=13, textColor=ink)
         self.title = ParagraphStyle("title", base, fontName=self.bold, fontSize=20, leading=24)
@@ -61,7 +138,29 @@ class Styles:
 
 
 def escape(text: Any) -> str:
-    return xml_escape(str(text))
+    """Text for a Paragraph: XML-escaped, each run of characters DejaVu lacks set in the fallback that has them."""
+    text = str(text)
+    coverage = register_fonts().coverage
+    if text.isascii() or not coverage:
+        return xml_escape(text)
+    main = next(iter(coverage))
+    parts: list[str] = []
+    for name, run in groupby(text, key=lambda ch: font_for(ord(ch), coverage) or main):
+        chunk = xml_escape("".join(run))
+        parts.append(chunk if name == main else f'<font name="{name}">{chunk}</font>')
+    return "".join(parts)
+
+
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
+
+
+def shorten(text: Any, limit: int) -> str:
+    """Text of at most `limit` characters: a longer one keeps its start and end around an ellipsis."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + ELLIPSIS + text[len(text) - (limit - 1 - head):]
 
 
 def number(value: Any, decimals: int = 2) -> str:
