@@ -133,9 +133,31 @@ def numbered_name(name: str, run_number: int | None) -> str:
     return f"{stem}{run_number}{dot}{ext}" if dot else f"{name}{run_number}"
 
 
-def next_report_number(folder: Path, names: tuple[str, ...] = NUMBERED_REPORTS) -> int:
-    """The first run number for which none of the numbered reports exists yet in `folder`."""
-    number = 1
-    while any((folder / numbered_name(name, number)).exists() for name in names):
-        number += 1
-    return number
+def report_number_of(file_name: str, name: str) -> int | None:
+    """The run number of a numbered report's file name (`name` itself is run 1), None if it is not one."""
+    stem, dot, ext = name.rpartition(".")
+    if not (file_name.startswith(stem) and file_name.endswith(f"{dot}{ext}")):
+        return None
+    digits = file_name[len(stem):len(file_name) - len(dot + ext)]
+    if not digits:
+        return 1
+    return int(digits) if digits.isascii() and digits.isdigit() and digits[0] != "0" else None
+
+
+def highest_report_number(folder: Path, names: tuple[str, ...] = NUMBERED_REPORTS) -> int:
+    """The highest run number among the numbered reports present in `folder`; 0 when there is none."""
+    try:
+        entries = [entry.name for entry in folder.iterdir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    numbers = [report_number_of(entry, name) for entry in entries for name in names]
+    return max((n for n in numbers if n is not None), default=0)
+
+
+def next_report_number(folder: Path, names: tuple[str, ...] = NUMBERED_REPORTS, recorded: int = 0) -> int:
+    """The number after the highest ever used: of the reports in `folder`, and `recorded` (the run history's).
+
+    Never the first gap: reports deleted by hand leave their numbers used (issue 21), so two runs
+    never share a number and the newest report always has the highest one.
+    """
+    return max(highest_report_number(folder, names), recorded) + 1

@@ -35,7 +35,7 @@ from riskcore.ops import tick as tick_module
 from riskcore.ops.history import read_history
 from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.new_data import detect_new_files
-from riskcore.ops.run_record import PENDING_FILE, Run, write_pending
+from riskcore.ops.run_record import PENDING_FILE, Run, step, write_pending
 from riskcore.release.load import current_deployment, require_deployment
 
 
@@ -301,6 +301,103 @@ def test_dry_run_prints_the_decision_and_changes_nothing(deployed: Config, capsy
 def test_dry_run_with_nothing_new_says_so(deployed: Config, capsys):
     assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
     assert capsys.readouterr().out == "would do nothing: no new data\n"
+
+
+# --- Reports are always made, under numbers never used before (issue 21) ----------------------
+class PdfReports:
+    """The real risk list and PDF report in the run's reporting step; `crashes` first calls crash in the layout."""
+
+    def __init__(self, crashes: int = 0) -> None:
+        self.crashes, self.numbers = crashes, []
+
+    def __call__(self, config: Config, run: Run) -> None:
+        from reportlab.platypus.doctemplate import LayoutError
+
+        from riskcore.report import writer
+
+        self.numbers.append(run.run_number)
+        with step(run, "reporting"):
+            if self.crashes:
+                self.crashes -= 1
+                real = writer.build_pdf
+
+                def crash(data):  # the risk list is written by then, as in the crash issue 21 found
+                    raise LayoutError("Flowable <Table> too large on page 2")
+
+                writer.build_pdf = crash
+                try:
+                    writer.write_reports(config, run_number=run.run_number)
+                finally:
+                    writer.build_pdf = real
+            else:
+                writer.write_reports(config, run_number=run.run_number)
+
+
+def pdf_reports(config: Config) -> list[str]:
+    return sorted(p.name for p in config.output_model_folder.glob("summary_report*.pdf"))
+
+
+def test_a_report_that_crashed_after_a_retrain_is_made_by_the_next_tick(deployed: Config, caplog):
+    add_flipped_data(deployed)
+    done = PdfReports(crashes=1)
+    with pytest.raises(Exception, match="too large on page"):
+        tick_module.tick(deployed, done)
+    retrained = require_deployment(deployed.prod_deployment_folder).model_version
+    record = json.loads((deployed.output_model_folder / RISK_RECORD).read_text())
+    assert record["model_version"] == retrained  # the risk list follows the new model: the PDF does not
+    assert pdf_reports(deployed) == [] and history(deployed)[-1]["outcome"] == "crashed"
+    caplog.set_level("INFO", logger="fullprocess")
+    assert tick_module.tick(deployed, done) == 0  # no new data, but the report is owed
+    assert "run 1 crashed before the report of model" in caplog.text
+    assert pdf_reports(deployed) == ["summary_report2.pdf"] and done.numbers == [1, 2]
+    assert [(r["run_number"], r["decision"], r["outcome"]) for r in history(deployed)] == [
+        (1, "retrain", "crashed"), (2, "finish reports", "done")]
+    assert tick_module.tick(deployed, done) == 0 and done.numbers == [1, 2]  # the model has its report now
+    assert len(history(deployed)) == 2
+
+
+def test_a_report_that_keeps_failing_is_tried_again_on_every_tick(deployed: Config):
+    add_flipped_data(deployed)
+    with pytest.raises(Exception, match="too large on page"):
+        tick_module.tick(deployed, PdfReports(crashes=1))
+    with pytest.raises(Exception, match="too large on page"):
+        tick_module.tick(deployed, PdfReports(crashes=1))
+    assert [(r["run_number"], r["outcome"]) for r in history(deployed)] == [(1, "crashed"), (2, "crashed")]
+    assert tick_module.tick(deployed, PdfReports()) == 0
+    assert pdf_reports(deployed) == ["summary_report3.pdf"]
+
+
+def test_report_numbers_are_never_reused_after_the_reports_are_deleted(deployed: Config):
+    add_good_data(deployed)
+    done = PdfReports()
+    assert tick_module.tick(deployed, done) == 0
+    assert pdf_reports(deployed) == ["summary_report.pdf"]
+    for path in deployed.output_model_folder.glob("*"):
+        if path.name.startswith(("summary_report", "confusionmatrix", "apireturns")):
+            path.unlink()  # the operator tidies the folder by hand
+    write_csv(deployed.input_folder / "dataset5.csv", client_rows(60, seed=15, noise=0.0))
+    assert tick_module.tick(deployed, done) == 0
+    assert done.numbers == [1, 2] and pdf_reports(deployed) == ["summary_report2.pdf"]
+    assert [r["run_number"] for r in history(deployed)] == [1, 2]
+    (deployed.output_model_folder / "summary_report2.pdf").unlink()
+    from riskcore.report.writer import write_reports
+
+    assert write_reports(deployed)["summary_report"].name == "summary_report3.pdf"  # reporting.py by hand too
+
+
+@pytest.mark.parametrize(("present", "recorded", "expected"), [
+    ([], 0, 1),
+    (["summary_report.pdf"], 0, 2),
+    (["summary_report.pdf", "confusionmatrix7.png"], 0, 8),  # after the highest, not in the first gap
+    (["summary_report2.pdf"], 5, 6),  # the history remembers deleted reports
+    (["summary_report02.pdf", "summary_reportx.pdf", ".summary_report9.pdf.tmp"], 0, 1),  # not report names
+])
+def test_next_report_number_follows_the_highest_ever_used(tmp_path: Path, present, recorded, expected):
+    from riskcore.files import next_report_number
+
+    for name in present:
+        (tmp_path / name).write_bytes(b"")
+    assert next_report_number(tmp_path, recorded=recorded) == expected
 
 
 # --- Pending runs: what a killed run leaves, the next tick finishes ----------------------------

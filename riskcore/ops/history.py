@@ -88,6 +88,11 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def highest_run_number(path: Path) -> int:
+    """The highest run number the history has ever recorded; 0 when it has none."""
+    return max((row["run_number"] for row in read_history(path) if isinstance(row["run_number"], int)), default=0)
+
+
 def score_history(path: Path) -> list[float]:
     """F1 of every earlier drift check on labelled new data, whatever failed after it in its run.
 

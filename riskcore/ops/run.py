@@ -31,7 +31,7 @@ from riskcore.model.evaluation import read_score, score_model, score_trained
 from riskcore.model.holdout import evaluate_retrain, holdout_clients
 from riskcore.model.training import train
 from riskcore.ops.api_client import call_endpoints
-from riskcore.ops.history import data_drift_text, record_run, score_history
+from riskcore.ops.history import data_drift_text, highest_run_number, record_run, score_history
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
     AUTOMATION_LOGGER,
@@ -242,7 +242,8 @@ def work(config: Config, current: Deployment | None, new_files: list[str], pendi
               version_before=current.model_version if current else None)
     # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
     # it had never been interrupted.
-    run.run_number = (pending or {}).get("run_number") or next_report_number(config.output_model_folder)
+    run.run_number = (pending or {}).get("run_number") or next_report_number(
+        config.output_model_folder, recorded=highest_run_number(history_path(config)))
     if not new_files and not removed:
         resumed = resumed_run(pending or {}, run.run_number)
         if resumed is None:

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from logging.handlers import RotatingFileHandler
 
 from riskcore.config import Config
-from riskcore.contract import EXIT_OK, RISK_RECORD, DataError
+from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
+from riskcore.files import numbered_name
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed_files
 from riskcore.ops.run_record import (
@@ -107,12 +108,35 @@ def stale_outputs(config: Config, current: Deployment | None) -> str | None:
         made_by = None
     except (OSError, ValueError, KeyError, TypeError):
         return f"the risk list's record {RISK_RECORD} is unreadable"
-    if made_by is not None:
-        return None if made_by == current.model_version else \
-            f"the risk list was made by model {made_by}, not by the deployed {current.model_version}"
+    if made_by is not None and made_by != current.model_version:
+        return f"the risk list was made by model {made_by}, not by the deployed {current.model_version}"
     runs = read_history(history_path(config))
-    if runs and runs[-1]["version_after"] == current.model_version:
+    if made_by is None and runs and runs[-1]["version_after"] == current.model_version:
         return f"the run that deployed model {current.model_version} left no risk list"
+    return reports_owed(config, current, runs)
+
+
+REPORT_STEPS = {"diagnostics", "reporting"}  # a run that entered one of them tried to write the PDF report
+
+
+def reports_owed(config: Config, current: Deployment, runs: list[dict]) -> str | None:
+    """Why the deployed model still lacks its PDF report, or None: the last run that tried to write it failed.
+
+    The risk list is written before the PDF: a report that fails after it (a crash in the layout)
+    leaves a risk list naming the deployed model and no report. The next tick tries again, until
+    a run writes the report; runs that stopped before their reports say nothing about them.
+    """
+    for row in reversed(runs):
+        if row["outcome"] != "done" and not REPORT_STEPS & set(row["step_seconds"] or {}):
+            continue
+        if row["outcome"] == "done" or row["version_after"] != current.model_version:
+            return None
+        number = row["run_number"]
+        if isinstance(number, int) and (config.output_model_folder / numbered_name(SUMMARY_REPORT, number)).is_file():
+            return None  # the PDF was written; a later step (the API calls) failed
+        error = str(row["error"] or "no error recorded")
+        error = error if len(error) <= 120 else error[:119] + "\N{HORIZONTAL ELLIPSIS}"
+        return f"run {number} {row['outcome']} before the report of model {current.model_version} ({error})"
     return None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from riskcore.config import Config
 from riskcore.contract import CONFUSION_MATRIX, DEFAULT_CONFIG, RISK_SCORES, RUN_HISTORY, SUMMARY_REPORT
-from riskcore.files import next_report_number, numbered_name
+from riskcore.files import highest_report_number, numbered_name
 
 REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT)  # numbered per run; the risk list is overwritten
 SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000  # what `make serve` binds unless told otherwise
@@ -39,7 +39,7 @@ def serve_command(config: Config, host: str = SERVE_HOST, port: int = SERVE_PORT
 def where_to_look(config: Config, host: str = SERVE_HOST, port: int = SERVE_PORT) -> str:
     """Where a run's outputs are, relative to the project, and how to open the web page."""
     folder, project = config.output_model_folder, config.config_file.parent
-    newest = next_report_number(folder, REPORTS) - 1
+    newest = highest_report_number(folder, REPORTS)
     reports = (f"{project_path(folder / numbered_name(SUMMARY_REPORT, newest), project)} and "
                f"{numbered_name(CONFUSION_MATRIX, newest)} beside it (run {newest}"
                + ("; earlier runs' reports are numbered beside them)" if newest > 1 else ")")

@@ -23,11 +23,17 @@ from riskcore.contract import (
     DataError,
     UserError,
 )
-from riskcore.files import atomic_write_bytes, next_report_number, numbered_name, read_json, utc_now
+from riskcore.files import (
+    atomic_write_bytes,
+    next_report_number,
+    numbered_name,
+    read_json,
+    utc_now,
+)
 from riskcore.model.drift import data_drift, feature_values
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
-from riskcore.ops.history import read_history
+from riskcore.ops.history import highest_run_number, read_history
 from riskcore.release.load import (
     Deployment,
     deployed_metadata,
@@ -59,9 +65,9 @@ def optional_record(path: Path, what: str) -> dict[str, Any] | None:
 
 
 def report_number(folder: Path, run_number: int | None) -> int:
-    """The run number to write: as asked, or the first one free for both report files."""
+    """The run number to write: as asked, or the one after the highest ever used (reports present, run history)."""
     if run_number is None:
-        return next_report_number(folder, REPORTS)
+        return next_report_number(folder, REPORTS, recorded=highest_run_number(folder / RUN_HISTORY))
     if run_number < 1:
         raise UserError("The run label must be a whole number of at least 1.")
     taken = [numbered_name(name, run_number) for name in REPORTS if (folder / numbered_name(name, run_number)).exists()]
