@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-db serve test test-fast cron uncron lint check-course data system-test-deps clean bench
+.PHONY: help run run-db serve test test-fast cron uncron lint check-course data system-deps system-test-deps clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,12 +23,12 @@ $(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.runtime-stamp
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.runtime-stamp ## set up .venv, then the life cycle on the bundled data (API up meanwhile); ends with how to open the page
+run: $(VENV)/.runtime-stamp system-deps ## set up .venv, then the life cycle on the bundled data (API up meanwhile); ends with how to open the page
 	HOST=$(HOST) PORT=$(PORT) tools/lifecycle.sh
 
 DB_FILE := db/clients.sqlite
 
-run-db: $(VENV)/.runtime-stamp ## the same life cycle from a database table: config.database.json, SQLite in db/
+run-db: $(VENV)/.runtime-stamp system-deps ## the same life cycle from a database table: config.database.json, SQLite in db/
 	$(PY) datagen.py --sqlite $(DB_FILE) --market practice
 	HOST=$(HOST) PORT=$(PORT) LIFECYCLE_FIRST_CONFIG=config.database.json LIFECYCLE_CONFIG=config.database.json \
 	  LIFECYCLE_PROD=db/production_deployment \
@@ -38,7 +38,7 @@ CRON_SCHEDULE ?= */10 * * * *
 CRON_CONFIG ?= $(CURDIR)/$(CONFIG)
 CRON_LOG ?= $(CURDIR)/logs/cron.log
 
-cron: $(VENV)/.runtime-stamp ## install the cronjob.txt line for this user (idempotent; paths quoted)
+cron: $(VENV)/.runtime-stamp system-deps ## install the cronjob.txt line for this user (idempotent; paths quoted)
 	@mkdir -p "$$(dirname "$(CRON_LOG)")"
 	@$(PYTHON) tools/cronjob.py install --project "$(CURDIR)" --config "$(CRON_CONFIG)" --log "$(CRON_LOG)" \
 	  --schedule "$(CRON_SCHEDULE)"
@@ -49,7 +49,21 @@ uncron: ## remove this project's cron line for CONFIG
 serve: $(VENV)/.runtime-stamp ## the API and the web page with gunicorn on HOST:PORT (default http://127.0.0.1:8000/), serving CONFIG
 	HOST=$(HOST) PORT=$(PORT) RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-system-test-deps: ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium(-driver)
+# The PDF report's fonts (riskcore.report.pdf_layout): DejaVu Sans, Droid Sans Fallback for CJK and
+# Symbola for emoji. Without them a report is still written, and says which characters print as boxes.
+REPORT_FONTS := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
+  /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf:fonts-droid-fallback \
+  /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf:fonts-symbola
+
+system-deps: ## install (as root) the fonts the PDF report draws every script with (DejaVu, Droid fallback, Symbola)
+	@missing=""; for pair in $(REPORT_FONTS); do test -f "$${pair%%:*}" || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "The PDF report lacks fonts: run as root: apt-get install$$missing"; fi; \
+	fi
+
+system-test-deps: system-deps ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium(-driver)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v cron >/dev/null || missing="$$missing cron"; \
