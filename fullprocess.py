@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         config = load_config(args.config)
         if args.history:
-            print(render_history(read_history(history_path(config)), args.format))
+            print(render_history(read_history(history_path(config)), args.format, config.automation["ks_alpha"]))
             return EXIT_OK
         with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:

@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from scipy import stats
 
 from riskcore.contract import FEATURES
-from riskcore.model import drift
+from riskcore.model import drift, drift_evidence
 
 # --- Model drift: the deployed model's F1 on new data against its baseline or history ----------
 HISTORY = [0.80, 0.82, 0.78, 0.81, 0.79]  # mean 0.80, stdev 0.01581, Q1 0.79, Q3 0.81
@@ -134,3 +135,71 @@ def test_data_drift_flags_the_feature_that_moved():
     moved = found["features"]["lastmonth_activity"]
     assert moved["psi"] == round(drift.psi(frame["lastmonth_activity"], profile["quantiles"]["lastmonth_activity"]), 4)
     assert moved["psi_label"] == "drift"
+
+
+# --- Drift evidence: the one latest check, quantiles and words (riskcore.model.drift_evidence) -----
+@pytest.mark.parametrize("figures, alpha, tests, words", [
+    ({"psi_label": "drift", "ks_p_value": 1e-9, "drift": True}, 0.01, ("PSI", "KS"), "drift by PSI and KS"),
+    ({"psi_label": "some shift", "ks_p_value": 1e-9, "drift": True}, 0.01, ("KS",), "drift by KS"),
+    ({"psi_label": "drift", "ks_p_value": 0.5, "drift": True}, 0.01, ("PSI",), "drift by PSI"),
+    ({"psi_label": "stable", "ks_p_value": 0.5, "drift": False}, 0.01, (), "no drift"),
+    # recorded under a larger ks_alpha: the recorded verdict stands, and only KS can have found it
+    ({"psi_label": "stable", "ks_p_value": 0.03, "drift": True}, 0.01, ("KS",), "drift by KS"),
+    # recorded as no drift: a p-value under today's alpha does not make it one
+    ({"psi_label": "stable", "ks_p_value": 0.005, "drift": False}, 0.01, (), "no drift"),
+])
+def test_the_verdict_names_the_tests_that_found_the_drift(figures, alpha, tests, words):
+    assert drift_evidence.flagged_by(figures, alpha) == tests
+    assert drift_evidence.verdict_text(figures, alpha) == words
+
+
+def test_the_named_tests_are_the_automations_rule():
+    """For every feature data_drift judges, the words name exactly the tests whose threshold it crossed."""
+    rng = np.random.default_rng(4)
+    profile = {"rows": 4000, "quantiles": {c: np.quantile(rng.normal(100, 10, 4000), np.linspace(0, 1, 1001)).tolist()
+                                           for c in FEATURES}}
+    seen = set()
+    # the same data, a shift, a wider spread (KS alone), and 12 rows (PSI alone: a noisy PSI on few rows)
+    for shift, scale, rows in ((0.0, 10.0, 600), (40.0, 10.0, 600), (0.0, 14.0, 600), (0.0, 10.0, 12)):
+        frame = pd.DataFrame({c: rng.normal(100, 10, rows) for c in FEATURES})
+        frame["lastmonth_activity"] = rng.normal(100 + shift, scale, rows)
+        for figures in drift.data_drift(frame, profile, psi_threshold=0.25, ks_alpha=0.01)["features"].values():
+            expected = tuple(test for test, found in (("PSI", figures["psi"] >= 0.25),
+                                                      ("KS", figures["ks_p_value"] < 0.01)) if found)
+            assert drift_evidence.flagged_by(figures, 0.01) == expected
+            assert bool(expected) is figures["drift"]
+            seen.add(expected)
+    assert seen == {(), ("PSI",), ("KS",), ("PSI", "KS")}
+
+
+def test_a_feature_line_says_its_figures_and_verdict():
+    figures = {"psi": 0.196, "psi_label": "some shift", "ks_statistic": 0.3, "ks_p_value": 1e-9, "drift": True}
+    assert (drift_evidence.feature_drift_text("lastmonth_activity", figures, 0.01)
+            == "lastmonth_activity PSI 0.196 (some shift), KS 0.300 (p 1e-09): drift by KS")
+    assert drift_evidence.feature_drift_text("x", {**figures, "drift": False}, 0.01).endswith("(p 1e-09)")
+    assert drift_evidence.data_drift_text(None, 0.01) == "not measured"
+
+
+@pytest.mark.parametrize("frame_of", [pd.DataFrame, lambda columns: pl.DataFrame(columns, strict=False)],
+                         ids=["pandas", "polars"])
+def test_quantiles_drop_missing_values_and_count_them(frame_of, caplog):
+    present = [5.0, 1.0, 3.0, 2.0]
+    columns = {c: present + [None, float("nan")] for c in FEATURES}
+    columns["lastyear_activity"] = [None] * 6  # no value present: no quantiles
+    with caplog.at_level("INFO", logger="riskcore.model.drift_evidence"):
+        found = drift_evidence.quantiles_of(frame_of(columns), 5)
+    assert "lastyear_activity" not in found
+    assert found["lastmonth_activity"] == np.quantile(present, np.linspace(0, 1, 5)).round(6).tolist()
+    assert "2 of 6 values of lastmonth_activity are missing" in caplog.text
+    assert "6 of 6 values of lastyear_activity are missing" in caplog.text
+
+
+def test_the_latest_check_is_the_latest_run_that_measured_something():
+    runs = [{"run_number": 1, "f1_new_data": 0.8},
+            {"run_number": 2, "data_drift": {"features": {"lastmonth_activity": {"psi": 0.1}}}},  # unlabelled rows
+            {"run_number": 3, "drift_verdict": "no new rows to check: the model is kept"},
+            {"run_number": 4, "error": "step ingestion failed"}]
+    assert drift_evidence.latest_check(runs)["run_number"] == 2
+    assert drift_evidence.latest_check(runs, run_number=1)["run_number"] == 1
+    assert drift_evidence.latest_check(runs, run_number=3)["run_number"] == 2  # run 3 checked nothing
+    assert drift_evidence.latest_check(runs[2:]) is None

@@ -119,7 +119,7 @@ def two_runs(path: Path) -> list[dict]:
 
 def test_format_history_is_one_line_per_run_with_its_other_columns_indented_below(tmp_path: Path):
     rows = two_runs(tmp_path / "runhistory.sqlite")
-    lines = format_history(rows).splitlines()
+    lines = format_history(rows, ks_alpha=0.01).splitlines()
     header, first, second = [line for line in lines if not line.startswith(" ")]
     assert header.split()[:4] == ["id", "started", "new", "files"]
     assert header.split()[4:9] == ["rows", "new", "rows", "F1", "new"]
@@ -130,7 +130,7 @@ def test_format_history_is_one_line_per_run_with_its_other_columns_indented_belo
     details = [" ".join(line.split()) for line in lines[lines.index(first) + 1:lines.index(second)]]
     assert details == [
         "verdict F1 0.7500 >= 0.7000 (baseline): no model drift",
-        "data drift lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift",
+        "data drift lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift by PSI and KS",
         "number_of_employees PSI 0.050 (stable), KS 0.020 (p 0.5)",
         "rejected broken.csv: bad header",
         "seconds ingestion 0.500, drift_check 0.250 (total 0.750)",
@@ -182,5 +182,6 @@ def test_fullprocess_prints_the_history_in_each_format(config, capsys, isolated_
     rows = two_runs(config.output_model_folder / RUN_HISTORY)
     assert fullprocess.main(["--config", str(config.config_file), "--history", "--format", form]) == 0
     printed = capsys.readouterr().out
-    expected = {"table": format_history, "json": history_json, "csv": history_csv}[form](rows)
+    table = lambda runs: format_history(runs, config.automation["ks_alpha"])  # noqa: E731
+    expected = {"table": table, "json": history_json, "csv": history_csv}[form](rows)
     assert printed == expected.rstrip("\n") + "\n"

@@ -21,7 +21,7 @@ from riskcore.api import page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
 from riskcore.model import evaluation
-from riskcore.ops.history import record_run
+from riskcore.ops.history import read_history, record_run
 from riskcore.release import load
 from riskcore.release.load import current_deployment, load_deployed_model
 from riskcore.report import call_list
@@ -295,7 +295,10 @@ def test_the_health_shows_the_deployed_model_its_f1_and_auc_and_the_latest_drift
     assert "In brackets: bootstrap 95% intervals." in text
     assert ("Latest drift check F1 0.4100 2026-01-02 06:00 UTC, 224 new rows: F1 0.4100 < 0.6900 (baseline): "
             "model drift; the model was retrained and redeployed.") in text
-    assert "activity last month PSI 1.25" in text and "activity last year PSI" not in text  # only what drifted
+    assert ("differed from the training data in 1 feature (drift is a PSI at or above 0.25 or a Kolmogorov-Smirnov "
+            "(KS) p-value below 0.01): activity last month drift by PSI and KS PSI 1.250 (drift), KS 0.300 (p 1e-09)"
+            ) in text
+    assert "activity last year drift" not in text and "PSI 0.050" not in text  # only what drifted
 
 
 def test_each_drifted_feature_is_charted_against_the_checked_models_training_data(tmp_path):
@@ -314,17 +317,64 @@ def test_each_drifted_feature_is_charted_against_the_checked_models_training_dat
 
 def test_a_model_no_longer_kept_gets_its_psi_without_a_chart(client):
     response = client.get("/")
-    assert "activity last month PSI 1.25" in text_of(response)  # drift_run's model "old-model" is in no release
+    assert "activity last month drift by PSI and KS PSI 1.250" in text_of(response)  # "old-model" is in no release
     assert '<figure class="dist">' not in response.get_data(as_text=True)
 
 
-def test_the_charts_read_quantiles_as_the_report_does():
+def test_the_page_and_the_pdf_chart_the_same_bins():
+    """Both charts draw riskcore.model.drift_evidence's bins: the PDF's bars hold its shares on its edges, and the
+    page's SVG steps are the same shares, scaled to the box."""
+    from riskcore.model.drift_evidence import BINS, distribution_bins
     from riskcore.report import charts
 
     rng = np.random.default_rng(5)
-    quantiles = np.quantile(rng.gamma(2.0, 50.0, 5000), np.linspace(0, 1, 1001))
-    edges = np.linspace(0, 600, 41)
-    assert np.allclose(page_charts.quantile_masses(quantiles, edges), charts.quantile_masses(quantiles, edges))
+    old, new = (np.quantile(rng.gamma(2.0, scale, 5000), np.linspace(0, 1, 1001)) for scale in (50.0, 80.0))
+    bins = distribution_bins(old, new)
+    assert len(bins.edges) == BINS + 1
+    figure = charts.distribution_chart({FEATURES[0]: old}, {FEATURES[0]: new}, {}, "training", "new")
+    drawn = [patch.get_data() for patch in figure.axes[0].patches]
+    assert [len(stairs.values) for stairs in drawn] == [BINS, BINS]
+    for stairs, shares in zip(drawn, (bins.reference, bins.compared), strict=True):
+        assert np.allclose(stairs.edges, bins.edges) and np.allclose(stairs.values, 100 * shares)
+    chart = page_charts.distribution_chart(old, new)
+    peak = max(bins.reference.max(), bins.compared.max())
+    for path, shares in ((chart.reference, bins.reference), (chart.compared, bins.compared)):
+        tops = [float(y) for y in re.findall(r"V(-?[\d.]+)H", path)]
+        assert len(tops) == BINS
+        assert np.allclose(tops, page_charts.HEIGHT - (page_charts.HEIGHT - 2) * shares / peak, atol=0.051)
+    assert (chart.low, chart.high) == (bins.edges[0], bins.edges[-1])
+
+
+def test_a_feature_flagged_by_ks_alone_is_said_to_be_by_ks(tmp_path):
+    """A PSI under the threshold with a KS p-value under alpha: the page names KS, not a PSI threshold."""
+    config = build_project(tmp_path)
+    figures = {"lastmonth_activity": {"psi": 0.196, "psi_label": "some shift", "ks_statistic": 0.3,
+                                      "ks_p_value": 1e-9, "drift": True}}
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("ks", "2026-03-01T06:00:00Z", data_drift={"drift": True, "features": figures}))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    assert ("in 1 feature (drift is a PSI at or above 0.25 or a Kolmogorov-Smirnov (KS) p-value below 0.01): "
+            "activity last month drift by KS PSI 0.196 (some shift), KS 0.300 (p 1e-09)") in text
+    assert "drift by PSI" not in text
+
+
+def test_the_page_and_the_pdf_describe_the_same_latest_check(tmp_path):
+    """A later run that checked nothing (no new rows) is not the latest check, on the page or in the PDF."""
+    from riskcore.release.load import deployed_metadata
+    from riskcore.report.writer import drift_evidence
+
+    config = build_project(tmp_path)
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("checked", "2026-03-01T06:00:00Z"))
+    record_run(history, {"run_id": "nothing", "started_at": "2026-03-02T06:00:00Z", "rows_new": 0,
+                         "drift_verdict": "no new rows to check: the model is kept", "decision": "keep",
+                         "outcome": "done"})
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    assert "Latest drift check F1 0.4100 2026-03-01 06:00 UTC, 224 new rows" in text
+    assert "2026-03-02 06:00 UTC, the new data" not in text
+    deployed = current_deployment(config.prod_deployment_folder)
+    shown = drift_evidence(config, deployed, deployed_metadata(deployed), read_history(history), None, None)
+    assert shown.check["run_id"] == "checked"
 
 
 def test_a_chart_stays_inside_its_box_and_its_bars_close():

@@ -142,8 +142,7 @@ def test_without_a_recorded_check_the_report_computes_the_automations_figures(re
     profile = metadata["training_profile"]
     newest = read_ingested(config)
     runs = read_history(config.output_model_folder / RUN_HISTORY)
-    shown = drift_evidence(config, current, metadata, deployment_history(config.prod_deployment_folder), runs,
-                           None, newest)
+    shown = drift_evidence(config, current, metadata, runs, None, newest)
     automation = data_drift(newest, profile, float(config.automation["psi_threshold"]),
                             float(config.automation["ks_alpha"]))
     assert not shown.recorded and shown.check["decision"] == "no drift: model kept"
@@ -474,7 +473,7 @@ def test_after_a_retrain_the_chart_compares_the_old_models_training_data(retrain
     current = require_deployment(config.prod_deployment_folder)
     metadata = deployed_metadata(current)
     history = deployment_history(config.prod_deployment_folder)
-    evidence = drift_evidence(config, current, metadata, history, read_history(config.output_model_folder / RUN_HISTORY),
+    evidence = drift_evidence(config, current, metadata, read_history(config.output_model_folder / RUN_HISTORY),
                               run["run_number"], read_ingested(config))
     old_release = next(item["release"] for item in history if item["model_version"] == run["version_before"])
     from riskcore.release.load import read_release
@@ -665,3 +664,21 @@ def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, mo
     text = squeeze(pdf_text(reporting.run(deployed, clients=clients)["summary_report"]))
     assert "7 characters of these ids cannot be drawn with the fonts installed" in text
     assert "fonts-droid-fallback" in text
+
+
+def test_the_pdf_names_the_test_that_found_a_features_drift():
+    """A PSI under the threshold with a KS p-value under alpha: the headline says KS found it."""
+    from riskcore.report.pdf_evidence import DriftEvidence, drift_check_lines
+
+    figures = {"lastmonth_activity": {"psi": 0.196, "psi_label": "some shift", "ks_statistic": 0.3,
+                                      "ks_p_value": 1e-9, "drift": True},
+               "lastyear_activity": {"psi": 0.05, "psi_label": "stable", "ks_statistic": 0.01, "ks_p_value": 0.9,
+                                     "drift": False}}
+    check = {"run_number": 2, "started_at": "2026-03-01T06:00:00Z", "rows_new": 224, "f1_new_data": 0.41,
+             "baseline": 0.69, "decision": "keep", "data_drift": {"drift": True, "features": figures}}
+    evidence = DriftEvidence(check=check, recorded=True, model_version="m1", figures=figures, reference={},
+                             compared={}, compared_name="the new rows", psi_threshold=0.25, ks_alpha=0.01)
+    lines = drift_check_lines(evidence, "m1")
+    assert ("<b>Data drift</b> of the new rows from the training data of the checked model: activity last month "
+            "PSI 0.196 (some shift), KS 0.300 (p 1e-09): drift by KS (page 3).") in lines
+    assert "model m1 scored F1 0.4100 on the 224 new rows" in lines[0]

@@ -14,12 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.api.serving import RiskService, Served
-from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, UserError
+from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
+from riskcore.model.drift_evidence import (
+    checked_rows,
+    drift_rule_text,
+    figures_text,
+    last_bar_text,
+    latest_check,
+    quantiles_of,
+    recorded_figures,
+    training_quantiles,
+    verdict_text,
+)
 
 log = logging.getLogger(__name__)
 
 HISTORY_ROWS = 20  # newest runs shown in the run history table
-CHECK_COLUMNS = ("f1_new_data", "drift_verdict", "data_drift")  # a run that holds any of them made a drift check
 DECISIONS = {
     "retrain": "the model was retrained and redeployed",
     "keep": "the model was kept",
@@ -33,34 +43,31 @@ def when(stamp: Any) -> str:
     return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or "\N{EM DASH}"
 
 
-def new_rows(run: dict[str, Any]) -> int | None:
-    """The rows a run checked: its new rows (rows_new), or for runs recorded before that column, all it ingested."""
-    return run["rows_new"] if run.get("rows_new") is not None else run.get("rows_ingested")
-
-
 def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The latest drift check, what it found drifted, and the newest runs."""
-    checks = [run for run in runs if any(run.get(key) is not None for key in CHECK_COLUMNS)]
-    check = checks[-1] if checks else None
-    return {"served": served, "threshold": float(risk.config.automation["psi_threshold"]), "check": check,
-            "sentence": check_sentence(check) if check else None, "drifted": drifted_features(check),
-            "runs": runs[::-1][:HISTORY_ROWS], "older_runs": max(0, len(runs) - HISTORY_ROWS)}
+    """The latest drift check (the one the PDF names), what it found drifted, and the newest runs."""
+    check = latest_check(runs)
+    auto = risk.config.automation
+    alpha = float(auto["ks_alpha"])
+    return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
+            "sentence": check_sentence(check) if check else None, "drifted": drifted_features(check, alpha),
+            "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
+            "older_runs": max(0, len(runs) - HISTORY_ROWS)}
 
 
 def check_sentence(check: dict[str, Any]) -> str:
     """A drift check in one sentence: when, on what, the recorded verdict, and what was done."""
-    rows = f"{new_rows(check):,} new rows" if new_rows(check) else "the new data"
+    rows = f"{checked_rows(check):,} new rows" if checked_rows(check) else "the new data"
     verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
                                              if check.get("f1_new_data") is not None else "data drift measured")
     done = DECISIONS.get(check.get("decision") or "", f"decision: {check.get('decision') or 'not recorded'}")
     return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}."
 
 
-def drifted_features(check: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The features the check found drifted, as it recorded them (PSI, its label, KS)."""
-    features = ((check or {}).get("data_drift") or {}).get("features") or {}
-    return [{"feature": name, "label": FEATURE_LABELS.get(name, name), **values}
-            for name, values in features.items() if isinstance(values, dict) and values.get("drift")]
+def drifted_features(check: dict[str, Any] | None, ks_alpha: float) -> list[dict[str, Any]]:
+    """The features the check found drifted, as it recorded them, with the tests that found them."""
+    return [{"feature": name, "label": FEATURE_LABELS.get(name, name), "figures": figures_text(values),
+             "verdict": verdict_text(values, ks_alpha)}
+            for name, values in recorded_figures(check).items() if isinstance(values, dict) and values.get("drift")]
 
 
 # --- F1 and ROC AUC with their intervals ---------------------------------------------------------
@@ -90,7 +97,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]
     if kept:  # a check of this model on new data, necessarily after the holdout it was trained beside
-        quality.update(new={"f1": kept[-1]["f1_new_data"], "rows": new_rows(kept[-1])},
+        quality.update(new={"f1": kept[-1]["f1_new_data"], "rows": checked_rows(kept[-1])},
                        new_name=f"the new rows of {when(kept[-1].get('started_at'))}")
     elif held and evaluation.get("new_model") == served.model_version:
         quality.update(new=held["new"], old=held["old"], old_model=evaluation.get("old_model"),
@@ -101,29 +108,8 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
 
 
 # --- A chart per drifted feature -----------------------------------------------------------------
-def training_quantiles(prod: Path, served: Served | None, version: str) -> dict[str, list[float]]:
-    """The training-data quantiles of model `version`: the served model's, or those of a release still kept."""
-    from riskcore.release.load import deployed_metadata, deployment_history, read_release
-
-    try:
-        if served is not None and version == served.model_version:
-            metadata = deployed_metadata(served.deployment)
-        else:
-            found = [item["release"] for item in deployment_history(prod) if item["model_version"] == version]
-            if not found:
-                log.info("model %s is in no release kept: its training data is not charted", version)
-                return {}
-            metadata = deployed_metadata(read_release(prod, found[-1]))
-    except (UserError, ValueError, KeyError) as exc:
-        log.warning("the training data of model %s cannot be charted: %s", version, exc)
-        return {}
-    return (metadata.get("training_profile") or {}).get("quantiles") or {}
-
-
 def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
     """Each feature's quantiles in the ingested data, as many as a training profile holds."""
-    import numpy as np
-
     from riskcore.data.validation import read_client_frame
 
     try:
@@ -131,9 +117,7 @@ def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
     except UserError as exc:
         log.warning("the ingested data cannot be charted: %s", exc)
         return {}
-    spots = np.linspace(0, 1, points)
-    return {f: np.quantile(frame[f].drop_nulls().to_numpy().astype("float64"), spots).tolist()
-            for f in FEATURES if frame[f].drop_nulls().len()}
+    return quantiles_of(frame, points)
 
 
 def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
@@ -143,7 +127,8 @@ def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
     from riskcore.api.page_charts import distribution_chart
 
     version = check.get("version_before") or (served.model_version if served else None)
-    reference = training_quantiles(risk.config.prod_deployment_folder, served, version) if version else {}
+    deployed = served.deployment if served else None
+    reference = training_quantiles(risk.config.prod_deployment_folder, version, deployed) if version else {}
     compared = {}
     if reference and risk.config.final_data_file.is_file():
         compared = ingested_quantiles(risk.config.final_data_file, len(next(iter(reference.values()))))

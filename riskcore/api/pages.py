@@ -28,9 +28,10 @@ from werkzeug.exceptions import HTTPException
 
 from riskcore.api.errors import ApiError, handle_http_error
 from riskcore.api.page_data import CallList, PageCache, downloads, latest_report, page_state
-from riskcore.api.page_health import model_health, new_rows, when
+from riskcore.api.page_health import model_health, when
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
+from riskcore.model.drift_evidence import checked_rows
 from riskcore.model.reasons import percent
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
         health["drift_charts"] = cache().drift_charts(risk, served, health["check"], health["drifted"])
     return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
                            pages=pages, matches=matches, query=query, features=FEATURES, labels=FEATURE_LABELS,
-                           new_rows=new_rows, downloads=downloads(risk.config.output_model_folder))
+                           new_rows=checked_rows, downloads=downloads(risk.config.output_model_folder))
 
 
 @site.get("/clients/<path:client_id>")

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats
 
 from riskcore.contract import FEATURES
+from riskcore.model.drift_evidence import feature_values
 
 DECILES = np.linspace(0.0, 1.0, 11)[1:-1]
 SOME_SHIFT = 0.1  # PSI from here up to the threshold: worth watching, not drift
@@ -82,12 +83,6 @@ def ks_test(sample, reference, reference_size: int) -> tuple[float, float]:
     n, m = len(sample), max(int(reference_size), 1)
     effective = round(n * m / (n + m))
     return statistic, float(stats.kstwo.sf(statistic, max(effective, 1)))
-
-
-def feature_values(frame, column: str) -> np.ndarray:
-    """A feature's finite values: what the drift statistics compare with the training profile."""
-    values = frame[column].to_numpy(dtype="float64")
-    return values[np.isfinite(values)]
 
 
 def data_drift(frame, profile: dict[str, Any], psi_threshold: float, ks_alpha: float) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from riskcore.contract import FEATURES, ID_COLUMN, MODEL_FILE, MODEL_METADATA, T
 from riskcore.data.validation import LABELS_OPTIONAL, features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from riskcore.model.drift_evidence import quantiles_of
 from riskcore.model.reasons import model_terms
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,10 @@ def train_model(frame, settings: dict[str, Any]):
 
 def feature_profile(frame) -> dict[str, Any]:
     """Quantiles of each feature, so later runs can compare new data without the old rows."""
-    probs = np.linspace(0.0, 1.0, PROFILE_POINTS)
     return {
         "rows": int(len(frame)),
         "exited_share": float(frame[TARGET].mean()),
-        "quantiles": {
-            col: np.quantile(frame[col].to_numpy(dtype="float64"), probs).round(6).tolist()
-            for col in FEATURES
-        },
+        "quantiles": quantiles_of(frame, PROFILE_POINTS),
     }
 
 

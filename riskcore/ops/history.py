@@ -1,7 +1,8 @@
 """The automation's run history (runhistory.sqlite): one writer and one reader for every use, and its words.
 
 Its words: the history as a table, JSON or CSV (fullprocess.py --history --format), and the one
-wording of a drift check's PSI and KS and of a retrain's evaluation, for the log and the table.
+wording of a retrain's evaluation, for the log and the table; a drift check's PSI and KS are worded
+by riskcore.model.drift_evidence, as the page and the PDF word them.
 Standard library only: `--history` and a tick with nothing new stay cheap.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
+from riskcore.model.drift_evidence import feature_drift_text
 
 log = logging.getLogger(__name__)
 
@@ -109,25 +111,6 @@ def _number(value: Any, decimals: int = 4) -> str:
     return "" if value is None else f"{value:.{decimals}f}"
 
 
-def feature_drift_text(name: str, figures: dict[str, Any]) -> str:
-    """One feature's data-drift figures: "lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift"."""
-    p_value = figures.get("ks_p_value")
-    ks = "" if figures.get("ks_statistic") is None else (
-        f", KS {figures['ks_statistic']:.3f}" + ("" if p_value is None else f" (p {p_value:.2g})"))
-    psi = "PSI ?" if figures.get("psi") is None else f"PSI {figures['psi']:.3f}"
-    label = f" ({figures['psi_label']})" if figures.get("psi_label") else ""
-    verdict = ": drift" if figures.get("drift") else ""
-    return f"{name} {psi}{label}{ks}{verdict}"
-
-
-def data_drift_text(data_drift: dict[str, Any] | None) -> str:
-    """PSI and KS of every feature in one line, as the drift check's log line and the history table give them."""
-    features = (data_drift or {}).get("features") or {}
-    if not features:
-        return "not measured"
-    return "; ".join(feature_drift_text(name, figures) for name, figures in features.items())
-
-
 def figure_text(scores: dict[str, Any]) -> str:
     """ "F1 0.6900 [0.61, 0.76], AUC 0.812 [0.75, 0.87]" (bootstrap 95% intervals); an AUC below 0.5 says so."""
     def interval(bounds: list[float] | None) -> str:
@@ -168,7 +151,7 @@ def worse_on_holdout(evaluation: dict[str, Any]) -> str:
             f"held-out new rows: F1 {held['new']['f1']:.4f} < {held['old']['f1']:.4f}{outcome}")
 
 
-def _detail_lines(row: dict[str, Any]) -> list[tuple[str, str]]:
+def _detail_lines(row: dict[str, Any], ks_alpha: float) -> list[tuple[str, str]]:
     """The columns of a run that do not fit its table line, as (label, text) lines."""
     lines = []
     if row.get("drift_verdict"):
@@ -176,7 +159,8 @@ def _detail_lines(row: dict[str, Any]) -> list[tuple[str, str]]:
     features = (row.get("data_drift") or {}).get("features") or {}
     name_width = max(map(len, features), default=0)
     for number, (name, figures) in enumerate(features.items()):
-        lines.append(("data drift" if number == 0 else "", feature_drift_text(name.ljust(name_width), figures)))
+        text = feature_drift_text(name.ljust(name_width), figures, ks_alpha)
+        lines.append(("data drift" if number == 0 else "", text))
     for number, rejected in enumerate(row.get("files_rejected") or []):
         text = f"{rejected.get('name')}: {rejected.get('reason')}" if isinstance(rejected, dict) else str(rejected)
         lines.append(("rejected" if number == 0 else "", text))
@@ -204,8 +188,10 @@ def _detail_lines(row: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def format_history(rows: list[dict[str, Any]]) -> str:
+def format_history(rows: list[dict[str, Any]], ks_alpha: float) -> str:
     """The run history as a plain-text table, oldest run first: one line per run, its other columns indented below.
+
+    A drifted feature's line names the tests that found it; `ks_alpha` is automation.ks_alpha.
 
     "F1 new" is the deployed model's F1 on the labelled new rows (what the drift check decides on),
     "F1 all" on every labelled row ingested.
@@ -222,11 +208,12 @@ def format_history(rows: list[dict[str, Any]]) -> str:
                       _number(row.get("f1_ingested")), _number(row["baseline"]), row["drift_test"] or "",
                       row["decision"] or "", versions, outcome))
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    label_width = max((len(label) for row in rows for label, _ in _detail_lines(row)), default=0)
+    label_width = max((len(label) for row in rows for label, _ in _detail_lines(row, ks_alpha)), default=0)
     text = ["  ".join(cell.ljust(w) for cell, w in zip(headers, widths, strict=True)).rstrip()]
     for row, line in zip(rows, lines[1:], strict=True):
         text.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-        text.extend(f"    {label.ljust(label_width)}  {detail}".rstrip() for label, detail in _detail_lines(row))
+        text.extend(f"    {label.ljust(label_width)}  {detail}".rstrip()
+                    for label, detail in _detail_lines(row, ks_alpha))
     return "\n".join(text)
 
 
@@ -272,10 +259,10 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def render_history(rows: list[dict[str, Any]], form: str = "table") -> str:
-    """The run history in one of HISTORY_FORMATS."""
+def render_history(rows: list[dict[str, Any]], form: str, ks_alpha: float) -> str:
+    """The run history in one of HISTORY_FORMATS (`ks_alpha` as format_history takes it)."""
     if form == "json":
         return history_json(rows)
     if form == "csv":
         return history_csv(rows).rstrip("\n")
-    return format_history(rows)
+    return format_history(rows, ks_alpha)

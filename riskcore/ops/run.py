@@ -27,11 +27,12 @@ from riskcore.data.validation import labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
 from riskcore.model.drift import data_drift, drift_verdict
+from riskcore.model.drift_evidence import NEW_ROWS_POINTS, data_drift_text, quantiles_of
 from riskcore.model.evaluation import read_score, score_model, score_trained
 from riskcore.model.holdout import evaluate_retrain, holdout_clients
 from riskcore.model.training import train
 from riskcore.ops.api_client import call_endpoints
-from riskcore.ops.history import data_drift_text, highest_run_number, record_run, score_history
+from riskcore.ops.history import highest_run_number, record_run, score_history
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
     AUTOMATION_LOGGER,
@@ -48,7 +49,7 @@ from riskcore.release.load import Deployment, current_deployment, deployed_metad
 from riskcore.release.operator_state import read_control
 from riskcore.release.publish import deploy, deploy_records
 from riskcore.report.diagnostics import write_diagnostics
-from riskcore.report.writer import NEW_ROWS_POINTS, quantiles_of, write_reports
+from riskcore.report.writer import write_reports
 
 log = logging.getLogger(AUTOMATION_LOGGER)
 
@@ -107,7 +108,8 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
         run.drift_test, run.drift_verdict, model_drift = verdict.test, verdict.reason, verdict.drift
     log.info("drift check on the new data (%d rows, %d labelled): %s; on everything ingested (%d rows): %s; "
              "data drift in %s (%s)", run.rows_new, len(known), run.drift_verdict, len(result.frame),
-             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature", data_drift_text(run.data_drift))
+             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
+             data_drift_text(run.data_drift, auto["ks_alpha"]))
     if model_drift:
         return True
     if drifted and auto["data_drift_triggers_retrain"]:

@@ -13,6 +13,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, TEST_DATA
+from riskcore.model.drift_evidence import distribution_bins, last_bar_text
 from riskcore.model.evaluation import Evaluation
 
 CLASS_NAMES = ("stayed (0)", "exited (1)")
@@ -203,34 +204,18 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
     return fig
 
 
-def quantile_masses(quantiles, edges: np.ndarray) -> np.ndarray:
-    """The share of the data in each bin between `edges`, from its evenly spaced quantiles.
-
-    The data's distribution function is taken as linear between quantiles (ties make a jump), the
-    first bin starts below everything and the last takes everything above it.
-    """
-    values = np.asarray(quantiles, dtype=np.float64)
-    cdf = np.interp(edges, values, np.linspace(0.0, 1.0, len(values)))
-    cdf[0], cdf[-1] = 0.0, 1.0
-    return np.diff(cdf)
-
-
 def distribution_chart(reference: dict[str, list[float]], compared: dict[str, list[float]],
                        figures: dict[str, dict[str, Any]], reference_label: str, compared_label: str):
-    """Per feature: one data set beside another, each drawn from its quantiles, titled with its PSI."""
+    """Per feature: one data set beside another on the bins of riskcore.model.drift_evidence, titled with its PSI."""
     fig = figure(7.2, 4.0)
     axes = fig.subplots(len(FEATURES), 1)
     for ax, feature in zip(axes, FEATURES, strict=True):
-        old = np.asarray(reference.get(feature, []), dtype=np.float64)
-        new = np.asarray(compared.get(feature, []), dtype=np.float64)
-        if len(old) < 2 or len(new) < 2:
+        bins = distribution_bins(reference.get(feature), compared.get(feature))
+        if bins is None:
             ax.set_axis_off()
             continue
-        low = min(old[0], new[0])
-        top = max(np.interp(0.99, np.linspace(0, 1, len(q)), q) for q in (old, new))
-        edges = np.linspace(low, top if top > low else low + 1.0, 41)
-        ax.stairs(100 * quantile_masses(old, edges), edges, fill=True, color=BLUE, alpha=0.45, label=reference_label)
-        ax.stairs(100 * quantile_masses(new, edges), edges, color=ORANGE, linewidth=1.8, label=compared_label)
+        ax.stairs(100 * bins.reference, bins.edges, fill=True, color=BLUE, alpha=0.45, label=reference_label)
+        ax.stairs(100 * bins.compared, bins.edges, color=ORANGE, linewidth=1.8, label=compared_label)
         shown = figures.get(feature, {})
         label = shown.get("psi_label", "")
         psi = f": PSI {shown['psi']:.3f} ({label})" if shown.get("psi") is not None else ""
@@ -240,5 +225,5 @@ def distribution_chart(reference: dict[str, list[float]], compared: dict[str, li
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.2)
     axes[0].legend(fontsize=8, frameon=False, loc="upper right")
-    axes[-1].set_xlabel("value (the top 1% are counted in the last bar)", fontsize=8)
+    axes[-1].set_xlabel(f"value ({last_bar_text()} are counted in the last bar)", fontsize=8)
     return fig

@@ -11,6 +11,7 @@ from typing import Any
 from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
+from riskcore.model.drift_evidence import checked_rows, drift_rule_text, feature_drift_text, verdict_text
 from riskcore.ops.history import worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image, number
 
@@ -43,11 +44,6 @@ def rows_note(rows: Any) -> str:
     return f" ({rows} rows: fewer than {FEW_ROWS})" if isinstance(rows, int) and rows < FEW_ROWS else ""
 
 
-def drift_figures(figures: dict[str, Any]) -> str:
-    ks = f", KS {figures['ks_statistic']:.3f}" if figures.get("ks_statistic") is not None else ""
-    return f"PSI {figures['psi']:.3f}{ks}"
-
-
 def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     """The headline's account of the drift check that led to this report (or that there was none)."""
     check = drift.check
@@ -57,7 +53,7 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     else:
         name = f"run {check['run_number']}" if check.get("run_number") else f"run #{check.get('id')}"
         checked = escape(check.get("version_before") or drift.model_version)
-        rows = check.get("rows_new") if check.get("rows_new") is not None else check.get("rows_ingested")
+        rows = checked_rows(check)
         if isinstance(check.get("f1_new_data"), (int, float)):
             counted = f"{rows:,} " if isinstance(rows, int) else ""
             scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}new rows"
@@ -80,7 +76,7 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
         if drift.figures:
             lines.append(f"No PSI or KS is recorded for it: page 3 compares {reference} with {new}.")
     if drift.drifted:
-        drifted = ", ".join(f"{escape(FEATURE_LABELS.get(f, f))} ({drift_figures(drift.figures[f])})"
+        drifted = "; ".join(escape(feature_drift_text(FEATURE_LABELS.get(f, f), drift.figures[f], drift.ks_alpha))
                             for f in drift.drifted)
         lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} (page 3).")
     elif drift.figures:
@@ -101,13 +97,12 @@ def drift_flow(drift: DriftEvidence, chart: bytes | None, styles: Styles, width:
     intro = Paragraph(
         f"{where}: the training data of model {escape(drift.model_version)} against "
         f"{'the new rows' if drift.recorded else escape(drift.compared_name)}. PSI (population stability index) "
-        f"below 0.1 means stable; at or above {drift.psi_threshold:g} counts as drift, as does a "
-        f"Kolmogorov-Smirnov p-value below {drift.ks_alpha:g}.", styles.body)
+        f"below 0.1 means stable; drift is {drift_rule_text(drift.psi_threshold, drift.ks_alpha)}.", styles.body)
     rows = [[FEATURE_LABELS.get(f, f), f"{v['psi']:.3f}", v.get("psi_label", ""), number(v.get("ks_statistic"), 3),
              "\N{EM DASH}" if v.get("ks_p_value") is None else f"{v['ks_p_value']:.2g}",
-             "drift" if v.get("drift") else "no"] for f, v in drift.figures.items()]
-    table = data_table(styles, ["feature", "PSI", "reading", "KS statistic", "KS p-value", "drift"], rows,
-                       [width * w for w in (0.28, 0.12, 0.16, 0.16, 0.16, 0.12)], right={1, 3, 4})
+             verdict_text(v, drift.ks_alpha)] for f, v in drift.figures.items()]
+    table = data_table(styles, ["feature", "PSI", "reading", "KS statistic", "KS p-value", "verdict"], rows,
+                       [width * w for w in (0.25, 0.1, 0.14, 0.14, 0.14, 0.23)], right={1, 3, 4})
     flow: list = [intro, table]
     if chart is not None:
         flow += [image(chart, width), Paragraph(

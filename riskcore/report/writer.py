@@ -9,13 +9,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from riskcore.config import Config
 from riskcore.contract import (
     CONFUSION_MATRIX,
     DIAGNOSTICS_RECORD,
-    FEATURES,
     FINAL_DATA,
     INGESTION_RECORD,
     RUN_HISTORY,
@@ -30,7 +27,8 @@ from riskcore.files import (
     read_json,
     utc_now,
 )
-from riskcore.model.drift import data_drift, feature_values
+from riskcore.model.drift import data_drift
+from riskcore.model.drift_evidence import latest_check, quantiles_of, recorded_figures, training_quantiles
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
 from riskcore.ops.history import highest_run_number, read_history
@@ -39,7 +37,6 @@ from riskcore.release.load import (
     deployed_metadata,
     deployment_history,
     load_deployed_model,
-    read_release,
     require_deployment,
 )
 from riskcore.report.call_list import risk_scores
@@ -76,49 +73,8 @@ def report_number(folder: Path, run_number: int | None) -> int:
     return run_number
 
 
-def drift_check_of(runs: list[dict[str, Any]], run_number: int | None) -> dict[str, Any] | None:
-    """The run-history row of the drift check a report names: its own run's, else the latest one recorded."""
-    checks = [row for row in runs if isinstance(row.get("f1_new_data"), (int, float)) or recorded_figures(row)]
-    own = [row for row in checks if run_number is not None and row.get("run_number") == run_number]
-    return (own or checks or [None])[-1]
-
-
-def recorded_figures(row: dict[str, Any]) -> dict[str, Any]:
-    """The PSI and KS per feature a run recorded; {} when it recorded none (no new rows, an older history)."""
-    drift = row.get("data_drift")
-    return (drift.get("features") or {}) if isinstance(drift, dict) else {}
-
-
-def training_quantiles(config: Config, deployment: Deployment, metadata: dict[str, Any],
-                       deployments: list[dict[str, Any]], version: str) -> dict[str, list[float]]:
-    """The training-data quantiles of model `version`: the deployed model's, or those of a release still kept."""
-    if version == deployment.model_version:
-        return (metadata.get("training_profile") or {}).get("quantiles") or {}
-    for item in reversed(deployments):
-        if item["model_version"] == version:
-            try:
-                old = deployed_metadata(read_release(config.prod_deployment_folder, item["release"]))
-            except (UserError, ValueError) as exc:
-                log.warning("the training data of model %s cannot be shown: %s", version, exc)
-                return {}
-            return (old.get("training_profile") or {}).get("quantiles") or {}
-    log.info("model %s is in no release kept in %s: its training data is not shown", version,
-             config.prod_deployment_folder)
-    return {}
-
-
-NEW_ROWS_POINTS = 101  # quantiles a run records of its new rows: enough to draw them, small in the history
-
-
-def quantiles_of(frame, count: int = PROFILE_POINTS) -> dict[str, list[float]]:
-    """Each feature's quantiles, `count` of them (by default as many as a model's training profile holds)."""
-    points = np.linspace(0.0, 1.0, count)
-    found = {feature: feature_values(frame, feature) for feature in FEATURES}
-    return {feature: np.quantile(values, points).round(6).tolist() for feature, values in found.items() if len(values)}
-
-
-def drift_evidence(config: Config, deployment: Deployment, metadata: dict[str, Any], deployments: list[dict[str, Any]],
-                   runs: list[dict[str, Any]], run_number: int | None, newest) -> DriftEvidence:
+def drift_evidence(config: Config, deployment: Deployment, metadata: dict[str, Any], runs: list[dict[str, Any]],
+                   run_number: int | None, newest) -> DriftEvidence:
     """The drift check the report names, with the two data sets it compared.
 
     The figures are the run history's: the automation's own, on the rows it checked, compared with the
@@ -126,8 +82,8 @@ def drift_evidence(config: Config, deployment: Deployment, metadata: dict[str, A
     check recorded, riskcore.model.drift computes them for the deployed model and the ingested data.
     """
     threshold, alpha = float(config.automation["psi_threshold"]), float(config.automation["ks_alpha"])
-    compared = quantiles_of(newest) if newest is not None else {}
-    check = drift_check_of(runs, run_number)
+    compared = quantiles_of(newest, PROFILE_POINTS) if newest is not None else {}
+    check = latest_check(runs, run_number)
     evidence = DriftEvidence(check=check, recorded=False, model_version=deployment.model_version, figures={},
                              reference={}, compared=compared, compared_name=f"the ingested data ({FINAL_DATA})",
                              psi_threshold=threshold, ks_alpha=alpha)
@@ -136,7 +92,7 @@ def drift_evidence(config: Config, deployment: Deployment, metadata: dict[str, A
         if isinstance(check.get("new_rows_quantiles"), dict):  # the rows the check took, as it recorded them
             evidence.compared, evidence.compared_name = check["new_rows_quantiles"], "the new rows"
         evidence.model_version = check.get("version_before") or deployment.model_version
-        evidence.reference = training_quantiles(config, deployment, metadata, deployments, evidence.model_version)
+        evidence.reference = training_quantiles(config.prod_deployment_folder, evidence.model_version, deployment)
         return evidence
     profile = metadata.get("training_profile")
     if newest is not None and profile:
@@ -157,7 +113,7 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
     generated = utc_now()
     deployments = deployment_history(config.prod_deployment_folder)
     runs = read_history(folder / RUN_HISTORY)
-    drift = drift_evidence(config, deployment, metadata, deployments, runs, run_number, newest)
+    drift = drift_evidence(config, deployment, metadata, runs, run_number, newest)
     charts = {
         "confusion": png_bytes(confusion_matrix_chart(evaluation, deployment.model_version, generated[:10])),
         "roc": png_bytes(roc_chart(evaluation)),

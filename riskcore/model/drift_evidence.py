@@ -1,0 +1,192 @@
+"""Drift evidence, defined once: which run is the latest drift check, the quantiles and chart bins that
+show what it compared, and the words that say what it found.
+
+The PDF report (riskcore.report), the web page (riskcore.api) and the run history's log line and table
+(riskcore.ops.history) all take them from here, so they describe the same check in the same words.
+Standard library at import (the history and the no-op tick import this module): numpy is imported by
+the functions that compute.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from riskcore.contract import FEATURES, UserError
+
+log = logging.getLogger(__name__)
+
+NEW_ROWS_POINTS = 101  # quantiles a run records of its new rows: enough to draw them, small in the history
+BINS = 40  # bars of a distribution chart, on the page and in the PDF
+TOP_SHARE = 0.99  # a chart ends at the 99th percentile of either data set: the top 1% fall in its last bar
+
+
+# --- The latest drift check ----------------------------------------------------------------------
+def recorded_figures(row: dict[str, Any] | None) -> dict[str, Any]:
+    """The PSI and KS per feature a run recorded; {} when it recorded none (no new rows, an older history)."""
+    drift = (row or {}).get("data_drift")
+    return (drift.get("features") or {}) if isinstance(drift, dict) else {}
+
+
+def is_drift_check(row: dict[str, Any]) -> bool:
+    """A run made a drift check when it measured something on new rows: an F1, or PSI and KS per feature."""
+    return isinstance(row.get("f1_new_data"), (int, float)) or bool(recorded_figures(row))
+
+
+def latest_check(runs: list[dict[str, Any]], run_number: int | None = None) -> dict[str, Any] | None:
+    """The run-history row the page, the PDF and the history describe as the drift check: the check of run
+    `run_number` when given and recorded, else the latest check. `runs` oldest first, as read_history gives them."""
+    checks = [row for row in runs if is_drift_check(row)]
+    own = [row for row in checks if run_number is not None and row.get("run_number") == run_number]
+    return (own or checks or [None])[-1]
+
+
+def checked_rows(check: dict[str, Any]) -> int | None:
+    """The rows a check took: its new rows (rows_new), or for runs recorded before that column, all it ingested."""
+    return check["rows_new"] if check.get("rows_new") is not None else check.get("rows_ingested")
+
+
+# --- Quantiles -----------------------------------------------------------------------------------
+def feature_values(frame, column: str):
+    """A feature's values as a float array, missing ones (null, NaN, infinite) dropped: the one rule for the
+    drift statistics, the training profile and the charts. A pandas or a polars frame."""
+    import numpy as np
+
+    series = frame[column]
+    if hasattr(series, "drop_nulls"):  # polars: a null becomes NaN on the way to numpy
+        series = series.cast(float)
+    values = np.asarray(series.to_numpy(), dtype="float64")
+    return values[np.isfinite(values)]
+
+
+def quantiles_of(frame, count: int) -> dict[str, list[float]]:
+    """Each feature's `count` evenly spaced quantiles (rounded to 6 decimals) of its values present; the missing
+    ones are counted in the log. A feature with no value present has none."""
+    import numpy as np
+
+    points = np.linspace(0.0, 1.0, count)
+    quantiles = {}
+    for feature in FEATURES:
+        values = feature_values(frame, feature)
+        missing = len(frame) - len(values)
+        if missing:
+            log.info("%d of %d values of %s are missing: left out of its quantiles", missing, len(frame), feature)
+        if len(values):
+            quantiles[feature] = np.quantile(values, points).round(6).tolist()
+    return quantiles
+
+
+def training_quantiles(prod: Path, version: str, deployed=None) -> dict[str, list[float]]:
+    """The training-data quantiles of model `version`: the `deployed` release's (a Deployment) when it holds that
+    model, else those of the newest release still kept in `prod` that does; {} (and a log line) when none does."""
+    from riskcore.release.load import deployed_metadata, deployment_history, read_release
+
+    try:
+        if deployed is None or deployed.model_version != version:
+            found = [item["release"] for item in deployment_history(prod) if item["model_version"] == version]
+            if not found:
+                log.info("model %s is in no release kept in %s: its training data is not shown", version, prod)
+                return {}
+            deployed = read_release(prod, found[-1])
+        metadata = deployed_metadata(deployed)
+    except (UserError, ValueError, KeyError) as exc:
+        log.warning("the training data of model %s cannot be shown: %s", version, exc)
+        return {}
+    return (metadata.get("training_profile") or {}).get("quantiles") or {}
+
+
+# --- Chart bins ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bins:
+    """Two distributions on the same bins: the edges, and each data set's share of its rows in each bin."""
+
+    edges: Any  # BINS + 1 values, from the lowest value of either to the TOP_SHARE quantile of either
+    reference: Any  # the training data's shares
+    compared: Any  # the compared data's shares
+
+
+def quantile_masses(quantiles, edges):
+    """The share of the data in each bin between `edges`, from its evenly spaced quantiles.
+
+    The data's distribution function is taken as linear between quantiles (ties make a jump), the
+    first bin starts below everything and the last takes everything above it.
+    """
+    import numpy as np
+
+    values = np.asarray(quantiles, dtype=np.float64)
+    cdf = np.interp(edges, values, np.linspace(0.0, 1.0, len(values)))
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return np.diff(cdf)
+
+
+def distribution_bins(reference, compared) -> Bins | None:
+    """The chart of one feature, as numbers: both data sets (their quantiles) on BINS bins from the lowest value to
+    the TOP_SHARE quantile of either; None when either has fewer than two quantiles."""
+    import numpy as np
+
+    old = np.asarray(reference if reference is not None else [], dtype=np.float64)
+    new = np.asarray(compared if compared is not None else [], dtype=np.float64)
+    if len(old) < 2 or len(new) < 2:
+        return None
+    low = float(min(old[0], new[0]))
+    top = float(max(np.interp(TOP_SHARE, np.linspace(0, 1, len(q)), q) for q in (old, new)))
+    edges = np.linspace(low, top if top > low else low + 1.0, BINS + 1)
+    return Bins(edges=edges, reference=quantile_masses(old, edges), compared=quantile_masses(new, edges))
+
+
+def last_bar_text() -> str:
+    """ "the top 1%": what a chart's last bar holds beyond its own range."""
+    return f"the top {100 * (1 - TOP_SHARE):.2g}%"
+
+
+# --- The words -----------------------------------------------------------------------------------
+def flagged_by(figures: dict[str, Any], ks_alpha: float) -> tuple[str, ...]:
+    """The tests that found a feature drifted, from what its check recorded: ("PSI",), ("KS",), both, or ().
+
+    The recorded verdict decides whether it drifted (a PSI at or above the threshold, or a KS p-value below
+    alpha: riskcore.model.drift.data_drift); its PSI reading says whether PSI did, so a drift PSI did not
+    find is KS's; whether KS found one that PSI found too is its p-value against `ks_alpha` (automation.ks_alpha).
+    """
+    if not figures.get("drift"):
+        return ()
+    by_psi = figures.get("psi_label") == "drift"
+    p_value = figures.get("ks_p_value")
+    by_ks = not by_psi or (p_value is not None and p_value < ks_alpha)
+    return tuple(test for test, found in (("PSI", by_psi), ("KS", by_ks)) if found)
+
+
+def verdict_text(figures: dict[str, Any], ks_alpha: float) -> str:
+    """ "drift by KS", "drift by PSI and KS", or "no drift": a feature's verdict, naming the tests that found it."""
+    tests = flagged_by(figures, ks_alpha)
+    return f"drift by {' and '.join(tests)}" if tests else "no drift"
+
+
+def figures_text(figures: dict[str, Any]) -> str:
+    """ "PSI 1.250 (drift), KS 0.327 (p 1.8e-216)": a feature's recorded figures."""
+    p_value = figures.get("ks_p_value")
+    ks = "" if figures.get("ks_statistic") is None else (
+        f", KS {figures['ks_statistic']:.3f}" + ("" if p_value is None else f" (p {p_value:.2g})"))
+    psi = "PSI ?" if figures.get("psi") is None else f"PSI {figures['psi']:.3f}"
+    label = f" ({figures['psi_label']})" if figures.get("psi_label") else ""
+    return f"{psi}{label}{ks}"
+
+
+def feature_drift_text(name: str, figures: dict[str, Any], ks_alpha: float) -> str:
+    """One feature's line: "lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift by PSI and KS"."""
+    verdict = f": {verdict_text(figures, ks_alpha)}" if figures.get("drift") else ""
+    return f"{name} {figures_text(figures)}{verdict}"
+
+
+def data_drift_text(data_drift: dict[str, Any] | None, ks_alpha: float) -> str:
+    """PSI and KS of every feature in one line, as the drift check's log line gives them."""
+    features = (data_drift or {}).get("features") or {}
+    if not features:
+        return "not measured"
+    return "; ".join(feature_drift_text(name, figures, ks_alpha) for name, figures in features.items())
+
+
+def drift_rule_text(psi_threshold: float, ks_alpha: float) -> str:
+    """The rule in words: "a PSI at or above 0.25 or a Kolmogorov-Smirnov (KS) p-value below 0.01"."""
+    return f"a PSI at or above {psi_threshold:g} or a Kolmogorov-Smirnov (KS) p-value below {ks_alpha:g}"
