@@ -4,7 +4,7 @@ The map (the one place it is written; the README points here):
 
   contract.py  config.py  cli.py  files.py  faults.py    shared by every stage
   data/     the rows: input files, the contract's checks, snapshots, ingestion (folder, table)
-  model/    the model: training, evaluation, holdout, drift, reasons
+  model/    the model: training, evaluation, holdout, drift, drift evidence, reasons
   release/  releases: loading (hash-checked), publishing, the operator's state
   ops/      the cron tick: lock, new data, tick, run, run record, history, the API client
   report/   the outputs: call list, statistics, charts, PDF, diagnostics, timings, dependencies
