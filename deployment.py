@@ -11,10 +11,15 @@ Writes: prod_deployment_path/releases/<NNNNNN-time>/  a complete copy of those f
 A release is consistent or it is not made: the score must be scoring.py's score of this very model, and
 the ingestion records those of the data it was trained on. A release folder is filled under a temporary
 name and renamed into place, then the `current` link is replaced atomically: a reader sees the old set or
-the new set, never a mix. The last few releases are kept; --rollback serves the previous one again and
-its files stay processed; --pin keeps the current release until --unpin, whatever the automation finds.
+the new set, never a mix. The last few releases are kept; --list shows them. --rollback serves the previous
+*model* again (records-only releases of the current model are skipped), --rollback --to RELEASE any kept
+release, and the files of the release left stay processed; --roll-forward undoes the newest rollback;
+--pin keeps the current release until --unpin, whatever the automation finds. Each of these is a row of
+the run history (who, when, from which release to which).
 Examples: python deployment.py --config config.json
-          python deployment.py --config config.json --rollback
+          python deployment.py --config config.json --list
+          python deployment.py --config config.json --rollback            (or --rollback --to 3)
+          python deployment.py --config config.json --roll-forward
           python deployment.py --config config.json --pin      (or --unpin, --repair)
 """
 
@@ -30,15 +35,16 @@ from riskcore.files import utc_now
 from riskcore.ops.history import record_run
 from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.run_record import new_run_id
+from riskcore.release.listing import format_releases, release_rows
 from riskcore.release.load import Deployment, require_deployment
 from riskcore.release.operator_state import claim, operator, pin, unpin
-from riskcore.release.publish import deploy, repair, rollback
+from riskcore.release.publish import deploy, repair, roll_forward, rollback
 
 log = logging.getLogger("deployment")
-ACTIONS = ("rollback", "pin", "unpin", "repair")
+ACTIONS = ("rollback", "roll_forward", "pin", "unpin", "repair")
 
 
-def run(config: Config, action: str | None = None, take_over: bool = False) -> Deployment:
+def run(config: Config, action: str | None = None, take_over: bool = False, to: str | None = None) -> Deployment:
     """Deploy the trained model (or do one of ACTIONS) holding the run lock; return the release served after."""
     prod = config.prod_deployment_folder
     with exclusive_lock(prod) as held:
@@ -46,56 +52,77 @@ def run(config: Config, action: str | None = None, take_over: bool = False) -> D
             raise DataError(f"Another run (fullprocess.py or deployment.py) is working on {prod}; nothing was done, "
                             "try again when it has finished.")
         claim(config, take_over=take_over)
-        return act(config, action)
+        return act(config, action, to)
 
 
-def record_rollback(config: Config, before: Deployment, after: Deployment) -> None:
-    """A rollback is a run of its own in the history: when, from which release to which, by whom."""
+NOTES = {"rollback": "rolled back from release {before} to {after}", "roll-forward":
+         "rolled forward from release {before} to {after} (the newest rollback undone)",
+         "pin": "pinned release {after}", "unpin": "unpinned release {before}"}
+
+
+def record_action(config: Config, decision: str, before: Deployment, after: Deployment) -> None:
+    """An operator's action is a run of its own in the history: when, from which release to which, by whom."""
     now = utc_now()
     record_run(config.output_model_folder / RUN_HISTORY, {
-        "run_id": new_run_id(), "started_at": now, "finished_at": now, "decision": "rollback", "outcome": "done",
+        "run_id": new_run_id(), "started_at": now, "finished_at": now, "decision": decision, "outcome": "done",
         "version_before": before.model_version, "version_after": after.model_version,
-        "note": f"rolled back from release {before.release} to {after.release} by {operator()}"})
+        "note": NOTES[decision].format(before=before.release, after=after.release) + f" by {operator()}"})
 
 
-def act(config: Config, action: str | None) -> Deployment:
+def act(config: Config, action: str | None, to: str | None = None) -> Deployment:
     prod = config.prod_deployment_folder
-    if action == "rollback":
+    if action in ("rollback", "roll_forward"):
         before = require_deployment(prod)
-        after = rollback(prod)
-        record_rollback(config, before, after)
+        after = rollback(prod, to) if action == "rollback" else roll_forward(prod)
+        record_action(config, action.replace("_", "-"), before, after)
         return after
     if action == "repair":
         return repair(prod)
     if action == "pin":
         current = require_deployment(prod)
         pin(prod, current.release)
+        record_action(config, "pin", current, current)
         log.info("pinned release %s: the automation keeps model %s until deployment.py --unpin",
                  current.release, current.model_version)
         return current
     if action == "unpin":
         was = unpin(prod)
         log.info("unpinned %s", f"release {was['release']}" if was else "nothing (no release was pinned)")
-        return require_deployment(prod)
+        current = require_deployment(prod)
+        if was:
+            record_action(config, "unpin", current, current)
+        return current
     return deploy(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: deploy the trained model, or roll back, pin, unpin or repair."""
+    """Command line: deploy the trained model, or list, roll back, roll forward, pin, unpin or repair."""
     parser = argument_parser(__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--rollback", action="store_true", help="serve the previous release again")
+    group.add_argument("--list", action="store_true", help="list the releases kept (number, model, kind, when, "
+                       "F1, current/pinned/rolled back from)")
+    group.add_argument("--rollback", action="store_true",
+                       help="serve the previous model again (records-only releases of the current one skipped)")
+    group.add_argument("--roll-forward", action="store_true", help="undo the newest rollback")
     group.add_argument("--pin", action="store_true", help="keep the current release until --unpin")
     group.add_argument("--unpin", action="store_true", help="let the automation replace the release again")
     group.add_argument("--repair", action="store_true", help="point a missing `current` at the newest intact release")
+    parser.add_argument("--to", metavar="RELEASE", default=None,
+                        help="with --rollback: the release to serve, by number or name (see --list)")
     parser.add_argument("--take-over", action="store_true",
                         help="switch the production folder to this config's setup (another setup owns it)")
     args = parser.parse_args(argv)
+    if args.to is not None and not args.rollback:
+        parser.error("--to goes with --rollback (deployment.py --rollback --to RELEASE)")
     setup_logging(args.verbose)
     action = next((name for name in ACTIONS if getattr(args, name)), None)
 
     def body() -> None:
-        deployment = run(load_config(args.config), action=action, take_over=args.take_over)
+        config = load_config(args.config)
+        if args.list:
+            print(format_releases(release_rows(config.prod_deployment_folder)))
+            return
+        deployment = run(config, action=action, take_over=args.take_over, to=args.to)
         print(f"release {deployment.release}: model {deployment.model_version}")
 
     return run_cli(body)

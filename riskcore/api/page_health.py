@@ -15,6 +15,7 @@ from typing import Any
 
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
+from riskcore.files import when
 from riskcore.model.drift_evidence import (
     checked_rows,
     drift_rule_text,
@@ -37,10 +38,6 @@ DECISIONS = {
 }
 
 
-def when(stamp: Any) -> str:
-    """An ISO UTC time stamp as "2026-11-26 07:02 UTC"."""
-    text = str(stamp or "")
-    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or "\N{EM DASH}"
 
 
 def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, Any]]) -> dict[str, Any]:

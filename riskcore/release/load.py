@@ -45,7 +45,27 @@ class Deployment:
 
     @property
     def deployed_at(self) -> str:
+        """When this release was published (a records-only release too)."""
         return self.manifest["deployed_at"]
+
+    @property
+    def kind(self) -> str:
+        """ "model" (a model deployed) or "records" (the same model with newer ingestion records)."""
+        return str(self.manifest.get("kind", "model"))
+
+    @property
+    def model_deployed_at(self) -> str:
+        """When this release's model was first deployed; a records-only release keeps its model's time.
+
+        Manifests written before publish recorded it give their own time (riskcore.release.load.first_deployed
+        looks further back through the releases kept).
+        """
+        return str(self.manifest.get("model_deployed_at") or self.manifest["deployed_at"])
+
+    @property
+    def previous(self) -> str | None:
+        """The release `current` named when this one was published."""
+        return self.manifest.get("previous")
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -144,6 +164,28 @@ def release_names(prod: Path) -> list[str]:
     return sorted(names)
 
 
+def first_deployed(prod: Path, deployment: Deployment) -> str:
+    """When the deployment's model was first deployed: its manifest's record, else its oldest release kept."""
+    if deployment.manifest.get("model_deployed_at"):
+        return deployment.model_deployed_at
+    times = [item["model_deployed_at"] for item in deployment_history(prod)
+             if item["model_version"] == deployment.model_version]
+    return min([*times, deployment.deployed_at])
+
+
+def find_release(prod: Path, wanted: str) -> Deployment:
+    """A kept release named in full (000003-20261126T070200Z) or by its number (3 or 000003)."""
+    names = release_names(prod)
+    if wanted in names:
+        return read_release(prod, wanted)
+    if wanted.isdigit():
+        found = [name for name in names if int(name.split("-", 1)[0]) == int(wanted)]
+        if found:
+            return read_release(prod, found[0])
+    raise DataError(f"No release {wanted!r} is kept in {prod / RELEASES_DIR} "
+                    "(deployment.py --list names the releases kept).")
+
+
 def deployment_history(prod: Path) -> list[dict[str, Any]]:
     """Every release still kept: when it was deployed, which model, its F1 on the test data."""
     history = []
@@ -152,7 +194,8 @@ def deployment_history(prod: Path) -> list[dict[str, Any]]:
             manifest = read_release(prod, name).manifest
             history.append({"release": name, "deployed_at": str(manifest["deployed_at"]),
                             "model_version": str(manifest["model_version"]), "score": float(manifest["score"]),
-                            "kind": str(manifest.get("kind", "model"))})
+                            "kind": str(manifest.get("kind", "model")),
+                            "model_deployed_at": str(manifest.get("model_deployed_at") or manifest["deployed_at"])})
         except (DataError, KeyError, TypeError, ValueError) as exc:
             log.warning("skipping release %s: its manifest is unreadable (%s)", name, exc)
     return sorted(history, key=lambda item: item["deployed_at"])

@@ -6,6 +6,8 @@
 - Pin: a release the automation keeps until it is unpinned, whatever the drift check says.
 - Acknowledged files: the input files of a release rolled back from; they count as processed, so the
   next tick does not retrain on them and undo the rollback.
+- Rollbacks: each rollback still in force (from which release to which, when, by whom), newest last;
+  --roll-forward undoes the newest, a new model's deployment ends them all.
 
 Standard library only: the cron tick reads this before deciding anything.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from riskcore.config import Config
 from riskcore.contract import CURRENT_LINK, MANIFEST, ConfigError, DataError
-from riskcore.files import atomic_write_json, utc_now
+from riskcore.files import atomic_write_json, utc_now, when
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def read_control(prod: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"owner": None, "owners": [], "pinned": None, "acknowledged": {}}
+        return {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "rollbacks": []}
     except (OSError, ValueError) as exc:
         raise DataError(f"Control record {path} cannot be read ({exc.__class__.__name__}); "
                         "fix or remove it by hand.") from None
@@ -62,6 +64,7 @@ def read_control(prod: Path) -> dict[str, Any]:
     document.setdefault("owners", [])
     document.setdefault("pinned", None)
     document.setdefault("acknowledged", {})
+    document.setdefault("rollbacks", [])
     return document
 
 
@@ -144,3 +147,56 @@ def acknowledge(prod: Path, files: dict[str, str]) -> None:
     control = read_control(prod)
     control["acknowledged"].update(files)
     write_control(prod, control)
+
+
+def note_rollback(prod: Path, before: tuple[str, str], after: tuple[str, str]) -> dict[str, Any]:
+    """Remember a rollback from (release, model) `before` to `after`, for --roll-forward, --list and the banner."""
+    control = read_control(prod)
+    entry = {"from": before[0], "from_model": before[1], "to": after[0], "to_model": after[1],
+             "at": utc_now(), "by": operator()}
+    control["rollbacks"].append(entry)
+    write_control(prod, control)
+    return entry
+
+
+def drop_last_rollback(prod: Path) -> None:
+    control = read_control(prod)
+    control["rollbacks"] = control["rollbacks"][:-1]
+    write_control(prod, control)
+
+
+def end_rollbacks(prod: Path) -> None:
+    """A new model is deployed: no rollback is in force any more."""
+    control = read_control(prod)
+    if control["rollbacks"]:
+        control["rollbacks"] = []
+        write_control(prod, control)
+
+
+def rollback_in_force(control: dict[str, Any], served_model: str) -> dict[str, Any] | None:
+    """The newest rollback, while the model it went back to is served (records-only releases the automation
+    adds after it do not end it; a new model's deployment does, riskcore.release.publish.deploy); else None."""
+    rollbacks = control.get("rollbacks") or []
+    return rollbacks[-1] if rollbacks and rollbacks[-1].get("to_model") == served_model else None
+
+
+def serving_state(control: dict[str, Any], served_release: str, served_model: str) -> dict[str, Any] | None:
+    """What keeps the served model in place against the automation, in words for the banner and the PDF; or None.
+
+    {"state": "rolled back", "sentence": ..., "from": release, "at": ..., "by": ...} or the same for "pinned".
+    """
+    rolled = rollback_in_force(control, served_model)
+    pinned = control.get("pinned")
+    parts, state = [], None
+    if rolled:
+        state = "rolled back"
+        parts.append(f"Rolled back from release {rolled['from']} (model {rolled['from_model']}) to release "
+                     f"{rolled['to']} on {when(rolled['at'])} by {rolled['by']}")
+    if pinned:
+        state = state or "pinned"
+        parts.append(f"Release {pinned['release']} pinned on {when(pinned['at'])} by {pinned['by']}: the automation "
+                     "keeps this model until deployment.py --unpin")
+    if state is None:
+        return None
+    return {"state": state, "sentence": "; ".join(parts) + ".", "rollback": rolled, "pinned": pinned,
+            "release": served_release, "model_version": served_model}

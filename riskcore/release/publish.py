@@ -33,7 +33,9 @@ from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes
 from riskcore.model.evaluation import read_score
 from riskcore.release.load import (
     Deployment,
+    current_deployment,
     current_release_name,
+    find_release,
     read_deployed,
     read_release,
     read_verified,
@@ -41,7 +43,14 @@ from riskcore.release.load import (
     require_deployment,
     verify_release,
 )
-from riskcore.release.operator_state import acknowledge, setup_of
+from riskcore.release.operator_state import (
+    acknowledge,
+    drop_last_rollback,
+    end_rollbacks,
+    note_rollback,
+    read_control,
+    setup_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +165,12 @@ def publish(prod: Path, sources: dict[str, Path], manifest: dict, keep: int) -> 
     if missing:
         raise DataError(f"Cannot deploy: {missing[0]} does not exist.")
     prod.mkdir(parents=True, exist_ok=True)
-    previous = current_release_name(prod)
-    release = build_release(prod, sources, {**manifest, "previous": previous})
+    previous = current_deployment(prod)
+    # The same model published again (new records, or redeployed) keeps the time it was first deployed.
+    first = previous.model_deployed_at if previous and previous.model_version == manifest["model_version"] \
+        else manifest["deployed_at"]
+    release = build_release(prod, sources, {**manifest, "model_deployed_at": first,
+                                            "previous": previous.release if previous else None})
     checkpoint("deploy-release-built")
     try:
         point_current_at(prod, release)
@@ -213,8 +226,10 @@ def deploy(config: Config, model_folder: Path | None = None) -> Deployment:
     manifest = {"model_version": metadata["model_version"], "trained_at": metadata["trained_at"],
                 "score": score, "deployed_at": utc_now(), "kind": "model", "setup": setup_of(config),
                 "records": "the data the model was trained on"}
-    return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
-                   manifest, config.automation["keep_releases"])
+    deployment = publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
+                         manifest, config.automation["keep_releases"])
+    end_rollbacks(config.prod_deployment_folder)
+    return deployment
 
 
 def deploy_records(config: Config) -> Deployment:
@@ -230,26 +245,72 @@ def deploy_records(config: Config) -> Deployment:
                    manifest, config.automation["keep_releases"])
 
 
-def rollback(prod: Path) -> Deployment:
-    """Serve the release deployed before the current one again.
+def previous_model_release(prod: Path, current: Deployment) -> str:
+    """The release served before the current model was deployed: the previous *model*.
 
-    The input files the rolled-back release had processed keep counting as processed (control.json),
-    so the next tick does not retrain on them and undo the rollback.
+    Records-only releases of the current model (the automation's "keep" decisions) are skipped, so a
+    rollback never serves the same model again; a model deployed twice counts as two deployments.
     """
-    current = require_deployment(prod)
-    previous = current.manifest.get("previous")
+    release = current
+    while release.kind == "records" and release.previous and (prod / RELEASES_DIR / release.previous).is_dir():
+        earlier = read_release(prod, release.previous)
+        if earlier.model_version != current.model_version:
+            break
+        release = earlier
+    previous = release.previous
     if not previous or not (prod / RELEASES_DIR / previous).is_dir():
-        raise DataError(f"No earlier deployment in {prod} to roll back to.")
-    target = read_release(prod, previous)
+        raise DataError(f"No earlier deployment in {prod} to roll back to (deployment.py --list names the "
+                        "releases kept).")
+    return previous
+
+
+def switch_release(prod: Path, current: Deployment, target: Deployment, verb: str) -> None:
+    """Serve a kept release again, hash-checked first; the files the release left had processed stay processed."""
     try:
         verify_release(target)
     except IntegrityError as exc:
-        raise IntegrityError(f"Cannot roll back to release {previous}: {exc}") from None
+        raise IntegrityError(f"Cannot {verb} to release {target.release}: {exc}") from None
     acknowledge(prod, processed_files(current))
     point_current_at(prod, target.folder)
     ensure_named_links(prod)
-    log.info("rolled back from release %s to %s (model %s); the files release %s had processed stay processed",
-             current.release, previous, target.model_version, current.release)
+
+
+def rollback(prod: Path, to: str | None = None) -> Deployment:
+    """Serve the previous model again (or the kept release `to`, by name or number).
+
+    The input files the rolled-back release had processed keep counting as processed (control.json),
+    so the next tick does not retrain on them and undo the rollback; --roll-forward undoes it.
+    """
+    current = require_deployment(prod)
+    target = find_release(prod, to) if to is not None else read_release(prod, previous_model_release(prod, current))
+    if target.release == current.release:
+        raise DataError(f"Release {current.release} is already the one served; nothing was done.")
+    switch_release(prod, current, target, "roll back")
+    note_rollback(prod, (current.release, current.model_version), (target.release, target.model_version))
+    log.info("rolled back from release %s (model %s) to %s (model %s); the files release %s had processed stay "
+             "processed", current.release, current.model_version, target.release, target.model_version,
+             current.release)
+    return target
+
+
+def roll_forward(prod: Path) -> Deployment:
+    """Undo the newest rollback: serve the release it rolled back from again."""
+    current = require_deployment(prod)
+    rollbacks = read_control(prod)["rollbacks"]
+    if not rollbacks:
+        raise DataError(f"No rollback in {prod} to undo; nothing was done.")
+    newest = rollbacks[-1]
+    if newest["to"] != current.release:
+        raise DataError(f"Release {current.release} has been served since the rollback to {newest['to']}; "
+                        f"rolling forward would drop it, so nothing was done (deployment.py --rollback --to "
+                        f"{newest['from']} serves the release rolled back from).")
+    if not (prod / RELEASES_DIR / newest["from"]).is_dir():
+        raise DataError(f"Release {newest['from']}, rolled back from, is no longer kept in {prod}; nothing was done.")
+    target = read_release(prod, newest["from"])
+    switch_release(prod, current, target, "roll forward")
+    drop_last_rollback(prod)
+    log.info("rolled forward from release %s to %s (model %s), undoing the rollback of %s by %s",
+             current.release, target.release, target.model_version, newest["at"], newest["by"])
     return target
 
 

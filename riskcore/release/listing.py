@@ -1,0 +1,89 @@
+"""The releases kept, as deployment.py --list shows them: what each served, how good it was, which is served now.
+
+Standard library only, like the rest of the reading side of riskcore.release.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from riskcore.contract import DataError, IntegrityError
+from riskcore.files import when
+from riskcore.release.load import current_release_name, deployed_metadata, read_release, release_names
+from riskcore.release.operator_state import read_control, rollback_in_force
+
+log = logging.getLogger(__name__)
+
+KINDS = {"model": "new model", "records": "same model, newer records"}
+
+
+def holdout_f1(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """A retrained model's F1 on the held-out new rows, with its interval and rows, when its metadata records it."""
+    evaluation = metadata.get("evaluation") or {}
+    held = evaluation.get("holdout")
+    if not held or evaluation.get("new_model") != metadata.get("model_version"):
+        return None
+    return held.get("new")
+
+
+def release_rows(prod: Path) -> list[dict[str, Any]]:
+    """Every release kept, oldest first: number, model, kind, when, F1s, and its marks (current, pinned, ...)."""
+    control = read_control(prod)
+    current = current_release_name(prod)
+    pinned = (control.get("pinned") or {}).get("release")
+    rolled_from = {entry["from"]: entry for entry in control.get("rollbacks") or []}
+    rows = []
+    for name in release_names(prod):
+        try:
+            release = read_release(prod, name)
+            metadata = deployed_metadata(release)
+        except (DataError, IntegrityError, KeyError, ValueError) as exc:
+            rows.append({"release": name, "number": int(name.split("-", 1)[0]), "unreadable": str(exc),
+                         "marks": ["current"] if name == current else []})
+            continue
+        marks = []
+        if name == current:
+            marks.append("current")
+            rolled = rollback_in_force(control, release.model_version)
+            if rolled:
+                marks.append(f"served by a rollback from {rolled['from']}")
+        if name == pinned:
+            marks.append("pinned")
+        if name in rolled_from:
+            entry = rolled_from[name]
+            marks.append(f"rolled back from ({when(entry['at'])} by {entry['by']})")
+        rows.append({"release": name, "number": int(name.split("-", 1)[0]), "model_version": release.model_version,
+                     "kind": release.kind, "deployed_at": release.deployed_at,
+                     "model_deployed_at": release.model_deployed_at, "baseline_f1": release.manifest.get("score"),
+                     "holdout_f1": holdout_f1(metadata), "marks": marks})
+    return rows
+
+
+def _f1_text(figures: dict[str, Any] | None) -> str:
+    if not figures or figures.get("f1") is None:
+        return "-"
+    bounds = figures.get("f1_interval")
+    interval = f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else ""
+    rows = f" ({figures['rows']:,} rows)" if figures.get("rows") is not None else ""
+    return f"{figures['f1']:.4f}{interval}{rows}"
+
+
+def format_releases(rows: list[dict[str, Any]]) -> str:
+    """The releases as a plain-text table, oldest first (the release number is what --rollback --to takes)."""
+    if not rows:
+        return "no release is kept yet"
+    headers = ("release", "model", "kind", "deployed", "baseline F1 (test data)", "F1 on held-out new rows", "")
+    lines = [headers]
+    for row in rows:
+        if "unreadable" in row:
+            lines.append((f"{row['number']}", "?", "?", "?", "-", "-",
+                          ", ".join([*row["marks"], f"unreadable: {row['unreadable']}"])))
+            continue
+        baseline = "-" if row["baseline_f1"] is None else f"{row['baseline_f1']:.4f}"
+        lines.append((str(row["number"]), row["model_version"], KINDS.get(row["kind"], row["kind"]),
+                      when(row["deployed_at"]), baseline, _f1_text(row["holdout_f1"]), ", ".join(row["marks"])))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)

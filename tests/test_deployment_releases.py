@@ -1,0 +1,142 @@
+"""deployment.py --list, --rollback (to the previous model), --rollback --to, --roll-forward (issue 23)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import deployment
+import ingestion
+import scoring
+import training
+from conftest import client_rows, run_script, write_csv
+from riskcore.config import Config
+from riskcore.contract import INGESTED_FILES, MODEL_FILE, RUN_HISTORY, DataError
+from riskcore.files import sha256_file
+from riskcore.ops.history import read_history
+from riskcore.release import publish
+from riskcore.release.listing import release_rows
+from riskcore.release.load import current_deployment, first_deployed, require_deployment
+from riskcore.release.operator_state import read_control
+
+
+def new_model(config: Config, name: str, seed: int) -> None:
+    """New data and a model retrained on it, deployed (the automation's retrain)."""
+    write_csv(config.input_folder / name, client_rows(150, seed=seed, flip=True))
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    deployment.run(config)
+
+
+def new_records(config: Config, name: str) -> None:
+    """A records-only release of the served model (the automation's keep decision)."""
+    ingested = config.output_folder / INGESTED_FILES
+    ingested.write_text(ingested.read_text() + f"{name}\n")
+    publish.deploy_records(config)
+
+
+@pytest.fixture
+def four_releases(deployed: Config) -> Config:
+    """Releases 1 model A, 2 records A, 3 model B, 4 records B (current)."""
+    new_records(deployed, "kept-a.csv")
+    new_model(deployed, "flipped.csv", seed=9)
+    new_records(deployed, "kept-b.csv")
+    return deployed
+
+
+def numbered(config: Config) -> dict[int, str]:
+    return {row["number"]: row["release"] for row in release_rows(config.prod_deployment_folder)}
+
+
+def test_rollback_goes_to_the_previous_model_skipping_records_only_releases(four_releases: Config):
+    prod = four_releases.prod_deployment_folder
+    releases = numbered(four_releases)
+    model_b = require_deployment(prod).model_version
+    after = deployment.run(four_releases, action="rollback")
+    assert after.release == releases[2]  # model A with its newest records, not release 3 (model B again)
+    assert after.model_version != model_b
+    assert sha256_file(prod / MODEL_FILE) == after.manifest["files"][MODEL_FILE]
+    [row] = [r for r in read_history(four_releases.output_model_folder / RUN_HISTORY) if r["decision"] == "rollback"]
+    assert row["version_before"] == model_b and row["version_after"] == after.model_version
+    assert f"from release {releases[4]} to {releases[2]} by " in row["note"]
+    assert row["started_at"] and row["outcome"] == "done"
+
+
+def test_rollback_to_a_release_and_roll_forward_undo_each_other(four_releases: Config):
+    prod = four_releases.prod_deployment_folder
+    releases = numbered(four_releases)
+    assert deployment.run(four_releases, action="rollback", to="1").release == releases[1]
+    assert deployment.run(four_releases, action="rollback", to=releases[3]).release == releases[3]
+    # Two rollbacks in force: rolling forward undoes the newest, then the one before.
+    assert deployment.run(four_releases, action="roll_forward").release == releases[1]
+    assert deployment.run(four_releases, action="roll_forward").release == releases[4]
+    with pytest.raises(DataError, match="No rollback"):
+        deployment.run(four_releases, action="roll_forward")
+    decisions = [(r["decision"], r["note"]) for r in read_history(four_releases.output_model_folder / RUN_HISTORY)
+                 if r["decision"] in ("rollback", "roll-forward")]
+    assert [d for d, _ in decisions] == ["rollback", "rollback", "roll-forward", "roll-forward"]
+    assert f"from release {releases[1]} to {releases[4]}" in decisions[-1][1]
+    assert current_deployment(prod).release == releases[4]
+
+
+def test_rollback_to_an_unknown_or_the_served_release_is_one_sentence(four_releases: Config):
+    with pytest.raises(DataError, match="No release '99' is kept"):
+        deployment.run(four_releases, action="rollback", to="99")
+    with pytest.raises(DataError, match="already the one served"):
+        deployment.run(four_releases, action="rollback", to="4")
+
+
+def test_roll_forward_is_refused_once_another_release_is_served(four_releases: Config):
+    deployment.run(four_releases, action="rollback")
+    new_records(four_releases, "later.csv")  # the automation kept the rolled-back model on new records
+    with pytest.raises(DataError, match="has been served since the rollback"):
+        deployment.run(four_releases, action="roll_forward")
+
+
+def test_a_new_model_ends_the_rollback(four_releases: Config):
+    prod = four_releases.prod_deployment_folder
+    deployment.run(four_releases, action="rollback")
+    assert read_control(prod)["rollbacks"]
+    new_model(four_releases, "another.csv", seed=11)
+    assert read_control(prod)["rollbacks"] == []
+
+
+def test_a_model_keeps_the_time_it_was_first_deployed_through_records_releases(four_releases: Config):
+    prod = four_releases.prod_deployment_folder
+    rows = {row["number"]: row for row in release_rows(prod)}
+    assert rows[2]["model_deployed_at"] == rows[1]["deployed_at"]
+    assert rows[4]["model_deployed_at"] == rows[3]["deployed_at"]
+    assert first_deployed(prod, require_deployment(prod)) == rows[3]["deployed_at"]
+    deployment.run(four_releases, action="rollback")
+    assert first_deployed(prod, require_deployment(prod)) == rows[1]["deployed_at"]
+
+
+@pytest.mark.slow
+def test_list_rollback_to_and_roll_forward_as_an_operator_runs_them(four_releases: Config, tmp_path: Path):
+    def script(*args: str):
+        result = run_script("deployment.py", "--config", str(four_releases.config_file), *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    releases = numbered(four_releases)
+    listed = script("--list").splitlines()
+    assert listed[0].split()[:3] == ["release", "model", "kind"]
+    by_number = {line.split()[0]: line for line in listed[1:]}
+    assert set(by_number) == {"1", "2", "3", "4"}
+    assert "new model" in by_number["1"] and "same model, newer records" in by_number["2"]
+    assert by_number["4"].rstrip().endswith("current")
+    assert script("--rollback", "--to", "1").startswith(f"release {releases[1]}:")
+    script("--pin")
+    listed = {line.split()[0]: line for line in script("--list").splitlines()[1:]}
+    assert "current" in listed["1"] and "pinned" in listed["1"] and "served by a rollback from" in listed["1"]
+    assert "rolled back from" in listed["4"]
+    script("--unpin")
+    assert script("--roll-forward").startswith(f"release {releases[4]}:")
+    listed = {line.split()[0]: line for line in script("--list").splitlines()[1:]}
+    assert "rolled back from" not in listed["4"] and listed["4"].rstrip().endswith("current")
+    refused = run_script("deployment.py", "--config", str(four_releases.config_file), "--to", "1", cwd=tmp_path)
+    assert refused.returncode == 2 and "--to goes with --rollback" in refused.stderr
+    decisions = [r["decision"] for r in read_history(four_releases.output_model_folder / RUN_HISTORY)]
+    assert decisions[-4:] == ["rollback", "pin", "unpin", "roll-forward"]
