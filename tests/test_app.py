@@ -162,8 +162,10 @@ def test_main_with_a_bad_config_exits_2_without_traceback(tmp_path, capsys):
 def test_health_names_the_deployed_model(client, shared):
     current = current_deployment(shared.prod_deployment_folder)
     body = client.get("/health").get_json()
+    # One release: the model was first deployed when that release was published.
     assert body == {"status": "ok", "model_version": current.model_version,
-                    "deployed_at": current.deployed_at, "release": current.release}
+                    "deployed_at": current.deployed_at, "release": current.release,
+                    "release_deployed_at": current.deployed_at, "operator_state": None}
 
 
 def test_prediction_of_records_returns_one_row_per_record_with_model_version(client, shared):

@@ -276,3 +276,48 @@ def test_screenshots_and_nothing_wider_than_the_screen(browser, site, tmp_path, 
             shutil.copy(shot, SCREENS / shot.name)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# --- A rollback says so (issue 23) -----------------------------------------------------------------
+def test_a_rollback_shows_a_banner_on_the_page_and_the_client_page(browser, tmp_path, console):
+    import deployment
+    import scoring
+    import training
+    from conftest import client_rows, write_csv
+    from riskcore.files import when
+    from riskcore.release.listing import release_rows
+
+    config = build_project(tmp_path)
+    write_csv(config.input_folder / "flipped.csv", client_rows(150, seed=9, flip=True))
+    import ingestion
+
+    ingestion.run(config)
+    training.run(config)
+    scoring.run(config)
+    deployment.run(config)
+    served = Site(config.config_file)
+    try:
+        browser.set_window_size(1280, 900)
+        browser.get(served.url + "/")
+        assert not browser.find_elements(By.ID, "operator-banner")
+        back = deployment.run(config, action="rollback")
+        browser.get(served.url + "/")
+        banner = browser.find_element(By.ID, "operator-banner")
+        first, second = release_rows(config.prod_deployment_folder)
+        assert banner.is_displayed() and banner.location["y"] < browser.find_element(By.ID, "health-title").location[
+            "y"] + 200
+        assert banner.text.startswith("Rolled back from release " + second["release"])
+        assert f"to release {first['release']} on " in banner.text and " by " in banner.text
+        assert f"model {back.model_version}, release {first['release']}" in banner.text
+        assert f"first deployed {when(first['deployed_at'])}" in browser.find_element(By.CSS_SELECTOR, ".cards").text
+        browser.save_screenshot(str(tmp_path / "rolled-back.png"))
+        SCREENS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "rolled-back.png", SCREENS / "rolled-back.png")
+        browser.find_element(By.CSS_SELECTOR, "table.calls tbody tr a").click()
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "client-title")))
+        assert browser.find_element(By.ID, "operator-banner").text.startswith("Rolled back from release")
+        deployment.run(config, action="roll_forward")
+        browser.get(served.url + "/")
+        assert not browser.find_elements(By.ID, "operator-banner")
+    finally:
+        served.close()

@@ -140,3 +140,49 @@ def test_list_rollback_to_and_roll_forward_as_an_operator_runs_them(four_release
     assert refused.returncode == 2 and "--to goes with --rollback" in refused.stderr
     decisions = [r["decision"] for r in read_history(four_releases.output_model_folder / RUN_HISTORY)]
     assert decisions[-4:] == ["rollback", "pin", "unpin", "roll-forward"]
+
+
+# --- One truth about what is served: /health, the pages and the PDF --------------------------------
+def test_health_page_and_pdf_name_the_served_model_its_first_deployment_and_the_rollback(four_releases: Config):
+    import html
+
+    from pypdf import PdfReader
+
+    import app as app_module
+    from riskcore.files import when
+    from riskcore.report.writer import write_reports
+
+    prod = four_releases.prod_deployment_folder
+    rows = {row["number"]: row for row in release_rows(prod)}
+    client = app_module.create_app(str(four_releases.config_file)).test_client()
+    assert client.get("/health").get_json()["operator_state"] is None
+    assert 'id="operator-banner"' not in client.get("/").get_data(as_text=True)
+    served = deployment.run(four_releases, action="rollback")
+    health = client.get("/health").get_json()
+    assert health["model_version"] == served.model_version == rows[2]["model_version"]
+    assert health["release"] == rows[2]["release"]
+    assert health["deployed_at"] == rows[1]["deployed_at"]  # the model's first deployment, not release 2's
+    assert health["release_deployed_at"] == rows[2]["deployed_at"]
+    state = health["operator_state"]
+    assert state["state"] == "rolled back" and state["rollback"]["from"] == rows[4]["release"]
+    assert f"Rolled back from release {rows[4]['release']}" in state["sentence"] and " by " in state["sentence"]
+    page = html.unescape(client.get("/").get_data(as_text=True))
+    assert 'id="operator-banner"' in page and state["sentence"] in page
+    assert f"first deployed {when(rows[1]['deployed_at'])}" in page
+    write_reports(four_releases, run_number=1)
+    [pdf] = four_releases.output_model_folder.glob("summary_report*.pdf")
+    text = " ".join(" ".join(PdfReader(pdf).pages[0].extract_text().split()).split())
+    assert f"Rolled back from release {rows[4]['release']}" in text
+    assert f"Model {served.model_version}" in text and f"first deployed {when(rows[1]['deployed_at'])}" in text
+    deployment.run(four_releases, action="roll_forward")
+    assert client.get("/health").get_json()["operator_state"] is None
+    assert 'id="operator-banner"' not in client.get("/").get_data(as_text=True)
+
+
+def test_the_banner_says_pinned_with_by_whom(four_releases: Config):
+    import app as app_module
+
+    deployment.run(four_releases, action="pin")
+    state = app_module.create_app(str(four_releases.config_file)).test_client().get("/health").get_json()[
+        "operator_state"]
+    assert state["state"] == "pinned" and state["pinned"]["by"] and "deployment.py --unpin" in state["sentence"]

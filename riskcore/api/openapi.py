@@ -178,11 +178,19 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                               **errors(401, 503)}}},
             **history_paths(),
             "/health": {"get": {
-                "summary": "Liveness and the served model (no API key needed)", "security": [],
+                "summary": "Liveness and the served model: when it was first deployed, its release and when that "
+                           "was published, and a rollback or pin keeping it (no API key needed)", "security": [],
                 "responses": {"200": json_answer("Up", obj(
                     {"status": {"enum": ["ok", "no_model"]}, "model_version": NULLABLE_STRING,
-                     "deployed_at": NULLABLE_STRING, "release": NULLABLE_STRING, "warning": STRING},
-                    ("status", "model_version", "deployed_at", "release")))}}},
+                     "deployed_at": NULLABLE_STRING, "release": NULLABLE_STRING,
+                     "release_deployed_at": NULLABLE_STRING,
+                     "operator_state": {"oneOf": [{"type": "null"}, obj(
+                         {"state": {"enum": ["rolled back", "pinned"]}, "sentence": STRING,
+                          "rollback": {"type": ["object", "null"]}, "pinned": {"type": ["object", "null"]},
+                          "release": STRING, "model_version": STRING}, ("state", "sentence"))]},
+                     "warning": STRING},
+                    ("status", "model_version", "deployed_at", "release", "release_deployed_at",
+                     "operator_state")))}}},
             "/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": json_answer("The OpenAPI 3.1 document", obj(

@@ -25,6 +25,7 @@ from riskcore.config import Config
 from riskcore.contract import FEATURES, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
 from riskcore.data.input_files import list_input_files
 from riskcore.ops.history import read_history
+from riskcore.release.operator_state import CONTROL_FILE
 
 PAGE_SIZE = 50  # clients per page of the call list
 RENDERED_PAGES = 64  # pages of GET / kept rendered, for one state of the files they show
@@ -202,7 +203,8 @@ def page_state(risk: RiskService, pointer: str | None, served: Served | None) ->
     folder = risk.config.output_model_folder
     return (pointer, served.release if served else None, file_signature(risk.config.final_data_file),
             file_signature(risk.config.test_data_file), file_signature(folder / RUN_HISTORY),
-            file_signature(folder / RISK_SCORES), file_signature(folder))
+            file_signature(folder / RISK_SCORES), file_signature(folder),
+            file_signature(risk.config.prod_deployment_folder / CONTROL_FILE))  # a rollback or pin: the banner
 
 
 # --- The downloads ---------------------------------------------------------------------------

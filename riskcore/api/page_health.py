@@ -46,9 +46,21 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
     auto = risk.config.automation
     alpha = float(auto["ks_alpha"])
     return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
-            "sentence": check_sentence(check) if check else None, "drifted": drifted_features(check, alpha),
+            "sentence": check_sentence(check) if check else None,
+            "other_model": other_model_note(check, served), "drifted": drifted_features(check, alpha),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
             "older_runs": max(0, len(runs) - HISTORY_ROWS)}
+
+
+def other_model_note(check: dict[str, Any] | None, served: Served | None) -> str | None:
+    """When the latest check was about another model than the one served (a rollback since), the sentence saying so."""
+    if check is None or served is None:
+        return None
+    checked = [v for v in (check.get("version_before"), check.get("version_after")) if v]
+    if not checked or served.model_version in checked:
+        return None
+    return (f"This check was about model {checked[0]}, not the model served now ({served.model_version}): "
+            "its figures do not describe the served model.")
 
 
 def check_sentence(check: dict[str, Any]) -> str:

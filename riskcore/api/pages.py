@@ -33,6 +33,7 @@ from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.model.reasons import percent
+from riskcore.release.listing import served_summary
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,11 @@ def page_number(text: str | None) -> int:
     return int(text)
 
 
+def serving_now(risk: RiskService, served: Served | None) -> dict[str, Any] | None:
+    """The served model as /health and the PDF name it, with the rollback or pin banner (riskcore.release.listing)."""
+    return served_summary(risk.config.prod_deployment_folder, served.deployment) if served is not None else None
+
+
 @site.get("/")
 def index() -> str:
     """The call list, the model's health and the run history."""
@@ -175,6 +181,7 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
     if health["drifted"]:
         health["drift_charts"] = cache().drift_charts(risk, served, health["check"], health["drifted"])
     return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
+                           serving=serving_now(risk, served),
                            pages=pages, matches=matches, query=query, features=FEATURES, labels=FEATURE_LABELS,
                            new_rows=checked_rows, downloads=downloads(risk.config.output_model_folder))
 
@@ -192,6 +199,7 @@ def client(client_id: str) -> str:
     snapshots = cache().snapshots(risk.config, client_id)
     earlier = None if snapshots is None else snapshots[:-1][::-1]  # the last one is the latest
     return render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
+                           serving=serving_now(risk, risk.models.get()),
                            features=FEATURES, labels=FEATURE_LABELS)
 
 

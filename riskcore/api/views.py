@@ -11,6 +11,7 @@ from riskcore.api.errors import ApiError, json_response
 from riskcore.api.history_view import whole_number
 from riskcore.api.request_rows import rows_of_request
 from riskcore.api.serving import Answer, RiskService
+from riskcore.release.listing import served_summary
 
 api = Blueprint("api", __name__)
 
@@ -76,13 +77,13 @@ def diagnostics_record() -> Response:
 
 @api.get("/health")
 def health() -> Response:
-    """Liveness, and which model is served."""
+    """Liveness, and which model is served: since when, from which release, and whether an operator keeps it."""
     pointer, served = service().models.serve()
     document: dict[str, Any] = {"status": "ok" if served else "no_model", "model_version": None,
-                                "deployed_at": None, "release": None}
+                                "deployed_at": None, "release": None, "release_deployed_at": None,
+                                "operator_state": None}
     if served is not None:
-        document.update(model_version=served.model_version, deployed_at=served.deployment.manifest.get("deployed_at"),
-                        release=served.release)
+        document.update(served_summary(service().config.prod_deployment_folder, served.deployment))
     if pointer is not None and (served is None or served.release != pointer):
         document["warning"] = (f"The current deployment ({pointer}) failed to load; "
                                + (f"still serving release {served.release}." if served else "nothing is served."))

@@ -1,4 +1,4 @@
-"""The releases kept, as deployment.py --list shows them: what each served, how good it was, which is served now.
+"""The releases kept, as deployment.py --list shows them, and what is served, as /health, the pages and the PDF say it.
 
 Standard library only, like the rest of the reading side of riskcore.release.
 """
@@ -11,8 +11,15 @@ from typing import Any
 
 from riskcore.contract import DataError, IntegrityError
 from riskcore.files import when
-from riskcore.release.load import current_release_name, deployed_metadata, read_release, release_names
-from riskcore.release.operator_state import read_control, rollback_in_force
+from riskcore.release.load import (
+    Deployment,
+    current_release_name,
+    deployed_metadata,
+    first_deployed,
+    read_release,
+    release_names,
+)
+from riskcore.release.operator_state import read_control, rollback_in_force, serving_state
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +94,15 @@ def format_releases(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
+
+
+def served_summary(prod: Path, deployment: Deployment) -> dict[str, Any]:
+    """What is served, said the same way by /health, the pages and the PDF: the model, when it was first
+    deployed, the release and when that was published, and a rollback or pin keeping it (else None)."""
+    try:
+        state = serving_state(read_control(prod), deployment.release, deployment.model_version)
+    except DataError as exc:
+        log.warning("%s", exc)
+        state = None
+    return {"model_version": deployment.model_version, "deployed_at": first_deployed(prod, deployment),
+            "release": deployment.release, "release_deployed_at": deployment.deployed_at, "operator_state": state}

@@ -26,6 +26,7 @@ from riskcore.contract import (
     INGESTION_RECORD,
     RUN_HISTORY,
 )
+from riskcore.files import when
 from riskcore.model.evaluation import Evaluation
 from riskcore.model.reasons import percent
 from riskcore.release.load import Deployment
@@ -78,6 +79,7 @@ class ReportData:
     diagnostics: dict[str, Any] | None
     ingestion: dict[str, Any] | None
     charts: dict[str, bytes]
+    served: dict[str, Any] | None = None  # the served model as /health says it (riskcore.release.listing)
 
 
 def headline_box(data: ReportData, styles: Styles, width: float):
@@ -93,12 +95,13 @@ def headline_box(data: ReportData, styles: Styles, width: float):
                   colWidths=[(width - 24) / 4] * 4, hAlign="LEFT")
     cards.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, 0), 0)]))
     deployment, metadata = data.deployment, data.metadata
-    first_deployed = next((d["deployed_at"] for d in data.deployments
-                           if d["model_version"] == deployment.model_version), deployment.deployed_at)
-    lines = [
+    served = data.served or {"deployed_at": deployment.model_deployed_at, "operator_state": None}
+    state = served["operator_state"]
+    lines = [f"<b>{escape(state['sentence'])}</b>"] if state else []
+    lines += [
         f"<b>Model {escape(deployment.model_version)}</b>, trained {escape(metadata.get('trained_at', '?'))} "
-        f"on {number(metadata.get('training_rows'), 0)} clients, deployed {escape(first_deployed)} "
-        f"(now served from release {escape(deployment.release)}).",
+        f"on {number(metadata.get('training_rows'), 0)} clients, first deployed {escape(when(served['deployed_at']))} "
+        f"(now served from release {escape(deployment.release)}, published {escape(when(deployment.deployed_at))}).",
         f"Test data: {ev.rows:,} clients, {ev.positives:,} of whom left. Of those who left the model flagged "
         f"{ev.matrix[1][1]:,} (recall); of the {ev.matrix[0][1] + ev.matrix[1][1]:,} it flagged, "
         f"{ev.matrix[1][1]:,} did leave (precision). F1 recorded at deployment: "

@@ -32,6 +32,7 @@ from riskcore.model.drift_evidence import latest_check, quantiles_of, recorded_f
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
 from riskcore.ops.history import highest_run_number, read_history
+from riskcore.release.listing import served_summary
 from riskcore.release.load import (
     Deployment,
     deployed_metadata,
@@ -133,7 +134,7 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
         diagnostics=optional_record(folder / DIAGNOSTICS_RECORD, "Diagnostics record"),
         ingestion=(optional_record(config.output_folder / INGESTION_RECORD, "Ingestion record")
                    or optional_record(deployment.path(INGESTION_RECORD), "Ingestion record")),
-        charts=charts,
+        charts=charts, served=served_summary(config.prod_deployment_folder, deployment),
     )
 
 
