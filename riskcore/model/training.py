@@ -53,17 +53,71 @@ def build_model(settings: dict[str, Any]):
     return LogisticRegression(**settings)
 
 
-def train_model(frame, settings: dict[str, Any]):
-    """Fit the model on a validated frame's labelled rows (clients not labelled yet are left out)."""
+class TrainingTimedOut(DataError):
+    """The solver did not finish within the time limit; it was stopped and nothing was written."""
+
+
+def _fit_child(settings: dict[str, Any], features, target, pipe) -> None:
+    """In the training process: fit, and send back ("model", model) or ("error", exception)."""
+    try:
+        pipe.send(("model", build_model(settings).fit(features, target)))
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        pipe.send(("error", exc))
+    finally:
+        pipe.close()
+
+
+def fit_within(settings: dict[str, Any], features, target, seconds: float):
+    """Fit in a process of its own, killed after `seconds` (TrainingTimedOut).
+
+    A solver spinning in C code cannot be interrupted from Python, so it runs in a child process. The
+    forkserver forks it from a process that has imported scikit-learn once (the first fit of a process
+    pays that import; later ones took 0.15-0.25 s on the practice data here, on two busy cores), and
+    that holds none of this process's open files: not the run lock either, which a child left spinning
+    would otherwise keep after its parent died.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_fit_child, args=(settings, features, target, sender), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(seconds):
+            raise TrainingTimedOut(f"Training stopped after {seconds:g} s (automation.max_train_seconds): the solver "
+                                   "did not finish with these model settings, so no model was written.")
+        try:
+            outcome, value = receiver.recv()
+        except EOFError:
+            process.join()
+            raise RuntimeError(f"the training process ended without a model (exit code {process.exitcode})") from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receiver.close()
+    if outcome == "error":
+        raise value
+    return value
+
+
+def train_model(frame, settings: dict[str, Any], seconds: float | None = None):
+    """Fit the model on a validated frame's labelled rows (clients not labelled yet are left out).
+
+    `seconds`: a time limit (automation.max_train_seconds); the fit then runs in a child process.
+    """
     frame = labelled(frame)
     if len(frame) == 0:
         raise DataError("The training data holds no labelled row (\"exited\" is empty in every row); "
                         "a model needs clients whose outcome is known.")
     if frame[TARGET].nunique() < 2:
         raise DataError("The training data holds only one class of \"exited\"; a model needs both.")
-    model = build_model(settings)
-    model.fit(features_of(frame), frame[TARGET].to_numpy())
-    return model
+    features, target = features_of(frame), frame[TARGET].to_numpy()
+    if seconds is None:
+        return build_model(settings).fit(features, target)
+    return fit_within(settings, features, target, seconds)
 
 
 def feature_profile(frame) -> dict[str, Any]:
@@ -137,7 +191,7 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     if held_out:
         frame = frame[~frame[ID_COLUMN].astype(str).isin(set(held_out))]
         log.info("%d labelled clients held out of training, to score the old and the new model on", len(held_out))
-    model = train_model(frame, config.model)
+    model = train_model(frame, config.model, seconds=config.automation["max_train_seconds"])
     metadata = save_model(
         model, lambda b: model_metadata(b, frame, data_sha, config.model, model), model_folder
     )
