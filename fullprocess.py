@@ -14,8 +14,9 @@ Decisions (the contract's table; riskcore.ops.run makes them):
   a file production ingested is now broken or gone       -> nothing ingested or deployed, exit 1
 "New data" is the rows of the files new or changed in this run; F1 is taken on its labelled rows.
 
-Exit status: 0 done or nothing to do (or another run holds the lock), 1 a step failed or a file
-was rejected (production then stays as it was), 2 bad configuration.
+Exit status: 0 done or nothing to do (or another run holds the lock), 1 a step failed, a file
+was rejected, the run reached automation.max_run_seconds (production then stays as it was) or
+another run has held the lock for longer than that, 2 bad configuration.
 Examples: python fullprocess.py
           python fullprocess.py --dry-run
           python fullprocess.py --allow-removed   (drop the rows of files deleted from the input folder)
@@ -31,9 +32,10 @@ from functools import partial
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.contract import EXIT_OK
+from riskcore.contract import EXIT_OK, DataError
+from riskcore.ops.deadline import run_deadline
 from riskcore.ops.history import HISTORY_FORMATS, read_history, render_history
-from riskcore.ops.lock import exclusive_lock
+from riskcore.ops.lock import exclusive_lock, lock_holder
 from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
 from riskcore.ops.tick import preview, tick
 
@@ -56,6 +58,24 @@ def run(config: Config, api_url: str, dry: bool = False, take_over: bool = False
         print(preview(config, allow_removed=allow_removed))
         return EXIT_OK
     return tick(config, partial(produce_reports, api_url=api_url), take_over=take_over, allow_removed=allow_removed)
+
+
+def lock_taken(config: Config) -> int:
+    """Another process holds the run lock: a run still within its time is left alone (exit 0); one older than
+    automation.max_run_seconds is stuck, and said so with its age and process id (exit 1, so cron mails it)."""
+    limit = config.automation["max_run_seconds"]
+    holder = lock_holder(config.prod_deployment_folder)
+    if holder is None or holder.seconds is None:
+        log.info("another fullprocess or deployment run holds the lock on %s: exiting", config.prod_deployment_folder)
+        return EXIT_OK
+    if holder.seconds <= limit:
+        log.info("another run (process %d, started %.0f s ago) holds the lock on %s: exiting", holder.pid,
+                 holder.seconds, config.prod_deployment_folder)
+        return EXIT_OK
+    raise DataError(f"Process {holder.pid} ({holder.command or 'command unknown'}) has held the run lock on "
+                    f"{config.prod_deployment_folder} for {holder.seconds:.0f} s, longer than automation."
+                    f"max_run_seconds ({limit:g} s): it looks stuck, and no tick can run until it ends (kill "
+                    f"{holder.pid} to stop it; production stays as that run left it).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:
-                log.info("another fullprocess run is in progress: exiting")
-                return EXIT_OK
-            return run(config, args.api_url or config.automation["api_url"], dry=args.dry_run,
-                       take_over=args.take_over, allow_removed=args.allow_removed)
+                return lock_taken(config)
+            with run_deadline(config.automation["max_run_seconds"]):
+                return run(config, args.api_url or config.automation["api_url"], dry=args.dry_run,
+                           take_over=args.take_over, allow_removed=args.allow_removed)
 
     return run_cli(body)
 

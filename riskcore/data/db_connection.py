@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from riskcore.contract import COLUMNS, TARGET, DataError
 from riskcore.data.db_setting import PASSWORD_WAYS, DatabaseSource, postgres_endpoint
 
 CONNECT_TIMEOUT_SECONDS = 10
-SQLITE_BUSY_SECONDS = 10
+KEEPALIVE_PROBES = 3  # unanswered TCP keepalive probes before the connection counts as lost
 REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c != TARGET)  # `exited` may be absent: clients not yet labelled
 
 
@@ -69,7 +70,13 @@ def postgres_failure(source: DatabaseSource, exc: Exception) -> DatabaseError:
     state = getattr(exc, "sqlstate", None) or ""
     lowered = text.lower()
     end = postgres_endpoint(source.url)
-    if state == "42P01" or "does not exist" in lowered and "relation" in lowered:
+    if state == "55P03" or "lock timeout" in lowered:
+        reason = (f"another session holds a lock on the table that did not clear within "
+                  f"{source.lock_timeout_seconds:g} s (input_database.lock_timeout_seconds); nothing was read")
+    elif state == "57014" or "statement timeout" in lowered:
+        reason = (f"a query ran longer than {source.statement_timeout_seconds:g} s "
+                  "(input_database.statement_timeout_seconds) and was cancelled; nothing was read")
+    elif state == "42P01" or "does not exist" in lowered and "relation" in lowered:
         reason = "it has no such table"
     elif "password" in lowered or "authentication" in lowered or state.startswith("28"):
         reason = f'it refused the login of user "{end.user or "(default)"}" (check {PASSWORD_WAYS})'
@@ -93,15 +100,29 @@ def postgres_failure(source: DatabaseSource, exc: Exception) -> DatabaseError:
     return DatabaseError(message)
 
 
-def conninfo(url: str) -> str:
-    """The URL handed to libpq: a bounded connect timeout and our name, unless the URL sets them."""
+def conninfo(source: DatabaseSource) -> str:
+    """The URL handed to libpq: a bounded connect timeout, TCP keepalives and our name, unless the URL sets them.
+
+    Keepalives notice a server or network that went silent mid-query (probes every
+    keepalive_seconds, lost after KEEPALIVE_PROBES unanswered; tcp_user_timeout bounds unacknowledged
+    sends the same way), where a blocked read would otherwise wait for hours.
+    """
+    url = source.url
     params = parse_qs(urlsplit(url).query)
-    extra = [f"{key}={value}" for key, value in (("connect_timeout", CONNECT_TIMEOUT_SECONDS),
-                                                 ("application_name", "dynamic-risk-assessment"))
-             if key not in params]
+    idle = max(1, round(source.keepalive_seconds))
+    wanted = (("connect_timeout", CONNECT_TIMEOUT_SECONDS), ("application_name", "dynamic-risk-assessment"),
+              ("keepalives", 1), ("keepalives_idle", idle), ("keepalives_interval", idle),
+              ("keepalives_count", KEEPALIVE_PROBES), ("tcp_user_timeout", idle * (KEEPALIVE_PROBES + 1) * 1000))
+    extra = [f"{key}={value}" for key, value in wanted if key not in params]
     if not extra:
         return url
     return url + ("&" if "?" in url else "?") + "&".join(extra)
+
+
+def session_settings(source: DatabaseSource) -> str:
+    """SQL bounding every statement of the session, and every wait for a lock (in milliseconds)."""
+    return (f"SET statement_timeout = {round(source.statement_timeout_seconds * 1000)}; "
+            f"SET lock_timeout = {round(source.lock_timeout_seconds * 1000)}")
 
 
 class PostgresConnection:
@@ -113,12 +134,14 @@ class PostgresConnection:
 
         self.source = source
         self._adbc = adbc_driver_manager
-        self._database = adbc_driver_postgresql.connect(conninfo(source.url))
+        self._database = adbc_driver_postgresql.connect(conninfo(source))
         try:
             self._connection = adbc_driver_manager.AdbcConnection(self._database)
         except BaseException:
             self._database.close()
             raise
+        for setting in session_settings(source).split("; "):
+            self.execute(setting)
 
     def begin_snapshot(self) -> None:
         """Every later query sees the same snapshot of the table (one read-only repeatable-read transaction)."""
@@ -177,8 +200,11 @@ class SqliteConnection:
     def __init__(self, source: DatabaseSource) -> None:
         self.source = source
         uri = f"file:{quote(str(source.sqlite_file))}?mode=ro"
-        self._connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
+        self._connection = sqlite3.connect(uri, uri=True, timeout=source.lock_timeout_seconds, isolation_level=None)
         self._connection.create_function("risk_row_hash", -1, row_hash, deterministic=True)
+        # The statement timeout: SQLite calls this every 10,000 instructions; non-zero interrupts the statement.
+        limit = time.monotonic() + source.statement_timeout_seconds
+        self._connection.set_progress_handler(lambda: int(time.monotonic() > limit), 10_000)
 
     def begin_snapshot(self) -> None:
         self._connection.execute("BEGIN")  # a read transaction: one snapshot for the queries that follow
@@ -203,6 +229,14 @@ class SqliteConnection:
 
 def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
     text = str(exc)
+    if text == "interrupted":
+        return DatabaseError(f"Cannot read {source.label}: reading took longer than "
+                             f"{source.statement_timeout_seconds:g} s (input_database.statement_timeout_seconds) "
+                             "and was stopped; nothing was read.")
+    if text == "database is locked":
+        return DatabaseError(f"Cannot read {source.label}: another connection held a lock on the file that did not "
+                             f"clear within {source.lock_timeout_seconds:g} s (input_database.lock_timeout_seconds); "
+                             "nothing was read.")
     if text.startswith("no such table"):
         return DatabaseError(f"Cannot read {source.label}: it has no such table.")
     if text.startswith("no such column"):

@@ -20,7 +20,15 @@ from riskcore.contract import ConfigError
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQLITE_PREFIX = "sqlite:///"
-DATABASE_KEYS = ("url", "table", "watermark_column")
+# Bounds on every wait, in seconds, with their defaults: well under the cron's 10 minutes, far above
+# what a healthy read takes (1M rows: about 1 s).
+WAIT_DEFAULTS = {"statement_timeout_seconds": 120, "lock_timeout_seconds": 30, "keepalive_seconds": 30}
+TUNING_DEFAULTS: dict[str, float] = {
+    **WAIT_DEFAULTS,
+    "watermark_lookback_seconds": 600,  # rows committed up to this long after their watermark was set
+    "max_deleted_share": 0.1,  # more of the table's rows gone than this is held back (--allow-removed)
+}
+DATABASE_KEYS = ("url", "table", "watermark_column", *TUNING_DEFAULTS)
 PASSWORD_WAYS = "PGPASSWORD, ~/.pgpass or PGSERVICE"
 
 
@@ -91,6 +99,11 @@ class DatabaseSource:
     table: str
     watermark_column: str | None = None
     sqlite_file: Path | None = None
+    statement_timeout_seconds: float = TUNING_DEFAULTS["statement_timeout_seconds"]
+    lock_timeout_seconds: float = TUNING_DEFAULTS["lock_timeout_seconds"]
+    keepalive_seconds: float = TUNING_DEFAULTS["keepalive_seconds"]
+    watermark_lookback_seconds: float = TUNING_DEFAULTS["watermark_lookback_seconds"]
+    max_deleted_share: float = TUNING_DEFAULTS["max_deleted_share"]
 
     @property
     def kind(self) -> str:
@@ -154,6 +167,20 @@ def _refuse_password(url: str, where: str) -> None:
                           f"the config: use {PASSWORD_WAYS}.")
 
 
+def _tuning(raw: dict, where: str) -> dict[str, float]:
+    """The waits' bounds, the watermark's look-back and the deletion share, checked."""
+    tuning = {}
+    for key, default in TUNING_DEFAULTS.items():
+        value = raw.get(key, default)
+        share = key == "max_deleted_share"
+        low, high = (0, 1) if share else (0 if key == "watermark_lookback_seconds" else 1, 86_400)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            unit = "a share" if share else "a number of seconds"
+            raise ConfigError(f'Config key "input_database.{key}" in {where} must be {unit} from {low} to {high:,}.')
+        tuning[key] = value
+    return tuning
+
+
 def parse_input_database(raw: Any, base: Path, where: str) -> DatabaseSource:
     """Validate the config's `input_database` object; an SQLite path resolves against `base` (the config's folder)."""
     if not isinstance(raw, dict):
@@ -171,7 +198,7 @@ def parse_input_database(raw: Any, base: Path, where: str) -> DatabaseSource:
         if not path.is_file():
             raise ConfigError(f'Config key "input_database.url" in {where} names an SQLite file that does not '
                               f"exist: {path}.")
-        return DatabaseSource(url, table, watermark, sqlite_file=path)
+        return DatabaseSource(url, table, watermark, sqlite_file=path, **_tuning(raw, where))
     if urlsplit(url).scheme not in POSTGRES_SCHEMES:
         raise ConfigError(f'Config key "input_database.url" in {where} must start with postgresql:// or '
                           f"{SQLITE_PREFIX}.")
@@ -180,4 +207,4 @@ def parse_input_database(raw: Any, base: Path, where: str) -> DatabaseSource:
         postgres_endpoint(url)
     except ValueError:
         raise ConfigError(f'Config key "input_database.url" in {where} is not a valid URL.') from None
-    return DatabaseSource(url, table, watermark)
+    return DatabaseSource(url, table, watermark, **_tuning(raw, where))

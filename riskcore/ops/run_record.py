@@ -21,6 +21,7 @@ from riskcore.config import Config
 from riskcore.contract import RUN_HISTORY, UserError
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_json
+from riskcore.ops.deadline import within_deadline
 from riskcore.ops.history import read_history
 
 # The automation logs under the name of the command users run, as its cron log always has.
@@ -81,7 +82,8 @@ def step(run: Run, name: str) -> Iterator[None]:
     checkpoint(f"before-{name}")
     start = time.perf_counter()
     try:
-        yield
+        with within_deadline(name):
+            yield
     except UserError as exc:
         raise StepFailed(f"step {name} failed: {exc}") from exc
     except OSError as exc:
