@@ -1,0 +1,282 @@
+"""Issue 21: nothing hangs, nothing is silently lost, under the faults that happen in production.
+
+Waits are bounded (database timeouts and keepalives, the tick's deadline, a stuck run's lock
+reported with its age), training is bounded, late rows are ingested once, the table snapshot is
+deployed with the records, a mass deletion is held back, and the operator's state survives the
+operator. PostgreSQL cases run on a real throwaway server (tests/pg.py) and interruptions are real
+kills; both are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, client_rows, run_script, tree_snapshot, write_config
+from riskcore.config import load_config
+from riskcore.contract import EXIT_FAILED, ConfigError
+from riskcore.data.db_connection import DatabaseError, conninfo, connect, new_data
+from riskcore.data.db_setting import parse_input_database
+from riskcore.ops import tick
+from riskcore.ops.deadline import run_deadline
+from riskcore.ops.history import read_history
+from riskcore.ops.run_record import history_path, step
+from riskcore.release.load import require_deployment
+from test_database import (  # noqa: F401 - pg_env is a fixture
+    CREATE_PG,
+    FIRST,
+    Reports,
+    database_config,
+    pg_env,
+    pg_values,
+)
+
+
+def pg_source(server, database: str, **settings):
+    return parse_input_database({"url": server.url(database), "table": "clients", "watermark_column": "updated_at",
+                                 **settings}, Path("/"), "config.json")
+
+
+def hold_lock(server, database: str, seconds: int) -> subprocess.Popen:
+    """Another session: LOCK TABLE clients IN ACCESS EXCLUSIVE MODE, then pg_sleep, in one open transaction."""
+    holder = subprocess.Popen([str(server.bin / "psql"), "-X", "-q", "-d", server.url(database)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, **server.client_env()})
+    holder.stdin.write(f"BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds});\n")
+    holder.stdin.flush()
+    for _ in range(100):  # until the server shows the lock granted
+        done = server.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted "
+                           "AND relation = 'clients'::regclass;", database, check=False)
+        if done.returncode == 0:
+            shown = server.psql("\\t on\nSELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                "WHERE c.relname = 'clients' AND l.mode = 'AccessExclusiveLock' AND l.granted;",
+                                database, check=False).stdout.strip()
+            if shown == "1":
+                return holder
+        time.sleep(0.1)
+    holder.kill()
+    raise AssertionError("the other session never got its lock")
+
+
+# --- 1. Every wait is bounded -------------------------------------------------------------------
+def test_database_waits_are_configurable_with_defaults_well_under_the_cron_interval(tmp_path: Path):
+    source = parse_input_database({"url": "postgresql://risk@db/crm", "table": "clients"}, tmp_path, "c.json")
+    assert (source.statement_timeout_seconds, source.lock_timeout_seconds, source.keepalive_seconds) == (120, 30, 30)
+    url = conninfo(source)
+    for part in ("keepalives=1", "keepalives_idle=30", "keepalives_interval=30", "keepalives_count=3",
+                 "tcp_user_timeout=120000", "connect_timeout=10"):
+        assert part in url
+    given = parse_input_database({"url": "postgresql://risk@db/crm?keepalives_idle=5", "table": "clients",
+                                  "keepalive_seconds": 9}, tmp_path, "c.json")
+    assert "keepalives_idle=5" in conninfo(given) and "keepalives_idle=9" not in conninfo(given)
+
+
+@pytest.mark.parametrize("key, value", [("lock_timeout_seconds", 0), ("statement_timeout_seconds", -1),
+                                        ("keepalive_seconds", 1e9), ("statement_timeout_seconds", "60"),
+                                        ("watermark_lookback_seconds", -5), ("max_deleted_share", 1.5)])
+def test_bad_wait_settings_are_one_sentence_naming_the_key(tmp_path: Path, key, value):
+    with pytest.raises(ConfigError, match=f'"input_database.{key}"'):
+        parse_input_database({"url": "postgresql://db/crm", "table": "clients", key: value}, tmp_path, "c.json")
+
+
+@pytest.mark.slow
+def test_postgres_sessions_carry_the_statement_and_lock_timeouts(pg_env, pg_database):
+    pg_env.psql(CREATE_PG, pg_database)
+    with connect(pg_source(pg_env, pg_database, statement_timeout_seconds=7, lock_timeout_seconds=3)) as connection:
+        [row] = connection.rows("SELECT current_setting('statement_timeout') AS statement, "
+                                "current_setting('lock_timeout') AS lock")
+    assert row == {"statement": "7s", "lock": "3s"}
+
+
+@pytest.mark.slow
+def test_a_lock_held_by_another_session_ends_the_wait_with_one_sentence(pg_env, pg_database):
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    holder = hold_lock(server, pg_database, 60)
+    try:
+        start = time.monotonic()
+        with pytest.raises(DatabaseError) as caught:
+            new_data(pg_source(server, pg_database, lock_timeout_seconds=2), None)
+        waited = time.monotonic() - start
+    finally:
+        holder.kill()
+        holder.wait()
+    assert 1.5 < waited < 10
+    assert str(caught.value) == (
+        f'Cannot read table "clients" (PostgreSQL at 127.0.0.1:{server.port}, database {pg_database}): another '
+        "session holds a lock on the table that did not clear within 2 s (input_database.lock_timeout_seconds); "
+        "nothing was read.")
+
+
+@pytest.mark.slow
+def test_a_statement_running_too_long_is_cancelled_with_one_sentence(pg_env, pg_database):
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST[:5], '2024-01-01Z')};"
+                "CREATE VIEW slow AS SELECT c.* FROM clients c, LATERAL (SELECT pg_sleep(30)) s;", pg_database)
+    source = parse_input_database({"url": server.url(pg_database), "table": "slow", "statement_timeout_seconds": 2},
+                                  Path("/"), "config.json")
+    start = time.monotonic()
+    with pytest.raises(DatabaseError, match=r"a query ran longer than 2 s \(input_database.statement_timeout_seconds\)"):
+        new_data(source, None)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.slow
+def test_a_locked_table_stops_the_cron_tick_with_exit_1_and_production_unchanged(pg_env, pg_database, tmp_path):
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    config = load_config(database_config(tmp_path, {"url": server.url(pg_database), "table": "clients",
+                                                    "watermark_column": "updated_at", "lock_timeout_seconds": 2}))
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "testdata.csv").write_text("corporation,lastmonth_activity,lastyear_activity,"
+                                                    "number_of_employees,exited\n" + "\n".join(client_rows(60, 3, prefix="t")))
+    assert tick.tick(config, Reports()) == 0
+    before = tree_snapshot(config.prod_deployment_folder)
+    holder = hold_lock(server, pg_database, 120)
+    try:
+        start = time.monotonic()
+        done = run_script("fullprocess.py", "--config", str(config.config_file), cwd=tmp_path,
+                          env=server.client_env(), timeout=60)
+        took = time.monotonic() - start
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == EXIT_FAILED and took < 30, done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "did not clear within 2 s (input_database.lock_timeout_seconds); nothing was read.")
+    assert tree_snapshot(config.prod_deployment_folder) == before
+
+
+def slow_drift_check(seconds: float):
+    from riskcore.ops import run
+
+    check = run.check_drift
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return check(*args, **kwargs)
+    return slow
+
+
+def test_a_run_past_its_deadline_stops_in_its_step_with_production_unchanged(deployed, monkeypatch):
+    from riskcore.ops import run
+
+    (deployed.input_folder / "late.csv").write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+        + "\n".join(client_rows(80, seed=7, flip=True)) + "\n")
+    before = tree_snapshot(deployed.prod_deployment_folder)
+    monkeypatch.setattr(run, "check_drift", slow_drift_check(30))
+    done = Reports()
+    start = time.monotonic()
+    with run_deadline(1):
+        status = tick.tick(deployed, done)
+    assert time.monotonic() - start < 10
+    assert status == EXIT_FAILED and done.calls == []
+    row = read_history(history_path(deployed))[-1]
+    assert row["outcome"] == "failed"
+    assert row["error"] == ("step drift_check failed: the run reached its time limit of 1 s "
+                            "(automation.max_run_seconds) and stopped before finishing")
+    assert tree_snapshot(deployed.prod_deployment_folder) == before
+
+
+def test_the_deadline_never_cuts_a_deployment_short(deployed, monkeypatch):
+    from riskcore.ops import run
+
+    (deployed.input_folder / "flipped.csv").write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+        + "\n".join(client_rows(200, seed=9, flip=True)) + "\n")
+    deploy = run.deploy
+
+    def slow_deploy(config):
+        time.sleep(2.5)  # the alarm rings in here, and waits
+        return deploy(config)
+
+    def reports(config, run_):  # as the real reports: steps, the first of which finds the deadline passed
+        with step(run_, "diagnostics"):
+            raise AssertionError("a step began after the deadline")
+
+    monkeypatch.setattr(run, "deploy", slow_deploy)
+    before = require_deployment(deployed.prod_deployment_folder)
+    with run_deadline(2):
+        status = tick.tick(deployed, reports)
+    after = require_deployment(deployed.prod_deployment_folder)
+    row = read_history(history_path(deployed))[-1]
+    assert status == EXIT_FAILED and row["decision"] == "retrain" and after.release != before.release
+    assert row["version_after"] == after.model_version and row["step_seconds"]["deployment"] >= 2.5
+    assert row["error"] == ("step diagnostics failed: the run reached its time limit of 2 s "
+                            "(automation.max_run_seconds) and stopped before finishing")
+
+
+STUCK = """
+import sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from riskcore.ops.lock import exclusive_lock
+with exclusive_lock(Path({prod!r})) as held:
+    print(held, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_stuck_run_holding_the_lock_is_reported_with_its_age_then_a_killed_one_frees_it(deployed, tmp_path):
+    raw = json.loads(deployed.config_file.read_text())
+    raw["automation"] = {"max_run_seconds": 2}
+    deployed.config_file.write_text(json.dumps(raw))
+    stuck = subprocess.Popen([sys.executable, "-c", STUCK.format(root=str(ROOT),
+                                                                 prod=str(deployed.prod_deployment_folder))],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout.readline().strip() == "True"
+        young = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path)
+        assert young.returncode == 0 and f"another run (process {stuck.pid}, started" in young.stderr
+        time.sleep(3)
+        old = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path)
+    finally:
+        stuck.send_signal(signal.SIGKILL)
+        stuck.wait()
+    assert old.returncode == EXIT_FAILED
+    [line] = old.stderr.strip().splitlines()
+    assert line.startswith(f"error: Process {stuck.pid} (") and "longer than automation.max_run_seconds (2 s)" in line
+    freed = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path)
+    assert freed.returncode == 0 and "nothing to do" in freed.stderr
+
+
+# --- 3. Training is bounded -----------------------------------------------------------------------
+@pytest.mark.parametrize("settings, key", [('"C": 1e300', "model.C"), ('"C": 1e-300', "model.C"),
+                                           ('"intercept_scaling": 1e300', "model.intercept_scaling"),
+                                           ('"class_weight": {"0": 1e308, "1": 1e308}', "model.class_weight.0")])
+def test_settings_that_make_the_solver_spin_are_refused_at_load(project: Path, settings, key):
+    from test_model_settings import with_model
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(with_model(project, settings))
+    assert f'"{key}"' in str(caught.value) and "from 1e-06 to 1e+06" in str(caught.value)
+
+
+def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(config):
+    import ingestion
+    from riskcore.model import training
+
+    ingestion.run(config)
+    spinning = config.replace(model={**config.model, "C": 1e300},
+                              automation={**config.automation, "max_train_seconds": 2})
+    monkey_free = training.check_settings
+    training.check_settings = lambda _config: None  # the load-time range check is what normally refuses it
+    try:
+        start = time.monotonic()
+        with pytest.raises(training.TrainingTimedOut) as caught:
+            training.train(spinning)
+    finally:
+        training.check_settings = monkey_free
+    assert time.monotonic() - start < 15
+    assert str(caught.value) == ("Training stopped after 2 s (automation.max_train_seconds): the solver did not "
+                                 "finish with these model settings, so no model was written.")
+    assert not config.model_file.exists()
