@@ -66,11 +66,12 @@ def lock_taken(config: Config) -> int:
     limit = config.automation["max_run_seconds"]
     holder = lock_holder(config.prod_deployment_folder)
     if holder is None or holder.seconds is None:
-        log.info("another fullprocess or deployment run holds the lock on %s: exiting", config.prod_deployment_folder)
+        log.info("another fullprocess run is in progress (it holds the lock on %s): exiting",
+                 config.prod_deployment_folder)
         return EXIT_OK
     if holder.seconds <= limit:
-        log.info("another run (process %d, started %.0f s ago) holds the lock on %s: exiting", holder.pid,
-                 holder.seconds, config.prod_deployment_folder)
+        log.info("another fullprocess run is in progress (process %d, started %.0f s ago, holds the lock on %s): "
+                 "exiting", holder.pid, holder.seconds, config.prod_deployment_folder)
         return EXIT_OK
     raise DataError(f"Process {holder.pid} ({holder.command or 'command unknown'}) has held the run lock on "
                     f"{config.prod_deployment_folder} for {holder.seconds:.0f} s, longer than automation."

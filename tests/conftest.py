@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The throwaway PostgreSQL server's fixtures (tests/pg.py).
-from pg import own_postgres_server, pg_database, postgres_server  # noqa: E402, F401
+from pg import own_postgres_server, pg_database, pg_env, postgres_server  # noqa: E402, F401
 
 from riskcore.config import Config, load_config  # noqa: E402
 from riskcore.contract import COLUMNS  # noqa: E402

@@ -180,6 +180,16 @@ def pg_database(postgres_server: PostgresServer, request) -> str:
 
 
 @pytest.fixture
+def pg_env(postgres_server, monkeypatch):
+    """The password as libpq's PGPASSWORD (no ~/.pgpass or service file of the machine's)."""
+    for key, value in postgres_server.client_env().items():
+        monkeypatch.setenv(key, value)
+    for key in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE"):
+        monkeypatch.delenv(key, raising=False)
+    return postgres_server
+
+
+@pytest.fixture
 def own_postgres_server() -> Iterator[PostgresServer]:
     """A server of the test's own, for tests that stop it."""
     require_postgres()

@@ -314,16 +314,6 @@ def pg_values(rows: list[str], stamp: str) -> str:
     return ", ".join(values)
 
 
-@pytest.fixture
-def pg_env(postgres_server, monkeypatch):
-    """The password as libpq's PGPASSWORD (no ~/.pgpass or service file of the machine's)."""
-    for key, value in postgres_server.client_env().items():
-        monkeypatch.setenv(key, value)
-    for key in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE"):
-        monkeypatch.delenv(key, raising=False)
-    return postgres_server
-
-
 def pg_source(server, database: str, watermark: str | None = "updated_at", table: str = "clients",
               url: str | None = None) -> DatabaseSource:
     return parse_input_database({"url": url or server.url(database), "table": table, "watermark_column": watermark},

@@ -18,25 +18,18 @@ import time
 from pathlib import Path
 
 import pytest
+from test_database import CREATE_PG, FIRST, Reports, database_config, pg_values
 
-from conftest import ROOT, client_rows, run_script, tree_snapshot, write_config
+from conftest import ROOT, client_rows, run_script, tree_snapshot
 from riskcore.config import load_config
 from riskcore.contract import EXIT_FAILED, ConfigError
-from riskcore.data.db_connection import DatabaseError, conninfo, connect, new_data
+from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data
 from riskcore.data.db_setting import parse_input_database
 from riskcore.ops import tick
 from riskcore.ops.deadline import run_deadline
 from riskcore.ops.history import read_history
 from riskcore.ops.run_record import history_path, step
 from riskcore.release.load import require_deployment
-from test_database import (  # noqa: F401 - pg_env is a fixture
-    CREATE_PG,
-    FIRST,
-    Reports,
-    database_config,
-    pg_env,
-    pg_values,
-)
 
 
 def pg_source(server, database: str, **settings):
@@ -236,7 +229,7 @@ def test_a_stuck_run_holding_the_lock_is_reported_with_its_age_then_a_killed_one
     try:
         assert stuck.stdout.readline().strip() == "True"
         young = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path)
-        assert young.returncode == 0 and f"another run (process {stuck.pid}, started" in young.stderr
+        assert young.returncode == 0 and f"another fullprocess run is in progress (process {stuck.pid}, started" in young.stderr
         time.sleep(3)
         old = run_script("fullprocess.py", "--config", str(deployed.config_file), cwd=tmp_path)
     finally:

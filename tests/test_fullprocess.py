@@ -460,6 +460,7 @@ HEAVY = ("pandas", "numpy", "sklearn", "scipy", "polars", "matplotlib", "reportl
 NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.api.key", "riskcore.ops.tick", "riskcore.cli", "riskcore.config",
               "riskcore.contract", "riskcore.release.operator_state", "riskcore.faults", "riskcore.files", "riskcore.ops.history", "riskcore.data.input_files",
               "riskcore.ops.lock", "riskcore.ops.new_data", "riskcore.release.load", "riskcore.ops.run_record",
+              "riskcore.ops.deadline",
               "riskcore.data.db_connection", "riskcore.data.db_setting",  # a database table's tick (input_database)
               "riskcore.model.drift_evidence")  # the history's drift words
 
