@@ -97,14 +97,23 @@ def atomic_write_json(target: str | os.PathLike, document: Any) -> None:
     atomic_write_text(target, json_text(document))
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON artifact, or raise DataError naming it."""
+REQUIRED = object()  # read_json's `missing` when a file that does not exist is an error
+
+
+def read_json(path: Path, what: str, missing: Any = REQUIRED, advice: str | None = None) -> Any:
+    """Read a JSON artifact, or raise DataError naming it (and saying what to do, given `advice`).
+
+    A file that does not exist is `missing`, when one is given: an artifact not written yet.
+    """
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if missing is not REQUIRED:
+            return missing
         raise DataError(f"{what} {path} does not exist.") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{what} {path} cannot be read ({exc.__class__.__name__}).") from None
+        then = f"; {advice}." if advice else "."
+        raise DataError(f"{what} {path} cannot be read ({exc.__class__.__name__}){then}") from None
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -21,6 +21,7 @@ import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
 from riskcore.api import request_rows, serving
+from riskcore.api.file_cache import FileCache
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
@@ -309,6 +310,30 @@ def test_summarystats_is_cached_until_finaldata_changes(deployed, summaries):
     ingestion.run(deployed)
     changed = client.get("/summarystats").get_json()
     assert len(summaries) == 2 and changed["summary"] != body["summary"]
+
+
+def test_the_file_cache_rebuilds_an_entry_when_a_file_changes_and_keeps_the_newest_keys(tmp_path):
+    cache, path, builds = FileCache(), tmp_path / "record.json", []
+
+    def build(found):
+        builds.append(found)
+        return path.read_text() if found[0] is not None else None
+
+    path.write_text("1")
+    assert cache.get("record", (path,), build) == "1" and cache.get("record", (path,), build) == "1"
+    assert len(builds) == 1
+    newer = tmp_path / "newer.json"
+    newer.write_text("2")  # the same size, and maybe the same mtime: replaced by a rename, it is another file
+    os.replace(newer, path)
+    assert cache.get("record", (path,), build) == "2" and len(builds) == 2
+    path.unlink()
+    assert cache.get("record", (path,), build) is None and builds[-1] == (None,)
+    made = []
+    for key in ("a", "b", "c", "c", "b"):
+        cache.get("per client", (), lambda _, key=key: made.append(key) or key.upper(), key=key, keep=2)
+    assert made == ["a", "b", "c"]  # "c" and "b" kept
+    assert cache.get("per client", (), lambda _: made.append("a") or "A", key="a", keep=2) == "A"
+    assert made == ["a", "b", "c", "a"]  # "a" was dropped when "c" came: the two newest keys are kept
 
 
 def test_summarystats_serves_what_diagnostics_computes(deployed):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import app as app_module
+from riskcore.api import serving
 from riskcore.contract import API_KEY_ENV, RUN_HISTORY
 from riskcore.ops.history import HISTORY_COLUMNS, read_history, record_run
 from riskcore.ops.run_record import Run
@@ -117,6 +118,20 @@ def test_a_new_run_is_served_on_the_next_request(config, client):
     record_run(config.output_model_folder / RUN_HISTORY, Run(started_at="2026-02-01T00:00:00Z").as_row())
     body = client.get("/history?limit=1").get_json()
     assert body["total"] == 3 and body["runs"][0]["started_at"] == "2026-02-01T00:00:00Z"
+
+
+def test_history_and_the_page_share_one_read_of_the_history_per_version(config, client, monkeypatch):
+    record_runs(config, 3)
+    reads = []
+    monkeypatch.setattr(serving, "read_history", lambda path: reads.append(path) or read_history(path))
+    assert client.get("/history").get_json()["total"] == 3
+    assert "2026-01-02 00:00 UTC" in client.get("/").get_data(as_text=True)
+    assert client.get("/history?limit=1").status_code == 200 and client.get("/?page=2").status_code == 200
+    assert len(reads) == 1
+    record_run(config.output_model_folder / RUN_HISTORY, Run(started_at="2026-02-01T00:00:00Z").as_row())
+    assert client.get("/history").get_json()["total"] == 4
+    assert "2026-02-01 00:00 UTC" in client.get("/").get_data(as_text=True)
+    assert len(reads) == 2
 
 
 def test_history_needs_the_api_key_when_one_is_set(config, monkeypatch):

@@ -9,6 +9,7 @@ import html
 import io
 import re
 import time
+from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -202,7 +203,7 @@ def test_fifty_clients_a_page_with_next_and_previous(client, shared):
 def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page):
     response = client.get("/", query_string={"page": page})
     assert response.status_code == 400 and response.mimetype == "text/html"
-    assert "The page number must be a whole number of at least 1." in text_of(response)
+    assert 'The query parameter "page" must be a whole number of at least 0.' in text_of(response)
 
 
 def test_search_finds_clients_by_part_of_their_id_whatever_the_case(client, shared):
@@ -569,7 +570,9 @@ def test_the_form_keeps_the_key_as_a_strict_httponly_cookie_that_is_not_the_key(
     assert response.status_code == 303 and response.headers["Location"] == "/clients/twice"
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
-    assert KEY not in cookie and "Max-Age=" in cookie
+    assert KEY not in cookie
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1)).timestamp()
+    assert abs(expires - (time.time() + pages.COOKIE_DAYS * 86400)) < 60  # kept COOKIE_DAYS, not per browser session
     assert keyed.get("/clients/twice").status_code == 200
     assert keyed.get("/downloads/risk_scores.csv").status_code == 200
 
@@ -590,19 +593,35 @@ def test_the_cookie_does_not_open_the_json_api(keyed):
     assert response.status_code == 401 and response.mimetype == "application/json"
 
 
-@pytest.mark.parametrize("token", ["", "x", "123.abc", f"{int(time.time())}.{'0' * 64}", "１２.x", "9" * 40 + ".x"])
+@pytest.mark.parametrize("token", ["", "x", "123.abc", f"{int(time.time())}.{'0' * 64}", "１２.x", "9" * 40 + ".x",
+                                   # {"key_given": true, "_permanent": true} with a made-up signature
+                                   "eyJfcGVybWFuZW50Ijp0cnVlLCJrZXlfZ2l2ZW4iOnRydWV9.axUTug.AAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                   "eyJfcGVybWFuZW50Ijp0cnVlLCJrZXlfZ2l2ZW4iOnRydWV9"])
 def test_a_forged_cookie_gets_the_form(keyed, token):
     keyed.set_cookie(pages.COOKIE, token)
     assert sent_to_the_form(keyed.get("/"))
 
 
-def test_an_expired_token_or_one_of_another_key_gets_the_form(keyed):
-    old = int(time.time()) - pages.COOKIE_DAYS * 86400 - 10
-    keyed.set_cookie(pages.COOKIE, pages.session_token(KEY, old))
+def cookie_of(client, key: str, at: float | None = None) -> str:
+    """The cookie the key form gives for `key`, as if filled in at time `at` (now by default)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if at is not None:
+            patch.setattr(time, "time", lambda: at)
+        assert log_in(client, key).status_code == 303
+    value = client.get_cookie(pages.COOKIE).value
+    client.delete_cookie(pages.COOKIE)
+    return value
+
+
+def test_an_expired_token_or_one_of_another_key_gets_the_form(keyed, shared, monkeypatch):
+    expired = cookie_of(keyed, KEY, at=time.time() - pages.COOKIE_DAYS * 86400 - 10)
+    keyed.set_cookie(pages.COOKIE, expired)  # the browser would drop it; the server must refuse it anyway
     assert sent_to_the_form(keyed.get("/"))
-    keyed.set_cookie(pages.COOKIE, pages.session_token("another-key", int(time.time())))
+    monkeypatch.setenv("RISK_API_KEY", "another-key")
+    other = app_module.create_app(shared.config_file).test_client()
+    keyed.set_cookie(pages.COOKIE, cookie_of(other, "another-key"))  # a cookie of the key before a change
     assert sent_to_the_form(keyed.get("/"))
-    keyed.set_cookie(pages.COOKIE, pages.session_token(KEY, int(time.time())))
+    keyed.set_cookie(pages.COOKIE, cookie_of(keyed, KEY))
     assert keyed.get("/").status_code == 200
 
 

@@ -1,11 +1,13 @@
 """The risk-assessment HTTP API: create_app(), the factory app.py and wsgi.py serve.
 
-errors    ApiError, the JSON error document and the handlers that make every error JSON
-inputs    the rows a prediction request supplies (records, CSV body, upload, confined dataset path)
-serving   the model loaded once per release, and the cached answers of the GET endpoints
-views     the endpoints                                   openapi   the OpenAPI 3.1 description
-evidence  GET /history: the automation's run history, newest first, paged
-pages     the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
+errors        ApiError, the JSON error document and the handlers that make every error JSON
+request_rows  the rows a prediction request supplies (records, CSV body, upload, confined dataset path)
+query         the query parameters (?top=, ?offset=, ?limit=, ?page=), read one way
+serving       the model loaded once per release, the call list, the run history, the GET answers
+file_cache    the one cache of everything built from files, kept until one of them changes
+views         the endpoints                              openapi   the OpenAPI 3.1 description
+history_view  GET /history: the automation's run history, newest first, paged
+pages         the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
 
 The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
 owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.api.key; sent as

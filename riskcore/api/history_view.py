@@ -2,22 +2,22 @@
 
 Each run carries every column of the history (riskcore.ops.history): its drift check (F1 on the new
 data against the baseline, and per feature PSI and KS), rejected files, decision, model versions
-and step timings. The history is read through riskcore.ops.history's one reader, once per version of
-the file (one stat per request), and only the asked page is sent.
+and step timings. The history is the one the page shows (RiskService.history: read through
+riskcore.ops.history's one reader, once per version of the file, one stat per request), and only the
+asked page is sent.
 """
 
 from __future__ import annotations
 
-import math
-import threading
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response
 
-from riskcore.api.errors import ApiError, json_response
-from riskcore.api.serving import file_signature
-from riskcore.contract import API_KEY_HEADER, FEATURES, RUN_HISTORY
-from riskcore.ops.history import HISTORY_COLUMNS, read_history
+from riskcore.api.errors import json_response
+from riskcore.api.query import query_number
+from riskcore.api.serving import service
+from riskcore.contract import API_KEY_HEADER, FEATURES
+from riskcore.ops.history import HISTORY_COLUMNS
 
 evidence = Blueprint("evidence", __name__)
 
@@ -25,69 +25,12 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 
-class HistoryCache:
-    """The decoded run history, read again only when the file changed."""
-
-    def __init__(self) -> None:
-        self._entry: tuple[Any, list[dict[str, Any]]] | None = None
-        self._lock = threading.Lock()
-
-    def runs(self, path) -> list[dict[str, Any]]:
-        """Every run, newest first."""
-        signature = file_signature(path)
-        entry = self._entry
-        if entry is not None and entry[0] == signature:
-            return entry[1]
-        with self._lock:
-            rows = [finite(row) for row in read_history(path)[::-1]] if signature is not None else []
-            self._entry = (signature, rows)
-        return rows
-
-
-def add_cache(state) -> None:
-    """Each app that registers the blueprint gets its own cache."""
-    state.app.extensions["risk_history"] = HistoryCache()
-
-
-evidence.record_once(add_cache)
-
-
-def finite(value: Any) -> Any:
-    """A decoded history value with any NaN or infinity (which JSON cannot carry) as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite(inner) for key, inner in value.items()}
-    if isinstance(value, list):
-        return [finite(inner) for inner in value]
-    return value
-
-
-def whole_number(name: str, default: int, lowest: int, highest: int | None) -> int:
-    """A query parameter that must be a whole number in a range, or ApiError 400 naming it."""
-    given = request.args.getlist(name)
-    if not given:
-        return default
-    bounds = f"from {lowest} to {highest}" if highest is not None else f"of at least {lowest}"
-    message = f'The query parameter "{name}" must be a whole number {bounds}.'
-    if len(given) > 1:
-        raise ApiError(400, f'The query parameter "{name}" may be given once only.', field=name)
-    text = given[0].strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 9:
-        raise ApiError(400, message, field=name)
-    value = int(text)
-    if value < lowest or (highest is not None and value > highest):
-        raise ApiError(400, message, field=name)
-    return value
-
-
 @evidence.get("/history")
 def history() -> Response:
     """The automation's run history, newest first: ?limit= runs (default 50) from ?offset= (default 0)."""
-    limit = whole_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = whole_number("offset", 0, 0, None)
-    config = current_app.extensions["risk"].config
-    runs = current_app.extensions["risk_history"].runs(config.output_model_folder / RUN_HISTORY)
+    limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = query_number("offset", 0, 0)
+    runs = service().history().newest_first
     return json_response({"total": len(runs), "limit": limit, "offset": offset,
                           "runs": runs[offset:offset + limit]})
 

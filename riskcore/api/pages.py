@@ -10,9 +10,10 @@ no JavaScript, so the page works with it off, and a Content-Security-Policy that
 app's own stylesheet and icon. Jinja escapes every value from the data. What the pages show is
 gathered and cached by riskcore.api.page_data.
 
-With an API key (riskcore.api.key), the pages ask for it once and keep in an HttpOnly, SameSite=Strict
-cookie a token derived from it (when it was issued and an HMAC under the key; never the key itself);
-the JSON API still takes only the X-API-Key header.
+With an API key (riskcore.api.key), the pages ask for it once and remember it in Flask's signed
+session: an HttpOnly, SameSite=Strict cookie that says the key was given and when (never the key
+itself), signed under a secret derived from the key, so a new key turns every earlier cookie away.
+The JSON API still takes only the X-API-Key header.
 """
 
 from __future__ import annotations
@@ -20,16 +21,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
+from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
+from riskcore.api import page_data
 from riskcore.api.errors import ApiError, handle_http_error
-from riskcore.api.page_data import CallList, PageCache, downloads, latest_report, page_state
+from riskcore.api.page_data import PAGE_SIZE, downloads, latest_report
 from riskcore.api.page_health import model_health, when
-from riskcore.api.serving import RiskService, Served
+from riskcore.api.query import query_number
+from riskcore.api.serving import CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.model.reasons import percent
@@ -55,36 +71,32 @@ PAGE_HEADERS = {
 }
 
 
-def service() -> RiskService:
-    return current_app.extensions["risk"]
+# --- Access: the key form and the session that remembers it ---------------------------------
+KEY_GIVEN = "key_given"  # the session's one entry
 
 
-def cache() -> PageCache:
-    return current_app.extensions["risk_pages"]
+class PageSession(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure when the page was asked for over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+def session_secret(key: str) -> bytes:
+    """The session's signing secret: derived from the API key (never the key itself), so it changes with it."""
+    return hmac.new(key.encode("ascii"), b"risk pages session", hashlib.sha256).digest()
 
 
 @site.record_once
-def add_cache(state) -> None:
-    """Each app that registers the pages gets its own cache."""
-    state.app.extensions["risk_pages"] = PageCache()
-
-
-# --- Access: the key form and its cookie -----------------------------------------------------
-def session_token(key: str, issued: int) -> str:
-    """The cookie's value: when it was issued, and an HMAC of that time under the key."""
-    mac = hmac.new(key.encode("ascii"), f"risk pages {issued}".encode("ascii"), hashlib.sha256).hexdigest()
-    return f"{issued}.{mac}"
-
-
-def token_is_valid(token: str, key: str, now: float) -> bool:
-    """Whether a cookie holds a token this key issued in the last COOKIE_DAYS."""
-    issued, _, _ = token.partition(".")
-    if not (issued.isascii() and issued.isdigit()) or len(issued) > 12:
-        return False
-    if not now - COOKIE_DAYS * 86400 <= int(issued) <= now + 60:
-        return False
-    expected = session_token(key, int(issued)).encode("ascii")
-    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected)
+def keep_the_key_in_a_session(state) -> None:
+    """The app that registers the pages signs their session under its key, in a cookie of COOKIE_DAYS."""
+    app, key = state.app, state.app.config["RISK_API_KEY"]
+    app.config.update(SESSION_COOKIE_NAME=COOKIE, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_PATH="/", PERMANENT_SESSION_LIFETIME=timedelta(days=COOKIE_DAYS),
+                      SESSION_REFRESH_EACH_REQUEST=False)  # the form asks again COOKIE_DAYS after it was filled
+    app.session_interface = PageSession()
+    if key:
+        app.secret_key = session_secret(key)
 
 
 def local_target(target: str | None) -> str:
@@ -105,10 +117,9 @@ def require_key() -> Response | None:
     A redirect to a form served with 200, as a browser expects a sign-in: a 401 would be a failed
     load in the browser's console.
     """
-    key = current_app.config["RISK_API_KEY"]
-    if not key or request.endpoint in ("pages.login", "pages.static"):
+    if not current_app.config["RISK_API_KEY"] or request.endpoint in ("pages.login", "pages.static"):
         return None
-    if token_is_valid(request.cookies.get(COOKIE, ""), key, time.time()):
+    if session.get(KEY_GIVEN) is True:  # Flask checked the signature and the age
         return None
     return redirect(url_for("pages.login", next=request.full_path.rstrip("?")), 303)
 
@@ -126,17 +137,16 @@ def login() -> Response | str:
     if not hmac.compare_digest(given.encode("utf-8"), key.encode("ascii")):
         log.warning("key form: a wrong key from %s", request.remote_addr)
         return key_form(target, "That is not the API key; try again." if given else "Enter the API key.")
-    response = redirect(target, 303)
-    response.set_cookie(COOKIE, session_token(key, int(time.time())), max_age=COOKIE_DAYS * 86400, path="/",
-                        httponly=True, samesite="Strict", secure=request.is_secure)
-    return response
+    session.permanent = True  # kept COOKIE_DAYS, not only until the browser closes
+    session[KEY_GIVEN] = True
+    return redirect(target, 303)
 
 
 @site.post("/logout")
 def logout() -> Response:
-    response = redirect(url_for("pages.index"), 303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
-    return response
+    if current_app.config["RISK_API_KEY"]:  # without a key there is no session (nor a secret to sign one)
+        session.clear()  # Flask then deletes the cookie
+    return redirect(url_for("pages.index"), 303)
 
 
 @site.after_request
@@ -146,14 +156,6 @@ def page_headers(response: Response) -> Response:
 
 
 # --- The pages -------------------------------------------------------------------------------
-def page_number(text: str | None) -> int:
-    if text is None:
-        return 1
-    if not (text.isascii() and text.isdigit()) or len(text) > 9:
-        abort(400, "The page number must be a whole number of at least 1.")
-    return int(text)
-
-
 def serving_now(risk: RiskService, served: Served | None) -> dict[str, Any] | None:
     """The served model as /health and the PDF name it, with the rollback or pin banner (riskcore.release.listing)."""
     return served_summary(risk.config.prod_deployment_folder, served.deployment) if served is not None else None
@@ -165,21 +167,21 @@ def index() -> str:
     risk = service()
     pointer, served = risk.models.serve()
     query = request.args.get("q", "").strip()[:MAX_QUERY]
-    number = page_number(request.args.get("page"))
-    return cache().rendered(page_state(risk, pointer, served), (number, query),
-                            lambda: render_index(risk, pointer, served, number, query))
+    number = query_number("page", 1, 0)  # page 0 shows the first page, as a page past the end shows the last
+    return page_data.rendered(risk, pointer, served, (number, query),
+                              lambda: render_index(risk, pointer, served, number, query))
 
 
 def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int, query: str) -> str:
-    calls = cache().call_list(risk, served) if served is not None else None
+    calls = risk.call_list(served) if served is not None else None
     rows, pages, matches = [], 1, 0
     if isinstance(calls, CallList):
-        rows, number, pages, matches = calls.page(number, query)
-    runs = cache().history(risk)
+        rows, number, pages, matches = calls.page(number, query, PAGE_SIZE)
+    runs = risk.history().runs
     health = model_health(risk, served, runs)
-    health["quality"] = cache().quality(risk, served, runs) if served is not None else None
+    health["quality"] = page_data.quality(risk, served, runs) if served is not None else None
     if health["drifted"]:
-        health["drift_charts"] = cache().drift_charts(risk, served, health["check"], health["drifted"])
+        health["drift_charts"] = page_data.drift_charts(risk, served, health["check"], health["drifted"])
     return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
                            serving=serving_now(risk, served),
                            pages=pages, matches=matches, query=query, features=FEATURES, labels=FEATURE_LABELS,
@@ -190,13 +192,13 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
 def client(client_id: str) -> str:
     """One client: its latest snapshot, probability and features, and its earlier snapshots."""
     risk = service()
-    calls = cache().call_list(risk, risk.models.get())
+    calls = risk.call_list(risk.models.get())
     if not isinstance(calls, CallList):
         abort(503, calls)
     latest = calls.client(client_id)
     if latest is None:
         abort(404, f"No client {client_id!r} in the call list.")
-    snapshots = cache().snapshots(risk.config, client_id)
+    snapshots = page_data.snapshots(risk, client_id)
     earlier = None if snapshots is None else snapshots[:-1][::-1]  # the last one is the latest
     return render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
                            serving=serving_now(risk, risk.models.get()),
@@ -235,8 +237,8 @@ def page_refusal(exc: HTTPException) -> tuple[str, int] | Response:
 
 
 @site.errorhandler(ApiError)
-def no_model(exc: ApiError) -> tuple[str, int]:
-    return error_page(exc.status, exc.message)  # 503: nothing deployed, or it cannot be loaded
+def api_refusal(exc: ApiError) -> tuple[str, int]:
+    return error_page(exc.status, exc.message)  # 400: a bad query parameter; 503: no model to serve
 
 
 @site.errorhandler(Exception)

@@ -2,10 +2,12 @@
 
 The model is loaded once per deployed release, after its sha256 check, with the explainer of its
 reasons (riskcore.model.reasons, from its metadata); a new release is noticed on the next request (one
-readlink), and a release that fails to load never replaces the model being served. GET /scoring,
-/summarystats and /diagnostics are answered from caches keyed by the release and by the identity
-(one stat) of the files they are built from; GET /risk from the call list (riskcore.report.call_list) of
-the ingested data, ranked once per release and version of finaldata.csv, each row rendered once.
+readlink), and a release that fails to load never replaces the model being served. Everything built
+from the project's files (the answers of GET /scoring, /summarystats and /diagnostics, the call list,
+the run history, the page's parts) is kept in one cache (riskcore.api.file_cache) by the release and
+the signatures of those files: GET /risk pages through the call list (riskcore.report.call_list) of
+the ingested data, ranked once per release and version of finaldata.csv, each row rendered once; the
+page pages and searches the same list.
 
 numpy, pandas and scikit-learn are imported with the first request that needs them, so that
 creating the app (a gunicorn worker booting, `python app.py --help`) stays cheap.
@@ -14,20 +16,34 @@ creating the app (a gunicorn worker booting, `python app.py --help`) stays cheap
 from __future__ import annotations
 
 import logging
-import os
+import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from flask import current_app
+
 from riskcore.api.errors import ApiError, error_document, json_bytes
+from riskcore.api.file_cache import FileCache, Signature
 from riskcore.config import Config
-from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, FINAL_DATA, TEST_DATA, DataError, IntegrityError, UserError
+from riskcore.contract import (
+    DIAGNOSTICS_RECORD,
+    FEATURES,
+    FINAL_DATA,
+    ID_COLUMN,
+    RUN_HISTORY,
+    TEST_DATA,
+    DataError,
+    IntegrityError,
+    UserError,
+)
 from riskcore.files import read_json
 from riskcore.model.reasons import Explainer, explainer_for
+from riskcore.ops.history import read_history
 from riskcore.release.load import (
     Deployment,
     current_deployment,
@@ -179,32 +195,7 @@ class ModelCache:
         self._failed[name] = time.monotonic()
 
 
-# --- Answers derived from files, cached by the files' identity -------------------------------
-def file_signature(path: Path) -> tuple[int, int, int, int] | None:
-    """A cheap identity of a file's content (one stat); None when it does not exist."""
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class KeyedCache:
-    """One prepared answer (or what answers are made from), rebuilt only when its key changes."""
-
-    def __init__(self) -> None:
-        self._entry: tuple[Any, Any] | None = None
-
-    def get(self, key: Any, build: Callable[[], Any]) -> Any:
-        """The entry for `key`: the cached one, or build() when the key changed."""
-        entry = self._entry
-        if entry is not None and entry[0] == key:
-            return entry[1]
-        answer = build()
-        self._entry = (key, answer)
-        return answer
-
-
+# --- Answers derived from files, kept in the one file cache ----------------------------------
 def unavailable(message: str) -> Answer:
     return 503, json_bytes(error_document(503, message))
 
@@ -219,17 +210,43 @@ def utc_time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CallList:
-    """The ingested clients ranked by a served model (riskcore.report.call_list), served a page at a time.
+def finite(value: Any) -> Any:
+    """A decoded history value with any NaN or infinity (which JSON cannot carry) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [finite(inner) for inner in value]
+    return value
 
-    Each row is rendered to JSON once, when a page first holds it; a page is then a join of
-    ready bytes.
+
+class RunHistory:
+    """The automation's runs as riskcore.ops.history reads them, oldest first (the page), and as GET /history
+    sends them, newest first with NaN as null (made once, when first asked for)."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        self.runs = runs
+
+    @cached_property
+    def newest_first(self) -> list[dict[str, Any]]:
+        return [finite(run) for run in self.runs[::-1]]
+
+
+class CallList:
+    """The ingested clients ranked by a served model (riskcore.report.call_list): GET /risk pages through it
+    as JSON, the web page by page number and search.
+
+    Each row is rendered to JSON once, when an answer first holds it; an answer is then a join of
+    ready bytes. The page's columns (rank, probability, the id in lower case for the search) are
+    added once, when the page first asks.
     """
 
     def __init__(self, served: Served, ranking, modified_at: str) -> None:
         self.served = served
         self.frame = ranking.frame
         self.total = ranking.frame.height
+        self.left = ranking.left  # clients left out because their latest snapshot says they left
         self.rows: dict[int, bytes] = {}
         explainer = served.explainer
         self.about = {"model_version": served.model_version, "release": served.release, "data": FINAL_DATA,
@@ -237,7 +254,29 @@ class CallList:
                       "left_out": {"earlier_snapshots": ranking.earlier_snapshots, "left": ranking.left},
                       "average_log_odds": explainer.average_log_odds if explainer is not None else None}
 
-    def page(self, top: int, offset: int) -> Answer:
+    @property
+    def release(self) -> str:
+        return self.served.release
+
+    @property
+    def model_version(self) -> str:
+        return self.served.model_version
+
+    @property
+    def explainer(self) -> Explainer | None:
+        """None for a model whose metadata predates the reasons."""
+        return self.served.explainer
+
+    @property
+    def average_log_odds(self) -> float | None:
+        return self.about["average_log_odds"]
+
+    @property
+    def clients(self) -> int:
+        return self.total
+
+    # --- GET /risk ---
+    def answer(self, top: int, offset: int) -> Answer:
         """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list."""
         if offset > self.total:
             raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to {self.total} '
@@ -255,58 +294,99 @@ class CallList:
         rows = entries(self.frame.slice(start, end - start), start + 1, self.served.explainer)
         self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
 
+    # --- The web page ---
+    @cached_property
+    def ranking(self):
+        """The list as the page shows and searches it: each client's rank, probability and id in lower case."""
+        import polars as pl
+
+        from riskcore.report.call_list import KEY, probability
+
+        return self.frame.with_row_index("rank", offset=1).with_columns(
+            probability=probability(self.frame[KEY]), search=pl.col(ID_COLUMN).str.to_lowercase())
+
+    def page(self, number: int, query: str, size: int) -> tuple[list[dict[str, Any]], int, int, int]:
+        """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list or a search.
+
+        A search keeps the clients whose id contains the query, whatever the case; a page past the
+        last one shows the last one, a page before the first the first.
+        """
+        import polars as pl
+
+        rows = self.ranking
+        if query:
+            rows = rows.filter(pl.col("search").str.contains(query.lower(), literal=True))
+        pages = max(1, -(-rows.height // size))
+        number = min(max(number, 1), pages)
+        shown = rows.slice((number - 1) * size, size).to_dicts()
+        return [self.with_reasons(row) for row in shown], number, pages, rows.height
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        """A client's ranked row (its latest snapshot) with its reasons, or None."""
+        import polars as pl
+
+        found = self.ranking.filter(pl.col(ID_COLUMN) == client_id)
+        return self.with_reasons(found.row(0, named=True)) if found.height else None
+
+    def with_reasons(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row with its reasons, in the order riskcore.model.reasons lists them (none without an explainer)."""
+        values = [row[feature] for feature in FEATURES]
+        return {**row, "reasons": self.explainer.reasons(values) if self.explainer is not None else []}
+
 
 class RiskService:
-    """Everything one process keeps between requests."""
+    """Everything one process keeps between requests: the served model, and the file cache of all the
+    answers, pages and records the API builds from the project's files."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.models = ModelCache(config.prod_deployment_folder)
-        self._scoring = KeyedCache()
-        self._summary = KeyedCache()
-        self._diagnostics = KeyedCache()
-        self._call_list = KeyedCache()
+        self.files = FileCache()
 
     def scoring(self, served: Served) -> Answer:
         """GET /scoring's answer, per release and version of the test data."""
-        signature = file_signature(self.config.test_data_file)
-        return self._scoring.get((served.release, signature), lambda: self._build_scoring(served, signature))
+        return self.files.get("scoring", (self.config.test_data_file,),
+                              lambda found: self._build_scoring(served, found[0]), key=served.release)
 
     def summary(self) -> Answer:
         """GET /summarystats' answer, per version of finaldata.csv."""
-        signature = file_signature(self.config.final_data_file)
-        return self._summary.get(signature, lambda: self._build_summary(signature))
+        return self.files.get("summary", (self.config.final_data_file,), lambda found: self._build_summary(found[0]))
 
     def diagnostics(self) -> Answer:
         """GET /diagnostics' answer, per version of the diagnostics record."""
-        signature = file_signature(self.config.output_model_folder / DIAGNOSTICS_RECORD)
-        return self._diagnostics.get(signature, lambda: self._build_diagnostics(signature))
+        return self.files.get("diagnostics", (self.config.output_model_folder / DIAGNOSTICS_RECORD,),
+                              lambda found: self._build_diagnostics(found[0]))
+
+    def history(self) -> RunHistory:
+        """The automation's run history (riskcore.ops.history), read once per version of the file."""
+        path = self.config.output_model_folder / RUN_HISTORY
+        return self.files.get("history", (path,), lambda _: RunHistory(read_history(path)))
 
     def risk(self, served: Served, top: int, offset: int) -> Answer:
         """GET /risk's answer: a page of the call list."""
         built = self.call_list(served)
-        return built.page(top, offset) if isinstance(built, CallList) else built
+        return built.answer(top, offset) if isinstance(built, CallList) else unavailable(built)
 
-    def call_list(self, served: Served) -> CallList | Answer:
+    def call_list(self, served: Served) -> CallList | str:
         """The call list of the ingested data, ranked once per release and version of finaldata.csv, or the
-        503 answer saying why there is none."""
-        signature = file_signature(self.config.final_data_file)
-        return self._call_list.get((served.release, signature), lambda: self._build_call_list(served, signature))
+        sentence saying why there is none (GET /risk's 503)."""
+        return self.files.get("call_list", (self.config.final_data_file,),
+                              lambda found: self._build_call_list(served, found[0]), key=served.release)
 
-    def _build_call_list(self, served: Served, signature: Any) -> CallList | Answer:
+    def _build_call_list(self, served: Served, signature: Signature) -> CallList | str:
         from riskcore.report.call_list import ranking_of
 
         if signature is None:
-            return unavailable(f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first.")
+            return f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first."
         try:
             ranking = ranking_of(self.config.final_data_file, served.model)
         except UserError as exc:
             log.error("the call list of %s cannot be built: %s", FINAL_DATA, exc)
-            return unavailable(f"The ingested data ({FINAL_DATA}) cannot be ranked; see the server log.")
+            return f"The ingested data ({FINAL_DATA}) cannot be ranked; see the server log."
         log.info("release %s: call list of %d clients of %s", served.release, ranking.frame.height, FINAL_DATA)
         return CallList(served, ranking, utc_time(signature[3]))
 
-    def _build_scoring(self, served: Served, signature: Any) -> Answer:
+    def _build_scoring(self, served: Served, signature: Signature) -> Answer:
         from riskcore.data.validation import read_client_csv
         from riskcore.model.evaluation import score_model
 
@@ -322,7 +402,7 @@ class RiskService:
                                 "model_version": served.model_version, "release": served.release,
                                 "deployed_score": served.deployment.manifest.get("score")})
 
-    def _build_summary(self, signature: Any) -> Answer:
+    def _build_summary(self, signature: Signature) -> Answer:
         from riskcore.report.statistics import read_ingested, summarize
 
         if signature is None:
@@ -334,7 +414,7 @@ class RiskService:
             return unavailable(f"The ingested data ({FINAL_DATA}) cannot be summarised; see the server log.")
         return 200, json_bytes({"data": FINAL_DATA, "modified_at": utc_time(signature[3]), "summary": summary})
 
-    def _build_diagnostics(self, signature: Any) -> Answer:
+    def _build_diagnostics(self, signature: Signature) -> Answer:
         if signature is None:
             return unavailable(f"No diagnostics record ({DIAGNOSTICS_RECORD}) yet; run diagnostics.py first.")
         path = self.config.output_model_folder / DIAGNOSTICS_RECORD
@@ -347,3 +427,8 @@ class RiskService:
             log.error("%s", exc)
             return unavailable(f"The diagnostics record ({DIAGNOSTICS_RECORD}) is unreadable; "
                                "run diagnostics.py again.")
+
+
+def service() -> RiskService:
+    """This app's RiskService (create_app puts it in app.extensions)."""
+    return current_app.extensions["risk"]

@@ -8,9 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from riskcore.api.errors import ApiError, json_response
-from riskcore.api.history_view import whole_number
+from riskcore.api.query import query_number
 from riskcore.api.request_rows import rows_of_request
-from riskcore.api.serving import Answer, RiskService
+from riskcore.api.serving import Answer, service
 from riskcore.release.listing import served_summary
 
 api = Blueprint("api", __name__)
@@ -18,11 +18,6 @@ api = Blueprint("api", __name__)
 DEFAULT_PAGE = 50  # clients per page of GET /risk
 MAX_PAGE = 1000
 PAGE_PARAMETERS = ("top", "offset")
-
-
-def service() -> RiskService:
-    """This app's RiskService (create_app puts it in app.extensions)."""
-    return current_app.extensions["risk"]
 
 
 def send(answer: Answer) -> Response:
@@ -52,8 +47,8 @@ def risk() -> Response:
     if unknown:
         raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "top" and '
                             '"offset".', field=unknown[0][:60])
-    top = whole_number("top", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = whole_number("offset", 0, 0, None)
+    top = query_number("top", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = query_number("offset", 0, 0)
     return send(service().risk(service().models.get(), top, offset))
 
 

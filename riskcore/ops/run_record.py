@@ -8,7 +8,6 @@ Standard library only: a tick with nothing new reads the pending mark too.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.config import Config
-from riskcore.contract import RUN_HISTORY, UserError
+from riskcore.contract import RUN_HISTORY, DataError, UserError
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_write_json
+from riskcore.files import atomic_write_json, read_json
 from riskcore.ops.deadline import within_deadline
 from riskcore.ops.history import read_history
 
@@ -115,12 +114,9 @@ def write_pending(config: Config, run: Run) -> None:
 
 def read_pending(config: Config) -> dict[str, Any] | None:
     """The pending mark, None when there is none; an unreadable mark still counts as a run to finish."""
-    path = config.output_model_folder / PENDING_FILE
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        return read_json(config.output_model_folder / PENDING_FILE, "Pending mark", missing=None)
+    except DataError:
         return {"run_number": None}
 
 

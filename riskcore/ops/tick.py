@@ -10,14 +10,13 @@ runs one and checks).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from logging.handlers import RotatingFileHandler
 
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
-from riskcore.files import numbered_name
+from riskcore.files import numbered_name, read_json
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed_files
 from riskcore.ops.run_record import (
@@ -103,10 +102,9 @@ def stale_outputs(config: Config, current: Deployment | None) -> str | None:
     if current is None:
         return None
     try:
-        made_by = json.loads((config.output_model_folder / RISK_RECORD).read_text(encoding="utf-8"))["model_version"]
-    except FileNotFoundError:
-        made_by = None
-    except (OSError, ValueError, KeyError, TypeError):
+        record = read_json(config.output_model_folder / RISK_RECORD, "Risk list record", missing=None)
+        made_by = None if record is None else record["model_version"]
+    except (DataError, KeyError, TypeError):
         return f"the risk list's record {RISK_RECORD} is unreadable"
     if made_by is not None and made_by != current.model_version:
         return f"the risk list was made by model {made_by}, not by the deployed {current.model_version}"

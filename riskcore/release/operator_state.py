@@ -15,14 +15,14 @@ Standard library only: the cron tick reads this before deciding anything.
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from riskcore.config import Config
-from riskcore.contract import CURRENT_LINK, MANIFEST, ConfigError, DataError
-from riskcore.files import atomic_write_json, utc_now, when
+from riskcore.contract import ConfigError, UserError
+from riskcore.files import atomic_write_json, read_json, utc_now, when
+from riskcore.release.load import current_deployment
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,7 @@ def operator() -> str:
 
 def read_control(prod: Path) -> dict[str, Any]:
     """The folder's control record; an empty one when there is none yet."""
-    path = prod / CONTROL_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "rollbacks": []}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Control record {path} cannot be read ({exc.__class__.__name__}); "
-                        "fix or remove it by hand.") from None
+    document = read_json(prod / CONTROL_FILE, "Control record", missing={}, advice="fix or remove it by hand")
     document.setdefault("owner", None)
     document.setdefault("owners", [])
     document.setdefault("pinned", None)
@@ -117,9 +110,12 @@ def claim(config: Config, take_over: bool = False, record: bool = True) -> str:
 def adopt_deployed_setup(prod: Path, control: dict[str, Any]) -> None:
     """A folder deployed to before any claim: the setup its current release names is its first owner."""
     try:
-        manifest = json.loads((prod / CURRENT_LINK / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # nothing deployed (or unreadable: the deployment's own checks say so)
+        deployment = current_deployment(prod)
+    except UserError:
+        return  # unreadable: the deployment's own checks say so
+    if deployment is None:
+        return  # nothing deployed
+    manifest = deployment.manifest
     setup = manifest.get("setup") if isinstance(manifest, dict) else None
     if isinstance(setup, dict) and all(isinstance(setup.get(key), str) for key in SETUP_KEYS):
         control["owner"] = setup

@@ -1,0 +1,27 @@
+"""The query parameters of a request, read one way by every endpoint and page (GET /risk, /history, /)."""
+
+from __future__ import annotations
+
+from flask import request
+
+from riskcore.api.errors import ApiError
+
+MAX_DIGITS = 9  # a longer number is no page, offset or count this API can serve
+
+
+def query_number(name: str, default: int, lowest: int, highest: int | None = None) -> int:
+    """A query parameter that must be a whole number in a range, or ApiError 400: one sentence naming it.
+
+    ASCII digits only (str.isdigit takes "١" and "²"), surrounding spaces ignored, given once.
+    """
+    given = request.args.getlist(name)
+    if not given:
+        return default
+    if len(given) > 1:
+        raise ApiError(400, f'The query parameter "{name}" may be given once only.', field=name)
+    text = given[0].strip()
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else None
+    if value is None or value < lowest or (highest is not None and value > highest):
+        bounds = f"from {lowest} to {highest}" if highest is not None else f"of at least {lowest}"
+        raise ApiError(400, f'The query parameter "{name}" must be a whole number {bounds}.', field=name)
+    return value
