@@ -39,8 +39,9 @@ class FileCache:
     def get(self, kind: str, files: Sequence[Path], build: Callable[[tuple[Signature, ...]], T],
             key: Any = None, keep: int = 1) -> T:
         """The entry of (kind, key) while `files` are unchanged; else build(their signatures), kept in its place."""
-        signatures = tuple(file_signature(path) for path in files)
-        entry = self._kinds.get(kind, {}).get(key)
+        signatures = tuple(map(file_signature, files))
+        entries = self._kinds.get(kind)
+        entry = entries.get(key) if entries is not None else None
         if entry is not None and entry[0] == signatures:
             return entry[1]
         value = build(signatures)
