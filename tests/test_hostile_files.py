@@ -40,7 +40,7 @@ REJECTED = {
     "nan.csv": (f"{HEADER}\nabcd,NaN,120,5,1\n".encode(), '"NaN" in column "lastmonth_activity"'),
     "inf.csv": (f"{HEADER}\nabcd,10,inf,5,1\n".encode(), '"inf" in column "lastyear_activity"'),
     "emptycell.csv": (f"{HEADER}\nabcd,10,,5,1\n".encode(), 'an empty value in column "lastyear_activity"'),
-    "label.csv": (f"{HEADER}\nabcd,10,120,5,2\n".encode(), 'a value other than 0 or 1 in column "exited"'),
+    "label.csv": (f"{HEADER}\nabcd,10,120,5,2\n".encode(), 'has "2" in column "exited" at row 1; expected 0 or 1.'),
     "twoheaders.csv": (f"{HEADER}\n{ROW}\n{HEADER}\n{ROW}\n".encode(), "repeats its header line at row 2"),
     "latin1.csv": (f"{HEADER}\nsoci\xe9t\xe9,10,120,5,1\n".encode("latin-1"), "is not UTF-8 text"),
     "semicolon.csv": (f"{HEADER.replace(',', ';')}\n{ROW.replace(',', ';')}\n".encode(), "uses ';' as its separator"),
@@ -55,7 +55,7 @@ REJECTED = {
     "exponent.csv": (f"{HEADER}\nabcd,1e3,120,5,1\n".encode(), '"1e3" in column "lastmonth_activity" at row 1'),
     "int64max.csv": (f"{HEADER}\nabcd,10,120,9223372036854775807,1\n".encode(),
                      'implausibly large value in column "number_of_employees" at row 1'),
-    "labelneg.csv": (f"{HEADER}\n{ROW}\nefgh,10,120,5,-1\n".encode(), 'negative value in column "exited" at row 2'),
+    "labelneg.csv": (f"{HEADER}\n{ROW}\nefgh,10,120,5,-1\n".encode(), '"-1" in column "exited" at row 2; expected 0 or 1.'),
     "unterminated.csv": (f'{HEADER}\n"abcd,10,120,5,1\n'.encode(), "is not a well-formed CSV file"),
     "twoextra.csv": (f"{HEADER}\n{ROW},,\n".encode(), "is not a well-formed CSV file (a row has more fields"),
 }

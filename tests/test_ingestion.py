@@ -72,7 +72,7 @@ BAD_FILES = {
     "extracol.csv": ((HEADER + ",colour\nabcd,1,2,3,0,red\n").encode(), 'unexpected column "colour"'),
     "text.csv": ((HEADER + "\nabcd,many,2,3,0\n").encode(), '"many" in column "lastmonth_activity" at row 1'),
     "negative.csv": ((HEADER + "\nabcd,1,-2,3,0\n").encode(), 'negative value in column "lastyear_activity"'),
-    "label.csv": ((HEADER + "\nabcd,1,2,3,7\n").encode(), 'other than 0 or 1 in column "exited"'),
+    "label.csv": ((HEADER + "\nabcd,1,2,3,7\n").encode(), '"7" in column "exited" at row 1; expected 0 or 1.'),
     "binary.csv": (b"\x00\x01\x02\xff" * 50, "binary"),
     "latin1.csv": ((HEADER + "\nsoci\xe9t\xe9,1,2,3,0\n").encode("latin-1"), "not UTF-8"),
     "semicolon.csv": (HEADER.replace(",", ";").encode() + b"\nabcd;1;2;3;0\n", "';' as its separator"),

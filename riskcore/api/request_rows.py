@@ -1,14 +1,14 @@
 """The rows a prediction request supplies: JSON records, a CSV body, an upload, or a confined dataset location.
 
 Every form ends as (client ids, feature matrix) or an ApiError naming the field at fault. JSON
-records are checked in plain Python (no DataFrame for a few rows); CSV content goes through the
-data contract's own validation (riskcore.data.validation), imported on the first CSV request.
+records are checked in plain Python against the contract's rules (riskcore.data.contract_rules:
+no DataFrame for a few rows); CSV content goes through the data contract's own validation
+(riskcore.data.validation), imported on the first CSV request.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -19,14 +19,14 @@ from flask import request
 
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
 from riskcore.config import Config
-from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError, normalise_id
+from riskcore.contract import ID_COLUMN, DataError
+from riskcore.data.contract_rules import RecordError, check_record, describe
 
 MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
 MAX_DATASET_BYTES = 64 * MEGABYTE  # a dataset file named by location
 MAX_RECORDS = 100_000  # rows per prediction request, whatever the input form
 MAX_LOCATION_LENGTH = 1024
 
-RECORD_FIELDS = frozenset(COLUMNS)
 PREDICTION_FIELDS = frozenset({"records", "dataset"})
 PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
@@ -36,40 +36,8 @@ Rows = tuple[list[str], Any]  # client ids, and their feature matrix (numpy, flo
 
 
 # --- JSON records ----------------------------------------------------------------------------
-def describe(value: Any) -> str:
-    """How a bad JSON value is named in an error message."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, float) and math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if abs(value) > MAX_VALUE:
-        return f"a number above {MAX_VALUE}" if value > 0 else "a negative number"
-    return repr(value)
-
-
-def whole_number(value: Any, where: str) -> int:
-    """A JSON value that must be an integer >= 0 (5.0 counts; true, "5", 5.5, NaN do not)."""
-    kind = type(value)
-    if kind is float and math.isfinite(value) and value.is_integer():
-        value, kind = int(value), int
-    if kind is not int or value < 0 or value > MAX_VALUE:
-        raise ApiError(400, f"{where} must be a whole number from 0 to {MAX_VALUE}, "
-                            f"not {describe(value)}.", field=where)
-    return value
-
-
 def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
-    """Validate {"records": [...]} rows in plain Python; return the ids and the feature rows."""
+    """Validate {"records": [...]} rows against the contract (check_record); return the ids and the feature rows."""
     if not isinstance(records, list):
         raise ApiError(400, f'"records" must be a list of objects, not {describe(records)}.', field="records")
     if not records:
@@ -80,29 +48,12 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
     ids: list[str] = []
     rows: list[list[int]] = []
     for index, record in enumerate(records):
-        where = f"records[{index}]"
-        if type(record) is not dict:
-            raise ApiError(400, f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
-                                f"not {describe(record)}.", field=where)
-        if not RECORD_FIELDS.issuperset(record):
-            unknown = next(k for k in record if k not in RECORD_FIELDS)
-            shown = json.dumps(unknown[:60])
-            raise ApiError(400, f"{where} has an unknown field {shown}; expected "
-                                f"{', '.join(COLUMNS)}.", field=f"{where}.{unknown[:60]}")
-        for name in (ID_COLUMN, *FEATURES):
-            if name not in record:
-                raise ApiError(400, f'{where} is missing the field "{name}".', field=f"{where}.{name}")
-        corporation = record[ID_COLUMN]
-        if type(corporation) is str:
-            corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
-        if type(corporation) is not str or not corporation:
-            shown = "a blank string" if type(corporation) is str else describe(corporation)
-            raise ApiError(400, f"{where}.{ID_COLUMN} must be a non-empty string, not {shown}.",
-                           field=f"{where}.{ID_COLUMN}")
-        if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > 1:
-            raise ApiError(400, f"{where}.{TARGET} must be 0 or 1.", field=f"{where}.{TARGET}")
+        try:
+            corporation, features = check_record(record, f"records[{index}]")
+        except RecordError as exc:
+            raise ApiError(400, str(exc), field=exc.field) from None
         ids.append(corporation)
-        rows.append([whole_number(record[name], f"{where}.{name}") for name in FEATURES])
+        rows.append(features)
     return ids, rows
 
 

@@ -30,7 +30,8 @@ from typing import Any
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, TABLE_SNAPSHOT, TARGET, DataError
+from riskcore.contract import ID_COLUMN, TABLE_SNAPSHOT, TARGET, DataError
+from riskcore.data.contract_rules import LABELS_OPTIONAL, expected, shown
 from riskcore.data.db_connection import (
     DatabaseError,
     TableState,
@@ -43,7 +44,7 @@ from riskcore.data.db_connection import (
 )
 from riskcore.data.db_setting import DatabaseSource
 from riskcore.data.snapshots import FileResult, IngestionResult, merge_frames, with_label_column
-from riskcore.data.validation import LABELS_OPTIONAL, WHOLE, normalise_ids, validate_client_frame
+from riskcore.data.validation import normalise_ids, row_breaks, validate_client_frame
 from riskcore.files import atomic_path, utc_now
 
 SHOWN_CLIENTS = 5
@@ -109,24 +110,12 @@ def as_csv(frame: pl.DataFrame) -> bytes:
 
 
 # --- Bad values: which rows, for the sentence --------------------------------------------------
-def _shown(value: Any) -> str:
-    return "an empty value" if value is None or not str(value).strip() else f'"{str(value).strip()[:30]}"'
-
-
 def bad_value_masks(frame: pl.DataFrame) -> dict[str, pl.Series]:
-    """Per column, the rows whose value the contract refuses (validate_client_frame's rules, to count and name them)."""
-    ids = normalise_ids(frame[ID_COLUMN].cast(pl.String))
-    masks = {ID_COLUMN: ids.is_null() | (ids == "")}
-    for column in (*FEATURES, TARGET):
-        if column not in frame.columns:
-            continue
-        text = frame[column].cast(pl.String).str.strip_chars()
-        numbers = text.cast(pl.Float64, strict=False)
-        bad = ~text.str.contains(WHOLE).fill_null(False) | (numbers > MAX_VALUE).fill_null(True)
-        if column == TARGET:  # an empty label is a client not labelled yet
-            bad = (bad | (numbers > 1).fill_null(True)) & ~(text.is_null() | (text == ""))
-        masks[column] = bad
-    return masks
+    """Per column, the rows whose value the contract refuses (validation.row_breaks), to count and name them."""
+    ids = frame[ID_COLUMN].cast(pl.String)
+    checked = frame.with_columns(normalise_ids(ids))
+    breaks = row_breaks(checked.schema, LABELS_OPTIONAL)
+    return checked.select(mask.alias(column) for column, mask in breaks.items()).to_dict()
 
 
 def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: str) -> str:
@@ -143,12 +132,10 @@ def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: s
     more = f" and {len(ids) - SHOWN_CLIENTS} more" if len(ids) > SHOWN_CLIENTS else ""
     first = int(rows[0])
     column = next(c for c, mask in masks.items() if mask[first])
-    value = _shown(frame[column][first])
-    expected = "a non-empty id" if column == ID_COLUMN else "0, 1 or empty" if column == TARGET else \
-        "a whole number >= 0"
+    value = shown(frame[column][first])
     noun = "row has" if len(ids) == 1 else "rows have"
     return (f"{source.subject} is not ingested: {len(ids)} {noun} bad values (clients {', '.join(named)}{more}); "
-            f'client {named[0]} has {value} in column "{column}", expected {expected}.')
+            f'client {named[0]} has {value} in column "{column}", expected {expected(column, LABELS_OPTIONAL)}.')
 
 
 def validated(frame: pl.DataFrame, source: DatabaseSource) -> pl.DataFrame:

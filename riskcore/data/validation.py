@@ -20,12 +20,29 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, MAX_VALUE, TARGET, DataError
+from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, TARGET, DataError
+from riskcore.data.contract_rules import (
+    EMPTY_ID,
+    HEADER_AGAIN,
+    HIGHEST,
+    LABEL,
+    LABELS_OPTIONAL,
+    ROWS,
+    SIGNED_WHOLE,
+    WHOLE,
+    check_header,
+    first_problem,
+    integers_key,
+    large_key,
+    negative_key,
+    not_count_key,
+)
 
 # A validated client frame: ids as text, the counts and the label as whole numbers.
 CLIENT_SCHEMA = {ID_COLUMN: pl.String, **dict.fromkeys(COLUMNS[1:], pl.Int64)}
@@ -42,9 +59,7 @@ CSV_READ_OPTIONS: dict[str, Any] = {
 BLANK_LINE = re.compile(rb"(?m)^[ \t]*\r?\n")
 BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)*")
 OPENING_QUOTE = re.compile(rb'(?m)(?:^|,)[ \t]*"')  # a field that starts quoted
-SIGNED_WHOLE = r"^[+-]?[0-9]+$"
-WHOLE = r"^\+?[0-9]+$"
-LABELS_OPTIONAL = "optional"  # require_target: an empty "exited" is a client not labelled yet
+ROW = "row"  # 1-based data row, as the sentences count them (numbered on the checks' path only)
 
 
 def normalise_ids(ids):
@@ -85,15 +100,30 @@ def _engine_detail(exc: Exception) -> str:
     return words[:120] or "unreadable"
 
 
-def _parse_failure(exc: Exception, data: bytes, name: str) -> DataError:
-    """The sentence for a file the CSV engine could not read."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+def read_failure(exc: Exception, name: str, data: bytes | None = None) -> DataError:
+    """The sentence for a file the CSV engine could not read (`data`: its content, when in memory)."""
+    text = str(exc)
+    if data is None:
+        not_utf8 = "utf-8" in text.lower() or "utf8" in text.lower()
+    else:
+        try:
+            data.decode("utf-8")
+            not_utf8 = False
+        except UnicodeDecodeError:
+            not_utf8 = True
+    if not_utf8:
         return DataError(f"{name} is not UTF-8 text.")
-    if "more fields" in str(exc):
+    if "more fields" in text:
         return DataError(f"{name} is not a well-formed CSV file (a row has more fields than the header).")
     return DataError(f"{name} is not a well-formed CSV file ({_engine_detail(exc)}).")
+
+
+def collect_checked(frame: pl.LazyFrame, name: str) -> pl.DataFrame:
+    """A streamed query over a file; what the engine cannot read is one sentence naming the file."""
+    try:
+        return frame.collect(engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        raise read_failure(exc, name) from None
 
 
 def _header(data: bytes) -> list[str]:
@@ -136,7 +166,7 @@ def _read_text(data: bytes, name: str) -> pl.DataFrame:
     except pl.exceptions.NoDataError:
         raise DataError(f"{name} is empty.") from None
     except pl.exceptions.PolarsError as exc:
-        raise _parse_failure(exc, data, name) from None
+        raise read_failure(exc, name, data) from None
 
 
 def _blank_rows(table: pl.DataFrame) -> pl.Series | None:
@@ -172,62 +202,103 @@ def read_text_table(data: bytes, name: str, require_target: bool | str = True) -
     return table.rename(dict(zip(table.columns, names, strict=True)))
 
 
-# --- The contract checks ---------------------------------------------------------------------
-def check_header(columns: list[str], name: str, require_target: bool | str = True) -> None:
-    """The header names every column the contract requires, nothing it does not know, each once."""
-    if len(columns) == 1 and ";" in columns[0]:
-        raise DataError(f"{name} uses ';' as its separator; expected ','.")
-    required = [c for c in COLUMNS if require_target is True or c != TARGET]
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise DataError(f'{name} is missing the column "{missing[0]}".')
-    extra = [c for c in columns if c not in COLUMNS]
-    if extra:
-        raise DataError(f'{name} has an unexpected column "{extra[0]}".')
-    if len(set(columns)) != len(columns):
-        raise DataError(f"{name} repeats a column name in its header.")
+# --- The contract checks: the rules of riskcore.data.contract_rules as polars expressions -------
+def _number_parts(column: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Of a number column (text, or integers): whether every value is an integer, which rows hold no
+    count (what is not a whole number >= 0, or is missing), and the values as numbers.
 
-
-def _first_row(mask: pl.Series) -> int:
-    """The 1-based data row number of the first True."""
-    return int(mask.arg_true()[0]) + 1
-
-
-def _shown(value: str | None) -> str:
-    value = value.lstrip(" ") if value is not None else None
-    return "an empty value" if value is None or not value.strip() else f'"{value[:30]}"'
-
-
-def _whole_numbers(values: pl.Series, name: str, column: str, allow_empty: bool = False) -> pl.Series:
-    """`values` (text or integers) as Int64 whole numbers in [0, MAX_VALUE], or DataError naming the first bad row.
-
-    With `allow_empty`, an empty field (or blanks only) is a missing value, kept as null.
+    Text is read with the blanks around it left out; digits beyond Int64 are read as floats, since only
+    their size matters then.
     """
-    numbers = values.cast(pl.Int64, strict=False)
-    if numbers.null_count() > (values.null_count() if allow_empty else 0):
-        # Not all plain integers: blanks around a number are allowed; anything else names its row.
-        text = values.cast(pl.String).str.strip_chars()
-        if allow_empty:
-            text = text.set((text == "").fill_null(False), None)
-        signed = text.str.contains(SIGNED_WHOLE).fill_null(allow_empty)
-        numbers = text.cast(pl.Int64, strict=False)
-        missing = text.null_count() if allow_empty else 0
-        if not (signed.all() and numbers.null_count() == missing):
-            # A column that is not all integers is checked as text, where a sign is not allowed.
-            bad = ~text.str.contains(WHOLE).fill_null(allow_empty)
-            if bad.any():
-                row = _first_row(bad)
-                raise DataError(f'{name} has {_shown(values[row - 1])} in column "{column}" at row {row}; '
-                                "expected a whole number >= 0.")
-            numbers = text.cast(pl.Float64, strict=False)  # digits beyond Int64: only their size matters now
-    if numbers.null_count() == len(numbers):
-        return numbers.cast(pl.Int64)
-    if numbers.min() < 0:
-        raise DataError(f'{name} has a negative value in column "{column}" at row {_first_row(numbers < 0)}.')
-    if numbers.max() > MAX_VALUE:
-        row = _first_row(numbers > MAX_VALUE)
-        raise DataError(f'{name} has an implausibly large value in column "{column}" at row {row}.')
-    return numbers.cast(pl.Int64)
+    value = pl.col(column)
+    if dtype == pl.String:
+        text = value.str.strip_chars()
+        return (text.str.contains(SIGNED_WHOLE).fill_null(False).all(), ~text.str.contains(WHOLE).fill_null(False),
+                text.cast(pl.Float64, strict=False))
+    return value.is_not_null().all(), value.is_null() | (value < 0), value
+
+
+def whole_numbers(column: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """A number column as Int64: text with the blanks around it left out ("+12" and " 12" are 12); null where
+    it is not an integer. What every client row's numbers are read as, once the checks have passed."""
+    value = pl.col(column)
+    return value.str.strip_chars().cast(pl.Int64, strict=False) if dtype == pl.String else value.cast(pl.Int64)
+
+
+def _label_breaks(dtype: pl.DataType, require_target: bool | str) -> pl.Expr:
+    """The rows whose label is not 0 or 1 (nor empty, where LABELS_OPTIONAL allows it)."""
+    label = pl.col(TARGET)
+    empty = label.is_null() | (label.str.strip_chars() == "") if dtype == pl.String else label.is_null()
+    breaks = ~whole_numbers(TARGET, dtype).is_between(0, HIGHEST[TARGET]).fill_null(False)
+    return breaks & ~empty if require_target == LABELS_OPTIONAL else breaks
+
+
+def _empty_id() -> pl.Expr:
+    ident = pl.col(ID_COLUMN)  # normalised already (normalise_ids)
+    return ident.is_null() | (ident == "")
+
+
+def row_breaks(schema: Mapping[str, pl.DataType], require_target: bool | str = True) -> dict[str, pl.Expr]:
+    """Per column of the contract, True on the rows whose value breaks it (to count and name them)."""
+    breaks = {ID_COLUMN: _empty_id()}
+    for column in FEATURES:
+        _, not_count, value = _number_parts(column, schema[column])
+        breaks[column] = not_count | (value > HIGHEST[column]).fill_null(True)
+    if TARGET in schema:
+        breaks[TARGET] = _label_breaks(schema[TARGET], require_target)
+    return breaks
+
+
+def meets_contract(schema: Mapping[str, pl.DataType] = CLIENT_SCHEMA,
+                   require_target: bool | str = LABELS_OPTIONAL) -> pl.Expr:
+    """True on a row that follows the contract (ids normalised already)."""
+    return ~pl.any_horizontal(*row_breaks(schema, require_target).values())
+
+
+def _first_row(condition: pl.Expr) -> pl.Expr:
+    return pl.col(ROW).filter(condition).min()
+
+
+def problem_checks(schema: Mapping[str, pl.DataType], require_target: bool | str = True) -> list[pl.Expr]:
+    """The expressions of a `found` row (riskcore.data.contract_rules.first_problem) over a frame numbered by ROW.
+
+    One row: the row count and, per check, the first row failing it (null: none fails); per feature
+    also whether every value is an integer. Text and integer columns alike, eager or lazy.
+    """
+    checks = [pl.len().alias(ROWS), _first_row(_empty_id()).alias(EMPTY_ID)]
+    first = FEATURES[0]
+    if schema[first] == pl.String:
+        again = (pl.col(ID_COLUMN) == ID_COLUMN) & (pl.col(first).str.strip_chars() == first)
+        checks.append(_first_row(again).alias(HEADER_AGAIN))
+    for column in FEATURES:
+        integers, not_count, value = _number_parts(column, schema[column])
+        checks += [integers.alias(integers_key(column)), _first_row(not_count).alias(not_count_key(column)),
+                   _first_row(value < 0).alias(negative_key(column)),
+                   _first_row(value > HIGHEST[column]).alias(large_key(column))]
+    if TARGET in schema:
+        checks.append(_first_row(_label_breaks(schema[TARGET], require_target)).alias(LABEL))
+    return checks
+
+
+def breach(frame: pl.DataFrame | pl.LazyFrame, name: str, require_target: bool | str = True) -> DataError | None:
+    """The first breach of the contract in a frame (its ids normalised), as one sentence, or None.
+
+    A DataFrame is checked in memory; a LazyFrame (a file larger than memory) is streamed, and read
+    again only to quote the value at fault.
+    """
+    numbered = frame.lazy().with_row_index(ROW, offset=1)
+    query = numbered.select(problem_checks(numbered.collect_schema(), require_target))
+    if isinstance(frame, pl.DataFrame):
+        found = query.collect()
+
+        def value_at(column: str, row: int) -> Any:
+            return frame[column][row - 1]
+    else:
+        found = collect_checked(query, name)
+
+        def value_at(column: str, row: int) -> Any:
+            return numbered.filter(pl.col(ROW) == row).select(column).collect().item()
+    return first_problem(found.row(0, named=True), name, value_at, require_target)
 
 
 def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True) -> pl.DataFrame:
@@ -238,30 +309,18 @@ def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool |
     normalised (normalise_ids); a table without "exited" comes back without it.
     """
     check_header(table.columns, name, require_target)
-    if table.height == 0:
-        raise DataError(f"{name} has a header but no rows.")
     ids = table[ID_COLUMN].cast(pl.String)
-    if padded(ids):
-        ids = normalise_ids(ids)
-    first = table[FEATURES[0]]
-    header_ids = (ids == ID_COLUMN).fill_null(False)
-    if first.dtype == pl.String and header_ids.any():
-        repeated = header_ids & (first.str.strip_chars() == FEATURES[0]).fill_null(False)
-        if repeated.any():
-            raise DataError(f"{name} repeats its header line at row {_first_row(repeated)}.")
-    empty = ids.is_null() | (ids == "")
-    if empty.any():
-        raise DataError(f'{name} has an empty "{ID_COLUMN}" at row {_first_row(empty)}.')
-    columns = [ids]
-    for column in FEATURES:
-        columns.append(_whole_numbers(table[column], name, column))
-    if TARGET in table.columns:
-        target = _whole_numbers(table[TARGET], name, TARGET, allow_empty=require_target == LABELS_OPTIONAL)
-        if target.null_count() < len(target) and target.max() > 1:
-            raise DataError(f'{name} has a value other than 0 or 1 in column "{TARGET}" at row '
-                            f"{_first_row(target > 1)}.")
-        columns.append(target)
-    return pl.DataFrame(columns)
+    table = table.with_columns(normalise_ids(ids) if padded(ids) else ids)
+    numbers = [column for column in COLUMNS[1:] if column in table.columns]
+    typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers))
+    # Nearly every table meets the contract: one look at its numbers tells; the checks that name the
+    # first breach (regular expressions over the text) run only when it does not.
+    if typed.height and typed.select(meets_contract(typed.schema, require_target).all()).item():
+        return typed
+    problem = breach(table, name, require_target)
+    if problem is None:
+        raise AssertionError(f"{name}: meets_contract and first_problem disagree")
+    raise problem
 
 
 def _read_typed(data: bytes, require_target: bool | str = True) -> pl.DataFrame | None:

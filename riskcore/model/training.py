@@ -19,7 +19,8 @@ from sklearn.linear_model import LogisticRegression
 
 from riskcore.config import Config
 from riskcore.contract import FEATURES, ID_COLUMN, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
-from riskcore.data.validation import LABELS_OPTIONAL, features_of, labelled, read_client_csv
+from riskcore.data.contract_rules import LABELS_OPTIONAL
+from riskcore.data.validation import features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from riskcore.model.drift_evidence import quantiles_of

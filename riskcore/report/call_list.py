@@ -33,8 +33,10 @@ import polars as pl
 from scipy.special import expit
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, MAX_VALUE, RISK_RECORD, RISK_SCORES, TARGET, DataError
-from riskcore.data.client_scan import breach, is_parse_failure, open_clients, polars_failure, text_clients
+from riskcore.contract import FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES, TARGET, DataError
+from riskcore.data.client_scan import is_parse_failure, open_clients, text_clients
+from riskcore.data.contract_rules import LABELS_OPTIONAL
+from riskcore.data.validation import breach, meets_contract, read_failure
 from riskcore.files import atomic_path, atomic_write_json, utc_now
 from riskcore.model.reasons import REASON_COLUMNS, Explainer, explainer_for, positions
 from riskcore.release.load import Deployment, deployed_metadata, load_deployed_model, require_deployment
@@ -116,14 +118,6 @@ def linear_terms(model) -> tuple[list[float], float] | None:
     return (coef[0].tolist(), float(intercept[0])) if np.allclose(mine, model.decision_function(probe)) else None
 
 
-def meets_contract() -> pl.Expr:
-    """True for a row with an id, whole numbers from 0 to MAX_VALUE in every feature, and a label of 0, 1 or none."""
-    ident, label = pl.col(ID_COLUMN), pl.col(TARGET)
-    return pl.all_horizontal(ident.is_not_null(), ident != "",
-                             *(pl.col(f).is_between(0, MAX_VALUE) for f in FEATURES),
-                             label.is_null() | label.is_between(0, 1)).fill_null(False)
-
-
 def risk_key(model) -> pl.Expr:
     """The rank key: the log-odds, or NaN for a row that breaks the contract.
 
@@ -178,7 +172,7 @@ def rank_clients(clients: pl.LazyFrame, model, name: str) -> Ranking:
         ranking, counts = pl.collect_all(ranking_queries(clients, model, exact=True), engine="streaming")
         found = counts.row(0, named=True)
     if ranking.height and np.isnan(ranking.item(0, KEY)):
-        problem = breach(clients, name)
+        problem = breach(clients, name, LABELS_OPTIONAL)
         if problem is None:
             raise AssertionError(f"{name}: risk_key and first_problem disagree")
         raise problem
@@ -193,11 +187,11 @@ def ranking_of(source: Path, model) -> Ranking:
         return rank_clients(clients, model, source.name)
     except pl.exceptions.PolarsError as exc:
         if not is_parse_failure(exc):
-            raise polars_failure(exc, source.name) from None
+            raise read_failure(exc, source.name) from None
     try:
         return rank_clients(text_clients(source, source.name, labelled), model, source.name)
     except pl.exceptions.PolarsError as again:
-        raise polars_failure(again, source.name) from None
+        raise read_failure(again, source.name) from None
 
 
 def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None) -> list[dict[str, Any]]:

@@ -1,0 +1,178 @@
+"""The data contract's rules and their sentences, written once for every path a client row takes.
+
+A client CSV read whole (ingestion, the API), a file streamed for the risk list, the database
+table and the API's JSON records all follow these rules and say the same thing about a breach.
+The rules are data (HIGHEST: each number column's range) and sentences (first_problem); the
+polars checks that find the first breach in a frame, eager or lazy, are riskcore.data.validation's
+`problem_checks`. JSON records are few, so they are checked here in plain Python (check_record),
+against the same ranges: standard library only, no DataFrame for a few rows.
+
+Labels (`require_target`): True, every row needs "exited" (0 or 1): training and test data;
+False, the column may be missing (a file of clients whose outcome is not known yet), but where it
+is present every row needs a label: input files and the API; LABELS_OPTIONAL, a row's label may
+also be empty: finaldata.csv, the database table and the risk list, where clients not labelled
+yet sit beside labelled ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError, normalise_id
+
+LABELS_OPTIONAL = "optional"  # require_target: an empty "exited" is a client not labelled yet
+HIGHEST = {**dict.fromkeys(FEATURES, MAX_VALUE), TARGET: 1}  # every number column runs from 0 to this
+# A whole number as text, blanks around it already stripped: the contract's (no sign but "+"), and
+# any integer (a column of these is read as numbers, so "-3" there is "a negative value").
+WHOLE = r"^\+?[0-9]+$"
+SIGNED_WHOLE = r"^[+-]?[0-9]+$"
+SHOWN_CHARACTERS = 30
+
+# The names of the checks in a `found` row (riskcore.data.validation.problem_checks computes it):
+# each holds the 1-based row of the first breach, or None.
+ROWS, HEADER_AGAIN, EMPTY_ID, LABEL = "rows", "header", "empty_id", "label"
+
+
+def integers_key(column: str) -> str:
+    """True when every value of the column is an integer (any sign)."""
+    return f"{column}:integers"
+
+
+def not_count_key(column: str) -> str:
+    return f"{column}:not_count"
+
+
+def negative_key(column: str) -> str:
+    return f"{column}:negative"
+
+
+def large_key(column: str) -> str:
+    return f"{column}:large"
+
+
+def shown(value: Any) -> str:
+    """A value as a sentence names it: quoted as written (blanks around it left out), or "an empty value"."""
+    text = None if value is None else str(value).strip()
+    return f'"{text[:SHOWN_CHARACTERS]}"' if text else "an empty value"
+
+
+def expected(column: str, require_target: bool | str = True) -> str:
+    """What a column's values must be, in the words of the sentences."""
+    if column == ID_COLUMN:
+        return "a non-empty id"
+    if column == TARGET:
+        return "0, 1 or an empty value" if require_target == LABELS_OPTIONAL else "0 or 1"
+    return "a whole number >= 0"
+
+
+def check_header(columns: list[str], name: str, require_target: bool | str = True) -> None:
+    """The header names every column the contract requires, nothing it does not know, each once."""
+    if len(columns) == 1 and ";" in columns[0]:
+        raise DataError(f"{name} uses ';' as its separator; expected ','.")
+    required = [c for c in COLUMNS if require_target is True or c != TARGET]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(f'{name} is missing the column "{missing[0]}".')
+    extra = [c for c in columns if c not in COLUMNS]
+    if extra:
+        raise DataError(f'{name} has an unexpected column "{extra[0]}".')
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{name} repeats a column name in its header.")
+
+
+def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int], Any],
+                  require_target: bool | str = True) -> DataError | None:
+    """The first breach of the contract in a `found` row, as one sentence, in the order every client row is checked.
+
+    Rows, a repeated header line, ids, each feature, the label. In a column that is not all
+    integers the first value that is not a count is named (so "-3" is quoted there); in a column of
+    integers, negatives, then implausibly large values. `value_at(column, row)` gives the value
+    a sentence quotes.
+    """
+    if found[ROWS] == 0:
+        return DataError(f"{name} has a header but no rows.")
+    if found.get(HEADER_AGAIN) is not None:
+        return DataError(f"{name} repeats its header line at row {found[HEADER_AGAIN]}.")
+    if found[EMPTY_ID] is not None:
+        return DataError(f'{name} has an empty "{ID_COLUMN}" at row {found[EMPTY_ID]}.')
+    for column in FEATURES:
+        if not found[integers_key(column)]:
+            row = found[not_count_key(column)]
+            return DataError(f'{name} has {shown(value_at(column, row))} in column "{column}" at row {row}; '
+                             f"expected {expected(column)}.")
+        negative, large = found[negative_key(column)], found[large_key(column)]
+        if negative is not None:
+            return DataError(f'{name} has a negative value in column "{column}" at row {negative}.')
+        if large is not None:
+            return DataError(f'{name} has an implausibly large value in column "{column}" at row {large}.')
+    row = found.get(LABEL)
+    if row is not None:
+        return DataError(f'{name} has {shown(value_at(TARGET, row))} in column "{TARGET}" at row {row}; '
+                         f"expected {expected(TARGET, require_target)}.")
+    return None
+
+
+# --- JSON records (the API): the same ranges, in plain Python --------------------------------------
+class RecordError(DataError):
+    """A JSON record that breaks the contract; `field` names the value at fault (records[2].exited)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def describe(value: Any) -> str:
+    """How a bad JSON value is named in a sentence."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if abs(value) > MAX_VALUE:
+        return f"a number above {MAX_VALUE}" if value > 0 else "a negative number"
+    return repr(value)
+
+
+def whole_number(value: Any, where: str) -> int:
+    """A JSON value that must be a whole number from 0 to MAX_VALUE (5.0 counts; true, "5", 5.5, NaN do not)."""
+    kind = type(value)
+    if kind is float and math.isfinite(value) and value.is_integer():
+        value, kind = int(value), int
+    if kind is not int or value < 0 or value > MAX_VALUE:
+        raise RecordError(f"{where} must be a whole number from 0 to {MAX_VALUE}, not {describe(value)}.", where)
+    return value
+
+
+def check_record(record: Any, where: str) -> tuple[str, list[int]]:
+    """One JSON record ({"corporation": ..., the features, optionally "exited"}): its normalised id and features."""
+    if type(record) is not dict:
+        raise RecordError(f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
+                          f"not {describe(record)}.", where)
+    unknown = next((key for key in record if key not in COLUMNS), None)
+    if unknown is not None:
+        raise RecordError(f"{where} has an unknown field {json.dumps(unknown[:60])}; expected {', '.join(COLUMNS)}.",
+                          f"{where}.{unknown[:60]}")
+    for column in (ID_COLUMN, *FEATURES):
+        if column not in record:
+            raise RecordError(f'{where} is missing the field "{column}".', f"{where}.{column}")
+    corporation = record[ID_COLUMN]
+    if type(corporation) is str:
+        corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
+    if type(corporation) is not str or not corporation:
+        named = "a blank string" if type(corporation) is str else describe(corporation)
+        raise RecordError(f"{where}.{ID_COLUMN} must be a non-empty string, not {named}.", f"{where}.{ID_COLUMN}")
+    if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > HIGHEST[TARGET]:
+        raise RecordError(f"{where}.{TARGET} must be 0 or 1.", f"{where}.{TARGET}")
+    return corporation, [whole_number(record[column], f"{where}.{column}") for column in FEATURES]
