@@ -18,11 +18,24 @@ import pytest
 import ingestion
 from conftest import HEADER, client_rows, run_script
 from riskcore.config import Config
-from riskcore.contract import COLUMNS, FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, DataError
-from riskcore.data.validation import CLIENT_SCHEMA, CSV_READ_OPTIONS, parse_csv_bytes, read_client_frame, validate_frame
+from riskcore.contract import COLUMNS, FEATURES, FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, TARGET, DataError
+from riskcore.data.contract_rules import HIGHEST, LABELS_OPTIONAL, RecordError, check_record
+from riskcore.data.db_ingest import bad_value_masks
+from riskcore.data.validation import (
+    CLIENT_SCHEMA,
+    parse_csv_bytes,
+    read_client_frame,
+    read_text_table,
+    validate_client_frame,
+    validate_frame,
+)
 
 GOOD = ["dataset1.csv", "dataset2.csv"]
 ROW = "abcd,10,120,5,1"
+# How a course user's pandas read of a client CSV sees the file as read_client_frame does: ids stay
+# text, blanks before a value are skipped, only an empty field is missing ("NA" is a valid id).
+CSV_READ_OPTIONS = {"encoding": "utf-8-sig", "dtype": {"corporation": str}, "skipinitialspace": True,
+                    "keep_default_na": False, "na_values": [""]}
 
 REJECTED = {
     "empty.csv": (b"", "is empty"),
@@ -244,3 +257,64 @@ def test_validate_frame_returns_the_typed_table():
     frame = validate_frame(table, "x.csv")
     assert [str(dtype) for dtype in frame.dtypes] == ["str", "int64", "int64", "int64", "int64"]
     assert frame.values.tolist() == [["abcd", 10, 120, 5, 1], ["efgh", 1, 2, 3, 0]]
+
+
+# --- One contract: the file read whole, the file streamed, the table and the JSON records agree --
+ONE_BAD_ROW = {
+    "ten": "abcd,ten,120,5,1", "fraction": "abcd,10.5,120,5,1", "negative": "abcd,-3,120,5,0",
+    "huge": "abcd,10,99999999999999999999999,5,1", "int64max": "abcd,10,120,9223372036854775807,1",
+    "emptycell": "abcd,10,,5,1", "exponent": "abcd,1e3,120,5,1", "noid": ",10,120,5,1", "blankid": "   ,10,120,5,1",
+    "label2": "abcd,10,120,5,2", "labelneg": "abcd,10,120,5,-1", "labelword": "abcd,10,120,5,yes",
+    "labelfraction": "abcd,10,120,5,0.5", "header": HEADER,
+}
+
+
+def streamed_problem(path: Path) -> str:
+    """The sentence the risk list gives for a client file (streamed, not loaded)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from riskcore.report.call_list import ranking_of
+
+    model = LogisticRegression().fit([[0, 0, 0], [1, 2, 3], [5, 5, 5], [9, 1, 0]], [0, 1, 0, 1])
+    with pytest.raises(DataError) as caught:
+        ranking_of(path, model)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("bad", sorted(ONE_BAD_ROW))
+def test_the_streamed_risk_list_says_what_ingestion_says(tmp_path: Path, bad: str):
+    content = f"{HEADER}\n{ROW}\nefgh,1,2,3,\n{ONE_BAD_ROW[bad]}\nijkl,4,5,6,0\n"
+    path = tmp_path / "clients.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_client_frame(content.encode(), "clients.csv", require_target=LABELS_OPTIONAL)
+    assert "at row 3" in str(caught.value)
+    assert streamed_problem(path) == str(caught.value)
+
+
+@pytest.mark.parametrize("bad", sorted(set(ONE_BAD_ROW) - {"header"}))
+def test_the_tables_bad_rows_are_the_rows_a_file_is_refused_for(bad: str):
+    lines = [ROW, "efgh,1,2,3,", ONE_BAD_ROW[bad], "ijkl,4,5,6,0"]
+    table = read_text_table(f"{HEADER}\n{chr(10).join(lines)}\n".encode(), "t", LABELS_OPTIONAL)
+    masks = bad_value_masks(table)
+    flagged = [row for row in range(len(lines)) if any(mask[row] for mask in masks.values())]
+    assert flagged == [2]
+    with pytest.raises(DataError, match="at row 3"):
+        validate_client_frame(table, "t", LABELS_OPTIONAL)
+
+
+@pytest.mark.parametrize("column", [*FEATURES, TARGET])
+def test_json_records_and_csv_rows_share_each_columns_range(column: str):
+    record = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 5,
+              "exited": 1}
+
+    def csv_of(value: int) -> bytes:
+        return f"{HEADER}\n" + ",".join(str(value if c == column else record[c]) for c in COLUMNS) + "\n"
+
+    assert check_record({**record, column: HIGHEST[column]}, "records[0]")[0] == "abcd"
+    read_client_frame(csv_of(HIGHEST[column]).encode(), "x.csv")
+    with pytest.raises(RecordError) as caught:
+        check_record({**record, column: HIGHEST[column] + 1}, "records[0]")
+    assert caught.value.field == f"records[0].{column}"
+    with pytest.raises(DataError, match=f'column "{column}" at row 1'):
+        read_client_frame(csv_of(HIGHEST[column] + 1).encode(), "x.csv")

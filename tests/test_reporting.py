@@ -152,7 +152,7 @@ def test_without_a_recorded_check_the_report_computes_the_automations_figures(re
     assert "No PSI or KS is recorded" in text
     for feature in FEATURES:
         figures = automation["features"][feature]
-        expected = psi(newest[feature].to_numpy(dtype="float64"), profile["quantiles"][feature])
+        expected = psi(np.asarray(newest[feature].to_numpy(), dtype="float64"), profile["quantiles"][feature])
         assert figures["psi"] == round(expected, 4)
         assert f"{FEATURE_LABELS[feature]} {figures['psi']:.3f} {figures['psi_label']}" in text
 

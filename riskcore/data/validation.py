@@ -1,15 +1,12 @@
 """Client CSVs against the data contract: one sentence naming the file, row and column of the first problem.
 
-The checks are written once, on polars expressions (validate_client_frame). A file with the
-contract's header and whole numbers only (nearly every file) is read with typed numbers; any
+The contract's rules and sentences are riskcore.data.contract_rules'; here they are polars
+expressions (problem_checks, row_breaks, meets_contract) that serve a frame in memory (a file, the
+database table) and a streamed scan (the risk list, riskcore.data.client_scan) alike. A file with
+the contract's header and whole numbers only (nearly every file) is read with typed numbers; any
 other is read with every field as text, so that the message can show the field as written.
 read_client_frame returns the validated polars frame for bulk work; parse_csv_bytes,
 read_client_csv and validate_frame hand the course's functions and scikit-learn a pandas frame.
-
-Labels (`require_target`): True, every row needs "exited" (0 or 1): training and test data;
-False, the column may be missing (a file of clients whose outcome is not known yet), but where it
-is present every row needs a label: input files and the API; LABELS_OPTIONAL, a row's label may
-also be empty: finaldata.csv, where clients not labelled yet sit beside labelled ones.
 
 Client ids are compared after normalise_id (riskcore.contract, plain Python, for the API's JSON
 records) or normalise_ids (polars): surrounding blanks stripped, in ingestion, the API and the
@@ -48,13 +45,6 @@ from riskcore.data.contract_rules import (
 CLIENT_SCHEMA = {ID_COLUMN: pl.String, **dict.fromkeys(COLUMNS[1:], pl.Int64)}
 MAX_INPUT_BYTES = 128 * 1024 * 1024  # one input file; ~4M rows, far beyond one delivery of client data
 GZIP_MAGIC = b"\x1f\x8b"
-# How a pandas read of a client CSV (summary statistics, the streamed risk list) sees the file as
-# read_client_frame does: ids stay text, blanks before a value are skipped, only an empty field is
-# missing ("NA" is a valid id).
-CSV_READ_OPTIONS: dict[str, Any] = {
-    "encoding": "utf-8-sig", "dtype": {ID_COLUMN: str}, "skipinitialspace": True,
-    "keep_default_na": False, "na_values": [""],
-}
 # A line of blanks only: skipped, as a CSV reader skips empty lines.
 BLANK_LINE = re.compile(rb"(?m)^[ \t]*\r?\n")
 BLANK_LINES = re.compile(rb"(?:[ \t]*\r?\n)*")
@@ -242,8 +232,7 @@ def row_breaks(schema: Mapping[str, pl.DataType], require_target: bool | str = T
     """Per column of the contract, True on the rows whose value breaks it (to count and name them)."""
     breaks = {ID_COLUMN: _empty_id()}
     for column in FEATURES:
-        _, not_count, value = _number_parts(column, schema[column])
-        breaks[column] = not_count | (value > HIGHEST[column]).fill_null(True)
+        breaks[column] = ~whole_numbers(column, schema[column]).is_between(0, HIGHEST[column]).fill_null(False)
     if TARGET in schema:
         breaks[TARGET] = _label_breaks(schema[TARGET], require_target)
     return breaks
@@ -301,6 +290,14 @@ def breach(frame: pl.DataFrame | pl.LazyFrame, name: str, require_target: bool |
     return first_problem(found.row(0, named=True), name, value_at, require_target)
 
 
+def _unreadable_labels(table: pl.DataFrame, typed: pl.DataFrame, require_target: bool | str) -> bool:
+    """Whether a label that may be empty holds text that is no number: its typed value is as empty as a blank."""
+    if require_target != LABELS_OPTIONAL or table.schema.get(TARGET) != pl.String:
+        return False
+    text = table[TARGET]
+    return typed[TARGET].null_count() > (text.is_null() | (text.str.strip_chars() == "")).sum()
+
+
 def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True) -> pl.DataFrame:
     """Check a table of text (or integer) columns against the data contract; return it typed, in contract order.
 
@@ -315,7 +312,8 @@ def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool |
     typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers))
     # Nearly every table meets the contract: one look at its numbers tells; the checks that name the
     # first breach (regular expressions over the text) run only when it does not.
-    if typed.height and typed.select(meets_contract(typed.schema, require_target).all()).item():
+    if typed.height and typed.select(meets_contract(typed.schema, require_target).all()).item() \
+            and not _unreadable_labels(table, typed, require_target):
         return typed
     problem = breach(table, name, require_target)
     if problem is None:
@@ -344,9 +342,14 @@ def _read_typed(data: bytes, require_target: bool | str = True) -> pl.DataFrame 
     return table
 
 
-def read_client_frame(source: bytes | Path, name: str | None = None,
-                      require_target: bool | str = True) -> pl.DataFrame:
-    """Read and validate client CSV content (bytes, or a file) into a polars frame in contract order."""
+def read_as_written(source: bytes | Path, name: str | None = None,
+                    require_target: bool | str = True) -> pl.DataFrame:
+    """Client CSV content (bytes, or a file) parsed, not yet checked against the contract: the one CSV reader.
+
+    Numbers come typed (Int64) where the file has whole numbers only, else every field as text; an
+    empty field is null. Only what the parse itself sees is refused (content, well-formedness, a
+    header that repeats a name), so missing and odd values stay visible (summary statistics).
+    """
     if isinstance(source, Path):
         name = name or source.name
         try:
@@ -356,9 +359,14 @@ def read_client_frame(source: bytes | Path, name: str | None = None,
     name = name or "the CSV data"
     check_raw_csv(source, name)
     table = _read_typed(source, require_target)
-    if table is None:
-        table = read_text_table(source, name, require_target)
-    return validate_client_frame(table, name, require_target)
+    return table if table is not None else read_text_table(source, name, require_target)
+
+
+def read_client_frame(source: bytes | Path, name: str | None = None,
+                      require_target: bool | str = True) -> pl.DataFrame:
+    """Read and validate client CSV content (bytes, or a file) into a polars frame in contract order."""
+    name = name or (source.name if isinstance(source, Path) else "the CSV data")
+    return validate_client_frame(read_as_written(source, name, require_target), name, require_target)
 
 
 # --- The pandas edge: what the course's functions and scikit-learn take --------------------------

@@ -7,15 +7,13 @@ library only: this is the whole work of a cron tick with nothing new.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskcore.config import Config
-from riskcore.contract import INGESTION_RECORD, DataError
 from riskcore.data.input_files import input_digest, list_input_files
-from riskcore.release.load import Deployment, read_deployed
+from riskcore.release.load import Deployment, deployed_record, known_files
 from riskcore.release.operator_state import read_control
 
 
@@ -30,25 +28,6 @@ class Processed:
 
 
 NOTHING_PROCESSED = Processed()
-
-
-def known_files(record: dict[str, Any]) -> dict[str, str]:
-    """Name -> sha256 of every file a deployed ingestion record accounts for (rejected too)."""
-    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
-    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
-    return known
-
-
-def deployed_record(deployment: Deployment) -> dict[str, Any]:
-    """The deployed ingestion record, checked against the manifest: a record edited by hand could hide files."""
-    data = read_deployed(deployment, INGESTION_RECORD)
-    try:
-        record = json.loads(data)
-    except ValueError:
-        raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not valid JSON.") from None
-    if not isinstance(record, dict):
-        raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not a JSON object.")
-    return record
 
 
 def made_from(deployment: Deployment, record: dict[str, Any], input_folder: Path) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from riskcore.contract import (
     CURRENT_LINK,
+    INGESTION_RECORD,
     MANIFEST,
     MODEL_FILE,
     MODEL_METADATA,
@@ -115,6 +116,25 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
 def read_deployed(deployment: Deployment, name: str) -> bytes:
     """A file of a release, checked against the hash its manifest records."""
     return read_verified(deployment.path(name), deployment.manifest["files"][name])
+
+
+def deployed_record(deployment: Deployment) -> dict[str, Any]:
+    """The deployed ingestion record, checked against the manifest: a record edited by hand could hide files."""
+    data = read_deployed(deployment, INGESTION_RECORD)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not valid JSON.") from None
+    if not isinstance(record, dict):
+        raise DataError(f"Ingestion record {deployment.path(INGESTION_RECORD)} is not a JSON object.")
+    return record
+
+
+def known_files(record: dict[str, Any]) -> dict[str, str]:
+    """Name -> sha256 of every file a deployed ingestion record accounts for (rejected too)."""
+    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
+    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
+    return known
 
 
 def verify_release(deployment: Deployment) -> None:

@@ -6,7 +6,6 @@ A reader sees the old set of files or the new set, never a mix, even when the pr
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -35,8 +34,9 @@ from riskcore.release.load import (
     Deployment,
     current_deployment,
     current_release_name,
+    deployed_record,
     find_release,
-    read_deployed,
+    known_files,
     read_release,
     read_verified,
     release_names,
@@ -270,7 +270,7 @@ def switch_release(prod: Path, current: Deployment, target: Deployment, verb: st
         verify_release(target)
     except IntegrityError as exc:
         raise IntegrityError(f"Cannot {verb} to release {target.release}: {exc}") from None
-    acknowledge(prod, processed_files(current))
+    acknowledge(prod, known_files(deployed_record(current)))
     point_current_at(prod, target.folder)
     ensure_named_links(prod)
 
@@ -312,14 +312,6 @@ def roll_forward(prod: Path) -> Deployment:
     log.info("rolled forward from release %s to %s (model %s), undoing the rollback of %s by %s",
              current.release, target.release, target.model_version, newest["at"], newest["by"])
     return target
-
-
-def processed_files(deployment: Deployment) -> dict[str, str]:
-    """Name -> sha256 of every input file a release's ingestion record accounts for (rejected ones too)."""
-    record = json.loads(read_deployed(deployment, INGESTION_RECORD))
-    known = {f["name"]: f["sha256"] for f in record.get("files", [])}
-    known.update({r["name"]: r["sha256"] for r in record.get("rejected", []) if r.get("sha256")})
-    return known
 
 
 def repair(prod: Path) -> Deployment:

@@ -1,28 +1,38 @@
-"""Summary statistics and missing data of the ingested rows: one table, for diagnostics, report and API."""
+"""Summary statistics and missing data of the ingested rows: one table, for diagnostics, report and API.
+
+finaldata.csv is read by the one client-file reader (riskcore.data.validation.read_as_written), as
+written: missing values stay visible. The figures are numpy's over the polars columns, the
+kernels pandas used when it read the file here (polars' own std differs from them in the last
+bits), so mean, median and standard deviation are the same to the bit as before.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import pandas as pd
+import numpy as np
+import polars as pl
 
 from riskcore.config import Config
 from riskcore.contract import FEATURES, DataError
-from riskcore.data.validation import CSV_READ_OPTIONS
+from riskcore.data.contract_rules import LABELS_OPTIONAL
+from riskcore.data.validation import from_pandas, read_as_written
 
 STATISTICS = ("mean", "median", "std", "count", "min", "max")
 
 
-def read_ingested(config: Config) -> pd.DataFrame:
+def read_ingested(config: Config) -> pl.DataFrame:
     """The ingested finaldata.csv as read, not validated: missing values stay visible."""
     path = config.final_data_file
     if not path.is_file():
         raise DataError(f"Ingested data {path} does not exist; run ingestion.py first.")
-    try:
-        return pd.read_csv(path, **CSV_READ_OPTIONS)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise DataError(f"Ingested data {path} cannot be read ({exc.__class__.__name__}).") from None
+    return read_as_written(path, f"Ingested data {path}", LABELS_OPTIONAL)
+
+
+def as_polars(frame) -> pl.DataFrame:
+    """A polars frame as it is; a pandas one (the course's functions take those) converted."""
+    return frame if isinstance(frame, pl.DataFrame) else from_pandas(frame)
 
 
 def _plain_number(value) -> float | int | None:
@@ -33,21 +43,23 @@ def _plain_number(value) -> float | int | None:
     return value
 
 
-def column_statistics(series) -> dict[str, float | int | None]:
+def column_statistics(series: pl.Series) -> dict[str, float | int | None]:
     """Mean, median, sample standard deviation (n - 1), count, min and max of one column.
 
     Missing values are left out of every statistic; a value that is not a number counts as missing.
     """
-    values = pd.to_numeric(series, errors="coerce").astype("float64")
-    values = values[values.notna()]
-    if values.empty:
+    if series.dtype == pl.String:
+        series = series.str.strip_chars()  # " 12" is 12, as in every client CSV
+    values = series.cast(pl.Float64, strict=False).to_numpy()
+    values = values[~np.isnan(values)]
+    if not len(values):
         return {"mean": None, "median": None, "std": None, "count": 0, "min": None, "max": None}
     whole = bool((values == values.round()).all())
     low, high = values.min(), values.max()
     return {
-        "mean": _plain_number(values.mean()),
-        "median": _plain_number(values.median()),
-        "std": _plain_number(values.std(ddof=1)),
+        "mean": _plain_number(values.sum() / len(values)),
+        "median": _plain_number(np.median(values)),
+        "std": _plain_number(values.std(ddof=1)) if len(values) > 1 else None,
         "count": int(len(values)),
         "min": int(low) if whole else _plain_number(low),
         "max": int(high) if whole else _plain_number(high),
@@ -56,6 +68,7 @@ def column_statistics(series) -> dict[str, float | int | None]:
 
 def summarize(frame) -> list[dict[str, Any]]:
     """Per feature column and statistic: {"column", "statistic", "value"} (the API's long form)."""
+    frame = as_polars(frame)
     rows = []
     for column in FEATURES:
         if column not in frame.columns:
@@ -74,11 +87,17 @@ def summary_table(summary: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def missing_shares(frame) -> list[dict[str, Any]]:
-    """Per column: {"column", "missing_percent" (0-100 of rows), "missing_count"}."""
+    """Per column: {"column", "missing_percent" (0-100 of rows), "missing_count"}.
+
+    A value is missing when its field is empty or holds blanks only.
+    """
+    frame = as_polars(frame)
     rows = []
-    total = len(frame)
+    total = frame.height
     for column in frame.columns:
-        count = int(frame[column].isna().sum())
+        values = frame[column]
+        count = values.null_count() if values.dtype != pl.String else int(
+            (values.is_null() | (values.str.strip_chars() == "")).sum())
         percent = 100.0 * count / total if total else 0.0
         rows.append({"column": str(column), "missing_percent": percent, "missing_count": count})
     return rows
