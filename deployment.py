@@ -32,6 +32,7 @@ from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY, DataError
 from riskcore.files import utc_now
+from riskcore.ops.alerts import note_run
 from riskcore.ops.history import record_run
 from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.run_record import new_run_id
@@ -63,10 +64,11 @@ NOTES = {"rollback": "rolled back from release {before} to {after}", "roll-forwa
 def record_action(config: Config, decision: str, before: Deployment, after: Deployment) -> None:
     """An operator's action is a run of its own in the history: when, from which release to which, by whom."""
     now = utc_now()
-    record_run(config.output_model_folder / RUN_HISTORY, {
-        "run_id": new_run_id(), "started_at": now, "finished_at": now, "decision": decision, "outcome": "done",
-        "version_before": before.model_version, "version_after": after.model_version,
-        "note": NOTES[decision].format(before=before.release, after=after.release) + f" by {operator()}"})
+    row = {"run_id": new_run_id(), "started_at": now, "finished_at": now, "decision": decision, "outcome": "done",
+           "version_before": before.model_version, "version_after": after.model_version,
+           "note": NOTES[decision].format(before=before.release, after=after.release) + f" by {operator()}"}
+    record_run(config.output_model_folder / RUN_HISTORY, row)
+    note_run(config, row)  # alerts.webhook_urls and alerts.email hear of it
 
 
 def act(config: Config, action: str | None, to: str | None = None) -> Deployment:

@@ -22,6 +22,7 @@ Examples: python fullprocess.py
           python fullprocess.py --allow-removed   (drop the rows of files deleted from the input folder)
           python fullprocess.py --history
           python fullprocess.py --history --format csv > history.csv
+          python fullprocess.py --test-alerts   (one test message to every webhook and mail in "alerts")
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from functools import partial
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.contract import EXIT_OK, DataError
+from riskcore.contract import EXIT_FAILED, EXIT_OK, ConfigError, DataError
 from riskcore.ops.deadline import run_deadline
 from riskcore.ops.history import HISTORY_FORMATS, read_history, render_history
 from riskcore.ops.lock import exclusive_lock, lock_holder
@@ -79,6 +80,18 @@ def lock_taken(config: Config) -> int:
                     f"{holder.pid} to stop it; production stays as that run left it).")
 
 
+def test_alerts(config: Config) -> int:
+    """Send a test message to every alert channel; print each one's result; exit 1 when one failed."""
+    from riskcore.ops.alerts import send_test
+
+    results = send_test(config)
+    if not results:
+        raise ConfigError(f'{config.config_file} names no alert channel: add "webhook_urls" or "email" to "alerts".')
+    for name, error in results:
+        print(f"{name}: {'sent' if error is None else 'failed: ' + error}")
+    return EXIT_OK if all(error is None for _, error in results) else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: one automation tick (or --dry-run, or --history)."""
     parser = argument_parser(__doc__.splitlines()[0])
@@ -86,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", action="store_true", help="print the run history (every column), oldest first")
     parser.add_argument("--format", choices=HISTORY_FORMATS, default="table",
                         help="how --history prints: table (default), json or csv")
+    parser.add_argument("--test-alerts", action="store_true",
+                        help='send a test message to every channel of the "alerts" config section now')
     parser.add_argument("--api-url", default=None, help="API the reports call (default: automation.api_url)")
     parser.add_argument("--take-over", action="store_true",
                         help="switch the production folder to this config's setup (another setup owns it)")
@@ -100,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.history:
             print(render_history(read_history(history_path(config)), args.format, config.automation["ks_alpha"]))
             return EXIT_OK
+        if args.test_alerts:
+            return test_alerts(config)
         with exclusive_lock(config.prod_deployment_folder) as held:
             if not held:
                 return lock_taken(config)

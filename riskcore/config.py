@@ -78,6 +78,15 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
 }
 DRIFT_TESTS = ("raw", "parametric", "nonparametric")
 
+# Where the automation's alerts go (riskcore.ops.alerts); every key optional, none set: no alert is sent.
+ALERT_DEFAULTS: dict[str, Any] = {"webhook_urls": [], "email": None, "silence_minutes": 60}
+ALERT_TYPES: dict[str, tuple[type, ...]] = {"webhook_urls": (list,), "email": (dict, type(None)),
+                                            "silence_minutes": (int, float)}
+EMAIL_DEFAULTS: dict[str, Any] = {"smtp_host": "127.0.0.1", "smtp_port": 25, "from": None, "to": [],
+                                  "starttls": False, "password_file": None}
+EMAIL_TYPES: dict[str, tuple[type, ...]] = {"smtp_host": (str,), "smtp_port": (int,), "from": (str, type(None)),
+                                            "to": (list,), "starttls": (bool,), "password_file": (str, type(None))}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -92,6 +101,7 @@ class Config:
     model: dict[str, Any] = field(default_factory=lambda: dict(MODEL_DEFAULTS))
     automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
     input_database: DatabaseSource | None = None
+    alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
@@ -129,7 +139,7 @@ def _is_type(value: Any, types: tuple[type, ...]) -> bool:
 
 def _type_names(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-             dict: "an object", type(None): "null"}
+             dict: "an object", list: "a list", type(None): "null"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -233,6 +243,34 @@ def _check_automation(auto: dict, where: str) -> None:
         raise ConfigError(f'Config key "automation.api_url" in {where} must be an http(s) URL.')
 
 
+def _strings(values: list, key: str, where: str) -> list[str]:
+    if not all(isinstance(value, str) and value.strip() for value in values):
+        raise ConfigError(f'Config key "{key}" in {where} must be a list of non-empty strings.')
+    return values
+
+
+def _check_alerts(raw: Any, where: str) -> dict[str, Any]:
+    """The alerts section: webhook URLs, an SMTP mail setting, and the silence after which a missing tick is news."""
+    alerts = _check_section(raw, "alerts", ALERT_DEFAULTS, ALERT_TYPES, where)
+    for url in _strings(alerts["webhook_urls"], "alerts.webhook_urls", where):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f'Config key "alerts.webhook_urls" in {where} must hold http(s) URLs only.')
+    if not math.isfinite(alerts["silence_minutes"]) or alerts["silence_minutes"] <= 0:
+        raise ConfigError(f'Config key "alerts.silence_minutes" in {where} must be a finite number above 0.')
+    if alerts["email"] is not None:
+        email = _check_section(alerts["email"], "alerts.email", EMAIL_DEFAULTS, EMAIL_TYPES, where)
+        if not _strings(email["to"], "alerts.email.to", where):
+            raise ConfigError(f'Config key "alerts.email.to" in {where} must name at least one recipient.')
+        if not email["from"]:
+            raise ConfigError(f'Config key "alerts.email.from" in {where} must name the sender.')
+        if not 0 < email["smtp_port"] < 65536:
+            raise ConfigError(f'Config key "alerts.email.smtp_port" in {where} must be a port from 1 to 65535.')
+        if email["password_file"] is not None:  # resolved like every path: against the config file's folder
+            email["password_file"] = str(Path(where).parent / email["password_file"])
+        alerts["email"] = email
+    return alerts
+
+
 def _check_distinct(paths: dict[str, Path], where: str) -> None:
     """Folders one step reads and another writes must differ, or a run would read its own outputs."""
     for first, second in (("input_folder_path", "output_folder_path"), ("input_folder_path", "output_model_path"),
@@ -248,7 +286,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     where = str(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
-    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation"})
+    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts"})
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
     # The data comes from a folder of CSV files or from a database table: exactly one of the two.
@@ -278,6 +316,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     automation = _check_section(raw.get("automation", {}), "automation", AUTOMATION_DEFAULTS, AUTOMATION_TYPES,
                                 where)
     _check_automation(automation, where)
+    alerts = _check_alerts(raw.get("alerts", {}), where)
     return Config(
         config_file=config_file,
         input_folder=paths.get("input_folder_path"),
@@ -288,6 +327,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         model=model,
         automation=automation,
         input_database=database,
+        alerts=alerts,
     )
 
 

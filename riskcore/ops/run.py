@@ -31,6 +31,7 @@ from riskcore.model.drift_evidence import NEW_ROWS_POINTS, data_drift_text, quan
 from riskcore.model.evaluation import read_score, score_model, score_trained
 from riskcore.model.holdout import evaluate_retrain, holdout_clients
 from riskcore.model.training import train
+from riskcore.ops.alerts import note_run
 from riskcore.ops.api_client import call_endpoints
 from riskcore.ops.history import highest_run_number, record_run, score_history
 from riskcore.ops.new_data import processed_files
@@ -231,6 +232,7 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
         checkpoint("run-recorded")
         clear_pending(config)
+        note_run(config, run.as_row())  # the alerts this run calls for, sent once (riskcore.ops.alerts)
         if run.error:
             log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)

@@ -17,6 +17,7 @@ from logging.handlers import RotatingFileHandler
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
 from riskcore.files import numbered_name, read_json
+from riskcore.ops.alerts import tick_finished
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed_files
 from riskcore.ops.run_record import (
@@ -83,13 +84,16 @@ def tick(config: Config, reports: Reports, take_over: bool = False, allow_remove
     stale = None if new_files or removed or pending else stale_outputs(config, current)
     if not new_files and not removed and pending is None and stale is None:
         log.info("no new data in %s: nothing to do", config.input_source)
+        tick_finished(config, succeeded=True)
         return EXIT_OK
     from riskcore.ops import run  # the heavy libraries, only now that there is work
 
     with file_logging(config):
         if stale is not None:
             log.info("no new data, but %s: producing the reports for model %s", stale, current.model_version)
-        return run.work(config, current, new_files, pending, reports, removed=removed)
+        status = run.work(config, current, new_files, pending, reports, removed=removed)
+        tick_finished(config, succeeded=status == EXIT_OK)  # the silence alert, and alerts still owed
+        return status
 
 
 def stale_outputs(config: Config, current: Deployment | None) -> str | None:

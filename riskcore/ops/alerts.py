@@ -1,0 +1,338 @@
+"""Alerts: what the automation and the operator did that someone should hear about, sent once, to webhooks and mail.
+
+Events, read from a run's history row (riskcore.ops.history) or from the tick itself:
+  model_drift          the drift check found model drift
+  retrain_deployed     a retrained model is served
+  gate_kept_old_model  the promotion gate kept the old model
+  estimated_drop       an estimated drop without labels
+  data_drift           features drifted in the new data
+  ingestion_held_back  nothing ingested: a file production ingested is broken or gone
+  run_failed           a run failed or a file was rejected
+  rollback, pin        an operator's deployment.py action (roll forward and unpin too)
+  silence              no successful tick for longer than alerts.silence_minutes
+
+Each event is a message in the outbox (alerts-outbox.json beside the run history), keyed by the run id and
+the event, so a run killed and finished later is not announced twice. Each channel (every webhook URL,
+the mail) is tried until it has the message: a failed or slow send is logged and recorded, never fails
+the tick, and is tried again at the next tick (for a day, then given up with an error in the log). Sending
+is bounded: SEND_TIMEOUT per attempt, DELIVERY_BUDGET per tick.
+
+Webhooks get a JSON POST {"text": ...} (Slack, Mattermost and Teams accept it); mail goes through SMTP
+(smtplib), STARTTLS when asked, the password from alerts.email.password_file (owner-only) or
+$RISK_SMTP_PASSWORD, never from the config. Standard library only: a tick with nothing new calls this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import smtplib
+import ssl
+import stat
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from riskcore.config import Config
+from riskcore.contract import ConfigError
+from riskcore.files import atomic_write_json, atomic_write_text, utc_now, when
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "alerts-outbox.json"
+LAST_TICK_FILE = "lasttick"  # its modification time: when a tick last finished well (the silence alert, /metrics)
+HEARTBEAT_TEXT = "This file's modification time is when fullprocess.py last finished a tick well.\n"
+PASSWORD_ENV = "RISK_SMTP_PASSWORD"
+SEND_TIMEOUT = 10.0  # seconds one attempt on one channel may take
+DELIVERY_BUDGET = 30.0  # seconds a tick spends sending, all channels together
+GIVE_UP_AFTER = timedelta(days=1)
+KEEP_SENT = timedelta(days=30)  # delivered messages are kept this long, so a late duplicate is still recognised
+
+TITLES = {
+    "model_drift": "Model drift found", "retrain_deployed": "Retrained model deployed",
+    "gate_kept_old_model": "The promotion gate kept the old model", "estimated_drop": "Estimated drop without labels",
+    "data_drift": "Data drift", "ingestion_held_back": "Ingestion held back", "run_failed": "A run failed",
+    "rollback": "Rollback", "pin": "Pin", "silence": "No successful tick", "test": "Test alert",
+}
+
+
+# --- What happened: a history row's events ---------------------------------------------------------
+def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(event, sentence) for each alert a run's history row calls for; a pure function of the row."""
+    decision, outcome = row.get("decision") or "", row.get("outcome")
+    before, after = row.get("version_before"), row.get("version_after")
+    events = []
+    if decision in ("rollback", "roll-forward"):
+        events.append(("rollback", f"{row.get('note') or decision}; model {before} -> {after}."))
+    elif decision in ("pin", "unpin"):
+        events.append(("pin", f"{row.get('note') or decision} (model {after})."))
+    verdict = row.get("drift_verdict") or ""
+    if decision == "retrain" or ("model drift" in verdict and "no model drift" not in verdict):
+        events.append(("model_drift", f"{verdict or 'model drift'}."))
+    if decision == "retrain" and outcome in ("done", "reporting") and after and after != before:
+        events.append(("retrain_deployed", f"model {after} now served, replacing {before}."))
+    evaluation = row.get("evaluation") or {}
+    if decision.startswith("keep: the new model") or evaluation.get("promoted") is False:
+        events.append(("gate_kept_old_model", f"{decision or 'the old model was kept'}; model {after} stays."))
+    if row.get("estimated_drift"):
+        events.append(("estimated_drop", f"{row['estimated_drift']}" if isinstance(row["estimated_drift"], str)
+                       else f"estimated F1 {row.get('estimated_f1')} below the baseline, without labels."))
+    features = ((row.get("data_drift") or {}).get("features") or {})
+    drifted = [name for name, figures in features.items() if isinstance(figures, dict) and figures.get("drift")]
+    if drifted:
+        events.append(("data_drift", f"the new rows differ from the training data in {', '.join(drifted)}."))
+    error = row.get("error")
+    if outcome in ("failed", "crashed") and str(error or "").startswith("step ingestion failed"):
+        events.append(("ingestion_held_back", f"{error}; production is unchanged."))
+    elif outcome in ("failed", "crashed") or (error and outcome == "done"):
+        events.append(("run_failed", f"{error or outcome}; the deployed model is {after or 'none'}."))
+    return events
+
+
+def message_text(event: str, detail: str, row: dict[str, Any], config: Config) -> str:
+    run = f"run {row['run_number']}" if row.get("run_number") else "an operator's action" \
+        if row.get("decision") in ("rollback", "roll-forward", "pin", "unpin") else "the automation"
+    return (f"[risk] {TITLES.get(event, event)}: {detail[:1500]} ({run}, {when(row.get('finished_at') or utc_now())}, "
+            f"{config.config_file})")
+
+
+# --- The outbox ------------------------------------------------------------------------------------
+def outbox_path(config: Config) -> Path:
+    return config.output_model_folder / OUTBOX_FILE
+
+
+def read_outbox(config: Config) -> dict[str, Any]:
+    try:
+        document = json.loads(outbox_path(config).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"messages": {}}
+    except (OSError, ValueError) as exc:
+        log.error("alert outbox %s cannot be read (%s); starting a new one", outbox_path(config),
+                  exc.__class__.__name__)
+        return {"messages": {}}
+    document.setdefault("messages", {})
+    return document
+
+
+def channels(config: Config) -> dict[str, str]:
+    """Channel id -> how the log names it; a webhook is named by its host only (its path may hold a secret)."""
+    found = {}
+    for url in config.alerts["webhook_urls"]:
+        found[f"webhook:{hashlib.sha256(url.encode()).hexdigest()[:12]}"] = f"webhook {urlsplit(url).hostname}"
+    if config.alerts["email"]:
+        found["email"] = f"mail to {', '.join(config.alerts['email']['to'])}"
+    return found
+
+
+def enabled(config: Config) -> bool:
+    return bool(config.alerts["webhook_urls"] or config.alerts["email"])
+
+
+def enqueue(outbox: dict[str, Any], key: str, event: str, text: str, config: Config) -> bool:
+    """Add a message unless its key is known; True when it is new."""
+    if key in outbox["messages"]:
+        return False
+    outbox["messages"][key] = {"event": event, "text": text, "created_at": utc_now(),
+                               "channels": {channel: {"sent_at": None, "attempts": 0, "last_error": None}
+                                            for channel in channels(config)}}
+    return True
+
+
+# --- Sending -----------------------------------------------------------------------------------------
+def webhook_url(config: Config, channel: str) -> str:
+    return next(url for url in config.alerts["webhook_urls"]
+                if f"webhook:{hashlib.sha256(url.encode()).hexdigest()[:12]}" == channel)
+
+
+def post_webhook(url: str, text: str, timeout: float) -> None:
+    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - only the configured URLs
+        answer.read(1024)
+
+
+def smtp_password(email: dict[str, Any]) -> str | None:
+    """The SMTP password: $RISK_SMTP_PASSWORD, else alerts.email.password_file (readable by its owner only)."""
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not email.get("password_file"):
+        return None
+    path = Path(email["password_file"])
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"SMTP password file {path} cannot be read ({exc.__class__.__name__}).") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"SMTP password file {path} can be read by others; chmod 600 {path}.")
+    return text.strip("\n")
+
+
+def send_mail(email: dict[str, Any], subject: str, text: str, timeout: float) -> None:
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = subject, email["from"], ", ".join(email["to"])
+    message.set_content(text)
+    with smtplib.SMTP(email["smtp_host"], email["smtp_port"], timeout=timeout) as server:
+        if email["starttls"]:
+            server.starttls(context=ssl.create_default_context())
+        password = smtp_password(email)
+        if password:
+            server.login(email["from"], password)
+        server.send_message(message)
+
+
+def send(config: Config, channel: str, event: str, text: str, timeout: float) -> None:
+    """One attempt on one channel; raises on any failure."""
+    if channel == "email":
+        send_mail(config.alerts["email"], f"[risk] {TITLES.get(event, event)}", text, timeout)
+    else:
+        post_webhook(webhook_url(config, channel), text, timeout)
+
+
+def failure_text(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"{exc.reason}"
+    return f"{exc.__class__.__name__}: {exc}"[:300]
+
+
+def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float | None = None) -> dict[str, Any]:
+    """Send what the outbox still owes, within the time budget; record each attempt. Never raises for a send."""
+    outbox = read_outbox(config) if outbox is None else outbox
+    names = channels(config)
+    deadline = time.monotonic() + (DELIVERY_BUDGET if budget is None else budget)
+    now = datetime.now(UTC)
+    for key, message in list(outbox["messages"].items()):
+        for channel, state in message["channels"].items():
+            if state.get("sent_at") or state.get("given_up") or channel not in names:
+                continue
+            if now - parse_time(message["created_at"]) > GIVE_UP_AFTER:
+                state["given_up"] = utc_now()
+                log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
+                          state["attempts"], state["last_error"])
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.info("alert %s to %s waits for the next tick (this tick's sending time is used up)", key,
+                         names[channel])
+                continue
+            state["attempts"] += 1
+            try:
+                send(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
+            except (OSError, smtplib.SMTPException, ConfigError, ValueError) as exc:
+                state["last_error"] = failure_text(exc)
+                log.warning("alert %s to %s failed (%s); it is tried again at the next tick", key, names[channel],
+                            state["last_error"])
+            else:
+                state["sent_at"] = utc_now()
+                log.info("alert %s sent to %s", key, names[channel])
+            atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
+    prune(outbox, now)
+    atomic_write_json(outbox_path(config), outbox)
+    return outbox
+
+
+def parse_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def prune(outbox: dict[str, Any], now: datetime) -> None:
+    for key, message in list(outbox["messages"].items()):
+        done = all(s.get("sent_at") or s.get("given_up") for s in message["channels"].values())
+        if done and now - parse_time(message["created_at"]) > KEEP_SENT:
+            del outbox["messages"][key]
+
+
+# --- The hooks: small calls from the run, the tick and deployment.py -----------------------------------
+def note_run(config: Config, row: dict[str, Any]) -> None:
+    """Queue the alerts a recorded run calls for and send them now (bounded); never raises."""
+    if not enabled(config) or not row.get("run_id"):
+        return
+    try:
+        outbox = read_outbox(config)
+        new = [enqueue(outbox, f"{row['run_id']}:{event}", event, message_text(event, detail, row, config), config)
+               for event, detail in events_of_run(row)]
+        if any(new) or pending(outbox):
+            deliver(config, outbox)
+    except Exception:  # an alert must never fail the run it reports on
+        log.exception("alerts for run %s could not be queued or sent", row.get("run_id"))
+
+
+def pending(outbox: dict[str, Any]) -> bool:
+    return any(not (s.get("sent_at") or s.get("given_up"))
+               for message in outbox["messages"].values() for s in message["channels"].values())
+
+
+def tick_finished(config: Config, succeeded: bool) -> None:
+    """At the end of every tick: note a success, raise the silence alert when due, retry what is owed; never raises."""
+    try:
+        if succeeded:
+            mark_success(config)
+        if not enabled(config):
+            return
+        outbox = read_outbox(config)
+        silence = silence_alert(config)
+        if silence is not None:
+            enqueue(outbox, *silence, config)
+        if pending(outbox):
+            deliver(config, outbox)
+    except Exception:
+        log.exception("alerts could not be checked or sent at the end of this tick")
+
+
+def mark_success(config: Config) -> None:
+    """The heartbeat: the file's modification time is when a tick last finished well.
+
+    Its bytes never change, so a tick with nothing to do changes no file's content (only this time).
+    """
+    path = config.output_model_folder / LAST_TICK_FILE
+    if not path.is_file():
+        atomic_write_text(path, HEARTBEAT_TEXT)
+    os.utime(path)
+
+
+def last_successful_tick(config: Config) -> str | None:
+    """When a tick last finished well (ISO UTC), or None when none has yet."""
+    try:
+        stamp = (config.output_model_folder / LAST_TICK_FILE).stat().st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def silence_alert(config: Config) -> tuple[str, str, str] | None:
+    """(key, event, text) when no tick has succeeded for longer than alerts.silence_minutes; keyed by the last
+    success, so one silence is announced once."""
+    last = last_successful_tick(config)
+    if last is None:
+        return None
+    quiet = datetime.now(UTC) - parse_time(last)
+    if quiet <= timedelta(minutes=config.alerts["silence_minutes"]):
+        return None
+    text = (f"[risk] {TITLES['silence']}: the last tick that finished well was at {when(last)}, "
+            f"{quiet.total_seconds() / 60:.0f} minutes ago (alerts.silence_minutes "
+            f"{config.alerts['silence_minutes']:g}); see logs/cron.log ({config.config_file})")
+    return f"silence:{last}", "silence", text
+
+
+def send_test(config: Config) -> list[tuple[str, str | None]]:
+    """fullprocess.py --test-alerts: one test message to every channel now; (channel name, error or None)."""
+    results = []
+    text = f"[risk] {TITLES['test']}: fullprocess.py --test-alerts at {when(utc_now())} ({config.config_file})"
+    for channel, name in channels(config).items():
+        try:
+            send(config, channel, "test", text, SEND_TIMEOUT)
+        except (OSError, smtplib.SMTPException, ConfigError, ValueError) as exc:
+            results.append((name, failure_text(exc)))
+        else:
+            results.append((name, None))
+    return results
+

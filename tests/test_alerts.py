@@ -1,0 +1,267 @@
+"""Alerts (issue 23): the config section, the events of a run, and delivery to a real local SMTP server and
+a local HTTP receiver: each alert once, a slow or failed send never fails the tick and is retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import deployment
+import fullprocess
+from conftest import client_rows, write_csv
+from riskcore.config import Config, load_config
+from riskcore.contract import ConfigError
+from riskcore.ops import alerts
+from riskcore.ops import tick as tick_module
+from riskcore.ops.run_record import Run, StepFailed
+
+
+# --- Local receivers ------------------------------------------------------------------------------
+class Receiver:
+    """A webhook receiver on a loopback port: keeps each POSTed JSON body; `delay` makes it slow."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay)
+                receiver.bodies.append({"type": self.headers["Content-Type"], **json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/secret-token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def texts(self) -> list[str]:
+        return [body["text"] for body in self.bodies]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping each message it gets."""
+
+    def __init__(self) -> None:
+        from email import message_from_bytes
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+                mailbox.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+                return "250 OK"
+
+        from conftest import free_port
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def subjects(self) -> list[str]:
+        return [message["Subject"] for _, message in self.messages]
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def receiver():
+    served = Receiver()
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def mailbox():
+    served = Mailbox()
+    yield served
+    served.close()
+
+
+def with_alerts(config: Config, section: dict) -> Config:
+    raw = json.loads(config.config_file.read_text())
+    raw["alerts"] = section
+    config.config_file.write_text(json.dumps(raw))
+    return load_config(config.config_file)
+
+
+def alerting(config: Config, receiver: Receiver, mailbox: Mailbox) -> Config:
+    return with_alerts(config, {"webhook_urls": [receiver.url],
+                                "email": {"smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "from": "risk@example.test",
+                                          "to": ["ops@example.test"], "starttls": False, "password_file": None},
+                                "silence_minutes": 60})
+
+
+# --- The config section ----------------------------------------------------------------------------
+def test_the_alerts_section_of_the_issue_loads(config: Config):
+    loaded = with_alerts(config, {"webhook_urls": ["https://hooks.example/x"],
+                                  "email": {"smtp_host": "127.0.0.1", "smtp_port": 25, "from": "risk@example.test",
+                                            "to": ["ops@example.test"], "starttls": False, "password_file": None},
+                                  "silence_minutes": 60})
+    assert loaded.alerts["webhook_urls"] == ["https://hooks.example/x"] and loaded.alerts["email"]["smtp_port"] == 25
+    assert with_alerts(config, {}).alerts == {"webhook_urls": [], "email": None, "silence_minutes": 60}
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"webhooks": []}, 'Unknown config key "alerts.webhooks"'),
+    ({"webhook_urls": "https://hooks.example/x"}, '"alerts.webhook_urls" .* must be a list'),
+    ({"webhook_urls": ["ftp://x"]}, "http\\(s\\) URLs only"),
+    ({"silence_minutes": "60"}, '"alerts.silence_minutes" .* must be'),
+    ({"email": {"to": ["a@b"], "from": "r@b", "smtp_port": "25"}}, '"alerts.email.smtp_port" .* must be an integer'),
+    ({"email": {"to": ["a@b"], "from": "r@b", "password": "x"}}, 'Unknown config key "alerts.email.password"'),
+    ({"email": {"from": "r@b"}}, "at least one recipient"),
+    ({"email": {"to": ["a@b"], "from": "r@b", "starttls": "yes"}}, '"alerts.email.starttls" .* true or false'),
+])
+def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Config, section, message):
+    with pytest.raises(ConfigError, match=message):
+        with_alerts(config, section)
+
+
+# --- The events of a run ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("row", "events"), [
+    ({"decision": "retrain", "outcome": "done", "drift_verdict": "F1 0.41 < 0.69 (baseline): model drift",
+      "version_before": "a", "version_after": "b"}, ["model_drift", "retrain_deployed"]),
+    ({"decision": "keep", "outcome": "done", "drift_verdict": "F1 0.80 >= 0.69 (baseline): no model drift",
+      "version_before": "a", "version_after": "a"}, []),
+    ({"decision": "keep: the new model did worse on the holdout (automation.promotion_gate)", "outcome": "done",
+      "drift_verdict": "F1 0.41 < 0.69 (baseline): model drift", "evaluation": {"promoted": False},
+      "version_before": "a", "version_after": "a"}, ["model_drift", "gate_kept_old_model"]),
+    ({"decision": "keep", "outcome": "done", "estimated_drift": "estimated F1 0.61 [0.55, 0.66] below 0.80",
+      "version_after": "a"}, ["estimated_drop"]),
+    ({"decision": "keep", "outcome": "done", "version_after": "a",
+      "data_drift": {"features": {"lastmonth_activity": {"drift": True}, "number_of_employees": {"drift": False}}}},
+     ["data_drift"]),
+    ({"outcome": "failed", "error": "step ingestion failed: dataset1.csv is gone"}, ["ingestion_held_back"]),
+    ({"decision": "keep", "outcome": "failed", "error": "step apicalls failed: no API"}, ["run_failed"]),
+    ({"decision": "rollback", "outcome": "done", "note": "rolled back from release 2 to 1 by ops"}, ["rollback"]),
+    ({"decision": "pin", "outcome": "done", "note": "pinned release 1 by ops"}, ["pin"]),
+])
+def test_the_events_a_run_calls_for(row, events):
+    assert [event for event, _ in alerts.events_of_run(row)] == events
+
+
+# --- Delivery ---------------------------------------------------------------------------------------
+def failing_reports(config: Config, run: Run) -> None:
+    raise StepFailed("step apicalls failed: the API did not answer")
+
+
+def test_drift_retrain_rollback_and_a_failed_run_are_each_sent_once_to_the_webhook_and_the_mail(
+        deployed: Config, receiver: Receiver, mailbox: Mailbox):
+    config = alerting(deployed, receiver, mailbox)
+    write_csv(config.input_folder / "flipped.csv", client_rows(200, seed=6, flip=True))
+    assert tick_module.tick(config, lambda c, r: None) == 0  # drift -> retrain
+    deployment.run(config, action="rollback")
+    write_csv(config.input_folder / "more.csv", client_rows(60, seed=12, noise=0.0))
+    assert tick_module.tick(config, failing_reports) == 1  # a failed run
+    for _ in range(2):  # ticks with nothing new: nothing is sent again
+        assert tick_module.tick(config, lambda c, r: None) == 0
+    titles = ["Model drift found", "Retrained model deployed", "Rollback", "A run failed"]
+    for title in titles:
+        assert sum(text.startswith(f"[risk] {title}:") for text in receiver.texts()) == 1, receiver.texts()
+        assert mailbox.subjects().count(f"[risk] {title}") == 1, mailbox.subjects()
+    assert {body["type"] for body in receiver.bodies} == {"application/json"}
+    assert len(receiver.bodies) == len(mailbox.messages)  # the same alerts on both channels
+    assert all(rcpt == ["ops@example.test"] for rcpt, _ in mailbox.messages)
+    rollback = next(text for text in receiver.texts() if text.startswith("[risk] Rollback:"))
+    assert "rolled back from release" in rollback and " by " in rollback
+    outbox = alerts.read_outbox(config)
+    assert not alerts.pending(outbox)
+    assert "secret-token" not in json.dumps(outbox)  # the webhook's path may be a secret: never recorded
+
+
+def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver: Receiver, mailbox: Mailbox):
+    config = alerting(deployed, receiver, mailbox)
+    row = {"run_id": "r1", "decision": "keep", "outcome": "failed", "error": "step reporting failed: disk full"}
+    alerts.note_run(config, row)
+    alerts.note_run(config, row)  # the same run recorded again (a killed run finished by the next tick)
+    assert len(receiver.bodies) == 1 and len(mailbox.messages) == 1
+
+
+def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: Config, receiver: Receiver,
+                                                                     monkeypatch):
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url]})
+    monkeypatch.setattr(alerts, "SEND_TIMEOUT", 0.5)
+    receiver.delay = 3.0
+    write_csv(config.input_folder / "more.csv", client_rows(60, seed=12, noise=0.0))
+    started = time.monotonic()
+    assert tick_module.tick(config, failing_reports) == 1  # exit 1 for the failed run, not for the alert
+    assert time.monotonic() - started < 30
+    [key] = [key for key, message in alerts.read_outbox(config)["messages"].items() if message["event"] == "run_failed"]
+    [state] = alerts.read_outbox(config)["messages"][key]["channels"].values()
+    assert state["sent_at"] is None and state["attempts"] >= 1 and "timed out" in state["last_error"]
+    receiver.delay = 0.0
+    assert tick_module.tick(config, lambda c, r: None) == 0  # nothing new: the tick retries what is owed
+    [state] = alerts.read_outbox(config)["messages"][key]["channels"].values()
+    assert state["sent_at"] is not None
+    assert sum(text.startswith("[risk] A run failed:") for text in receiver.texts()) >= 1
+
+
+def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Config):
+    from conftest import free_port
+
+    config = with_alerts(deployed, {"webhook_urls": [f"http://127.0.0.1:{free_port()}/hook"]})
+    deployment.run(config, action="pin")
+    [message] = alerts.read_outbox(config)["messages"].values()
+    [state] = message["channels"].values()
+    assert state["sent_at"] is None and state["last_error"]
+    assert tick_module.tick(config, lambda c, r: None) == 0
+
+
+def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
+    alerts.mark_success(config)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(config.output_model_folder / alerts.LAST_TICK_FILE, (hours_ago, hours_ago))
+    alerts.tick_finished(config, succeeded=False)
+    alerts.tick_finished(config, succeeded=False)
+    [text] = receiver.texts()
+    assert text.startswith("[risk] No successful tick:") and "120 minutes ago" in text
+    alerts.tick_finished(config, succeeded=True)  # a tick went well again: no more silence
+    alerts.tick_finished(config, succeeded=False)
+    assert len(receiver.texts()) == 1
+
+
+def test_test_alerts_sends_to_every_channel(deployed: Config, receiver: Receiver, mailbox: Mailbox, capsys):
+    config = alerting(deployed, receiver, mailbox)
+    assert fullprocess.main(["--config", str(config.config_file), "--test-alerts"]) == 0
+    out = capsys.readouterr().out
+    assert "webhook 127.0.0.1: sent" in out and "mail to ops@example.test: sent" in out
+    assert receiver.texts()[0].startswith("[risk] Test alert:") and mailbox.subjects() == ["[risk] Test alert"]
+
+
+def test_test_alerts_without_a_channel_is_one_sentence(deployed: Config, capsys):
+    assert fullprocess.main(["--config", str(deployed.config_file), "--test-alerts"]) == 2
+    assert "names no alert channel" in capsys.readouterr().err
+
+
+def test_the_smtp_password_file_must_be_owner_only(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(alerts.PASSWORD_ENV, raising=False)
+    secret = tmp_path / "smtp-password"
+    secret.write_text("pw\n")
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="can be read by others"):
+        alerts.smtp_password({"password_file": str(secret)})
+    secret.chmod(0o600)
+    assert alerts.smtp_password({"password_file": str(secret)}) == "pw"
+    monkeypatch.setenv(alerts.PASSWORD_ENV, "from-env")
+    assert alerts.smtp_password({"password_file": str(secret)}) == "from-env"
