@@ -224,15 +224,45 @@ def test_an_exited_field_is_accepted_and_ignored(client):
     assert with_label["predictions"] == without["predictions"]
 
 
-def test_json_records_are_predicted_without_building_a_dataframe(client, monkeypatch):
+def no_dataframes(monkeypatch) -> None:
+    """Make building a pandas or polars frame (eager or lazy), by any of their constructors, an AssertionError."""
+    import pandas as pd
+    import polars as pl
+
     def no_frames(*args, **kwargs):
         raise AssertionError("the JSON records path must not build a DataFrame")
 
-    monkeypatch.setattr(validation, "parse_csv_bytes", no_frames)
-    monkeypatch.setattr(validation, "validate_frame", no_frames)
-    monkeypatch.setattr(validation, "features_of", no_frames)
-    monkeypatch.setattr("pandas.DataFrame.__init__", no_frames)
-    assert post_json(client, records(50)).status_code == 200
+    for owner, names in ((pd.DataFrame, ("__init__", "_from_mgr")), (pl.DataFrame, ("__init__", "_from_pydf")),
+                         (pl.LazyFrame, ("__init__", "_from_pyldf"))):
+        for name in names:
+            monkeypatch.setattr(owner, name, no_frames)
+    for name in ("parse_csv_bytes", "validate_frame", "features_of"):
+        monkeypatch.setattr(validation, name, no_frames)
+
+
+def test_the_dataframe_block_stops_every_way_of_building_one(monkeypatch):
+    import io
+
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+
+    no_dataframes(monkeypatch)
+    for build in (lambda: pd.DataFrame({"a": [1]}), lambda: pd.read_csv(io.StringIO("a\n1\n")),
+                  lambda: pd.Series([1]).to_frame(), lambda: pl.DataFrame({"a": [1]}),
+                  lambda: pl.read_csv(io.BytesIO(b"a\n1\n")), lambda: pl.from_dicts([{"a": 1}]),
+                  lambda: pl.from_numpy(np.zeros((2, 2))), lambda: pl.LazyFrame({"a": [1]}),
+                  lambda: pl.scan_csv(io.BytesIO(b"a\n1\n")).collect()):
+        with pytest.raises(AssertionError, match="must not build a DataFrame"):
+            build()
+
+
+def test_json_records_are_predicted_without_building_a_dataframe(client, monkeypatch):
+    client.get("/health")  # the model is loaded before the block: only the request's own rows are at stake
+    no_dataframes(monkeypatch)
+    response = post_json(client, records(50))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["count"] == 50
 
 
 @pytest.mark.parametrize("location", ["test/testdata.csv", "./test/testdata.csv", "ingested/finaldata.csv",
@@ -336,11 +366,30 @@ def test_the_file_cache_rebuilds_an_entry_when_a_file_changes_and_keeps_the_newe
     assert made == ["a", "b", "c", "a"]  # "a" was dropped when "c" came: the two newest keys are kept
 
 
-def test_summarystats_serves_what_diagnostics_computes(deployed):
+def test_summarystats_serves_what_diagnostics_computes(shared):
+    """Both against figures computed here with the standard library from finaldata.csv itself."""
+    import csv
+    import statistics as stdlib_statistics
+
     import diagnostics
 
-    client = app_module.create_app(deployed.config_file).test_client()
-    assert client.get("/summarystats").get_json()["summary"] == diagnostics.dataframe_summary(deployed)
+    with shared.final_data_file.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = []
+    for column in FEATURES:
+        values = [int(row[column]) for row in rows]
+        figures = {"mean": stdlib_statistics.fmean(values), "median": stdlib_statistics.median(values),
+                   "std": stdlib_statistics.stdev(values), "count": len(values), "min": min(values),
+                   "max": max(values)}
+        expected.extend({"column": column, "statistic": name, "value": value} for name, value in figures.items())
+    assert len(rows) == 220
+
+    def approx(summary):
+        return [{**item, "value": pytest.approx(item["value"], rel=1e-12)} for item in summary]
+
+    served = app_module.create_app(shared.config_file).test_client().get("/summarystats").get_json()["summary"]
+    assert served == approx(expected)
+    assert diagnostics.dataframe_summary(shared) == approx(expected)
 
 
 def test_summarystats_without_ingested_data_is_503(project):

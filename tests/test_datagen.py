@@ -161,10 +161,29 @@ def test_generate_clients_is_seeded_and_well_formed() -> None:
         datagen.generate_clients(10, "future", 1)
 
 
-def test_write_clients_csv_streams_chunks(tmp_path: Path) -> None:
+def test_write_clients_csv_streams_chunks(tmp_path: Path, monkeypatch) -> None:
+    """Chunks of chunk_rows rows, each written before the next is drawn: one chunk in memory at a time."""
+    events: list[tuple[str, int]] = []
+    draw_rows, write_chunks = datagen.draw_rows, datagen.write_chunks
+
+    def drawing(rng_features, rng_exits, ids, regime):
+        events.append(("drawn", len(ids)))
+        return draw_rows(rng_features, rng_exits, ids, regime)
+
+    def writing(path, chunks):
+        def watched():
+            for chunk in chunks:
+                yield chunk
+                events.append(("written", chunk.count("\n")))  # the writer asks for more once this one is written
+        write_chunks(path, watched())
+
+    monkeypatch.setattr(datagen, "draw_rows", drawing)
+    monkeypatch.setattr(datagen, "write_chunks", writing)
     path = tmp_path / "big.csv"
     n = datagen.write_clients_csv(path, 2500, "practice", 3, chunk_rows=1000, with_duplicates_share=0.1)
     first = path.read_bytes()
+    assert events == [("written", 1), ("drawn", 1000), ("written", 1000), ("drawn", 1000), ("written", 1000),
+                      ("drawn", 500), ("written", 500)]
     datagen.write_clients_csv(path, 2500, "practice", 3, chunk_rows=1000, with_duplicates_share=0.1)
     assert path.read_bytes() == first
     df = pd.read_csv(path, dtype={"corporation": str})

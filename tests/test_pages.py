@@ -378,6 +378,26 @@ def test_the_page_and_the_pdf_describe_the_same_latest_check(tmp_path):
     assert shown.check["run_id"] == "checked"
 
 
+def test_the_charts_of_evenly_spread_data_show_the_shares_known_in_advance():
+    """Data spread evenly over 0..400: 40 bins up to its 99th percentile (396) hold 0.99 / 40 each, the last also
+    the top 1%; the PDF's bars say so in % of clients, and the page's steps sit at the same edges and heights."""
+    from riskcore.report import charts
+
+    uniform = np.linspace(0.0, 400.0, 1001)  # the quantiles of evenly spread data
+    expected = np.array([0.99 / 40] * 39 + [0.99 / 40 + 0.01])
+    figure = charts.distribution_chart({f: uniform for f in FEATURES}, {f: uniform for f in FEATURES}, {},
+                                       "training", "new")
+    for stairs in (patch.get_data() for patch in figure.axes[0].patches):
+        assert np.allclose(stairs.edges, np.linspace(0.0, 396.0, 41)) and np.allclose(stairs.values, 100 * expected)
+    chart = page_charts.distribution_chart(uniform, uniform)
+    assert (chart.low, chart.high) == (0.0, pytest.approx(396.0))
+    for path in (chart.reference, chart.compared):
+        rights = [float(x) for x in re.findall(r"H(-?[\d.]+)", path)]
+        tops = [float(y) for y in re.findall(r"V(-?[\d.]+)H", path)]
+        assert np.allclose(rights, np.arange(1, 41) * chart.width / 40, atol=0.05)
+        assert np.allclose(tops, chart.height - (chart.height - 2) * expected / expected.max(), atol=0.051)
+
+
 def test_a_chart_stays_inside_its_box_and_its_bars_close():
     rng = np.random.default_rng(6)
     old, new = (np.quantile(rng.gamma(2.0, scale, 3000), np.linspace(0, 1, 1001)) for scale in (40.0, 90.0))
