@@ -468,7 +468,8 @@ NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.api.key", "riskcore.ops.tick"
               "riskcore.ops.deadline",
               "riskcore.data.db_connection", "riskcore.data.db_setting",  # a database table's tick (input_database)
               "riskcore.model.drift_evidence",  # the history's drift words
-              "riskcore.ops.alerts")  # the heartbeat, the silence alert and alerts still owed
+              "riskcore.ops.alerts",  # the heartbeat, the silence alert and alerts still owed
+              "riskcore.formatting")  # the history's numbers
 
 
 def module_level_imports(tree: ast.AST) -> list[str]:

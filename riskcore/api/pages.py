@@ -47,8 +47,8 @@ from riskcore.api.page_health import model_health, when
 from riskcore.api.query import query_number
 from riskcore.api.serving import CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
+from riskcore.formatting import count, fixed, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
-from riskcore.model.reasons import percent
 from riskcore.release.listing import served_summary
 
 log = logging.getLogger(__name__)
@@ -247,36 +247,11 @@ def page_failure(exc: Exception) -> tuple[str, int]:
     return error_page(500, "Internal error; see the server log.")
 
 
-# --- How numbers read: the PDF report's vocabulary -------------------------------------------
-site.add_app_template_filter(percent, "percent")  # the PDF report's wording (riskcore.model.reasons)
-
-
-@site.app_template_filter("count")
-def count(value: Any) -> str:
-    return "\N{EM DASH}" if value is None else f"{int(value):,}"
-
-
-@site.app_template_filter("score")
-def score(value: Any, decimals: int = 4) -> str:
-    return "\N{EM DASH}" if value is None else f"{float(value):.{decimals}f}"
-
-
-@site.app_template_filter("signed")
-def signed(value: Any) -> str:
-    """A log-odds or a contribution with its sign and two decimals: "+2.10", "-0.35"."""
-    return "\N{EM DASH}" if value is None else f"{float(value):+.2f}"
-
-
-@site.app_template_filter("number")
-def number(value: Any, decimals: int = 1) -> str:
-    return "\N{EM DASH}" if value is None else f"{float(value):,.{decimals}f}"
-
-
-@site.app_template_filter("size")
-def size(value: int | None) -> str:
-    if value is None:
-        return ""
-    return f"{value / 1024:,.0f} KB" if value < 1024 * 1024 else f"{value / 1024 / 1024:,.1f} MB"
-
-
+# --- How numbers read: the PDF report's vocabulary (riskcore.formatting) ---------------------
+site.add_app_template_filter(percent, "percent")
+site.add_app_template_filter(count, "count")
+site.add_app_template_filter(score, "score")
+site.add_app_template_filter(signed, "signed")
+site.add_app_template_filter(fixed, "number")
+site.add_app_template_filter(size, "size")
 site.add_app_template_filter(when, "when")

@@ -147,11 +147,3 @@ def explainer_for(model, metadata: Mapping[str, Any], model_version: str) -> Exp
         raise IntegrityError(f"The metadata of model {model_version} records other coefficients than the model's.")
     return explainer
 
-
-def percent(probability: float) -> str:
-    """A probability as a percentage a reader can trust: never "100.0%" for a client who may stay."""
-    if probability > 0.999:
-        return ">99.9%"
-    if probability < 0.001:
-        return "<0.1%"
-    return f"{100 * probability:.1f}%"

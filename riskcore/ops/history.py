@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
+from riskcore.formatting import score
 from riskcore.model.drift_evidence import feature_drift_text
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,6 @@ def score_history(path: Path) -> list[float]:
 
 # --- The history as text, JSON and CSV (fullprocess.py --history --format) -----------------------
 HISTORY_FORMATS = ("table", "json", "csv")
-
-
-def _number(value: Any, decimals: int = 4) -> str:
-    return "" if value is None else f"{value:.{decimals}f}"
 
 
 def figure_text(scores: dict[str, Any]) -> str:
@@ -204,8 +201,8 @@ def format_history(rows: list[dict[str, Any]], ks_alpha: float) -> str:
         versions = f"{row['version_before'] or '-'} -> {row['version_after'] or '-'}"
         outcome = (row["outcome"] or "") + (f": {row['error']}" if row["error"] else "")
         counts = ["" if row.get(c) is None else str(row[c]) for c in ("rows_ingested", "rows_new")]
-        lines.append((str(row["id"]), row["started_at"] or "", files[:40], *counts, _number(row["f1_new_data"]),
-                      _number(row.get("f1_ingested")), _number(row["baseline"]), row["drift_test"] or "",
+        f1s = [score(row.get(c), missing="") for c in ("f1_new_data", "f1_ingested", "baseline")]
+        lines.append((str(row["id"]), row["started_at"] or "", files[:40], *counts, *f1s, row["drift_test"] or "",
                       row["decision"] or "", versions, outcome))
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     label_width = max((len(label) for row in rows for label, _ in _detail_lines(row, ks_alpha)), default=0)

@@ -14,6 +14,7 @@ from riskcore.config import Config
 from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, TEST_DATA, DataError
 from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json, read_json, utc_now
+from riskcore.formatting import table_cell
 from riskcore.model.evaluation import read_test_data
 from riskcore.release.load import load_deployed_model, require_deployment
 from riskcore.report.dependencies import DEPENDENCY_TIMEOUT, outdated_packages_list, rows_from_earlier_answer
@@ -131,19 +132,9 @@ def write_diagnostics(config: Config, repeat: int = 1, timeout: float = DEPENDEN
 
 
 # --- As text -----------------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def text_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table: text left-aligned, numbers right-aligned."""
-    cells = [[format_value(v) for v in row] for row in rows]
+    cells = [[table_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and bool(rows)
                for i in range(len(headers))]

@@ -27,8 +27,8 @@ from riskcore.contract import (
     RUN_HISTORY,
 )
 from riskcore.files import when
+from riskcore.formatting import number, percent
 from riskcore.model.evaluation import Evaluation
-from riskcore.model.reasons import percent
 from riskcore.release.load import Deployment
 from riskcore.report.call_list import RiskList
 from riskcore.report.charts import BLUE, model_deployments
@@ -41,7 +41,7 @@ from riskcore.report.pdf_evidence import (
     retrain_flow,
     retrain_line,
 )
-from riskcore.report.pdf_layout import FONT_PACKAGES, Styles, data_table, escape, image, number, shorten, undrawable
+from riskcore.report.pdf_layout import FONT_PACKAGES, Styles, data_table, escape, image, shorten, undrawable
 from riskcore.report.statistics import summary_table
 
 SECTIONS = {

@@ -11,9 +11,10 @@ from typing import Any
 from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
+from riskcore.formatting import number
 from riskcore.model.drift_evidence import checked_rows, drift_rule_text, feature_drift_text, verdict_text
 from riskcore.ops.history import worse_on_holdout
-from riskcore.report.pdf_layout import Styles, data_table, escape, image, number
+from riskcore.report.pdf_layout import Styles, data_table, escape, image
 
 
 @dataclass

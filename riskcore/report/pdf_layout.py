@@ -163,14 +163,6 @@ def shorten(text: Any, limit: int) -> str:
     return text[:head] + ELLIPSIS + text[len(text) - (limit - 1 - head):]
 
 
-def number(value: Any, decimals: int = 2) -> str:
-    if value is None:
-        return "\N{EM DASH}"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and decimals == 0):
-        return f"{int(value):,}"
-    return f"{value:,.{decimals}f}"
-
-
 def data_table(styles: Styles, headers: list[str], rows: list[list[Any]], widths: list[float],
                right: set[int] | None = None):
     """A table with a dark header row, light stripes and numbers right-aligned."""

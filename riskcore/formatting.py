@@ -1,0 +1,67 @@
+"""How numbers read, in one place: the web page's filters, the PDF report, the diagnostics text and the run history.
+
+Standard library only: the run history formats with it, and a cron tick with nothing to do imports that.
+A missing figure reads as an em dash on the page and in the PDF; the plain-text tables pass their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MISSING = "\N{EM DASH}"
+
+
+def count(value: Any, missing: str = MISSING) -> str:
+    """A whole number with thousands separators: "6,462"."""
+    return missing if value is None else f"{int(value):,}"
+
+
+def fixed(value: Any, decimals: int = 2, missing: str = MISSING) -> str:
+    """A number with `decimals` decimals and thousands separators: "1,234.50"."""
+    return missing if value is None else f"{float(value):,.{decimals}f}"
+
+
+def score(value: Any, decimals: int = 4, missing: str = MISSING) -> str:
+    """An F1, AUC, PSI or probability with `decimals` decimals and no separator: "0.6900"."""
+    return missing if value is None else f"{float(value):.{decimals}f}"
+
+
+def signed(value: Any, decimals: int = 2, missing: str = MISSING) -> str:
+    """A log-odds or a contribution with its sign: "+2.10", "-0.35"."""
+    return missing if value is None else f"{float(value):+.{decimals}f}"
+
+
+def number(value: Any, decimals: int = 2, missing: str = MISSING) -> str:
+    """A count when the value is whole (an int, or a whole float asked for no decimals), otherwise `fixed`."""
+    if value is None:
+        return missing
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and decimals == 0):
+        return count(value)
+    return fixed(value, decimals)
+
+
+def table_cell(value: Any) -> str:
+    """A value in a plain-text table: "-" when missing, four decimals (one from a million), counts grouped."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return fixed(value, 4 if abs(value) < 1e6 else 1)
+    if isinstance(value, int):
+        return count(value)
+    return str(value)
+
+
+def percent(probability: float) -> str:
+    """A probability as a percentage a reader can trust: never "100.0%" for a client who may stay."""
+    if probability > 0.999:
+        return ">99.9%"
+    if probability < 0.001:
+        return "<0.1%"
+    return f"{100 * probability:.1f}%"
+
+
+def size(byte_count: int | None) -> str:
+    """A file's size: "12 KB", "3.4 MB"; nothing when unknown."""
+    if byte_count is None:
+        return ""
+    return f"{byte_count / 1024:,.0f} KB" if byte_count < 1024 * 1024 else f"{byte_count / 1024 / 1024:,.1f} MB"

@@ -1,0 +1,76 @@
+"""Tests for riskcore.formatting, the one way numbers read: on the web page (its Jinja filters), in the PDF report,
+in the diagnostics text and in the run history."""
+
+from __future__ import annotations
+
+import flask
+import pytest
+
+from riskcore import formatting
+from riskcore.api import pages
+from riskcore.ops.history import format_history
+from riskcore.report.diagnostics import text_table
+
+DASH = "\N{EM DASH}"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, DASH), (0, "0"), (6462, "6,462"), (1234567, "1,234,567"),
+                                              (2.9, "2"), (True, "1")])
+def test_a_count_is_whole_with_thousands_separators(value, shown):
+    assert formatting.count(value) == shown
+
+
+@pytest.mark.parametrize(("value", "decimals", "fixed", "score", "signed"), [
+    (None, 2, DASH, DASH, DASH),
+    (0, 2, "0.00", "0.00", "+0.00"),
+    (0.69, 4, "0.6900", "0.6900", "+0.6900"),
+    (-0.346, 2, "-0.35", "-0.35", "-0.35"),
+    (1234.5, 1, "1,234.5", "1234.5", "+1234.5"),
+    (2.1, 0, "2", "2", "+2"),
+])
+def test_fixed_score_and_signed_differ_only_in_separators_and_sign(value, decimals, fixed, score, signed):
+    assert formatting.fixed(value, decimals) == fixed
+    assert formatting.score(value, decimals) == score
+    assert formatting.signed(value, decimals) == signed
+
+
+@pytest.mark.parametrize(("value", "decimals", "shown"), [
+    (None, 2, DASH), (220, 2, "220"), (220, 0, "220"), (220.0, 0, "220"), (220.0, 2, "220.00"), (0.5, 2, "0.50"),
+    (12345.678, 2, "12,345.68"), (0.61234, 4, "0.6123"), (2.5, 0, "2"),
+])
+def test_a_report_number_is_a_count_when_whole(value, decimals, shown):
+    assert formatting.number(value, decimals) == shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, "-"), (0.5, "0.5000"), (1234.5, "1,234.5000"),
+                                              (12_345_678.25, "12,345,678.2"), (1200, "1,200"), ("pandas", "pandas")])
+def test_a_table_cell_reads_as_the_diagnostics_text_gives_it(value, shown):
+    assert formatting.table_cell(value) == shown
+
+
+@pytest.mark.parametrize(("probability", "shown"), [(0.0, "<0.1%"), (0.0009, "<0.1%"), (0.001, "0.1%"),
+                                                    (0.5, "50.0%"), (0.999, "99.9%"), (0.9991, ">99.9%"), (1.0, ">99.9%")])
+def test_a_percent_never_reads_as_certain(probability, shown):
+    assert formatting.percent(probability) == shown
+
+
+@pytest.mark.parametrize(("byte_count", "shown"), [(None, ""), (0, "0 KB"), (5000, "5 KB"),
+                                                   (1024 * 1024, "1.0 MB"), (3 * 1024 * 1024 + 5, "3.0 MB")])
+def test_a_size_in_kilobytes_or_megabytes(byte_count, shown):
+    assert formatting.size(byte_count) == shown
+
+
+def test_the_page_the_diagnostics_and_the_history_format_with_it():
+    app = flask.Flask(__name__)
+    app.register_blueprint(pages.site)
+    app_filters = app.jinja_env.filters
+    assert {name: app_filters[name] for name in ("count", "score", "signed", "number", "size", "percent")} == {
+        "count": formatting.count, "score": formatting.score, "signed": formatting.signed,
+        "number": formatting.fixed, "size": formatting.size, "percent": formatting.percent}
+    assert text_table(["c", "mean"], [["a", 1234.5], ["b", None]]).splitlines()[2:] == [
+        "a  1,234.5000", "b           -"]
+    row = {"id": 1, "started_at": "2026-01-01T00:00:00Z", "new_files": [], "rows_ingested": None, "rows_new": None,
+           "f1_new_data": 0.61, "f1_ingested": None, "baseline": 0.7, "drift_test": "raw", "decision": "keep",
+           "version_before": "v1", "version_after": "v1", "outcome": "done", "error": None}
+    line = format_history([row]).splitlines()[1]
+    assert "0.6100" in line and "0.7000" in line and DASH not in line
