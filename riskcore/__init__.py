@@ -2,7 +2,7 @@
 
 The map (the one place it is written; the README points here):
 
-  contract.py  config.py  cli.py  files.py  faults.py    shared by every stage
+  contract.py  config.py  cli.py  files.py  faults.py  formatting.py    shared by every stage
   data/     the rows: input files, the contract's checks, snapshots, ingestion (folder, table)
   model/    the model: training, evaluation, holdout, drift, drift evidence, reasons
   release/  releases: loading (hash-checked), publishing, the operator's state
