@@ -132,15 +132,26 @@ def test_zero_byte_icon_file_is_ignored(config: Config):
 
 
 @pytest.mark.slow
-def test_200_mb_file_is_refused_without_reading_it(config: Config):
+def test_200_mb_file_is_refused_without_loading_or_parsing_it(config: Config, monkeypatch):
+    """Refused by its size: never read whole into memory nor parsed (its sha256, which identifies it between runs,
+    is taken in 1 MiB blocks), within seconds."""
+    from riskcore.data import folder_ingest
+
     big = config.input_folder / "big.csv"
     with open(big, "wb") as handle:
         handle.write(f"{HEADER}\n".encode())
         handle.truncate(200 * 1024 * 1024)  # sparse: 200 MiB on paper, no time to write
+    loaded, parsed = [], []
+    read_bytes, parse = Path.read_bytes, folder_ingest.read_client_frame
+    monkeypatch.setattr(Path, "read_bytes", lambda path: loaded.append(path.name) or read_bytes(path))
+    monkeypatch.setattr(folder_ingest, "read_client_frame",
+                        lambda data, name, **options: parsed.append(name) or parse(data, name, **options))
     start = time.perf_counter()
     result = ingestion.run(config)
     assert time.perf_counter() - start < 5
     assert_rejected_alone(result, "big.csv", "200 MiB, above the 128 MiB limit")
+    assert "big.csv" not in loaded and "big.csv" not in parsed
+    assert {"dataset1.csv", "dataset2.csv"} <= set(loaded) & set(parsed)  # the watch sees the others loaded and parsed
 
 
 def test_file_being_written_is_ingested_as_one_consistent_snapshot(config: Config):

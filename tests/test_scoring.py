@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 
@@ -38,13 +40,16 @@ def test_score_model_is_f1(tmp_path):
     assert float((tmp_path / "latestscore.txt").read_text()) == pytest.approx(2 / 3)
 
 
-def test_score_without_path_writes_nothing(tmp_path):
+def test_score_without_path_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a score written to a default, relative name would land
     scoring.score_model(FixedModel([0, 1]), frame([0, 1]))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_undefined_f1_is_zero_without_warning():
-    assert scoring.score_model(FixedModel([0, 0]), frame([0, 0])) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's UndefinedMetricWarning included
+        assert scoring.score_model(FixedModel([0, 0]), frame([0, 0])) == 0.0
 
 
 def test_run_writes_latestscore(config: Config):
