@@ -358,23 +358,37 @@ def test_unusable_clients_file_is_one_sentence(deployed, tmp_path, content, mess
 
 
 # --- Numbering and history -------------------------------------------------------------------
-def test_later_runs_are_numbered_and_never_overwrite(deployed):
-    first = reporting.run(deployed)
+@pytest.fixture(scope="module")
+def reported_twice(tmp_path_factory) -> dict:
+    """A deployed project without diagnostics or history, reported on twice; what each step left, kept as it was."""
+    from conftest import make_project
+
+    config = deploy_pipeline(load_config(make_project(tmp_path_factory.mktemp("twice"))))
+    before = where_to_look(config)
+    first = reporting.run(config)
     first_bytes = {key: path.read_bytes() for key, path in first.items() if key != "risk_scores"}
-    second = reporting.run(deployed)
+    first_text = squeeze(" ".join(pdf_pages(first["summary_report"])))
+    second = reporting.run(config)
+    return {"config": config, "before": before, "after": where_to_look(config), "first": first,
+            "first_bytes": first_bytes, "first_text": first_text, "second": second}
+
+
+def test_later_runs_are_numbered_and_never_overwrite(reported_twice):
+    config, first, first_bytes, second = (reported_twice[k] for k in ("config", "first", "first_bytes", "second"))
     assert second["confusion_matrix"].name == "confusionmatrix2.png"
     assert second["summary_report"].name == "summary_report2.pdf"
     assert {key: first[key].read_bytes() for key in first_bytes} == first_bytes
-    chosen = reporting.run(deployed, run_number=7)
+    chosen = reporting.run(config, run_number=7)
     assert (chosen["confusion_matrix"].name, chosen["summary_report"].name) == (
         "confusionmatrix7.png", "summary_report7.pdf")
-    assert sorted(p.name for p in deployed.output_model_folder.glob("summary_report*")) == [
+    assert {key: first[key].read_bytes() for key in first_bytes} == first_bytes
+    assert sorted(p.name for p in config.output_model_folder.glob("summary_report*")) == [
         "summary_report.pdf", "summary_report2.pdf", "summary_report7.pdf"]
-    assert not list(deployed.output_model_folder.glob(".*"))  # no temporary file left behind
+    assert not list(config.output_model_folder.glob(".*"))  # no temporary file left behind
 
 
-def test_report_without_diagnostics_or_history_says_so(deployed):
-    text = squeeze(" ".join(pdf_pages(reporting.run(deployed)["summary_report"])))
+def test_report_without_diagnostics_or_history_says_so(reported_twice):
+    text = reported_twice["first_text"]
     assert "Not measured yet" in text and "Not checked yet" in text
     assert "Only one deployment and no drift check so far" in text
 
@@ -505,8 +519,8 @@ def test_a_test_set_under_30_rows_is_marked_and_an_auc_below_half_called_out(dep
     assert "below 0.5" in text and "worse than chance" in text
 
 
-def test_a_test_set_of_30_rows_or_more_is_not_marked(deployed):
-    text = squeeze(" ".join(pdf_pages(reporting.run(deployed)["summary_report"])))
+def test_a_test_set_of_30_rows_or_more_is_not_marked(reported_twice):
+    text = reported_twice["first_text"]  # testdata.csv: 60 rows
     assert "fewer than 30" not in text and "worse than chance" not in text
 
 
@@ -547,11 +561,10 @@ def test_trend_chart_labels_the_data_each_point_was_measured_on():
                       "retrain: new model's F1 on the held-out new rows"]
 
 
-def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(deployed):
-    assert "none yet" in where_to_look(deployed)
-    reporting.run(deployed)
-    reporting.run(deployed)
-    lines = where_to_look(deployed).splitlines()
+def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(reported_twice):
+    deployed = reported_twice["config"]
+    assert "none yet" in reported_twice["before"]
+    lines = reported_twice["after"].splitlines()
     assert lines[0].startswith("Reports:   models/summary_report2.pdf and confusionmatrix2.png beside it (run 2")
     assert lines[1].startswith("Risk list: models/risk_scores.csv")
     assert lines[2].startswith("History:   models/runhistory.sqlite: python fullprocess.py --config config.json "
