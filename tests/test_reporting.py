@@ -227,14 +227,20 @@ ids_strategy = st.text(alphabet=st.characters(blacklist_categories=["Cs"], black
                        min_size=1, max_size=10).filter(lambda text: text.strip(" ") == text and text.strip())
 
 
+@pytest.fixture(scope="module")
+def tie_model() -> LogisticRegression:
+    """A model of few distinct scores, fitted once: every generated example is ranked by it."""
+    return LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
+                                    np.array([1, 0, 1, 0]))
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(ids_strategy, st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
                 min_size=1, max_size=60))
-def test_ranking_is_stable_and_the_csv_round_trips(tmp_path_factory, clients):
+def test_ranking_is_stable_and_the_csv_round_trips(tmp_path_factory, tie_model, clients):
     """Many ties (few distinct features), repeated and awkward ids: each client once, on its last row; file
     order on ties; ids read back as written."""
-    model = LogisticRegression().fit(np.array([[0, 0, 0], [3, 3, 3], [0, 3, 0], [3, 0, 3]], dtype=float),
-                                     np.array([1, 0, 1, 0]))
+    model = tie_model
     ids = [c[0] for c in clients]
     rows = [c[1:] for c in clients]
     table = rank_in_memory(model, ids, rows)
