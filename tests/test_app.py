@@ -444,6 +444,11 @@ def test_the_model_is_loaded_once_per_release(deployed, monkeypatch):
         assert post_json(client, records(2)).status_code == 200
         assert client.get("/health").status_code == 200
     assert len(loads) == 1
+    new = deploy_new_model(deployed, seed=7)
+    for _ in range(5):
+        assert post_json(client, records(2)).status_code == 200
+        assert client.get("/health").status_code == 200
+    assert loads == [loads[0], new.release] and loads[0] != new.release
 
 
 def test_a_new_deployment_is_served_on_the_next_request_without_restart(deployed):
