@@ -72,5 +72,5 @@ def test_the_page_the_diagnostics_and_the_history_format_with_it():
     row = {"id": 1, "started_at": "2026-01-01T00:00:00Z", "new_files": [], "rows_ingested": None, "rows_new": None,
            "f1_new_data": 0.61, "f1_ingested": None, "baseline": 0.7, "drift_test": "raw", "decision": "keep",
            "version_before": "v1", "version_after": "v1", "outcome": "done", "error": None}
-    line = format_history([row]).splitlines()[1]
+    line = format_history([row], ks_alpha=0.01).splitlines()[1]
     assert "0.6100" in line and "0.7000" in line and DASH not in line
