@@ -3,11 +3,10 @@ in the diagnostics text and in the run history."""
 
 from __future__ import annotations
 
-import flask
 import pytest
 
+import app as app_module
 from riskcore import formatting
-from riskcore.api import pages
 from riskcore.ops.history import format_history
 from riskcore.report.diagnostics import text_table
 
@@ -60,10 +59,8 @@ def test_a_size_in_kilobytes_or_megabytes(byte_count, shown):
     assert formatting.size(byte_count) == shown
 
 
-def test_the_page_the_diagnostics_and_the_history_format_with_it():
-    app = flask.Flask(__name__)
-    app.register_blueprint(pages.site)
-    app_filters = app.jinja_env.filters
+def test_the_page_the_diagnostics_and_the_history_format_with_it(project):
+    app_filters = app_module.create_app(project).jinja_env.filters
     assert {name: app_filters[name] for name in ("count", "score", "signed", "number", "size", "percent")} == {
         "count": formatting.count, "score": formatting.score, "signed": formatting.signed,
         "number": formatting.fixed, "size": formatting.size, "percent": formatting.percent}
