@@ -22,7 +22,7 @@ from test_database import CREATE_PG, FIRST, Reports, database_config, pg_values
 
 from conftest import ROOT, client_rows, run_script, tree_snapshot
 from riskcore.config import load_config
-from riskcore.contract import EXIT_FAILED, ConfigError
+from riskcore.contract import EXIT_FAILED, ConfigError, DataError
 from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data
 from riskcore.data.db_setting import parse_input_database
 from riskcore.ops import tick
@@ -273,3 +273,91 @@ def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(conf
     assert str(caught.value) == ("Training stopped after 2 s (automation.max_train_seconds): the solver did not "
                                  "finish with these model settings, so no model was written.")
     assert not config.model_file.exists()
+
+
+# --- 6. The operator's state survives the operator --------------------------------------------------
+def handed_over_and_pinned(deployed):
+    """The course's flow: practice deployed, production takes over (the one handover) and pins its release."""
+    from test_operations import deploy_all, second_setup
+
+    import deployment
+
+    production = second_setup(deployed, "production")
+    deploy_all(production)
+    deployment.run(production, action="pin")
+    return deployed, production
+
+
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_a_lost_control_record_is_restored_from_its_journal(deployed, damage):
+    import deployment
+    from riskcore.release.operator_state import CONTROL_FILE, read_control
+
+    practice, production = handed_over_and_pinned(deployed)
+    prod = production.prod_deployment_folder
+    before = read_control(prod)
+    path = prod / CONTROL_FILE
+    if damage == "removed":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:40])
+    assert read_control(prod) == before
+    with pytest.raises(ConfigError, match="run with --take-over"):  # no second free handover
+        deployment.run(practice)
+    with pytest.raises(DataError, match="is pinned"):
+        deployment.run(production, action="rollback")
+
+
+def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_history(deployed):
+    import deployment
+    from riskcore.release.operator_state import CONTROL_FILE, JOURNAL_FILE, read_control
+
+    practice, production = handed_over_and_pinned(deployed)
+    prod = production.prod_deployment_folder
+    pinned = read_control(prod)["pinned"]
+    (prod / JOURNAL_FILE).unlink()
+    (prod / CONTROL_FILE).write_text("{\"owner\": ", encoding="utf-8")
+    rebuilt = read_control(prod)
+    assert rebuilt["owner"]["config_file"] == str(production.config_file)
+    assert rebuilt["pinned"]["release"] == pinned["release"] and rebuilt["pinned"]["by"] == pinned["by"]
+    with pytest.raises(ConfigError, match="run with --take-over"):  # the practice setup does not take over
+        deployment.run(practice)
+    assert require_deployment(prod).release == pinned["release"]
+
+
+def test_a_rollback_while_pinned_is_refused_with_one_sentence(deployed, tmp_path):
+    from test_operations import deploy_all
+
+    import deployment
+    from conftest import write_csv
+
+    write_csv(deployed.input_folder / "more.csv", client_rows(80, seed=8))
+    deploy_all(deployed)
+    pinned = deployment.run(deployed, action="pin")
+    done = run_script("deployment.py", "--config", str(deployed.config_file), "--rollback", cwd=tmp_path)
+    assert done.returncode == EXIT_FAILED
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: Release {pinned.release} is pinned (by ") and "deployment.py --unpin" in line
+    assert require_deployment(deployed.prod_deployment_folder).release == pinned.release
+
+
+def test_repair_skips_unreadable_releases_and_names_them(deployed, caplog):
+    from test_operations import deploy_all
+
+    import deployment
+    from conftest import write_csv
+    from riskcore.contract import CURRENT_LINK, MANIFEST, RELEASES_DIR
+
+    first = require_deployment(deployed.prod_deployment_folder)
+    write_csv(deployed.input_folder / "more.csv", client_rows(80, seed=8))
+    deploy_all(deployed)
+    prod = deployed.prod_deployment_folder
+    newest = require_deployment(prod)
+    manifest = prod / RELEASES_DIR / newest.release / MANIFEST
+    manifest.write_bytes(manifest.read_bytes()[:30])  # truncated deployment.json
+    os.unlink(prod / CURRENT_LINK)
+    with caplog.at_level("INFO"):
+        repaired = deployment.run(deployed, action="repair")
+    assert repaired.release == first.release
+    assert f"skipping release {newest.release}" in caplog.text
+    assert f"skipped the unreadable or damaged release {newest.release}" in caplog.text

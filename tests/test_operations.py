@@ -137,10 +137,13 @@ def test_rollback_counts_the_rolled_back_files_as_processed(deployed: Config):
     assert "flipped.csv" in acknowledged
 
 
-def test_a_bad_control_record_is_one_sentence(deployed: Config):
-    (deployed.prod_deployment_folder / "control.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match="Control record .* cannot be read"):
-        deployment.run(deployed)
+def test_a_bad_control_record_is_kept_aside_and_rebuilt_not_an_error(deployed: Config):
+    prod = deployed.prod_deployment_folder
+    (prod / "control.json").write_text("{not json", encoding="utf-8")
+    deployment.run(deployed)  # issue 21: the operator's state is restored, never "remove it by hand"
+    assert read_control(prod)["owner"]["config_file"] == str(deployed.config_file)
+    [aside] = prod.glob("control.json.unreadable-*")
+    assert aside.read_text(encoding="utf-8") == "{not json"
 
 
 # --- End to end, as an operator mixes the scripts with the automation ---------------------------

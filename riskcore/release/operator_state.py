@@ -14,14 +14,27 @@ Standard library only: the cron tick reads this before deciding anything.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from riskcore.config import Config
-from riskcore.contract import ConfigError, UserError
-from riskcore.files import atomic_write_json, read_json, utc_now, when
+from riskcore.contract import (
+    CURRENT_LINK,
+    INGESTION_RECORD,
+    MANIFEST,
+    RELEASES_DIR,
+    RUN_HISTORY,
+    ConfigError,
+    DataError,
+    UserError,
+)
+from riskcore.files import atomic_write_json, utc_now, when
 from riskcore.release.load import current_deployment
 
 log = logging.getLogger(__name__)
@@ -50,20 +63,174 @@ def operator() -> str:
         return "unknown"
 
 
-def read_control(prod: Path) -> dict[str, Any]:
-    """The folder's control record; an empty one when there is none yet."""
-    document = read_json(prod / CONTROL_FILE, "Control record", missing={}, advice="fix or remove it by hand")
-    document.setdefault("owner", None)
-    document.setdefault("owners", [])
-    document.setdefault("pinned", None)
-    document.setdefault("acknowledged", {})
-    document.setdefault("rollbacks", [])
+JOURNAL_FILE = "control.journal"  # every state control.json ever held, one JSON line each, newest last
+EMPTY_CONTROL = {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "rollbacks": []}
+
+
+def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
+    for key, value in EMPTY_CONTROL.items():
+        document.setdefault(key, json.loads(json.dumps(value)))
     return document
 
 
+def read_control(prod: Path) -> dict[str, Any]:
+    """The folder's control record; an empty one when there is none yet.
+
+    A control.json that is missing or unreadable is restored from its journal, or, with no journal
+    either, rebuilt from the release manifests and the run history; an unreadable one is kept aside
+    for a look. The operator's state is never lost to a bad file, nor to one removed by hand.
+    """
+    path = prod / CONTROL_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        if not (prod / JOURNAL_FILE).exists():
+            return with_defaults({})  # never written (a folder deployed to before any claim: claim adopts it)
+        return restore_control(prod, "missing")
+    except (OSError, ValueError) as exc:
+        aside = path.with_name(f"{CONTROL_FILE}.unreadable-{utc_now().replace(':', '')}")
+        with contextlib.suppress(OSError):
+            os.replace(path, aside)
+        return restore_control(prod, f"unreadable ({exc.__class__.__name__}; kept as {aside.name})")
+    if not (prod / JOURNAL_FILE).exists():  # written before the journal existed: it starts with this state
+        with contextlib.suppress(OSError):
+            append_journal(prod, document)
+    return with_defaults(document)
+
+
+def last_journal_state(prod: Path) -> dict[str, Any] | None:
+    """The newest complete state in the journal (a line cut short by a crash is skipped), or None."""
+    try:
+        lines = (prod / JOURNAL_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            document = json.loads(line)
+            if isinstance(document, dict):
+                return document
+    return None
+
+
+def restore_control(prod: Path, why: str) -> dict[str, Any]:
+    """control.json restored from the journal, or rebuilt from the releases and the run history; written back."""
+    document = last_journal_state(prod)
+    source = "its journal " + JOURNAL_FILE
+    if document is None:
+        document, source = rebuild_control(prod), "the release manifests and the run history"
+    document = with_defaults(document)
+    log.warning("control record %s was %s: restored from %s", prod / CONTROL_FILE, why, source)
+    write_control(prod, document)
+    return document
+
+
+def _manifests(prod: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(release, manifest) of every kept release whose manifest reads, oldest first."""
+    found = []
+    folder = prod / RELEASES_DIR
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+            if isinstance(manifest, dict) and not entry.name.startswith("."):
+                found.append((entry.name, manifest))
+    return found
+
+
+def rebuild_control(prod: Path) -> dict[str, Any]:
+    """The control record as the releases and the run history tell it.
+
+    Owners: every setup the kept manifests name, in order, the current release's last; marked
+    "rebuilt", so no setup takes the folder over without --take-over (the one free handover needs the
+    full story). Pin and rollbacks: the operator's actions in the run history (deployment.py records
+    each), since the newest model deployment; the files of a release rolled back from stay processed.
+    """
+    from riskcore.ops.history import read_history  # standard library only
+
+    manifests = _manifests(prod)
+    current = next((m for name, m in manifests if name == _current_name(prod)), None)
+    setups: list[dict[str, str]] = []
+    for _, manifest in manifests:
+        setup = manifest.get("setup")
+        if isinstance(setup, dict) and all(isinstance(setup.get(k), str) for k in SETUP_KEYS) and \
+                not any(same_setup(known, setup) for known in setups):
+            setups.append(setup)
+    owner = current.get("setup") if current and isinstance(current.get("setup"), dict) else \
+        (setups[-1] if setups else None)
+    document = with_defaults({"owner": owner, "rebuilt": utc_now(), "owners": [
+        {"setup": setup, "since": None, "by": "unknown", "how": "rebuilt from the release manifests"}
+        for setup in [s for s in setups if not same_setup(s, owner or {})] + ([owner] if owner else [])]})
+    rows = []
+    for setup in setups:
+        rows += read_history(Path(setup["output_model_folder"]) / RUN_HISTORY)
+    seen = set()
+    for row in sorted(rows, key=lambda r: (r.get("finished_at") or "", r.get("id") or 0)):
+        if row["run_id"] in seen:
+            continue
+        seen.add(row["run_id"])
+        apply_action(prod, document, row)
+    return document
+
+
+def _current_name(prod: Path) -> str | None:
+    try:
+        return Path(os.readlink(prod / CURRENT_LINK)).name
+    except OSError:
+        return None
+
+
+ACTION_NOTE = re.compile(r"^(?:pinned release (?P<pinned>\S+)|unpinned release \S+|rolled back from release "
+                         r"(?P<source>\S+) to (?P<target>\S+)) by (?P<by>.+)$")
+
+
+def apply_action(prod: Path, document: dict[str, Any], row: dict[str, Any]) -> None:
+    """One history row's effect on the rebuilt record: pin, unpin, rollback, roll forward, a new model."""
+    decision, note = row.get("decision"), row.get("note") or ""
+    if decision in ("retrain", "first deployment") and row.get("version_after") != row.get("version_before"):
+        document["rollbacks"] = []
+        return
+    match = ACTION_NOTE.match(note)
+    if decision == "unpin":
+        document["pinned"] = None
+    elif decision == "pin" and match and match["pinned"]:
+        document["pinned"] = {"release": match["pinned"], "at": row.get("finished_at"), "by": match["by"]}
+    elif decision == "roll-forward":
+        document["rollbacks"] = document["rollbacks"][:-1]
+    elif decision == "rollback" and match and match["source"]:
+        document["rollbacks"].append({"from": match["source"], "from_model": row.get("version_before"),
+                                      "to": match["target"], "to_model": row.get("version_after"),
+                                      "at": row.get("finished_at"), "by": match["by"]})
+        document["acknowledged"].update(processed_by(prod / RELEASES_DIR / match["source"]))
+
+
+def processed_by(release: Path) -> dict[str, str]:
+    """Name -> sha256 of the input files a kept release's ingestion record names ({} when it is gone)."""
+    try:
+        record = json.loads((release / INGESTION_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    known = {f["name"]: f["sha256"] for f in record.get("files", []) if isinstance(f, dict) and "sha256" in f}
+    known.update({r["name"]: r["sha256"] for r in record.get("rejected", [])
+                  if isinstance(r, dict) and r.get("sha256")})
+    return known
+
+
 def write_control(prod: Path, document: dict[str, Any]) -> None:
+    """Append the state to the journal (fsynced), then replace control.json atomically."""
     prod.mkdir(parents=True, exist_ok=True)
+    append_journal(prod, document)
     atomic_write_json(prod / CONTROL_FILE, document)
+
+
+def append_journal(prod: Path, document: dict[str, Any]) -> None:
+    line = json.dumps(document, sort_keys=True, ensure_ascii=True) + "\n"
+    fd = os.open(prod / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def describe(setup: dict[str, str]) -> str:
@@ -85,7 +252,7 @@ def claim(config: Config, take_over: bool = False, record: bool = True) -> str:
     owner = control["owner"]
     if same_setup(owner, mine):
         return "owner"
-    first_handover = owner is not None and len(control["owners"]) == 1 and not any(
+    first_handover = owner is not None and not control.get("rebuilt") and len(control["owners"]) == 1 and not any(
         same_setup(entry["setup"], mine) for entry in control["owners"])
     if owner is not None and not (take_over or first_handover):
         raise ConfigError(
@@ -121,6 +288,15 @@ def adopt_deployed_setup(prod: Path, control: dict[str, Any]) -> None:
         control["owner"] = setup
         control["owners"].append({"setup": setup, "since": manifest.get("deployed_at"), "by": "unknown",
                                   "how": "first owner"})
+
+
+def refuse_while_pinned(prod: Path, action: str) -> None:
+    """A pinned release stays served: a rollback (or roll forward) is refused until --unpin (DataError)."""
+    pinned = read_control(prod)["pinned"]
+    if pinned:
+        raise DataError(f"Release {pinned['release']} is pinned (by {pinned['by']}, {pinned['at']}); a {action} would "
+                        "serve another release while the pin names this one, so nothing was done (run deployment.py "
+                        "--unpin first).")
 
 
 def pin(prod: Path, release: str) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from riskcore.release.operator_state import (
     end_rollbacks,
     note_rollback,
     read_control,
+    refuse_while_pinned,
     setup_of,
 )
 
@@ -281,6 +282,7 @@ def rollback(prod: Path, to: str | None = None) -> Deployment:
     The input files the rolled-back release had processed keep counting as processed (control.json),
     so the next tick does not retrain on them and undo the rollback; --roll-forward undoes it.
     """
+    refuse_while_pinned(prod, "rollback")
     current = require_deployment(prod)
     target = find_release(prod, to) if to is not None else read_release(prod, previous_model_release(prod, current))
     if target.release == current.release:
@@ -295,6 +297,7 @@ def rollback(prod: Path, to: str | None = None) -> Deployment:
 
 def roll_forward(prod: Path) -> Deployment:
     """Undo the newest rollback: serve the release it rolled back from again."""
+    refuse_while_pinned(prod, "roll forward")
     current = require_deployment(prod)
     rollbacks = read_control(prod)["rollbacks"]
     if not rollbacks:
@@ -318,15 +321,20 @@ def repair(prod: Path) -> Deployment:
     """Point a production folder whose `current` link is missing at its newest intact release."""
     if current_release_name(prod) is not None:
         raise DataError(f"{prod / CURRENT_LINK} is in place; nothing to repair.")
+    skipped = []
     for name in reversed(release_names(prod)):
-        candidate = read_release(prod, name)
-        try:
+        try:  # an unreadable manifest (a truncated deployment.json) is skipped like a damaged file
+            candidate = read_release(prod, name)
             verify_release(candidate)
-        except (IntegrityError, DataError, KeyError) as exc:
-            log.warning("release %s cannot be served: %s", name, exc)
+        except (IntegrityError, DataError, KeyError, TypeError) as exc:
+            log.warning("skipping release %s: it cannot be served (%s)", name, exc)
+            skipped.append(name)
             continue
         point_current_at(prod, candidate.folder)
         ensure_named_links(prod)
-        log.info("repaired: %s now names release %s (model %s)", CURRENT_LINK, name, candidate.model_version)
+        log.info("repaired: %s now names release %s (model %s)%s", CURRENT_LINK, name, candidate.model_version,
+                 f"; skipped the unreadable or damaged release{'s' if len(skipped) > 1 else ''} {', '.join(skipped)}"
+                 if skipped else "")
         return candidate
-    raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve.")
+    raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve"
+                    + (f" (skipped {', '.join(skipped)}: unreadable or damaged)." if skipped else "."))
