@@ -361,3 +361,82 @@ def test_repair_skips_unreadable_releases_and_names_them(deployed, caplog):
     assert repaired.release == first.release
     assert f"skipping release {newest.release}" in caplog.text
     assert f"skipped the unreadable or damaged release {newest.release}" in caplog.text
+
+
+# --- 4. State is written where it cannot mislead -----------------------------------------------------
+def sqlite_project(tmp_path: Path, watermark: bool = False, **settings):
+    from test_database import as_tuples, sqlite_table, table_project
+
+    db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST), watermark=watermark)
+    config = table_project(tmp_path, "sqlite:///crm.sqlite", watermark="updated_at" if watermark else None)
+    if settings:
+        raw = json.loads(config.config_file.read_text())
+        raw["input_database"].update(settings)
+        config.config_file.write_text(json.dumps(raw))
+        config = load_config(config.config_file)
+    return db, config
+
+
+def flip_labels(db: Path, count: int) -> None:
+    from test_database import execute
+
+    execute(db, f"UPDATE clients SET exited = 1 - exited WHERE rowid <= {count}")
+
+
+def test_the_table_snapshot_is_deployed_with_the_records(tmp_path: Path):
+    from riskcore.contract import TABLE_SNAPSHOT
+
+    _, config = sqlite_project(tmp_path)
+    assert tick.tick(config, Reports()) == 0
+    current = require_deployment(config.prod_deployment_folder)
+    assert TABLE_SNAPSHOT in current.manifest["files"]
+    assert current.path(TABLE_SNAPSHOT).read_bytes() == (config.output_folder / TABLE_SNAPSHOT).read_bytes()
+
+
+def test_a_hand_run_ingestion_does_not_change_what_the_next_tick_calls_new(tmp_path: Path):
+    import ingestion
+
+    db, config = sqlite_project(tmp_path)
+    assert tick.tick(config, Reports()) == 0
+    flip_labels(db, 20)
+    ingestion.run(config)  # by hand: the output folder's snapshot now holds the flipped rows
+    done = Reports()
+    assert tick.tick(config, done) == 0
+    row = read_history(history_path(config))[-1]
+    assert row["rows_new"] == 20 and row["f1_new_data"] == 0.0 and done.calls == ["retrain"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_writing_the_snapshot_leaves_the_next_tick_the_same_new_rows(tmp_path: Path):
+    db, config = sqlite_project(tmp_path)
+    assert tick.tick(config, Reports()) == 0
+    flip_labels(db, 20)
+    killed = run_script("fullprocess.py", "--config", str(config.config_file), cwd=tmp_path,
+                        env={"RISK_KILL_AT": "ingestion-wrote-data"})
+    assert killed.returncode == -signal.SIGKILL
+    done = Reports()
+    tick.tick(config, done)
+    row = read_history(history_path(config))[-1]
+    assert row["rows_new"] == 20 and row["f1_new_data"] == 0.0 and done.calls == ["retrain"]
+
+
+def test_deleting_most_of_a_table_is_held_back_until_the_operator_allows_it(tmp_path: Path):
+    from test_database import execute
+
+    db, config = sqlite_project(tmp_path, max_deleted_share=0.5)
+    assert tick.tick(config, Reports()) == 0
+    execute(db, "DELETE FROM clients WHERE rowid > 20")  # 200 of 220 rows gone
+    before = tree_snapshot(config.prod_deployment_folder)
+    done = Reports()
+    assert tick.tick(config, done) == EXIT_FAILED and done.calls == []
+    error = read_history(history_path(config))[-1]["error"]
+    assert error == (f'step ingestion failed: Nothing was ingested: table "clients" (SQLite file {db}) holds 20 '
+                     "rows, 200 fewer than the 220 ingested before (91%, more than input_database.max_deleted_share "
+                     "50%), so the rows stay in use (finaldata.csv and the deployment are unchanged); to drop them, "
+                     "run python fullprocess.py --allow-removed (or python ingestion.py --allow-removed).")
+    assert tree_snapshot(config.prod_deployment_folder) == before
+    assert tick.tick(config, done, allow_removed=True) == 0
+    record = json.loads((config.prod_deployment_folder / "ingestionrecord.json").read_text())
+    assert record["rows_kept"] == 20 and record["removed"][0]["rows"] == 200
+    execute(db, "DELETE FROM clients WHERE rowid > 15")  # 5 of 20 rows (25%, under the 50%): ingested
+    assert tick.tick(config, done) == 0

@@ -379,3 +379,13 @@ def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]
         return [f"{source.table}: {plural(state.rows, 'row')}, changed since the last ingestion "
                 f"({plural(before.get('rows') or 0, 'row')} then)"]
     return []
+
+
+def deleted_rows(source: DatabaseSource, record: dict[str, Any] | None) -> int:
+    """How many fewer rows the table holds than the ingestion record counted (0 when none fewer, or unknown)."""
+    known = recorded_state(record, source)
+    before = (known or {}).get("state", {}).get("rows")
+    if not isinstance(before, int):
+        return 0
+    with connect(source) as connection:
+        return max(0, before - count_rows(connection))

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import ID_COLUMN, TABLE_SNAPSHOT, TARGET, DataError
+from riskcore.contract import CURRENT_LINK, ID_COLUMN, TABLE_SNAPSHOT, TARGET, DataError
 from riskcore.data.contract_rules import LABELS_OPTIONAL, expected, shown
 from riskcore.data.db_connection import (
     DatabaseError,
@@ -43,9 +43,11 @@ from riskcore.data.db_connection import (
     table_state,
 )
 from riskcore.data.db_setting import DatabaseSource
+from riskcore.data.folder_ingest import DROP_COMMAND, HeldBack
 from riskcore.data.snapshots import FileResult, IngestionResult, merge_frames, with_label_column
 from riskcore.data.validation import normalise_ids, row_breaks, validate_client_frame
 from riskcore.files import atomic_path, utc_now
+from riskcore.release.operator_state import operator
 
 SHOWN_CLIENTS = 5
 
@@ -157,14 +159,36 @@ def rows_not_in(frame: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
 
 
 def previous_snapshot(config: Config, known: dict[str, Any] | None) -> pl.DataFrame | None:
-    """The rows of the recorded snapshot (tablesnapshot.csv, if its sha256 is the recorded one), else None."""
-    path = config.output_folder / TABLE_SNAPSHOT
-    if known is None or not path.is_file():
+    """The rows of the recorded snapshot: the deployed tablesnapshot.csv (checked against the manifest), or, for
+    a release from before snapshots were deployed, the output folder's copy if its sha256 is the recorded one."""
+    if known is None:
         return None
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != known.get("snapshot_sha256"):
+    for path in (config.prod_deployment_folder / CURRENT_LINK / TABLE_SNAPSHOT, config.output_folder / TABLE_SNAPSHOT):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(data).hexdigest() == known.get("snapshot_sha256"):
+            return pl.read_csv(data, infer_schema=False)
+    return None
+
+
+def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, rows_now: int) -> str | None:
+    """Why a read with many rows gone must not be ingested (one sentence), or None.
+
+    More than input_database.max_deleted_share of the rows last ingested gone is held back, as a file
+    source holds back a removed file, until the operator allows it (--allow-removed).
+    """
+    before = ((known or {}).get("state") or {}).get("rows")
+    if not isinstance(before, int) or before <= 0 or rows_now >= before:
         return None
-    return pl.read_csv(data, infer_schema=False)
+    gone = before - rows_now
+    if gone / before <= source.max_deleted_share:
+        return None
+    return (f"Nothing was ingested: {source.label} holds {rows_now:,} rows, {gone:,} fewer than the {before:,} "
+            f"ingested before ({gone / before:.0%}, more than input_database.max_deleted_share "
+            f"{source.max_deleted_share:.0%}), so the rows stay in use (finaldata.csv and the deployment are "
+            f"unchanged); to drop them, run {DROP_COMMAND}.")
 
 
 def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: pl.DataFrame | None = None,
@@ -196,11 +220,13 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
     return TableRead(source, raw, frame, new, state, as_csv(raw) if render_snapshot else b"")
 
 
-def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: bool = True) -> IngestionResult:
+def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: bool = True,
+                 allow_removed: bool = False) -> IngestionResult:
     """Read the configured table into an IngestionResult (one row per client) and keep its snapshot.
 
     `record`: the deployed ingestion record (None when nothing is deployed). `keep_snapshot`
-    False (a dry run) writes nothing.
+    False (a dry run) writes nothing. Many rows gone since `record` hold the ingestion back (HeldBack)
+    unless `allow_removed`.
     """
     source = config.input_database
     known = recorded_state(record, source)
@@ -217,9 +243,16 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
     result = FileResult(source.table, read.snapshot_sha256, rows_read=frame.height, rows_kept=merged.kept[0],
                         duplicates_dropped=merged.duplicates[0], superseded=merged.superseded[0],
                         labelled=TARGET in read.frame.columns, read_at=read.read_at)
+    ingested = IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,
+                               conflict_examples=merged.conflict_examples, only_new=only_new,
+                               database=read.record())
+    reason = deletion_held_back(source, known, read.raw.height)
+    if reason is not None and not allow_removed:
+        raise HeldBack(reason, ingested)
+    if reason is not None:
+        ingested.removed.append({"rows": known["state"]["rows"] - read.raw.height, "removed_at": utc_now(),
+                                 "by": operator()})
     if keep_snapshot and not source.watermark_column:  # the next read finds the changed rows against it
         with atomic_path(config.output_folder / TABLE_SNAPSHOT) as tmp:
             tmp.write_bytes(read.snapshot)
-    return IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,
-                           conflict_examples=merged.conflict_examples, only_new=only_new,
-                           database=read.record())
+    return ingested

@@ -186,7 +186,7 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
     if config.input_database is not None:
         from riskcore.data.db_ingest import ingest_table
 
-        result = ingest_table(config, processed.record)
+        result = ingest_table(config, processed.record, allow_removed=allow_removed)
         write_outputs(result, config)
         log.info("wrote %s: %d clients from %s", config.final_data_file, result.data.height,
                  config.input_database.label)

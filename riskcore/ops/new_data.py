@@ -74,6 +74,18 @@ def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[
     return [path.name for path in candidates if input_digest(path, input_folder) not in known.get(path.name, ())]
 
 
+def detect_removed(config: Config, deployment: Deployment | None) -> list[str]:
+    """What the operator may drop (--allow-removed): files gone from the input folder, or a table's deleted rows."""
+    if config.input_database is None:
+        return detect_removed_files(config.input_folder, deployment)
+    if deployment is None:
+        return []
+    from riskcore.data.db_connection import deleted_rows
+
+    gone = deleted_rows(config.input_database, deployed_record(deployment))
+    return [f"{gone:,} rows deleted from {config.input_database.table}"] if gone else []
+
+
 def detect_removed_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
     """Files whose rows are deployed but which are no longer in the input folder (the operator may drop them)."""
     processed = processed_files(input_folder, deployment)

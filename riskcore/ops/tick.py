@@ -19,7 +19,7 @@ from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
 from riskcore.files import numbered_name, read_json
 from riskcore.ops.alerts import tick_finished
 from riskcore.ops.history import read_history
-from riskcore.ops.new_data import detect_new_data, detect_removed_files
+from riskcore.ops.new_data import detect_new_data, detect_removed
 from riskcore.ops.run_record import (
     AUTOMATION_LOGGER,
     Reports,
@@ -79,7 +79,7 @@ def tick(config: Config, reports: Reports, take_over: bool = False, allow_remove
     current = check_production(config, take_over)
     new_files = detect_new_data(config, current)
     # Files gone from the input folder are work only when the operator drops them on purpose.
-    removed = detect_removed_files(config.input_folder, current) if allow_removed else []
+    removed = detect_removed(config, current) if allow_removed else []
     pending = unfinished_run(config)
     stale = None if new_files or removed or pending else stale_outputs(config, current)
     if not new_files and not removed and pending is None and stale is None:
@@ -146,7 +146,7 @@ def preview(config: Config, allow_removed: bool = False) -> str:
     """What a tick would do now, with its reasons, changing nothing (--dry-run)."""
     current = check_production(config, record=False)
     new_files = detect_new_data(config, current)
-    removed = detect_removed_files(config.input_folder, current) if allow_removed else []
+    removed = detect_removed(config, current) if allow_removed else []
     if new_files or removed:
         from riskcore.ops import run
 

@@ -24,6 +24,7 @@ from riskcore.contract import (
     RELEASES_DIR,
     SCORE_FILE,
     SCORE_RECORD,
+    TABLE_SNAPSHOT,
     DataError,
     IntegrityError,
 )
@@ -196,7 +197,17 @@ def verified_model_sources(model_folder: Path) -> tuple[dict[str, Path], dict]:
 
 
 def record_sources(config: Config) -> dict[str, Path]:
-    return {name: config.output_folder / name for name in RECORD_FILES}
+    """The ingestion's records; for a table without a watermark column, its snapshot too (tablesnapshot.csv).
+
+    The snapshot is what the next read compares with to find the changed rows: deployed with the records,
+    an interrupted run or a hand-run ingestion (which rewrite the output folder's copy) cannot change what
+    the next tick calls new.
+    """
+    sources = {name: config.output_folder / name for name in RECORD_FILES}
+    source = config.input_database
+    if source is not None and not source.watermark_column and (config.output_folder / TABLE_SNAPSHOT).is_file():
+        sources[TABLE_SNAPSHOT] = config.output_folder / TABLE_SNAPSHOT
+    return sources
 
 
 def checked_score(model_folder: Path, metadata: dict) -> float:
