@@ -440,3 +440,81 @@ def test_deleting_most_of_a_table_is_held_back_until_the_operator_allows_it(tmp_
     assert record["rows_kept"] == 20 and record["removed"][0]["rows"] == 200
     execute(db, "DELETE FROM clients WHERE rowid > 15")  # 5 of 20 rows (25%, under the 50%): ingested
     assert tick.tick(config, done) == 0
+
+
+# --- 2. Late rows are not lost ------------------------------------------------------------------------
+README_SCHEMA = ("CREATE TABLE clients (corporation text, lastmonth_activity bigint, lastyear_activity bigint, "
+                 "number_of_employees bigint, exited smallint, updated_at timestamptz NOT NULL DEFAULT now());")
+
+
+def insert_sql(rows: list[str]) -> str:
+    values = ", ".join("('{}', {}, {}, {}, {})".format(*row.split(",")) for row in rows)
+    return ("INSERT INTO clients (corporation, lastmonth_activity, lastyear_activity, number_of_employees, exited) "
+            f"VALUES {values};")
+
+
+@pytest.mark.slow
+def test_a_row_committed_late_below_the_recorded_watermark_is_ingested_once(pg_env, pg_database, tmp_path):
+    from test_database import table_project
+
+    server = pg_env
+    server.psql(README_SCHEMA + insert_sql(FIRST), pg_database)
+    config = table_project(tmp_path, server.url(pg_database))
+    assert tick.tick(config, Reports()) == 0
+    [slow_row] = client_rows(1, seed=41, prefix="late")
+    [fast_row] = client_rows(1, seed=42, prefix="fast")
+    slow = subprocess.Popen([str(server.bin / "psql"), "-X", "-q", "-d", server.url(pg_database)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, **server.client_env()})
+    try:
+        slow.stdin.write("BEGIN;\n" + insert_sql([slow_row]) + "\n")  # updated_at: this transaction's start
+        slow.stdin.flush()
+        for _ in range(100):
+            waiting = server.psql("\\t on\nSELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction';",
+                                  pg_database).stdout.strip()
+            if waiting == "1":
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+        server.psql(insert_sql([fast_row]), pg_database)  # a later watermark, committed first
+        done = Reports()
+        assert tick.tick(config, done) == 0
+        assert read_history(history_path(config))[-1]["rows_new"] == 1  # the fast row alone
+        slow.stdin.write("COMMIT;\n")
+        slow.stdin.close()
+        assert slow.wait(timeout=30) == 0
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    source = pg_source(server, pg_database)
+    record = json.loads((config.prod_deployment_folder / "ingestionrecord.json").read_text())
+    [found] = new_data(source, record)
+    assert found.startswith("clients: 1 new row, 1 of them committed late (below updated_at ")
+    assert found.endswith("within the 600 s look-back)")
+    assert tick.tick(config, done) == 0
+    row = read_history(history_path(config))[-1]
+    assert row["rows_new"] == 1 and row["new_files"] == [found]
+    before = tree_snapshot(config.prod_deployment_folder)
+    assert tick.tick(config, done) == 0  # ingested once: nothing new now
+    assert tree_snapshot(config.prod_deployment_folder) == before
+    final = (config.final_data_file).read_text()
+    assert final.count(slow_row.split(",")[0]) == 1
+
+
+def test_the_look_back_recognises_rows_already_ingested_by_their_content(tmp_path: Path):
+    from test_database import as_tuples, sqlite_source, sqlite_table
+
+    from riskcore.data.db_ingest import read_table
+
+    db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
+    source = sqlite_source(db)
+    record = {"database": json.loads(json.dumps(read_table(source, None).record()))}
+    assert len(record["database"]["state"]["recent"]) == 30  # every row within 600 s of the max
+    assert new_data(source, record) == []
+    late = as_tuples(client_rows(2, seed=5), "2024-01-01 09:55:00")  # 5 minutes below: within the look-back
+    early = as_tuples(client_rows(1, seed=6), "2024-01-01 09:40:00")  # 20 minutes below: outside it
+    sqlite_table(db, late + early)
+    assert new_data(source, record) == ["clients: 2 new rows, 2 of them committed late (below updated_at "
+                                        "2024-01-01 10:00:00, within the 600 s look-back)"]
+    again = read_table(source, record)
+    assert again.new["corporation"].to_list() == [row[0] for row in late]

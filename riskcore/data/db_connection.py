@@ -290,10 +290,77 @@ class TableState:
     watermark_min: Any = None
     watermark_max: Any = None
     new_rows: int | None = None  # with a watermark: rows above the recorded one
+    recent: list[str] | None = None  # with a watermark: the hashes of the rows within the look-back of its max
 
     def as_record(self) -> dict[str, Any]:
-        return {"rows": self.rows, "checksum": self.checksum,
-                "watermark": {"min": self.watermark_min, "max": self.watermark_max}}
+        record = {"rows": self.rows, "checksum": self.checksum,
+                  "watermark": {"min": self.watermark_min, "max": self.watermark_max}}
+        if self.recent is not None:
+            record["recent"] = self.recent
+        return record
+
+
+# --- Late rows: a look-back below the recorded watermark, rows recognised by their content --------
+# A watermark is set when a row is written, but the row is seen only once its transaction commits:
+# a slow transaction's row can commit with a watermark below the one a read has already recorded.
+# Each read therefore looks back input_database.watermark_lookback_seconds below the recorded
+# watermark, and the record keeps a hash of every row in that window, so the rows already ingested
+# there are recognised and only the late ones count as new. Date and time columns get the margin;
+# other types (a sequence) are compared from the recorded value itself.
+TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+
+
+def sql_literal(source: DatabaseSource, value: Any) -> str:
+    if source.kind == "sqlite":
+        return repr(value) if isinstance(value, int | float) else "'" + str(value).replace("'", "''") + "'"
+    return quote_literal(str(value))
+
+
+def watermark_type(connection) -> str:
+    """The watermark column's PostgreSQL type, as format_type names it ("timestamp with time zone")."""
+    source = connection.source
+    [row] = connection.rows(
+        f"SELECT format_type(atttypid, NULL) AS kind FROM pg_attribute WHERE attrelid = "
+        f"to_regclass({quote_literal(table_sql(source.table))}) AND attname = "
+        f"{quote_literal(source.watermark_column)}")
+    return row["kind"] or ""
+
+
+def window_bound(connection, since: Any, lookback: bool = True) -> str:
+    """SQL: the lowest watermark a read takes in, `since` less the look-back (date and time columns)."""
+    source = connection.source
+    literal = sql_literal(source, since)
+    seconds = source.watermark_lookback_seconds if lookback else 0
+    if not seconds:
+        return literal
+    if source.kind == "sqlite":
+        return f"COALESCE(datetime({literal}, '-{seconds:g} seconds'), {literal})" if isinstance(since, str) \
+            else literal
+    kind = watermark_type(connection)
+    return f"(CAST({literal} AS {kind}) - interval '{seconds:g} seconds')" if kind in TIME_TYPES else literal
+
+
+def row_hash_sql(source: DatabaseSource, columns: list[str]) -> str:
+    """SQL: a hash of a row's contract columns and its watermark (what recognises a row already ingested)."""
+    listed = ", ".join(quote_identifier(c) for c in [*columns, source.watermark_column])
+    return f"risk_row_hash({listed})" if source.kind == "sqlite" else f"hash_record_extended(ROW({listed}), 0)::text"
+
+
+def window_mark_sql(connection, columns: list[str], since: Any, lookback: bool = True) -> str:
+    """SQL: a row's hash when it lies within the window above `since` less the look-back, else NULL."""
+    column = quote_identifier(connection.source.watermark_column)
+    return f"CASE WHEN {column} > {window_bound(connection, since, lookback)} " \
+           f"THEN {row_hash_sql(connection.source, columns)} END"
+
+
+def window_rows(connection, columns: list[str], since: Any) -> list[tuple[str, bool]]:
+    """(hash, above `since`) of every row within the look-back window of `since`."""
+    source = connection.source
+    column = quote_identifier(source.watermark_column)
+    rows = connection.rows(f"SELECT {row_hash_sql(source, columns)} AS h, "
+                           f"({column} > {sql_literal(source, since)}) AS above FROM {table_sql(source.table)} "
+                           f"WHERE {column} > {window_bound(connection, since)}")
+    return [(str(row["h"]), bool(row["above"])) for row in rows]
 
 
 def _above(source: DatabaseSource, since: Any) -> str:
@@ -319,15 +386,19 @@ def new_rows(connection, since: Any) -> int:
     return row["n"]
 
 
-def watermark_state(connection, since: Any, known: bool = True) -> TableState:
-    """The watermark's range (min and max, from an index when there is one) and, when a watermark was recorded
-    (`known`), how many rows lie above `since`."""
+def watermark_state(connection, since: Any, known: bool = True, columns: list[str] | None = None) -> TableState:
+    """The watermark's range (min and max, from an index when there is one), when a watermark was recorded
+    (`known`) how many rows lie above `since`, and with `columns` the hashes of the rows within the look-back
+    window of the max (what the next read recognises as ingested)."""
     source = connection.source
     column, cast = quote_identifier(source.watermark_column), "" if source.kind == "sqlite" else "::text"
     [row] = connection.rows(f"SELECT min({column}){cast} AS low, max({column}){cast} AS high "
                             f"FROM {table_sql(source.table)}")
+    recent = None
+    if columns is not None:
+        recent = [] if row["high"] is None else sorted(h for h, _ in window_rows(connection, columns, row["high"]))
     return TableState(watermark_min=row["low"], watermark_max=row["high"],
-                      new_rows=new_rows(connection, since) if known else None)
+                      new_rows=new_rows(connection, since) if known else None, recent=recent)
 
 
 def checksum_state(connection, columns: list[str]) -> TableState:
@@ -346,7 +417,7 @@ def table_state(connection, columns: list[str], since: Any = None, known: bool =
     """The state an ingestion records (the row count is the caller's: it has the rows); `known`: whether the
     record holds an earlier state (else every row is new, and not counted here)."""
     if connection.source.watermark_column:
-        return watermark_state(connection, since, known)
+        return watermark_state(connection, since, known, columns)
     return checksum_state(connection, columns)
 
 
@@ -371,8 +442,21 @@ def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]
             return [f"{source.table}: {plural(count_rows(connection), 'row')} (not ingested from this table before)"]
         if source.watermark_column:
             since = known["state"]["watermark"]["max"]
-            count = new_rows(connection, since)
-            return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] if count else []
+            recorded = known["state"].get("recent")
+            if recorded is None or since is None:  # a record from before the look-back
+                count = new_rows(connection, since)
+                return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] \
+                    if count else []
+            seen = set(recorded)
+            fresh = [above for row_hash, above in window_rows(connection, columns, since) if row_hash not in seen]
+            late = fresh.count(False)
+            if not fresh:
+                return []
+            if not late:
+                return [f"{source.table}: {plural(len(fresh), 'row')} above {source.watermark_column} {since}"]
+            return [f"{source.table}: {plural(len(fresh), 'new row')}, {late:,} of them committed late (below "
+                    f"{source.watermark_column} {since}, within the {source.watermark_lookback_seconds:g} s "
+                    "look-back)"]
         state = checksum_state(connection, columns)
     before = known["state"]
     if (state.rows, state.checksum) != (before.get("rows"), before.get("checksum")):

@@ -41,6 +41,7 @@ from riskcore.data.db_connection import (
     recorded_state,
     table_sql,
     table_state,
+    window_mark_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
 from riskcore.data.folder_ingest import DROP_COMMAND, HeldBack
@@ -75,9 +76,13 @@ class TableRead:
                 "new_rows": self.new.height, "snapshot_sha256": self.snapshot_sha256, "read_at": self.read_at}
 
 
-def select_sql(source: DatabaseSource, columns: dict[str, bool]) -> str:
-    """The snapshot's query: the contract's columns (cast to text where not numbers or text), in watermark order."""
-    listed = []
+WINDOW_MARK = "risk_window_row"  # a column of the query only: the hash of a row within the look-back window
+
+
+def select_sql(source: DatabaseSource, columns: dict[str, bool], window: str | None = None) -> str:
+    """The snapshot's query: the contract's columns (cast to text where not numbers or text), in watermark order;
+    `window`: SQL marking the rows of the look-back window (riskcore.data.db_connection.window_mark_sql)."""
+    listed = [] if window is None else [f"{window} AS {quote_identifier(WINDOW_MARK)}"]
     for column in columns:
         quoted = quote_identifier(column)
         listed.append(quoted if columns[column] else f"{quoted}::text AS {quoted}")
@@ -93,9 +98,9 @@ def column_of(name: str, values: list[Any]) -> pl.Series:
                             for v in values], dtype=pl.String)
 
 
-def fetch(connection, columns: dict[str, bool]) -> pl.DataFrame:
+def fetch(connection, columns: dict[str, bool], window: str | None = None) -> pl.DataFrame:
     """The snapshot's rows as polars columns: whole numbers as Int64, everything else as text."""
-    sql = select_sql(connection.source, columns)
+    sql = select_sql(connection.source, columns, window)
     if connection.source.kind == "sqlite":
         names, rows = connection.tuples(sql)
         values = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
@@ -200,18 +205,29 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
     """
     known = recorded_state(record, source)
     since = known["state"]["watermark"]["max"] if known and source.watermark_column else None
+    recorded = (known["state"].get("recent") if known else None) or []
     with connect(source) as connection:
         connection.begin_snapshot()
         present = connection.columns(source.table)
         columns = contract_columns(present, source)
         state = table_state(connection, columns, since=since, known=known is not None)
-        raw = fetch(connection, {column: present[column] for column in columns})
+        window = None
+        if since is not None:  # a record from before the look-back has no hashes: no look-back then
+            window = window_mark_sql(connection, columns, since, lookback="recent" in known["state"])
+        raw = fetch(connection, {column: present[column] for column in columns}, window)
+    marks = raw[WINDOW_MARK].cast(pl.String) if window is not None else None
+    raw = raw.drop(WINDOW_MARK) if window is not None else raw
     state = replace(state, rows=raw.height)
     frame = validated(raw, source)
     if known is None:
         new = frame
     elif source.watermark_column:
-        new = frame.tail(state.new_rows or 0)  # the rows come in watermark order: the new ones last
+        if marks is None:  # nothing recorded above: every row with a watermark is new
+            new = frame.tail(state.new_rows or 0)
+        else:  # the rows above the recorded watermark, and the late ones below it not seen before
+            fresh = marks.is_not_null() & ~marks.is_in(list(recorded))
+            new = frame.filter(fresh)
+            state = replace(state, new_rows=int(fresh.sum()))
     elif previous is not None:
         changed = rows_not_in(raw, previous)
         new = validated(changed, source) if changed.height else frame.clear()
