@@ -19,7 +19,7 @@ from flask import request
 
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
 from riskcore.config import Config
-from riskcore.contract import ID_COLUMN, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, DataError
 from riskcore.data.contract_rules import RecordError, check_record, describe
 
 MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
@@ -60,15 +60,15 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
 # --- CSV content -----------------------------------------------------------------------------
 def rows_of_csv(data: bytes, name: str) -> Rows:
     """Parse CSV content against the data contract ("exited" optional)."""
-    from riskcore.data.validation import features_of, parse_csv_bytes
+    from riskcore.data.validation import read_client_frame
 
     try:
-        frame = parse_csv_bytes(data, name, require_target=False)
+        frame = read_client_frame(data, name, require_target=False)
     except DataError as exc:
         raise ApiError(400, str(exc)) from None
-    if len(frame) > MAX_RECORDS:
-        raise ApiError(413, f"{len(frame)} rows is more than the {MAX_RECORDS} one request may hold.")
-    return frame[ID_COLUMN].tolist(), features_of(frame)
+    if frame.height > MAX_RECORDS:
+        raise ApiError(413, f"{frame.height} rows is more than the {MAX_RECORDS} one request may hold.")
+    return frame[ID_COLUMN].to_list(), frame.select(FEATURES).to_numpy().astype("float64")
 
 
 # --- A dataset named by location -------------------------------------------------------------
