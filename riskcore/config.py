@@ -47,7 +47,9 @@ MODEL_TYPES: dict[str, tuple[type, ...]] = {
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
 
 AUTOMATION_DEFAULTS: dict[str, Any] = {
-    "drift_test": "raw",
+    # The default decides on enough evidence (riskcore.model.drift.significant_drop); the course's
+    # rule is "drift_test": "raw" with "promotion_gate": false (config.practice.json).
+    "drift_test": "significance",
     "min_history": 5,
     "data_drift_triggers_retrain": False,
     "psi_threshold": 0.25,
@@ -57,7 +59,14 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "api_key_file": None,
     "dependency_check_hours": 24,  # diagnostics asks the package index for the latest versions at most this often
     "holdout_share": 0.2,  # of the labelled new rows, left out of a retrain to score old and new model on
-    "promotion_gate": False,  # keep the old model when the new one does worse on that holdout
+    "promotion_gate": True,  # keep the old model when the new one does worse on that holdout
+    # The significance test's evidence: the window of labelled rows since the last decision.
+    "min_rows": 200,  # labelled rows before a model-drift decision (fewer: wait)
+    "min_positives": 20,  # clients who left among them
+    "min_drop": 0.05,  # the F1 drop below the baseline that counts
+    "alpha": 0.05,  # the permutation test's significance level
+    "min_holdout_rows": 50,  # the gate judges a retrain on at least this many held-out rows (fewer: wait)
+    "recent_rows": 2000,  # after model drift, a candidate trained on the newest labelled rows only
     "max_run_seconds": 540,  # a tick stops at this deadline (cron starts one every 600 s)
     "max_train_seconds": 120,  # training stops after this long (it takes about a second)
 }
@@ -75,8 +84,14 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "promotion_gate": (bool,),
     "max_run_seconds": (int, float),
     "max_train_seconds": (int, float),
+    "min_rows": (int,),
+    "min_positives": (int,),
+    "min_drop": (int, float),
+    "alpha": (int, float),
+    "min_holdout_rows": (int,),
+    "recent_rows": (int,),
 }
-DRIFT_TESTS = ("raw", "parametric", "nonparametric")
+DRIFT_TESTS = ("significance", "raw", "parametric", "nonparametric")
 
 # Where the automation's alerts go (riskcore.ops.alerts); every key optional, none set: no alert is sent.
 ALERT_DEFAULTS: dict[str, Any] = {"webhook_urls": [], "email": None, "silence_minutes": 60}
@@ -235,6 +250,13 @@ def _check_automation(auto: dict, where: str) -> None:
         raise ConfigError(f'Config key "automation.holdout_share" in {where} must be a number from 0 to below 1.')
     if auto["drift_test"] not in DRIFT_TESTS:
         raise ConfigError(f'Config key "automation.drift_test" in {where} must be one of {", ".join(DRIFT_TESTS)}.')
+    for key in ("min_rows", "min_positives", "min_holdout_rows", "recent_rows"):
+        if not 1 <= auto[key] <= 10**12:
+            raise ConfigError(f'Config key "automation.{key}" in {where} must be a whole number of at least 1.')
+    if not (math.isfinite(auto["min_drop"]) and 0 <= auto["min_drop"] < 1):
+        raise ConfigError(f'Config key "automation.min_drop" in {where} must be a number from 0 to below 1.')
+    if not (math.isfinite(auto["alpha"]) and 0 < auto["alpha"] < 1):
+        raise ConfigError(f'Config key "automation.alpha" in {where} must be a number above 0 and below 1.')
     if auto["min_history"] < 2:
         raise ConfigError(f'Config key "automation.min_history" in {where} must be at least 2.')
     if auto["keep_releases"] < 2:

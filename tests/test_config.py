@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_script, write_config
+from conftest import COURSE_RULE, ROOT, run_script, write_config
 from riskcore.config import AUTOMATION_DEFAULTS, MODEL_DEFAULTS, load_config
 from riskcore.contract import ConfigError
 
@@ -18,13 +18,33 @@ def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeyp
     assert config.input_folder == project.parent / "input"
     assert config.prod_deployment_folder == project.parent / "prod"
     assert config.model == MODEL_DEFAULTS
-    assert config.automation == AUTOMATION_DEFAULTS
+    assert config.automation == {**AUTOMATION_DEFAULTS, **COURSE_RULE}
 
 
 def test_bundled_configs_are_valid():
     for name in ("config.json", "config.practice.json"):
         config = load_config(ROOT / name)
         assert config.model == MODEL_DEFAULTS
+
+
+def test_the_default_decides_on_evidence_and_the_course_configuration_keeps_the_course_rule():
+    assert AUTOMATION_DEFAULTS["drift_test"] == "significance" and AUTOMATION_DEFAULTS["promotion_gate"] is True
+    production = load_config(ROOT / "config.json").automation
+    assert (production["drift_test"], production["promotion_gate"]) == ("significance", True)
+    course = load_config(ROOT / "config.practice.json").automation
+    assert (course["drift_test"], course["promotion_gate"]) == ("raw", False)
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("min_rows", 0, "at least 1"), ("min_positives", -3, "at least 1"), ("min_holdout_rows", 0, "at least 1"),
+    ("recent_rows", 0, "at least 1"), ("min_drop", 1.5, "from 0 to below 1"), ("alpha", 0, "above 0 and below 1"),
+    ("min_rows", 2.5, "an integer"), ("drift_test", "bootstrap", "one of significance"),
+])
+def test_evidence_settings_are_checked_at_load(project: Path, key, value, words):
+    path = write_config(project.parent, automation={key: value})
+    with pytest.raises(ConfigError, match=f'"automation.{key}"') as caught:
+        load_config(path)
+    assert words in str(caught.value)
 
 
 def _config_with(project: Path, mutate) -> Path:
