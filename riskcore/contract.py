@@ -45,6 +45,9 @@ CONFUSION_MATRIX = "confusionmatrix.png"
 SUMMARY_REPORT = "summary_report.pdf"
 API_RETURNS = "apireturns.txt"
 RUN_HISTORY = "runhistory.sqlite"
+TRAINING_DATA = "trainingdata.csv"  # beside finaldata.csv: each client's latest labelled snapshot, when it differs
+ROW_DIGESTS = "rowdigests"  # beside finaldata.csv: each ingested file's row digests, to tell a changed file's new rows
+EVIDENCE_WINDOW = "evidencewindow.csv"  # the drift check's rows since its last decision, deployed with the records
 TABLE_SNAPSHOT = "tablesnapshot.csv"  # beside finaldata.csv: the database table's rows as last read
 # Reports numbered per run (the contract: plain name first, then name2, name3, ...).
 NUMBERED_REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT, API_RETURNS)

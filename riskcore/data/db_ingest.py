@@ -258,10 +258,10 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
         read.snapshot = snapshot.result()
     result = FileResult(source.table, read.snapshot_sha256, rows_read=frame.height, rows_kept=merged.kept[0],
                         duplicates_dropped=merged.duplicates[0], superseded=merged.superseded[0],
-                        labelled=TARGET in read.frame.columns, read_at=read.read_at)
+                        labelled=TARGET in read.frame.columns, read_at=read.read_at, rows_new=read.new.height)
     ingested = IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,
                                conflict_examples=merged.conflict_examples, only_new=only_new,
-                               database=read.record())
+                               database=read.record(), labelled_latest=merged.labelled_latest)
     reason = deletion_held_back(source, known, read.raw.height)
     if reason is not None and not allow_removed:
         raise HeldBack(reason, ingested)

@@ -22,13 +22,23 @@ from pathlib import Path
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, TARGET, DataError
+from riskcore.contract import (
+    FINAL_DATA,
+    INGESTED_FILES,
+    INGESTION_RECORD,
+    ROW_DIGESTS,
+    TARGET,
+    TRAINING_DATA,
+    DataError,
+)
 from riskcore.data.input_files import input_digest, list_input_files, printable_name
 from riskcore.data.snapshots import (
     FileResult,
     IngestionResult,
     Rejection,
     merge_frames,
+    row_digests,
+    rows_not_in,
     with_label_column,
 )
 from riskcore.data.validation import MAX_INPUT_BYTES, read_client_frame
@@ -70,17 +80,66 @@ def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
     return data, read_client_frame(data, name, require_target=False)
 
 
+# --- Row digests: what a changed file held before ---------------------------------------------------
+def digest_path(digests: Path, sha256: str) -> Path:
+    """Where a file version's row digests are kept (by content; the digests are polars's, so its version too)."""
+    return digests / f"{sha256}.polars-{pl.__version__}.u64"
+
+
+def read_digests(digests: Path | None, sha256: str | None) -> pl.Series | None:
+    if digests is None or sha256 is None:
+        return None
+    path = digest_path(digests, sha256)
+    if not path.is_file():
+        return None
+    import numpy as np
+
+    return pl.Series(np.fromfile(path, dtype="<u8"))
+
+
+def write_digests(digests: Path, result: IngestionResult, keep: set[str]) -> None:
+    """Keep the row digests of every file version ingested now, and of `keep`; drop the others."""
+    digests.mkdir(parents=True, exist_ok=True)
+    for sha, series in result.row_digests.items():
+        path = digest_path(digests, sha)
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                series.to_numpy().astype("<u8").tofile(tmp)
+    wanted = {digest_path(digests, sha).name for sha in {*keep, *(f.sha256 for f in result.files)}}
+    for path in digests.glob("*.u64"):
+        if path.name not in wanted:
+            path.unlink(missing_ok=True)
+
+
+def new_rows_of(frame: pl.DataFrame, name: str, sha: str, previous: dict[str, str], digests: Path | None,
+                digest: pl.Series) -> pl.DataFrame:
+    """The rows of a new or changed file that production has not processed: all of a new file's, and
+    those of a changed file that its processed version did not hold (appended or rewritten rows)."""
+    before = read_digests(digests, previous.get(name))
+    if before is None:
+        if name in previous:
+            log.info("%s changed, and the row digests of its earlier version are gone: every row counts as new",
+                     printable_name(name))
+        return frame
+    return rows_not_in(frame, digest, before)
+
+
 # --- One row per client ----------------------------------------------------------------------
-def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> IngestionResult:
+def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None, previous: dict[str, str] | None = None,
+                  digests: Path | None = None) -> IngestionResult:
     """Read, validate and merge every CSV in `folder` (pure apart from reading it).
 
     `known`: name -> sha256s of the files production has processed; the others are new, and
-    their rows alone are merged again as the result's new_data. None: every file is new.
+    their new rows alone are merged again as the result's new_data. None: every file is new.
+    `previous`: name -> sha256 of each file whose rows production holds; `digests`: the folder of
+    their row digests, so a changed file's new rows are the rows its earlier version lacked.
     """
     candidates, ignored = list_input_files(folder)
     for name in ignored:
         log.info("ignoring %s: not a CSV file", printable_name(name))
     good: list[pl.DataFrame] = []
+    new_parts: list[pl.DataFrame] = []
+    digest_of: dict[str, pl.Series] = {}
     results, rejected = [], []
     for path in candidates:
         try:
@@ -90,9 +149,18 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> Ing
             log.error("rejected %s", exc)
             continue
         sha = sha256_bytes(data)
-        good.append(with_label_column(frame))
-        results.append(FileResult(path.name, sha, rows_read=frame.height, labelled=TARGET in frame.columns,
-                                  new=known is None or sha not in known.get(path.name, ()), read_at=utc_now()))
+        labelled = TARGET in frame.columns
+        frame = with_label_column(frame)
+        good.append(frame)
+        new = known is None or sha not in known.get(path.name, ())
+        rows_new = 0
+        if new:
+            digest_of[sha] = row_digests(frame)
+            part = new_rows_of(frame, path.name, sha, previous or {}, digests, digest_of[sha])
+            new_parts.append(part)
+            rows_new = part.height
+        results.append(FileResult(path.name, sha, rows_read=frame.height, labelled=labelled, new=new,
+                                  read_at=utc_now(), rows_new=rows_new))
     merged = merge_frames(good)
     for result, kept, duplicates, superseded in zip(results, merged.kept, merged.duplicates, merged.superseded,
                                                     strict=True):
@@ -104,11 +172,11 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None) -> Ing
         log.warning("%d clients have labelled snapshots that disagree (the latest is kept), e.g. %s",
                     merged.conflicting, ", ".join(map(repr, merged.conflict_examples[:3])))
     only_new = None
-    if not all(result.new for result in results):
-        only_new = merge_frames([frame for frame, result in zip(good, results, strict=True) if result.new]).data
+    if not all(result.new and result.rows_new == result.rows_read for result in results):
+        only_new = merge_frames(new_parts).data
     return IngestionResult(data=merged.data, files=results, rejected=rejected, ignored=ignored,
                            conflicting=merged.conflicting, conflict_examples=merged.conflict_examples,
-                           only_new=only_new)
+                           only_new=only_new, labelled_latest=merged.labelled_latest, row_digests=digest_of)
 
 
 # --- Holding back: nothing production ingested is lost to a broken or missing copy ----------------
@@ -155,25 +223,48 @@ def ingestion_record(result: IngestionResult, folder: Path | None, final_sha256:
         "duplicates_dropped": sum(f.duplicates_dropped for f in result.files),
         "superseded": sum(f.superseded for f in result.files),
         "unlabelled_rows": result.data[TARGET].null_count(),
+        "rows_new": sum(f.rows_new or 0 for f in result.files),
         "conflicting_labels": result.conflicting,
         "conflicting_label_clients": result.conflict_examples,
         "final_data_sha256": final_sha256,
     }
 
 
-def write_outputs(result: IngestionResult, config: Config) -> None:
-    """Write finaldata.csv, ingestedfiles.txt and the record, each atomically."""
+def write_training_data(result: IngestionResult, out: Path) -> dict | None:
+    """trainingdata.csv: each client's latest labelled snapshot, when some latest snapshot is unlabelled."""
+    path = out / TRAINING_DATA
+    if result.labelled_latest is None:
+        path.unlink(missing_ok=True)
+        return None
+    with atomic_path(path) as tmp:
+        result.labelled_latest.write_csv(tmp)
+        sha = sha256_file(tmp)
+    return {"file": TRAINING_DATA, "sha256": sha, "rows": result.labelled_latest.height}
+
+
+def write_outputs(result: IngestionResult, config: Config, keep_digests: set[str] = frozenset()) -> None:
+    """Write finaldata.csv (and trainingdata.csv when it differs), ingestedfiles.txt and the record, each atomically.
+
+    The row digests of the files ingested, and of `keep_digests` (the versions production holds),
+    are kept beside them for the next run's new rows.
+    """
     out = config.output_folder
     with atomic_path(out / FINAL_DATA) as tmp:
         result.data.write_csv(tmp)
         final_sha = sha256_file(tmp)
+    training = write_training_data(result, out)
+    if result.row_digests:
+        write_digests(out / ROW_DIGESTS, result, keep_digests)
     checkpoint("ingestion-wrote-data")
     # One line per file, whatever its name holds (a newline, bytes that are not UTF-8); the JSON
     # record keeps the exact name, escaped by JSON itself.
     names = "".join(f"{printable_name(f.name)}\n" for f in result.files)
     atomic_write_text(out / INGESTED_FILES, names)
     checkpoint("ingestion-wrote-names")
-    atomic_write_json(out / INGESTION_RECORD, ingestion_record(result, config.input_folder, final_sha))
+    record = ingestion_record(result, config.input_folder, final_sha)
+    if training is not None:
+        record["training_data"] = training
+    atomic_write_json(out / INGESTION_RECORD, record)
 
 
 def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_removed: bool = False) -> IngestionResult:
@@ -191,7 +282,8 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
         log.info("wrote %s: %d clients from %s", config.final_data_file, result.data.height,
                  config.input_database.label)
         return result
-    result = ingest_folder(config.input_folder, processed.known)
+    result = ingest_folder(config.input_folder, processed.known, processed.ingested,
+                           config.output_folder / ROW_DIGESTS)
     reason = hold_back_reason(result, processed, allow_removed, config.input_folder)
     if reason is not None:
         raise HeldBack(reason, result)
@@ -203,7 +295,7 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
     if not result.files:
         reasons = "; ".join(r.reason for r in result.rejected) or "it holds no CSV file"
         raise DataError(f"Nothing ingested from {config.input_folder}: {reasons}")
-    write_outputs(result, config)
+    write_outputs(result, config, set(processed.ingested.values()))
     log.info("wrote %s: %d clients from %d files (%d rejected)", config.final_data_file,
              result.data.height, len(result.files), len(result.rejected))
     return result

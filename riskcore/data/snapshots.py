@@ -32,6 +32,7 @@ class FileResult:
     labelled: bool = True  # the file has the "exited" column
     new: bool = True  # new or changed since production processed it
     read_at: str = ""
+    rows_new: int | None = None  # rows not in the version production processed (all of a new file's)
 
 
 @dataclass
@@ -51,6 +52,9 @@ class Merged:
     superseded: list[int]
     conflicting: int  # clients with two labelled snapshots that disagree
     conflict_examples: list[str]  # the first few of them, by id
+    # Each client's latest labelled snapshot, when some client's latest snapshot is not labelled
+    # (this month's export): what training takes. None when every latest snapshot is labelled.
+    labelled_latest: pl.DataFrame | None = None
 
 
 @dataclass
@@ -67,6 +71,8 @@ class IngestionResult:
     only_new: pl.DataFrame | None = None
     removed: list[dict[str, str]] = field(default_factory=list)
     database: dict | None = None  # a database table's part of the record (riskcore.data.db_ingest)
+    labelled_latest: pl.DataFrame | None = None  # Merged.labelled_latest: the training rows, when they differ
+    row_digests: dict[str, pl.Series] = field(default_factory=dict)  # sha256 -> a file's row digests
 
     @property
     def new_data(self) -> pl.DataFrame:
@@ -155,12 +161,43 @@ def merge_frames(frames: list[pl.DataFrame]) -> Merged:
     clients = clients_of(stacked)
     if clients.count == stacked.height:  # every client once: nothing to drop (the common case, and the cheap one)
         zeros = [0] * len(frames)
-        return Merged(stacked, heights, zeros, list(zeros), 0, [])
+        return Merged(stacked, heights, zeros, list(zeros), 0, [], labelled_latest_of(stacked, stacked))
     hashes = stacked.hash_rows()
     distinct = first_occurrences(stacked, hashes)
     kept = latest_snapshots(stacked, hashes, distinct, clients.last)
-    return Merged(stacked.filter(kept), per_frame(kept, heights), per_frame(~distinct, heights),
-                  per_frame(distinct & ~kept, heights), clients.conflicting, clients.conflict_examples)
+    data = stacked.filter(kept)
+    return Merged(data, per_frame(kept, heights), per_frame(~distinct, heights),
+                  per_frame(distinct & ~kept, heights), clients.conflicting, clients.conflict_examples,
+                  labelled_latest_of(stacked, data))
+
+
+def labelled_latest_of(stacked: pl.DataFrame, data: pl.DataFrame) -> pl.DataFrame | None:
+    """Each client's latest labelled snapshot, when a latest snapshot (in `data`) is unlabelled; else None.
+
+    An export of every client without labels must not erase what their earlier snapshots say.
+    """
+    if TARGET not in data.columns or data[TARGET].null_count() == 0:
+        return None
+    return merge_frames([stacked.filter(pl.col(TARGET).is_not_null())]).data
+
+
+# --- New rows of a changed file: a multiset difference by content ----------------------------------
+def row_digests(frame: pl.DataFrame) -> pl.Series:
+    """A 64-bit digest of each row's values (seeded: equal rows, equal digests, in one polars version)."""
+    return frame.hash_rows(seed=0)
+
+
+def rows_not_in(frame: pl.DataFrame, digests: pl.Series, previous: pl.Series) -> pl.DataFrame:
+    """The rows of `frame` that the previous version (its row digests) did not hold, counted as a multiset.
+
+    A row that occurs k times now and j times before is new k - j times (its last occurrences).
+    """
+    before = pl.DataFrame({"_digest": previous}).group_by("_digest").agg(pl.len().alias("_before"))
+    numbered = frame.with_columns(digests.alias("_digest")).with_columns(
+        pl.int_range(pl.len()).over("_digest").alias("_occurrence"))
+    joined = numbered.join(before, on="_digest", how="left", maintain_order="left")
+    new = joined.filter(pl.col("_occurrence") >= pl.col("_before").fill_null(0))
+    return new.drop("_digest", "_occurrence", "_before")
 
 
 def with_label_column(frame: pl.DataFrame) -> pl.DataFrame:

@@ -13,9 +13,19 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 
 from riskcore.config import Config
-from riskcore.contract import FEW_ROWS, MODEL_FILE, SCORE_FILE, SCORE_RECORD, TARGET, TEST_DATA, DataError
+from riskcore.contract import (
+    FEW_ROWS,
+    MODEL_FILE,
+    MODEL_METADATA,
+    SCORE_FILE,
+    SCORE_RECORD,
+    TARGET,
+    TEST_DATA,
+    DataError,
+)
 from riskcore.data.validation import features_of, read_client_csv
-from riskcore.files import atomic_write_json, atomic_write_text, sha256_file, utc_now
+from riskcore.files import atomic_write_json, atomic_write_text, read_json, sha256_file, utc_now
+from riskcore.model.drift import Counts
 from riskcore.release.load import load_trained_model
 
 log = logging.getLogger(__name__)
@@ -68,7 +78,11 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
     if not (model_folder / MODEL_FILE).is_file():
         raise DataError(f"No trained model in {model_folder}; run training.py first.")
     model, metadata = load_trained_model(model_folder)
-    score = score_model(model, read_test_data(config), model_folder / SCORE_FILE)
+    test = read_test_data(config)
+    score = score_model(model, test, model_folder / SCORE_FILE)
+    # Until a retrain measures it on held-out rows of the new market (riskcore.model.holdout), the
+    # test data, of the market the model was first trained for, is its baseline.
+    record_baseline(model_folder, baseline_measurement(model, test, f"the test data ({TEST_DATA})"))
     # Beside the bare number of the course's file: which model it scores, so a deployment can refuse a
     # score that belongs to another model.
     atomic_write_json(model_folder / SCORE_RECORD, {
@@ -76,6 +90,35 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
         "test_data_sha256": sha256_file(config.test_data_file), "scored_at": utc_now()})
     log.info("model %s scores F1 %.4f on %s", metadata["model_version"], score, TEST_DATA)
     return score
+
+
+TEST_DATA_BASELINE = "test data"
+
+
+def baseline_measurement(model, frame, source: str) -> dict[str, Any]:
+    """The model measured on held-out labelled rows: the drift baseline later windows are tested against.
+
+    F1, precision, recall and ROC AUC with the rows and clients who left they were measured on,
+    and the confusion counts (all the significance test needs of the baseline).
+    """
+    features = features_of(frame)
+    labels = frame[TARGET].to_numpy()
+    counts = Counts.of(labels == 1, model.predict(features) == 1)
+    both = len(set(labels.tolist())) == 2
+    predicted = counts.tp + counts.fp
+    return {
+        "source": source, "rows": counts.rows, "positives": counts.positives, "f1": counts.f1,
+        "precision": counts.tp / predicted if predicted else None,
+        "recall": counts.tp / counts.positives if counts.positives else None,
+        "roc_auc": float(roc_auc_score(labels, attrition_probability(model, features))) if both else None,
+        "counts": counts.as_dict(), "measured_at": utc_now(),
+    }
+
+
+def record_baseline(model_folder: Path, baseline: dict[str, Any]) -> None:
+    """Keep a baseline in the trained model's metadata (modelmetadata.json), deployed with it."""
+    path = model_folder / MODEL_METADATA
+    atomic_write_json(path, {**read_json(path, "Model metadata"), "baseline": baseline})
 
 
 @dataclass

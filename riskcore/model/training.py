@@ -18,11 +18,21 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, MODEL_FILE, MODEL_METADATA, TARGET, ConfigError, DataError
+from riskcore.contract import (
+    FEATURES,
+    ID_COLUMN,
+    INGESTION_RECORD,
+    MODEL_FILE,
+    MODEL_METADATA,
+    TARGET,
+    TRAINING_DATA,
+    ConfigError,
+    DataError,
+)
 from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
 from riskcore.model.drift_evidence import quantiles_of
 from riskcore.model.reasons import model_terms
 
@@ -173,12 +183,67 @@ def save_model(model, metadata_for, model_folder: Path) -> dict:
     return metadata
 
 
+def training_rows(data_file: Path, data_sha256: str):
+    """The labelled rows to learn from: each client's latest labelled snapshot, and how many clients lack a label.
+
+    finaldata.csv holds each client's latest snapshot; when some are unlabelled (this month's
+    export), ingestion wrote their latest labelled snapshots to trainingdata.csv beside it, named
+    with its sha256 in the ingestion record, which is used only while it matches finaldata.csv.
+    """
+    every_client = read_client_csv(data_file, require_target=LABELS_OPTIONAL)
+    frame = labelled(every_client)
+    unlabelled = len(every_client) - len(frame)
+    side, record_path = data_file.with_name(TRAINING_DATA), data_file.with_name(INGESTION_RECORD)
+    if unlabelled and side.is_file() and record_path.is_file():
+        record = read_json(record_path, "Ingestion record")
+        named = record.get("training_data") or {}
+        if record.get("final_data_sha256") == data_sha256 and named.get("sha256") == sha256_file(side):
+            frame = read_client_csv(side)
+            log.info("%d clients' latest snapshot is not labelled yet: training takes each client's latest labelled "
+                     "snapshot (%s, %d rows)", unlabelled, TRAINING_DATA, len(frame))
+    return frame, unlabelled
+
+
+def recent_rows(frame, newest: int, window_clients: Collection[str]):
+    """The newest labelled rows (the last `newest`, in ingestion order) and every row of the window's clients."""
+    tail = np.zeros(len(frame), dtype=bool)
+    tail[max(len(frame) - newest, 0):] = True
+    return frame[tail | frame[ID_COLUMN].astype(str).isin(set(window_clients)).to_numpy()]
+
+
+def choose_candidate(frame, settings: dict[str, Any], holdout, newest: int, window_clients: Collection[str],
+                     seconds: float | None = None):
+    """After model drift: a model on every labelled row and one on the recent rows, the better on the holdout.
+
+    A market that changed is learnt better from its own rows than from a mix dominated by the old
+    market; one that did not is learnt better from more rows. The holdout (new rows neither model
+    saw) decides; a tie keeps the model on every row. Returns the model, its rows and the record.
+    """
+    from riskcore.model.evaluation import score_model
+
+    candidates = [("every labelled row", frame)]
+    recent = recent_rows(frame, newest, window_clients)
+    if len(recent) < len(frame) and recent[TARGET].nunique() == 2:
+        candidates.append((f"the recent rows (the window and the newest {newest:,})", recent))
+    fitted = []
+    for name, rows in candidates:
+        model = train_model(rows, settings, seconds=seconds)
+        fitted.append((score_model(model, holdout), name, model, rows))
+    best = max(fitted, key=lambda c: c[0])  # max keeps the first of equals: every labelled row
+    record = {"chosen": best[1], "holdout_rows": int(len(holdout)),
+              "candidates": [{"name": name, "rows": int(len(rows)), "holdout_f1": f1} for f1, name, _, rows in fitted]}
+    log.info("candidates on the %d held-out rows: %s; chosen: %s", len(holdout),
+             "; ".join(f"{name} ({len(rows)} rows) F1 {f1:.4f}" for f1, name, _, rows in fitted), best[1])
+    return best[2], best[3], record
+
+
 def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None,
-          held_out: Collection[str] = ()) -> dict:
+          held_out: Collection[str] = (), holdout=None, window_clients: Collection[str] = ()) -> dict:
     """Train on the labelled rows of the ingested data and save model and metadata; return the metadata.
 
-    The metadata (rows, training profile) describes those labelled rows: the model's training data.
-    The clients `held_out` (a retrain's holdout, riskcore.model.holdout) are left out of it.
+    The metadata (rows, training profile) describes the labelled rows the model learnt from. The
+    clients `held_out` (a retrain's holdout, riskcore.model.holdout) are left out of it. With the
+    holdout's rows given (`holdout`), candidates are compared on them (choose_candidate).
     """
     check_settings(config)
     data_file = data_file or config.final_data_file
@@ -186,16 +251,21 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     if not data_file.is_file():
         raise DataError(f"Training data {data_file} does not exist; run ingestion.py first.")
     data_sha = sha256_file(data_file)
-    every_client = read_client_csv(data_file, require_target=LABELS_OPTIONAL)
-    frame = labelled(every_client)
-    unlabelled = len(every_client) - len(frame)
+    frame, unlabelled = training_rows(data_file, data_sha)
     if held_out:
         frame = frame[~frame[ID_COLUMN].astype(str).isin(set(held_out))]
         log.info("%d labelled clients held out of training, to score the old and the new model on", len(held_out))
-    model = train_model(frame, config.model, seconds=config.automation["max_train_seconds"])
+    chosen = None
+    seconds = config.automation["max_train_seconds"]
+    if holdout is not None and len(holdout):
+        model, frame, chosen = choose_candidate(frame, config.model, holdout, config.automation["recent_rows"],
+                                                window_clients, seconds)
+    else:
+        model = train_model(frame, config.model, seconds=seconds)
     metadata = save_model(
-        model, lambda b: model_metadata(b, frame, data_sha, config.model, model), model_folder
+        model, lambda b: {**model_metadata(b, frame, data_sha, config.model, model),
+                          **({"candidates": chosen} if chosen else {})}, model_folder
     )
-    log.info("trained model %s on the %d labelled rows of %s (%d clients not labelled yet left out)",
+    log.info("trained model %s on %d labelled rows of %s (%d clients not labelled yet)",
              metadata["model_version"], len(frame), data_file.name, unlabelled)
     return metadata

@@ -31,6 +31,8 @@ HISTORY_COLUMNS = {
     "step_seconds": "TEXT", "outcome": "TEXT", "error": "TEXT", "note": "TEXT",
     "evaluation": "TEXT",  # a retrain's old and new model: holdout and test data (riskcore.model.holdout)
     "new_rows_quantiles": "TEXT",  # per feature, the drift check's new rows in quantiles: what the report draws
+    "window_rows": "INTEGER", "window_labelled": "INTEGER", "window_positives": "INTEGER",  # the evidence window
+    "baseline_source": "TEXT", "drift_p_value": "REAL",  # where the baseline was measured; the test's p-value
 }
 JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles")
 

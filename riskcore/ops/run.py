@@ -20,20 +20,28 @@ import logging
 
 from riskcore.api.key import api_key
 from riskcore.config import Config
-from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, SCORE_FILE
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS, SCORE_FILE, TARGET, TEST_DATA
 from riskcore.data.folder_ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
 from riskcore.data.validation import labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
-from riskcore.model.drift import data_drift, drift_verdict
+from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
 from riskcore.model.drift_evidence import NEW_ROWS_POINTS, data_drift_text, quantiles_of
-from riskcore.model.evaluation import read_score, score_model, score_trained
-from riskcore.model.holdout import evaluate_retrain, holdout_clients
+from riskcore.model.evaluation import (
+    baseline_measurement,
+    predict,
+    read_score,
+    read_test_data,
+    score_model,
+    score_trained,
+)
+from riskcore.model.holdout import evaluate_retrain, held_out_rows, holdout_clients
 from riskcore.model.training import train
 from riskcore.ops.alerts import note_run
 from riskcore.ops.api_client import call_endpoints
-from riskcore.ops.history import highest_run_number, record_run, score_history
+from riskcore.ops.evidence_window import clear_window, deployed_window, with_new_rows, write_window
+from riskcore.ops.history import highest_run_number, record_run, score_history, worse_on_holdout
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
     AUTOMATION_LOGGER,
@@ -56,6 +64,7 @@ log = logging.getLogger(AUTOMATION_LOGGER)
 
 NO_LABELS = 'no labels yet: the new rows have no "exited" values, so F1 cannot be measured; the model is kept'
 NO_NEW_ROWS = "no new rows to check: the model is kept"
+KEPT_BY_GATE = "kept_by_gate"  # drift found and a model retrained, but the promotion gate kept the served one
 
 
 def produce_reports(config: Config, run: Run, api_url: str) -> None:
@@ -81,55 +90,101 @@ def describe_f1(f1: float | None) -> str:
     return "no labelled rows" if f1 is None else f"F1 {f1:.4f}"
 
 
-def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> bool:
-    """Decide whether the deployed model has drifted on the new data (the new or changed files' rows); record why.
+def deployed_baseline(config: Config, deployment: Deployment, model) -> dict:
+    """The served model's own-market baseline (modelmetadata.json); a release made before baselines were
+    kept is measured now on the test data, as its first deployment was."""
+    baseline = deployed_metadata(deployment).get("baseline")
+    return baseline or baseline_measurement(model, read_test_data(config), f"the test data ({TEST_DATA})")
 
-    F1 needs labels: new rows without any leave the model as it is ("no labels yet"); the data
-    drift statistics (PSI, KS) take every new row. F1 on everything ingested is recorded beside it.
+
+def significance_check(config: Config, run: Run, deployment: Deployment, model, window) -> str:
+    """The default test on the evidence window: "drift", "keep", or "wait" for more labelled rows."""
+    auto = config.automation
+    known = labelled(window)
+    counts = Counts.of(known[TARGET].to_numpy() == 1, predict(model, known) == 1) if len(known) else Counts(0, 0, 0, 0)
+    baseline = deployed_baseline(config, deployment, model)
+    run.baseline, run.baseline_source = baseline["f1"], baseline["source"]
+    run.f1_new_data = counts.f1  # None without a client who left: F1 is undefined there, never 0
+    run.drift_test = "significance"
+    if counts.rows < auto["min_rows"] or counts.positives < auto["min_positives"]:
+        run.drift_verdict = (f"waiting for more labelled rows: {counts.rows:,} of {auto['min_rows']:,} labelled rows, "
+                             f"{counts.positives:,} of {auto['min_positives']:,} clients who left, in the window")
+        return "wait"
+    test = significant_drop(Counts.from_dict(baseline["counts"]), counts, auto["min_drop"], auto["alpha"],
+                            baseline["source"])
+    run.drift_p_value, run.drift_verdict = test.p_value, test.reason
+    return "drift" if test.drift else "keep"
+
+
+def course_check(config: Config, run: Run, deployment: Deployment, model, new) -> str:
+    """The course's rule and the history tests (raw, parametric, nonparametric) on this run's new rows."""
+    known = labelled(new)
+    auto = config.automation
+    run.baseline = read_score(deployment.path(SCORE_FILE))
+    run.f1_new_data = score_model(model, known) if len(known) else None
+    if run.f1_new_data is None:
+        run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
+        return "keep"
+    verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
+                            auto["drift_test"], auto["min_history"])
+    run.drift_test, run.drift_verdict = verdict.test, verdict.reason
+    return "drift" if verdict.drift else "keep"
+
+
+def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> tuple[str, object]:
+    """Decide whether the deployed model has drifted; record why. Returns the verdict and the rows it took.
+
+    The verdict is "drift", "keep" or "wait". The default test ("significance") takes the evidence
+    window (riskcore.ops.evidence_window: the new rows since the last decision, this run's added);
+    the course's rule takes this run's new rows (the rows of the new or changed files that
+    production had not processed). The data-drift statistics (PSI, KS) take every row of either,
+    labelled or not; F1 on everything ingested is recorded beside it.
     """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
     new = result.new_frame
-    known = labelled(new)
-    run.rows_new = len(new)
-    run.baseline = read_score(deployment.path(SCORE_FILE))
-    run.f1_new_data = score_model(model, known) if len(known) else None
-    run.f1_ingested = labelled_f1(model, result.frame)
     auto = config.automation
+    significance = auto["drift_test"] == "significance"
+    rows = with_new_rows(deployed_window(deployment), new) if significance else new
+    known = labelled(rows)
+    run.rows_new = len(new)
+    run.window_rows, run.window_labelled = len(rows), len(known)
+    run.window_positives = int(known[TARGET].sum()) if len(known) else 0
+    run.f1_ingested = labelled_f1(model, result.frame)
     profile = deployed_metadata(deployment)["training_profile"]
-    run.data_drift = data_drift(new, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(new) else None
-    run.new_rows_quantiles = quantiles_of(new, NEW_ROWS_POINTS) if len(new) else None  # the report draws them
+    run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
+    run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
-    if run.f1_new_data is None:
-        run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
-        model_drift = False
+    if significance:
+        verdict = significance_check(config, run, deployment, model, rows)
     else:
-        verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
-                                auto["drift_test"], auto["min_history"])
-        run.drift_test, run.drift_verdict, model_drift = verdict.test, verdict.reason, verdict.drift
-    log.info("drift check on the new data (%d rows, %d labelled): %s; on everything ingested (%d rows): %s; "
-             "data drift in %s (%s)", run.rows_new, len(known), run.drift_verdict, len(result.frame),
-             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
-             data_drift_text(run.data_drift, auto["ks_alpha"]))
-    if model_drift:
-        return True
-    if drifted and auto["data_drift_triggers_retrain"]:
-        if run.f1_new_data is None:
-            run.drift_verdict += "; data drift noted, but retraining waits for labelled new rows"
-            return False
-        run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
-        return True
-    return False
+        verdict = course_check(config, run, deployment, model, rows)
+    log.info("drift check on %s (%d rows, %d labelled), %d clients who left: %s; on everything ingested (%d rows): %s; "
+             "data drift in %s (%s)", "the evidence window" if significance else "the new data", len(rows),
+             len(known), run.window_positives, run.drift_verdict, len(result.frame), describe_f1(run.f1_ingested),
+             ", ".join(drifted) or "no feature", data_drift_text(run.data_drift, auto["ks_alpha"]))
+    if verdict == "drift" or not drifted or not auto["data_drift_triggers_retrain"]:
+        return verdict, rows
+    if not len(known):
+        run.drift_verdict += "; data drift noted, but retraining waits for labelled new rows"
+        return verdict, rows
+    run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
+    return "drift", rows
 
 
 def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = None, new_rows=None) -> None:
     """Train, score and deploy; a retrain first scores old and new model on held-out new rows (riskcore.model.holdout).
 
-    automation.promotion_gate keeps the old model when the new one does worse on them.
+    With automation.promotion_gate on, candidates are compared on those rows first (riskcore.model.training:
+    every labelled row, or the recent ones) and the gate keeps the old model when the chosen one is
+    worse than it beyond the interval.
     """
     held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
+    gate = current is not None and config.automation["promotion_gate"]
+    holdout = held_out_rows(new_rows, held_out) if gate and held_out else None
+    window_clients = labelled(new_rows)[ID_COLUMN].astype(str).tolist() if gate else ()
     with step(run, "training"):
-        train(config, held_out=held_out)
+        train(config, held_out=held_out, holdout=holdout, window_clients=window_clients)
     with step(run, "scoring"):
         score_trained(config)
     if current is not None:
@@ -137,9 +192,10 @@ def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = No
             run.evaluation = evaluate_retrain(config, current, new_rows, held_out)
         write_pending(config, run)
         if not run.evaluation["promoted"]:
-            run.decision = "keep: the new model did worse on the holdout (automation.promotion_gate)"
+            run.decision = KEPT_BY_GATE
             write_pending(config, run)
-            log.info("decision: keep model %s, record the new files as processed", current.model_version)
+            log.info("decision: keep model %s (the promotion gate: %s), record the new files as processed",
+                     current.model_version, worse_on_holdout(run.evaluation))
             with step(run, "record_files"):
                 deploy_records(config)
             return
@@ -155,8 +211,21 @@ def note_ingestion(run: Run, result: IngestionResult) -> None:
     run.files_rejected = [{"name": r.name, "reason": r.reason} for r in result.rejected]
 
 
+def too_small_to_judge(config: Config, run: Run, rows) -> bool:
+    """Whether the gate's holdout from these rows would be too small to judge a retrain (and say so)."""
+    auto = config.automation
+    if not auto["promotion_gate"]:
+        return False
+    holdout = len(holdout_clients(rows, auto["holdout_share"]))
+    if holdout >= auto["min_holdout_rows"]:
+        return False
+    run.drift_verdict += (f"; model drift found, but its holdout would hold {holdout} rows, fewer than "
+                          f"{auto['min_holdout_rows']} (automation.min_holdout_rows): waiting for more labelled rows")
+    return True
+
+
 def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allow_removed: bool = False) -> None:
-    """Ingest, check drift on the new data against the deployed model, and act on the verdict."""
+    """Ingest, check drift against the deployed model, and act on the verdict."""
     with step(run, "ingestion"):
         processed = processed_files(config.input_folder, current)
         try:
@@ -172,19 +241,28 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
         retrain_and_deploy(config, run)
         return
     with step(run, "drift_check"):
-        drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
-    if drift:
+        verdict, rows = check_drift(config, run, current, result)
+        if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, rows)):
+            verdict = "keep" if read_control(config.prod_deployment_folder)["pinned"] else "wait"
+    if verdict == "drift":
         run.decision = "retrain"
         write_pending(config, run)
         log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
-        retrain_and_deploy(config, run, current, result.new_frame)
+        clear_window(config)
+        retrain_and_deploy(config, run, current, rows)
+        return
+    run.decision = verdict
+    write_pending(config, run)
+    if verdict == "wait":
+        write_window(config, rows)
+        log.info("decision: wait, model %s is kept and the window of %d rows carries over (%s)",
+                 current.model_version, len(rows), run.drift_verdict)
     else:
-        run.decision = "keep"
-        write_pending(config, run)
+        clear_window(config)
         log.info("decision: keep model %s, record the new files as processed (%s)", current.model_version,
                  run.drift_verdict)
-        with step(run, "record_files"):
-            deploy_records(config)
+    with step(run, "record_files"):
+        deploy_records(config, window=verdict == "wait")
 
 
 def held_by_pin(config: Config, run: Run, current: Deployment) -> bool:
@@ -275,7 +353,8 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
 
         result = ingest_table(config, processed.record, keep_snapshot=False)
     else:
-        result = ingest_folder(config.input_folder, processed.known)
+        result = ingest_folder(config.input_folder, processed.known, processed.ingested,
+                               config.output_folder / ROW_DIGESTS)
     reason = hold_back_reason(result, processed, bool(removed), config.input_folder)
     if reason is not None:
         return f"would fail: {reason}"
@@ -284,8 +363,11 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
     if not result.files:
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
-    drift = check_drift(config, run, current, result) and not held_by_pin(config, run, current)
-    action = "retrain and redeploy" if drift else f"keep model {current.model_version}"
+    verdict, rows = check_drift(config, run, current, result)
+    if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, rows)):
+        verdict = "wait"
+    action = {"drift": "retrain and redeploy", "keep": f"keep model {current.model_version}",
+              "wait": f"keep model {current.model_version} and wait for more labelled rows"}[verdict]
     changes = f"new files {', '.join(map(printable_name, new_files))}" + (
         f"; dropping {', '.join(map(printable_name, removed))}" if removed else "")
     return f"would {action}: {changes}; {run.drift_verdict}"

@@ -45,11 +45,16 @@ class Run:
     new_files: list[str] = field(default_factory=list)
     rows_read: int | None = None
     rows_ingested: int | None = None
-    rows_new: int | None = None  # one row per client of the new or changed files: what the drift check took
+    rows_new: int | None = None  # one row per client of the rows new in this run (new files, new rows of changed ones)
+    window_rows: int | None = None  # the rows the drift check took: the evidence window, this run's new rows added
+    window_labelled: int | None = None
+    window_positives: int | None = None  # clients who left among the window's labelled rows
     files_rejected: list[dict[str, str]] = field(default_factory=list)
     f1_new_data: float | None = None  # on the labelled new rows
     f1_ingested: float | None = None  # on every labelled row ingested, for comparison
-    baseline: float | None = None
+    baseline: float | None = None  # the served model's own-market F1 (significance) or latestscore.txt (the course)
+    baseline_source: str | None = None
+    drift_p_value: float | None = None
     drift_test: str | None = None
     drift_verdict: str | None = None
     data_drift: dict[str, Any] | None = None
@@ -102,8 +107,9 @@ def history_path(config: Config) -> Path:
 # What the mark keeps of a run: once it has decided, enough for the tick that finishes an
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
-                  "rows_new", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict", "data_drift",
-                  "new_rows_quantiles", "decision", "version_before", "evaluation")
+                  "rows_new", "window_rows", "window_labelled", "window_positives", "baseline_source",
+                  "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict",
+                  "data_drift", "new_rows_quantiles", "decision", "version_before", "evaluation")
 
 
 def write_pending(config: Config, run: Run) -> None:

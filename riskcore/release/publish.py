@@ -16,6 +16,7 @@ from riskcore.config import Config
 from riskcore.contract import (
     CURRENT_LINK,
     DEPLOYED_FILES,
+    EVIDENCE_WINDOW,
     INGESTED_FILES,
     INGESTION_RECORD,
     MANIFEST,
@@ -244,15 +245,20 @@ def deploy(config: Config, model_folder: Path | None = None) -> Deployment:
     return deployment
 
 
-def deploy_records(config: Config) -> Deployment:
-    """Re-publish the deployed model with new ingestion records (new data, no drift)."""
+def deploy_records(config: Config, window: bool = False) -> Deployment:
+    """Re-publish the deployed model with new ingestion records (new data, no drift, or not enough to decide).
+
+    `window`: the evidence window (riskcore.ops.evidence_window) goes with them, for the next check.
+    """
     current = require_deployment(config.prod_deployment_folder)
     verify_release(current)
     sources = {name: current.path(name) for name in MODEL_FILES}
+    if window:
+        sources[EVIDENCE_WINDOW] = config.output_folder / EVIDENCE_WINDOW
     manifest = {key: current.manifest[key] for key in ("model_version", "trained_at", "score")}
     manifest.update(deployed_at=utc_now(), kind="records", setup=setup_of(config),
                     records=f"newer than the model: model {current.model_version} is kept on data it was "
-                            "not trained on (the automation's keep decision)")
+                            "not trained on (the automation's keep or wait decision)")
     return publish(config.prod_deployment_folder, {**sources, **record_sources(config)},
                    manifest, config.automation["keep_releases"])
 

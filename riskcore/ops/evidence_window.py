@@ -1,0 +1,51 @@
+"""The evidence window: the drift check's new rows since its last decision, kept until they suffice.
+
+Under the default drift test ("significance") a model-drift decision needs enough labelled rows
+(automation.min_rows) and clients who left (automation.min_positives). A tick with fewer waits:
+its new rows are ingested, scored and listed as usual, and kept in the window (evidencewindow.csv,
+deployed with the records of a "wait" release), so the next tick adds its new rows to them. A
+decision (keep or retrain) empties the window. The course's rule ("raw") has no window: each
+check takes the new rows of its own run.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from riskcore.config import Config
+from riskcore.contract import EVIDENCE_WINDOW
+from riskcore.data.validation import LABELS_OPTIONAL, read_client_frame, to_pandas
+from riskcore.release.load import Deployment, read_deployed
+
+
+def deployed_window(deployment: Deployment):
+    """The window the deployed release carries (a pandas frame), empty when it carries none."""
+    if EVIDENCE_WINDOW not in deployment.manifest.get("files", {}):
+        return None
+    data = read_deployed(deployment, EVIDENCE_WINDOW)
+    return to_pandas(read_client_frame(data, EVIDENCE_WINDOW, require_target=LABELS_OPTIONAL))
+
+
+def with_new_rows(window, new_rows):
+    """The window with this run's new rows added, every snapshot kept (exact repeats once)."""
+    if window is None or len(window) == 0:
+        return new_rows
+    if len(new_rows) == 0:
+        return window
+    return pd.concat([window, new_rows[list(window.columns)]], ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+def window_path(config: Config):
+    return config.output_folder / EVIDENCE_WINDOW
+
+
+def write_window(config: Config, window) -> None:
+    """Keep the window beside the ingestion records, for the records release that carries it."""
+    from riskcore.files import atomic_path
+
+    with atomic_path(window_path(config)) as tmp:
+        window.to_csv(tmp, index=False, float_format="%.0f")  # labels are float where some are empty
+
+
+def clear_window(config: Config) -> None:
+    window_path(config).unlink(missing_ok=True)
