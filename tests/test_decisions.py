@@ -1,0 +1,225 @@
+"""Issue 19, decisions that hold up: scenario tests on months of the documented generative process (datagen.py).
+
+A project starts as production does: a first model trained on the old market (practice), its test
+data of that market, the default drift test ("significance") and the promotion gate. Then months
+arrive, one file each, and the automation ticks: a new market, the same market again, a changed
+concept; small, all-negative, appended and unlabelled files. The main scenario runs fullprocess.py
+as cron does (its own process, another working directory, a real API); the others tick in-process
+with the reports left out, which these decisions do not depend on.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import datagen
+from conftest import deploy_pipeline, run_script, write_config
+from riskcore.config import Config, load_config
+from riskcore.contract import ID_COLUMN, RUN_HISTORY, TARGET
+from riskcore.model.drift import Counts, significant_drop
+from riskcore.ops.history import read_history, score_history
+from riskcore.release.load import deployed_metadata, require_deployment
+
+EVIDENCE = {"drift_test": "significance", "promotion_gate": True}
+
+
+def month(path: Path, rows: int, market: str, seed: int, labelled: bool = True) -> dict[str, np.ndarray]:
+    """Write `rows` clients of a market (datagen's process) as a CSV; unlabelled: without "exited"."""
+    columns = datagen.generate_columns(rows, market, seed)
+    columns["corporation"] = np.array([f"{market[:2]}{seed}-{i}" for i in range(rows)])  # ids of this month only
+    if not labelled:
+        columns.pop(TARGET)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
+    return columns
+
+
+def old_market(root: Path, **automation) -> Config:
+    """A first deployment trained on 2,000 clients of the old market, its test data of that market."""
+    month(root / "input" / "2026-01.csv", 2000, "practice", 11)
+    month(root / "test" / "testdata.csv", 500, "practice", 12)
+    return deploy_pipeline(load_config(write_config(root, automation={**EVIDENCE, **automation})))
+
+
+def tick(config: Config) -> dict:
+    """One tick in this process (no reports); the run it recorded."""
+    from riskcore.ops.tick import tick as automation_tick
+
+    assert automation_tick(config, lambda conf, run: None) == 0
+    return read_history(config.output_model_folder / RUN_HISTORY)[-1]
+
+
+def final_ids(config: Config) -> list[str]:
+    with open(config.final_data_file, newline="", encoding="utf-8") as handle:
+        return [row[ID_COLUMN] for row in csv.DictReader(handle)]
+
+
+def served(config: Config) -> str:
+    return require_deployment(config.prod_deployment_folder).model_version
+
+
+# --- The test itself -----------------------------------------------------------------------------
+def test_the_significance_test_needs_both_a_drop_and_evidence():
+    baseline = Counts(tp=170, fp=30, fn=30, tn=770)  # F1 0.85 on 1,000 held-out rows
+    assert significant_drop(baseline, Counts(85, 15, 15, 385), 0.05, 0.05).drift is False  # same F1
+    big = significant_drop(baseline, Counts(60, 40, 40, 360), 0.05, 0.05)  # F1 0.60 on 500 rows
+    assert big.drift and big.p_value < 0.001 and "model drift" in big.reason
+    small = significant_drop(baseline, Counts(3, 2, 2, 18), 0.05, 0.05)  # F1 0.60 on 25 rows: could be chance
+    assert not small.drift and small.p_value >= 0.05 and "not significant" in small.reason
+    slight = significant_drop(baseline, Counts(820, 180, 200, 8800), 0.05, 0.05)  # F1 0.81: significant, too small
+    assert not slight.drift and "less than 0.05" in slight.reason
+
+
+def test_the_p_value_is_what_a_permutation_by_hand_gives():
+    baseline, window = Counts(40, 10, 10, 140), Counts(20, 15, 15, 50)
+    rows = [(1, 1)] * 60 + [(0, 1)] * 25 + [(1, 0)] * 25 + [(0, 0)] * 190  # the pooled (label, prediction) pairs
+    rng = np.random.default_rng(5)
+    pooled = np.array(rows)
+    observed = baseline.f1 - window.f1
+    at_least = 0
+    for _ in range(4000):
+        order = rng.permutation(len(pooled))
+        first, second = pooled[order[:200]], pooled[order[200:]]
+        f1s = [Counts.of(g[:, 0] == 1, g[:, 1] == 1).f1 or 0.0 for g in (first, second)]
+        at_least += f1s[0] - f1s[1] >= observed - 1e-12
+    by_hand = at_least / 4000
+    assert abs(significant_drop(baseline, window, 0.05, 0.05).p_value - by_hand) < 0.01
+
+
+# --- Scenarios -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_new_market_retrains_the_same_market_keeps_and_a_changed_concept_is_detected(tmp_path, cron_dir):
+    config = old_market(tmp_path)
+    first = deployed_metadata(require_deployment(config.prod_deployment_folder))["baseline"]
+    assert first["source"].startswith("the test data") and first["rows"] == 500
+
+    def cron(name: str, rows: int, market: str, seed: int) -> dict:
+        month(config.input_folder / name, rows, market, seed)
+        result = run_script("fullprocess.py", "--config", str(config.config_file), "--api-url", server, cwd=cron_dir)
+        assert result.returncode == 0, result.stderr
+        return read_history(config.output_model_folder / RUN_HISTORY)[-1]
+
+    server = start_api(config)
+    try:
+        new_market = cron("2026-02.csv", 3000, "source", 21)
+        assert new_market["decision"] == "retrain" and new_market["drift_p_value"] < 0.05
+        baseline = deployed_metadata(require_deployment(config.prod_deployment_folder))["baseline"]
+        assert baseline["source"].startswith("held-out rows of the new market") and baseline["f1"] > 0.8
+        same = cron("2026-03.csv", 1000, "source", 22)
+        assert same["decision"] == "keep" and same["baseline"] == pytest.approx(baseline["f1"])
+        assert "no model drift" in same["drift_verdict"] and same["window_rows"] == 1000
+        changed = cron("2026-04.csv", 1000, "changed", 23)
+        assert changed["decision"] in ("retrain", "kept_by_gate") and "model drift" in changed["drift_verdict"]
+        assert changed["f1_new_data"] < baseline["f1"] - 0.05 and changed["drift_p_value"] < 0.05
+    finally:
+        stop_api()
+
+
+_servers: list = []
+
+
+def start_api(config: Config) -> str:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    import app as app_module
+
+    server = make_server("127.0.0.1", 0, app_module.create_app(str(config.config_file)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _servers.append((server, thread))
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def stop_api() -> None:
+    while _servers:
+        server, thread = _servers.pop()
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def cron_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cron-home")
+
+
+@pytest.mark.slow
+def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_path):
+    config = old_market(tmp_path)
+    before = served(config)
+    month(config.input_folder / "2026-02.csv", 5, "changed", 31)
+    five = tick(config)
+    assert five["decision"] == "wait" and served(config) == before
+    assert five["drift_verdict"].startswith("waiting for more labelled rows: 5 of 200 labelled rows")
+    assert five["window_rows"] == 5 and five["rows_new"] == 5
+    psi = five["data_drift"]
+    assert psi["too_few_rows"] and not psi["drift"]
+    assert {f["psi_label"] for f in psi["features"].values()} == {"too few rows"}
+    assert {f"ch31-{i}" for i in range(5)} <= set(final_ids(config))  # ingested: scored and listed as usual
+    month(config.input_folder / "2026-03.csv", 600, "changed", 32)
+    decided = tick(config)
+    assert decided["window_rows"] == 605 and decided["rows_new"] == 600
+    assert "model drift" in decided["drift_verdict"] and decided["decision"] in ("retrain", "kept_by_gate")
+
+
+@pytest.mark.slow
+def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path):
+    config = old_market(tmp_path, drift_test="significance", min_rows=10, min_positives=1)
+    before = served(config)
+    columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
+    keep = [i for i, left in enumerate(columns[TARGET]) if left == 0][:20]
+    lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
+    (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n")
+    run = tick(config)
+    assert run["decision"] == "wait" and served(config) == before
+    assert run["f1_new_data"] is None and run["window_positives"] == 0
+    assert "0 of 1 clients who left" in run["drift_verdict"]
+    assert score_history(config.output_model_folder / RUN_HISTORY) == []
+
+
+@pytest.mark.slow
+def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path):
+    config = old_market(tmp_path)
+    before = served(config)
+    path = config.input_folder / "2026-01.csv"
+    bad = month(tmp_path / "bad.csv", 400, "practice", 51)
+    bad_lines = (tmp_path / "bad.csv").read_text().splitlines()[1:]
+    flipped = [",".join([*line.split(",")[:-1], str(1 - int(line.split(",")[-1]))]) for line in bad_lines]
+    path.write_text(path.read_text() + "\n".join(flipped) + "\n")
+    assert len(bad[TARGET]) == 400
+    run = tick(config)
+    assert run["rows_new"] == 400 and run["window_rows"] == 400
+    assert "model drift" in run["drift_verdict"] and run["decision"] in ("retrain", "kept_by_gate")
+    assert run["version_before"] == before
+
+
+@pytest.mark.slow
+def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path):
+    import ingestion
+    import training
+
+    config = old_market(tmp_path)
+    old = datagen.generate_columns(2000, "practice", 11)
+    export = config.input_folder / "2026-02.csv"
+    ids = [f"pr11-{i}" for i in range(2000)]
+    with open(export, "w", newline="", encoding="utf-8") as handle:  # every client, this month, no labels yet
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["corporation", "lastmonth_activity", "lastyear_activity", "number_of_employees"])
+        writer.writerows(zip(ids, old["lastmonth_activity"] + 1, old["lastyear_activity"],
+                             old["number_of_employees"], strict=True))
+    month(config.input_folder / "2026-03.csv", 10, "practice", 61)  # ten new clients, labelled
+    assert tick(config)["decision"] == "wait"  # 10 labelled rows: not enough to decide
+    ingestion.run(config)
+    metadata = training.run(config)
+    assert metadata["training_rows"] == 2010  # every labelled client, not the 10 of the labelled file
+    with open(config.final_data_file, newline="", encoding="utf-8") as handle:
+        final = list(csv.DictReader(handle))
+    assert len(final) == 2010 and sum(row[TARGET] == "" for row in final) == 2000  # the call list's latest rows
