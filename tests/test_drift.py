@@ -159,13 +159,18 @@ def test_the_named_tests_are_the_automations_rule():
     profile = {"rows": 4000, "quantiles": {c: np.quantile(rng.normal(100, 10, 4000), np.linspace(0, 1, 1001)).tolist()
                                            for c in FEATURES}}
     seen = set()
-    # the same data, a shift, a wider spread (KS alone), and 12 rows (PSI alone: a noisy PSI on few rows)
-    for shift, scale, rows in ((0.0, 10.0, 600), (40.0, 10.0, 600), (0.0, 14.0, 600), (0.0, 10.0, 12)):
+    # the same data, a shift, a wider spread (KS alone), 50 rows (PSI alone: a noisy PSI on few rows), and 12
+    # rows: too few to call anything drift (drift.MIN_DRIFT_ROWS)
+    cases = ((0.0, 10.0, 600), (40.0, 10.0, 600), (0.0, 14.0, 600), *[(0.0, 10.0, 50)] * 8, (40.0, 10.0, 12))
+    for shift, scale, rows in cases:
         frame = pd.DataFrame({c: rng.normal(100, 10, rows) for c in FEATURES})
         frame["lastmonth_activity"] = rng.normal(100 + shift, scale, rows)
         for figures in drift.data_drift(frame, profile, psi_threshold=0.25, ks_alpha=0.01)["features"].values():
             expected = tuple(test for test, found in (("PSI", figures["psi"] >= 0.25),
                                                       ("KS", figures["ks_p_value"] < 0.01)) if found)
+            if rows < drift.MIN_DRIFT_ROWS:
+                expected = ()
+                assert figures["psi_label"] == "too few rows"
             assert drift_evidence.flagged_by(figures, 0.01) == expected
             assert bool(expected) is figures["drift"]
             seen.add(expected)
