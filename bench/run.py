@@ -60,8 +60,8 @@ ROOT = BENCH.parent
 TASKS = BENCH / "tasks.py"
 PYTHON = sys.executable
 TIME = "/usr/bin/time"
-BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle", "db_tick",
-              "db_ingestion")
+BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle", "drift_test",
+              "db_tick", "db_ingestion")
 SEED = 20240601
 # diagnostics.py asks pip for the latest versions; an index that refuses at once keeps the
 # network out of the figures (and no configured mirror or find-links answers instead).
@@ -609,6 +609,16 @@ def bench_full_cycle(sizes: Sizes, project: Project, server: Server, scratch: Pa
                     "not the network"}
 
 
+def bench_drift_test(sizes: Sizes) -> dict[str, Any]:
+    """The default model-drift test (riskcore.model.drift.significant_drop) on a window of `sizes.clients` rows,
+    beside its floor: scikit-learn's f1_score on the same rows, what the course's raw test costs."""
+    result = task("drift-test", "--rows", str(sizes.clients), memory=False).result()
+    value = result["seconds"]
+    return {"title": f"the significance test on a window of {sizes.clients:,} rows (10,000 permutations)",
+            "figures": [figure("time (median of 5)", value, "s", "f1_score on the same rows", result["floor"],
+                               target="<= 0.2 s", met=value <= 0.2)]}
+
+
 # --- 7 and 8. the database source (input_database) --------------------------------------------
 @contextlib.contextmanager
 def postgres():
@@ -796,6 +806,9 @@ def run(sizes: Sizes, data: Path, only: tuple[str, ...], client: str) -> dict[st
                     log("full cycle with drift")
                     record("full_cycle", work=bench_full_cycle, sizes=sizes, project=project, server=server,
                            scratch=scratch)
+        if "drift_test" in only:
+            log("the significance test")
+            record("drift_test", work=bench_drift_test, sizes=sizes)
         if {"db_tick", "db_ingestion"} & set(only):
             with postgres() as pg_server:
                 if "db_tick" in only:

@@ -248,11 +248,34 @@ def task_db_select(args: argparse.Namespace) -> None:
     emit({"sql": select_sql(load_config(args.config).input_database, dict.fromkeys(COLUMNS, True))})
 
 
+def task_drift_test(args: argparse.Namespace) -> None:
+    """The significance test on a window of --rows rows, and its floor (f1_score on them): medians of 5."""
+    import statistics
+
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from riskcore.model.drift import Counts, significant_drop
+
+    rng = np.random.default_rng(7)
+    labels, predictions = rng.random(args.rows) < 0.3, rng.random(args.rows) < 0.3
+    tests, floors = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        f1_score(labels, predictions)
+        floors.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        significant_drop(Counts(170, 30, 30, 770), Counts.of(labels, predictions), 0.05, 0.05)
+        tests.append(time.perf_counter() - start)
+    emit({"seconds": statistics.median(tests), "floor": statistics.median(floors)})
+
+
 TASKS = {
     "clients": task_clients,
     "project": task_project,
     "risk-list": task_risk_list,
     "read-csv": task_read_csv,
+    "drift-test": task_drift_test,
     "ingest": task_ingest,
     "postgres": task_postgres,
     "db-table": task_db_table,
@@ -297,6 +320,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     db_project.add_argument("--url", required=True, help="the PostgreSQL database (no password: PGPASSWORD)")
     db_project.add_argument("--rows", type=int, required=True)
     db_project.add_argument("--seed", type=int, required=True)
+    drift = sub.add_parser("drift-test", help="time the significance test on a window of rows")
+    drift.add_argument("--rows", type=int, required=True)
     select = sub.add_parser("db-select", help="print the query ingestion reads a configured table with")
     select.add_argument("--config", required=True)
     return parser.parse_args(argv)

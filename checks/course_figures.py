@@ -35,7 +35,8 @@ def course_project(reference: Path, tmp: Path, input_folder: str) -> Config:
         shutil.copytree(reference / name, tmp / name)
     raw = {"input_folder_path": input_folder, "output_folder_path": "ingesteddata",
            "test_data_path": "testdata", "output_model_path": "practicemodels",
-           "prod_deployment_path": "production_deployment"}
+           "prod_deployment_path": "production_deployment",
+           "automation": {"drift_test": "raw", "promotion_gate": False}}  # the course's decision rule
     (tmp / "config.json").write_text(json.dumps(raw))
     return load_config(tmp / "config.json")
 

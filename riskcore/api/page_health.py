@@ -34,6 +34,8 @@ HISTORY_ROWS = 20  # newest runs shown in the run history table
 DECISIONS = {
     "retrain": "the model was retrained and redeployed",
     "keep": "the model was kept",
+    "wait": "the model was kept until there are enough labelled rows to decide",
+    "kept_by_gate": "a model was retrained, but the promotion gate kept the served one",
     "first deployment": "a first model was deployed",
 }
 
@@ -92,7 +94,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     from riskcore.release.load import deployed_metadata
 
     quality: dict[str, Any] = {"test": None, "test_note": None, "new": None, "new_name": None, "old": None,
-                               "old_model": None, "new_worse": False, "few": FEW_ROWS}
+                               "old_model": None, "new_worse": False, "few": FEW_ROWS, "baseline": None}
     try:
         quality["test"] = scores_with_intervals(served.model, read_test_data(risk.config))
     except UserError as exc:
@@ -102,6 +104,10 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     except (UserError, ValueError) as exc:
         log.warning("the evaluation recorded with model %s cannot be read: %s", served.model_version, exc)
         evaluation = {}
+    try:  # the drift check's baseline: the model on held-out rows of its own market
+        quality["baseline"] = deployed_metadata(served.deployment).get("baseline")
+    except (UserError, ValueError):
+        quality["baseline"] = None
     held = evaluation.get("holdout")
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]
@@ -132,14 +138,15 @@ def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
 def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
                 drifted: list[dict[str, Any]]) -> dict[str, Any]:
     """A chart per drifted feature: the training data of the model the check tested (after a retrain, the
-    old model) beside the ingested data, as the report's distributions page draws them."""
+    old model) beside the rows the check took (unlabelled ones included), as the report's distributions page
+    draws them; for a check recorded without their quantiles, the ingested data."""
     from riskcore.api.page_charts import distribution_chart
 
     version = check.get("version_before") or (served.model_version if served else None)
     deployed = served.deployment if served else None
     reference = training_quantiles(risk.config.prod_deployment_folder, version, deployed) if version else {}
-    compared = {}
-    if reference and risk.config.final_data_file.is_file():
+    compared = check.get("new_rows_quantiles") or {}
+    if reference and not compared and risk.config.final_data_file.is_file():
         compared = ingested_quantiles(risk.config.final_data_file, len(next(iter(reference.values()))))
     charts = {f["feature"]: distribution_chart(reference.get(f["feature"]), compared.get(f["feature"]))
               for f in drifted}

@@ -44,8 +44,12 @@ def latest_check(runs: list[dict[str, Any]], run_number: int | None = None) -> d
 
 
 def checked_rows(check: dict[str, Any]) -> int | None:
-    """The rows a check took: its new rows (rows_new), or for runs recorded before that column, all it ingested."""
-    return check["rows_new"] if check.get("rows_new") is not None else check.get("rows_ingested")
+    """The rows a check took: its evidence window (window_rows: the new rows since the last decision), else its new
+    rows (rows_new), or for runs recorded before those columns, all it ingested."""
+    for column in ("window_rows", "rows_new", "rows_ingested"):
+        if check.get(column) is not None:
+            return check[column]
+    return None
 
 
 # --- Quantiles -----------------------------------------------------------------------------------

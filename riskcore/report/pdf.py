@@ -107,6 +107,11 @@ def headline_box(data: ReportData, styles: Styles, width: float):
         f"{ev.matrix[1][1]:,} did leave (precision). F1 recorded at deployment: "
         f"{float(deployment.manifest.get('score', ev.f1)):.4f}.",
     ]
+    baseline = metadata.get("baseline") or {}
+    if baseline.get("f1") is not None:
+        lines.append(f"<b>Drift baseline</b>: F1 {baseline['f1']:.4f} on held-out rows of its own market "
+                     f"({baseline['rows']:,} rows: {escape(baseline['source'])}); drift checks compare new rows with "
+                     "it, while the test-data F1 above is the course's score.")
     if ev.rows < FEW_ROWS:
         lines.append(f"<b>Measured on {ev.rows} rows, fewer than {FEW_ROWS}:</b> one client more or less moves "
                      "the test-data figures a lot; read them as rough.")
