@@ -138,7 +138,7 @@ def significant_drop(baseline: Counts, window: Counts, min_drop: float, alpha: f
     p_value = float((1 + np.count_nonzero(drops >= drop - 1e-12)) / (1 + permutations))
     drift = drop >= min_drop and p_value < alpha
     measured = (f"F1 {window_f1:.4f} on {window.rows:,} labelled rows ({window.positives:,} left) against "
-                f"{base_f1:.4f} on {baseline.rows:,} {baseline_name}: ")
+                f"{base_f1:.4f} on {baseline_name} ({baseline.rows:,} rows): ")
     if drift:
         verdict = f"a drop of {drop:.4f} (p {p_value:.3g} < {alpha:g}): model drift"
     elif drop < min_drop:

@@ -105,7 +105,7 @@ def evaluate_retrain(config: Config, current: Deployment, new_rows, clients: lis
     evaluation["promoted"] = not (evaluation["new_worse"] and gate)
     if held is not None and held["new"]["positives"]:
         metadata["baseline"] = baseline_measurement(
-            new, holdout, f"held-out rows of the new market ({len(holdout):,} rows, left out of training)")
+            new, holdout, "held-out rows of the new market, left out of its training")
     atomic_write_json(config.output_model_folder / MODEL_METADATA, {**metadata, "evaluation": evaluation})
     log.info("old and new model on the same data: %s", describe_evaluation(evaluation))
     if evaluation["new_worse"]:

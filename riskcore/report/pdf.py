@@ -110,7 +110,7 @@ def headline_box(data: ReportData, styles: Styles, width: float):
     baseline = metadata.get("baseline") or {}
     if baseline.get("f1") is not None:
         lines.append(f"<b>Drift baseline</b>: F1 {baseline['f1']:.4f} on held-out rows of its own market "
-                     f"({baseline['rows']:,} rows: {escape(baseline['source'])}); drift checks compare new rows with "
+                     f"({escape(baseline['source'])}, {baseline['rows']:,} rows); drift checks compare new rows with "
                      "it, while the test-data F1 above is the course's score.")
     if ev.rows < FEW_ROWS:
         lines.append(f"<b>Measured on {ev.rows} rows, fewer than {FEW_ROWS}:</b> one client more or less moves "
