@@ -82,7 +82,7 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
     score = score_model(model, test, model_folder / SCORE_FILE)
     # Until a retrain measures it on held-out rows of the new market (riskcore.model.holdout), the
     # test data, of the market the model was first trained for, is its baseline.
-    record_baseline(model_folder, baseline_measurement(model, test, f"the test data ({TEST_DATA})"))
+    record_baseline(model_folder, baseline_measurement(model, test, f"the test data, {TEST_DATA}"))
     # Beside the bare number of the course's file: which model it scores, so a deployment can refuse a
     # score that belongs to another model.
     atomic_write_json(model_folder / SCORE_RECORD, {

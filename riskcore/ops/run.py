@@ -94,7 +94,7 @@ def deployed_baseline(config: Config, deployment: Deployment, model) -> dict:
     """The served model's own-market baseline (modelmetadata.json); a release made before baselines were
     kept is measured now on the test data, as its first deployment was."""
     baseline = deployed_metadata(deployment).get("baseline")
-    return baseline or baseline_measurement(model, read_test_data(config), f"the test data ({TEST_DATA})")
+    return baseline or baseline_measurement(model, read_test_data(config), f"the test data, {TEST_DATA}")
 
 
 def significance_check(config: Config, run: Run, deployment: Deployment, model, window) -> str:
