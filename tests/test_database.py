@@ -412,10 +412,10 @@ def test_postgres_connection_lost_before_or_during_the_read_is_one_sentence(pg_e
             "the connection was lost.")
     fetch = db_ingest.fetch
 
-    def terminated_then_fetch(connection, columns):  # the server ends our session between two queries
+    def terminated_then_fetch(connection, columns, *window):  # the server ends our session between two queries
         server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name = 'dynamic-risk-assessment';")
-        return fetch(connection, columns)
+        return fetch(connection, columns, *window)
 
     monkeypatch.setattr(db_ingest, "fetch", terminated_then_fetch)
     with pytest.raises(DatabaseError) as caught:
