@@ -117,6 +117,31 @@ def test_bad_input_database_is_one_sentence_naming_the_key_never_the_password(tm
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://risk@db/crm?dbname=postgresql://u:hunter2@db/crm",  # libpq expands a URL given as dbname
+    "postgresql://risk@db/crm?dbname=postgresql%3A%2F%2Fu%3Ahunter2%40db%2Fcrm",
+    "postgresql://risk@db/crm?dbname=host%3Ddb%20password%3Dhunter2",  # a connection string as dbname
+    "postgresql://risk@db/crm?sslpassword=hunter2",  # the client key's passphrase
+    "postgresql://risk@db/crm?SSLPassword=hunter2",
+    "postgresql://risk@db/crm?pass%77ord=hunter2",
+    "postgresql://risk@db/postgresql%3A%2F%2Fu%3Ahunter2%40db%2Fcrm",
+    "postgresql://risk@db/crm?options=-c%20x%3D1&service=crm&dbname=postgres://u:hunter2@db",
+])
+def test_a_password_anywhere_in_the_url_is_refused_without_showing_it(tmp_path: Path, url: str):
+    with pytest.raises(ConfigError) as caught:  # at load: before a run could record the URL in control.json
+        load_config(database_config(tmp_path, {"url": url, "table": "clients"}))
+    assert "holds a password" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://risk@db/crm?passfile=/home/risk/.pgpass",  # a file, as ~/.pgpass: allowed
+    "postgresql://risk@db/crm?sslkey=/home/risk/client.key&service=crm",
+    "postgresql://risk@db/crm?dbname=crm&application_name=risk",
+])
+def test_urls_without_a_password_are_accepted(tmp_path: Path, url: str):
+    assert load_config(database_config(tmp_path, {"url": url, "table": "clients"})).input_database.url == url
+
+
 def test_the_folder_and_the_database_together_are_refused(tmp_path: Path):
     (tmp_path / "input").mkdir()
     path = write_config(tmp_path)

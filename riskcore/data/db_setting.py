@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,33 @@ def _text_key(raw: dict, key: str, where: str, required: bool = True) -> str | N
     return value
 
 
-def _refuse_password(url: str, where: str) -> None:
+PASSWORD_PARAMETERS = ("password", "sslpassword")  # libpq's; passfile names a file, as ~/.pgpass does: allowed
+CONNINFO_PASSWORD = re.compile(r"(?i)(?:^|\s)(?:ssl)?password\s*=")
+
+
+def holds_password(url: str) -> bool:
+    """Whether a libpq URL carries a password anywhere: user:pw@, a password parameter, or a connection
+    string or URL nested in a value (`?dbname=postgresql://u:pw@...`, which libpq expands)."""
     parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    if ":" in userinfo or "password" in parse_qs(parts.query):
+    if ":" in parts.netloc.rpartition("@")[0]:
+        return True
+    values = [unquote(parts.path.lstrip("/"))]
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.strip().lower() in PASSWORD_PARAMETERS:
+            return True
+        values.append(value)
+    for value in values:
+        if value.startswith(tuple(f"{scheme}://" for scheme in POSTGRES_SCHEMES)):
+            if holds_password(value):
+                return True
+        elif CONNINFO_PASSWORD.search(value):
+            return True
+    return False
+
+
+def _refuse_password(url: str, where: str) -> None:
+    """Refuse a URL with a password in it, naming neither the URL nor the password."""
+    if holds_password(url):
         raise ConfigError(f'Config key "input_database.url" in {where} holds a password; passwords never sit in '
                           f"the config: use {PASSWORD_WAYS}.")
 
