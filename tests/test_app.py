@@ -979,3 +979,22 @@ def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, 
     assert returns["endpoints"]["prediction"]["body"]["model_version"] == current.model_version
     assert returns["endpoints"]["prediction"]["body"]["count"] == 60
     assert returns["endpoints"]["prediction"]["request"]["json"] == {"dataset": "test/testdata.csv"}
+
+
+# --- /risk past the end (issue 21) --------------------------------------------------------------
+def test_risk_offset_at_the_end_of_the_list_is_a_400_naming_offset(client):
+    total = client.get("/risk?top=1").get_json()["total"]
+    last = client.get(f"/risk?top=5&offset={total - 1}")
+    assert last.status_code == 200 and last.get_json()["count"] == 1
+    body = assert_json_error(client.get(f"/risk?offset={total}"), 400, '"offset"', f"from 0 to {total - 1}")
+    assert body["field"] == "offset"
+
+
+def test_risk_offset_0_on_an_empty_call_list_is_an_empty_page(deployed):
+    rows = [",".join([*row.split(",")[:4], "1"]) for row in client_rows(30, seed=12)]  # every client has left
+    write_csv(deployed.final_data_file, rows)
+    client = app_module.create_app(deployed.config_file).test_client()
+    page = client.get("/risk")
+    assert page.status_code == 200
+    assert (page.get_json()["total"], page.get_json()["clients"], page.get_json()["next_offset"]) == (0, [], None)
+    assert_json_error(client.get("/risk?offset=1"), 400, '"offset"')

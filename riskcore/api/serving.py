@@ -278,9 +278,10 @@ class CallList:
     # --- GET /risk ---
     def answer(self, top: int, offset: int) -> Answer:
         """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list."""
-        if offset > self.total:
-            raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to {self.total} '
-                                f"(the clients in the call list).", field="offset")
+        if offset >= self.total and offset > 0:  # 0 on an empty list is its one (empty) page
+            raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
+                                f"{max(self.total - 1, 0)} (the call list holds {self.total} clients).",
+                           field="offset")
         end = min(offset + top, self.total)
         if any(index not in self.rows for index in range(offset, end)):
             self._render(offset, end)
