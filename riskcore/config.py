@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MODEL_FILE, TEST_DATA, ConfigError
+from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MAX_ID_LENGTH, MODEL_FILE, TEST_DATA, ConfigError
 
 if TYPE_CHECKING:
     from riskcore.data.db_setting import DatabaseSource
@@ -117,6 +117,7 @@ class Config:
     automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
     input_database: DatabaseSource | None = None
     alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
+    max_id_length: int = MAX_ID_LENGTH  # longer client ids are refused at ingestion
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
@@ -293,6 +294,15 @@ def _check_alerts(raw: Any, where: str) -> dict[str, Any]:
     return alerts
 
 
+ID_LENGTH_LIMIT = 1000  # beyond it a client's page address (/clients/<id>, percent-encoded) nears servers' limits
+
+
+def _max_id_length(value: Any, where: str) -> int:
+    if not _is_type(value, (int,)) or not 1 <= value <= ID_LENGTH_LIMIT:
+        raise ConfigError(f'Config key "max_id_length" in {where} must be a whole number from 1 to {ID_LENGTH_LIMIT}.')
+    return value
+
+
 def _check_distinct(paths: dict[str, Path], where: str) -> None:
     """Folders one step reads and another writes must differ, or a run would read its own outputs."""
     for first, second in (("input_folder_path", "output_folder_path"), ("input_folder_path", "output_model_path"),
@@ -308,7 +318,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     where = str(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
-    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts"})
+    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts", "max_id_length"})
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
     # The data comes from a folder of CSV files or from a database table: exactly one of the two.
@@ -339,6 +349,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
                                 where)
     _check_automation(automation, where)
     alerts = _check_alerts(raw.get("alerts", {}), where)
+    max_id_length = _max_id_length(raw.get("max_id_length", MAX_ID_LENGTH), where)
     return Config(
         config_file=config_file,
         input_folder=paths.get("input_folder_path"),
@@ -350,6 +361,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         automation=automation,
         input_database=database,
         alerts=alerts,
+        max_id_length=max_id_length,
     )
 
 

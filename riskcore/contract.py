@@ -13,6 +13,7 @@ FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
 TARGET = "exited"
 COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
+MAX_ID_LENGTH = 200  # characters of a client id ingestion accepts (config: max_id_length): a link and a line
 ID_BLANKS = " \t"  # not part of a client id: "abcd " and "abcd" are one client
 
 

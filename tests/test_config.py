@@ -67,6 +67,11 @@ def _config_with(project: Path, mutate) -> Path:
         (lambda c: c.update(model={"solver": "magic"}), '"model.solver"'),
         (lambda c: c.update(automation={"drift_test": "vibes"}), '"automation.drift_test"'),
         (lambda c: c.update(automation=[]), '"automation"'),
+        (lambda c: c.update(max_id_length=0), '"max_id_length"'),
+        (lambda c: c.update(max_id_length=1001), '"max_id_length"'),
+        (lambda c: c.update(max_id_length=True), '"max_id_length"'),
+        (lambda c: c.update(max_id_length="200"), '"max_id_length"'),
+        (lambda c: c.update(max_id_length=20.5), '"max_id_length"'),
     ],
 )
 def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):
@@ -103,3 +108,8 @@ def test_missing_config_file_exit_2(tmp_path: Path):
     result = run_script("training.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_max_id_length_defaults_to_200_and_can_be_set(project: Path):
+    assert load_config(project).max_id_length == 200
+    assert load_config(_config_with(project, lambda c: c.update(max_id_length=12))).max_id_length == 12

@@ -284,6 +284,19 @@ def test_bad_values_hold_the_table_back_naming_and_counting_their_clients(tmp_pa
                                  '"lastmonth_activity", expected a whole number >= 0.')
 
 
+def test_an_id_over_the_configured_length_holds_the_table_back_without_printing_it(tmp_path: Path):
+    rows = as_tuples(client_rows(10, seed=1), "2024-01-01")
+    long_id = "L" + "0123456789" * 120
+    rows[4] = (long_id, *rows[4][1:])
+    db = sqlite_table(tmp_path / "crm.sqlite", rows)
+    with pytest.raises(DatabaseError) as caught:
+        read_table(sqlite_source(db), None)
+    message = str(caught.value)
+    assert "1 row has bad values" in message and "expected a non-empty id of at most 200 characters" in message
+    assert long_id not in message and len(message) < 400
+    assert read_table(sqlite_source(db), None, max_id_length=len(long_id)).frame.height == 10
+
+
 def test_values_that_are_not_whole_numbers_are_refused_as_in_a_csv(tmp_path: Path):
     rows = as_tuples(client_rows(5, seed=1), "2024-01-01")
     rows[2] = (rows[2][0], 12.5, *rows[2][2:])

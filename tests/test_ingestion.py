@@ -295,6 +295,25 @@ def test_an_id_of_blanks_only_is_refused(config: Config):
     assert 'has an empty "corporation" at row 1' in rejection.reason
 
 
+def test_an_id_over_the_configured_length_rejects_its_file_in_one_sentence(config: Config):
+    long_id = "x" * 201
+    write_csv(config.input_folder / "dataset3.csv", ["fine,1,2,3,0", f"{long_id},1,2,3,0"])
+    result = ingestion.run(config)
+    [rejection] = result.rejected
+    assert rejection.reason == ('dataset3.csv has a "corporation" of 201 characters at row 2, longer than the 200 '
+                                "allowed (config key max_id_length).")
+    assert long_id not in config.final_data_file.read_text()
+
+
+def test_an_id_at_the_configured_length_is_ingested(config: Config):
+    config = config.replace(max_id_length=12)
+    write_csv(config.input_folder / "dataset3.csv", ["twelve-chars,1,2,3,0"])
+    assert ingestion.run(config).rejected == []
+    write_csv(config.input_folder / "dataset4.csv", ["thirteen-char,1,2,3,0"])
+    [rejection] = ingestion.run(config).rejected
+    assert "of 13 characters at row 1, longer than the 12 allowed" in rejection.reason
+
+
 def test_a_repeated_client_is_one_row_with_its_latest_values(config: Config):
     write_csv(config.input_folder / "dataset0.csv", ["jggz,1,1,1,0"])  # before dataset1.csv by name
     write_csv(config.input_folder / "dataset3.csv", ["jggz,5,40,900,0", "jggz,6,41,901,1"])

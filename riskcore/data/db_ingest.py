@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import CURRENT_LINK, ID_COLUMN, TABLE_SNAPSHOT, TARGET, DataError
+from riskcore.contract import CURRENT_LINK, ID_COLUMN, MAX_ID_LENGTH, TABLE_SNAPSHOT, TARGET, DataError
 from riskcore.data.contract_rules import LABELS_OPTIONAL, expected, shown
 from riskcore.data.db_connection import (
     DatabaseError,
@@ -51,6 +51,7 @@ from riskcore.files import atomic_path, utc_now
 from riskcore.release.operator_state import operator
 
 SHOWN_CLIENTS = 5
+SHOWN_ID = 40  # characters of an id a sentence shows: a 1,000-character id would drown it
 
 
 @dataclass
@@ -117,17 +118,20 @@ def as_csv(frame: pl.DataFrame) -> bytes:
 
 
 # --- Bad values: which rows, for the sentence --------------------------------------------------
-def bad_value_masks(frame: pl.DataFrame) -> dict[str, pl.Series]:
-    """Per column, the rows whose value the contract refuses (validation.row_breaks), to count and name them."""
+def bad_value_masks(frame: pl.DataFrame, max_id_length: int = MAX_ID_LENGTH) -> dict[str, pl.Series]:
+    """Per column, the rows whose value the contract refuses (validation.row_breaks, and ids over
+    max_id_length), to count and name them."""
     ids = frame[ID_COLUMN].cast(pl.String)
     checked = frame.with_columns(normalise_ids(ids))
     breaks = row_breaks(checked.schema, LABELS_OPTIONAL)
+    breaks[ID_COLUMN] = breaks[ID_COLUMN] | (pl.col(ID_COLUMN).str.len_chars() > max_id_length).fill_null(False)
     return checked.select(mask.alias(column) for column, mask in breaks.items()).to_dict()
 
 
-def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: str) -> str:
+def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: str,
+                        max_id_length: int = MAX_ID_LENGTH) -> str:
     """The table's bad rows in one sentence: how many, which clients, and the first bad value."""
-    masks = bad_value_masks(frame)
+    masks = bad_value_masks(frame, max_id_length)
     any_bad = pl.Series([False] * frame.height)
     for mask in masks.values():
         any_bad = any_bad | mask
@@ -135,24 +139,28 @@ def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: s
     if rows.len() == 0:
         return fallback
     ids = normalise_ids(frame[ID_COLUMN].cast(pl.String)).gather(rows).to_list()
-    named = [f'"{i}"' if i else "(no id)" for i in ids[:SHOWN_CLIENTS]]
+    named = [f'"{i if len(i) <= SHOWN_ID else i[:SHOWN_ID - 1] + chr(0x2026)}"' if i else "(no id)"
+             for i in ids[:SHOWN_CLIENTS]]
     more = f" and {len(ids) - SHOWN_CLIENTS} more" if len(ids) > SHOWN_CLIENTS else ""
     first = int(rows[0])
     column = next(c for c, mask in masks.items() if mask[first])
     value = shown(frame[column][first])
     noun = "row has" if len(ids) == 1 else "rows have"
+    wanted = expected(column, LABELS_OPTIONAL) + (f" of at most {max_id_length} characters" if column == ID_COLUMN
+                                                  else "")
     return (f"{source.subject} is not ingested: {len(ids)} {noun} bad values (clients {', '.join(named)}{more}); "
-            f'client {named[0]} has {value} in column "{column}", expected {expected(column, LABELS_OPTIONAL)}.')
+            f'client {named[0]} has {value} in column "{column}", expected {wanted}.')
 
 
-def validated(frame: pl.DataFrame, source: DatabaseSource) -> pl.DataFrame:
+def validated(frame: pl.DataFrame, source: DatabaseSource, max_id_length: int = MAX_ID_LENGTH) -> pl.DataFrame:
     """The snapshot checked as a CSV file is; a bad value holds the whole table back (DatabaseError)."""
     if frame.height == 0:
         raise DatabaseError(f"{source.subject} has no rows.")
     try:
-        return validate_client_frame(frame, source.subject, require_target=LABELS_OPTIONAL)
+        return validate_client_frame(frame, source.subject, require_target=LABELS_OPTIONAL,
+                                     max_id_length=max_id_length)
     except DataError as exc:  # the CSV path's rule decides; the sentence counts and names the rows
-        raise DatabaseError(bad_values_sentence(frame, source, str(exc))) from None
+        raise DatabaseError(bad_values_sentence(frame, source, str(exc), max_id_length)) from None
 
 
 # --- New rows ----------------------------------------------------------------------------------
@@ -197,7 +205,7 @@ def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, row
 
 
 def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: pl.DataFrame | None = None,
-               render_snapshot: bool = True) -> TableRead:
+               render_snapshot: bool = True, max_id_length: int = MAX_ID_LENGTH) -> TableRead:
     """Read one snapshot of the table, validated, and its rows that are new since `record` (an ingestion record).
 
     `previous`: the rows of the recorded snapshot, for a table without a watermark column.
@@ -218,7 +226,7 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
     marks = raw[WINDOW_MARK].cast(pl.String) if window is not None else None
     raw = raw.drop(WINDOW_MARK) if window is not None else raw
     state = replace(state, rows=raw.height)
-    frame = validated(raw, source)
+    frame = validated(raw, source, max_id_length)
     if known is None:
         new = frame
     elif source.watermark_column:
@@ -230,7 +238,7 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
             state = replace(state, new_rows=int(fresh.sum()))
     elif previous is not None:
         changed = rows_not_in(raw, previous)
-        new = validated(changed, source) if changed.height else frame.clear()
+        new = validated(changed, source, max_id_length) if changed.height else frame.clear()
     else:
         new = frame
     return TableRead(source, raw, frame, new, state, as_csv(raw) if render_snapshot else b"")
@@ -247,7 +255,7 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
     source = config.input_database
     known = recorded_state(record, source)
     read = read_table(source, record, previous_snapshot(config, known) if not source.watermark_column else None,
-                      render_snapshot=False)
+                      render_snapshot=False, max_id_length=config.max_id_length)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The snapshot's CSV (for its sha256) renders while the rows are merged: 0.06 s less of the
         # 0.22 s the two take one after the other on 1M rows (2 busy cores).

@@ -26,6 +26,7 @@ from riskcore.contract import (
     FINAL_DATA,
     INGESTED_FILES,
     INGESTION_RECORD,
+    MAX_ID_LENGTH,
     ROW_DIGESTS,
     TARGET,
     TRAINING_DATA,
@@ -60,7 +61,7 @@ class HeldBack(DataError):
         self.result = result
 
 
-def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
+def read_candidate(path: Path, folder: Path, max_id_length: int = MAX_ID_LENGTH) -> tuple[bytes, pl.DataFrame]:
     """Read one candidate file's bytes and validated frame, or raise DataError (naming it printably)."""
     name = printable_name(path.name)
     if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
@@ -77,7 +78,7 @@ def read_candidate(path: Path, folder: Path) -> tuple[bytes, pl.DataFrame]:
         raise DataError(f"{name} cannot be read ({exc.strerror or exc.__class__.__name__}).") from None
     # The hash and the rows come from the same bytes, so a file being rewritten meanwhile is
     # recorded exactly as it was parsed. A file of clients only ("exited" missing) is accepted.
-    return data, read_client_frame(data, name, require_target=False)
+    return data, read_client_frame(data, name, require_target=False, max_id_length=max_id_length)
 
 
 # --- Row digests: what a changed file held before ---------------------------------------------------
@@ -126,7 +127,7 @@ def new_rows_of(frame: pl.DataFrame, name: str, sha: str, previous: dict[str, st
 
 # --- One row per client ----------------------------------------------------------------------
 def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None, previous: dict[str, str] | None = None,
-                  digests: Path | None = None) -> IngestionResult:
+                  digests: Path | None = None, max_id_length: int = MAX_ID_LENGTH) -> IngestionResult:
     """Read, validate and merge every CSV in `folder` (pure apart from reading it).
 
     `known`: name -> sha256s of the files production has processed; the others are new, and
@@ -143,7 +144,7 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None, previo
     results, rejected = [], []
     for path in candidates:
         try:
-            data, frame = read_candidate(path, folder)
+            data, frame = read_candidate(path, folder, max_id_length)
         except DataError as exc:
             rejected.append(Rejection(path.name, str(exc), input_digest(path, folder)))
             log.error("rejected %s", exc)
@@ -283,7 +284,7 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
                  config.input_database.label)
         return result
     result = ingest_folder(config.input_folder, processed.known, processed.ingested,
-                           config.output_folder / ROW_DIGESTS)
+                           config.output_folder / ROW_DIGESTS, config.max_id_length)
     reason = hold_back_reason(result, processed, allow_removed, config.input_folder)
     if reason is not None:
         raise HeldBack(reason, result)

@@ -298,16 +298,29 @@ def _unreadable_labels(table: pl.DataFrame, typed: pl.DataFrame, require_target:
     return typed[TARGET].null_count() > (text.is_null() | (text.str.strip_chars() == "")).sum()
 
 
-def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True) -> pl.DataFrame:
+def check_id_length(ids: pl.Series, name: str, max_id_length: int) -> None:
+    """Ingestion's one rule beyond the contract's: no id longer than `max_id_length` characters (config)."""
+    lengths = ids.str.len_chars()
+    if (lengths > max_id_length).any():
+        row = int((lengths > max_id_length).arg_true()[0]) + 1
+        raise DataError(f'{name} has a "{ID_COLUMN}" of {lengths[row - 1]:,} characters at row {row}, longer '
+                        f"than the {max_id_length} allowed (config key max_id_length).")
+
+
+def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True,
+                          max_id_length: int | None = None) -> pl.DataFrame:
     """Check a table of text (or integer) columns against the data contract; return it typed, in contract order.
 
     Rows are numbered from 1, the first data row; the checks run in the order of the messages
     users know: header, rows, repeated header, ids, then each number column. Ids come back
-    normalised (normalise_ids); a table without "exited" comes back without it.
+    normalised (normalise_ids); a table without "exited" comes back without it. `max_id_length`:
+    ingestion's limit on an id's characters (config max_id_length), None elsewhere.
     """
     check_header(table.columns, name, require_target)
     ids = table[ID_COLUMN].cast(pl.String)
     table = table.with_columns(normalise_ids(ids) if padded(ids) else ids)
+    if max_id_length is not None:
+        check_id_length(table[ID_COLUMN], name, max_id_length)
     numbers = [column for column in COLUMNS[1:] if column in table.columns]
     typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers))
     # Nearly every table meets the contract: one look at its numbers tells; the checks that name the
@@ -362,11 +375,11 @@ def read_as_written(source: bytes | Path, name: str | None = None,
     return table if table is not None else read_text_table(source, name, require_target)
 
 
-def read_client_frame(source: bytes | Path, name: str | None = None,
-                      require_target: bool | str = True) -> pl.DataFrame:
+def read_client_frame(source: bytes | Path, name: str | None = None, require_target: bool | str = True,
+                      max_id_length: int | None = None) -> pl.DataFrame:
     """Read and validate client CSV content (bytes, or a file) into a polars frame in contract order."""
     name = name or (source.name if isinstance(source, Path) else "the CSV data")
-    return validate_client_frame(read_as_written(source, name, require_target), name, require_target)
+    return validate_client_frame(read_as_written(source, name, require_target), name, require_target, max_id_length)
 
 
 # --- The pandas edge: what the course's functions and scikit-learn take --------------------------

@@ -354,7 +354,7 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
         result = ingest_table(config, processed.record, keep_snapshot=False)
     else:
         result = ingest_folder(config.input_folder, processed.known, processed.ingested,
-                               config.output_folder / ROW_DIGESTS)
+                               config.output_folder / ROW_DIGESTS, config.max_id_length)
     reason = hold_back_reason(result, processed, bool(removed), config.input_folder)
     if reason is not None:
         return f"would fail: {reason}"
