@@ -45,3 +45,85 @@ def test_the_config_can_name_the_key_file(project: Path):
     raw["automation"] = {"api_key_file": "api.key"}
     project.write_text(json.dumps(raw))
     assert api_key(load_config(project), environ={}) == "from-the-file"
+
+
+# --- A running server notices a changed key (issue 21) -----------------------------------------
+def write_key(path: Path, key: str) -> None:
+    """Replace the key file as an operator's editor or `install -m 600` would: a new file renamed into place."""
+    fresh = path.with_suffix(".new")
+    fresh.write_text(f"{key}\n", encoding="ascii")
+    fresh.chmod(0o600)
+    fresh.replace(path)
+
+
+@pytest.fixture
+def keyed_app(deployed, tmp_path: Path, monkeypatch):
+    import app as app_module
+    from riskcore.api import key as key_module
+
+    monkeypatch.setattr(key_module, "KEY_CHECK_SECONDS", 0.05)
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    key_file = tmp_path / "api.key"
+    write_key(key_file, "old-key")
+    monkeypatch.setenv(API_KEY_FILE_ENV, str(key_file))
+    return app_module.create_app(deployed.config_file), key_file
+
+
+def test_a_changed_key_file_replaces_the_key_within_seconds(keyed_app):
+    import time
+
+    app, key_file = keyed_app
+    client = app.test_client()
+    assert client.get("/scoring", headers={"X-API-Key": "old-key"}).status_code == 200
+    write_key(key_file, "new-key")
+    time.sleep(0.1)
+    assert client.get("/scoring", headers={"X-API-Key": "old-key"}).status_code == 401
+    assert client.get("/scoring", headers={"X-API-Key": "new-key"}).status_code == 200
+
+
+def test_a_changed_key_ends_the_pages_cookie(keyed_app):
+    import time
+
+    app, key_file = keyed_app
+    client = app.test_client()
+    signed_in = client.post("/login", data={"key": "old-key", "next": "/"})
+    assert signed_in.status_code == 303
+    assert client.get("/").status_code == 200
+    write_key(key_file, "new-key")
+    time.sleep(0.1)
+    assert client.get("/").status_code == 303  # back to the key form
+    assert client.post("/login", data={"key": "old-key", "next": "/"}).status_code == 200  # refused: the form again
+    assert client.post("/login", data={"key": "new-key", "next": "/"}).status_code == 303
+    assert client.get("/").status_code == 200
+
+
+def test_a_key_file_made_unsafe_refuses_requests_until_fixed(keyed_app):
+    import time
+
+    app, key_file = keyed_app
+    client = app.test_client()
+    key_file.chmod(0o644)
+    time.sleep(0.1)
+    refused = client.get("/scoring", headers={"X-API-Key": "old-key"})
+    assert refused.status_code == 503 and "chmod 600" in refused.get_json()["message"]
+    assert "old-key" not in refused.get_data(as_text=True)
+    assert client.get("/health").status_code == 200  # liveness needs no key
+    key_file.chmod(0o600)
+    time.sleep(0.1)
+    assert client.get("/scoring", headers={"X-API-Key": "old-key"}).status_code == 200
+
+
+def test_the_key_file_is_not_read_again_while_it_is_unchanged(keyed_app, monkeypatch):
+    import time
+
+    from riskcore.api import key as key_module
+
+    app, _ = keyed_app
+    reads = []
+    real = key_module.read_key_file
+    monkeypatch.setattr(key_module, "read_key_file", lambda path: reads.append(path) or real(path))
+    client = app.test_client()
+    for _ in range(3):
+        time.sleep(0.06)
+        assert client.get("/scoring", headers={"X-API-Key": "old-key"}).status_code == 200
+    assert reads == []

@@ -21,13 +21,13 @@ import hmac
 import os
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 
 from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
 from riskcore.api.history_view import evidence
-from riskcore.api.key import api_key
+from riskcore.api.key import KeyWatch
 from riskcore.api.openapi import openapi_document
-from riskcore.api.pages import site
+from riskcore.api.pages import current_key, site
 from riskcore.api.request_rows import MAX_CONTENT_LENGTH
 from riskcore.api.serving import RiskService
 from riskcore.api.views import api
@@ -40,10 +40,12 @@ OPEN_PATHS = frozenset({"/health"})  # answered without the API key
 
 
 def check_api_key() -> None:
-    """Before every request: the X-API-Key header must match RISK_API_KEY when one is set."""
-    expected = current_app.config["RISK_API_KEY"]
-    if not expected or request.path in OPEN_PATHS or request.blueprint == site.name:
+    """Before every request: the X-API-Key header must match the API key when one is set."""
+    if request.path in OPEN_PATHS or request.blueprint == site.name:
         return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
+    expected = current_key()
+    if not expected:
+        return
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         raise ApiError(401, f"This endpoint needs the {API_KEY_HEADER} header with the API key."
@@ -62,13 +64,17 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
-        RISK_API_KEY=api_key(config),  # a key no header could carry is refused here, at start-up
         DEBUG=False,
         PROPAGATE_EXCEPTIONS=False,
         PROVIDE_AUTOMATIC_OPTIONS=False,  # OPTIONS would answer 200 with an empty HTML body; it is a 405 here
     )
+    watch = KeyWatch.of(config)  # a key no header could carry is refused here, at start-up
+    app.config["RISK_API_KEY"] = watch.current()
     if test_config:
         app.config.update(test_config)
+        if "RISK_API_KEY" in test_config:
+            watch = KeyWatch(test_config["RISK_API_KEY"])
+    app.extensions["risk_key"] = watch
     app.config["RISK_OPENAPI"] = json_bytes(openapi_document(bool(app.config["RISK_API_KEY"])))
     app.extensions["risk"] = RiskService(config)
     app.before_request(check_api_key)

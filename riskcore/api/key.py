@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 from riskcore.config import Config
@@ -55,3 +57,65 @@ def api_key(config: Config | None = None, environ: dict[str, str] | None = None)
     if config is not None and config.automation.get("api_key_file"):
         return read_key_file(config.config_file.parent / config.automation["api_key_file"])
     return None
+
+
+KEY_CHECK_SECONDS = 2.0  # how soon a server notices a changed key file: one stat() per interval, not per request
+
+
+def key_file(config: Config | None, environ: dict[str, str]) -> Path | None:
+    """The key file the API key comes from, None when it comes from $RISK_API_KEY or there is none."""
+    if environ.get(API_KEY_ENV):
+        return None
+    if environ.get(API_KEY_FILE_ENV):
+        return Path(environ[API_KEY_FILE_ENV]).absolute()
+    if config is not None and config.automation.get("api_key_file"):
+        return config.config_file.parent / config.automation["api_key_file"]
+    return None
+
+
+class KeyWatch:
+    """The key a running server checks: read at start, read again when its key file changes.
+
+    The file is looked at (stat) at most every KEY_CHECK_SECONDS and read only when its inode,
+    size or modification time changed. A file that becomes unreadable or unsafe raises ConfigError
+    on every check until it is fixed: the server refuses requests rather than fall back to an old key.
+    """
+
+    def __init__(self, key: str | None, path: Path | None = None, clock=time.monotonic) -> None:
+        self._key, self._path, self._clock = key, path, clock
+        self._error: ConfigError | None = None
+        self._signature = self._stat() if path is not None else None
+        self._checked = clock()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, config: Config | None, environ: dict[str, str] | None = None) -> KeyWatch:
+        environ = os.environ if environ is None else environ
+        return cls(api_key(config, environ), key_file(config, environ))
+
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        try:
+            info = self._path.stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode
+
+    def current(self) -> str | None:
+        """The key now; ConfigError when its file cannot give one."""
+        if self._path is not None and self._clock() - self._checked >= KEY_CHECK_SECONDS:
+            with self._lock:
+                if self._clock() - self._checked >= KEY_CHECK_SECONDS:
+                    self._refresh()
+        if self._error is not None:
+            raise self._error
+        return self._key
+
+    def _refresh(self) -> None:
+        signature = self._stat()
+        if signature != self._signature or self._error is not None:
+            try:
+                self._key, self._error = read_key_file(self._path), None
+            except ConfigError as exc:
+                self._error = exc
+            self._signature = signature
+        self._checked = self._clock()

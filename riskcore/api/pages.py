@@ -38,6 +38,7 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 
 from riskcore.api import page_data
@@ -46,7 +47,7 @@ from riskcore.api.page_data import PAGE_SIZE, downloads, latest_report
 from riskcore.api.page_health import model_health, when
 from riskcore.api.query import query_number
 from riskcore.api.serving import CallList, RiskService, Served, service
-from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT
+from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT, ConfigError
 from riskcore.formatting import count, fixed, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.release.listing import served_summary
@@ -75,11 +76,32 @@ PAGE_HEADERS = {
 KEY_GIVEN = "key_given"  # the session's one entry
 
 
+def current_key() -> str | None:
+    """The API key now, for the endpoints and the pages (riskcore.api.key.KeyWatch: a changed key file is
+    noticed within seconds, and the sessions signed under the old key stop working with it)."""
+    try:
+        return current_app.extensions["risk_key"].current()
+    except ConfigError as exc:
+        raise ApiError(503, f"The API key cannot be checked: {exc}") from None
+
+
 class PageSession(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure when the page was asked for over HTTPS."""
+    """Flask's signed cookie session, signed under the current key, marked Secure when asked for over HTTPS."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer, under a secret derived from the key of this moment (not app.secret_key)."""
+        try:
+            key = current_key()
+        except ApiError:  # require_key answers it with its sentence; a session opens before error handlers run
+            return None
+        if not key:
+            return None
+        return URLSafeTimedSerializer(session_secret(key), salt=self.salt, serializer=self.serializer,
+                                      signer_kwargs={"key_derivation": self.key_derivation,
+                                                     "digest_method": self.digest_method})
 
 
 def session_secret(key: str) -> bytes:
@@ -90,13 +112,11 @@ def session_secret(key: str) -> bytes:
 @site.record_once
 def keep_the_key_in_a_session(state) -> None:
     """The app that registers the pages signs their session under its key, in a cookie of COOKIE_DAYS."""
-    app, key = state.app, state.app.config["RISK_API_KEY"]
+    app = state.app
     app.config.update(SESSION_COOKIE_NAME=COOKIE, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_PATH="/", PERMANENT_SESSION_LIFETIME=timedelta(days=COOKIE_DAYS),
                       SESSION_REFRESH_EACH_REQUEST=False)  # the form asks again COOKIE_DAYS after it was filled
-    app.session_interface = PageSession()
-    if key:
-        app.secret_key = session_secret(key)
+    app.session_interface = PageSession()  # signed under the key of the moment: a new key ends every session
 
 
 def local_target(target: str | None) -> str:
@@ -117,7 +137,7 @@ def require_key() -> Response | None:
     A redirect to a form served with 200, as a browser expects a sign-in: a 401 would be a failed
     load in the browser's console.
     """
-    if not current_app.config["RISK_API_KEY"] or request.endpoint in ("pages.login", "pages.static"):
+    if request.endpoint in ("pages.login", "pages.static") or not current_key():
         return None
     if session.get(KEY_GIVEN) is True:  # Flask checked the signature and the age
         return None
@@ -127,7 +147,7 @@ def require_key() -> Response | None:
 @site.route("/login", methods=["GET", "POST"])
 def login() -> Response | str:
     """The key form; the right key sets the cookie and goes back to the page that asked for it."""
-    key = current_app.config["RISK_API_KEY"]
+    key = current_key()
     target = local_target(request.values.get("next"))
     if not key:
         return redirect(target, 303)
@@ -144,7 +164,7 @@ def login() -> Response | str:
 
 @site.post("/logout")
 def logout() -> Response:
-    if current_app.config["RISK_API_KEY"]:  # without a key there is no session (nor a secret to sign one)
+    if current_key():  # without a key there is no session (nor a secret to sign one)
         session.clear()  # Flask then deletes the cookie
     return redirect(url_for("pages.index"), 303)
 
