@@ -672,3 +672,27 @@ def test_the_csv_download_is_the_file_not_a_copy_in_memory(client, shared):
     response = client.get("/downloads/risk_scores.csv")
     assert response.is_streamed or response.direct_passthrough
     assert io.BytesIO(response.data).read(4) == b"rank"
+
+
+# --- Links a browser can open for every id (issue 21) ------------------------------------------
+AWKWARD_IDS = [".", "..", "a/b", "../etc", "x\\y", "~Li4", "plain id", "50%", "q?x#y", "株式会社"]
+
+
+def test_every_client_link_opens_its_client_after_a_browsers_path_normalisation(deployed):
+    from urllib.parse import urljoin, urlsplit
+
+    write_csv(deployed.final_data_file, [f'"{c}",{i},{100 + i},{5 + i},0' for i, c in enumerate(AWKWARD_IDS)])
+    client = app_module.create_app(deployed.config_file).test_client()
+    page = client.get("/").get_data(as_text=True)
+    links = [html.unescape(h) for h in re.findall(r'<td class="client"><a href="([^"]+)"', page)]
+    assert len(links) == len(AWKWARD_IDS)
+    opened = {}
+    for link in links:
+        path = urlsplit(urljoin("http://127.0.0.1:8000/", link.replace("\\", "/"))).path  # as a browser resolves it
+        assert path.startswith("/clients/") and path == link.replace("\\", "/")  # nothing dropped or merged
+        answer = client.get(path)
+        assert answer.status_code == 200, link
+        title = re.search(r'<h1 id="client-title">Client <span class="mono">(.*?)</span>', answer.get_data(as_text=True))
+        opened[link] = html.unescape(title.group(1))
+    assert sorted(opened.values()) == sorted(AWKWARD_IDS)
+    assert "/clients/plain%20id" in links and "/clients/~fkxpNA" in links  # readable stay readable; ~ is encoded

@@ -18,6 +18,8 @@ The JSON API still takes only the X-API-Key header.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -208,6 +210,35 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
                            new_rows=checked_rows, downloads=downloads(risk.config.output_model_folder))
 
 
+ENCODED_ID = "~"  # a client link's segment that starts with it holds the id in base64url (client_link)
+
+
+def plain_link(client_id: str) -> bool:
+    """Whether /clients/<id> as written reaches the client: browsers drop `.` and `..` segments, treat a
+    backslash as a slash, and a slash would split the id."""
+    return bool(client_id) and not client_id.startswith(ENCODED_ID) and client_id not in (".", "..") \
+        and not any(ch in client_id for ch in "/\\")
+
+
+def client_link(client_id: str) -> str:
+    """The page of a client, as an address every browser opens: the id itself, or ~ and its base64url."""
+    if plain_link(client_id):
+        return url_for("pages.client", client_id=client_id)
+    token = base64.urlsafe_b64encode(client_id.encode("utf-8")).decode("ascii").rstrip("=")
+    return url_for("pages.client", client_id=ENCODED_ID + token)
+
+
+def client_of_link(segment: str) -> str:
+    """The client id a link names (client_link's inverse); a segment that is no encoding is the id itself."""
+    if segment.startswith(ENCODED_ID):
+        with contextlib.suppress(ValueError):
+            return base64.urlsafe_b64decode(segment[1:] + "=" * (-len(segment[1:]) % 4)).decode("utf-8")
+    return segment
+
+
+site.add_app_template_global(client_link, "client_link")
+
+
 @site.get("/clients/<path:client_id>")
 def client(client_id: str) -> str:
     """One client: its latest snapshot, probability and features, and its earlier snapshots."""
@@ -215,6 +246,7 @@ def client(client_id: str) -> str:
     calls = risk.call_list(risk.models.get())
     if not isinstance(calls, CallList):
         abort(503, calls)
+    client_id = client_of_link(client_id)
     latest = calls.client(client_id)
     if latest is None:
         abort(404, f"No client {client_id!r} in the call list.")
