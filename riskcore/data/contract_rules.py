@@ -32,25 +32,14 @@ SIGNED_WHOLE = r"^[+-]?[0-9]+$"
 SHOWN_CHARACTERS = 30
 
 # The names of the checks in a `found` row (riskcore.data.validation.problem_checks computes it):
-# each holds the 1-based row of the first breach, or None.
+# each holds the 1-based row of the first breach, or None; per feature, check_key(column, INTEGERS)
+# is True when every value is an integer (any sign), and NOT_COUNT, NEGATIVE and LARGE hold rows.
 ROWS, HEADER_AGAIN, EMPTY_ID, LABEL = "rows", "header", "empty_id", "label"
+INTEGERS, NOT_COUNT, NEGATIVE, LARGE = "integers", "not_count", "negative", "large"
 
 
-def integers_key(column: str) -> str:
-    """True when every value of the column is an integer (any sign)."""
-    return f"{column}:integers"
-
-
-def not_count_key(column: str) -> str:
-    return f"{column}:not_count"
-
-
-def negative_key(column: str) -> str:
-    return f"{column}:negative"
-
-
-def large_key(column: str) -> str:
-    return f"{column}:large"
+def check_key(column: str, check: str) -> str:
+    return f"{column}:{check}"
 
 
 def shown(value: Any) -> str:
@@ -99,11 +88,11 @@ def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int
     if found[EMPTY_ID] is not None:
         return DataError(f'{name} has an empty "{ID_COLUMN}" at row {found[EMPTY_ID]}.')
     for column in FEATURES:
-        if not found[integers_key(column)]:
-            row = found[not_count_key(column)]
+        if not found[check_key(column, INTEGERS)]:
+            row = found[check_key(column, NOT_COUNT)]
             return DataError(f'{name} has {shown(value_at(column, row))} in column "{column}" at row {row}; '
                              f"expected {expected(column)}.")
-        negative, large = found[negative_key(column)], found[large_key(column)]
+        negative, large = found[check_key(column, NEGATIVE)], found[check_key(column, LARGE)]
         if negative is not None:
             return DataError(f'{name} has a negative value in column "{column}" at row {negative}.')
         if large is not None:

@@ -28,17 +28,18 @@ from riskcore.data.contract_rules import (
     EMPTY_ID,
     HEADER_AGAIN,
     HIGHEST,
+    INTEGERS,
     LABEL,
     LABELS_OPTIONAL,
+    LARGE,
+    NEGATIVE,
+    NOT_COUNT,
     ROWS,
     SIGNED_WHOLE,
     WHOLE,
     check_header,
+    check_key,
     first_problem,
-    integers_key,
-    large_key,
-    negative_key,
-    not_count_key,
 )
 
 # A validated client frame: ids as text, the counts and the label as whole numbers.
@@ -261,9 +262,10 @@ def problem_checks(schema: Mapping[str, pl.DataType], require_target: bool | str
         checks.append(_first_row(again).alias(HEADER_AGAIN))
     for column in FEATURES:
         integers, not_count, value = _number_parts(column, schema[column])
-        checks += [integers.alias(integers_key(column)), _first_row(not_count).alias(not_count_key(column)),
-                   _first_row(value < 0).alias(negative_key(column)),
-                   _first_row(value > HIGHEST[column]).alias(large_key(column))]
+        checks += [integers.alias(check_key(column, INTEGERS)),
+                   _first_row(not_count).alias(check_key(column, NOT_COUNT)),
+                   _first_row(value < 0).alias(check_key(column, NEGATIVE)),
+                   _first_row(value > HIGHEST[column]).alias(check_key(column, LARGE))]
     if TARGET in schema:
         checks.append(_first_row(_label_breaks(schema[TARGET], require_target)).alias(LABEL))
     return checks
