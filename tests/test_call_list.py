@@ -20,7 +20,7 @@ import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, write_config, write_csv
 from riskcore.config import load_config
-from riskcore.contract import FEATURE_LABELS, FEATURES, MODEL_METADATA, DataError
+from riskcore.contract import FEATURES, MODEL_METADATA, DataError
 from riskcore.files import atomic_write_json
 from riskcore.model import reasons
 from riskcore.release.load import deployed_metadata, load_deployed_model, require_deployment
@@ -42,16 +42,18 @@ def latest_rows(path: Path) -> dict[str, dict[str, str]]:
         return {row["corporation"]: {**row, "line": line} for line, row in enumerate(csv.DictReader(handle))}
 
 
-def expected_reasons(metadata: dict, values: list[int]) -> tuple[list[float], list[str]]:
-    """From the metadata alone: each feature's contribution, and the reasons in words, in the order listed."""
+def expected_reasons(metadata: dict, values: list[int], typical: list[float]) -> tuple[list[float], list[str]]:
+    """From the metadata and the market's typical client alone: each feature's contribution, and the reasons in
+    words, in the order listed."""
     coefficients, average = metadata["coefficients"], metadata["average_client"]
     shares = [coefficients[f] * (value - average[f]) for f, value in zip(FEATURES, values, strict=True)]
-    order = sorted(range(len(FEATURES)), key=lambda j: (shares[j] <= 0, -abs(shares[j]), j))
-    words = []
-    for j in order:
-        shown = f"{shares[j]:+,.1f}"
-        words.append(f"{FEATURE_LABELS[FEATURES[j]]} {values[j]:,}: {'0.0' if shown in ('+0.0', '-0.0') else shown}")
-    return shares, words
+    explainer = reasons.Explainer.from_metadata(metadata).in_market(typical)
+    return shares, [r["text"] for r in explainer.reasons(values)]
+
+
+def market(rows: list[dict[str, str]]) -> list[float]:
+    """The typical client of a call list: each feature's median over its clients."""
+    return [float(np.median([int(row[f]) for row in rows])) for f in FEATURES]
 
 
 # --- The bundled data, as `make run` takes it -------------------------------------------------
@@ -102,7 +104,7 @@ def test_the_call_list_is_ranked_by_strictly_decreasing_log_odds(bundled):
             assert position[earlier["corporation"]] < position[later["corporation"]]
         else:
             assert float(earlier["log_odds"]) > float(later["log_odds"]), (earlier, later)
-    chances = [float(row["attrition_probability"]) for row in rows]
+    chances = [float(row["probability"]) for row in rows]
     assert all(earlier >= later for earlier, later in zip(chances, chances[1:], strict=False))
 
 
@@ -113,14 +115,16 @@ def test_reasons_add_up_to_the_log_odds_against_the_average_client(bundled):
     coefficients, average = metadata["coefficients"], metadata["average_client"]
     average_log_odds = metadata["intercept"] + sum(coefficients[f] * average[f] for f in FEATURES)
     rows = read_call_list(paths["risk_scores"])
+    typical = market(rows)
     for row in rows:
         values = [int(row[f]) for f in FEATURES]
-        shares, words = expected_reasons(metadata, values)
+        shares, words = expected_reasons(metadata, values, typical)
         log_odds = float(row["log_odds"])
         assert sum(shares) == pytest.approx(log_odds - average_log_odds, abs=1e-9), row
+        assert [float(row[name]) for name in reasons.CONTRIBUTION_COLUMNS] == pytest.approx(shares, abs=1e-9)
         assert metadata["intercept"] + sum(coefficients[f] * v for f, v in zip(FEATURES, values, strict=True)) == (
             pytest.approx(log_odds, abs=1e-9))
-        assert [row[name] for name in reasons.REASON_COLUMNS] == words, row
+        assert [row[name] for name in reasons.REASON_COLUMNS if row[name]] == words, row
     assert float(rows[0]["log_odds"]) > average_log_odds  # the first clients to call are riskier than average
 
 
@@ -156,7 +160,8 @@ def test_the_pdf_shows_the_reasons_in_the_call_first_table(bundled):
 
     _, paths, _, _ = bundled
     pages = [" ".join(page.extract_text().split()) for page in PdfReader(paths["summary_report"]).pages]
-    table = next(text for text in pages if "Clients most likely to leave" in text)
+    text = " ".join(pages)
+    table = text[text.index("Clients most likely to leave"):]  # the table may run on to the next page
     for row in read_call_list(paths["risk_scores"])[:call_list.TOP_CLIENTS]:
         shown = "; ".join(row[name] for name in reasons.REASON_COLUMNS[:PDF_REASONS])
         assert f"{row['corporation']} " in table and shown in table, (row["corporation"], shown)
@@ -174,7 +179,7 @@ def test_risk_pages_are_the_call_list_with_the_same_reasons(bundled):
     for row, entry in zip(rows, served, strict=False):
         assert entry["rank"] == int(row["rank"]) and entry["corporation"] == row["corporation"]
         assert entry["log_odds"] == float(row["log_odds"])
-        assert [r["text"] for r in entry["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS]
+        assert [r["text"] for r in entry["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS if row[name]]
 
 
 def test_prediction_answers_carry_the_same_reasons_as_the_call_list(bundled):
@@ -186,7 +191,7 @@ def test_prediction_answers_carry_the_same_reasons_as_the_call_list(bundled):
     average = reasons.Explainer.from_metadata(metadata).average_log_odds
     assert client.get("/risk?top=1").get_json()["average_log_odds"] == average
     for row, prediction in zip(rows, answer["predictions"], strict=True):
-        assert [r["text"] for r in prediction["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS]
+        assert [r["text"] for r in prediction["reasons"]] == [row[name] for name in reasons.REASON_COLUMNS if row[name]]
         assert sum(r["contribution"] for r in prediction["reasons"]) == pytest.approx(
             float(row["log_odds"]) - average, abs=1e-9)
 
@@ -225,10 +230,10 @@ def test_the_words_in_the_file_are_the_explainers_for_small_and_huge_values(depl
     rows, result = call_list_of(deployed, tmp_path, LABELLED, lines)
     current = require_deployment(deployed.prod_deployment_folder)
     model = load_deployed_model(current)
-    explainer = reasons.explainer_for(model, deployed_metadata(current), current.model_version)
+    explainer = reasons.explainer_for(model, deployed_metadata(current), current.model_version).in_market(market(rows))
     values = [[int(row[f]) for f in FEATURES] for row in rows]
     assert {"huge", "big", "edge"} <= {row["corporation"] for row in rows}
-    assert [[row[name] for name in reasons.REASON_COLUMNS] for row in rows] == [
+    assert [[row[name] for name in reasons.REASON_COLUMNS if row[name]] for row in rows] == [
         [r["text"] for r in explainer.reasons(v)] for v in values]
     assert [float(row["log_odds"]) for row in rows] == pytest.approx(
         model.decision_function(np.array(values, dtype=float)).tolist(), rel=1e-12)
@@ -264,7 +269,7 @@ def test_saturated_probabilities_keep_distinct_log_odds_in_the_file(deployed, tm
     result = call_list.risk_scores(deployed, clients, model=model, deployment=current, reasons=False)
     rows = read_call_list(result.path)
     assert [row["corporation"] for row in rows] == ["top", "mid", "low"]
-    assert [row["attrition_probability"] for row in rows] == ["1", "1", "1"]
+    assert [row["probability"] for row in rows] == ["1", "1", "1"]
     keys = [float(row["log_odds"]) for row in rows]
     assert keys[0] > keys[1] > keys[2]
 
@@ -301,14 +306,48 @@ def test_contributions_are_shown_with_one_decimal_and_their_sign(value, shown):
     assert reasons.contribution_text(value) == shown
 
 
-def test_reasons_in_words_name_the_feature_value_and_contribution():
-    explainer = reasons.Explainer(coefficients=(0.5, 0.0, 0.001), intercept=-1.0, average=(2.0, 10.0, 100.0))
+def test_reasons_in_words_name_the_feature_value_the_typical_client_and_the_effect():
+    explainer = reasons.Explainer(coefficients=(0.5, 0.0, 0.001), intercept=-1.0, average=(2.0, 10.0, 100.0),
+                                  typical=(12.0, 10.0, 99.0))
     listed = explainer.reasons([6, 10, 6462])
-    assert [r["text"] for r in listed] == ["employees 6,462: +6.4", "activity last month 6: +2.0",
-                                           "activity last year 10: 0.0"]
+    assert [r["text"] for r in listed] == [
+        "employees 6,462, about 65 times the typical 99: raises the risk very strongly",
+        "activity last month 6, about half the typical 12: raises the risk strongly",
+        "activity last year 10, close to the typical 10: leaves the risk unchanged"]
     assert sum(r["contribution"] for r in listed) == pytest.approx(
         explainer.intercept + 0.5 * 6 + 0.001 * 6462 - explainer.average_log_odds)
     assert explainer.reasons_of(np.array([[6.0, 10.0, 6462.0]])) == [listed]
+
+
+def test_falling_activity_is_one_reason_when_the_model_weighs_the_month_against_the_year():
+    """The new market's model: last month lowers, the year raises the risk; one reason about the trend carries the
+    sum of both contributions, and the year's low level (which alone would read "lowers") is not said apart."""
+    explainer = reasons.Explainer(coefficients=(-0.136, 0.0072, 0.02), intercept=0.75, average=(97.0, 1148.0, 184.0),
+                                  typical=(94.0, 1045.0, 99.0))
+    listed = explainer.reasons([20, 512, 99])
+    assert [r["feature"] for r in listed] == [reasons.TREND, "number_of_employees"]
+    trend = listed[0]
+    assert trend["values"] == {"lastmonth_activity": 20, "lastyear_activity": 512}
+    assert trend["contribution"] == pytest.approx(sum(trend["contributions"].values()))
+    assert trend["contributions"]["lastyear_activity"] < 0 < trend["contribution"]
+    assert trend["text"] == ("activity falling: 20 last month, about a fifth of the typical 94, against its usual 43 "
+                             "a month: raises the risk very strongly")
+
+
+@pytest.mark.parametrize(("value", "typical", "words"), [
+    (48, 97, "about half the typical 97"), (24, 97, "about a quarter of the typical 97"),
+    (100, 97, "close to the typical 97"), (300, 97, "about 3 times the typical 97"),
+    (150, 97, "about 1.5 times the typical 97"), (0, 97, "none against the typical 97"),
+    (1, 97, "far below the typical 97"), (0, 0, "the same as the typical 0"), (5, 0, "above the typical 0")])
+def test_values_are_compared_with_the_typical_client_in_words(value, typical, words):
+    assert reasons.compared(value, typical) == words
+
+
+@pytest.mark.parametrize(("contribution", "words"), [
+    (0.0, "leaves the risk unchanged"), (0.2, "raises the risk slightly"), (-0.7, "lowers the risk"),
+    (1.6, "raises the risk strongly"), (-4.0, "lowers the risk very strongly")])
+def test_effects_are_said_with_their_direction_and_strength(contribution, words):
+    assert reasons.effect(contribution) == words
 
 
 def test_many_rows_at_once_get_the_reasons_each_row_gets_alone():
@@ -413,3 +452,58 @@ def test_a_model_trained_before_the_reasons_is_still_ranked_without_them(deploye
     assert all(entry["reasons"] == [] for entry in page["clients"])
     answer = client.post("/prediction", json={"records": [{"corporation": "x", **dict.fromkeys(FEATURES, 1)}]})
     assert answer.get_json()["predictions"][0]["reasons"] == []
+
+
+# --- A reason never says the opposite of what the model does (property-based) ---------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+coefficient = st.floats(-0.5, 0.5, allow_nan=False).map(lambda c: round(c, 4))
+count_value = st.integers(0, 20_000)
+explainers = st.builds(
+    lambda coef, average, typical: reasons.Explainer(tuple(coef), -0.3, tuple(average), tuple(typical)),
+    st.lists(coefficient, min_size=3, max_size=3),
+    st.lists(st.floats(0, 5_000, allow_nan=False), min_size=3, max_size=3),
+    st.lists(st.floats(0, 5_000, allow_nan=False), min_size=3, max_size=3))
+clients = st.lists(st.lists(count_value, min_size=3, max_size=3), min_size=1, max_size=40)
+
+
+def direction_said(text: str) -> int:
+    """+1 for "raises the risk", -1 for "lowers the risk", 0 for "leaves the risk unchanged"; exactly one of them."""
+    said = [("raises the risk" in text, 1), ("lowers the risk" in text, -1), ("leaves the risk unchanged" in text, 0)]
+    found = [sign for present, sign in said if present]
+    assert len(found) == 1, text
+    return found[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(explainers, clients)
+def test_a_reasons_words_match_the_sign_of_what_the_model_adds(explainer, rows):
+    """On generated models and clients: each reason's direction in words is the sign of the contributions it stands
+    for (the two activities together when the model weighs them against each other), and the reasons' contributions
+    add up to the model's log-odds against the average client."""
+    for values in rows:
+        listed = explainer.reasons(values)
+        log_odds = explainer.intercept + sum(c * v for c, v in zip(explainer.coefficients, values, strict=True))
+        assert sum(r["contribution"] for r in listed) == pytest.approx(log_odds - explainer.average_log_odds,
+                                                                       abs=1e-6)
+        for r in listed:
+            own = sum(explainer.contribution(FEATURES.index(f), v) for f, v in r["values"].items())
+            assert r["contribution"] == own
+            assert direction_said(r["text"]) == (own > 0) - (own < 0), (r, values)
+        assert len({f for r in listed for f in r["values"]}) == len(FEATURES)  # every feature, once
+
+
+@settings(max_examples=40, deadline=None)
+@given(explainers, clients)
+def test_the_risk_lists_words_are_the_explainers_on_generated_clients(explainer, rows):
+    """risk_scores.csv's reason columns (polars, worded per value and effect) are Explainer.reasons row by row."""
+    import polars as pl
+
+    frame = pl.DataFrame({"corporation": [f"c{i}" for i in range(len(rows))],
+                          "log_odds": [0.0] * len(rows),
+                          **{f: [row[j] for row in rows] for j, f in enumerate(FEATURES)}},
+                         schema_overrides={f: pl.UInt32 for f in FEATURES})
+    table = call_list.risk_table(frame, explainer).collect()
+    for values, written in zip(rows, table.select(reasons.REASON_COLUMNS).rows(), strict=True):
+        assert [w for w in written if w is not None] == [r["text"] for r in explainer.reasons(values)]

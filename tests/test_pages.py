@@ -174,7 +174,7 @@ def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(cl
     twice = next(row for row in shown if row[1] == "twice")
     assert twice[4:] == ["0", "10", "400"]  # its latest snapshot
     expected = risk_rows(shared)
-    assert [(row[1], row[2]) for row in shown] == [(r["corporation"], pages.percent(float(r["attrition_probability"])))
+    assert [(row[1], row[2]) for row in shown] == [(r["corporation"], pages.percent(float(r["probability"])))
                                                    for r in expected]
     assert [row[3] for row in shown] == [f"{r['reason_1']}; {r['reason_2']}" for r in expected]  # the same words
     assert [row[4:] for row in shown] == [[f"{int(r[f]):,}" for f in FEATURES] for r in expected]

@@ -167,10 +167,10 @@ def test_risk_list_holds_every_client_who_has_not_left_sorted_and_in_range(repor
     assert len(final) == 220 and 0 < len(risk) == len(stayed) < len(final)
     assert sorted(risk["corporation"]) == sorted(stayed["corporation"])
     assert risk["rank"].tolist() == list(range(1, len(risk) + 1))
-    assert risk["attrition_probability"].between(0, 1).all()
-    assert (np.diff(risk["attrition_probability"].to_numpy()) <= 0).all()
+    assert risk["probability"].between(0, 1).all()
+    assert (np.diff(risk["probability"].to_numpy()) <= 0).all()
     expected = dict(zip(stayed["corporation"], model.predict_proba(features_of(stayed))[:, 1], strict=True))
-    assert risk["attrition_probability"].to_numpy() == pytest.approx(
+    assert risk["probability"].to_numpy() == pytest.approx(
         [expected[c] for c in risk["corporation"]], abs=5e-7)
 
 
@@ -217,7 +217,7 @@ def test_saturated_probabilities_still_rank_by_log_odds():
     rows = [(10_000, 0, 0), (30_000, 0, 0), (20_000, 0, 0), (0, 0, 0)]
     table = rank_in_memory(model, ["low", "top", "mid", "none"], rows)
     assert table["corporation"].to_list() == ["top", "mid", "low", "none"]
-    assert table["attrition_probability"].to_list()[:3] == [1.0, 1.0, 1.0]
+    assert table["probability"].to_list()[:3] == [1.0, 1.0, 1.0]
     assert table["log_odds"].to_list() == sorted(table["log_odds"].to_list(), reverse=True)
     assert table["log_odds"].n_unique() == 4
     assert table["rank"].to_list() == [1, 2, 3, 4]
@@ -288,7 +288,7 @@ def test_top_clients_are_the_head_of_the_risk_list(deployed):
     head = read_risk_list(result.path).head(call_list.TOP_CLIENTS)
     assert [c["corporation"] for c in result.top] == head["corporation"].tolist()
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
-    assert [round(c["probability"], 6) for c in result.top] == head["attrition_probability"].tolist()
+    assert [round(c["probability"], 6) for c in result.top] == head["probability"].tolist()
     assert [c["log_odds"] for c in result.top] == head["log_odds"].tolist()
     assert [[r["text"] for r in c["reasons"]] for c in result.top] == head[list(REASON_COLUMNS)].values.tolist()
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str}).set_index("corporation")

@@ -159,7 +159,7 @@ def test_a_repeated_client_appears_once_with_its_latest_values(deployed: Config,
     model = load_deployed_model(require_deployment(deployed.prod_deployment_folder))
     for row in listed:
         values = np.array([[float(v) for v in final[row[ID_COLUMN]][:3]]])
-        assert float(row["attrition_probability"]) == pytest.approx(model.predict_proba(values)[0, 1], abs=1e-6)
+        assert float(row["probability"]) == pytest.approx(model.predict_proba(values)[0, 1], abs=1e-6)
     record = json.loads((deployed.output_folder / "ingestionrecord.json").read_text())
     assert record["superseded"] == 3  # c010003's and c010004's earlier snapshots, and the padded c010004
 

@@ -31,12 +31,13 @@ def prediction() -> Response:
     served = service().models.get()
     ids, features = rows_of_request(service().config)
     labels, attrition = served.predict(features)
+    reasons = served.reasons(features, service().market_explainer(served))
     return json_response({
         "model_version": served.model_version,
         "release": served.release,
         "count": len(ids),
         "predictions": [{"corporation": c, "prediction": p, "probability": q, "reasons": r}
-                        for c, p, q, r in zip(ids, labels, attrition, served.reasons(features), strict=True)],
+                        for c, p, q, r in zip(ids, labels, attrition, reasons, strict=True)],
     })
 
 

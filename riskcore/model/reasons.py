@@ -1,47 +1,116 @@
-"""Why a client is at risk: each feature's contribution to the model's log-odds, against the average client.
+"""Why a client is at risk, in the manager's words and in the data scientist's numbers.
 
 The model is a logistic regression: log-odds = intercept + sum of coef_j * x_j. The average client
 is the mean of the training data, feature by feature, and its log-odds are intercept + sum of
 coef_j * mean_j. A client's log-odds minus the average client's is therefore the sum of
-coef_j * (x_j - mean_j): one term per feature, the reasons, which add up exactly to how much
-riskier (positive) or safer (negative) than the average client the model finds this one.
+coef_j * (x_j - mean_j): one term per feature, the contributions, which add up exactly to how much
+riskier (positive) or safer (negative) than the average client the model finds this one. The
+data scientist reads them exactly (the client page's table, risk_scores.csv's contribution_<feature>).
+
+The manager reads reasons: each names what it is about, the client's value, how that compares with
+the typical client of the current market (the median of the clients in the call list, or of the
+training data until there is one), and the direction and strength of its effect in words:
+"employees 6,462, about 65 times the typical 99: raises the risk strongly". Features the model
+reads together are explained together: when the two activity coefficients have opposite signs the
+model weighs last month against the year, so one reason tells the activity trend (last month
+against the client's own monthly average, lastyear_activity / 12) with the two contributions added:
+"activity falling: 48 last month, about half the typical 94, against its usual 65 a month: raises
+the risk strongly". The direction words come from the sign of the contribution the reason stands
+for, never from the trend: a reason never says the opposite of what the model does.
 
 Reasons are listed raising the risk first, the largest first, then lowering it, the largest
-first; equal ones in feature order. In words: "employees 6,462: +2.1" (FEATURE_LABELS, the
-client's value, the contribution to the log-odds with one decimal).
+first; equal ones in the order of their features.
 
-`contribution` and `comes_before` use operators only, so one definition serves plain numbers
-(the report, /risk), numpy arrays (a prediction request) and polars expressions (a risk list of
-millions of clients). modelmetadata.json records what they need (coefficients, intercept,
-average_client), so the reasons can be recomputed from it alone.
+`contribution`, `comes_before` and `effect_code` use operators only, so one definition serves plain
+numbers (the report, /risk), numpy arrays (a prediction request) and polars expressions (a risk
+list of millions of clients). modelmetadata.json records what they need (coefficients, intercept,
+average_client, typical_client), so the reasons can be recomputed from it alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, IntegrityError
 
-TOP_REASONS = len(FEATURES)  # every feature: with three, the top three are all of them, ordered
+TOP_REASONS = len(FEATURES)  # at most one reason per feature; the activity trend stands for two
 REASON_COLUMNS = tuple(f"reason_{k}" for k in range(1, TOP_REASONS + 1))  # in risk_scores.csv
+CONTRIBUTION_COLUMNS = tuple(f"contribution_{feature}" for feature in FEATURES)  # in risk_scores.csv
 FEW_ROWS = 16  # fewer rows than this are explained one by one, in plain Python
+TREND = "activity_trend"  # the reason that reads last month's activity against the year's
+MONTH, YEAR = FEATURES.index("lastmonth_activity"), FEATURES.index("lastyear_activity")
+
+# How strongly a contribution moves the log-odds, in words: at least this much (absolute log-odds).
+# 0.5 moves an even chance to 62%, 1.5 to 82%, 3 to 95%.
+STRENGTHS = ((3.0, "very strongly"), (1.5, "strongly"), (0.5, ""), (0.0, "slightly"))
+EFFECTS = tuple(
+    "leaves the risk unchanged" if sign == 0 else
+    " ".join(filter(None, ("raises the risk" if sign > 0 else "lowers the risk", STRENGTHS[::-1][level][1])))
+    for sign in (-1, 0, 1) for level in range(len(STRENGTHS)))
+TREND_WORDS = ("falling", "steady", "rising")  # last month below 80%, within, above 125% of the monthly average
+FRACTIONS = ((0.1, "a tenth of"), (0.2, "a fifth of"), (0.25, "a quarter of"), (1 / 3, "a third of"),
+             (0.5, "half"), (2 / 3, "two thirds of"), (0.75, "three quarters of"))
 
 
 def comes_before(ci: Any, i: int, cj: Any, j: int) -> Any:
-    """Whether feature i's contribution ci is listed before feature j's cj (numbers, arrays or expressions)."""
+    """Whether reason i's contribution ci is listed before reason j's cj (numbers, arrays or expressions)."""
     raises_i, raises_j = ci > 0, cj > 0
     larger, equal = abs(ci) > abs(cj), abs(ci) == abs(cj)
     return (raises_i > raises_j) | ((raises_i == raises_j) & (larger | (equal & (i < j))))
 
 
 def positions(contributions: Sequence[Any]) -> list[Any]:
-    """Each feature's place among the reasons (0 = listed first), for numbers, arrays or expressions."""
+    """Each reason's place among the reasons (0 = listed first), for numbers, arrays or expressions."""
     count = len(contributions)
     return [sum(comes_before(contributions[i], i, contributions[j], j) * 1 for i in range(count) if i != j)
             for j in range(count)]
+
+
+def effect_code(contribution: Any) -> Any:
+    """Where a contribution's words are in EFFECTS: its sign and strength (numbers, arrays or expressions)."""
+    size = abs(contribution)
+    level = sum((size >= bound) * 1 for bound, _ in STRENGTHS[:-1])
+    sign = (contribution > 0) * 1 - (contribution < 0) * 1
+    return (sign + 1) * len(STRENGTHS) + level
+
+
+def effect(contribution: float) -> str:
+    """A contribution's direction and strength in words: "raises the risk strongly"."""
+    return EFFECTS[int(effect_code(contribution))]
+
+
+def trend_code(month: Any, year: Any) -> Any:
+    """Where the activity trend's word is in TREND_WORDS: last month against a twelfth of the year (exact in floats)."""
+    falling = (month * 60 < year * 4) * 1
+    rising = (month * 48 > year * 5) * 1
+    return 1 - falling + rising
+
+
+def count(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def compared(value: float, typical: float) -> str:
+    """A value against the typical client's: "about half the typical 97", "about 3 times the typical 97"."""
+    typical = round(typical)  # the ratio is the one the reader can check from the numbers shown
+    shown = count(typical)
+    if typical <= 0:
+        return f"the same as the typical {shown}" if value <= 0 else f"above the typical {shown}"
+    ratio = value / typical
+    if ratio == 0:
+        return f"none against the typical {shown}"
+    if ratio < 0.05:
+        return f"far below the typical {shown}"
+    if ratio < 0.875:
+        _, words = min(FRACTIONS, key=lambda pair: abs(math.log(ratio / pair[0])))
+        return f"about {words} the typical {shown}"
+    if ratio <= 1.15:
+        return f"close to the typical {shown}"
+    times = f"{ratio:.1f}" if ratio < 1.95 else f"{round(ratio):,}"
+    return f"about {times} times the typical {shown}"
 
 
 def contribution_text(value: float) -> str:
@@ -52,57 +121,97 @@ def contribution_text(value: float) -> str:
 
 @dataclass(frozen=True)
 class Explainer:
-    """The model's coefficients and intercept, and the average client the reasons compare against."""
+    """The model's coefficients and intercept, the average client the contributions are measured against,
+    and the typical client of the current market the words compare with."""
 
     coefficients: tuple[float, ...]  # in FEATURES order
     intercept: float
     average: tuple[float, ...]  # the training data's mean of each feature
+    typical: tuple[float, ...] | None = None  # the current market's median of each feature; None: the average
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> Explainer | None:
         """The explainer modelmetadata.json describes; None for a model trained before it recorded one."""
         coefficients, average = metadata.get("coefficients"), metadata.get("average_client")
-        intercept = metadata.get("intercept")
+        intercept, typical = metadata.get("intercept"), metadata.get("typical_client")
         if not (isinstance(coefficients, Mapping) and isinstance(average, Mapping) and is_number(intercept)):
             return None
         if not all(is_number(coefficients.get(f)) and is_number(average.get(f)) for f in FEATURES):
             return None
+        usable = isinstance(typical, Mapping) and all(is_number(typical.get(f)) for f in FEATURES)
         return cls(tuple(float(coefficients[f]) for f in FEATURES), float(intercept),
-                   tuple(float(average[f]) for f in FEATURES))
+                   tuple(float(average[f]) for f in FEATURES),
+                   tuple(float(typical[f]) for f in FEATURES) if usable else None)
+
+    def in_market(self, typical: Sequence[float] | None) -> Explainer:
+        """The same explainer comparing with another market's typical client (None: keep this one)."""
+        return self if typical is None else replace(self, typical=tuple(float(t) for t in typical))
+
+    @property
+    def typical_client(self) -> tuple[float, ...]:
+        return self.typical if self.typical is not None else self.average
 
     @property
     def average_log_odds(self) -> float:
         """The log-odds of the average client."""
         return self.intercept + sum(c * m for c, m in zip(self.coefficients, self.average, strict=True))
 
+    @property
+    def reads_trend(self) -> bool:
+        """Whether the model weighs last month's activity against the year's (coefficients of opposite signs)."""
+        return self.coefficients[MONTH] * self.coefficients[YEAR] < 0
+
+    @property
+    def units(self) -> tuple[tuple[int, ...], ...]:
+        """The features each reason stands for, in the order of FEATURES: the two activities together or apart."""
+        if not self.reads_trend:
+            return tuple((j,) for j in range(len(FEATURES)))
+        rest = tuple((j,) for j in range(len(FEATURES)) if j not in (MONTH, YEAR))
+        return ((MONTH, YEAR), *rest)
+
     def contribution(self, j: int, value: Any) -> Any:
         """Feature j's contribution to the log-odds of a client with this value, against the average client."""
         return self.coefficients[j] * (value - self.average[j])
 
-    def text(self, j: int, value: Any) -> str:
-        """Feature j's reason in words: "employees 6,462: +2.1"."""
-        return words(j, value, self.contribution(j, value))
+    def unit_contribution(self, unit: tuple[int, ...], values: Sequence[Any]) -> Any:
+        """A reason's contribution: the sum of its features' (numbers, arrays or expressions, in feature order)."""
+        total = self.contribution(unit[0], values[unit[0]])
+        for j in unit[1:]:
+            total = total + self.contribution(j, values[j])
+        return total
+
+    def lead(self, unit: tuple[int, ...], values: Sequence[Any]) -> str:
+        """A reason's words before its effect: what it is about, the client's value, the typical client's."""
+        typical = self.typical_client
+        if len(unit) == 1:
+            j = unit[0]
+            return f"{FEATURE_LABELS[FEATURES[j]]} {count(values[j])}, {compared(values[j], typical[j])}"
+        month, year = values[MONTH], values[YEAR]
+        return (f"activity {TREND_WORDS[int(trend_code(month, year))]}: {month_part(month, typical[MONTH])}"
+                f"{year_part(year)}")
+
+    def text(self, unit: tuple[int, ...], values: Sequence[Any]) -> str:
+        """A reason in words: "employees 6,462, about 65 times the typical 99: raises the risk strongly"."""
+        return f"{self.lead(unit, values)}: {effect(self.unit_contribution(unit, values))}"
 
     def reasons(self, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """One client's reasons, in the order they are listed, each with its feature, value, contribution and words."""
-        contributions = [self.contribution(j, value) for j, value in enumerate(values)]
-        order = sorted(range(len(values)), key=positions(contributions).__getitem__)[:TOP_REASONS]
-        return [reason(j, values[j], contributions[j]) for j in order]
+        """One client's reasons in the order they are listed: features, values, contributions and words."""
+        units = self.units
+        contributions = [self.unit_contribution(unit, values) for unit in units]
+        order = sorted(range(len(units)), key=positions(contributions).__getitem__)[:TOP_REASONS]
+        return [self.reason(units[k], values) for k in order]
+
+    def reason(self, unit: tuple[int, ...], values: Sequence[Any]) -> dict[str, Any]:
+        """A reason: what it is about, the client's values, each feature's exact contribution, the sum and the words."""
+        shares = {FEATURES[j]: float(self.contribution(j, values[j])) for j in unit}
+        return {"feature": FEATURES[unit[0]] if len(unit) == 1 else TREND,
+                "values": {FEATURES[j]: int(values[j]) for j in unit},
+                "contributions": shares, "contribution": float(self.unit_contribution(unit, values)),
+                "text": self.text(unit, values)}
 
     def reasons_of(self, matrix) -> list[list[dict[str, Any]]]:
-        """The reasons of each row of a numpy matrix of the features, computed column by column.
-
-        numpy costs about 70 us a call and saves about 5 us a row, so a few rows go one by one.
-        """
-        import numpy as np
-
-        if len(matrix) < FEW_ROWS:
-            return [self.reasons(values) for values in matrix.tolist()]
-        contributions = [self.contribution(j, matrix[:, j]) for j in range(len(FEATURES))]
-        orders = np.argsort(np.column_stack(positions(contributions)), axis=1)[:, :TOP_REASONS]
-        return [[reason(j, values[j], shares[j]) for j in order]
-                for values, shares, order in zip(matrix.tolist(), np.column_stack(contributions).tolist(),
-                                                 orders.tolist(), strict=True)]
+        """The reasons of each row of a numpy matrix of the features."""
+        return [self.reasons(values) for values in matrix.tolist()]
 
     def agrees_with(self, model) -> bool:
         """The coefficients and intercept are exactly the fitted model's."""
@@ -110,14 +219,14 @@ class Explainer:
                 and float(model.intercept_[0]) == self.intercept)
 
 
-def words(j: int, value: Any, contribution: float) -> str:
-    return f"{FEATURE_LABELS[FEATURES[j]]} {int(value):,}: {contribution_text(contribution)}"
+def month_part(month: Any, typical: float) -> str:
+    """The activity trend's words about last month: "48 last month, about half the typical 94, "."""
+    return f"{count(month)} last month, {compared(month, typical)}, "
 
 
-def reason(j: int, value: Any, contribution: float) -> dict[str, Any]:
-    """Feature j's reason: its name, the client's value, its contribution and the words for them."""
-    return {"feature": FEATURES[j], "value": int(value), "contribution": float(contribution),
-            "text": words(j, value, contribution)}
+def year_part(year: Any) -> str:
+    """The activity trend's words about the year: "against its usual 65 a month"."""
+    return f"against its usual {count(round(year / 12))} a month"
 
 
 def is_number(value: Any) -> bool:
@@ -127,12 +236,14 @@ def is_number(value: Any) -> bool:
 def model_terms(model, frame) -> dict[str, Any]:
     """What modelmetadata.json records for the reasons: coefficients, intercept and the average client.
 
-    `frame` is the data the model was fitted on; its mean per feature is the average client.
+    `frame` is the data the model was fitted on; its mean per feature is the average client, its median the
+    typical client the words compare with until there is a call list of the current market.
     """
     return {
         "coefficients": dict(zip(FEATURES, (float(c) for c in model.coef_[0]), strict=True)),
         "intercept": float(model.intercept_[0]),
         "average_client": {feature: float(frame[feature].mean()) for feature in FEATURES},
+        "typical_client": {feature: float(frame[feature].median()) for feature in FEATURES},
     }
 
 
