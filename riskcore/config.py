@@ -101,6 +101,12 @@ EMAIL_DEFAULTS: dict[str, Any] = {"smtp_host": "127.0.0.1", "smtp_port": 25, "fr
                                   "starttls": False, "password_file": None}
 EMAIL_TYPES: dict[str, tuple[type, ...]] = {"smtp_host": (str,), "smtp_port": (int,), "from": (str, type(None)),
                                             "to": (list,), "starttls": (bool,), "password_file": (str, type(None))}
+REPORTING_DEFAULTS: dict[str, Any] = {
+    "calls_per_cycle": 50,  # the clients at the top of the call list the managers call this cycle
+    "keep_rankings": 10,  # runs whose ranks are kept (models/rankings/), to say what changed and chart a client
+}
+REPORTING_TYPES: dict[str, tuple[type, ...]] = {"calls_per_cycle": (int,), "keep_rankings": (int,)}
+MAX_CALLS_PER_CYCLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Config:
     prod_deployment_folder: Path
     model: dict[str, Any] = field(default_factory=lambda: dict(MODEL_DEFAULTS))
     automation: dict[str, Any] = field(default_factory=lambda: dict(AUTOMATION_DEFAULTS))
+    reporting: dict[str, Any] = field(default_factory=lambda: dict(REPORTING_DEFAULTS))
     input_database: DatabaseSource | None = None
     alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
     max_id_length: int = MAX_ID_LENGTH  # longer client ids are refused at ingestion
@@ -303,6 +310,14 @@ def _max_id_length(value: Any, where: str) -> int:
     return value
 
 
+def _check_reporting(reporting: dict, where: str) -> None:
+    if not 1 <= reporting["calls_per_cycle"] <= MAX_CALLS_PER_CYCLE:
+        raise ConfigError(f'Config key "reporting.calls_per_cycle" in {where} must be a whole number from 1 to '
+                          f"{MAX_CALLS_PER_CYCLE:,}.")
+    if not 2 <= reporting["keep_rankings"] <= 1000:
+        raise ConfigError(f'Config key "reporting.keep_rankings" in {where} must be a whole number from 2 to 1,000.')
+
+
 def _check_distinct(paths: dict[str, Path], where: str) -> None:
     """Folders one step reads and another writes must differ, or a run would read its own outputs."""
     for first, second in (("input_folder_path", "output_folder_path"), ("input_folder_path", "output_model_path"),
@@ -318,7 +333,8 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     where = str(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
-    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts", "max_id_length"})
+    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts", "max_id_length",
+                                 "reporting"})
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
     # The data comes from a folder of CSV files or from a database table: exactly one of the two.
@@ -350,6 +366,8 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     _check_automation(automation, where)
     alerts = _check_alerts(raw.get("alerts", {}), where)
     max_id_length = _max_id_length(raw.get("max_id_length", MAX_ID_LENGTH), where)
+    reporting = _check_section(raw.get("reporting", {}), "reporting", REPORTING_DEFAULTS, REPORTING_TYPES, where)
+    _check_reporting(reporting, where)
     return Config(
         config_file=config_file,
         input_folder=paths.get("input_folder_path"),
@@ -359,6 +377,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         prod_deployment_folder=paths["prod_deployment_path"],
         model=model,
         automation=automation,
+        reporting=reporting,
         input_database=database,
         alerts=alerts,
         max_id_length=max_id_length,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import COURSE_RULE, ROOT, run_script, write_config
-from riskcore.config import AUTOMATION_DEFAULTS, MODEL_DEFAULTS, load_config
+from riskcore.config import AUTOMATION_DEFAULTS, MODEL_DEFAULTS, REPORTING_DEFAULTS, load_config
 from riskcore.contract import ConfigError
 
 
@@ -19,6 +19,7 @@ def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeyp
     assert config.prod_deployment_folder == project.parent / "prod"
     assert config.model == MODEL_DEFAULTS
     assert config.automation == {**AUTOMATION_DEFAULTS, **COURSE_RULE}
+    assert config.reporting == REPORTING_DEFAULTS and config.reporting["calls_per_cycle"] == 50
 
 
 def test_bundled_configs_are_valid():
@@ -72,6 +73,12 @@ def _config_with(project: Path, mutate) -> Path:
         (lambda c: c.update(max_id_length=True), '"max_id_length"'),
         (lambda c: c.update(max_id_length="200"), '"max_id_length"'),
         (lambda c: c.update(max_id_length=20.5), '"max_id_length"'),
+        (lambda c: c.update(reporting={"calls_per_cycle": 0}), '"reporting.calls_per_cycle"'),
+        (lambda c: c.update(reporting={"calls_per_cycle": "fifty"}), '"reporting.calls_per_cycle"'),
+        (lambda c: c.update(reporting={"calls_per_cycle": 50.0}), '"reporting.calls_per_cycle"'),
+        (lambda c: c.update(reporting={"calls_per_week": 50}), '"reporting.calls_per_week"'),
+        (lambda c: c.update(reporting={"keep_rankings": 1}), '"reporting.keep_rankings"'),
+        (lambda c: c.update(reporting=[]), '"reporting"'),
     ],
 )
 def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):
@@ -82,6 +89,11 @@ def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, e
     assert expected in message
     assert str(path) in message
     assert "\n" not in message
+
+
+def test_the_calls_per_cycle_are_configurable(project: Path):
+    config = load_config(_config_with(project, lambda c: c.update(reporting={"calls_per_cycle": 12})))
+    assert config.reporting == {**REPORTING_DEFAULTS, "calls_per_cycle": 12}
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])

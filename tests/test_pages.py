@@ -161,8 +161,7 @@ def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(cl
     first = client.get("/")
     assert first.status_code == 200 and first.mimetype == "text/html"
     headers = parse(first).tables["calls"][0]
-    assert headers == ["rank", "client", "probability of leaving", "why: the first two reasons",
-                       *(FEATURE_LABELS[f] for f in FEATURES)]
+    assert headers == ["rank", "client", "probability of leaving", "since last run", "why: the main reason"]
     shown, page = [], 1
     while True:
         rows = call_rows(client.get(f"/?page={page}"))
@@ -171,13 +170,10 @@ def test_the_call_list_is_the_risk_list_with_probability_reasons_and_features(cl
             break
         page += 1
     assert [row[0] for row in shown] == [f"{n:,}" for n in range(1, len(shown) + 1)]
-    twice = next(row for row in shown if row[1] == "twice")
-    assert twice[4:] == ["0", "10", "400"]  # its latest snapshot
     expected = risk_rows(shared)
     assert [(row[1], row[2]) for row in shown] == [(r["corporation"], pages.percent(float(r["probability"])))
                                                    for r in expected]
-    assert [row[3] for row in shown] == [f"{r['reason_1']}; {r['reason_2']}" for r in expected]  # the same words
-    assert [row[4:] for row in shown] == [[f"{int(r[f]):,}" for f in FEATURES] for r in expected]
+    assert [row[4] for row in shown] == [r["reason_1"] for r in expected]  # the same words
     assert all(re.fullmatch(r"(>99\.9|<0\.1|\d{1,2}\.\d)%", row[2]) for row in shown)
 
 
@@ -187,7 +183,7 @@ def test_fifty_clients_a_page_with_next_and_previous(client, shared):
     first = client.get("/")
     assert [row[0] for row in call_rows(first)] == [str(n) for n in range(1, 51)]
     links = dict((text, href) for href, text in parse(first).links)
-    assert links["Next →"] == "/?page=2" and "← Previous" not in links
+    assert links["The rest of the list →"] == "/?page=2" and "← Previous" not in links
     second = client.get("/?page=2")
     assert call_rows(second)[0][0] == "51"
     assert dict((t, h) for h, t in parse(second).links)["← Previous"] == "/?page=1"
@@ -240,15 +236,17 @@ def test_a_clients_contributions_add_up_to_its_log_odds_against_the_average_clie
     about = client.get("/risk?top=1").get_json()
     response = client.get("/clients/twice")
     rows = parse(response).tables["features"][1:]
-    assert [row[0] for row in rows] == [FEATURE_LABELS[r["feature"]] for r in listed["reasons"]]  # raising first
-    contributions = [float(row[3]) for row in rows]
-    assert contributions == [round(r["contribution"], 2) for r in listed["reasons"]]
+    shares = listed["contributions"]
+    listed_first = sorted(FEATURES, key=lambda f: (shares[f] <= 0, -abs(shares[f]), FEATURES.index(f)))
+    assert [row[0] for row in rows] == [FEATURE_LABELS[f] for f in listed_first]  # raising first
+    contributions = [float(row[4]) for row in rows]
+    assert contributions == [round(shares[f], 2) for f in listed_first]
     assert sum(r["contribution"] for r in listed["reasons"]) == pytest.approx(
         listed["log_odds"] - about["average_log_odds"])
     text = text_of(response)
     assert f"log-odds of leaving at {listed['log_odds']:+.2f}" in text
     assert f"the average client's at {about['average_log_odds']:+.2f}" in text
-    assert "; ".join(r["text"] for r in listed["reasons"]) in text
+    assert all(r["text"] in text for r in listed["reasons"])
 
 
 def test_a_client_with_one_snapshot_has_no_earlier_ones(client):
@@ -287,7 +285,7 @@ def test_the_health_shows_the_deployed_model_its_f1_and_auc_and_the_latest_drift
     model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
     scores = evaluation.scores_with_intervals(model, evaluation.read_test_data(shared))
     assert scores["f1"] == client.get("/scoring").get_json()["f1"]
-    text = text_of(client.get("/"))
+    text = text_of(client.get("/model"))
     assert health["model_version"] in text
     assert f"deployed {health['deployed_at'][:10]} {health['deployed_at'][11:16]} UTC" in text
     (f1_low, f1_high), (auc_low, auc_high) = scores["f1_interval"], scores["auc_interval"]
@@ -307,7 +305,7 @@ def test_each_drifted_feature_is_charted_against_the_checked_models_training_dat
     deployed = current_deployment(config.prod_deployment_folder)
     record_run(config.output_model_folder / RUN_HISTORY,
                drift_run("d", "2026-03-01T06:00:00Z", version_before=deployed.model_version))
-    response = app_module.create_app(config.config_file).test_client().get("/")
+    response = app_module.create_app(config.config_file).test_client().get("/model")
     body = response.get_data(as_text=True)
     figures = re.findall(r'<figure class="dist">.*?</figure>', body, re.S)
     assert len(figures) == 1  # lastmonth_activity drifted; lastyear_activity did not
@@ -317,7 +315,7 @@ def test_each_drifted_feature_is_charted_against_the_checked_models_training_dat
 
 
 def test_a_model_no_longer_kept_gets_its_psi_without_a_chart(client):
-    response = client.get("/")
+    response = client.get("/model")
     assert "activity last month drift by PSI and KS PSI 1.250" in text_of(response)  # "old-model" is in no release
     assert '<figure class="dist">' not in response.get_data(as_text=True)
 
@@ -353,7 +351,7 @@ def test_a_feature_flagged_by_ks_alone_is_said_to_be_by_ks(tmp_path):
                                       "ks_p_value": 1e-9, "drift": True}}
     record_run(config.output_model_folder / RUN_HISTORY,
                drift_run("ks", "2026-03-01T06:00:00Z", data_drift={"drift": True, "features": figures}))
-    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert ("in 1 feature (drift is a PSI at or above 0.25 or a Kolmogorov-Smirnov (KS) p-value below 0.01): "
             "activity last month drift by KS PSI 0.196 (some shift), KS 0.300 (p 1e-09)") in text
     assert "drift by PSI" not in text
@@ -370,7 +368,7 @@ def test_the_page_and_the_pdf_describe_the_same_latest_check(tmp_path):
     record_run(history, {"run_id": "nothing", "started_at": "2026-03-02T06:00:00Z", "rows_new": 0,
                          "drift_verdict": "no new rows to check: the model is kept", "decision": "keep",
                          "outcome": "done"})
-    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert "Latest drift check F1 0.4100 2026-03-01 06:00 UTC, 224 new rows" in text
     assert "2026-03-02 06:00 UTC, the new data" not in text
     deployed = current_deployment(config.prod_deployment_folder)
@@ -430,7 +428,7 @@ def retrained(shared, monkeypatch):
 
 
 def test_after_a_retrain_the_new_data_figures_are_the_holdouts_with_the_old_models(retrained):
-    text = text_of(retrained.get("/"))
+    text = text_of(retrained.get("/model"))
     assert ("On the held-out new rows (20% of the new rows, left out of its training): F1 0.4100 [0.31, 0.46] "
             "(12 rows: fewer than 30), ROC AUC 0.440 [0.34, 0.49] below 0.5: worse than chance "
             "(12 rows: fewer than 30) · 12 rows; the model before it (old-model): F1 0.5200 [0.42, 0.57] "
@@ -444,16 +442,16 @@ def test_a_check_that_kept_the_model_gives_its_f1_on_new_data(tmp_path):
     record_run(config.output_model_folder / RUN_HISTORY,
                drift_run("k", "2026-04-01T06:00:00Z", decision="keep", f1_new_data=0.73, version_before=version,
                          drift_verdict="F1 0.7300 >= 0.6900 (baseline): no model drift"))
-    text = text_of(app_module.create_app(config.config_file).test_client().get("/"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert "On the new rows of 2026-04-01 06:00 UTC: F1 0.7300 · 224 rows." in text
 
 
 def test_a_model_not_checked_on_new_data_says_so(client):
-    assert "On new data: not measured yet for this model." in text_of(client.get("/"))
+    assert "On new data: not measured yet for this model." in text_of(client.get("/model"))
 
 
 def test_the_run_history_is_newest_first(client):
-    rows = parse(client.get("/")).tables["history"][1:]
+    rows = parse(client.get("/model")).tables["history"][1:]
     assert [row[0] for row in rows] == ["2026-01-02 06:00 UTC", "2026-01-01 06:00 UTC"]
     assert rows[0][1:] == ["dataset3.csv", "224", "retrain", "0.4100", "0.6900", "new-model", "done"]
     assert rows[1][3:5] == ["keep", "0.7200"]
@@ -464,14 +462,14 @@ def test_the_run_history_shows_the_newest_runs_and_counts_the_others(tmp_path):
     history = config.output_model_folder / RUN_HISTORY
     for day in range(1, page_health.HISTORY_ROWS + 4):
         record_run(history, drift_run(f"r{day}", f"2026-02-{day:02d}T06:00:00Z"))
-    response = app_module.create_app(config.config_file).test_client().get("/")
+    response = app_module.create_app(config.config_file).test_client().get("/model")
     rows = parse(response).tables["history"][1:]
     assert len(rows) == page_health.HISTORY_ROWS and rows[0][0] == f"2026-02-{page_health.HISTORY_ROWS + 3} 06:00 UTC"
     assert "3 older runs are in runhistory.sqlite" in text_of(response)
 
 
 def test_without_a_history_or_a_model_the_page_says_what_to_run(project):
-    response = app_module.create_app(project).test_client().get("/")
+    response = app_module.create_app(project).test_client().get("/model")
     assert response.status_code == 200
     text = text_of(response)
     assert "No model is deployed yet; run deployment.py first." in text
@@ -489,7 +487,8 @@ def test_a_new_run_deployment_or_data_shows_on_the_next_request(tmp_path, monkey
     assert client.get("/").get_data() == first and client.get("/?page=2").status_code == 200
     assert len(builds) == 1
     record_run(config.output_model_folder / RUN_HISTORY, drift_run("new", "2026-03-01T06:00:00Z"))
-    assert "2026-03-01 06:00 UTC" in text_of(client.get("/")) and len(builds) == 1
+    assert "2026-03-01 06:00 UTC" in text_of(client.get("/model")) and len(builds) == 1
+    assert "model retrained on 1 Mar" in text_of(client.get("/"))
     rows = config.final_data_file.read_text().splitlines()
     config.final_data_file.write_text("\n".join([*rows, "newclient,0,0,5000,0"]) + "\n")
     assert "newclient" in text_of(client.get("/?q=newclient")) and len(builds) == 2

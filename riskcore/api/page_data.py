@@ -22,7 +22,7 @@ from riskcore.contract import ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserE
 from riskcore.data.input_files import list_input_files
 from riskcore.release.operator_state import CONTROL_FILE
 
-PAGE_SIZE = 50  # clients per page of the call list
+PAGE_SIZE = 50  # clients per page of the call list (the page takes reporting.calls_per_cycle)
 RENDERED_PAGES = 64  # pages of GET / kept rendered (searches and page numbers), the newest ones
 SNAPSHOT_LOOKUPS = 32  # clients whose rows in the input files are kept
 NUMBERED_REPORT = re.compile(r"^summary_report(\d*)\.pdf$")

@@ -42,6 +42,68 @@ DECISIONS = {
 
 
 
+def ago(stamp: Any, now: float) -> str:
+    """How long ago an ISO UTC time stamp was, as people say it: "just now", "2 hours ago", "3 days ago"."""
+    from datetime import datetime
+
+    try:
+        then = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return when(stamp)
+    seconds = max(0.0, now - then)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            amount = int(seconds // size)
+            return f"{amount} {unit}{'s' if amount != 1 else ''} ago"
+    return "just now"
+
+
+def day(stamp: Any) -> str:
+    """An ISO UTC time stamp's date as people read it: "6 Dec"."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return when(stamp)
+    return f"{moment.day} {moment:%b}"
+
+
+def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """The managers' one line about the model behind the call list (the detail is on /model), and whether it alarms.
+
+    "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec"; "Model checked
+    2 hours ago: the new data drifted, the model was kept"; the last run's failure when it failed.
+    """
+    if served is None:
+        return {"sentence": "No model is deployed yet: no call list.", "alert": True}
+    if pointer is not None and served.release != pointer:
+        return {"sentence": f"The newest model failed to load; the list comes from release {served.release}.",
+                "alert": True}
+    check = latest_check(runs)
+    last = runs[-1] if runs else None
+    failed = last is not None and last.get("outcome") in ("failed", "crashed")
+    if check is None:
+        deployed = ago(served.deployment.manifest.get("deployed_at"), now)
+        sentence = f"Model deployed {deployed}; not checked on new data yet"
+        return {"sentence": sentence + (": the last run failed." if failed else "."), "alert": failed}
+    checked = ago(check.get("finished_at") or check.get("started_at"), now)
+    decision = str(check.get("decision") or "")
+    if decision == "retrain":
+        sentence, alert = f"New market detected, model retrained on {day(check.get('started_at'))}", False
+    elif decision == "first deployment":
+        sentence, alert = f"First model deployed {checked}", False
+    elif decision.startswith("keep") and isinstance(check.get("data_drift"), dict) and check["data_drift"].get("drift"):
+        sentence, alert = f"Model checked {checked}: the new data differs from its training data; model kept", True
+    elif decision.startswith("keep"):
+        sentence, alert = f"Model checked {checked}: healthy", False
+    else:
+        sentence, alert = f"Model checked {checked}: {decision or 'no decision recorded'}", False
+    if failed:
+        sentence, alert = f"{sentence}; the last run failed", True
+    return {"sentence": sentence + ".", "alert": alert}
+
+
 def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest drift check (the one the PDF names), what it found drifted, and the newest runs."""
     check = latest_check(runs)

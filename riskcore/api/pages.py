@@ -1,6 +1,8 @@
 """The client managers' web page: whom to call, why, and whether the model behind it can be trusted.
 
-GET /                  the call list (50 a page, search by client id), the model's health, the run history
+GET /                  the managers' page: a one-line health strip, this cycle's calls (the top
+                       reporting.calls_per_cycle clients with their main reason), the rest a page at a time
+GET /model             the data scientist's page: the served model, its scores, the latest drift check, the runs
 GET /clients/<id>      one client: its latest snapshot, its probability, its earlier snapshots
 GET /downloads/...     the full risk list (risk_scores.csv) and the latest PDF report
 GET, POST /login       the key form, when the API has a key; POST /logout forgets it
@@ -23,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -45,8 +48,8 @@ from werkzeug.exceptions import HTTPException
 
 from riskcore.api import page_data
 from riskcore.api.errors import ApiError, handle_http_error
-from riskcore.api.page_data import PAGE_SIZE, downloads, latest_report
-from riskcore.api.page_health import model_health, when
+from riskcore.api.page_data import downloads, latest_report
+from riskcore.api.page_health import health_strip, model_health, when
 from riskcore.api.query import query_number
 from riskcore.api.serving import CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT, ConfigError
@@ -185,29 +188,45 @@ def serving_now(risk: RiskService, served: Served | None) -> dict[str, Any] | No
 
 @site.get("/")
 def index() -> str:
-    """The call list, the model's health and the run history."""
+    """The managers' page: the health strip and this cycle's calls, then the rest of the list a page at a time."""
     risk = service()
     pointer, served = risk.models.serve()
     query = request.args.get("q", "").strip()[:MAX_QUERY]
     number = query_number("page", 1, 0)  # page 0 shows the first page, as a page past the end shows the last
-    return page_data.rendered(risk, pointer, served, (number, query),
+    minute = int(time.time() // 60)  # the strip says how long ago the model was checked
+    return page_data.rendered(risk, pointer, served, ("calls", number, query, minute),
                               lambda: render_index(risk, pointer, served, number, query))
 
 
 def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int, query: str) -> str:
     calls = risk.call_list(served) if served is not None else None
     rows, pages, matches = [], 1, 0
+    size = risk.config.reporting["calls_per_cycle"]
     if isinstance(calls, CallList):
-        rows, number, pages, matches = calls.page(number, query, PAGE_SIZE)
+        rows, number, pages, matches = calls.page(number, query, size)
+    strip = health_strip(served, pointer, risk.history().runs, time.time())
+    return render_template("index.html", strip=strip, calls=calls, rows=rows, page=number, pages=pages,
+                           first_rank=(number - 1) * size + 1, matches=matches, query=query,
+                           serving=serving_now(risk, served), downloads=downloads(risk.config.output_model_folder))
+
+
+@site.get("/model")
+def model() -> str:
+    """The data scientist's page: the served model, its scores, the latest drift check and the run history."""
+    risk = service()
+    pointer, served = risk.models.serve()
+    return page_data.rendered(risk, pointer, served, ("model",), lambda: render_model(risk, pointer, served))
+
+
+def render_model(risk: RiskService, pointer: str | None, served: Served | None) -> str:
     runs = risk.history().runs
     health = model_health(risk, served, runs)
     health["quality"] = page_data.quality(risk, served, runs) if served is not None else None
     if health["drifted"]:
         health["drift_charts"] = page_data.drift_charts(risk, served, health["check"], health["drifted"])
-    return render_template("index.html", health=health, pointer=pointer, calls=calls, rows=rows, page=number,
-                           serving=serving_now(risk, served),
-                           pages=pages, matches=matches, query=query, features=FEATURES, labels=FEATURE_LABELS,
-                           new_rows=checked_rows, downloads=downloads(risk.config.output_model_folder))
+    return render_template("model.html", health=health, pointer=pointer, serving=serving_now(risk, served),
+                           features=FEATURES, labels=FEATURE_LABELS, new_rows=checked_rows,
+                           downloads=downloads(risk.config.output_model_folder))
 
 
 ENCODED_ID = "~"  # a client link's segment that starts with it holds the id in base64url (client_link)

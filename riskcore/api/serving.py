@@ -336,7 +336,9 @@ class CallList:
     def with_reasons(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row with its reasons, in the order riskcore.model.reasons lists them (none without an explainer)."""
         values = [row[feature] for feature in FEATURES]
-        return {**row, "reasons": self.explainer.reasons(values) if self.explainer is not None else []}
+        if self.explainer is None:
+            return {**row, "reasons": [], "detail": []}
+        return {**row, "reasons": self.explainer.reasons(values), "detail": self.explainer.detail(values)}
 
 
 class RiskService:

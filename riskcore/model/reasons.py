@@ -209,6 +209,18 @@ class Explainer:
                 "contributions": shares, "contribution": float(self.unit_contribution(unit, values)),
                 "text": self.text(unit, values)}
 
+    def detail(self, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """The data scientist's view of one client: per feature, its value, the average and typical client's and
+        its exact contribution, listed as reasons are (raising the risk first, the largest first)."""
+        contributions = [float(self.contribution(j, value)) for j, value in enumerate(values)]
+        order = sorted(range(len(values)), key=positions(contributions).__getitem__)
+        return [{"feature": FEATURES[j], "value": int(values[j]), "average": self.average[j],
+                 "typical": self.typical_client[j], "contribution": contributions[j]} for j in order]
+
+    def contributions(self, values: Sequence[Any]) -> dict[str, float]:
+        """Each feature's exact contribution to the log-odds against the average client, in FEATURES order."""
+        return {feature: float(self.contribution(j, values[j])) for j, feature in enumerate(FEATURES)}
+
     def reasons_of(self, matrix) -> list[list[dict[str, Any]]]:
         """The reasons of each row of a numpy matrix of the features."""
         return [self.reasons(values) for values in matrix.tolist()]

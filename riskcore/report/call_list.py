@@ -214,7 +214,8 @@ def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None) -
     chances = expit(frame.get_column(KEY).to_numpy()).tolist()
     return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key,
              **dict(zip(FEATURES, values, strict=True)),
-             "reasons": explainer.reasons(values) if explainer is not None else []}
+             "reasons": explainer.reasons(values) if explainer is not None else [],
+             "contributions": explainer.contributions(values) if explainer is not None else None}
             for rank, (client, key, *values), chance in zip(
                 range(first_rank, first_rank + frame.height), frame.iter_rows(), chances, strict=True)]
 
