@@ -179,8 +179,9 @@ def test_prediction_of_records_returns_one_row_per_record_with_model_version(cli
     for row in body["predictions"]:
         assert row["prediction"] in (0, 1) and 0.0 <= row["probability"] <= 1.0
         assert row["prediction"] == int(row["probability"] > 0.5)
-        assert [reason["feature"] for reason in sorted(row["reasons"], key=lambda r: r["feature"])] == sorted(FEATURES)
-        assert all(reason["value"] == RECORD[reason["feature"]] for reason in row["reasons"])
+        named = [feature for reason in row["reasons"] for feature in reason["values"]]
+        assert sorted(named) == sorted(FEATURES)  # every feature, in one reason each
+        assert all(value == RECORD[feature] for reason in row["reasons"] for feature, value in reason["values"].items())
 
 
 def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):

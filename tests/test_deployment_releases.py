@@ -168,10 +168,12 @@ def test_health_page_and_pdf_name_the_served_model_its_first_deployment_and_the_
     assert f"Rolled back from release {rows[4]['release']}" in state["sentence"] and " by " in state["sentence"]
     page = html.unescape(client.get("/").get_data(as_text=True))
     assert 'id="operator-banner"' in page and state["sentence"] in page
-    assert f"first deployed {when(rows[1]['deployed_at'])}" in page
+    assert f"first deployed {when(rows[1]['deployed_at'])}" in html.unescape(client.get("/model").get_data(as_text=True))
     write_reports(four_releases, run_number=1)
     [pdf] = four_releases.output_model_folder.glob("summary_report*.pdf")
     text = " ".join(" ".join(PdfReader(pdf).pages[0].extract_text().split()).split())
+    assert f"Rolled back from release {rows[4]['release']}" in text  # on the managers' page
+    text = " ".join(" ".join(PdfReader(pdf).pages[1].extract_text().split()).split())  # the evidence's headline
     assert f"Rolled back from release {rows[4]['release']}" in text
     assert f"Model {served.model_version}" in text and f"first deployed {when(rows[1]['deployed_at'])}" in text
     deployment.run(four_releases, action="roll_forward")

@@ -106,16 +106,17 @@ def squeeze(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_pdf_has_four_pages_with_every_section_where_expected(reported):
+def test_pdf_opens_with_the_managers_page_then_the_evidence_with_every_section_where_expected(reported):
     _, paths = reported
     pages = [squeeze(text) for text in pdf_pages(paths["summary_report"])]
-    assert len(pages) == 4
-    expected = {"headline": 0, "trend": 0, "matrix": 1, "clients": 1, "summary": 2, "distributions": 2,
-                "missing": 3, "timings": 3, "dependencies": 3, "ingestion": 3}
+    assert len(pages) == 5
+    expected = {"clients": 0, "headline": 1, "trend": 1, "matrix": 2, "summary": 3, "distributions": 3,
+                "missing": 4, "timings": 4, "dependencies": 4, "ingestion": 4}
     assert set(expected) == set(pdf.SECTIONS)
     for key, page in expected.items():
         assert pdf.SECTIONS[key] in pages[page], key
-    assert all(f"page {n} of 4" in text for n, text in enumerate(pages, start=1))
+    assert "F1" not in pages[0] and "KS" not in pages[0]  # the managers' page carries no model evidence
+    assert all(f"page {n} of 5" in text for n, text in enumerate(pages, start=1))
 
 
 def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
@@ -290,7 +291,8 @@ def test_top_clients_are_the_head_of_the_risk_list(deployed):
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
     assert [round(c["probability"], 6) for c in result.top] == head["probability"].tolist()
     assert [c["log_odds"] for c in result.top] == head["log_odds"].tolist()
-    assert [[r["text"] for r in c["reasons"]] for c in result.top] == head[list(REASON_COLUMNS)].values.tolist()
+    written = head[list(REASON_COLUMNS)].fillna("").values.tolist()
+    assert [[r["text"] for r in c["reasons"]] for c in result.top] == [[w for w in row if w] for row in written]
     final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str}).set_index("corporation")
     for client in result.top:
         assert [client[f] for f in FEATURES] == final.loc[client["corporation"]].tolist()[:3]

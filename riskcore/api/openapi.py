@@ -11,6 +11,7 @@ from riskcore.api.history_view import history_paths
 from riskcore.api.request_rows import MAX_RECORDS
 from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE
 from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, TARGET
+from riskcore.model.reasons import TREND
 
 ERROR_REASONS = {
     400: "Bad input; the message names the field",
@@ -54,19 +55,32 @@ def component_schemas() -> dict[str, Any]:
         "Record": obj({ID_COLUMN: {"type": "string", "minLength": 1}, **dict.fromkeys(FEATURES, value),
                        TARGET: {"type": "integer", "enum": [0, 1], "description": "optional; ignored"}},
                       (ID_COLUMN, *FEATURES), additionalProperties=False),
-        "Reason": obj({"feature": {"enum": list(FEATURES)}, "value": value,
-                       "contribution": {"type": "number", "description": "to the log-odds, against the average "
-                                                                         "client: coefficient x (value - mean)"},
-                       "text": {"type": "string", "examples": ["employees 6,462: +2.1"]}},
-                      ("feature", "value", "contribution", "text")),
+        "Reason": obj({"feature": {"enum": [*FEATURES, TREND],
+                                   "description": f"what the reason is about; {TREND}: the two activity features "
+                                                  "read together (last month against a twelfth of the year)"},
+                       "values": obj({f: value for f in FEATURES}, additionalProperties=False,
+                                     description="the client's value of each feature the reason stands for"),
+                       "contributions": obj({f: NUMBER for f in FEATURES}, additionalProperties=False,
+                                            description="each of those features' exact contribution to the "
+                                                        "log-odds: coefficient x (value - mean)"),
+                       "contribution": {"type": "number", "description": "their sum: what the reason adds to the "
+                                                                         "log-odds against the average client"},
+                       "text": {"type": "string", "description": "in the manager's words; its direction is the "
+                                                                 "sign of contribution",
+                                "examples": ["employees 6,462, about 65 times the typical 99: raises the risk "
+                                             "strongly"]}},
+                      ("feature", "values", "contributions", "contribution", "text")),
         "Prediction": obj({ID_COLUMN: STRING, "prediction": {"type": "integer", "enum": [0, 1]},
                            "probability": {"type": "number", "minimum": 0, "maximum": 1}, "reasons": REASONS},
                           (ID_COLUMN, "prediction", "probability", "reasons")),
         "Client": obj({"rank": {"type": "integer", "minimum": 1}, ID_COLUMN: STRING,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
                        "log_odds": {"type": "number", "description": "the rank key: the model's log-odds"},
-                       **dict.fromkeys(FEATURES, value), "reasons": REASONS},
-                      ("rank", ID_COLUMN, "probability", "log_odds", *FEATURES, "reasons")),
+                       **dict.fromkeys(FEATURES, value), "reasons": REASONS,
+                       "contributions": {"type": ["object", "null"], "properties": {f: NUMBER for f in FEATURES},
+                                         "description": "each feature's exact contribution to the log-odds; null "
+                                                        "for a model without reasons"}},
+                      ("rank", ID_COLUMN, "probability", "log_odds", *FEATURES, "reasons", "contributions")),
         "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
                            "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),
         "MissingShare": obj({"column": STRING, "missing_percent": {"type": "number", "minimum": 0, "maximum": 100},

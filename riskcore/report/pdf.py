@@ -15,7 +15,7 @@ from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 
 from riskcore.contract import (
     DIAGNOSTICS_RECORD,
@@ -175,7 +175,17 @@ def matrix_section(data: ReportData, styles: Styles, width: float) -> list:
     )
 
 
-PDF_REASONS = 2  # of each client's reasons: the two listed first fit one line of the table; the CSV has all
+PDF_REASONS = 1  # of each client's reasons, the main one (as on the page); the CSV and the client page have all
+
+
+def managers_lines(data: ReportData, styles: Styles) -> list:
+    """The managers' page opens with whether the model behind the list is the usual one (a rollback or pin says so)."""
+    served = data.served or {"operator_state": None}
+    state = served.get("operator_state")
+    lines = [f"<b>{escape(state['sentence'])}</b>"] if state else []
+    lines.append(f"Ranked by model {escape(data.deployment.model_version)}; its evidence (scores, drift, statistics, "
+                 "dependencies, timings) follows on the next pages.")
+    return [Paragraph(line, styles.body) for line in lines]
 
 
 def clients_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -183,8 +193,8 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     risk = data.risk
     rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS), percent(c["probability"]),
              "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
-    headers = ["rank", "client", "probability of leaving", "why: the first two reasons"]
-    reasons = ("Why: contributions to the log-odds of leaving against the average client, raising the risk first."
+    headers = ["rank", "client", "probability of leaving", "why: the main reason"]
+    reasons = ("Why: what moves the model's risk most for this client, against the typical client of this list."
                if any(c["reasons"] for c in risk.top) else
                "No reasons: the deployed model was trained before its metadata recorded the average client.")
     return section(
@@ -359,12 +369,13 @@ def build_pdf(data: ReportData) -> bytes:
         Paragraph("Client attrition risk report", styles.title),
         Paragraph(f"Run {data.run_number} \N{MIDDLE DOT} generated {escape(data.generated_at)} \N{MIDDLE DOT} "
                   f"deployed model {escape(data.deployment.model_version)}", styles.subtitle),
+        *managers_lines(data, styles),
+        *clients_section(data, styles, width),
+        PageBreak(),  # the managers' page ends here; the model's evidence follows for the data scientist
         headline_box(data, styles, width),
         *trend_section(data, styles, width),
         PageBreak(),
         *matrix_section(data, styles, width),
-        Spacer(1, 4),
-        *clients_section(data, styles, width),
         PageBreak(),
         *summary_section(data, styles, width),
         *distributions_section(data, styles, width),
