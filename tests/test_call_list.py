@@ -42,18 +42,13 @@ def latest_rows(path: Path) -> dict[str, dict[str, str]]:
         return {row["corporation"]: {**row, "line": line} for line, row in enumerate(csv.DictReader(handle))}
 
 
-def expected_reasons(metadata: dict, values: list[int], typical: list[float]) -> tuple[list[float], list[str]]:
-    """From the metadata and the market's typical client alone: each feature's contribution, and the reasons in
-    words, in the order listed."""
+def expected_reasons(metadata: dict, values: list[int]) -> tuple[list[float], list[str]]:
+    """From the metadata alone: each feature's contribution, and the reasons in words, in the order listed."""
     coefficients, average = metadata["coefficients"], metadata["average_client"]
     shares = [coefficients[f] * (value - average[f]) for f, value in zip(FEATURES, values, strict=True)]
-    explainer = reasons.Explainer.from_metadata(metadata).in_market(typical)
+    explainer = reasons.Explainer.from_metadata(metadata)
+    assert explainer.typical == tuple(metadata["typical_client"][f] for f in FEATURES)
     return shares, [r["text"] for r in explainer.reasons(values)]
-
-
-def market(rows: list[dict[str, str]]) -> list[float]:
-    """The typical client of a call list: each feature's median over its clients."""
-    return [float(np.median([int(row[f]) for row in rows])) for f in FEATURES]
 
 
 # --- The bundled data, as `make run` takes it -------------------------------------------------
@@ -115,10 +110,9 @@ def test_reasons_add_up_to_the_log_odds_against_the_average_client(bundled):
     coefficients, average = metadata["coefficients"], metadata["average_client"]
     average_log_odds = metadata["intercept"] + sum(coefficients[f] * average[f] for f in FEATURES)
     rows = read_call_list(paths["risk_scores"])
-    typical = market(rows)
     for row in rows:
         values = [int(row[f]) for f in FEATURES]
-        shares, words = expected_reasons(metadata, values, typical)
+        shares, words = expected_reasons(metadata, values)
         log_odds = float(row["log_odds"])
         assert sum(shares) == pytest.approx(log_odds - average_log_odds, abs=1e-9), row
         assert [float(row[name]) for name in reasons.CONTRIBUTION_COLUMNS] == pytest.approx(shares, abs=1e-9)
@@ -230,7 +224,7 @@ def test_the_words_in_the_file_are_the_explainers_for_small_and_huge_values(depl
     rows, result = call_list_of(deployed, tmp_path, LABELLED, lines)
     current = require_deployment(deployed.prod_deployment_folder)
     model = load_deployed_model(current)
-    explainer = reasons.explainer_for(model, deployed_metadata(current), current.model_version).in_market(market(rows))
+    explainer = reasons.explainer_for(model, deployed_metadata(current), current.model_version)
     values = [[int(row[f]) for f in FEATURES] for row in rows]
     assert {"huge", "big", "edge"} <= {row["corporation"] for row in rows}
     assert [[row[name] for name in reasons.REASON_COLUMNS if row[name]] for row in rows] == [

@@ -89,13 +89,11 @@ class Served:
         labels = self.model.classes_[probabilities.argmax(axis=1)]
         return labels.tolist(), probabilities[:, self.positive].tolist()
 
-    def reasons(self, features, explainer: Explainer | None = None) -> list[list[dict[str, Any]]]:
-        """Each row's reasons (riskcore.model.reasons), compared with the given market's typical client (default:
-        the training data's); none for a model whose metadata predates them."""
-        explainer = explainer or self.explainer
-        if explainer is None:
+    def reasons(self, features) -> list[list[dict[str, Any]]]:
+        """Each row's reasons (riskcore.model.reasons); none for a model whose metadata predates them."""
+        if self.explainer is None:
             return [[] for _ in range(len(features))]
-        return explainer.reasons_of(features)
+        return self.explainer.reasons_of(features)
 
 
 def prepare_model(deployment: Deployment) -> Served:
@@ -250,9 +248,8 @@ class CallList:
         self.total = ranking.frame.height
         self.left = ranking.left  # clients left out because their latest snapshot says they left
         self.rows: dict[int, bytes] = {}
-        from riskcore.report.call_list import in_market
-
-        self.explainer = explainer = in_market(served.explainer, ranking.frame)  # typical: this list's clients
+        self.explainer: Explainer | None = served.explainer  # None: a model whose metadata predates the reasons
+        explainer = self.explainer
         self.about = {"model_version": served.model_version, "release": served.release, "data": FINAL_DATA,
                       "modified_at": modified_at, "total": self.total, "rows_read": ranking.rows_read,
                       "left_out": {"earlier_snapshots": ranking.earlier_snapshots, "left": ranking.left},
@@ -265,11 +262,6 @@ class CallList:
     @property
     def model_version(self) -> str:
         return self.served.model_version
-
-    @property
-    def explainer(self) -> Explainer | None:
-        """None for a model whose metadata predates the reasons."""
-        return self.served.explainer
 
     @property
     def average_log_odds(self) -> float | None:
@@ -373,11 +365,6 @@ class RiskService:
         """GET /risk's answer: a page of the call list."""
         built = self.call_list(served)
         return built.answer(top, offset) if isinstance(built, CallList) else unavailable(built)
-
-    def market_explainer(self, served: Served) -> Explainer | None:
-        """The served model's explainer comparing with the typical client of the current call list, if there is one."""
-        built = self.call_list(served)
-        return built.explainer if isinstance(built, CallList) else served.explainer
 
     def call_list(self, served: Served) -> CallList | str:
         """The call list of the ingested data, ranked once per release and version of finaldata.csv, or the

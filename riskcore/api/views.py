@@ -31,7 +31,7 @@ def prediction() -> Response:
     served = service().models.get()
     ids, features = rows_of_request(service().config)
     labels, attrition = served.predict(features)
-    reasons = served.reasons(features, service().market_explainer(served))
+    reasons = served.reasons(features)
     return json_response({
         "model_version": served.model_version,
         "release": served.release,

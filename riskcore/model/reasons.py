@@ -8,8 +8,9 @@ riskier (positive) or safer (negative) than the average client the model finds t
 data scientist reads them exactly (the client page's table, risk_scores.csv's contribution_<feature>).
 
 The manager reads reasons: each names what it is about, the client's value, how that compares with
-the typical client of the current market (the median of the clients in the call list, or of the
-training data until there is one), and the direction and strength of its effect in words:
+the typical client of the current market (the median of the data the model was trained on, which
+after a new market's retrain is that market; the mean for a model whose metadata predates the
+median), and the direction and strength of its effect in words:
 "employees 6,462, about 65 times the typical 99: raises the risk strongly". Features the model
 reads together are explained together: when the two activity coefficients have opposite signs the
 model weighs last month against the year, so one reason tells the activity trend (last month
@@ -249,7 +250,7 @@ def model_terms(model, frame) -> dict[str, Any]:
     """What modelmetadata.json records for the reasons: coefficients, intercept and the average client.
 
     `frame` is the data the model was fitted on; its mean per feature is the average client, its median the
-    typical client the words compare with until there is a call list of the current market.
+    typical client of the market the words compare with.
     """
     return {
         "coefficients": dict(zip(FEATURES, (float(c) for c in model.coef_[0]), strict=True)),

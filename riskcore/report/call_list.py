@@ -221,14 +221,6 @@ def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None) -
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
-def in_market(explainer: Explainer | None, frame: pl.DataFrame) -> Explainer | None:
-    """The explainer comparing with the typical client of this call list (each feature's median)."""
-    if explainer is None or frame.height == 0:
-        return explainer
-    medians = frame.select(pl.col(f).cast(pl.Float64).median() for f in FEATURES).row(0)
-    return explainer.in_market(medians)
-
-
 def by_value(frame: pl.DataFrame, feature: str, words_of) -> pl.Expr:
     """Each row's words_of(its value of the feature), worded once per distinct value (12,282 at 10M rows)."""
     values = frame.get_column(feature).unique()
@@ -318,7 +310,6 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
             log.warning("model %s was trained before its metadata recorded the average client: the risk list "
                         "has no reasons until the next training", deployment.model_version)
     ranking = ranking_of(source, model)
-    explainer = in_market(explainer, ranking.frame)
     target = config.output_model_folder / RISK_SCORES
     with atomic_path(target) as tmp:
         risk_table(ranking.frame, explainer).sink_csv(tmp, float_scientific=False, engine="streaming")

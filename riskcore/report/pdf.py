@@ -197,15 +197,14 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     reasons = ("Why: what moves the model's risk most for this client, against the typical client of this list."
                if any(c["reasons"] for c in risk.top) else
                "No reasons: the deployed model was trained before its metadata recorded the average client.")
-    return section(
-        styles, "clients",
-        Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
-                  "probability of leaving: the ones to call first.", styles.body),
+    intro = Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
+                      "probability of leaving: the ones to call first.", styles.body)
+    return section(styles, "clients", intro) + [  # the table may break across pages, never leave the first one empty
         data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.14, 0.64)], right={0, 2}),
         Paragraph(f"{escape(reasons)} Every client who has not left ({risk.rows:,}, one row each, every reason): "
                   f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}."
                   f"{id_note(risk.top)}", styles.note),
-    )
+    ]
 
 
 PDF_ID_CHARS = 40  # of a client id in the PDF: three lines of its column; the risk list has every id in full
