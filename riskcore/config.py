@@ -108,6 +108,12 @@ REPORTING_DEFAULTS: dict[str, Any] = {
 REPORTING_TYPES: dict[str, tuple[type, ...]] = {"calls_per_cycle": (int,), "keep_rankings": (int,)}
 MAX_CALLS_PER_CYCLE = 10_000
 
+# How the API serves (riskcore.api): GET /metrics follows the API key rule unless this opens it to a scraper on
+# the same machine (a client from 127.0.0.0/8 or ::1; never behind a proxy on the same host, whose requests all
+# come from there).
+API_DEFAULTS: dict[str, Any] = {"metrics_open_on_loopback": False}
+API_TYPES: dict[str, tuple[type, ...]] = {"metrics_open_on_loopback": (bool,)}
+
 
 @dataclass(frozen=True)
 class Config:
@@ -125,6 +131,7 @@ class Config:
     input_database: DatabaseSource | None = None
     alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
     max_id_length: int = MAX_ID_LENGTH  # longer client ids are refused at ingestion
+    api: dict[str, Any] = field(default_factory=lambda: dict(API_DEFAULTS))
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (e.g. outputs pointed at a scratch folder)."""
@@ -334,7 +341,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
     unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts", "max_id_length",
-                                 "reporting"})
+                                 "reporting", "api"})
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
     # The data comes from a folder of CSV files or from a database table: exactly one of the two.
@@ -368,6 +375,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     max_id_length = _max_id_length(raw.get("max_id_length", MAX_ID_LENGTH), where)
     reporting = _check_section(raw.get("reporting", {}), "reporting", REPORTING_DEFAULTS, REPORTING_TYPES, where)
     _check_reporting(reporting, where)
+    api = _check_section(raw.get("api", {}), "api", API_DEFAULTS, API_TYPES, where)
     return Config(
         config_file=config_file,
         input_folder=paths.get("input_folder_path"),
@@ -381,6 +389,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         input_database=database,
         alerts=alerts,
         max_id_length=max_id_length,
+        api=api,
     )
 
 

@@ -723,7 +723,7 @@ def keyed_client(shared, monkeypatch):
 
 @pytest.mark.parametrize(("method", "path"), [
     ("post", "/prediction"), ("get", "/scoring"), ("get", "/summarystats"), ("get", "/diagnostics"),
-    ("get", "/openapi.json"), ("get", "/nope"),
+    ("get", "/openapi.json"), ("get", "/metrics"), ("get", "/nope"),
 ])
 @pytest.mark.parametrize("key", [None, "wrong", "s3cret-keyX", "", "S3CRET-KEY", "sécret"])
 def test_without_the_right_key_every_endpoint_but_health_is_401(keyed_client, method, path, key):
@@ -806,7 +806,10 @@ EXCHANGES = [
     ("open", "POST", "/health", {}, 405),
     ("open", "GET", "/openapi.json", {}, 200),
     ("open", "POST", "/openapi.json", {}, 405),
+    ("open", "GET", "/metrics", {}, 200),
+    ("open", "POST", "/metrics", {}, 405),
     ("open", "GET", "/nope", {}, 404),
+    ("keyed", "GET", "/metrics", {}, 401),
     ("keyed", "POST", "/prediction", {"json": {"records": [RECORD]}}, 401),
     ("keyed", "GET", "/scoring", {"headers": {"X-API-Key": "wrong"}}, 401),
     ("keyed", "GET", "/summarystats", {}, 401),
@@ -901,8 +904,9 @@ def test_real_answers_match_the_openapi_response_schemas(answers):
             assert set(content) == {response.mimetype}, (method, path, status)
             pointer = escaped("paths", path.partition("?")[0], method.lower(), "responses", str(status),
                               "content", response.mimetype, "schema")
+        body = response.get_json() if response.is_json else response.get_data(as_text=True)  # /metrics: text
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                  for e in schema_validator(document, pointer).iter_errors(response.get_json())]
+                  for e in schema_validator(document, pointer).iter_errors(body)]
         assert errors == [], (site, method, path, status, errors[:5])
 
 

@@ -79,6 +79,9 @@ def _config_with(project: Path, mutate) -> Path:
         (lambda c: c.update(reporting={"calls_per_week": 50}), '"reporting.calls_per_week"'),
         (lambda c: c.update(reporting={"keep_rankings": 1}), '"reporting.keep_rankings"'),
         (lambda c: c.update(reporting=[]), '"reporting"'),
+        (lambda c: c.update(api={"metrics_open_on_loopback": "yes"}), '"api.metrics_open_on_loopback"'),
+        (lambda c: c.update(api={"metrics_open": True}), 'Unknown config key "api.metrics_open"'),
+        (lambda c: c.update(api=True), '"api"'),
     ],
 )
 def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):

@@ -5,14 +5,17 @@ request_rows  the rows a prediction request supplies (records, CSV body, upload,
 query         the query parameters (?top=, ?offset=, ?limit=, ?page=), read one way
 serving       the model loaded once per release, the call list, the run history, the GET answers
 file_cache    the one cache of everything built from files, kept until one of them changes
+metrics       GET /metrics (Prometheus): requests and latency, and the model and automation figures from files
+warm_up       what each gunicorn worker does before it takes requests: the model, the call list and the page
 views         the endpoints                              openapi   the OpenAPI 3.1 description
 history_view  GET /history: the automation's run history, newest first, paged
 pages         the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
 
 The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
 owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.api.key; sent as
-X-API-Key; /health needs none; the pages ask for it with their own form) and adds the security
-headers to every answer.
+X-API-Key; /health needs none; the pages ask for it with their own form; /metrics none from loopback
+when api.metrics_open_on_loopback is on), counts and times every request (riskcore.api.metrics) and
+adds the security headers to every answer.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import hmac
 import os
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
 from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
 from riskcore.api.history_view import evidence
 from riskcore.api.key import KeyWatch
+from riskcore.api.metrics import install as install_metrics
+from riskcore.api.metrics import open_to_this_request
 from riskcore.api.openapi import openapi_document
 from riskcore.api.pages import current_key, site
 from riskcore.api.request_rows import MAX_CONTENT_LENGTH
@@ -44,7 +49,7 @@ def check_api_key() -> None:
     if request.path in OPEN_PATHS or request.blueprint == site.name:
         return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
     expected = current_key()
-    if not expected:
+    if not expected or open_to_this_request(current_app):
         return
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
@@ -67,6 +72,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
         DEBUG=False,
         PROPAGATE_EXCEPTIONS=False,
         PROVIDE_AUTOMATIC_OPTIONS=False,  # OPTIONS would answer 200 with an empty HTML body; it is a 405 here
+        RISK_METRICS_OPEN_ON_LOOPBACK=config.api["metrics_open_on_loopback"],
     )
     watch = KeyWatch.of(config)  # a key no header could carry is refused here, at start-up
     app.config["RISK_API_KEY"] = watch.current()
@@ -77,6 +83,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     app.extensions["risk_key"] = watch
     app.config["RISK_OPENAPI"] = json_bytes(openapi_document(bool(app.config["RISK_API_KEY"])))
     app.extensions["risk"] = RiskService(config)
+    install_metrics(app)  # first: its timer starts before the key is checked
     app.before_request(check_api_key)
     app.after_request(add_headers)
     register_error_handlers(app)

@@ -168,8 +168,9 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Dynamic Risk Assessment API", "version": "1.0.0",
                  "description": "Client attrition risk from the deployed model. Every answer is JSON, errors "
-                                "included: a method a path does not list is answered 405 (with an Allow "
-                                "header), an unknown path 404, both with the Error document."},
+                                "included, but GET /metrics' (the Prometheus text format): a method a path does "
+                                "not list is answered 405 (with an Allow header), an unknown path 404, both with "
+                                "the Error document."},
         "paths": {
             "/prediction": {"post": prediction_operation()},
             "/risk": {"get": risk_operation()},
@@ -205,6 +206,17 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                      "warning": STRING},
                     ("status", "model_version", "deployed_at", "release", "release_deployed_at",
                      "operator_state")))}}},
+            "/metrics": {"get": {
+                "summary": "Requests and latency per endpoint and status, the served model, its baseline F1, the "
+                           "latest window's F1 or estimate, PSI per feature, seconds since the last successful "
+                           "tick, the last run's outcome and step timings",
+                "description": "The Prometheus text format (prometheus_client); figures the files do not hold yet "
+                               "are left out. With api.metrics_open_on_loopback, a client on loopback needs no "
+                               "API key.",
+                "responses": {"200": {"description": "The metrics", "content": {
+                    "text/plain": {"schema": {"type": "string", "examples": [
+                        'risk_requests_total{endpoint="/health",status="200"} 3.0']}}}},
+                              **errors(401)}}},
             "/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": json_answer("The OpenAPI 3.1 document", obj(
