@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -24,6 +26,8 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, _value) -> None:
         pass
 
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the status a Unix tool has when the reader of its output went away
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -58,6 +62,9 @@ def run_cli(body: Callable[[], int | None]) -> int:
     """Run a command body; a user error becomes one sentence on stderr and its exit status."""
     try:
         status = body()
+    except BrokenPipeError:  # `--history | head`: the reader has what it wanted, which is no error
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -68,3 +75,17 @@ def run_cli(body: Callable[[], int | None]) -> int:
         print("error: interrupted.", file=sys.stderr)
         return 130
     return EXIT_OK if status is None else status
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is left does not fail again.
+
+    Python's documented way out of a broken pipe (library/signal.html, "Note on SIGPIPE").
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a stand-in stdout (tests) has no descriptor to point anywhere
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)

@@ -300,6 +300,7 @@ def test_dry_run_prints_the_decision_and_changes_nothing(deployed: Config, capsy
     assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("would retrain and redeploy") and "dataset4.csv" in out and "(baseline)" in out
+    assert out.endswith("\n") and out.count("\n") == 1  # one line, ended as a line
     assert tree_snapshot(deployed.config_file.parent) == before
 
 

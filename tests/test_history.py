@@ -6,12 +6,16 @@ import contextlib
 import csv
 import io
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import fullprocess
+from conftest import ROOT
 from riskcore.contract import RUN_HISTORY
 from riskcore.ops.history import (
     HISTORY_COLUMNS,
@@ -163,6 +167,38 @@ def test_history_csv_has_every_column_and_nested_figures_in_columns_of_their_own
     # The data drift of a feature stands where the data_drift column stands in the history.
     names = reader.fieldnames
     assert names.index("drift_verdict") < names.index("data_drift.drift") < names.index("decision")
+
+
+def test_history_csv_leaves_the_quantile_lists_to_json(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    quantiles = {"lastmonth_activity": [float(q) for q in range(101)], "number_of_employees": [1.0, 2.0]}
+    record_run(path, row("2026-01-01T00:00:00Z", outcome="done", new_rows_quantiles=quantiles))
+    rows = read_history(path)
+    reader = csv.DictReader(io.StringIO(history_csv(rows)))
+    [only] = list(reader)
+    assert not [name for name in reader.fieldnames if name.startswith("new_rows_quantiles")]
+    assert only["outcome"] == "done" and max(len(cell or "") for cell in only.values()) < 100
+    assert json.loads(history_json(rows))[0]["new_rows_quantiles"] == quantiles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", HISTORY_FORMATS)
+def test_history_piped_into_head_ends_quietly(config, form):
+    """`fullprocess.py --history | head -1`: the reader leaving early is no error (no "Broken pipe" sentence, no
+    traceback from the interpreter's last flush), and the first line still arrives."""
+    path = config.output_model_folder / RUN_HISTORY
+    quantiles = {"lastmonth_activity": [float(q) for q in range(101)]}
+    for day in range(1, 29):  # far more than a pipe's 64 KiB buffer holds, in every format
+        for hour in range(10):
+            record_run(path, row(f"2026-02-{day:02d}T{hour:02d}:00:00Z", outcome="failed", new_rows_quantiles=quantiles,
+                                 error="step training failed: " + "disk full " * 20))
+    command = (f'"{sys.executable}" "{ROOT / "fullprocess.py"}" --config "{config.config_file}" --history '
+               f"--format {form} | head -1")
+    done = subprocess.run(["sh", "-c", command], cwd=config.config_file.parent.parent, capture_output=True,
+                          text=True, timeout=120, env={**os.environ})
+    assert done.stdout.count("\n") == 1 and done.stdout.strip()
+    assert "Broken pipe" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.fixture

@@ -35,6 +35,9 @@ HISTORY_COLUMNS = {
     "baseline_source": "TEXT", "drift_p_value": "REAL",  # where the baseline was measured; the test's p-value
 }
 JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles")
+# Hundreds of numbers per feature: they belong in JSON (--format json, GET /history?quantiles=1), not in a CSV
+# cell or a table a person reads.
+QUANTILE_COLUMNS = ("new_rows_quantiles",)
 
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:
@@ -235,12 +238,14 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
-    """The run history as CSV, oldest run first: every column, nested figures in columns of their own
-    (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
+    """The run history as CSV, oldest run first: every column but the quantile lists (QUANTILE_COLUMNS), nested
+    figures in columns of their own (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
     flat = []
     for row in rows:
         cells: dict[str, Any] = {}
         for column, value in row.items():
+            if column in QUANTILE_COLUMNS:
+                continue
             if isinstance(value, (dict, list)):
                 cells.update(_flat(column, value))
             elif value is not None or column not in JSON_COLUMNS:
@@ -248,7 +253,8 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
         flat.append(cells)
     found = list(dict.fromkeys(name for cells in flat for name in cells))
     columns = []
-    for column in ("id", *HISTORY_COLUMNS):  # a JSON column's cells stand where the column stands
+    kept = [column for column in ("id", *HISTORY_COLUMNS) if column not in QUANTILE_COLUMNS]
+    for column in kept:  # a JSON column's cells stand where the column stands
         columns += [name for name in found if name == column or name.startswith(f"{column}.")] \
             if column in JSON_COLUMNS else [column]
     buffer = io.StringIO()
