@@ -9,6 +9,7 @@ metrics       GET /metrics (Prometheus): requests and latency, and the model and
 warm_up       what each gunicorn worker does before it takes requests: the model, the call list and the page
 views         the endpoints                              openapi   the OpenAPI 3.1 description
 history_view  GET /history: the automation's run history, newest first, paged
+calls_view    GET, POST /calls and GET /calls.csv: the calls managers recorded (riskcore.ops.calls)
 pages         the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
 
 The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
@@ -26,6 +27,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
+from riskcore.api.calls_view import calls
 from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
 from riskcore.api.history_view import evidence
 from riskcore.api.key import KeyWatch
@@ -89,5 +91,6 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(evidence)
+    app.register_blueprint(calls)
     app.register_blueprint(site)
     return app

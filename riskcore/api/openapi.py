@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from riskcore.api.calls_view import calls_paths
 from riskcore.api.history_view import history_paths
 from riskcore.api.request_rows import MAX_RECORDS
 from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE
@@ -192,6 +193,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                 "responses": {"200": json_answer("The record diagnostics.py wrote", diagnostics_schema()),
                               **errors(401, 503)}}},
             **history_paths(),
+            **calls_paths(),
             "/health": {"get": {
                 "summary": "Liveness and the served model: when it was first deployed, its release and when that "
                            "was published, and a rollback or pin keeping it (no API key needed)", "security": [],

@@ -142,18 +142,23 @@ def request_body() -> bytes:
     return body
 
 
-def rows_of_json(config: Config) -> Rows:
+def json_body(expected: str) -> Any:
+    """The request's JSON document, or ApiError 400 saying what is wrong (`expected`: what to send instead)."""
     body = request_body()
     if not body.strip():
-        raise ApiError(400, 'The request body is empty; send {"records": [...]} or {"dataset": "..."}.')
+        raise ApiError(400, f"The request body is empty; send {expected}.")
     try:
-        document = json.loads(body)
+        return json.loads(body)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, "
                             f"column {exc.colno}).") from None
     except (ValueError, RecursionError) as exc:
         reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply or a number too long"
         raise ApiError(400, f"The request body is not valid JSON ({reason}).") from None
+
+
+def rows_of_json(config: Config) -> Rows:
+    document = json_body('{"records": [...]} or {"dataset": "..."}')
     if not isinstance(document, dict):
         raise ApiError(400, f'The JSON body must be an object with "records" or "dataset", not {describe(document)}.')
     unknown = [key for key in document if key not in PREDICTION_FIELDS]

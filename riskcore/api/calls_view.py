@@ -1,0 +1,158 @@
+"""The calls endpoints, for a CRM to sync with (X-API-Key, as every JSON endpoint): the calls managers recorded.
+
+GET /calls        newest call first, paged (limit, offset, next_offset), ?client= for one client
+POST /calls       a call or a list of calls ({client, when, outcome, note, by}); one already stored is not doubled
+GET /calls.csv    every call, in the order recorded
+
+The store is riskcore.ops.calls (calls.sqlite beside the run history); the web page's form writes
+the same store (riskcore.api.pages).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from riskcore.api.errors import ApiError, json_response
+from riskcore.api.query import query_number
+from riskcore.api.request_rows import json_body
+from riskcore.api.serving import service
+from riskcore.contract import API_KEY_HEADER
+from riskcore.ops.calls import (
+    CALL_FIELDS,
+    CSV_COLUMNS,
+    MAX_CALLS,
+    MAX_CLIENT,
+    MAX_NOTE,
+    OUTCOMES,
+    CallError,
+    all_calls,
+    calls_csv,
+    calls_path,
+    check_calls,
+    read_calls,
+    record_calls,
+)
+
+calls = Blueprint("calls", __name__)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+LIST_PARAMETERS = ("limit", "offset", "client")
+
+
+def store():
+    return calls_path(service().config.output_model_folder)
+
+
+@calls.get("/calls")
+def list_calls() -> Response:
+    """The recorded calls, newest first: ?limit= (default 50) from ?offset= (default 0), ?client= for one client."""
+    unknown = [key for key in request.args if key not in LIST_PARAMETERS]
+    if unknown:
+        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /calls takes "limit", '
+                            '"offset" and "client".', field=unknown[0][:60])
+    limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = query_number("offset", 0, 0)
+    client = request.args.get("client")
+    if client is not None and not 0 < len(client.strip()) <= MAX_CLIENT:
+        raise ApiError(400, f'The query parameter "client" must be a client id of 1 to {MAX_CLIENT} characters.',
+                       field="client")
+    total, found = read_calls(store(), limit, offset, client.strip() if client is not None else None)
+    end = offset + len(found)
+    return json_response({"total": total, "limit": limit, "offset": offset,
+                          "next_offset": end if end < total else None, "calls": found})
+
+
+@calls.post("/calls")
+def add_calls() -> Response:
+    """Record a call or a list of calls; a call already stored is counted, not stored again."""
+    if request.args:
+        raise ApiError(400, "POST /calls takes no query parameters; send the calls in the JSON body.")
+    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        shown = json.dumps(request.mimetype[:60]) if request.mimetype else "none"
+        raise ApiError(415, f"POST /calls takes application/json; the request's content type is {shown}.")
+    document = json_body("a call {client, when, outcome, note, by} or a list of calls")
+    try:
+        checked = check_calls(document, date.today())
+    except CallError as exc:
+        raise ApiError(413 if exc.too_many else 400, str(exc), field=exc.field) from None
+    stored, repeats = record_calls(store(), checked)
+    return json_response({"recorded": len(stored), "already_stored": repeats, "calls": stored})
+
+
+@calls.get("/calls.csv")
+def calls_export() -> Response:
+    """Every recorded call as CSV, in the order recorded."""
+    return Response(calls_csv(all_calls(store())), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=calls.csv"})
+
+
+# --- Its OpenAPI description (riskcore.api.openapi adds it to the document) ------------------------
+def call_schema(stored: bool) -> dict[str, Any]:
+    """A call as sent (stored False: when and note optional) or as stored (with id and recorded_at)."""
+    properties: dict[str, Any] = {
+        "client": {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT},
+        "when": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$",
+                 "description": "the day of the call, YYYY-MM-DD; default today"},
+        "outcome": {"enum": list(OUTCOMES), "description": "; ".join(f"{k}: {v}" for k, v in OUTCOMES.items())},
+        "note": {"type": "string", "maxLength": MAX_NOTE},
+        "by": {"type": "string", "minLength": 1, "description": "who called"},
+    }
+    if not stored:
+        return {"type": "object", "required": ["client", "outcome", "by"], "properties": properties,
+                "additionalProperties": False}
+    properties.update({"id": {"type": "integer", "minimum": 1}, "recorded_at": {"type": "string"}})
+    return {"type": "object", "required": ["id", *CALL_FIELDS, "recorded_at"], "properties": properties}
+
+
+def calls_paths() -> dict[str, Any]:
+    """The OpenAPI path items of /calls and /calls.csv."""
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+    stored = {"type": "array", "items": call_schema(stored=True)}
+    page = {"type": "object", "required": ["total", "limit", "offset", "next_offset", "calls"], "properties": {
+        "total": {"type": "integer", "minimum": 0}, "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        "offset": {"type": "integer", "minimum": 0}, "next_offset": {"type": ["integer", "null"]},
+        "calls": {**stored, "maxItems": MAX_LIMIT}}}
+    recorded = {"type": "object", "required": ["recorded", "already_stored", "calls"], "properties": {
+        "recorded": {"type": "integer", "minimum": 0}, "already_stored": {"type": "integer", "minimum": 0},
+        "calls": stored}}
+    unauthorised = error(f"Missing or wrong {API_KEY_HEADER}")
+    return {
+        "/calls": {
+            "get": {
+                "summary": "The calls managers recorded, newest first, paged",
+                "parameters": [
+                    query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                          "calls per page"),
+                    query("offset", {"type": "integer", "minimum": 0, "default": 0}, "calls to skip"),
+                    query("client", {"type": "string", "maxLength": MAX_CLIENT}, "one client's calls only")],
+                "responses": {"200": {"description": "A page of calls", "content": {"application/json": {
+                    "schema": page}}}, "400": error("A bad limit, offset, client or unknown parameter"),
+                    "401": unauthorised}},
+            "post": {
+                "summary": "Record a call or a list of calls (a call already stored is not stored twice)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    call_schema(stored=False),
+                    {"type": "array", "minItems": 1, "maxItems": MAX_CALLS, "items": call_schema(stored=False)}]}}}},
+                "responses": {"200": {"description": "The calls stored", "content": {"application/json": {
+                    "schema": recorded}}}, "400": error("A call with a bad field; the message names it"),
+                    "401": unauthorised, "413": error(f"More than {MAX_CALLS} calls, or a body over the limit"),
+                    "415": error("Not JSON")}},
+        },
+        "/calls.csv": {"get": {
+            "summary": "Every call as CSV, in the order recorded",
+            "description": f"Columns: {', '.join(CSV_COLUMNS)}. A cell that would start a spreadsheet formula "
+                           "(=, +, -, @) starts with an apostrophe.",
+            "responses": {"200": {"description": "The calls", "content": {"text/csv": {"schema": {
+                "type": "string", "pattern": f"^{','.join(CSV_COLUMNS)}\\n"}}}}, "401": unauthorised}}},
+    }

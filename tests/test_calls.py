@@ -1,0 +1,212 @@
+"""The calls store (riskcore.ops.calls) and its endpoints: GET/POST /calls and GET /calls.csv, for a CRM to sync."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+from riskcore.contract import CALLS_STORE
+from riskcore.ops import calls
+
+TODAY = date(2026, 3, 10)
+
+
+def call(**changes) -> dict:
+    return {"client": "abcd", "when": "2026-03-09", "outcome": "at_risk", "note": "asks for a discount",
+            "by": "Ann", **changes}
+
+
+# --- Checking a call -------------------------------------------------------------------------
+def test_a_good_call_is_checked_and_the_date_defaults_to_today():
+    checked = calls.check_call({"client": " abcd ", "outcome": "stays", "by": "Ann"}, TODAY)
+    assert checked == calls.Call(client="abcd", when="2026-03-10", outcome="stays", note="", by="Ann")
+
+
+@pytest.mark.parametrize(("changes", "field", "phrase"), [
+    ({"outcome": "maybe"}, "outcome", "one of stays, at_risk, leaving, not_reached"),
+    ({"outcome": None}, "outcome", "one of"),
+    ({"client": ""}, "client", "missing"),
+    ({"client": 12}, "client", "must be a string"),
+    ({"client": "x" * 201}, "client", "at most 200"),
+    ({"by": "  "}, "by", "missing"),
+    ({"by": "Ann\x00"}, "by", "control character"),
+    ({"note": "n" * 501}, "note", "501 characters long; at most 500"),
+    ({"note": ["a"]}, "note", "must be a string"),
+    ({"when": "10/03/2026"}, "when", "YYYY-MM-DD"),
+    ({"when": "20260310xx"}, "when", "YYYY-MM-DD"),
+    ({"when": "2026-02-30"}, "when", "no date of the calendar"),
+    ({"when": "2026-03-12"}, "when", "to today"),
+    ({"when": "1999-12-31"}, "when", "from 2000-01-01"),
+    ({"when": 20260310}, "when", "YYYY-MM-DD"),
+    ({"phone": "123"}, "phone", "no field of a call"),
+])
+def test_a_bad_call_is_refused_with_one_sentence_naming_the_field(changes, field, phrase):
+    with pytest.raises(calls.CallError) as refused:
+        calls.check_call(call(**changes), TODAY)
+    assert refused.value.field == field
+    message = str(refused.value)
+    assert phrase in message and message.endswith(".") and message.count(". ") == 0, message
+
+
+def test_a_note_of_500_characters_with_line_breaks_is_kept():
+    note = ("line\r\n" * 100)[:500]
+    assert len(calls.check_call(call(note=note), TODAY).note) <= 500
+
+
+def test_a_list_names_the_call_at_fault_and_a_long_list_is_too_many():
+    with pytest.raises(calls.CallError, match=r"^calls\[1\]: \"outcome\""):
+        calls.check_calls([call(), call(outcome="x")], TODAY)
+    with pytest.raises(calls.CallError) as refused:
+        calls.check_calls([call()] * (calls.MAX_CALLS + 1), TODAY)
+    assert refused.value.too_many
+    with pytest.raises(calls.CallError, match="non-empty list"):
+        calls.check_calls([], TODAY)
+
+
+# --- The store -------------------------------------------------------------------------------
+def test_calls_are_stored_once_and_read_newest_first(tmp_path):
+    path = tmp_path / "models" / CALLS_STORE
+    assert calls.read_calls(path, 10, 0) == (0, []) and not path.exists()  # reading creates nothing
+    first = calls.check_calls([call(when="2026-03-01"), call(when="2026-03-05", outcome="stays")], TODAY)
+    stored, repeats = calls.record_calls(path, first)
+    assert len(stored) == 2 and repeats == 0
+    again, repeats = calls.record_calls(path, first[:1] + calls.check_calls([call(client="efgh")], TODAY))
+    assert [c["client"] for c in again] == ["efgh"] and repeats == 1
+    total, page = calls.read_calls(path, 2, 0)
+    assert total == 3 and [(c["client"], c["when"]) for c in page] == [("efgh", "2026-03-09"), ("abcd", "2026-03-05")]
+    assert calls.read_calls(path, 10, 0, client="abcd")[0] == 2
+    assert calls.last_calls(path)["abcd"]["outcome"] == "stays"
+    assert calls.called_clients(path) == {"abcd", "efgh"}
+
+
+def test_a_failed_transaction_stores_nothing(tmp_path):
+    path = tmp_path / CALLS_STORE
+    calls.record_calls(path, calls.check_calls([call()], TODAY))
+
+    def failing_half_way():
+        yield calls.check_call(call(client="new1"), TODAY)  # inserted, then rolled back
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        calls.record_calls(path, failing_half_way())
+    assert calls.read_calls(path, 10, 0)[0] == 1
+
+
+def test_two_writers_at_once_both_land(tmp_path):
+    path = tmp_path / CALLS_STORE
+    batches = [calls.check_calls([call(client=f"w{w}c{i}") for i in range(50)], TODAY) for w in range(4)]
+    threads = [threading.Thread(target=calls.record_calls, args=(path, batch)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls.read_calls(path, 1, 0)[0] == 200
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+@pytest.mark.parametrize(("days", "text"), [(0, "called today: at risk"), (1, "called yesterday: at risk"),
+                                            (3, "called 3 days ago: at risk")])
+def test_the_last_call_in_words(days, text):
+    when = (TODAY - timedelta(days=days)).isoformat()
+    assert calls.last_call_text({"when": when, "outcome": "at_risk"}, TODAY) == text
+    assert calls.last_call_text(None, TODAY) is None
+
+
+def test_a_cycle_is_assigned_once_and_a_client_keeps_its_first_group(tmp_path):
+    path = tmp_path / CALLS_STORE
+    members = [{"client": f"c{i:03d}", "rank": i + 1, "probability": 0.5, "snapshot": {"exited": None}}
+               for i in range(200)]
+    first = calls.record_cycle(path, 4, members, 200, 0.25)
+    groups = {m["client"]: m["measurement_group"] for m in first["clients"]}
+    assert 30 <= sum(groups.values()) <= 70  # a quarter of 200, give or take the draw
+    assert calls.record_cycle(path, 4, members[:10], 10, 0.9) == first  # the same cycle: as it was
+    later = calls.record_cycle(path, 5, members[100:] + [{**members[0], "client": "fresh"}], 101, 0.25)
+    for member in later["clients"]:
+        if member["client"] in groups:
+            assert member["measurement_group"] == groups[member["client"]]
+    redrawn = calls.assign_groups([m["client"] for m in members], 0.25, calls.cycle_seed(4), {})
+    assert redrawn == [groups[m["client"]] for m in members]  # anyone can redraw it from the recorded seed
+    assert calls.latest_cycle(path)["cycle"] == 5 and [c["cycle"] for c in calls.read_cycles(path)] == [4, 5]
+
+
+def test_no_measurement_group_without_a_control_share(tmp_path):
+    members = [{"client": f"c{i}", "rank": i + 1, "probability": 0.5, "snapshot": {}} for i in range(50)]
+    cycle = calls.record_cycle(tmp_path / CALLS_STORE, 1, members, 50, 0.0)
+    assert not any(m["measurement_group"] for m in cycle["clients"])
+
+
+# --- The endpoints ---------------------------------------------------------------------------
+@pytest.fixture
+def api(project: Path):
+    return app_module.create_app(project).test_client()
+
+
+def test_json_calls_round_trip_through_post_and_get(api, project):
+    sent = [call(client="abcd", when="2026-01-02"), call(client="efgh", outcome="not_reached", note="", by="Bo"),
+            {"client": "ijkl", "outcome": "stays", "by": "Cy"}]
+    answer = api.post("/calls", json=sent)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["recorded"] == 3
+    got = api.get("/calls?limit=2").get_json()
+    assert got["total"] == 3 and got["next_offset"] == 2 and len(got["calls"]) == 2
+    rest = api.get("/calls?limit=2&offset=2").get_json()
+    assert rest["next_offset"] is None
+    back = {c["client"]: {k: c[k] for k in calls.CALL_FIELDS} for c in got["calls"] + rest["calls"]}
+    expected = {c["client"]: {"when": date.today().isoformat(), "note": "", **c} for c in sent}
+    assert back == expected
+    assert api.post("/calls", json=sent[0]).get_json() == {"recorded": 0, "already_stored": 1, "calls": []}
+    assert (project.parent / "models" / CALLS_STORE).is_file()
+    assert not (project.parent / "prod" / CALLS_STORE).exists()
+
+
+def test_the_csv_export_round_trips_and_is_safe_in_a_spreadsheet(api):
+    sent = [call(note='says "maybe", then, no\nnew line'), call(client="x,y", note="=HYPERLINK(\"evil\")")]
+    api.post("/calls", json=sent)
+    answer = api.get("/calls.csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    assert "attachment" in answer.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    assert [row["client"] for row in rows] == ["abcd", "x,y"]
+    assert {k: rows[0][k] for k in calls.CALL_FIELDS} == sent[0]
+    assert rows[1]["note"] == "'=HYPERLINK(\"evil\")"  # shown as text, never run as a formula
+    as_json = api.get("/calls").get_json()["calls"]
+    assert {c["id"]: c["recorded_at"] for c in as_json} == {int(r["id"]): r["recorded_at"] for r in rows}
+
+
+@pytest.mark.parametrize(("request_args", "status", "field"), [
+    ({"json": call(outcome="gone")}, 400, "outcome"),
+    ({"json": call(note="n" * 501)}, 400, "note"),
+    ({"json": [call(), call(when="tomorrow")]}, 400, "when"),
+    ({"json": {"records": []}}, 400, "records"),
+    ({"json": "abcd"}, 400, "calls"),
+    ({"data": b"{", "content_type": "application/json"}, 400, None),
+    ({"data": b"client=abcd", "content_type": "application/x-www-form-urlencoded"}, 415, None),
+])
+def test_a_bad_post_is_a_4xx_json_sentence_naming_the_field(api, request_args, status, field):
+    answer = api.post("/calls", **request_args)
+    body = answer.get_json()
+    assert answer.status_code == status and body["message"].endswith("."), body
+    assert body.get("field") == field
+    assert api.get("/calls").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "page=2", "client="])
+def test_a_bad_query_is_a_400(api, query):
+    assert api.get(f"/calls?{query}").status_code == 400
+
+
+def test_with_a_key_the_calls_need_the_header(project, monkeypatch):
+    monkeypatch.setenv("RISK_API_KEY", "s3cret-key")
+    keyed = app_module.create_app(project).test_client()
+    assert keyed.post("/calls", json=call()).status_code == 401
+    assert keyed.get("/calls.csv").status_code == 401
+    answer = keyed.post("/calls", json=call(), headers={"X-API-Key": "s3cret-key"})
+    assert answer.status_code == 200 and answer.get_json()["recorded"] == 1
