@@ -69,6 +69,7 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "recent_rows": 2000,  # after model drift, a candidate trained on the newest labelled rows only
     "max_run_seconds": 540,  # a tick stops at this deadline (cron starts one every 600 s)
     "max_train_seconds": 120,  # training stops after this long (it takes about a second)
+    "leave_out_called": True,  # the drift check leaves out clients a recorded call reached (riskcore.ops.calls)
 }
 AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "drift_test": (str,),
@@ -90,6 +91,7 @@ AUTOMATION_TYPES: dict[str, tuple[type, ...]] = {
     "alpha": (int, float),
     "min_holdout_rows": (int,),
     "recent_rows": (int,),
+    "leave_out_called": (bool,),
 }
 DRIFT_TESTS = ("significance", "raw", "parametric", "nonparametric")
 
@@ -104,9 +106,12 @@ EMAIL_TYPES: dict[str, tuple[type, ...]] = {"smtp_host": (str,), "smtp_port": (i
 REPORTING_DEFAULTS: dict[str, Any] = {
     "calls_per_cycle": 50,  # the clients at the top of the call list the managers call this cycle
     "keep_rankings": 10,  # runs whose ranks are kept (models/rankings/), to say what changed and chart a client
+    "control_share": 0,  # of those, the share drawn each cycle into the measurement group, not called (0: none)
 }
-REPORTING_TYPES: dict[str, tuple[type, ...]] = {"calls_per_cycle": (int,), "keep_rankings": (int,)}
+REPORTING_TYPES: dict[str, tuple[type, ...]] = {"calls_per_cycle": (int,), "keep_rankings": (int,),
+                                                "control_share": (int, float)}
 MAX_CALLS_PER_CYCLE = 10_000
+MAX_CONTROL_SHARE = 0.5  # above it most listed clients would go uncalled
 
 # How the API serves (riskcore.api): GET /metrics follows the API key rule unless this opens it to a scraper on
 # the same machine (a client from 127.0.0.0/8 or ::1; never behind a proxy on the same host, whose requests all
@@ -323,6 +328,10 @@ def _check_reporting(reporting: dict, where: str) -> None:
                           f"{MAX_CALLS_PER_CYCLE:,}.")
     if not 2 <= reporting["keep_rankings"] <= 1000:
         raise ConfigError(f'Config key "reporting.keep_rankings" in {where} must be a whole number from 2 to 1,000.')
+    share = reporting["control_share"]
+    if not (math.isfinite(share) and 0 <= share <= MAX_CONTROL_SHARE):
+        raise ConfigError(f'Config key "reporting.control_share" in {where} must be a number from 0 (no measurement '
+                          f"group) to {MAX_CONTROL_SHARE}, not {share!r}.")
 
 
 def _check_distinct(paths: dict[str, Path], where: str) -> None:

@@ -128,3 +128,20 @@ def test_missing_config_file_exit_2(tmp_path: Path):
 def test_max_id_length_defaults_to_200_and_can_be_set(project: Path):
     assert load_config(project).max_id_length == 200
     assert load_config(_config_with(project, lambda c: c.update(max_id_length=12))).max_id_length == 12
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (-0.1, "from 0 (no measurement group) to 0.5"), (0.6, "to 0.5"), (float("nan"), "to 0.5"),
+    ("10%", "an integer or a number"), (True, "an integer or a number"),
+])
+def test_the_control_share_is_checked_at_load(project: Path, value, words):
+    path = _config_with(project, lambda c: c.update(reporting={"control_share": value}))
+    with pytest.raises(ConfigError, match='"reporting.control_share"') as caught:
+        load_config(path)
+    assert words in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_the_control_share_is_off_by_default_and_configurable(project: Path):
+    assert load_config(project).reporting["control_share"] == 0
+    config = load_config(_config_with(project, lambda c: c.update(reporting={"control_share": 0.1})))
+    assert config.reporting["control_share"] == 0.1 and config.reporting["calls_per_cycle"] == 50

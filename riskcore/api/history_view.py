@@ -84,6 +84,14 @@ def run_schema() -> dict[str, Any]:
                                                         "and on the test data", "properties": {
             "old_model": {"type": "string"}, "new_model": {"type": "string"}, "new_worse": {"type": "boolean"},
             "holdout": {"oneOf": [{"type": "null"}, both_models_schema()]}, "test_data": both_models_schema()}},
+        "call_effect": {**nullable_object, "description": "does calling help: the clients to call against the "
+                                                         "measurement group (riskcore.report.call_effect)",
+                        "required": ["cycles", "called", "measurement_group", "difference", "interval", "sentence"],
+                        "properties": {
+            "cycles": {"type": "array", "items": {"type": "integer"}}, "sentence": {"type": "string"},
+            "difference": {"type": ["number", "null"], "description": "share left: called minus measurement group"},
+            "interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            "called": {"type": "object"}, "measurement_group": {"type": "object"}}},
         "new_rows_quantiles": {**nullable_object, "description": "per feature, quantiles of the new rows the drift "
                                                                 "check took", "additionalProperties": {
             "type": "array", "items": {"type": "number"}}},

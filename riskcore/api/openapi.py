@@ -80,7 +80,9 @@ def component_schemas() -> dict[str, Any]:
                        **dict.fromkeys(FEATURES, value), "reasons": REASONS,
                        "contributions": {"type": ["object", "null"], "properties": {f: NUMBER for f in FEATURES},
                                          "description": "each feature's exact contribution to the log-odds; null "
-                                                        "for a model without reasons"}},
+                                                        "for a model without reasons"},
+                       "measurement_group": {"type": "boolean", "description": "in this cycle's measurement group: "
+                                                                               "not to be called this cycle"}},
                       ("rank", ID_COLUMN, "probability", "log_odds", *FEATURES, "reasons", "contributions")),
         "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
                            "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),

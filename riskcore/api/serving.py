@@ -43,6 +43,7 @@ from riskcore.contract import (
 )
 from riskcore.files import read_json
 from riskcore.model.reasons import Explainer, explainer_for
+from riskcore.ops.calls import calls_path, group_of, latest_cycle
 from riskcore.ops.history import read_history
 from riskcore.release.load import (
     Deployment,
@@ -250,6 +251,7 @@ class CallList:
         self.rows: dict[int, bytes] = {}
         self.explainer: Explainer | None = served.explainer  # None: a model whose metadata predates the reasons
         explainer = self.explainer
+        self.group: frozenset[str] = frozenset()  # the measurement group the rendered rows were marked with
         self.about = {"model_version": served.model_version, "release": served.release, "data": FINAL_DATA,
                       "modified_at": modified_at, "total": self.total, "rows_read": ranking.rows_read,
                       "left_out": {"earlier_snapshots": ranking.earlier_snapshots, "left": ranking.left},
@@ -272,8 +274,11 @@ class CallList:
         return self.total
 
     # --- GET /risk ---
-    def answer(self, top: int, offset: int) -> Answer:
-        """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list."""
+    def answer(self, top: int, offset: int, group: frozenset[str] = frozenset()) -> Answer:
+        """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list; each
+        marked whether it is in this cycle's measurement group (`group`)."""
+        if group != self.group:  # a new cycle: the rows are marked again
+            self.rows, self.group = {}, group
         if offset >= self.total and offset > 0:  # 0 on an empty list is its one (empty) page
             raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
                                 f"{max(self.total - 1, 0)} (the call list holds {self.total} clients).",
@@ -288,7 +293,7 @@ class CallList:
     def _render(self, start: int, end: int) -> None:
         from riskcore.report.call_list import entries
 
-        rows = entries(self.frame.slice(start, end - start), start + 1, self.explainer)
+        rows = entries(self.frame.slice(start, end - start), start + 1, self.explainer, self.group)
         self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
 
     # --- The web page ---
@@ -364,7 +369,14 @@ class RiskService:
     def risk(self, served: Served, top: int, offset: int) -> Answer:
         """GET /risk's answer: a page of the call list."""
         built = self.call_list(served)
-        return built.answer(top, offset) if isinstance(built, CallList) else unavailable(built)
+        if not isinstance(built, CallList):
+            return unavailable(built)
+        return built.answer(top, offset, self.measurement_group())
+
+    def measurement_group(self) -> frozenset[str]:
+        """The newest cycle's measurement group (riskcore.ops.calls), read once per version of the calls store."""
+        path = calls_path(self.config.output_model_folder)
+        return self.files.get("measurement_group", (path,), lambda _: group_of(latest_cycle(path)))
 
     def call_list(self, served: Served) -> CallList | str:
         """The call list of the ingested data, ranked once per release and version of finaldata.csv, or the

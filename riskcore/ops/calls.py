@@ -341,6 +341,11 @@ def record_cycle(path: Path, cycle: int, members: list[dict[str, Any]], calls_pe
     return recorded
 
 
+def group_of(cycle: dict[str, Any] | None) -> frozenset[str]:
+    """The clients of a cycle's measurement group."""
+    return frozenset(m["client"] for m in (cycle or {}).get("clients", []) if m["measurement_group"])
+
+
 def read_cycles(path: Path) -> list[dict[str, Any]]:
     """Every recorded cycle with its clients, oldest first."""
     with reading(path) as connection:

@@ -33,8 +33,11 @@ HISTORY_COLUMNS = {
     "new_rows_quantiles": "TEXT",  # per feature, the drift check's new rows in quantiles: what the report draws
     "window_rows": "INTEGER", "window_labelled": "INTEGER", "window_positives": "INTEGER",  # the evidence window
     "baseline_source": "TEXT", "drift_p_value": "REAL",  # where the baseline was measured; the test's p-value
+    "window_called": "INTEGER",  # clients who were called, left out of the drift check's window (riskcore.ops.calls)
+    "call_effect": "TEXT",  # does calling help: the measurement after the run's reports (riskcore.report.call_effect)
 }
-JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles")
+JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles",
+                "call_effect")
 # Hundreds of numbers per feature: they belong in JSON (--format json, GET /history?quantiles=1), not in a CSV
 # cell or a table a person reads.
 QUANTILE_COLUMNS = ("new_rows_quantiles",)
@@ -174,6 +177,11 @@ def _detail_lines(row: dict[str, Any], ks_alpha: float) -> list[tuple[str, str]]
                                 f"new model {figure_text(figures['new'])}"))
     if evaluation.get("new_worse"):
         lines.append(("flag", worse_on_holdout(evaluation)))
+    if row.get("window_called"):
+        lines.append(("called", f"{row['window_called']:,} rows of clients who were called left out of the drift "
+                                "check's window"))
+    if isinstance(row.get("call_effect"), dict) and row["call_effect"].get("sentence"):
+        lines.append(("calls", row["call_effect"]["sentence"]))
     steps = row.get("step_seconds") or {}
     if steps:
         total = sum(s for s in steps.values() if isinstance(s, (int, float)))

@@ -40,6 +40,7 @@ from riskcore.model.holdout import evaluate_retrain, held_out_rows, holdout_clie
 from riskcore.model.training import train
 from riskcore.ops.alerts import note_run
 from riskcore.ops.api_client import call_endpoints
+from riskcore.ops.calls import called_clients, calls_path
 from riskcore.ops.evidence_window import clear_window, deployed_window, with_new_rows, write_window
 from riskcore.ops.history import highest_run_number, record_run, score_history, worse_on_holdout
 from riskcore.ops.new_data import processed_files
@@ -57,6 +58,7 @@ from riskcore.ops.run_record import (
 from riskcore.release.load import Deployment, current_deployment, deployed_metadata, load_deployed_model, verify_release
 from riskcore.release.operator_state import read_control
 from riskcore.release.publish import deploy, deploy_records
+from riskcore.report.call_effect import measure_calls
 from riskcore.report.diagnostics import write_diagnostics
 from riskcore.report.writer import write_reports
 
@@ -73,6 +75,7 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
         write_diagnostics(config)
     with step(run, "reporting"):
         write_reports(config, run_number=run.run_number)
+        run.call_effect = measure_calls(calls_path(config.output_model_folder), config.final_data_file)
     with step(run, "apicalls"):
         status = call_endpoints(config, api_url, run_number=run.run_number, api_key=api_key(config))
     if status != EXIT_OK:
@@ -131,6 +134,21 @@ def course_check(config: Config, run: Run, deployment: Deployment, model, new) -
     return "drift" if verdict.drift else "keep"
 
 
+def without_called(config: Config, rows) -> tuple[object, int]:
+    """The rows without those of clients a recorded call reached (automation.leave_out_called), and how many
+    were left out: a call that keeps a client must not read as the model getting worse."""
+    if not config.automation["leave_out_called"] or not len(rows):
+        return rows, 0
+    called = called_clients(calls_path(config.output_model_folder))
+    if not called:
+        return rows, 0
+    reached = rows[ID_COLUMN].astype(str).isin(called)
+    if reached.any():
+        log.info("drift check: %d rows of %d clients who were called are left out of the window "
+                 "(automation.leave_out_called)", int(reached.sum()), rows.loc[reached, ID_COLUMN].nunique())
+    return rows.loc[~reached].reset_index(drop=True), int(reached.sum())
+
+
 def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> tuple[str, object]:
     """Decide whether the deployed model has drifted; record why. Returns the verdict and the rows it took.
 
@@ -138,7 +156,8 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     window (riskcore.ops.evidence_window: the new rows since the last decision, this run's added);
     the course's rule takes this run's new rows (the rows of the new or changed files that
     production had not processed). The data-drift statistics (PSI, KS) take every row of either,
-    labelled or not; F1 on everything ingested is recorded beside it.
+    labelled or not; F1 on everything ingested is recorded beside it. Rows of clients a recorded
+    call reached are left out of either and counted (window_called), unless automation.leave_out_called is off.
     """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
@@ -146,6 +165,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     auto = config.automation
     significance = auto["drift_test"] == "significance"
     rows = with_new_rows(deployed_window(deployment), new) if significance else new
+    rows, run.window_called = without_called(config, rows)
     known = labelled(rows)
     run.rows_new = len(new)
     run.window_rows, run.window_labelled = len(rows), len(known)

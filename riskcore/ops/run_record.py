@@ -67,6 +67,8 @@ class Run:
     error: str | None = None
     finished_at: str | None = None
     evaluation: dict[str, Any] | None = None  # a retrain's old and new model on the same data (riskcore.model.holdout)
+    window_called: int | None = None  # rows of clients who were called, left out of the drift check's window
+    call_effect: dict[str, Any] | None = None  # does calling help, measured after the reports
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +109,7 @@ def history_path(config: Config) -> Path:
 # What the mark keeps of a run: once it has decided, enough for the tick that finishes an
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
-                  "rows_new", "window_rows", "window_labelled", "window_positives", "baseline_source",
+                  "rows_new", "window_rows", "window_labelled", "window_positives", "window_called", "baseline_source",
                   "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict",
                   "data_drift", "new_rows_quantiles", "decision", "version_before", "evaluation")
 

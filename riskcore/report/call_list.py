@@ -13,9 +13,11 @@ it for a logistic regression.
 
 Columns: rank, corporation (the client id, as the data contract names it), probability, log_odds,
 the three features, reason_1 to reason_3 in the manager's words and contribution_<feature>, each
-feature's exact contribution to the log-odds (riskcore.model.reasons). The model version is written
-once, in the record beside the list (risk_scores.json: model, release, when, from which file, how
-many clients were listed and why the others were left out), not on every row.
+feature's exact contribution to the log-odds (riskcore.model.reasons), and measurement_group: true
+for the clients of this cycle's calls drawn into the measurement group, "not to be called this
+cycle" (riskcore.ops.calls). The model version is written once, in the record beside the list
+(risk_scores.json: model, release, when, from which file, how many clients were listed and why
+the others were left out, the cycle), not on every row.
 
 The file is checked against the data contract while it is scored, and a problem is one sentence
 naming the file, row and column, as for every client CSV.
@@ -54,6 +56,7 @@ from riskcore.model.reasons import (
     trend_code,
     year_part,
 )
+from riskcore.ops.calls import calls_path, group_of, latest_cycle, record_cycle
 from riskcore.release.load import Deployment, deployed_metadata, load_deployed_model, require_deployment
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,8 @@ DECIMALS = 6  # attrition probability in risk_scores.csv; the log-odds are writt
 ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
 KEY = "log_odds"
 PROBABILITY = "probability"  # one name in the CSV, the JSON and the page
-COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *FEATURES, *REASON_COLUMNS, *CONTRIBUTION_COLUMNS)
+GROUP = "measurement_group"
+COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *FEATURES, *REASON_COLUMNS, *CONTRIBUTION_COLUMNS, GROUP)
 FEATURE_COLUMNS = tuple(pl.col(f) for f in FEATURES)
 
 
@@ -91,6 +95,7 @@ class RiskList:
     left: int = 0
     top: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    cycle: dict[str, Any] | None = None  # this cycle's calls and measurement group (riskcore.ops.calls)
 
 
 # --- Reading and checking a client file -----------------------------------------------------
@@ -209,13 +214,16 @@ def ranking_of(source: Path, model) -> Ranking:
         raise read_failure(again, source.name) from None
 
 
-def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None) -> list[dict[str, Any]]:
-    """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, features, reasons."""
+def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
+            group: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, features, reasons,
+    and whether the client is in this cycle's measurement group (`group`)."""
     chances = expit(frame.get_column(KEY).to_numpy()).tolist()
     return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key,
              **dict(zip(FEATURES, values, strict=True)),
              "reasons": explainer.reasons(values) if explainer is not None else [],
-             "contributions": explainer.contributions(values) if explainer is not None else None}
+             "contributions": explainer.contributions(values) if explainer is not None else None,
+             GROUP: client in group}
             for rank, (client, key, *values), chance in zip(
                 range(first_rank, first_rank + frame.height), frame.iter_rows(), chances, strict=True)]
 
@@ -267,13 +275,36 @@ def contribution_columns(explainer: Explainer | None) -> list[pl.Expr]:
             for j, (f, name) in enumerate(zip(FEATURES, CONTRIBUTION_COLUMNS, strict=True))]
 
 
-def risk_table(frame: pl.DataFrame, explainer: Explainer | None) -> pl.LazyFrame:
-    """risk_scores.csv's columns (COLUMNS) for a ranking."""
+def risk_table(frame: pl.DataFrame, explainer: Explainer | None,
+               group: frozenset[str] = frozenset()) -> pl.LazyFrame:
+    """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group."""
     helpers, reasons = reason_columns(frame, explainer)
     chance = pl.col(KEY).map_batches(probability, return_dtype=pl.Float64, is_elementwise=True)
+    in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
     return (frame.lazy().with_row_index("rank", offset=1).with_columns(helpers)
             .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *FEATURES, *reasons,
-                    *contribution_columns(explainer)))
+                    *contribution_columns(explainer), in_group.alias(GROUP)))
+
+
+# --- This cycle's calls and its measurement group ---------------------------------------------
+def cycle_members(frame: pl.DataFrame, calls_per_cycle: int) -> list[dict[str, Any]]:
+    """The top clients of a ranking as a cycle records them: client, rank, probability and the snapshot listed."""
+    head = frame.head(calls_per_cycle)
+    chances = expit(head.get_column(KEY).to_numpy()).tolist()
+    return [{"client": client, "rank": rank, "probability": chance,
+             "snapshot": dict(zip(FEATURES, values, strict=True))}
+            for rank, ((client, _, *values), chance) in enumerate(zip(head.iter_rows(), chances, strict=True), 1)]
+
+
+def this_cycle(config: Config, ranking: Ranking, cycle: int | None, deployment: Deployment) -> dict[str, Any] | None:
+    """Cycle `cycle`'s calls, assigned once (riskcore.ops.calls.record_cycle); without a number, the newest cycle."""
+    store = calls_path(config.output_model_folder)
+    if cycle is None:
+        return latest_cycle(store)
+    reporting = config.reporting
+    return record_cycle(store, cycle, cycle_members(ranking.frame, reporting["calls_per_cycle"]),
+                        reporting["calls_per_cycle"], float(reporting["control_share"]),
+                        deployment.model_version, deployment.release)
 
 
 def risk_record(risk: RiskList, deployment: Deployment, explainer: Explainer | None) -> dict[str, Any]:
@@ -284,14 +315,17 @@ def risk_record(risk: RiskList, deployment: Deployment, explainer: Explainer | N
         "left_out": {"earlier_snapshots": risk.earlier_snapshots, "left": risk.left},
         "ranked_by": f"{KEY}: the model's log-odds, highest first; equal ones in the order of the file",
         "average_log_odds": explainer.average_log_odds if explainer is not None else None,
+        "cycle": risk.cycle["cycle"] if risk.cycle else None, "measurement_group": len(group_of(risk.cycle)),
         "columns": list(COLUMNS),
     }
 
 
 def risk_scores(config: Config, clients_path: Path | None = None, model=None,
-                deployment: Deployment | None = None, reasons: bool = True) -> RiskList:
+                deployment: Deployment | None = None, reasons: bool = True, cycle: int | None = None) -> RiskList:
     """Rank the clients of a CSV (default: the ingested data) and write the call list and its record.
 
+    `cycle`: the report run this list is the call list of: its top reporting.calls_per_cycle clients
+    and measurement group are recorded (once per cycle); without it the newest cycle's group is marked.
     `reasons=False` leaves the reason columns empty: the benchmark measures what they cost.
     """
     started = time.perf_counter()
@@ -310,14 +344,16 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
             log.warning("model %s was trained before its metadata recorded the average client: the risk list "
                         "has no reasons until the next training", deployment.model_version)
     ranking = ranking_of(source, model)
+    called = this_cycle(config, ranking, cycle, deployment)
+    group = group_of(called)
     target = config.output_model_folder / RISK_SCORES
     with atomic_path(target) as tmp:
-        risk_table(ranking.frame, explainer).sink_csv(tmp, float_scientific=False, engine="streaming")
+        risk_table(ranking.frame, explainer, group).sink_csv(tmp, float_scientific=False, engine="streaming")
     risk = RiskList(path=target, record=config.output_model_folder / RISK_RECORD, source=source,
                     rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
-                    top=entries(ranking.frame.head(TOP_CLIENTS), 1, explainer))
+                    top=entries(ranking.frame.head(TOP_CLIENTS), 1, explainer, group), cycle=called)
     atomic_write_json(risk.record, risk_record(risk, deployment, explainer))
     risk.seconds = time.perf_counter() - started
     log.info("wrote %s: %d clients of %s ranked by model %s (%d rows read; left out: %d earlier snapshots, "

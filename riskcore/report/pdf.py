@@ -30,7 +30,7 @@ from riskcore.files import when
 from riskcore.formatting import number, percent
 from riskcore.model.evaluation import Evaluation
 from riskcore.release.load import Deployment
-from riskcore.report.call_list import RiskList
+from riskcore.report.call_list import GROUP, RiskList
 from riskcore.report.charts import BLUE, model_deployments
 from riskcore.report.outputs import project_path
 from riskcore.report.pdf_evidence import (
@@ -52,6 +52,7 @@ SECTIONS = {
     "summary": "Summary statistics",
     "missing": "Missing data",
     "distributions": "Drift check: training data beside the new data",
+    "calls": "Does calling help? The called clients beside the measurement group",
     "timings": "Step timings",
     "dependencies": "Dependencies",
     "ingestion": "Ingestion record",
@@ -80,6 +81,7 @@ class ReportData:
     ingestion: dict[str, Any] | None
     charts: dict[str, bytes]
     served: dict[str, Any] | None = None  # the served model as /health says it (riskcore.release.listing)
+    call_effect: dict[str, Any] | None = None  # the called clients against the measurement group (report.call_effect)
 
 
 def headline_box(data: ReportData, styles: Styles, width: float):
@@ -191,7 +193,8 @@ def managers_lines(data: ReportData, styles: Styles) -> list:
 def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     """The clients to call first, with the reasons of their risk (riskcore.model.reasons), as in the call list."""
     risk = data.risk
-    rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS), percent(c["probability"]),
+    rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS) + (" (measurement group: not to be called this cycle)"
+                                                              if c.get(GROUP) else ""), percent(c["probability"]),
              "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
     headers = ["rank", "client", "probability of leaving", "why: the main reason"]
     reasons = ("Why: what moves the model's risk most for this client, against the typical client of this list."
@@ -232,6 +235,31 @@ def section(styles: Styles, key: str, *flowables) -> list:
 
 def no_data(styles: Styles):
     return Paragraph(f"No ingested data ({FINAL_DATA}) yet.", styles.body)
+
+
+def calls_section(data: ReportData, styles: Styles, width: float) -> list:
+    """Does calling help: the share who left among the clients to call and in the measurement group, with the
+    difference's interval and what the group sizes can detect, or what is missing (riskcore.report.call_effect)."""
+    measured = data.call_effect
+    if not measured:
+        return []
+    flow = [Paragraph(escape(measured["sentence"]), styles.body)]
+    called, group = measured["called"], measured["measurement_group"]
+    if measured["cycles"] and group["listed"]:
+        def share(arm: dict[str, Any]) -> str:
+            return percent(arm["share_left"]) if arm["share_left"] is not None else "\N{EM DASH}"
+
+        rows = [["to call", f"{called['listed']:,}", f"{called['labelled']:,}", f"{called['left']:,}", share(called)],
+                ["measurement group", f"{group['listed']:,}", f"{group['labelled']:,}", f"{group['left']:,}",
+                 share(group)]]
+        flow.append(data_table(styles, ["group", "listed", "labelled since", "left", "share who left"], rows,
+                               [w * width for w in (0.3, 0.15, 0.2, 0.15, 0.2)], right={1, 2, 3, 4}))
+        flow.append(Paragraph(
+            f"Cycles {', '.join(map(str, measured['cycles']))}: each client counted once, in the group of the first "
+            "cycle that drew it; the clients to call are counted whether or not a call was recorded (intention to "
+            "treat). Labelled since: a later snapshot with a label. The interval is Newcombe's hybrid score "
+            "interval of the difference; power 80%, alpha 0.05.", styles.note))
+    return section(styles, "calls", *flow)
 
 
 def summary_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -378,6 +406,7 @@ def build_pdf(data: ReportData) -> bytes:
         PageBreak(),
         *summary_section(data, styles, width),
         *distributions_section(data, styles, width),
+        *calls_section(data, styles, width),
         PageBreak(),
         *missing_section(data, styles, width),
         *timings_section(data, styles, width),

@@ -31,6 +31,7 @@ from riskcore.model.drift import data_drift
 from riskcore.model.drift_evidence import latest_check, quantiles_of, recorded_figures, training_quantiles
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
+from riskcore.ops.calls import calls_path
 from riskcore.ops.history import highest_run_number, read_history
 from riskcore.release.listing import served_summary
 from riskcore.release.load import (
@@ -40,6 +41,7 @@ from riskcore.release.load import (
     load_deployed_model,
     require_deployment,
 )
+from riskcore.report.call_effect import measure_calls
 from riskcore.report.call_list import risk_scores
 from riskcore.report.charts import confusion_matrix_chart, distribution_chart, png_bytes, roc_chart, trend_chart
 from riskcore.report.outputs import REPORTS
@@ -109,7 +111,8 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
     model = load_deployed_model(deployment)
     metadata = deployed_metadata(deployment)
     evaluation = evaluate(model, read_test_data(config))
-    risk = risk_scores(config, clients, model=model, deployment=deployment)
+    number = report_number(folder, run_number)
+    risk = risk_scores(config, clients, model=model, deployment=deployment, cycle=number)  # this run's cycle
     newest = read_ingested(config) if config.final_data_file.is_file() else None
     generated = utc_now()
     deployments = deployment_history(config.prod_deployment_folder)
@@ -125,7 +128,7 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
             drift.reference, drift.compared, drift.figures, f"training data of model {drift.model_version}",
             drift.compared_name))
     return ReportData(
-        run_number=report_number(folder, run_number), generated_at=generated, deployment=deployment,
+        run_number=number, generated_at=generated, deployment=deployment,
         metadata=metadata, evaluation=evaluation, risk=risk, deployments=deployments, runs=runs,
         summary=summarize(newest) if newest is not None else None,
         missing=missing_shares(newest) if newest is not None else None,
@@ -135,6 +138,7 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
         ingestion=(optional_record(config.output_folder / INGESTION_RECORD, "Ingestion record")
                    or optional_record(deployment.path(INGESTION_RECORD), "Ingestion record")),
         charts=charts, served=served_summary(config.prod_deployment_folder, deployment),
+        call_effect=measure_calls(calls_path(folder), config.final_data_file),
     )
 
 
