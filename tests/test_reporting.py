@@ -110,7 +110,7 @@ def test_pdf_opens_with_the_managers_page_then_the_evidence_with_every_section_w
     _, paths = reported
     pages = [squeeze(text) for text in pdf_pages(paths["summary_report"])]
     assert len(pages) == 5
-    expected = {"clients": 0, "headline": 1, "trend": 1, "matrix": 2, "summary": 3, "distributions": 3,
+    expected = {"clients": 0, "headline": 1, "trend": 1, "matrix": 2, "summary": 3, "distributions": 3, "calls": 3,
                 "missing": 4, "timings": 4, "dependencies": 4, "ingestion": 4}
     assert set(expected) == set(pdf.SECTIONS)
     for key, page in expected.items():
