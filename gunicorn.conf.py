@@ -52,6 +52,7 @@ def on_starting(server):
         api_key(load_config(os.environ.get(CONFIG_ENV) or None))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        remove_own_metrics_folder()  # on_exit does not run after a refusal here
         sys.exit(exc.exit_code)
     for counts in Path(os.environ[METRICS_ENV]).glob("*.db"):
         counts.unlink()
@@ -61,6 +62,7 @@ def post_worker_init(worker):
     """Warm up before the worker takes requests: the model, the call list and the page (riskcore.api.warm_up)."""
     from riskcore.api.warm_up import warm_up
 
+    worker.notify()  # the warm-up gets the whole `timeout`, whatever booting the worker took
     warm_up(worker.wsgi, worker.log)
 
 
@@ -72,6 +74,10 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    remove_own_metrics_folder()
+
+
+def remove_own_metrics_folder():
     """Remove the metrics folder this file made (not one the operator named)."""
     folder = Path(os.environ[METRICS_ENV])
     if folder.name.startswith(METRICS_PREFIX) and folder.parent == Path(tempfile.gettempdir()):

@@ -263,10 +263,12 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
             assert answer.status_code == 200, answer.text
             return samples(answer.text)
 
+        # Counted on /openapi.json, which only this test asks for: a /health of wait_until_up that timed out
+        # while the workers warmed up may still be answered (and counted) later.
         before = scraped()
-        with requests.Session() as session:  # fresh connections too, so both workers answer some
+        with requests.Session() as session:
             for _ in range(20):
-                assert requests.get(url + "/health", timeout=10).status_code == 200
+                assert requests.get(url + "/openapi.json", headers=keyed, timeout=10).status_code == 200
             for _ in range(5):
                 assert session.get(url + "/risk?top=2&key=qu3ry-s3cret", headers=keyed,
                                    timeout=10).status_code == 400  # an unknown parameter
@@ -274,8 +276,8 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
             assert requests.get(url + "/?token=qu3ry-s3cret", timeout=10,
                                 cookies={"risk_page_session": "c00kie-s3cret"}).status_code in (200, 303)
         after = scraped()  # whichever worker answers: the sums of both
-        assert value(after, "risk_requests_total", endpoint="/health", status="200") - value(
-            before, "risk_requests_total", endpoint="/health", status="200") == 20
+        assert value(after, "risk_requests_total", endpoint="/openapi.json", status="200") - value(
+            before, "risk_requests_total", endpoint="/openapi.json", status="200") == 20
         assert value(after, "risk_requests_total", endpoint="/risk", status="400") == 5
         assert value(after, "risk_requests_total", endpoint="/scoring", status="401") == 1
         assert value(after, "risk_request_duration_seconds_count", endpoint="/risk") == 5
@@ -293,10 +295,10 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
         while warm_ups(tmp_path / "gunicorn.log") < 2 + len(counted) and time.monotonic() < deadline:
             time.sleep(0.1)  # the new workers warm up before they take requests
         for _ in range(10):
-            assert requests.get(url + "/health", timeout=10).status_code == 200
+            assert requests.get(url + "/openapi.json", headers=keyed, timeout=10).status_code == 200
         later = scraped()
-        assert value(later, "risk_requests_total", endpoint="/health", status="200") - value(
-            before, "risk_requests_total", endpoint="/health", status="200") >= 30  # wait_until_up's may add
+        assert value(later, "risk_requests_total", endpoint="/openapi.json", status="200") - value(
+            before, "risk_requests_total", endpoint="/openapi.json", status="200") == 30
         assert value(later, "risk_requests_total", endpoint="/risk", status="400") == 5
         assert len(list(counts_folder.glob("counter_*.db"))) > len(counted)
     finally:
@@ -306,9 +308,36 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
     errors = (tmp_path / "gunicorn.log").read_text(encoding="utf-8")
     assert warm_ups(tmp_path / "gunicorn.log") == 2 + len(counted), errors
     assert f"call list of {listed_clients(deployed)} clients, page / answered 200" in errors
-    lines = access_log.read_text(encoding="utf-8").splitlines()
-    assert any('"GET /risk HTTP/1.1" 400' in line for line in lines), lines[:5]
-    assert any('"GET /scoring HTTP/1.1" 401' in line for line in lines)
-    text = "\n".join(lines)
+    text = access_log.read_text(encoding="utf-8")
     for secret in ("qu3ry-s3cret", KEY, "c00kie-s3cret", "key=", "token="):
         assert secret not in text
+    lines = text.splitlines()
+    assert any('"GET /risk HTTP/1.1" 400' in line for line in lines), lines[:5]
+    assert any('"GET /scoring HTTP/1.1" 401' in line for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["good-key", "two words"])
+def test_gunicorn_makes_a_fresh_metrics_folder_per_start_and_removes_it_at_exit(deployed: Config, tmp_path, key):
+    temp = tmp_path / "tmp"  # tempfile makes the folder here (TMPDIR), away from other servers' folders
+    temp.mkdir()
+    port = free_port()
+    env = {**os.environ, "RISK_CONFIG": str(deployed.config_file), "HOST": "127.0.0.1", "PORT": str(port),
+           "RISK_API_KEY": key, "TMPDIR": str(temp)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--access-logfile",
+             str(tmp_path / "access.log"), "--chdir", str(ROOT), "wsgi:app"], cwd=tmp_path, env=env, stdout=log,
+            stderr=log)
+    try:
+        if key == "good-key":
+            wait_until_up(f"http://127.0.0.1:{port}", server, seconds=60)
+            folders = list(temp.glob("risk-metrics-*"))
+            assert len(folders) == 1 and list(folders[0].glob("counter_*.db"))
+        else:  # refused at start, with one sentence: no worker, and no folder left behind either
+            assert server.wait(timeout=60) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert list(temp.iterdir()) == []
