@@ -501,3 +501,69 @@ def test_the_risk_lists_words_are_the_explainers_on_generated_clients(explainer,
     table = call_list.risk_table(frame, explainer).collect()
     for values, written in zip(rows, table.select(reasons.REASON_COLUMNS).rows(), strict=True):
         assert [w for w in written if w is not None] == [r["text"] for r in explainer.reasons(values)]
+
+
+# --- What changed: each run's ranking kept, each client's move (riskcore.report.rankings) -----------------
+def changes_of(rows: list[dict[str, str]]) -> dict[str, tuple[str, str, str]]:
+    return {row["corporation"]: (row["rank"], row["previous_rank"], row["change"]) for row in rows}
+
+
+def test_the_change_columns_compare_each_client_with_the_previous_runs_rank(deployed, tmp_path):
+    # Low recent activity is the risk in these clients: rank 1 is the lowest month.
+    first, result = call_list_of(deployed, tmp_path, UNLABELLED, ["a,0,0,10", "b,100,1200,10", "c,300,3600,10"])
+    assert changes_of(first) == {"a": ("1", "", ""), "b": ("2", "", ""), "c": ("3", "", "")}  # nothing earlier kept
+    assert result.run_number == 1 and result.compared_with is None
+    second, result = call_list_of(deployed, tmp_path, UNLABELLED,
+                                  ["c,0,0,10", "a,100,1200,10", "d,200,2400,10", "b,300,3600,10"])
+    assert changes_of(second) == {"c": ("1", "3", "up 2"), "a": ("2", "1", "down 1"), "d": ("3", "", "new"),
+                                  "b": ("4", "2", "down 2")}
+    assert result.run_number == 2 and result.compared_with == 1
+    assert [(c["corporation"], c["previous_rank"], c["change"]) for c in result.top] == [
+        ("c", 3, "up 2"), ("a", 1, "down 1"), ("d", None, "new"), ("b", 2, "down 2")]
+    record = json.loads(result.record.read_text(encoding="utf-8"))
+    assert record["compared_with_run"] == 1 and record["columns"][4:6] == ["previous_rank", "change"]
+    # The same list again (reporting.py run twice on the same data) still says what changed since the run before.
+    result = call_list.risk_scores(deployed, tmp_path / "clients.csv")
+    assert changes_of(read_call_list(result.path)) == changes_of(second)
+    assert (result.run_number, result.compared_with) == (3, 1)
+
+
+def test_the_last_keep_rankings_runs_are_kept_as_parquet(deployed, tmp_path):
+    import dataclasses
+
+    import polars as pl
+
+    from riskcore.report import rankings
+
+    config = dataclasses.replace(deployed, reporting={**deployed.reporting, "keep_rankings": 2})
+    clients = tmp_path / "clients.csv"
+    for number, month in ((4, 0), (5, 10), (6, 20)):
+        clients.write_text(f"{UNLABELLED}\nx,{month},{month * 12},5\ny,300,3600,5\n", encoding="utf-8")
+        call_list.risk_scores(config, clients, cycle=number)
+    kept = rankings.kept_rankings(config.output_model_folder)
+    assert [number for number, _ in kept] == [5, 6]
+    table = pl.read_parquet(kept[-1][1])
+    assert table.columns == ["corporation", "rank", "log_odds"] and table["corporation"].to_list() == ["x", "y"]
+    assert rankings.identity_of(kept[-1][1])["source"] == "clients.csv"
+
+
+def test_risk_and_the_page_show_what_changed_since_the_last_kept_ranking(deployed, tmp_path):
+    final = deployed.final_data_file.read_text(encoding="utf-8").splitlines()
+    client = app_module.create_app(deployed.config_file).test_client()
+    before = client.get("/risk?top=1000").get_json()
+    assert before["compared_with_run"] is None and {c["change"] for c in before["clients"]} == {None}
+    top = before["clients"][0]["corporation"]
+    earlier = tmp_path / "earlier.csv"  # the same clients but the riskiest: a run that did not list it yet
+    earlier.write_text("\n".join(line for line in final if not line.startswith(top + ",")) + "\n", encoding="utf-8")
+    call_list.risk_scores(deployed, earlier, cycle=7)
+    ingestion.run(deployed)  # a new version of finaldata.csv (same rows): the API ranks it again
+    after = client.get("/risk?top=1000").get_json()
+    assert after["compared_with_run"] == 7
+    moves = {c["corporation"]: (c["previous_rank"], c["change"]) for c in after["clients"]}
+    assert moves.pop(top) == (None, "new")
+    assert all(change == "down 1" for _, change in moves.values())
+    page = client.get("/").get_data(as_text=True)
+    assert ">new</td>" in page and ">down 1</td>" in page
+    second = after["clients"][1]
+    shown = client.get(f"/clients/{second['corporation']}").get_data(as_text=True)
+    assert f"down 1 since run 7 (rank {second['previous_rank']} then)" in shown

@@ -77,13 +77,20 @@ def component_schemas() -> dict[str, Any]:
         "Client": obj({"rank": {"type": "integer", "minimum": 1}, ID_COLUMN: STRING,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
                        "log_odds": {"type": "number", "description": "the rank key: the model's log-odds"},
+                       "previous_rank": {"type": ["integer", "null"], "minimum": 1,
+                                         "description": "the client's rank in the previous run's call list; null "
+                                                        "for a client new on the list, or with no earlier run kept"},
+                       "change": {"type": ["string", "null"], "pattern": "^(new|same|up [0-9]+|down [0-9]+)$",
+                                  "description": "since the previous run: new, up N, down N or same; null with no "
+                                                 "earlier run kept", "examples": ["up 12"]},
                        **dict.fromkeys(FEATURES, value), "reasons": REASONS,
                        "contributions": {"type": ["object", "null"], "properties": {f: NUMBER for f in FEATURES},
                                          "description": "each feature's exact contribution to the log-odds; null "
                                                         "for a model without reasons"},
                        "measurement_group": {"type": "boolean", "description": "in this cycle's measurement group: "
                                                                                "not to be called this cycle"}},
-                      ("rank", ID_COLUMN, "probability", "log_odds", *FEATURES, "reasons", "contributions")),
+                      ("rank", ID_COLUMN, "probability", "log_odds", "previous_rank", "change", *FEATURES, "reasons",
+                       "contributions")),
         "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
                            "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),
         "MissingShare": obj({"column": STRING, "missing_percent": {"type": "number", "minimum": 0, "maximum": 100},
@@ -141,6 +148,9 @@ def risk_operation() -> dict[str, Any]:
                 "left_out": obj({"earlier_snapshots": COUNT, "left": COUNT}, ("earlier_snapshots", "left")),
                 "average_log_odds": {"type": ["number", "null"],
                                      "description": "the average client's; null for a model without reasons"},
+                "compared_with_run": {"type": ["integer", "null"],
+                                      "description": "the run whose kept ranking previous_rank and change compare "
+                                                     "with; null when no earlier ranking is kept"},
                 "offset": COUNT, "top": {"type": "integer", "minimum": 1}, "count": COUNT,
                 "next_offset": {"type": ["integer", "null"]},
                 "clients": {"type": "array", "items": ref("Client")}},

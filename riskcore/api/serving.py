@@ -243,9 +243,12 @@ class CallList:
     added once, when the page first asks.
     """
 
-    def __init__(self, served: Served, ranking, modified_at: str) -> None:
+    def __init__(self, served: Served, ranking, modified_at: str, previous: tuple[int, Any] | None = None) -> None:
+        from riskcore.report.rankings import with_changes
+
         self.served = served
-        self.frame = ranking.frame
+        ranked = ranking.frame.lazy().with_row_index("rank", offset=1)  # with previous_rank and change
+        self.frame = with_changes(ranked, previous[1] if previous is not None else None).collect()
         self.total = ranking.frame.height
         self.left = ranking.left  # clients left out because their latest snapshot says they left
         self.rows: dict[int, bytes] = {}
@@ -255,7 +258,8 @@ class CallList:
         self.about = {"model_version": served.model_version, "release": served.release, "data": FINAL_DATA,
                       "modified_at": modified_at, "total": self.total, "rows_read": ranking.rows_read,
                       "left_out": {"earlier_snapshots": ranking.earlier_snapshots, "left": ranking.left},
-                      "average_log_odds": explainer.average_log_odds if explainer is not None else None}
+                      "average_log_odds": explainer.average_log_odds if explainer is not None else None,
+                      "compared_with_run": previous[0] if previous is not None else None}
 
     @property
     def release(self) -> str:
@@ -304,7 +308,7 @@ class CallList:
 
         from riskcore.report.call_list import KEY, probability
 
-        return self.frame.with_row_index("rank", offset=1).with_columns(
+        return self.frame.with_columns(
             probability=probability(self.frame[KEY]), search=pl.col(ID_COLUMN).str.to_lowercase())
 
     def page(self, number: int, query: str, size: int) -> tuple[list[dict[str, Any]], int, int, int]:
@@ -333,6 +337,8 @@ class CallList:
     def with_reasons(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row with its reasons, in the order riskcore.model.reasons lists them (none without an explainer)."""
         values = [row[feature] for feature in FEATURES]
+        moved = row.get("change")
+        row = {**row, "change_class": moved.split()[0] if moved else ""}  # new, up, down or same: the page's colour
         if self.explainer is None:
             return {**row, "reasons": [], "detail": []}
         return {**row, "reasons": self.explainer.reasons(values), "detail": self.explainer.detail(values)}
@@ -386,6 +392,7 @@ class RiskService:
 
     def _build_call_list(self, served: Served, signature: Signature) -> CallList | str:
         from riskcore.report.call_list import ranking_of
+        from riskcore.report.rankings import list_identity, previous_ranking
 
         if signature is None:
             return f"No ingested data ({FINAL_DATA}) yet; run ingestion.py first."
@@ -395,7 +402,12 @@ class RiskService:
             log.error("the call list of %s cannot be built: %s", FINAL_DATA, exc)
             return f"The ingested data ({FINAL_DATA}) cannot be ranked; see the server log."
         log.info("release %s: call list of %d clients of %s", served.release, ranking.frame.height, FINAL_DATA)
-        return CallList(served, ranking, utc_time(signature[3]))
+        try:  # the ranking the last run kept of this very list says nothing new: compare with the one before
+            identity = list_identity(served.model_version, self.config.final_data_file)
+            previous = previous_ranking(self.config.output_model_folder, identity)
+        except FileNotFoundError:  # finaldata.csv replaced meanwhile: the next request ranks the new one
+            previous = None
+        return CallList(served, ranking, utc_time(signature[3]), previous)
 
     def _build_scoring(self, served: Served, signature: Signature) -> Answer:
         from riskcore.data.validation import read_client_csv

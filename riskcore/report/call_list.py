@@ -12,7 +12,8 @@ The probability is expit of the log-odds, which is how scikit-learn's own predic
 it for a logistic regression.
 
 Columns: rank, corporation (the client id, as the data contract names it), probability, log_odds,
-the three features, reason_1 to reason_3 in the manager's words and contribution_<feature>, each
+previous_rank and change (what changed since the last run: riskcore.report.rankings), the three
+features, reason_1 to reason_3 in the manager's words and contribution_<feature>, each
 feature's exact contribution to the log-odds (riskcore.model.reasons), and measurement_group: true
 for the clients of this cycle's calls drawn into the measurement group, "not to be called this
 cycle" (riskcore.ops.calls). The model version is written once, in the record beside the list
@@ -58,6 +59,16 @@ from riskcore.model.reasons import (
 )
 from riskcore.ops.calls import calls_path, group_of, latest_cycle, record_cycle
 from riskcore.release.load import Deployment, deployed_metadata, load_deployed_model, require_deployment
+from riskcore.report.rankings import (
+    CHANGE,
+    CHANGE_COLUMNS,
+    PREVIOUS_RANK,
+    keep_ranking,
+    list_identity,
+    next_ranking_number,
+    previous_ranking,
+    with_changes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +78,8 @@ ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
 KEY = "log_odds"
 PROBABILITY = "probability"  # one name in the CSV, the JSON and the page
 GROUP = "measurement_group"
-COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *FEATURES, *REASON_COLUMNS, *CONTRIBUTION_COLUMNS, GROUP)
+COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *CHANGE_COLUMNS, *FEATURES, *REASON_COLUMNS, *CONTRIBUTION_COLUMNS,
+           GROUP)
 FEATURE_COLUMNS = tuple(pl.col(f) for f in FEATURES)
 
 
@@ -96,6 +108,8 @@ class RiskList:
     top: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     cycle: dict[str, Any] | None = None  # this cycle's calls and measurement group (riskcore.ops.calls)
+    run_number: int | None = None  # the run whose ranking was kept (riskcore.report.rankings)
+    compared_with: int | None = None  # the run whose ranking says what changed (None: none was kept)
 
 
 # --- Reading and checking a client file -----------------------------------------------------
@@ -216,16 +230,20 @@ def ranking_of(source: Path, model) -> Ranking:
 
 def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
             group: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, features, reasons,
-    and whether the client is in this cycle's measurement group (`group`)."""
+    """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, what changed,
+    features, reasons, and whether the client is in this cycle's measurement group (`group`). Without previous_rank
+    and change columns in `frame`, both are null."""
     chances = expit(frame.get_column(KEY).to_numpy()).tolist()
-    return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key,
+    empty = [None] * frame.height
+    before, change = (frame.get_column(name).to_list() if name in frame.columns else empty for name in CHANGE_COLUMNS)
+    rows = frame.select(ID_COLUMN, KEY, *FEATURES).iter_rows()
+    return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key, PREVIOUS_RANK: was, CHANGE: moved,
              **dict(zip(FEATURES, values, strict=True)),
              "reasons": explainer.reasons(values) if explainer is not None else [],
              "contributions": explainer.contributions(values) if explainer is not None else None,
              GROUP: client in group}
-            for rank, (client, key, *values), chance in zip(
-                range(first_rank, first_rank + frame.height), frame.iter_rows(), chances, strict=True)]
+            for rank, (client, key, *values), chance, was, moved in zip(
+                range(first_rank, first_rank + frame.height), rows, chances, before, change, strict=True)]
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
@@ -275,15 +293,17 @@ def contribution_columns(explainer: Explainer | None) -> list[pl.Expr]:
             for j, (f, name) in enumerate(zip(FEATURES, CONTRIBUTION_COLUMNS, strict=True))]
 
 
-def risk_table(frame: pl.DataFrame, explainer: Explainer | None,
-               group: frozenset[str] = frozenset()) -> pl.LazyFrame:
-    """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group."""
+def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozenset[str] = frozenset(),
+               previous: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group;
+    `previous`: the previous run's ranks (riskcore.report.rankings; None: none kept)."""
     helpers, reasons = reason_columns(frame, explainer)
     chance = pl.col(KEY).map_batches(probability, return_dtype=pl.Float64, is_elementwise=True)
     in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
-    return (frame.lazy().with_row_index("rank", offset=1).with_columns(helpers)
-            .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *FEATURES, *reasons,
-                    *contribution_columns(explainer), in_group.alias(GROUP)))
+    ranked = with_changes(frame.lazy().with_row_index("rank", offset=1), previous)
+    return (ranked.with_columns(helpers)
+            .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *CHANGE_COLUMNS, *FEATURES,
+                    *reasons, *contribution_columns(explainer), in_group.alias(GROUP)))
 
 
 # --- This cycle's calls and its measurement group ---------------------------------------------
@@ -316,16 +336,20 @@ def risk_record(risk: RiskList, deployment: Deployment, explainer: Explainer | N
         "ranked_by": f"{KEY}: the model's log-odds, highest first; equal ones in the order of the file",
         "average_log_odds": explainer.average_log_odds if explainer is not None else None,
         "cycle": risk.cycle["cycle"] if risk.cycle else None, "measurement_group": len(group_of(risk.cycle)),
+        "run_number": risk.run_number,
+        "compared_with_run": risk.compared_with,  # previous_rank's run; None: no earlier ranking, the columns empty
         "columns": list(COLUMNS),
     }
 
 
 def risk_scores(config: Config, clients_path: Path | None = None, model=None,
                 deployment: Deployment | None = None, reasons: bool = True, cycle: int | None = None) -> RiskList:
-    """Rank the clients of a CSV (default: the ingested data) and write the call list and its record.
+    """Rank the clients of a CSV (default: the ingested data), write the call list and its record, and keep the
+    ranking to say next time what changed (riskcore.report.rankings).
 
     `cycle`: the report run this list is the call list of: its top reporting.calls_per_cycle clients
-    and measurement group are recorded (once per cycle); without it the newest cycle's group is marked.
+    and measurement group are recorded (once per cycle), and its ranking kept under that run number;
+    without it the newest cycle's group is marked, and the ranking kept as the run after the newest kept.
     `reasons=False` leaves the reason columns empty: the benchmark measures what they cost.
     """
     started = time.perf_counter()
@@ -346,14 +370,23 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     ranking = ranking_of(source, model)
     called = this_cycle(config, ranking, cycle, deployment)
     group = group_of(called)
-    target = config.output_model_folder / RISK_SCORES
+    folder = config.output_model_folder
+    number = cycle if cycle is not None else next_ranking_number(folder)
+    identity = list_identity(deployment.model_version, source)
+    found = previous_ranking(folder, identity, skip=number)
+    previous = found[1] if found is not None else None
+    target = folder / RISK_SCORES
     with atomic_path(target) as tmp:
-        risk_table(ranking.frame, explainer, group).sink_csv(tmp, float_scientific=False, engine="streaming")
-    risk = RiskList(path=target, record=config.output_model_folder / RISK_RECORD, source=source,
+        risk_table(ranking.frame, explainer, group, previous).sink_csv(tmp, float_scientific=False,
+                                                                       engine="streaming")
+    keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"])
+    head = with_changes(ranking.frame.head(TOP_CLIENTS).lazy().with_row_index("rank", offset=1), previous).collect()
+    risk = RiskList(path=target, record=folder / RISK_RECORD, source=source,
                     rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
-                    top=entries(ranking.frame.head(TOP_CLIENTS), 1, explainer, group), cycle=called)
+                    top=entries(head, 1, explainer, group), cycle=called, run_number=number,
+                    compared_with=found[0] if found is not None else None)
     atomic_write_json(risk.record, risk_record(risk, deployment, explainer))
     risk.seconds = time.perf_counter() - started
     log.info("wrote %s: %d clients of %s ranked by model %s (%d rows read; left out: %d earlier snapshots, "

@@ -1,0 +1,112 @@
+"""What changed since the last run: each call list's ranks, kept per run, and each client's move.
+
+Every run that writes the call list keeps its ranking in output_model_path/rankings/<run number>.parquet:
+the client id, its rank and log-odds, one row per listed client, riskiest first (Parquet, columnar
+and compressed: at 10M clients a few tens of MB, read back by column). The file's metadata says which
+list it ranks: the model version and the data file (name, size, modification time). The last
+`reporting.keep_rankings` runs are kept.
+
+The previous ranking of a list is the newest kept ranking of another list (another model or another
+version of the data): reporting.py run twice on the same data, or the API ranking the data the last
+run ranked, still compares with the run before. Each client then has its `previous_rank` (empty for a
+client new on the list) and its `change` in words: "new", "up 12", "down 3" or "same"; both are empty
+when no earlier ranking is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from riskcore.contract import ID_COLUMN
+from riskcore.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+RANKINGS = "rankings"  # the folder under output_model_path
+RANKING_NAME = re.compile(r"^(\d+)\.parquet$")
+IDENTITY_KEY = "risk_list"  # the Parquet metadata key that says which list a ranking ranks
+KEY = "log_odds"
+PREVIOUS_RANK = "previous_rank"
+CHANGE = "change"
+CHANGE_COLUMNS = (PREVIOUS_RANK, CHANGE)
+
+
+def list_identity(model_version: str, source: Path) -> dict[str, Any]:
+    """Which list a ranking ranks: the model and the data file's version (one stat)."""
+    st = source.stat()
+    return {"model_version": model_version, "source": source.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def kept_rankings(folder: Path) -> list[tuple[int, Path]]:
+    """The kept rankings under output_model_path, oldest run first."""
+    try:
+        found = [(int(m.group(1)), entry) for entry in (folder / RANKINGS).iterdir()
+                 if (m := RANKING_NAME.match(entry.name))]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(found)
+
+
+def identity_of(path: Path) -> dict[str, Any] | None:
+    """The list a kept ranking ranks, from its metadata; None for a file that says nothing readable."""
+    try:
+        return json.loads(pl.read_parquet_metadata(path).get(IDENTITY_KEY, "null"))
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+
+
+def previous_ranking(folder: Path, identity: dict[str, Any],
+                     skip: int | None = None) -> tuple[int, pl.DataFrame] | None:
+    """The newest kept ranking of another list than `identity`: (its run number, its ids and ranks as
+    previous_rank), or None when none is kept.
+
+    `skip`: a run number to pass over (the run about to replace its own ranking).
+    """
+    for number, path in reversed(kept_rankings(folder)):
+        if number == skip or identity_of(path) == identity:
+            continue
+        try:
+            return number, pl.read_parquet(path, columns=[ID_COLUMN, "rank"]).rename({"rank": PREVIOUS_RANK})
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            log.warning("ranking %s cannot be read (%s); comparing with an earlier one", path.name, exc)
+    return None
+
+
+def with_changes(ranked: pl.LazyFrame, previous: pl.DataFrame | None) -> pl.LazyFrame:
+    """A ranking (with its `rank`) with each client's previous_rank and change in words, in the same order."""
+    if previous is None:
+        return ranked.with_columns(pl.lit(None, dtype=pl.UInt32).alias(PREVIOUS_RANK),
+                                   pl.lit(None, dtype=pl.String).alias(CHANGE))
+    rank, before = pl.col("rank").cast(pl.Int64), pl.col(PREVIOUS_RANK).cast(pl.Int64)
+    change = (pl.when(before.is_null()).then(pl.lit("new"))
+              .when(before > rank).then(pl.format("up {}", before - rank))
+              .when(before < rank).then(pl.format("down {}", rank - before))
+              .otherwise(pl.lit("same")))
+    return (ranked.join(previous.lazy(), on=ID_COLUMN, how="left", maintain_order="left")
+            .with_columns(change.alias(CHANGE)))
+
+
+def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dict[str, Any], keep: int) -> Path:
+    """Write run `number`'s ranking (id and log-odds, riskiest first) and drop all but the newest `keep` runs."""
+    target = folder / RANKINGS / f"{number}.parquet"
+    table = ranking.select(ID_COLUMN, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias("rank"), KEY)
+    with atomic_path(target) as tmp:
+        table.write_parquet(tmp, compression="zstd", metadata={IDENTITY_KEY: json.dumps(identity)})
+    kept = kept_rankings(folder)
+    for _, old in kept[:max(len(kept) - keep, 0)]:
+        old.unlink(missing_ok=True)
+    log.info("kept the ranking of run %d (%d clients) in %s; %d runs kept", number, table.height,
+             target.relative_to(folder), min(len(kept), keep))
+    return target
+
+
+def next_ranking_number(folder: Path) -> int:
+    """The run number after the newest kept ranking (risk_scores called outside a numbered run)."""
+    kept = kept_rankings(folder)
+    return kept[-1][0] + 1 if kept else 1
