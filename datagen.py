@@ -101,7 +101,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,20 +175,8 @@ SOURCE = Regime(
 # leaves, but its clients are bigger (emp_median 180) and quieter (act_median 70); "changed" keeps
 # the source market's clients, but who leaves changes: small clients and quiet ones leave
 # (logit 2.5 - 0.03*month - 0.02*employees), where the source market lost the large and the falling.
-SHIFTED = Regime(
-    code=3, emp_median=180, emp_sigma=1.1, emp_cap=8000,
-    act_median=70, act_sigma=0.4, act_cap=3000, rho=0.3,
-    trend_mu=-0.15, trend_sigma=0.25,
-    dormant_share=0.10, inactive_share=0.01, no_staff_share=0.01,
-    b0=0.75, b_month=-0.134, b_year=0.007, b_emp=0.02,
-)
-CHANGED = Regime(
-    code=4, emp_median=100, emp_sigma=1.1, emp_cap=8000,
-    act_median=100, act_sigma=0.4, act_cap=3000, rho=0.3,
-    trend_mu=-0.15, trend_sigma=0.25,
-    dormant_share=0.10, inactive_share=0.01, no_staff_share=0.01,
-    b0=2.5, b_month=-0.03, b_year=0.0, b_emp=-0.02,
-)
+SHIFTED = replace(SOURCE, code=3, emp_median=180, act_median=70)
+CHANGED = replace(SOURCE, code=4, b0=2.5, b_month=-0.03, b_year=0.0, b_emp=-0.02)
 REGIMES = {"practice": PRACTICE, "source": SOURCE, "shifted": SHIFTED, "changed": CHANGED}
 
 

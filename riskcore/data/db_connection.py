@@ -249,15 +249,9 @@ def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
 def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConnection]:
     """A connection to the source's database; any database error inside becomes one DatabaseError sentence."""
     if source.kind == "sqlite":
-        connection = None
-        try:
-            connection = SqliteConnection(source)
+        with closing_on_error(lambda: SqliteConnection(source), lambda exc: isinstance(exc, sqlite3.Error),
+                              lambda exc: sqlite_failure(source, exc)) as connection:
             yield connection
-        except sqlite3.Error as exc:
-            raise sqlite_failure(source, exc) from None
-        finally:
-            if connection is not None:
-                connection.close()
         return
     try:
         import adbc_driver_manager
@@ -265,16 +259,27 @@ def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConne
     except ImportError as exc:
         raise DatabaseError(f"Cannot read {source.label}: the {exc.name} package is missing "
                             "(install requirements.txt).") from None
+
+    def ours(exc: BaseException) -> bool:
+        # The driver's errors, and a failure mid-stream: the reader (nanoarrow, polars) passes libpq's words on.
+        return isinstance(exc, adbc_driver_manager.Error) or (isinstance(exc, Exception) and "[libpq]" in str(exc))
+
+    with closing_on_error(lambda: PostgresConnection(source), ours,
+                          lambda exc: postgres_failure(source, exc)) as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def closing_on_error(open_connection, is_database_error, failure) -> Iterator:
+    """Open a connection, close it whatever happens, and turn a database error into failure(exc)."""
     connection = None
     try:
-        connection = PostgresConnection(source)
+        connection = open_connection()
         yield connection
-    except adbc_driver_manager.Error as exc:
-        raise postgres_failure(source, exc) from None
-    except Exception as exc:  # the driver failed mid-stream: the reader (nanoarrow, polars) passes its words on
-        if "[libpq]" not in str(exc):
+    except BaseException as exc:
+        if not is_database_error(exc):
             raise
-        raise postgres_failure(source, exc) from None
+        raise failure(exc) from None
     finally:
         if connection is not None:
             connection.close()
