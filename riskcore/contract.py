@@ -36,6 +36,7 @@ INGESTED_FILES = "ingestedfiles.txt"
 INGESTION_RECORD = "ingestionrecord.json"
 MODEL_FILE = "trainedmodel.pkl"
 MODEL_METADATA = "modelmetadata.json"
+CALIBRATOR_FILE = "calibrator.pkl"  # maps the model's log-odds to calibrated probabilities (riskcore.model.calibration)
 SCORE_FILE = "latestscore.txt"
 SCORE_RECORD = "scorerecord.json"  # which model the score in latestscore.txt belongs to
 TEST_DATA = "testdata.csv"
@@ -54,7 +55,7 @@ TABLE_SNAPSHOT = "tablesnapshot.csv"  # beside finaldata.csv: the database table
 # Reports numbered per run (the contract: plain name first, then name2, name3, ...).
 NUMBERED_REPORTS = (CONFUSION_MATRIX, SUMMARY_REPORT, API_RETURNS)
 # What deployment.py publishes; the first three are the course's graded names.
-DEPLOYED_FILES = (MODEL_FILE, SCORE_FILE, INGESTED_FILES, MODEL_METADATA, INGESTION_RECORD)
+DEPLOYED_FILES = (MODEL_FILE, SCORE_FILE, INGESTED_FILES, MODEL_METADATA, INGESTION_RECORD, CALIBRATOR_FILE)
 RELEASES_DIR = "releases"
 CURRENT_LINK = "current"
 MANIFEST = "deployment.json"

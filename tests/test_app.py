@@ -39,8 +39,9 @@ from riskcore.data import validation
 from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json
 from riskcore.model import evaluation
+from riskcore.model.calibration import calibrated_probability
 from riskcore.release import publish
-from riskcore.release.load import Deployment, current_deployment, load_deployed_model
+from riskcore.release.load import Deployment, current_deployment, load_deployed_calibrator, load_deployed_model
 from riskcore.report import statistics
 
 RECORD = {"corporation": "abcd", "lastmonth_activity": 10, "lastyear_activity": 120, "number_of_employees": 4}
@@ -190,28 +191,31 @@ def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):
     model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
     assert [r["corporation"] for r in body["predictions"]] == frame["corporation"].tolist()
     assert [r["prediction"] for r in body["predictions"]] == evaluation.predict(model, frame).tolist()
-    # Exactly equal, not approximately: the API answers with the model's own predict_proba.
-    expected = model.predict_proba(features_of(frame))[:, 1].tolist()
+    # Exactly equal, not approximately: the API answers with the deployed calibrator on the model's log-odds.
+    calibrator = load_deployed_calibrator(current_deployment(shared.prod_deployment_folder))
+    expected = calibrated_probability(calibrator, model.decision_function(features_of(frame))).tolist()
     assert [r["probability"] for r in body["predictions"]] == expected
 
 
-def test_predictions_are_the_served_models_own_predict_proba(deployed, monkeypatch):
-    from sklearn.linear_model import LogisticRegression
+def test_predictions_are_the_served_calibrators_probability_of_the_models_log_odds(deployed, monkeypatch):
+    from riskcore.model.calibration import Calibrator
 
     seen = []
-    original = LogisticRegression.predict_proba
+    original = Calibrator.probability
 
-    def spying(self, features):
-        answer = original(self, features)
-        seen.append((features.tolist(), answer[:, 1].tolist()))
+    def spying(self, log_odds):
+        answer = original(self, log_odds)
+        seen.append((list(log_odds), answer.tolist()))
         return answer
 
-    monkeypatch.setattr(LogisticRegression, "predict_proba", spying)
+    monkeypatch.setattr(Calibrator, "probability", spying)
     client = app_module.create_app(deployed.config_file).test_client()
     body = post_json(client, records(3, lastmonth_activity=7)).get_json()
-    features, attrition = seen[-1]
-    assert features == [[7.0, 120.0, 4.0]] * 3
+    log_odds, attrition = seen[-1]
+    model = load_deployed_model(current_deployment(deployed.prod_deployment_folder))
+    assert log_odds == model.decision_function([[7.0, 120.0, 4.0]] * 3).tolist()
     assert [row["probability"] for row in body["predictions"]] == attrition
+    assert [row["prediction"] for row in body["predictions"]] == model.predict([[7.0, 120.0, 4.0]] * 3).tolist()
 
 
 def test_whole_floats_and_the_largest_value_are_accepted(client):

@@ -155,7 +155,8 @@ def test_history_csv_has_every_column_and_nested_figures_in_columns_of_their_own
     rows = two_runs(tmp_path / "runhistory.sqlite")
     reader = csv.DictReader(io.StringIO(history_csv(rows)))
     first, second = list(reader)
-    nested = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles", "call_effect")  # objects: a column each
+    nested = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles", "call_effect",
+              "calibration")  # objects: a column each
     plain = [c for c in ("id", *HISTORY_COLUMNS) if c not in nested]
     assert set(plain) <= set(reader.fieldnames)
     assert first["data_drift.features.lastmonth_activity.psi"] == "1.2496"

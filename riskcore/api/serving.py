@@ -50,6 +50,7 @@ from riskcore.release.load import (
     current_deployment,
     current_release_name,
     deployed_metadata,
+    load_deployed_calibrator,
     load_deployed_model,
 )
 
@@ -71,6 +72,7 @@ class Served:
     model: Any
     positive: int  # column of predict_proba holding the attrition (class 1) probability
     explainer: Explainer | None  # None: a model trained before its metadata recorded the average client
+    calibrator: Any = None  # riskcore.model.calibration.Calibrator; None: a release made before calibration
 
     @property
     def release(self) -> str:
@@ -81,14 +83,17 @@ class Served:
         return self.deployment.model_version
 
     def predict(self, features) -> tuple[list[int], list[float]]:
-        """Class labels and attrition probabilities of feature rows, from the model's own predict_proba.
+        """Class labels and attrition probabilities of feature rows.
 
-        One call gives both: the label is the class of the highest probability, so it always agrees
-        with the probability reported beside it, and scikit-learn checks its input once, not twice.
+        The label is the model's own (its decision_function's sign: what predict gives); the probability
+        is the calibrated one (riskcore.model.calibration), the call list's. One decision_function call
+        gives both, so scikit-learn checks the input once.
         """
-        probabilities = self.model.predict_proba(features)
-        labels = self.model.classes_[probabilities.argmax(axis=1)]
-        return labels.tolist(), probabilities[:, self.positive].tolist()
+        from riskcore.model.calibration import calibrated_probability
+
+        log_odds = self.model.decision_function(features)
+        labels = self.model.classes_[(log_odds > 0).astype(int)]
+        return labels.tolist(), calibrated_probability(self.calibrator, log_odds).tolist()
 
     def reasons(self, features) -> list[list[dict[str, Any]]]:
         """Each row's reasons (riskcore.model.reasons); none for a model whose metadata predates them."""
@@ -102,6 +107,7 @@ def prepare_model(deployment: Deployment) -> Served:
     import numpy as np
 
     model = load_deployed_model(deployment)
+    calibrator = load_deployed_calibrator(deployment)
     positive = [i for i, label in enumerate(np.asarray(model.classes_).tolist()) if label == 1]
     if not positive:
         raise DataError("the deployed model has no class 1 (attrition) to give a probability for")
@@ -112,7 +118,8 @@ def prepare_model(deployment: Deployment) -> Served:
     if explainer is None:
         log.warning("model %s was trained before its metadata recorded the average client: its answers carry "
                     "no reasons", deployment.model_version)
-    return Served(deployment=deployment, model=model, positive=positive[0], explainer=explainer)
+    return Served(deployment=deployment, model=model, positive=positive[0], explainer=explainer,
+                  calibrator=calibrator)
 
 
 class ModelCache:
@@ -297,7 +304,8 @@ class CallList:
     def _render(self, start: int, end: int) -> None:
         from riskcore.report.call_list import entries
 
-        rows = entries(self.frame.slice(start, end - start), start + 1, self.explainer, self.group)
+        rows = entries(self.frame.slice(start, end - start), start + 1, self.explainer, self.group,
+                       self.served.calibrator)
         self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
 
     # --- The web page ---
@@ -309,7 +317,8 @@ class CallList:
         from riskcore.report.call_list import KEY, probability
 
         return self.frame.with_columns(
-            probability=probability(self.frame[KEY]), search=pl.col(ID_COLUMN).str.to_lowercase())
+            probability=probability(self.frame[KEY], self.served.calibrator),
+            search=pl.col(ID_COLUMN).str.to_lowercase())
 
     def page(self, number: int, query: str, size: int) -> tuple[list[dict[str, Any]], int, int, int]:
         """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list or a search.

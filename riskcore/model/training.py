@@ -19,12 +19,14 @@ from sklearn.linear_model import LogisticRegression
 
 from riskcore.config import Config
 from riskcore.contract import (
+    CALIBRATOR_FILE,
     FEATURES,
     ID_COLUMN,
     INGESTION_RECORD,
     MODEL_FILE,
     MODEL_METADATA,
     TARGET,
+    TEST_DATA,
     TRAINING_DATA,
     ConfigError,
     DataError,
@@ -173,14 +175,53 @@ def model_metadata(model_bytes: bytes, frame, data_sha256: str, settings: dict[s
     }
 
 
-def save_model(model, metadata_for, model_folder: Path) -> dict:
-    """Pickle the model and write it with its metadata, each atomically."""
+def save_model(model, metadata_for, model_folder: Path, calibrator=None) -> dict:
+    """Pickle the model (and its calibrator) and write them with their metadata, each atomically."""
+    from riskcore.model.calibration import UNCALIBRATED, calibrator_bytes
+
     model_bytes = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    metadata = metadata_for(model_bytes)
+    calibration = calibrator_bytes(calibrator or UNCALIBRATED)
+    metadata = {**metadata_for(model_bytes), "calibrator_sha256": sha256_bytes(calibration)}
     atomic_write_bytes(model_folder / MODEL_FILE, model_bytes)
     checkpoint("training-wrote-model")
+    atomic_write_bytes(model_folder / CALIBRATOR_FILE, calibration)
     atomic_write_json(model_folder / MODEL_METADATA, metadata)
     return metadata
+
+
+def calibration_rows(config: Config, held_out):
+    """The labelled rows the calibrator is fitted on, and what they are, in words.
+
+    A retrain's holdout (riskcore.model.holdout: new rows its model never saw); for a first model, the
+    test data of its market, so that the model still learns from every labelled row (and predicts as
+    the course's model does). None when there are none.
+    """
+    if held_out is not None and len(held_out):
+        return held_out, "held-out rows of the new market, left out of its training"
+    if config.test_data_file.is_file():
+        return read_client_csv(config.test_data_file), f"the test data ({TEST_DATA})"
+    return None, f"no held-out rows ({TEST_DATA} does not exist)"
+
+
+def calibrate(model, rows, source: str):
+    """The model's calibrator, fitted on held-out labelled rows (riskcore.model.calibration), and its record."""
+    import time
+
+    from riskcore.model.calibration import fit_calibrator
+
+    started = time.perf_counter()
+    if rows is None or not len(rows):
+        calibrator, record = fit_calibrator(np.zeros(0), np.zeros(0), source)
+    else:
+        rows = labelled(rows)
+        calibrator, record = fit_calibrator(model.decision_function(features_of(rows)), rows[TARGET].to_numpy(),
+                                            source)
+    record["seconds"] = round(time.perf_counter() - started, 4)
+    before, after = record.get("before") or {}, record.get("after") or {}
+    log.info("calibration on %s (%d rows): %s; ECE %s -> %s, Brier %s -> %s", source, record["rows"],
+             record["method"], *(f"{v:.4f}" if v is not None else "-" for v in (
+                 before.get("ece"), after.get("ece"), before.get("brier"), after.get("brier"))))
+    return calibrator, record
 
 
 def training_rows(data_file: Path, data_sha256: str):
@@ -238,12 +279,14 @@ def choose_candidate(frame, settings: dict[str, Any], holdout, newest: int, wind
 
 
 def train(config: Config, data_file: Path | None = None, model_folder: Path | None = None,
-          held_out: Collection[str] = (), holdout=None, window_clients: Collection[str] = ()) -> dict:
+          held_out: Collection[str] = (), holdout=None, window_clients: Collection[str] = (),
+          calibration=None) -> dict:
     """Train on the labelled rows of the ingested data and save model and metadata; return the metadata.
 
     The metadata (rows, training profile) describes the labelled rows the model learnt from. The
     clients `held_out` (a retrain's holdout, riskcore.model.holdout) are left out of it. With the
-    holdout's rows given (`holdout`), candidates are compared on them (choose_candidate).
+    holdout's rows given (`holdout`), candidates are compared on them (choose_candidate). The
+    calibrator is fitted on `calibration` (a retrain's held-out rows), else on the test data.
     """
     check_settings(config)
     data_file = data_file or config.final_data_file
@@ -262,9 +305,11 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
                                                 window_clients, seconds)
     else:
         model = train_model(frame, config.model, seconds=seconds)
+    calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration))
     metadata = save_model(
         model, lambda b: {**model_metadata(b, frame, data_sha, config.model, model),
-                          **({"candidates": chosen} if chosen else {})}, model_folder
+                          **({"candidates": chosen} if chosen else {}), "calibration": calibration_record},
+        model_folder, calibrator
     )
     log.info("trained model %s on %d labelled rows of %s (%d clients not labelled yet)",
              metadata["model_version"], len(frame), data_file.name, unlabelled)

@@ -35,12 +35,21 @@ HISTORY_COLUMNS = {
     "baseline_source": "TEXT", "drift_p_value": "REAL",  # where the baseline was measured; the test's p-value
     "window_called": "INTEGER",  # clients who were called, left out of the drift check's window (riskcore.ops.calls)
     "call_effect": "TEXT",  # does calling help: the measurement after the run's reports (riskcore.report.call_effect)
+    # The window's performance estimated from calibrated probabilities (riskcore.model.calibration), labels or not
+    "estimated_f1": "REAL", "estimated_f1_interval": "TEXT", "estimated_precision": "REAL",
+    "estimated_recall": "REAL", "estimated_roc_auc": "REAL", "estimated_rows": "INTEGER",
+    "estimated_baseline": "REAL", "estimated_drift": "INTEGER",  # the own-market baseline; the warning
+    "realized_f1": "REAL", "realized_rows": "INTEGER",  # the ledger (riskcore.ops.ledger): F1 once labels arrive
+    "calibration": "TEXT",  # a labelled window's ECE, Brier score and reliability bins
 }
 JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles",
-                "call_effect")
+                "call_effect", "estimated_f1_interval", "calibration")
 # Hundreds of numbers per feature: they belong in JSON (--format json, GET /history?quantiles=1), not in a CSV
 # cell or a table a person reads.
 QUANTILE_COLUMNS = ("new_rows_quantiles",)
+# JSON objects: the CSV gives each of their figures a column (the others, lists and plain values, one cell)
+OBJECT_COLUMNS = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles", "call_effect", "calibration")
+BOOLEAN_COLUMNS = ("estimated_drift",)
 
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:
@@ -96,6 +105,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             if isinstance(row[column], str):
                 with contextlib.suppress(ValueError):
                     row[column] = json.loads(row[column])
+        for column in BOOLEAN_COLUMNS:
+            if row[column] is not None:
+                row[column] = bool(row[column])
     return rows
 
 
@@ -256,7 +268,7 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
                 continue
             if isinstance(value, (dict, list)):
                 cells.update(_flat(column, value))
-            elif value is not None or column not in JSON_COLUMNS:
+            elif value is not None or column not in OBJECT_COLUMNS:
                 cells[column] = value
         flat.append(cells)
     found = list(dict.fromkeys(name for cells in flat for name in cells))

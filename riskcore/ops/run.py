@@ -23,11 +23,18 @@ from riskcore.config import Config
 from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS, SCORE_FILE, TARGET, TEST_DATA
 from riskcore.data.folder_ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
-from riskcore.data.validation import labelled
+from riskcore.data.validation import features_of, labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
+from riskcore.model.calibration import calibrated_probability, calibration_figures, estimate_performance, estimated_drop
 from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
-from riskcore.model.drift_evidence import NEW_ROWS_POINTS, data_drift_text, quantiles_of
+from riskcore.model.drift_evidence import (
+    NEW_ROWS_POINTS,
+    calibration_text,
+    data_drift_text,
+    estimate_text,
+    quantiles_of,
+)
 from riskcore.model.evaluation import (
     baseline_measurement,
     predict,
@@ -43,6 +50,7 @@ from riskcore.ops.api_client import call_endpoints
 from riskcore.ops.calls import called_clients, calls_path
 from riskcore.ops.evidence_window import clear_window, deployed_window, with_new_rows, write_window
 from riskcore.ops.history import highest_run_number, record_run, score_history, worse_on_holdout
+from riskcore.ops.ledger import record_window, settle
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
     AUTOMATION_LOGGER,
@@ -55,7 +63,14 @@ from riskcore.ops.run_record import (
     step,
     write_pending,
 )
-from riskcore.release.load import Deployment, current_deployment, deployed_metadata, load_deployed_model, verify_release
+from riskcore.release.load import (
+    Deployment,
+    current_deployment,
+    deployed_metadata,
+    load_deployed_calibrator,
+    load_deployed_model,
+    verify_release,
+)
 from riskcore.release.operator_state import read_control
 from riskcore.release.publish import deploy, deploy_records
 from riskcore.report.call_effect import measure_calls
@@ -119,6 +134,49 @@ def significance_check(config: Config, run: Run, deployment: Deployment, model, 
     return "drift" if test.drift else "keep"
 
 
+def estimate_window(config: Config, run: Run, deployment: Deployment, model, rows, new, ledger: bool = True) -> None:
+    """The window's performance estimated from calibrated probabilities, its calibration where labelled, and the ledger.
+
+    Every row of the window counts, labelled or not (riskcore.model.calibration.estimate_performance);
+    an estimated drop beyond automation.min_drop with the interval wholly below the own-market
+    baseline is the warning `estimated_drift`, which never retrains by itself. The labelled rows
+    measure the calibration (ECE, Brier score). The ledger (riskcore.ops.ledger) settles earlier
+    windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
+    """
+    if not len(rows):
+        return
+    calibrator = load_deployed_calibrator(deployment)
+    log_odds = model.decision_function(features_of(rows))
+    predictions = predict(model, rows)  # the model's own classes: calibration changes no prediction
+    probabilities = calibrated_probability(calibrator, log_odds)
+    known = rows[TARGET].notna().to_numpy()
+    if known.any():
+        run.calibration = calibration_figures(probabilities[known], rows[TARGET].to_numpy()[known])
+    if calibrator is not None and calibrator.method != "none":
+        estimate = estimate_performance(probabilities, predictions, log_odds)
+        baseline = deployed_baseline(config, deployment, model)["f1"]
+        run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
+        run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
+        run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
+        run.estimated_drift = estimated_drop(estimate, baseline, config.automation["min_drop"])
+    if not ledger:
+        return
+    arrived = labelled(new)
+    settled = settle(history_path(config), dict(zip(arrived[ID_COLUMN].astype(str),
+                                                    arrived[TARGET].astype(int).tolist(), strict=True)),
+                     exclude_run=run.run_id)
+    for run_id, (f1, counted) in settled.items():
+        log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s", counted, run_id,
+                 "undefined (nobody left)" if f1 is None else f"{f1:.4f}")
+    labels = [int(v) if k else None for v, k in zip(rows[TARGET].fillna(-1).tolist(), known, strict=True)]
+    run.realized_f1, run.realized_rows = record_window(
+        history_path(config), run.run_id, rows[ID_COLUMN].astype(str).tolist(), predictions.astype(int).tolist(),
+        probabilities.tolist(), labels)
+    words = [text for text in (estimate_text(run.as_row()), calibration_text(run.calibration)) if text]
+    if words:
+        (log.warning if run.estimated_drift else log.info)("%s", "; ".join(words))
+
+
 def course_check(config: Config, run: Run, deployment: Deployment, model, new) -> str:
     """The course's rule and the history tests (raw, parametric, nonparametric) on this run's new rows."""
     known = labelled(new)
@@ -149,15 +207,18 @@ def without_called(config: Config, rows) -> tuple[object, int]:
     return rows.loc[~reached].reset_index(drop=True), int(reached.sum())
 
 
-def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult) -> tuple[str, object]:
+def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult,
+                ledger: bool = True) -> tuple[str, object]:
     """Decide whether the deployed model has drifted; record why. Returns the verdict and the rows it took.
 
     The verdict is "drift", "keep" or "wait". The default test ("significance") takes the evidence
     window (riskcore.ops.evidence_window: the new rows since the last decision, this run's added);
     the course's rule takes this run's new rows (the rows of the new or changed files that
     production had not processed). The data-drift statistics (PSI, KS) take every row of either,
-    labelled or not; F1 on everything ingested is recorded beside it. Rows of clients a recorded
-    call reached are left out of either and counted (window_called), unless automation.leave_out_called is off.
+    labelled or not; F1 on everything ingested is recorded beside it, and the window's performance
+    estimated without labels (estimate_window; `ledger` False, as for a dry run, keeps no ledger). Rows of
+    clients a recorded call reached are left out of either and counted (window_called), unless
+    automation.leave_out_called is off.
     """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
@@ -175,6 +236,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
     run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
+    estimate_window(config, run, deployment, model, rows, new, ledger)
     if significance:
         verdict = significance_check(config, run, deployment, model, rows)
     else:
@@ -203,8 +265,9 @@ def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = No
     gate = current is not None and config.automation["promotion_gate"]
     holdout = held_out_rows(new_rows, held_out) if gate and held_out else None
     window_clients = labelled(new_rows)[ID_COLUMN].astype(str).tolist() if gate else ()
+    calibration = held_out_rows(new_rows, held_out) if held_out else None  # the calibrator's rows (training)
     with step(run, "training"):
-        train(config, held_out=held_out, holdout=holdout, window_clients=window_clients)
+        train(config, held_out=held_out, holdout=holdout, window_clients=window_clients, calibration=calibration)
     with step(run, "scoring"):
         score_trained(config)
     if current is not None:
@@ -383,11 +446,12 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
     if not result.files:
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
-    verdict, rows = check_drift(config, run, current, result)
+    verdict, rows = check_drift(config, run, current, result, ledger=False)
     if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, rows)):
         verdict = "wait"
     action = {"drift": "retrain and redeploy", "keep": f"keep model {current.model_version}",
               "wait": f"keep model {current.model_version} and wait for more labelled rows"}[verdict]
     changes = f"new files {', '.join(map(printable_name, new_files))}" + (
         f"; dropping {', '.join(map(printable_name, removed))}" if removed else "")
-    return f"would {action}: {changes}; {run.drift_verdict}"
+    estimate = estimate_text(run.as_row())
+    return f"would {action}: {changes}; {run.drift_verdict}" + (f"; {estimate}" if estimate else "")

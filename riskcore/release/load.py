@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import (
+    CALIBRATOR_FILE,
     CURRENT_LINK,
     INGESTION_RECORD,
     MANIFEST,
@@ -153,6 +154,18 @@ def load_deployed_model(deployment: Deployment):
     return load_model_bytes(read_deployed(deployment, MODEL_FILE))
 
 
+def load_deployed_calibrator(deployment: Deployment):
+    """The deployed model's calibrator, loaded only if its bytes match the hash recorded at deployment.
+
+    None for a release made before models were calibrated: its probabilities are the model's own.
+    """
+    from riskcore.model.calibration import load_calibrator_bytes
+
+    if CALIBRATOR_FILE not in deployment.manifest.get("files", {}):
+        return None
+    return load_calibrator_bytes(read_deployed(deployment, CALIBRATOR_FILE))
+
+
 def deployed_metadata(deployment: Deployment) -> dict[str, Any]:
     """The deployed model's metadata, checked against the manifest's hash."""
     return json.loads(read_deployed(deployment, MODEL_METADATA))
@@ -163,6 +176,15 @@ def load_trained_model(model_folder: Path) -> tuple[Any, dict[str, Any]]:
     metadata = read_json(model_folder / MODEL_METADATA, "Model metadata")
     data = read_verified(model_folder / MODEL_FILE, metadata["model_sha256"])
     return load_model_bytes(data), metadata
+
+
+def load_trained_calibrator(model_folder: Path, metadata: dict[str, Any]):
+    """The calibrator training.py wrote beside the model, checked against its metadata; None for an older model."""
+    from riskcore.model.calibration import load_calibrator_bytes
+
+    if not metadata.get("calibrator_sha256"):
+        return None
+    return load_calibrator_bytes(read_verified(model_folder / CALIBRATOR_FILE, metadata["calibrator_sha256"]))
 
 
 RELEASE_NAME = re.compile(r"^\d{6}-\w+$")

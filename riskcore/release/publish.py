@@ -14,6 +14,7 @@ from pathlib import Path
 
 from riskcore.config import Config
 from riskcore.contract import (
+    CALIBRATOR_FILE,
     CURRENT_LINK,
     DEPLOYED_FILES,
     EVIDENCE_WINDOW,
@@ -58,7 +59,7 @@ from riskcore.release.operator_state import (
 log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
-MODEL_FILES = (MODEL_FILE, MODEL_METADATA, SCORE_FILE)
+MODEL_FILES = (MODEL_FILE, MODEL_METADATA, SCORE_FILE, CALIBRATOR_FILE)
 RECORD_FILES = (INGESTED_FILES, INGESTION_RECORD)
 
 
@@ -191,10 +192,15 @@ def publish(prod: Path, sources: dict[str, Path], manifest: dict, keep: int) -> 
 
 
 def verified_model_sources(model_folder: Path) -> tuple[dict[str, Path], dict]:
-    """The trained model's files, after checking the model matches its metadata."""
+    """The trained model's files, after checking the model and its calibrator match its metadata."""
     metadata = read_json(model_folder / MODEL_METADATA, "Model metadata")
     read_verified(model_folder / MODEL_FILE, metadata["model_sha256"])
-    return {name: model_folder / name for name in MODEL_FILES}, metadata
+    names = MODEL_FILES
+    if metadata.get("calibrator_sha256"):
+        read_verified(model_folder / CALIBRATOR_FILE, metadata["calibrator_sha256"])
+    else:  # a model trained before calibration: deployed without a calibrator, its probabilities its own
+        names = tuple(name for name in MODEL_FILES if name != CALIBRATOR_FILE)
+    return {name: model_folder / name for name in names}, metadata
 
 
 def record_sources(config: Config) -> dict[str, Path]:
@@ -252,7 +258,7 @@ def deploy_records(config: Config, window: bool = False) -> Deployment:
     """
     current = require_deployment(config.prod_deployment_folder)
     verify_release(current)
-    sources = {name: current.path(name) for name in MODEL_FILES}
+    sources = {name: current.path(name) for name in MODEL_FILES if name in current.manifest["files"]}
     if window:
         sources[EVIDENCE_WINDOW] = config.output_folder / EVIDENCE_WINDOW
     manifest = {key: current.manifest[key] for key in ("model_version", "trained_at", "score")}

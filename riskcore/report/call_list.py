@@ -8,8 +8,10 @@ polars reads, deduplicates, ranks and writes it; scikit-learn scores it. The ran
 model's log-odds (`decision_function`): it orders exactly like the probability but does not
 saturate at 1, and it is written in full beside the probability (6 decimals), so every difference
 in rank shows in the file. The sort is stable: clients of equal risk keep the order of the file.
-The probability is expit of the log-odds, which is how scikit-learn's own predict_proba computes
-it for a logistic regression.
+The probability is the calibrated one (riskcore.model.calibration: the deployed calibrator applied
+to the log-odds; a release without a calibrator gives expit of the log-odds, scikit-learn's own
+predict_proba for a logistic regression). Calibration is monotone, so it never changes the order,
+but clients with different log-odds may share a calibrated probability: `log_odds` tells them apart.
 
 Columns: rank, corporation (the client id, as the data contract names it), probability, log_odds,
 previous_rank and change (what changed since the last run: riskcore.report.rankings), the three
@@ -34,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from riskcore.config import Config
 from riskcore.contract import FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES, TARGET, DataError
@@ -42,6 +43,7 @@ from riskcore.data.client_scan import is_parse_failure, open_clients, text_clien
 from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import breach, meets_contract, read_failure
 from riskcore.files import atomic_path, atomic_write_json, utc_now
+from riskcore.model.calibration import Calibrator, calibrated_probability
 from riskcore.model.reasons import (
     CONTRIBUTION_COLUMNS,
     EFFECTS,
@@ -58,7 +60,13 @@ from riskcore.model.reasons import (
     year_part,
 )
 from riskcore.ops.calls import calls_path, group_of, latest_cycle, record_cycle
-from riskcore.release.load import Deployment, deployed_metadata, load_deployed_model, require_deployment
+from riskcore.release.load import (
+    Deployment,
+    deployed_metadata,
+    load_deployed_calibrator,
+    load_deployed_model,
+    require_deployment,
+)
 from riskcore.report.rankings import (
     CHANGE,
     CHANGE_COLUMNS,
@@ -161,9 +169,9 @@ def risk_key(model) -> pl.Expr:
     return pl.when(meets_contract()).then(log_odds(model)).otherwise(float("nan")).alias(KEY)
 
 
-def probability(key: pl.Series) -> pl.Series:
-    """Log-odds to probability: expit, as scikit-learn's predict_proba does for a logistic regression."""
-    return pl.Series(expit(key.to_numpy()), dtype=pl.Float64)
+def probability(key: pl.Series, calibrator: Calibrator | None = None) -> pl.Series:
+    """Log-odds to the probability shown: calibrated (riskcore.model.calibration.calibrated_probability)."""
+    return pl.Series(calibrated_probability(calibrator, key.to_numpy()), dtype=pl.Float64)
 
 
 def ranking_queries(clients: pl.LazyFrame, model, exact: bool) -> list[pl.LazyFrame]:
@@ -229,11 +237,11 @@ def ranking_of(source: Path, model) -> Ranking:
 
 
 def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
-            group: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+            group: frozenset[str] = frozenset(), calibrator: Calibrator | None = None) -> list[dict[str, Any]]:
     """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, what changed,
     features, reasons, and whether the client is in this cycle's measurement group (`group`). Without previous_rank
     and change columns in `frame`, both are null."""
-    chances = expit(frame.get_column(KEY).to_numpy()).tolist()
+    chances = calibrated_probability(calibrator, frame.get_column(KEY).to_numpy()).tolist()
     empty = [None] * frame.height
     before, change = (frame.get_column(name).to_list() if name in frame.columns else empty for name in CHANGE_COLUMNS)
     rows = frame.select(ID_COLUMN, KEY, *FEATURES).iter_rows()
@@ -294,11 +302,13 @@ def contribution_columns(explainer: Explainer | None) -> list[pl.Expr]:
 
 
 def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozenset[str] = frozenset(),
-               previous: pl.DataFrame | None = None) -> pl.LazyFrame:
+               previous: pl.DataFrame | None = None, calibrator: Calibrator | None = None) -> pl.LazyFrame:
     """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group;
-    `previous`: the previous run's ranks (riskcore.report.rankings; None: none kept)."""
+    `previous`: the previous run's ranks (riskcore.report.rankings; None: none kept); `calibrator`: the
+    probability's (riskcore.model.calibration)."""
     helpers, reasons = reason_columns(frame, explainer)
-    chance = pl.col(KEY).map_batches(probability, return_dtype=pl.Float64, is_elementwise=True)
+    chance = pl.col(KEY).map_batches(lambda key: probability(key, calibrator), return_dtype=pl.Float64,
+                                     is_elementwise=True)
     in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
     ranked = with_changes(frame.lazy().with_row_index("rank", offset=1), previous)
     return (ranked.with_columns(helpers)
@@ -307,22 +317,24 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
 
 
 # --- This cycle's calls and its measurement group ---------------------------------------------
-def cycle_members(frame: pl.DataFrame, calls_per_cycle: int) -> list[dict[str, Any]]:
+def cycle_members(frame: pl.DataFrame, calls_per_cycle: int,
+                  calibrator: Calibrator | None = None) -> list[dict[str, Any]]:
     """The top clients of a ranking as a cycle records them: client, rank, probability and the snapshot listed."""
     head = frame.head(calls_per_cycle)
-    chances = expit(head.get_column(KEY).to_numpy()).tolist()
+    chances = calibrated_probability(calibrator, head.get_column(KEY).to_numpy()).tolist()
     return [{"client": client, "rank": rank, "probability": chance,
              "snapshot": dict(zip(FEATURES, values, strict=True))}
             for rank, ((client, _, *values), chance) in enumerate(zip(head.iter_rows(), chances, strict=True), 1)]
 
 
-def this_cycle(config: Config, ranking: Ranking, cycle: int | None, deployment: Deployment) -> dict[str, Any] | None:
+def this_cycle(config: Config, ranking: Ranking, cycle: int | None, deployment: Deployment,
+               calibrator: Calibrator | None = None) -> dict[str, Any] | None:
     """Cycle `cycle`'s calls, assigned once (riskcore.ops.calls.record_cycle); without a number, the newest cycle."""
     store = calls_path(config.output_model_folder)
     if cycle is None:
         return latest_cycle(store)
     reporting = config.reporting
-    return record_cycle(store, cycle, cycle_members(ranking.frame, reporting["calls_per_cycle"]),
+    return record_cycle(store, cycle, cycle_members(ranking.frame, reporting["calls_per_cycle"], calibrator),
                         reporting["calls_per_cycle"], float(reporting["control_share"]),
                         deployment.model_version, deployment.release)
 
@@ -361,6 +373,7 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
         deployment = require_deployment(config.prod_deployment_folder)
     if model is None:
         model = load_deployed_model(deployment)
+    calibrator = load_deployed_calibrator(deployment)
     explainer = None
     if reasons:
         explainer = explainer_for(model, deployed_metadata(deployment), deployment.model_version)
@@ -368,7 +381,7 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
             log.warning("model %s was trained before its metadata recorded the average client: the risk list "
                         "has no reasons until the next training", deployment.model_version)
     ranking = ranking_of(source, model)
-    called = this_cycle(config, ranking, cycle, deployment)
+    called = this_cycle(config, ranking, cycle, deployment, calibrator)
     group = group_of(called)
     folder = config.output_model_folder
     number = cycle if cycle is not None else next_ranking_number(folder)
@@ -377,15 +390,15 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     previous = found[1] if found is not None else None
     target = folder / RISK_SCORES
     with atomic_path(target) as tmp:
-        risk_table(ranking.frame, explainer, group, previous).sink_csv(tmp, float_scientific=False,
-                                                                       engine="streaming")
+        risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(
+            tmp, float_scientific=False, engine="streaming")
     keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"])
     head = with_changes(ranking.frame.head(TOP_CLIENTS).lazy().with_row_index("rank", offset=1), previous).collect()
     risk = RiskList(path=target, record=folder / RISK_RECORD, source=source,
                     rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
-                    top=entries(head, 1, explainer, group), cycle=called, run_number=number,
+                    top=entries(head, 1, explainer, group, calibrator), cycle=called, run_number=number,
                     compared_with=found[0] if found is not None else None)
     atomic_write_json(risk.record, risk_record(risk, deployment, explainer))
     risk.seconds = time.perf_counter() - started

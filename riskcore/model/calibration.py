@@ -1,0 +1,240 @@
+"""Calibration: the model's probabilities made honest, how well calibrated they are, and what they estimate.
+
+The logistic regression on raw counts is not calibrated: its probabilities pile up near 0 and 1. A
+calibrator maps the model's log-odds to the share of clients who actually left, fitted on labelled
+rows the model never learnt from (riskcore.model.training says which): isotonic regression, or Platt
+scaling (a logistic regression on the log-odds) where isotonic is not better. The two are compared
+honestly by cross-fitting: each is fitted on one half of the rows and measured on the other, and
+the one with the lower expected calibration error (ECE, on CALIBRATION_BINS equal-count bins) is
+kept, then refitted on every row. With too few rows (or a single class) the probabilities stay the
+model's own (method "none"). Calibration changes probabilities only: the model's class predictions
+(the course's F1) and the order of the call list (by log-odds) are the model's.
+
+From calibrated probabilities, a window's performance is estimated without labels (confidence-based
+performance estimation, as NannyML's CBPE): each row contributes its probability to TP or FN, by the
+model's prediction, and its complement to FP or TN. Such an estimate holds while the rule of who
+leaves for given features holds; a change in that rule is invisible to it (the ledger in
+riskcore.ops.run catches it when the labels arrive).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+CALIBRATION_BINS = 10  # equal-count bins of the expected calibration error and the reliability diagram
+CALIBRATION_SEED = 0
+MIN_CALIBRATION_ROWS = 100  # fewer held-out rows, or fewer than MIN_CALIBRATION_CLASS of either class: no calibrator
+MIN_CALIBRATION_CLASS = 10
+ESTIMATE_RESAMPLES = 1000
+ESTIMATE_SEED = 0
+RESAMPLE_BATCH = 100  # resamples drawn at once: bounds the memory of the bootstrap (rows x this many indices)
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A fitted map from the model's log-odds to a calibrated probability of leaving."""
+
+    method: str  # "isotonic", "platt", or "none" (the model's own probability)
+    estimator: Any = None
+
+    def probability(self, log_odds) -> np.ndarray:
+        """Calibrated probabilities of leaving for the model's log-odds (decision_function)."""
+        log_odds = np.asarray(log_odds, dtype="float64")
+        if self.method == "isotonic":
+            return np.clip(self.estimator.predict(log_odds), 0.0, 1.0)
+        if self.method == "platt":
+            return self.estimator.predict_proba(log_odds.reshape(-1, 1))[:, 1]
+        return expit(log_odds)
+
+
+UNCALIBRATED = Calibrator("none")
+
+
+def calibrated_probability(calibrator: Calibrator | None, log_odds) -> np.ndarray:
+    """The one probability the system shows: calibrated, or the model's own where it has no calibrator."""
+    return (calibrator or UNCALIBRATED).probability(log_odds)
+
+
+def calibrator_bytes(calibrator: Calibrator) -> bytes:
+    return pickle.dumps(calibrator, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_calibrator_bytes(data: bytes) -> Calibrator:
+    """Unpickle a calibrator whose bytes have already been verified against their recorded sha256."""
+    return pickle.loads(data)  # noqa: S301 - only after the sha256 check
+
+
+# --- How well calibrated -------------------------------------------------------------------------
+def _equal_count_bins(probabilities, labels, bins: int):
+    """Per equal-count bin (by probability): rows, mean probability, share who left."""
+    p = np.asarray(probabilities, dtype="float64")
+    y = np.asarray(labels, dtype="float64")
+    order = np.argsort(p, kind="stable")
+    which = (np.arange(len(p)) * bins) // max(len(p), 1)
+    rows = np.bincount(which, minlength=bins)
+    sums_p = np.bincount(which, weights=p[order], minlength=bins)
+    sums_y = np.bincount(which, weights=y[order], minlength=bins)
+    filled = rows > 0
+    return rows[filled], sums_p[filled] / rows[filled], sums_y[filled] / rows[filled]
+
+
+def expected_calibration_error(probabilities, labels, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the row-weighted mean gap between predicted and observed share leaving, on equal-count bins."""
+    if len(probabilities) == 0:
+        return float("nan")
+    rows, predicted, observed = _equal_count_bins(probabilities, labels, bins)
+    return float(np.sum(rows * np.abs(predicted - observed)) / rows.sum())
+
+
+def brier_score(probabilities, labels) -> float:
+    """Mean squared difference between the probability and the outcome (0 or 1)."""
+    p = np.asarray(probabilities, dtype="float64")
+    return float(np.mean((p - np.asarray(labels, dtype="float64")) ** 2)) if len(p) else float("nan")
+
+
+def calibration_figures(probabilities, labels) -> dict[str, Any]:
+    """ECE and Brier score with the rows they were measured on, and the reliability diagram's points."""
+    rows, predicted, observed = _equal_count_bins(probabilities, labels, CALIBRATION_BINS)
+    return {"ece": expected_calibration_error(probabilities, labels), "brier": brier_score(probabilities, labels),
+            "rows": int(len(probabilities)), "bins": CALIBRATION_BINS,
+            "reliability": [{"predicted": float(p), "observed": float(o), "rows": int(n)}
+                            for n, p, o in zip(rows, predicted, observed, strict=True)]}
+
+
+# --- Fitting -------------------------------------------------------------------------------------
+def _fit(method: str, log_odds, labels) -> Calibrator:
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return Calibrator(method, IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(log_odds, labels))
+    from sklearn.linear_model import LogisticRegression
+
+    return Calibrator(method, LogisticRegression(C=1e6).fit(np.reshape(log_odds, (-1, 1)), labels))
+
+
+def _halves(labels, seed: int) -> np.ndarray:
+    """A seeded split of the rows in two halves, each class shared evenly between them."""
+    half = np.zeros(len(labels), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for value in (0, 1):
+        rows = rng.permutation(np.flatnonzero(labels == value))
+        half[rows[: len(rows) // 2]] = True
+    return half
+
+
+def cross_fitted(method: str, log_odds, labels, seed: int) -> np.ndarray:
+    """Each row's calibrated probability from the calibrator fitted on the other half of the rows."""
+    half = _halves(labels, seed)
+    out = np.empty(len(labels))
+    for part in (half, ~half):
+        out[~part] = _fit(method, log_odds[part], labels[part]).probability(log_odds[~part])
+    return out
+
+
+def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) -> tuple[Calibrator, dict[str, Any]]:
+    """The better of isotonic and Platt scaling on held-out labelled rows, and the record of the choice.
+
+    The record (kept in modelmetadata.json as "calibration") gives the ECE and Brier score of the
+    model's own probabilities on these rows ("before") and of the chosen calibrator's cross-fitted
+    probabilities ("after": each row calibrated by a calibrator that did not see it).
+    """
+    log_odds = np.asarray(log_odds, dtype="float64")
+    labels = np.asarray(labels, dtype="int64")
+    positives = int(labels.sum())
+    record: dict[str, Any] = {"source": source, "rows": int(len(labels)), "positives": positives,
+                              "bins": CALIBRATION_BINS, "seed": seed}
+    raw = expit(log_odds)
+    if len(labels):
+        record["before"] = {"ece": expected_calibration_error(raw, labels), "brier": brier_score(raw, labels)}
+    if len(labels) < MIN_CALIBRATION_ROWS or min(positives, len(labels) - positives) < MIN_CALIBRATION_CLASS:
+        record.update(method="none", after=record.get("before"),
+                      reason=f"{len(labels):,} held-out rows, {positives:,} of whom left: calibration needs "
+                             f"{MIN_CALIBRATION_ROWS} rows and {MIN_CALIBRATION_CLASS} of each class; "
+                             "the probabilities are the model's own")
+        return UNCALIBRATED, record
+    candidates = {}
+    for method in ("isotonic", "platt"):
+        calibrated = cross_fitted(method, log_odds, labels, seed)
+        candidates[method] = {"ece": expected_calibration_error(calibrated, labels),
+                              "brier": brier_score(calibrated, labels)}
+    method = "isotonic" if candidates["isotonic"]["ece"] < candidates["platt"]["ece"] else "platt"
+    record.update(method=method, candidates=candidates, after=candidates[method])
+    return _fit(method, log_odds, labels), record
+
+
+# --- Estimating performance without labels -------------------------------------------------------
+def expected_roc_auc(scores, probabilities) -> float | None:
+    """The ROC AUC expected of the model's scores when each row leaves with its calibrated probability.
+
+    Every ordered pair (i, j) of distinct rows counts with weight p_i (1 - p_j): the chance that i
+    left and j stayed; ties of score count half, as in roc_auc_score.
+    """
+    s = np.asarray(scores, dtype="float64")
+    p = np.asarray(probabilities, dtype="float64")
+    if len(s) < 2:
+        return None
+    order = np.argsort(s, kind="stable")
+    s, p = s[order], p[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    left = np.add.reduceat(p, starts)
+    stayed = np.add.reduceat(1.0 - p, starts)
+    below = np.cumsum(stayed) - stayed  # stayers' mass at strictly lower scores
+    self_pairs = np.add.reduceat(p * (1.0 - p), starts)
+    pairs = p.sum() * (1.0 - p).sum() - self_pairs.sum()
+    if pairs <= 0:
+        return None
+    return float((np.sum(left * below) + 0.5 * np.sum(left * stayed - self_pairs)) / pairs)
+
+
+def _expected_f1(tp, predicted, positives):
+    denominator = predicted + positives  # 2TP + FP + FN
+    return np.divide(2 * tp, denominator, out=np.zeros(np.shape(tp)), where=denominator > 0)
+
+
+def estimate_performance(probabilities, predictions, scores, resamples: int = ESTIMATE_RESAMPLES,
+                         seed: int = ESTIMATE_SEED) -> dict[str, Any]:
+    """F1, precision, recall and ROC AUC a window of rows is expected to show, from calibrated probabilities.
+
+    The interval is a seeded percentile bootstrap of the window's rows (95%): it reflects the
+    window's size, not whether the calibration still holds. Rows are ordered predicted-positive
+    first, so a resample needs one gather of probabilities: its expected TP is the sum over drawn
+    indices below the count of predicted positives, its predicted positives the count of those.
+    """
+    p = np.asarray(probabilities, dtype="float64")
+    flagged = np.asarray(predictions) == 1
+    n = len(p)
+    result: dict[str, Any] = {"rows": int(n), "f1": None, "f1_interval": None, "precision": None,
+                              "recall": None, "roc_auc": None, "resamples": resamples, "seed": seed}
+    if n == 0:
+        return result
+    tp, predicted, positives = p[flagged].sum(), float(flagged.sum()), p.sum()
+    result.update(f1=float(_expected_f1(tp, predicted, positives)),
+                  precision=float(tp / predicted) if predicted else None,
+                  recall=float(tp / positives) if positives > 0 else None,
+                  roc_auc=expected_roc_auc(scores, p))
+    ordered = np.concatenate([p[flagged], p[~flagged]])
+    cut = int(predicted)
+    rng = np.random.default_rng(seed)
+    drawn_f1 = np.empty(resamples)
+    index_type = np.int32 if n < 2**31 else np.int64
+    for start in range(0, resamples, RESAMPLE_BATCH):
+        size = min(RESAMPLE_BATCH, resamples - start)
+        drawn = rng.integers(0, n, size=(size, n), dtype=index_type)
+        values = ordered[drawn]
+        in_flagged = drawn < cut
+        drawn_f1[start:start + size] = _expected_f1((values * in_flagged).sum(1), in_flagged.sum(1),
+                                                    values.sum(1))
+    result["f1_interval"] = [float(x) for x in np.percentile(drawn_f1, [2.5, 97.5])]
+    return result
+
+
+def estimated_drop(estimate: dict[str, Any], baseline_f1: float | None, min_drop: float) -> bool:
+    """The warning `estimated_drift`: an estimated F1 min_drop or more below the baseline, its interval wholly below."""
+    if baseline_f1 is None or estimate.get("f1") is None or not estimate.get("f1_interval"):
+        return False
+    return baseline_f1 - estimate["f1"] >= min_drop and estimate["f1_interval"][1] < baseline_f1

@@ -1,0 +1,206 @@
+"""Issue 20, knowing how the model does before the labels arrive: calibration, estimated performance, the ledger.
+
+On months of the documented generative process (datagen.py): a month whose clients shift but who
+leave by the same rule is estimated within 0.05 of the F1 its labels give later; a month where who
+leaves changes is missed by the estimate and caught by the ledger once the labels arrive. The
+calibrator is fitted on held-out rows, lowers the calibration error of a retrained model on its
+market, and is verified like the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+import datagen
+from riskcore.contract import CALIBRATOR_FILE, RUN_HISTORY, TARGET, IntegrityError
+from riskcore.data.validation import features_of
+from riskcore.model.calibration import (
+    brier_score,
+    calibration_figures,
+    estimate_performance,
+    estimated_drop,
+    expected_calibration_error,
+    expected_roc_auc,
+    fit_calibrator,
+)
+from riskcore.model.training import train_model
+from riskcore.ops.history import read_history
+from riskcore.release.load import current_deployment, load_deployed_calibrator, verify_release
+from riskcore.release.publish import verified_model_sources
+
+SETTINGS = json.loads((Path(__file__).resolve().parent.parent / "config.json").read_text())["model"]
+
+
+def clients(rows: int, market: str, seed: int) -> pd.DataFrame:
+    columns = datagen.generate_columns(rows, market, seed)
+    columns["corporation"] = np.array([f"{market[:2]}{seed}-{i}" for i in range(rows)])
+    return pd.DataFrame(columns)
+
+
+def calibrated_on(model, rows: pd.DataFrame):
+    return fit_calibrator(model.decision_function(features_of(rows)), rows[TARGET].to_numpy(), "held-out rows")
+
+
+def estimate_and_truth(model, calibrator, month: pd.DataFrame) -> tuple[dict, float]:
+    log_odds = model.decision_function(features_of(month))
+    predictions = model.predict(features_of(month))
+    estimate = estimate_performance(calibrator.probability(log_odds), predictions, log_odds)
+    return estimate, f1_score(month[TARGET], predictions)
+
+
+# --- The measures ----------------------------------------------------------------------------------
+def test_ece_is_the_row_weighted_gap_of_ten_equal_count_bins():
+    probabilities = np.linspace(0.05, 0.95, 20)
+    labels = np.array([0, 0] * 5 + [1, 1] * 5)
+    by_hand = np.mean([abs(probabilities[2 * b:2 * b + 2].mean() - labels[2 * b:2 * b + 2].mean()) for b in range(10)])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(by_hand)
+    assert brier_score([0.2, 0.9], [0, 1]) == pytest.approx((0.04 + 0.01) / 2)
+    figures = calibration_figures(probabilities, labels)
+    assert figures["rows"] == 20 and len(figures["reliability"]) == 10
+    assert figures["reliability"][-1] == {"predicted": pytest.approx(probabilities[-2:].mean()), "observed": 1.0,
+                                              "rows": 2}
+
+
+def test_with_certain_probabilities_the_estimate_is_the_measured_performance():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(400) < 0.3).astype(int)
+    scores = rng.normal(size=400) + 1.5 * labels
+    predictions = (scores > 0.8).astype(int)
+    estimate = estimate_performance(labels.astype(float), predictions, scores)
+    assert estimate["f1"] == pytest.approx(f1_score(labels, predictions))
+    assert estimate["precision"] == pytest.approx(precision_score(labels, predictions))
+    assert estimate["recall"] == pytest.approx(recall_score(labels, predictions))
+    assert expected_roc_auc(scores, labels.astype(float)) == pytest.approx(roc_auc_score(labels, scores))
+    low, high = estimate["f1_interval"]
+    assert low < estimate["f1"] < high
+    assert estimate_performance(labels.astype(float), predictions, scores) == estimate  # seeded
+
+
+def test_the_interval_narrows_with_the_window_and_the_warning_needs_both_drop_and_interval():
+    rng = np.random.default_rng(4)
+    widths = []
+    for rows in (300, 3000):
+        p = rng.random(rows)
+        interval = estimate_performance(p, (p > 0.5).astype(int), p)["f1_interval"]
+        widths.append(interval[1] - interval[0])
+    assert widths[1] < widths[0] / 2
+    assert estimated_drop({"f1": 0.70, "f1_interval": [0.65, 0.75]}, 0.86, 0.05)
+    assert not estimated_drop({"f1": 0.70, "f1_interval": [0.55, 0.87]}, 0.86, 0.05)  # interval reaches it
+    assert not estimated_drop({"f1": 0.83, "f1_interval": [0.82, 0.84]}, 0.86, 0.05)  # a drop under min_drop
+
+
+# --- (a), (b): the estimate on shifted and changed months ------------------------------------------------
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_shifted_month_is_estimated_within_005_of_its_realized_f1(seed):
+    model = train_model(clients(3000, "source", seed), SETTINGS)
+    calibrator, _ = calibrated_on(model, clients(600, "source", seed + 100))
+    estimate, realized = estimate_and_truth(model, calibrator, clients(2000, "shifted", seed + 200))
+    assert abs(estimate["f1"] - realized) < 0.05
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_changed_month_is_missed_by_the_estimate(seed):
+    model = train_model(clients(3000, "source", seed), SETTINGS)
+    calibrator, _ = calibrated_on(model, clients(600, "source", seed + 100))
+    estimate, realized = estimate_and_truth(model, calibrator, clients(2000, "changed", seed + 200))
+    assert estimate["f1"] - realized > 0.3  # who leaves changed: the features cannot tell
+
+
+# --- (c): calibration lowers the error on held-out rows of the training market ----------------------------
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_retrained_models_calibrated_ece_is_below_its_raw_ece_on_held_out_rows_of_its_market(seed):
+    # A retrain learns from every labelled row, old market and new, and is calibrated on held-out new rows.
+    model = train_model(pd.concat([clients(2000, "practice", seed), clients(2400, "source", seed + 50)]), SETTINGS)
+    calibrator, record = calibrated_on(model, clients(600, "source", seed + 100))
+    held_out = clients(3000, "source", seed + 300)
+    log_odds = model.decision_function(features_of(held_out))
+    raw = expected_calibration_error(expit(log_odds), held_out[TARGET])
+    assert expected_calibration_error(calibrator.probability(log_odds), held_out[TARGET]) < raw
+    assert record["method"] in ("isotonic", "platt") and record["after"]["ece"] < record["before"]["ece"]
+    assert (calibrator.probability(log_odds) > 0.5).sum() != 0 and model.predict(features_of(held_out)).sum() != 0
+
+
+def test_too_few_held_out_rows_leave_the_probabilities_the_models_own():
+    model = train_model(clients(500, "source", 7), SETTINGS)
+    calibrator, record = calibrated_on(model, clients(40, "source", 8))
+    assert record["method"] == "none" and "calibration needs 100 rows" in record["reason"]
+    log_odds = np.array([-2.0, 0.0, 3.0])
+    assert calibrator.probability(log_odds).tolist() == expit(log_odds).tolist()
+
+
+# --- (d): the calibrator is verified like the model --------------------------------------------------------
+def test_a_tampered_deployed_calibrator_is_refused(deployed):
+    deployment = current_deployment(deployed.prod_deployment_folder)
+    assert CALIBRATOR_FILE in deployment.manifest["files"]
+    load_deployed_calibrator(deployment)
+    path = deployment.path(CALIBRATOR_FILE)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
+        load_deployed_calibrator(deployment)
+    with pytest.raises(IntegrityError):
+        verify_release(deployment)
+
+
+def test_a_tampered_trained_calibrator_is_not_deployed(deployed):
+    path = deployed.output_model_folder / CALIBRATOR_FILE
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(IntegrityError, match=CALIBRATOR_FILE):
+        verified_model_sources(deployed.output_model_folder)
+
+
+def test_the_api_refuses_a_release_with_a_tampered_calibrator(deployed):
+    import app as app_module
+
+    deployment = current_deployment(deployed.prod_deployment_folder)
+    path = deployment.path(CALIBRATOR_FILE)
+    path.chmod(0o644)
+    path.write_bytes(b"not the calibrator")
+    client = app_module.create_app(deployed.config_file).test_client()
+    record = {"corporation": "a", "lastmonth_activity": 1, "lastyear_activity": 2, "number_of_employees": 3}
+    answer = client.post("/prediction", json={"records": [record]})
+    assert answer.status_code == 503
+
+
+# --- End to end: the automation records the estimate, and the ledger settles it ------------------------------
+def labels_arrive(config, name: str, columns: dict) -> None:
+    """The same clients again, labelled: their later labelled snapshot."""
+    import csv
+
+    with open(config.input_folder / name, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("regime", "gap"), [("shifted", False), ("changed", True)])
+def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1(tmp_path, regime, gap):
+    from test_decisions import month, old_market, tick
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 3000, "source", 21)
+    assert tick(config)["decision"] == "retrain"
+    columns = month(config.input_folder / "2026-03.csv", 2000, regime, 22, labelled=False)
+    estimated = tick(config)
+    assert estimated["decision"] == "wait" and estimated["estimated_rows"] == 2000
+    low, high = estimated["estimated_f1_interval"]
+    assert low < estimated["estimated_f1"] < high and estimated["estimated_roc_auc"] > 0.5
+    assert estimated["realized_f1"] is None and estimated["realized_rows"] == 0
+    assert estimated["estimated_drift"] is False  # nothing in the features says the month is worse
+    assert estimated["estimated_baseline"] > 0.8 and estimated["calibration"] is None
+    labels_arrive(config, "2026-03-labels.csv", columns | {TARGET: datagen.generate_columns(2000, regime, 22)[TARGET]})
+    later = tick(config)
+    assert later["calibration"]["rows"] == 2000 and 0 <= later["calibration"]["ece"] <= 1
+    settled = next(r for r in read_history(config.output_model_folder / RUN_HISTORY)
+                   if r["run_id"] == estimated["run_id"])
+    assert settled["realized_rows"] == 2000
+    difference = settled["estimated_f1"] - settled["realized_f1"]
+    assert (difference > 0.3) if gap else (abs(difference) < 0.05)
