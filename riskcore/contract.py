@@ -48,6 +48,7 @@ SUMMARY_REPORT = "summary_report.pdf"
 API_RETURNS = "apireturns.txt"
 RUN_HISTORY = "runhistory.sqlite"
 CALLS_STORE = "calls.sqlite"  # beside the run history: the calls managers recorded, each cycle's list and groups
+ESTIMATE_LEDGER = "estimateledger.sqlite"  # beside the history: each estimated window's clients (riskcore.ops.ledger)
 TRAINING_DATA = "trainingdata.csv"  # beside finaldata.csv: each client's latest labelled snapshot, when it differs
 ROW_DIGESTS = "rowdigests"  # beside finaldata.csv: each ingested file's row digests, to tell a changed file's new rows
 EVIDENCE_WINDOW = "evidencewindow.csv"  # the drift check's rows since its last decision, deployed with the records

@@ -82,6 +82,15 @@ def record_run(path: Path, row: dict[str, Any]) -> None:
             connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
 
 
+def record_realized(path: Path, settled: dict[str, tuple[float | None, int]]) -> None:
+    """Write the ledger's realized F1 and rows (riskcore.ops.ledger.settle) into the estimated runs' rows."""
+    if not settled:
+        return
+    with contextlib.closing(_open_for_writing(path)) as connection, connection:
+        connection.executemany("UPDATE runs SET realized_f1 = ?, realized_rows = ? WHERE run_id = ?",
+                               [(f1, rows, run_id) for run_id, (f1, rows) in settled.items()])
+
+
 def read_history(path: Path) -> list[dict[str, Any]]:
     """Every recorded run, oldest first, its JSON columns decoded; [] when there is no history yet.
 

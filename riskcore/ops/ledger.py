@@ -1,7 +1,7 @@
 """The ledger: what the served model predicted for each client of an estimated window, settled when labels arrive.
 
-Each drift check keeps, beside the run history (runhistory.sqlite, table `estimated_clients`), every
-client of the window it estimated: the run's id, the client, the served model's class prediction
+Each drift check keeps, beside the run history (in estimateledger.sqlite, table `estimated_clients`),
+every client of the window it estimated: the run's id, the client, the served model's class prediction
 and calibrated probability, and the client's label when it was known then. When a later run brings
 labelled rows of those clients (a later labelled snapshot), their labels are filled in and the
 estimated run's `realized_f1` and `realized_rows` in the history are updated: the F1 of the
@@ -62,7 +62,7 @@ def record_window(path: Path, run_id: str, clients: list[str], predictions: list
 def settle(path: Path, labels: dict[str, int], exclude_run: str | None = None) -> dict[str, tuple[float | None, int]]:
     """Fill in the labels that arrived for clients of earlier windows; each run settled -> (realized F1, rows).
 
-    The history's rows of those runs get their realized_f1 and realized_rows.
+    riskcore.ops.history.record_realized writes them into those runs' rows of the history.
     """
     if not labels or not path.is_file():
         return {}
@@ -75,9 +75,4 @@ def settle(path: Path, labels: dict[str, int], exclude_run: str | None = None) -
         connection.execute(f"UPDATE {TABLE} SET label = (SELECT label FROM arrived WHERE arrived.client = "  # noqa: S608
                            f"{TABLE}.client) WHERE label IS NULL AND run_id IS NOT ? AND client IN "
                            "(SELECT client FROM arrived)", (exclude_run,))
-        settled = {run_id: _realized(connection, run_id) for run_id in runs}
-        present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-        if {"realized_f1", "realized_rows"} <= present:
-            connection.executemany("UPDATE runs SET realized_f1 = ?, realized_rows = ? WHERE run_id = ?",
-                                   [(f1, rows, run_id) for run_id, (f1, rows) in settled.items()])
-        return settled
+        return {run_id: _realized(connection, run_id) for run_id in runs}

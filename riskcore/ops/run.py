@@ -18,9 +18,21 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from riskcore.api.key import api_key
 from riskcore.config import Config
-from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS, SCORE_FILE, TARGET, TEST_DATA
+from riskcore.contract import (
+    API_RETURNS,
+    ESTIMATE_LEDGER,
+    EXIT_FAILED,
+    EXIT_OK,
+    ID_COLUMN,
+    ROW_DIGESTS,
+    SCORE_FILE,
+    TARGET,
+    TEST_DATA,
+)
 from riskcore.data.folder_ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
 from riskcore.data.validation import features_of, labelled
@@ -49,7 +61,7 @@ from riskcore.ops.alerts import note_run
 from riskcore.ops.api_client import call_endpoints
 from riskcore.ops.calls import called_clients, calls_path
 from riskcore.ops.evidence_window import clear_window, deployed_window, with_new_rows, write_window
-from riskcore.ops.history import highest_run_number, record_run, score_history, worse_on_holdout
+from riskcore.ops.history import highest_run_number, record_realized, record_run, score_history, worse_on_holdout
 from riskcore.ops.ledger import record_window, settle
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
@@ -159,22 +171,36 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, row
         run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
         run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
         run.estimated_drift = estimated_drop(estimate, baseline, config.automation["min_drop"])
-    if not ledger:
-        return
-    arrived = labelled(new)
-    settled = settle(history_path(config), dict(zip(arrived[ID_COLUMN].astype(str),
-                                                    arrived[TARGET].astype(int).tolist(), strict=True)),
-                     exclude_run=run.run_id)
-    for run_id, (f1, counted) in settled.items():
-        log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s", counted, run_id,
-                 "undefined (nobody left)" if f1 is None else f"{f1:.4f}")
-    labels = [int(v) if k else None for v, k in zip(rows[TARGET].fillna(-1).tolist(), known, strict=True)]
-    run.realized_f1, run.realized_rows = record_window(
-        history_path(config), run.run_id, rows[ID_COLUMN].astype(str).tolist(), predictions.astype(int).tolist(),
-        probabilities.tolist(), labels)
+    if ledger:
+        keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
     words = [text for text in (estimate_text(run.as_row()), calibration_text(run.calibration)) if text]
     if words:
         (log.warning if run.estimated_drift else log.info)("%s", "; ".join(words))
+
+
+def keep_ledger(config: Config, run: Run, rows, predictions, probabilities, arrived) -> None:
+    """Settle earlier windows with the labels that arrived (`arrived`), and keep this window's clients.
+
+    The ledger is bookkeeping beside the decision: a ledger that cannot be written is logged, and
+    the run goes on (its window's realized F1 is then never recorded).
+    """
+    import sqlite3
+
+    path = config.output_model_folder / ESTIMATE_LEDGER
+    try:
+        settled = settle(path, dict(zip(arrived[ID_COLUMN].astype(str), arrived[TARGET].astype(int).tolist(),
+                                        strict=True)), exclude_run=run.run_id)
+        record_realized(history_path(config), settled)
+        for run_id, (f1, counted) in settled.items():
+            log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s", counted, run_id,
+                     "undefined (nobody left)" if f1 is None else f"{f1:.4f}")
+        labels = [None if np.isnan(v) else int(v) for v in rows[TARGET].to_numpy(dtype="float64")]
+        run.realized_f1, run.realized_rows = record_window(
+            path, run.run_id, rows[ID_COLUMN].astype(str).tolist(), np.asarray(predictions).astype(int).tolist(),
+            np.asarray(probabilities).tolist(), labels)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("the estimate ledger %s cannot be written (%s): this window's realized F1 will not be recorded",
+                    path, exc)
 
 
 def course_check(config: Config, run: Run, deployment: Deployment, model, new) -> str:
