@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -761,7 +762,8 @@ def test_openapi_describes_exactly_the_routes_and_methods(client):
     for rule in application.url_map.iter_rules():
         if rule.endpoint.startswith("pages."):
             continue  # the HTML pages (riskcore.api.pages) are not part of the JSON API
-        routes.setdefault(rule.rule, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
+        template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # /risk/<path:client_id> -> /risk/{client_id}
+        routes.setdefault(template, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
     described = {path: set(operations) for path, operations in document["paths"].items()}
     assert described == routes
     for path, operations in document["paths"].items():
@@ -790,6 +792,11 @@ EXCHANGES = [
     ("open", "POST", "/prediction", {"data": b"records", "content_type": "text/plain"}, 415),
     ("open", "GET", "/risk", {}, 200),
     ("open", "GET", "/risk?top=5&offset=3", {}, 200),
+    ("open", "GET", "/risk?limit=5&offset=3", {}, 200),
+    ("open", "GET", "/risk?q=c0&limit=3", {}, 200),
+    ("open", "GET", "/risk/c010000", {}, 200),
+    ("open", "GET", "/risk/no-such-client", {}, 404),
+    ("open", "GET", "/risk?limit=2&top=2", {}, 400),
     ("open", "GET", "/risk?top=-1", {}, 400),
     ("open", "GET", "/risk?top=abc", {}, 400),
     ("open", "GET", "/risk?offset=99999999999999999999", {}, 400),
@@ -803,6 +810,8 @@ EXCHANGES = [
     ("open", "PUT", "/diagnostics", {}, 405),
     ("open", "GET", "/history", {}, 200),
     ("open", "GET", "/history?limit=2&offset=1", {}, 200),
+    ("open", "GET", "/history?quantiles=1", {}, 200),
+    ("open", "GET", "/history?quantiles=2", {}, 400),
     ("open", "GET", "/history?limit=0", {}, 400),
     ("open", "GET", "/history?offset=-1", {}, 400),
     ("open", "POST", "/history", {}, 405),
@@ -833,6 +842,7 @@ EXCHANGES = [
     ("keyed", "GET", "/scoring", {"headers": {"X-API-Key": "wrong"}}, 401),
     ("keyed", "GET", "/summarystats", {}, 401),
     ("keyed", "GET", "/risk?top=3", {}, 401),
+    ("keyed", "GET", "/risk/c010000", {}, 401),
     ("keyed", "GET", "/diagnostics", {}, 401),
     ("keyed", "GET", "/history", {}, 401),
     ("keyed", "GET", "/openapi.json", {}, 401),
@@ -842,6 +852,7 @@ EXCHANGES = [
     ("empty", "GET", "/scoring", {}, 503),
     ("empty", "GET", "/summarystats", {}, 503),
     ("empty", "GET", "/risk", {}, 503),
+    ("empty", "GET", "/risk/c010000", {}, 503),
     ("empty", "GET", "/diagnostics", {}, 503),
     ("empty", "GET", "/history", {}, 200),
     ("empty", "GET", "/health", {}, 200),
@@ -875,9 +886,20 @@ def make_empty_project(root: Path) -> Path:
     return write_config(root)
 
 
+def documented_path(document: dict, path: str) -> str:
+    """The document's path (a template such as /risk/{client_id}) a request's path matches; itself when none."""
+    plain = path.partition("?")[0]
+    if plain in document["paths"]:
+        return plain
+    for template in document["paths"]:
+        if "{" in template and re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), plain):
+            return template
+    return plain
+
+
 def operation_of(document: dict, path: str, method: str) -> dict | None:
     """The documented operation a request reaches, or None for a path or method the document does not list."""
-    return document["paths"].get(path.partition("?")[0], {}).get(method.lower())
+    return document["paths"].get(documented_path(document, path), {}).get(method.lower())
 
 
 def schema_validator(document: dict, pointer: str):
@@ -904,7 +926,7 @@ def test_every_documented_status_is_answered_and_every_answer_is_documented(answ
     document = answers[0][1]
     promised = {(path, method.upper(), code) for path, operations in document["paths"].items()
                 for method, operation in operations.items() for code in operation["responses"]}
-    seen = {(path.partition("?")[0], method, str(response.status_code))
+    seen = {(documented_path(document, path), method, str(response.status_code))
             for (_, method, path, _, _), document, response in answers if operation_of(document, path, method)}
     assert seen - promised == set(), "answers the OpenAPI document does not describe"
     assert promised - seen == set(), "documented answers no exchange here produced"
@@ -921,7 +943,7 @@ def test_real_answers_match_the_openapi_response_schemas(answers):
         else:
             content = operation_of(document, path, method)["responses"][str(status)]["content"]
             assert set(content) == {response.mimetype}, (method, path, status)
-            pointer = escaped("paths", path.partition("?")[0], method.lower(), "responses", str(status),
+            pointer = escaped("paths", documented_path(document, path), method.lower(), "responses", str(status),
                               "content", response.mimetype, "schema")
         body = response.get_json() if response.is_json else response.get_data(as_text=True)  # /metrics: text
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"

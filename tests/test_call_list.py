@@ -370,7 +370,7 @@ def risk_client(deployed):
 @pytest.mark.parametrize(("query", "field"), [
     ("top=-1", "top"), ("top=abc", "top"), ("top=0", "top"), ("top=1001", "top"), ("top=1&top=2", "top"),
     ("offset=-3", "offset"), ("offset=99999999999999999999", "offset"), ("offset=1000000", "offset"),
-    ("limit=5", "limit"),
+    ("page=5", "page"), ("limit=5&top=5", "top"), ("q=&q=a", "q"),
 ])
 def test_bad_page_values_are_400_naming_the_field(risk_client, query, field):
     response = risk_client.get(f"/risk?{query}")
@@ -567,3 +567,62 @@ def test_risk_and_the_page_show_what_changed_since_the_last_kept_ranking(deploye
     second = after["clients"][1]
     shown = client.get(f"/clients/{second['corporation']}").get_data(as_text=True)
     assert f"down 1 since run 7 (rank {second['previous_rank']} then)" in shown
+
+
+# --- One API vocabulary: limit/offset/next_offset, one client, search (issue 22.5) -------------------------
+def test_risk_of_one_client_is_its_row_of_the_list(risk_client):
+    page = risk_client.get("/risk?limit=3&offset=2").get_json()
+    third = page["clients"][0]
+    one = risk_client.get(f"/risk/{third['corporation']}")
+    assert one.status_code == 200 and one.get_json()["client"] == third
+    assert one.get_json()["model_version"] == page["model_version"]
+
+
+def test_risk_of_an_unknown_client_is_a_404_naming_it(risk_client):
+    missing = risk_client.get("/risk/nobody-here")
+    assert missing.status_code == 404 and missing.mimetype == "application/json"
+    assert '"nobody-here"' in missing.get_json()["message"]
+
+
+def test_limit_and_top_are_one_page_size(risk_client):
+    by_limit = risk_client.get("/risk?limit=4&offset=1").get_json()
+    by_top = risk_client.get("/risk?top=4&offset=1").get_json()
+    assert by_limit == by_top and by_limit["limit"] == 4 and by_limit["count"] == 4
+    assert by_limit["next_offset"] == 5
+
+
+def test_risk_q_pages_through_the_ids_the_page_search_finds(deployed, risk_client):
+    whole = risk_client.get("/risk?limit=1000").get_json()["clients"]
+    expected = [c for c in whole if "c02" in c["corporation"].lower()]
+    assert 3 < len(expected) < len(whole)
+    found, offset = [], 0
+    while offset is not None:
+        page = risk_client.get(f"/risk?q=C02&limit=3&offset={offset}").get_json()
+        assert page["matches"] == len(expected) and page["q"] == "C02"
+        found += page["clients"]
+        offset = page["next_offset"]
+    assert found == expected  # in rank order, each with its rank in the whole list
+    past = risk_client.get(f"/risk?q=C02&offset={len(expected)}")
+    assert past.status_code == 400 and past.get_json()["field"] == "offset"
+    assert risk_client.get("/risk?q=zzz-none").get_json()["clients"] == []
+
+
+def test_history_pages_with_next_offset_and_leaves_the_quantiles_out_unless_asked(deployed, risk_client):
+    from riskcore.contract import RUN_HISTORY
+    from riskcore.ops.history import record_run
+    from riskcore.ops.run_record import Run
+
+    quantiles = {"lastmonth_activity": [0.0, 10.0, 400.0]}
+    for day in range(1, 6):
+        record_run(deployed.output_model_folder / RUN_HISTORY,
+                   Run(started_at=f"2026-03-0{day}T00:00:00Z", outcome="done", new_rows_quantiles=quantiles).as_row())
+    runs, offset = [], 0
+    while offset is not None:
+        page = risk_client.get(f"/history?limit=2&offset={offset}").get_json()
+        assert page["count"] == len(page["runs"])
+        runs += page["runs"]
+        offset = page["next_offset"]
+    assert len(runs) == 5 and all("new_rows_quantiles" not in run for run in runs)
+    asked = risk_client.get("/history?limit=1&quantiles=1").get_json()
+    assert asked["runs"][0]["new_rows_quantiles"] == quantiles and asked["next_offset"] == 1
+    assert risk_client.get("/history?quantiles=yes").status_code == 400

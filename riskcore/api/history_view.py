@@ -2,7 +2,8 @@
 
 Each run carries every column of the history (riskcore.ops.history): its drift check (F1 on the new
 data against the baseline, and per feature PSI and KS), rejected files, decision, model versions
-and step timings. The history is the one the page shows (RiskService.history: read through
+and step timings; the new rows' quantiles (about a hundred numbers per feature, which the report
+draws) only with ?quantiles=1. The history is the one the page shows (RiskService.history: read through
 riskcore.ops.history's one reader, once per version of the file, one stat per request), and only the
 asked page is sent.
 """
@@ -17,7 +18,7 @@ from riskcore.api.errors import json_response
 from riskcore.api.query import query_number
 from riskcore.api.serving import service
 from riskcore.contract import API_KEY_HEADER, FEATURES
-from riskcore.ops.history import HISTORY_COLUMNS
+from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 
 evidence = Blueprint("evidence", __name__)
 
@@ -27,12 +28,18 @@ MAX_LIMIT = 1000
 
 @evidence.get("/history")
 def history() -> Response:
-    """The automation's run history, newest first: ?limit= runs (default 50) from ?offset= (default 0)."""
+    """The automation's run history, newest first: ?limit= runs (default 50) from ?offset= (default 0); the
+    quantile lists with ?quantiles=1."""
     limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
+    quantiles = query_number("quantiles", 0, 0, 1) == 1
     runs = service().history().newest_first
-    return json_response({"total": len(runs), "limit": limit, "offset": offset,
-                          "runs": runs[offset:offset + limit]})
+    page = runs[offset:offset + limit]
+    if not quantiles:
+        page = [{key: value for key, value in run.items() if key not in QUANTILE_COLUMNS} for run in page]
+    end = offset + len(page)
+    return json_response({"total": len(runs), "limit": limit, "offset": offset, "count": len(page),
+                          "next_offset": end if end < len(runs) else None, "runs": page})
 
 
 # --- Its OpenAPI description (riskcore.api.openapi adds it to the document) ------------------------
@@ -105,16 +112,22 @@ def history_paths() -> dict[str, Any]:
         return {"description": description,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
-    page = {"type": "object", "required": ["total", "limit", "offset", "runs"], "properties": {
+    page = {"type": "object", "required": ["total", "limit", "offset", "count", "next_offset", "runs"], "properties": {
         "total": {"type": "integer", "minimum": 0, "description": "runs in the history"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
         "offset": {"type": "integer", "minimum": 0},
+        "count": {"type": "integer", "minimum": 0, "description": "runs in this page"},
+        "next_offset": {"type": ["integer", "null"], "minimum": 1,
+                        "description": "the offset of the next page; null on the last"},
         "runs": {"type": "array", "maxItems": MAX_LIMIT, "items": run_schema()}}}
     parameters = [
         {"name": "limit", "in": "query", "required": False, "description": "runs per page",
          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
         {"name": "offset", "in": "query", "required": False, "description": "runs to skip, newest first",
          "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        {"name": "quantiles", "in": "query", "required": False,
+         "description": "1: each run carries new_rows_quantiles (about a hundred numbers per feature); left out "
+                        "by default", "schema": {"type": "integer", "enum": [0, 1], "default": 0}},
     ]
     return {"/history": {"get": {
         "summary": "The automation's run history, newest run first, paged: drift checks, decisions, timings",
@@ -122,6 +135,6 @@ def history_paths() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A page of runs (an empty list before the first run)",
                     "content": {"application/json": {"schema": page}}},
-            "400": error("A limit or offset that is not a whole number in range"),
+            "400": error("A limit, offset or quantiles that is not a whole number in range"),
             "401": error(f"Missing or wrong {API_KEY_HEADER}"),
         }}}}

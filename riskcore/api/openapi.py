@@ -18,7 +18,7 @@ ERROR_REASONS = {
     400: "Bad input; the message names the field",
     401: f"Missing or wrong {API_KEY_HEADER}",
     403: "A dataset location outside the data folders",
-    404: "No such dataset file",
+    404: "No such dataset file, or no such client in the call list",
     413: "Request body, dataset or record count over the limit",
     415: "Unsupported content type",
     503: "Not available yet (nothing deployed, no data or record)",
@@ -137,10 +137,15 @@ def risk_operation() -> dict[str, Any]:
         "description": "One row per client (its latest snapshot), ranked by the deployed model's log-odds; "
                        "ranked once per deployment and version of the ingested data. Unknown parameters are "
                        "refused.",
-        "parameters": [page("top", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+        "parameters": [page("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
                             "clients per page"),
+                       {**page("top", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                               "the older name of limit (give one of the two)"), "deprecated": True},
                        page("offset", {"type": "integer", "minimum": 0, "default": 0},
-                            "clients to skip; at most the number of clients in the list")],
+                            "clients to skip; at most the number of clients in the list (or of matches)"),
+                       page("q", {"type": "string", "maxLength": 100},
+                            "keep the clients whose id contains this text, whatever the case (as the page's "
+                            "search)")],
         "responses": {
             "200": json_answer("A page of the call list", obj({
                 "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING,
@@ -151,11 +156,30 @@ def risk_operation() -> dict[str, Any]:
                 "compared_with_run": {"type": ["integer", "null"],
                                       "description": "the run whose kept ranking previous_rank and change compare "
                                                      "with; null when no earlier ranking is kept"},
-                "offset": COUNT, "top": {"type": "integer", "minimum": 1}, "count": COUNT,
-                "next_offset": {"type": ["integer", "null"]},
+                "q": {"type": ["string", "null"], "description": "the search, null without one"},
+                "matches": {"type": ["integer", "null"], "minimum": 0,
+                            "description": "clients whose id contains q (what offset pages through); null without q"},
+                "offset": COUNT, "limit": {"type": "integer", "minimum": 1},
+                "top": {"type": "integer", "minimum": 1, "description": "the same as limit (its older name)"},
+                "count": COUNT, "next_offset": {"type": ["integer", "null"]},
                 "clients": {"type": "array", "items": ref("Client")}},
-                ("model_version", "release", "data", "total", "offset", "top", "count", "next_offset", "clients"))),
+                ("model_version", "release", "data", "total", "q", "matches", "offset", "limit", "count",
+                 "next_offset", "clients"))),
             **errors(400, 401, 503)},
+    }
+
+
+def risk_client_operation() -> dict[str, Any]:
+    return {
+        "summary": "One client of the call list, as GET /risk gives it",
+        "parameters": [{"name": "client_id", "in": "path", "required": True, "schema": STRING,
+                        "description": "the client id (corporation), URL-encoded"}],
+        "responses": {
+            "200": json_answer("The client, with the list it belongs to", obj({
+                "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING, "total": COUNT,
+                "compared_with_run": {"type": ["integer", "null"]}, "client": ref("Client")},
+                ("model_version", "release", "data", "total", "client"))),
+            **errors(401, 404, 503)},
     }
 
 
@@ -187,6 +211,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
         "paths": {
             "/prediction": {"post": prediction_operation()},
             "/risk": {"get": risk_operation()},
+            "/risk/{client_id}": {"get": risk_client_operation()},
             "/scoring": {"get": {
                 "summary": "F1 of the deployed model on the test data (computed once per deployment)",
                 "responses": {"200": json_answer("The F1 score", obj(

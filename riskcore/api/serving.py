@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from json import dumps as json_dumps
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -285,21 +286,55 @@ class CallList:
         return self.total
 
     # --- GET /risk ---
-    def answer(self, top: int, offset: int, group: frozenset[str] = frozenset()) -> Answer:
-        """`top` clients from rank offset + 1, or ApiError 400 for an offset past the end of the list; each
-        marked whether it is in this cycle's measurement group (`group`)."""
+    def answer(self, limit: int, offset: int, group: frozenset[str] = frozenset(), query: str = "") -> Answer:
+        """`limit` clients from rank offset + 1 (of those whose id contains `query`, whatever the case, as the
+        page searches), or ApiError 400 for an offset past the end; each marked whether it is in this cycle's
+        measurement group (`group`)."""
+        self._mark(group)
+        places = self.matching(query) if query else None
+        total = self.total if places is None else len(places)
+        if offset >= total and offset > 0:  # 0 on an empty list is its one (empty) page
+            held = f"the call list holds {total} clients" if places is None else f"{total} client ids match"
+            raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
+                                f"{max(total - 1, 0)} ({held}).", field="offset")
+        end = min(offset + limit, total)
+        shown = list(range(offset, end)) if places is None else places[offset:end]
+        missing = [index for index in shown if index not in self.rows]
+        if missing and places is None:
+            self._render(min(missing), max(missing) + 1)
+        elif missing:
+            self._render_each(missing)
+        head = json_bytes({**self.about, "q": query or None, "matches": None if places is None else total,
+                           "offset": offset, "limit": limit, "top": limit, "count": end - offset,
+                           "next_offset": end if end < total else None})
+        return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in shown) + b"]}"
+
+    def one(self, client_id: str, group: frozenset[str] = frozenset()) -> Answer:
+        """GET /risk/<id>: one client's row as /risk gives it, or ApiError 404 naming the id."""
+        import polars as pl
+
+        self._mark(group)
+        found = self.ranking.filter(pl.col(ID_COLUMN) == client_id)
+        if not found.height:
+            shown = client_id if len(client_id) <= 60 else client_id[:57] + "..."
+            raise ApiError(404, f"No client {json_dumps(shown)} in the call list (its latest snapshot says it left, "
+                                "or it is not in the ingested data).", field="client_id")
+        index = found.item(0, "rank") - 1
+        if index not in self.rows:
+            self._render(index, index + 1)
+        head = json_bytes({**self.about})
+        return 200, head[:-1] + b',"client":' + self.rows[index] + b"}"
+
+    def matching(self, query: str) -> list[int]:
+        """The places in the list (0 first) of the clients whose id contains `query`, whatever the case."""
+        import polars as pl
+
+        found = self.ranking.filter(pl.col("search").str.contains(query.lower(), literal=True))
+        return [rank - 1 for rank in found.get_column("rank").to_list()]
+
+    def _mark(self, group: frozenset[str]) -> None:
         if group != self.group:  # a new cycle: the rows are marked again
             self.rows, self.group = {}, group
-        if offset >= self.total and offset > 0:  # 0 on an empty list is its one (empty) page
-            raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
-                                f"{max(self.total - 1, 0)} (the call list holds {self.total} clients).",
-                           field="offset")
-        end = min(offset + top, self.total)
-        if any(index not in self.rows for index in range(offset, end)):
-            self._render(offset, end)
-        head = json_bytes({**self.about, "offset": offset, "top": top, "count": end - offset,
-                           "next_offset": end if end < self.total else None})
-        return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in range(offset, end)) + b"]}"
 
     def _render(self, start: int, end: int) -> None:
         from riskcore.report.call_list import entries
@@ -307,6 +342,13 @@ class CallList:
         rows = entries(self.frame.slice(start, end - start), start + 1, self.explainer, self.group,
                        self.served.calibrator)
         self.rows.update((index, json_bytes(row)) for index, row in enumerate(rows, start=start))
+
+    def _render_each(self, places: list[int]) -> None:
+        from riskcore.report.call_list import entries
+
+        for index in places:
+            [row] = entries(self.frame.slice(index, 1), index + 1, self.explainer, self.group)
+            self.rows[index] = json_bytes(row)
 
     # --- The web page ---
     @cached_property
@@ -381,12 +423,19 @@ class RiskService:
         path = self.config.output_model_folder / RUN_HISTORY
         return self.files.get("history", (path,), lambda _: RunHistory(read_history(path)))
 
-    def risk(self, served: Served, top: int, offset: int) -> Answer:
-        """GET /risk's answer: a page of the call list."""
+    def risk(self, served: Served, limit: int, offset: int, query: str = "") -> Answer:
+        """GET /risk's answer: a page of the call list (or of the clients whose id contains `query`)."""
         built = self.call_list(served)
         if not isinstance(built, CallList):
             return unavailable(built)
-        return built.answer(top, offset, self.measurement_group())
+        return built.answer(limit, offset, self.measurement_group(), query)
+
+    def risk_of(self, served: Served, client_id: str) -> Answer:
+        """GET /risk/<id>'s answer: one client of the call list."""
+        built = self.call_list(served)
+        if not isinstance(built, CallList):
+            return unavailable(built)
+        return built.one(client_id, self.measurement_group())
 
     def measurement_group(self) -> frozenset[str]:
         """The newest cycle's measurement group (riskcore.ops.calls), read once per version of the calls store."""

@@ -17,7 +17,8 @@ api = Blueprint("api", __name__)
 
 DEFAULT_PAGE = 50  # clients per page of GET /risk
 MAX_PAGE = 1000
-PAGE_PARAMETERS = ("top", "offset")
+PAGE_PARAMETERS = ("limit", "top", "offset", "q")  # top: the older name of limit, still taken
+MAX_QUERY = 100  # characters of a search, as the page takes them
 
 
 def send(answer: Answer) -> Response:
@@ -43,14 +44,36 @@ def prediction() -> Response:
 
 @api.get("/risk")
 def risk() -> Response:
-    """The call list: ?top= clients (default 50) from ?offset= (default 0), riskiest first, with their reasons."""
+    """The call list: ?limit= clients (default 50; ?top= is the same) from ?offset= (default 0), riskiest first,
+    with their reasons; ?q= keeps the clients whose id contains it, whatever the case."""
     unknown = [key for key in request.args if key not in PAGE_PARAMETERS]
     if unknown:
-        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "top" and '
-                            '"offset".', field=unknown[0][:60])
-    top = query_number("top", DEFAULT_PAGE, 1, MAX_PAGE)
+        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "limit" (or "top"), '
+                            '"offset" and "q".', field=unknown[0][:60])
+    if "limit" in request.args and "top" in request.args:
+        raise ApiError(400, 'Give "limit" or "top" (the same page size), not both.', field="top")
+    name = "top" if "top" in request.args else "limit"
+    limit = query_number(name, DEFAULT_PAGE, 1, MAX_PAGE)
     offset = query_number("offset", 0, 0)
-    return send(service().risk(service().models.get(), top, offset))
+    return send(service().risk(service().models.get(), limit, offset, search_text()))
+
+
+def search_text() -> str:
+    """?q=: the text a client id must contain, given once, at most MAX_QUERY characters (surrounding spaces dropped)."""
+    given = request.args.getlist("q")
+    if len(given) > 1:
+        raise ApiError(400, 'The query parameter "q" may be given once only.', field="q")
+    text = given[0].strip() if given else ""
+    if len(text) > MAX_QUERY or not text.isprintable():
+        raise ApiError(400, f'The query parameter "q" must be printable text of at most {MAX_QUERY} characters.',
+                       field="q")
+    return text
+
+
+@api.get("/risk/<path:client_id>")
+def risk_of_client(client_id: str) -> Response:
+    """One client of the call list, as /risk gives it, or a 404 naming the id."""
+    return send(service().risk_of(service().models.get(), client_id))
 
 
 @api.get("/scoring")
