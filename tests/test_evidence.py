@@ -62,12 +62,14 @@ def client(config, monkeypatch):
 
 def test_history_is_every_run_newest_first_with_every_column(config, client):
     rows = record_runs(config, 5)
-    answer = client.get("/history")
+    answer = client.get("/history?quantiles=1")  # every column, the quantile lists included when asked for
     assert answer.status_code == 200 and answer.mimetype == "application/json"
     body = answer.get_json()
-    assert (body["total"], body["limit"], body["offset"]) == (5, 50, 0)
+    assert (body["total"], body["limit"], body["offset"], body["count"], body["next_offset"]) == (5, 50, 0, 5, None)
     assert body["runs"] == rows[::-1]
     assert set(body["runs"][0]) == {"id", *HISTORY_COLUMNS}
+    plain = client.get("/history").get_json()["runs"]
+    assert plain == [{k: v for k, v in run.items() if k != "new_rows_quantiles"} for run in rows[::-1]]
     retrain = body["runs"][[run["decision"] for run in body["runs"]].index("retrain")]
     assert retrain["data_drift"] == DRIFT  # PSI and KS per feature, as the drift check recorded them
     assert retrain["evaluation"] == EVALUATION  # both models on the holdout and the test data, with intervals
@@ -109,7 +111,8 @@ def test_bad_paging_is_a_400_naming_the_parameter(config, client, query, field, 
 
 
 def test_history_before_any_run_is_an_empty_page(client):
-    assert client.get("/history").get_json() == {"total": 0, "limit": 50, "offset": 0, "runs": []}
+    assert client.get("/history").get_json() == {"total": 0, "limit": 50, "offset": 0, "count": 0,
+                                                 "next_offset": None, "runs": []}
 
 
 def test_a_new_run_is_served_on_the_next_request(config, client):
