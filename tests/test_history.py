@@ -222,3 +222,16 @@ def test_fullprocess_prints_the_history_in_each_format(config, capsys, isolated_
     table = lambda runs: format_history(runs, config.automation["ks_alpha"])  # noqa: E731
     expected = {"table": table, "json": history_json, "csv": history_csv}[form](rows)
     assert printed == expected.rstrip("\n") + "\n"
+
+
+def test_history_csv_keeps_the_estimate_and_the_reliability_bins_readable(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    bins = [{"predicted": 0.1, "observed": 0.12, "rows": 50}, {"predicted": 0.8, "observed": 0.7, "rows": 50}]
+    record_run(path, {"run_id": "e", "started_at": "2026-03-01T00:00:00Z", "estimated_f1": 0.81,
+                      "estimated_f1_interval": [0.77, 0.85], "estimated_drift": False,
+                      "calibration": {"ece": 0.05, "brier": 0.1, "rows": 100, "reliability": bins}})
+    [row] = read_history(path)
+    assert row["estimated_f1_interval"] == [0.77, 0.85] and row["estimated_drift"] is False
+    [cells] = list(csv.DictReader(io.StringIO(history_csv([row]))))
+    assert cells["estimated_f1_interval"] == "0.77; 0.85" and cells["calibration.ece"] == "0.05"
+    assert json.loads(cells["calibration.reliability"]) == bins

@@ -261,6 +261,8 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
             cells.update(_flat(f"{prefix}.{key}", inner))
         return cells
     if isinstance(value, list):
+        if any(isinstance(item, dict) and "name" not in item for item in value):  # figures (reliability bins)
+            return {prefix: json.dumps(value)}
         return {prefix: "; ".join(f"{item.get('name')}: {item.get('reason')}" if isinstance(item, dict)
                                   else str(item) for item in value)}
     return {prefix: value}
