@@ -61,7 +61,7 @@ TASKS = BENCH / "tasks.py"
 PYTHON = sys.executable
 TIME = "/usr/bin/time"
 BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle", "drift_test",
-              "db_tick", "db_ingestion")
+              "estimate", "db_tick", "db_ingestion")
 SEED = 20240601
 # diagnostics.py asks pip for the latest versions; an index that refuses at once keeps the
 # network out of the figures (and no configured mirror or find-links answers instead).
@@ -619,6 +619,19 @@ def bench_drift_test(sizes: Sizes) -> dict[str, Any]:
                                target="<= 0.2 s", met=value <= 0.2)]}
 
 
+def bench_estimate(sizes: Sizes) -> dict[str, Any]:
+    """Issue 20: estimating a window from calibrated probabilities, and fitting the calibrator at training."""
+    result = task("estimate", "--rows", str(sizes.clients), memory=False).result()
+    share = result["calibration"] / result["training"]
+    return {"title": f"performance estimated on a window of {sizes.clients:,} unlabelled clients, and the "
+                     "calibrator fitted by training.py on 2,000 held-out rows",
+            "figures": [figure("estimate: time (median of 5)", result["seconds"], "s", "f1_score on the same rows",
+                               result["floor"], target="<= 0.2 s", met=result["seconds"] <= 0.2),
+                        figure("calibration in training.py (median of 3)", result["calibration"], "s",
+                               "the rest of training.py", result["training"], target="<= 0.1x floor",
+                               met=share <= 0.1)]}
+
+
 # --- 7 and 8. the database source (input_database) --------------------------------------------
 @contextlib.contextmanager
 def postgres():
@@ -809,6 +822,9 @@ def run(sizes: Sizes, data: Path, only: tuple[str, ...], client: str) -> dict[st
         if "drift_test" in only:
             log("the significance test")
             record("drift_test", work=bench_drift_test, sizes=sizes)
+        if "estimate" in only:
+            log("the window estimate and the calibrator")
+            record("estimate", work=bench_estimate, sizes=sizes)
         if {"db_tick", "db_ingestion"} & set(only):
             with postgres() as pg_server:
                 if "db_tick" in only:

@@ -270,12 +270,64 @@ def task_drift_test(args: argparse.Namespace) -> None:
     emit({"seconds": statistics.median(tests), "floor": statistics.median(floors)})
 
 
+def task_estimate(args: argparse.Namespace) -> None:
+    """Issue 20's costs on generated new-market clients: estimating a window of --rows rows from calibrated
+    probabilities (beside f1_score on them), and the calibrator's share of training.py on --rows rows (its
+    seconds, as modelmetadata.json records them, beside the rest of the training step)."""
+    import statistics
+    import tempfile
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    import datagen
+    import ingestion
+    import training
+    from riskcore.contract import FEATURES, TARGET
+    from riskcore.model.calibration import calibrated_probability, estimate_performance, fit_calibrator
+
+    columns = datagen.generate_columns(args.rows + 2000 + args.rows, "source", 11)
+    features = np.column_stack([columns[name] for name in FEATURES]).astype(float)
+    labels = columns[TARGET]
+    train, held, window = slice(0, args.rows), slice(args.rows, args.rows + 2000), slice(args.rows + 2000, None)
+    model = LogisticRegression(solver="liblinear").fit(features[train], labels[train])
+    calibrator, _ = fit_calibrator(model.decision_function(features[held]), labels[held], "bench")
+    log_odds, predictions = model.decision_function(features[window]), model.predict(features[window])
+    estimates, floors = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        estimate_performance(calibrated_probability(calibrator, log_odds), predictions, log_odds)
+        estimates.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        f1_score(labels[window], predictions)
+        floors.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        datagen.write_columns_csv(root / "input" / "clients.csv", {k: v[train] for k, v in columns.items()})
+        datagen.write_columns_csv(root / "test" / "testdata.csv", {k: v[held] for k, v in columns.items()})
+        config = load_config(write_config(root / "config.json", input_folder_path="input", output_folder_path="out",
+                                          test_data_path="test", output_model_path="models",
+                                          prod_deployment_path="prod"))
+        ingestion.run(config)
+        steps, calibrations = [], []
+        for _ in range(3):
+            start = time.perf_counter()
+            metadata = training.run(config)
+            steps.append(time.perf_counter() - start)
+            calibrations.append(metadata["calibration"]["seconds"])
+    emit({"seconds": statistics.median(estimates), "floor": statistics.median(floors),
+          "calibration": statistics.median(calibrations),
+          "training": statistics.median(s - c for s, c in zip(steps, calibrations, strict=True))})
+
+
 TASKS = {
     "clients": task_clients,
     "project": task_project,
     "risk-list": task_risk_list,
     "read-csv": task_read_csv,
     "drift-test": task_drift_test,
+    "estimate": task_estimate,
     "ingest": task_ingest,
     "postgres": task_postgres,
     "db-table": task_db_table,
@@ -322,6 +374,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     db_project.add_argument("--seed", type=int, required=True)
     drift = sub.add_parser("drift-test", help="time the significance test on a window of rows")
     drift.add_argument("--rows", type=int, required=True)
+    estimate = sub.add_parser("estimate", help="time the window estimate and the calibrator's fit")
+    estimate.add_argument("--rows", type=int, required=True)
     select = sub.add_parser("db-select", help="print the query ingestion reads a configured table with")
     select.add_argument("--config", required=True)
     return parser.parse_args(argv)

@@ -18,7 +18,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 BENCHMARKS = ("cron_tick", "prediction", "get_endpoints", "risk_list", "ingestion", "full_cycle", "drift_test",
-              "db_tick", "db_ingestion")
+              "estimate", "db_tick", "db_ingestion")
 
 
 def load_harness():
