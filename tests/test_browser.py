@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,34 @@ def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, tmp_path, cons
     follow(browser, browser.find_element(By.CSS_SELECTOR, "form.logout button"))
     browser.get(keyed_site.url + "/")
     assert browser.find_elements(By.ID, "key") and not browser.get_cookies()
+
+
+def test_a_call_recorded_from_the_client_page_shows_on_the_list(browser, site, project, console):
+    """The form on a client's page (today by default, an outcome in words, a note, who called) stores the call,
+    comes back to the page with it listed, and the call list shows "called today: at risk"; markup stays text."""
+    ranked = risk_list(project)
+    wanted = ranked[6]["corporation"]  # not a row the other tests read
+    browser.set_window_size(1280, 900)
+    browser.get(site.url + "/")
+    follow(browser, browser.find_element(By.LINK_TEXT, wanted))
+    form = browser.find_element(By.CSS_SELECTOR, "form.call-form")
+    assert form.find_element(By.NAME, "when").get_attribute("value") == date.today().isoformat()
+    form.find_element(By.XPATH, ".//label[normalize-space()='reached, at risk']/input").click()
+    form.find_element(By.NAME, "note").send_keys("<script>alert(1)</script> call back on Friday")
+    form.find_element(By.NAME, "by").send_keys("Ana")
+    follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert browser.current_url.endswith("#calls") and browser.find_element(By.ID, "client-title").text == \
+        f"Client {wanted}"
+    [row] = browser.find_elements(By.CSS_SELECTOR, "table.client-calls tbody tr")
+    assert [cell.text for cell in row.find_elements(By.TAG_NAME, "td")] == [
+        date.today().isoformat(), "reached, at risk", "<script>alert(1)</script> call back on Friday", "Ana"]
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_element(By.ID, "last-call").text == "called today: at risk"
+    browser.get(site.url + "/")
+    row = next(r for r in calls(browser) if r[0] == "7")
+    assert row[1].splitlines() == [wanted, "called today: at risk"]
+    browser.get(site.url + f"/clients/{wanted}")  # the browser remembers who called
+    assert browser.find_element(By.NAME, "by").get_attribute("value") == "Ana"
 
 
 def test_the_page_works_with_javascript_off(site, project, tmp_path):

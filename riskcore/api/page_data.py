@@ -18,7 +18,7 @@ from typing import Any
 from riskcore.api.page_health import chart_drift, model_quality
 from riskcore.api.serving import RiskService, Served
 from riskcore.config import Config
-from riskcore.contract import ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
+from riskcore.contract import CALLS_STORE, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
 from riskcore.data.input_files import list_input_files
 from riskcore.release.operator_state import CONTROL_FILE
 
@@ -85,7 +85,8 @@ def rendered(risk: RiskService, pointer: str | None, served: Served | None, page
     """
     folder = risk.config.output_model_folder
     files = (risk.config.final_data_file, risk.config.test_data_file, folder / RUN_HISTORY, folder / RISK_SCORES,
-             folder, risk.config.prod_deployment_folder / CONTROL_FILE)  # the control record: a rollback or pin banner
+             folder, risk.config.prod_deployment_folder / CONTROL_FILE,  # the control record: a rollback or pin banner
+             folder / CALLS_STORE)  # the calls recorded and the cycle's measurement group
     return risk.files.get("page", files, lambda _: render(), key=(pointer, served.release if served else None, page),
                           keep=RENDERED_PAGES)
 

@@ -6,6 +6,7 @@ GET /model             the data scientist's page: the served model, its scores, 
 GET /clients/<id>      one client: its latest snapshot, its probability, its earlier snapshots
 GET /downloads/...     the full risk list (risk_scores.csv) and the latest PDF report
 GET, POST /login       the key form, when the API has a key; POST /logout forgets it
+POST /clients/<id>/calls  a client's call form: records a call (riskcore.ops.calls), then back to the client's page
 
 Rendered on the server with Jinja2 (templates/) and styled by one CSS file the app serves (static/):
 no JavaScript, so the page works with it off, and a Content-Security-Policy that allows only the
@@ -16,6 +17,12 @@ With an API key (riskcore.api.key), the pages ask for it once and remember it in
 session: an HttpOnly, SameSite=Strict cookie that says the key was given and when (never the key
 itself), signed under a secret derived from the key, so a new key turns every earlier cookie away.
 The JSON API still takes only the X-API-Key header.
+
+The pages are read-only but for two forms, the key form and a client's call form, both rate-limited
+per client address (riskcore.api.form_guard). The call form is POST only, carries a CSRF token held
+in the signed session (compared in constant time), needs the key cookie when a key is set, and its
+body is limited to MAX_FORM_BYTES. Without an API key the session is signed under the page secret
+beside the models (form_guard.page_secret), made the first time a call form is shown.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import hashlib
 import hmac
 import logging
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote, unquote
 
 from flask import (
     Blueprint,
@@ -42,19 +50,32 @@ from flask import (
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import NullSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from riskcore.api import page_data
 from riskcore.api.errors import ApiError, handle_http_error
+from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, page_secret
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import health_strip, model_health, when
 from riskcore.api.query import query_number
 from riskcore.api.serving import CallList, RiskService, Served, service
-from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, SUMMARY_REPORT, ConfigError
+from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT, ConfigError
 from riskcore.formatting import count, fixed, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
+from riskcore.ops.calls import (
+    MAX_BY,
+    MAX_NOTE,
+    OUTCOMES,
+    CallError,
+    calls_path,
+    check_call,
+    last_call_text,
+    last_calls,
+    read_calls,
+    record_calls,
+)
 from riskcore.release.listing import served_summary
 
 log = logging.getLogger(__name__)
@@ -64,6 +85,13 @@ site = Blueprint("pages", __name__, template_folder="templates", static_folder="
 MAX_QUERY = 100  # characters of a search kept
 COOKIE = "risk_page_session"
 COOKIE_DAYS = 30  # the form asks again after this long, or as soon as the key changes
+CALLER_COOKIE = "risk_caller"  # the name last entered in a call form's "by", to fill it in next time
+CALLER_DAYS = 365
+MAX_FORM_BYTES = 16 * 1024  # a call form's body: 500 characters of note take at most 6,000 bytes encoded
+CALLS_SHOWN = 50  # a client's calls listed on its page, newest first
+# The rate limits per client address and minute, in each worker process (riskcore.api.form_guard).
+LOGIN_ATTEMPTS_PER_MINUTE = 10
+CALL_FORMS_PER_MINUTE = 30
 # Only the app's own stylesheet and icon; an inline <svg> is markup, not an image, and needs no source.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                            "frame-ancestors 'none'; base-uri 'none'")
@@ -96,15 +124,34 @@ class PageSession(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
 
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        """Flask's serializer, under a secret derived from the key of this moment (not app.secret_key)."""
+    def open_session(self, app: Flask, request) -> SessionMixin | None:
+        """Without a key and without a cookie, an empty session that needs no secret until it is written."""
+        if request.cookies.get(self.get_cookie_name(app)) is None and self._key() is None:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    @staticmethod
+    def _key() -> str | None:
         try:
-            key = current_key()
+            return current_key()
         except ApiError:  # require_key answers it with its sentence; a session opens before error handlers run
+            return ""
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer, under a secret derived from the key of this moment (not app.secret_key), or
+        under the page secret beside the models when no key is set."""
+        key = self._key()
+        if key == "":
             return None
-        if not key:
-            return None
-        return URLSafeTimedSerializer(session_secret(key), salt=self.salt, serializer=self.serializer,
+        if key is None:
+            try:
+                secret = page_secret(service().config.output_model_folder)
+            except (ConfigError, OSError) as exc:
+                log.error("no session for the pages' forms: %s", exc)
+                return None
+        else:
+            secret = session_secret(key)
+        return URLSafeTimedSerializer(secret, salt=self.salt, serializer=self.serializer,
                                       signer_kwargs={"key_derivation": self.key_derivation,
                                                      "digest_method": self.digest_method})
 
@@ -122,6 +169,20 @@ def keep_the_key_in_a_session(state) -> None:
                       SESSION_COOKIE_PATH="/", PERMANENT_SESSION_LIFETIME=timedelta(days=COOKIE_DAYS),
                       SESSION_REFRESH_EACH_REQUEST=False)  # the form asks again COOKIE_DAYS after it was filled
     app.session_interface = PageSession()  # signed under the key of the moment: a new key ends every session
+    app.extensions["risk_page_limits"] = {"login": RateLimit(LOGIN_ATTEMPTS_PER_MINUTE),
+                                          "calls": RateLimit(CALL_FORMS_PER_MINUTE)}
+
+
+def too_many(form: str) -> tuple[str, int, dict[str, str]] | None:
+    """The 429 page when this address sent the form too often in the last minute (counting this attempt)."""
+    limit: RateLimit = current_app.extensions["risk_page_limits"][form]
+    address = request.remote_addr or "unknown"
+    if limit.allow(address):
+        return None
+    log.warning("%s form: too many attempts from %s", form, address)
+    page, status = error_page(429, f"Too many attempts from this address: at most {limit.attempts} a minute; "
+                                   "wait a minute and try again.")
+    return page, status, {"Retry-After": str(limit.retry_after(address))}
 
 
 def local_target(target: str | None) -> str:
@@ -146,6 +207,9 @@ def require_key() -> Response | None:
         return None
     if session.get(KEY_GIVEN) is True:  # Flask checked the signature and the age
         return None
+    if request.endpoint == "pages.record_call":  # a form sent without the cookie is refused, not redirected
+        abort(403, "Recording a call needs the API key: open the client's page, enter the key, and send the form "
+                   "again.")
     return redirect(url_for("pages.login", next=request.full_path.rstrip("?")), 303)
 
 
@@ -158,6 +222,9 @@ def login() -> Response | str:
         return redirect(target, 303)
     if request.method == "GET":
         return key_form(target)
+    refused = too_many("login")
+    if refused:
+        return refused
     given = request.form.get("key", "").strip()
     if not hmac.compare_digest(given.encode("utf-8"), key.encode("ascii")):
         log.warning("key form: a wrong key from %s", request.remote_addr)
@@ -205,7 +272,11 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
     if isinstance(calls, CallList):
         rows, number, pages, matches = calls.page(number, query, size)
     strip = health_strip(served, pointer, risk.history().runs, time.time())
+    today = date.today()
+    called = last_calls(calls_path(risk.config.output_model_folder), [row[ID_COLUMN] for row in rows])
     return render_template("index.html", strip=strip, calls=calls, rows=rows, page=number, pages=pages,
+                           last_call={client: last_call_text(call, today) for client, call in called.items()},
+                           group=risk.measurement_group(),
                            first_rank=(number - 1) * size + 1, matches=matches, query=query,
                            serving=serving_now(risk, served), downloads=downloads(risk.config.output_model_folder))
 
@@ -260,20 +331,76 @@ site.add_app_template_global(client_link, "client_link")
 
 @site.get("/clients/<path:client_id>")
 def client(client_id: str) -> str:
-    """One client: its latest snapshot, probability and features, and its earlier snapshots."""
+    """One client: its latest snapshot, probability and features, its earlier snapshots, its calls and the form."""
+    return render_client(client_of_link(client_id))
+
+
+def listed_client(client_id: str) -> tuple[RiskService, CallList, dict[str, Any]]:
+    """The service, its call list and the client's row in it; a 503 page without a list, a 404 without the client."""
     risk = service()
     calls = risk.call_list(risk.models.get())
     if not isinstance(calls, CallList):
         abort(503, calls)
-    client_id = client_of_link(client_id)
     latest = calls.client(client_id)
     if latest is None:
         abort(404, f"No client {client_id!r} in the call list.")
+    return risk, calls, latest
+
+
+def caller_name() -> str:
+    """The name the call form's "by" starts with: the last one this browser sent (CALLER_COOKIE)."""
+    name = unquote(request.cookies.get(CALLER_COOKIE, ""))[:MAX_BY]
+    return name if name.isprintable() else ""
+
+
+def render_client(client_id: str, form: dict[str, str] | None = None, problem: str | None = None,
+                  status: int = 200) -> tuple[str, int]:
+    """The client's page; with a refused form, the values sent and the sentence naming the bad field."""
+    risk, calls, latest = listed_client(client_id)
     snapshots = page_data.snapshots(risk, client_id)
     earlier = None if snapshots is None else snapshots[:-1][::-1]  # the last one is the latest
-    return render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
-                           serving=serving_now(risk, risk.models.get()),
-                           features=FEATURES, labels=FEATURE_LABELS)
+    today = date.today()
+    total, recorded = read_calls(calls_path(risk.config.output_model_folder), CALLS_SHOWN, 0, client_id)
+    token = None if isinstance(session, NullSession) else csrf_token(session)
+    form = form or {"when": today.isoformat(), "outcome": "", "note": "", "by": caller_name()}
+    page = render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
+                           serving=serving_now(risk, risk.models.get()), features=FEATURES, labels=FEATURE_LABELS,
+                           recorded=recorded, recorded_total=total,
+                           last_call=last_call_text(recorded[0] if recorded else None, today),
+                           in_group=client_id in risk.measurement_group(), outcomes=OUTCOMES, form=form,
+                           problem=problem, token=token, today=today.isoformat(), max_note=MAX_NOTE, max_by=MAX_BY)
+    return page, status
+
+
+@site.post("/clients/<path:client_id>/calls")
+def record_call(client_id: str) -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
+    """The call form: a call of this client stored, then back to its page (303); a bad field, the page again (400)."""
+    refused = too_many("calls")
+    if refused:
+        return refused
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        abort(413, f"The form is larger than {MAX_FORM_BYTES:,} bytes; a note holds at most {MAX_NOTE} characters.")
+    request.max_content_length = MAX_FORM_BYTES  # a chunked body is cut off at the same size
+    try:
+        sent = request.form
+    except RequestEntityTooLarge:
+        abort(413, f"The form is larger than {MAX_FORM_BYTES:,} bytes; a note holds at most {MAX_NOTE} characters.")
+    if not csrf_ok(session, sent.get(CSRF_FIELD)):
+        log.warning("call form: a missing or wrong CSRF token from %s", request.remote_addr)
+        abort(403, "This form did not come from this site's page, or its page is too old; open the client's page "
+                   "again and send the form from there.")
+    client_id = client_of_link(client_id)
+    risk, _, _ = listed_client(client_id)
+    form = {name: sent.get(name, "") for name in ("when", "outcome", "note", "by")}
+    try:
+        call = check_call({"client": client_id, **form}, date.today())
+    except CallError as exc:
+        return render_client(client_id, form, str(exc), 400)
+    record_calls(calls_path(risk.config.output_model_folder), [call])
+    response = redirect(client_link(client_id) + "#calls", 303)
+    response.set_cookie(CALLER_COOKIE, quote(call.by), max_age=CALLER_DAYS * 86400, path="/", httponly=True,
+                        samesite="Strict", secure=request.is_secure)
+    return response
 
 
 @site.get("/downloads/risk_scores.csv")
@@ -304,7 +431,7 @@ def page_refusal(exc: HTTPException) -> tuple[str, int] | Response:
     if request.endpoint == "pages.static":
         return handle_http_error(exc)  # a missing file is no page: the API's JSON 404
     status = exc.code or 500
-    return error_page(status, exc.description if status in (400, 404, 503) else "This page cannot be shown.")
+    return error_page(status, exc.description if status in (400, 403, 404, 413, 503) else "This page cannot be shown.")
 
 
 @site.errorhandler(ApiError)

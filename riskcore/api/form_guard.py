@@ -1,0 +1,121 @@
+"""What guards the pages' two forms (the key form and a client's call form): the session's signing secret
+when no API key is set, the CSRF token, and a rate limit per client address.
+
+The page secret: with an API key, the pages' session is signed under a secret derived from the key
+(riskcore.api.pages.session_secret). Without one, the call form still needs a signed session for its
+CSRF token, so the secret is PAGE_SECRET beside the models (output_model_path/.page-secret): 32
+random bytes, readable by its owner only, created once, atomically (written under a temporary name,
+then linked into place, so gunicorn workers starting together all read the same secret).
+
+The rate limit is a sliding window in the process: each gunicorn worker counts on its own, so with
+W workers an address gets up to W times the limit before every worker refuses it.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hmac
+import os
+import secrets
+import stat
+import threading
+import time
+from pathlib import Path
+
+from riskcore.contract import ConfigError
+
+PAGE_SECRET = ".page-secret"
+SECRET_BYTES = 32
+CSRF_ENTRY = "csrf"  # the session's entry holding the token the forms send back
+CSRF_FIELD = "csrf_token"
+
+
+# --- The page secret, when no API key is set ---------------------------------------------------
+def page_secret(folder: Path) -> bytes:
+    """The secret in folder/PAGE_SECRET, created (owner-only, once, atomically) when it is not there yet."""
+    path = folder / PAGE_SECRET
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f"{PAGE_SECRET}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(SECRET_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another worker linked its own first: that one is kept
+                os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return read_secret(path)
+
+
+def read_secret(path: Path) -> bytes:
+    """The secret of a page-secret file, refused unless only its owner can read it and it holds SECRET_BYTES."""
+    try:
+        info = path.stat()
+        secret = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The page secret {path.name} cannot be read ({exc.__class__.__name__}).") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"The page secret {path.name} can be read by others; make it readable by its owner only "
+                          f"(chmod 600), or delete it to have a new one made.")
+    if len(secret) != SECRET_BYTES:
+        raise ConfigError(f"The page secret {path.name} does not hold {SECRET_BYTES} bytes; delete it to have a "
+                          "new one made.")
+    return secret
+
+
+# --- The CSRF token --------------------------------------------------------------------------
+def csrf_token(session) -> str:
+    """The token of this session, made on first use; the form sends it back in CSRF_FIELD."""
+    token = session.get(CSRF_ENTRY)
+    if not isinstance(token, str) or not token:
+        token = session[CSRF_ENTRY] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_ok(session, sent: str | None) -> bool:
+    """Whether a form's token is its session's, compared in constant time."""
+    expected = session.get(CSRF_ENTRY)
+    if not isinstance(expected, str) or not expected or not sent:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
+
+
+# --- The rate limit --------------------------------------------------------------------------
+class RateLimit:
+    """At most `attempts` per `seconds` from one address (a sliding window), in this process."""
+
+    MAX_ADDRESSES = 10_000  # addresses remembered; past it, those with no attempt in the window are forgotten
+
+    def __init__(self, attempts: int, seconds: float = 60.0, clock=time.monotonic) -> None:
+        self.attempts, self.seconds, self.clock = attempts, seconds, clock
+        self._seen: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, address: str) -> bool:
+        """Count an attempt from the address; False when it already made `attempts` in the window."""
+        now = self.clock()
+        with self._lock:
+            if len(self._seen) >= self.MAX_ADDRESSES:
+                self._forget_before(now - self.seconds)
+            times = self._seen.setdefault(address, collections.deque())
+            while times and times[0] <= now - self.seconds:
+                times.popleft()
+            if len(times) >= self.attempts:
+                return False
+            times.append(now)
+            return True
+
+    def retry_after(self, address: str) -> int:
+        """Whole seconds until the address may try again."""
+        with self._lock:
+            times = self._seen.get(address)
+            return max(1, int(times[0] + self.seconds - self.clock()) + 1) if times else 1
+
+    def _forget_before(self, start: float) -> None:
+        for address in [a for a, times in self._seen.items() if not times or times[-1] <= start]:
+            del self._seen[address]
