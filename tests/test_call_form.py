@@ -92,10 +92,13 @@ def test_the_caller_cookie_is_httponly_and_strict(client):
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and cookie.startswith("risk_caller=Ana;")
 
 
-def test_the_call_list_shows_the_last_call(client, config):
+def test_the_call_list_shows_the_last_call_as_soon_as_it_is_recorded(client, config):
+    assert call_rows(client.get("/?q=twice"))[0][1] == "twice"  # rendered, and kept, before any call
+    send(client, "twice", when=(date.today() - timedelta(days=1)).isoformat(), outcome="stays")
+    assert call_rows(client.get("/?q=twice"))[0][1].endswith("called yesterday: says they stay")
     send(client, "twice", when=date.today().isoformat(), outcome="leaving")
     rows = call_rows(client.get("/?q=twice"))
-    assert len(rows) == 1 and "called today: leaving" in rows[0][1]
+    assert len(rows) == 1 and rows[0][1].endswith("called today: leaving")
 
 
 @pytest.mark.parametrize("token", [None, "", "not-the-token"])
