@@ -4,6 +4,7 @@ on the bundled data, the PDF's "call first" table, POST /prediction and GET /ris
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
 from pathlib import Path
@@ -626,3 +627,41 @@ def test_history_pages_with_next_offset_and_leaves_the_quantiles_out_unless_aske
     asked = risk_client.get("/history?limit=1&quantiles=1").get_json()
     assert asked["runs"][0]["new_rows_quantiles"] == quantiles and asked["next_offset"] == 1
     assert risk_client.get("/history?quantiles=yes").status_code == 400
+
+
+# --- The page's filters and the CSV of what they show (issue 22.4) ---------------------------------------
+def test_the_size_filter_shows_the_clients_of_that_band_and_the_csv_holds_exactly_them(deployed, risk_client):
+    whole = risk_client.get("/risk?limit=1000").get_json()["clients"]
+    small = [c for c in whole if 10 <= c["number_of_employees"] <= 49]
+    assert 0 < len(small) < len(whole)
+    page = risk_client.get("/?size=small").get_data(as_text=True)
+    assert f"{len(small)} of {len(whole)} clients" in page and 'id="shown-csv"' in page
+    rows = list(csv.DictReader(risk_client.get("/downloads/call_list.csv?size=small").get_data(as_text=True)
+                               .splitlines()))
+    assert [(row["corporation"], int(row["rank"])) for row in rows] == [(c["corporation"], c["rank"]) for c in small]
+    assert list(rows[0]) == list(call_list.COLUMNS)
+    assert [row["reason_1"] for row in rows] == [c["reasons"][0]["text"] for c in small]
+
+
+def test_the_moved_filters_keep_the_new_and_the_risen_and_search_combines(deployed, risk_client, tmp_path):
+    final = deployed.final_data_file.read_text(encoding="utf-8").splitlines()
+    top = risk_client.get("/risk?limit=1").get_json()["clients"][0]["corporation"]
+    earlier = tmp_path / "earlier.csv"  # the riskiest client missing: new on the list; the others moved down
+    earlier.write_text("\n".join(line for line in final if not line.startswith(top + ",")) + "\n", encoding="utf-8")
+    call_list.risk_scores(deployed, earlier, cycle=3)
+    ingestion.run(deployed)
+    new = list(csv.DictReader(risk_client.get("/downloads/call_list.csv?moved=new").get_data(as_text=True)
+                              .splitlines()))
+    assert [(row["corporation"], row["change"]) for row in new] == [(top, "new")]
+    assert "1 of " in risk_client.get("/?moved=new").get_data(as_text=True)
+    assert list(csv.DictReader(risk_client.get("/downloads/call_list.csv?moved=up").get_data(as_text=True)
+                               .splitlines())) == []
+    both = risk_client.get(f"/downloads/call_list.csv?moved=new&q={top.upper()}").get_data(as_text=True)
+    assert both.count(top) == 1
+
+
+@pytest.mark.parametrize(("query", "field"), [("size=huge", "size"), ("moved=down", "moved")])
+def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
+    for path in ("/", "/downloads/call_list.csv"):
+        answer = risk_client.get(f"{path}?{query}")
+        assert answer.status_code == 400 and f'"{field}"' in html.unescape(answer.get_data(as_text=True))

@@ -242,6 +242,11 @@ class RunHistory:
         return [finite(run) for run in self.runs[::-1]]
 
 
+# The size bands the page filters by, in employees (the EU's enterprise sizes): (lowest, highest or None).
+SIZE_BANDS = {"micro": (0, 9), "small": (10, 49), "medium": (50, 249), "large": (250, None)}
+MOVES = ("new", "up")  # the page's "what changed" filter: new on the list, moved up since the previous run
+
+
 class CallList:
     """The ingested clients ranked by a served model (riskcore.report.call_list): GET /risk pages through it
     as JSON, the web page by page number and search.
@@ -362,17 +367,42 @@ class CallList:
             probability=probability(self.frame[KEY], self.served.calibrator),
             search=pl.col(ID_COLUMN).str.to_lowercase())
 
-    def page(self, number: int, query: str, size: int) -> tuple[list[dict[str, Any]], int, int, int]:
-        """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list or a search.
-
-        A search keeps the clients whose id contains the query, whatever the case; a page past the
-        last one shows the last one, a page before the first the first.
-        """
+    def shown(self, query: str = "", band: str = "", moved: str = ""):
+        """The clients the page shows for a search and filters, in rank order: ids containing `query` (whatever the
+        case), of a size band (SIZE_BANDS), new on the list or moved up since the previous run (`moved`)."""
         import polars as pl
 
         rows = self.ranking
         if query:
             rows = rows.filter(pl.col("search").str.contains(query.lower(), literal=True))
+        if band:
+            low, high = SIZE_BANDS[band]
+            employees = pl.col("number_of_employees")
+            rows = rows.filter((employees >= low) if high is None else employees.is_between(low, high))
+        if moved == "new":
+            rows = rows.filter(pl.col("change") == "new")
+        elif moved == "up":
+            rows = rows.filter(pl.col("change").str.starts_with("up "))
+        return rows
+
+    def shown_csv(self, query: str, band: str, moved: str, group: frozenset[str] = frozenset()) -> str:
+        """What the page shows for a search and filters, in risk_scores.csv's columns, every page of it."""
+
+        from riskcore.report.call_list import risk_table
+
+        rows = self.shown(query, band, moved)
+        table = risk_table(rows.select(ID_COLUMN, "log_odds", *FEATURES), self.explainer, group).collect()
+        table = table.with_columns(rank=rows["rank"], previous_rank=rows["previous_rank"], change=rows["change"])
+        return table.write_csv(float_scientific=False)
+
+    def page(self, number: int, query: str, size: int, band: str = "",
+             moved: str = "") -> tuple[list[dict[str, Any]], int, int, int]:
+        """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list, or of what a
+        search and the filters keep (shown).
+
+        A page past the last one shows the last one, a page before the first the first.
+        """
+        rows = self.shown(query, band, moved)
         pages = max(1, -(-rows.height // size))
         number = min(max(number, 1), pages)
         shown = rows.slice((number - 1) * size, size).to_dicts()
