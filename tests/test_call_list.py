@@ -665,3 +665,23 @@ def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
     for path in ("/", "/downloads/call_list.csv"):
         answer = risk_client.get(f"{path}?{query}")
         assert answer.status_code == 400 and f'"{field}"' in html.unescape(answer.get_data(as_text=True))
+
+
+def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_client, tmp_path):
+    from riskcore.report.rankings import client_across_runs
+
+    final = deployed.final_data_file.read_text(encoding="utf-8").splitlines()
+    first, second = (c["corporation"] for c in risk_client.get("/risk?limit=2").get_json()["clients"])
+    header, rows = final[0], final[1:]
+    for cycle, kept in ((4, [row for row in rows if not row.startswith(first + ",")]), (5, rows)):
+        path = tmp_path / f"run{cycle}.csv"
+        path.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
+        call_list.risk_scores(deployed, path, cycle=cycle)
+    assert [(run["run"], run["rank"]) for run in client_across_runs(deployed.output_model_folder, first)] == [(5, 1)]
+    runs = client_across_runs(deployed.output_model_folder, second)
+    assert [(run["run"], run["rank"]) for run in runs] == [(4, 1), (5, 2)]
+    assert runs[0]["log_odds"] == runs[1]["log_odds"]  # the same snapshot, another rank
+    page = risk_client.get(f"/clients/{second}").get_data(as_text=True)
+    assert 'id="risk-runs"' in page and "run 4: rank 1 · run 5: rank 2" in page
+    assert page.count('class="risk-dot"') == 2
+    assert 'id="risk-runs"' not in risk_client.get(f"/clients/{first}").get_data(as_text=True)  # one run: no line

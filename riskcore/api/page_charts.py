@@ -51,6 +51,29 @@ def heights(masses, peak: float) -> list[float]:
     return [HEIGHT - (HEIGHT - 2) * float(m) / peak for m in masses]
 
 
+@dataclass(frozen=True)
+class RiskChart:
+    """A client's probability of leaving across the kept runs: a line on a 0-100% scale, a dot per run."""
+
+    line: str  # SVG path data
+    points: list[tuple[float, float, int, float]]  # x, y, run number, probability
+    width: int = WIDTH
+    height: int = HEIGHT
+
+
+def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
+    """The chart of a client's runs (riskcore.report.rankings.client_across_runs); None for fewer than two."""
+    from scipy.special import expit
+
+    if len(runs) < 2:
+        return None
+    step = (WIDTH - 8) / (len(runs) - 1)
+    points = [(4 + i * step, HEIGHT - 2 - (HEIGHT - 4) * float(expit(run["log_odds"])), run["run"],
+               float(expit(run["log_odds"]))) for i, run in enumerate(runs)]
+    line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+    return RiskChart(line=line, points=points)
+
+
 def distribution_chart(reference: Any, compared: Any) -> DistributionChart | None:
     """The chart of one feature from the quantiles of its two data sets; None if either has under two."""
     bins = distribution_bins(reference, compared)

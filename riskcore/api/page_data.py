@@ -67,6 +67,15 @@ def drift_charts(risk: RiskService, served: Served | None, check: dict[str, Any]
                           lambda _: chart_drift(risk, served, check, drifted), key=key)
 
 
+def runs_of_client(risk: RiskService, client_id: str) -> list[dict[str, Any]]:
+    """The client in each kept ranking (riskcore.report.rankings), kept until a ranking is added or dropped."""
+    from riskcore.report.rankings import RANKINGS, client_across_runs
+
+    folder = risk.config.output_model_folder
+    return risk.files.get("client_runs", (folder / RANKINGS,), lambda _: client_across_runs(folder, client_id),
+                          key=client_id, keep=SNAPSHOT_LOOKUPS)
+
+
 def snapshots(risk: RiskService, client_id: str) -> list[dict[str, Any]] | None:
     """input_snapshots, kept for the last SNAPSHOT_LOOKUPS clients while the input files stay the same."""
     folder = risk.config.input_folder

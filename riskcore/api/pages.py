@@ -57,6 +57,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from riskcore.api import page_data
 from riskcore.api.errors import ApiError, handle_http_error
 from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, page_secret
+from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import health_strip, model_health, when
 from riskcore.api.query import query_number
@@ -377,7 +378,9 @@ def render_client(client_id: str, form: dict[str, str] | None = None, problem: s
     total, recorded = read_calls(calls_path(risk.config.output_model_folder), CALLS_SHOWN, 0, client_id)
     token = None if isinstance(session, NullSession) else csrf_token(session)
     form = form or {"when": today.isoformat(), "outcome": "", "note": "", "by": caller_name()}
+    runs = page_data.runs_of_client(risk, client_id)
     page = render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
+                           runs=runs, risk_chart=risk_chart(runs),
                            serving=serving_now(risk, risk.models.get()), features=FEATURES, labels=FEATURE_LABELS,
                            recorded=recorded, recorded_total=total,
                            last_call=last_call_text(recorded[0] if recorded else None, today),

@@ -106,6 +106,20 @@ def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dic
     return target
 
 
+def client_across_runs(folder: Path, client_id: str) -> list[dict[str, Any]]:
+    """A client's rank and log-odds in each kept ranking that lists it, oldest run first (one column scan each)."""
+    found = []
+    for number, path in kept_rankings(folder):
+        try:
+            rows = pl.scan_parquet(path).filter(pl.col(ID_COLUMN) == client_id).select("rank", KEY).collect()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            log.warning("ranking %s cannot be read (%s); the client's chart leaves it out", path.name, exc)
+            continue
+        if rows.height:
+            found.append({"run": number, "rank": int(rows.item(0, "rank")), KEY: float(rows.item(0, KEY))})
+    return found
+
+
 def next_ranking_number(folder: Path) -> int:
     """The run number after the newest kept ranking (risk_scores called outside a numbered run)."""
     kept = kept_rankings(folder)
