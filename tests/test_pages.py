@@ -21,7 +21,7 @@ from conftest import client_rows, deploy_pipeline, write_config, write_csv
 from riskcore.api import page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
-from riskcore.model import evaluation
+from riskcore.model import drift_evidence, evaluation
 from riskcore.ops.history import read_history, record_run
 from riskcore.release import load
 from riskcore.release.load import current_deployment, load_deployed_model
@@ -453,7 +453,7 @@ def test_a_model_not_checked_on_new_data_says_so(client):
 def test_the_run_history_is_newest_first(client):
     rows = parse(client.get("/model")).tables["history"][1:]
     assert [row[0] for row in rows] == ["2026-01-02 06:00 UTC", "2026-01-01 06:00 UTC"]
-    assert rows[0][1:] == ["dataset3.csv", "224", "retrain", "0.4100", "0.6900", "new-model", "done"]
+    assert rows[0][1:] == ["dataset3.csv", "224", "retrain", "0.4100", "0.6900", "—", "—", "new-model", "done"]
     assert rows[1][3:5] == ["keep", "0.7200"]
 
 
@@ -695,3 +695,74 @@ def test_every_client_link_opens_its_client_after_a_browsers_path_normalisation(
         opened[link] = html.unescape(title.group(1))
     assert sorted(opened.values()) == sorted(AWKWARD_IDS)
     assert "/clients/plain%20id" in links and "/clients/~fkxpNA" in links  # readable stay readable; ~ is encoded
+
+
+# --- The estimate without labels, the ledger and calibration (issue 20) ------------------------------
+RELIABILITY = [{"predicted": 0.05, "observed": 0.04, "rows": 30}, {"predicted": 0.3, "observed": 0.35, "rows": 30},
+               {"predicted": 0.7, "observed": 0.6, "rows": 30}, {"predicted": 0.95, "observed": 0.9, "rows": 30}]
+
+
+def estimated_run(run_id: str, started_at: str, **changes) -> dict:
+    estimate = {"decision": "keep", "f1_new_data": None, "estimated_f1": 0.61, "estimated_f1_interval": [0.55, 0.66],
+                "estimated_rows": 3000, "window_labelled": 0, "estimated_baseline": 0.86, "estimated_drift": True}
+    return drift_run(run_id, started_at, **{**estimate, **changes})
+
+
+def test_the_model_page_says_the_estimate_with_its_baseline_and_warns_of_an_estimated_drop(tmp_path):
+    config = build_project(tmp_path)
+    record_run(config.output_model_folder / RUN_HISTORY, estimated_run("e", "2026-03-01T06:00:00Z"))
+    response = app_module.create_app(config.config_file).test_client().get("/model")
+    text = text_of(response)
+    assert "estimated F1 0.61 [0.55, 0.66] on 3,000 unlabelled clients; own-market baseline 0.86" in text
+    assert 'id="estimate-warning"' in response.get_data(as_text=True)
+    assert "Warning: the estimated F1 has dropped below the own-market baseline" in text
+    assert "Realized F1 not known yet" in text
+    assert parse(response).tables["history"][1][6:8] == ["0.6100", "—"]  # estimated, realized
+
+
+def test_the_model_page_gives_no_warning_for_an_estimate_that_holds(tmp_path):
+    config = build_project(tmp_path)
+    record_run(config.output_model_folder / RUN_HISTORY,
+               estimated_run("e", "2026-03-01T06:00:00Z", estimated_drift=False, realized_f1=0.6, realized_rows=2950))
+    response = app_module.create_app(config.config_file).test_client().get("/model")
+    assert "own-market baseline 0.86" in text_of(response)
+    assert 'id="estimate-warning"' not in response.get_data(as_text=True)
+    assert "Realized F1 0.60 on 2,950 clients whose labels are known" in text_of(response)
+    assert parse(response).tables["history"][1][6:8] == ["0.6100", "0.6000"]
+
+
+def test_the_reliability_diagram_has_one_point_per_bin(tmp_path):
+    config = build_project(tmp_path)
+    calibration = {"ece": 0.05, "brier": 0.12, "rows": 120, "bins": 10, "reliability": RELIABILITY}
+    record_run(config.output_model_folder / RUN_HISTORY, estimated_run("e", "2026-03-01T06:00:00Z",
+                                                                       calibration=calibration))
+    response = app_module.create_app(config.config_file).test_client().get("/model")
+    figure = re.search(r'<figure class="reliability".*?</figure>', response.get_data(as_text=True), re.S).group(0)
+    points = re.findall(r'<circle class="bin" cx="([0-9.]+)" cy="([0-9.]+)"', figure)
+    assert len(points) == len(RELIABILITY)
+    side = page_charts.SIDE
+    assert [(float(x), float(y)) for x, y in points] == [
+        pytest.approx((side * b["predicted"], side * (1 - b["observed"])), abs=0.1) for b in RELIABILITY]
+    assert '<line class="diagonal"' in figure
+    assert "Calibration on 120 labelled rows: ECE 0.050, Brier score 0.120" in text_of(response)
+
+
+def test_the_model_page_names_the_served_models_calibration(tmp_path):
+    config = build_project(tmp_path)  # 60 test rows: too few to fit a calibrator
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert re.search(r"Calibration of the served model's probabilities: none \(60 held-out rows, .*\); measured on "
+                     r"60 rows of the test data \(testdata.csv\): ECE \d\.\d{3}, Brier score \d\.\d{3}\.", text)
+
+
+def test_a_fitted_calibrator_reads_with_its_ece_before_and_after():
+    record = {"method": "isotonic", "rows": 400, "source": "the test data", "before": {"ece": 0.12, "brier": 0.15},
+              "after": {"ece": 0.031, "brier": 0.11}}
+    assert drift_evidence.calibrator_text(record) == ("isotonic, fitted on 400 rows of the test data: ECE 0.120 → "
+                                                      "0.031, Brier score 0.150 → 0.110")
+    assert drift_evidence.calibrator_text(None) is None
+
+
+def test_a_window_without_bins_draws_no_reliability_diagram():
+    assert page_charts.reliability_chart(None) is None
+    assert page_charts.reliability_chart({"ece": 0.1, "reliability": []}) is None
+    assert len(page_charts.reliability_chart({"reliability": RELIABILITY}).points) == len(RELIABILITY)

@@ -82,3 +82,30 @@ def distribution_chart(reference: Any, compared: Any) -> DistributionChart | Non
     peak = max(float(bins.reference.max()), float(bins.compared.max())) or 1.0
     return DistributionChart(reference=bars_path(bins.reference, peak), compared=line_path(bins.compared, peak),
                              low=float(bins.edges[0]), high=float(bins.edges[-1]))
+
+
+# --- The reliability diagram ---------------------------------------------------------------------
+SIDE = 120  # the reliability diagram's square, in SVG units
+
+
+@dataclass(frozen=True)
+class ReliabilityChart:
+    """A labelled window's reliability diagram: one point per bin (predicted share, observed share) and the diagonal."""
+
+    points: tuple[tuple[float, float], ...]  # SVG x, y of each bin's point
+    line: str  # the path through the points, bin by bin
+    side: int = SIDE
+
+
+def reliability_chart(calibration: Any) -> ReliabilityChart | None:
+    """The diagram of a window's `calibration` (riskcore.model.calibration.calibration_figures); None without bins."""
+    bins = calibration.get("reliability") if isinstance(calibration, dict) else None
+    if not isinstance(bins, list) or not bins:
+        return None
+    try:
+        shares = [(float(b["predicted"]), float(b["observed"])) for b in bins]
+    except (KeyError, TypeError, ValueError):
+        return None
+    points = tuple((round(SIDE * p, 1), round(SIDE * (1 - o), 1)) for p, o in shares)
+    line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    return ReliabilityChart(points=points, line=line)

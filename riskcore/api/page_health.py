@@ -17,12 +17,16 @@ from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.files import when
 from riskcore.model.drift_evidence import (
+    calibration_text,
+    calibrator_text,
     checked_rows,
     drift_rule_text,
+    estimate_text,
     figures_text,
     last_bar_text,
     latest_check,
     quantiles_of,
+    realized_text,
     recorded_figures,
     training_quantiles,
     verdict_text,
@@ -113,7 +117,34 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
             "sentence": check_sentence(check) if check else None,
             "other_model": other_model_note(check, served), "drifted": drifted_features(check, alpha),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
-            "older_runs": max(0, len(runs) - HISTORY_ROWS)}
+            "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(runs),
+            "reliability": latest_reliability(runs)}
+
+
+def latest_estimate(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest window's estimated performance in one sentence, whether it warns, and what its labels later said."""
+    run = next((row for row in reversed(runs) if isinstance(row.get("estimated_f1"), (int, float))), None)
+    if run is None:
+        return None
+    return {"sentence": estimate_text(run), "drift": bool(run.get("estimated_drift")),
+            "realized": sentence_case(realized_text(run)), "started_at": run.get("started_at")}
+
+
+def sentence_case(text: str | None) -> str | None:
+    """A phrase opening a sentence: its first letter upper case, the rest as written ("ECE" stays)."""
+    return text[:1].upper() + text[1:] if text else text
+
+
+def latest_reliability(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest labelled window's calibration: its reliability diagram and its ECE and Brier score in words."""
+    from riskcore.api.page_charts import reliability_chart
+
+    for row in reversed(runs):
+        chart = reliability_chart(row.get("calibration"))
+        if chart is not None:
+            return {"chart": chart, "text": sentence_case(calibration_text(row["calibration"])),
+                    "started_at": row.get("started_at")}
+    return None
 
 
 def other_model_note(check: dict[str, Any] | None, served: Served | None) -> str | None:
@@ -156,7 +187,8 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     from riskcore.release.load import deployed_metadata
 
     quality: dict[str, Any] = {"test": None, "test_note": None, "new": None, "new_name": None, "old": None,
-                               "old_model": None, "new_worse": False, "few": FEW_ROWS, "baseline": None}
+                               "old_model": None, "new_worse": False, "few": FEW_ROWS, "baseline": None,
+                               "calibration": None}
     try:
         quality["test"] = scores_with_intervals(served.model, read_test_data(risk.config))
     except UserError as exc:
@@ -166,10 +198,12 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     except (UserError, ValueError) as exc:
         log.warning("the evaluation recorded with model %s cannot be read: %s", served.model_version, exc)
         evaluation = {}
-    try:  # the drift check's baseline: the model on held-out rows of its own market
-        quality["baseline"] = deployed_metadata(served.deployment).get("baseline")
+    try:  # the drift check's baseline: the model on held-out rows of its own market; the calibrator's record
+        metadata = deployed_metadata(served.deployment)
+        quality["baseline"] = metadata.get("baseline")
+        quality["calibration"] = calibrator_text(metadata.get("calibration"))
     except (UserError, ValueError):
-        quality["baseline"] = None
+        quality["baseline"] = quality["calibration"] = None
     held = evaluation.get("holdout")
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, UserError
+from riskcore.formatting import MISSING, score
 
 log = logging.getLogger(__name__)
 
@@ -248,3 +249,25 @@ def calibration_text(calibration: dict[str, Any] | None) -> str | None:
         return None
     return (f"calibration on {calibration.get('rows', 0):,} labelled rows: ECE {calibration['ece']:.3f}, "
             f"Brier score {calibration['brier']:.3f}")
+
+
+def calibrator_text(record: dict[str, Any] | None) -> str | None:
+    """The served model's calibrator in words, from its metadata's "calibration" record: "isotonic, fitted on 400
+    rows of the test data (testdata.csv): ECE 0.120 → 0.031, Brier score 0.150 → 0.110"; with no calibrator, why
+    not and the model's own ECE. None: no record."""
+    if not isinstance(record, dict) or not record.get("method"):
+        return None
+    before, after = record.get("before") or {}, record.get("after") or {}
+    rows = f"{int(record['rows']):,} rows" if record.get("rows") else "no rows"
+    source = f" of {record['source']}" if record.get("source") else ""
+
+    def figure(values: dict[str, Any], key: str) -> str:
+        return MISSING if values.get(key) is None else score(values[key], 3)
+
+    if record["method"] == "none":
+        why = record.get("reason") or "the probabilities are the model's own"
+        return (f"none ({why}); measured on {rows}{source}: ECE {figure(before, 'ece')}, "
+                f"Brier score {figure(before, 'brier')}")
+    arrow = " \N{RIGHTWARDS ARROW} "
+    return (f"{record['method']}, fitted on {rows}{source}: ECE {figure(before, 'ece')}{arrow}{figure(after, 'ece')}, "
+            f"Brier score {figure(before, 'brier')}{arrow}{figure(after, 'brier')}")
