@@ -29,11 +29,11 @@ from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, R
 from riskcore.data.validation import features_of, read_client_csv
 from riskcore.model.drift import data_drift, psi
 from riskcore.model.reasons import REASON_COLUMNS
-from riskcore.ops.history import history_json, read_history
+from riskcore.ops.history import history_json, read_history, record_run
 from riskcore.release import publish
 from riskcore.release.load import deployed_metadata, deployment_history, load_deployed_model, require_deployment
 from riskcore.report import call_list, pdf
-from riskcore.report.charts import model_deployments, trend_chart
+from riskcore.report.charts import model_deployments, png_bytes, reliability_chart, trend_chart
 from riskcore.report.outputs import serve_command, where_to_look
 from riskcore.report.statistics import read_ingested
 from riskcore.report.writer import drift_evidence
@@ -112,7 +112,9 @@ def test_pdf_opens_with_the_managers_page_then_the_evidence_with_every_section_w
     assert len(pages) == 5
     expected = {"clients": 0, "headline": 1, "trend": 1, "matrix": 2, "summary": 3, "distributions": 3, "calls": 3,
                 "missing": 4, "timings": 4, "dependencies": 4, "ingestion": 4}
-    assert set(expected) == set(pdf.SECTIONS)
+    # The estimates' section is drawn only for a history that estimated a window (test_the_pdf_gives_the_estimate...)
+    assert set(expected) | {"estimates"} == set(pdf.SECTIONS)
+    assert pdf.SECTIONS["estimates"] not in " ".join(pages)
     for key, page in expected.items():
         assert pdf.SECTIONS[key] in pages[page], key
     assert "F1" not in pages[0] and "KS" not in pages[0]  # the managers' page carries no model evidence
@@ -703,3 +705,42 @@ def test_the_pdf_names_the_test_that_found_a_features_drift():
     assert ("<b>Data drift</b> of the new rows from the training data of the checked model: activity last month "
             "PSI 0.196 (some shift), KS 0.300 (p 1e-09): drift by KS (page 3).") in lines
     assert "model m1 scored F1 0.4100 on the 224 new rows" in lines[0]
+
+
+# --- The estimate without labels, the ledger and calibration (issue 20) ------------------------------
+RELIABILITY = [{"predicted": 0.1, "observed": 0.08, "rows": 40}, {"predicted": 0.5, "observed": 0.55, "rows": 40},
+               {"predicted": 0.9, "observed": 0.85, "rows": 40}]
+
+
+def test_the_pdf_gives_the_estimate_in_the_evidence_with_estimated_against_realized_and_a_reliability_diagram(
+        deployed):
+    history = deployed.output_model_folder / RUN_HISTORY
+    record_run(history, {"run_id": "settled", "started_at": "2026-02-01T06:00:00Z", "decision": "keep",
+                         "outcome": "done", "estimated_f1": 0.7, "estimated_f1_interval": [0.64, 0.75],
+                         "estimated_rows": 1200, "window_labelled": 1200, "estimated_baseline": 0.72,
+                         "estimated_drift": False, "realized_f1": 0.52, "realized_rows": 1150,
+                         "calibration": {"ece": 0.04, "brier": 0.11, "rows": 120, "bins": 10,
+                                         "reliability": RELIABILITY}})
+    record_run(history, {"run_id": "open", "started_at": "2026-03-01T06:00:00Z", "decision": "keep",
+                         "outcome": "done", "estimated_f1": 0.61, "estimated_f1_interval": [0.55, 0.66],
+                         "estimated_rows": 3000, "window_labelled": 0, "estimated_baseline": 0.86,
+                         "estimated_drift": True})
+    pages = [squeeze(text) for text in pdf_pages(reporting.run(deployed)["summary_report"])]
+    sentence = "estimated F1 0.61 [0.55, 0.66] on 3,000 unlabelled clients; own-market baseline 0.86"
+    assert sentence not in pages[0]  # not the managers' page
+    headline = next(text for text in pages if pdf.SECTIONS["headline"] in text)
+    assert sentence in headline and "Warning: estimated drift." in headline
+    assert "Calibration of the served model's probabilities:" in headline
+    text = " ".join(pages)
+    assert pdf.SECTIONS["estimates"] in text
+    assert "2026-03-01T06:00:00Z 3,000 0.61 [0.55, 0.66] 0.86 yes" in text  # newest first, not realized yet
+    assert "2026-02-01T06:00:00Z 1,200 0.70 [0.64, 0.75] 0.72 no 0.52 1,150" in text
+    assert "Calibration on 120 labelled rows: ECE 0.040, Brier score 0.110, window of 2026-02-01T06:00:00Z" in text
+
+
+def test_the_reliability_diagram_draws_one_point_per_bin():
+    figure = reliability_chart({"ece": 0.04, "reliability": RELIABILITY}, "2026-02-01")
+    [_, curve] = figure.axes[0].get_lines()  # the diagonal, then the bins
+    assert list(curve.get_xdata()) == [b["predicted"] for b in RELIABILITY]
+    assert list(curve.get_ydata()) == [b["observed"] for b in RELIABILITY]
+    assert png_bytes(figure).startswith(b"\x89PNG")

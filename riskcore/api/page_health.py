@@ -24,7 +24,9 @@ from riskcore.model.drift_evidence import (
     estimate_text,
     figures_text,
     last_bar_text,
+    latest_calibrated,
     latest_check,
+    latest_estimated,
     quantiles_of,
     realized_text,
     recorded_figures,
@@ -123,7 +125,7 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
 
 def latest_estimate(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest window's estimated performance in one sentence, whether it warns, and what its labels later said."""
-    run = next((row for row in reversed(runs) if isinstance(row.get("estimated_f1"), (int, float))), None)
+    run = latest_estimated(runs)
     if run is None:
         return None
     return {"sentence": estimate_text(run), "drift": bool(run.get("estimated_drift")),
@@ -139,12 +141,12 @@ def latest_reliability(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest labelled window's calibration: its reliability diagram and its ECE and Brier score in words."""
     from riskcore.api.page_charts import reliability_chart
 
-    for row in reversed(runs):
-        chart = reliability_chart(row.get("calibration"))
-        if chart is not None:
-            return {"chart": chart, "text": sentence_case(calibration_text(row["calibration"])),
-                    "started_at": row.get("started_at")}
-    return None
+    row = latest_calibrated(runs)
+    chart = reliability_chart(row["calibration"]) if row else None
+    if chart is None:
+        return None
+    return {"chart": chart, "text": sentence_case(calibration_text(row["calibration"])),
+            "started_at": row.get("started_at")}
 
 
 def other_model_note(check: dict[str, Any] | None, served: Served | None) -> str | None:

@@ -271,3 +271,15 @@ def calibrator_text(record: dict[str, Any] | None) -> str | None:
     arrow = " \N{RIGHTWARDS ARROW} "
     return (f"{record['method']}, fitted on {rows}{source}: ECE {figure(before, 'ece')}{arrow}{figure(after, 'ece')}, "
             f"Brier score {figure(before, 'brier')}{arrow}{figure(after, 'brier')}")
+
+
+def latest_estimated(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest run that estimated its window's performance (`runs` oldest first, as read_history gives them)."""
+    return next((row for row in reversed(runs) if isinstance(row.get("estimated_f1"), (int, float))), None)
+
+
+def latest_calibrated(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest labelled window whose calibration carries reliability bins (`runs` oldest first)."""
+    return next((row for row in reversed(runs) if isinstance(row.get("calibration"), dict)
+                 and isinstance(row["calibration"].get("reliability"), list) and row["calibration"]["reliability"]),
+                None)

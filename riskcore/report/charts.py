@@ -227,3 +227,26 @@ def distribution_chart(reference: dict[str, list[float]], compared: dict[str, li
     axes[0].legend(fontsize=8, frameon=False, loc="upper right")
     axes[-1].set_xlabel(f"value ({last_bar_text()} are counted in the last bar)", fontsize=8)
     return fig
+
+
+def reliability_chart(calibration: dict[str, Any], window: str):
+    """A labelled window's reliability diagram: per equal-count bin, the mean calibrated probability against the
+    share who left (riskcore.model.calibration.calibration_figures), with the diagonal of perfect calibration."""
+    bins = calibration.get("reliability") or []
+    predicted = [float(b["predicted"]) for b in bins]
+    observed = [float(b["observed"]) for b in bins]
+    fig = figure(4.2, 3.8)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color=GREY, linewidth=1, label="perfect calibration")
+    ax.plot(predicted, observed, "o-", color=BLUE, linewidth=1.6, markersize=5,
+            label=f"{len(bins)} equal-count bins")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted share leaving (calibrated probability)")
+    ax.set_ylabel("observed share leaving")
+    ece = calibration.get("ece")
+    ax.set_title(f"Reliability, {window}" + (f" (ECE {float(ece):.3f})" if ece is not None else ""),
+                 fontsize=10, color=INK)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.grid(alpha=0.25)
+    return fig

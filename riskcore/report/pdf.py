@@ -38,6 +38,8 @@ from riskcore.report.pdf_evidence import (
     below_chance,
     drift_check_lines,
     drift_flow,
+    estimate_flow,
+    estimate_lines,
     retrain_flow,
     retrain_line,
 )
@@ -52,6 +54,7 @@ SECTIONS = {
     "summary": "Summary statistics",
     "missing": "Missing data",
     "distributions": "Drift check: training data beside the new data",
+    "estimates": "Estimated against realized F1, and calibration",
     "calls": "Does calling help? The called clients beside the measurement group",
     "timings": "Step timings",
     "dependencies": "Dependencies",
@@ -121,6 +124,7 @@ def headline_box(data: ReportData, styles: Styles, width: float):
         lines.append(f"<b>ROC AUC {ev.auc:.3f} is below 0.5:</b> on the test data the model ranks clients who "
                      "stayed above clients who left more often than the reverse, worse than chance.")
     lines.extend(drift_check_lines(data.drift, deployment.model_version))
+    lines.extend(estimate_lines(data.runs, metadata.get("calibration")))
     lines.extend(retrain_line(data.retrain))
     if data.risk.top:
         first = data.risk.top[0]
@@ -161,6 +165,12 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
         f"the automation's run history ({RUN_HISTORY}"
         f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
     return section(styles, "trend", *flow)
+
+
+def estimates_section(data: ReportData, styles: Styles, width: float) -> list:
+    """Estimated against realized F1 per window and the reliability diagram; nothing when no run has either."""
+    flow = estimate_flow(data.runs, data.charts.get("reliability"), styles, width)
+    return section(styles, "estimates", *flow) if flow else []
 
 
 def matrix_section(data: ReportData, styles: Styles, width: float) -> list:
@@ -403,6 +413,7 @@ def build_pdf(data: ReportData) -> bytes:
         *trend_section(data, styles, width),
         PageBreak(),
         *matrix_section(data, styles, width),
+        *estimates_section(data, styles, width),
         PageBreak(),
         *summary_section(data, styles, width),
         *distributions_section(data, styles, width),

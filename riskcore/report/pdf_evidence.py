@@ -1,6 +1,7 @@
-"""The report's evidence: the drift check that led to it, and a retrain's old and new model on the same data.
+"""The report's evidence: the drift check that led to it, a retrain's old and new model on the same data, and the
+performance estimated without labels beside the F1 the labels later realized, with the calibration.
 
-riskcore.report.pdf places these in the headline, the trend section and the drift check's page.
+riskcore.report.pdf places these in the headline, the trend section, the drift check's page and the estimates.
 """
 
 from __future__ import annotations
@@ -11,8 +12,19 @@ from typing import Any
 from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
-from riskcore.formatting import number
-from riskcore.model.drift_evidence import checked_rows, drift_rule_text, feature_drift_text, verdict_text
+from riskcore.formatting import MISSING, count, number, score
+from riskcore.model.drift_evidence import (
+    calibration_text,
+    calibrator_text,
+    checked_rows,
+    drift_rule_text,
+    estimate_text,
+    feature_drift_text,
+    latest_calibrated,
+    latest_estimated,
+    realized_text,
+    verdict_text,
+)
 from riskcore.ops.history import worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image
 
@@ -162,3 +174,62 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
     if evaluation.get("new_worse"):
         line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
     return [line]
+
+
+# --- Estimated and realized performance, calibration ---------------------------------------------
+ESTIMATE_ROWS = 8  # the newest estimated windows in the report's table
+
+
+def sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def estimate_lines(runs: list[dict[str, Any]], calibration: dict[str, Any] | None) -> list[str]:
+    """The headline's word on the newest estimate (with its baseline and warning), its realized F1, and the served
+    model's calibration (its metadata's record)."""
+    lines = []
+    run = latest_estimated(runs)
+    if run is not None:
+        warning = "<b>Warning: estimated drift.</b> " if run.get("estimated_drift") else ""
+        line = (f"{warning}<b>Estimated without labels</b> ({escape(run.get('started_at'))}): "
+                f"{escape(estimate_text(run))}.")
+        realized = realized_text(run)
+        lines.append(line + (f" {escape(sentence_case(realized))}." if realized else ""))
+    calibrator = calibrator_text(calibration)
+    if calibrator:
+        lines.append(f"<b>Calibration</b> of the served model's probabilities: {escape(calibrator)}.")
+    return lines
+
+
+def interval_text(run: dict[str, Any]) -> str:
+    interval = run.get("estimated_f1_interval")
+    bounds = f" [{score(interval[0], 2)}, {score(interval[1], 2)}]" if isinstance(interval, list) and \
+        len(interval) == 2 else ""
+    return score(run.get("estimated_f1"), 2) + bounds
+
+
+def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Styles, width: float) -> list:
+    """Estimated against realized F1 per window, newest first, and the newest labelled window's reliability diagram;
+    [] when no run estimated anything and no window was labelled."""
+    estimated = [run for run in runs if isinstance(run.get("estimated_f1"), (int, float))][::-1][:ESTIMATE_ROWS]
+    flow: list = []
+    if estimated:
+        rows = [[str(run.get("started_at") or MISSING), count(run.get("estimated_rows")), interval_text(run),
+                 score(run.get("estimated_baseline"), 2), "yes" if run.get("estimated_drift") else "no",
+                 score(run.get("realized_f1"), 2), count(run.get("realized_rows"))] for run in estimated]
+        flow += [
+            data_table(styles, ["window (UTC)", "clients", "estimated F1", "baseline", "warning", "realized F1",
+                                "labelled"], rows,
+                       [width * w for w in (0.22, 0.09, 0.18, 0.11, 0.11, 0.14, 0.15)], right={1, 2, 3, 5, 6}),
+            Paragraph("Estimated from the calibrated probabilities of every client of the window, labelled or not "
+                      "(in brackets: its interval); realized once the labels of the same clients arrive. A change "
+                      "in who leaves for the same features is invisible to the estimate: the realized F1 shows it.",
+                      styles.note)]
+    labelled = latest_calibrated(runs)
+    if labelled is not None and chart is not None:
+        flow += [image(chart, width * 0.45),
+                 Paragraph(f"{escape(sentence_case(calibration_text(labelled['calibration']) or 'calibration'))}, "
+                           f"window of {escape(labelled.get('started_at'))}: per bin of clients, the predicted "
+                           "share leaving against the share who left; on the dashed diagonal the probabilities "
+                           "are exact.", styles.note)]
+    return flow

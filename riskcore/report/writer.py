@@ -28,7 +28,13 @@ from riskcore.files import (
     utc_now,
 )
 from riskcore.model.drift import data_drift
-from riskcore.model.drift_evidence import latest_check, quantiles_of, recorded_figures, training_quantiles
+from riskcore.model.drift_evidence import (
+    latest_calibrated,
+    latest_check,
+    quantiles_of,
+    recorded_figures,
+    training_quantiles,
+)
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
 from riskcore.ops.calls import calls_path
@@ -43,7 +49,14 @@ from riskcore.release.load import (
 )
 from riskcore.report.call_effect import measure_calls
 from riskcore.report.call_list import risk_scores
-from riskcore.report.charts import confusion_matrix_chart, distribution_chart, png_bytes, roc_chart, trend_chart
+from riskcore.report.charts import (
+    confusion_matrix_chart,
+    distribution_chart,
+    png_bytes,
+    reliability_chart,
+    roc_chart,
+    trend_chart,
+)
 from riskcore.report.outputs import REPORTS
 from riskcore.report.pdf import DriftEvidence, ReportData, build_pdf
 from riskcore.report.statistics import missing_shares, read_ingested, summarize
@@ -123,6 +136,9 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
         "roc": png_bytes(roc_chart(evaluation)),
         "trend": png_bytes(trend_chart(deployments, runs, generated, test_rows=evaluation.rows)),
     }
+    labelled = latest_calibrated(runs)
+    if labelled is not None:
+        charts["reliability"] = png_bytes(reliability_chart(labelled["calibration"], str(labelled.get("started_at"))))
     if drift.reference and drift.compared:
         charts["distributions"] = png_bytes(distribution_chart(
             drift.reference, drift.compared, drift.figures, f"training data of model {drift.model_version}",
