@@ -733,9 +733,9 @@ def test_the_pdf_gives_the_estimate_in_the_evidence_with_estimated_against_reali
     assert "Calibration of the served model's probabilities:" in headline
     text = " ".join(pages)
     assert pdf.SECTIONS["estimates"] in text
-    assert "2026-03-01T06:00:00Z 3,000 0.61 [0.55, 0.66] 0.86 yes" in text  # newest first, not realized yet
-    assert "2026-02-01T06:00:00Z 1,200 0.70 [0.64, 0.75] 0.72 no 0.52 1,150" in text
-    assert "Calibration on 120 labelled rows: ECE 0.040, Brier score 0.110, window of 2026-02-01T06:00:00Z" in text
+    assert "2026-03-01 06:00 UTC 3,000 0.61 [0.55, 0.66] 0.86 yes" in text  # newest first, not realized yet
+    assert "2026-02-01 06:00 UTC 1,200 0.70 [0.64, 0.75] 0.72 no 0.52 1,150" in text
+    assert "Calibration on 120 labelled rows: ECE 0.040, Brier score 0.110, window of 2026-02-01 06:00 UTC" in text
 
 
 def test_the_reliability_diagram_draws_one_point_per_bin():

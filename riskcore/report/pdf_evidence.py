@@ -12,7 +12,8 @@ from typing import Any
 from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
-from riskcore.formatting import MISSING, count, number, score
+from riskcore.files import when
+from riskcore.formatting import count, number, score
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -214,13 +215,13 @@ def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Style
     estimated = [run for run in runs if isinstance(run.get("estimated_f1"), (int, float))][::-1][:ESTIMATE_ROWS]
     flow: list = []
     if estimated:
-        rows = [[str(run.get("started_at") or MISSING), count(run.get("estimated_rows")), interval_text(run),
+        rows = [[when(run.get("started_at")), count(run.get("estimated_rows")), interval_text(run),
                  score(run.get("estimated_baseline"), 2), "yes" if run.get("estimated_drift") else "no",
                  score(run.get("realized_f1"), 2), count(run.get("realized_rows"))] for run in estimated]
         flow += [
-            data_table(styles, ["window (UTC)", "clients", "estimated F1", "baseline", "warning", "realized F1",
+            data_table(styles, ["window", "clients", "estimated F1", "baseline", "warning", "realized F1",
                                 "labelled"], rows,
-                       [width * w for w in (0.22, 0.09, 0.18, 0.11, 0.11, 0.14, 0.15)], right={1, 2, 3, 5, 6}),
+                       [width * w for w in (0.24, 0.08, 0.17, 0.11, 0.11, 0.14, 0.15)], right={1, 2, 3, 5, 6}),
             Paragraph("Estimated from the calibrated probabilities of every client of the window, labelled or not "
                       "(in brackets: its interval); realized once the labels of the same clients arrive. A change "
                       "in who leaves for the same features is invisible to the estimate: the realized F1 shows it.",
@@ -229,7 +230,7 @@ def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Style
     if labelled is not None and chart is not None:
         flow += [image(chart, width * 0.45),
                  Paragraph(f"{escape(sentence_case(calibration_text(labelled['calibration']) or 'calibration'))}, "
-                           f"window of {escape(labelled.get('started_at'))}: per bin of clients, the predicted "
+                           f"window of {escape(when(labelled.get('started_at')))}: per bin of clients, the predicted "
                            "share leaving against the share who left; on the dashed diagonal the probabilities "
                            "are exact.", styles.note)]
     return flow
