@@ -744,3 +744,15 @@ def test_the_reliability_diagram_draws_one_point_per_bin():
     assert list(curve.get_xdata()) == [b["predicted"] for b in RELIABILITY]
     assert list(curve.get_ydata()) == [b["observed"] for b in RELIABILITY]
     assert png_bytes(figure).startswith(b"\x89PNG")
+
+
+def test_the_pdfs_calls_say_what_changed_since_the_last_run(deployed, tmp_path):
+    clients = tmp_path / "clients.csv"
+    clients.write_text(f"{CLIENT_HEADER}\na,0,0,10\nb,100,1200,10\n", encoding="utf-8")
+    first = squeeze(pdf_text(reporting.run(deployed, clients=clients)["summary_report"]))
+    assert "no earlier run's ranking is kept yet" in first
+    clients.write_text(f"{CLIENT_HEADER}\nb,0,0,10\na,100,1200,10\nc,200,2400,10\n", encoding="utf-8")
+    paths = reporting.run(deployed, clients=clients)
+    second = squeeze(pdf_text(paths["summary_report"]))
+    assert "since last run" in second and "against run 1's" in second
+    assert "up 1" in second and "down 1" in second and " new " in f" {second} "

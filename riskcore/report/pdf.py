@@ -205,16 +205,20 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     risk = data.risk
     rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS) + (" (measurement group: not to be called this cycle)"
                                                               if c.get(GROUP) else ""), percent(c["probability"]),
+             c.get("change") or "\N{EM DASH}",
              "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
-    headers = ["rank", "client", "probability of leaving", "why: the main reason"]
+    headers = ["rank", "client", "probability of leaving", "since last run", "why: the main reason"]
+    changes = (f" Since last run: the rank against run {risk.compared_with}'s (new: not listed then)."
+               if risk.compared_with is not None else " Since last run: no earlier run's ranking is kept yet.")
     reasons = ("Why: what moves the model's risk most for this client, against the typical client of this list."
                if any(c["reasons"] for c in risk.top) else
                "No reasons: the deployed model was trained before its metadata recorded the average client.")
     intro = Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
                       "probability of leaving: the ones to call first.", styles.body)
     return section(styles, "clients", intro) + [  # the table may break across pages, never leave the first one empty
-        data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.14, 0.64)], right={0, 2}),
-        Paragraph(f"{escape(reasons)} Every client who has not left ({risk.rows:,}, one row each, every reason): "
+        data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.12, 0.1, 0.56)], right={0, 2}),
+        Paragraph(f"{escape(reasons)}{escape(changes)} Every client who has not left ({risk.rows:,}, one row each, "
+                  "every reason): "
                   f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}."
                   f"{id_note(risk.top)}", styles.note),
     ]
