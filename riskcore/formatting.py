@@ -65,3 +65,8 @@ def size(byte_count: int | None) -> str:
     if byte_count is None:
         return ""
     return f"{byte_count / 1024:,.0f} KB" if byte_count < 1024 * 1024 else f"{byte_count / 1024 / 1024:,.1f} MB"
+
+
+def sentence_case(text: str | None) -> str | None:
+    """A phrase opening a sentence: its first letter upper case, the rest as written ("ECE" stays)."""
+    return text[:1].upper() + text[1:] if text else text

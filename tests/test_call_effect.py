@@ -78,7 +78,7 @@ def test_the_smallest_drop_has_80_percent_power_and_no_smaller_one_does():
 def test_before_any_label_the_sentence_says_what_is_missing():
     called = call_effect.Arm(listed=312, probability_sum=312 * 0.3)
     group = call_effect.Arm(listed=31, probability_sum=31 * 0.3)
-    measured = call_effect.effect(called, group, [3], with_call=0)
+    measured = call_effect.measured_effect(called, group, [3], with_call=0)
     assert measured["sentence"].startswith("312 called (0 reached, as recorded), 31 in the measurement group, labels "
                                            "for 0: about 1,250 per group are needed to see 30% → 25%; these group "
                                            "sizes can detect a drop from 30% to ")
@@ -87,7 +87,7 @@ def test_before_any_label_the_sentence_says_what_is_missing():
 
 
 def test_without_a_measurement_group_the_sentence_says_how_to_get_one():
-    measured = call_effect.effect(call_effect.Arm(listed=50), call_effect.Arm(), [], 0)
+    measured = call_effect.measured_effect(call_effect.Arm(listed=50), call_effect.Arm(), [], 0)
     assert "reporting.control_share" in measured["sentence"] and measured["difference"] is None
 
 

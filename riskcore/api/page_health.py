@@ -16,6 +16,7 @@ from typing import Any
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.files import when
+from riskcore.formatting import sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -130,11 +131,6 @@ def latest_estimate(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     return {"sentence": estimate_text(run), "drift": bool(run.get("estimated_drift")),
             "realized": sentence_case(realized_text(run)), "started_at": run.get("started_at")}
-
-
-def sentence_case(text: str | None) -> str | None:
-    """A phrase opening a sentence: its first letter upper case, the rest as written ("ECE" stays)."""
-    return text[:1].upper() + text[1:] if text else text
 
 
 def latest_reliability(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ from riskcore.data.snapshots import (
     Rejection,
     merge_frames,
     row_digests,
-    rows_not_in,
+    rows_not_in_digests,
     with_label_column,
 )
 from riskcore.data.validation import MAX_INPUT_BYTES, read_client_frame
@@ -122,7 +122,7 @@ def new_rows_of(frame: pl.DataFrame, name: str, sha: str, previous: dict[str, st
             log.info("%s changed, and the row digests of its earlier version are gone: every row counts as new",
                      printable_name(name))
         return frame
-    return rows_not_in(frame, digest, before)
+    return rows_not_in_digests(frame, digest, before)
 
 
 # --- One row per client ----------------------------------------------------------------------

@@ -187,7 +187,7 @@ def row_digests(frame: pl.DataFrame) -> pl.Series:
     return frame.hash_rows(seed=0)
 
 
-def rows_not_in(frame: pl.DataFrame, digests: pl.Series, previous: pl.Series) -> pl.DataFrame:
+def rows_not_in_digests(frame: pl.DataFrame, digests: pl.Series, previous: pl.Series) -> pl.DataFrame:
     """The rows of `frame` that the previous version (its row digests) did not hold, counted as a multiset.
 
     A row that occurs k times now and j times before is new k - j times (its last occurrences).

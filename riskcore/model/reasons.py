@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, IntegrityError
+from riskcore.formatting import count
 
 TOP_REASONS = len(FEATURES)  # at most one reason per feature; the activity trend stands for two
 REASON_COLUMNS = tuple(f"reason_{k}" for k in range(1, TOP_REASONS + 1))  # in risk_scores.csv
@@ -88,10 +89,6 @@ def trend_code(month: Any, year: Any) -> Any:
     falling = (month * 60 < year * 4) * 1
     rising = (month * 48 > year * 5) * 1
     return 1 - falling + rising
-
-
-def count(value: Any) -> str:
-    return f"{int(value):,}"
 
 
 def compared(value: float, typical: float) -> str:

@@ -33,7 +33,7 @@ def _open(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def f1_of(pairs: Iterable[tuple[int, int]]) -> tuple[float | None, int]:
+def f1_of_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[float | None, int]:
     """F1 of (prediction, label) pairs and how many; None without a client who left (undefined, not 0)."""
     tp = fp = fn = rows = 0
     for prediction, label in pairs:
@@ -45,8 +45,8 @@ def f1_of(pairs: Iterable[tuple[int, int]]) -> tuple[float | None, int]:
 
 
 def _realized(connection: sqlite3.Connection, run_id: str) -> tuple[float | None, int]:
-    return f1_of(connection.execute(f"SELECT prediction, label FROM {TABLE} WHERE run_id = ? AND label IS NOT NULL",  # noqa: S608
-                                    (run_id,)))
+    query = f"SELECT prediction, label FROM {TABLE} WHERE run_id = ? AND label IS NOT NULL"  # noqa: S608
+    return f1_of_pairs(connection.execute(query, (run_id,)))
 
 
 def record_window(path: Path, run_id: str, clients: list[str], predictions: list[int],

@@ -129,7 +129,7 @@ def outcome(listed: dict[str, Any], latest: dict[str, Any] | None) -> int | None
     return 0 if changed else None
 
 
-def latest_snapshots(final_data: Path, clients: set[str]) -> dict[str, dict[str, Any]]:
+def latest_rows_of(final_data: Path, clients: set[str]) -> dict[str, dict[str, Any]]:
     """The latest snapshot (last row) of each named client in the ingested data; only those rows are kept."""
     import polars as pl
 
@@ -165,11 +165,11 @@ def about(count: int) -> int:
     return round(count, -1) if count >= 100 else count
 
 
-def percent(share: float) -> str:
+def whole_percent(share: float) -> str:
     return f"{share * 100:.0f}%"
 
 
-def effect(called: Arm, group: Arm, cycles: list[int], with_call: int) -> dict[str, Any]:
+def measured_effect(called: Arm, group: Arm, cycles: list[int], with_call: int) -> dict[str, Any]:
     """The measured effect (JSON-ready): both groups, the difference and its interval, what the sizes can detect,
     and one sentence saying it, or saying what is missing."""
     measured: dict[str, Any] = {
@@ -195,11 +195,11 @@ def effect(called: Arm, group: Arm, cycles: list[int], with_call: int) -> dict[s
     counts = (f"{called.listed:,} called ({with_call:,} reached, as recorded), {group.listed:,} in the measurement "
               f"group, labels for {called.labelled + group.labelled:,}")
     need = measured["needed_per_group"]
-    need_text = (f"about {about(need['clients']):,} per group are needed to see {percent(need['from'])} → "
-                 f"{percent(need['to'])}" if need else "")
+    need_text = (f"about {about(need['clients']):,} per group are needed to see {whole_percent(need['from'])} → "
+                 f"{whole_percent(need['to'])}" if need else "")
     drop = measured["smallest_drop"]
-    detect = (f"these group sizes can detect a drop from {percent(base)} to {percent(base - drop)} or more (power "
-              f"80%, alpha 0.05)" if drop is not None else "these group sizes cannot detect even a drop to 0%")
+    detect = (f"these group sizes can detect a drop from {whole_percent(base)} to {whole_percent(base - drop)} or more "
+              f"(power 80%, alpha 0.05)" if drop is not None else "these group sizes cannot detect even a drop to 0%")
     if called.labelled == 0 or group.labelled == 0:
         measured["sentence"] = f"{counts}: " + (need_text or "no difference can be measured yet") + f"; {detect}."
         return measured
@@ -219,7 +219,7 @@ def measure_calls(store: Path, final_data: Path) -> dict[str, Any]:
     """The effect of calling, from the calls store and the ingested data (the page, the PDF, the run history)."""
     cycles = read_cycles(store)
     first = first_assignments(cycles)
-    called, group = count_arms(first, latest_snapshots(final_data, set(first)))
+    called, group = count_arms(first, latest_rows_of(final_data, set(first)))
     reached = {call["client"] for call in all_calls(store) if call["outcome"] in REACHED}
     with_call = sum(1 for client, listed in first.items() if not listed["group"] and client in reached)
-    return effect(called, group, sorted({listed["cycle"] for listed in first.values()}), with_call)
+    return measured_effect(called, group, sorted({listed["cycle"] for listed in first.values()}), with_call)

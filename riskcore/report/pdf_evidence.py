@@ -13,7 +13,7 @@ from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
 from riskcore.files import when
-from riskcore.formatting import count, number, score
+from riskcore.formatting import count, number, score, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -179,10 +179,6 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
 
 # --- Estimated and realized performance, calibration ---------------------------------------------
 ESTIMATE_ROWS = 8  # the newest estimated windows in the report's table
-
-
-def sentence_case(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def estimate_lines(runs: list[dict[str, Any]], calibration: dict[str, Any] | None) -> list[str]:
