@@ -22,7 +22,7 @@ from riskcore.contract import (
     DataError,
 )
 from riskcore.data import snapshots
-from riskcore.data.folder_ingest import HeldBack
+from riskcore.data.snapshots import HeldBack
 from riskcore.data.validation import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled, read_client_csv
 from riskcore.files import sha256_file
 

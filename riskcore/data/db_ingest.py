@@ -44,8 +44,7 @@ from riskcore.data.db_connection import (
     window_mark_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
-from riskcore.data.folder_ingest import DROP_COMMAND, HeldBack
-from riskcore.data.snapshots import FileResult, IngestionResult, merge_frames, with_label_column
+from riskcore.data.snapshots import DROP_COMMAND, FileResult, HeldBack, IngestionResult, merge_frames, with_label_column
 from riskcore.data.validation import normalise_ids, row_breaks, validate_client_frame
 from riskcore.files import atomic_path, utc_now
 from riskcore.release.operator_state import operator

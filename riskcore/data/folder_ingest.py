@@ -34,7 +34,9 @@ from riskcore.contract import (
 )
 from riskcore.data.input_files import input_digest, list_input_files, printable_name
 from riskcore.data.snapshots import (
+    DROP_COMMAND,
     FileResult,
+    HeldBack,
     IngestionResult,
     Rejection,
     merge_frames,
@@ -50,15 +52,6 @@ from riskcore.release.operator_state import operator
 
 log = logging.getLogger(__name__)
 
-DROP_COMMAND = "python fullprocess.py --allow-removed (or python ingestion.py --allow-removed)"
-
-
-class HeldBack(DataError):
-    """A file production ingested is broken or gone: nothing was ingested, so nothing of it is lost."""
-
-    def __init__(self, message: str, result: IngestionResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 def read_candidate(path: Path, folder: Path, max_id_length: int = MAX_ID_LENGTH) -> tuple[bytes, pl.DataFrame]:

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import polars as pl
 
-from riskcore.contract import ID_COLUMN, TARGET
+from riskcore.contract import ID_COLUMN, TARGET, DataError
 from riskcore.data.validation import CLIENT_SCHEMA, to_pandas
 
 CONFLICT_EXAMPLES = 10  # clients with conflicting labels named in the record (the first by id); all are counted
@@ -88,6 +88,17 @@ class IngestionResult:
     def new_frame(self):
         """new_data as pandas (made on first use)."""
         return self.frame if self.only_new is None else to_pandas(self.only_new)
+
+
+DROP_COMMAND = "python fullprocess.py --allow-removed (or python ingestion.py --allow-removed)"
+
+
+class HeldBack(DataError):
+    """A source production ingested is broken, gone or shrunk: nothing was ingested, so nothing of it is lost."""
+
+    def __init__(self, message: str, result: IngestionResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def first_occurrences(frame: pl.DataFrame, hashes: pl.Series | None = None) -> pl.Series:

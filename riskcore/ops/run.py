@@ -33,8 +33,9 @@ from riskcore.contract import (
     TARGET,
     TEST_DATA,
 )
-from riskcore.data.folder_ingest import HeldBack, IngestionResult, hold_back_reason, ingest, ingest_folder
+from riskcore.data.folder_ingest import IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
+from riskcore.data.snapshots import HeldBack
 from riskcore.data.validation import features_of, labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
