@@ -5,8 +5,10 @@ clients out."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -131,19 +133,10 @@ def test_a_cycle_marks_its_measurement_group_in_the_csv_the_record_and_risk(meas
     assert {c[ID_COLUMN] for c in answer["clients"] if c["measurement_group"]} == group
 
 
-def test_labels_arriving_give_the_difference_and_interval_of_a_hand_computation(measured_project):
-    config = measured_project
-    call_list.risk_scores(config, cycle=1)
+def labels_arrive(config, to_call: list[dict], group: list[dict]) -> None:
+    """Labels arrive in a later file: of the clients to call, 8 left and 30 stayed (10 of them were called and
+    reached); of the group, 6 left and the rest stayed; the other clients to call have no new snapshot yet."""
     store = config.output_model_folder / CALLS_STORE
-    members = calls.latest_cycle(store)["clients"]
-    to_call = [m for m in members if not m["measurement_group"]]
-    group = [m for m in members if m["measurement_group"]]
-    before = call_effect.measure_calls(store, config.final_data_file)
-    assert before["called"]["labelled"] == 0 and before["measurement_group"]["listed"] == len(group)
-    assert f"{len(to_call)} called (0 reached, as recorded), {len(group)} in the measurement group, labels for 0" in \
-        before["sentence"]
-    # Labels arrive in a later file: of the clients to call, 8 left and 30 stayed; of the group, 6 left and the
-    # rest stayed; the other clients to call have no new snapshot yet.
     calls.record_calls(store, calls.check_calls([{"client": m["client"], "outcome": "stays", "by": "Ann"}
                                                  for m in to_call[:10]], calls.date.today()))
     left_called, stayed_called, left_group = to_call[:8], to_call[8:38], group[:6]
@@ -156,6 +149,20 @@ def test_labels_arriving_give_the_difference_and_interval_of_a_hand_computation(
             + [row(m, 0) for m in group[6:]])
     write_csv(config.input_folder / "dataset9.csv", rows, HEADER)
     ingestion.run(config)
+
+
+def test_labels_arriving_give_the_difference_and_interval_of_a_hand_computation(measured_project):
+    config = measured_project
+    call_list.risk_scores(config, cycle=1)
+    store = config.output_model_folder / CALLS_STORE
+    members = calls.latest_cycle(store)["clients"]
+    to_call = [m for m in members if not m["measurement_group"]]
+    group = [m for m in members if m["measurement_group"]]
+    before = call_effect.measure_calls(store, config.final_data_file)
+    assert before["called"]["labelled"] == 0 and before["measurement_group"]["listed"] == len(group)
+    assert f"{len(to_call)} called (0 reached, as recorded), {len(group)} in the measurement group, labels for 0" in \
+        before["sentence"]
+    labels_arrive(config, to_call, group)
     measured = call_effect.measure_calls(store, config.final_data_file)
     assert measured["called"] | {"share_left": None} == {"listed": len(to_call), "labelled": 38, "left": 8,
                                                          "share_left": None}
@@ -195,3 +202,53 @@ def test_the_run_history_carries_the_measurement_and_the_left_out_rows(tmp_path:
     assert run["call_effect"] == effect and run["window_called"] == 12
     text = format_history([run], 0.01)
     assert "12 rows of clients who were called left out" in text and "9 in the measurement group" in text
+
+
+def model_page_effect(config) -> tuple[str, str]:
+    """The call effect's sentence and table on /model, as text."""
+    page = app_module.create_app(config.config_file).test_client().get("/model")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    sentence = re.search(r'<p id="call-effect-sentence">(.*?)</p>', body, re.S)
+    table = re.search(r'<table class="call-effect">(.*?)</table>', body, re.S)
+    assert sentence, "no call effect on /model"
+    return html.unescape(sentence.group(1)), html.unescape(re.sub(r"<[^>]+>", " ", table.group(1))) if table else ""
+
+
+def test_model_page_says_what_is_missing_before_labels_arrive(measured_project):
+    config = measured_project
+    call_list.risk_scores(config, cycle=1)
+    members = calls.latest_cycle(config.output_model_folder / CALLS_STORE)["clients"]
+    group = sum(m["measurement_group"] for m in members)
+    sentence, table = model_page_effect(config)
+    assert sentence == call_effect.measure_calls(config.output_model_folder / CALLS_STORE,
+                                                 config.final_data_file)["sentence"]
+    assert sentence.startswith(f"{len(members) - group} called (0 reached, as recorded), {group} in the measurement "
+                               "group, labels for 0: about ")
+    assert "per group are needed to see" in sentence
+    assert " ".join(table.split()) .startswith("group listed labelled since left share who left to call "
+                                               f"{len(members) - group} 0 0 — measurement group {group} 0 0 —")
+
+
+def test_model_page_gives_the_pdfs_measurement_once_labels_arrive(measured_project):
+    from test_reporting import pdf_pages, squeeze
+
+    import reporting
+
+    config = measured_project
+    call_list.risk_scores(config, cycle=1)
+    members = calls.latest_cycle(config.output_model_folder / CALLS_STORE)["clients"]
+    to_call = [m for m in members if not m["measurement_group"]]
+    group = [m for m in members if m["measurement_group"]]
+    labels_arrive(config, to_call, group)
+    paths = reporting.run(config)
+    sentence, table = model_page_effect(config)
+    difference, low, high = hand_newcombe(8, 38, 6, len(group))
+    assert f"difference {difference * 100:+.1f} points (95% interval {low * 100:+.1f} to {high * 100:+.1f}" in sentence
+    pdf_text = squeeze(" ".join(pdf_pages(paths["summary_report"])))
+    assert squeeze(sentence) in pdf_text  # the same words, from the one definition
+    listed = call_effect.measure_calls(config.output_model_folder / CALLS_STORE, config.final_data_file)
+    called_row = f"to call {listed['called']['listed']} 38 8 {8 / 38:.1%}"
+    group_row = f"measurement group {listed['measurement_group']['listed']} {len(group)} 6 {6 / len(group):.1%}"
+    assert called_row in squeeze(table) and group_row in squeeze(table)
+    assert called_row in pdf_text and group_row in pdf_text

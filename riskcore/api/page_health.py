@@ -124,6 +124,22 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
             "reliability": latest_reliability(runs)}
 
 
+def call_effect(risk: RiskService) -> dict[str, Any] | None:
+    """Does calling help, measured now from the calls store and the ingested data, in the PDF's words and table
+    (riskcore.report.call_effect); None when the ingested data cannot be read (the log says why)."""
+    from riskcore.ops.calls import calls_path
+    from riskcore.report.call_effect import GROUPS_HEADER, TITLE, counting_note, group_rows, measure_calls
+
+    try:
+        measured = measure_calls(calls_path(risk.config.output_model_folder), risk.config.final_data_file)
+    except UserError as exc:
+        log.error("the effect of calling cannot be measured: %s", exc)
+        return None
+    rows = group_rows(measured)
+    return {"title": TITLE, "sentence": measured["sentence"], "header": GROUPS_HEADER, "rows": rows,
+            "note": counting_note(measured) if rows else None}
+
+
 def latest_estimate(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest window's estimated performance in one sentence, whether it warns, and what its labels later said."""
     run = latest_estimated(runs)

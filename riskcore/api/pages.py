@@ -2,7 +2,8 @@
 
 GET /                  the managers' page: a one-line health strip, this cycle's calls (the top
                        reporting.calls_per_cycle clients with their main reason), the rest a page at a time
-GET /model             the data scientist's page: the served model, its scores, the latest drift check, the runs
+GET /model             the data scientist's page: the served model, its scores, the latest drift check, whether
+                       calling helps (riskcore.report.call_effect, as the PDF says it), the runs
 GET /clients/<id>      one client: its latest snapshot, its probability, its earlier snapshots
 GET /downloads/...     the full risk list (risk_scores.csv) and the latest PDF report
 GET, POST /login       the key form, when the API has a key; POST /logout forgets it
@@ -59,7 +60,7 @@ from riskcore.api.errors import ApiError, handle_http_error
 from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, page_secret
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
-from riskcore.api.page_health import health_strip, model_health, when
+from riskcore.api.page_health import call_effect, health_strip, model_health, when
 from riskcore.api.query import query_number
 from riskcore.api.serving import MOVES, SIZE_BANDS, CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT, ConfigError
@@ -298,7 +299,7 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
 
 @site.get("/model")
 def model() -> str:
-    """The data scientist's page: the served model, its scores, the latest drift check and the run history."""
+    """The data scientist's page: the served model, its scores, the latest drift check, the call effect and the runs."""
     risk = service()
     pointer, served = risk.models.serve()
     return page_data.rendered(risk, pointer, served, ("model",), lambda: render_model(risk, pointer, served))
@@ -310,7 +311,8 @@ def render_model(risk: RiskService, pointer: str | None, served: Served | None) 
     health["quality"] = page_data.quality(risk, served, runs) if served is not None else None
     if health["drifted"]:
         health["drift_charts"] = page_data.drift_charts(risk, served, health["check"], health["drifted"])
-    return render_template("model.html", health=health, pointer=pointer, serving=serving_now(risk, served),
+    return render_template("model.html", health=health, call_effect=call_effect(risk), pointer=pointer,
+                           serving=serving_now(risk, served),
                            features=FEATURES, labels=FEATURE_LABELS, new_rows=checked_rows,
                            downloads=downloads(risk.config.output_model_folder))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, FEW_ROWS, ID_COLUMN, TARGET
+from riskcore.formatting import count, percent
 from riskcore.ops.calls import REACHED, all_calls, read_cycles
 
 LEVEL = 0.95
@@ -213,6 +214,29 @@ def measured_effect(called: Arm, group: Arm, cycles: list[int], with_call: int) 
         + ("; too few labels to tell (fewer than 30 in a group)" if few else "")
         + f"; {detect}" + (f"; {need_text}" if need_text else "") + ".")
     return measured
+
+
+# --- The same words in the PDF and on /model ----------------------------------------------------
+TITLE = "Does calling help? The called clients beside the measurement group"
+GROUPS_HEADER = ("group", "listed", "labelled since", "left", "share who left")
+GROUP_NAMES = {"called": "to call", "measurement_group": "measurement group"}
+
+
+def group_rows(measured: dict[str, Any]) -> list[list[str]]:
+    """The two groups as the PDF and /model table them (GROUPS_HEADER); none before a measurement group."""
+    if not measured["cycles"] or not measured["measurement_group"]["listed"]:
+        return []
+    return [[name, count(measured[arm]["listed"]), count(measured[arm]["labelled"]), count(measured[arm]["left"]),
+             percent(measured[arm]["share_left"]) if measured[arm]["share_left"] is not None else "\N{EM DASH}"]
+            for arm, name in GROUP_NAMES.items()]
+
+
+def counting_note(measured: dict[str, Any]) -> str:
+    """How the table counts, under it in the PDF and on /model."""
+    return (f"Cycles {', '.join(map(str, measured['cycles']))}: each client counted once, in the group of the first "
+            "cycle that drew it; the clients to call are counted whether or not a call was recorded (intention to "
+            "treat). Labelled since: a later snapshot with a label. The interval is Newcombe's hybrid score "
+            "interval of the difference; power 80%, alpha 0.05.")
 
 
 def measure_calls(store: Path, final_data: Path) -> dict[str, Any]:

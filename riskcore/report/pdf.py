@@ -30,6 +30,8 @@ from riskcore.files import when
 from riskcore.formatting import number, percent
 from riskcore.model.evaluation import Evaluation
 from riskcore.release.load import Deployment
+from riskcore.report.call_effect import GROUPS_HEADER, counting_note, group_rows
+from riskcore.report.call_effect import TITLE as CALL_EFFECT_TITLE
 from riskcore.report.call_list import GROUP, RiskList
 from riskcore.report.charts import BLUE, model_deployments
 from riskcore.report.outputs import project_path
@@ -55,7 +57,7 @@ SECTIONS = {
     "missing": "Missing data",
     "distributions": "Drift check: training data beside the new data",
     "estimates": "Estimated against realized F1, and calibration",
-    "calls": "Does calling help? The called clients beside the measurement group",
+    "calls": CALL_EFFECT_TITLE,
     "timings": "Step timings",
     "dependencies": "Dependencies",
     "ingestion": "Ingestion record",
@@ -258,21 +260,11 @@ def calls_section(data: ReportData, styles: Styles, width: float) -> list:
     if not measured:
         return []
     flow = [Paragraph(escape(measured["sentence"]), styles.body)]
-    called, group = measured["called"], measured["measurement_group"]
-    if measured["cycles"] and group["listed"]:
-        def share(arm: dict[str, Any]) -> str:
-            return percent(arm["share_left"]) if arm["share_left"] is not None else "\N{EM DASH}"
-
-        rows = [["to call", f"{called['listed']:,}", f"{called['labelled']:,}", f"{called['left']:,}", share(called)],
-                ["measurement group", f"{group['listed']:,}", f"{group['labelled']:,}", f"{group['left']:,}",
-                 share(group)]]
-        flow.append(data_table(styles, ["group", "listed", "labelled since", "left", "share who left"], rows,
-                               [w * width for w in (0.3, 0.15, 0.2, 0.15, 0.2)], right={1, 2, 3, 4}))
-        flow.append(Paragraph(
-            f"Cycles {', '.join(map(str, measured['cycles']))}: each client counted once, in the group of the first "
-            "cycle that drew it; the clients to call are counted whether or not a call was recorded (intention to "
-            "treat). Labelled since: a later snapshot with a label. The interval is Newcombe's hybrid score "
-            "interval of the difference; power 80%, alpha 0.05.", styles.note))
+    rows = group_rows(measured)
+    if rows:
+        flow.append(data_table(styles, list(GROUPS_HEADER), rows, [w * width for w in (0.3, 0.15, 0.2, 0.15, 0.2)],
+                               right={1, 2, 3, 4}))
+        flow.append(Paragraph(escape(counting_note(measured)), styles.note))
     return section(styles, "calls", *flow)
 
 
