@@ -12,6 +12,10 @@ ID_COLUMN = "corporation"
 FEATURES = ("lastmonth_activity", "lastyear_activity", "number_of_employees")
 TARGET = "exited"
 COLUMNS = (ID_COLUMN, *FEATURES, TARGET)
+# Optional, never a feature: a client's yearly revenue (a number >= 0, empty when unknown, in the files' own
+# currency). Where it is known the call list gives each client its revenue at risk (probability x revenue).
+REVENUE = "annual_revenue"
+KNOWN_COLUMNS = (*COLUMNS, REVENUE)  # every column a client file or table may have, in contract order
 MAX_VALUE = 10**12  # far above any real activity count; keeps values exact in float64
 MAX_ID_LENGTH = 200  # characters of a client id ingestion accepts (config: max_id_length): a link and a line
 ID_BLANKS = " \t"  # not part of a client id: "abcd " and "abcd" are one client

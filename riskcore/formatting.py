@@ -60,6 +60,18 @@ def percent(probability: float) -> str:
     return f"{100 * probability:.1f}%"
 
 
+def money(value: Any, missing: str = MISSING) -> str:
+    """An amount of money as people say it, without a currency (the data's own; no setting names one):
+    "950", "9,500", "12 k", "1.2 M", "2.5 bn"."""
+    if value is None:
+        return missing
+    amount = float(value)
+    for threshold, scale, unit, decimals in ((999.95e6, 1e9, "bn", 1), (999.95e3, 1e6, "M", 1), (9999.5, 1e3, "k", 0)):
+        if amount >= threshold:
+            return f"{amount / scale:,.{decimals}f} {unit}"
+    return f"{amount:,.0f}"
+
+
 def size(byte_count: int | None) -> str:
     """A file's size: "12 KB", "3.4 MB"; nothing when unknown."""
     if byte_count is None:

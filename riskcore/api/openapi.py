@@ -10,8 +10,8 @@ from typing import Any
 from riskcore.api.calls_view import calls_paths
 from riskcore.api.history_view import history_paths
 from riskcore.api.request_rows import MAX_RECORDS
-from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE
-from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, TARGET
+from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE, ORDERS
+from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, REVENUE, TARGET
 from riskcore.model.reasons import TREND
 
 ERROR_REASONS = {
@@ -31,6 +31,12 @@ REASONS = {"type": "array", "items": {"$ref": "#/components/schemas/Reason"},
            "description": "raising the risk first, the largest first; empty for a model trained before its "
                           "metadata recorded the average client"}
 COUNT = {"type": "integer", "minimum": 0}
+REVENUE_VALUE = {"type": ["number", "null"], "minimum": 0, "maximum": MAX_VALUE,
+                 "description": "optional, never a feature: the client's yearly revenue, in the data's own currency; "
+                                "null: unknown"}
+AT_RISK = {"type": ["number", "null"], "minimum": 0,
+           "description": "probability x annual_revenue, to the cent (the calibrated probability, as shown); null "
+                          "where the revenue is unknown"}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -54,7 +60,8 @@ def component_schemas() -> dict[str, Any]:
     value = {"type": "integer", "minimum": 0, "maximum": MAX_VALUE}
     return {
         "Record": obj({ID_COLUMN: {"type": "string", "minLength": 1}, **dict.fromkeys(FEATURES, value),
-                       TARGET: {"type": "integer", "enum": [0, 1], "description": "optional; ignored"}},
+                       TARGET: {"type": "integer", "enum": [0, 1], "description": "optional; ignored"},
+                       REVENUE: REVENUE_VALUE},
                       (ID_COLUMN, *FEATURES), additionalProperties=False),
         "Reason": obj({"feature": {"enum": [*FEATURES, TREND],
                                    "description": f"what the reason is about; {TREND}: the two activity features "
@@ -72,8 +79,9 @@ def component_schemas() -> dict[str, Any]:
                                              "strongly"]}},
                       ("feature", "values", "contributions", "contribution", "text")),
         "Prediction": obj({ID_COLUMN: STRING, "prediction": {"type": "integer", "enum": [0, 1]},
-                           "probability": {"type": "number", "minimum": 0, "maximum": 1}, "reasons": REASONS},
-                          (ID_COLUMN, "prediction", "probability", "reasons")),
+                           "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                           "revenue_at_risk": AT_RISK, "reasons": REASONS},
+                          (ID_COLUMN, "prediction", "probability", "revenue_at_risk", "reasons")),
         "Client": obj({"rank": {"type": "integer", "minimum": 1}, ID_COLUMN: STRING,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
                        "log_odds": {"type": "number", "description": "the rank key: the model's log-odds"},
@@ -83,14 +91,15 @@ def component_schemas() -> dict[str, Any]:
                        "change": {"type": ["string", "null"], "pattern": "^(new|same|up [0-9]+|down [0-9]+)$",
                                   "description": "since the previous run: new, up N, down N or same; null with no "
                                                  "earlier run kept", "examples": ["up 12"]},
-                       **dict.fromkeys(FEATURES, value), "reasons": REASONS,
+                       **dict.fromkeys(FEATURES, value), REVENUE: REVENUE_VALUE, "revenue_at_risk": AT_RISK,
+                       "reasons": REASONS,
                        "contributions": {"type": ["object", "null"], "properties": {f: NUMBER for f in FEATURES},
                                          "description": "each feature's exact contribution to the log-odds; null "
                                                         "for a model without reasons"},
                        "measurement_group": {"type": "boolean", "description": "in this cycle's measurement group: "
                                                                                "not to be called this cycle"}},
-                      ("rank", ID_COLUMN, "probability", "log_odds", "previous_rank", "change", *FEATURES, "reasons",
-                       "contributions")),
+                      ("rank", ID_COLUMN, "probability", "log_odds", "previous_rank", "change", *FEATURES, REVENUE,
+                       "revenue_at_risk", "reasons", "contributions")),
         "SummaryRow": obj({"column": {"enum": list(FEATURES)}, "statistic": {"type": "string", "examples": ["median"]},
                            "value": {"type": ["number", "null"]}}, ("column", "statistic", "value")),
         "MissingShare": obj({"column": STRING, "missing_percent": {"type": "number", "minimum": 0, "maximum": 100},
@@ -145,7 +154,10 @@ def risk_operation() -> dict[str, Any]:
                             "clients to skip; at most the number of clients in the list (or of matches)"),
                        page("q", {"type": "string", "maxLength": 100},
                             "keep the clients whose id contains this text, whatever the case (as the page's "
-                            "search)")],
+                            "search)"),
+                       page("order", {"enum": list(ORDERS), "default": ORDERS[0]},
+                            "risk: riskiest first (the ranking); revenue_at_risk: the largest revenue at risk first, "
+                            "clients whose revenue is unknown last, in rank order (rank stays the risk rank)")],
         "responses": {
             "200": json_answer("A page of the call list", obj({
                 "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING,
@@ -157,6 +169,7 @@ def risk_operation() -> dict[str, Any]:
                                       "description": "the run whose kept ranking previous_rank and change compare "
                                                      "with; null when no earlier ranking is kept"},
                 "q": {"type": ["string", "null"], "description": "the search, null without one"},
+                "order": {"enum": list(ORDERS), "description": "how the clients are ordered"},
                 "matches": {"type": ["integer", "null"], "minimum": 0,
                             "description": "clients whose id contains q (what offset pages through); null without q"},
                 "offset": COUNT, "limit": {"type": "integer", "minimum": 1},

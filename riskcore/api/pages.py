@@ -61,10 +61,10 @@ from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, 
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import call_effect, health_strip, model_health, when
-from riskcore.api.query import query_number
-from riskcore.api.serving import MOVES, SIZE_BANDS, CallList, RiskService, Served, service
+from riskcore.api.query import query_choice, query_number
+from riskcore.api.serving import BY_REVENUE, MOVES, SIZE_BANDS, CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT, ConfigError
-from riskcore.formatting import count, fixed, percent, score, signed, size
+from riskcore.formatting import count, fixed, money, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
     MAX_BY,
@@ -260,41 +260,42 @@ def index() -> str:
     """The managers' page: the health strip and this cycle's calls, then the rest of the list a page at a time."""
     risk = service()
     pointer, served = risk.models.serve()
-    query, band, moved = list_filters()
+    query, band, moved, order = list_filters()
     number = query_number("page", 1, 0)  # page 0 shows the first page, as a page past the end shows the last
     minute = int(time.time() // 60)  # the strip says how long ago the model was checked
-    return page_data.rendered(risk, pointer, served, ("calls", number, query, band, moved, minute),
-                              lambda: render_index(risk, pointer, served, number, query, band, moved))
+    return page_data.rendered(risk, pointer, served, ("calls", number, query, band, moved, order, minute),
+                              lambda: render_index(risk, pointer, served, number, query, band, moved, order))
 
 
-def list_filters() -> tuple[str, str, str]:
-    """The page's search and filters (q, size, moved); an unknown size band or move is a 400 naming it."""
+def list_filters() -> tuple[str, str, str, str]:
+    """The page's search, filters and order (q, size, moved, order); an unknown size band, move or order is a 400
+    naming it. The order is GET /risk's (?order=revenue_at_risk); empty: by risk."""
     query = request.args.get("q", "").strip()[:MAX_QUERY]
-    band, moved = request.args.get("size", ""), request.args.get("moved", "")
-    if band and band not in SIZE_BANDS:
-        raise ApiError(400, f'The query parameter "size" must be one of {", ".join(SIZE_BANDS)}.', field="size")
-    if moved and moved not in MOVES:
-        raise ApiError(400, f'The query parameter "moved" must be one of {", ".join(MOVES)}.', field="moved")
-    return query, band, moved
+    return (query, query_choice("size", tuple(SIZE_BANDS)), query_choice("moved", MOVES),
+            query_choice("order", (BY_REVENUE,)))
 
 
 def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int, query: str,
-                 band: str = "", moved: str = "") -> str:
+                 band: str = "", moved: str = "", order: str = "") -> str:
+    from riskcore.report.call_list import at_risk_sentence, calls_at_risk
+
     calls = risk.call_list(served) if served is not None else None
     rows, pages, matches = [], 1, 0
     size = risk.config.reporting["calls_per_cycle"]
-    if isinstance(calls, CallList):
-        rows, number, pages, matches = calls.page(number, query, size, band, moved)
     strip = health_strip(served, pointer, risk.history().runs, time.time())
+    if isinstance(calls, CallList):
+        rows, number, pages, matches = calls.page(number, query, size, band, moved, order or "risk")
+        strip["at_risk"] = at_risk_sentence(calls_at_risk(calls.frame, size, calls.served.calibrator))
     today = date.today()
     called = last_calls(calls_path(risk.config.output_model_folder), [row[ID_COLUMN] for row in rows])
-    filters = {"q": query or None, "size": band or None, "moved": moved or None}
+    filters = {"q": query or None, "size": band or None, "moved": moved or None, "order": order or None}
     return render_template("index.html", strip=strip, calls=calls, rows=rows, page=number, pages=pages,
                            last_call={client: last_call_text(call, today) for client, call in called.items()},
                            group=risk.measurement_group(),
                            first_rank=(number - 1) * size + 1, matches=matches, query=query, band=band, moved=moved,
-                           filtered=bool(query or band or moved), filters=filters, bands=SIZE_BANDS,
-                           serving=serving_now(risk, served), downloads=downloads(risk.config.output_model_folder))
+                           order=order, filtered=bool(query or band or moved or order), filters=filters,
+                           bands=SIZE_BANDS, serving=serving_now(risk, served),
+                           downloads=downloads(risk.config.output_model_folder))
 
 
 @site.get("/model")
@@ -438,8 +439,8 @@ def shown_list_csv() -> Response:
     calls = risk.call_list(risk.models.get())
     if not isinstance(calls, CallList):
         abort(503, calls)
-    query, band, moved = list_filters()
-    text = calls.shown_csv(query, band, moved, risk.measurement_group())
+    query, band, moved, order = list_filters()
+    text = calls.shown_csv(query, band, moved, risk.measurement_group(), order or "risk")
     return Response(text, mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="call_list.csv"'})
 
@@ -484,4 +485,5 @@ site.add_app_template_filter(score, "score")
 site.add_app_template_filter(signed, "signed")
 site.add_app_template_filter(fixed, "number")
 site.add_app_template_filter(size, "size")
+site.add_app_template_filter(money, "money")
 site.add_app_template_filter(when, "when")

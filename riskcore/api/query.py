@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import request
 
 from riskcore.api.errors import ApiError
@@ -24,4 +26,21 @@ def query_number(name: str, default: int, lowest: int, highest: int | None = Non
     if value is None or value < lowest or (highest is not None and value > highest):
         bounds = f"from {lowest} to {highest}" if highest is not None else f"of at least {lowest}"
         raise ApiError(400, f'The query parameter "{name}" must be a whole number {bounds}.', field=name)
+    return value
+
+
+def query_choice(name: str, choices: tuple[str, ...], default: str = "") -> str:
+    """A query parameter that must be one of `choices`, or ApiError 400: one sentence naming it and the value given.
+
+    Given once; empty or absent is `default`.
+    """
+    given = request.args.getlist(name)
+    if len(given) > 1:
+        raise ApiError(400, f'The query parameter "{name}" may be given once only.', field=name)
+    value = given[0] if given else ""
+    if not value:
+        return default
+    if value not in choices:
+        raise ApiError(400, f'The query parameter "{name}" must be one of {", ".join(choices)}, not '
+                            f"{json.dumps(value[:60])}.", field=name)
     return value

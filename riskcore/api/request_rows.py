@@ -1,6 +1,7 @@
 """The rows a prediction request supplies: JSON records, a CSV body, an upload, or a confined dataset location.
 
-Every form ends as (client ids, feature matrix) or an ApiError naming the field at fault. JSON
+Every form ends as (client ids, feature matrix, revenues) or an ApiError naming the field at fault;
+revenues (annual_revenue, optional: never a feature) are None where no row gives one. JSON
 records are checked in plain Python against the contract's rules (riskcore.data.contract_rules:
 no DataFrame for a few rows); CSV content goes through the data contract's own validation
 (riskcore.data.validation), imported on the first CSV request.
@@ -19,7 +20,7 @@ from flask import request
 
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, DataError
 from riskcore.data.contract_rules import RecordError, check_record, describe
 
 MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
@@ -32,12 +33,14 @@ PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
 OUTSIDE = '"dataset" must name a file inside the input, ingested or test data folder.'
 
-Rows = tuple[list[str], Any]  # client ids, and their feature matrix (numpy, float64)
+# Client ids, their feature matrix (numpy, float64) and their revenues (None: unknown, or no row gives one).
+Rows = tuple[list[str], Any, list[float | None] | None]
 
 
 # --- JSON records ----------------------------------------------------------------------------
-def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
-    """Validate {"records": [...]} rows against the contract (check_record); return the ids and the feature rows."""
+def check_records(records: Any) -> tuple[list[str], list[list[int]], list[float | None] | None]:
+    """Validate {"records": [...]} rows against the contract (check_record); return the ids, the feature rows and
+    the revenues (None when no record gives one)."""
     if not isinstance(records, list):
         raise ApiError(400, f'"records" must be a list of objects, not {describe(records)}.', field="records")
     if not records:
@@ -47,14 +50,16 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]]]:
                        field="records")
     ids: list[str] = []
     rows: list[list[int]] = []
+    revenues: list[float | None] = []
     for index, record in enumerate(records):
         try:
-            corporation, features = check_record(record, f"records[{index}]")
+            corporation, features, revenue = check_record(record, f"records[{index}]")
         except RecordError as exc:
             raise ApiError(400, str(exc), field=exc.field) from None
         ids.append(corporation)
         rows.append(features)
-    return ids, rows
+        revenues.append(revenue)
+    return ids, rows, revenues if any(revenue is not None for revenue in revenues) else None
 
 
 # --- CSV content -----------------------------------------------------------------------------
@@ -68,7 +73,8 @@ def rows_of_csv(data: bytes, name: str) -> Rows:
         raise ApiError(400, str(exc)) from None
     if frame.height > MAX_RECORDS:
         raise ApiError(413, f"{frame.height} rows is more than the {MAX_RECORDS} one request may hold.")
-    return frame[ID_COLUMN].to_list(), frame.select(FEATURES).to_numpy().astype("float64")
+    revenues = frame[REVENUE].to_list() if REVENUE in frame.columns else None
+    return frame[ID_COLUMN].to_list(), frame.select(FEATURES).to_numpy().astype("float64"), revenues
 
 
 # --- A dataset named by location -------------------------------------------------------------
@@ -172,8 +178,8 @@ def rows_of_json(config: Config) -> Rows:
         return rows_of_dataset(config, document["dataset"])
     import numpy as np
 
-    ids, rows = check_records(document["records"])
-    return ids, np.array(rows, dtype="float64")
+    ids, rows, revenues = check_records(document["records"])
+    return ids, np.array(rows, dtype="float64"), revenues
 
 
 def rows_of_upload() -> Rows:
@@ -186,7 +192,7 @@ def rows_of_upload() -> Rows:
 
 
 def rows_of_request(config: Config) -> Rows:
-    """The ids and feature matrix of the rows a prediction request supplies, in any accepted form."""
+    """The ids, feature matrix and revenues of the rows a prediction request supplies, in any accepted form."""
     extra = [key for key in request.args if key != "dataset"]
     if extra:
         raise ApiError(400, f"Unknown query parameter {json.dumps(extra[0][:60])}; only \"dataset\" is accepted.",

@@ -36,6 +36,7 @@ from riskcore.contract import (
     FEATURES,
     FINAL_DATA,
     ID_COLUMN,
+    REVENUE,
     RUN_HISTORY,
     TEST_DATA,
     DataError,
@@ -95,6 +96,17 @@ class Served:
         log_odds = self.model.decision_function(features)
         labels = self.model.classes_[(log_odds > 0).astype(int)]
         return labels.tolist(), calibrated_probability(self.calibrator, log_odds).tolist()
+
+    def revenue_at_risk(self, probabilities: list[float], revenues: list[float | None] | None) -> list[float | None]:
+        """Each row's revenue at risk (riskcore.report.call_list.revenue_at_risk); None where its revenue is unknown."""
+        if revenues is None:
+            return [None] * len(probabilities)
+        import polars as pl
+
+        from riskcore.report.call_list import revenue_at_risk
+
+        return revenue_at_risk(pl.Series(probabilities, dtype=pl.Float64),
+                               pl.Series(revenues, dtype=pl.Float64)).to_list()
 
     def reasons(self, features) -> list[list[dict[str, Any]]]:
         """Each row's reasons (riskcore.model.reasons); none for a model whose metadata predates them."""
@@ -245,6 +257,7 @@ class RunHistory:
 # The size bands the page filters by, in employees (the EU's enterprise sizes): (lowest, highest or None).
 SIZE_BANDS = {"micro": (0, 9), "small": (10, 49), "medium": (50, 249), "large": (250, None)}
 MOVES = ("new", "up")  # the page's "what changed" filter: new on the list, moved up since the previous run
+BY_REVENUE = "revenue_at_risk"  # an order of /risk and the page (?order=): the largest revenue at risk first
 
 
 class CallList:
@@ -252,8 +265,8 @@ class CallList:
     as JSON, the web page by page number and search.
 
     Each row is rendered to JSON once, when an answer first holds it; an answer is then a join of
-    ready bytes. The page's columns (rank, probability, the id in lower case for the search) are
-    added once, when the page first asks.
+    ready bytes. The page's columns (rank, probability, revenue at risk, the id in lower case for the
+    search) are added once, when the page first asks; so is the order by revenue at risk.
     """
 
     def __init__(self, served: Served, ranking, modified_at: str, previous: tuple[int, Any] | None = None) -> None:
@@ -291,15 +304,16 @@ class CallList:
         return self.total
 
     # --- GET /risk ---
-    def answer(self, limit: int, offset: int, group: frozenset[str] = frozenset(), query: str = "") -> Answer:
+    def answer(self, limit: int, offset: int, group: frozenset[str] = frozenset(), query: str = "",
+               order: str = "risk") -> Answer:
         """`limit` clients from rank offset + 1 (of those whose id contains `query`, whatever the case, as the
-        page searches), or ApiError 400 for an offset past the end; each marked whether it is in this cycle's
-        measurement group (`group`)."""
+        page searches; in `order`: riskiest first, or BY_REVENUE), or ApiError 400 for an offset past the end; each
+        marked whether it is in this cycle's measurement group (`group`)."""
         self._mark(group)
-        places = self.matching(query) if query else None
+        places = self.matching(query, order) if query or order == BY_REVENUE else None
         total = self.total if places is None else len(places)
         if offset >= total and offset > 0:  # 0 on an empty list is its one (empty) page
-            held = f"the call list holds {total} clients" if places is None else f"{total} client ids match"
+            held = f"{total} client ids match" if query else f"the call list holds {total} clients"
             raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
                                 f"{max(total - 1, 0)} ({held}).", field="offset")
         end = min(offset + limit, total)
@@ -309,7 +323,8 @@ class CallList:
             self._render(min(missing), max(missing) + 1)
         elif missing:
             self._render_each(missing)
-        head = json_bytes({**self.about, "q": query or None, "matches": None if places is None else total,
+        matches = None if not query else total
+        head = json_bytes({**self.about, "q": query or None, "order": order, "matches": matches,
                            "offset": offset, "limit": limit, "top": limit, "count": end - offset,
                            "next_offset": end if end < total else None})
         return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in shown) + b"]}"
@@ -330,12 +345,27 @@ class CallList:
         head = json_bytes({**self.about})
         return 200, head[:-1] + b',"client":' + self.rows[index] + b"}"
 
-    def matching(self, query: str) -> list[int]:
-        """The places in the list (0 first) of the clients whose id contains `query`, whatever the case."""
+    def matching(self, query: str, order: str = "risk") -> list[int]:
+        """The places in the list (0 first) of the clients whose id contains `query` (every client without one),
+        whatever the case, in `order`."""
         import polars as pl
 
-        found = self.ranking.filter(pl.col("search").str.contains(query.lower(), literal=True))
+        found = self.in_order(order)
+        if query:
+            found = found.filter(pl.col("search").str.contains(query.lower(), literal=True))
         return [rank - 1 for rank in found.get_column("rank").to_list()]
+
+    def in_order(self, order: str):
+        """The page's list in `order`: by rank, or BY_REVENUE (by_revenue)."""
+        return self.by_revenue if order == BY_REVENUE else self.ranking
+
+    @cached_property
+    def by_revenue(self):
+        """The list with the largest revenue at risk first, clients whose revenue is unknown last, ties by rank."""
+        from riskcore.report.call_list import REVENUE_AT_RISK
+
+        return self.ranking.sort([REVENUE_AT_RISK, "rank"], descending=[True, False], nulls_last=True,
+                                 maintain_order=True)
 
     def _mark(self, group: frozenset[str]) -> None:
         if group != self.group:  # a new cycle: the rows are marked again
@@ -352,27 +382,36 @@ class CallList:
         from riskcore.report.call_list import entries
 
         for index in places:
-            [row] = entries(self.frame.slice(index, 1), index + 1, self.explainer, self.group)
+            [row] = entries(self.frame.slice(index, 1), index + 1, self.explainer, self.group, self.served.calibrator)
             self.rows[index] = json_bytes(row)
 
     # --- The web page ---
     @cached_property
     def ranking(self):
-        """The list as the page shows and searches it: each client's rank, probability and id in lower case."""
+        """The list as the page shows and searches it: each client's rank, probability, revenue and revenue at risk
+        (empty without revenue), and id in lower case."""
         import polars as pl
 
-        from riskcore.report.call_list import KEY, probability
+        from riskcore.report.call_list import KEY, REVENUE_AT_RISK, probability, revenue_at_risk
 
-        return self.frame.with_columns(
-            probability=probability(self.frame[KEY], self.served.calibrator),
-            search=pl.col(ID_COLUMN).str.to_lowercase())
+        chance = probability(self.frame[KEY], self.served.calibrator)
+        revenue = self.frame[REVENUE] if REVENUE in self.frame.columns else pl.Series([None] * self.frame.height,
+                                                                                       dtype=pl.Float64)
+        return self.frame.with_columns(probability=chance, search=pl.col(ID_COLUMN).str.to_lowercase(),
+                                       **{REVENUE: revenue, REVENUE_AT_RISK: revenue_at_risk(chance, revenue)})
 
-    def shown(self, query: str = "", band: str = "", moved: str = ""):
-        """The clients the page shows for a search and filters, in rank order: ids containing `query` (whatever the
-        case), of a size band (SIZE_BANDS), new on the list or moved up since the previous run (`moved`)."""
+    @property
+    def has_revenue(self) -> bool:
+        """Whether the ingested data has an annual_revenue column (the page then shows it and offers its order)."""
+        return REVENUE in self.frame.columns
+
+    def shown(self, query: str = "", band: str = "", moved: str = "", order: str = "risk"):
+        """The clients the page shows for a search and filters, in `order` (rank, or BY_REVENUE): ids containing
+        `query` (whatever the case), of a size band (SIZE_BANDS), new on the list or moved up since the previous
+        run (`moved`)."""
         import polars as pl
 
-        rows = self.ranking
+        rows = self.in_order(order)
         if query:
             rows = rows.filter(pl.col("search").str.contains(query.lower(), literal=True))
         if band:
@@ -385,24 +424,27 @@ class CallList:
             rows = rows.filter(pl.col("change").str.starts_with("up "))
         return rows
 
-    def shown_csv(self, query: str, band: str, moved: str, group: frozenset[str] = frozenset()) -> str:
-        """What the page shows for a search and filters, in risk_scores.csv's columns, every page of it."""
+    def shown_csv(self, query: str, band: str, moved: str, group: frozenset[str] = frozenset(),
+                  order: str = "risk") -> str:
+        """What the page shows for a search, filters and order, in risk_scores.csv's columns, every page of it."""
 
         from riskcore.report.call_list import risk_table
 
-        rows = self.shown(query, band, moved)
-        table = risk_table(rows.select(ID_COLUMN, "log_odds", *FEATURES), self.explainer, group).collect()
+        rows = self.shown(query, band, moved, order)
+        revenue = [REVENUE] if self.has_revenue else []
+        table = risk_table(rows.select(ID_COLUMN, "log_odds", *FEATURES, *revenue), self.explainer, group,
+                           calibrator=self.served.calibrator).collect()
         table = table.with_columns(rank=rows["rank"], previous_rank=rows["previous_rank"], change=rows["change"])
         return table.write_csv(float_scientific=False)
 
-    def page(self, number: int, query: str, size: int, band: str = "",
-             moved: str = "") -> tuple[list[dict[str, Any]], int, int, int]:
+    def page(self, number: int, query: str, size: int, band: str = "", moved: str = "",
+             order: str = "risk") -> tuple[list[dict[str, Any]], int, int, int]:
         """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list, or of what a
-        search and the filters keep (shown).
+        search and the filters keep (shown), in `order`.
 
         A page past the last one shows the last one, a page before the first the first.
         """
-        rows = self.shown(query, band, moved)
+        rows = self.shown(query, band, moved, order)
         pages = max(1, -(-rows.height // size))
         number = min(max(number, 1), pages)
         shown = rows.slice((number - 1) * size, size).to_dicts()
@@ -453,12 +495,12 @@ class RiskService:
         path = self.config.output_model_folder / RUN_HISTORY
         return self.files.get("history", (path,), lambda _: RunHistory(read_history(path)))
 
-    def risk(self, served: Served, limit: int, offset: int, query: str = "") -> Answer:
-        """GET /risk's answer: a page of the call list (or of the clients whose id contains `query`)."""
+    def risk(self, served: Served, limit: int, offset: int, query: str = "", order: str = "risk") -> Answer:
+        """GET /risk's answer: a page of the call list (or of the clients whose id contains `query`), in `order`."""
         built = self.call_list(served)
         if not isinstance(built, CallList):
             return unavailable(built)
-        return built.answer(limit, offset, self.measurement_group(), query)
+        return built.answer(limit, offset, self.measurement_group(), query, order)
 
     def risk_of(self, served: Served, client_id: str) -> Answer:
         """GET /risk/<id>'s answer: one client of the call list."""

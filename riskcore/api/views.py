@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from riskcore.api.errors import ApiError, json_response
-from riskcore.api.query import query_number
+from riskcore.api.query import query_choice, query_number
 from riskcore.api.request_rows import rows_of_request
 from riskcore.api.serving import Answer, service
 from riskcore.release.listing import served_summary
@@ -17,7 +17,8 @@ api = Blueprint("api", __name__)
 
 DEFAULT_PAGE = 50  # clients per page of GET /risk
 MAX_PAGE = 1000
-PAGE_PARAMETERS = ("limit", "top", "offset", "q")  # top: the older name of limit, still taken
+PAGE_PARAMETERS = ("limit", "top", "offset", "q", "order")  # top: the older name of limit, still taken
+ORDERS = ("risk", "revenue_at_risk")  # ?order=: riskiest first (the ranking), or the largest revenue at risk first
 MAX_QUERY = 100  # characters of a search, as the page takes them
 
 
@@ -28,34 +29,38 @@ def send(answer: Answer) -> Response:
 
 @api.post("/prediction")
 def prediction() -> Response:
-    """Predictions, attrition probabilities and their reasons for the supplied rows."""
+    """Predictions, attrition probabilities, revenue at risk (where a row gives annual_revenue) and their reasons for
+    the supplied rows."""
     served = service().models.get()
-    ids, features = rows_of_request(service().config)
+    ids, features, revenues = rows_of_request(service().config)
     labels, attrition = served.predict(features)
     reasons = served.reasons(features)
+    at_risk = served.revenue_at_risk(attrition, revenues)
     return json_response({
         "model_version": served.model_version,
         "release": served.release,
         "count": len(ids),
-        "predictions": [{"corporation": c, "prediction": p, "probability": q, "reasons": r}
-                        for c, p, q, r in zip(ids, labels, attrition, reasons, strict=True)],
+        "predictions": [{"corporation": c, "prediction": p, "probability": q, "revenue_at_risk": m, "reasons": r}
+                        for c, p, q, m, r in zip(ids, labels, attrition, at_risk, reasons, strict=True)],
     })
 
 
 @api.get("/risk")
 def risk() -> Response:
     """The call list: ?limit= clients (default 50; ?top= is the same) from ?offset= (default 0), riskiest first,
-    with their reasons; ?q= keeps the clients whose id contains it, whatever the case."""
+    with their reasons; ?q= keeps the clients whose id contains it, whatever the case; ?order=revenue_at_risk puts
+    the largest revenue at risk first (unknown revenue last)."""
     unknown = [key for key in request.args if key not in PAGE_PARAMETERS]
     if unknown:
         raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "limit" (or "top"), '
-                            '"offset" and "q".', field=unknown[0][:60])
+                            '"offset", "q" and "order".', field=unknown[0][:60])
     if "limit" in request.args and "top" in request.args:
         raise ApiError(400, 'Give "limit" or "top" (the same page size), not both.', field="top")
     name = "top" if "top" in request.args else "limit"
     limit = query_number(name, DEFAULT_PAGE, 1, MAX_PAGE)
     offset = query_number("offset", 0, 0)
-    return send(service().risk(service().models.get(), limit, offset, search_text()))
+    order = query_choice("order", ORDERS, ORDERS[0])
+    return send(service().risk(service().models.get(), limit, offset, search_text(), order))
 
 
 def search_text() -> str:

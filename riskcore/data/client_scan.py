@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from riskcore.contract import FEATURES, ID_COLUMN, TARGET, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, TARGET, DataError
 from riskcore.data.contract_rules import LABELS_OPTIONAL, check_header
-from riskcore.data.validation import breach, check_raw_csv, normalise_ids, whole_numbers
+from riskcore.data.validation import REVENUE_TYPE, amounts, breach, check_raw_csv, normalise_ids, whole_numbers
 
 
 def header_columns(head: bytes, name: str) -> list[str]:
@@ -29,20 +29,23 @@ def header_columns(head: bytes, name: str) -> list[str]:
 
 
 def scan_clients(path: Path, labelled: bool, as_text: bool = False) -> pl.LazyFrame:
-    """The id, feature and label columns of a client CSV, blank lines left out.
+    """The id, feature and label columns of a client CSV (and annual_revenue where it has one), blank lines left out.
 
-    Numbers are read as Int64, or as text with `as_text` (to find and name a value that is not a
-    whole number). A file without the label column reads as unlabelled. Ids stay text; blanks
+    Numbers are read as Int64 (revenue as Float64), or as text with `as_text` (to find and name a value that
+    is not a whole number). A file without the label column reads as unlabelled. Ids stay text; blanks
     before a value are skipped, as for every client CSV.
     """
     number_type = pl.String if as_text else pl.Int64
     numbers = (*FEATURES, TARGET) if labelled else FEATURES
-    frame = pl.scan_csv(path, infer_schema=False, encoding="utf8",
-                        schema_overrides={ID_COLUMN: pl.String, **dict.fromkeys(numbers, number_type)},
-                        with_column_names=lambda names: [n.lstrip(" ") for n in names])
+    options = {"infer_schema": False, "encoding": "utf8", "with_column_names": lambda names: [n.lstrip(" ")
+                                                                                              for n in names]}
+    revenue = [REVENUE] if REVENUE in pl.scan_csv(path, **options).collect_schema() else []  # the header alone
+    types = {ID_COLUMN: pl.String, **dict.fromkeys(numbers, number_type),
+             **dict.fromkeys(revenue, pl.String if as_text else REVENUE_TYPE)}
+    frame = pl.scan_csv(path, schema_overrides=types, **options)
     label = pl.col(TARGET) if labelled else pl.lit(None, dtype=number_type).alias(TARGET)
-    columns = [ID_COLUMN, *FEATURES, TARGET]
-    return (frame.select(ID_COLUMN, *FEATURES, label)
+    columns = [ID_COLUMN, *FEATURES, TARGET, *revenue]
+    return (frame.select(ID_COLUMN, *FEATURES, label, *revenue)
             .filter(pl.any_horizontal(pl.col(columns).is_not_null()))  # a blank line is no client
             .with_columns(normalise_ids(pl.col(ID_COLUMN))))  # the one id rule (riskcore.data.validation)
 
@@ -58,7 +61,8 @@ def text_clients(path: Path, name: str, labelled: bool) -> pl.LazyFrame:
     problem = breach(scanned, name, LABELS_OPTIONAL)
     if problem is not None:
         raise problem
-    return scanned.with_columns(whole_numbers(column) for column in numbers)
+    revenue = [amounts()] if REVENUE in scanned.collect_schema() else []
+    return scanned.with_columns(*(whole_numbers(column) for column in numbers), *revenue)
 
 
 def is_parse_failure(exc: Exception) -> bool:

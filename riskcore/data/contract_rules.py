@@ -12,6 +12,10 @@ False, the column may be missing (a file of clients whose outcome is not known y
 is present every row needs a label: input files and the API; LABELS_OPTIONAL, a row's label may
 also be empty: finaldata.csv, the database table and the risk list, where clients not labelled
 yet sit beside labelled ones.
+
+Revenue (`annual_revenue`, riskcore.contract.REVENUE) is optional in every path: a file, table or
+record without it is as valid as one with it; where present each value is a number >= 0 (decimals
+allowed) or empty, which means unknown. It is checked after the label, with the features' sentences.
 """
 
 from __future__ import annotations
@@ -21,14 +25,27 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from riskcore.contract import COLUMNS, FEATURES, ID_COLUMN, MAX_VALUE, TARGET, DataError, normalise_id
+from riskcore.contract import (
+    COLUMNS,
+    FEATURES,
+    ID_COLUMN,
+    KNOWN_COLUMNS,
+    MAX_VALUE,
+    REVENUE,
+    TARGET,
+    DataError,
+    normalise_id,
+)
 
 LABELS_OPTIONAL = "optional"  # require_target: an empty "exited" is a client not labelled yet
-HIGHEST = {**dict.fromkeys(FEATURES, MAX_VALUE), TARGET: 1}  # every number column runs from 0 to this
+HIGHEST = {**dict.fromkeys(FEATURES, MAX_VALUE), TARGET: 1, REVENUE: MAX_VALUE}  # every number column: 0 to this
 # A whole number as text, blanks around it already stripped: the contract's (no sign but "+"), and
 # any integer (a column of these is read as numbers, so "-3" there is "a negative value").
 WHOLE = r"^\+?[0-9]+$"
 SIGNED_WHOLE = r"^[+-]?[0-9]+$"
+# A decimal number as text (revenue), blanks around it already stripped; a sign is read so that "-3" is "a negative
+# value". No "nan", "inf" or thousands separators: those are no amount.
+SIGNED_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 SHOWN_CHARACTERS = 30
 
 # The names of the checks in a `found` row (riskcore.data.validation.problem_checks computes it):
@@ -36,6 +53,7 @@ SHOWN_CHARACTERS = 30
 # is True when every value is an integer (any sign), and NOT_COUNT, NEGATIVE and LARGE hold rows.
 ROWS, HEADER_AGAIN, EMPTY_ID, LABEL = "rows", "header", "empty_id", "label"
 INTEGERS, NOT_COUNT, NEGATIVE, LARGE = "integers", "not_count", "negative", "large"
+NOT_NUMBER = "not_number"  # revenue: the first value that is neither a number nor empty
 
 
 def check_key(column: str, check: str) -> str:
@@ -54,6 +72,8 @@ def expected(column: str, require_target: bool | str = True) -> str:
         return "a non-empty id"
     if column == TARGET:
         return "0, 1 or an empty value" if require_target == LABELS_OPTIONAL else "0 or 1"
+    if column == REVENUE:
+        return "a number >= 0 or an empty value"
     return "a whole number >= 0"
 
 
@@ -65,7 +85,7 @@ def check_header(columns: list[str], name: str, require_target: bool | str = Tru
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataError(f'{name} is missing the column "{missing[0]}".')
-    extra = [c for c in columns if c not in COLUMNS]
+    extra = [c for c in columns if c not in KNOWN_COLUMNS]
     if extra:
         raise DataError(f'{name} has an unexpected column "{extra[0]}".')
     if len(set(columns)) != len(columns):
@@ -101,6 +121,15 @@ def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int
     if row is not None:
         return DataError(f'{name} has {shown(value_at(TARGET, row))} in column "{TARGET}" at row {row}; '
                          f"expected {expected(TARGET, require_target)}.")
+    row = found.get(check_key(REVENUE, NOT_NUMBER))
+    if row is not None:
+        return DataError(f'{name} has {shown(value_at(REVENUE, row))} in column "{REVENUE}" at row {row}; '
+                         f"expected {expected(REVENUE)}.")
+    negative, large = found.get(check_key(REVENUE, NEGATIVE)), found.get(check_key(REVENUE, LARGE))
+    if negative is not None:
+        return DataError(f'{name} has a negative value in column "{REVENUE}" at row {negative}.')
+    if large is not None:
+        return DataError(f'{name} has an implausibly large value in column "{REVENUE}" at row {large}.')
     return None
 
 
@@ -144,15 +173,26 @@ def whole_number(value: Any, where: str) -> int:
     return value
 
 
-def check_record(record: Any, where: str) -> tuple[str, list[int]]:
-    """One JSON record ({"corporation": ..., the features, optionally "exited"}): its normalised id and features."""
+def amount(value: Any, where: str) -> float | None:
+    """A JSON value that must be a number from 0 to MAX_VALUE (decimals allowed), or null: unknown (revenue)."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind not in (int, float) or not math.isfinite(value) or value < 0 or value > MAX_VALUE:
+        raise RecordError(f"{where} must be a number from 0 to {MAX_VALUE} or null, not {describe(value)}.", where)
+    return float(value)
+
+
+def check_record(record: Any, where: str) -> tuple[str, list[int], float | None]:
+    """One JSON record ({"corporation": ..., the features, optionally "exited" and "annual_revenue"}): its
+    normalised id, its features and its revenue (None: not given, or null)."""
     if type(record) is not dict:
         raise RecordError(f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
                           f"not {describe(record)}.", where)
-    unknown = next((key for key in record if key not in COLUMNS), None)
+    unknown = next((key for key in record if key not in KNOWN_COLUMNS), None)
     if unknown is not None:
-        raise RecordError(f"{where} has an unknown field {json.dumps(unknown[:60])}; expected {', '.join(COLUMNS)}.",
-                          f"{where}.{unknown[:60]}")
+        raise RecordError(f"{where} has an unknown field {json.dumps(unknown[:60])}; expected "
+                          f"{', '.join(KNOWN_COLUMNS)}.", f"{where}.{unknown[:60]}")
     for column in (ID_COLUMN, *FEATURES):
         if column not in record:
             raise RecordError(f'{where} is missing the field "{column}".', f"{where}.{column}")
@@ -164,4 +204,5 @@ def check_record(record: Any, where: str) -> tuple[str, list[int]]:
         raise RecordError(f"{where}.{ID_COLUMN} must be a non-empty string, not {named}.", f"{where}.{ID_COLUMN}")
     if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > HIGHEST[TARGET]:
         raise RecordError(f"{where}.{TARGET} must be 0 or 1.", f"{where}.{TARGET}")
-    return corporation, [whole_number(record[column], f"{where}.{column}") for column in FEATURES]
+    features = [whole_number(record[column], f"{where}.{column}") for column in FEATURES]
+    return corporation, features, amount(record.get(REVENUE), f"{where}.{REVENUE}")

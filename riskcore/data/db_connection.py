@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from riskcore.contract import COLUMNS, TARGET, DataError
+from riskcore.contract import COLUMNS, KNOWN_COLUMNS, TARGET, DataError
 from riskcore.data.db_setting import PASSWORD_WAYS, DatabaseSource, postgres_endpoint
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -55,12 +55,13 @@ def quote_literal(value: str) -> str:
 
 
 def contract_columns(present: Sequence[str], source: DatabaseSource) -> list[str]:
-    """The contract's columns the table has, in contract order; DatabaseError naming the first one missing."""
+    """The contract's columns the table has (annual_revenue where it has one), in contract order; DatabaseError
+    naming the first required one missing."""
     wanted = [*REQUIRED_COLUMNS, *([source.watermark_column] if source.watermark_column else [])]
     missing = [column for column in wanted if column not in present]
     if missing:
         raise DatabaseError(f'{source.subject} has no column "{missing[0]}".')
-    return [column for column in COLUMNS if column in present]
+    return [column for column in KNOWN_COLUMNS if column in present]
 
 
 # --- Connections -------------------------------------------------------------------------------

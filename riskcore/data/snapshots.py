@@ -13,8 +13,8 @@ from functools import cached_property
 
 import polars as pl
 
-from riskcore.contract import ID_COLUMN, TARGET, DataError
-from riskcore.data.validation import CLIENT_SCHEMA, to_pandas
+from riskcore.contract import ID_COLUMN, KNOWN_COLUMNS, REVENUE, TARGET, DataError
+from riskcore.data.validation import CLIENT_SCHEMA, REVENUE_TYPE, to_pandas
 
 CONFLICT_EXAMPLES = 10  # clients with conflicting labels named in the record (the first by id); all are counted
 
@@ -164,10 +164,13 @@ def per_frame(mask: pl.Series, heights: list[int]) -> list[int]:
 
 
 def merge_frames(frames: list[pl.DataFrame]) -> Merged:
-    """Stack validated frames in order and keep one row per client: its latest snapshot, order kept."""
+    """Stack validated frames in order and keep one row per client: its latest snapshot, order kept.
+
+    Revenue in some frames only: the others' is unknown (empty); a client's revenue is its latest snapshot's.
+    """
     if not frames:
         return Merged(pl.DataFrame(schema=CLIENT_SCHEMA), [], [], [], 0, [])
-    stacked = pl.concat(frames, rechunk=False)
+    stacked = pl.concat(with_revenue_column(frames), rechunk=False)
     heights = [frame.height for frame in frames]
     clients = clients_of(stacked)
     if clients.count == stacked.height:  # every client once: nothing to drop (the common case, and the cheap one)
@@ -212,10 +215,19 @@ def rows_not_in_digests(frame: pl.DataFrame, digests: pl.Series, previous: pl.Se
 
 
 def with_label_column(frame: pl.DataFrame) -> pl.DataFrame:
-    """A validated frame with "exited", empty where the file had no labels."""
+    """A validated frame with "exited", empty where the file had no labels (in contract order)."""
     if TARGET in frame.columns:
         return frame
-    return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(TARGET))
+    labelled = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(TARGET))
+    return labelled.select(column for column in KNOWN_COLUMNS if column in labelled.columns)
+
+
+def with_revenue_column(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """The frames as they are when none has revenue; else each with annual_revenue, empty where it had none."""
+    if not any(REVENUE in frame.columns for frame in frames):
+        return frames
+    return [frame if REVENUE in frame.columns else frame.with_columns(pl.lit(None, dtype=REVENUE_TYPE).alias(REVENUE))
+            for frame in frames]
 
 
 # --- The folder ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, TARGET, DataError
+from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, KNOWN_COLUMNS, REVENUE, TARGET, DataError
 from riskcore.data.contract_rules import (
     EMPTY_ID,
     HEADER_AGAIN,
@@ -34,7 +34,9 @@ from riskcore.data.contract_rules import (
     LARGE,
     NEGATIVE,
     NOT_COUNT,
+    NOT_NUMBER,
     ROWS,
+    SIGNED_NUMBER,
     SIGNED_WHOLE,
     WHOLE,
     check_header,
@@ -44,6 +46,7 @@ from riskcore.data.contract_rules import (
 
 # A validated client frame: ids as text, the counts and the label as whole numbers.
 CLIENT_SCHEMA = {ID_COLUMN: pl.String, **dict.fromkeys(COLUMNS[1:], pl.Int64)}
+REVENUE_TYPE = pl.Float64  # annual_revenue, where a file has it: a number >= 0, null where unknown
 MAX_INPUT_BYTES = 128 * 1024 * 1024  # one input file; ~4M rows, far beyond one delivery of client data
 GZIP_MAGIC = b"\x1f\x8b"
 # A line of blanks only: skipped, as a CSV reader skips empty lines.
@@ -216,6 +219,31 @@ def whole_numbers(column: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     return value.str.strip_chars().cast(pl.Int64, strict=False) if dtype == pl.String else value.cast(pl.Int64)
 
 
+def amounts(column: str = REVENUE, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """A column of amounts (revenue) as Float64: text with the blanks around it left out; null where it is empty
+    or not a number (no "nan", no "inf": _unreadable tells those from an empty value)."""
+    value = pl.col(column)
+    if dtype == pl.String:
+        text = value.str.strip_chars()
+        return pl.when(text.str.contains(SIGNED_NUMBER)).then(text.cast(pl.Float64, strict=False)).alias(column)
+    return value.cast(pl.Float64)
+
+
+def _revenue_parts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """Of the revenue column: which rows hold something that is neither a number nor empty, and the values."""
+    value = pl.col(REVENUE)
+    if dtype == pl.String:
+        text = value.str.strip_chars()
+        return (text.is_not_null() & (text != "") & ~text.str.contains(SIGNED_NUMBER)), amounts(REVENUE, dtype)
+    return value.is_not_null() & ~value.cast(pl.Float64).is_finite(), value
+
+
+def _revenue_breaks(dtype: pl.DataType) -> pl.Expr:
+    """The rows whose revenue is neither empty nor a number from 0 to HIGHEST[REVENUE]."""
+    not_number, value = _revenue_parts(dtype)
+    return not_number | ~value.is_between(0, HIGHEST[REVENUE]).fill_null(True)
+
+
 def _label_breaks(dtype: pl.DataType, require_target: bool | str) -> pl.Expr:
     """The rows whose label is not 0 or 1 (nor empty, where LABELS_OPTIONAL allows it)."""
     label = pl.col(TARGET)
@@ -236,6 +264,8 @@ def row_breaks(schema: Mapping[str, pl.DataType], require_target: bool | str = T
         breaks[column] = ~whole_numbers(column, schema[column]).is_between(0, HIGHEST[column]).fill_null(False)
     if TARGET in schema:
         breaks[TARGET] = _label_breaks(schema[TARGET], require_target)
+    if REVENUE in schema:
+        breaks[REVENUE] = _revenue_breaks(schema[REVENUE])
     return breaks
 
 
@@ -268,6 +298,11 @@ def problem_checks(schema: Mapping[str, pl.DataType], require_target: bool | str
                    _first_row(value > HIGHEST[column]).alias(check_key(column, LARGE))]
     if TARGET in schema:
         checks.append(_first_row(_label_breaks(schema[TARGET], require_target)).alias(LABEL))
+    if REVENUE in schema:
+        not_number, value = _revenue_parts(schema[REVENUE])
+        checks += [_first_row(not_number).alias(check_key(REVENUE, NOT_NUMBER)),
+                   _first_row(value < 0).alias(check_key(REVENUE, NEGATIVE)),
+                   _first_row(value > HIGHEST[REVENUE]).alias(check_key(REVENUE, LARGE))]
     return checks
 
 
@@ -292,12 +327,17 @@ def breach(frame: pl.DataFrame | pl.LazyFrame, name: str, require_target: bool |
     return first_problem(found.row(0, named=True), name, value_at, require_target)
 
 
-def _unreadable_labels(table: pl.DataFrame, typed: pl.DataFrame, require_target: bool | str) -> bool:
-    """Whether a label that may be empty holds text that is no number: its typed value is as empty as a blank."""
-    if require_target != LABELS_OPTIONAL or table.schema.get(TARGET) != pl.String:
-        return False
-    text = table[TARGET]
-    return typed[TARGET].null_count() > (text.is_null() | (text.str.strip_chars() == "")).sum()
+def _unreadable(table: pl.DataFrame, typed: pl.DataFrame, require_target: bool | str) -> bool:
+    """Whether a column that may be empty (a label where LABELS_OPTIONAL, revenue) holds text that is no number:
+    its typed value is as empty as a blank."""
+    columns = [REVENUE] if require_target != LABELS_OPTIONAL else [TARGET, REVENUE]
+    for column in columns:
+        if table.schema.get(column) != pl.String:
+            continue
+        text = table[column]
+        if typed[column].null_count() > (text.is_null() | (text.str.strip_chars() == "")).sum():
+            return True
+    return False
 
 
 def check_id_length(ids: pl.Series, name: str, max_id_length: int) -> None:
@@ -324,11 +364,12 @@ def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool |
     if max_id_length is not None:
         check_id_length(table[ID_COLUMN], name, max_id_length)
     numbers = [column for column in COLUMNS[1:] if column in table.columns]
-    typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers))
+    revenue = [amounts(REVENUE, table.schema[REVENUE])] if REVENUE in table.columns else []
+    typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers), *revenue)
     # Nearly every table meets the contract: one look at its numbers tells; the checks that name the
     # first breach (regular expressions over the text) run only when it does not.
     if typed.height and typed.select(meets_contract(typed.schema, require_target).all()).item() \
-            and not _unreadable_labels(table, typed, require_target):
+            and not _unreadable(table, typed, require_target):
         return typed
     problem = breach(table, name, require_target)
     if problem is None:
@@ -344,16 +385,19 @@ def _read_typed(data: bytes, require_target: bool | str = True) -> pl.DataFrame 
     is left to read_text_table, whose checks name the field.
     """
     header = _header(data)
-    if len(set(header)) != len(header) or not set(COLUMNS) - {TARGET} <= set(header) <= set(COLUMNS):
+    if len(set(header)) != len(header) or not set(COLUMNS) - {TARGET} <= set(header) <= set(KNOWN_COLUMNS):
         return None
-    types = {column: pl.String if column == ID_COLUMN else pl.Int64 for column in header}
+    types = {column: pl.String if column == ID_COLUMN else REVENUE_TYPE if column == REVENUE else pl.Int64
+             for column in header}
     try:
         table = pl.read_csv(data, schema_overrides=types)
     except pl.exceptions.PolarsError:
         return None
-    may_be_empty = {ID_COLUMN, TARGET} if require_target == LABELS_OPTIONAL else {ID_COLUMN}
+    may_be_empty = {ID_COLUMN, TARGET, REVENUE} if require_target == LABELS_OPTIONAL else {ID_COLUMN, REVENUE}
     if table.columns != header or any(table[column].null_count() for column in header if column not in may_be_empty):
         return None
+    if REVENUE in header and not table[REVENUE].is_finite().fill_null(True).all():
+        return None  # "nan" or "inf": read as text, so that the sentence quotes it
     return table
 
 

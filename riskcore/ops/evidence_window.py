@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from riskcore.config import Config
-from riskcore.contract import EVIDENCE_WINDOW
+from riskcore.contract import EVIDENCE_WINDOW, REVENUE
 from riskcore.data.validation import LABELS_OPTIONAL, read_client_frame, to_pandas
 from riskcore.release.load import Deployment, read_deployed
 
@@ -27,7 +27,11 @@ def deployed_window(deployment: Deployment):
 
 
 def with_new_rows(window, new_rows):
-    """The window with this run's new rows added, every snapshot kept (exact repeats once)."""
+    """The window with this run's new rows added, every snapshot kept (exact repeats once).
+
+    Revenue is left out: it is no feature, so no evidence of drift, and files with and without it mix.
+    """
+    new_rows = new_rows.drop(columns=[REVENUE], errors="ignore")
     if window is None or len(window) == 0:
         return new_rows
     if len(new_rows) == 0:

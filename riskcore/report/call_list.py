@@ -15,7 +15,9 @@ but clients with different log-odds may share a calibrated probability: `log_odd
 
 Columns: rank, corporation (the client id, as the data contract names it), probability, log_odds,
 previous_rank and change (what changed since the last run: riskcore.report.rankings), the three
-features, reason_1 to reason_3 in the manager's words and contribution_<feature>, each
+features, annual_revenue and revenue_at_risk (the probability times the revenue, to the cent; both
+empty where the revenue is unknown or the data has no annual_revenue column), reason_1 to reason_3 in the
+manager's words and contribution_<feature>, each
 feature's exact contribution to the log-odds (riskcore.model.reasons), and measurement_group: true
 for the clients of this cycle's calls drawn into the measurement group, "not to be called this
 cycle" (riskcore.ops.calls). The model version is written once, in the record beside the list
@@ -38,11 +40,12 @@ import numpy as np
 import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES, TARGET, DataError
+from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, RISK_RECORD, RISK_SCORES, TARGET, DataError
 from riskcore.data.client_scan import is_parse_failure, open_clients, text_clients
 from riskcore.data.contract_rules import LABELS_OPTIONAL
-from riskcore.data.validation import breach, meets_contract, read_failure
+from riskcore.data.validation import CLIENT_SCHEMA, breach, meets_contract, read_failure
 from riskcore.files import atomic_path, atomic_write_json, utc_now
+from riskcore.formatting import money
 from riskcore.model.calibration import Calibrator, calibrated_probability
 from riskcore.model.reasons import (
     CONTRIBUTION_COLUMNS,
@@ -86,8 +89,10 @@ ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
 KEY = "log_odds"
 PROBABILITY = "probability"  # one name in the CSV, the JSON and the page
 GROUP = "measurement_group"
-COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *CHANGE_COLUMNS, *FEATURES, *REASON_COLUMNS, *CONTRIBUTION_COLUMNS,
-           GROUP)
+REVENUE_AT_RISK = "revenue_at_risk"
+MONEY_DECIMALS = 2  # revenue at risk, to the cent of the files' currency
+COLUMNS = ("rank", ID_COLUMN, PROBABILITY, KEY, *CHANGE_COLUMNS, *FEATURES, REVENUE, REVENUE_AT_RISK, *REASON_COLUMNS,
+           *CONTRIBUTION_COLUMNS, GROUP)
 FEATURE_COLUMNS = tuple(pl.col(f) for f in FEATURES)
 
 
@@ -116,6 +121,7 @@ class RiskList:
     top: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     cycle: dict[str, Any] | None = None  # this cycle's calls and measurement group (riskcore.ops.calls)
+    at_risk: dict[str, Any] | None = None  # calls_at_risk: the revenue at risk in this cycle's calls, when known
     run_number: int | None = None  # the run whose ranking was kept (riskcore.report.rankings)
     compared_with: int | None = None  # the run whose ranking says what changed (None: none was kept)
 
@@ -160,18 +166,42 @@ def linear_terms(model) -> tuple[list[float], float] | None:
     return (coef[0].tolist(), float(intercept[0])) if np.allclose(mine, model.decision_function(probe)) else None
 
 
-def risk_key(model) -> pl.Expr:
-    """The rank key: the log-odds, or NaN for a row that breaks the contract.
+def risk_key(model, schema=CLIENT_SCHEMA) -> pl.Expr:
+    """The rank key: the log-odds, or NaN for a row that breaks the contract (of a frame of `schema`).
 
     polars sorts NaN above every number, so such a row heads the ranking: the head of the ranking,
     which the report needs anyway, also tells whether the whole file is valid, at no extra pass.
     """
-    return pl.when(meets_contract()).then(log_odds(model)).otherwise(float("nan")).alias(KEY)
+    return pl.when(meets_contract(schema)).then(log_odds(model)).otherwise(float("nan")).alias(KEY)
 
 
 def probability(key: pl.Series, calibrator: Calibrator | None = None) -> pl.Series:
     """Log-odds to the probability shown: calibrated (riskcore.model.calibration.calibrated_probability)."""
     return pl.Series(calibrated_probability(calibrator, key.to_numpy()), dtype=pl.Float64)
+
+
+def revenue_at_risk(chance, revenue):
+    """A client's revenue at risk: its probability (the calibrated one, as shown) times its annual revenue, to the
+    cent; null where the revenue is unknown. Polars expressions or Series alike."""
+    return (chance * revenue).round(MONEY_DECIMALS)
+
+
+def at_risk_sentence(found: dict[str, Any] | None) -> str | None:
+    """calls_at_risk in the managers' words (the page's health strip, the PDF's first page); None when not known."""
+    if not found:
+        return None
+    known = f" (revenue known for {found['known']:,})" if found["known"] < found["calls"] else ""
+    return f"{money(found['total'])} of yearly revenue at risk in this cycle's {found['calls']:,} calls{known}"
+
+
+def calls_at_risk(ranking: pl.DataFrame, calls: int, calibrator: Calibrator | None = None) -> dict[str, Any] | None:
+    """The revenue at risk in this cycle's calls (the top `calls` clients of a ranking): its total, the calls, and
+    how many of them have a known revenue; None when none has."""
+    head = ranking.head(calls)
+    if REVENUE not in head.columns or head[REVENUE].null_count() == head.height:
+        return None
+    amounts = revenue_at_risk(probability(head[KEY], calibrator), head[REVENUE])
+    return {"total": round(float(amounts.sum()), MONEY_DECIMALS), "calls": head.height, "known": amounts.count()}
 
 
 def ranking_queries(clients: pl.LazyFrame, model, exact: bool) -> list[pl.LazyFrame]:
@@ -183,12 +213,14 @@ def ranking_queries(clients: pl.LazyFrame, model, exact: bool) -> list[pl.LazyFr
     is needed: each client's last row, the features as read.
     """
     # The file's order breaks ties explicitly: a streaming engine need not keep rows in order.
-    scored = clients.with_row_index(ORDER).with_columns(risk_key(model))
+    schema = clients.collect_schema()
+    scored = clients.with_row_index(ORDER).with_columns(risk_key(model, schema))
+    revenue = [REVENUE] if REVENUE in schema else []
     latest = pl.col(ID_COLUMN).is_last_distinct() if exact else pl.lit(True)
     left = pl.col(TARGET).fill_null(0) == 1
     features = FEATURES if exact else [pl.col(f).cast(pl.UInt32, strict=False) for f in FEATURES]
     return [
-        scored.filter(pl.col(KEY).is_nan() | (latest & ~left)).select(ORDER, ID_COLUMN, KEY, *features)
+        scored.filter(pl.col(KEY).is_nan() | (latest & ~left)).select(ORDER, ID_COLUMN, KEY, *features, *revenue)
         .sort([KEY, ORDER], descending=[True, False], maintain_order=True).drop(ORDER),
         scored.select(pl.len().alias("rows_read"), (~latest).sum().alias("earlier_snapshots"),
                       (latest & left).sum().alias("left"), pl.max_horizontal(pl.col(FEATURES).max()).alias("largest"),
@@ -239,19 +271,22 @@ def ranking_of(source: Path, model) -> Ranking:
 def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
             group: frozenset[str] = frozenset(), calibrator: Calibrator | None = None) -> list[dict[str, Any]]:
     """Rows of a ranking as the report and the API show them: rank, client, probability, log-odds, what changed,
-    features, reasons, and whether the client is in this cycle's measurement group (`group`). Without previous_rank
-    and change columns in `frame`, both are null."""
-    chances = calibrated_probability(calibrator, frame.get_column(KEY).to_numpy()).tolist()
+    features, revenue and revenue at risk, reasons, and whether the client is in this cycle's measurement group
+    (`group`). Without previous_rank and change columns in `frame`, both are null; without revenue, its two."""
+    chances = probability(frame.get_column(KEY), calibrator)
     empty = [None] * frame.height
     before, change = (frame.get_column(name).to_list() if name in frame.columns else empty for name in CHANGE_COLUMNS)
+    revenue = frame.get_column(REVENUE) if REVENUE in frame.columns else pl.Series(empty, dtype=pl.Float64)
+    at_risk = revenue_at_risk(chances, revenue).to_list()
     rows = frame.select(ID_COLUMN, KEY, *FEATURES).iter_rows()
     return [{"rank": rank, ID_COLUMN: client, "probability": chance, KEY: key, PREVIOUS_RANK: was, CHANGE: moved,
-             **dict(zip(FEATURES, values, strict=True)),
+             **dict(zip(FEATURES, values, strict=True)), REVENUE: amount, REVENUE_AT_RISK: lost,
              "reasons": explainer.reasons(values) if explainer is not None else [],
              "contributions": explainer.contributions(values) if explainer is not None else None,
              GROUP: client in group}
-            for rank, (client, key, *values), chance, was, moved in zip(
-                range(first_rank, first_rank + frame.height), rows, chances, before, change, strict=True)]
+            for rank, (client, key, *values), chance, was, moved, amount, lost in zip(
+                range(first_rank, first_rank + frame.height), rows, chances.to_list(), before, change,
+                revenue.to_list(), at_risk, strict=True)]
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
@@ -311,9 +346,13 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
                                      is_elementwise=True)
     in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
     ranked = with_changes(frame.lazy().with_row_index("rank", offset=1), previous)
+    if REVENUE in frame.columns:
+        revenue = [pl.col(REVENUE), revenue_at_risk(chance, pl.col(REVENUE)).alias(REVENUE_AT_RISK)]
+    else:  # no revenue column: no second pass of the probability for two empty columns
+        revenue = [pl.lit(None, dtype=pl.Float64).alias(name) for name in (REVENUE, REVENUE_AT_RISK)]
     return (ranked.with_columns(helpers)
             .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *CHANGE_COLUMNS, *FEATURES,
-                    *reasons, *contribution_columns(explainer), in_group.alias(GROUP)))
+                    *revenue, *reasons, *contribution_columns(explainer), in_group.alias(GROUP)))
 
 
 # --- This cycle's calls and its measurement group ---------------------------------------------
@@ -324,7 +363,8 @@ def cycle_members(frame: pl.DataFrame, calls_per_cycle: int,
     chances = calibrated_probability(calibrator, head.get_column(KEY).to_numpy()).tolist()
     return [{"client": client, "rank": rank, "probability": chance,
              "snapshot": dict(zip(FEATURES, values, strict=True))}
-            for rank, ((client, _, *values), chance) in enumerate(zip(head.iter_rows(), chances, strict=True), 1)]
+            for rank, ((client, _, *values), chance) in enumerate(
+                zip(head.select(ID_COLUMN, KEY, *FEATURES).iter_rows(), chances, strict=True), 1)]
 
 
 def this_cycle(config: Config, ranking: Ranking, cycle: int | None, deployment: Deployment,
@@ -349,6 +389,7 @@ def risk_record(risk: RiskList, deployment: Deployment, explainer: Explainer | N
         "average_log_odds": explainer.average_log_odds if explainer is not None else None,
         "cycle": risk.cycle["cycle"] if risk.cycle else None, "measurement_group": len(group_of(risk.cycle)),
         "run_number": risk.run_number,
+        "revenue_at_risk": risk.at_risk,  # in this cycle's calls (calls_at_risk); None: no revenue known
         "compared_with_run": risk.compared_with,  # previous_rank's run; None: no earlier ranking, the columns empty
         "columns": list(COLUMNS),
     }
@@ -399,7 +440,8 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
                     top=entries(head, 1, explainer, group, calibrator), cycle=called, run_number=number,
-                    compared_with=found[0] if found is not None else None)
+                    compared_with=found[0] if found is not None else None,
+                    at_risk=calls_at_risk(ranking.frame, config.reporting["calls_per_cycle"], calibrator))
     atomic_write_json(risk.record, risk_record(risk, deployment, explainer))
     risk.seconds = time.perf_counter() - started
     log.info("wrote %s: %d clients of %s ranked by model %s (%d rows read; left out: %d earlier snapshots, "

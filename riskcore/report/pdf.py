@@ -32,7 +32,7 @@ from riskcore.model.evaluation import Evaluation
 from riskcore.release.load import Deployment
 from riskcore.report.call_effect import GROUPS_HEADER, counting_note, group_rows
 from riskcore.report.call_effect import TITLE as CALL_EFFECT_TITLE
-from riskcore.report.call_list import GROUP, RiskList
+from riskcore.report.call_list import GROUP, RiskList, at_risk_sentence
 from riskcore.report.charts import BLUE, model_deployments
 from riskcore.report.outputs import project_path
 from riskcore.report.pdf_evidence import (
@@ -197,6 +197,10 @@ def managers_lines(data: ReportData, styles: Styles) -> list:
     served = data.served or {"operator_state": None}
     state = served.get("operator_state")
     lines = [f"<b>{escape(state['sentence'])}</b>"] if state else []
+    at_risk = at_risk_sentence(data.risk.at_risk)
+    if at_risk:
+        lines.append(f"<b>{escape(at_risk)}</b> (probability of leaving \N{MULTIPLICATION SIGN} yearly revenue, "
+                     "in the data's own currency).")
     lines.append(f"Ranked by model {escape(data.deployment.model_version)}; its evidence (scores, drift, statistics, "
                  "dependencies, timings) follows on the next pages.")
     return [Paragraph(line, styles.body) for line in lines]
