@@ -129,9 +129,17 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utc_now() -> str:
     """The current UTC time as an ISO 8601 string with a Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(ISO_UTC)
+
+
+def utc_at(seconds: float) -> str:
+    """A moment in seconds since the epoch (a file's st_mtime) as utc_now writes one."""
+    return datetime.fromtimestamp(seconds, UTC).strftime(ISO_UTC)
 
 
 def when(stamp: Any) -> str:

@@ -668,6 +668,10 @@ def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
 
 
 def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_client, tmp_path):
+    from scipy.special import expit
+
+    from riskcore.api.page_health import day
+    from riskcore.formatting import percent
     from riskcore.report.rankings import client_across_runs
 
     final = deployed.final_data_file.read_text(encoding="utf-8").splitlines()
@@ -682,6 +686,14 @@ def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_cli
     assert [(run["run"], run["rank"]) for run in runs] == [(4, 1), (5, 2)]
     assert runs[0]["log_odds"] == runs[1]["log_odds"]  # the same snapshot, another rank
     page = risk_client.get(f"/clients/{second}").get_data(as_text=True)
-    assert 'id="risk-runs"' in page and "run 4: rank 1 · run 5: rank 2" in page
-    assert page.count('class="risk-dot"') == 2
-    assert 'id="risk-runs"' not in risk_client.get(f"/clients/{first}").get_data(as_text=True)  # one run: no line
+    ranked = [day(run["ranked_at"], year=True) for run in runs]  # when each run wrote its ranking
+    chance = percent(float(expit(runs[0]["log_odds"])))
+    assert 'id="risk-runs"' in page and (f"run 4, {ranked[0]}: {chance}, rank 1; run 5, {ranked[1]}: {chance}, "
+                                         "rank 2.") in page
+    assert page.count('class="risk-dot"') == 2 and page.count('class="risk-date"') == 2
+    alone = risk_client.get(f"/clients/{first}").get_data(as_text=True)  # one run: one dot, its date under it
+    assert alone.count('class="risk-dot"') == 1 and 'text-anchor="middle"' in alone
+    story = risk_client.get(f"/risk/{second}").get_json()
+    assert story["status"] == "listed" and story["left_recorded"] is None
+    assert [(run["run"], run["rank"], run["ranked_at"]) for run in story["runs"]] == [
+        (run["run"], run["rank"], run["ranked_at"]) for run in runs]

@@ -106,8 +106,9 @@ def build_project(root: Path) -> Config:
     write_csv(root / "input" / "dataset1.csv", client_rows(120, seed=1))
     write_csv(root / "input" / "dataset2.csv", client_rows(100, seed=2))
     # A client seen twice (an earlier and a later snapshot), and ids a page must escape and quote.
+    # A client who left: listed once, then a snapshot saying it left (row 6 of dataset3.csv).
     write_csv(root / "input" / "dataset3.csv", [f"{HOSTILE},5,60,700,0", f"{SLASHED},1,2,900,0", "twice,300,3000,2,0",
-                                                "twice,0,10,400,0"])
+                                                "twice,0,10,400,0", "gone,90,1200,30,0", "gone,3,700,30,1"])
     write_csv(root / "test" / "testdata.csv", client_rows(60, seed=3, prefix="t"))
     config = load_config(write_config(root))
     deploy_pipeline(config)
@@ -218,7 +219,16 @@ def test_a_search_without_a_match_says_so(client):
 
 
 # --- A client's page -------------------------------------------------------------------------------
-def test_a_clients_page_shows_its_latest_snapshot_and_the_earlier_ones(client, shared):
+def snapshot_risks(client, rows: list[list[int]]) -> list[str]:
+    """The served model's probability of each feature row (POST /prediction), as the page prints it."""
+    from riskcore.formatting import percent
+
+    records = [{"corporation": "x", **dict(zip(FEATURES, row, strict=True))} for row in rows]
+    return [percent(p["probability"]) for p in client.post("/prediction", json={"records": records}).get_json()[
+        "predictions"]]
+
+
+def test_a_clients_page_shows_its_dated_snapshots_with_their_risk_and_the_chart(client, shared):
     listed = next(row for row in call_rows(client.get("/?q=twice")) if row[1] == "twice")
     response = client.get("/clients/twice")
     assert response.status_code == 200
@@ -227,7 +237,54 @@ def test_a_clients_page_shows_its_latest_snapshot_and_the_earlier_ones(client, s
     tables = parse(response).tables
     shown = {row[0]: row[1] for row in tables["features"][1:]}
     assert shown == {FEATURE_LABELS[f]: v for f, v in zip(FEATURES, ["0", "10", "400"], strict=True)}
-    assert tables["snapshots"][1:] == [["dataset3.csv", "3", "300", "3,000", "2", "no"]]
+    # Newest first, each dated by the first run that ingested dataset3.csv (r1, 2026-01-01), with its risk
+    latest, earlier = snapshot_risks(client, [[0, 10, 400], [300, 3000, 2]])
+    assert tables["snapshots"] == [
+        ["ingested", "source", "row", *(FEATURE_LABELS[f] for f in FEATURES), "left", "risk"],
+        ["1 Jan 2026", "dataset3.csv", "4", "0", "10", "400", "no", latest],
+        ["1 Jan 2026", "dataset3.csv", "3", "300", "3,000", "2", "no", earlier]]
+    assert latest == listed[2] and latest != earlier  # the latest snapshot's risk is the list's probability
+    assert "Dated by when its file was first ingested" in text
+    # The risk across the kept runs: reporting ranked the list once (run 1), today
+    body = response.get_data(as_text=True)
+    today = page_health.day(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), year=True)
+    assert 'id="risk-runs"' in body and 'role="img" aria-labelledby="risk-runs-text"' in body
+    assert re.search(rf"run 1, {today}: [\d.]+%, rank {listed[0]}\.", text)
+    assert '<text class="risk-date"' in body and f">{today}</text>" in body
+
+
+def test_a_client_with_one_snapshot_is_dated_by_the_ingestion_record(client, shared):
+    import json
+
+    record = json.loads((shared.output_folder / "ingestionrecord.json").read_text())
+    [read_at] = [f["read_at"] for f in record["files"] if f["name"] == "dataset1.csv"]
+    rows = parse(client.get("/clients/c010000")).tables["snapshots"][1:]
+    assert len(rows) == 1 and rows[0][:3] == [page_health.day(read_at, year=True), "dataset1.csv", "1"]
+
+
+def test_a_client_who_left_says_when_and_keeps_its_story(client, shared):
+    response = client.get("/clients/gone")
+    assert response.status_code == 200
+    text = text_of(response)
+    assert "Left: recorded in dataset3.csv (row 6), ingested 1 Jan 2026." in text
+    assert "No client" not in text and "Record the call" not in text
+    earlier, last = snapshot_risks(client, [[90, 1200, 30], [3, 700, 30]])
+    rows = parse(response).tables["snapshots"][1:]
+    assert rows == [["1 Jan 2026", "dataset3.csv", "6", "3", "700", "30", "yes (recorded here)", last],
+                    ["1 Jan 2026", "dataset3.csv", "5", "90", "1,200", "30", "no", earlier]]
+    answer = client.get("/risk/gone")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["status"] == "left" and body["client"] is None and body["corporation"] == "gone"
+    assert body["left_recorded"] == {"source": "dataset3.csv", "row": 6, "ingested_at": "2026-01-01T06:00:00Z",
+                                     "dated_by": "run history"}
+    assert [(s["row"], s["exited"]) for s in body["snapshots"]] == [(5, 0), (6, 1)]
+    assert body["runs"] == []  # never on a kept call list
+    from test_app import escaped, schema_validator
+
+    document = client.get("/openapi.json").get_json()
+    pointer = escaped("paths", "/risk/{client_id}", "get", "responses", "200", "content", "application/json", "schema")
+    assert [error.message for error in schema_validator(document, pointer).iter_errors(body)] == []
 
 
 def test_a_clients_contributions_add_up_to_its_log_odds_against_the_average_client(client, shared):
@@ -249,14 +306,15 @@ def test_a_clients_contributions_add_up_to_its_log_odds_against_the_average_clie
     assert all(r["text"] in text for r in listed["reasons"])
 
 
-def test_a_client_with_one_snapshot_has_no_earlier_ones(client):
-    assert "None: the input files hold no earlier row of this client." in text_of(client.get("/clients/c010000"))
-
-
-def test_an_unknown_client_is_a_404_page(client):
+def test_an_unknown_client_is_a_404_page_and_a_404_json(client):
     response = client.get("/clients/nobody")
     assert response.status_code == 404 and response.mimetype == "text/html"
-    assert "No client 'nobody' in the call list." in text_of(response)
+    sentence = ('No client "nobody" in the ingested data (finaldata.csv): it is neither on the call list nor among '
+                "the clients who left.")
+    assert sentence in text_of(response)
+    answer = client.get("/risk/nobody")
+    assert answer.status_code == 404 and answer.mimetype == "application/json"
+    assert answer.get_json()["message"] == sentence and answer.get_json()["field"] == "client_id"
 
 
 def test_ids_from_the_data_are_escaped_and_their_links_lead_to_their_page(client):

@@ -18,7 +18,7 @@ ERROR_REASONS = {
     400: "Bad input; the message names the field",
     401: f"Missing or wrong {API_KEY_HEADER}",
     403: "A dataset location outside the data folders",
-    404: "No such dataset file, or no such client in the call list",
+    404: "No such dataset file, or no such client in the ingested data",
     413: "Request body, dataset or record count over the limit",
     415: "Unsupported content type",
     503: "Not available yet (nothing deployed, no data or record)",
@@ -183,15 +183,53 @@ def risk_operation() -> dict[str, Any]:
 
 
 def risk_client_operation() -> dict[str, Any]:
+    value = {"type": "integer", "minimum": 0}
+    dated = {"ingested_at": {"type": ["string", "null"],
+                             "description": "when the snapshot's file was first ingested (ISO UTC): the first run "
+                                            "that ingested it (run history), else the latest ingestion that read it "
+                                            "(ingestion record), or a table's last read; null: not ingested yet"},
+             "dated_by": {"enum": ["run history", "ingestion record", None],
+                          "description": "where ingested_at comes from"}}
+    where = {"source": {"type": "string", "description": "the input file (or table) holding the snapshot"},
+             "row": {"type": ["integer", "null"], "minimum": 1,
+                     "description": "its row in the source, counted from 1 below the header"}}
     return {
-        "summary": "One client of the call list, as GET /risk gives it",
+        "summary": "One client: its row of the call list as GET /risk gives it, or when it left; its story",
+        "description": "A client on the call list has status \"listed\" and its row in client; a client whose "
+                       "latest snapshot in the ingested data says it left (exited = 1) has status \"left\", client "
+                       "null and left_recorded. Both carry their snapshots (every row of the client in the input "
+                       "files or table, oldest first, dated, with the served model's probability) and runs (the "
+                       "kept rankings that listed it). An id the ingested data does not hold is a 404.",
         "parameters": [{"name": "client_id", "in": "path", "required": True, "schema": STRING,
                         "description": "the client id (corporation), URL-encoded"}],
         "responses": {
-            "200": json_answer("The client, with the list it belongs to", obj({
+            "200": json_answer("The client, with the list it belongs to and its story", obj({
                 "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING, "total": COUNT,
-                "compared_with_run": {"type": ["integer", "null"]}, "client": ref("Client")},
-                ("model_version", "release", "data", "total", "client"))),
+                "compared_with_run": {"type": ["integer", "null"]}, ID_COLUMN: STRING,
+                "status": {"enum": ["listed", "left"]},
+                "client": {"oneOf": [ref("Client"), {"type": "null"}],
+                           "description": "the client's row of the call list; null for a client who left"},
+                "left_recorded": {"oneOf": [{"type": "null"}, obj({**where, **dated}, ("source", "row",
+                                                                                          "ingested_at", "dated_by"))],
+                                  "description": "the snapshot that recorded that the client left (the first of its "
+                                                 "last snapshots saying exited = 1; source finaldata.csv and row "
+                                                 "null when the input no longer holds it); null for a listed client"},
+                "snapshots": {"type": "array", "description": "oldest first", "items": obj({
+                    **where, **dated, **dict.fromkeys(FEATURES, value),
+                    TARGET: {"type": ["integer", "null"], "enum": [0, 1, None], "description": "null: no label"},
+                    "probability": {"type": "number", "minimum": 0, "maximum": 1,
+                                    "description": "the served model's calibrated probability of leaving for the "
+                                                   "snapshot's figures"}},
+                    ("source", "row", "ingested_at", "dated_by", *FEATURES, TARGET, "probability"))},
+                "runs": {"type": "array", "description": "the kept rankings that listed the client, oldest first",
+                         "items": obj({"run": {"type": "integer", "minimum": 1},
+                                       "ranked_at": {"type": "string", "description": "when the run wrote its "
+                                                                                      "ranking (ISO UTC)"},
+                                       "rank": {"type": "integer", "minimum": 1},
+                                       "log_odds": {"type": "number", "description": "the run's model's log-odds"}},
+                                      ("run", "ranked_at", "rank", "log_odds"))}},
+                ("model_version", "release", "data", "total", ID_COLUMN, "status", "client", "left_recorded",
+                 "snapshots", "runs"))),
             **errors(401, 404, 503)},
     }
 

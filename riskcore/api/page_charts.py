@@ -51,27 +51,41 @@ def heights(masses, peak: float) -> list[float]:
     return [HEIGHT - (HEIGHT - 2) * float(m) / peak for m in masses]
 
 
+DATE_BAND = 12  # SVG units under a chart for the dates of its first and last run
+
+
 @dataclass(frozen=True)
 class RiskChart:
-    """A client's probability of leaving across the kept runs: a line on a 0-100% scale, a dot per run."""
+    """A client's probability of leaving across the kept runs: a line on a 0-100% scale, a dot per run, and the
+    dates of the first and last run under it."""
 
     line: str  # SVG path data
-    points: list[tuple[float, float, int, float]]  # x, y, run number, probability
+    points: list[tuple[float, float, dict[str, Any], float]]  # x, y, the run (run, ranked_at, rank), its probability
+    dates: list[tuple[float, str, str]]  # x, text-anchor, the run's ranked_at
     width: int = WIDTH
     height: int = HEIGHT
+    full_height: int = HEIGHT + DATE_BAND
 
 
 def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
-    """The chart of a client's runs (riskcore.report.rankings.client_across_runs); None for fewer than two."""
+    """The chart of a client's runs (riskcore.report.rankings.client_across_runs): each run's log-odds as a
+    probability (expit: the run's own calibration is not kept with its ranking); None without a run. One run is one
+    dot in the middle."""
     from scipy.special import expit
 
-    if len(runs) < 2:
+    if not runs:
         return None
-    step = (WIDTH - 8) / (len(runs) - 1)
-    points = [(4 + i * step, HEIGHT - 2 - (HEIGHT - 4) * float(expit(run["log_odds"])), run["run"],
-               float(expit(run["log_odds"]))) for i, run in enumerate(runs)]
+    step = (WIDTH - 8) / (len(runs) - 1) if len(runs) > 1 else 0.0
+    left = 4 if len(runs) > 1 else WIDTH / 2
+    chances = [float(expit(run["log_odds"])) for run in runs]
+    points = [(left + i * step, HEIGHT - 2 - (HEIGHT - 4) * chance, run, chance)
+              for i, (run, chance) in enumerate(zip(runs, chances, strict=True))]
     line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
-    return RiskChart(line=line, points=points)
+    if len(runs) == 1:
+        dates = [(WIDTH / 2, "middle", runs[0]["ranked_at"])]
+    else:
+        dates = [(0.0, "start", runs[0]["ranked_at"]), (float(WIDTH), "end", runs[-1]["ranked_at"])]
+    return RiskChart(line=line, points=points, dates=dates)
 
 
 def distribution_chart(reference: Any, compared: Any) -> DistributionChart | None:

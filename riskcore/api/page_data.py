@@ -4,8 +4,8 @@ The call list is the API's own (RiskService.call_list, the one GET /risk pages t
 ingested clients' latest snapshots, those who have not left, ranked by the deployed model's
 log-odds (riskcore.report.call_list), built once per release and version of finaldata.csv; the page
 shows each row with its reasons (riskcore.model.reasons). The run history is the API's too
-(RiskService.history). The model's quality, the drift charts, a client's earlier snapshots and a
-rendered page of GET / are kept in the API's one file cache until a file they show changes.
+(RiskService.history). The model's quality, the drift charts and a rendered page of GET / are kept
+in the API's one file cache until a file they show changes; a client's story is riskcore.api.client_story's.
 """
 
 from __future__ import annotations
@@ -17,38 +17,12 @@ from typing import Any
 
 from riskcore.api.page_health import chart_drift, model_quality
 from riskcore.api.serving import RiskService, Served
-from riskcore.config import Config
-from riskcore.contract import CALLS_STORE, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET, UserError
-from riskcore.data.input_files import list_input_files
+from riskcore.contract import CALLS_STORE, RISK_SCORES, RUN_HISTORY
 from riskcore.release.operator_state import CONTROL_FILE
 
 PAGE_SIZE = 50  # clients per page of the call list (the page takes reporting.calls_per_cycle)
 RENDERED_PAGES = 64  # pages of GET / kept rendered (searches and page numbers), the newest ones
-SNAPSHOT_LOOKUPS = 32  # clients whose rows in the input files are kept
 NUMBERED_REPORT = re.compile(r"^summary_report(\d*)\.pdf$")
-
-
-def input_snapshots(config: Config, client_id: str) -> list[dict[str, Any]] | None:
-    """Every row of a client in the input files, oldest first (files in name order, as ingestion reads them).
-
-    None when the clients come from a database table. A file that breaks the data contract is left
-    out, as ingestion leaves it out.
-    """
-    import polars as pl
-
-    from riskcore.data.validation import read_client_frame
-
-    if config.input_folder is None or not config.input_folder.is_dir():
-        return None
-    found = []
-    for path in list_input_files(config.input_folder)[0]:
-        try:
-            frame = read_client_frame(path, require_target=False)
-        except UserError:
-            continue
-        rows = frame.with_row_index("row", offset=1).filter(pl.col(ID_COLUMN) == client_id)
-        found += [{"file": path.name, **row, "exited": row.get(TARGET)} for row in rows.iter_rows(named=True)]
-    return found
 
 
 # --- Kept in the API's one file cache (riskcore.api.file_cache) ------------------------------
@@ -65,23 +39,6 @@ def drift_charts(risk: RiskService, served: Served | None, check: dict[str, Any]
     key = (check.get("run_id") or check.get("started_at"), served.release if served else None)
     return risk.files.get("drift_charts", (risk.config.final_data_file,),
                           lambda _: chart_drift(risk, served, check, drifted), key=key)
-
-
-def runs_of_client(risk: RiskService, client_id: str) -> list[dict[str, Any]]:
-    """The client in each kept ranking (riskcore.report.rankings), kept until a ranking is added or dropped."""
-    from riskcore.report.rankings import RANKINGS, client_across_runs
-
-    folder = risk.config.output_model_folder
-    return risk.files.get("client_runs", (folder / RANKINGS,), lambda _: client_across_runs(folder, client_id),
-                          key=client_id, keep=SNAPSHOT_LOOKUPS)
-
-
-def snapshots(risk: RiskService, client_id: str) -> list[dict[str, Any]] | None:
-    """input_snapshots, kept for the last SNAPSHOT_LOOKUPS clients while the input files stay the same."""
-    folder = risk.config.input_folder
-    files = [] if folder is None or not folder.is_dir() else list_input_files(folder)[0]
-    return risk.files.get("snapshots", files, lambda _: input_snapshots(risk.config, client_id),
-                          key=(client_id, tuple(path.name for path in files)), keep=SNAPSHOT_LOOKUPS)
 
 
 def rendered(risk: RiskService, pointer: str | None, served: Served | None, page: Any,

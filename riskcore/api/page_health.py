@@ -65,15 +65,15 @@ def ago(stamp: Any, now: float) -> str:
     return "just now"
 
 
-def day(stamp: Any) -> str:
-    """An ISO UTC time stamp's date as people read it: "6 Dec"."""
+def day(stamp: Any, year: bool = False) -> str:
+    """An ISO UTC time stamp's date as people read it: "6 Dec", or with the year "6 Dec 2026"."""
     from datetime import datetime
 
     try:
         moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
         return when(stamp)
-    return f"{moment.day} {moment:%b}"
+    return f"{moment.day} {moment:%b}" + (f" {moment.year}" if year else "")
 
 
 def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str, Any]], now: float) -> dict[str, Any]:

@@ -4,7 +4,8 @@ GET /                  the managers' page: a one-line health strip, this cycle's
                        reporting.calls_per_cycle clients with their main reason), the rest a page at a time
 GET /model             the data scientist's page: the served model, its scores, the latest drift check, whether
                        calling helps (riskcore.report.call_effect, as the PDF says it), the runs
-GET /clients/<id>      one client: its latest snapshot, its probability, its earlier snapshots
+GET /clients/<id>      one client: its latest snapshot, its probability, its risk across the runs, its dated
+                       snapshots with their risk; a client who left, when that was recorded
 GET /downloads/...     the full risk list (risk_scores.csv) and the latest PDF report
 GET, POST /login       the key form, when the API has a key; POST /logout forgets it
 POST /clients/<id>/calls  a client's call form: records a call (riskcore.ops.calls), then back to the client's page
@@ -56,11 +57,22 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from riskcore.api import page_data
+from riskcore.api.client_story import (
+    DATES_NOTE,
+    LEFT,
+    LEFT_RECORDED,
+    LISTED,
+    RUNS,
+    SNAPSHOTS,
+    client_story,
+    known_client,
+    left_sentence,
+)
 from riskcore.api.errors import ApiError, handle_http_error
 from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, page_secret
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
-from riskcore.api.page_health import call_effect, health_strip, model_health, when
+from riskcore.api.page_health import call_effect, day, health_strip, model_health, when
 from riskcore.api.query import query_choice, query_number
 from riskcore.api.serving import BY_REVENUE, MOVES, SIZE_BANDS, CallList, RiskService, Served, service
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT, ConfigError
@@ -349,7 +361,8 @@ site.add_app_template_global(client_link, "client_link")
 
 @site.get("/clients/<path:client_id>")
 def client(client_id: str) -> str:
-    """One client: its latest snapshot, probability and features, its earlier snapshots, its calls and the form."""
+    """One client: its probability and features, its risk across runs, its dated snapshots, its calls and the form;
+    a client who left, when; a 404 naming an id the ingested data does not hold."""
     return render_client(client_of_link(client_id))
 
 
@@ -373,18 +386,25 @@ def caller_name() -> str:
 
 def render_client(client_id: str, form: dict[str, str] | None = None, problem: str | None = None,
                   status: int = 200) -> tuple[str, int]:
-    """The client's page; with a refused form, the values sent and the sentence naming the bad field."""
-    risk, calls, latest = listed_client(client_id)
-    snapshots = page_data.snapshots(risk, client_id)
-    earlier = None if snapshots is None else snapshots[:-1][::-1]  # the last one is the latest
+    """The client's page (riskcore.api.client_story): on the list, its probability, reasons and call form; left, when
+    that was recorded; either way its risk across the runs and its dated snapshots with their risk. With a refused
+    form, the values sent and the sentence naming the bad field."""
+    risk = service()
+    served = risk.models.get()
+    calls, state = known_client(risk, served, client_id)
+    story = client_story(risk, served, client_id, state)
     today = date.today()
     total, recorded = read_calls(calls_path(risk.config.output_model_folder), CALLS_SHOWN, 0, client_id)
-    token = None if isinstance(session, NullSession) else csrf_token(session)
+    token = None if state == LEFT or isinstance(session, NullSession) else csrf_token(session)
     form = form or {"when": today.isoformat(), "outcome": "", "note": "", "by": caller_name()}
-    runs = page_data.runs_of_client(risk, client_id)
-    page = render_template("client.html", client_id=client_id, latest=latest, earlier=earlier, calls=calls,
-                           runs=runs, risk_chart=risk_chart(runs),
-                           serving=serving_now(risk, risk.models.get()), features=FEATURES, labels=FEATURE_LABELS,
+    snapshots = story[SNAPSHOTS][::-1]  # newest first
+    page = render_template("client.html", client_id=client_id, left=state == LEFT,
+                           latest=calls.client(client_id) if state == LISTED else None,
+                           left_sentence=left_sentence(story[LEFT_RECORDED]) if state == LEFT else None,
+                           recording=story[LEFT_RECORDED], snapshots=snapshots, dates_note=DATES_NOTE,
+                           table_source=risk.config.input_database is not None, calls=calls,
+                           runs=story[RUNS], risk_chart=risk_chart(story[RUNS]),
+                           serving=serving_now(risk, served), features=FEATURES, labels=FEATURE_LABELS,
                            recorded=recorded, recorded_total=total,
                            last_call=last_call_text(recorded[0] if recorded else None, today),
                            in_group=client_id in risk.measurement_group(), outcomes=OUTCOMES, form=form,
@@ -487,3 +507,4 @@ site.add_app_template_filter(fixed, "number")
 site.add_app_template_filter(size, "size")
 site.add_app_template_filter(money, "money")
 site.add_app_template_filter(when, "when")
+site.add_app_template_filter(day, "day")

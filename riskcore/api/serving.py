@@ -20,9 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
-from json import dumps as json_dumps
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,7 +41,7 @@ from riskcore.contract import (
     IntegrityError,
     UserError,
 )
-from riskcore.files import read_json
+from riskcore.files import read_json, utc_at
 from riskcore.model.reasons import Explainer, explainer_for
 from riskcore.ops.calls import calls_path, group_of, latest_cycle
 from riskcore.ops.history import read_history
@@ -228,7 +226,7 @@ def without_server_paths(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def utc_time(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_at(ns / 1e9)
 
 
 def finite(value: Any) -> Any:
@@ -329,21 +327,22 @@ class CallList:
                            "next_offset": end if end < total else None})
         return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in shown) + b"]}"
 
-    def one(self, client_id: str, group: frozenset[str] = frozenset()) -> Answer:
-        """GET /risk/<id>: one client's row as /risk gives it, or ApiError 404 naming the id."""
+    def one(self, client_id: str, group: frozenset[str] = frozenset(), story: dict[str, Any] | None = None) -> Answer:
+        """GET /risk/<id>: the list's figures, the client's `story` (riskcore.api.client_story) and its row as /risk
+        gives it (null for a client not on the list: one who left)."""
+        self._mark(group)
+        index = self.place(client_id)
+        if index is not None and index not in self.rows:
+            self._render(index, index + 1)
+        head = json_bytes({**self.about, ID_COLUMN: client_id, **(story or {})})
+        return 200, head[:-1] + b',"client":' + (self.rows[index] if index is not None else b"null") + b"}"
+
+    def place(self, client_id: str) -> int | None:
+        """The client's place in the list (0 first), or None when it is not listed."""
         import polars as pl
 
-        self._mark(group)
         found = self.ranking.filter(pl.col(ID_COLUMN) == client_id)
-        if not found.height:
-            shown = client_id if len(client_id) <= 60 else client_id[:57] + "..."
-            raise ApiError(404, f"No client {json_dumps(shown)} in the call list (its latest snapshot says it left, "
-                                "or it is not in the ingested data).", field="client_id")
-        index = found.item(0, "rank") - 1
-        if index not in self.rows:
-            self._render(index, index + 1)
-        head = json_bytes({**self.about})
-        return 200, head[:-1] + b',"client":' + self.rows[index] + b"}"
+        return found.item(0, "rank") - 1 if found.height else None
 
     def matching(self, query: str, order: str = "risk") -> list[int]:
         """The places in the list (0 first) of the clients whose id contains `query` (every client without one),
@@ -501,13 +500,6 @@ class RiskService:
         if not isinstance(built, CallList):
             return unavailable(built)
         return built.answer(limit, offset, self.measurement_group(), query, order)
-
-    def risk_of(self, served: Served, client_id: str) -> Answer:
-        """GET /risk/<id>'s answer: one client of the call list."""
-        built = self.call_list(served)
-        if not isinstance(built, CallList):
-            return unavailable(built)
-        return built.one(client_id, self.measurement_group())
 
     def measurement_group(self) -> frozenset[str]:
         """The newest cycle's measurement group (riskcore.ops.calls), read once per version of the calls store."""

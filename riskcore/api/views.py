@@ -77,8 +77,14 @@ def search_text() -> str:
 
 @api.get("/risk/<path:client_id>")
 def risk_of_client(client_id: str) -> Response:
-    """One client of the call list, as /risk gives it, or a 404 naming the id."""
-    return send(service().risk_of(service().models.get(), client_id))
+    """One client: its row of the call list as /risk gives it, or its status "left" and where that was recorded;
+    with its dated snapshots and their risk and its runs (riskcore.api.client_story); a 404 naming an unknown id."""
+    from riskcore.api.client_story import client_story, known_client
+
+    risk = service()
+    served = risk.models.get()
+    calls, status = known_client(risk, served, client_id)
+    return send(calls.one(client_id, risk.measurement_group(), client_story(risk, served, client_id, status)))
 
 
 @api.get("/scoring")

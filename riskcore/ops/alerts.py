@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from riskcore.config import Config
 from riskcore.contract import ConfigError
-from riskcore.files import atomic_write_json, atomic_write_text, utc_now, when
+from riskcore.files import atomic_write_json, atomic_write_text, utc_at, utc_now, when
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def last_successful_tick(config: Config) -> str | None:
         stamp = (config.output_model_folder / LAST_TICK_FILE).stat().st_mtime
     except OSError:
         return None
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_at(stamp)
 
 
 def silence_alert(config: Config) -> tuple[str, str, str] | None:

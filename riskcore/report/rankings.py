@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from riskcore.contract import ID_COLUMN
-from riskcore.files import atomic_path
+from riskcore.files import atomic_path, utc_at
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +107,19 @@ def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dic
 
 
 def client_across_runs(folder: Path, client_id: str) -> list[dict[str, Any]]:
-    """A client's rank and log-odds in each kept ranking that lists it, oldest run first (one column scan each)."""
+    """A client's rank and log-odds in each kept ranking that lists it, oldest run first (one column scan each),
+    with when the run ranked the list (`ranked_at`: when its ranking was written, UTC)."""
     found = []
     for number, path in kept_rankings(folder):
         try:
             rows = pl.scan_parquet(path).filter(pl.col(ID_COLUMN) == client_id).select("rank", KEY).collect()
+            written = path.stat().st_mtime
         except (OSError, pl.exceptions.PolarsError) as exc:
             log.warning("ranking %s cannot be read (%s); the client's chart leaves it out", path.name, exc)
             continue
         if rows.height:
-            found.append({"run": number, "rank": int(rows.item(0, "rank")), KEY: float(rows.item(0, KEY))})
+            found.append({"run": number, "ranked_at": utc_at(written), "rank": int(rows.item(0, "rank")),
+                          KEY: float(rows.item(0, KEY))})
     return found
 
 
