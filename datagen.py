@@ -1,8 +1,10 @@
 """Seeded generator of the project's bundled client data (and of large benchmark files).
 
 Every file has the header ``corporation,lastmonth_activity,lastyear_activity,
-number_of_employees,exited``; numbers are written as plain non-negative integers,
-lines end with LF, and files are written atomically (``riskcore.files.atomic_path``).
+number_of_employees,exited``, the bundled new market's (``sourcedata/``) followed by
+``annual_revenue``; numbers are written as plain non-negative integers (an unknown
+revenue as an empty field), lines end with LF, and files are written atomically
+(``riskcore.files.atomic_path``).
 
 Generative process (one client = one row)
 -----------------------------------------
@@ -62,6 +64,22 @@ dormant and quiet clients, nearly all of whom do leave, but misses the large or
 falling ones, so its recall there is about 0.2); a model retrained on source data
 scores 0.85 on source data and still 0.51 on ``testdata.csv``.
 
+Annual revenue (the bundled new market only)
+--------------------------------------------
+``annual_revenue`` is no feature and plays no part in who leaves; it gives the call list
+its revenue at risk. Per client, with ``z_rev`` a standard normal of its own stream:
+
+* ``annual_revenue = round(REVENUE_PER_EMPLOYEE * max(number_of_employees, 1) * exp(REVENUE_SIGMA * z_rev))``
+  (log-normal around 150,000 a year per employee, sigma 0.5: half the clients within
+  about x0.7 to x1.4 of that; a client with no staff counts as one person);
+* then a share ``REVENUE_UNKNOWN_SHARE`` (5%) is unknown: an empty field.
+
+The draws come from a fourth stream of the regime's seed sequence
+(``SeedSequence([SOURCE_SEED, 2]).spawn(4)[3]``), so the other columns are exactly the
+files' without revenue, byte for byte; a copied row (the files' shared rows) keeps its
+revenue. The practice market, the test data and large benchmark files carry no revenue,
+as the course's data does not.
+
 Bundled files (``main``)
 ------------------------
 * ``generate_clients(3430, "practice", PRACTICE_SEED)``: the first 500 rows are
@@ -70,9 +88,9 @@ Bundled files (``main``)
   (1,465 rows plus exact copies of 75 random dataset1 rows, shuffled in; 2.5% of
   all practice rows are duplicates). Test clients are distinct from each other
   and from practice clients.
-* ``generate_clients(10000, "source", SOURCE_SEED)`` split in halves into
-  ``sourcedata/dataset3.csv`` (5,000) and ``sourcedata/dataset4.csv`` (5,000 plus
-  exact copies of 150 random dataset3 rows, 1.5% of all source rows).
+* ``generate_clients(10000, "source", SOURCE_SEED)`` with its annual revenue, split in
+  halves into ``sourcedata/dataset3.csv`` (5,000) and ``sourcedata/dataset4.csv`` (5,000
+  plus exact copies of 150 random dataset3 rows, 1.5% of all source rows).
 * Ids are unique random 4-lowercase-letter strings within a regime. The two
   regimes draw ids independently, so some ids (about 75 expected; 98 in the
   bundled files, test ids included) occur in both markets by chance: they denote
@@ -97,6 +115,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import math
 import os
 import sqlite3
 import sys
@@ -114,7 +133,13 @@ if TYPE_CHECKING:
 
 HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
 COLUMNS = tuple(HEADER.split(","))
+REVENUE = "annual_revenue"  # the bundled new market's optional column (riskcore.contract.REVENUE)
 Columns = dict[str, np.ndarray]
+
+REVENUE_PER_EMPLOYEE = 150_000.0  # median yearly revenue per employee
+REVENUE_SIGMA = 0.5
+REVENUE_UNKNOWN_SHARE = 0.05
+REVENUE_STREAM = 3  # the regime's seed sequence's fourth child: ids, features and exits keep theirs
 
 PRACTICE_SEED = 1101
 SOURCE_SEED = 2202
@@ -266,6 +291,16 @@ def generate_columns(n: int, regime: str, seed: int) -> Columns:
     return draw_rows(np.random.default_rng(feat_seq), np.random.default_rng(exit_seq), ids, r)
 
 
+def draw_revenue(employees: np.ndarray, regime: str, seed: int) -> np.ndarray:
+    """Each client's annual revenue (float; NaN: unknown), log-normal per employee, from its own stream."""
+    stream = np.random.SeedSequence([seed, get_regime(regime).code]).spawn(REVENUE_STREAM + 1)[REVENUE_STREAM]
+    rng = np.random.default_rng(stream)
+    n = len(employees)
+    revenue = np.rint(REVENUE_PER_EMPLOYEE * np.maximum(employees, 1) * np.exp(REVENUE_SIGMA * rng.standard_normal(n)))
+    revenue[rng.random(n) < REVENUE_UNKNOWN_SHARE] = np.nan
+    return revenue
+
+
 def generate_clients(n: int, regime: str, seed: int) -> pd.DataFrame:
     """Generate n clients of a regime ("practice" or "source") as a DataFrame."""
     import pandas as pd
@@ -280,7 +315,7 @@ def take(cols: Columns, index: np.ndarray | slice) -> Columns:
 
 def concat(*parts: Columns) -> Columns:
     """Stack column dicts row-wise."""
-    return {name: np.concatenate([p[name] for p in parts]) for name in COLUMNS}
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def n_rows(cols: Columns) -> int:
@@ -299,9 +334,16 @@ def split_with_shared_rows(cols: Columns, n_shared: int,
 
 
 def format_rows(cols: Columns) -> str:
-    """Format rows as CSV lines (LF-terminated) with plain integers."""
+    """Format rows as CSV lines (LF-terminated) with plain integers (an unknown revenue: an empty field)."""
     lines = zip(*(cols[name].tolist() for name in COLUMNS), strict=True)
-    return "".join(f"{c},{m},{y},{e},{x}\n" for c, m, y, e, x in lines)
+    if REVENUE not in cols:
+        return "".join(f"{c},{m},{y},{e},{x}\n" for c, m, y, e, x in lines)
+    amounts = ["" if math.isnan(value) else str(int(value)) for value in cols[REVENUE].tolist()]
+    return "".join(f"{c},{m},{y},{e},{x},{r}\n" for (c, m, y, e, x), r in zip(lines, amounts, strict=True))
+
+
+def header_of(cols: Columns) -> str:
+    return HEADER + (f",{REVENUE}" if REVENUE in cols else "")
 
 
 def write_chunks(path: str | os.PathLike, chunks: Iterable[str]) -> None:
@@ -313,8 +355,8 @@ def write_chunks(path: str | os.PathLike, chunks: Iterable[str]) -> None:
 
 
 def write_columns_csv(path: str | os.PathLike, cols: Columns) -> None:
-    """Atomically write a column dict as a CSV file with the project header."""
-    write_chunks(path, [HEADER + "\n", format_rows(cols)])
+    """Atomically write a column dict as a CSV file with the project header (and annual_revenue where it has it)."""
+    write_chunks(path, [header_of(cols) + "\n", format_rows(cols)])
 
 
 def overwrite_with_duplicates(cols: Columns, share: float,
@@ -369,6 +411,7 @@ def build_bundled() -> dict[str, Columns]:
         take(practice, slice(N_TEST, None)), N_PRACTICE_SHARED,
         np.random.default_rng([LAYOUT_SEED, 1]))
     source = generate_columns(N_SOURCE, "source", SOURCE_SEED)
+    source[REVENUE] = draw_revenue(source["number_of_employees"], "source", SOURCE_SEED)
     dataset3, dataset4 = split_with_shared_rows(
         source, N_SOURCE_SHARED, np.random.default_rng([LAYOUT_SEED, 2]))
     return {
@@ -392,7 +435,8 @@ def write_bundled(root: str | os.PathLike) -> dict[str, int]:
 # --- The SQLite example (config.database.json, make run-db) -------------------------------------
 SQLITE_TABLE = "clients"
 SQLITE_SCHEMA = (f"CREATE TABLE {SQLITE_TABLE} (corporation TEXT NOT NULL, lastmonth_activity INTEGER, "
-                 "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, updated_at TEXT NOT NULL)")
+                 "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, annual_revenue REAL, "
+                 "updated_at TEXT NOT NULL)")
 # The bundled markets as rows of a CRM table: the practice market's rows first, the new market's
 # arriving later with a newer updated_at (the watermark column config.database.json names).
 SQLITE_MARKETS = {
@@ -401,15 +445,17 @@ SQLITE_MARKETS = {
 }
 
 
-def bundled_rows(root: str | os.PathLike, market: str, updated_at: str) -> list[tuple]:
-    """A market's rows from the bundled CSV files, as table rows stamped with `updated_at`."""
+def bundled_rows(root: str | os.PathLike, market: str, updated_at: str,
+                 columns: tuple[str, ...] = (*COLUMNS, REVENUE)) -> list[tuple]:
+    """A market's rows from the bundled CSV files, as table rows of `columns` stamped with `updated_at` (a revenue
+    the files do not give, or an empty one, is NULL)."""
     rows = []
     for relpath in SQLITE_MARKETS[market][0]:
         with open(Path(root) / relpath, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            next(reader)  # the header
-            rows += [(corp, int(month), int(year), int(staff), int(exited), updated_at)
-                     for corp, month, year, staff, exited in reader]
+            for row in csv.DictReader(handle):
+                values = {name: row[name] if name == "corporation" else int(row[name]) if row.get(name) else None
+                          for name in columns}
+                rows.append((*values.values(), updated_at))
     return rows
 
 
@@ -423,11 +469,14 @@ def write_sqlite(path: str | os.PathLike, market: str, root: str | os.PathLike) 
             connection.execute(SQLITE_SCHEMA)
             connection.commit()
     updated_at = SQLITE_MARKETS[market][1]
-    rows = bundled_rows(root, market, updated_at)
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:  # one transaction: all rows or none
         if connection.execute(f"SELECT 1 FROM {SQLITE_TABLE} WHERE updated_at = ? LIMIT 1", (updated_at,)).fetchone():
             return 0
-        connection.executemany(f"INSERT INTO {SQLITE_TABLE} VALUES (?, ?, ?, ?, ?, ?)", rows)
+        present = [row[1] for row in connection.execute(f"PRAGMA table_info({SQLITE_TABLE})")]
+        columns = tuple(name for name in (*COLUMNS, REVENUE) if name in present)  # a table made before revenue: none
+        rows = bundled_rows(root, market, updated_at, columns)
+        connection.executemany(f"INSERT INTO {SQLITE_TABLE} ({', '.join(columns)}, updated_at) "
+                               f"VALUES ({', '.join('?' * (len(columns) + 1))})", rows)
     return len(rows)
 
 

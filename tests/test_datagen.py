@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -23,6 +25,10 @@ BUNDLED = (
 )
 FEATURES = ["lastmonth_activity", "lastyear_activity", "number_of_employees"]
 INT_FIELD = re.compile(r"0|[1-9][0-9]*")
+NEW_MARKET = ("sourcedata/dataset3.csv", "sourcedata/dataset4.csv")  # the files that carry annual_revenue
+# sha256 of the new market's files as they were before annual_revenue was added: the other columns must not move.
+BEFORE_REVENUE = {"sourcedata/dataset3.csv": "28bb5624f5f3ea1d8a1e77cd2d19ff355e6df4964f9c6266b38594164c4687a5",
+                  "sourcedata/dataset4.csv": "0afcd32351b4ba6cf692ff840a2c6eafbf032b2ab682f1b69d59b9c818a8b2f5"}
 
 
 def read(relpath: str) -> pd.DataFrame:
@@ -80,13 +86,39 @@ def test_bundled_file_schema(relpath: str) -> None:
     data = (ROOT / relpath).read_bytes()
     assert b"\r" not in data and data.endswith(b"\n")
     header, *rows = data.decode("ascii").splitlines()
-    assert header == datagen.HEADER
+    revenue = relpath in NEW_MARKET
+    assert header == datagen.HEADER + (",annual_revenue" if revenue else "")
     assert rows
     for row in rows:
         corporation, *numbers = row.split(",")
         assert re.fullmatch(r"[a-z]{4}", corporation), row
+        if revenue:
+            amount = numbers.pop()
+            assert amount == "" or INT_FIELD.fullmatch(amount), row
         assert len(numbers) == 4 and all(INT_FIELD.fullmatch(v) for v in numbers), row
         assert numbers[-1] in {"0", "1"}, row
+
+
+@pytest.mark.parametrize("relpath", NEW_MARKET)
+def test_annual_revenue_leaves_every_other_column_as_it_was(relpath: str) -> None:
+    frame = pl.read_csv(ROOT / relpath, schema_overrides={"corporation": pl.String})
+    others = frame.drop("annual_revenue").write_csv().encode()
+    assert hashlib.sha256(others).hexdigest() == BEFORE_REVENUE[relpath]
+
+
+def test_annual_revenue_follows_its_documented_distribution() -> None:
+    frame = pl.concat([pl.read_csv(ROOT / p, schema_overrides={"corporation": pl.String}) for p in NEW_MARKET]
+                      ).unique(maintain_order=True)
+    unknown = frame["annual_revenue"].null_count() / frame.height
+    assert abs(unknown - datagen.REVENUE_UNKNOWN_SHARE) < 0.01
+    known = frame.drop_nulls("annual_revenue")
+    import numpy as np
+
+    per_employee = np.log(known["annual_revenue"].to_numpy() / np.maximum(known["number_of_employees"].to_numpy(), 1))
+    assert abs(np.median(per_employee) - np.log(datagen.REVENUE_PER_EMPLOYEE)) < 0.03
+    assert abs(per_employee.std() - datagen.REVENUE_SIGMA) < 0.02
+    for relpath in ("practicedata/dataset1.csv", "practicedata/dataset2.csv", "testdata/testdata.csv"):
+        assert "annual_revenue" not in (ROOT / relpath).read_text().splitlines()[0]  # the course's data: none
 
 
 @pytest.mark.parametrize("relpath", BUNDLED)
