@@ -11,7 +11,7 @@ the same run, runs of the two interleaved:
   cron_tick       python fullprocess.py with nothing new   vs  python -c pass
   prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
   get_endpoints   GET /scoring, /summarystats, /diagnostics, vs  GET /health
-                  /risk?top=50
+                  /risk?top=50, the page GET / and a client's page
   risk_list       riskcore.report.call_list, 1M and 10M rows       vs  pandas.read_csv of the same file;
                   its reasons                              vs  the same list without them
   ingestion       ingestion.run, 10 files x 1M rows        vs  pandas.read_csv of the same files
@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,12 +478,18 @@ def bench_page(sizes: Sizes, project: Project, scratch: Path, client: str) -> li
         for path in ("/", "/static/page.css", "/static/icon.svg"):
             with urllib.request.urlopen(server.url + path, timeout=10) as answer:
                 weight += len(answer.read())
+        with urllib.request.urlopen(server.url + "/risk?limit=1", timeout=30) as answer:
+            story_path = "/clients/" + urllib.parse.quote(json.loads(answer.read())["clients"][0]["corporation"])
+        warm_every_worker(server.url + story_path)  # each worker indexes the input files' snapshots once
         health = [measure_load(server, "/health", "GET", None, sizes, client)]
         page = measure_load(server, "/", "GET", None, sizes, client)
+        story = measure_load(server, story_path, "GET", None, sizes, client)
         health.append(measure_load(server, "/health", "GET", None, sizes, client))
     floor = {key: statistics.fmean(h[key] for h in health) for key in ("rps", "p50_us", "p99_us")}
     label = f"GET / ({sizes.clients:,} clients)"
     return [
+        figure(f"GET /clients/<id> ({sizes.clients:,} clients, dated snapshots scored, runs charted): p50",
+               story["p50_us"] / 1000, "ms", "GET /health p50", floor["p50_us"] / 1000, requests=story["requests"]),
         figure(f"{label}: p50", page["p50_us"] / 1000, "ms", "GET /health p50", floor["p50_us"] / 1000,
                target="<= 3x floor", met=page["p50_us"] <= 3 * floor["p50_us"], requests=page["requests"]),
         figure(f"{label}: p99", page["p99_us"] / 1000, "ms", "GET /health p99", floor["p99_us"] / 1000,

@@ -765,3 +765,26 @@ def test_a_real_no_op_tick_on_a_postgres_table_imports_no_data_library(pg_env, p
     imported = imported_by_a_tick(config, server.client_env())
     assert {"riskcore.data.db_connection", "adbc_driver_postgresql", "nanoarrow"} <= imported
     assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []
+
+
+# --- A client's story when the clients come from a table (riskcore.api.client_story) -------------------
+def test_a_clients_page_lists_its_rows_of_the_table_dated_by_the_tables_read(tmp_path: Path):
+    import app as app_module
+
+    rows = as_tuples(FIRST + ["twice,300,3000,2,0", "twice,0,10,400,0", "gone,90,1200,30,0", "gone,3,700,30,1"])
+    sqlite_table(tmp_path / "crm.sqlite", rows, watermark=False)
+    config = deploy_pipeline(table_project(tmp_path, "sqlite:///crm.sqlite", watermark=None))
+    client = app_module.create_app(config.config_file).test_client()
+    read_at = json.loads((config.output_folder / INGESTION_RECORD).read_text())["database"]["read_at"]
+    story = client.get("/risk/twice").get_json()
+    assert story["status"] == "listed"
+    assert [(s["source"], s["row"], s["lastmonth_activity"], s["ingested_at"], s["dated_by"])
+            for s in story["snapshots"]] == [("clients", len(FIRST) + 1, 300, read_at, "ingestion record"),
+                                             ("clients", len(FIRST) + 2, 0, read_at, "ingestion record")]
+    gone = client.get("/risk/gone").get_json()
+    assert gone["status"] == "left" and gone["left_recorded"] == {
+        "source": "clients", "row": len(FIRST) + 4, "ingested_at": read_at, "dated_by": "ingestion record"}
+    page = client.get("/clients/gone").get_data(as_text=True)
+    assert (f"Left: recorded in table &#34;clients&#34; (row {len(FIRST) + 4:,}), ingested " in page
+            and "Every row of this client in the table" in page)
+    assert client.get("/clients/nobody").status_code == 404

@@ -149,8 +149,9 @@ def client_story(risk: RiskService, served: Served, client_id: str, status: str)
             LEFT_RECORDED: left_record(snapshots) if status == LEFT else None}
 
 
-def left_sentence(recorded: dict[str, Any]) -> str:
-    """"Left: recorded in dataset4.csv (row 2,920), ingested 3 Dec 2026." (left_record in words)."""
+def left_sentence(recorded: dict[str, Any], table: bool = False) -> str:
+    """"Left: recorded in dataset4.csv (row 2,920), ingested 3 Dec 2026." (left_record in words; `table`: the
+    source is a database table)."""
     from riskcore.api.page_health import day
 
     if recorded["row"] is None:
@@ -158,7 +159,8 @@ def left_sentence(recorded: dict[str, Any]) -> str:
                 "longer among the input files.")
     when = (f"ingested {day(recorded['ingested_at'], year=True)}" if recorded["ingested_at"]
             else "not ingested yet")
-    return f"Left: recorded in {recorded['source']} (row {recorded['row']:,}), {when}."
+    source = f'table "{recorded["source"]}"' if table else recorded["source"]
+    return f"Left: recorded in {source} (row {recorded['row']:,}), {when}."
 
 
 def known_client(risk: RiskService, served: Served, client_id: str) -> tuple[CallList, str]:

@@ -398,11 +398,12 @@ def render_client(client_id: str, form: dict[str, str] | None = None, problem: s
     token = None if state == LEFT or isinstance(session, NullSession) else csrf_token(session)
     form = form or {"when": today.isoformat(), "outcome": "", "note": "", "by": caller_name()}
     snapshots = story[SNAPSHOTS][::-1]  # newest first
+    table = risk.config.input_database is not None
     page = render_template("client.html", client_id=client_id, left=state == LEFT,
                            latest=calls.client(client_id) if state == LISTED else None,
-                           left_sentence=left_sentence(story[LEFT_RECORDED]) if state == LEFT else None,
+                           left_sentence=left_sentence(story[LEFT_RECORDED], table) if state == LEFT else None,
                            recording=story[LEFT_RECORDED], snapshots=snapshots, dates_note=DATES_NOTE,
-                           table_source=risk.config.input_database is not None, calls=calls,
+                           table_source=table, calls=calls,
                            runs=story[RUNS], risk_chart=risk_chart(story[RUNS]),
                            serving=serving_now(risk, served), features=FEATURES, labels=FEATURE_LABELS,
                            recorded=recorded, recorded_total=total,
