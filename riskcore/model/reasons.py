@@ -22,17 +22,20 @@ for, never from the trend: a reason never says the opposite of what the model do
 Reasons are listed raising the risk first, the largest first, then lowering it, the largest
 first; equal ones in the order of their features.
 
-`contribution`, `comes_before` and `effect_code` use operators only, so one definition serves plain
-numbers (the report, /risk), numpy arrays (a prediction request) and polars expressions (a risk
-list of millions of clients). modelmetadata.json records what they need (coefficients, intercept,
-average_client, typical_client), so the reasons can be recomputed from it alone.
+`contribution`, `comes_before`, `effect_code` and `Explainer.unit_text` use operators only, so one
+definition serves plain numbers (the report, /risk), numpy arrays (a prediction request) and polars
+expressions (a risk list of millions of clients). Words are composed once per distinct value
+(`Explainer.value_words`) and picked per row, never a Python call per row and value.
+modelmetadata.json records what they need (coefficients, intercept, average_client, typical_client),
+so the reasons can be recomputed from it alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, IntegrityError
@@ -178,19 +181,34 @@ class Explainer:
             total = total + self.contribution(j, values[j])
         return total
 
-    def lead(self, unit: tuple[int, ...], values: Sequence[Any]) -> str:
-        """A reason's words before its effect: what it is about, the client's value, the typical client's."""
+    @cached_property
+    def value_words(self) -> dict[int, Callable[[Any], str]]:
+        """The words of one value of each feature a reason words by value (feature index -> words of a value):
+        a single feature's whole reason (its effect follows from its value), or a part of the activity trend's."""
         typical = self.typical_client
+        words = {}
+        for unit in self.units:
+            if len(unit) == 1:
+                j = unit[0]
+                words[j] = lambda value, j=j: single_text(self, j, value)
+            else:
+                words.update({MONTH: lambda value: month_part(value, typical[MONTH]), YEAR: year_part})
+        return words
+
+    def unit_text(self, unit: tuple[int, ...], words_of: Callable[[int], Any], values: Sequence[Any],
+                  take: Callable[[Sequence[str], Any], Any]) -> Any:
+        """A reason's words for one client or many: `words_of(j)` gives the words of feature j's value(s)
+        (value_words), `take(words, codes)` picks words by code; plain values, numpy arrays or polars expressions."""
         if len(unit) == 1:
-            j = unit[0]
-            return f"{FEATURE_LABELS[FEATURES[j]]} {count(values[j])}, {compared(values[j], typical[j])}"
-        month, year = values[MONTH], values[YEAR]
-        return (f"activity {TREND_WORDS[int(trend_code(month, year))]}: {month_part(month, typical[MONTH])}"
-                f"{year_part(year)}")
+            return words_of(unit[0])
+        trend = take(TREND_WORDS, trend_code(values[MONTH], values[YEAR]))
+        said = take(EFFECTS, effect_code(self.unit_contribution(unit, values)))
+        return "activity " + trend + ": " + words_of(MONTH) + words_of(YEAR) + ": " + said
 
     def text(self, unit: tuple[int, ...], values: Sequence[Any]) -> str:
         """A reason in words: "employees 6,462, about 65 times the typical 99: raises the risk strongly"."""
-        return f"{self.lead(unit, values)}: {effect(self.unit_contribution(unit, values))}"
+        words = self.value_words
+        return self.unit_text(unit, lambda j: words[j](values[j]), values, lambda listed, code: listed[int(code)])
 
     def reasons(self, values: Sequence[Any]) -> list[dict[str, Any]]:
         """One client's reasons in the order they are listed: features, values, contributions and words."""
@@ -220,8 +238,33 @@ class Explainer:
         return {feature: float(self.contribution(j, values[j])) for j, feature in enumerate(FEATURES)}
 
     def reasons_of(self, matrix) -> list[list[dict[str, Any]]]:
-        """The reasons of each row of a numpy matrix of the features."""
-        return [self.reasons(values) for values in matrix.tolist()]
+        """The reasons of each row of a numpy matrix of the features: what `reasons` gives row by row.
+
+        The numbers column by column, the words once per distinct value (value_words, as the call list
+        words them), never a Python call per row and value: 1,000 rows one by one took 44 ms.
+        """
+        rows = matrix.tolist()
+        if len(rows) < FEW_ROWS:
+            return [self.reasons(values) for values in rows]
+        import numpy as np
+
+        units, columns, describe = self.units, list(matrix.T), self.value_words
+
+        def words_of(j: int):
+            values, codes = np.unique(columns[j], return_inverse=True)
+            return np.array([describe[j](value) for value in values.tolist()], dtype=object)[codes]
+
+        texts = [self.unit_text(unit, words_of, columns, lambda listed, codes: np.array(listed, dtype=object)[codes])
+                 .tolist() for unit in units]
+        shares = np.column_stack([self.contribution(j, column) for j, column in enumerate(columns)]).tolist()
+        totals = [self.unit_contribution(unit, columns) for unit in units]
+        order = np.argsort(np.column_stack(positions(totals)), axis=1, kind="stable")[:, :TOP_REASONS].tolist()
+        names = [FEATURES[unit[0]] if len(unit) == 1 else TREND for unit in units]
+        return [[{"feature": names[k], "values": {FEATURES[j]: int(values[j]) for j in units[k]},
+                  "contributions": {FEATURES[j]: share[j] for j in units[k]}, "contribution": total[k],
+                  "text": texts[k][i]} for k in listed]
+                for i, (values, share, total, listed) in enumerate(
+                    zip(rows, shares, np.column_stack(totals).tolist(), order, strict=True))]
 
     def agrees_with(self, model) -> bool:
         """The coefficients and intercept are exactly the fitted model's."""
@@ -237,6 +280,43 @@ def month_part(month: Any, typical: float) -> str:
 def year_part(year: Any) -> str:
     """The activity trend's words about the year: "against its usual 65 a month"."""
     return f"against its usual {count(round(year / 12))} a month"
+
+
+def single_text(explainer: Explainer, j: int, value: Any) -> str:
+    """A single feature's reason: "employees 6,462, about 65 times the typical 99: raises the risk strongly"."""
+    lead = f"{FEATURE_LABELS[FEATURES[j]]} {count(value)}, {compared(value, explainer.typical_client[j])}"
+    return f"{lead}: {effect(explainer.contribution(j, value))}"
+
+
+def worded_units(explainer: Explainer, frame):
+    """Each reason's words for every row of a polars frame of the features, in Explainer.units order:
+    (the frame with a code column per feature worded, one text expression per unit).
+
+    The words of each distinct value (value_words: 12,282 at 10M rows) are picked per row by a code
+    (UInt32): a frame of millions of clients holds 4 bytes per row and feature, never the words, until
+    they are written.
+    """
+    import polars as pl
+
+    describe = explainer.value_words
+    found = frame.select(pl.col(FEATURES[j]).unique().implode() for j in describe).row(0)
+    words, codes = {}, []
+    for (j, words_of), values in zip(describe.items(), found, strict=True):
+        feature = FEATURES[j]
+        words[j] = pl.lit(pl.Series([words_of(value) for value in values], dtype=pl.String))
+        codes.append(pl.col(feature).replace_strict(pl.Series(values, dtype=frame.schema[feature]),
+                                                    pl.Series(range(len(values)), dtype=pl.UInt32))
+                     .alias(f"_code_{feature}"))
+    values = [pl.col(f).cast(pl.Int64) for f in FEATURES]
+
+    def words_of(j: int) -> pl.Expr:
+        return words[j].gather(pl.col(f"_code_{FEATURES[j]}"))
+
+    def take(listed: Sequence[str], code: pl.Expr) -> pl.Expr:
+        return pl.lit(pl.Series(listed)).gather(code)
+
+    texts = [explainer.unit_text(unit, words_of, values, take) for unit in explainer.units]
+    return frame.with_columns(codes), [text.alias(f"_text{k}") for k, text in enumerate(texts)]
 
 
 def is_number(value: Any) -> bool:
