@@ -273,6 +273,14 @@ def test_the_page_works_with_javascript_off(site, project, tmp_path):
 
 
 # --- The managers' first screen ------------------------------------------------------------------
+def clients_in_view(driver) -> int:
+    """The call list's rows wholly on the screen, without scrolling."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('table.calls tbody tr')]"
+        ".filter(r => { const b = r.getBoundingClientRect(); return b.top >= 0 && b.bottom <= innerHeight; })"
+        ".length")
+
+
 @pytest.mark.parametrize(("width", "height", "at_least"), [(1280, 800, 10), (390, 844, 3)])
 def test_the_first_screen_shows_enough_clients_to_call_with_their_reason(browser, site, project, width, height,
                                                                          at_least, console):
@@ -284,10 +292,7 @@ def test_the_first_screen_shows_enough_clients_to_call_with_their_reason(browser
     try:
         browser.get(site.url + "/")
         assert browser.execute_script("return window.innerHeight") == height
-        visible = browser.execute_script(
-            "return [...document.querySelectorAll('table.calls tbody tr')]"
-            ".filter(r => { const b = r.getBoundingClientRect(); return b.top >= 0 && b.bottom <= innerHeight; })"
-            ".length")
+        visible = clients_in_view(browser)
         assert visible >= at_least, f"{visible} clients visible at {width}x{height}"
         first = browser.find_element(By.CSS_SELECTOR, "table.calls tbody tr")
         why = first.find_element(By.CSS_SELECTOR, "td.why" if width >= 640 else ".why-inline")
@@ -382,3 +387,42 @@ def test_a_rollback_shows_a_banner_on_the_page_and_the_client_page(browser, tmp_
         assert not browser.find_elements(By.ID, "operator-banner")
     finally:
         served.close()
+
+
+# --- Revenue at risk (issue 22.6) ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def revenue_site(tmp_path_factory) -> Iterator[Site]:
+    """The bundled new market's first file (it carries annual_revenue) deployed and served."""
+    from conftest import ROOT, deploy_pipeline, write_config
+    from riskcore.config import load_config
+
+    root = tmp_path_factory.mktemp("revenue")
+    (root / "input").mkdir()
+    (root / "test").mkdir()
+    shutil.copy(ROOT / "sourcedata" / "dataset3.csv", root / "input" / "dataset3.csv")
+    shutil.copy(ROOT / "testdata" / "testdata.csv", root / "test" / "testdata.csv")
+    config = deploy_pipeline(load_config(write_config(root)))
+    served = Site(config.config_file)
+    yield served
+    served.close()
+
+
+@pytest.mark.parametrize(("width", "height", "at_least"), [(1280, 800, 10), (390, 844, 3)])
+def test_revenue_at_risk_fits_the_first_screen(browser, revenue_site, width, height, at_least, console):
+    """The strip's total and each row's revenue at risk, ordered by it, without losing a client from the first screen
+    or making the page wider than the screen."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    try:
+        browser.get(revenue_site.url + "/?order=revenue_at_risk")
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        full_page_screenshot(browser, SCREENS / f"revenue-{width}.png")
+        assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
+        visible = clients_in_view(browser)
+        assert visible >= at_least, f"{visible} clients visible at {width}x{height}"
+        total = browser.find_element(By.ID, "revenue-at-risk")
+        assert total.is_displayed() and "revenue at risk in this cycle's 50 calls" in total.text
+        shown = browser.find_elements(By.CSS_SELECTOR, "table.calls td.revenue" if width >= 640 else ".revenue-inline")
+        assert shown and all(cell.is_displayed() and cell.text for cell in shown[:at_least])
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -303,7 +303,7 @@ def test_the_health_strip_totals_the_revenue_at_risk_of_this_cycles_calls(rich):
     known = [c["revenue_at_risk"] for c in calls if c["revenue_at_risk"] is not None]
     html = client.get("/").get_data(as_text=True)
     strip = re.search(r'<span id="revenue-at-risk">([^<]+)</span>', html).group(1)
-    expected = f"{money(sum(known))} of yearly revenue at risk in this cycle&#39;s {len(calls)} calls"
+    expected = f"{money(sum(known))} revenue at risk in this cycle&#39;s {len(calls)} calls"
     assert strip.startswith(expected)
     assert (f"revenue known for {len(known)}" in strip) == (len(known) < len(calls))
 
@@ -330,3 +330,17 @@ def test_the_pdfs_first_page_gives_the_revenue_at_risk_of_this_cycles_calls(rich
     found = json.loads((rich.output_model_folder / RISK_RECORD).read_text())["revenue_at_risk"]
     assert found is not None
     assert call_list.at_risk_sentence(found) in first.replace("\u2019", "'")
+
+
+def test_a_revenue_column_with_no_value_known_shows_nothing_of_it(tmp_path):
+    write_csv(tmp_path / "input" / "a.csv", [f"{row}," for row in client_rows(150, seed=1)], header=REVENUE_HEADER)
+    write_csv(tmp_path / "test" / "testdata.csv", client_rows(40, seed=3))
+    config = deploy_pipeline(load_config(write_config(tmp_path)))
+    html = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
+    assert 'id="revenue-at-risk"' not in html and 'id="order"' not in html and "revenue at risk" not in html
+
+
+def test_with_no_earlier_run_kept_the_change_reads_as_a_dash_not_none(rich):
+    html = app_module.create_app(rich.config_file).test_client().get("/").get_data(as_text=True)
+    changes = re.findall(r'<td class="change [^"]*">([^<]*)</td>', html)
+    assert changes and set(changes) == {"\N{EM DASH}"}

@@ -399,10 +399,10 @@ class CallList:
         return self.frame.with_columns(probability=chance, search=pl.col(ID_COLUMN).str.to_lowercase(),
                                        **{REVENUE: revenue, REVENUE_AT_RISK: revenue_at_risk(chance, revenue)})
 
-    @property
+    @cached_property
     def has_revenue(self) -> bool:
-        """Whether the ingested data has an annual_revenue column (the page then shows it and offers its order)."""
-        return REVENUE in self.frame.columns
+        """Whether some listed client's annual_revenue is known (the page then shows revenue at risk and its order)."""
+        return REVENUE in self.frame.columns and self.frame[REVENUE].null_count() < self.frame.height
 
     def shown(self, query: str = "", band: str = "", moved: str = "", order: str = "risk"):
         """The clients the page shows for a search and filters, in `order` (rank, or BY_REVENUE): ids containing

@@ -184,7 +184,7 @@ def at_risk_sentence(found: dict[str, Any] | None) -> str | None:
     if not found:
         return None
     known = f" (revenue known for {found['known']:,})" if found["known"] < found["calls"] else ""
-    return f"{money(found['total'])} of yearly revenue at risk in this cycle's {found['calls']:,} calls{known}"
+    return f"{money(found['total'])} revenue at risk in this cycle's {found['calls']:,} calls{known}"
 
 
 def calls_at_risk(ranking: pl.DataFrame, calls: int, calibrator: Calibrator | None = None) -> dict[str, Any] | None:
