@@ -23,6 +23,7 @@ from riskcore.ops.run_record import Run, StepFailed
 
 
 # --- Local receivers ------------------------------------------------------------------------------
+# Both serve from threads of this process, so the tests that use them are marked slow (pyproject.toml).
 class Receiver:
     """A webhook receiver on a loopback port: keeps each POSTed JSON body; `delay` makes it slow."""
 
@@ -165,6 +166,7 @@ def failing_reports(config: Config, run: Run) -> None:
     raise StepFailed("step apicalls failed: the API did not answer")
 
 
+@pytest.mark.slow
 def test_drift_retrain_rollback_and_a_failed_run_are_each_sent_once_to_the_webhook_and_the_mail(
         deployed: Config, receiver: Receiver, mailbox: Mailbox):
     config = alerting(deployed, receiver, mailbox)
@@ -189,6 +191,7 @@ def test_drift_retrain_rollback_and_a_failed_run_are_each_sent_once_to_the_webho
     assert "secret-token" not in json.dumps(outbox)  # the webhook's path may be a secret: never recorded
 
 
+@pytest.mark.slow
 def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver: Receiver, mailbox: Mailbox):
     config = alerting(deployed, receiver, mailbox)
     row = {"run_id": "r1", "decision": "keep", "outcome": "failed", "error": "step reporting failed: disk full"}
@@ -197,6 +200,7 @@ def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver:
     assert len(receiver.bodies) == 1 and len(mailbox.messages) == 1
 
 
+@pytest.mark.slow
 def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: Config, receiver: Receiver,
                                                                      monkeypatch):
     config = with_alerts(deployed, {"webhook_urls": [receiver.url]})
@@ -227,6 +231,7 @@ def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Con
     assert tick_module.tick(config, lambda c, r: None) == 0
 
 
+@pytest.mark.slow
 def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
     config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
     alerts.mark_success(config)
@@ -241,6 +246,7 @@ def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
     assert len(receiver.texts()) == 1
 
 
+@pytest.mark.slow
 def test_test_alerts_sends_to_every_channel(deployed: Config, receiver: Receiver, mailbox: Mailbox, capsys):
     config = alerting(deployed, receiver, mailbox)
     assert fullprocess.main(["--config", str(config.config_file), "--test-alerts"]) == 0

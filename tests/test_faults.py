@@ -254,6 +254,7 @@ def test_settings_that_make_the_solver_spin_are_refused_at_load(project: Path, s
     assert f'"{key}"' in str(caught.value) and "from 1e-06 to 1e+06" in str(caught.value)
 
 
+@pytest.mark.slow  # training's child process spins until it is killed, 2 s later
 def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(config):
     import ingestion
     from riskcore.model import training
@@ -325,6 +326,7 @@ def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_hist
     assert require_deployment(prod).release == pinned["release"]
 
 
+@pytest.mark.slow
 def test_a_rollback_while_pinned_is_refused_with_one_sentence(deployed, tmp_path):
     from test_operations import deploy_all
 

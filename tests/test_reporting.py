@@ -647,7 +647,10 @@ EMOJI_ID = "Rocket 🚀 Corp 😀"
 
 
 def pdf_text(path: Path) -> str:
-    """The PDF's text as poppler reads it back (pdftotext), as a reader's copy and paste would give it."""
+    """The PDF's text as poppler reads it back (pdftotext), as a reader's copy and paste would give it.
+
+    pdftotext runs as a subprocess: the tests that call this are marked slow.
+    """
     import shutil
     import subprocess
 
@@ -657,6 +660,7 @@ def pdf_text(path: Path) -> str:
                           check=True, timeout=60).stdout
 
 
+@pytest.mark.slow
 def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_list(deployed, tmp_path):
     from riskcore.report.pdf_layout import register_fonts
 
@@ -675,6 +679,7 @@ def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_lis
     assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {LONG_ID, JAPANESE_ID, EMOJI_ID, "plain"}
 
 
+@pytest.mark.slow
 def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, monkeypatch):
     from riskcore.report import pdf_layout
 
@@ -746,6 +751,7 @@ def test_the_reliability_diagram_draws_one_point_per_bin():
     assert png_bytes(figure).startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_the_pdfs_calls_say_what_changed_since_the_last_run(deployed, tmp_path):
     clients = tmp_path / "clients.csv"
     clients.write_text(f"{CLIENT_HEADER}\na,0,0,10\nb,100,1200,10\n", encoding="utf-8")
