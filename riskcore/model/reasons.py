@@ -243,28 +243,37 @@ class Explainer:
         The numbers column by column, the words once per distinct value (value_words, as the call list
         words them), never a Python call per row and value: 1,000 rows one by one took 44 ms.
         """
-        rows = matrix.tolist()
-        if len(rows) < FEW_ROWS:
-            return [self.reasons(values) for values in rows]
+        if len(matrix) < FEW_ROWS:
+            return [self.reasons(values) for values in matrix.tolist()]
         import numpy as np
 
         units, columns, describe = self.units, list(matrix.T), self.value_words
 
+        def take(listed: Sequence[str], codes):
+            return np.array(listed, dtype=object)[codes]
+
         def words_of(j: int):
             values, codes = np.unique(columns[j], return_inverse=True)
-            return np.array([describe[j](value) for value in values.tolist()], dtype=object)[codes]
+            return take([describe[j](value) for value in values.tolist()], codes)
 
-        texts = [self.unit_text(unit, words_of, columns, lambda listed, codes: np.array(listed, dtype=object)[codes])
-                 .tolist() for unit in units]
-        shares = np.column_stack([self.contribution(j, column) for j, column in enumerate(columns)]).tolist()
+        whole = matrix.T.astype(np.int64).tolist()
+        shares = [self.contribution(j, column).tolist() for j, column in enumerate(columns)]
         totals = [self.unit_contribution(unit, columns) for unit in units]
+        by_unit = []  # each unit's reason for every row, then each row takes its units in its order
+        for unit, total in zip(units, totals, strict=True):
+            text, total = self.unit_text(unit, words_of, columns, take).tolist(), total.tolist()
+            if len(unit) == 1:
+                [j], f = unit, FEATURES[unit[0]]
+                by_unit.append([{"feature": f, "values": {f: v}, "contributions": {f: c}, "contribution": t, "text": w}
+                                for v, c, t, w in zip(whole[j], shares[j], total, text, strict=True)])
+            else:
+                (a, b), (fa, fb) = unit, (FEATURES[unit[0]], FEATURES[unit[1]])
+                by_unit.append([{"feature": TREND, "values": {fa: va, fb: vb}, "contributions": {fa: ca, fb: cb},
+                                 "contribution": t, "text": w}
+                                for va, vb, ca, cb, t, w in zip(whole[a], whole[b], shares[a], shares[b], total, text,
+                                                                strict=True)])
         order = np.argsort(np.column_stack(positions(totals)), axis=1, kind="stable")[:, :TOP_REASONS].tolist()
-        names = [FEATURES[unit[0]] if len(unit) == 1 else TREND for unit in units]
-        return [[{"feature": names[k], "values": {FEATURES[j]: int(values[j]) for j in units[k]},
-                  "contributions": {FEATURES[j]: share[j] for j in units[k]}, "contribution": total[k],
-                  "text": texts[k][i]} for k in listed]
-                for i, (values, share, total, listed) in enumerate(
-                    zip(rows, shares, np.column_stack(totals).tolist(), order, strict=True))]
+        return [[by_unit[k][i] for k in listed] for i, listed in enumerate(order)]
 
     def agrees_with(self, model) -> bool:
         """The coefficients and intercept are exactly the fitted model's."""
