@@ -75,11 +75,14 @@ system-test-deps: system-deps ## install (as root) and start what the tests use:
 	  pgrep -x cron >/dev/null || cron || true; \
 	fi
 
+# The tests run with bytecode caching on, whatever PYTHONDONTWRITEBYTECODE says: pytest then keeps its rewritten
+# test modules in tests/__pycache__ (git ignores it) instead of rewriting all of them on every run (collecting the
+# fast tests took 5.9 s of CPU without the cache, 3.6 s with it).
 test: $(VENV)/.dev-stamp system-test-deps ## set up .venv (and, as root, the system packages), then run the whole test suite (several minutes)
-	$(PY) -m pytest -q
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q
 
 test-fast: $(VENV)/.dev-stamp ## the tests not marked slow (no subprocess, no server): under a minute on a quiet machine
-	$(PY) -m pytest -q -m "not slow"
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.dev-stamp ## run the benchmarks on generated data (a few minutes): a table, and bench/results.json
 	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -170,7 +170,6 @@ def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_pat
     assert "model drift" in decided["drift_verdict"] and decided["decision"] in ("retrain", "kept_by_gate")
 
 
-@pytest.mark.slow
 def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path):
     config = old_market(tmp_path, drift_test="significance", min_rows=10, min_positives=1)
     before = served(config)
@@ -201,7 +200,6 @@ def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_a
     assert run["version_before"] == before
 
 
-@pytest.mark.slow
 def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path):
     import ingestion
     import training

@@ -131,7 +131,6 @@ def test_zero_byte_icon_file_is_ignored(config: Config):
     assert result.rejected == [] and "Icon\r" in result.ignored
 
 
-@pytest.mark.slow
 def test_200_mb_file_is_refused_without_loading_or_parsing_it(config: Config, monkeypatch):
     """Refused by its size: never read whole into memory nor parsed (its sha256, which identifies it between runs,
     is taken in 1 MiB blocks), within seconds."""
