@@ -168,7 +168,8 @@ def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) 
         return UNCALIBRATED, record
     # One BLAS thread: Platt scaling's L-BFGS works on two numbers, and with two threads each of its steps
     # waits for a second thread to wake. On two cores shared with other work a Platt fit on 1,000 rows took
-    # 32-77 ms (median of 30) with two threads, 2-5 ms with one, and the same coefficients to the last bit.
+    # 32-77 ms (median of 30) with two threads, 2-16 ms with one, and the same coefficients to the last bit.
+    # The controller costs 10 ms once a process (threadpoolctl resolves every loaded library's path).
     # scikit-learn's checks of finite values and constant settings are skipped: the log-odds come from the model.
     import sklearn
 
