@@ -276,6 +276,65 @@ def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(conf
     assert not config.model_file.exists()
 
 
+SPINNING_UNDER_LOCK = """
+import sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+import numpy as np
+from riskcore.model.training import fit_within
+from riskcore.ops.lock import exclusive_lock
+with exclusive_lock(Path({prod!r})) as held:
+    print(held, flush=True)
+    fit_within({{"C": 1e300, "solver": "liblinear"}}, np.array([[0.0, 0, 0], [1, 2, 3], [2, 1, 0], [3, 3, 3]]),
+               np.array([0, 1, 0, 1]), 600)
+"""
+
+
+def lock_free(prod: Path) -> bool:
+    from riskcore.ops.lock import exclusive_lock
+
+    with exclusive_lock(prod) as held:
+        return held
+
+
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@pytest.mark.slow  # the solver spins in the child until its killed parent takes it along
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_a_spinning_training_child_dies_with_its_killed_parent_and_frees_the_run_lock(tmp_path):
+    prod, child = tmp_path / "production_deployment", None
+    parent = subprocess.Popen([sys.executable, "-c", SPINNING_UNDER_LOCK.format(root=str(ROOT), prod=str(prod))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "True"
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        for _ in range(100):  # until the training child is forked
+            if children.read_text().split():
+                break
+            time.sleep(0.05)
+        [child] = map(int, children.read_text().split())
+        time.sleep(0.5)
+        assert not gone(child)  # still spinning
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):  # the kernel ends the child's threads one by one; the lock goes with the last
+            if gone(child) and lock_free(prod):
+                break
+            time.sleep(0.05)
+        assert gone(child) and lock_free(prod)
+    finally:
+        parent.kill()
+        parent.wait()
+        if child is not None and not gone(child):  # the test failed: leave no solver spinning
+            os.kill(child, signal.SIGKILL)
+
+
 # --- 6. The operator's state survives the operator --------------------------------------------------
 def handed_over_and_pinned(deployed):
     """The course's flow: practice deployed, production takes over (the one handover) and pins its release."""

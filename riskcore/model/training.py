@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import platform
 import re
@@ -70,10 +71,29 @@ class TrainingTimedOut(DataError):
     """The solver did not finish within the time limit; it was stopped and nothing was written."""
 
 
-def _fit_child(settings: dict[str, Any], features, target, pipe) -> None:
-    """In the training process: fit, and send back ("model", model) or ("error", exception)."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies (prctl PR_SET_PDEATHSIG), so a solver left
+    spinning never outlives the run, nor keeps the run lock it inherited; elsewhere, nothing."""
+    import ctypes
+    import signal
+
     try:
-        pipe.send(("model", build_model(settings).fit(features, target)))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def _fit_child(settings: dict[str, Any], features, target, pipe, parent: int) -> None:
+    """In the training process: fit, and send back ("model", model) or ("error", exception)."""
+    from threadpoolctl import threadpool_limits
+
+    _die_with_parent(parent)
+    try:
+        with threadpool_limits(limits=1):  # a thread pool the parent started is not in a forked child
+            pipe.send(("model", build_model(settings).fit(features, target)))
     except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
         pipe.send(("error", exc))
     finally:
@@ -83,18 +103,19 @@ def _fit_child(settings: dict[str, Any], features, target, pipe) -> None:
 def fit_within(settings: dict[str, Any], features, target, seconds: float):
     """Fit in a process of its own, killed after `seconds` (TrainingTimedOut).
 
-    A solver spinning in C code cannot be interrupted from Python, so it runs in a child process. The
-    forkserver forks it from a process that has imported scikit-learn once (the first fit of a process
-    pays that import; later ones took 0.15-0.25 s on the practice data here, on two busy cores), and
-    that holds none of this process's open files: not the run lock either, which a child left spinning
-    would otherwise keep after its parent died.
+    A solver spinning in C code cannot be interrupted from Python, so it runs in a child process,
+    forked from this one: it starts in milliseconds with scikit-learn already imported and the rows
+    already in memory (only the fitted model comes back through the pipe), where a fresh interpreter
+    took 1-2 s to import scikit-learn on the first fit of each run. The child calls scikit-learn and
+    numpy only, never polars, whose thread pool is not in a forked child; its BLAS and OpenMP pools are
+    limited to one thread; and it dies with its parent (_die_with_parent), so a child left spinning
+    never keeps the run lock it inherited.
     """
     import multiprocessing
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_fit_child, args=(settings, features, target, sender), daemon=True)
+    process = context.Process(target=_fit_child, args=(settings, features, target, sender, os.getpid()), daemon=True)
     process.start()
     sender.close()
     try:
