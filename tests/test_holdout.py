@@ -4,6 +4,8 @@ below 0.5."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 
 from riskcore.contract import COLUMNS, FEATURES, FEW_ROWS
-from riskcore.model.evaluation import scores_with_intervals
+from riskcore.model.evaluation import models_with_intervals, scores_with_intervals
 from riskcore.model.holdout import holdout_clients
 from riskcore.ops.history import describe_evaluation, figure_text
 
@@ -78,6 +80,67 @@ def test_the_interval_is_a_95_percent_one(model):
         f1s.append(scores["f1"])
     assert binomtest(covered, samples, 0.95).pvalue >= 0.001, f"{covered} of {samples} intervals hold the F1"
     assert 0.8 <= np.mean(widths) / (2 * 1.96 * np.std(f1s)) <= 1.25
+
+
+def rank_statistic(labels, predictions, probabilities, axis=-1):
+    """F1 and AUC of each resample, the AUC from scipy's average ranks sorted per resample: the reference."""
+    from scipy import stats
+
+    tp = (labels * predictions).sum(axis)
+    wrong = ((1 - labels) * predictions).sum(axis) + (labels * (1 - predictions)).sum(axis)
+    f1 = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp, dtype="float64"), where=(2 * tp + wrong) > 0)
+    ranks = stats.rankdata(probabilities, axis=axis)
+    positives = labels.sum(axis)
+    pairs = positives * (labels.shape[axis] - positives)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(pairs > 0, ((ranks * labels).sum(axis) - positives * (positives + 1) / 2) / pairs, np.nan)
+    return np.stack([f1, auc])
+
+
+def rank_reference(model, frame, seed: int = 0) -> dict:
+    """The intervals of scipy.stats.bootstrap with rank_statistic, seeded as scores_with_intervals is."""
+    from scipy import stats
+
+    features = frame[list(FEATURES)].to_numpy(float)
+    labels = frame["exited"].to_numpy(dtype="float64")
+    column = list(model.classes_).index(1)
+    data = (labels, model.predict(features).astype("float64"), model.predict_proba(features)[:, column])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # a resample of one class: no AUC
+        drawn = stats.bootstrap(data, rank_statistic, n_resamples=1000, paired=True, vectorized=True, batch=100,
+                                method="percentile", rng=np.random.default_rng(seed)).bootstrap_distribution
+    aucs = drawn[1][np.isfinite(drawn[1])]
+    return {"f1_interval": [float(x) for x in np.percentile(drawn[0], [2.5, 97.5])],
+            "auc_interval": [float(x) for x in np.percentile(aucs, [2.5, 97.5])] if len(aucs) else None}
+
+
+@pytest.mark.parametrize(("rows", "seed", "repeat"), [(300, 2, 1), (12, 3, 1), (200, 4, 4), (2000, 5, 1)])
+def test_the_counted_auc_gives_the_same_intervals_as_ranks_sorted_per_resample(model, rows, seed, repeat):
+    """The same seed gives exactly the intervals scipy's average ranks gave (ties included: `repeat` copies of
+    each row; 12 rows: resamples of one class, with no AUC), and, drawn once for two models, each model's own."""
+    frame = pd.concat([frame_of(rows, seed=seed)] * repeat, ignore_index=True)
+    for chosen in (0, 7):
+        scores = scores_with_intervals(model, frame, seed=chosen)
+        expected = rank_reference(model, frame, seed=chosen)
+        assert (scores["f1_interval"], scores["auc_interval"]) == (expected["f1_interval"], expected["auc_interval"])
+    other = LogisticRegression(solver="liblinear", C=0.01).fit(frame[list(FEATURES)].to_numpy(float), frame["exited"])
+    assert models_with_intervals([model, other], frame) == [scores_with_intervals(model, frame),
+                                                             scores_with_intervals(other, frame)]
+
+
+def test_the_counted_auc_equals_the_rank_auc_on_every_resample():
+    """The statistic itself, on resamples with many ties and some of one class: equal floats, NaN where undefined."""
+    from riskcore.model.evaluation import _f1_and_auc, score_groups
+
+    rng = np.random.default_rng(11)
+    labels = (rng.random(40) < 0.3).astype("float64")
+    probabilities = rng.integers(0, 6, 40) / 5  # six distinct values: ties everywhere
+    predictions = (probabilities > 0.5).astype("float64")
+    drawn = rng.integers(0, 40, (500, 40))
+    drawn[:3] = np.flatnonzero(labels == 0)[0]  # three resamples of one row: one class, no AUC
+    counted = _f1_and_auc(labels[drawn], predictions[drawn], score_groups(probabilities)[drawn])
+    ranked = rank_statistic(labels[drawn], predictions[drawn], probabilities[drawn])
+    assert np.array_equal(counted, ranked, equal_nan=True) and np.isnan(counted[1][:3]).all()
 
 
 @pytest.mark.parametrize(("rows", "few"), [(5, True), (FEW_ROWS - 1, True), (FEW_ROWS, False)])

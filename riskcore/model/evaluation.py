@@ -159,21 +159,55 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
 
-def _f1_and_auc(labels, predictions, probabilities, axis=-1):
-    """F1 and ROC AUC of each resample at once (scipy.stats.bootstrap's vectorized statistic).
+def _f1_and_auc(labels, *per_model, axis=-1):
+    """F1 and ROC AUC of each resample at once (scipy.stats.bootstrap's vectorized statistic), for each model.
 
-    The AUC is the Mann-Whitney form on average ranks, equal to roc_auc_score; NaN for a resample
-    of one class.
+    `per_model` is each model's predictions and the rank of each row's probability among the frame's
+    (ties share one: score_groups). The AUC is the Mann-Whitney form with ties counting one half,
+    equal to roc_auc_score and, exactly, to the average-rank form; NaN for a resample of one class.
+    Counting instead of sorting each resample (stats.rankdata: 85% of the time), with the resamples
+    still drawn by scipy.stats.bootstrap and shared by both models, took both models' figures on a
+    2,000-row holdout from 0.48-0.81 s to 0.12-0.14 s. Returns F1 and AUC of the first model, then
+    of the second, and so on.
     """
-    tp = (labels * predictions).sum(axis)
-    wrong = ((1 - labels) * predictions).sum(axis) + (labels * (1 - predictions)).sum(axis)
-    f1 = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp, dtype="float64"), where=(2 * tp + wrong) > 0)
-    ranks = stats.rankdata(probabilities, axis=axis)
-    positives = labels.sum(axis)
-    pairs = positives * (labels.shape[axis] - positives)
+    if axis not in (-1, labels.ndim - 1):
+        raise ValueError("the statistic takes the rows on the last axis")
+    shape = labels.shape[:-1]
+    labels = labels.reshape(-1, labels.shape[-1])
+    positive = labels == 1
+    positives = labels.sum(-1)
+    figures = []
+    for predictions, groups in zip(per_model[::2], per_model[1::2], strict=True):
+        predictions, groups = predictions.reshape(labels.shape), groups.reshape(labels.shape)
+        tp = (labels * predictions).sum(-1)
+        wrong = predictions.sum(-1) + positives - 2 * tp  # false positives and false negatives: whole numbers
+        f1 = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros_like(tp, dtype="float64"), where=(2 * tp + wrong) > 0)
+        figures += [f1.reshape(shape), _auc_of_draws(positive, groups).reshape(shape)]
+    return np.stack(figures)
+
+
+def _auc_of_draws(positive, groups) -> np.ndarray:
+    """ROC AUC of each resample (a row of `positive` and `groups`), from how often each score group was drawn.
+
+    With the draws counted per group and class (one bincount, no sort per resample): every positive
+    beats each negative of a lower group and ties with those of its own, so the Mann-Whitney U is a
+    sum of whole and half numbers, exact in float64, as is the average-rank sum it equals.
+    """
+    resamples, width = groups.shape[0], int(groups.max()) + 1 if groups.size else 1
+    cells = 2 * (groups + width * np.arange(resamples)[:, None]) + positive
+    drawn = np.bincount(cells.ravel(), minlength=2 * resamples * width).reshape(resamples, width, 2)
+    negatives, positives = drawn[..., 0], drawn[..., 1]
+    below = np.cumsum(negatives, axis=1) - negatives
+    wins = (positives * (below + 0.5 * negatives)).sum(1)
+    count = positive.sum(1).astype("float64")
+    pairs = count * (positive.shape[1] - count)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = np.where(pairs > 0, ((ranks * labels).sum(axis) - positives * (positives + 1) / 2) / pairs, np.nan)
-    return np.stack([f1, auc])
+        return np.where(pairs > 0, wins / pairs, np.nan)
+
+
+def score_groups(probabilities) -> np.ndarray:
+    """Each row's place among the distinct probabilities (0 the lowest; ties share a place)."""
+    return np.unique(probabilities, return_inverse=True)[1].reshape(-1)
 
 
 def scores_with_intervals(model, frame, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -183,27 +217,41 @@ def scores_with_intervals(model, frame, resamples: int = BOOTSTRAP_RESAMPLES,
     scipy.stats.bootstrap resamples the rows, `resamples` times; resamples of one class have no AUC
     and are left out of its interval. `few_rows` marks figures measured on fewer than FEW_ROWS rows.
     """
+    return models_with_intervals([model], frame, resamples, seed)[0]
+
+
+def models_with_intervals(models, frame, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED) -> list[dict[str, Any]]:
+    """scores_with_intervals of several models on the same frame, from one set of resampled rows.
+
+    The same seed draws the same rows for every model, so each model's figures are those
+    scores_with_intervals gives it alone; the rows are drawn once.
+    """
     features = features_of(frame)
     labels = frame[TARGET].to_numpy(dtype="float64")
-    predictions = model.predict(features).astype("float64")
-    probabilities = attrition_probability(model, features)
     both = len(set(labels.tolist())) == 2
-    result: dict[str, Any] = {
-        "rows": int(len(labels)), "positives": int(labels.sum()), "few_rows": len(labels) < FEW_ROWS,
-        "f1": f1_of(labels, predictions), "f1_interval": None,
-        "auc": float(roc_auc_score(labels, probabilities)) if both else None, "auc_interval": None,
-        "resamples": resamples, "seed": seed,
-    }
+    results, columns = [], []
+    for model in models:
+        predictions = model.predict(features).astype("float64")
+        probabilities = attrition_probability(model, features)
+        results.append({
+            "rows": int(len(labels)), "positives": int(labels.sum()), "few_rows": len(labels) < FEW_ROWS,
+            "f1": f1_of(labels, predictions), "f1_interval": None,
+            "auc": float(roc_auc_score(labels, probabilities)) if both else None, "auc_interval": None,
+            "resamples": resamples, "seed": seed,
+        })
+        columns += [predictions, score_groups(probabilities)]
     if len(labels) < 2:
-        return result
+        return results
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # a resample of one class: no AUC
-        drawn = stats.bootstrap((labels, predictions, probabilities), _f1_and_auc, n_resamples=resamples,
-                                paired=True, vectorized=True, batch=100, method="percentile",
+        drawn = stats.bootstrap((labels, *columns), _f1_and_auc, n_resamples=resamples, paired=True,
+                                vectorized=True, batch=100, method="percentile",
                                 rng=np.random.default_rng(seed)).bootstrap_distribution
-    result["f1_interval"] = [float(x) for x in np.percentile(drawn[0], [2.5, 97.5])]
-    aucs = drawn[1][np.isfinite(drawn[1])]
-    if both and len(aucs):
-        result["auc_interval"] = [float(x) for x in np.percentile(aucs, [2.5, 97.5])]
-    return result
-
+    for number, result in enumerate(results):
+        f1s, aucs = drawn[2 * number], drawn[2 * number + 1]
+        result["f1_interval"] = [float(x) for x in np.percentile(f1s, [2.5, 97.5])]
+        aucs = aucs[np.isfinite(aucs)]
+        if both and len(aucs):
+            result["auc_interval"] = [float(x) for x in np.percentile(aucs, [2.5, 97.5])]
+    return results

@@ -4,7 +4,7 @@ When the automation retrains, a share of the labelled new rows (automation.holdo
 default; at least one row when there are two or more) is left out of the new model's training,
 picked by a shuffle seeded with HOLDOUT_SEED. The old (deployed) and the new model are then both
 scored on those rows (the new market, which neither has seen) and on testdata.csv: F1 and ROC AUC,
-each with a seeded bootstrap 95% interval (riskcore.model.evaluation.scores_with_intervals), and the
+each with a seeded bootstrap 95% interval (riskcore.model.evaluation.models_with_intervals), and the
 difference of the two F1s with a paired bootstrap 95% interval (the same resampled rows for both).
 
 automation.promotion_gate (on by default; off in the course's configuration, whose decision table
@@ -30,9 +30,9 @@ from riskcore.model.evaluation import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     baseline_measurement,
+    models_with_intervals,
     predict,
     read_test_data,
-    scores_with_intervals,
 )
 from riskcore.ops.history import describe_evaluation, worse_on_holdout
 from riskcore.release.load import Deployment, load_deployed_model, load_trained_model
@@ -60,7 +60,8 @@ def held_out_rows(new_rows, clients: list[str]):
 
 def both_models(old, new, frame) -> dict[str, Any]:
     """Each model's F1 and AUC with their intervals, and the paired interval of the F1 difference."""
-    return {"old": scores_with_intervals(old, frame), "new": scores_with_intervals(new, frame),
+    old_figures, new_figures = models_with_intervals([old, new], frame)
+    return {"old": old_figures, "new": new_figures,
             "f1_difference_interval": f1_difference_interval(old, new, frame) if len(frame) >= 2 else None}
 
 
