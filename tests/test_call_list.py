@@ -235,6 +235,22 @@ def test_the_words_in_the_file_are_the_explainers_for_small_and_huge_values(depl
     assert result.earlier_snapshots == int(repeat)
 
 
+@pytest.mark.parametrize("streamed_in_order", [True, False])
+def test_equal_log_odds_keep_the_files_order_whatever_order_the_stream_gave(streamed_in_order):
+    """riskiest_first sorts the collected rows: by log-odds, highest first, ties by their row in the file (ORDER),
+    whether the streaming pass kept the file's order (one stable sort) or not (a sort on both)."""
+    import polars as pl
+
+    listed = pl.DataFrame({call_list.ORDER: [0, 1, 2, 3, 4], "corporation": ["a", "b", "c", "d", "e"],
+                           "log_odds": [1.0, 2.0, 1.0, float("nan"), 1.0]},
+                          schema_overrides={call_list.ORDER: pl.UInt32})
+    if not streamed_in_order:
+        listed = listed.reverse()
+    ranked = call_list.riskiest_first(listed)
+    assert ranked.get_column("corporation").to_list() == ["d", "b", "a", "c", "e"]
+    assert call_list.ORDER not in ranked.columns
+
+
 def test_a_file_of_clients_who_all_left_gives_an_empty_list(deployed, tmp_path):
     rows, result = call_list_of(deployed, tmp_path, LABELLED, ["a,1,2,3,1", "b,4,5,6,1"])
     assert rows == [] and result.rows == 0 and result.left == 2 and result.top == []
