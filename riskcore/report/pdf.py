@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reportlab import rl_config
 from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -397,6 +398,9 @@ def build_pdf(data: ReportData) -> bytes:
                 super().showPage()
             super().save()
 
+    # Binary streams, not ASCII85 text: ReportLab 5.1's pure-Python ASCII85 encoder took 50-60 ms of a report
+    # on the bundled data, and made the file a sixth larger (356 against 297 KB).
+    rl_config.useA85 = 0
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
                             bottomMargin=18 * mm, title="Client attrition risk report",
