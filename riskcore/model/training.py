@@ -116,7 +116,12 @@ def fit_within(settings: dict[str, Any], features, target, seconds: float):
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_fit_child, args=(settings, features, target, sender, os.getpid()), daemon=True)
-    process.start()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns at every fork of a process with threads (polars' and OpenBLAS's pools are): the
+        # child above touches neither polars nor a pool of more than one thread.
+        warnings.filterwarnings("ignore", message=r".*is multi-threaded, use of fork\(\) may lead to deadlocks",
+                                category=DeprecationWarning)
+        process.start()
     sender.close()
     try:
         if not receiver.poll(seconds):
