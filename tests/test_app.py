@@ -21,7 +21,7 @@ import ingestion
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
-from riskcore.api import request_rows, serving
+from riskcore.api import errors, request_rows, serving
 from riskcore.api.file_cache import FileCache
 from riskcore.config import Config, load_config
 from riskcore.contract import (
@@ -184,6 +184,27 @@ def test_prediction_of_records_returns_one_row_per_record_with_model_version(cli
         named = [feature for reason in row["reasons"] for feature in reason["values"]]
         assert sorted(named) == sorted(FEATURES)  # every feature, in one reason each
         assert all(value == RECORD[feature] for reason in row["reasons"] for feature, value in reason["values"].items())
+
+
+def test_json_answers_are_compact_utf8_in_the_order_built_with_numpy_numbers_and_nan_as_null():
+    import numpy as np
+
+    document = {"z": "Zürich", "a": [np.float64(0.1), np.int64(3), np.float32(0.5), 2.5e-05], 1: True,
+                "undefined": float("nan")}
+    assert errors.json_bytes(document) == '{"z":"Zürich","a":[0.1,3,0.5,0.000025],"1":true,"undefined":null}'.encode()
+
+
+def test_a_prediction_answer_carries_ids_as_utf8_text_without_a_trailing_newline(client):
+    response = post_json(client, {"records": [{**RECORD, "corporation": "Zürich—東京"}]})
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert '"corporation":"Zürich—東京"'.encode() in response.data and response.data.endswith(b"}")
+
+
+def test_flasks_own_json_is_encoded_as_the_answers_are(client):
+    document = {"b": [1.5, None], "a": "é"}
+    with client.application.test_request_context():
+        assert flask.jsonify(document).data == errors.json_bytes(document) == '{"b":[1.5,null],"a":"é"}'.encode()
+        assert client.application.json.dumps(document) == '{"b":[1.5,null],"a":"é"}'
 
 
 def test_prediction_matches_the_deployed_model_on_the_test_data(client, shared):

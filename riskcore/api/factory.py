@@ -28,7 +28,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from riskcore.api.calls_view import calls
-from riskcore.api.errors import ApiError, json_bytes, register_error_handlers
+from riskcore.api.errors import AnswerJSONProvider, ApiError, json_bytes, register_error_handlers
 from riskcore.api.history_view import evidence
 from riskcore.api.key import KeyWatch
 from riskcore.api.metrics import install as install_metrics
@@ -69,6 +69,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     """Build the API for a config file (default: $RISK_CONFIG, else config.json beside the scripts)."""
     config = load_config(config_path if config_path is not None else os.environ.get(CONFIG_ENV) or None)
     app = Flask(__name__, static_folder=None)
+    app.json = AnswerJSONProvider(app)  # every JSON answer encoded one way (riskcore.api.errors.json_bytes)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
         DEBUG=False,
