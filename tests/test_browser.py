@@ -44,6 +44,7 @@ if browser_missing():
     pytest.skip(browser_missing(), allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
@@ -131,7 +132,10 @@ def follow(driver, element, submit: bool = False, timeout: float = 10) -> None:
     """Click a link or button (or submit a form field) and wait until the next page has loaded in place of this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.submit() if submit else element.click()
-    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(page))
+    # While the old page goes, chromedriver may answer "unhandled inspector error" instead of "stale element"
+    # (a race in its DevTools bridge, seen once under load): the wait asks again rather than failing on it.
+    WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(page))
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
