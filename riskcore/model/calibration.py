@@ -19,7 +19,6 @@ riskcore.ops.run catches it when the labels arrive).
 
 from __future__ import annotations
 
-import functools
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -108,14 +107,6 @@ def calibration_figures(probabilities, labels) -> dict[str, Any]:
 
 
 # --- Fitting -------------------------------------------------------------------------------------
-@functools.cache
-def _blas_threads():
-    """threadpoolctl's controller of the BLAS libraries loaded (scipy's and numpy's OpenBLAS), made once a process."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def _fit(method: str, log_odds, labels) -> Calibrator:
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
@@ -166,15 +157,13 @@ def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) 
                              f"{MIN_CALIBRATION_ROWS} rows and {MIN_CALIBRATION_CLASS} of each class; "
                              "the probabilities are the model's own")
         return UNCALIBRATED, record
-    # One BLAS thread: Platt scaling's L-BFGS works on two numbers, and with two threads each of its steps
-    # waits for a second thread to wake. On two cores shared with other work a Platt fit on 1,000 rows took
-    # 32-77 ms (median of 30) with two threads, 2-16 ms with one, and the same coefficients to the last bit.
-    # The controller costs 10 ms once a process (threadpoolctl resolves every loaded library's path).
     # scikit-learn's checks of finite values and constant settings are skipped: the log-odds come from the model.
+    # (Holding the fits to one BLAS thread with threadpoolctl helped on a loaded machine, but its controller costs
+    # 10-12 ms a process, more than the five small fits take on a quiet one: make bench's share went 0.14-0.15x
+    # with it, 0.09-0.13x without, runs alternated.)
     import sklearn
 
-    with _blas_threads().limit(limits=1, user_api="blas"), \
-            sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         candidates = {}
         for method in ("isotonic", "platt"):
             calibrated = cross_fitted(method, log_odds, labels, seed)
