@@ -329,10 +329,15 @@ def test_render_prints_every_part(deployed, offline_dependencies):
 # --- The dependency check's last answer, and timing runs that say so ----------------------------
 @pytest.fixture
 def counted_check(tmp_path, monkeypatch):
-    """requirements.txt of two packages, and a dependency check that counts how often it is asked."""
+    """requirements.txt of two packages, and a dependency check that counts how often it is asked.
+
+    The record's step timings are left empty: these tests check when the package index is asked,
+    and timing the pipeline again on each of their write_diagnostics calls was most of their time (0.14 s each);
+    the timings have tests of their own."""
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("numpy==2.4.6\npandas==3.1.1\n")
     monkeypatch.setattr(dependencies, "REQUIREMENTS", requirements)
+    monkeypatch.setattr(record_module, "execution_time", lambda config, repeat=1: {})
     asked: list[float] = []
 
     def check(requirements=None, timeout=0.0):
@@ -388,10 +393,11 @@ def test_a_kept_answer_is_read_with_todays_pins_and_installed_versions(deployed,
     (1000, "2000-01-01T00:00:00Z", True),
     (10**6, "2000-01-01T00:00:00Z", False),
 ])
-def test_how_long_an_answer_is_kept_is_configurable(project, counted_check, hours, moment, asks):
-    from conftest import deploy_pipeline, write_config
+def test_how_long_an_answer_is_kept_is_configurable(deployed, counted_check, hours, moment, asks):
+    from conftest import write_config
 
-    config = deploy_pipeline(load_config(write_config(project.parent, automation={"dependency_check_hours": hours})))
+    # dependency_check_hours changes nothing the pipeline made: the deployed project, its config rewritten
+    config = load_config(write_config(deployed.config_file.parent, automation={"dependency_check_hours": hours}))
     _, check, asked = counted_check
     record_module.write_diagnostics(config, check_dependencies=check)
     if moment is not None:

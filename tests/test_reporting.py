@@ -764,6 +764,7 @@ def test_the_pdfs_calls_say_what_changed_since_the_last_run(deployed, tmp_path):
     assert "up 1" in second and "down 1" in second and " new " in f" {second} "
 
 
+@pytest.mark.slow  # a fresh interpreter of its own: the fonts registered in this process would hide the order
 def test_a_fallback_font_is_read_only_when_a_text_needs_it():
     """DejaVu draws the usual report: the CJK and emoji fallbacks (0.15 s to read) are registered at the first
     character DejaVu lacks, in time for the paragraph that shows it."""
