@@ -123,6 +123,29 @@ def templates_compiled_once(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def fits_in_this_process(request, monkeypatch):
+    """The fast tests fit the model in the test process, not in a forked training process: forking the test
+    process (600 MB by then) and faulting its pages back in cost about 100 ms a fit on the test machine, 128 fits
+    and 12 s of the fast suite, and no fast test checks the training process. The fit is the one fit_within makes
+    (build_model's settings, one BLAS thread); its time limit needs the process, so the tests marked slow keep it:
+    they include the tests of the limit and of a training process outliving its run, and run the pipeline in
+    production's processes."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    from riskcore.model import training
+
+    def fit_here(settings, features, target, seconds):
+        with threadpool_limits(limits=1):
+            return training.build_model(settings).fit(features, target)
+
+    monkeypatch.setattr(training, "fit_within", fit_here)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def no_package_index(monkeypatch):
     """Point pip at a closed loopback port: the dependency check must not wait on the network."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
