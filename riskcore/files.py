@@ -137,6 +137,18 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime(ISO_UTC)
 
 
+def parse_utc(stamp: Any) -> datetime | None:
+    """A recorded ISO 8601 time ("2026-01-01T00:00:00Z", or with an offset) as an aware UTC datetime; None when
+    there is none or it cannot be read. A time without an offset is taken as UTC, as this project writes them."""
+    if stamp is None or stamp == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def utc_at(seconds: float) -> str:
     """A moment in seconds since the epoch (a file's st_mtime) as utc_now writes one."""
     return datetime.fromtimestamp(seconds, UTC).strftime(ISO_UTC)

@@ -29,7 +29,6 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -40,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from riskcore.api.file_cache import file_signature
 from riskcore.api.serving import RiskService, Served, service
 from riskcore.contract import MODEL_METADATA, RUN_HISTORY, UserError
+from riskcore.files import parse_utc
 from riskcore.model.drift_evidence import checked_rows, latest_check, recorded_figures
 from riskcore.ops.alerts import LAST_TICK_FILE
 from riskcore.release.load import deployed_metadata
@@ -100,12 +100,8 @@ def gauge(name: str, documentation: str, value: float | None, labels: dict[str, 
 
 def timestamp(text: Any) -> float | None:
     """Seconds since the epoch of a recorded ISO time ("2026-01-01T00:00:00Z"), or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    moment = parse_utc(text) if isinstance(text, str) else None
+    return None if moment is None else moment.timestamp()
 
 
 def model_families(served: Served, metadata: dict[str, Any] | None) -> list[Metric]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from riskcore.api.serving import RiskService, Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
-from riskcore.files import when
+from riskcore.files import parse_utc, when
 from riskcore.formatting import sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
@@ -51,13 +51,10 @@ DECISIONS = {
 
 def ago(stamp: Any, now: float) -> str:
     """How long ago an ISO UTC time stamp was, as people say it: "just now", "2 hours ago", "3 days ago"."""
-    from datetime import datetime
-
-    try:
-        then = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    moment = parse_utc(stamp)
+    if moment is None:
         return when(stamp)
-    seconds = max(0.0, now - then)
+    seconds = max(0.0, now - moment.timestamp())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             amount = int(seconds // size)
@@ -67,11 +64,8 @@ def ago(stamp: Any, now: float) -> str:
 
 def day(stamp: Any, year: bool = False) -> str:
     """An ISO UTC time stamp's date as people read it: "6 Dec", or with the year "6 Dec 2026"."""
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_utc(stamp)
+    if moment is None:
         return when(stamp)
     return f"{moment.day} {moment:%b}" + (f" {moment.year}" if year else "")
 

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from riskcore.config import Config
 from riskcore.contract import ConfigError
-from riskcore.files import atomic_write_json, atomic_write_text, utc_at, utc_now, when
+from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, utc_at, utc_now, when
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
         for channel, state in message["channels"].items():
             if state.get("sent_at") or state.get("given_up") or channel not in names:
                 continue
-            if now - parse_time(message["created_at"]) > GIVE_UP_AFTER:
+            if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
                 state["given_up"] = utc_now()
                 log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
                           state["attempts"], state["last_error"])
@@ -240,14 +240,10 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
     return outbox
 
 
-def parse_time(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def prune(outbox: dict[str, Any], now: datetime) -> None:
     for key, message in list(outbox["messages"].items()):
         done = all(s.get("sent_at") or s.get("given_up") for s in message["channels"].values())
-        if done and now - parse_time(message["created_at"]) > KEEP_SENT:
+        if done and now - parse_utc(message["created_at"]) > KEEP_SENT:
             del outbox["messages"][key]
 
 
@@ -314,7 +310,7 @@ def silence_alert(config: Config) -> tuple[str, str, str] | None:
     last = last_successful_tick(config)
     if last is None:
         return None
-    quiet = datetime.now(UTC) - parse_time(last)
+    quiet = datetime.now(UTC) - parse_utc(last)
     if quiet <= timedelta(minutes=config.alerts["silence_minutes"]):
         return None
     text = (f"[risk] {TITLES['silence']}: the last tick that finished well was at {when(last)}, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import matplotlib.dates as mdates
@@ -13,6 +13,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, TEST_DATA
+from riskcore.files import parse_utc
 from riskcore.model.drift_evidence import distribution_bins, last_bar_text
 from riskcore.model.evaluation import Evaluation
 
@@ -96,17 +97,10 @@ def roc_chart(evaluation: Evaluation):
     return fig
 
 
-def parse_time(text: str | None):
-    """An ISO 8601 time as a naive UTC datetime, or None."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+def chart_time(text: str | None):
+    """An ISO 8601 time as a naive UTC datetime (as matplotlib's axes take them), or None."""
+    moment = parse_utc(text)
+    return None if moment is None else moment.replace(tzinfo=None)
 
 
 def model_deployments(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,7 +140,7 @@ def holdout_points(runs: list[dict[str, Any]]) -> list[tuple[datetime, dict[str,
     points = []
     for run in runs:
         held = (run.get("evaluation") or {}).get("holdout") if isinstance(run.get("evaluation"), dict) else None
-        moment = parse_time(run.get("started_at"))
+        moment = chart_time(run.get("started_at"))
         if held and moment is not None:
             points.append((moment, held["old"], held["new"]))
     return points
@@ -165,15 +159,15 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
     when deployed, the drift checks on the new rows, and each retrain's old and new model on the held-out new rows."""
     fig = figure(7.2, 2.9)
     ax = fig.add_subplot()
-    models = [(parse_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
+    models = [(chart_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
     models = [(t, f) for t, f in models if t is not None]
-    checks = [(parse_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
+    checks = [(chart_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
     checks = [(t, f, b) for t, f, b in checks if t is not None and isinstance(f, (int, float))]
     held = holdout_points(runs)
     few = f" ({test_rows} rows: fewer than {FEW_ROWS})" if test_rows is not None and test_rows < FEW_ROWS else ""
     if models:
         # Each model's level holds until the next deployment, drawn up to the latest event.
-        end = max([t for t, _ in models] + [t for t, _, _ in checks] + [parse_time(now) or models[-1][0]])
+        end = max([t for t, _ in models] + [t for t, _, _ in checks] + [chart_time(now) or models[-1][0]])
         times = [t for t, _ in models] + [end]
         levels = [f for _, f in models] + [models[-1][1]]
         ax.step(times, levels, where="post", color=BLUE, linewidth=1.5)

@@ -13,7 +13,7 @@ import numpy as np
 from riskcore.config import Config
 from riskcore.contract import DIAGNOSTICS_RECORD, FEATURES, TEST_DATA, DataError
 from riskcore.data.validation import features_of
-from riskcore.files import atomic_write_json, read_json, utc_now
+from riskcore.files import atomic_write_json, parse_utc, read_json, utc_now
 from riskcore.formatting import table_cell
 from riskcore.model.evaluation import read_test_data
 from riskcore.release.load import load_deployed_model, require_deployment
@@ -65,12 +65,9 @@ def earlier_record(config: Config) -> dict[str, Any] | None:
 
 def hours_since(moment: Any) -> float | None:
     """Hours from an ISO 8601 UTC time to now; None when it is unreadable or in the future (a clock set back)."""
-    try:
-        then = datetime.fromisoformat(str(moment))
-    except ValueError:
+    then = parse_utc(moment)
+    if then is None:
         return None
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
     hours = (datetime.now(UTC) - then).total_seconds() / 3600
     return hours if hours >= 0 else None
 
