@@ -21,7 +21,7 @@ from flask import request
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
 from riskcore.config import Config
 from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, DataError
-from riskcore.data.contract_rules import RecordError, check_record, describe
+from riskcore.data.contract_rules import RecordError, check_record, json_kind
 
 MAX_CONTENT_LENGTH = 16 * MEGABYTE  # request bodies
 MAX_DATASET_BYTES = 64 * MEGABYTE  # a dataset file named by location
@@ -42,7 +42,7 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]], list[float 
     """Validate {"records": [...]} rows against the contract (check_record); return the ids, the feature rows and
     the revenues (None when no record gives one)."""
     if not isinstance(records, list):
-        raise ApiError(400, f'"records" must be a list of objects, not {describe(records)}.', field="records")
+        raise ApiError(400, f'"records" must be a list of objects, not {json_kind(records)}.', field="records")
     if not records:
         raise ApiError(400, '"records" is empty; send at least one row.', field="records")
     if len(records) > MAX_RECORDS:
@@ -85,7 +85,7 @@ def confine_dataset(config: Config, location: Any) -> Path:
     before the check, so a link pointing out of the data folders is refused too.
     """
     if not isinstance(location, str):
-        raise ApiError(400, f'"dataset" must be a string, not {describe(location)}.', field="dataset")
+        raise ApiError(400, f'"dataset" must be a string, not {json_kind(location)}.', field="dataset")
     if not location.strip():
         raise ApiError(400, '"dataset" is empty; name a CSV file such as "testdata/testdata.csv".', field="dataset")
     if "\x00" in location:
@@ -166,7 +166,7 @@ def json_body(expected: str) -> Any:
 def rows_of_json(config: Config) -> Rows:
     document = json_body('{"records": [...]} or {"dataset": "..."}')
     if not isinstance(document, dict):
-        raise ApiError(400, f'The JSON body must be an object with "records" or "dataset", not {describe(document)}.')
+        raise ApiError(400, f'The JSON body must be an object with "records" or "dataset", not {json_kind(document)}.')
     unknown = [key for key in document if key not in PREDICTION_FIELDS]
     if unknown:
         raise ApiError(400, f'Unknown field {json.dumps(unknown[0][:60])} in the JSON body; expected "records" '

@@ -49,14 +49,14 @@ SIGNED_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 SHOWN_CHARACTERS = 30
 
 # The names of the checks in a `found` row (riskcore.data.validation.problem_checks computes it):
-# each holds the 1-based row of the first breach, or None; per feature, check_key(column, INTEGERS)
+# each holds the 1-based row of the first breach, or None; per feature, breach_key(column, INTEGERS)
 # is True when every value is an integer (any sign), and NOT_COUNT, NEGATIVE and LARGE hold rows.
 ROWS, HEADER_AGAIN, EMPTY_ID, LABEL = "rows", "header", "empty_id", "label"
 INTEGERS, NOT_COUNT, NEGATIVE, LARGE = "integers", "not_count", "negative", "large"
 NOT_NUMBER = "not_number"  # revenue: the first value that is neither a number nor empty
 
 
-def check_key(column: str, check: str) -> str:
+def breach_key(column: str, check: str) -> str:
     return f"{column}:{check}"
 
 
@@ -108,11 +108,11 @@ def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int
     if found[EMPTY_ID] is not None:
         return DataError(f'{name} has an empty "{ID_COLUMN}" at row {found[EMPTY_ID]}.')
     for column in FEATURES:
-        if not found[check_key(column, INTEGERS)]:
-            row = found[check_key(column, NOT_COUNT)]
+        if not found[breach_key(column, INTEGERS)]:
+            row = found[breach_key(column, NOT_COUNT)]
             return DataError(f'{name} has {shown(value_at(column, row))} in column "{column}" at row {row}; '
                              f"expected {expected(column)}.")
-        negative, large = found[check_key(column, NEGATIVE)], found[check_key(column, LARGE)]
+        negative, large = found[breach_key(column, NEGATIVE)], found[breach_key(column, LARGE)]
         if negative is not None:
             return DataError(f'{name} has a negative value in column "{column}" at row {negative}.')
         if large is not None:
@@ -121,11 +121,11 @@ def first_problem(found: dict[str, Any], name: str, value_at: Callable[[str, int
     if row is not None:
         return DataError(f'{name} has {shown(value_at(TARGET, row))} in column "{TARGET}" at row {row}; '
                          f"expected {expected(TARGET, require_target)}.")
-    row = found.get(check_key(REVENUE, NOT_NUMBER))
+    row = found.get(breach_key(REVENUE, NOT_NUMBER))
     if row is not None:
         return DataError(f'{name} has {shown(value_at(REVENUE, row))} in column "{REVENUE}" at row {row}; '
                          f"expected {expected(REVENUE)}.")
-    negative, large = found.get(check_key(REVENUE, NEGATIVE)), found.get(check_key(REVENUE, LARGE))
+    negative, large = found.get(breach_key(REVENUE, NEGATIVE)), found.get(breach_key(REVENUE, LARGE))
     if negative is not None:
         return DataError(f'{name} has a negative value in column "{REVENUE}" at row {negative}.')
     if large is not None:
@@ -142,7 +142,7 @@ class RecordError(DataError):
         self.field = field
 
 
-def describe(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """How a bad JSON value is named in a sentence."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -169,7 +169,7 @@ def whole_number(value: Any, where: str) -> int:
     if kind is float and math.isfinite(value) and value.is_integer():
         value, kind = int(value), int
     if kind is not int or value < 0 or value > MAX_VALUE:
-        raise RecordError(f"{where} must be a whole number from 0 to {MAX_VALUE}, not {describe(value)}.", where)
+        raise RecordError(f"{where} must be a whole number from 0 to {MAX_VALUE}, not {json_kind(value)}.", where)
     return value
 
 
@@ -179,7 +179,7 @@ def amount(value: Any, where: str) -> float | None:
         return None
     kind = type(value)
     if kind not in (int, float) or not math.isfinite(value) or value < 0 or value > MAX_VALUE:
-        raise RecordError(f"{where} must be a number from 0 to {MAX_VALUE} or null, not {describe(value)}.", where)
+        raise RecordError(f"{where} must be a number from 0 to {MAX_VALUE} or null, not {json_kind(value)}.", where)
     return float(value)
 
 
@@ -188,7 +188,7 @@ def check_record(record: Any, where: str) -> tuple[str, list[int], float | None]
     normalised id, its features and its revenue (None: not given, or null)."""
     if type(record) is not dict:
         raise RecordError(f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
-                          f"not {describe(record)}.", where)
+                          f"not {json_kind(record)}.", where)
     unknown = next((key for key in record if key not in KNOWN_COLUMNS), None)
     if unknown is not None:
         raise RecordError(f"{where} has an unknown field {json.dumps(unknown[:60])}; expected "
@@ -200,7 +200,7 @@ def check_record(record: Any, where: str) -> tuple[str, list[int], float | None]
     if type(corporation) is str:
         corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
     if type(corporation) is not str or not corporation:
-        named = "a blank string" if type(corporation) is str else describe(corporation)
+        named = "a blank string" if type(corporation) is str else json_kind(corporation)
         raise RecordError(f"{where}.{ID_COLUMN} must be a non-empty string, not {named}.", f"{where}.{ID_COLUMN}")
     if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > HIGHEST[TARGET]:
         raise RecordError(f"{where}.{TARGET} must be 0 or 1.", f"{where}.{TARGET}")

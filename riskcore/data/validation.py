@@ -39,8 +39,8 @@ from riskcore.data.contract_rules import (
     SIGNED_NUMBER,
     SIGNED_WHOLE,
     WHOLE,
+    breach_key,
     check_header,
-    check_key,
     first_problem,
 )
 
@@ -292,17 +292,17 @@ def problem_checks(schema: Mapping[str, pl.DataType], require_target: bool | str
         checks.append(_first_row(again).alias(HEADER_AGAIN))
     for column in FEATURES:
         integers, not_count, value = _number_parts(column, schema[column])
-        checks += [integers.alias(check_key(column, INTEGERS)),
-                   _first_row(not_count).alias(check_key(column, NOT_COUNT)),
-                   _first_row(value < 0).alias(check_key(column, NEGATIVE)),
-                   _first_row(value > HIGHEST[column]).alias(check_key(column, LARGE))]
+        checks += [integers.alias(breach_key(column, INTEGERS)),
+                   _first_row(not_count).alias(breach_key(column, NOT_COUNT)),
+                   _first_row(value < 0).alias(breach_key(column, NEGATIVE)),
+                   _first_row(value > HIGHEST[column]).alias(breach_key(column, LARGE))]
     if TARGET in schema:
         checks.append(_first_row(_label_breaks(schema[TARGET], require_target)).alias(LABEL))
     if REVENUE in schema:
         not_number, value = _revenue_parts(schema[REVENUE])
-        checks += [_first_row(not_number).alias(check_key(REVENUE, NOT_NUMBER)),
-                   _first_row(value < 0).alias(check_key(REVENUE, NEGATIVE)),
-                   _first_row(value > HIGHEST[REVENUE]).alias(check_key(REVENUE, LARGE))]
+        checks += [_first_row(not_number).alias(breach_key(REVENUE, NOT_NUMBER)),
+                   _first_row(value < 0).alias(breach_key(REVENUE, NEGATIVE)),
+                   _first_row(value > HIGHEST[REVENUE]).alias(breach_key(REVENUE, LARGE))]
     return checks
 
 

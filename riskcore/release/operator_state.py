@@ -233,7 +233,7 @@ def append_journal(prod: Path, document: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def describe(setup: dict[str, str]) -> str:
+def setup_words(setup: dict[str, str]) -> str:
     return f"{setup.get('config_file', 'an unnamed config')} (input {Path(setup['input_folder']).name}, models " \
            f"{Path(setup['output_model_folder']).name})"
 
@@ -256,7 +256,7 @@ def claim(config: Config, take_over: bool = False, record: bool = True) -> str:
         same_setup(entry["setup"], mine) for entry in control["owners"])
     if owner is not None and not (take_over or first_handover):
         raise ConfigError(
-            f"Production folder {prod} belongs to the setup of {describe(owner)}, not to {config.config_file}; "
+            f"Production folder {prod} belongs to the setup of {setup_words(owner)}, not to {config.config_file}; "
             "it would overwrite that setup's outputs, so nothing was done (run with --take-over to switch "
             "the folder to this setup).")
     if not record:
@@ -270,7 +270,7 @@ def claim(config: Config, take_over: bool = False, record: bool = True) -> str:
         log.info("production folder %s: owned by the setup of %s from now on", prod, config.config_file)
         return "first owner"
     log.warning("production folder %s: the setup of %s takes over from %s", prod, config.config_file,
-                describe(owner))
+                setup_words(owner))
     return "taken over"
 
 
