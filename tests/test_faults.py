@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,11 +26,24 @@ from riskcore.config import load_config
 from riskcore.contract import EXIT_FAILED, ConfigError, DataError
 from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data
 from riskcore.data.db_setting import parse_input_database
+from riskcore.faults import KILL_AT_ENV
 from riskcore.ops import tick
 from riskcore.ops.deadline import run_deadline
 from riskcore.ops.history import read_history
 from riskcore.ops.run_record import history_path, step
 from riskcore.release.load import require_deployment
+from riskcore.release.operator_state import (
+    CONTROL_FILE,
+    JOURNAL_FILE,
+    JOURNAL_KEEP,
+    JOURNAL_MAX_BYTES,
+    JOURNAL_MAX_LINES,
+    append_journal,
+    compact_journal,
+    locked_journal,
+    read_control,
+    write_control,
+)
 
 
 def pg_source(server, database: str, **settings):
@@ -383,6 +397,97 @@ def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_hist
     with pytest.raises(ConfigError, match="run with --take-over"):  # the practice setup does not take over
         deployment.run(practice)
     assert require_deployment(prod).release == pinned["release"]
+
+
+def pin_states(count: int, acknowledged: int = 0) -> list[dict]:
+    """`count` control states, each pinning release r<number> (with `acknowledged` made-up files each)."""
+    return [{"owner": None, "owners": [], "rollbacks": [], "pinned": {"release": f"r{n}", "at": "t", "by": "op"},
+             "acknowledged": {f"file{n}-{i}.csv": "0" * 64 for i in range(acknowledged)}} for n in range(count)]
+
+
+def journal_lines(prod: Path) -> list[dict]:
+
+    return [json.loads(line) for line in (prod / JOURNAL_FILE).read_text(encoding="ascii").splitlines()]
+
+
+@pytest.mark.parametrize("bound", ["lines", "bytes"])
+def test_a_journal_past_its_bound_is_compacted_to_its_newest_states_which_restore_the_record(tmp_path, bound):
+
+    prod = tmp_path / "prod"
+    prod.mkdir()
+    states = pin_states(JOURNAL_MAX_LINES + 1) if bound == "lines" else pin_states(40, acknowledged=400)
+    for state in states[:-1]:
+        append_journal(prod, state)
+    size = (prod / JOURNAL_FILE).stat().st_size
+    assert size > JOURNAL_MAX_BYTES if bound == "bytes" else size < JOURNAL_MAX_BYTES  # the bound under test
+    write_control(prod, states[-1])
+    kept = journal_lines(prod)
+    assert kept == states[-len(kept):] and 1 <= len(kept) <= JOURNAL_KEEP  # the newest states, oldest first
+    assert (prod / JOURNAL_FILE).stat().st_size <= JOURNAL_MAX_BYTES // 2
+    assert not list(prod.glob(f".{JOURNAL_FILE}.*"))
+    (prod / CONTROL_FILE).unlink()
+    assert read_control(prod)["pinned"]["release"] == states[-1]["pinned"]["release"]
+
+
+def test_a_journal_within_its_bounds_is_left_as_it_is(tmp_path):
+
+    states = pin_states(JOURNAL_MAX_LINES)
+    for state in states:
+        write_control(tmp_path, state)
+    assert journal_lines(tmp_path) == states
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped_and_the_next_state_kept_whole(tmp_path):
+
+    first, second = pin_states(2)
+    write_control(tmp_path, first)
+    with open(tmp_path / JOURNAL_FILE, "ab") as journal:
+        journal.write(b'{"owner": null, "pinn')  # the write a crash cut short: no line end
+    write_control(tmp_path, second)
+    (tmp_path / CONTROL_FILE).unlink()
+    assert read_control(tmp_path)["pinned"]["release"] == "r1"
+
+
+COMPACT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from riskcore.release.operator_state import write_control
+write_control(Path({prod!r}), json.loads({state!r}))
+"""
+
+
+def test_a_compaction_killed_before_its_rename_leaves_the_whole_journal_usable(tmp_path):
+
+    states = pin_states(JOURNAL_MAX_LINES + 2)
+    for state in states[:-2]:
+        append_journal(tmp_path, state)
+    killed = subprocess.run([sys.executable, "-c", COMPACT.format(root=str(ROOT), prod=str(tmp_path),
+                                                                  state=json.dumps(states[-2]))],
+                            env={**os.environ, KILL_AT_ENV: "journal-compaction-written"}, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert journal_lines(tmp_path) == states[:-1]  # every state, the one being written last
+    assert list(tmp_path.glob(f".{JOURNAL_FILE}.*"))  # the compacted copy that was never renamed
+    assert read_control(tmp_path)["pinned"]["release"] == states[-2]["pinned"]["release"]  # restored from it
+    write_control(tmp_path, states[-1])  # the next write compacts, and clears the leftover
+    assert journal_lines(tmp_path)[-1] == states[-1] and not list(tmp_path.glob(f".{JOURNAL_FILE}.*"))
+    (tmp_path / CONTROL_FILE).unlink()
+    assert read_control(tmp_path)["pinned"]["release"] == states[-1]["pinned"]["release"]
+
+
+def test_an_append_waiting_for_a_compaction_lands_in_the_compacted_journal(tmp_path):
+
+    states = pin_states(JOURNAL_MAX_LINES + 2)
+    for state in states[:-1]:
+        append_journal(tmp_path, state)
+    with locked_journal(tmp_path) as fd:  # a compaction under way holds the journal
+        waiting = threading.Thread(target=append_journal, args=(tmp_path, states[-1]))
+        waiting.start()
+        time.sleep(0.3)
+        assert waiting.is_alive()  # the append waits for the journal's lock
+        assert compact_journal(tmp_path, fd)
+    waiting.join(10)
+    assert journal_lines(tmp_path)[-2:] == states[-2:]  # not lost in the replaced file
 
 
 @pytest.mark.slow

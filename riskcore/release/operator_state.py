@@ -15,11 +15,13 @@ Standard library only: the cron tick reads this before deciding anything.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ from riskcore.contract import (
     DataError,
     UserError,
 )
-from riskcore.files import atomic_write_json, utc_now, when
+from riskcore.faults import checkpoint
+from riskcore.files import atomic_path, atomic_write_json, utc_now, when
 from riskcore.release.load import current_deployment
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,12 @@ def operator() -> str:
         return "unknown"
 
 
-JOURNAL_FILE = "control.journal"  # every state control.json ever held, one JSON line each, newest last
+JOURNAL_FILE = "control.journal"  # the states control.json held, one JSON line each, newest last
+# The journal only has to give back the newest state, so it is compacted past either bound to the newest
+# JOURNAL_KEEP states (at most half the byte bound, the newest always kept): it stays small for good.
+JOURNAL_MAX_LINES = 1000
+JOURNAL_MAX_BYTES = 1_000_000
+JOURNAL_KEEP = 100
 EMPTY_CONTROL = {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "rollbacks": []}
 
 
@@ -217,20 +225,82 @@ def processed_by(release: Path) -> dict[str, str]:
 
 
 def write_control(prod: Path, document: dict[str, Any]) -> None:
-    """Append the state to the journal (fsynced), then replace control.json atomically."""
+    """Append the state to the journal (fsynced; compacted past its bounds), then replace control.json atomically."""
     prod.mkdir(parents=True, exist_ok=True)
-    append_journal(prod, document)
+    append_journal(prod, document, compact=True)
     atomic_write_json(prod / CONTROL_FILE, document)
 
 
-def append_journal(prod: Path, document: dict[str, Any]) -> None:
-    line = json.dumps(document, sort_keys=True, ensure_ascii=True) + "\n"
-    fd = os.open(prod / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+@contextlib.contextmanager
+def locked_journal(prod: Path) -> Iterator[int]:
+    """The journal open for appending, under an flock of its own, so one process at a time appends or compacts it.
+
+    Every writer of control.json holds the run lock, except a restore by a reader (the API finding the file
+    missing); this lock keeps that append from landing in a journal a compaction is replacing. A writer that
+    waited for a compaction finds the file replaced and opens the new one.
+    """
+    path = prod / JOURNAL_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
     try:
+        yield fd
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def append_journal(prod: Path, document: dict[str, Any], compact: bool = False) -> None:
+    line = json.dumps(document, sort_keys=True, ensure_ascii=True) + "\n"
+    with locked_journal(prod) as fd:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line  # a line cut short by a crash stays a line of its own, skipped on reading
         os.write(fd, line.encode("ascii"))
         os.fsync(fd)
-    finally:
-        os.close(fd)
+        if compact:
+            compact_journal(prod, fd)
+
+
+def compact_journal(prod: Path, fd: int) -> bool:
+    """Past JOURNAL_MAX_LINES or JOURNAL_MAX_BYTES, replace the journal (open as `fd`, locked) atomically by its
+    newest complete states: JOURNAL_KEEP of them, in at most half the byte bound, the newest always kept.
+
+    A crash before the rename leaves the whole journal; after it, the compacted one (riskcore.files.atomic_path).
+    Returns whether it compacted.
+    """
+    size = os.fstat(fd).st_size
+    start = max(0, size - 2 * JOURNAL_MAX_BYTES)  # a journal grown before compaction: its tail is enough
+    data = os.pread(fd, size - start, start)  # (a first line cut by `start` does not parse: skipped)
+    if size <= JOURNAL_MAX_BYTES and data.count(b"\n") <= JOURNAL_MAX_LINES:
+        return False
+    kept: list[bytes] = []
+    total = 0
+    for line in reversed(data.splitlines()):
+        if len(kept) == JOURNAL_KEEP or kept and total + len(line) + 1 > JOURNAL_MAX_BYTES // 2:
+            break
+        with contextlib.suppress(ValueError):
+            if isinstance(json.loads(line), dict):
+                kept.append(line)
+                total += len(line) + 1
+    if not kept:
+        return False  # no complete state at all: nothing better to put in its place
+    for stale in prod.glob(f".{JOURNAL_FILE}.*"):  # left by a compaction killed before its rename
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    with atomic_path(prod / JOURNAL_FILE) as tmp:
+        tmp.write_bytes(b"".join(line + b"\n" for line in reversed(kept)))
+        checkpoint("journal-compaction-written")
+    log.info("control journal %s compacted: the newest %d of its states kept (%d bytes, was %d)",
+             prod / JOURNAL_FILE, len(kept), total, size)
+    return True
 
 
 def setup_words(setup: dict[str, str]) -> str:
