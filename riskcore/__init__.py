@@ -8,7 +8,8 @@ The map (the one place it is written; the README points here):
   release/  releases: loading (hash-checked), publishing, the operator's state
   ops/      the cron tick: lock, new data, tick, run, run record, history, the API client
   report/   the outputs: call list, statistics, charts, PDF, diagnostics, timings, dependencies
-  api/      the Flask app: factory, key, errors, query, views, serving, file cache, history, the pages
+  api/      the Flask app: factory, key, errors, query, views, served model, risk service, paged call
+            list, file cache, history, the pages and their access
 
 Each module's docstring says its job. Importing the package, or any of its folders, imports
 nothing: each script imports the modules it needs, so a cron tick with nothing to do stays on

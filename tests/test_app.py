@@ -21,7 +21,7 @@ import ingestion
 import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
-from riskcore.api import errors, request_rows, serving
+from riskcore.api import errors, request_rows, risk_service, served_model
 from riskcore.api.file_cache import FileCache
 from riskcore.config import Config, load_config
 from riskcore.contract import (
@@ -465,7 +465,7 @@ def test_scoring_without_test_data_is_503(deployed):
 def test_the_model_is_loaded_once_per_release(deployed, monkeypatch):
     loads = []
     original = load_deployed_model
-    monkeypatch.setattr(serving, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
+    monkeypatch.setattr(served_model, "load_deployed_model", lambda d: loads.append(d.release) or original(d))
     client = app_module.create_app(deployed.config_file).test_client()
     for _ in range(5):
         assert post_json(client, records(2)).status_code == 200
@@ -543,7 +543,7 @@ def test_a_failed_release_is_retried_after_the_backoff(deployed, monkeypatch):
     assert post_json(client, records(1)).get_json()["model_version"] == served
     new.path(MODEL_FILE).write_bytes(model_bytes)
     assert post_json(client, records(1)).get_json()["model_version"] == served  # within the backoff
-    monkeypatch.setattr(serving, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
+    monkeypatch.setattr(served_model, "RETRY_FAILED_RELEASE_SECONDS", 0.0)
     assert post_json(client, records(1)).get_json()["model_version"] == new.model_version
 
 
@@ -735,7 +735,7 @@ def test_an_unexpected_error_is_a_500_json_without_trace(client, monkeypatch):
     def boom(self):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(serving.RiskService, "diagnostics", boom)
+    monkeypatch.setattr(risk_service.RiskService, "diagnostics", boom)
     body = assert_json_error(client.get("/diagnostics"), 500)
     assert "secret detail" not in body["message"]
 

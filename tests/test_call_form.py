@@ -15,7 +15,7 @@ import pytest
 from test_pages import HOSTILE, KEY, build_project, call_rows, log_in, text_of
 
 import app as app_module
-from riskcore.api import form_guard, pages
+from riskcore.api import form_guard, page_access, pages
 from riskcore.api.form_guard import PAGE_SECRET, RateLimit, page_secret
 from riskcore.contract import ConfigError
 from riskcore.ops.calls import calls_path, read_calls, record_cycle
@@ -188,7 +188,7 @@ def test_with_a_key_and_its_cookie_the_form_records_the_call(keyed, config):
 
 # --- The rate limits -------------------------------------------------------------------------
 def test_the_key_form_answers_429_after_its_limit(keyed, monkeypatch):
-    for _ in range(pages.LOGIN_ATTEMPTS_PER_MINUTE):
+    for _ in range(page_access.LOGIN_ATTEMPTS_PER_MINUTE):
         assert keyed.post("/login", data={"key": "wrong"}).status_code == 200
     response = keyed.post("/login", data={"key": KEY})
     assert response.status_code == 429 and "Too many attempts" in text_of(response)
@@ -199,11 +199,11 @@ def test_the_key_form_answers_429_after_its_limit(keyed, monkeypatch):
 
 def test_the_call_form_answers_429_after_its_limit(client, config):
     token = token_of(client.get("/clients/twice"))
-    for number in range(pages.CALL_FORMS_PER_MINUTE):
+    for number in range(page_access.CALL_FORMS_PER_MINUTE):
         assert send(client, token=token, note=f"call {number}").status_code == 303
     response = send(client, token=token, note="one too many")
     assert response.status_code == 429 and "Too many attempts" in text_of(response)
-    assert len(stored(config)) == pages.CALL_FORMS_PER_MINUTE
+    assert len(stored(config)) == page_access.CALL_FORMS_PER_MINUTE
 
 
 def test_the_window_slides():
@@ -240,5 +240,5 @@ def test_a_page_secret_others_can_read_is_refused(tmp_path):
 def test_without_a_key_the_session_is_signed_under_the_page_secret(client, config):
     client.get("/clients/twice")
     assert (Path(config.output_model_folder) / PAGE_SECRET).is_file()
-    cookie = client.get_cookie(pages.COOKIE)
+    cookie = client.get_cookie(page_access.COOKIE)
     assert cookie is not None and cookie.http_only and cookie.same_site == "Strict"

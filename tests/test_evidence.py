@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import app as app_module
-from riskcore.api import serving
+from riskcore.api import risk_service
 from riskcore.contract import API_KEY_ENV, RUN_HISTORY
 from riskcore.ops.history import HISTORY_COLUMNS, read_history, record_run
 from riskcore.ops.run_record import Run
@@ -126,7 +126,7 @@ def test_a_new_run_is_served_on_the_next_request(config, client):
 def test_history_and_the_page_share_one_read_of_the_history_per_version(config, client, monkeypatch):
     record_runs(config, 3)
     reads = []
-    monkeypatch.setattr(serving, "read_history", lambda path: reads.append(path) or read_history(path))
+    monkeypatch.setattr(risk_service, "read_history", lambda path: reads.append(path) or read_history(path))
     assert client.get("/history").get_json()["total"] == 3
     assert "2026-01-02 00:00 UTC" in client.get("/model").get_data(as_text=True)
     assert client.get("/history?limit=1").status_code == 200 and client.get("/?page=2").status_code == 200

@@ -18,7 +18,7 @@ import pytest
 
 import app as app_module
 from conftest import client_rows, deploy_pipeline, write_config, write_csv
-from riskcore.api import page_charts, page_data, page_health, pages
+from riskcore.api import page_access, page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
 from riskcore.model import drift_evidence, evaluation
@@ -649,7 +649,7 @@ def test_the_form_keeps_the_key_as_a_strict_httponly_cookie_that_is_not_the_key(
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert KEY not in cookie
     expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1)).timestamp()
-    assert abs(expires - (time.time() + pages.COOKIE_DAYS * 86400)) < 60  # kept COOKIE_DAYS, not per browser session
+    assert abs(expires - (time.time() + page_access.COOKIE_DAYS * 86400)) < 60  # kept COOKIE_DAYS, not per browser session
     assert keyed.get("/clients/twice").status_code == 200
     assert keyed.get("/downloads/risk_scores.csv").status_code == 200
 
@@ -675,7 +675,7 @@ def test_the_cookie_does_not_open_the_json_api(keyed):
                                    "eyJfcGVybWFuZW50Ijp0cnVlLCJrZXlfZ2l2ZW4iOnRydWV9.axUTug.AAAAAAAAAAAAAAAAAAAAAAAAAAA",
                                    "eyJfcGVybWFuZW50Ijp0cnVlLCJrZXlfZ2l2ZW4iOnRydWV9"])
 def test_a_forged_cookie_gets_the_form(keyed, token):
-    keyed.set_cookie(pages.COOKIE, token)
+    keyed.set_cookie(page_access.COOKIE, token)
     assert sent_to_the_form(keyed.get("/"))
 
 
@@ -685,20 +685,20 @@ def cookie_of(client, key: str, at: float | None = None) -> str:
         if at is not None:
             patch.setattr(time, "time", lambda: at)
         assert log_in(client, key).status_code == 303
-    value = client.get_cookie(pages.COOKIE).value
-    client.delete_cookie(pages.COOKIE)
+    value = client.get_cookie(page_access.COOKIE).value
+    client.delete_cookie(page_access.COOKIE)
     return value
 
 
 def test_an_expired_token_or_one_of_another_key_gets_the_form(keyed, shared, monkeypatch):
-    expired = cookie_of(keyed, KEY, at=time.time() - pages.COOKIE_DAYS * 86400 - 10)
-    keyed.set_cookie(pages.COOKIE, expired)  # the browser would drop it; the server must refuse it anyway
+    expired = cookie_of(keyed, KEY, at=time.time() - page_access.COOKIE_DAYS * 86400 - 10)
+    keyed.set_cookie(page_access.COOKIE, expired)  # the browser would drop it; the server must refuse it anyway
     assert sent_to_the_form(keyed.get("/"))
     monkeypatch.setenv("RISK_API_KEY", "another-key")
     other = app_module.create_app(shared.config_file).test_client()
-    keyed.set_cookie(pages.COOKIE, cookie_of(other, "another-key"))  # a cookie of the key before a change
+    keyed.set_cookie(page_access.COOKIE, cookie_of(other, "another-key"))  # a cookie of the key before a change
     assert sent_to_the_form(keyed.get("/"))
-    keyed.set_cookie(pages.COOKIE, cookie_of(keyed, KEY))
+    keyed.set_cookie(page_access.COOKIE, cookie_of(keyed, KEY))
     assert keyed.get("/").status_code == 200
 
 
@@ -710,7 +710,7 @@ def test_the_form_only_returns_to_pages_of_this_site(keyed, target):
 def test_forgetting_the_key_removes_the_cookie(keyed):
     log_in(keyed)
     response = keyed.post("/logout")
-    assert response.status_code == 303 and pages.COOKIE in response.headers["Set-Cookie"]
+    assert response.status_code == 303 and page_access.COOKIE in response.headers["Set-Cookie"]
     assert sent_to_the_form(keyed.get("/"))
 
 

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 from riskcore.api.errors import ApiError, json_response
 from riskcore.api.query import query_number
 from riskcore.api.request_rows import json_body
-from riskcore.api.serving import service
+from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER
 from riskcore.ops.calls import (
     CALL_FIELDS,

@@ -21,7 +21,9 @@ import logging
 from typing import Any
 
 from riskcore.api.errors import ApiError
-from riskcore.api.serving import CallList, RiskService, Served
+from riskcore.api.paged_call_list import CallList
+from riskcore.api.risk_service import RiskService
+from riskcore.api.served_model import Served
 from riskcore.contract import FEATURES, FINAL_DATA, ID_COLUMN, INGESTION_RECORD, RUN_HISTORY, TARGET, UserError
 from riskcore.files import read_json
 

@@ -3,14 +3,17 @@
 errors        ApiError, the JSON error document and the handlers that make every error JSON
 request_rows  the rows a prediction request supplies (records, CSV body, upload, confined dataset path)
 query         the query parameters (?top=, ?offset=, ?limit=, ?page=), read one way
-serving       the model loaded once per release, the call list, the run history, the GET answers
+served_model  the deployed model, loaded once per release (hash-checked), ready to predict
+risk_service  what one process keeps between requests: the model, the run history, the GET answers
+paged_call_list  the call list GET /risk and the page page through, search and filter
 file_cache    the one cache of everything built from files, kept until one of them changes
 metrics       GET /metrics (Prometheus): requests and latency, and the model and automation figures from files
 warm_up       what each gunicorn worker does before it takes requests: the model, the call list and the page
 views         the endpoints                              openapi   the OpenAPI 3.1 description
 history_view  GET /history: the automation's run history, newest first, paged
 calls_view    GET, POST /calls and GET /calls.csv: the calls managers recorded (riskcore.ops.calls)
-pages         the client managers' web page (HTML: GET /, /clients/<id>, downloads, the key form)
+pages         the client managers' web page (HTML: GET /, /model, /clients/<id>, downloads)
+page_access   who may use the pages: the key form, its signed session, the forms' rate limits
 
 The factory loads the config once, checks the API key before every request (RISK_API_KEY, or the
 owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.api.key; sent as
@@ -34,9 +37,10 @@ from riskcore.api.key import KeyWatch
 from riskcore.api.metrics import install as install_metrics
 from riskcore.api.metrics import open_to_this_request
 from riskcore.api.openapi import openapi_document
-from riskcore.api.pages import current_key, site
+from riskcore.api.page_access import current_key
+from riskcore.api.pages import site
 from riskcore.api.request_rows import MAX_CONTENT_LENGTH
-from riskcore.api.serving import RiskService
+from riskcore.api.risk_service import RiskService
 from riskcore.api.views import api
 from riskcore.config import load_config
 from riskcore.contract import API_KEY_HEADER, CONFIG_ENV

@@ -2,7 +2,7 @@
 when no API key is set, the CSRF token, and a rate limit per client address.
 
 The page secret: with an API key, the pages' session is signed under a secret derived from the key
-(riskcore.api.pages.session_secret). Without one, the call form still needs a signed session for its
+(riskcore.api.page_access.session_secret). Without one, the call form still needs a signed session for its
 CSRF token, so the secret is PAGE_SECRET beside the models (output_model_path/.page-secret): 32
 random bytes, readable by its owner only, created once, atomically (written under a temporary name,
 then linked into place, so gunicorn workers starting together all read the same secret).

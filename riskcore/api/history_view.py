@@ -16,7 +16,7 @@ from flask import Blueprint, Response
 
 from riskcore.api.errors import json_response
 from riskcore.api.query import query_number
-from riskcore.api.serving import service
+from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER, FEATURES
 from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 

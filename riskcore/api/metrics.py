@@ -37,7 +37,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from riskcore.api.file_cache import file_signature
-from riskcore.api.serving import RiskService, Served, service
+from riskcore.api.risk_service import RiskService, service
+from riskcore.api.served_model import Served
 from riskcore.contract import MODEL_METADATA, RUN_HISTORY, UserError
 from riskcore.files import parse_utc
 from riskcore.model.drift_evidence import checked_rows, latest_check, recorded_figures

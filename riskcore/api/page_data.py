@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.api.page_health import chart_drift, model_quality
-from riskcore.api.serving import RiskService, Served
+from riskcore.api.risk_service import RiskService
+from riskcore.api.served_model import Served
 from riskcore.contract import CALLS_STORE, RISK_SCORES, RUN_HISTORY
 from riskcore.release.operator_state import CONTROL_FILE
 

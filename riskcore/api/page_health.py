@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from riskcore.api.serving import RiskService, Served
+from riskcore.api.risk_service import RiskService
+from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.files import parse_utc, when
 from riskcore.formatting import sentence_case

@@ -15,45 +15,25 @@ no JavaScript, so the page works with it off, and a Content-Security-Policy that
 app's own stylesheet and icon. Jinja escapes every value from the data. What the pages show is
 gathered and cached by riskcore.api.page_data.
 
-With an API key (riskcore.api.key), the pages ask for it once and remember it in Flask's signed
-session: an HttpOnly, SameSite=Strict cookie that says the key was given and when (never the key
-itself), signed under a secret derived from the key, so a new key turns every earlier cookie away.
-The JSON API still takes only the X-API-Key header.
-
-The pages are read-only but for two forms, the key form and a client's call form, both rate-limited
-per client address (riskcore.api.form_guard). The call form is POST only, carries a CSRF token held
-in the signed session (compared in constant time), needs the key cookie when a key is set, and its
-body is limited to MAX_FORM_BYTES. Without an API key the session is signed under the page secret
-beside the models (form_guard.page_secret), made the first time a call form is shown.
+Who may see the pages and send their forms (the key form, the signed session that remembers the
+key, the forms' rate limits) is riskcore.api.page_access; this module registers it on the blueprint.
+The pages are read-only but for two forms, the key form and a client's call form. The call form is
+POST only, carries a CSRF token held in the signed session (compared in constant time), needs the
+key cookie when a key is set, and its body is limited to MAX_FORM_BYTES.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from urllib.parse import quote, unquote
 
-from flask import (
-    Blueprint,
-    Flask,
-    Response,
-    abort,
-    current_app,
-    redirect,
-    render_template,
-    request,
-    send_file,
-    session,
-    url_for,
-)
-from flask.sessions import NullSession, SecureCookieSessionInterface, SessionMixin
-from itsdangerous import URLSafeTimedSerializer
+from flask import Blueprint, Response, abort, redirect, render_template, request, send_file, session, url_for
+from flask.sessions import NullSession
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from riskcore.api import page_data
@@ -69,13 +49,16 @@ from riskcore.api.client_story import (
     left_sentence,
 )
 from riskcore.api.errors import ApiError, handle_http_error
-from riskcore.api.form_guard import CSRF_FIELD, RateLimit, csrf_ok, csrf_token, page_secret
+from riskcore.api.form_guard import CSRF_FIELD, csrf_ok, csrf_token
+from riskcore.api.page_access import error_page, keep_the_key_in_a_session, login, logout, require_key, too_many
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import call_effect, day, health_strip, model_health, when
+from riskcore.api.paged_call_list import BY_REVENUE, MOVES, SIZE_BANDS, CallList
 from riskcore.api.query import query_choice, query_number
-from riskcore.api.serving import BY_REVENUE, MOVES, SIZE_BANDS, CallList, RiskService, Served, service
-from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT, ConfigError
+from riskcore.api.risk_service import RiskService, service
+from riskcore.api.served_model import Served
+from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
 from riskcore.formatting import count, fixed, money, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
@@ -95,17 +78,17 @@ from riskcore.release.listing import served_summary
 log = logging.getLogger(__name__)
 
 site = Blueprint("pages", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+# Access (riskcore.api.page_access): the key form, the session that remembers it, the forms' rate limits.
+site.record_once(keep_the_key_in_a_session)
+site.before_request(require_key)
+site.add_url_rule("/login", view_func=login, methods=["GET", "POST"])
+site.add_url_rule("/logout", view_func=logout, methods=["POST"])
 
 MAX_QUERY = 100  # characters of a search kept
-COOKIE = "risk_page_session"
-COOKIE_DAYS = 30  # the form asks again after this long, or as soon as the key changes
 CALLER_COOKIE = "risk_caller"  # the name last entered in a call form's "by", to fill it in next time
 CALLER_DAYS = 365
 MAX_FORM_BYTES = 16 * 1024  # a call form's body: 500 characters of note take at most 6,000 bytes encoded
 CALLS_SHOWN = 50  # a client's calls listed on its page, newest first
-# The rate limits per client address and minute, in each worker process (riskcore.api.form_guard).
-LOGIN_ATTEMPTS_PER_MINUTE = 10
-CALL_FORMS_PER_MINUTE = 30
 # Only the app's own stylesheet and icon; an inline <svg> is markup, not an image, and needs no source.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                            "frame-ancestors 'none'; base-uri 'none'")
@@ -117,142 +100,6 @@ PAGE_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-
-# --- Access: the key form and the session that remembers it ---------------------------------
-KEY_GIVEN = "key_given"  # the session's one entry
-
-
-def current_key() -> str | None:
-    """The API key now, for the endpoints and the pages (riskcore.api.key.KeyWatch: a changed key file is
-    noticed within seconds, and the sessions signed under the old key stop working with it)."""
-    try:
-        return current_app.extensions["risk_key"].current()
-    except ConfigError as exc:
-        raise ApiError(503, f"The API key cannot be checked: {exc}") from None
-
-
-class PageSession(SecureCookieSessionInterface):
-    """Flask's signed cookie session, signed under the current key, marked Secure when asked for over HTTPS."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return request.is_secure
-
-    def open_session(self, app: Flask, request) -> SessionMixin | None:
-        """Without a key and without a cookie, an empty session that needs no secret until it is written."""
-        if request.cookies.get(self.get_cookie_name(app)) is None and self._key() is None:
-            return self.session_class()
-        return super().open_session(app, request)
-
-    @staticmethod
-    def _key() -> str | None:
-        try:
-            return current_key()
-        except ApiError:  # require_key answers it with its sentence; a session opens before error handlers run
-            return ""
-
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        """Flask's serializer, under a secret derived from the key of this moment (not app.secret_key), or
-        under the page secret beside the models when no key is set."""
-        key = self._key()
-        if key == "":
-            return None
-        if key is None:
-            try:
-                secret = page_secret(service().config.output_model_folder)
-            except (ConfigError, OSError) as exc:
-                log.error("no session for the pages' forms: %s", exc)
-                return None
-        else:
-            secret = session_secret(key)
-        return URLSafeTimedSerializer(secret, salt=self.salt, serializer=self.serializer,
-                                      signer_kwargs={"key_derivation": self.key_derivation,
-                                                     "digest_method": self.digest_method})
-
-
-def session_secret(key: str) -> bytes:
-    """The session's signing secret: derived from the API key (never the key itself), so it changes with it."""
-    return hmac.new(key.encode("ascii"), b"risk pages session", hashlib.sha256).digest()
-
-
-@site.record_once
-def keep_the_key_in_a_session(state) -> None:
-    """The app that registers the pages signs their session under its key, in a cookie of COOKIE_DAYS."""
-    app = state.app
-    app.config.update(SESSION_COOKIE_NAME=COOKIE, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_PATH="/", PERMANENT_SESSION_LIFETIME=timedelta(days=COOKIE_DAYS),
-                      SESSION_REFRESH_EACH_REQUEST=False)  # the form asks again COOKIE_DAYS after it was filled
-    app.session_interface = PageSession()  # signed under the key of the moment: a new key ends every session
-    app.extensions["risk_page_limits"] = {"login": RateLimit(LOGIN_ATTEMPTS_PER_MINUTE),
-                                          "calls": RateLimit(CALL_FORMS_PER_MINUTE)}
-
-
-def too_many(form: str) -> tuple[str, int, dict[str, str]] | None:
-    """The 429 page when this address sent the form too often in the last minute (counting this attempt)."""
-    limit: RateLimit = current_app.extensions["risk_page_limits"][form]
-    address = request.remote_addr or "unknown"
-    if limit.allow(address):
-        return None
-    log.warning("%s form: too many attempts from %s", form, address)
-    page, status = error_page(429, f"Too many attempts from this address: at most {limit.attempts} a minute; "
-                                   "wait a minute and try again.")
-    return page, status, {"Retry-After": str(limit.retry_after(address))}
-
-
-def local_target(target: str | None) -> str:
-    """Where to go after the key form: a path of this site, never another site."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or not target.isprintable():
-        return url_for("pages.index")
-    return target
-
-
-def key_form(next_page: str, message: str | None = None) -> str:
-    return render_template("login.html", next_page=next_page, message=message, days=COOKIE_DAYS)
-
-
-@site.before_request
-def require_key() -> Response | None:
-    """With an API key, every page but the key form (and its stylesheet) leads to the form without the cookie.
-
-    A redirect to a form served with 200, as a browser expects a sign-in: a 401 would be a failed
-    load in the browser's console.
-    """
-    if request.endpoint in ("pages.login", "pages.static") or not current_key():
-        return None
-    if session.get(KEY_GIVEN) is True:  # Flask checked the signature and the age
-        return None
-    if request.endpoint == "pages.record_call":  # a form sent without the cookie is refused, not redirected
-        abort(403, "Recording a call needs the API key: open the client's page, enter the key, and send the form "
-                   "again.")
-    return redirect(url_for("pages.login", next=request.full_path.rstrip("?")), 303)
-
-
-@site.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
-    """The key form; the right key sets the cookie and goes back to the page that asked for it."""
-    key = current_key()
-    target = local_target(request.values.get("next"))
-    if not key:
-        return redirect(target, 303)
-    if request.method == "GET":
-        return key_form(target)
-    refused = too_many("login")
-    if refused:
-        return refused
-    given = request.form.get("key", "").strip()
-    if not hmac.compare_digest(given.encode("utf-8"), key.encode("ascii")):
-        log.warning("key form: a wrong key from %s", request.remote_addr)
-        return key_form(target, "That is not the API key; try again." if given else "Enter the API key.")
-    session.permanent = True  # kept COOKIE_DAYS, not only until the browser closes
-    session[KEY_GIVEN] = True
-    return redirect(target, 303)
-
-
-@site.post("/logout")
-def logout() -> Response:
-    if current_key():  # without a key there is no session (nor a secret to sign one)
-        session.clear()  # Flask then deletes the cookie
-    return redirect(url_for("pages.index"), 303)
 
 
 @site.after_request
@@ -476,10 +323,6 @@ def report_pdf() -> Response:
 
 
 # --- Errors, as pages ------------------------------------------------------------------------
-def error_page(status: int, message: str) -> tuple[str, int]:
-    return render_template("error.html", status=status, message=message), status
-
-
 @site.errorhandler(HTTPException)
 def page_refusal(exc: HTTPException) -> tuple[str, int] | Response:
     if request.endpoint == "pages.static":

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from riskcore.api.errors import ApiError, json_response
+from riskcore.api.errors import Answer, ApiError, json_response
 from riskcore.api.query import query_choice, query_number
 from riskcore.api.request_rows import rows_of_request
-from riskcore.api.serving import Answer, service
+from riskcore.api.risk_service import service
 from riskcore.release.listing import served_summary
 
 api = Blueprint("api", __name__)

@@ -16,8 +16,8 @@ import time
 from flask import Flask
 
 from riskcore.api.metrics import WARM_UP
-from riskcore.api.pages import KEY_GIVEN
-from riskcore.api.serving import CallList
+from riskcore.api.page_access import KEY_GIVEN
+from riskcore.api.paged_call_list import CallList
 
 log = logging.getLogger(__name__)
 
