@@ -204,3 +204,19 @@ def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1
     assert settled["realized_rows"] == 2000
     difference = settled["estimated_f1"] - settled["realized_f1"]
     assert (difference > 0.3) if gap else (abs(difference) < 0.05)
+
+
+@pytest.mark.slow
+def test_a_labelled_month_that_retrains_does_not_also_warn_that_nothing_is_retrained(tmp_path):
+    """The new market's labelled month: the estimate drops as the labels do, but the labels decide (a retrain), so
+    the warning `estimated_drift` (for windows without labels) is not raised."""
+    from test_decisions import month, old_market, tick
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 3000, "source", 21)
+    row = tick(config)
+    assert row["decision"] == "retrain" and row["window_labelled"] == row["estimated_rows"] == 3000
+    assert estimated_drop({"f1": row["estimated_f1"], "f1_interval": row["estimated_f1_interval"]},
+                          row["estimated_baseline"], config.automation["min_drop"])  # the estimate did drop
+    assert row["estimated_drift"] is False
+    assert row["realized_rows"] == 3000  # the labels realize the estimate at once

@@ -152,7 +152,8 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, row
 
     Every row of the window counts, labelled or not (riskcore.model.calibration.estimate_performance);
     an estimated drop beyond automation.min_drop with the interval wholly below the own-market
-    baseline is the warning `estimated_drift`, which never retrains by itself. The labelled rows
+    baseline, in a window where some rows lack their labels, is the warning `estimated_drift`, which
+    never retrains by itself (in a window labelled throughout, the labels' own verdict decides). The labelled rows
     measure the calibration (ECE, Brier score). The ledger (riskcore.ops.ledger) settles earlier
     windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
     """
@@ -171,7 +172,9 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, row
         run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
         run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
         run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
-        run.estimated_drift = estimated_drop(estimate, baseline, config.automation["min_drop"])
+        # A warning where labels are missing: where every row is labelled, the labels decide (and realize it now).
+        run.estimated_drift = not known.all() and estimated_drop(
+            estimate, baseline, config.automation["min_drop"])
     if ledger:
         keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
     words = [text for text in (estimate_text(run.as_row()), calibration_text(run.calibration)) if text]
