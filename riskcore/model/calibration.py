@@ -6,9 +6,12 @@ rows the model never learnt from (riskcore.model.training says which): isotonic 
 scaling (a logistic regression on the log-odds) where isotonic is not better. The two are compared
 honestly by cross-fitting: each is fitted on one half of the rows and measured on the other, and
 the one with the lower expected calibration error (ECE, on CALIBRATION_BINS equal-count bins) is
-kept, then refitted on every row. With too few rows (or a single class) the probabilities stay the
-model's own (method "none"). Calibration changes probabilities only: the model's class predictions
-(the course's F1) and the order of the call list (by log-odds) are the model's.
+kept, then refitted on every row; unless the model's own probabilities (fitted on none of these
+rows) are at least as well calibrated, when they are kept as they are (method "model": a model
+that learnt only its own market often is). With too few rows (or a single class) the
+probabilities stay the model's own too (method "none", and nothing is estimated from them).
+Calibration changes probabilities only: the model's class predictions (the course's F1) and the
+order of the call list (by log-odds) are the model's.
 
 From calibrated probabilities, a window's performance is estimated without labels (confidence-based
 performance estimation, as NannyML's CBPE): each row contributes its probability to TP or FN, by the
@@ -39,7 +42,7 @@ RESAMPLE_BATCH = 100  # resamples drawn at once: bounds the memory of the bootst
 class Calibrator:
     """A fitted map from the model's log-odds to a calibrated probability of leaving."""
 
-    method: str  # "isotonic", "platt", or "none" (the model's own probability)
+    method: str  # "isotonic", "platt", "model" (the model's own, measured best) or "none" (too few rows to fit one)
     estimator: Any = None
 
     def probability(self, log_odds) -> np.ndarray:
@@ -140,7 +143,8 @@ def cross_fitted(method: str, log_odds, labels, seed: int) -> np.ndarray:
 
 
 def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) -> tuple[Calibrator, dict[str, Any]]:
-    """The better of isotonic and Platt scaling on held-out labelled rows, and the record of the choice.
+    """The better of isotonic and Platt scaling on held-out labelled rows (or the model's own probabilities, where
+    neither calibrates them better), and the record of the choice.
 
     The record (kept in modelmetadata.json as "calibration") gives the ECE and Brier score of the
     model's own probabilities on these rows ("before") and of the chosen calibrator's cross-fitted
@@ -170,6 +174,9 @@ def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) 
             candidates[method] = {"ece": expected_calibration_error(calibrated, labels),
                                   "brier": brier_score(calibrated, labels)}
         method = "isotonic" if candidates["isotonic"]["ece"] < candidates["platt"]["ece"] else "platt"
+        if record["before"]["ece"] <= candidates[method]["ece"]:  # neither improves on the model's own
+            record.update(method="model", candidates=candidates, after=record["before"])
+            return Calibrator("model"), record
         record.update(method=method, candidates=candidates, after=candidates[method])
         return _fit(method, log_odds, labels), record
 

@@ -264,6 +264,13 @@ def calibrator_text(record: dict[str, Any] | None) -> str | None:
     def figure(values: dict[str, Any], key: str) -> str:
         return MISSING if values.get(key) is None else score(values[key], 3)
 
+    if record["method"] == "model":
+        tried = record.get("candidates") or {}
+        others = ", ".join(f"{label} {figure(tried[name], 'ece')}" for name, label in
+                           (("isotonic", "isotonic"), ("platt", "Platt")) if name in tried)
+        return (f"the model's own, measured on {rows}{source}: ECE {figure(before, 'ece')}, Brier score "
+                f"{figure(before, 'brier')}, at least as well calibrated as a calibrator fitted on these rows "
+                f"(cross-fitted ECE: {others})")
     if record["method"] == "none":
         why = record.get("reason") or "the probabilities are the model's own"
         return (f"none ({why}); measured on {rows}{source}: ECE {figure(before, 'ece')}, "
