@@ -153,11 +153,11 @@ def test_the_pdf_shows_the_reasons_in_the_call_first_table(bundled):
 
     from riskcore.report.pdf import PDF_REASONS
 
-    _, paths, _, _ = bundled
+    config, paths, _, _ = bundled
     pages = [" ".join(page.extract_text().split()) for page in PdfReader(paths["summary_report"]).pages]
     text = " ".join(pages)
-    table = text[text.index("Clients most likely to leave"):]  # the table may run on to the next page
-    for row in read_call_list(paths["risk_scores"])[:call_list.TOP_CLIENTS]:
+    table = text[text.index("This cycle's calls"):]  # the table may run on to the next page
+    for row in read_call_list(paths["risk_scores"])[:config.reporting["calls_per_cycle"]]:
         shown = "; ".join(row[name] for name in reasons.REASON_COLUMNS[:PDF_REASONS])
         assert f"{row['corporation']} " in table and shown in table, (row["corporation"], shown)
 

@@ -106,19 +106,24 @@ def squeeze(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_pdf_opens_with_the_managers_page_then_the_evidence_with_every_section_where_expected(reported):
-    _, paths = reported
+def test_pdf_opens_with_the_managers_pages_then_the_evidence_with_every_section_where_expected(reported):
+    config, paths = reported
     pages = [squeeze(text) for text in pdf_pages(paths["summary_report"])]
-    assert len(pages) == 5
-    expected = {"clients": 0, "headline": 1, "trend": 1, "matrix": 2, "summary": 3, "distributions": 3, "calls": 3,
-                "missing": 4, "timings": 4, "dependencies": 4, "ingestion": 4}
+    managers = next(n for n, page in enumerate(pages) if pdf.SECTIONS["headline"] in page)  # the evidence's first
+    assert managers >= 1 and len(pages) == managers + 4
+    expected = {"headline": 0, "trend": 0, "matrix": 1, "summary": 2, "distributions": 2, "calls": 2,
+                "missing": 3, "timings": 3, "dependencies": 3, "ingestion": 3}
     # The estimates' section is drawn only for a history that estimated a window (test_the_pdf_gives_the_estimate...)
-    assert set(expected) | {"estimates"} == set(pdf.SECTIONS)
+    assert set(expected) | {"clients", "estimates"} == set(pdf.SECTIONS)
     assert pdf.SECTIONS["estimates"] not in " ".join(pages)
+    assert pdf.SECTIONS["clients"] in pages[0]
     for key, page in expected.items():
-        assert pdf.SECTIONS[key] in pages[page], key
-    assert "F1" not in pages[0] and "KS" not in pages[0]  # the managers' page carries no model evidence
-    assert all(f"page {n} of 5" in text for n, text in enumerate(pages, start=1))
+        assert pdf.SECTIONS[key] in pages[managers + page], key
+    calls = " ".join(pages[:managers])  # the managers' pages: this cycle's calls, and no model evidence
+    assert "F1" not in calls and "KS" not in calls
+    listed = read_risk_list(paths["risk_scores"])["corporation"]
+    assert all(f" {client} " in calls for client in listed.head(config.reporting["calls_per_cycle"]))
+    assert all(f"page {n} of {len(pages)}" in text for n, text in enumerate(pages, start=1))
 
 
 def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
@@ -269,10 +274,22 @@ def test_the_top_clients_are_the_riskiest_who_have_not_left(deployed, tmp_path):
     stay = [f"stay{i},{100 + i},1200,50,0" for i in range(100)]
     clients = write_csv(tmp_path / "clients.csv", gone[:25] + stay + gone[25:], header=HEADER)
     result = call_list.risk_scores(deployed, clients)
-    assert [c["corporation"] for c in result.top] == [f"stay{i}" for i in range(call_list.TOP_CLIENTS)]
+    assert [c["corporation"] for c in result.top] == [f"stay{i}" for i in range(deployed.reporting["calls_per_cycle"])]
     listed = read_risk_list(result.path)["corporation"].tolist()
     assert listed == [f"stay{i}" for i in range(100)]
     assert (result.rows, result.left) == (100, 50)
+
+
+def test_the_report_lists_this_cycles_calls_up_to_its_most(deployed, tmp_path):
+    """A cycle of 250 calls: the report's table holds the first REPORT_CALLS (200) of them and says so."""
+    import dataclasses
+
+    clients = write_csv(tmp_path / "clients.csv", [f"c{i},{i % 90},{600 + i},{5 + i % 40},0" for i in range(300)],
+                        header=HEADER)
+    config = dataclasses.replace(deployed, reporting={**deployed.reporting, "calls_per_cycle": 250})
+    result = call_list.risk_scores(config, clients)
+    assert (len(result.top), result.calls, call_list.REPORT_CALLS) == (200, 250, 200)
+    assert [c["corporation"] for c in result.top] == read_risk_list(result.path)["corporation"].head(200).to_list()
 
 
 def test_equal_clients_keep_file_order_across_many_batches(deployed, tmp_path):
@@ -282,13 +299,13 @@ def test_equal_clients_keep_file_order_across_many_batches(deployed, tmp_path):
     result = call_list.risk_scores(deployed, clients)
     ranked_ids = pl.read_csv(result.path, schema_overrides={"corporation": pl.String})["corporation"]
     assert ranked_ids.to_list() == [f"c{i}" for i in range(300_000)]
-    assert [c["corporation"] for c in result.top] == [f"c{i}" for i in range(call_list.TOP_CLIENTS)]
+    assert [c["corporation"] for c in result.top] == [f"c{i}" for i in range(deployed.reporting["calls_per_cycle"])]
     assert all([c[f] for f in FEATURES] == [5, 60, 7] for c in result.top)
 
 
 def test_top_clients_are_the_head_of_the_risk_list(deployed):
     result = call_list.risk_scores(deployed)
-    head = read_risk_list(result.path).head(call_list.TOP_CLIENTS)
+    head = read_risk_list(result.path).head(deployed.reporting["calls_per_cycle"])
     assert [c["corporation"] for c in result.top] == head["corporation"].tolist()
     assert [c["rank"] for c in result.top] == head["rank"].tolist()
     assert [round(c["probability"], 6) for c in result.top] == head["probability"].tolist()

@@ -76,7 +76,6 @@ from riskcore.report.rankings import (
 
 log = logging.getLogger(__name__)
 
-TOP_CLIENTS = 20  # the riskiest clients the report shows
 DECIMALS = 6  # attrition probability in risk_scores.csv; the log-odds are written in full
 ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
 KEY = "log_odds"
@@ -103,6 +102,9 @@ class Ranking:
     left: int  # clients whose latest snapshot says they left (exited = 1)
 
 
+REPORT_CALLS = 200  # of this cycle's calls, the most the report lists (the risk list has every client)
+
+
 @dataclass
 class RiskList:
     """What risk_scores wrote, and the riskiest clients for the report."""
@@ -115,7 +117,8 @@ class RiskList:
     rows_read: int = 0
     earlier_snapshots: int = 0
     left: int = 0
-    top: list[dict[str, Any]] = field(default_factory=list)
+    top: list[dict[str, Any]] = field(default_factory=list)  # this cycle's calls, the first REPORT_CALLS of them
+    calls: int = 0  # this cycle's calls: reporting.calls_per_cycle (or fewer clients)
     seconds: float = 0.0
     cycle: dict[str, Any] | None = None  # this cycle's calls and measurement group (riskcore.ops.calls)
     at_risk: dict[str, Any] | None = None  # calls_at_risk: the revenue at risk in this cycle's calls, when known
@@ -425,12 +428,14 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
         risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(
             tmp, float_scientific=False, engine="streaming")
     keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"])
-    head = with_changes(ranking.frame.head(TOP_CLIENTS).lazy().with_row_index("rank", offset=1), previous).collect()
+    calls = min(config.reporting["calls_per_cycle"], ranking.frame.height)
+    head = with_changes(ranking.frame.head(min(calls, REPORT_CALLS)).lazy().with_row_index("rank", offset=1),
+                        previous).collect()  # this cycle's calls, for the report
     risk = RiskList(path=target, record=folder / RISK_RECORD, source=source,
                     rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,
                     earlier_snapshots=ranking.earlier_snapshots, left=ranking.left,
-                    top=entries(head, 1, explainer, group, calibrator), cycle=called, run_number=number,
+                    top=entries(head, 1, explainer, group, calibrator), calls=calls, cycle=called, run_number=number,
                     compared_with=found[0] if found is not None else None,
                     at_risk=calls_at_risk(ranking.frame, config.reporting["calls_per_cycle"], calibrator))
     atomic_write_json(risk.record, risk_record(risk, deployment, explainer))

@@ -53,7 +53,7 @@ SECTIONS = {
     "headline": "Headline",
     "trend": "F1 across deployments",
     "matrix": "Confusion matrix and ROC curve",
-    "clients": "Clients most likely to leave",
+    "clients": "This cycle's calls",
     "summary": "Summary statistics",
     "missing": "Missing data",
     "distributions": "Drift check: training data beside the new data",
@@ -220,10 +220,12 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     reasons = ("Why: what moves the model's risk most for this client, against the typical client of this list."
                if any(c["reasons"] for c in risk.top) else
                "No reasons: the deployed model was trained before its metadata recorded the average client.")
-    intro = Paragraph(f"The {len(risk.top)} clients of {escape(risk.source.name)} who have not left with the highest "
-                      "probability of leaving: the ones to call first.", styles.body)
+    shown = (f"The {len(risk.top):,} clients" if len(risk.top) == risk.calls else f"The first {len(risk.top):,} "
+             f"of this cycle's {risk.calls:,} calls (the risk list has them all), the clients")
+    intro = Paragraph(f"{shown} of {escape(risk.source.name)} who have not left with the highest probability of "
+                      f"leaving, of {risk.rows:,} ranked: call them first.", styles.body)
     return section(styles, "clients", intro) + [  # the table may break across pages, never leave the first one empty
-        data_table(styles, headers, rows, [w * width for w in (0.075, 0.145, 0.12, 0.1, 0.56)], right={0, 2}),
+        data_table(styles, headers, rows, [w * width for w in (0.07, 0.145, 0.135, 0.1, 0.55)], right={0, 2}),
         Paragraph(f"{escape(reasons)}{escape(changes)} Every client who has not left ({risk.rows:,}, one row each, "
                   "every reason): "
                   f"{escape(project_path(risk.path, data.project))}, model {escape(risk.model_version)}."
