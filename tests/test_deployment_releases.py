@@ -17,7 +17,13 @@ from riskcore.files import sha256_file
 from riskcore.ops.history import read_history
 from riskcore.release import publish
 from riskcore.release.listing import release_rows
-from riskcore.release.load import current_deployment, first_deployed, require_deployment
+from riskcore.release.load import (
+    current_deployment,
+    deployed_metadata,
+    first_deployed,
+    read_release,
+    require_deployment,
+)
 from riskcore.release.operator_state import read_control
 
 
@@ -126,6 +132,13 @@ def test_list_rollback_to_and_roll_forward_as_an_operator_runs_them(four_release
     by_number = {line.split()[0]: line for line in listed[1:]}
     assert set(by_number) == {"1", "2", "3", "4"}
     assert "new model" in by_number["1"] and "same model, newer records" in by_number["2"]
+    assert listed[0].split()[4:6] == ["test", "F1"] and "drift baseline" in listed[0]
+    for number, name in releases.items():  # each release's test F1, then its own-market baseline
+        release = read_release(four_releases.prod_deployment_folder, name)
+        baseline = deployed_metadata(release)["baseline"]
+        line = by_number[str(number)]
+        shown = f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source']})"
+        assert f" {release.manifest['score']:.4f} " in line.split(shown)[0] and shown in line
     assert by_number["4"].rstrip().endswith("current")
     assert script("--rollback", "--to", "1").startswith(f"release {releases[1]}:")
     script("--pin")

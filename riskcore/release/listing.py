@@ -26,17 +26,16 @@ log = logging.getLogger(__name__)
 KINDS = {"model": "new model", "records": "same model, newer records"}
 
 
-def holdout_f1(metadata: dict[str, Any]) -> dict[str, Any] | None:
-    """A retrained model's F1 on the held-out new rows, with its interval and rows, when its metadata records it."""
-    evaluation = metadata.get("evaluation") or {}
-    held = evaluation.get("holdout")
-    if not held or evaluation.get("new_model") != metadata.get("model_version"):
-        return None
-    return held.get("new")
+def drift_baseline(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The F1 the model's drift checks compare with: measured on held-out rows of its own market when it was trained
+    (modelmetadata.json's "baseline"); None for a model trained before it was recorded."""
+    baseline = metadata.get("baseline")
+    return baseline if isinstance(baseline, dict) and baseline.get("f1") is not None else None
 
 
 def release_rows(prod: Path) -> list[dict[str, Any]]:
-    """Every release kept, oldest first: number, model, kind, when, F1s, and its marks (current, pinned, ...)."""
+    """Every release kept, oldest first: number, model, kind, when, its F1 on the test data and its drift
+    baseline, and its marks (current, pinned, ...)."""
     control = read_control(prod)
     current = current_release_name(prod)
     pinned = (control.get("pinned") or {}).get("release")
@@ -63,34 +62,34 @@ def release_rows(prod: Path) -> list[dict[str, Any]]:
             marks.append(f"rolled back from ({when(entry['at'])} by {entry['by']})")
         rows.append({"release": name, "number": int(name.split("-", 1)[0]), "model_version": release.model_version,
                      "kind": release.kind, "deployed_at": release.deployed_at,
-                     "model_deployed_at": release.model_deployed_at, "baseline_f1": release.manifest.get("score"),
-                     "holdout_f1": holdout_f1(metadata), "marks": marks})
+                     "model_deployed_at": release.model_deployed_at, "test_f1": release.manifest.get("score"),
+                     "baseline": drift_baseline(metadata), "marks": marks})
     return rows
 
 
-def _f1_text(figures: dict[str, Any] | None) -> str:
-    if not figures or figures.get("f1") is None:
+def _baseline_text(baseline: dict[str, Any] | None) -> str:
+    """ "0.8429 (2,000 rows: held-out rows of the new market, left out of its training)" ("-": none recorded)."""
+    if baseline is None:
         return "-"
-    bounds = figures.get("f1_interval")
-    interval = f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else ""
-    rows = f" ({figures['rows']:,} rows)" if figures.get("rows") is not None else ""
-    return f"{figures['f1']:.4f}{interval}{rows}"
+    if not (baseline.get("rows") and baseline.get("source")):
+        return f"{baseline['f1']:.4f}"
+    return f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source']})"
 
 
 def format_releases(rows: list[dict[str, Any]]) -> str:
     """The releases as a plain-text table, oldest first (the release number is what --rollback --to takes)."""
     if not rows:
         return "no release is kept yet"
-    headers = ("release", "model", "kind", "deployed", "baseline F1 (test data)", "F1 on held-out new rows", "")
+    headers = ("release", "model", "kind", "deployed", "test F1", "drift baseline: F1 on its own market", "")
     lines = [headers]
     for row in rows:
         if "unreadable" in row:
             lines.append((f"{row['number']}", "?", "?", "?", "-", "-",
                           ", ".join([*row["marks"], f"unreadable: {row['unreadable']}"])))
             continue
-        baseline = "-" if row["baseline_f1"] is None else f"{row['baseline_f1']:.4f}"
+        test = "-" if row["test_f1"] is None else f"{row['test_f1']:.4f}"
         lines.append((str(row["number"]), row["model_version"], KINDS.get(row["kind"], row["kind"]),
-                      when(row["deployed_at"]), baseline, _f1_text(row["holdout_f1"]), ", ".join(row["marks"])))
+                      when(row["deployed_at"]), test, _baseline_text(row["baseline"]), ", ".join(row["marks"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
