@@ -235,3 +235,18 @@ def test_history_csv_keeps_the_estimate_and_the_reliability_bins_readable(tmp_pa
     [cells] = list(csv.DictReader(io.StringIO(history_csv([row]))))
     assert cells["estimated_f1_interval"] == "0.77; 0.85" and cells["calibration.ece"] == "0.05"
     assert json.loads(cells["calibration.reliability"]) == bins
+
+
+def test_the_history_table_says_the_estimate_its_realized_f1_and_the_calibration(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    record_run(path, {"run_id": "e", "started_at": "2026-03-01T00:00:00Z", "estimated_f1": 0.81,
+                      "estimated_f1_interval": [0.77, 0.85], "estimated_rows": 3000, "window_labelled": 0,
+                      "estimated_baseline": 0.86, "estimated_drift": False, "realized_f1": 0.62, "realized_rows": 2950,
+                      "calibration": {"ece": 0.05, "brier": 0.1, "rows": 100}})
+    lines = format_history(read_history(path), ks_alpha=0.01).splitlines()
+    estimate = next(line for line in lines if line.split()[:1] == ["estimate"])
+    assert ("estimated F1 0.81 [0.77, 0.85] on 3,000 unlabelled clients; own-market baseline 0.86; realized F1 0.62 "
+            "on 2,950 clients whose labels are known") in estimate
+    calibration = next(line for line in lines if line.split()[:1] == ["calibration"])
+    assert calibration.split() == ["calibration", "on", "100", "labelled", "rows:", "ECE", "0.050,", "Brier", "score",
+                                   "0.100"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
 from riskcore.formatting import score
-from riskcore.model.drift_evidence import feature_drift_text
+from riskcore.model.drift_evidence import calibration_text, estimate_text, feature_drift_text, realized_text
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,12 @@ def _detail_lines(row: dict[str, Any], ks_alpha: float) -> list[tuple[str, str]]
                                 f"new model {figure_text(figures['new'])}"))
     if evaluation.get("new_worse"):
         lines.append(("flag", worse_on_holdout(evaluation)))
+    estimate = estimate_text(row)  # the window without labels, and what its labels said once they arrived
+    if estimate:
+        lines.append(("estimate", "; ".join(filter(None, (estimate, realized_text(row))))))
+    calibration = calibration_text(row.get("calibration"))
+    if calibration:
+        lines.append(("calibration", calibration.removeprefix("calibration ")))
     if row.get("window_called"):
         lines.append(("called", f"{row['window_called']:,} rows of clients who were called left out of the drift "
                                 "check's window"))
