@@ -657,12 +657,20 @@ def pg_env(server: dict[str, Any]) -> dict[str, str]:
 
 
 DB_TICK_LABELS = {"sqlite": "SQLite, watermark column", "sqlite-checksum": "SQLite, count and checksum",
-                  "postgresql": "PostgreSQL, watermark column", "postgresql-checksum": "PostgreSQL, count and checksum"}
+                  "sqlite-bulk": "SQLite, watermark column, one bulk load",
+                  "postgresql": "PostgreSQL, watermark column", "postgresql-checksum": "PostgreSQL, count and checksum",
+                  "postgresql-bulk": "PostgreSQL, watermark column, one bulk load"}
 
 
 def bench_db_tick(sizes: Sizes, server: dict[str, Any], scratch: Path) -> dict[str, Any]:
-    configs = task("db-project", "--dir", str(scratch / "db-project"), "--url", server["url"], "--rows",
-                   str(sizes.db_tick_rows), "--seed", str(SEED), memory=False, **pg_env(server)).result()
+    """The no-op tick against each table; with a watermark it re-reads the rows within the look-back (a row every
+    6 s: the newest 100; a bulk load: all of them) and must recognise every one as ingested ("nothing to do")."""
+    made = task("db-project", "--dir", str(scratch / "db-project"), "--url", server["url"], "--rows",
+                str(sizes.db_tick_rows), "--seed", str(SEED), memory=False, **pg_env(server)).result()
+    configs, lookback = made["configs"], made["lookback_rows"]
+    for key, count in lookback.items():
+        if "checksum" not in key and not count:
+            raise RuntimeError(f"the {key} record holds no row within the look-back: the tick would re-read none")
     env = child_env(**pg_env(server))
     commands = {"floor": [PYTHON, "-c", "pass"]}
     commands.update({key: [PYTHON, str(ROOT / "fullprocess.py"), "--config", path] for key, path in configs.items()})
@@ -682,9 +690,13 @@ def bench_db_tick(sizes: Sizes, server: dict[str, Any], scratch: Path) -> dict[s
         sqlite = key.startswith("sqlite")
         figures.append(figure(f"{DB_TICK_LABELS[key]}: wall time (median)", wall, "s", "python -c pass", floor,
                               target="<= 10x floor" if sqlite else "<= 0.3 s",
-                              met=wall <= 10 * floor if sqlite else wall <= 0.3, runs=sizes.tick_runs))
+                              met=wall <= 10 * floor if sqlite else wall <= 0.3, runs=sizes.tick_runs,
+                              lookback_rows=None if "checksum" in key else lookback[key]))
     return {"title": f"cron tick with nothing new: python fullprocess.py, input_database a table of "
-                     f"{sizes.db_tick_rows:,} clients (deployed from it)", "figures": figures}
+                     f"{sizes.db_tick_rows:,} clients (deployed from it)", "figures": figures,
+            "note": "with a watermark the tick re-reads the rows within the 600 s look-back of the recorded "
+                    "watermark (lookback_rows: a row written every 6 s, the newest 100; one bulk load, all of "
+                    "them) and recognises each as ingested by its hash"}
 
 
 def bench_db_ingestion(sizes: Sizes, server: dict[str, Any], data: Path, scratch: Path) -> dict[str, Any]:

@@ -192,11 +192,32 @@ def psql(url: str, sql: str) -> None:
                    input=sql, text=True, check=True, capture_output=True)
 
 
-def load_table(url: str, table: str, clients: Path) -> None:
-    """A client CSV as a PostgreSQL table with an indexed updated_at watermark."""
+# The no-op tick re-reads the rows within input_database.watermark_lookback_seconds (600 s by default) of the
+# recorded watermark and recognises them by their hashes. A table written over time ("spread": one row every
+# 6 s up to the newest, DB_NEWEST) holds LOOKBACK_ROWS of them; a bulk load (one instant) holds every row there.
+LOOKBACK_ROWS = 100
+ROW_SPACING_SECONDS = 600 / LOOKBACK_ROWS
+DB_NEWEST = "2024-01-31T00:00:00Z"
+
+
+def load_table(url: str, table: str, clients: Path, spread: bool = False) -> None:
+    """A client CSV as a PostgreSQL table with an indexed updated_at watermark: one instant (now(), a bulk
+    load) or, `spread`, a row every ROW_SPACING_SECONDS in file order up to DB_NEWEST."""
+    stamp = (f"UPDATE {table} t SET updated_at = timestamptz '{DB_NEWEST}' - (s.last - s.n) * "
+             f"interval '{ROW_SPACING_SECONDS:g} seconds' FROM (SELECT ctid, row_number() OVER () AS n, "
+             f"count(*) OVER () AS last FROM {table}) s WHERE t.ctid = s.ctid;") if spread else ""
     psql(url, f"DROP TABLE IF EXISTS {table};" + DB_TABLE_SQL.format(table=table)
          + f"\\copy {table} ({DB_COLUMNS}) FROM '{clients}' CSV HEADER\n"
-         + f"CREATE INDEX ON {table} (updated_at); VACUUM ANALYZE {table};")
+         + f"{stamp}CREATE INDEX ON {table} (updated_at); VACUUM ANALYZE {table};")
+
+
+def sqlite_stamps(rows: int, spread: bool) -> list[str]:
+    """updated_at of `rows` SQLite rows, in the ISO form datagen.py writes: as load_table stamps them."""
+    from datetime import datetime, timedelta
+
+    newest = datetime.fromisoformat(DB_NEWEST)
+    return [(newest - timedelta(seconds=(rows - 1 - n) * ROW_SPACING_SECONDS if spread else 0))
+            .strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(rows)]
 
 
 def task_db_table(args: argparse.Namespace) -> None:
@@ -206,9 +227,16 @@ def task_db_table(args: argparse.Namespace) -> None:
     emit({"seconds": time.perf_counter() - start})
 
 
+# (kind of table, watermark column, table) of the no-op tick benchmark: written over time, without a
+# watermark (count and checksum), bulk-loaded
+DB_TICK_TABLES = (("", "updated_at", "clients"), ("-checksum", None, "clients"),
+                  ("-bulk", "updated_at", "clients_bulk"))
+
+
 def task_db_project(args: argparse.Namespace) -> None:
-    """Deployed projects whose source is a table of --rows clients: SQLite and PostgreSQL, with and without a
-    watermark column; a tick of each then has nothing new."""
+    """Deployed projects whose source is a table of --rows clients: SQLite and PostgreSQL, with a watermark
+    column (rows written over time; rows bulk-loaded at one instant) and without; a tick of each then has nothing
+    new. Prints each project's config and how many rows its record recognises within the look-back."""
     import sqlite3
 
     import datagen
@@ -219,28 +247,34 @@ def task_db_project(args: argparse.Namespace) -> None:
     write_frame(folder / "testdata" / "testdata.csv", practice.iloc[:TEST_ROWS])
     clients = folder / "clients.csv"
     write_frame(clients, practice.iloc[TEST_ROWS:])
+    rows = [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]))
+            for r in practice.iloc[TEST_ROWS:].itertuples(index=False)]
     with sqlite3.connect(folder / "crm.sqlite") as connection:
-        connection.execute("CREATE TABLE clients (corporation TEXT NOT NULL, lastmonth_activity INTEGER, "
-                           "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, "
-                           "updated_at TEXT NOT NULL)")
-        rows = practice.iloc[TEST_ROWS:].itertuples(index=False)
-        connection.executemany("INSERT INTO clients VALUES (?, ?, ?, ?, ?, '2024-01-31T00:00:00Z')",
-                               [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows])
-        connection.execute("CREATE INDEX clients_updated_at ON clients (updated_at)")
+        for table, spread in (("clients", True), ("clients_bulk", False)):
+            connection.execute(f"CREATE TABLE {table} (corporation TEXT NOT NULL, lastmonth_activity INTEGER, "
+                               "lastyear_activity INTEGER, number_of_employees INTEGER, exited INTEGER, "
+                               "updated_at TEXT NOT NULL)")
+            connection.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+                                   [(*row, stamp) for row, stamp in zip(rows, sqlite_stamps(len(rows), spread),
+                                                                          strict=True)])
+            connection.execute(f"CREATE INDEX {table}_updated_at ON {table} (updated_at)")
     connection.close()
-    load_table(args.url, "clients", clients)
-    configs = {}
+    load_table(args.url, "clients", clients, spread=True)
+    load_table(args.url, "clients_bulk", clients)
+    configs, lookback = {}, {}
     for name, url in (("sqlite", "sqlite:///crm.sqlite"), ("postgresql", args.url)):
-        for watermark in ("updated_at", None):
-            key = f"{name}{'' if watermark else '-checksum'}"
+        for kind, watermark, table in DB_TICK_TABLES:
+            key = f"{name}{kind}"
             config = folder / f"config.{key}.json"
             config.write_text(json.dumps({
-                "input_database": {"url": url, "table": "clients", "watermark_column": watermark},
+                "input_database": {"url": url, "table": table, "watermark_column": watermark},
                 "output_folder_path": f"{key}/ingesteddata", "test_data_path": "testdata",
                 "output_model_path": f"{key}/models", "prod_deployment_path": f"{key}/production_deployment"}))
             deploy_pipeline(config)
             configs[key] = str(config)
-    emit(configs)
+            record = json.loads((folder / key / "production_deployment" / "ingestionrecord.json").read_text())
+            lookback[key] = len(record["database"]["state"].get("recent") or [])
+    emit({"configs": configs, "lookback_rows": lookback})
 
 
 def task_db_select(args: argparse.Namespace) -> None:

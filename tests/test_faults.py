@@ -684,3 +684,41 @@ def test_the_look_back_recognises_rows_already_ingested_by_their_content(tmp_pat
                                         "2024-01-01 10:00:00, within the 600 s look-back)"]
     again = read_table(source, record)
     assert again.new["corporation"].to_list() == [row[0] for row in late]
+
+
+@pytest.mark.parametrize("change", ["a late row for a deleted one", "a row changed in place"])
+def test_a_window_with_its_recorded_count_but_other_rows_is_looked_at_row_by_row(tmp_path: Path, change):
+    import sqlite3
+
+    from test_database import as_tuples, sqlite_source, sqlite_table
+
+    from riskcore.data.db_ingest import read_table
+
+    db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
+    source = sqlite_source(db)
+    record = {"database": json.loads(json.dumps(read_table(source, None).record()))}
+    with sqlite3.connect(db) as connection:
+        if change == "a row changed in place":
+            connection.execute("UPDATE clients SET lastmonth_activity = lastmonth_activity + 1 WHERE rowid = 3")
+        else:
+            connection.execute("DELETE FROM clients WHERE rowid = 3")
+            connection.execute("INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?)",
+                               as_tuples(client_rows(1, seed=5), "2024-01-01 09:55:00")[0])
+    connection.close()
+    assert new_data(source, record) == ["clients: 1 new row, 1 of them committed late (below updated_at "
+                                        "2024-01-01 10:00:00, within the 600 s look-back)"]
+
+
+@pytest.mark.parametrize("newest", ["2024-01-01 10:00:00", "2024-01-01T10:00:00Z"])
+def test_the_look_back_of_an_sqlite_date_text_spans_its_seconds_whatever_its_shape(tmp_path: Path, newest):
+    from test_database import as_tuples, sqlite_source, sqlite_table
+
+    from riskcore.data.db_ingest import read_table
+
+    def at(hour: str) -> str:
+        return newest.replace("10:00:00", hour)
+
+    rows = as_tuples(client_rows(3, seed=1), at("10:00:00")) + as_tuples(client_rows(2, seed=2), at("09:55:00")) \
+        + as_tuples(client_rows(4, seed=3), at("09:40:00")) + as_tuples(client_rows(5, seed=4), at("00:00:01"))
+    source = sqlite_source(sqlite_table(tmp_path / "crm.sqlite", rows))
+    assert len(read_table(source, None).record()["state"]["recent"]) == 5  # the rows of the last 600 s only

@@ -339,17 +339,19 @@ def window_bound(connection, since: Any, lookback: bool = True) -> str:
     seconds = source.watermark_lookback_seconds if lookback else 0
     if not seconds:
         return literal
-    if source.kind == "sqlite":
-        return f"COALESCE(datetime({literal}, '-{seconds:g} seconds'), {literal})" if isinstance(since, str) \
-            else literal
+    if source.kind == "sqlite":  # text compared as text: the bound takes the recorded value's shape
+        shape = "%Y-%m-%dT%H:%M:%S" if isinstance(since, str) and since[10:11] == "T" else "%Y-%m-%d %H:%M:%S"
+        return f"COALESCE(strftime('{shape}', {literal}, '-{seconds:g} seconds'), {literal})" \
+            if isinstance(since, str) else literal
     kind = watermark_type(connection)
     return f"(CAST({literal} AS {kind}) - interval '{seconds:g} seconds')" if kind in TIME_TYPES else literal
 
 
 def row_hash_sql(source: DatabaseSource, columns: list[str]) -> str:
-    """SQL: a hash of a row's contract columns and its watermark (what recognises a row already ingested)."""
+    """SQL: a hash of a row's contract columns and its watermark (what recognises a row already ingested), a whole
+    number (the record keeps its text)."""
     listed = ", ".join(quote_identifier(c) for c in [*columns, source.watermark_column])
-    return f"risk_row_hash({listed})" if source.kind == "sqlite" else f"hash_record_extended(ROW({listed}), 0)::text"
+    return f"risk_row_hash({listed})" if source.kind == "sqlite" else f"hash_record_extended(ROW({listed}), 0)"
 
 
 def window_mark_sql(connection, columns: list[str], since: Any, lookback: bool = True) -> str:
@@ -359,14 +361,29 @@ def window_mark_sql(connection, columns: list[str], since: Any, lookback: bool =
            f"THEN {row_hash_sql(connection.source, columns)} END"
 
 
-def window_rows(connection, columns: list[str], since: Any) -> list[tuple[str, bool]]:
-    """(hash, above `since`) of every row within the look-back window of `since`."""
+def window_rows_sql(connection, columns: list[str], since: Any) -> str:
+    """SQL: (h, above) of every row within the look-back window of `since`: its hash, and whether it lies above."""
     source = connection.source
     column = quote_identifier(source.watermark_column)
-    rows = connection.rows(f"SELECT {row_hash_sql(source, columns)} AS h, "
-                           f"({column} > {sql_literal(source, since)}) AS above FROM {table_sql(source.table)} "
-                           f"WHERE {column} > {window_bound(connection, since)}")
-    return [(str(row["h"]), bool(row["above"])) for row in rows]
+    return (f"SELECT {row_hash_sql(source, columns)} AS h, ({column} > {sql_literal(source, since)}) AS above "
+            f"FROM {table_sql(source.table)} WHERE {column} > {window_bound(connection, since)}")
+
+
+def window_rows(connection, columns: list[str], since: Any) -> list[tuple[str, bool]]:
+    """(hash, above `since`) of every row within the look-back window of `since`."""
+    return [(str(row["h"]), bool(row["above"])) for row in connection.rows(window_rows_sql(connection, columns, since))]
+
+
+def window_unchanged(connection, columns: list[str], since: Any, recorded: list[str]) -> bool:
+    """Whether the look-back window of `since` holds the recorded rows and no others: the same count and sum of
+    row hashes, both computed by the database (the table's checksum, on the window), so a tick with nothing new
+    fetches no row; a difference is looked at row by row (window_rows)."""
+    source = connection.source
+    column = quote_identifier(source.watermark_column)
+    total = f"sum({row_hash_sql(source, columns)})" + ("" if source.kind == "sqlite" else "::text")
+    [row] = connection.rows(f"SELECT count(*) AS n, {total} AS total FROM {table_sql(source.table)} "
+                            f"WHERE {column} > {window_bound(connection, since)}")
+    return (row["n"], int(row["total"] or 0)) == (len(recorded), sum(int(h) for h in recorded))
 
 
 def _above(source: DatabaseSource, since: Any) -> str:
@@ -419,11 +436,13 @@ def checksum_state(connection, columns: list[str]) -> TableState:
     return TableState(row["n"], checksum=None if row["checksum"] is None else str(row["checksum"]))
 
 
-def table_state(connection, columns: list[str], since: Any = None, known: bool = True) -> TableState:
+def table_state(connection, columns: list[str], since: Any = None, known: bool = True,
+                recent: bool = True) -> TableState:
     """The state an ingestion records (the row count is the caller's: it has the rows); `known`: whether the
-    record holds an earlier state (else every row is new, and not counted here)."""
+    record holds an earlier state (else every row is new, and not counted here); `recent` False leaves the
+    look-back window's hashes to the caller."""
     if connection.source.watermark_column:
-        return watermark_state(connection, since, known, columns)
+        return watermark_state(connection, since, known, columns if recent else None)
     return checksum_state(connection, columns)
 
 
@@ -453,6 +472,8 @@ def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]
                 count = new_rows(connection, since)
                 return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] \
                     if count else []
+            if window_unchanged(connection, columns, since, recorded):
+                return []
             seen = set(recorded)
             fresh = [above for row_hash, above in window_rows(connection, columns, since) if row_hash not in seen]
             late = fresh.count(False)

@@ -42,6 +42,8 @@ from riskcore.data.db_connection import (
     table_sql,
     table_state,
     window_mark_sql,
+    window_rows,
+    window_rows_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
 from riskcore.data.snapshots import DROP_COMMAND, FileResult, HeldBack, IngestionResult, merge_frames, with_label_column
@@ -203,6 +205,18 @@ def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, row
             f"unchanged); to drop them, run {DROP_COMMAND}.")
 
 
+def recent_hashes(connection, columns: list[str], high: Any) -> list[str]:
+    """The sorted hashes of the rows within the look-back window of the watermark's max (what the next read
+    recognises as ingested), read as an Arrow column: after a bulk load every row lies in the window, and 1M rows
+    read as Python dicts (nanoarrow) and sorted took about 1.5 s."""
+    if high is None:
+        return []
+    if connection.source.kind == "sqlite":
+        return sorted(row_hash for row_hash, _ in window_rows(connection, columns, high))
+    return connection.consume(window_rows_sql(connection, columns, high), pl.DataFrame)["h"] \
+        .cast(pl.String).sort().to_list()
+
+
 def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: pl.DataFrame | None = None,
                render_snapshot: bool = True, max_id_length: int = MAX_ID_LENGTH) -> TableRead:
     """Read one snapshot of the table, validated, and its rows that are new since `record` (an ingestion record).
@@ -217,7 +231,9 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
         connection.begin_snapshot()
         present = connection.columns(source.table)
         columns = contract_columns(present, source)
-        state = table_state(connection, columns, since=since, known=known is not None)
+        state = table_state(connection, columns, since=since, known=known is not None, recent=False)
+        if source.watermark_column:
+            state = replace(state, recent=recent_hashes(connection, columns, state.watermark_max))
         window = None
         if since is not None:  # a record from before the look-back has no hashes: no look-back then
             window = window_mark_sql(connection, columns, since, lookback="recent" in known["state"])
