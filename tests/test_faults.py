@@ -24,7 +24,7 @@ from test_database import CREATE_PG, FIRST, Reports, database_config, pg_values
 from conftest import ROOT, client_rows, run_script, tree_snapshot
 from riskcore.config import load_config
 from riskcore.contract import EXIT_FAILED, ConfigError, DataError
-from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data
+from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data, recorded_hashes
 from riskcore.data.db_setting import parse_input_database
 from riskcore.faults import KILL_AT_ENV
 from riskcore.ops import tick
@@ -675,7 +675,7 @@ def test_the_look_back_recognises_rows_already_ingested_by_their_content(tmp_pat
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
     source = sqlite_source(db)
     record = {"database": json.loads(json.dumps(read_table(source, None).record()))}
-    assert len(record["database"]["state"]["recent"]) == 30  # every row within 600 s of the max
+    assert len(recorded_hashes(record["database"]["state"])) == 30  # every row within 600 s of the max
     assert new_data(source, record) == []
     late = as_tuples(client_rows(2, seed=5), "2024-01-01 09:55:00")  # 5 minutes below: within the look-back
     early = as_tuples(client_rows(1, seed=6), "2024-01-01 09:40:00")  # 20 minutes below: outside it
@@ -721,4 +721,20 @@ def test_the_look_back_of_an_sqlite_date_text_spans_its_seconds_whatever_its_sha
     rows = as_tuples(client_rows(3, seed=1), at("10:00:00")) + as_tuples(client_rows(2, seed=2), at("09:55:00")) \
         + as_tuples(client_rows(4, seed=3), at("09:40:00")) + as_tuples(client_rows(5, seed=4), at("00:00:01"))
     source = sqlite_source(sqlite_table(tmp_path / "crm.sqlite", rows))
-    assert len(read_table(source, None).record()["state"]["recent"]) == 5  # the rows of the last 600 s only
+    assert len(recorded_hashes(read_table(source, None).record()["state"])) == 5  # the rows of the last 600 s
+
+
+def test_a_record_from_before_the_hashes_became_one_text_still_recognises_its_rows(tmp_path: Path):
+    from test_database import as_tuples, sqlite_source, sqlite_table
+
+    from riskcore.data.db_ingest import read_table
+
+    db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
+    source = sqlite_source(db)
+    record = {"database": json.loads(json.dumps(read_table(source, None).record()))}
+    state = record["database"]["state"]
+    state["recent"] = sorted(state["recent"].split())  # the list such a record holds
+    assert new_data(source, record) == []
+    sqlite_table(db, as_tuples(client_rows(2, seed=5), "2024-01-01 09:55:00"))
+    assert new_data(source, record)[0].startswith("clients: 2 new rows, 2 of them committed late")
+    assert read_table(source, record).new.height == 2

@@ -296,7 +296,7 @@ class TableState:
     watermark_min: Any = None
     watermark_max: Any = None
     new_rows: int | None = None  # with a watermark: rows above the recorded one
-    recent: list[str] | None = None  # with a watermark: the hashes of the rows within the look-back of its max
+    recent: str | None = None  # with a watermark: the hashes of the rows within the look-back of its max (RECENT)
 
     def as_record(self) -> dict[str, Any]:
         record = {"rows": self.rows, "checksum": self.checksum,
@@ -354,24 +354,46 @@ def row_hash_sql(source: DatabaseSource, columns: list[str]) -> str:
     return f"risk_row_hash({listed})" if source.kind == "sqlite" else f"hash_record_extended(ROW({listed}), 0)"
 
 
-def window_mark_sql(connection, columns: list[str], since: Any, lookback: bool = True) -> str:
-    """SQL: a row's hash when it lies within the window above `since` less the look-back, else NULL."""
+# The record keeps the hashes as one text, decimal and space-separated in increasing order: JSON's encoder
+# writes a list of 1M hashes one indented line each (31 MB, 0.3-0.6 s), a text at C speed (20 MB).
+def recorded_hashes(state: dict[str, Any]) -> list[str] | None:
+    """The hashes a recorded state keeps of the rows within its look-back window (None: a record from before the
+    look-back); records written before the hashes became one text hold a list."""
+    recent = state.get("recent")
+    if recent is None:
+        return None
+    return recent.split() if isinstance(recent, str) else [str(value) for value in recent]
+
+
+ROW_HASH, IN_WINDOW, IN_RECENT = "risk_row_hash", "risk_in_window", "risk_in_recent"  # columns of the query only
+
+
+def look_back_sql(connection, columns: list[str], since: Any, high: Any, lookback: bool = True) -> dict[str, str]:
+    """SQL of the columns a read adds for the look-back: IN_WINDOW (1 or 0), whether a row lies within the window
+    of the recorded watermark `since` (where rows are new unless recognised), IN_RECENT, within the window of the
+    table's max `high` (the rows the next read recognises), and ROW_HASH, its hash when it lies in either (else
+    NULL), so the database hashes each row once and in the one scan. `lookback` False: no margin below `since`."""
     column = quote_identifier(connection.source.watermark_column)
-    return f"CASE WHEN {column} > {window_bound(connection, since, lookback)} " \
-           f"THEN {row_hash_sql(connection.source, columns)} END"
-
-
-def window_rows_sql(connection, columns: list[str], since: Any) -> str:
-    """SQL: (h, above) of every row within the look-back window of `since`: its hash, and whether it lies above."""
-    source = connection.source
-    column = quote_identifier(source.watermark_column)
-    return (f"SELECT {row_hash_sql(source, columns)} AS h, ({column} > {sql_literal(source, since)}) AS above "
-            f"FROM {table_sql(source.table)} WHERE {column} > {window_bound(connection, since)}")
+    windows = {}
+    if since is not None:
+        windows[IN_WINDOW] = f"{column} > {window_bound(connection, since, lookback)}"
+    if high is not None:
+        windows[IN_RECENT] = f"{column} > {window_bound(connection, high)}"
+    if not windows:
+        return {}
+    marks = {name: f"CASE WHEN {condition} THEN 1 ELSE 0 END" for name, condition in windows.items()}
+    return {ROW_HASH: f"CASE WHEN {' OR '.join(windows.values())} THEN {row_hash_sql(connection.source, columns)} "
+                      "END", **marks}
 
 
 def window_rows(connection, columns: list[str], since: Any) -> list[tuple[str, bool]]:
     """(hash, above `since`) of every row within the look-back window of `since`."""
-    return [(str(row["h"]), bool(row["above"])) for row in connection.rows(window_rows_sql(connection, columns, since))]
+    source = connection.source
+    column = quote_identifier(source.watermark_column)
+    rows = connection.rows(f"SELECT {row_hash_sql(source, columns)} AS h, "
+                           f"({column} > {sql_literal(source, since)}) AS above FROM {table_sql(source.table)} "
+                           f"WHERE {column} > {window_bound(connection, since)}")
+    return [(str(row["h"]), bool(row["above"])) for row in rows]
 
 
 def window_unchanged(connection, columns: list[str], since: Any, recorded: list[str]) -> bool:
@@ -409,19 +431,15 @@ def new_rows(connection, since: Any) -> int:
     return row["n"]
 
 
-def watermark_state(connection, since: Any, known: bool = True, columns: list[str] | None = None) -> TableState:
-    """The watermark's range (min and max, from an index when there is one), when a watermark was recorded
-    (`known`) how many rows lie above `since`, and with `columns` the hashes of the rows within the look-back
-    window of the max (what the next read recognises as ingested)."""
+def watermark_state(connection, since: Any, known: bool = True) -> TableState:
+    """The watermark's range (min and max, from an index when there is one), and when a watermark was recorded
+    (`known`) how many rows lie above `since` (the read itself hashes the rows within the look-back)."""
     source = connection.source
     column, cast = quote_identifier(source.watermark_column), "" if source.kind == "sqlite" else "::text"
     [row] = connection.rows(f"SELECT min({column}){cast} AS low, max({column}){cast} AS high "
                             f"FROM {table_sql(source.table)}")
-    recent = None
-    if columns is not None:
-        recent = [] if row["high"] is None else sorted(h for h, _ in window_rows(connection, columns, row["high"]))
     return TableState(watermark_min=row["low"], watermark_max=row["high"],
-                      new_rows=new_rows(connection, since) if known else None, recent=recent)
+                      new_rows=new_rows(connection, since) if known else None)
 
 
 def checksum_state(connection, columns: list[str]) -> TableState:
@@ -436,13 +454,11 @@ def checksum_state(connection, columns: list[str]) -> TableState:
     return TableState(row["n"], checksum=None if row["checksum"] is None else str(row["checksum"]))
 
 
-def table_state(connection, columns: list[str], since: Any = None, known: bool = True,
-                recent: bool = True) -> TableState:
-    """The state an ingestion records (the row count is the caller's: it has the rows); `known`: whether the
-    record holds an earlier state (else every row is new, and not counted here); `recent` False leaves the
-    look-back window's hashes to the caller."""
+def table_state(connection, columns: list[str], since: Any = None, known: bool = True) -> TableState:
+    """The state an ingestion records (the row count and the look-back's hashes are the caller's: it has the
+    rows); `known`: whether the record holds an earlier state (else every row is new, and not counted here)."""
     if connection.source.watermark_column:
-        return watermark_state(connection, since, known, columns if recent else None)
+        return watermark_state(connection, since, known)
     return checksum_state(connection, columns)
 
 
@@ -467,7 +483,7 @@ def new_data(source: DatabaseSource, record: dict[str, Any] | None) -> list[str]
             return [f"{source.table}: {plural(count_rows(connection), 'row')} (not ingested from this table before)"]
         if source.watermark_column:
             since = known["state"]["watermark"]["max"]
-            recorded = known["state"].get("recent")
+            recorded = recorded_hashes(known["state"])
             if recorded is None or since is None:  # a record from before the look-back
                 count = new_rows(connection, since)
                 return [f"{source.table}: {plural(count, 'row')} above {source.watermark_column} {since}"] \

@@ -33,17 +33,19 @@ from riskcore.config import Config
 from riskcore.contract import CURRENT_LINK, ID_COLUMN, MAX_ID_LENGTH, TABLE_SNAPSHOT, TARGET, DataError
 from riskcore.data.contract_rules import LABELS_OPTIONAL, expected, shown
 from riskcore.data.db_connection import (
+    IN_RECENT,
+    IN_WINDOW,
+    ROW_HASH,
     DatabaseError,
     TableState,
     connect,
     contract_columns,
+    look_back_sql,
     quote_identifier,
+    recorded_hashes,
     recorded_state,
     table_sql,
     table_state,
-    window_mark_sql,
-    window_rows,
-    window_rows_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
 from riskcore.data.snapshots import DROP_COMMAND, FileResult, HeldBack, IngestionResult, merge_frames, with_label_column
@@ -78,13 +80,10 @@ class TableRead:
                 "new_rows": self.new.height, "snapshot_sha256": self.snapshot_sha256, "read_at": self.read_at}
 
 
-WINDOW_MARK = "risk_window_row"  # a column of the query only: the hash of a row within the look-back window
-
-
-def select_sql(source: DatabaseSource, columns: dict[str, bool], window: str | None = None) -> str:
+def select_sql(source: DatabaseSource, columns: dict[str, bool], marks: dict[str, str] | None = None) -> str:
     """The snapshot's query: the contract's columns (cast to text where not numbers or text), in watermark order;
-    `window`: SQL marking the rows of the look-back window (riskcore.data.db_connection.window_mark_sql)."""
-    listed = [] if window is None else [f"{window} AS {quote_identifier(WINDOW_MARK)}"]
+    `marks`: name -> SQL of columns marking the look-back's rows (riskcore.data.db_connection.look_back_sql)."""
+    listed = [f"{sql} AS {quote_identifier(name)}" for name, sql in (marks or {}).items()]
     for column in columns:
         quoted = quote_identifier(column)
         listed.append(quoted if columns[column] else f"{quoted}::text AS {quoted}")
@@ -100,9 +99,9 @@ def column_of(name: str, values: list[Any]) -> pl.Series:
                             for v in values], dtype=pl.String)
 
 
-def fetch(connection, columns: dict[str, bool], window: str | None = None) -> pl.DataFrame:
+def fetch(connection, columns: dict[str, bool], marks: dict[str, str] | None = None) -> pl.DataFrame:
     """The snapshot's rows as polars columns: whole numbers as Int64, everything else as text."""
-    sql = select_sql(connection.source, columns, window)
+    sql = select_sql(connection.source, columns, marks)
     if connection.source.kind == "sqlite":
         names, rows = connection.tuples(sql)
         values = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
@@ -205,16 +204,12 @@ def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, row
             f"unchanged); to drop them, run {DROP_COMMAND}.")
 
 
-def recent_hashes(connection, columns: list[str], high: Any) -> list[str]:
-    """The sorted hashes of the rows within the look-back window of the watermark's max (what the next read
-    recognises as ingested), read as an Arrow column: after a bulk load every row lies in the window, and 1M rows
-    read as Python dicts (nanoarrow) and sorted took about 1.5 s."""
-    if high is None:
-        return []
-    if connection.source.kind == "sqlite":
-        return sorted(row_hash for row_hash, _ in window_rows(connection, columns, high))
-    return connection.consume(window_rows_sql(connection, columns, high), pl.DataFrame)["h"] \
-        .cast(pl.String).sort().to_list()
+def recent_text(raw: pl.DataFrame) -> str:
+    """The hashes of the rows within the look-back of the table's max, as the record keeps them: one text, in
+    increasing order (riskcore.data.db_connection.recorded_hashes). After a bulk load that is every row."""
+    if IN_RECENT not in raw.columns:
+        return ""
+    return raw[ROW_HASH].filter(raw[IN_RECENT] == 1).sort().cast(pl.String).str.join(" ").item()
 
 
 def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: pl.DataFrame | None = None,
@@ -226,29 +221,33 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
     """
     known = recorded_state(record, source)
     since = known["state"]["watermark"]["max"] if known and source.watermark_column else None
-    recorded = (known["state"].get("recent") if known else None) or []
+    recorded = (recorded_hashes(known["state"]) if known else None) or []
     with connect(source) as connection:
         connection.begin_snapshot()
         present = connection.columns(source.table)
         columns = contract_columns(present, source)
-        state = table_state(connection, columns, since=since, known=known is not None, recent=False)
-        if source.watermark_column:
-            state = replace(state, recent=recent_hashes(connection, columns, state.watermark_max))
-        window = None
-        if since is not None:  # a record from before the look-back has no hashes: no look-back then
-            window = window_mark_sql(connection, columns, since, lookback="recent" in known["state"])
-        raw = fetch(connection, {column: present[column] for column in columns}, window)
-    marks = raw[WINDOW_MARK].cast(pl.String) if window is not None else None
-    raw = raw.drop(WINDOW_MARK) if window is not None else raw
+        state = table_state(connection, columns, since=since, known=known is not None)
+        marks = {}
+        if source.watermark_column:  # a record from before the look-back has no hashes: no margin below it then
+            marks = look_back_sql(connection, columns, since, state.watermark_max,
+                                  lookback=since is None or "recent" in known["state"])
+        raw = fetch(connection, {column: present[column] for column in columns}, marks)
+    window = None
+    if source.watermark_column:
+        state = replace(state, recent=recent_text(raw))
+        if IN_WINDOW in raw.columns:
+            window = pl.when(raw[IN_WINDOW] == 1).then(raw[ROW_HASH].cast(pl.String))
+            window = raw.select(window.alias(ROW_HASH))[ROW_HASH]
+    raw = raw.drop(list(marks))
     state = replace(state, rows=raw.height)
     frame = validated(raw, source, max_id_length)
     if known is None:
         new = frame
     elif source.watermark_column:
-        if marks is None:  # nothing recorded above: every row with a watermark is new
+        if window is None:  # nothing recorded above: every row with a watermark is new
             new = frame.tail(state.new_rows or 0)
         else:  # the rows above the recorded watermark, and the late ones below it not seen before
-            fresh = marks.is_not_null() & ~marks.is_in(list(recorded))
+            fresh = window.is_not_null() & ~window.is_in(recorded)
             new = frame.filter(fresh)
             state = replace(state, new_rows=int(fresh.sum()))
     elif previous is not None:
