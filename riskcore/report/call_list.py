@@ -305,12 +305,11 @@ def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
-def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> tuple[pl.DataFrame, list[pl.Expr]]:
-    """Each row's reasons in words, listed as riskcore.model.reasons orders them: (the frame with the words' codes,
-    the reason columns)."""
+def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> list[pl.Expr]:
+    """Each row's reasons in words, listed as riskcore.model.reasons orders them (a frame of the features)."""
     if explainer is None:
-        return frame, [pl.lit(None, dtype=pl.String).alias(name) for name in REASON_COLUMNS]
-    coded, texts = worded_units(explainer, frame)
+        return [pl.lit(None, dtype=pl.String).alias(name) for name in REASON_COLUMNS]
+    texts = worded_units(explainer, frame)
     places = positions([explainer.unit_contribution(unit, FEATURE_COLUMNS) for unit in explainer.units])
     columns = []
     for place, name in enumerate(REASON_COLUMNS):
@@ -318,7 +317,7 @@ def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> tuple[pl
         for k in range(1, len(texts)):
             chosen = chosen.when(places[k] == place).then(texts[k])
         columns.append(chosen.otherwise(None).alias(name))
-    return coded, columns
+    return columns
 
 
 def contribution_columns(explainer: Explainer | None) -> list[pl.Expr]:
@@ -334,7 +333,7 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
     """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group;
     `previous`: the previous run's ranks (riskcore.report.rankings; None: none kept); `calibrator`: the
     probability's (riskcore.model.calibration)."""
-    frame, reasons = reason_columns(frame, explainer)
+    reasons = reason_columns(frame, explainer)
     chance = pl.col(KEY).map_batches(lambda key: probability(key, calibrator), return_dtype=pl.Float64,
                                      is_elementwise=True)
     in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
