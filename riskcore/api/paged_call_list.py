@@ -198,7 +198,7 @@ class CallList:
         table = risk_table(rows.select(ID_COLUMN, "log_odds", *FEATURES, *revenue), self.explainer, group,
                            calibrator=self.served.calibrator).collect()
         table = table.with_columns(rank=rows["rank"], previous_rank=rows["previous_rank"], change=rows["change"])
-        return table.write_csv(float_scientific=False)
+        return table.write_csv()  # numbers written as in risk_scores.csv (call_list.risk_scores)
 
     def page(self, number: int, query: str, size: int, band: str = "", moved: str = "",
              order: str = "risk") -> tuple[list[dict[str, Any]], int, int, int]:

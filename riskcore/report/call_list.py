@@ -424,8 +424,10 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     previous = found[1] if found is not None else None
     target = folder / RISK_SCORES
     with atomic_path(target) as tmp, pl.Config(streaming_chunk_size=SINK_ROWS):
-        risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(
-            tmp, float_scientific=False, engine="streaming")
+        # Numbers as polars writes them by default: the shortest decimal that reads back as the same float, in
+        # scientific notation below 1e-5 ("2.4e-6"), a zero as "0.0". Plain decimals (float_scientific=False) took 3x
+        # the CPU per column: 1.4 s more at 10M rows for the five float columns, the same values read back.
+        risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(tmp, engine="streaming")
     keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"])
     calls = min(config.reporting["calls_per_cycle"], ranking.frame.height)
     head = with_changes(ranking.frame.head(min(calls, REPORT_CALLS)).lazy().with_row_index("rank", offset=1),
