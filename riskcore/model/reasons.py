@@ -297,15 +297,15 @@ def single_text(explainer: Explainer, j: int, value: Any) -> str:
     return f"{lead}: {effect(explainer.contribution(j, value))}"
 
 
-def worded_units(explainer: Explainer, frame) -> list:
-    """Each reason's words for every row of a polars frame of the features, in Explainer.units order: one
-    expression per unit.
+def worded_units(explainer: Explainer, frame):
+    """Each reason's words for every row of a polars frame of the features, in Explainer.units order: (the frame,
+    lazy, with a words column per feature worded, one text expression per unit).
 
-    The words of each distinct value (value_words: 12,282 at 10M rows) are the categories of one polars Enum,
-    and a row's value is replaced by its words' category (replace_strict): millions of clients hold 4 bytes per
-    row and feature, never the words, and the CSV writer writes each category's words as it writes the row. At
-    10M rows this wrote the reason columns in 2.8 s of CPU instead of 3.6 s (strings gathered per row), the same
-    bytes.
+    The words of each distinct value (value_words: 12,282 at 10M rows) are the categories of one polars Enum, and
+    each row gets its value's category by a join on the value: millions of clients hold 4 bytes per row and
+    feature, never the words, and the CSV writer writes each category's words as it writes the row. At 10M rows
+    this wrote the reason columns in 2.8 s of CPU instead of 3.6 s (strings gathered per row), the same bytes;
+    the join, where replace_strict kept 200-250 MB more while the list was written (polars 2.1).
     """
     import polars as pl
 
@@ -314,18 +314,22 @@ def worded_units(explainer: Explainer, frame) -> list:
     values = dict(zip(describe, found, strict=True))
     worded = {j: [words_of(value) for value in values[j]] for j, words_of in describe.items()}
     categories = pl.Enum(list(dict.fromkeys(words for listed in worded.values() for words in listed)))
+    rows = frame.lazy()
+    for j in describe:
+        feature = FEATURES[j]
+        words = pl.LazyFrame([pl.Series(feature, values[j], dtype=frame.schema[feature]),
+                              pl.Series(f"_words_{feature}", worded[j], dtype=categories)])
+        rows = rows.join(words, on=feature, how="left", maintain_order="left")
     features = [pl.col(f).cast(pl.Int64) for f in FEATURES]
 
     def words_of(j: int) -> pl.Expr:
-        feature = FEATURES[j]
-        return pl.col(feature).replace_strict(pl.Series(values[j], dtype=frame.schema[feature]),
-                                              pl.Series(worded[j], dtype=categories))
+        return pl.col(f"_words_{FEATURES[j]}")
 
     def take(listed: Sequence[str], code: pl.Expr) -> pl.Expr:
         return pl.lit(pl.Series(listed)).gather(code)
 
-    return [explainer.unit_text(unit, words_of, features, take).alias(f"_text{k}")
-            for k, unit in enumerate(explainer.units)]
+    return rows, [explainer.unit_text(unit, words_of, features, take).alias(f"_text{k}")
+                  for k, unit in enumerate(explainer.units)]
 
 
 def is_number(value: Any) -> bool:

@@ -305,11 +305,12 @@ def entries(frame: pl.DataFrame, first_rank: int, explainer: Explainer | None,
 
 
 # --- Writing risk_scores.csv -----------------------------------------------------------------
-def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> list[pl.Expr]:
-    """Each row's reasons in words, listed as riskcore.model.reasons orders them (a frame of the features)."""
+def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> tuple[pl.LazyFrame, list[pl.Expr]]:
+    """Each row's reasons in words, listed as riskcore.model.reasons orders them: (the frame, lazy, with the
+    words of its values, the reason columns)."""
     if explainer is None:
-        return [pl.lit(None, dtype=pl.String).alias(name) for name in REASON_COLUMNS]
-    texts = worded_units(explainer, frame)
+        return frame.lazy(), [pl.lit(None, dtype=pl.String).alias(name) for name in REASON_COLUMNS]
+    rows, texts = worded_units(explainer, frame)
     places = positions([explainer.unit_contribution(unit, FEATURE_COLUMNS) for unit in explainer.units])
     columns = []
     for place, name in enumerate(REASON_COLUMNS):
@@ -317,7 +318,7 @@ def reason_columns(frame: pl.DataFrame, explainer: Explainer | None) -> list[pl.
         for k in range(1, len(texts)):
             chosen = chosen.when(places[k] == place).then(texts[k])
         columns.append(chosen.otherwise(None).alias(name))
-    return columns
+    return rows, columns
 
 
 def contribution_columns(explainer: Explainer | None) -> list[pl.Expr]:
@@ -333,11 +334,11 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
     """risk_scores.csv's columns (COLUMNS) for a ranking; `group`: the clients of the measurement group;
     `previous`: the previous run's ranks (riskcore.report.rankings; None: none kept); `calibrator`: the
     probability's (riskcore.model.calibration)."""
-    reasons = reason_columns(frame, explainer)
+    rows, reasons = reason_columns(frame, explainer)
     chance = pl.col(KEY).map_batches(lambda key: probability(key, calibrator), return_dtype=pl.Float64,
                                      is_elementwise=True)
     in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
-    ranked = with_changes(frame.lazy().with_row_index("rank", offset=1), previous)
+    ranked = with_changes(rows.with_row_index("rank", offset=1), previous)
     if REVENUE in frame.columns:  # the probability once, for its column and the revenue at risk
         ranked, chance = ranked.with_columns(chance.alias(PROBABILITY)), pl.col(PROBABILITY)
         revenue = [pl.col(REVENUE), revenue_at_risk(chance, pl.col(REVENUE)).alias(REVENUE_AT_RISK)]
