@@ -240,6 +240,7 @@ def task_db_project(args: argparse.Namespace) -> None:
     import sqlite3
 
     import datagen
+    from riskcore.data.db_connection import recorded_hashes
 
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
@@ -273,7 +274,7 @@ def task_db_project(args: argparse.Namespace) -> None:
             deploy_pipeline(config)
             configs[key] = str(config)
             record = json.loads((folder / key / "production_deployment" / "ingestionrecord.json").read_text())
-            lookback[key] = len(record["database"]["state"].get("recent") or [])
+            lookback[key] = len(recorded_hashes(record["database"]["state"]) or [])
     emit({"configs": configs, "lookback_rows": lookback})
 
 
