@@ -738,3 +738,24 @@ def test_a_record_from_before_the_hashes_became_one_text_still_recognises_its_ro
     sqlite_table(db, as_tuples(client_rows(2, seed=5), "2024-01-01 09:55:00"))
     assert new_data(source, record)[0].startswith("clients: 2 new rows, 2 of them committed late")
     assert read_table(source, record).new.height == 2
+
+
+def test_a_tick_with_nothing_new_fetches_no_row_of_the_look_back(tmp_path: Path, monkeypatch):
+    from test_database import as_tuples, sqlite_source, sqlite_table
+
+    from riskcore.data import db_connection
+    from riskcore.data.db_connection import recorded_summary
+    from riskcore.data.db_ingest import read_table
+
+    db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
+    source = sqlite_source(db)
+    state = read_table(source, None).record()["state"]
+    hashes = recorded_hashes(state)
+    assert recorded_summary(state) == (30, sum(int(value) for value in hashes))
+    record = {"database": json.loads(json.dumps(read_table(source, None).record()))}
+
+    def fetched(*args):
+        raise AssertionError("the window's rows were fetched")
+
+    monkeypatch.setattr(db_connection, "window_rows", fetched)
+    assert new_data(source, record) == []

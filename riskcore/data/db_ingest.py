@@ -204,12 +204,14 @@ def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, row
             f"unchanged); to drop them, run {DROP_COMMAND}.")
 
 
-def recent_text(raw: pl.DataFrame) -> str:
-    """The hashes of the rows within the look-back of the table's max, as the record keeps them: one text, in
-    increasing order (riskcore.data.db_connection.recorded_hashes). After a bulk load that is every row."""
+def recent_hashes(raw: pl.DataFrame) -> tuple[str, int]:
+    """The hashes of the rows within the look-back of the table's max as the record keeps them, one text in
+    increasing order (riskcore.data.db_connection.recorded_hashes), and their sum. After a bulk load that is
+    every row."""
     if IN_RECENT not in raw.columns:
-        return ""
-    return raw[ROW_HASH].filter(raw[IN_RECENT] == 1).sort().cast(pl.String).str.join(" ").item()
+        return "", 0
+    hashes = raw[ROW_HASH].filter(raw[IN_RECENT] == 1).sort()
+    return hashes.cast(pl.String).str.join(" ").item(), int(hashes.cast(pl.Int128).sum())
 
 
 def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: pl.DataFrame | None = None,
@@ -234,7 +236,8 @@ def read_table(source: DatabaseSource, record: dict[str, Any] | None, previous: 
         raw = fetch(connection, {column: present[column] for column in columns}, marks)
     window = None
     if source.watermark_column:
-        state = replace(state, recent=recent_text(raw))
+        text, total = recent_hashes(raw)
+        state = replace(state, recent=text, recent_sum=total)
         if IN_WINDOW in raw.columns:
             window = pl.when(raw[IN_WINDOW] == 1).then(raw[ROW_HASH].cast(pl.String))
             window = raw.select(window.alias(ROW_HASH))[ROW_HASH]
