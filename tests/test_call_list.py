@@ -265,6 +265,26 @@ def test_a_label_other_than_0_1_or_empty_is_one_sentence_naming_the_row(deployed
     assert (deployed.output_model_folder / "risk_scores.csv").read_bytes() == before
 
 
+def test_a_file_written_back_as_it_grows_is_whole_and_its_thread_ends(tmp_path):
+    """riskcore.files.written_back (risk_scores.csv's writing): the file holds what the writer wrote, the thread
+    that hands it to the disk ends with the block, and a file that cannot be opened is left to the writer."""
+    import threading
+
+    from riskcore.files import written_back
+
+    path = tmp_path / "big.csv"
+    path.touch()
+    chunks = [bytes([65 + k % 26]) * 100_000 for k in range(30)]
+    with written_back(path, every=0.001), open(path, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            handle.flush()
+    assert path.read_bytes() == b"".join(chunks)
+    with written_back(tmp_path / "missing.csv", every=0.001):
+        pass
+    assert not [thread for thread in threading.enumerate() if thread.name == "write-back"]
+
+
 def test_a_row_that_breaks_the_contract_is_named_even_when_a_later_row_replaces_it(deployed, tmp_path):
     with pytest.raises(DataError, match='^clients.csv has a negative value in column "lastyear_activity" at row 1'):
         call_list_of(deployed, tmp_path, LABELLED, ["a,1,-2,3,0", "a,1,2,3,0"])

@@ -44,7 +44,7 @@ from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, RISK_RECORD, RISK_SC
 from riskcore.data.client_scan import is_parse_failure, open_clients, text_clients
 from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import CLIENT_SCHEMA, breach, meets_contract, read_failure
-from riskcore.files import atomic_path, atomic_write_json, utc_now
+from riskcore.files import atomic_path, atomic_write_json, utc_now, written_back
 from riskcore.formatting import money
 from riskcore.model.calibration import Calibrator, calibrated_probability
 from riskcore.model.reasons import (
@@ -424,7 +424,7 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     found = previous_ranking(folder, identity, skip=number)
     previous = found[1] if found is not None else None
     target = folder / RISK_SCORES
-    with atomic_path(target) as tmp, pl.Config(streaming_chunk_size=SINK_ROWS):
+    with atomic_path(target) as tmp, written_back(tmp), pl.Config(streaming_chunk_size=SINK_ROWS):
         # Numbers as polars writes them by default: the shortest decimal that reads back as the same float, in
         # scientific notation below 1e-5 ("2.4e-6"), a zero as "0.0". Plain decimals (float_scientific=False) took 3x
         # the CPU per column: 1.4 s more at 10M rows for the five float columns, the same values read back.
