@@ -84,7 +84,7 @@ def written_back(path: Path, every: float = 0.2) -> Iterator[None]:
 
     Linux lets a writer run ahead of the disk until its unwritten pages pass a share of memory, then stalls it
     until they are written. risk_scores.csv is 2.36 GB at 10M clients: its writing took 7.3-12.3 s (median
-    10.6 s) without this and 4.8-8.4 s (median 7.5 s) with it, five runs each alternated on the loaded 2-core
+    10.6 s) without this and 4.9-8.4 s (median 7.5 s) with it, five runs each alternated on the loaded 2-core
     machine, with no more CPU (6.2-7.1 s against 6.5-8.1 s).
     """
     done = threading.Event()
