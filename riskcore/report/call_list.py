@@ -337,7 +337,7 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
     rows, reasons = reason_columns(frame, explainer)
     chance = pl.col(KEY).map_batches(lambda key: probability(key, calibrator), return_dtype=pl.Float64,
                                      is_elementwise=True)
-    in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String)) if group else pl.lit(False)
+    in_group = pl.col(ID_COLUMN).is_in(pl.Series(sorted(group), dtype=pl.String).implode()) if group else pl.lit(False)
     ranked = with_changes(rows.with_row_index("rank", offset=1), previous)
     if REVENUE in frame.columns:  # the probability once, for its column and the revenue at risk
         ranked, chance = ranked.with_columns(chance.alias(PROBABILITY)), pl.col(PROBABILITY)
