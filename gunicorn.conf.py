@@ -9,7 +9,8 @@ gunicorn's combined format less what may carry a secret: the request line withou
 no referrer (it holds the query of the page the browser came from), no request header but the user
 agent (never the X-API-Key nor the session cookie). GET /metrics counts the requests of every worker
 (prometheus_client's multiprocess mode): each gunicorn start gets a fresh folder for their counts.
-Each worker loads the model, builds the call list and renders the page before it takes requests.
+Each worker loads the model, builds the call list and renders the page before it takes requests, then sets what
+it holds aside from garbage collection (gc.freeze).
 """
 
 import os
@@ -59,11 +60,13 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Warm up before the worker takes requests: the model, the call list and the page (riskcore.api.warm_up)."""
-    from riskcore.api.warm_up import warm_up
+    """Warm up before the worker takes requests: the model, the call list and the page; then set what it holds
+    aside from garbage collection (riskcore.api.warm_up)."""
+    from riskcore.api.warm_up import set_aside, warm_up
 
     worker.notify()  # the warm-up gets the whole `timeout`, whatever booting the worker took
     warm_up(worker.wsgi, worker.log)
+    set_aside(worker.log)
 
 
 def child_exit(server, worker):

@@ -631,6 +631,21 @@ def test_malformed_json_bodies_are_400(client, body, phrase):
     assert_json_error(client.post("/prediction", data=body, content_type="application/json"), 400, phrase)
 
 
+@pytest.mark.parametrize("encode", [lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16")])
+def test_bodies_only_the_standard_librarys_json_reads_are_read_as_before(client, encode):
+    """orjson reads the bodies first; what it refuses (here a BOM, UTF-16) json.loads reads as before."""
+    plain = post_json(client, {"records": [RECORD]})
+    answer = client.post("/prediction", data=encode(json.dumps({"records": [RECORD]})),
+                         content_type="application/json")
+    assert answer.status_code == 200 and answer.get_json() == plain.get_json()
+
+
+def test_a_nan_orjson_refuses_is_still_named_by_the_record_checks(client):
+    body = json.dumps({"records": [RECORD]}).replace('"abcd"', '"abcd", "annual_revenue": NaN').encode()
+    answer = client.post("/prediction", data=body, content_type="application/json")
+    assert_json_error(answer, 400, "records[0].annual_revenue", "not NaN")
+
+
 def test_both_records_and_dataset_is_400(client):
     body = {"records": [RECORD], "dataset": "test/testdata.csv"}
     assert_json_error(post_json(client, body), 400, "exactly one of")

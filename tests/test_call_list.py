@@ -390,6 +390,26 @@ def test_many_rows_at_once_get_the_reasons_each_row_gets_alone():
     assert explainer.reasons_of(rows) == [explainer.reasons(row) for row in rows.tolist()]
 
 
+def test_an_explainer_words_each_value_once_and_shares_a_single_features_reason_among_its_rows(monkeypatch):
+    """The words of a value are kept per explainer (the API's lives as long as its model is served): a second request
+    with the same values words nothing again; rows holding the same value share that feature's reason."""
+    made = []
+
+    def counted(explainer, j, value):
+        made.append((j, value))
+        return f"words of {value}"
+
+    monkeypatch.setattr(reasons, "single_text", counted)
+    explainer = reasons.Explainer(coefficients=(0.5, 0.25, 0.001), intercept=-1.0, average=(2.0, 4.0, 1000.0))
+    rows = np.array([[1.0, 2.0, 500.0], [1.0, 3.0, 500.0]] * reasons.FEW_ROWS)
+    first = explainer.reasons_of(rows)
+    assert sorted(made) == [(0, 1.0), (1, 2.0), (1, 3.0), (2, 500.0)]
+    assert explainer.reasons_of(rows) == first and len(made) == 4
+    by_feature = [{reason["feature"]: reason for reason in row} for row in first]
+    assert by_feature[0]["number_of_employees"] is by_feature[1]["number_of_employees"]
+    assert by_feature[0]["lastmonth_activity"]["text"] == "words of 1.0"
+
+
 def test_metadata_that_disagrees_with_the_model_is_refused(deployed):
     current = require_deployment(deployed.prod_deployment_folder)
     model = load_deployed_model(current)

@@ -231,6 +231,18 @@ def test_a_failed_warm_up_is_logged_and_not_fatal(deployed: Config, monkeypatch,
     assert application.test_client().get("/health").status_code == 200
 
 
+def test_what_a_warmed_worker_holds_is_set_aside_from_garbage_collection():
+    """set_aside (gunicorn.conf.py calls it after the warm-up) freezes what is alive: a full collection then passes
+    over the objects made since, not the libraries' (run in a child: a frozen test process would keep its garbage)."""
+    code = ("import gc, logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+            "import sklearn.linear_model; from riskcore.api.warm_up import set_aside; "
+            "kept = set_aside(); assert gc.get_freeze_count() > 50_000 and kept > 50_000, kept; "
+            "assert len(gc.get_objects()) < kept / 10, len(gc.get_objects())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "objects set aside from garbage collection for the worker's life" in done.stdout
+
+
 # --- gunicorn, end to end ----------------------------------------------------------------------
 def warm_ups(log: Path) -> int:
     """The workers that logged their warm-up."""
@@ -307,6 +319,7 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
     assert counts_folder.is_dir()  # a folder the operator named is left in place
     errors = (tmp_path / "gunicorn.log").read_text(encoding="utf-8")
     assert warm_ups(tmp_path / "gunicorn.log") == 2 + len(counted), errors
+    assert errors.count("objects set aside from garbage collection") == 2 + len(counted), errors
     assert f"call list of {listed_clients(deployed)} clients, page / answered 200" in errors
     text = access_log.read_text(encoding="utf-8")
     for secret in ("qu3ry-s3cret", KEY, "c00kie-s3cret", "key=", "token="):

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import orjson
 from flask import request
 
 from riskcore.api.errors import MEGABYTE, ApiError, body_too_large
@@ -153,6 +154,14 @@ def json_body(expected: str) -> Any:
     body = request_body()
     if not body.strip():
         raise ApiError(400, f"The request body is empty; send {expected}.")
+    # orjson reads the bench's 1,000 records in 0.2 ms instead of json.loads' 0.5, to the same values, but for an
+    # integer beyond 64 bits (a float to orjson), far above MAX_VALUE either way and refused in the same words.
+    # What orjson refuses (NaN, Infinity, a number too large for a float, a lone surrogate, UTF-16, a BOM, deep
+    # nesting) goes on to json.loads as before: read, or worded as before.
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:

@@ -6,10 +6,16 @@ warm-up does all of it through the app's own test client (so through the same ca
 GET /health loads the model, the call list is built, GET / renders the first page. Its requests are not
 counted in /metrics (riskcore.api.metrics.WARM_UP). A failure is logged, never fatal: the worker then
 serves as it would have without the warm-up.
+
+What the worker holds by then (the libraries' modules, the model, the caches: about 150,000 objects) stays for
+its life, and is then set aside from the garbage collector's full passes (`set_aside`, gc.freeze, called by
+gunicorn.conf.py): each pass over them took 80-130 ms, and a POST /prediction of 1,000 records (some 15,000 new
+objects) set one off every ten requests or so. Reference counting still frees what is set aside.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -46,3 +52,12 @@ def warm_up(app: Flask, logger: logging.Logger | logging.LoggerAdapter | None = 
                 f"page / answered {page.status_code}")
     logger.info("%s", sentence)
     return sentence
+
+
+def set_aside(logger: logging.Logger | logging.LoggerAdapter | None = None) -> int:
+    """Collect once, then keep every object alive now out of later collections (gc.freeze); how many were set aside."""
+    gc.collect()
+    gc.freeze()
+    kept = gc.get_freeze_count()
+    (logger or log).info("%s objects set aside from garbage collection for the worker's life", f"{kept:,}")
+    return kept

@@ -47,6 +47,8 @@ SIGNED_WHOLE = r"^[+-]?[0-9]+$"
 # value". No "nan", "inf" or thousands separators: those are no amount.
 SIGNED_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 SHOWN_CHARACTERS = 30
+KNOWN_FIELDS = frozenset(KNOWN_COLUMNS)  # of a JSON record
+REQUIRED_FIELDS = frozenset((ID_COLUMN, *FEATURES))
 
 # The names of the checks in a `found` row (riskcore.data.validation.problem_checks computes it):
 # each holds the 1-based row of the first breach, or None; per feature, breach_key(column, INTEGERS)
@@ -163,12 +165,14 @@ def json_kind(value: Any) -> str:
     return repr(value)
 
 
-def whole_number(value: Any, where: str) -> int:
-    """A JSON value that must be a whole number from 0 to MAX_VALUE (5.0 counts; true, "5", 5.5, NaN do not)."""
+def whole_number(value: Any, where: str, field: str | None = None) -> int:
+    """A JSON value that must be a whole number from 0 to MAX_VALUE (5.0 counts; true, "5", 5.5, NaN do not);
+    `field`, when given, is named after `where` ("records[2]" "exited"), the name made only for a refusal."""
     kind = type(value)
     if kind is float and math.isfinite(value) and value.is_integer():
         value, kind = int(value), int
     if kind is not int or value < 0 or value > MAX_VALUE:
+        where = where if field is None else f"{where}.{field}"
         raise RecordError(f"{where} must be a whole number from 0 to {MAX_VALUE}, not {json_kind(value)}.", where)
     return value
 
@@ -189,20 +193,22 @@ def check_record(record: Any, where: str) -> tuple[str, list[int], float | None]
     if type(record) is not dict:
         raise RecordError(f"{where} must be an object with the fields {', '.join(COLUMNS[:-1])}, "
                           f"not {json_kind(record)}.", where)
-    unknown = next((key for key in record if key not in KNOWN_COLUMNS), None)
-    if unknown is not None:
+    # The set checks run in C and name nothing; a record that fails one is looked at again, in order, for the sentence.
+    if not KNOWN_FIELDS.issuperset(record):
+        unknown = next(key for key in record if key not in KNOWN_FIELDS)
         raise RecordError(f"{where} has an unknown field {json.dumps(unknown[:60])}; expected "
                           f"{', '.join(KNOWN_COLUMNS)}.", f"{where}.{unknown[:60]}")
-    for column in (ID_COLUMN, *FEATURES):
-        if column not in record:
-            raise RecordError(f'{where} is missing the field "{column}".', f"{where}.{column}")
+    if not record.keys() >= REQUIRED_FIELDS:
+        column = next(column for column in (ID_COLUMN, *FEATURES) if column not in record)
+        raise RecordError(f'{where} is missing the field "{column}".', f"{where}.{column}")
     corporation = record[ID_COLUMN]
     if type(corporation) is str:
         corporation = normalise_id(corporation)  # the one id rule: ingestion, the API, the risk list
     if type(corporation) is not str or not corporation:
         named = "a blank string" if type(corporation) is str else json_kind(corporation)
         raise RecordError(f"{where}.{ID_COLUMN} must be a non-empty string, not {named}.", f"{where}.{ID_COLUMN}")
-    if TARGET in record and whole_number(record[TARGET], f"{where}.{TARGET}") > HIGHEST[TARGET]:
+    if TARGET in record and whole_number(record[TARGET], where, TARGET) > HIGHEST[TARGET]:
         raise RecordError(f"{where}.{TARGET} must be 0 or 1.", f"{where}.{TARGET}")
-    features = [whole_number(record[column], f"{where}.{column}") for column in FEATURES]
-    return corporation, features, amount(record.get(REVENUE), f"{where}.{REVENUE}")
+    features = [whole_number(record[column], where, column) for column in FEATURES]
+    revenue = record.get(REVENUE)
+    return corporation, features, None if revenue is None else amount(revenue, f"{where}.{REVENUE}")
