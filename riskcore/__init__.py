@@ -6,7 +6,7 @@ The map (the one place it is written; the README points here):
   data/     the rows: input files, the contract's checks, snapshots, ingestion (folder, table)
   model/    the model: training, evaluation, holdout, drift, drift evidence, reasons
   release/  releases: loading (hash-checked), publishing, the operator's state
-  ops/      the cron tick: lock, new data, tick, run, run record, history, the API client
+  ops/      the cron tick: lock, new data, tick, run, drift check, run record, history, the API client
   report/   the outputs: call list, statistics, charts, PDF, diagnostics, timings, dependencies
   api/      the Flask app: factory, key, errors, query, views, served model, risk service, paged call
             list, file cache, history, the pages and their access

@@ -20,7 +20,7 @@ from conftest import HEADER, write_csv
 from riskcore.config import load_config
 from riskcore.contract import CALLS_STORE, FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES
 from riskcore.ops import calls
-from riskcore.ops.run import without_called
+from riskcore.ops.drift_check import without_called
 from riskcore.report import call_effect, call_list
 
 Z = 1.959963984540054  # the normal quantile of 0.975

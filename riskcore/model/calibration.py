@@ -17,7 +17,7 @@ From calibrated probabilities, a window's performance is estimated without label
 performance estimation, as NannyML's CBPE): each row contributes its probability to TP or FN, by the
 model's prediction, and its complement to FP or TN. Such an estimate holds while the rule of who
 leaves for given features holds; a change in that rule is invisible to it (the ledger in
-riskcore.ops.run catches it when the labels arrive).
+riskcore.ops.drift_check catches it when the labels arrive).
 """
 
 from __future__ import annotations

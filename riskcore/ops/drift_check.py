@@ -1,0 +1,218 @@
+"""The drift check of a run with new data: keep, retrain or wait, and the evidence behind the verdict.
+
+The deployed model's F1 on the new rows against its baseline (the course's rule, automation.drift_test
+"raw"), or the significance test on the evidence window (riskcore.model.drift); the window's performance
+estimated from calibrated probabilities, and the estimate ledger kept beside it. riskcore.ops.run calls
+check_drift; what it decides is the run's (riskcore.ops.run_record.Run).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from riskcore.config import Config
+from riskcore.contract import ESTIMATE_LEDGER, ID_COLUMN, SCORE_FILE, TARGET, TEST_DATA
+from riskcore.data.folder_ingest import IngestionResult
+from riskcore.data.validation import features_of, labelled
+from riskcore.model.calibration import calibrated_probability, calibration_figures, estimate_performance, estimated_drop
+from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
+from riskcore.model.drift_evidence import (
+    NEW_ROWS_POINTS,
+    calibration_text,
+    data_drift_text,
+    estimate_text,
+    quantiles_of,
+)
+from riskcore.model.evaluation import baseline_measurement, predict, read_score, read_test_data, score_model
+from riskcore.ops.calls import called_clients, calls_path
+from riskcore.ops.evidence_window import deployed_window, with_new_rows
+from riskcore.ops.history import record_realized, score_history
+from riskcore.ops.ledger import record_window, settle
+from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
+from riskcore.release.load import (
+    Deployment,
+    deployed_metadata,
+    load_deployed_calibrator,
+    load_deployed_model,
+    verify_release,
+)
+
+log = logging.getLogger(AUTOMATION_LOGGER)
+
+NO_LABELS = 'no labels yet: the new rows have no "exited" values, so F1 cannot be measured; the model is kept'
+NO_NEW_ROWS = "no new rows to check: the model is kept"
+
+
+def labelled_f1(model, frame) -> float | None:
+    """The model's F1 on a frame's labelled rows; None when none is labelled."""
+    rows = labelled(frame)
+    return score_model(model, rows) if len(rows) else None
+
+
+def describe_f1(f1: float | None) -> str:
+    return "no labelled rows" if f1 is None else f"F1 {f1:.4f}"
+
+
+def deployed_baseline(config: Config, deployment: Deployment, model) -> dict:
+    """The served model's own-market baseline (modelmetadata.json); a release made before baselines were
+    kept is measured now on the test data, as its first deployment was."""
+    baseline = deployed_metadata(deployment).get("baseline")
+    return baseline or baseline_measurement(model, read_test_data(config), f"the test data, {TEST_DATA}")
+
+
+def significance_check(config: Config, run: Run, deployment: Deployment, model, window) -> str:
+    """The default test on the evidence window: "drift", "keep", or "wait" for more labelled rows."""
+    auto = config.automation
+    known = labelled(window)
+    counts = Counts.of(known[TARGET].to_numpy() == 1, predict(model, known) == 1) if len(known) else Counts(0, 0, 0, 0)
+    baseline = deployed_baseline(config, deployment, model)
+    run.baseline, run.baseline_source = baseline["f1"], baseline["source"]
+    run.f1_new_data = counts.f1  # None without a client who left: F1 is undefined there, never 0
+    run.drift_test = "significance"
+    if counts.rows < auto["min_rows"] or counts.positives < auto["min_positives"]:
+        run.drift_verdict = (f"waiting for more labelled rows: {counts.rows:,} of {auto['min_rows']:,} labelled rows, "
+                             f"{counts.positives:,} of {auto['min_positives']:,} clients who left, in the window")
+        return "wait"
+    test = significant_drop(Counts.from_dict(baseline["counts"]), counts, auto["min_drop"], auto["alpha"],
+                            baseline["source"])
+    run.drift_p_value, run.drift_verdict = test.p_value, test.reason
+    return "drift" if test.drift else "keep"
+
+
+def estimate_window(config: Config, run: Run, deployment: Deployment, model, rows, new, ledger: bool = True) -> None:
+    """The window's performance estimated from calibrated probabilities, its calibration where labelled, and the ledger.
+
+    Every row of the window counts, labelled or not (riskcore.model.calibration.estimate_performance);
+    an estimated drop beyond automation.min_drop with the interval wholly below the own-market
+    baseline, in a window where some rows lack their labels, is the warning `estimated_drift`, which
+    never retrains by itself (in a window labelled throughout, the labels' own verdict decides). The labelled rows
+    measure the calibration (ECE, Brier score). The ledger (riskcore.ops.ledger) settles earlier
+    windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
+    """
+    if not len(rows):
+        return
+    calibrator = load_deployed_calibrator(deployment)
+    log_odds = model.decision_function(features_of(rows))
+    predictions = predict(model, rows)  # the model's own classes: calibration changes no prediction
+    probabilities = calibrated_probability(calibrator, log_odds)
+    known = rows[TARGET].notna().to_numpy()
+    if known.any():
+        run.calibration = calibration_figures(probabilities[known], rows[TARGET].to_numpy()[known])
+    if calibrator is not None and calibrator.method != "none":
+        estimate = estimate_performance(probabilities, predictions, log_odds)
+        baseline = deployed_baseline(config, deployment, model)["f1"]
+        run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
+        run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
+        run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
+        # A warning where labels are missing: where every row is labelled, the labels decide (and realize it now).
+        run.estimated_drift = not known.all() and estimated_drop(
+            estimate, baseline, config.automation["min_drop"])
+    if ledger:
+        keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
+    words = [text for text in (estimate_text(run.as_row()), calibration_text(run.calibration)) if text]
+    if words:
+        (log.warning if run.estimated_drift else log.info)("%s", "; ".join(words))
+
+
+def keep_ledger(config: Config, run: Run, rows, predictions, probabilities, arrived) -> None:
+    """Settle earlier windows with the labels that arrived (`arrived`), and keep this window's clients.
+
+    The ledger is bookkeeping beside the decision: a ledger that cannot be written is logged, and
+    the run goes on (its window's realized F1 is then never recorded).
+    """
+    import sqlite3
+
+    path = config.output_model_folder / ESTIMATE_LEDGER
+    try:
+        settled = settle(path, dict(zip(arrived[ID_COLUMN].astype(str), arrived[TARGET].astype(int).tolist(),
+                                        strict=True)), exclude_run=run.run_id)
+        record_realized(history_path(config), settled)
+        for run_id, (f1, counted) in settled.items():
+            log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s", counted, run_id,
+                     "undefined (nobody left)" if f1 is None else f"{f1:.4f}")
+        labels = [None if np.isnan(v) else int(v) for v in rows[TARGET].to_numpy(dtype="float64")]
+        run.realized_f1, run.realized_rows = record_window(
+            path, run.run_id, rows[ID_COLUMN].astype(str).tolist(), np.asarray(predictions).astype(int).tolist(),
+            np.asarray(probabilities).tolist(), labels)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("the estimate ledger %s cannot be written (%s): this window's realized F1 will not be recorded",
+                    path, exc)
+
+
+def course_check(config: Config, run: Run, deployment: Deployment, model, new) -> str:
+    """The course's rule and the history tests (raw, parametric, nonparametric) on this run's new rows."""
+    known = labelled(new)
+    auto = config.automation
+    run.baseline = read_score(deployment.path(SCORE_FILE))
+    run.f1_new_data = score_model(model, known) if len(known) else None
+    if run.f1_new_data is None:
+        run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
+        return "keep"
+    verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
+                            auto["drift_test"], auto["min_history"])
+    run.drift_test, run.drift_verdict = verdict.test, verdict.reason
+    return "drift" if verdict.drift else "keep"
+
+
+def without_called(config: Config, rows) -> tuple[object, int]:
+    """The rows without those of clients a recorded call reached (automation.leave_out_called), and how many
+    were left out: a call that keeps a client must not read as the model getting worse."""
+    if not config.automation["leave_out_called"] or not len(rows):
+        return rows, 0
+    called = called_clients(calls_path(config.output_model_folder))
+    if not called:
+        return rows, 0
+    reached = rows[ID_COLUMN].astype(str).isin(called)
+    if reached.any():
+        log.info("drift check: %d rows of %d clients who were called are left out of the window "
+                 "(automation.leave_out_called)", int(reached.sum()), rows.loc[reached, ID_COLUMN].nunique())
+    return rows.loc[~reached].reset_index(drop=True), int(reached.sum())
+
+
+def check_drift(config: Config, run: Run, deployment: Deployment, result: IngestionResult,
+                ledger: bool = True) -> tuple[str, object]:
+    """Decide whether the deployed model has drifted; record why. Returns the verdict and the rows it took.
+
+    The verdict is "drift", "keep" or "wait". The default test ("significance") takes the evidence
+    window (riskcore.ops.evidence_window: the new rows since the last decision, this run's added);
+    the course's rule takes this run's new rows (the rows of the new or changed files that
+    production had not processed). The data-drift statistics (PSI, KS) take every row of either,
+    labelled or not; F1 on everything ingested is recorded beside it, and the window's performance
+    estimated without labels (estimate_window; `ledger` False, as for a dry run, keeps no ledger). Rows of
+    clients a recorded call reached are left out of either and counted (window_called), unless
+    automation.leave_out_called is off.
+    """
+    verify_release(deployment)  # the baseline and the training profile decide too
+    model = load_deployed_model(deployment)
+    new = result.new_frame
+    auto = config.automation
+    significance = auto["drift_test"] == "significance"
+    rows = with_new_rows(deployed_window(deployment), new) if significance else new
+    rows, run.window_called = without_called(config, rows)
+    known = labelled(rows)
+    run.rows_new = len(new)
+    run.window_rows, run.window_labelled = len(rows), len(known)
+    run.window_positives = int(known[TARGET].sum()) if len(known) else 0
+    run.f1_ingested = labelled_f1(model, result.frame)
+    profile = deployed_metadata(deployment)["training_profile"]
+    run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
+    run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
+    drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
+    estimate_window(config, run, deployment, model, rows, new, ledger)
+    if significance:
+        verdict = significance_check(config, run, deployment, model, rows)
+    else:
+        verdict = course_check(config, run, deployment, model, rows)
+    log.info("drift check on %s (%d rows, %d labelled), %d clients who left: %s; on everything ingested (%d rows): %s; "
+             "data drift in %s (%s)", "the evidence window" if significance else "the new data", len(rows),
+             len(known), run.window_positives, run.drift_verdict, len(result.frame), describe_f1(run.f1_ingested),
+             ", ".join(drifted) or "no feature", data_drift_text(run.data_drift, auto["ks_alpha"]))
+    if verdict == "drift" or not drifted or not auto["data_drift_triggers_retrain"]:
+        return verdict, rows
+    if not len(known):
+        run.drift_verdict += "; data drift noted, but retraining waits for labelled new rows"
+        return verdict, rows
+    run.drift_verdict += "; data drift alone triggers retraining (automation.data_drift_triggers_retrain)"
+    return "drift", rows
