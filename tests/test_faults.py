@@ -457,6 +457,7 @@ write_control(Path({prod!r}), json.loads({state!r}))
 """
 
 
+@pytest.mark.slow  # a subprocess, killed
 def test_a_compaction_killed_before_its_rename_leaves_the_whole_journal_usable(tmp_path):
 
     states = pin_states(JOURNAL_MAX_LINES + 2)

@@ -343,6 +343,7 @@ def pdf_reports(config: Config) -> list[str]:
     return sorted(p.name for p in config.output_model_folder.glob("summary_report*.pdf"))
 
 
+@pytest.mark.slow  # several whole ticks in a row, with their reports
 def test_a_report_that_crashed_after_a_retrain_is_made_by_the_next_tick(deployed: Config, caplog):
     add_flipped_data(deployed)
     done = PdfReports(crashes=1)
@@ -362,6 +363,7 @@ def test_a_report_that_crashed_after_a_retrain_is_made_by_the_next_tick(deployed
     assert len(history(deployed)) == 2
 
 
+@pytest.mark.slow  # several whole ticks in a row, with their reports
 def test_a_report_that_keeps_failing_is_tried_again_on_every_tick(deployed: Config):
     add_flipped_data(deployed)
     with pytest.raises(Exception, match="too large on page"):
@@ -373,6 +375,7 @@ def test_a_report_that_keeps_failing_is_tried_again_on_every_tick(deployed: Conf
     assert pdf_reports(deployed) == ["summary_report3.pdf"]
 
 
+@pytest.mark.slow  # several whole ticks in a row, with their reports
 def test_report_numbers_are_never_reused_after_the_reports_are_deleted(deployed: Config):
     add_good_data(deployed)
     done = PdfReports()
