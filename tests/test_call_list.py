@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -379,6 +380,15 @@ def test_values_are_compared_with_the_typical_client_in_words(value, typical, wo
     (1.6, "raises the risk strongly"), (-4.0, "lowers the risk very strongly")])
 def test_effects_are_said_with_their_direction_and_strength(contribution, words):
     assert reasons.effect(contribution) == words
+
+
+@pytest.mark.parametrize("typical", [3, 97, 1000, 6462])
+def test_a_value_below_the_typical_is_the_nearest_fraction_of_it_in_log_terms(typical):
+    for value in range(1, typical):
+        ratio = value / typical
+        if 0.05 <= ratio < 0.875:
+            _, words = min(reasons.FRACTIONS, key=lambda pair: abs(math.log(ratio / pair[0])))
+            assert reasons.compared(value, typical) == f"about {words} the typical {typical:,}"
 
 
 def test_many_rows_at_once_get_the_reasons_each_row_gets_alone():

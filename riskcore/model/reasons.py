@@ -33,6 +33,7 @@ so the reasons can be recomputed from it alone.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache, partial
@@ -59,6 +60,7 @@ EFFECTS = tuple(
 TREND_WORDS = ("falling", "steady", "rising")  # last month below 80%, within, above 125% of the monthly average
 FRACTIONS = ((0.1, "a tenth of"), (0.2, "a fifth of"), (0.25, "a quarter of"), (1 / 3, "a third of"),
              (0.5, "half"), (2 / 3, "two thirds of"), (0.75, "three quarters of"))
+FRACTION_VALUES = tuple(value for value, _ in FRACTIONS)  # ascending
 
 
 def comes_before(ci: Any, i: int, cj: Any, j: int) -> Any:
@@ -107,7 +109,10 @@ def compared(value: float, typical: float) -> str:
     if ratio < 0.05:
         return f"far below the typical {shown}"
     if ratio < 0.875:
-        _, words = min(FRACTIONS, key=lambda pair: abs(math.log(ratio / pair[0])))
+        # The nearest fraction in log terms. |log(ratio / f)| falls then rises along the sorted fractions, so it is
+        # one of the two around the ratio: two logs instead of seven, the same choice (words cost 3 µs a value).
+        around = bisect_right(FRACTION_VALUES, ratio)
+        _, words = min(FRACTIONS[max(around - 1, 0):around + 1], key=lambda pair: abs(math.log(ratio / pair[0])))
         return f"about {words} the typical {shown}"
     if ratio <= 1.15:
         return f"close to the typical {shown}"
