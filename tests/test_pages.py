@@ -415,6 +415,24 @@ def test_a_feature_flagged_by_ks_alone_is_said_to_be_by_ks(tmp_path):
     assert "drift by PSI" not in text
 
 
+def test_a_check_that_retrained_says_whose_f1_its_big_figure_is(tmp_path):
+    """After a retrain, the check's F1 is the replaced model's: the card says so under the figure (issue 22: it read as
+    the served model's score); a check of the served model itself carries no such line."""
+    config = build_project(tmp_path)
+    served = current_deployment(config.prod_deployment_folder).model_version
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("retrained", "2026-03-01T06:00:00Z", version_before="old-model",
+                                  version_after=served))
+    client = app_module.create_app(config.config_file).test_client()
+    text = text_of(client.get("/model"))
+    assert ("Latest drift check F1 0.4100 The F1 of model old-model on the new rows, the model this check replaced; "
+            "the served model's figures are in the cards beside.") in text
+    record_run(history, drift_run("kept", "2026-03-02T06:00:00Z", decision="keep", version_before=served,
+                                  version_after=served))
+    page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
+    assert 'id="check-replaced-model"' not in page and "F1 0.4100" in page
+
+
 def test_the_page_and_the_pdf_describe_the_same_latest_check(tmp_path):
     """A later run that checked nothing (no new rows) is not the latest check, on the page or in the PDF."""
     from riskcore.release.load import deployed_metadata

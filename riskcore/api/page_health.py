@@ -113,7 +113,8 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
     alpha = float(auto["ks_alpha"])
     return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
             "sentence": check_sentence(check) if check else None,
-            "other_model": other_model_note(check, served), "drifted": drifted_features(check, alpha),
+            "other_model": other_model_note(check, served), "replaced_model": replaced_model_note(check, served),
+            "drifted": drifted_features(check, alpha),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
             "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(runs),
             "reliability": latest_reliability(runs)}
@@ -165,6 +166,17 @@ def other_model_note(check: dict[str, Any] | None, served: Served | None) -> str
         return None
     return (f"This check was about model {checked[0]}, not the model served now ({served.model_version}): "
             "its figures do not describe the served model.")
+
+
+def replaced_model_note(check: dict[str, Any] | None, served: Served | None) -> str | None:
+    """When the latest check retrained, whose F1 its figure is: the model it replaced, not the one served now."""
+    if check is None or served is None or check.get("decision") != "retrain":
+        return None
+    before, after = check.get("version_before"), check.get("version_after")
+    if not before or before == served.model_version or after != served.model_version:
+        return None
+    return (f"The F1 of model {before} on the new rows, the model this check replaced; the served model's figures "
+            "are in the cards beside.")
 
 
 def check_sentence(check: dict[str, Any]) -> str:
