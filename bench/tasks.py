@@ -240,7 +240,7 @@ def task_db_project(args: argparse.Namespace) -> None:
     import sqlite3
 
     import datagen
-    from riskcore.data.db_connection import recorded_hashes
+    from riskcore.data.db_changes import recorded_hashes
 
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)

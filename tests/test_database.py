@@ -1,4 +1,4 @@
-"""The database source (riskcore.data.db_setting, .db_connection, .db_ingest): config, the cheap change check, the read.
+"""The database source (riskcore.data.db_setting, .db_connection, .db_changes, .db_ingest): config, change check, read.
 
 SQLite runs through the standard library, in-process. PostgreSQL runs on a real throwaway server
 (tests/pg.py: Debian's binaries, a free loopback port, an unprivileged user); those tests are
@@ -23,7 +23,8 @@ from conftest import ROOT, client_rows, deploy_pipeline, run_script, tree_snapsh
 from riskcore.config import load_config
 from riskcore.contract import INGESTION_RECORD, RISK_RECORD, ConfigError
 from riskcore.data import db_ingest
-from riskcore.data.db_connection import DatabaseError, new_data
+from riskcore.data.db_changes import new_data
+from riskcore.data.db_connection import DatabaseError
 from riskcore.data.db_ingest import read_table
 from riskcore.data.db_setting import DatabaseSource, parse_input_database, postgres_endpoint
 from riskcore.files import atomic_write_json
@@ -324,7 +325,7 @@ def test_a_tick_question_against_sqlite_imports_no_data_library(tmp_path: Path):
     code = f"""
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
-from riskcore.data.db_connection import new_data
+from riskcore.data.db_changes import new_data
 from riskcore.data.db_setting import parse_input_database
 from pathlib import Path
 source = parse_input_database({{"url": "sqlite:///crm.sqlite", "table": "clients", "watermark_column": "updated_at"}},
@@ -753,7 +754,7 @@ def test_a_real_no_op_tick_on_a_sqlite_table_imports_no_data_library_and_no_post
     sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))
     config = deploy_pipeline(table_project(tmp_path, "sqlite:///crm.sqlite"))
     imported = imported_by_a_tick(config)
-    assert {"riskcore.data.db_connection", "sqlite3"} <= imported
+    assert {"riskcore.data.db_changes", "riskcore.data.db_connection", "sqlite3"} <= imported
     assert sorted({name.split(".")[0] for name in imported} & {*HEAVY, "adbc_driver_manager", "nanoarrow"}) == []
 
 
@@ -763,7 +764,7 @@ def test_a_real_no_op_tick_on_a_postgres_table_imports_no_data_library(pg_env, p
     server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
     config = deploy_pipeline(table_project(tmp_path, server.url(pg_database)))
     imported = imported_by_a_tick(config, server.client_env())
-    assert {"riskcore.data.db_connection", "adbc_driver_postgresql", "nanoarrow"} <= imported
+    assert {"riskcore.data.db_changes", "riskcore.data.db_connection", "adbc_driver_postgresql", "nanoarrow"} <= imported
     assert sorted({name.split(".")[0] for name in imported} & set(HEAVY)) == []
 
 

@@ -24,7 +24,8 @@ from test_database import CREATE_PG, FIRST, Reports, database_config, pg_values
 from conftest import ROOT, client_rows, run_script, tree_snapshot
 from riskcore.config import load_config
 from riskcore.contract import EXIT_FAILED, ConfigError, DataError
-from riskcore.data.db_connection import DatabaseError, connect, conninfo, new_data, recorded_hashes
+from riskcore.data.db_changes import new_data, recorded_hashes
+from riskcore.data.db_connection import DatabaseError, connect, conninfo
 from riskcore.data.db_setting import parse_input_database
 from riskcore.faults import KILL_AT_ENV
 from riskcore.ops import tick
@@ -744,8 +745,8 @@ def test_a_record_from_before_the_hashes_became_one_text_still_recognises_its_ro
 def test_a_tick_with_nothing_new_fetches_no_row_of_the_look_back(tmp_path: Path, monkeypatch):
     from test_database import as_tuples, sqlite_source, sqlite_table
 
-    from riskcore.data import db_connection
-    from riskcore.data.db_connection import recorded_summary
+    from riskcore.data import db_changes
+    from riskcore.data.db_changes import recorded_summary
     from riskcore.data.db_ingest import read_table
 
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(client_rows(30, seed=1), "2024-01-01 10:00:00"))
@@ -758,5 +759,5 @@ def test_a_tick_with_nothing_new_fetches_no_row_of_the_look_back(tmp_path: Path,
     def fetched(*args):
         raise AssertionError("the window's rows were fetched")
 
-    monkeypatch.setattr(db_connection, "window_rows", fetched)
+    monkeypatch.setattr(db_changes, "window_rows", fetched)
     assert new_data(source, record) == []

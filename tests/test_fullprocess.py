@@ -470,7 +470,7 @@ NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.api.key", "riskcore.ops.tick"
               "riskcore.contract", "riskcore.release.operator_state", "riskcore.faults", "riskcore.files", "riskcore.ops.history", "riskcore.data.input_files",
               "riskcore.ops.lock", "riskcore.ops.new_data", "riskcore.release.load", "riskcore.ops.run_record",
               "riskcore.ops.deadline",
-              "riskcore.data.db_connection", "riskcore.data.db_setting",  # a database table's tick (input_database)
+              "riskcore.data.db_changes", "riskcore.data.db_connection", "riskcore.data.db_setting",  # a table's tick
               "riskcore.model.drift_evidence",  # the history's drift words
               "riskcore.ops.alerts",  # the heartbeat, the silence alert and alerts still owed
               "riskcore.formatting")  # the history's numbers

@@ -1,7 +1,7 @@
 """Ingesting the configured database table: the same validated rows, finaldata.csv and record as a CSV folder.
 
 One read-only snapshot (a repeatable-read transaction in PostgreSQL, a read transaction in
-SQLite) gives the rows and the state the next tick compares with (riskcore.data.db_connection). Rows come
+SQLite) gives the rows and the state the next tick compares with (riskcore.data.db_changes). Rows come
 in watermark order when there is a watermark column (rows without one first), so a client's
 latest snapshot is its last row, as with files read in name order. PostgreSQL rows arrive through
 ADBC's libpq driver as Arrow columns straight into polars (make bench measures it against psql's
@@ -32,20 +32,22 @@ import polars as pl
 from riskcore.config import Config
 from riskcore.contract import CURRENT_LINK, ID_COLUMN, MAX_ID_LENGTH, TABLE_SNAPSHOT, TARGET, DataError
 from riskcore.data.contract_rules import LABELS_OPTIONAL, expected, shown
-from riskcore.data.db_connection import (
+from riskcore.data.db_changes import (
     IN_RECENT,
     IN_WINDOW,
     ROW_HASH,
-    DatabaseError,
     TableState,
-    connect,
-    contract_columns,
     look_back_sql,
-    quote_identifier,
     recorded_hashes,
     recorded_state,
-    table_sql,
     table_state,
+)
+from riskcore.data.db_connection import (
+    DatabaseError,
+    connect,
+    contract_columns,
+    quote_identifier,
+    table_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
 from riskcore.data.snapshots import DROP_COMMAND, FileResult, HeldBack, IngestionResult, merge_frames, with_label_column
@@ -82,7 +84,7 @@ class TableRead:
 
 def select_sql(source: DatabaseSource, columns: dict[str, bool], marks: dict[str, str] | None = None) -> str:
     """The snapshot's query: the contract's columns (cast to text where not numbers or text), in watermark order;
-    `marks`: name -> SQL of columns marking the look-back's rows (riskcore.data.db_connection.look_back_sql)."""
+    `marks`: name -> SQL of columns marking the look-back's rows (riskcore.data.db_changes.look_back_sql)."""
     listed = [f"{sql} AS {quote_identifier(name)}" for name, sql in (marks or {}).items()]
     for column in columns:
         quoted = quote_identifier(column)
@@ -206,7 +208,7 @@ def deletion_held_back(source: DatabaseSource, known: dict[str, Any] | None, row
 
 def recent_hashes(raw: pl.DataFrame) -> tuple[str, int]:
     """The hashes of the rows within the look-back of the table's max as the record keeps them, one text in
-    increasing order (riskcore.data.db_connection.recorded_hashes), and their sum. After a bulk load that is
+    increasing order (riskcore.data.db_changes.recorded_hashes), and their sum. After a bulk load that is
     every row."""
     if IN_RECENT not in raw.columns:
         return "", 0

@@ -59,10 +59,10 @@ def processed_files(input_folder: Path | None, deployment: Deployment | None) ->
 
 
 def detect_new_data(config: Config, deployment: Deployment | None) -> list[str]:
-    """New for production: CSV files, or a database table's new rows (riskcore.data.db_connection)."""
+    """New for production: CSV files, or a database table's new rows (riskcore.data.db_changes)."""
     if config.input_database is None:
         return detect_new_files(config.input_folder, deployment)
-    from riskcore.data.db_connection import new_data
+    from riskcore.data.db_changes import new_data
 
     return new_data(config.input_database, deployed_record(deployment) if deployment else None)
 
@@ -80,7 +80,7 @@ def detect_removed(config: Config, deployment: Deployment | None) -> list[str]:
         return detect_removed_files(config.input_folder, deployment)
     if deployment is None:
         return []
-    from riskcore.data.db_connection import deleted_rows
+    from riskcore.data.db_changes import deleted_rows
 
     gone = deleted_rows(config.input_database, deployed_record(deployment))
     return [f"{gone:,} rows deleted from {config.input_database.table}"] if gone else []
