@@ -351,6 +351,22 @@ def test_reasons_in_words_name_the_feature_value_the_typical_client_and_the_effe
     assert explainer.reasons_of(np.array([[6.0, 10.0, 6462.0]])) == [listed]
 
 
+def test_a_typical_value_that_moves_the_risk_names_the_average_it_is_measured_from():
+    """Employees near the market's typical 100 lower the risk strongly against the average client (185) the model
+    learnt from: the reason says so, instead of a typical value that lowers the risk for no reason."""
+    explainer = reasons.Explainer(coefficients=(0.0, 0.0, 0.02), intercept=0.0, average=(97.0, 1148.0, 185.0),
+                                  typical=(94.0, 1045.0, 100.0))
+    assert reasons.single_text(explainer, 2, 95) == (
+        "employees 95, close to the typical 100 but below the average 185: lowers the risk strongly")
+    assert reasons.single_text(explainer, 2, 110) == (
+        "employees 110, close to the typical 100 but below the average 185: lowers the risk strongly")
+    assert reasons.single_text(explainer, 2, 400) == "employees 400, about 4 times the typical 100: raises the risk " \
+        "very strongly"  # not close to the typical: the comparison explains itself
+    near = reasons.Explainer(coefficients=(0.0, 0.0, 0.02), intercept=0.0, average=(97.0, 1148.0, 105.0),
+                             typical=(94.0, 1045.0, 100.0))
+    assert reasons.single_text(near, 2, 100) == "employees 100, close to the typical 100: lowers the risk slightly"
+
+
 def test_falling_activity_is_one_reason_when_the_model_weighs_the_month_against_the_year():
     """The new market's model: last month lowers, the year raises the risk; one reason about the trend carries the
     sum of both contributions, and the year's low level (which alone would read "lowers") is not said apart."""

@@ -306,9 +306,20 @@ def year_part(year: Any) -> str:
 
 
 def single_text(explainer: Explainer, j: int, value: Any) -> str:
-    """A single feature's reason: "employees 6,462, about 65 times the typical 99: raises the risk strongly"."""
-    lead = f"{FEATURE_LABELS[FEATURES[j]]} {count(value)}, {compared(value, explainer.typical_client[j])}"
-    return f"{lead}: {effect(explainer.contribution(j, value))}"
+    """A single feature's reason: "employees 6,462, about 65 times the typical 99: raises the risk strongly".
+
+    The effect is measured against the average client the model learnt from, the comparison made with the
+    typical client of the current market: where the value is close to the typical one but its effect is
+    more than slight, the reason names the average it is measured from ("employees 95, close to the typical
+    100 but below the average 185: lowers the risk strongly"), so it never reads as a typical value that moves
+    the risk for no reason.
+    """
+    typical, average = explainer.typical_client[j], explainer.average[j]
+    contribution = explainer.contribution(j, value)
+    words = compared(value, typical)
+    if words.startswith("close to") and abs(contribution) >= STRENGTHS[2][0] and value != average:
+        words += f" but {'below' if value < average else 'above'} the average {count(round(average))}"
+    return f"{FEATURE_LABELS[FEATURES[j]]} {count(value)}, {words}: {effect(contribution)}"
 
 
 def worded_units(explainer: Explainer, frame):
