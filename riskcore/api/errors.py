@@ -58,6 +58,12 @@ def json_bytes(document: Any) -> bytes:
         return orjson.dumps(document, option=ANSWER_OPTIONS)
 
 
+def answer_response(answer: Answer) -> Response:
+    """An answer already encoded (a status and its JSON bytes, as the risk service keeps them) as a response."""
+    status, body = answer
+    return Response(body, status=status, mimetype="application/json")
+
+
 def json_response(document: Any, status: int = 200) -> Response:
     return Response(json_bytes(document), status=status, mimetype="application/json")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from riskcore.api.errors import Answer, ApiError, json_response
+from riskcore.api.errors import ApiError, answer_response, json_response
 from riskcore.api.query import query_choice, query_number
 from riskcore.api.request_rows import rows_of_request
 from riskcore.api.risk_service import service
@@ -20,11 +20,6 @@ MAX_PAGE = 1000
 PAGE_PARAMETERS = ("limit", "top", "offset", "q", "order")  # top: the older name of limit, still taken
 ORDERS = ("risk", "revenue_at_risk")  # ?order=: riskiest first (the ranking), or the largest revenue at risk first
 MAX_QUERY = 100  # characters of a search, as the page takes them
-
-
-def send(answer: Answer) -> Response:
-    status, body = answer
-    return Response(body, status=status, mimetype="application/json")
 
 
 @api.post("/prediction")
@@ -60,7 +55,7 @@ def risk() -> Response:
     limit = query_number(name, DEFAULT_PAGE, 1, MAX_PAGE)
     offset = query_number("offset", 0, 0)
     order = query_choice("order", ORDERS, ORDERS[0])
-    return send(service().risk(service().models.get(), limit, offset, search_text(), order))
+    return answer_response(service().risk(service().models.get(), limit, offset, search_text(), order))
 
 
 def search_text() -> str:
@@ -84,25 +79,26 @@ def risk_of_client(client_id: str) -> Response:
     risk = service()
     served = risk.models.get()
     calls, status = known_client(risk, served, client_id)
-    return send(calls.one(client_id, risk.measurement_group(), client_story(risk, served, client_id, status)))
+    story = client_story(risk, served, client_id, status)
+    return answer_response(calls.one(client_id, risk.measurement_group(), story))
 
 
 @api.get("/scoring")
 def scoring() -> Response:
     """F1 of the deployed model on the test data, computed once per release."""
-    return send(service().scoring(service().models.get()))
+    return answer_response(service().scoring(service().models.get()))
 
 
 @api.get("/summarystats")
 def summarystats() -> Response:
     """Mean, median and standard deviation of each numeric column of the ingested data."""
-    return send(service().summary())
+    return answer_response(service().summary())
 
 
 @api.get("/diagnostics")
 def diagnostics_record() -> Response:
     """The latest diagnostics record: timings, missing-data shares, dependency versions."""
-    return send(service().diagnostics())
+    return answer_response(service().diagnostics())
 
 
 @api.get("/health")

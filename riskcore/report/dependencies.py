@@ -105,7 +105,7 @@ ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 ANSWER = re.compile(r"^(\S+)\s*\(([^)]+)\)\s*$", re.MULTILINE)  # "numpy (2.4.6)"
 
 
-def failure_reason(stderr: str) -> str:
+def pip_failure(stderr: str) -> str:
     """Why pip found no version, in one short phrase."""
     fetch = FETCH_FAILURE.search(stderr)
     if fetch:
@@ -152,7 +152,7 @@ def read_latest(name: str, answer: subprocess.CompletedProcess | str) -> tuple[s
         return versions[-1], None
     if "No module named pip" in answer.stderr:
         return UNKNOWN, "pip is not installed in this environment"
-    return UNKNOWN, failure_reason(answer.stderr)
+    return UNKNOWN, pip_failure(answer.stderr)
 
 
 def latest_versions(names: list[str], deadline: float) -> list[tuple[str, str | None]]:
@@ -166,7 +166,7 @@ def latest_versions(names: list[str], deadline: float) -> list[tuple[str, str | 
     first = ask_pip(names[0], deadline, verbose=True)
     version, reason = read_latest(names[0], first)
     if version == UNKNOWN and not isinstance(first, str) and "No module named pip" not in first.stderr:
-        reason = failure_reason(first.stdout + first.stderr)
+        reason = pip_failure(first.stdout + first.stderr)
     if version == UNKNOWN and not (reason.startswith("pip: ") or reason == NO_VERSION):
         return [(UNKNOWN, reason)] * len(names)
     rest = names[1:]
