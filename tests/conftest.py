@@ -333,3 +333,15 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
             pass
         time.sleep(0.05)
     raise AssertionError(f"{url} did not come up within {seconds} s")
+
+
+@pytest.fixture
+def isolated_logging():
+    """main() configures the root logger for its process; undo that for the tests that follow."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

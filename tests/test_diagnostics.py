@@ -461,18 +461,6 @@ def test_command_turns_a_user_error_into_one_sentence(tmp_path):
     assert done.stdout == ""
 
 
-@pytest.fixture
-def isolated_logging():
-    """main() configures the root logger for its process; undo that for the tests that follow."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def test_main_refuses_a_bad_repeat(config, capsys, isolated_logging):
     assert diagnostics.main(["--config", str(config.config_file), "--repeat", "0"]) == EXIT_FAILED
     assert "--repeat must be at least 1" in capsys.readouterr().err

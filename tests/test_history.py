@@ -202,18 +202,6 @@ def test_history_piped_into_head_ends_quietly(config, form):
     assert "Traceback" not in done.stderr
 
 
-@pytest.fixture
-def isolated_logging():
-    """main() configures the root logger for its process; undo that for the tests that follow."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize("form", HISTORY_FORMATS)
 def test_fullprocess_prints_the_history_in_each_format(config, capsys, isolated_logging, form):
     rows = two_runs(config.output_model_folder / RUN_HISTORY)
