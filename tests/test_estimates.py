@@ -30,6 +30,7 @@ from riskcore.model.calibration import (
     expected_roc_auc,
     fit_calibrator,
 )
+from riskcore.model.drift_evidence import estimate_text
 from riskcore.model.training import train_model
 from riskcore.ops.history import read_history
 from riskcore.release.load import current_deployment, load_deployed_calibrator, verify_release
@@ -91,9 +92,23 @@ def test_the_interval_narrows_with_the_window_and_the_warning_needs_both_drop_an
         interval = estimate_performance(p, (p > 0.5).astype(int), p)["f1_interval"]
         widths.append(interval[1] - interval[0])
     assert widths[1] < widths[0] / 2
-    assert estimated_drop({"f1": 0.70, "f1_interval": [0.65, 0.75]}, 0.86, 0.05)
-    assert not estimated_drop({"f1": 0.70, "f1_interval": [0.55, 0.87]}, 0.86, 0.05)  # interval reaches it
-    assert not estimated_drop({"f1": 0.83, "f1_interval": [0.82, 0.84]}, 0.86, 0.05)  # a drop under min_drop
+    assert estimated_drop({"f1": 0.70, "f1_interval": [0.65, 0.75], "rows": 300}, 0.86, 0.05)
+    assert not estimated_drop({"f1": 0.70, "f1_interval": [0.55, 0.87], "rows": 300}, 0.86, 0.05)  # interval reaches it
+    assert not estimated_drop({"f1": 0.83, "f1_interval": [0.82, 0.84], "rows": 300}, 0.86, 0.05)  # under min_drop
+
+
+def test_a_handful_of_rows_never_warns_and_says_too_few_rows():
+    # 5 clients of the served market, each leaving with probability 0.3, all predicted to stay: the expected
+    # F1 is 0 in every resample, so the interval is [0.00, 0.00], wholly below any baseline. No evidence.
+    p = np.full(5, 0.3)
+    estimate = estimate_performance(p, np.zeros(5, dtype=int), np.log(p / (1 - p)))
+    assert estimate["f1"] == 0.0 and estimate["f1_interval"] == [0.0, 0.0]
+    assert not estimated_drop(estimate, 0.84, 0.05)
+    row = {"estimated_f1": 0.0, "estimated_f1_interval": [0.0, 0.0], "estimated_rows": 5, "window_labelled": 0,
+           "estimated_baseline": 0.84, "estimated_drift": False}
+    assert estimate_text(row).endswith("own-market baseline 0.84 (too few rows: fewer than 50, no warning)")
+    enough = estimate_performance(np.full(400, 0.3), np.zeros(400, dtype=int), np.zeros(400))
+    assert estimated_drop(enough, 0.84, 0.05)  # the same figures on 400 rows do warn
 
 
 # --- (a), (b): the estimate on shifted and changed months ------------------------------------------------

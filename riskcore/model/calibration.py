@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from riskcore.model.drift_evidence import MIN_DRIFT_ROWS
+
 CALIBRATION_BINS = 10  # equal-count bins of the expected calibration error and the reliability diagram
 CALIBRATION_SEED = 0
 MIN_CALIBRATION_ROWS = 100  # fewer held-out rows, or fewer than MIN_CALIBRATION_CLASS of either class: no calibrator
@@ -248,7 +250,10 @@ def estimate_performance(probabilities, predictions, scores, resamples: int = ES
 
 
 def estimated_drop(estimate: dict[str, Any], baseline_f1: float | None, min_drop: float) -> bool:
-    """The warning `estimated_drift`: an estimated F1 min_drop or more below the baseline, its interval wholly below."""
+    """The warning `estimated_drift`: an estimated F1 min_drop or more below the baseline, its interval wholly below,
+    on at least MIN_DRIFT_ROWS rows (on fewer, "too few rows", as for data drift)."""
     if baseline_f1 is None or estimate.get("f1") is None or not estimate.get("f1_interval"):
+        return False
+    if estimate.get("rows", 0) < MIN_DRIFT_ROWS:
         return False
     return baseline_f1 - estimate["f1"] >= min_drop and estimate["f1_interval"][1] < baseline_f1

@@ -21,15 +21,11 @@ import numpy as np
 from scipy import stats
 
 from riskcore.contract import FEATURES
-from riskcore.model.drift_evidence import feature_values
+from riskcore.model.drift_evidence import MIN_DRIFT_ROWS, TOO_FEW_ROWS, feature_values
 
 DECILES = np.linspace(0.0, 1.0, 11)[1:-1]
 SOME_SHIFT = 0.1  # PSI from here up to the threshold: worth watching, not drift
 SHARE_FLOOR = 1e-4  # an empty bin counts as this share, so the logarithm stays finite
-# PSI on deciles wants at least 5 rows expected in each of its 10 bins; on fewer rows a feature's
-# PSI and KS are shown but never called drift ("too few rows").
-MIN_DRIFT_ROWS = 50
-TOO_FEW_ROWS = "too few rows"
 PERMUTATIONS = 10_000
 PERMUTATION_SEED = 0
 

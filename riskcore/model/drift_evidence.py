@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 NEW_ROWS_POINTS = 101  # quantiles a run records of its new rows: enough to draw them, small in the history
 BINS = 40  # bars of a distribution chart, on the page and in the PDF
 TOP_SHARE = 0.99  # a chart ends at the 99th percentile of either data set: the top 1% fall in its last bar
+# PSI on deciles wants at least 5 rows expected in each of its 10 bins; on fewer rows a feature's
+# PSI and KS are shown but never called drift ("too few rows"). The estimate without labels keeps the
+# same minimum before it may warn: its bootstrap interval on a handful of rows is no interval (5
+# same-market rows all predicted to stay give [0.00, 0.00], and warned in about 1 window in 5).
+MIN_DRIFT_ROWS = 50
+TOO_FEW_ROWS = "too few rows"
 LEDGER_TOLERANCE = 0.05  # an estimate this close to the realized F1 held; further off, the words say by how much
 
 
@@ -223,6 +229,8 @@ def estimate_text(row: dict[str, Any]) -> str | None:
         if row.get("estimated_drift"):
             text += (f": an estimated drop of {baseline - f1:.2f}, its interval wholly below the baseline "
                      "(a warning: without labels nothing is retrained)")
+    if int(row.get("estimated_rows") or 0) < MIN_DRIFT_ROWS:
+        text += f" ({TOO_FEW_ROWS}: fewer than {MIN_DRIFT_ROWS}, no warning)"
     return text
 
 
