@@ -249,7 +249,8 @@ def test_a_labelled_month_that_retrains_does_not_also_warn_that_nothing_is_retra
     month(config.input_folder / "2026-02.csv", 3000, "source", 21)
     row = tick(config)
     assert row["decision"] == "retrain" and row["window_labelled"] == row["estimated_rows"] == 3000
-    assert estimated_drop({"f1": row["estimated_f1"], "f1_interval": row["estimated_f1_interval"]},
+    assert estimated_drop({"f1": row["estimated_f1"], "f1_interval": row["estimated_f1_interval"],
+                           "rows": row["estimated_rows"]},
                           row["estimated_baseline"], config.automation["min_drop"])  # the estimate did drop
     assert row["estimated_drift"] is False
     assert row["realized_rows"] == 3000  # the labels realize the estimate at once
