@@ -203,6 +203,13 @@ def test_a_bad_query_is_a_400(api, query):
     assert api.get(f"/calls?{query}").status_code == 400
 
 
+@pytest.mark.parametrize("query", ["client=abcd", "limit=5"])
+def test_the_csv_export_refuses_a_query_it_would_ignore(api, query):
+    """Every call, always: a filter or page size given to the export is a 400 naming it, never quietly dropped."""
+    answer = api.get(f"/calls.csv?{query}")
+    assert answer.status_code == 400 and answer.get_json()["field"] == query.split("=")[0]
+
+
 def test_with_a_key_the_calls_need_the_header(project, monkeypatch):
     monkeypatch.setenv("RISK_API_KEY", "s3cret-key")
     keyed = app_module.create_app(project).test_client()

@@ -101,6 +101,8 @@ def test_history_is_paged_by_limit_and_offset(config, client, query, ids):
     ("offset=-1", "offset", "of at least 0"),
     ("offset=1e3", "offset", "whole number"),
     ("limit=1&limit=2", "limit", "once only"),
+    ("top=1", "top", "Unknown query parameter"),  # /risk's older name of limit: silently ignored here, 50 runs came
+    ("quantile=1", "quantile", "Unknown query parameter"),
 ])
 def test_bad_paging_is_a_400_naming_the_parameter(config, client, query, field, phrase):
     record_runs(config, 2)

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from riskcore.api.errors import ApiError, json_response
-from riskcore.api.query import query_number
+from riskcore.api.query import known_parameters, query_number
 from riskcore.api.request_rows import json_body
 from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER
@@ -51,10 +51,7 @@ def store():
 @calls.get("/calls")
 def list_calls() -> Response:
     """The recorded calls, newest first: ?limit= (default 50) from ?offset= (default 0), ?client= for one client."""
-    unknown = [key for key in request.args if key not in LIST_PARAMETERS]
-    if unknown:
-        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /calls takes "limit", '
-                            '"offset" and "client".', field=unknown[0][:60])
+    known_parameters("/calls", LIST_PARAMETERS)
     limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
     client = request.args.get("client")
@@ -87,6 +84,7 @@ def add_calls() -> Response:
 @calls.get("/calls.csv")
 def calls_export() -> Response:
     """Every recorded call as CSV, in the order recorded."""
+    known_parameters("/calls.csv", ())
     return Response(calls_csv(all_calls(store())), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=calls.csv"})
 
@@ -154,5 +152,6 @@ def calls_paths() -> dict[str, Any]:
             "description": f"Columns: {', '.join(CSV_COLUMNS)}. A cell that would start a spreadsheet formula "
                            "(=, +, -, @) starts with an apostrophe.",
             "responses": {"200": {"description": "The calls", "content": {"text/csv": {"schema": {
-                "type": "string", "pattern": f"^{','.join(CSV_COLUMNS)}\\n"}}}}, "401": unauthorised}}},
+                "type": "string", "pattern": f"^{','.join(CSV_COLUMNS)}\\n"}}}},
+                "400": error("A query parameter: the export takes none"), "401": unauthorised}}},
     }

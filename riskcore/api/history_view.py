@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from riskcore.api.errors import json_response
-from riskcore.api.query import query_number
+from riskcore.api.query import known_parameters, query_number
 from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER, FEATURES
 from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
@@ -24,12 +24,14 @@ evidence = Blueprint("evidence", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+PARAMETERS = ("limit", "offset", "quantiles")
 
 
 @evidence.get("/history")
 def history() -> Response:
     """The automation's run history, newest first: ?limit= runs (default 50) from ?offset= (default 0); the
     quantile lists with ?quantiles=1."""
+    known_parameters("/history", PARAMETERS)
     limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
     quantiles = query_number("quantiles", 0, 0, 1) == 1
@@ -135,6 +137,7 @@ def history_paths() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A page of runs (an empty list before the first run)",
                     "content": {"application/json": {"schema": page}}},
-            "400": error("A limit, offset or quantiles that is not a whole number in range"),
+            "400": error("A limit, offset or quantiles that is not a whole number in range, or an unknown "
+                         "parameter (the message names it)"),
             "401": error(f"Missing or wrong {API_KEY_HEADER}"),
         }}}}

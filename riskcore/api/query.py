@@ -11,6 +11,18 @@ from riskcore.api.errors import ApiError
 MAX_DIGITS = 9  # a longer number is no page, offset or count this API can serve
 
 
+def known_parameters(path: str, names: tuple[str, ...], said: str | None = None) -> None:
+    """Refuse a query parameter the endpoint at `path` does not take, or ApiError 400: one sentence naming it and
+    those it takes (`said`: how to list them, when plain names do not say it all)."""
+    unknown = [key for key in request.args if key not in names]
+    if not unknown:
+        return
+    listed = said or (", ".join(f'"{name}"' for name in names[:-1]) + f' and "{names[-1]}"' if len(names) > 1
+                      else f'"{names[0]}"' if names else "no query parameters")
+    raise ApiError(400, f"Unknown query parameter {json.dumps(unknown[0][:60])}; {path} takes {listed}.",
+                   field=unknown[0][:60])
+
+
 def query_number(name: str, default: int, lowest: int, highest: int | None = None) -> int:
     """A query parameter that must be a whole number in a range, or ApiError 400: one sentence naming it.
 

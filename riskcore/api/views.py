@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
 from riskcore.api.errors import ApiError, answer_response, json_response
-from riskcore.api.query import query_choice, query_number
+from riskcore.api.query import known_parameters, query_choice, query_number
 from riskcore.api.request_rows import rows_of_request
 from riskcore.api.risk_service import service
 from riskcore.release.listing import served_summary
@@ -45,10 +44,7 @@ def risk() -> Response:
     """The call list: ?limit= clients (default 50; ?top= is the same) from ?offset= (default 0), riskiest first,
     with their reasons; ?q= keeps the clients whose id contains it, whatever the case; ?order=revenue_at_risk puts
     the largest revenue at risk first (unknown revenue last)."""
-    unknown = [key for key in request.args if key not in PAGE_PARAMETERS]
-    if unknown:
-        raise ApiError(400, f'Unknown query parameter {json.dumps(unknown[0][:60])}; /risk takes "limit" (or "top"), '
-                            '"offset", "q" and "order".', field=unknown[0][:60])
+    known_parameters("/risk", PAGE_PARAMETERS, '"limit" (or "top"), "offset", "q" and "order"')
     if "limit" in request.args and "top" in request.args:
         raise ApiError(400, 'Give "limit" or "top" (the same page size), not both.', field="top")
     name = "top" if "top" in request.args else "limit"
