@@ -522,6 +522,27 @@ def test_a_check_that_kept_the_model_gives_its_f1_on_new_data(tmp_path):
     assert "On the new rows of 2026-04-01 06:00 UTC: F1 0.7300 · 224 rows." in text
 
 
+@pytest.mark.parametrize(("decision", "drift", "sentence", "alert"), [
+    ("keep", None, "Model checked {ago}: healthy.", False),
+    ("keep", True, "Model checked {ago}: the new data differs from its training data; the model was kept.", True),
+    ("wait", None, "Model checked {ago}: the model was kept until there are enough labelled rows to decide.", False),
+    ("wait", True, "Model checked {ago}: the new data differs from its training data; the model was kept until "
+                   "there are enough labelled rows to decide.", True),
+    ("kept_by_gate", None, "Model checked {ago}: a model was retrained, but the promotion gate kept the served one.",
+     True),
+])
+def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, drift, sentence, alert):
+    """A check that waited for labels or was kept by the gate read "Model checked just now: wait." on the strip."""
+    config = build_project(tmp_path)
+    checked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 3600 - 60))
+    changes = {} if drift else {"data_drift": None}
+    record_run(config.output_model_folder / RUN_HISTORY, drift_run("k", checked, decision=decision, **changes))
+    page = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
+    strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', page)
+    assert html.unescape(re.sub(r"<[^>]+>", "", strip.group(2))).split(" · ")[0] == sentence.format(ago="2 hours ago")
+    assert (strip.group(1) == "alert") == alert
+
+
 def test_a_model_not_checked_on_new_data_says_so(client):
     assert "On new data: not measured yet for this model." in text_of(client.get("/model"))
 

@@ -75,7 +75,8 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     """The managers' one line about the model behind the call list (the detail is on /model), and whether it alarms.
 
     "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec"; "Model checked
-    2 hours ago: the new data drifted, the model was kept"; the last run's failure when it failed.
+    2 hours ago: the new data differs from its training data; the model was kept"; a model kept until enough labelled
+    rows arrive, or by the promotion gate, in the words of DECISIONS; the last run's failure when it failed.
     """
     if served is None:
         return {"sentence": "No model is deployed yet: no call list.", "alert": True}
@@ -91,14 +92,19 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
         return {"sentence": sentence + (": the last run failed." if failed else "."), "alert": failed}
     checked = ago(check.get("finished_at") or check.get("started_at"), now)
     decision = str(check.get("decision") or "")
+    drifted = isinstance(check.get("data_drift"), dict) and bool(check["data_drift"].get("drift"))
+    # The decisions that keep the served model, in words (a "wait" or a gate's keep read "wait", "kept_by_gate")
+    kept = DECISIONS["keep"] if decision.startswith("keep") else DECISIONS.get(decision) if decision in (
+        "wait", "kept_by_gate") else None
     if decision == "retrain":
         sentence, alert = f"New market detected, model retrained on {day(check.get('started_at'))}", False
     elif decision == "first deployment":
         sentence, alert = f"First model deployed {checked}", False
-    elif decision.startswith("keep") and isinstance(check.get("data_drift"), dict) and check["data_drift"].get("drift"):
-        sentence, alert = f"Model checked {checked}: the new data differs from its training data; model kept", True
-    elif decision.startswith("keep"):
+    elif decision.startswith("keep") and not drifted:
         sentence, alert = f"Model checked {checked}: healthy", False
+    elif kept is not None:
+        differs = "the new data differs from its training data; " if drifted else ""
+        sentence, alert = f"Model checked {checked}: {differs}{kept}", drifted or decision == "kept_by_gate"
     else:
         sentence, alert = f"Model checked {checked}: {decision or 'no decision recorded'}", False
     if failed:
