@@ -254,3 +254,27 @@ def test_a_labelled_month_that_retrains_does_not_also_warn_that_nothing_is_retra
                           row["estimated_baseline"], config.automation["min_drop"])  # the estimate did drop
     assert row["estimated_drift"] is False
     assert row["realized_rows"] == 3000  # the labels realize the estimate at once
+
+
+def test_the_page_and_the_pdf_give_the_latest_checks_estimate_never_an_earlier_models():
+    """After a retrain whose model has no calibrator, the next check estimates nothing: the page and the PDF say so
+    beside that check, instead of the replaced model's estimate of an earlier window."""
+    from riskcore.api.page_health import latest_estimate
+    from riskcore.model.drift_evidence import latest_check
+    from riskcore.report.pdf_evidence import estimate_lines
+
+    earlier = {"run_number": 5, "started_at": "2026-12-06T15:40:23Z", "version_before": "old", "f1_new_data": 0.29,
+               "window_rows": 425, "window_labelled": 425, "estimated_f1": 0.84, "estimated_f1_interval": [0.81, 0.86],
+               "estimated_rows": 425, "estimated_baseline": 0.84, "estimated_drift": False, "realized_f1": 0.29,
+               "realized_rows": 425}
+    latest = {"run_number": 6, "started_at": "2026-12-06T15:40:38Z", "version_before": "new", "f1_new_data": None,
+              "window_rows": 11425, "window_labelled": 0,
+              "data_drift": {"features": {"lastmonth_activity": {"psi": 0.003, "drift": False}}}}
+    check = latest_check([earlier, latest])
+    assert check is latest
+    shown = latest_estimate(check)
+    assert shown["started_at"] == latest["started_at"] and "0.84" not in shown["sentence"]
+    assert shown["sentence"].startswith("not estimated: model new has no calibrator") and not shown["realized"]
+    pdf = " ".join(estimate_lines(check, None))
+    assert "not estimated: model new has no calibrator" in pdf and "0.84" not in pdf
+    assert "0.84 [0.81, 0.86]" in latest_estimate(latest_check([earlier]))["sentence"]  # its own check: shown

@@ -21,6 +21,7 @@ from riskcore.formatting import sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
+    check_estimate,
     checked_rows,
     drift_rule_text,
     estimate_text,
@@ -28,7 +29,7 @@ from riskcore.model.drift_evidence import (
     last_bar_text,
     latest_calibrated,
     latest_check,
-    latest_estimated,
+    no_estimate_text,
     quantiles_of,
     realized_text,
     recorded_figures,
@@ -122,7 +123,7 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
             "other_model": other_model_note(check, served), "replaced_model": replaced_model_note(check, served),
             "drifted": drifted_features(check, alpha),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
-            "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(runs),
+            "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(check),
             "reliability": latest_reliability(runs)}
 
 
@@ -142,11 +143,14 @@ def call_effect(risk: RiskService) -> dict[str, Any] | None:
             "note": counting_note(measured) if rows else None}
 
 
-def latest_estimate(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest window's estimated performance in one sentence, whether it warns, and what its labels later said."""
-    run = latest_estimated(runs)
+def latest_estimate(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The latest check's estimated performance in one sentence, whether it warns, and what its labels later said;
+    or why it estimated nothing (the PDF's words)."""
+    run = check_estimate(check)
     if run is None:
-        return None
+        missing = no_estimate_text(check)
+        return {"sentence": missing, "drift": False, "realized": None, "started_at": check.get("started_at")} \
+            if missing else None
     return {"sentence": estimate_text(run), "drift": bool(run.get("estimated_drift")),
             "realized": sentence_case(realized_text(run)), "started_at": run.get("started_at")}
 

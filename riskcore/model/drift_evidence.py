@@ -39,8 +39,10 @@ def recorded_figures(row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def is_drift_check(row: dict[str, Any]) -> bool:
-    """A run made a drift check when it measured something on new rows: an F1, or PSI and KS per feature."""
-    return isinstance(row.get("f1_new_data"), (int, float)) or bool(recorded_figures(row))
+    """A run made a drift check when it measured something on new rows: an F1, an estimate without labels, or PSI
+    and KS per feature."""
+    return any(isinstance(row.get(column), (int, float)) for column in ("f1_new_data", "estimated_f1")) \
+        or bool(recorded_figures(row))
 
 
 def latest_check(runs: list[dict[str, Any]], run_number: int | None = None) -> dict[str, Any] | None:
@@ -288,9 +290,20 @@ def calibrator_text(record: dict[str, Any] | None) -> str | None:
             f"Brier score {figure(before, 'brier')}{arrow}{figure(after, 'brier')}")
 
 
-def latest_estimated(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest run that estimated its window's performance (`runs` oldest first, as read_history gives them)."""
-    return next((row for row in reversed(runs) if isinstance(row.get("estimated_f1"), (int, float))), None)
+def check_estimate(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The drift check's own estimate without labels, beside its verdict: the check when it estimated its window,
+    else None. Never an earlier run's: after a retrain that was another model's window (the PDF's and /history's
+    table keep every window)."""
+    return check if check is not None and isinstance(check.get("estimated_f1"), (int, float)) else None
+
+
+def no_estimate_text(check: dict[str, Any] | None) -> str | None:
+    """Why a drift check that took rows estimated nothing without labels (None: it estimated, or took no rows)."""
+    if check is None or check_estimate(check) is not None or not checked_rows(check):
+        return None
+    model = check.get("version_before")
+    return (f"not estimated: model {model} has no calibrator to estimate from (its held-out rows were too few "
+            "to fit one)" if model else "not estimated: no calibrator to estimate from")
 
 
 def latest_calibrated(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

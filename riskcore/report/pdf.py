@@ -127,7 +127,7 @@ def headline_box(data: ReportData, styles: Styles, width: float):
         lines.append(f"<b>ROC AUC {ev.auc:.3f} is below 0.5:</b> on the test data the model ranks clients who "
                      "stayed above clients who left more often than the reverse, worse than chance.")
     lines.extend(drift_check_lines(data.drift, deployment.model_version))
-    lines.extend(estimate_lines(data.runs, metadata.get("calibration")))
+    lines.extend(estimate_lines(data.drift.check, metadata.get("calibration")))
     lines.extend(retrain_line(data.retrain))
     if data.risk.top:
         first = data.risk.top[0]

@@ -17,12 +17,13 @@ from riskcore.formatting import count, number, score, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
+    check_estimate,
     checked_rows,
     drift_rule_text,
     estimate_text,
     feature_drift_text,
     latest_calibrated,
-    latest_estimated,
+    no_estimate_text,
     realized_text,
     verdict_text,
 )
@@ -181,11 +182,14 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
 ESTIMATE_ROWS = 8  # the newest estimated windows in the report's table
 
 
-def estimate_lines(runs: list[dict[str, Any]], calibration: dict[str, Any] | None) -> list[str]:
-    """The headline's word on the newest estimate (with its baseline and warning), its realized F1, and the served
-    model's calibration (its metadata's record)."""
+def estimate_lines(check: dict[str, Any] | None, calibration: dict[str, Any] | None) -> list[str]:
+    """The headline's word on the drift check's estimate (with its baseline and warning) or why it has none, its
+    realized F1, and the served model's calibration (its metadata's record)."""
     lines = []
-    run = latest_estimated(runs)
+    run = check_estimate(check)
+    missing = no_estimate_text(check)
+    if missing:
+        lines.append(f"<b>Estimated without labels</b> ({escape(check.get('started_at'))}): {escape(missing)}.")
     if run is not None:
         warning = "<b>Warning: estimated drift.</b> " if run.get("estimated_drift") else ""
         line = (f"{warning}<b>Estimated without labels</b> ({escape(run.get('started_at'))}): "
