@@ -175,3 +175,22 @@ def test_the_documented_run_schema_refuses_what_a_run_never_holds(client):
         "id": 1, "run_id": "x", "started_at": "t", "outcome": "done",
         "data_drift": {"features": {"lastmonth_activity": {"psi": "high", "drift": True}}}}]}
     assert list(validator(document, "/history", "200").iter_errors(bad))
+
+
+def test_a_window_too_small_and_estimated_matches_the_openapi_document(config, client):
+    """A 5-row window as the tick records it: its PSI "too few rows", its estimate's interval, warning and calibration."""
+    small = {name: {"psi": 4.9, "psi_label": "too few rows", "ks_statistic": 0.29, "ks_p_value": 0.72, "rows": 5,
+                    "drift": False} for name in ("lastmonth_activity", "lastyear_activity", "number_of_employees")}
+    run = Run(started_at="2026-01-02T00:00:00Z", run_number=2, new_files=["d2.csv"], rows_read=5, rows_ingested=5,
+              outcome="done", decision="wait", data_drift={"drift": False, "features": small}, f1_new_data=0.0,
+              window_rows=5, window_labelled=5, window_positives=1, estimated_f1=0.0, estimated_f1_interval=[0.0, 0.0],
+              estimated_rows=5, estimated_baseline=0.84, estimated_drift=False, realized_f1=0.0, realized_rows=5,
+              calibration={"ece": 0.25, "brier": 0.2, "rows": 5, "bins": 10,
+                           "reliability": [{"predicted": 0.01, "observed": 1.0, "rows": 1}]})
+    record_run(config.output_model_folder / RUN_HISTORY, run.as_row())
+    document = client.get("/openapi.json").get_json()
+    answer = client.get("/history")
+    assert answer.get_json()["runs"][0]["estimated_f1_interval"] == [0.0, 0.0]
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator(document, "/history", "200").iter_errors(answer.get_json())]
+    assert errors == []

@@ -18,6 +18,7 @@ from riskcore.api.errors import json_response
 from riskcore.api.query import known_parameters, query_number
 from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER, FEATURES
+from riskcore.model.drift_evidence import TOO_FEW_ROWS
 from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 
 evidence = Blueprint("evidence", __name__)
@@ -51,7 +52,8 @@ SQL_TYPES = {"TEXT": "string", "INTEGER": "integer", "REAL": "number"}
 def feature_drift_schema() -> dict[str, Any]:
     number = {"type": "number"}
     return {"type": "object", "required": ["psi", "drift"], "properties": {
-        "psi": number, "psi_label": {"enum": ["stable", "some shift", "drift"]},
+        "psi": number, "psi_label": {"enum": ["stable", "some shift", "drift", TOO_FEW_ROWS]},
+        "rows": {"type": "integer", "minimum": 0},
         "ks_statistic": {"type": "number", "minimum": 0, "maximum": 1},
         "ks_p_value": {"type": "number", "minimum": 0, "maximum": 1}, "drift": {"type": "boolean"}}}
 
@@ -101,6 +103,17 @@ def run_schema() -> dict[str, Any]:
             "difference": {"type": ["number", "null"], "description": "share left: called minus measurement group"},
             "interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
             "called": {"type": "object"}, "measurement_group": {"type": "object"}}},
+        "estimated_f1_interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2,
+                                  "maxItems": 2, "description": "the estimated F1's 95% interval [low, high]"},
+        "estimated_drift": {"type": ["boolean", "null"], "description": "the warning: a drop estimated without labels"},
+        "calibration": {**nullable_object, "description": "a labelled window's calibration: ECE and Brier score of "
+                                                         "the calibrated probabilities, the reliability bins",
+                        "properties": {
+            "ece": {"type": "number", "minimum": 0, "maximum": 1}, "brier": {"type": "number", "minimum": 0,
+                                                                              "maximum": 1},
+            "rows": {"type": "integer", "minimum": 0}, "bins": {"type": "integer", "minimum": 1},
+            "reliability": {"type": "array", "items": {"type": "object", "properties": {
+                "predicted": {"type": "number"}, "observed": {"type": "number"}, "rows": {"type": "integer"}}}}}},
         "new_rows_quantiles": {**nullable_object, "description": "per feature, quantiles of the new rows the drift "
                                                                 "check took", "additionalProperties": {
             "type": "array", "items": {"type": "number"}}},
