@@ -430,3 +430,42 @@ def test_revenue_at_risk_fits_the_first_screen(browser, revenue_site, width, hei
         assert shown and all(cell.is_displayed() and cell.text for cell in shown[:at_least])
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# --- What changed since the last run, on a phone too ---------------------------------------------
+@pytest.fixture(scope="module")
+def moved_site(tmp_path_factory) -> Iterator[Site]:
+    """A project whose newest kept ranking is of an earlier list without today's riskiest client: it is "new",
+    every other client "down 1"."""
+    import ingestion
+    from riskcore.report.call_list import risk_scores
+
+    config = build_project(tmp_path_factory.mktemp("moved"))
+    top = risk_list(config)[0]["corporation"]
+    earlier = config.output_model_folder.parent / "earlier.csv"
+    earlier.write_text("\n".join(line for line in config.final_data_file.read_text(encoding="utf-8").splitlines()
+                                 if not line.startswith(top + ",")) + "\n", encoding="utf-8")
+    risk_scores(config, earlier, cycle=7)
+    ingestion.run(config)  # a new version of finaldata.csv (the same rows): ranked again, against run 7's
+    served = Site(config.config_file)
+    yield served
+    served.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_what_changed_since_the_last_run_shows_on_a_phone_too(browser, moved_site, width, console):
+    """The since-last-run column on a screen, the same words under the probability on a phone, where the column
+    does not fit: a phone showed no "new" nor "up 12" at all."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": width < 600})
+    try:
+        browser.get(moved_site.url + "/")
+        first, second = browser.find_elements(By.CSS_SELECTOR, "table.calls tbody tr")[:2]
+        for row, change in ((first, "new"), (second, "down 1")):
+            column, inline = (row.find_element(By.CSS_SELECTOR, selector) for selector in ("td.change", ".change-inline"))
+            shown = column if width >= 640 else inline
+            assert shown.is_displayed() and shown.text.endswith(change)
+            assert not (inline if width >= 640 else column).is_displayed()
+        assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
