@@ -212,7 +212,9 @@ def test_fullprocess_prints_the_history_in_each_format(config, capsys, isolated_
     assert printed == expected.rstrip("\n") + "\n"
 
 
-def test_history_csv_keeps_the_estimate_and_the_reliability_bins_readable(tmp_path: Path):
+def test_history_csv_keeps_the_estimate_and_leaves_the_reliability_bins_to_json(tmp_path: Path):
+    """Ten reliability bins made a 700-character cell, the kind issue 22 moved the quantiles out of the CSV for: the
+    bins are in --format json, the CSV keeps their summary (ECE, Brier score, rows, bins)."""
     path = tmp_path / "runhistory.sqlite"
     bins = [{"predicted": 0.1, "observed": 0.12, "rows": 50}, {"predicted": 0.8, "observed": 0.7, "rows": 50}]
     record_run(path, {"run_id": "e", "started_at": "2026-03-01T00:00:00Z", "estimated_f1": 0.81,
@@ -222,7 +224,8 @@ def test_history_csv_keeps_the_estimate_and_the_reliability_bins_readable(tmp_pa
     assert row["estimated_f1_interval"] == [0.77, 0.85] and row["estimated_drift"] is False
     [cells] = list(csv.DictReader(io.StringIO(history_csv([row]))))
     assert cells["estimated_f1_interval"] == "0.77; 0.85" and cells["calibration.ece"] == "0.05"
-    assert json.loads(cells["calibration.reliability"]) == bins
+    assert cells["calibration.rows"] == "100" and "calibration.reliability" not in cells
+    assert json.loads(history_json([row]))[0]["calibration"]["reliability"] == bins
 
 
 def test_the_history_table_says_the_estimate_its_realized_f1_and_the_calibration(tmp_path: Path):

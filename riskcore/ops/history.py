@@ -260,23 +260,24 @@ def history_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
-    """A nested value as flat CSV cells: objects by dotted name, lists of names joined, anything else as it is."""
+    """A nested value as flat CSV cells: objects by dotted name, lists of names joined, lists of figures left to the
+    JSON (--format json), anything else as it is."""
     if isinstance(value, dict):
         cells: dict[str, Any] = {}
         for key, inner in value.items():
             cells.update(_flat(f"{prefix}.{key}", inner))
         return cells
     if isinstance(value, list):
-        if any(isinstance(item, dict) and "name" not in item for item in value):  # figures (reliability bins)
-            return {prefix: json.dumps(value)}
+        if any(isinstance(item, dict) and "name" not in item for item in value):
+            return {}  # a list of figures (reliability bins: a 700-character cell) belongs in JSON, as the quantiles
         return {prefix: "; ".join(f"{item.get('name')}: {item.get('reason')}" if isinstance(item, dict)
                                   else str(item) for item in value)}
     return {prefix: value}
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
-    """The run history as CSV, oldest run first: every column but the quantile lists (QUANTILE_COLUMNS), nested
-    figures in columns of their own (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
+    """The run history as CSV, oldest run first: every column but the lists of figures (the quantiles, QUANTILE_COLUMNS,
+    and the reliability bins), nested figures in columns of their own (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
     flat = []
     for row in rows:
         cells: dict[str, Any] = {}
