@@ -60,7 +60,7 @@ def list_calls() -> Response:
                        field="client")
     total, found = read_calls(store(), limit, offset, client.strip() if client is not None else None)
     end = offset + len(found)
-    return json_response({"total": total, "limit": limit, "offset": offset,
+    return json_response({"total": total, "limit": limit, "offset": offset, "count": len(found),
                           "next_offset": end if end < total else None, "calls": found})
 
 
@@ -117,9 +117,11 @@ def calls_paths() -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
     stored = {"type": "array", "items": call_schema(stored=True)}
-    page = {"type": "object", "required": ["total", "limit", "offset", "next_offset", "calls"], "properties": {
+    page = {"type": "object", "required": ["total", "limit", "offset", "count", "next_offset", "calls"], "properties": {
         "total": {"type": "integer", "minimum": 0}, "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-        "offset": {"type": "integer", "minimum": 0}, "next_offset": {"type": ["integer", "null"]},
+        "offset": {"type": "integer", "minimum": 0}, "count": {"type": "integer", "minimum": 0,
+                                                               "description": "calls in this page"},
+        "next_offset": {"type": ["integer", "null"]},
         "calls": {**stored, "maxItems": MAX_LIMIT}}}
     recorded = {"type": "object", "required": ["recorded", "already_stored", "calls"], "properties": {
         "recorded": {"type": "integer", "minimum": 0}, "already_stored": {"type": "integer", "minimum": 0},
