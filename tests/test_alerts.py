@@ -161,6 +161,20 @@ def test_the_events_a_run_calls_for(row, events):
     assert [event for event, _ in alerts.events_of_run(row)] == events
 
 
+@pytest.mark.parametrize(("row", "said"), [
+    ({"outcome": "done", "version_after": "a",
+      "error": "rejected input: broken.csv is missing the column exited (the file stays rejected until it changes)."},
+     "rejected input: broken.csv is missing the column exited (the file stays rejected until it changes); the deployed "
+     "model is a."),
+    ({"outcome": "failed", "error": "step ingestion failed: dataset1.csv is gone."},
+     "step ingestion failed: dataset1.csv is gone; production is unchanged."),
+])
+def test_an_errors_sentence_goes_on_without_a_stray_full_stop(row, said):
+    """A run's error is a sentence; the alert continues it ("...; the deployed model is a."), never ".;"."""
+    [(_, detail)] = alerts.events_of_run(row)
+    assert detail == said
+
+
 # --- Delivery ---------------------------------------------------------------------------------------
 def failing_reports(config: Config, run: Run) -> None:
     raise StepFailed("step apicalls failed: the API did not answer")

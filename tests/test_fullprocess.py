@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -173,12 +174,15 @@ def test_a_changed_file_counts_as_new(deployed: Config):
     assert detect_new_files(deployed.input_folder, current) == ["dataset1.csv"]
 
 
-def test_a_rejected_file_exits_1_naming_it_and_is_not_new_again_until_it_changes(deployed: Config):
+def test_a_rejected_file_exits_1_naming_it_and_is_not_new_again_until_it_changes(deployed: Config, caplog):
     bad = deployed.input_folder / "broken.csv"
     bad.write_text("corporation,exited\nabcd,1\n")
     add_good_data(deployed)
     done = Reports()
-    assert tick_module.tick(deployed, done) == 1  # cron mails the sentence
+    with caplog.at_level(logging.ERROR):
+        assert tick_module.tick(deployed, done) == 1  # cron mails the sentence
+    [said] = [r.getMessage() for r in caplog.records if "the deployed model is" in r.getMessage()]
+    assert "changes); the deployed model is " in said and ".;" not in said
     assert done.calls == [(1, "keep")]  # the good file went ahead
     [row] = history(deployed)
     assert [r["name"] for r in row["files_rejected"]] == ["broken.csv"]

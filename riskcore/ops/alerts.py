@@ -84,8 +84,8 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
     drifted = [name for name, figures in features.items() if isinstance(figures, dict) and figures.get("drift")]
     if drifted:
         events.append(("data_drift", f"the new rows differ from the training data in {', '.join(drifted)}."))
-    error = row.get("error")
-    if outcome in ("failed", "crashed") and str(error or "").startswith("step ingestion failed"):
+    error = str(row.get("error") or "").rstrip(".")  # a sentence, continued below: "...changes); the deployed ..."
+    if outcome in ("failed", "crashed") and error.startswith("step ingestion failed"):
         events.append(("ingestion_held_back", f"{error}; production is unchanged."))
     elif outcome in ("failed", "crashed") or (error and outcome == "done"):
         events.append(("run_failed", f"{error or outcome}; the deployed model is {after or 'none'}."))

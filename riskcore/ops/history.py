@@ -276,8 +276,9 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
-    """The run history as CSV, oldest run first: every column but the lists of figures (the quantiles, QUANTILE_COLUMNS,
-    and the reliability bins), nested figures in columns of their own (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
+    """The run history as CSV, oldest run first: every column but the lists of figures (the quantiles,
+    QUANTILE_COLUMNS, and the reliability bins), nested figures in columns of their own
+    (data_drift.features.lastmonth_activity.psi, step_seconds.training, ...)."""
     flat = []
     for row in rows:
         cells: dict[str, Any] = {}

@@ -216,7 +216,7 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         clear_pending(config)
         note_run(config, run.as_row())  # the alerts this run calls for, sent once (riskcore.ops.alerts)
         if run.error:
-            log.error("%s; the deployed model is %s", run.error, run.version_after or "none")
+            log.error("%s; the deployed model is %s", run.error.rstrip("."), run.version_after or "none")
     log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
     return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
 
