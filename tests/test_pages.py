@@ -452,6 +452,27 @@ def test_the_page_and_the_pdf_describe_the_same_latest_check(tmp_path):
     assert shown.check["run_id"] == "checked"
 
 
+def test_the_page_and_the_pdf_count_the_called_clients_the_check_left_out(tmp_path):
+    """Issue 24.4: called clients are left out of the drift window and counted separately; the history said how many,
+    /model's latest check and the PDF's headline did not."""
+    from riskcore.release.load import deployed_metadata
+    from riskcore.report.pdf_evidence import drift_check_lines
+    from riskcore.report.writer import drift_evidence
+
+    config = build_project(tmp_path)
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("checked", "2026-03-01T06:00:00Z", decision="wait", window_called=3))
+    said = "3 rows of clients who were called left out of the drift check's window."
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert ("2026-03-01 06:00 UTC, 224 new rows: F1 0.4100 < 0.6900 (baseline): model drift; the model was kept until "
+            f"there are enough labelled rows to decide. {said}") in text
+    deployed = current_deployment(config.prod_deployment_folder)
+    shown = drift_evidence(config, deployed, deployed_metadata(deployed), read_history(history), None, None)
+    assert said in drift_check_lines(shown, deployed.model_version)[0]
+    record_run(history, drift_run("none called", "2026-03-02T06:00:00Z", decision="wait", window_called=0))
+    assert "who were called" not in text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+
+
 def test_the_charts_of_evenly_spread_data_show_the_shares_known_in_advance():
     """Data spread evenly over 0..400: 40 bins up to its 99th percentile (396) hold 0.99 / 40 each, the last also
     the top 1%; the PDF's bars say so in % of clients, and the page's steps sit at the same edges and heights."""

@@ -21,6 +21,7 @@ from riskcore.formatting import sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
+    called_text,
     check_estimate,
     checked_rows,
     drift_rule_text,
@@ -190,12 +191,14 @@ def replaced_model_note(check: dict[str, Any] | None, served: Served | None) -> 
 
 
 def check_sentence(check: dict[str, Any]) -> str:
-    """A drift check in one sentence: when, on what, the recorded verdict, and what was done."""
+    """A drift check in one sentence: when, on what, the recorded verdict, and what was done; then the rows of
+    called clients it left out, if any."""
     rows = f"{checked_rows(check):,} new rows" if checked_rows(check) else "the new data"
     verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
                                              if check.get("f1_new_data") is not None else "data drift measured")
     done = DECISIONS.get(check.get("decision") or "", f"decision: {check.get('decision') or 'not recorded'}")
-    return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}."
+    called = called_text(check)  # counted apart, so a call that keeps a client is not taken for drift
+    return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}." + (f" {called}." if called else "")
 
 
 def drifted_features(check: dict[str, Any] | None, ks_alpha: float) -> list[dict[str, Any]]:

@@ -236,6 +236,12 @@ def estimate_text(row: dict[str, Any]) -> str | None:
     return text
 
 
+def called_text(row: dict[str, Any]) -> str | None:
+    """ "3 rows of clients who were called left out of the drift check's window" (None: none left out)."""
+    called = row.get("window_called")
+    return f"{called:,} rows of clients who were called left out of the drift check's window" if called else None
+
+
 def realized_text(row: dict[str, Any]) -> str | None:
     """ "realized F1 0.62 on 2,950 clients once their labels arrived" (None: no estimate to realize)."""
     if row.get("estimated_f1") is None:

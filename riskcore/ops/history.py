@@ -19,7 +19,13 @@ from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
 from riskcore.formatting import score
-from riskcore.model.drift_evidence import calibration_text, estimate_text, feature_drift_text, realized_text
+from riskcore.model.drift_evidence import (
+    calibration_text,
+    called_text,
+    estimate_text,
+    feature_drift_text,
+    realized_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +210,9 @@ def _detail_lines(row: dict[str, Any], ks_alpha: float) -> list[tuple[str, str]]
     calibration = calibration_text(row.get("calibration"))
     if calibration:
         lines.append(("calibration", calibration.removeprefix("calibration ")))
-    if row.get("window_called"):
-        lines.append(("called", f"{row['window_called']:,} rows of clients who were called left out of the drift "
-                                "check's window"))
+    called = called_text(row)
+    if called:
+        lines.append(("called", called))
     if isinstance(row.get("call_effect"), dict) and row["call_effect"].get("sentence"):
         lines.append(("calls", row["call_effect"]["sentence"]))
     steps = row.get("step_seconds") or {}

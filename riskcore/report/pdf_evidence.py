@@ -17,6 +17,7 @@ from riskcore.formatting import count, number, score, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
+    called_text,
     check_estimate,
     checked_rows,
     drift_rule_text,
@@ -82,8 +83,9 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
         after = check.get("version_after") or (deployed if check.get("outcome") == "reporting" else None)
         if after and before and after != before:
             decision += f": model {escape(before)} replaced by {escape(after)}"
+        called = called_text(check)
         lines.append(f"<b>Drift check that led to this report</b> ({name}, {escape(check.get('started_at'))}): "
-                     f"{scored}{verdict}; decision: {decision}.")
+                     f"{scored}{verdict}; decision: {decision}." + (f" {escape(called)}." if called else ""))
     if drift.recorded:
         new, reference = "the new rows", "the training data of the checked model"
     else:
