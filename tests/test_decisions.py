@@ -200,7 +200,9 @@ def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_a
     assert run["version_before"] == before
 
 
-def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path):
+def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path, caplog):
+    import logging
+
     import ingestion
     import training
 
@@ -216,8 +218,11 @@ def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelle
     month(config.input_folder / "2026-03.csv", 10, "practice", 61)  # ten new clients, labelled
     assert tick(config)["decision"] == "wait"  # 10 labelled rows: not enough to decide
     ingestion.run(config)
-    metadata = training.run(config)
+    with caplog.at_level(logging.INFO, logger="riskcore.model.training"):
+        metadata = training.run(config)
     assert metadata["training_rows"] == 2010  # every labelled client, not the 10 of the labelled file
+    [trained] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained model")]
+    assert trained.endswith("on 2010 labelled rows (each client's latest labelled snapshot)")  # nobody left out
     with open(config.final_data_file, newline="", encoding="utf-8") as handle:
         final = list(csv.DictReader(handle))
     assert len(final) == 2010 and sum(row[TARGET] == "" for row in final) == 2000  # the call list's latest rows

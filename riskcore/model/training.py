@@ -251,7 +251,8 @@ def calibrate(model, rows, source: str):
 
 
 def training_rows(data_file: Path, data_sha256: str):
-    """The labelled rows to learn from: each client's latest labelled snapshot, and how many clients lack a label.
+    """The labelled rows to learn from: each client's latest labelled snapshot, and how many clients are left out
+    (their latest snapshot is unlabelled and no earlier labelled one is known).
 
     finaldata.csv holds each client's latest snapshot; when some are unlabelled (this month's
     export), ingestion wrote their latest labelled snapshots to trainingdata.csv beside it, named
@@ -268,6 +269,7 @@ def training_rows(data_file: Path, data_sha256: str):
             frame = read_client_csv(side)
             log.info("%d clients' latest snapshot is not labelled yet: training takes each client's latest labelled "
                      "snapshot (%s, %d rows)", unlabelled, TRAINING_DATA, len(frame))
+            unlabelled = len(every_client) - len(set(frame[ID_COLUMN].astype(str)))
     return frame, unlabelled
 
 
@@ -337,6 +339,7 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
                           **({"candidates": chosen} if chosen else {}), "calibration": calibration_record},
         model_folder, calibrator
     )
-    log.info("trained model %s on %d labelled rows of %s (%d clients not labelled yet)",
-             metadata["model_version"], len(frame), data_file.name, unlabelled)
+    log.info("trained model %s on %d labelled rows (%s)%s", metadata["model_version"], len(frame),
+             chosen["chosen"] if chosen else "each client's latest labelled snapshot",
+             f"; {unlabelled} client{'s' if unlabelled != 1 else ''} with no label yet left out" if unlabelled else "")
     return metadata
