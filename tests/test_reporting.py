@@ -802,3 +802,15 @@ def test_a_fallback_font_is_read_only_when_a_text_needs_it():
         pytest.skip("the fallback fonts are not installed: make system-deps")
     assert "ReportCJK" not in lines[0] and "ReportSymbols" not in lines[0]
     assert lines[1].startswith('<font name="ReportCJK">東京</font>') and "ReportCJK" in lines[1]
+
+
+def test_the_estimates_table_keeps_each_cell_on_one_line(deployed):
+    """A month of 10,000 clients and the column headers stay whole: the table's columns fit what they hold."""
+    record_run(deployed.output_model_folder / RUN_HISTORY,
+               {"run_id": "big", "started_at": "2026-03-01T06:00:00Z", "decision": "keep", "outcome": "done",
+                "estimated_f1": 0.59, "estimated_f1_interval": [0.58, 0.61], "estimated_rows": 10000,
+                "window_labelled": 10000, "estimated_baseline": 0.69, "estimated_drift": False, "realized_f1": 0.35,
+                "realized_rows": 10000})
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    assert "window clients estimated F1 baseline warning realized F1 labelled" in text
+    assert "2026-03-01 06:00 UTC 10,000 0.59 [0.58, 0.61] 0.69 no 0.35 10,000" in text

@@ -223,7 +223,7 @@ def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Style
         flow += [
             data_table(styles, ["window", "clients", "estimated F1", "baseline", "warning", "realized F1",
                                 "labelled"], rows,
-                       [width * w for w in (0.24, 0.08, 0.17, 0.11, 0.11, 0.14, 0.15)], right={1, 2, 3, 5, 6}),
+                       [width * w for w in (0.21, 0.11, 0.18, 0.11, 0.11, 0.13, 0.15)], right={1, 2, 3, 5, 6}),
             Paragraph("Estimated from the calibrated probabilities of every client of the window, labelled or not "
                       "(in brackets: its interval); realized once the labels of the same clients arrive. A change "
                       "in who leaves for the same features is invisible to the estimate: the realized F1 shows it.",
