@@ -344,7 +344,8 @@ def test_reasons_in_words_name_the_feature_value_the_typical_client_and_the_effe
     listed = explainer.reasons([6, 10, 6462])
     assert [r["text"] for r in listed] == [
         "employees 6,462, about 65 times the typical 99: raises the risk very strongly",
-        "activity last month 6, about half the typical 12: raises the risk strongly",
+        # Half the typical raises a risk that grows with the activity: above the average 2 it is measured from.
+        "activity last month 6, about half the typical 12 but above the average 2: raises the risk strongly",
         "activity last year 10, close to the typical 10: leaves the risk unchanged"]
     assert sum(r["contribution"] for r in listed) == pytest.approx(
         explainer.intercept + 0.5 * 6 + 0.001 * 6462 - explainer.average_log_odds)
@@ -362,6 +363,18 @@ def test_a_typical_value_that_moves_the_risk_names_the_average_it_is_measured_fr
         "employees 110, close to the typical 100 but below the average 185: lowers the risk strongly")
     assert reasons.single_text(explainer, 2, 400) == "employees 400, about 4 times the typical 100: raises the risk " \
         "very strongly"  # not close to the typical: the comparison explains itself
+    # Between the typical and the average: above the one, below the other. "About 1.2 times the typical: lowers the
+    # risk" read as more employees lowering it, while 4 times the typical raises it.
+    assert reasons.single_text(explainer, 2, 125) == (
+        "employees 125, about 1.2 times the typical 100 but below the average 185: lowers the risk")
+    assert reasons.single_text(explainer, 2, 170) == (
+        "employees 170, about 1.7 times the typical 100 but below the average 185: lowers the risk slightly")
+    assert reasons.single_text(explainer, 2, 60) == "employees 60, about two thirds of the typical 100: lowers the " \
+        "risk strongly"  # below both: the comparison explains itself
+    above = reasons.Explainer(coefficients=(0.0, 0.0, -0.02), intercept=0.0, average=(97.0, 1148.0, 40.0),
+                              typical=(94.0, 1045.0, 100.0))
+    assert reasons.single_text(above, 2, 70) == (
+        "employees 70, about two thirds of the typical 100 but above the average 40: lowers the risk")
     near = reasons.Explainer(coefficients=(0.0, 0.0, 0.02), intercept=0.0, average=(97.0, 1148.0, 105.0),
                              typical=(94.0, 1045.0, 100.0))
     assert reasons.single_text(near, 2, 100) == "employees 100, close to the typical 100: lowers the risk slightly"
