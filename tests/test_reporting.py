@@ -814,3 +814,22 @@ def test_the_estimates_table_keeps_each_cell_on_one_line(deployed):
     text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
     assert "window clients estimated F1 baseline warning realized F1 labelled" in text
     assert "2026-03-01 06:00 UTC 10,000 0.59 [0.58, 0.61] 0.69 no 0.35 10,000" in text
+
+
+def test_the_ingestion_record_counts_every_row_read_new_kept_duplicated_or_superseded(deployed):
+    """Rows read = kept + duplicates + superseded: a page that said '23,000 read, 11,425 kept after dropping exact
+    duplicates' (150 of them) left 11,425 rows unaccounted for; and a grown file's new rows are shown."""
+    import ingestion
+
+    ingestion.run(deployed)
+    with open(deployed.final_data_file, newline="", encoding="utf-8") as handle:
+        client = next(csv.DictReader(handle))["corporation"]  # a client ingested before: its snapshot is superseded
+    write_csv(deployed.input_folder / "zz-later.csv", [f"{client},5,60,3,0"] * 2)
+    ingestion.run(deployed)
+    record = json.loads((deployed.output_folder / "ingestionrecord.json").read_text())
+    assert record["superseded"] >= 1 and record["duplicates_dropped"] >= 1
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    assert (f"{record['rows_kept']:,} kept, one per client ({record['duplicates_dropped']:,} exact duplicates "
+            f"dropped, {record['superseded']:,} earlier snapshots superseded by a later one)") in text
+    assert "file rows read new rows rows kept duplicates superseded" in text
+    assert "zz-later.csv 2 2 1 1 0" in text

@@ -355,12 +355,15 @@ def ingestion_section(data: ReportData, styles: Styles, width: float) -> list:
     flow = [
         Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(source)}: "
                   f"{number(record.get('rows_read'), 0)} rows read from {len(files)} file"
-                  f"{'s' if len(files) != 1 else ''}, {number(record.get('rows_kept'), 0)} kept after dropping "
-                  "exact duplicates.", styles.body),
-        data_table(styles, ["file", "rows read", "rows kept", "duplicates dropped"],
-                   [[f.get("name"), number(f.get("rows_read"), 0), number(f.get("rows_kept"), 0),
-                     number(f.get("duplicates_dropped"), 0)] for f in files],
-                   [width * w for w in (0.4, 0.18, 0.18, 0.24)], right={1, 2, 3}),
+                  f"{'s' if len(files) != 1 else ''}, {number(record.get('rows_kept'), 0)} kept, one per client "
+                  f"({number(record.get('duplicates_dropped'), 0)} exact duplicates dropped, "
+                  f"{number(record.get('superseded'), 0)} earlier snapshots superseded by a later one); new rows: "
+                  "those a file did not hold when it was last ingested.", styles.body),
+        data_table(styles, ["file", "rows read", "new rows", "rows kept", "duplicates", "superseded"],
+                   [[f.get("name"), number(f.get("rows_read"), 0), number(f.get("rows_new"), 0),
+                     number(f.get("rows_kept"), 0), number(f.get("duplicates_dropped"), 0),
+                     number(f.get("superseded"), 0)] for f in files],
+                   [width * w for w in (0.3, 0.13, 0.13, 0.13, 0.15, 0.16)], right={1, 2, 3, 4, 5}),
     ]
     rejected = record.get("rejected", [])
     if rejected:
