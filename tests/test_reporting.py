@@ -833,3 +833,13 @@ def test_the_ingestion_record_counts_every_row_read_new_kept_duplicated_or_super
             f"dropped, {record['superseded']:,} earlier snapshots superseded by a later one)") in text
     assert "file rows read new rows rows kept duplicates superseded" in text
     assert "zz-later.csv 2 2 1 1 0" in text
+
+
+def test_the_trend_table_gives_each_model_its_own_market_baseline_beside_the_test_data_f1(deployed):
+    """Issue 19: a model retrained for a new market scores less on the old market's test data; beside its own-market
+    baseline the table does not read as a decline."""
+    metadata = deployed_metadata(require_deployment(deployed.prod_deployment_folder))
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    assert "model version F1 on the test data F1 on held-out rows of its own market" in text
+    deployment = require_deployment(deployed.prod_deployment_folder)
+    assert f"{metadata['model_version']} {deployment.manifest['score']:.4f} {metadata['baseline']['f1']:.4f}" in text

@@ -24,6 +24,7 @@ from riskcore.contract import (
     RELEASES_DIR,
     DataError,
     IntegrityError,
+    UserError,
 )
 from riskcore.files import read_json, sha256_bytes
 
@@ -226,6 +227,18 @@ def find_release(prod: Path, wanted: str) -> Deployment:
             return read_release(prod, found[0])
     raise DataError(f"No release {wanted!r} is kept in {prod / RELEASES_DIR} "
                     "(deployment.py --list names the releases kept).")
+
+
+def release_baseline(prod: Path, name: str) -> float | None:
+    """A release's model's F1 on held-out rows of its own market (its metadata's drift baseline); None when the
+    release records none (made before baselines were kept) or its metadata no longer matches its manifest."""
+    try:
+        baseline = deployed_metadata(read_release(prod, name)).get("baseline") or {}
+    except (UserError, KeyError, ValueError) as exc:
+        log.warning("release %s: no baseline read (%s)", name, exc)
+        return None
+    f1 = baseline.get("f1")
+    return float(f1) if isinstance(f1, (int, float)) else None
 
 
 def deployment_history(prod: Path) -> list[dict[str, Any]]:

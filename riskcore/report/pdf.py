@@ -28,7 +28,7 @@ from riskcore.contract import (
     RUN_HISTORY,
 )
 from riskcore.files import when
-from riskcore.formatting import number, percent
+from riskcore.formatting import number, percent, score
 from riskcore.model.evaluation import Evaluation
 from riskcore.release.load import Deployment
 from riskcore.report.call_effect import GROUPS_HEADER, counting_note, group_rows
@@ -160,9 +160,11 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
     recent = models[-6:]
     if recent:
         few = f" ({data.evaluation.rows} rows)" if data.evaluation.rows < FEW_ROWS else ""
-        flow.append(data_table(styles, ["deployed at (UTC)", "model version", f"F1 on the test data{few}"],
-                               [[d["deployed_at"], d["model_version"], f"{d['score']:.4f}"] for d in recent],
-                               [width * 0.3, width * 0.45, width * 0.25], right={2}))
+        flow.append(data_table(styles, ["deployed at (UTC)", "model version", f"F1 on the test data{few}",
+                                        "F1 on held-out rows of its own market"],
+                               [[d["deployed_at"], d["model_version"], f"{d['score']:.4f}", score(d.get("baseline"))]
+                                for d in recent],
+                               [width * w for w in (0.23, 0.35, 0.18, 0.24)], right={2, 3}))
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks from "
         f"the automation's run history ({RUN_HISTORY}"

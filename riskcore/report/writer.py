@@ -45,6 +45,7 @@ from riskcore.release.load import (
     deployed_metadata,
     deployment_history,
     load_deployed_model,
+    release_baseline,
     require_deployment,
 )
 from riskcore.report.call_effect import measure_calls
@@ -52,6 +53,7 @@ from riskcore.report.call_list import risk_scores
 from riskcore.report.charts import (
     confusion_matrix_chart,
     distribution_chart,
+    model_deployments,
     png_bytes,
     reliability_chart,
     roc_chart,
@@ -129,6 +131,8 @@ def gather(config: Config, run_number: int | None, clients: Path | None) -> Repo
     newest = read_ingested(config) if config.final_data_file.is_file() else None
     generated = utc_now()
     deployments = deployment_history(config.prod_deployment_folder)
+    for first in model_deployments(deployments):  # the trend table's models, each beside its own-market baseline
+        first["baseline"] = release_baseline(config.prod_deployment_folder, first["release"])
     runs = read_history(folder / RUN_HISTORY)
     drift = drift_evidence(config, deployment, metadata, runs, run_number, newest)
     charts = {
