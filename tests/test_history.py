@@ -101,6 +101,17 @@ def test_score_history_keeps_every_drift_check_on_labelled_new_data(tmp_path: Pa
     assert score_history(path) == [0.8, 0.1, 0.7]
 
 
+@pytest.mark.parametrize("test", ["raw", "parametric", "nonparametric"])
+def test_an_f1_of_new_rows_where_nobody_left_never_enters_the_score_history(tmp_path: Path, test):
+    """The course's rule scores 20 rows where nobody left F1 0 (scikit-learn's zero_division): that decides its own
+    run, but it is no measurement, and the history parametric and nonparametric test against keeps none (issue 19.3)."""
+    path = tmp_path / "runhistory.sqlite"
+    record_run(path, row("1", f1_new_data=0.8, window_positives=30, drift_test=test, outcome="done"))
+    record_run(path, row("2", f1_new_data=0.0, window_positives=0, drift_test=test, outcome="done"))
+    record_run(path, row("3", f1_new_data=0.7, outcome="done"))  # recorded before windows were counted
+    assert score_history(path) == [0.8, 0.7]
+
+
 DRIFT = {"features": {
     "lastmonth_activity": {"psi": 1.2496, "psi_label": "drift", "ks_statistic": 0.3271, "ks_p_value": 1.8e-216,
                            "drift": True},

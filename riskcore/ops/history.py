@@ -134,9 +134,11 @@ def highest_run_number(path: Path) -> int:
 def score_history(path: Path) -> list[float]:
     """F1 of every earlier drift check on labelled new data, whatever failed after it in its run.
 
-    The history the statistical tests use: a check made is a check counted (issue 11).
+    The history the statistical tests use: a check made is a check counted (issue 11); but not an F1 of rows
+    where nobody left (the course's rule scores those 0: no measurement of the model, issue 19).
     """
-    return [row["f1_new_data"] for row in read_history(path) if row["f1_new_data"] is not None]
+    return [row["f1_new_data"] for row in read_history(path)
+            if row["f1_new_data"] is not None and row.get("window_positives") != 0]
 
 
 # --- The history as text, JSON and CSV (fullprocess.py --history --format) -----------------------
