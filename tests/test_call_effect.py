@@ -137,7 +137,7 @@ def labels_arrive(config, to_call: list[dict], group: list[dict]) -> None:
     """Labels arrive in a later file: of the clients to call, 8 left and 30 stayed (10 of them were called and
     reached); of the group, 6 left and the rest stayed; the other clients to call have no new snapshot yet."""
     store = config.output_model_folder / CALLS_STORE
-    calls.record_calls(store, calls.check_calls([{"client": m["client"], "outcome": "stays", "by": "Ann"}
+    calls.record_calls(store, calls.check_calls([{ID_COLUMN: m["client"], "outcome": "stays", "by": "Ann"}
                                                  for m in to_call[:10]], calls.date.today()))
     left_called, stayed_called, left_group = to_call[:8], to_call[8:38], group[:6]
 
@@ -181,8 +181,8 @@ def test_the_drift_window_leaves_out_called_clients_and_counts_them(config, tmp_
                            "exited": [1, 0, 1, 0]})
     store = config.output_model_folder / CALLS_STORE
     assert without_called(config, window)[1] == 0  # no calls yet
-    calls.record_calls(store, calls.check_calls([{"client": "a", "outcome": "at_risk", "by": "Ann"},
-                                                 {"client": "b", "outcome": "not_reached", "by": "Ann"}],
+    calls.record_calls(store, calls.check_calls([{ID_COLUMN: "a", "outcome": "at_risk", "by": "Ann"},
+                                                 {ID_COLUMN: "b", "outcome": "not_reached", "by": "Ann"}],
                                                 calls.date.today()))
     kept, left_out = without_called(config, window)
     assert left_out == 2 and kept[ID_COLUMN].tolist() == ["b", "c"]  # a call that did not reach b leaves b in

@@ -68,7 +68,7 @@ def test_a_call_sent_from_the_page_is_stored_and_the_browser_goes_back_to_the_pa
     three_days_ago = (date.today() - timedelta(days=3)).isoformat()
     response = send(client, when=three_days_ago, outcome="at_risk", note="wants a discount", by="Ana Lima")
     assert response.status_code == 303 and response.headers["Location"] == "/clients/twice#calls"
-    assert [(c["client"], c["when"], c["outcome"], c["note"], c["by"]) for c in stored(config)] == [
+    assert [(c["corporation"], c["when"], c["outcome"], c["note"], c["by"]) for c in stored(config)] == [
         ("twice", three_days_ago, "at_risk", "wants a discount", "Ana Lima")]
     page = client.get("/clients/twice")
     shown = text_of(page)
@@ -162,7 +162,7 @@ def test_a_client_whose_id_is_markup_gets_its_call(client, config):
     token = token_of(client.get(link))
     response = client.post(link + "/calls", data={"csrf_token": token, "outcome": "stays", "by": "Ana"})
     assert response.status_code == 303 and response.headers["Location"] == link + "#calls"
-    assert [c["client"] for c in stored(config)] == [HOSTILE]
+    assert [c["corporation"] for c in stored(config)] == [HOSTILE]
 
 
 def test_a_measurement_group_client_is_marked_on_the_list_and_its_page(client, config):

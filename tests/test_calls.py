@@ -19,22 +19,22 @@ TODAY = date(2026, 3, 10)
 
 
 def call(**changes) -> dict:
-    return {"client": "abcd", "when": "2026-03-09", "outcome": "at_risk", "note": "asks for a discount",
+    return {"corporation": "abcd", "when": "2026-03-09", "outcome": "at_risk", "note": "asks for a discount",
             "by": "Ann", **changes}
 
 
 # --- Checking a call -------------------------------------------------------------------------
 def test_a_good_call_is_checked_and_the_date_defaults_to_today():
-    checked = calls.check_call({"client": " abcd ", "outcome": "stays", "by": "Ann"}, TODAY)
-    assert checked == calls.Call(client="abcd", when="2026-03-10", outcome="stays", note="", by="Ann")
+    checked = calls.check_call({"corporation": " abcd ", "outcome": "stays", "by": "Ann"}, TODAY)
+    assert checked == calls.Call(corporation="abcd", when="2026-03-10", outcome="stays", note="", by="Ann")
 
 
 @pytest.mark.parametrize(("changes", "field", "phrase"), [
     ({"outcome": "maybe"}, "outcome", "one of stays, at_risk, leaving, not_reached"),
     ({"outcome": None}, "outcome", "one of"),
-    ({"client": ""}, "client", "missing"),
-    ({"client": 12}, "client", "must be a string"),
-    ({"client": "x" * 201}, "client", "at most 200"),
+    ({"corporation": ""}, "corporation", "missing"),
+    ({"corporation": 12}, "corporation", "must be a string"),
+    ({"corporation": "x" * 201}, "corporation", "at most 200"),
     ({"by": "  "}, "by", "missing"),
     ({"by": "Ann\x00"}, "by", "control character"),
     ({"note": "n" * 501}, "note", "501 characters long; at most 500"),
@@ -77,10 +77,10 @@ def test_calls_are_stored_once_and_read_newest_first(tmp_path):
     first = calls.check_calls([call(when="2026-03-01"), call(when="2026-03-05", outcome="stays")], TODAY)
     stored, repeats = calls.record_calls(path, first)
     assert len(stored) == 2 and repeats == 0
-    again, repeats = calls.record_calls(path, first[:1] + calls.check_calls([call(client="efgh")], TODAY))
-    assert [c["client"] for c in again] == ["efgh"] and repeats == 1
+    again, repeats = calls.record_calls(path, first[:1] + calls.check_calls([call(corporation="efgh")], TODAY))
+    assert [c["corporation"] for c in again] == ["efgh"] and repeats == 1
     total, page = calls.read_calls(path, 2, 0)
-    assert total == 3 and [(c["client"], c["when"]) for c in page] == [("efgh", "2026-03-09"), ("abcd", "2026-03-05")]
+    assert total == 3 and [(c["corporation"], c["when"]) for c in page] == [("efgh", "2026-03-09"), ("abcd", "2026-03-05")]
     assert calls.read_calls(path, 10, 0, client="abcd")[0] == 2
     assert calls.last_calls(path)["abcd"]["outcome"] == "stays"
     assert calls.called_clients(path) == {"abcd", "efgh"}
@@ -91,7 +91,7 @@ def test_a_failed_transaction_stores_nothing(tmp_path):
     calls.record_calls(path, calls.check_calls([call()], TODAY))
 
     def failing_half_way():
-        yield calls.check_call(call(client="new1"), TODAY)  # inserted, then rolled back
+        yield calls.check_call(call(corporation="new1"), TODAY)  # inserted, then rolled back
         raise RuntimeError("disk gone")
 
     with pytest.raises(RuntimeError):
@@ -101,7 +101,7 @@ def test_a_failed_transaction_stores_nothing(tmp_path):
 
 def test_two_writers_at_once_both_land(tmp_path):
     path = tmp_path / CALLS_STORE
-    batches = [calls.check_calls([call(client=f"w{w}c{i}") for i in range(50)], TODAY) for w in range(4)]
+    batches = [calls.check_calls([call(corporation=f"w{w}c{i}") for i in range(50)], TODAY) for w in range(4)]
     threads = [threading.Thread(target=calls.record_calls, args=(path, batch)) for batch in batches]
     for thread in threads:
         thread.start()
@@ -150,8 +150,8 @@ def api(project: Path):
 
 
 def test_json_calls_round_trip_through_post_and_get(api, project):
-    sent = [call(client="abcd", when="2026-01-02"), call(client="efgh", outcome="not_reached", note="", by="Bo"),
-            {"client": "ijkl", "outcome": "stays", "by": "Cy"}]
+    sent = [call(corporation="abcd", when="2026-01-02"), call(corporation="efgh", outcome="not_reached", note="", by="Bo"),
+            {"corporation": "ijkl", "outcome": "stays", "by": "Cy"}]
     answer = api.post("/calls", json=sent)
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["recorded"] == 3
@@ -159,22 +159,35 @@ def test_json_calls_round_trip_through_post_and_get(api, project):
     assert got["total"] == 3 and got["next_offset"] == 2 and got["count"] == len(got["calls"]) == 2
     rest = api.get("/calls?limit=2&offset=2").get_json()
     assert rest["next_offset"] is None and rest["count"] == 1  # one paging scheme: /risk and /history count too
-    back = {c["client"]: {k: c[k] for k in calls.CALL_FIELDS} for c in got["calls"] + rest["calls"]}
-    expected = {c["client"]: {"when": date.today().isoformat(), "note": "", **c} for c in sent}
+    back = {c["corporation"]: {k: c[k] for k in calls.CALL_FIELDS} for c in got["calls"] + rest["calls"]}
+    expected = {c["corporation"]: {"when": date.today().isoformat(), "note": "", **c} for c in sent}
     assert back == expected
     assert api.post("/calls", json=sent[0]).get_json() == {"recorded": 0, "already_stored": 1, "calls": []}
     assert (project.parent / "models" / CALLS_STORE).is_file()
     assert not (project.parent / "prod" / CALLS_STORE).exists()
 
 
+def test_a_call_names_its_client_corporation_as_every_list_and_answer_does(api):
+    """One name for a client in the JSON and the CSV (issue 22.5, docs/api.md): /risk and risk_scores.csv say
+    corporation, so do /calls, its ?corporation= filter and calls.csv; "client" is no field of a call."""
+    assert api.post("/calls", json=call()).status_code == 200
+    [stored] = api.get("/calls?corporation=abcd").get_json()["calls"]
+    assert stored["corporation"] == "abcd" and "client" not in stored
+    assert api.get("/calls.csv").get_data(as_text=True).startswith("id,corporation,when,")
+    old = api.post("/calls", json={"client": "abcd", "outcome": "stays", "by": "Ann"})
+    assert old.status_code == 400 and old.get_json()["field"] == "client"
+    assert "corporation" in old.get_json()["message"]
+    assert api.get("/calls?client=abcd").status_code == 400
+
+
 def test_the_csv_export_round_trips_and_is_safe_in_a_spreadsheet(api):
-    sent = [call(note='says "maybe", then, no\nnew line'), call(client="x,y", note="=HYPERLINK(\"evil\")")]
+    sent = [call(note='says "maybe", then, no\nnew line'), call(corporation="x,y", note="=HYPERLINK(\"evil\")")]
     api.post("/calls", json=sent)
     answer = api.get("/calls.csv")
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     assert "attachment" in answer.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
-    assert [row["client"] for row in rows] == ["abcd", "x,y"]
+    assert [row["corporation"] for row in rows] == ["abcd", "x,y"]
     assert {k: rows[0][k] for k in calls.CALL_FIELDS} == sent[0]
     assert rows[1]["note"] == "'=HYPERLINK(\"evil\")"  # shown as text, never run as a formula
     as_json = api.get("/calls").get_json()["calls"]
@@ -188,7 +201,7 @@ def test_the_csv_export_round_trips_and_is_safe_in_a_spreadsheet(api):
     ({"json": {"records": []}}, 400, "records"),
     ({"json": "abcd"}, 400, "calls"),
     ({"data": b"{", "content_type": "application/json"}, 400, None),
-    ({"data": b"client=abcd", "content_type": "application/x-www-form-urlencoded"}, 415, None),
+    ({"data": b"corporation=abcd", "content_type": "application/x-www-form-urlencoded"}, 415, None),
 ])
 def test_a_bad_post_is_a_4xx_json_sentence_naming_the_field(api, request_args, status, field):
     answer = api.post("/calls", **request_args)
@@ -198,12 +211,12 @@ def test_a_bad_post_is_a_4xx_json_sentence_naming_the_field(api, request_args, s
     assert api.get("/calls").get_json()["total"] == 0
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "page=2", "client="])
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "page=2", "corporation="])
 def test_a_bad_query_is_a_400(api, query):
     assert api.get(f"/calls?{query}").status_code == 400
 
 
-@pytest.mark.parametrize("query", ["client=abcd", "limit=5"])
+@pytest.mark.parametrize("query", ["corporation=abcd", "limit=5"])
 def test_the_csv_export_refuses_a_query_it_would_ignore(api, query):
     """Every call, always: a filter or page size given to the export is a 400 naming it, never quietly dropped."""
     answer = api.get(f"/calls.csv?{query}")

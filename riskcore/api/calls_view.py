@@ -1,7 +1,7 @@
 """The calls endpoints, for a CRM to sync with (X-API-Key, as every JSON endpoint): the calls managers recorded.
 
-GET /calls        newest call first, paged (limit, offset, next_offset), ?client= for one client
-POST /calls       a call or a list of calls ({client, when, outcome, note, by}); one already stored is not doubled
+GET /calls        newest call first, paged (limit, offset, next_offset), ?corporation= for one client
+POST /calls       a call or a list of calls ({corporation, when, outcome, note, by}); one already stored is not doubled
 GET /calls.csv    every call, in the order recorded
 
 The store is riskcore.ops.calls (calls.sqlite beside the run history); the web page's form writes
@@ -20,7 +20,7 @@ from riskcore.api.errors import ApiError, json_response
 from riskcore.api.query import known_parameters, query_number
 from riskcore.api.request_rows import json_body
 from riskcore.api.risk_service import service
-from riskcore.contract import API_KEY_HEADER
+from riskcore.contract import API_KEY_HEADER, ID_COLUMN
 from riskcore.ops.calls import (
     CALL_FIELDS,
     CSV_COLUMNS,
@@ -41,7 +41,7 @@ calls = Blueprint("calls", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-LIST_PARAMETERS = ("limit", "offset", "client")
+LIST_PARAMETERS = ("limit", "offset", ID_COLUMN)
 
 
 def store():
@@ -50,14 +50,15 @@ def store():
 
 @calls.get("/calls")
 def list_calls() -> Response:
-    """The recorded calls, newest first: ?limit= (default 50) from ?offset= (default 0), ?client= for one client."""
+    """The recorded calls, newest first: ?limit= (default 50) from ?offset= (default 0), ?corporation= for one
+    client."""
     known_parameters("/calls", LIST_PARAMETERS)
     limit = query_number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
-    client = request.args.get("client")
+    client = request.args.get(ID_COLUMN)
     if client is not None and not 0 < len(client.strip()) <= MAX_CLIENT:
-        raise ApiError(400, f'The query parameter "client" must be a client id of 1 to {MAX_CLIENT} characters.',
-                       field="client")
+        raise ApiError(400, f'The query parameter "{ID_COLUMN}" must be a client id of 1 to {MAX_CLIENT} '
+                            "characters.", field=ID_COLUMN)
     total, found = read_calls(store(), limit, offset, client.strip() if client is not None else None)
     end = offset + len(found)
     return json_response({"total": total, "limit": limit, "offset": offset, "count": len(found),
@@ -72,7 +73,7 @@ def add_calls() -> Response:
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         shown = json.dumps(request.mimetype[:60]) if request.mimetype else "none"
         raise ApiError(415, f"POST /calls takes application/json; the request's content type is {shown}.")
-    document = json_body("a call {client, when, outcome, note, by} or a list of calls")
+    document = json_body("a call {corporation, when, outcome, note, by} or a list of calls")
     try:
         checked = check_calls(document, date.today())
     except CallError as exc:
@@ -93,7 +94,7 @@ def calls_export() -> Response:
 def call_schema(stored: bool) -> dict[str, Any]:
     """A call as sent (stored False: when and note optional) or as stored (with id and recorded_at)."""
     properties: dict[str, Any] = {
-        "client": {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT},
+        ID_COLUMN: {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT, "description": "the client's id"},
         "when": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$",
                  "description": "the day of the call, YYYY-MM-DD; default today"},
         "outcome": {"enum": list(OUTCOMES), "description": "; ".join(f"{k}: {v}" for k, v in OUTCOMES.items())},
@@ -101,7 +102,7 @@ def call_schema(stored: bool) -> dict[str, Any]:
         "by": {"type": "string", "minLength": 1, "description": "who called"},
     }
     if not stored:
-        return {"type": "object", "required": ["client", "outcome", "by"], "properties": properties,
+        return {"type": "object", "required": [ID_COLUMN, "outcome", "by"], "properties": properties,
                 "additionalProperties": False}
     properties.update({"id": {"type": "integer", "minimum": 1}, "recorded_at": {"type": "string"}})
     return {"type": "object", "required": ["id", *CALL_FIELDS, "recorded_at"], "properties": properties}
@@ -135,9 +136,9 @@ def calls_paths() -> dict[str, Any]:
                     query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                           "calls per page"),
                     query("offset", {"type": "integer", "minimum": 0, "default": 0}, "calls to skip"),
-                    query("client", {"type": "string", "maxLength": MAX_CLIENT}, "one client's calls only")],
+                    query(ID_COLUMN, {"type": "string", "maxLength": MAX_CLIENT}, "one client's calls only")],
                 "responses": {"200": {"description": "A page of calls", "content": {"application/json": {
-                    "schema": page}}}, "400": error("A bad limit, offset, client or unknown parameter"),
+                    "schema": page}}}, "400": error(f"A bad limit, offset, {ID_COLUMN} or unknown parameter"),
                     "401": unauthorised}},
             "post": {
                 "summary": "Record a call or a list of calls (a call already stored is not stored twice)",

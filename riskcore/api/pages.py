@@ -281,7 +281,7 @@ def record_call(client_id: str) -> Response | tuple[str, int] | tuple[str, int, 
     risk, _, _ = listed_client(client_id)
     form = {name: sent.get(name, "") for name in ("when", "outcome", "note", "by")}
     try:
-        call = check_call({"client": client_id, **form}, date.today())
+        call = check_call({ID_COLUMN: client_id, **form}, date.today())
     except CallError as exc:
         return render_client(client_id, form, str(exc), 400)
     record_calls(calls_path(risk.config.output_model_folder), [call])

@@ -1,9 +1,9 @@
 """The calls store (calls.sqlite, beside the run history): the calls managers recorded, and each cycle's list.
 
-A call: the client, when (a date), the outcome (OUTCOMES), a note of at most MAX_NOTE characters,
-who made it (by) and when it was recorded. The page's form and POST /calls write them; GET /calls,
-the CSV export, the page's "called 3 days ago: at risk", the drift check (clients who were called
-are left out of its window) and the measured effect read them.
+A call: the client (`corporation`, the one name the CSV and the JSON give a client), when (a date), the
+outcome (OUTCOMES), a note of at most MAX_NOTE characters, who made it (by) and when it was recorded. The
+page's form and POST /calls write them; GET /calls, the CSV export, the page's "called 3 days ago: at
+risk", the drift check (clients who were called are left out of its window) and the measured effect read them.
 
 A cycle is one report run that wrote a new call list (risk_scores.csv), numbered as its reports
 are (run N writes summary_reportN.pdf and cycle N). Its calls are the top reporting.calls_per_cycle
@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from riskcore.contract import CALLS_STORE, UserError, normalise_id
+from riskcore.contract import CALLS_STORE, ID_COLUMN, UserError, normalise_id
 from riskcore.files import utc_now
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ OUTCOMES = {
 }
 OUTCOME_SHORT = {"stays": "says they stay", "at_risk": "at risk", "leaving": "leaving", "not_reached": "not reached"}
 REACHED = ("stays", "at_risk", "leaving")  # a call that could change what the client does
-CALL_FIELDS = ("client", "when", "outcome", "note", "by")
+CALL_FIELDS = (ID_COLUMN, "when", "outcome", "note", "by")  # the client is corporation, as in /risk
 MAX_NOTE = 500
 MAX_BY = 100
 MAX_CLIENT = 200
@@ -71,7 +71,7 @@ class CallError(UserError):
 class Call:
     """A checked call, ready to store."""
 
-    client: str
+    corporation: str  # the client
     when: str  # YYYY-MM-DD
     outcome: str
     note: str
@@ -91,7 +91,7 @@ def _text(raw: dict[str, Any], name: str, where: str, limit: int, required: bool
         raise CallError(f'{where}"{name}" must be a string.', name)
     value = value.replace("\r\n", "\n").strip()
     if required and not value:
-        raise CallError(f'{where}"{name}" is missing; name {"the client" if name == "client" else "who called"}.',
+        raise CallError(f'{where}"{name}" is missing; name {"the client" if name == ID_COLUMN else "who called"}.',
                         name)
     if len(value) > limit:
         raise CallError(f'{where}"{name}" is {len(value):,} characters long; at most {limit:,} are kept.', name)
@@ -117,7 +117,7 @@ def check_date(value: Any, today: date, where: str = "") -> str:
 
 
 def check_call(raw: Any, today: date, where: str = "") -> Call:
-    """One call as a client sends it ({client, when, outcome, note, by}), checked; CallError names the field."""
+    """One call as a caller sends it ({corporation, when, outcome, note, by}), checked; CallError names the field."""
     if not isinstance(raw, dict):
         raise CallError(f"{where}A call must be a JSON object with the fields {', '.join(CALL_FIELDS)}.", "calls")
     unknown = [key for key in raw if key not in CALL_FIELDS]
@@ -127,8 +127,8 @@ def check_call(raw: Any, today: date, where: str = "") -> Call:
     outcome = raw.get("outcome")
     if outcome not in OUTCOMES:
         raise CallError(f'{where}"outcome" must be one of {", ".join(OUTCOMES)}.', "outcome")
-    client = normalise_id(_text(raw, "client", where, MAX_CLIENT, required=True))
-    return Call(client=client, when=check_date(raw.get("when"), today, where), outcome=outcome,
+    client = normalise_id(_text(raw, ID_COLUMN, where, MAX_CLIENT, required=True))
+    return Call(corporation=client, when=check_date(raw.get("when"), today, where), outcome=outcome,
                 note=_text(raw, "note", where, MAX_NOTE, required=False),
                 by=_text(raw, "by", where, MAX_BY, required=True))
 
@@ -202,7 +202,8 @@ def record_calls(path: Path, calls: Iterable[Call], recorded_at: str | None = No
         for call in calls:
             cursor = connection.execute(
                 "INSERT OR IGNORE INTO calls (client, called_on, outcome, note, called_by, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (call.client, call.when, call.outcome, call.note, call.by, recorded_at))
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (call.corporation, call.when, call.outcome, call.note, call.by, recorded_at))
             if cursor.rowcount:
                 stored.append({"id": cursor.lastrowid, **asdict(call), "recorded_at": recorded_at})
             else:
@@ -212,7 +213,7 @@ def record_calls(path: Path, calls: Iterable[Call], recorded_at: str | None = No
     return stored, repeats
 
 
-CALL_COLUMNS = "id, client, called_on AS \"when\", outcome, note, called_by AS \"by\", recorded_at"
+CALL_COLUMNS = f"id, client AS {ID_COLUMN}, called_on AS \"when\", outcome, note, called_by AS \"by\", recorded_at"
 
 
 def read_calls(path: Path, limit: int, offset: int, client: str | None = None) -> tuple[int, list[dict[str, Any]]]:
@@ -243,8 +244,8 @@ def last_calls(path: Path, clients: Iterable[str] | None = None) -> dict[str, di
         if connection is None:
             return {}
         for row in connection.execute(f"SELECT {CALL_COLUMNS} FROM calls ORDER BY called_on, id"):  # noqa: S608
-            if wanted is None or row["client"] in wanted:
-                found[row["client"]] = dict(row)
+            if wanted is None or row[ID_COLUMN] in wanted:
+                found[row[ID_COLUMN]] = dict(row)
     return found
 
 

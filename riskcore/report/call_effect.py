@@ -244,6 +244,6 @@ def measure_calls(store: Path, final_data: Path) -> dict[str, Any]:
     cycles = read_cycles(store)
     first = first_assignments(cycles)
     called, group = count_arms(first, latest_rows_of(final_data, set(first)))
-    reached = {call["client"] for call in all_calls(store) if call["outcome"] in REACHED}
+    reached = {call[ID_COLUMN] for call in all_calls(store) if call["outcome"] in REACHED}
     with_call = sum(1 for client, listed in first.items() if not listed["group"] and client in reached)
     return measured_effect(called, group, sorted({listed["cycle"] for listed in first.values()}), with_call)
