@@ -843,3 +843,12 @@ def test_the_trend_table_gives_each_model_its_own_market_baseline_beside_the_tes
     assert "model version F1 on the test data F1 on held-out rows of its own market" in text
     deployment = require_deployment(deployed.prod_deployment_folder)
     assert f"{metadata['model_version']} {deployment.manifest['score']:.4f} {metadata['baseline']['f1']:.4f}" in text
+
+
+@pytest.mark.parametrize(("rows", "said"), [(1, "(1 rows, fewer than 30)"), (2000, "(2,000 rows)")])
+def test_the_headline_says_the_holdouts_rows_once(rows, said):
+    from riskcore.report.pdf_evidence import retrain_line
+
+    held = {"rows": rows, "f1": 0.5}
+    [line] = retrain_line({"holdout": {"old": held, "new": {**held, "f1": 0.6}}})
+    assert f"held-out new rows</b> {said}: F1 0.5000 before the retrain, 0.6000 after it" in line

@@ -28,7 +28,7 @@ from riskcore.model.drift_evidence import (
     realized_text,
     verdict_text,
 )
-from riskcore.ops.history import worse_on_holdout
+from riskcore.ops.history import rows_text, worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image
 
 
@@ -172,8 +172,8 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
     held = (evaluation or {}).get("holdout")
     if not held:
         return []
-    line = (f"<b>Old and new model on the held-out new rows</b> ({held['old']['rows']:,} rows"
-            f"{rows_note(held['old']['rows'])}): F1 {held['old']['f1']:.4f} before the retrain, "
+    line = (f"<b>Old and new model on the held-out new rows</b> ({rows_text(held['old'])}): "
+            f"F1 {held['old']['f1']:.4f} before the retrain, "
             f"{held['new']['f1']:.4f} after it (page 3).")
     if evaluation.get("new_worse"):
         line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
