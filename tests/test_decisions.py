@@ -184,6 +184,16 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
     assert score_history(config.output_model_folder / RUN_HISTORY) == []
 
 
+def test_drift_found_on_a_window_too_small_to_hold_out_for_the_gate_waits_and_records_model_drift(tmp_path):
+    config = old_market(tmp_path, min_rows=100, min_positives=10)
+    before = served(config)
+    month(config.input_folder / "2026-02.csv", 220, "changed", 101)  # a holdout of 44 rows: fewer than 50
+    run = tick(config)
+    assert run["decision"] == "wait" and served(config) == before
+    assert run["model_drift"] is True and "holdout would hold 44 rows, fewer than 50" in run["drift_verdict"]
+    assert run["drift_p_value"] < 0.05
+
+
 @pytest.mark.slow
 def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path):
     config = old_market(tmp_path)

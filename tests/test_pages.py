@@ -564,6 +564,26 @@ def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, dri
     assert (strip.group(1) == "alert") == alert
 
 
+@pytest.mark.parametrize(("decision", "said"), [
+    ("wait", "model drift found; the model is kept until enough labelled rows are held out to judge a retrain"),
+    ("keep", "model drift found; the model is kept (the release is pinned)"),
+])
+def test_model_drift_found_but_not_acted_on_alarms_on_the_strip_and_says_so_on_the_model_page(tmp_path, decision,
+                                                                                              said):
+    """Issue 19.4: a holdout too small to judge a retrain is `wait`, drift found; it read "Model checked 2 hours ago:
+    the model was kept until there are enough labelled rows to decide", calm, as if nothing had been found."""
+    config = build_project(tmp_path)
+    checked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 3600 - 60))
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("k", checked, decision=decision, model_drift=True, data_drift=None))
+    client = app_module.create_app(config.config_file).test_client()
+    strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', client.get("/").get_data(as_text=True))
+    assert html.unescape(re.sub(r"<[^>]+>", "", strip.group(2))).split(" · ")[0] == \
+        f"Model checked 2 hours ago: {said}."
+    assert strip.group(1) == "alert"
+    assert f"; {said}." in text_of(client.get("/model"))
+
+
 def test_a_model_not_checked_on_new_data_says_so(client):
     assert "On new data: not measured yet for this model." in text_of(client.get("/model"))
 

@@ -105,6 +105,8 @@ def run_schema() -> dict[str, Any]:
             "called": {"type": "object"}, "measurement_group": {"type": "object"}}},
         "estimated_f1_interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2,
                                   "maxItems": 2, "description": "the estimated F1's 95% interval [low, high]"},
+        "model_drift": {"type": ["boolean", "null"], "description": "the check found model drift, whatever was "
+                        "done about it (a retrain, a wait for a holdout big enough to judge one, a pinned release)"},
         "estimated_drift": {"type": ["boolean", "null"], "description": "the warning: a drop estimated without labels"},
         "calibration": {**nullable_object, "description": "a labelled window's calibration: ECE and Brier score of "
                                                          "the calibrated probabilities, the reliability bins",

@@ -48,6 +48,11 @@ DECISIONS = {
     "kept_by_gate": "a model was retrained, but the promotion gate kept the served one",
     "first deployment": "a first model was deployed",
 }
+# A check that found model drift and kept the model all the same (its decision "wait" or "keep"), in words.
+DRIFT_KEPT = {
+    "wait": "model drift found; the model is kept until enough labelled rows are held out to judge a retrain",
+    "keep": "model drift found; the model is kept (the release is pinned)",
+}
 
 
 
@@ -98,7 +103,9 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     # The decisions that keep the served model, in words (a "wait" or a gate's keep read "wait", "kept_by_gate")
     kept = DECISIONS["keep"] if decision.startswith("keep") else DECISIONS.get(decision) if decision in (
         "wait", "kept_by_gate") else None
-    if decision == "retrain":
+    if check.get("model_drift") and decision in DRIFT_KEPT:
+        sentence, alert = f"Model checked {checked}: {DRIFT_KEPT[decision]}", True
+    elif decision == "retrain":
         sentence, alert = f"New market detected, model retrained on {day(check.get('started_at'))}", False
     elif decision == "first deployment":
         sentence, alert = f"First model deployed {checked}", False
@@ -196,7 +203,9 @@ def check_sentence(check: dict[str, Any]) -> str:
     rows = f"{checked_rows(check):,} new rows" if checked_rows(check) else "the new data"
     verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
                                              if check.get("f1_new_data") is not None else "data drift measured")
-    done = DECISIONS.get(check.get("decision") or "", f"decision: {check.get('decision') or 'not recorded'}")
+    decision = check.get("decision") or ""
+    done = DRIFT_KEPT[decision] if check.get("model_drift") and decision in DRIFT_KEPT else \
+        DECISIONS.get(decision, f"decision: {decision or 'not recorded'}")
     called = called_text(check)  # counted apart, so a call that keeps a client is not taken for drift
     return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}." + (f" {called}." if called else "")
 

@@ -205,6 +205,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
         verdict = significance_check(config, run, deployment, model, rows)
     else:
         verdict = course_check(config, run, deployment, model, rows)
+    run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
     log.info("drift check on %s (%d rows, %d labelled), %d clients who left: %s; on everything ingested (%d rows): %s; "
              "data drift in %s (%s)", "the evidence window" if significance else "the new data", len(rows),
              len(known), run.window_positives, run.drift_verdict, len(result.frame), describe_f1(run.f1_ingested),

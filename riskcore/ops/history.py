@@ -47,6 +47,7 @@ HISTORY_COLUMNS = {
     "estimated_baseline": "REAL", "estimated_drift": "INTEGER",  # the own-market baseline; the warning
     "realized_f1": "REAL", "realized_rows": "INTEGER",  # the ledger (riskcore.ops.ledger): F1 once labels arrive
     "calibration": "TEXT",  # a labelled window's ECE, Brier score and reliability bins
+    "model_drift": "INTEGER",  # the check found model drift, whatever was done about it (None: it could not tell)
 }
 JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "evaluation", "new_rows_quantiles",
                 "call_effect", "estimated_f1_interval", "calibration")
@@ -55,7 +56,7 @@ JSON_COLUMNS = ("new_files", "files_rejected", "data_drift", "step_seconds", "ev
 QUANTILE_COLUMNS = ("new_rows_quantiles",)
 # JSON objects: the CSV gives each of their figures a column (the others, lists and plain values, one cell)
 OBJECT_COLUMNS = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles", "call_effect", "calibration")
-BOOLEAN_COLUMNS = ("estimated_drift",)
+BOOLEAN_COLUMNS = ("estimated_drift", "model_drift")
 
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:

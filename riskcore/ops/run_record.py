@@ -57,6 +57,9 @@ class Run:
     drift_p_value: float | None = None
     drift_test: str | None = None
     drift_verdict: str | None = None
+    # The drift check found model drift, whatever was done about it (a retrain; a wait for a holdout big enough to
+    # judge one; a pinned release kept); None when it could not tell (too few labelled rows, no labels).
+    model_drift: bool | None = None
     data_drift: dict[str, Any] | None = None
     new_rows_quantiles: dict[str, list[float]] | None = None  # the new rows per feature, for the report's chart
     decision: str | None = None
@@ -122,7 +125,7 @@ def history_path(config: Config) -> Path:
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
                   "rows_new", "window_rows", "window_labelled", "window_positives", "window_called", "baseline_source",
                   "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict",
-                  "data_drift", "new_rows_quantiles", "decision", "version_before", "evaluation",
+                  "model_drift", "data_drift", "new_rows_quantiles", "decision", "version_before", "evaluation",
                   "estimated_f1", "estimated_f1_interval", "estimated_precision", "estimated_recall",
                   "estimated_roc_auc", "estimated_rows", "estimated_baseline", "estimated_drift", "realized_f1",
                   "realized_rows", "calibration")
