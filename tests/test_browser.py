@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from test_pages import HOSTILE, KEY, build_project, drift_run
 
-from riskcore.contract import RISK_SCORES, RUN_HISTORY
+from riskcore.contract import ID_COLUMN, RISK_SCORES, RUN_HISTORY
+from riskcore.ops import calls as call_store
 from riskcore.ops.history import record_run
 
 pytestmark = pytest.mark.slow
@@ -447,6 +448,9 @@ def moved_site(tmp_path_factory) -> Iterator[Site]:
                                  if not line.startswith(top + ",")) + "\n", encoding="utf-8")
     risk_scores(config, earlier, cycle=7)
     ingestion.run(config)  # a new version of finaldata.csv (the same rows): ranked again, against run 7's
+    store = call_store.calls_path(config.output_model_folder)  # the first three called: a line more each on a phone
+    called = [{ID_COLUMN: row[ID_COLUMN], "outcome": "at_risk", "by": "Ana"} for row in risk_list(config)[:3]]
+    call_store.record_calls(store, call_store.check_calls(called, date.today()))
     served = Site(config.config_file)
     yield served
     served.close()
@@ -467,5 +471,7 @@ def test_what_changed_since_the_last_run_shows_on_a_phone_too(browser, moved_sit
             assert shown.is_displayed() and shown.text.endswith(change)
             assert not (inline if width >= 640 else column).is_displayed()
         assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0
+        visible = clients_in_view(browser)  # with the change, the last call and the reason on each row
+        assert visible >= (10 if width >= 640 else 3), f"{visible} clients visible at {width}x844"
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

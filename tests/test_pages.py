@@ -545,12 +545,11 @@ def test_a_check_that_kept_the_model_gives_its_f1_on_new_data(tmp_path):
 
 @pytest.mark.parametrize(("decision", "drift", "sentence", "alert"), [
     ("keep", None, "Model checked {ago}: healthy.", False),
-    ("keep", True, "Model checked {ago}: the new data differs from its training data; the model was kept.", True),
-    ("wait", None, "Model checked {ago}: the model was kept until there are enough labelled rows to decide.", False),
-    ("wait", True, "Model checked {ago}: the new data differs from its training data; the model was kept until "
-                   "there are enough labelled rows to decide.", True),
-    ("kept_by_gate", None, "Model checked {ago}: a model was retrained, but the promotion gate kept the served one.",
-     True),
+    ("keep", True, "Model checked {ago}: the new data differs from its training data; model kept.", True),
+    ("wait", None, "Model checked {ago}: model kept until enough labels arrive.", False),
+    ("wait", True, "Model checked {ago}: the new data differs from its training data; model kept until enough labels "
+                   "arrive.", True),
+    ("kept_by_gate", None, "Model checked {ago}: a retrained model did no better; model kept.", True),
 ])
 def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, drift, sentence, alert):
     """A check that waited for labels or was kept by the gate read "Model checked just now: wait." on the strip."""

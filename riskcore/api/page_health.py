@@ -53,6 +53,13 @@ DRIFT_KEPT = {
     "wait": "model drift found; the model is kept until enough labelled rows are held out to judge a retrain",
     "keep": "model drift found; the model is kept (the release is pinned)",
 }
+# The decisions that keep the served model, as the managers' strip says them: the facts of DECISIONS, short enough
+# for a phone's first screen (a "wait" or a gate's keep read "Model checked just now: wait.")
+STRIP_KEPT = {
+    "keep": "model kept",
+    "wait": "model kept until enough labels arrive",
+    "kept_by_gate": "a retrained model did no better; model kept",
+}
 
 
 
@@ -82,8 +89,8 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     """The managers' one line about the model behind the call list (the detail is on /model), and whether it alarms.
 
     "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec"; "Model checked
-    2 hours ago: the new data differs from its training data; the model was kept"; a model kept until enough labelled
-    rows arrive, or by the promotion gate, in the words of DECISIONS; the last run's failure when it failed.
+    2 hours ago: the new data differs from its training data; model kept"; "Model checked just now: model kept until
+    enough labels arrive" (STRIP_KEPT: the decisions of DECISIONS in a phone's line); the last run's failure.
     """
     if served is None:
         return {"sentence": "No model is deployed yet: no call list.", "alert": True}
@@ -100,9 +107,7 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     checked = ago(check.get("finished_at") or check.get("started_at"), now)
     decision = str(check.get("decision") or "")
     drifted = isinstance(check.get("data_drift"), dict) and bool(check["data_drift"].get("drift"))
-    # The decisions that keep the served model, in words (a "wait" or a gate's keep read "wait", "kept_by_gate")
-    kept = DECISIONS["keep"] if decision.startswith("keep") else DECISIONS.get(decision) if decision in (
-        "wait", "kept_by_gate") else None
+    kept = STRIP_KEPT["keep"] if decision.startswith("keep") else STRIP_KEPT.get(decision)
     if check.get("model_drift") and decision in DRIFT_KEPT:
         sentence, alert = f"Model checked {checked}: {DRIFT_KEPT[decision]}", True
     elif decision == "retrain":
