@@ -236,3 +236,28 @@ def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelle
     with open(config.final_data_file, newline="", encoding="utf-8") as handle:
         final = list(csv.DictReader(handle))
     assert len(final) == 2010 and sum(row[TARGET] == "" for row in final) == 2000  # the call list's latest rows
+
+
+def test_a_small_window_of_a_changed_market_is_learnt_from_its_own_rows():
+    """Issue 19.6: 300 rows where who leaves changed, among 3,000 of the old market; the recent rows (the window and
+    the newest 2,000) are still mostly the old market's: the holdout picks the model on the window's rows alone."""
+    import pandas as pd
+
+    from riskcore.config import MODEL_DEFAULTS
+    from riskcore.model.evaluation import score_model
+    from riskcore.model.training import choose_candidate, train_model
+
+    def frame(rows: int, market: str, seed: int):
+        columns = datagen.generate_columns(rows, market, seed)
+        columns["corporation"] = np.array([f"{market[:2]}{seed}-{i}" for i in range(rows)])
+        return pd.DataFrame(columns)
+
+    old, window, holdout = frame(3000, "source", 1), frame(300, "changed", 2), frame(300, "changed", 3)
+    settings = dict(MODEL_DEFAULTS)  # the course's model
+    model, rows, record = choose_candidate(pd.concat([old, window], ignore_index=True), settings, holdout, 2000,
+                                           window["corporation"].tolist())
+    assert [c["name"] for c in record["candidates"]][-1] == "the window's rows alone"
+    assert record["chosen"] == "the window's rows alone" and len(rows) == 300
+    fresh = frame(2000, "changed", 4)
+    every = train_model(pd.concat([old, window], ignore_index=True), settings)
+    assert score_model(model, fresh) > score_model(every, fresh) + 0.1

