@@ -278,3 +278,15 @@ def test_the_page_and_the_pdf_give_the_latest_checks_estimate_never_an_earlier_m
     pdf = " ".join(estimate_lines(check, None))
     assert "not estimated: model new has no calibrator" in pdf and "0.84" not in pdf
     assert "0.84 [0.81, 0.86]" in latest_estimate(latest_check([earlier]))["sentence"]  # its own check: shown
+
+
+def test_a_few_labels_of_a_large_window_do_not_judge_its_estimate():
+    """10 labels arrived for a window of 10,005 clients: 'the estimate was off by +0.19' was said on 10 rows."""
+    from riskcore.model.drift_evidence import realized_text
+
+    row = {"estimated_f1": 0.86, "estimated_rows": 10005, "realized_f1": 0.6667, "realized_rows": 10}
+    assert realized_text(row) == ("realized F1 0.67 on 10 clients whose labels are known (of the window's 10,005) "
+                                  "(too few rows to judge the estimate: fewer than 50)")
+    settled = {**row, "realized_rows": 10005, "realized_f1": 0.62}
+    assert realized_text(settled) == "realized F1 0.62 on 10,005 clients whose labels are known (the estimate was " \
+                                     "off by +0.24)"

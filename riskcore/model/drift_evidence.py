@@ -252,7 +252,12 @@ def realized_text(row: dict[str, Any]) -> str | None:
     f1 = row.get("realized_f1")
     realized = f"realized F1 {f1:.2f}" if isinstance(f1, (int, float)) else "realized F1 undefined (nobody left)"
     text = f"{realized} on {rows:,} clients whose labels are known"
-    if isinstance(f1, (int, float)):
+    estimated = row.get("estimated_rows")
+    if isinstance(estimated, int) and rows < estimated:
+        text += f" (of the window's {estimated:,})"
+    if rows < MIN_DRIFT_ROWS:  # 10 labels of 10,000 clients say nothing of the estimate, right or wrong
+        text += f" ({TOO_FEW_ROWS} to judge the estimate: fewer than {MIN_DRIFT_ROWS})"
+    elif isinstance(f1, (int, float)):
         gap = row["estimated_f1"] - f1
         text += f" (the estimate was off by {gap:+.2f})" if abs(gap) > LEDGER_TOLERANCE else \
             f" (the estimate was within {LEDGER_TOLERANCE:g})"
