@@ -75,6 +75,8 @@ def test_the_significance_test_needs_both_a_drop_and_evidence():
     assert not small.drift and small.p_value >= 0.05 and "not significant" in small.reason
     slight = significant_drop(baseline, Counts(820, 180, 200, 8800), 0.05, 0.05)  # F1 0.81: significant, too small
     assert not slight.drift and "less than 0.05" in slight.reason
+    better = significant_drop(baseline, Counts(90, 10, 10, 390), 0.05, 0.05)  # F1 0.90, above the baseline
+    assert not better.drift and better.reason.endswith("(1,000 rows): no drop: no model drift")
 
 
 def test_the_p_value_is_what_a_permutation_by_hand_gives():

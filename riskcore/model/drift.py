@@ -138,8 +138,8 @@ def significant_drop(baseline: Counts, window: Counts, min_drop: float, alpha: f
     if drift:
         verdict = f"a drop of {drop:.4f} (p {p_value:.3g} < {alpha:g}): model drift"
     elif drop < min_drop:
-        seen = f"a drop of {drop:.4f}" if drop > 0 else "no drop"
-        verdict = f"{seen}, less than {min_drop:g}: no model drift"
+        verdict = f"a drop of {drop:.4f}, less than {min_drop:g}: no model drift" if drop > 0 else \
+            "no drop: no model drift"
     else:
         verdict = f"a drop of {drop:.4f}, not significant (p {p_value:.3g} >= {alpha:g}): no model drift"
     return DropTest(drift, base_f1, window_f1, drop, p_value, measured + verdict)
