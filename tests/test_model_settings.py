@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,14 @@ def test_scikit_learn_rules_apply_before_any_step(project: Path):
                                 "max_iter": 100, "C": 1.0, "tol": "0.1"})
     with pytest.raises(ConfigError, match=r'"model.tol"'):
         check_settings(bad)
+
+
+def test_scikit_learn_rules_check_does_not_spin_on_settings_the_solver_spins_on(project: Path):
+    # The check fits in the tick's own process, where no time limit stops C code: with these settings a full
+    # fit on its four rows took 94 s (saga), and a tick given 20 s (automation.max_run_seconds) took 78 s.
+    config = load_config(with_model(project, '"solver": "saga", "C": 1e6, "intercept_scaling": 1e6, '
+                                             '"tol": 1e-300, "max_iter": 2147483647'))
+    start = time.monotonic()
+    check_settings(config)
+    assert time.monotonic() - start < 10
+    assert config.model["max_iter"] == 2147483647  # the settings trained on stay the operator's
