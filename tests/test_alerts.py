@@ -154,6 +154,9 @@ def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Confi
      ["data_drift"]),
     ({"outcome": "failed", "error": "step ingestion failed: dataset1.csv is gone"}, ["ingestion_held_back"]),
     ({"decision": "keep", "outcome": "failed", "error": "step apicalls failed: no API"}, ["run_failed"]),
+    ({"decision": "retrain", "outcome": "failed", "error": "step apicalls failed: no API",  # deployed, then failed
+      "drift_verdict": "F1 0.41 < 0.69 (baseline): model drift", "version_before": "a", "version_after": "b"},
+     ["model_drift", "retrain_deployed", "run_failed"]),
     ({"decision": "rollback", "outcome": "done", "note": "rolled back from release 2 to 1 by ops"}, ["rollback"]),
     ({"decision": "pin", "outcome": "done", "note": "pinned release 1 by ops"}, ["pin"]),
 ])
@@ -214,13 +217,23 @@ def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver:
     assert len(receiver.bodies) == 1 and len(mailbox.messages) == 1
 
 
-@pytest.mark.slow
-def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: Config, receiver: Receiver,
-                                                                     monkeypatch):
+def channel_states(config: Config) -> list[dict]:
+    return [state for message in alerts.read_outbox(config)["messages"].values() for state in message["channels"].values()]
+
+
+def with_a_slow_webhook(deployed: Config, receiver: Receiver, monkeypatch) -> Config:
+    """The config with the receiver as its one webhook, answering after the send's timeout; new rows to run on."""
     config = with_alerts(deployed, {"webhook_urls": [receiver.url]})
     monkeypatch.setattr(alerts, "SEND_TIMEOUT", 0.5)
     receiver.delay = 3.0
     write_csv(config.input_folder / "more.csv", client_rows(60, seed=12, noise=0.0))
+    return config
+
+
+@pytest.mark.slow
+def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: Config, receiver: Receiver,
+                                                                     monkeypatch):
+    config = with_a_slow_webhook(deployed, receiver, monkeypatch)
     started = time.monotonic()
     assert tick_module.tick(config, failing_reports) == 1  # exit 1 for the failed run, not for the alert
     assert time.monotonic() - started < 30
@@ -232,6 +245,21 @@ def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: C
     [state] = alerts.read_outbox(config)["messages"][key]["channels"].values()
     assert state["sent_at"] is not None
     assert sum(text.startswith("[risk] A run failed:") for text in receiver.texts()) >= 1
+
+
+@pytest.mark.slow
+def test_a_tick_tries_a_slow_channel_once_within_its_one_sending_budget(deployed: Config, receiver: Receiver,
+                                                                        monkeypatch):
+    # The run's alerts and the end of the tick both send: a channel that timed out in the first is not tried
+    # again seconds later in the second, and the two share the tick's DELIVERY_BUDGET (it took 2 x 20 s).
+    config = with_a_slow_webhook(deployed, receiver, monkeypatch)
+    assert tick_module.tick(config, failing_reports) == 1
+    states = channel_states(config)
+    assert states and all(state["attempts"] == 1 and state["sent_at"] is None for state in states)
+    monkeypatch.setattr(alerts, "DELIVERY_BUDGET", 0.3)  # the next tick: its own budget, one attempt long
+    assert tick_module.tick(config, lambda c, r: None) == 0
+    states = channel_states(config)
+    assert sorted(state["attempts"] for state in states) == [1] * (len(states) - 1) + [2]
 
 
 def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Config):
@@ -267,6 +295,8 @@ def test_test_alerts_sends_to_every_channel(deployed: Config, receiver: Receiver
     out = capsys.readouterr().out
     assert "webhook 127.0.0.1: sent" in out and "mail to ops@example.test: sent" in out
     assert receiver.texts()[0].startswith("[risk] Test alert:") and mailbox.subjects() == ["[risk] Test alert"]
+    [(_, message)] = mailbox.messages
+    assert message["Date"] and message["Message-ID"].endswith("@example.test>")  # RFC 5322's, none added on the way
 
 
 def test_test_alerts_without_a_channel_is_one_sentence(deployed: Config, capsys):

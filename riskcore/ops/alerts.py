@@ -15,7 +15,9 @@ Each event is a message in the outbox (alerts-outbox.json beside the run history
 the event, so a run killed and finished later is not announced twice. Each channel (every webhook URL,
 the mail) is tried until it has the message: a failed or slow send is logged and recorded, never fails
 the tick, and is tried again at the next tick (for a day, then given up with an error in the log). Sending
-is bounded: SEND_TIMEOUT per attempt, DELIVERY_BUDGET per tick.
+is bounded: SEND_TIMEOUT per attempt, DELIVERY_BUDGET per tick, whether the tick sends once (a run's alerts)
+or twice (then the silence alert and what earlier ticks still owe); a channel that failed in this tick is not
+tried again before the next.
 
 Webhooks get a JSON POST {"text": ...} (Slack, Mattermost and Teams accept it); mail goes through SMTP
 (smtplib), STARTTLS when asked, the password from alerts.email.password_file (owner-only) or
@@ -51,6 +53,15 @@ DELIVERY_BUDGET = 30.0  # seconds a tick spends sending, all channels together
 GIVE_UP_AFTER = timedelta(days=1)
 KEEP_SENT = timedelta(days=30)  # delivered messages are kept this long, so a late duplicate is still recognised
 
+# This process's tick: the seconds spent sending, and the (message, channel) pairs that failed. One tick is one
+# process (fullprocess.py, deployment.py); tick() starts a new one all the same (new_tick).
+_tick: dict[str, Any] = {"spent": 0.0, "failed": set()}
+
+
+def new_tick() -> None:
+    """A new tick: its own DELIVERY_BUDGET, and every channel may be tried again."""
+    _tick.update(spent=0.0, failed=set())
+
 TITLES = {
     "model_drift": "Model drift found", "retrain_deployed": "Retrained model deployed",
     "gate_kept_old_model": "The promotion gate kept the old model", "estimated_drop": "Estimated drop without labels",
@@ -72,7 +83,8 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
     verdict = row.get("drift_verdict") or ""
     if decision == "retrain" or ("model drift" in verdict and "no model drift" not in verdict):
         events.append(("model_drift", f"{verdict or 'model drift'}."))
-    if decision == "retrain" and outcome in ("done", "reporting") and after and after != before:
+    # Whatever the run's outcome: a run that deployed its model and then failed in its reports still serves it.
+    if decision == "retrain" and after and after != before:
         events.append(("retrain_deployed", f"model {after} now served, replacing {before}."))
     evaluation = row.get("evaluation") or {}
     if decision.startswith("keep: the new model") or evaluation.get("promoted") is False:
@@ -179,9 +191,14 @@ def send_mail(email: dict[str, Any], subject: str, text: str, timeout: float) ->
     import smtplib
     import ssl
     from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
 
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = subject, email["from"], ", ".join(email["to"])
+    # RFC 5322 asks for both, and neither smtplib nor a relay that only forwards adds them; the sender's domain
+    # names the Message-ID (make_msgid's default asks the resolver for this host's name).
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=email["from"].rpartition("@")[2] or "localhost")
     message.set_content(text)
     with smtplib.SMTP(email["smtp_host"], email["smtp_port"], timeout=timeout) as server:
         if email["starttls"]:
@@ -212,11 +229,13 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
     """Send what the outbox still owes, within the time budget; record each attempt. Never raises for a send."""
     outbox = read_outbox(config) if outbox is None else outbox
     names = channels(config)
-    deadline = time.monotonic() + (DELIVERY_BUDGET if budget is None else budget)
+    started = time.monotonic()
+    deadline = started + (DELIVERY_BUDGET - _tick["spent"] if budget is None else budget)
     now = datetime.now(UTC)
     for key, message in list(outbox["messages"].items()):
         for channel, state in message["channels"].items():
-            if state.get("sent_at") or state.get("given_up") or channel not in names:
+            done = state.get("sent_at") or state.get("given_up")
+            if done or channel not in names or (key, channel) in _tick["failed"]:
                 continue
             if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
                 state["given_up"] = utc_now()
@@ -233,12 +252,14 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
                 send(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
             except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
                 state["last_error"] = failure_text(exc)
+                _tick["failed"].add((key, channel))
                 log.warning("alert %s to %s failed (%s); it is tried again at the next tick", key, names[channel],
                             state["last_error"])
             else:
                 state["sent_at"] = utc_now()
                 log.info("alert %s sent to %s", key, names[channel])
             atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
+    _tick["spent"] += time.monotonic() - started
     prune(outbox, now)
     atomic_write_json(outbox_path(config), outbox)
     return outbox

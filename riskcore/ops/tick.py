@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
 from riskcore.files import numbered_name, read_json
-from riskcore.ops.alerts import tick_finished
+from riskcore.ops.alerts import new_tick, tick_finished
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed
 from riskcore.ops.run_record import (
@@ -77,6 +77,7 @@ def check_production(config: Config, take_over: bool = False, record: bool = Tru
 
 def tick(config: Config, reports: Reports, take_over: bool = False, allow_removed: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
+    new_tick()
     current = check_production(config, take_over)
     new_files = detect_new_data(config, current)
     # Files gone from the input folder are work only when the operator drops them on purpose.
