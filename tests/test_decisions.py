@@ -230,6 +230,7 @@ def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelle
     month(config.input_folder / "2026-03.csv", 10, "practice", 61)  # ten new clients, labelled
     assert tick(config)["decision"] == "wait"  # 10 labelled rows: not enough to decide
     ingestion.run(config)
+    caplog.clear()  # the first deployment's training is logged too when an earlier test set the level to INFO
     with caplog.at_level(logging.INFO, logger="riskcore.model.training"):
         metadata = training.run(config)
     assert metadata["training_rows"] == 2010  # every labelled client, not the 10 of the labelled file
