@@ -21,7 +21,7 @@ from riskcore.config import load_config
 from riskcore.contract import CALLS_STORE, FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES
 from riskcore.ops import calls
 from riskcore.ops.drift_check import without_called
-from riskcore.report import call_effect, call_list
+from riskcore.report import call_effect, call_list, pdf
 
 Z = 1.959963984540054  # the normal quantile of 0.975
 Z_POWER = 0.8416212335729143  # of 0.8
@@ -228,6 +228,20 @@ def test_model_page_says_what_is_missing_before_labels_arrive(measured_project):
     assert "per group are needed to see" in sentence
     assert " ".join(table.split()) .startswith("group listed labelled since left share who left to call "
                                                f"{len(members) - group} 0 0 — measurement group {group} 0 0 —")
+
+
+def test_the_pdfs_calls_mark_each_measurement_group_client_in_whole_words(measured_project):
+    """The managers' pages say of each group client, in its row, that it is not to be called; in the client's narrow
+    column the mark broke into "(measure ment group: ...)"."""
+    from test_reporting import pdf_pages, squeeze
+
+    import reporting
+
+    paths = reporting.run(measured_project)
+    group = calls.group_of(calls.latest_cycle(measured_project.output_model_folder / CALLS_STORE))
+    pages = [squeeze(text) for text in pdf_pages(paths["summary_report"])]
+    managers = " ".join(pages[:next(n for n, page in enumerate(pages) if pdf.SECTIONS["headline"] in page)])
+    assert group and managers.count(calls.GROUP_MARK) == len(group)
 
 
 def test_model_page_gives_the_pdfs_measurement_once_labels_arrive(measured_project):

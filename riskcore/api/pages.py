@@ -62,6 +62,7 @@ from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, 
 from riskcore.formatting import count, fixed, money, percent, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
+    GROUP_MARK,
     MAX_BY,
     MAX_NOTE,
     OUTCOMES,
@@ -204,6 +205,7 @@ def client_of_link(segment: str) -> str:
 
 
 site.add_app_template_global(client_link, "client_link")
+site.add_app_template_global(GROUP_MARK, "group_mark")
 
 
 @site.get("/clients/<path:client_id>")

@@ -48,6 +48,7 @@ OUTCOMES = {
 }
 OUTCOME_SHORT = {"stays": "says they stay", "at_risk": "at risk", "leaving": "leaving", "not_reached": "not reached"}
 REACHED = ("stays", "at_risk", "leaving")  # a call that could change what the client does
+GROUP_MARK = "measurement group: not to be called this cycle"  # on the list, the client's page and the PDF
 CALL_FIELDS = (ID_COLUMN, "when", "outcome", "note", "by")  # the client is corporation, as in /risk
 MAX_NOTE = 500
 MAX_BY = 100

@@ -30,6 +30,7 @@ from riskcore.contract import (
 from riskcore.files import when
 from riskcore.formatting import number, percent, score
 from riskcore.model.evaluation import Evaluation
+from riskcore.ops.calls import GROUP_MARK
 from riskcore.release.load import Deployment
 from riskcore.report.call_effect import GROUPS_HEADER, counting_note, group_rows
 from riskcore.report.call_effect import TITLE as CALL_EFFECT_TITLE
@@ -212,10 +213,11 @@ def managers_lines(data: ReportData, styles: Styles) -> list:
 def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     """The clients to call first, with the reasons of their risk (riskcore.model.reasons), as in the call list."""
     risk = data.risk
-    rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS) + (" (measurement group: not to be called this cycle)"
-                                                              if c.get(GROUP) else ""), percent(c["probability"]),
+    # The measurement group's mark leads the why column: in the client's narrow one it broke "measure-ment".
+    rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS), percent(c["probability"]),
              c.get("change") or "\N{EM DASH}",
-             "; ".join(r["text"] for r in c["reasons"][:PDF_REASONS]) or "\N{EM DASH}"] for c in risk.top]
+             "; ".join([GROUP_MARK] * bool(c.get(GROUP)) + [r["text"] for r in c["reasons"][:PDF_REASONS]])
+             or "\N{EM DASH}"] for c in risk.top]
     headers = ["rank", "client", "probability of leaving", "since last run", "why: the main reason"]
     changes = (f" Since last run: the rank against run {risk.compared_with}'s (new: not listed then)."
                if risk.compared_with is not None else " Since last run: no earlier run's ranking is kept yet.")
