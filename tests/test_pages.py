@@ -903,3 +903,16 @@ def test_a_window_without_bins_draws_no_reliability_diagram():
     assert page_charts.reliability_chart(None) is None
     assert page_charts.reliability_chart({"ece": 0.1, "reliability": []}) is None
     assert len(page_charts.reliability_chart({"reliability": RELIABILITY}).points) == len(RELIABILITY)
+
+
+def test_a_check_on_too_few_rows_says_so_instead_of_no_drift(tmp_path):
+    """Issue 19.3: 5 new rows (PSI 4.9) are too few to tell; 'No feature drifted at the latest check' claimed more."""
+    config = build_project(tmp_path)
+    few = {name: {"psi": 4.9, "psi_label": "too few rows", "ks_statistic": 0.29, "ks_p_value": 0.72, "rows": 5,
+                  "drift": False} for name in ("lastmonth_activity", "lastyear_activity", "number_of_employees")}
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("k", "2026-04-01T06:00:00Z", decision="wait", f1_new_data=None, window_rows=5,
+                         data_drift={"drift": False, "too_few_rows": True, "rows": 5, "features": few}))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." in text
+    assert "No feature drifted" not in text

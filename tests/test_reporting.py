@@ -852,3 +852,14 @@ def test_the_headline_says_the_holdouts_rows_once(rows, said):
     held = {"rows": rows, "f1": 0.5}
     [line] = retrain_line({"holdout": {"old": held, "new": {**held, "f1": 0.6}}})
     assert f"held-out new rows</b> {said}: F1 0.5000 before the retrain, 0.6000 after it" in line
+
+
+def test_the_pdf_says_a_check_on_too_few_rows_cannot_tell_data_drift(deployed):
+    few = {name: {"psi": 4.9, "psi_label": "too few rows", "ks_statistic": 0.29, "ks_p_value": 0.72, "rows": 5,
+                  "drift": False} for name in FEATURES}
+    record_run(deployed.output_model_folder / RUN_HISTORY,
+               {"run_id": "few", "started_at": "2026-03-01T06:00:00Z", "decision": "wait", "outcome": "done",
+                "window_rows": 5, "data_drift": {"drift": False, "too_few_rows": True, "rows": 5, "features": few}})
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    assert "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." in text
+    assert "No data drift: every feature" not in text

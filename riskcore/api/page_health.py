@@ -34,6 +34,7 @@ from riskcore.model.drift_evidence import (
     quantiles_of,
     realized_text,
     recorded_figures,
+    too_few_rows_text,
     training_quantiles,
     verdict_text,
 )
@@ -134,7 +135,7 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
     return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
             "sentence": check_sentence(check) if check else None,
             "other_model": other_model_note(check, served), "replaced_model": replaced_model_note(check, served),
-            "drifted": drifted_features(check, alpha),
+            "drifted": drifted_features(check, alpha), "too_few_rows": too_few_rows_text(check),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
             "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(check),
             "reliability": latest_reliability(runs)}

@@ -201,6 +201,16 @@ def data_drift_text(data_drift: dict[str, Any] | None, ks_alpha: float) -> str:
     return "; ".join(feature_drift_text(name, figures, ks_alpha) for name, figures in features.items())
 
 
+def too_few_rows_text(check: dict[str, Any] | None) -> str | None:
+    """ "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." (None: enough rows, or
+    no data drift measured): on so few, "no feature drifted" would be a claim without evidence."""
+    drift = (check or {}).get("data_drift")
+    if not isinstance(drift, dict) or not drift.get("too_few_rows"):
+        return None
+    return (f"Too few rows to tell whether the data drifted: the check took {int(drift.get('rows') or 0):,} rows, "
+            f"fewer than {MIN_DRIFT_ROWS}.")
+
+
 def drift_rule_text(psi_threshold: float, ks_alpha: float) -> str:
     """The rule in words: "a PSI at or above 0.25 or a Kolmogorov-Smirnov (KS) p-value below 0.01"."""
     return f"a PSI at or above {psi_threshold:g} or a Kolmogorov-Smirnov (KS) p-value below {ks_alpha:g}"

@@ -26,6 +26,7 @@ from riskcore.model.drift_evidence import (
     latest_calibrated,
     no_estimate_text,
     realized_text,
+    too_few_rows_text,
     verdict_text,
 )
 from riskcore.ops.history import rows_text, worse_on_holdout
@@ -96,6 +97,8 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
         drifted = "; ".join(escape(feature_drift_text(FEATURE_LABELS.get(f, f), drift.figures[f], drift.ks_alpha))
                             for f in drift.drifted)
         lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} (page 3).")
+    elif too_few_rows_text(drift.check) and drift.recorded:
+        lines.append(escape(too_few_rows_text(drift.check)))
     elif drift.figures:
         lines.append(f"No data drift: every feature of {new} is close to {reference} (page 3).")
     return lines
