@@ -157,6 +157,13 @@ def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Confi
     ({"decision": "retrain", "outcome": "failed", "error": "step apicalls failed: no API",  # deployed, then failed
       "drift_verdict": "F1 0.41 < 0.69 (baseline): model drift", "version_before": "a", "version_after": "b"},
      ["model_drift", "retrain_deployed", "run_failed"]),
+    ({"decision": "retrain", "outcome": "done", "model_drift": False, "version_before": "a", "version_after": "b",
+      "drift_verdict": "F1 0.80 >= 0.69 (baseline): no model drift; data drift alone triggers retraining "
+                       "(automation.data_drift_triggers_retrain)"}, ["retrain_deployed"]),
+    ({"decision": "wait", "outcome": "done", "model_drift": True, "version_before": "a", "version_after": "a",
+      "drift_verdict": "F1 0.30 on 220 labelled rows (39 left) against 0.84 ...: a drop of 0.54 (p 0.0001 < 0.05): "
+                       "model drift; model drift found, but its holdout would hold 44 rows, fewer than 50"},
+     ["model_drift"]),
     ({"decision": "rollback", "outcome": "done", "note": "rolled back from release 2 to 1 by ops"}, ["rollback"]),
     ({"decision": "pin", "outcome": "done", "note": "pinned release 1 by ops"}, ["pin"]),
 ])

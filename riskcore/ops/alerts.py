@@ -81,7 +81,10 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
     elif decision in ("pin", "unpin"):
         events.append(("pin", f"{row.get('note') or decision} (model {after})."))
     verdict = row.get("drift_verdict") or ""
-    if decision == "retrain" or ("model drift" in verdict and "no model drift" not in verdict):
+    found = row.get("model_drift")  # the check's own word; runs recorded before it: the verdict's
+    if found is None:
+        found = decision == "retrain" or ("model drift" in verdict and "no model drift" not in verdict)
+    if found:
         events.append(("model_drift", f"{verdict or 'model drift'}."))
     # Whatever the run's outcome: a run that deployed its model and then failed in its reports still serves it.
     if decision == "retrain" and after and after != before:
