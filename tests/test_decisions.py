@@ -160,7 +160,7 @@ def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_pat
     month(config.input_folder / "2026-02.csv", 5, "changed", 31)
     five = tick(config)
     assert five["decision"] == "wait" and served(config) == before
-    assert five["drift_verdict"].startswith("waiting for more labelled rows: 5 of 200 labelled rows")
+    assert five["drift_verdict"].startswith("waiting for more labelled rows: the window has 5 labelled rows of the 200 needed")
     assert five["window_rows"] == 5 and five["rows_new"] == 5
     psi = five["data_drift"]
     assert psi["too_few_rows"] and not psi["drift"]
@@ -182,7 +182,7 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
     run = tick(config)
     assert run["decision"] == "wait" and served(config) == before
     assert run["f1_new_data"] is None and run["window_positives"] == 0
-    assert "0 of 1 clients who left" in run["drift_verdict"]
+    assert "0 clients who left of the 1 needed" in run["drift_verdict"]
     assert score_history(config.output_model_folder / RUN_HISTORY) == []
 
 

@@ -208,3 +208,18 @@ def test_the_latest_check_is_the_latest_run_that_measured_something():
     assert drift_evidence.latest_check(runs, run_number=1)["run_number"] == 1
     assert drift_evidence.latest_check(runs, run_number=3)["run_number"] == 2  # run 3 checked nothing
     assert drift_evidence.latest_check(runs[2:]) is None
+
+
+@pytest.mark.parametrize(("counts", "expected"), [
+    # 355 labelled rows, enough, but 2 who left: only the missing minimum is named (it read "355 of 200 labelled rows")
+    (drift.Counts(tp=1, fp=3, fn=1, tn=350),
+     "the window has 2 clients who left of the 10 needed (automation.min_positives)"),
+    (drift.Counts(tp=0, fp=0, fn=5, tn=0),
+     "the window has 5 labelled rows of the 200 needed (automation.min_rows) and 5 clients who left of the 10 needed "
+     "(automation.min_positives)"),
+    (drift.Counts(tp=40, fp=10, fn=10, tn=300), None),
+])
+def test_a_wait_names_only_the_minimums_the_window_misses(counts, expected):
+    from riskcore.ops.drift_check import too_little_evidence
+
+    assert too_little_evidence(counts, min_rows=200, min_positives=10) == expected

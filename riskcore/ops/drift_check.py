@@ -62,6 +62,21 @@ def deployed_baseline(config: Config, deployment: Deployment, model) -> dict:
     return baseline or baseline_measurement(model, read_test_data(config), f"the test data, {TEST_DATA}")
 
 
+def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> str | None:
+    """What the window lacks for the significance test, in words (each minimum it misses); None: enough.
+
+    Only the minimums missed are named: "355 of 200 labelled rows" read as a shortfall when the
+    window had enough rows and too few clients who left.
+    """
+    missing = []
+    if counts.rows < min_rows:
+        missing.append(f"{counts.rows:,} labelled rows of the {min_rows:,} needed (automation.min_rows)")
+    if counts.positives < min_positives:
+        missing.append(f"{counts.positives:,} clients who left of the {min_positives:,} needed "
+                       "(automation.min_positives)")
+    return f"the window has {' and '.join(missing)}" if missing else None
+
+
 def significance_check(config: Config, run: Run, deployment: Deployment, model, window) -> str:
     """The default test on the evidence window: "drift", "keep", or "wait" for more labelled rows."""
     auto = config.automation
@@ -71,9 +86,9 @@ def significance_check(config: Config, run: Run, deployment: Deployment, model, 
     run.baseline, run.baseline_source = baseline["f1"], baseline["source"]
     run.f1_new_data = counts.f1  # None without a client who left: F1 is undefined there, never 0
     run.drift_test = "significance"
-    if counts.rows < auto["min_rows"] or counts.positives < auto["min_positives"]:
-        run.drift_verdict = (f"waiting for more labelled rows: {counts.rows:,} of {auto['min_rows']:,} labelled rows, "
-                             f"{counts.positives:,} of {auto['min_positives']:,} clients who left, in the window")
+    short = too_little_evidence(counts, auto["min_rows"], auto["min_positives"])
+    if short:
+        run.drift_verdict = f"waiting for more labelled rows: {short}"
         return "wait"
     test = significant_drop(Counts.from_dict(baseline["counts"]), counts, auto["min_drop"], auto["alpha"],
                             baseline["source"])
