@@ -916,3 +916,11 @@ def test_a_check_on_too_few_rows_says_so_instead_of_no_drift(tmp_path):
     text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." in text
     assert "No feature drifted" not in text
+
+
+def test_a_calibrator_fitted_on_held_out_rows_names_them_once():
+    record = {"method": "none", "rows": 85, "source": "held-out rows of the new market, left out of its training",
+              "reason": "85 held-out rows, 16 of whom left: calibration needs 100 rows and 10 of each class",
+              "before": {"ece": 0.16, "brier": 0.186}, "after": {"ece": 0.16, "brier": 0.186}}
+    assert drift_evidence.calibrator_text(record).endswith(
+        "; measured on 85 held-out rows of the new market, left out of its training: ECE 0.160, Brier score 0.186")

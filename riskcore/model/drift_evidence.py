@@ -291,6 +291,8 @@ def calibrator_text(record: dict[str, Any] | None) -> str | None:
     before, after = record.get("before") or {}, record.get("after") or {}
     rows = f"{int(record['rows']):,} rows" if record.get("rows") else "no rows"
     source = f" of {record['source']}" if record.get("source") else ""
+    if source.startswith(" of held-out rows"):  # "85 held-out rows of the new market", not "85 rows of held-out rows"
+        rows, source = rows.replace(" rows", " held-out rows"), source[len(" of held-out rows"):]
 
     def figure(values: dict[str, Any], key: str) -> str:
         return MISSING if values.get(key) is None else score(values[key], 3)
