@@ -383,7 +383,8 @@ def test_a_lost_control_record_is_restored_from_its_journal(deployed, damage):
         deployment.run(production, action="rollback")
 
 
-def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_history(deployed):
+@pytest.mark.parametrize("damage", ["unreadable", "removed"])  # removed: both files deleted by hand
+def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_history(deployed, damage):
     import deployment
     from riskcore.release.operator_state import CONTROL_FILE, JOURNAL_FILE, read_control
 
@@ -391,7 +392,10 @@ def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_hist
     prod = production.prod_deployment_folder
     pinned = read_control(prod)["pinned"]
     (prod / JOURNAL_FILE).unlink()
-    (prod / CONTROL_FILE).write_text("{\"owner\": ", encoding="utf-8")
+    if damage == "removed":
+        (prod / CONTROL_FILE).unlink()
+    else:
+        (prod / CONTROL_FILE).write_text("{\"owner\": ", encoding="utf-8")
     rebuilt = read_control(prod)
     assert rebuilt["owner"]["config_file"] == str(production.config_file)
     assert rebuilt["pinned"]["release"] == pinned["release"] and rebuilt["pinned"]["by"] == pinned["by"]

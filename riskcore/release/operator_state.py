@@ -94,7 +94,7 @@ def read_control(prod: Path) -> dict[str, Any]:
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError:
-        if not (prod / JOURNAL_FILE).exists():
+        if not (prod / JOURNAL_FILE).exists() and not _claimed_before(prod):
             return with_defaults({})  # never written (a folder deployed to before any claim: claim adopts it)
         return restore_control(prod, "missing")
     except (OSError, ValueError) as exc:
@@ -144,6 +144,12 @@ def _manifests(prod: Path) -> list[tuple[str, dict[str, Any]]]:
             if isinstance(manifest, dict) and not entry.name.startswith("."):
                 found.append((entry.name, manifest))
     return found
+
+
+def _claimed_before(prod: Path) -> bool:
+    """Whether a kept release names the setup that deployed it: the folder had a control record, so one found
+    missing with its journal was removed by hand (rebuilt: no free handover), not never written (adopted)."""
+    return any(isinstance(manifest.get("setup"), dict) for _, manifest in _manifests(prod))
 
 
 def rebuild_control(prod: Path) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from riskcore.release.load import (
 )
 from riskcore.release.operator_state import (
     acknowledge,
+    claim,
     drop_last_rollback,
     end_rollbacks,
     note_rollback,
@@ -242,6 +243,10 @@ def deploy(config: Config, model_folder: Path | None = None) -> Deployment:
     sources, metadata = verified_model_sources(model_folder)
     score = checked_score(model_folder, metadata)
     check_trained_on_ingested(config, metadata)
+    if read_control(config.prod_deployment_folder)["owner"] is None:
+        # The scripts claim the folder first; a deployment made without them records its owner all the same, so
+        # a release naming its setup always comes with a control record (one missing later was removed by hand).
+        claim(config)
     manifest = {"model_version": metadata["model_version"], "trained_at": metadata["trained_at"],
                 "score": score, "deployed_at": utc_now(), "kind": "model", "setup": setup_of(config),
                 "records": "the data the model was trained on"}
