@@ -305,6 +305,11 @@ def _check_alerts(raw: Any, where: str) -> dict[str, Any]:
             raise ConfigError(f'Config key "alerts.email.to" in {where} must name at least one recipient.')
         if not email["from"]:
             raise ConfigError(f'Config key "alerts.email.from" in {where} must name the sender.')
+        for key, address in [("from", email["from"])] + [("to", to) for to in email["to"]]:
+            # An address with a line break cannot be a mail header: every send would fail, each tick, for a day.
+            if "@" not in address or any(not ch.isprintable() for ch in address):
+                raise ConfigError(f'Config key "alerts.email.{key}" in {where} must hold mail addresses '
+                                  f'(name@host, on one line), not {address!r}.')
         if not 0 < email["smtp_port"] < 65536:
             raise ConfigError(f'Config key "alerts.email.smtp_port" in {where} must be a port from 1 to 65535.')
         if email["password_file"] is not None:  # resolved like every path: against the config file's folder

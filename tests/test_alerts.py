@@ -132,6 +132,8 @@ def test_the_alerts_section_of_the_issue_loads(config: Config):
     ({"email": {"to": ["a@b"], "from": "r@b", "password": "x"}}, 'Unknown config key "alerts.email.password"'),
     ({"email": {"from": "r@b"}}, "at least one recipient"),
     ({"email": {"to": ["a@b"], "from": "r@b", "starttls": "yes"}}, '"alerts.email.starttls" .* true or false'),
+    ({"email": {"to": ["a@b"], "from": "r@b\nBcc: x@y"}}, '"alerts.email.from" .* mail addresses'),
+    ({"email": {"to": ["ops"], "from": "r@b"}}, '"alerts.email.to" .* mail addresses'),
 ])
 def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Config, section, message):
     with pytest.raises(ConfigError, match=message):
