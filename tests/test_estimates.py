@@ -290,3 +290,16 @@ def test_a_few_labels_of_a_large_window_do_not_judge_its_estimate():
     settled = {**row, "realized_rows": 10005, "realized_f1": 0.62}
     assert realized_text(settled) == "realized F1 0.62 on 10,005 clients whose labels are known (the estimate was " \
                                      "off by +0.24)"
+
+
+def test_a_five_row_windows_calibration_is_said_with_its_caveat_and_not_drawn():
+    """ECE on 10 equal-count bins of 5 rows is 5 bins of one client, 0 or 1 against a probability."""
+    from riskcore.model.drift_evidence import calibration_text, latest_calibrated
+
+    bins = [{"predicted": 0.1 * i, "observed": float(i % 2), "rows": 1} for i in range(5)]
+    small = {"run_id": "s", "calibration": {"ece": 0.25, "brier": 0.2, "rows": 5, "bins": 10, "reliability": bins}}
+    large = {"run_id": "l", "calibration": {"ece": 0.02, "brier": 0.06, "rows": 1000, "bins": 10, "reliability": bins}}
+    assert calibration_text(small["calibration"]) == ("calibration on 5 labelled rows: ECE 0.250, Brier score 0.200 "
+                                                      "(too few rows to judge: fewer than 50)")
+    assert latest_calibrated([large, small])["run_id"] == "l"  # the newest window that can show one
+    assert latest_calibrated([small]) is None

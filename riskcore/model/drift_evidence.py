@@ -278,8 +278,10 @@ def calibration_text(calibration: dict[str, Any] | None) -> str | None:
     """ "calibration on 800 labelled rows: ECE 0.031, Brier score 0.112" (None: not measured)."""
     if not isinstance(calibration, dict) or calibration.get("ece") is None:
         return None
-    return (f"calibration on {calibration.get('rows', 0):,} labelled rows: ECE {calibration['ece']:.3f}, "
-            f"Brier score {calibration['brier']:.3f}")
+    rows = int(calibration.get("rows") or 0)
+    few = f" ({TOO_FEW_ROWS} to judge: fewer than {MIN_DRIFT_ROWS})" if rows < MIN_DRIFT_ROWS else ""
+    return (f"calibration on {rows:,} labelled rows: ECE {calibration['ece']:.3f}, "
+            f"Brier score {calibration['brier']:.3f}{few}")
 
 
 def calibrator_text(record: dict[str, Any] | None) -> str | None:
@@ -330,7 +332,8 @@ def no_estimate_text(check: dict[str, Any] | None) -> str | None:
 
 
 def latest_calibrated(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest labelled window whose calibration carries reliability bins (`runs` oldest first)."""
+    """The newest labelled window whose calibration carries reliability bins, on MIN_DRIFT_ROWS rows or more (`runs`
+    oldest first): the diagram of a 5-row window is 5 bins of one client each, 0 or 1 against a probability."""
     return next((row for row in reversed(runs) if isinstance(row.get("calibration"), dict)
-                 and isinstance(row["calibration"].get("reliability"), list) and row["calibration"]["reliability"]),
-                None)
+                 and isinstance(row["calibration"].get("reliability"), list) and row["calibration"]["reliability"]
+                 and int(row["calibration"].get("rows") or 0) >= MIN_DRIFT_ROWS), None)
