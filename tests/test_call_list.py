@@ -801,3 +801,23 @@ def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_cli
     assert story["status"] == "listed" and story["left_recorded"] is None
     assert [(run["run"], run["rank"], run["ranked_at"]) for run in story["runs"]] == [
         (run["run"], run["rank"], run["ranked_at"]) for run in runs]
+
+
+@pytest.mark.parametrize(("month", "year", "text"), [
+    # a client with no activity at all read "activity steady: 0 last month, ..., against its usual 0 a month"
+    (0, 0, "no activity: 0 last month, none against the typical 94, and none in the last year"),
+    (0, 5, "activity falling: 0 last month, none against the typical 94, against 5 in the last year"),
+    (3, 36, "activity steady: 3 last month, far below the typical 94, against its usual 3 a month"),
+])
+def test_the_activity_trend_never_reads_a_usual_of_zero(month, year, text):
+    explainer = reasons.Explainer(coefficients=(-0.136, 0.0072, 0.02), intercept=0.75, average=(97.0, 1148.0, 184.0),
+                                  typical=(94.0, 1045.0, 99.0))
+    [trend] = [r for r in explainer.reasons([month, year, 99]) if r["feature"] == reasons.TREND]
+    assert trend["text"].startswith(text + ": raises the risk")
+    import polars as pl
+
+    # the list's words (polars, every row at once) are the same as the API's (one client)
+    frame = pl.DataFrame({f: [v] for f, v in zip(FEATURES, (month, year, 99), strict=True)})
+    rows, texts = reasons.worded_units(explainer, frame)
+    listed = rows.select(texts).collect().row(0)
+    assert trend["text"] in listed

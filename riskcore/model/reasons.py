@@ -57,7 +57,9 @@ EFFECTS = tuple(
     "leaves the risk unchanged" if sign == 0 else
     " ".join(filter(None, ("raises the risk" if sign > 0 else "lowers the risk", STRENGTHS[::-1][level][1])))
     for sign in (-1, 0, 1) for level in range(len(STRENGTHS)))
-TREND_WORDS = ("falling", "steady", "rising")  # last month below 80%, within, above 125% of the monthly average
+# How a reason about the activity trend starts: last month below 80%, within, above 125% of the monthly average, or
+# none in the year at all (a client with no activity read "activity steady: 0 last month, ...").
+TREND_WORDS = ("activity falling", "activity steady", "activity rising", "no activity")
 FRACTIONS = ((0.1, "a tenth of"), (0.2, "a fifth of"), (0.25, "a quarter of"), (1 / 3, "a third of"),
              (0.5, "half"), (2 / 3, "two thirds of"), (0.75, "three quarters of"))
 FRACTION_VALUES = tuple(value for value, _ in FRACTIONS)  # ascending
@@ -91,10 +93,12 @@ def effect(contribution: float) -> str:
 
 
 def trend_code(month: Any, year: Any) -> Any:
-    """Where the activity trend's word is in TREND_WORDS: last month against a twelfth of the year (exact in floats)."""
+    """Where the activity trend's words are in TREND_WORDS: last month against a twelfth of the year (exact in
+    floats), or no activity in either."""
     falling = (month * 60 < year * 4) * 1
     rising = (month * 48 > year * 5) * 1
-    return 1 - falling + rising
+    idle = ((month == 0) & (year == 0)) * 2  # neither falling nor rising: 1 + 2 is "no activity"
+    return 1 - falling + rising + idle
 
 
 def compared(value: float, typical: float) -> str:
@@ -213,7 +217,7 @@ class Explainer:
             return words_of(unit[0])
         trend = take(TREND_WORDS, trend_code(values[MONTH], values[YEAR]))
         said = take(EFFECTS, effect_code(self.unit_contribution(unit, values)))
-        return "activity " + trend + ": " + words_of(MONTH) + words_of(YEAR) + ": " + said
+        return trend + ": " + words_of(MONTH) + words_of(YEAR) + ": " + said
 
     def text(self, unit: tuple[int, ...], values: Sequence[Any]) -> str:
         """A reason in words: "employees 6,462, about 65 times the typical 99: raises the risk strongly"."""
@@ -301,8 +305,12 @@ def month_part(month: Any, typical: float) -> str:
 
 
 def year_part(year: Any) -> str:
-    """The activity trend's words about the year: "against its usual 65 a month"."""
-    return f"against its usual {count(round(year / 12))} a month"
+    """The activity trend's words about the year: "against its usual 65 a month"; a year of less than one a month
+    is said as it is ("against 5 in the last year", "and none in the last year"), never "its usual 0 a month"."""
+    monthly = round(year / 12)
+    if monthly >= 1:
+        return f"against its usual {count(monthly)} a month"
+    return "and none in the last year" if year == 0 else f"against {count(year)} in the last year"
 
 
 def single_text(explainer: Explainer, j: int, value: Any) -> str:
