@@ -543,6 +543,18 @@ def test_a_check_that_kept_the_model_gives_its_f1_on_new_data(tmp_path):
     assert "On the new rows of 2026-04-01 06:00 UTC: F1 0.7300 · 224 rows." in text
 
 
+def test_the_f1_on_new_rows_counts_the_labelled_rows_it_was_measured_on(tmp_path):
+    """A window of this month's export (11,425 unlabelled) and 10 labelled rows: the F1 is on the 10."""
+    config = build_project(tmp_path)
+    version = current_deployment(config.prod_deployment_folder).model_version
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("k", "2026-04-01T06:00:00Z", decision="wait", f1_new_data=0.0, version_before=version,
+                         window_rows=11435, window_labelled=10, window_positives=1))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "On the new rows of 2026-04-01 06:00 UTC: F1 0.0000" in text and "· 10 rows" in text
+    assert "11,435 rows" not in text.split("On the new rows")[1].split(".")[0]
+
+
 @pytest.mark.parametrize(("decision", "drift", "sentence", "alert"), [
     ("keep", None, "Model checked {ago}: healthy.", False),
     ("keep", True, "Model checked {ago}: the new data differs from its training data; model kept.", True),
