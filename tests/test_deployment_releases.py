@@ -195,6 +195,27 @@ def test_health_page_and_pdf_name_the_served_model_its_first_deployment_and_the_
     assert 'id="operator-banner"' not in client.get("/").get_data(as_text=True)
 
 
+def test_downloads_made_by_another_model_than_the_served_one_say_so(four_releases: Config):
+    # After a rollback the page ranks with the served model; the PDF and the CSV are the rolled-back model's
+    # until the next tick makes them again, and the page said nothing of it.
+    import html
+
+    import app as app_module
+    from riskcore.report.writer import write_reports
+
+    client = app_module.create_app(str(four_releases.config_file)).test_client()
+    before = require_deployment(four_releases.prod_deployment_folder).model_version
+    write_reports(four_releases, run_number=1)
+    assert 'id="downloads-stale"' not in client.get("/").get_data(as_text=True)
+    served = deployment.run(four_releases, action="rollback")
+    assert served.model_version != before
+    for path in ("/", "/model"):
+        page = html.unescape(client.get(path).get_data(as_text=True))
+        assert f"made by model {before}, not the one served now: the next tick makes them again" in page
+    write_reports(four_releases, run_number=2)  # what the next tick does
+    assert 'id="downloads-stale"' not in client.get("/").get_data(as_text=True)
+
+
 def test_the_banner_says_pinned_with_by_whom(four_releases: Config):
     import app as app_module
 

@@ -18,7 +18,8 @@ from typing import Any
 from riskcore.api.page_health import chart_drift, model_quality
 from riskcore.api.risk_service import RiskService
 from riskcore.api.served_model import Served
-from riskcore.contract import CALLS_STORE, RISK_SCORES, RUN_HISTORY
+from riskcore.contract import CALLS_STORE, RISK_RECORD, RISK_SCORES, RUN_HISTORY, DataError
+from riskcore.files import read_json
 from riskcore.release.operator_state import CONTROL_FILE
 
 PAGE_SIZE = 50  # clients per page of the call list (the page takes reporting.calls_per_cycle)
@@ -69,8 +70,18 @@ def latest_report(folder: Path) -> Path | None:
     return folder / max(names)[1] if names else None
 
 
-def downloads(folder: Path) -> dict[str, Any]:
-    """The latest PDF report and the risk list, with their sizes; None for what is not there."""
+def downloads(folder: Path, served: Served | None = None) -> dict[str, Any]:
+    """The latest PDF report and the risk list, with their sizes; None for what is not there.
+
+    `made_by`: the model that made them (risk_scores.json) when it is not the one served, else None. After a
+    rollback, or a run that deployed a model and failed before its reports, the page ranks with the served
+    model while the downloads are the previous model's until the next tick makes them again.
+    """
     report, csv = latest_report(folder), folder / RISK_SCORES
+    try:
+        made_by = read_json(folder / RISK_RECORD, "Risk list record", missing={}).get("model_version")
+    except (DataError, AttributeError):
+        made_by = None
+    stale = served is not None and made_by is not None and made_by != served.model_version
     return {"report": report.name if report else None, "report_size": report.stat().st_size if report else None,
-            "csv_size": csv.stat().st_size if csv.is_file() else None}
+            "csv_size": csv.stat().st_size if csv.is_file() else None, "made_by": made_by if stale else None}

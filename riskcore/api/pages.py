@@ -155,7 +155,7 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
                            first_rank=(number - 1) * size + 1, matches=matches, query=query, band=band, moved=moved,
                            order=order, filtered=bool(query or band or moved or order), filters=filters,
                            bands=SIZE_BANDS, serving=serving_now(risk, served),
-                           downloads=downloads(risk.config.output_model_folder))
+                           downloads=downloads(risk.config.output_model_folder, served))
 
 
 @site.get("/model")
@@ -175,7 +175,7 @@ def render_model(risk: RiskService, pointer: str | None, served: Served | None) 
     return render_template("model.html", health=health, call_effect=call_effect(risk), pointer=pointer,
                            serving=serving_now(risk, served),
                            features=FEATURES, labels=FEATURE_LABELS, new_rows=checked_rows,
-                           downloads=downloads(risk.config.output_model_folder))
+                           downloads=downloads(risk.config.output_model_folder, served))
 
 
 ENCODED_ID = "~"  # a client link's segment that starts with it holds the id in base64url (client_link)
