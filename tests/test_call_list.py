@@ -648,7 +648,7 @@ def test_the_last_keep_rankings_runs_are_kept_as_parquet(deployed, tmp_path):
     kept = rankings.kept_rankings(config.output_model_folder)
     assert [number for number, _ in kept] == [5, 6]
     table = pl.read_parquet(kept[-1][1])
-    assert table.columns == ["corporation", "rank", "log_odds"] and table["corporation"].to_list() == ["x", "y"]
+    assert table.columns == ["corporation", "rank", "log_odds", "probability"] and table["corporation"].to_list() == ["x", "y"]
     assert rankings.identity_of(kept[-1][1])["source"] == "clients.csv"
 
 
@@ -772,8 +772,6 @@ def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
 
 
 def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_client, tmp_path):
-    from scipy.special import expit
-
     from riskcore.api.page_health import day
     from riskcore.formatting import percent
     from riskcore.report.rankings import client_across_runs
@@ -791,7 +789,9 @@ def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_cli
     assert runs[0]["log_odds"] == runs[1]["log_odds"]  # the same snapshot, another rank
     page = risk_client.get(f"/clients/{second}").get_data(as_text=True)
     ranked = [day(run["ranked_at"], year=True) for run in runs]  # when each run wrote its ranking
-    chance = percent(float(expit(runs[0]["log_odds"])))
+    listed = risk_client.get(f"/risk/{second}").get_json()["client"]["probability"]  # as the card and /risk give it
+    assert runs[0]["probability"] == runs[1]["probability"] == pytest.approx(listed, abs=1e-6)
+    chance = percent(listed)
     assert 'id="risk-runs"' in page and (f"run 4, {ranked[0]}: {chance}, rank 1; run 5, {ranked[1]}: {chance}, "
                                          "rank 2.") in page
     assert page.count('class="risk-dot"') == 2 and page.count('class="risk-date"') == 2
@@ -821,3 +821,24 @@ def test_the_activity_trend_never_reads_a_usual_of_zero(month, year, text):
     rows, texts = reasons.worded_units(explainer, frame)
     listed = rows.select(texts).collect().row(0)
     assert trend["text"] in listed
+
+
+def test_a_clients_chart_shows_the_calibrated_probability_its_run_gave(tmp_path):
+    """Each run keeps the probability its list gave (its model's calibrator's); the chart showed expit of the log-odds,
+    another figure than the card's once a calibrator is chosen. A ranking kept without it still charts."""
+    import polars as pl
+    from scipy.special import expit
+
+    from riskcore.api.page_charts import risk_chart
+    from riskcore.report.rankings import RANKINGS, client_across_runs, keep_ranking
+
+    ranking = pl.DataFrame({"corporation": ["a", "b"], "log_odds": [2.0, -1.0]})
+    keep_ranking(tmp_path, 1, ranking, {"model_version": "m1"}, keep=10, chances=pl.Series([0.6, 0.2]))
+    [run] = client_across_runs(tmp_path, "a")
+    assert run["probability"] == 0.6 and run["log_odds"] == 2.0
+    assert risk_chart([run]).points[0][3] == pytest.approx(0.6)
+    # a ranking kept before rankings kept the probability: null in the JSON, the log-odds as a probability in the chart
+    ranking.with_columns(pl.Series("rank", [1, 2], dtype=pl.UInt32)).write_parquet(tmp_path / RANKINGS / "2.parquet")
+    older = client_across_runs(tmp_path, "a")[1]
+    assert older["probability"] is None
+    assert risk_chart([older]).points[0][3] == pytest.approx(float(expit(2.0)))

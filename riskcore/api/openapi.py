@@ -226,8 +226,11 @@ def risk_client_operation() -> dict[str, Any]:
                                        "ranked_at": {"type": "string", "description": "when the run wrote its "
                                                                                       "ranking (ISO UTC)"},
                                        "rank": {"type": "integer", "minimum": 1},
-                                       "log_odds": {"type": "number", "description": "the run's model's log-odds"}},
-                                      ("run", "ranked_at", "rank", "log_odds"))}},
+                                       "log_odds": {"type": "number", "description": "the run's model's log-odds"},
+                                       "probability": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                                       "description": "the calibrated probability the run's list "
+                                                                      "gave; null for a ranking kept without it"}},
+                                      ("run", "ranked_at", "rank", "log_odds", "probability"))}},
                 ("model_version", "release", "data", "total", ID_COLUMN, "status", "client", "left_recorded",
                  "snapshots", "runs"))),
             **errors(401, 404, 503)},

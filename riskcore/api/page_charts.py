@@ -68,16 +68,17 @@ class RiskChart:
 
 
 def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
-    """The chart of a client's runs (riskcore.report.rankings.client_across_runs): each run's log-odds as a
-    probability (expit: the run's own calibration is not kept with its ranking); None without a run. One run is one
-    dot in the middle."""
+    """The chart of a client's runs (riskcore.report.rankings.client_across_runs): the probability each run's list gave
+    (its model's calibrated probability); a ranking kept without it, the run's log-odds as a probability (expit).
+    None without a run. One run is one dot in the middle."""
     from scipy.special import expit
 
     if not runs:
         return None
     step = (WIDTH - 8) / (len(runs) - 1) if len(runs) > 1 else 0.0
     left = 4 if len(runs) > 1 else WIDTH / 2
-    chances = [float(expit(run["log_odds"])) for run in runs]
+    chances = [run["probability"] if run.get("probability") is not None else float(expit(run["log_odds"]))
+               for run in runs]
     points = [(left + i * step, HEIGHT - 2 - (HEIGHT - 4) * chance, run, chance)
               for i, (run, chance) in enumerate(zip(runs, chances, strict=True))]
     line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)

@@ -429,7 +429,8 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
         # scientific notation below 1e-5 ("2.4e-6"), a zero as "0.0". Plain decimals (float_scientific=False) took 3x
         # the CPU per column: 1.4 s more at 10M rows for the five float columns, the same values read back.
         risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(tmp, engine="streaming")
-    keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"])
+    keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"],
+                 probability(ranking.frame.get_column(KEY), calibrator))
     calls = min(config.reporting["calls_per_cycle"], ranking.frame.height)
     head = with_changes(ranking.frame.head(min(calls, REPORT_CALLS)).lazy().with_row_index("rank", offset=1),
                         previous).collect()  # this cycle's calls, for the report

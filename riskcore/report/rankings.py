@@ -1,10 +1,10 @@
 """What changed since the last run: each call list's ranks, kept per run, and each client's move.
 
 Every run that writes the call list keeps its ranking in output_model_path/rankings/<run number>.parquet:
-the client id, its rank and log-odds, one row per listed client, riskiest first (Parquet, columnar
-and compressed: at 10M clients a few tens of MB, read back by column). The file's metadata says which
-list it ranks: the model version and the data file (name, size, modification time). The last
-`reporting.keep_rankings` runs are kept.
+the client id, its rank, log-odds and probability (as the list gave it), one row per listed client,
+riskiest first (Parquet, columnar and compressed: at 10M clients a few tens of MB, read back by column).
+The file's metadata says which list it ranks: the model version and the data file (name, size,
+modification time). The last `reporting.keep_rankings` runs are kept.
 
 The previous ranking of a list is the newest kept ranking of another list (another model or another
 version of the data): reporting.py run twice on the same data, or the API ranking the data the last
@@ -32,6 +32,7 @@ RANKINGS = "rankings"  # the folder under output_model_path
 RANKING_NAME = re.compile(r"^(\d+)\.parquet$")
 IDENTITY_KEY = "risk_list"  # the Parquet metadata key that says which list a ranking ranks
 KEY = "log_odds"
+PROBABILITY = "probability"  # the probability the run's list gave (calibrated), as the call list names it
 PREVIOUS_RANK = "previous_rank"
 CHANGE = "change"
 CHANGE_COLUMNS = (PREVIOUS_RANK, CHANGE)
@@ -92,10 +93,17 @@ def with_changes(ranked: pl.LazyFrame, previous: pl.DataFrame | None) -> pl.Lazy
             .with_columns(change.alias(CHANGE)))
 
 
-def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dict[str, Any], keep: int) -> Path:
-    """Write run `number`'s ranking (id and log-odds, riskiest first) and drop all but the newest `keep` runs."""
+def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dict[str, Any], keep: int,
+                 chances: pl.Series) -> Path:
+    """Write run `number`'s ranking (id, log-odds and the probability its list gave, `chances`, riskiest first) and
+    drop all but the newest `keep` runs.
+
+    The probability is kept as 32-bit floats: a client's chart shows it as a percentage, and each run's
+    calibrator is its model's, so it cannot be computed again from the log-odds later.
+    """
     target = folder / RANKINGS / f"{number}.parquet"
-    table = ranking.select(ID_COLUMN, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias("rank"), KEY)
+    table = ranking.select(ID_COLUMN, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias("rank"), KEY,
+                           chances.cast(pl.Float32).alias(PROBABILITY))
     with atomic_path(target) as tmp:
         # zstd's fastest level: at 10M clients 0.6 s of CPU and 77 MB, where polars' default level took 1.0 s for 80 MB.
         table.write_parquet(tmp, compression="zstd", compression_level=1, metadata={IDENTITY_KEY: json.dumps(identity)})
@@ -108,20 +116,28 @@ def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dic
 
 
 def client_across_runs(folder: Path, client_id: str) -> list[dict[str, Any]]:
-    """A client's rank and log-odds in each kept ranking that lists it, oldest run first (one column scan each),
-    with when the run ranked the list (`ranked_at`: when its ranking was written, UTC)."""
+    """A client's rank, log-odds and probability in each kept ranking that lists it, oldest run first (one column scan
+    each), with when the run ranked the list (`ranked_at`: when its ranking was written, UTC). A ranking kept before
+    rankings kept the probability gives it as null."""
     found = []
     for number, path in kept_rankings(folder):
         try:
-            rows = pl.scan_parquet(path).filter(pl.col(ID_COLUMN) == client_id).select("rank", KEY).collect()
+            scan = pl.scan_parquet(path)
+            chance = pl.col(PROBABILITY) if PROBABILITY in scan.collect_schema() else pl.lit(None, dtype=pl.Float32)
+            rows = scan.filter(pl.col(ID_COLUMN) == client_id).select("rank", KEY, chance.alias(PROBABILITY)).collect()
             written = path.stat().st_mtime
         except (OSError, pl.exceptions.PolarsError) as exc:
             log.warning("ranking %s cannot be read (%s); the client's chart leaves it out", path.name, exc)
             continue
         if rows.height:
             found.append({"run": number, "ranked_at": utc_at(written), "rank": int(rows.item(0, "rank")),
-                          KEY: float(rows.item(0, KEY))})
+                          KEY: float(rows.item(0, KEY)), PROBABILITY: kept_probability(rows.item(0, PROBABILITY))})
     return found
+
+
+def kept_probability(value: float | None) -> float | None:
+    """A kept 32-bit probability as the JSON gives it: 6 decimals, as in risk_scores.csv (the rest is float noise)."""
+    return None if value is None else round(float(value), 6)
 
 
 def next_ranking_number(folder: Path) -> int:
