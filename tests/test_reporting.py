@@ -863,3 +863,13 @@ def test_the_pdf_says_a_check_on_too_few_rows_cannot_tell_data_drift(deployed):
     text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
     assert "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." in text
     assert "No data drift: every feature" not in text
+
+
+def test_the_pdf_counts_the_labelled_rows_a_checks_f1_was_measured_on(deployed):
+    """A window of this month's export (11,425 unlabelled) and 10 labelled rows: the F1 is on the 10."""
+    record_run(deployed.output_model_folder / RUN_HISTORY,
+               {"run_id": "w", "started_at": "2026-03-01T06:00:00Z", "decision": "wait", "outcome": "done",
+                "f1_new_data": 0.0, "baseline": 0.31, "window_rows": 11435, "window_labelled": 10,
+                "window_positives": 1, "version_before": "m"})
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    assert "model m scored F1 0.0000 on the 10 labelled new rows (10 rows: fewer than 30) against its baseline" in text

@@ -34,6 +34,7 @@ from riskcore.model.drift_evidence import (
     quantiles_of,
     realized_text,
     recorded_figures,
+    scored_rows,
     too_few_rows_text,
     training_quantiles,
     verdict_text,
@@ -257,9 +258,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]
     if kept:  # a check of this model on new data, necessarily after the holdout it was trained beside
-        labelled = kept[-1].get("window_labelled")  # the F1's rows: the window's labelled ones, not all it took
-        quality.update(new={"f1": kept[-1]["f1_new_data"],
-                            "rows": labelled if isinstance(labelled, int) else checked_rows(kept[-1])},
+        quality.update(new={"f1": kept[-1]["f1_new_data"], "rows": scored_rows(kept[-1])},
                        new_name=f"the new rows of {when(kept[-1].get('started_at'))}")
     elif held and evaluation.get("new_model") == served.model_version:
         quality.update(new=held["new"], old=held["old"], old_model=evaluation.get("old_model"),

@@ -62,6 +62,13 @@ def checked_rows(check: dict[str, Any]) -> int | None:
     return None
 
 
+def scored_rows(check: dict[str, Any]) -> int | None:
+    """The rows a check's F1 was measured on: its window's labelled rows (window_labelled), else for runs recorded
+    before that column, the rows it took. A window of an unlabelled export and 10 labelled rows: 10."""
+    labelled = check.get("window_labelled")
+    return labelled if isinstance(labelled, int) else checked_rows(check)
+
+
 # --- Quantiles -----------------------------------------------------------------------------------
 def feature_values(frame, column: str):
     """A feature's values as a float array, missing ones (null, NaN, infinite) dropped: the one rule for the

@@ -19,13 +19,13 @@ from riskcore.model.drift_evidence import (
     calibrator_text,
     called_text,
     check_estimate,
-    checked_rows,
     drift_rule_text,
     estimate_text,
     feature_drift_text,
     latest_calibrated,
     no_estimate_text,
     realized_text,
+    scored_rows,
     too_few_rows_text,
     verdict_text,
 )
@@ -70,10 +70,11 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     else:
         name = f"run {check['run_number']}" if check.get("run_number") else f"run #{check.get('id')}"
         checked = escape(check.get("version_before") or drift.model_version)
-        rows = checked_rows(check)
+        rows = scored_rows(check)
         if isinstance(check.get("f1_new_data"), (int, float)):
             counted = f"{rows:,} " if isinstance(rows, int) else ""
-            scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}new rows"
+            labelled = "labelled " if isinstance(check.get("window_labelled"), int) else ""
+            scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}{labelled}new rows"
                       f"{rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
         else:
             scored = f"model {checked} had no labelled new rows to be scored on"
