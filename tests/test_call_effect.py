@@ -266,3 +266,9 @@ def test_model_page_gives_the_pdfs_measurement_once_labels_arrive(measured_proje
     group_row = f"measurement group {listed['measurement_group']['listed']} {len(group)} 6 {6 / len(group):.1%}"
     assert called_row in squeeze(table) and group_row in squeeze(table)
     assert called_row in pdf_text and group_row in pdf_text
+
+
+@pytest.mark.parametrize(("share", "words"), [(0.9999, ">99%"), (1.0, "100%"), (0.3, "30%"), (0.254, "25%"),
+                                              (0.001, "<1%"), (0.0, "0%")])
+def test_the_effects_shares_never_round_to_all_or_none(share, words):
+    assert call_effect.whole_percent(share) == words

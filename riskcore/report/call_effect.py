@@ -167,7 +167,14 @@ def about(count: int) -> int:
 
 
 def whole_percent(share: float) -> str:
-    return f"{share * 100:.0f}%"
+    """A share in whole percent, as the effect's sentence says it; never "100%" or "0%" for a share that is not
+    ("a 99.99% baseline read '100% → 95%'")."""
+    shown = f"{share * 100:.0f}%"
+    if shown == "100%" and share < 1:
+        return ">99%"
+    if shown == "0%" and share > 0:
+        return "<1%"
+    return shown
 
 
 def measured_effect(called: Arm, group: Arm, cycles: list[int], with_call: int) -> dict[str, Any]:
