@@ -49,13 +49,15 @@ uncron: ## remove this project's cron line for CONFIG
 serve: $(VENV)/.runtime-stamp ## the API and the web page with gunicorn on HOST:PORT (default http://127.0.0.1:8000/), serving CONFIG
 	HOST=$(HOST) PORT=$(PORT) RISK_CONFIG=$(abspath $(CONFIG)) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-# The PDF report's fonts (riskcore.report.pdf_layout): DejaVu Sans, Droid Sans Fallback for CJK and
-# Symbola for emoji. Without them a report is still written, and says which characters print as boxes.
+# The PDF report's fonts (riskcore.report.pdf_layout): DejaVu Sans, Droid Sans Fallback for Chinese and
+# Japanese, NanumGothic for Korean and Symbola for emoji. Without them a report is still written, and says
+# which characters print as boxes.
 REPORT_FONTS := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
   /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf:fonts-droid-fallback \
+  /usr/share/fonts/truetype/nanum/NanumGothic.ttf:fonts-nanum \
   /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf:fonts-symbola
 
-system-deps: ## install (as root) the fonts the PDF report draws every script with (DejaVu, Droid fallback, Symbola)
+system-deps: ## install (as root) the fonts the PDF report draws every script with (DejaVu, Droid fallback, Nanum, Symbola)
 	@missing=""; for pair in $(REPORT_FONTS); do test -f "$${pair%%:*}" || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -660,6 +660,8 @@ def test_command_turns_a_bad_clients_file_into_one_sentence(deployed, tmp_path):
 # --- Ids of any length and any script (issue 21) ----------------------------------------------
 LONG_ID = "L" + "0123456789" * 120  # 1,201 characters: ReportLab's LayoutError before it was shortened
 JAPANESE_ID = "株式会社テスト"
+KOREAN_ID = "한국어회사"  # Droid Sans Fallback draws 3 of the 11,172 Hangul syllables: boxes before fonts-nanum
+REPORT_FONTS = {"ReportSans", "ReportHangul", "ReportCJK", "ReportSymbols"}
 EMOJI_ID = "Rocket 🚀 Corp 😀"
 
 
@@ -681,19 +683,20 @@ def pdf_text(path: Path) -> str:
 def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_list(deployed, tmp_path):
     from riskcore.report.pdf_layout import register_fonts
 
-    if set(register_fonts().coverage) != {"ReportSans", "ReportCJK", "ReportSymbols"}:
+    if set(register_fonts().coverage) != REPORT_FONTS:
         pytest.skip("the fallback fonts are not installed: make system-deps")
     clients = tmp_path / "clients.csv"
     clients.write_text(f"{CLIENT_HEADER}\n{LONG_ID},0,5000,300\n{JAPANESE_ID},0,4000,200\n"
-                       f'"{EMOJI_ID}",0,3000,100\nplain,400,4800,10\n', encoding="utf-8")
+                       f'"{EMOJI_ID}",0,3000,100\n{KOREAN_ID},0,3500,150\nplain,400,4800,10\n', encoding="utf-8")
     paths = reporting.run(deployed, clients=clients)
     text = pdf_text(paths["summary_report"])
-    assert JAPANESE_ID in text
+    assert JAPANESE_ID in text and KOREAN_ID in text
     assert "🚀" in text and "😀" in text
     assert LONG_ID not in squeeze(text).replace(" ", "")  # shortened, not wrapped over a page
     assert "L0123456789012345678901234" in squeeze(text).replace(" ", "")  # its start, as printed
     assert "shortened here" in squeeze(text) and "cannot be drawn" not in text
-    assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {LONG_ID, JAPANESE_ID, EMOJI_ID, "plain"}
+    assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {LONG_ID, JAPANESE_ID, EMOJI_ID, KOREAN_ID,
+                                                                        "plain"}
 
 
 @pytest.mark.slow
@@ -708,7 +711,18 @@ def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, mo
     clients.write_text(f"{CLIENT_HEADER}\n{JAPANESE_ID},0,4000,200\n", encoding="utf-8")
     text = squeeze(pdf_text(reporting.run(deployed, clients=clients)["summary_report"]))
     assert "7 characters of these ids cannot be drawn with the fonts installed" in text
-    assert "fonts-droid-fallback" in text
+    assert "installing fonts-nanum, fonts-droid-fallback, fonts-symbola (make system-deps) may draw them" in text
+
+
+def test_characters_no_report_font_has_are_not_promised_to_an_install():
+    """With every font installed, installing them again draws nothing: the note says no font has them (Thai)."""
+    from riskcore.report.pdf_layout import register_fonts
+
+    if set(register_fonts().coverage) != REPORT_FONTS:
+        pytest.skip("the fallback fonts are not installed: make system-deps")
+    note = pdf.id_note([{"corporation": "บริษัท"}, {"corporation": KOREAN_ID}])
+    assert "6 characters of these ids cannot be drawn" in note and "none of the report's fonts has them" in note
+    assert "installing" not in note
 
 
 def test_the_pdf_names_the_test_that_found_a_features_drift():
@@ -793,15 +807,16 @@ def test_a_fallback_font_is_read_only_when_a_text_needs_it():
     code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
             "from reportlab.pdfbase import pdfmetrics\n"
             "from riskcore.report.pdf_layout import escape, register_fonts\n"
-            "if set(register_fonts().coverage) != {'ReportSans', 'ReportCJK', 'ReportSymbols'}: print('skip'); exit()\n"
+            f"if set(register_fonts().coverage) != {REPORT_FONTS!r}: print('skip'); exit()\n"
             "escape('Zürich AG, Ελλάδα'); print(sorted(pdfmetrics.getRegisteredFontNames()))\n"
             "print(escape('東京'), sorted(pdfmetrics.getRegisteredFontNames()))\n")
     lines = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True,
                            timeout=60).stdout.splitlines()
     if lines == ["skip"]:
         pytest.skip("the fallback fonts are not installed: make system-deps")
-    assert "ReportCJK" not in lines[0] and "ReportSymbols" not in lines[0]
+    assert "ReportCJK" not in lines[0] and "ReportSymbols" not in lines[0] and "ReportHangul" not in lines[0]
     assert lines[1].startswith('<font name="ReportCJK">東京</font>') and "ReportCJK" in lines[1]
+    assert "ReportHangul" not in lines[1]  # Korean's font serves Hangul only: Chinese characters never read it
 
 
 def test_the_estimates_table_keeps_each_cell_on_one_line(deployed):

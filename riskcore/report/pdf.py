@@ -47,7 +47,15 @@ from riskcore.report.pdf_evidence import (
     retrain_flow,
     retrain_line,
 )
-from riskcore.report.pdf_layout import FONT_PACKAGES, Styles, data_table, escape, image, shorten, undrawable
+from riskcore.report.pdf_layout import (
+    Styles,
+    data_table,
+    escape,
+    image,
+    missing_font_packages,
+    shorten,
+    undrawable,
+)
 from riskcore.report.statistics import summary_table
 
 SECTIONS = {
@@ -249,8 +257,12 @@ def id_note(top: list[dict[str, Any]]) -> str:
                  "middle); the risk list has them in full.")
     missing = undrawable("".join(ids))
     if missing:
+        packages = missing_font_packages()
         note += (f" {len(missing)} character{'s' if len(missing) != 1 else ''} of these ids cannot be drawn with "
-                 f"the fonts installed and print as boxes; installing {FONT_PACKAGES} draws them.")
+                 "the fonts installed and print as boxes; " +
+                 (f"installing {', '.join(packages)} (make system-deps) may draw them." if packages else
+                  "none of the report's fonts has them (it draws Latin, Greek, Cyrillic, Arabic, Hebrew, Chinese, "
+                  "Japanese, Korean and emoji)."))
     return escape(note)
 
 

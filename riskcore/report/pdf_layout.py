@@ -25,17 +25,20 @@ from riskcore.report.charts import BLUE, INK
 
 # DejaVu Sans draws Latin, Greek, Cyrillic, Arabic, Hebrew and many symbols; Debian ships it in
 # fonts-dejavu-core, and matplotlib (a requirement) carries a copy. It has no CJK and no emoji: the
-# fallbacks draw the characters it lacks (Debian's fonts-droid-fallback: CJK, 1.8 MB; fonts-symbola:
-# emoji, monochrome, 1.3 MB). Noto CJK and the colour emoji font cannot serve: ReportLab embeds
-# TrueType outlines only, and those are CFF and bitmap fonts. `make system-deps` installs all three.
+# fallbacks draw the characters it lacks (Debian's fonts-droid-fallback: Chinese and Japanese, 1.8 MB;
+# fonts-nanum's NanumGothic: Korean, 4.7 MB, for Hangul only, as Droid draws 3 of its 11,172 syllables;
+# fonts-symbola: emoji, monochrome, 1.3 MB). Noto CJK and the colour emoji font cannot serve: ReportLab
+# embeds TrueType outlines only, and those are CFF and bitmap fonts. `make system-deps` installs them all.
 DEJAVU_FOLDERS = (Path("/usr/share/fonts/truetype/dejavu"), Path(matplotlib.get_data_path()) / "fonts" / "ttf")
-FALLBACK_FONTS = (
+HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF))  # jamo, compatibility, syllables
+FALLBACK_FONTS = (  # name, where Debian puts it, its package, the characters it serves (None: all it has)
+    ("ReportHangul", (Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf"),), "fonts-nanum", HANGUL),
     ("ReportCJK", (Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
-                   Path("/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf"))),
+                   Path("/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf")), "fonts-droid-fallback",
+     None),
     ("ReportSymbols", (Path("/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf"),
-                       Path("/usr/share/fonts/truetype/ancient-scripts/Symbola.ttf"))),
+                       Path("/usr/share/fonts/truetype/ancient-scripts/Symbola.ttf")), "fonts-symbola", None),
 )
-FONT_PACKAGES = "fonts-dejavu-core, fonts-droid-fallback and fonts-symbola (make system-deps)"
 
 
 @dataclass
@@ -54,8 +57,8 @@ class FallbackFont:
     (DroidSansFallbackFull alone 0.12 s).
     """
 
-    def __init__(self, name: str, path: Path) -> None:
-        self.name, self.path = name, path
+    def __init__(self, name: str, path: Path, serves: tuple[tuple[int, int], ...] | None = None) -> None:
+        self.name, self.path, self.serves = name, path, serves
 
     @functools.cached_property
     def glyphs(self) -> Container[int]:
@@ -67,6 +70,8 @@ class FallbackFont:
         return pdfmetrics.getFont(self.name).face.charToGlyph
 
     def __contains__(self, code: object) -> bool:
+        if self.serves is not None and not any(low <= code <= high for low, high in self.serves):  # type: ignore[operator]
+            return False
         return code in self.glyphs
 
 
@@ -86,11 +91,18 @@ def register_fonts() -> Fonts:
     addMapping("ReportSans", 0, 1, "ReportSans")
     addMapping("ReportSans", 1, 1, "ReportSans-Bold")
     coverage: dict[str, Container[int]] = {"ReportSans": pdfmetrics.getFont("ReportSans").face.charToGlyph}
-    for name, candidates in FALLBACK_FONTS:
+    for name, candidates, _, serves in FALLBACK_FONTS:
         found = next((path for path in candidates if path.is_file()), None)
         if found is not None:
-            coverage[name] = FallbackFont(name, found)
+            coverage[name] = FallbackFont(name, found, serves)
     return Fonts("ReportSans", "ReportSans-Bold", coverage)
+
+
+def missing_font_packages() -> list[str]:
+    """The Debian packages of the report's fonts that are not installed (make system-deps installs them)."""
+    coverage = register_fonts().coverage
+    return ([] if coverage else ["fonts-dejavu-core"]) + [package for name, _, package, _ in FALLBACK_FONTS
+                                                          if name not in coverage]
 
 
 def fix_wide_characters() -> None:
