@@ -936,3 +936,14 @@ def test_a_calibrator_fitted_on_held_out_rows_names_them_once():
               "before": {"ece": 0.16, "brier": 0.186}, "after": {"ece": 0.16, "brier": 0.186}}
     assert drift_evidence.calibrator_text(record).endswith(
         "; measured on 85 held-out rows of the new market, left out of its training: ECE 0.160, Brier score 0.186")
+
+
+def test_the_reliability_diagram_names_the_model_whose_probabilities_it_shows(tmp_path):
+    """After a retrain, the newest labelled window was the replaced model's: its diagram sat under the served model."""
+    config = build_project(tmp_path)
+    calibration = {"ece": 0.27, "brier": 0.28, "rows": 420, "bins": 10, "reliability": RELIABILITY}
+    record_run(config.output_model_folder / RUN_HISTORY, estimated_run("e", "2026-03-01T06:00:00Z",
+                                                                       calibration=calibration,
+                                                                       version_before="replaced-model"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "Reliability of model replaced-model, 2026-03-01 06:00 UTC: predicted share leaving" in text

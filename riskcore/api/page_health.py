@@ -179,7 +179,7 @@ def latest_reliability(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if chart is None:
         return None
     return {"chart": chart, "text": sentence_case(calibration_text(row["calibration"])),
-            "started_at": row.get("started_at")}
+            "started_at": row.get("started_at"), "model": row.get("version_before")}
 
 
 def other_model_note(check: dict[str, Any] | None, served: Served | None) -> str | None:

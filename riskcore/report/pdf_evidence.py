@@ -234,9 +234,10 @@ def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Style
                       styles.note)]
     labelled = latest_calibrated(runs)
     if labelled is not None and chart is not None:
+        whose = f" (model {escape(labelled['version_before'])})" if labelled.get("version_before") else ""
         flow += [image(chart, width * 0.45),
                  Paragraph(f"{escape(sentence_case(calibration_text(labelled['calibration']) or 'calibration'))}, "
-                           f"window of {escape(when(labelled.get('started_at')))}: per bin of clients, the predicted "
-                           "share leaving against the share who left; on the dashed diagonal the probabilities "
-                           "are exact.", styles.note)]
+                           f"window of {escape(when(labelled.get('started_at')))}{whose}: per bin of clients, the "
+                           "predicted share leaving against the share who left; on the dashed diagonal the "
+                           "probabilities are exact.", styles.note)]
     return flow
