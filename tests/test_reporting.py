@@ -110,15 +110,17 @@ def test_pdf_opens_with_the_managers_pages_then_the_evidence_with_every_section_
     config, paths = reported
     pages = [squeeze(text) for text in pdf_pages(paths["summary_report"])]
     managers = next(n for n, page in enumerate(pages) if pdf.SECTIONS["headline"] in page)  # the evidence's first
-    assert managers >= 1 and len(pages) == managers + 4
-    expected = {"headline": 0, "trend": 0, "matrix": 1, "summary": 2, "distributions": 2, "calls": 2,
-                "missing": 3, "timings": 3, "dependencies": 3, "ingestion": 3}
+    # The evidence flows from section to section, in this order, with no page left mostly empty by a page break:
+    # with a break before each group the bundled data's evidence took 6 pages (now 4), this project's 4 (still 4).
+    order = ["headline", "trend", "matrix", "summary", "distributions", "calls", "missing", "timings", "dependencies",
+             "ingestion"]
     # The estimates' section is drawn only for a history that estimated a window (test_the_pdf_gives_the_estimate...)
-    assert set(expected) | {"clients", "estimates"} == set(pdf.SECTIONS)
+    assert set(order) | {"clients", "estimates"} == set(pdf.SECTIONS)
     assert pdf.SECTIONS["estimates"] not in " ".join(pages)
     assert pdf.SECTIONS["clients"] in pages[0]
-    for key, page in expected.items():
-        assert pdf.SECTIONS[key] in pages[managers + page], key
+    first_page = [next(n for n, page in enumerate(pages) if pdf.SECTIONS[key] in page) for key in order]
+    assert first_page == sorted(first_page) and first_page[0] == managers
+    assert managers >= 1 and len(pages) <= managers + 4
     calls = " ".join(pages[:managers])  # the managers' pages: this cycle's calls, and no model evidence
     assert "F1" not in calls and "KS" not in calls
     listed = read_risk_list(paths["risk_scores"])["corporation"]
