@@ -662,6 +662,7 @@ def test_command_turns_a_bad_clients_file_into_one_sentence(deployed, tmp_path):
 # --- Ids of any length and any script (issue 21) ----------------------------------------------
 LONG_ID = "L" + "0123456789" * 120  # 1,201 characters: ReportLab's LayoutError before it was shortened
 JAPANESE_ID = "株式会社テスト"
+HEBREW_ID = "עברית בע״מ"  # drawn as it came, left to right, before visual_order: 'מ״עב תירבע'
 KOREAN_ID = "한국어회사"  # Droid Sans Fallback draws 3 of the 11,172 Hangul syllables: boxes before fonts-nanum
 REPORT_FONTS = {"ReportSans", "ReportHangul", "ReportCJK", "ReportSymbols"}
 EMOJI_ID = "Rocket 🚀 Corp 😀"
@@ -689,16 +690,18 @@ def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_lis
         pytest.skip("the fallback fonts are not installed: make system-deps")
     clients = tmp_path / "clients.csv"
     clients.write_text(f"{CLIENT_HEADER}\n{LONG_ID},0,5000,300\n{JAPANESE_ID},0,4000,200\n"
-                       f'"{EMOJI_ID}",0,3000,100\n{KOREAN_ID},0,3500,150\nplain,400,4800,10\n', encoding="utf-8")
+                       f'"{EMOJI_ID}",0,3000,100\n{KOREAN_ID},0,3500,150\n{HEBREW_ID},0,3200,120\n'
+                       "plain,400,4800,10\n", encoding="utf-8")
     paths = reporting.run(deployed, clients=clients)
     text = pdf_text(paths["summary_report"])
     assert JAPANESE_ID in text and KOREAN_ID in text
+    assert HEBREW_ID in text  # drawn right to left, which pdftotext reads back in the order it is written
     assert "🚀" in text and "😀" in text
     assert LONG_ID not in squeeze(text).replace(" ", "")  # shortened, not wrapped over a page
     assert "L0123456789012345678901234" in squeeze(text).replace(" ", "")  # its start, as printed
     assert "shortened here" in squeeze(text) and "cannot be drawn" not in text
     assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {LONG_ID, JAPANESE_ID, EMOJI_ID, KOREAN_ID,
-                                                                        "plain"}
+                                                                        HEBREW_ID, "plain"}
 
 
 @pytest.mark.slow
@@ -714,6 +717,18 @@ def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, mo
     text = squeeze(pdf_text(reporting.run(deployed, clients=clients)["summary_report"]))
     assert "7 characters of these ids cannot be drawn with the fonts installed" in text
     assert "installing fonts-nanum, fonts-droid-fallback, fonts-symbola (make system-deps) may draw them" in text
+
+
+@pytest.mark.parametrize(("logical", "drawn"), [
+    ("עברית", "תירבע"),  # Hebrew: right to left
+    ("Corp עברית", "Corp תירבע"),  # a right-to-left word in a left-to-right id
+    ("سعد", "\ufeaa\ufecc\ufeb3"),  # Arabic: right to left, in the letters' final, medial and initial forms
+    ("Zürich 東京", "Zürich 東京"),  # no right-to-left letter: as it is
+])
+def test_right_to_left_ids_are_drawn_in_their_visual_order(logical, drawn):
+    from riskcore.report.pdf_layout import visual_order
+
+    assert visual_order(logical) == drawn
 
 
 def test_characters_no_report_font_has_are_not_promised_to_an_install():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import unicodedata
 from collections.abc import Container
 from dataclasses import dataclass
 from itertools import groupby
@@ -164,12 +165,30 @@ class Styles:
         self.box_title = ParagraphStyle("box_title", base, fontName=self.bold, fontSize=11, leading=14)
 
 
+def visual_order(text: str) -> str:
+    """Text as it is drawn: right-to-left runs (Hebrew, Arabic) reversed, Arabic letters in their joined forms.
+
+    ReportLab draws characters left to right as they come (its bidirectional support needs rlbidi, which PyPI
+    does not have): 'עברית' printed as 'תירבע', Arabic letters apart and backwards. python-bidi applies the
+    Unicode bidirectional algorithm, arabic-reshaper picks the joined forms (which DejaVu Sans has); pdftotext
+    reads the result back in its logical order. Text without a right-to-left letter is left as it is.
+    """
+    if not any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in text):
+        return text
+    import arabic_reshaper
+    from bidi import get_display
+
+    return get_display(arabic_reshaper.reshape(text))
+
+
 def escape(text: Any) -> str:
-    """Text for a Paragraph: XML-escaped, each run of characters DejaVu lacks set in the fallback that has them."""
+    """Text for a Paragraph: XML-escaped, in the order it is drawn (visual_order), each run of characters DejaVu
+    lacks set in the fallback that has them."""
     text = str(text)
     coverage = register_fonts().coverage
     if text.isascii() or not coverage:
         return xml_escape(text)
+    text = visual_order(text)
     main = next(iter(coverage))
     parts: list[str] = []
     for name, run in groupby(text, key=lambda ch: font_for(ord(ch), coverage) or main):
