@@ -99,6 +99,7 @@ def test_history_is_paged_by_limit_and_offset(config, client, query, ids):
     ("limit=\u0663", "limit", "whole number"),  # an Arabic-Indic three: a digit to str.isdigit, not to us
     ("limit=99999999999999999999", "limit", "whole number"),
     ("offset=-1", "offset", "of at least 0"),
+    ("offset=99999999999999999999", "offset", "from 0 to 999999999"),  # it read "of at least 0"
     ("offset=1e3", "offset", "whole number"),
     ("limit=1&limit=2", "limit", "once only"),
     ("top=1", "top", "Unknown query parameter"),  # /risk's older name of limit: silently ignored here, 50 runs came

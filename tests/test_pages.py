@@ -196,11 +196,13 @@ def test_fifty_clients_a_page_with_next_and_previous(client, shared):
     assert call_rows(client.get("/?page=0")) == call_rows(first)
 
 
-@pytest.mark.parametrize("page", ["abc", "-1", "1.5", "١", "9" * 12])
-def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page):
+@pytest.mark.parametrize(("page", "bounds"), [("abc", "of at least 0"), ("-1", "of at least 0"),
+                                              ("1.5", "of at least 0"), ("١", "of at least 0"),
+                                              ("9" * 12, "from 0 to 999999999")])  # not "at least 0": it is
+def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page, bounds):
     response = client.get("/", query_string={"page": page})
     assert response.status_code == 400 and response.mimetype == "text/html"
-    assert 'The query parameter "page" must be a whole number of at least 0.' in text_of(response)
+    assert f'The query parameter "page" must be a whole number {bounds}.' in text_of(response)
 
 
 def test_search_finds_clients_by_part_of_their_id_whatever_the_case(client, shared):

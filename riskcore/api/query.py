@@ -36,7 +36,10 @@ def query_number(name: str, default: int, lowest: int, highest: int | None = Non
     text = given[0].strip()
     value = int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else None
     if value is None or value < lowest or (highest is not None and value > highest):
-        bounds = f"from {lowest} to {highest}" if highest is not None else f"of at least {lowest}"
+        # Digits, but more of them than any count here: "of at least 0" would be true of them and refuse them.
+        too_large = value is None and text.isascii() and text.isdigit()
+        top = highest if highest is not None else 10**MAX_DIGITS - 1 if too_large else None
+        bounds = f"from {lowest} to {top}" if top is not None else f"of at least {lowest}"
         raise ApiError(400, f'The query parameter "{name}" must be a whole number {bounds}.', field=name)
     return value
 
