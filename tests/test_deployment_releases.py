@@ -216,6 +216,22 @@ def test_downloads_made_by_another_model_than_the_served_one_say_so(four_release
     assert 'id="downloads-stale"' not in client.get("/").get_data(as_text=True)
 
 
+def test_the_tick_after_a_rollback_says_why_it_makes_the_reports_once(four_releases: Config, caplog):
+    import logging
+
+    from riskcore.ops import tick as tick_module
+    from riskcore.report.writer import write_reports
+
+    write_reports(four_releases, run_number=1)
+    deployment.run(four_releases, action="rollback")
+    made = []
+    with caplog.at_level(logging.INFO):
+        assert tick_module.tick(four_releases, lambda config, run: made.append(run.run_number)) == 0
+    said = [record.getMessage() for record in caplog.records]
+    assert any("the risk list was made by model" in line for line in said) and made
+    assert not any("an earlier run stopped before its reports" in line for line in said), said  # none did
+
+
 def test_the_banner_says_pinned_with_by_whom(four_releases: Config):
     import app as app_module
 

@@ -234,7 +234,8 @@ def work(config: Config, current: Deployment | None, new_files: list[str], pendi
         resumed = resumed_run(pending or {}, run.run_number)
         if resumed is None:
             run.decision = "finish reports"
-            log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
+            if pending is not None:  # else the tick has said why (a rollback, a run that left no risk list)
+                log.info("an earlier run stopped before its reports (run %s): producing them now", run.run_number)
         else:
             run = resumed
             log.info("run %s (%s, started %s) was interrupted after its decision: producing its reports now",
