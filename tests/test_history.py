@@ -148,6 +148,8 @@ def test_format_history_is_one_line_per_run_with_its_other_columns_indented_belo
         "data drift lastmonth_activity PSI 1.250 (drift), KS 0.327 (p 1.8e-216): drift by PSI and KS",
         "number_of_employees PSI 0.050 (stable), KS 0.020 (p 0.5)",
         "rejected broken.csv: bad header",
+        "estimate not estimated: model v1 has no calibrator to estimate from (its held-out rows were too few to fit "
+        "one)",  # the page's and the PDF's words for this check
         "seconds ingestion 0.500, drift_check 0.250 (total 0.750)",
         f"run number 1, id {rows[0]['run_id']}, finished 2026-01-01T00:00:09Z, 230 rows read",
     ]
@@ -252,3 +254,13 @@ def test_the_history_table_says_the_estimate_its_realized_f1_and_the_calibration
     calibration = next(line for line in lines if line.split()[:1] == ["calibration"])
     assert calibration.split() == ["calibration", "on", "100", "labelled", "rows:", "ECE", "0.050,", "Brier", "score",
                                    "0.100"]
+
+
+def test_the_history_table_says_why_a_check_has_no_estimate_as_the_page_does(tmp_path: Path):
+    path = tmp_path / "runhistory.sqlite"
+    record_run(path, {"run_id": "n", "started_at": "2026-03-01T00:00:00Z", "f1_new_data": 0.0, "window_rows": 11435,
+                      "window_labelled": 10, "version_before": "m", "decision": "wait", "outcome": "done"})
+    lines = format_history(read_history(path), ks_alpha=0.01).splitlines()
+    estimate = next(line for line in lines if line.split()[:1] == ["estimate"])
+    assert estimate.split(None, 1)[1] == ("not estimated: model m has no calibrator to estimate from (its held-out "
+                                          "rows were too few to fit one)")

@@ -24,6 +24,8 @@ from riskcore.model.drift_evidence import (
     called_text,
     estimate_text,
     feature_drift_text,
+    is_drift_check,
+    no_estimate_text,
     realized_text,
 )
 
@@ -210,6 +212,8 @@ def _detail_lines(row: dict[str, Any], ks_alpha: float) -> list[tuple[str, str]]
     estimate = estimate_text(row)  # the window without labels, and what its labels said once they arrived
     if estimate:
         lines.append(("estimate", "; ".join(filter(None, (estimate, realized_text(row))))))
+    elif is_drift_check(row) and no_estimate_text(row):  # the page's and the PDF's words for the same check
+        lines.append(("estimate", no_estimate_text(row)))
     calibration = calibration_text(row.get("calibration"))
     if calibration:
         lines.append(("calibration", calibration.removeprefix("calibration ")))
