@@ -590,6 +590,24 @@ def test_trend_chart_labels_the_data_each_point_was_measured_on():
                       "retrain: new model's F1 on the held-out new rows"]
 
 
+def test_trend_chart_follows_the_served_model_through_a_rollback_and_a_roll_forward():
+    # The line kept the rolled-back model's F1 (issue 23): it steps to the model served again.
+    deployments = [{"deployed_at": "2026-01-01T00:00:00Z", "model_version": "v1", "score": 0.69, "kind": "model"},
+                   {"deployed_at": "2026-02-01T00:00:00Z", "model_version": "v2", "score": 0.45, "kind": "model"},
+                   {"deployed_at": "2026-02-03T00:00:00Z", "model_version": "v2", "score": 0.45, "kind": "records"}]
+    runs = [{"started_at": "2026-02-05T00:00:00Z", "finished_at": "2026-02-05T00:00:01Z", "decision": "rollback",
+             "version_before": "v2", "version_after": "v1"},
+            {"started_at": "2026-02-07T00:00:00Z", "finished_at": "2026-02-07T00:00:01Z", "decision": "roll-forward",
+             "version_before": "v1", "version_after": "v2"},
+            {"started_at": "2026-02-09T00:00:00Z", "finished_at": "2026-02-09T00:00:01Z", "decision": "rollback",
+             "version_before": "v2", "version_after": "v1"}]
+    figure = trend_chart(deployments, runs, "2026-02-10T00:00:00Z")
+    [served, *_] = figure.axes[0].get_lines()
+    assert list(served.get_ydata()) == [0.69, 0.45, 0.69, 0.45, 0.69, 0.69]  # served now: v1, rolled back to
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert "rollback or roll forward: the model served again" in labels
+
+
 def test_where_to_look_names_the_newest_report_the_risk_list_and_the_history(reported_twice):
     deployed = reported_twice["config"]
     assert "none yet" in reported_twice["before"]

@@ -114,6 +114,17 @@ def model_deployments(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return firsts
 
 
+SWITCHES = ("rollback", "roll-forward")  # the operator's decisions that serve another model again
+
+
+def served_switches(deployments: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[tuple[datetime, float]]:
+    """(time, F1 on the test data) of each rollback and roll forward: the model served again from then on."""
+    scores = {d["model_version"]: d["score"] for d in deployments}
+    found = [(chart_time(r.get("finished_at") or r.get("started_at")), scores.get(r.get("version_after")))
+             for r in runs if r.get("decision") in SWITCHES]
+    return [(t, f) for t, f in found if t is not None and f is not None]
+
+
 def readable_time_axis(ax, times: list[datetime]) -> None:
     """Tick labels a reader takes in at a glance, precise enough for the span shown; the day in the axis label."""
     span = max(times) - min(times) if times else timedelta(0)
@@ -156,23 +167,30 @@ def with_interval(ax, moment: datetime, figures: dict[str, Any], **style) -> Non
 
 def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], now: str, test_rows: int | None = None):
     """F1 over time, each point labelled with the data it was measured on: each model's F1 on the test data
-    when deployed, the drift checks on the new rows, and each retrain's old and new model on the held-out new rows."""
+    when deployed, the drift checks on the new rows, and each retrain's old and new model on the held-out new rows.
+    The line is the served model's: a rollback or roll forward steps it to the model served again."""
     fig = figure(7.2, 2.9)
     ax = fig.add_subplot()
     models = [(chart_time(d["deployed_at"]), d["score"]) for d in model_deployments(deployments)]
     models = [(t, f) for t, f in models if t is not None]
+    switches = served_switches(deployments, runs)
     checks = [(chart_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
     checks = [(t, f, b) for t, f, b in checks if t is not None and isinstance(f, (int, float))]
     held = holdout_points(runs)
     few = f" ({test_rows} rows: fewer than {FEW_ROWS})" if test_rows is not None and test_rows < FEW_ROWS else ""
     if models:
-        # Each model's level holds until the next deployment, drawn up to the latest event.
-        end = max([t for t, _ in models] + [t for t, _, _ in checks] + [chart_time(now) or models[-1][0]])
-        times = [t for t, _ in models] + [end]
-        levels = [f for _, f in models] + [models[-1][1]]
+        # The served model's level holds until the next deployment or rollback, drawn up to the latest event.
+        served = sorted(models + switches)
+        end = max([t for t, _ in served] + [t for t, _, _ in checks] + [chart_time(now) or served[-1][0]])
+        times = [t for t, _ in served] + [end]
+        levels = [f for _, f in served] + [served[-1][1]]
         ax.step(times, levels, where="post", color=BLUE, linewidth=1.5)
         ax.plot([t for t, _ in models], [f for _, f in models], "o", color=BLUE, markersize=6,
                 label=f"each model deployed: its F1 on the test data, {TEST_DATA}{few}")
+        if switches:
+            ax.plot([t for t, _ in switches], [f for _, f in switches], "o", markerfacecolor="white",
+                    markeredgecolor=BLUE, markersize=6, linestyle="none",
+                    label="rollback or roll forward: the model served again")
     if checks:
         ax.plot([t for t, _, _ in checks], [f for _, f, _ in checks], "D", markerfacecolor="white",
                 markeredgecolor=ORANGE, markersize=5, linestyle="none",
@@ -190,7 +208,7 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
     ax.grid(alpha=0.25)
-    shown = [t for t, _ in models] + [t for t, _, _ in checks]
+    shown = [t for t, _ in models] + [t for t, _ in switches] + [t for t, _, _ in checks]
     readable_time_axis(ax, shown + ([end] if models else []))
     if ax.get_legend_handles_labels()[0]:
         fig.legend(loc="outside lower center", ncols=2, fontsize=7, frameon=False, handletextpad=0.3,

@@ -175,8 +175,8 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
                                 for d in recent],
                                [width * w for w in (0.23, 0.35, 0.18, 0.24)], right={2, 3}))
     flow.append(Paragraph(
-        "Deployments come from the release manifests still kept in the production folder; drift checks from "
-        f"the automation's run history ({RUN_HISTORY}"
+        "Deployments come from the release manifests still kept in the production folder; drift checks, "
+        f"rollbacks and roll forwards from the run history ({RUN_HISTORY}"
         f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
     return section(styles, "trend", *flow)
 
