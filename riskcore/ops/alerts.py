@@ -133,10 +133,14 @@ def read_outbox(config: Config) -> dict[str, Any]:
 
 
 def channels(config: Config) -> dict[str, str]:
-    """Channel id -> how the log names it; a webhook is named by its host only (its path may hold a secret)."""
+    """Channel id -> how the log names it; a webhook by its host and port only (its path may hold a secret), and
+    by its place in alerts.webhook_urls when there are several (two Slack hooks share hooks.slack.com)."""
     found = {}
-    for url in config.alerts["webhook_urls"]:
-        found[f"webhook:{hashlib.sha256(url.encode()).hexdigest()[:12]}"] = f"webhook {urlsplit(url).hostname}"
+    urls = config.alerts["webhook_urls"]
+    for number, url in enumerate(urls, 1):
+        where = urlsplit(url).netloc.rpartition("@")[2]  # never the user and password a URL may carry
+        found[f"webhook:{hashlib.sha256(url.encode()).hexdigest()[:12]}"] = \
+            f"webhook {where}" + (f" (alerts.webhook_urls {number} of {len(urls)})" if len(urls) > 1 else "")
     if config.alerts["email"]:
         found["email"] = f"mail to {', '.join(config.alerts['email']['to'])}"
     return found
