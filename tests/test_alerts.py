@@ -173,6 +173,15 @@ def test_the_events_a_run_calls_for(row, events):
     assert [event for event, _ in alerts.events_of_run(row)] == events
 
 
+def test_an_estimated_drop_is_said_with_its_interval_rows_and_baseline():
+    row = {"decision": "wait", "outcome": "done", "estimated_f1": 0.6123456789, "estimated_f1_interval": [0.55, 0.66],
+           "estimated_rows": 3000, "window_labelled": 0, "estimated_baseline": 0.86, "estimated_drift": True}
+    [(event, said)] = alerts.events_of_run(row)
+    assert event == "estimated_drop"
+    assert said.startswith("estimated F1 0.61 [0.55, 0.66] on 3,000 unlabelled clients; own-market baseline 0.86: "
+                           "an estimated drop of 0.25")
+
+
 @pytest.mark.parametrize(("row", "said"), [
     ({"outcome": "done", "version_after": "a",
       "error": "rejected input: broken.csv is missing the column exited (the file stays rejected until it changes)."},

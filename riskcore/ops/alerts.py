@@ -93,8 +93,12 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
     if decision.startswith("keep: the new model") or evaluation.get("promoted") is False:
         events.append(("gate_kept_old_model", f"{decision or 'the old model was kept'}; model {after} stays."))
     if row.get("estimated_drift"):
-        events.append(("estimated_drop", f"{row['estimated_drift']}" if isinstance(row["estimated_drift"], str)
-                       else f"estimated F1 {row.get('estimated_f1')} below the baseline, without labels."))
+        from riskcore.model.drift_evidence import estimate_text  # standard library only, like this module
+
+        # The history's words, with the interval and rows ("estimated F1 0.6123456789 below the baseline" was the
+        # recorded float as it came); the warning's own text when a row carries one.
+        said = row["estimated_drift"] if isinstance(row["estimated_drift"], str) else estimate_text(row)
+        events.append(("estimated_drop", f"{said or 'an estimated F1 below the baseline, without labels'}."))
     features = ((row.get("data_drift") or {}).get("features") or {})
     drifted = [name for name, figures in features.items() if isinstance(figures, dict) and figures.get("drift")]
     if drifted:
