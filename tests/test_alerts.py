@@ -173,6 +173,16 @@ def test_the_events_a_run_calls_for(row, events):
     assert [event for event, _ in alerts.events_of_run(row)] == events
 
 
+def test_the_gate_keeping_the_old_model_is_said_with_both_models_f1():
+    held = {"old": {"f1": 0.0968, "rows": 60}, "new": {"f1": 0.0, "rows": 60}}
+    row = {"decision": "kept_by_gate", "outcome": "done", "version_before": "a", "version_after": "a",
+           "evaluation": {"promoted": False, "old_model": "a", "new_model": "b", "holdout": held}}
+    [(event, said)] = alerts.events_of_run(row)
+    assert event == "gate_kept_old_model"
+    assert said == ("the new model b does worse than the old model a on the held-out new rows: F1 0.0000 < 0.0968; "
+                    "the old model was kept (automation.promotion_gate); model a stays.")
+
+
 def test_an_estimated_drop_is_said_with_its_interval_rows_and_baseline():
     row = {"decision": "wait", "outcome": "done", "estimated_f1": 0.6123456789, "estimated_f1_interval": [0.55, 0.66],
            "estimated_rows": 3000, "window_labelled": 0, "estimated_baseline": 0.86, "estimated_drift": True}

@@ -91,7 +91,13 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
         events.append(("retrain_deployed", f"model {after} now served, replacing {before}."))
     evaluation = row.get("evaluation") or {}
     if decision.startswith("keep: the new model") or evaluation.get("promoted") is False:
-        events.append(("gate_kept_old_model", f"{decision or 'the old model was kept'}; model {after} stays."))
+        from riskcore.ops.history import worse_on_holdout  # standard library only, like this module
+
+        try:  # the history's sentence with both models' F1 (the decision alone read "kept_by_gate; model a stays.")
+            why = worse_on_holdout(evaluation).rstrip(".")
+        except (KeyError, TypeError):
+            why = decision if decision.startswith("keep: the new model") else "the promotion gate kept the old model"
+        events.append(("gate_kept_old_model", f"{why}; model {after} stays."))
     if row.get("estimated_drift"):
         from riskcore.model.drift_evidence import estimate_text  # standard library only, like this module
 
