@@ -232,6 +232,18 @@ def test_the_tick_after_a_rollback_says_why_it_makes_the_reports_once(four_relea
     assert not any("an earlier run stopped before its reports" in line for line in said), said  # none did
 
 
+def test_a_rollback_then_a_pin_read_as_two_sentences():
+    from riskcore.release.operator_state import serving_state
+
+    control = {"rollbacks": [{"from": "r2", "from_model": "m2", "to": "r1", "to_model": "m1",
+                              "at": "2026-12-06T16:19:00Z", "by": "ops"}],
+               "pinned": {"release": "r1", "at": "2026-12-06T16:28:00Z", "by": "ops"}}
+    said = serving_state(control, "r1", "m1")["sentence"]
+    assert said == ("Rolled back from release r2 (model m2) to release r1 on 2026-12-06 16:19 UTC by ops. "
+                    "Release r1 pinned on 2026-12-06 16:28 UTC by ops: the automation keeps this model until "
+                    "deployment.py --unpin.")  # it read "... by ops; Release r1 pinned ..."
+
+
 def test_the_banner_says_pinned_with_by_whom(four_releases: Config):
     import app as app_module
 

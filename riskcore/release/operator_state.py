@@ -446,5 +446,5 @@ def serving_state(control: dict[str, Any], served_release: str, served_model: st
                      "keeps this model until deployment.py --unpin")
     if state is None:
         return None
-    return {"state": state, "sentence": "; ".join(parts) + ".", "rollback": rolled, "pinned": pinned,
+    return {"state": state, "sentence": ". ".join(parts) + ".", "rollback": rolled, "pinned": pinned,
             "release": served_release, "model_version": served_model}
