@@ -158,10 +158,10 @@ def templates_compiled_once(tmp_path_factory):
 def fits_in_this_process(request, monkeypatch):
     """The fast tests fit the model in the test process, not in a forked training process: forking the test
     process (600 MB by then) and faulting its pages back in cost about 100 ms a fit on the test machine, 128 fits
-    and 12 s of the fast suite, and no fast test checks the training process. The fit is the one fit_within makes
-    (build_model's settings, one BLAS thread); its time limit needs the process, so the tests marked slow keep it:
-    they include the tests of the limit and of a training process outliving its run, and run the pipeline in
-    production's processes."""
+    and 12 s of the fast suite, and no fast test checks the training process. The job is the one run_within runs
+    (the fit, or a retrain's out-of-fold fits; one BLAS thread); its time limit needs the process, so the tests
+    marked slow keep it: they include the tests of the limit and of a training process outliving its run, and run
+    the pipeline in production's processes."""
     if request.node.get_closest_marker("slow"):
         yield
         return
@@ -169,11 +169,11 @@ def fits_in_this_process(request, monkeypatch):
 
     from riskcore.model import training
 
-    def fit_here(settings, features, target, seconds):
+    def run_here(seconds, stopped, job, *args):
         with threadpool_limits(limits=1):
-            return training.build_model(settings).fit(features, target)
+            return job(*args)
 
-    monkeypatch.setattr(training, "fit_within", fit_here)
+    monkeypatch.setattr(training, "run_within", run_here)
     yield
 
 

@@ -30,10 +30,10 @@ from riskcore.model.calibration import (
     expected_roc_auc,
     fit_calibrator,
 )
-from riskcore.model.drift_evidence import estimate_text
+from riskcore.model.drift_evidence import calibrator_text, estimate_text
 from riskcore.model.training import train_model
 from riskcore.ops.history import read_history
-from riskcore.release.load import current_deployment, load_deployed_calibrator, verify_release
+from riskcore.release.load import current_deployment, deployed_metadata, load_deployed_calibrator, verify_release
 from riskcore.release.publish import verified_model_sources
 
 SETTINGS = json.loads((Path(__file__).resolve().parent.parent / "config.json").read_text())["model"]
@@ -166,6 +166,153 @@ def test_too_few_held_out_rows_leave_the_probabilities_the_models_own():
     assert record["method"] == "none" and "calibration needs 100 rows" in record["reason"]
     log_odds = np.array([-2.0, 0.0, 3.0])
     assert calibrator.probability(log_odds).tolist() == expit(log_odds).tolist()
+
+
+# --- A retrain whose held-out rows are too few: out-of-fold log-odds of its training rows join them -----------
+def small_retrain(training_rows: int = 240, held_out_rows: int = 60, seed: int = 31):
+    """A model retrained on a changed market's window alone, its held-out rows too few to calibrate on."""
+    training = clients(training_rows, "changed", seed)
+    return train_model(training, SETTINGS), training, clients(held_out_rows, "changed", seed + 1)
+
+
+def test_too_few_held_out_rows_are_joined_by_the_training_rows_out_of_fold_log_odds():
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from riskcore.model.training import build_model, calibrate, with_out_of_fold
+
+    model, training, held_out = small_retrain()
+    calibrator, record = calibrate(model, held_out, "held-out rows of the new market", training=training,
+                                   settings=SETTINGS, seconds=60)
+    assert record["method"] != "none" and record["rows"] == 300
+    assert record["source"] == ("out-of-fold log-odds of the 240 training rows (5 folds) and the 60 held-out rows: "
+                                "the held-out rows alone were too few")
+    assert record["out_of_fold"] == {"training_rows": 240, "held_out_rows": 60, "folds": 5}
+    # The training rows' log-odds are scikit-learn's out-of-fold ones, never the final model's (which learnt them);
+    # the held-out rows' are the final model's, which never saw them.
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    expected = cross_val_predict(build_model(SETTINGS), features_of(training), training[TARGET], cv=folds,
+                                 method="decision_function")
+    held = model.decision_function(features_of(held_out))
+    log_odds, labels, _, _ = with_out_of_fold(held, held_out[TARGET].to_numpy(), training, SETTINGS, None)
+    assert log_odds.tolist() == [*expected, *held] and labels.tolist() == [*training[TARGET], *held_out[TARGET]]
+    assert not np.allclose(expected, model.decision_function(features_of(training)))
+    assert calibrator.probability(held).tolist() != expit(held).tolist() or record["method"] == "model"
+
+
+def test_enough_held_out_rows_calibrate_alone_without_out_of_fold_fits(monkeypatch):
+    from riskcore.model import training as training_module
+
+    model, training, _ = small_retrain()
+    held_out = clients(400, "changed", 33)
+
+    def never(*_args):
+        raise AssertionError("out-of-fold fits on the normal path")
+
+    monkeypatch.setattr(training_module, "out_of_fold_log_odds", never)
+    _, record = training_module.calibrate(model, held_out, "held-out rows of the new market", training=training,
+                                          settings=SETTINGS, seconds=60)
+    assert record["source"] == "held-out rows of the new market" and "out_of_fold" not in record
+    assert record["rows"] == 400 and record["method"] != "none"
+
+
+def test_too_few_rows_even_with_the_training_rows_leave_no_calibrator_and_fit_no_fold(monkeypatch):
+    from riskcore.model import training as training_module
+
+    model, training, held_out = small_retrain(training_rows=60, held_out_rows=15)
+    monkeypatch.setattr(training_module, "out_of_fold_log_odds", lambda *_args: pytest.fail("a fold was fitted"))
+    _, record = training_module.calibrate(model, held_out, "held-out rows", training=training, settings=SETTINGS,
+                                          seconds=60)
+    assert record["method"] == "none" and record["source"] == "held-out rows" and "out_of_fold" not in record
+    assert record["reason"].startswith("15 held-out rows")
+
+
+def sleeping(*_args):
+    import time
+
+    time.sleep(30)
+
+
+@pytest.mark.slow  # the out-of-fold fits run in training's child process, stopped 1 s later
+def test_out_of_fold_fits_past_the_time_limit_are_stopped_and_the_model_goes_uncalibrated(monkeypatch):
+    import time
+
+    from riskcore.model import training as training_module
+
+    model, training, held_out = small_retrain()
+    monkeypatch.setattr(training_module, "out_of_fold_log_odds", sleeping)
+    start = time.monotonic()
+    calibrator, record = training_module.calibrate(model, held_out, "held-out rows", training=training,
+                                                   settings=SETTINGS, seconds=1)
+    assert time.monotonic() - start < 10
+    assert record["method"] == "none" and calibrator.method == "none" and record["source"] == "held-out rows"
+    assert record["reason"].endswith("(the out-of-fold fits stopped after 1 s (automation.max_train_seconds))")
+
+
+def test_an_out_of_fold_calibrator_reads_with_its_rows_once():
+    record = {"method": "platt", "rows": 300, "before": {"ece": 0.12, "brier": 0.15},
+              "after": {"ece": 0.03, "brier": 0.1},
+              "source": "out-of-fold log-odds of the 240 training rows (5 folds) and the 60 held-out rows: the "
+                        "held-out rows alone were too few"}
+    assert calibrator_text(record) == ("platt, fitted on the out-of-fold log-odds of the 240 training rows (5 folds) "
+                                       "and the 60 held-out rows (the held-out rows alone were too few): ECE 0.120 → "
+                                       "0.030, Brier score 0.150 → 0.100")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rows", "out_of_fold"), [(300, True), (3000, False)])
+def test_a_small_windows_retrain_is_calibrated_out_of_fold_and_the_next_window_estimated(tmp_path, rows, out_of_fold):
+    """A retrain on 300 labelled rows of a changed market holds out 60, too few to calibrate on: its training rows'
+    out-of-fold log-odds join them, and the next, unlabelled, window is estimated. A retrain on 3,000 rows holds out
+    600 and calibrates on them alone, as before."""
+    from test_decisions import month, old_market, tick
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", rows, "changed", 21)
+    assert tick(config)["decision"] == "retrain"
+    record = deployed_metadata(current_deployment(config.prod_deployment_folder))["calibration"]
+    assert record["method"] != "none"
+    if out_of_fold:
+        assert record["out_of_fold"]["held_out_rows"] == 60
+        assert record["source"].startswith("out-of-fold log-odds of the ")
+        assert record["source"].endswith(" and the 60 held-out rows: the held-out rows alone were too few")
+    else:
+        assert record["source"] == "held-out rows of the new market, left out of its training"
+        assert record["rows"] == 600 and "out_of_fold" not in record
+    month(config.input_folder / "2026-03.csv", 1000, "changed", 22, labelled=False)
+    estimated = tick(config)
+    assert estimated["decision"] == "wait" and estimated["estimated_rows"] == 1000
+    low, high = estimated["estimated_f1_interval"]
+    assert low < estimated["estimated_f1"] < high
+
+
+@pytest.mark.slow
+def test_the_course_rules_small_window_retrain_deploys_the_same_model_with_the_same_f1(tmp_path, monkeypatch):
+    """Calibration changes probabilities only: with or without the out-of-fold calibrator, the course's rule
+    retrains on the same rows into the same model (the same pickled bytes), scores the same F1 and decides alike."""
+    import shutil
+
+    from test_decisions import month, old_market, tick
+
+    from conftest import COURSE_RULE
+    from riskcore.config import load_config
+    from riskcore.model import training as training_module
+
+    template = tmp_path / "template"
+    month(old_market(template, **COURSE_RULE).input_folder / "2026-02.csv", 300, "changed", 21)
+    outcomes = {}
+    for variant in ("out of fold", "held-out rows alone"):
+        if variant != "out of fold":
+            monkeypatch.setattr(training_module, "with_out_of_fold", lambda *_args: None)
+        shutil.copytree(template, tmp_path / variant, symlinks=True)
+        config = load_config(tmp_path / variant / "config.json")
+        row = tick(config)
+        metadata = deployed_metadata(current_deployment(config.prod_deployment_folder))
+        outcomes[variant] = (row["decision"], row["f1_new_data"], metadata["model_sha256"],
+                             (config.output_model_folder / "latestscore.txt").read_text(),
+                             metadata["calibration"]["method"])
+    calibrated, alone = outcomes["out of fold"], outcomes["held-out rows alone"]
+    assert calibrated[0] == "retrain" and calibrated[:4] == alone[:4]
+    assert calibrated[4] != "none" and alone[4] == "none"
 
 
 # --- (d): the calibrator is verified like the model --------------------------------------------------------

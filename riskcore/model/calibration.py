@@ -2,7 +2,9 @@
 
 The logistic regression on raw counts is not calibrated: its probabilities pile up near 0 and 1. A
 calibrator maps the model's log-odds to the share of clients who actually left, fitted on labelled
-rows the model never learnt from (riskcore.model.training says which): isotonic regression, or Platt
+rows the model never learnt from (riskcore.model.training says which; a retrain whose held-out rows
+are too few adds its training rows' out-of-fold log-odds, as CalibratedClassifierCV(ensemble=False)
+does): isotonic regression, or Platt
 scaling (a logistic regression on the log-odds) where isotonic is not better. The two are compared
 honestly by cross-fitting: each is fitted on one half of the rows and measured on the other, and
 the one with the lower expected calibration error (ECE, on CALIBRATION_BINS equal-count bins) is
@@ -35,6 +37,7 @@ CALIBRATION_BINS = 10  # equal-count bins of the expected calibration error and 
 CALIBRATION_SEED = 0
 MIN_CALIBRATION_ROWS = 100  # fewer held-out rows, or fewer than MIN_CALIBRATION_CLASS of either class: no calibrator
 MIN_CALIBRATION_CLASS = 10
+CALIBRATION_FOLDS = 5  # a retrain's out-of-fold log-odds, where its held-out rows are too few (riskcore.model.training)
 ESTIMATE_RESAMPLES = 1000
 ESTIMATE_SEED = 0
 RESAMPLE_BATCH = 100  # resamples drawn at once: bounds the memory of the bootstrap (rows x this many indices)
@@ -112,6 +115,12 @@ def calibration_figures(probabilities, labels) -> dict[str, Any]:
 
 
 # --- Fitting -------------------------------------------------------------------------------------
+def too_few_to_calibrate(labels) -> bool:
+    """Fewer than MIN_CALIBRATION_ROWS labelled rows, or fewer than MIN_CALIBRATION_CLASS of either class."""
+    positives = int(np.sum(labels))
+    return len(labels) < MIN_CALIBRATION_ROWS or min(positives, len(labels) - positives) < MIN_CALIBRATION_CLASS
+
+
 def _fit(method: str, log_odds, labels) -> Calibrator:
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
@@ -160,7 +169,7 @@ def fit_calibrator(log_odds, labels, source: str, seed: int = CALIBRATION_SEED) 
     raw = expit(log_odds)
     if len(labels):
         record["before"] = {"ece": expected_calibration_error(raw, labels), "brier": brier_score(raw, labels)}
-    if len(labels) < MIN_CALIBRATION_ROWS or min(positives, len(labels) - positives) < MIN_CALIBRATION_CLASS:
+    if too_few_to_calibrate(labels):
         record.update(method="none", after=record.get("before"),
                       reason=f"{len(labels):,} held-out rows, {positives:,} of whom left: calibration needs "
                              f"{MIN_CALIBRATION_ROWS} rows and {MIN_CALIBRATION_CLASS} of each class; "

@@ -302,6 +302,9 @@ def calibrator_text(record: dict[str, Any] | None) -> str | None:
     source = f" of {record['source']}" if record.get("source") else ""
     if source.startswith(" of held-out rows"):  # "85 held-out rows of the new market", not "85 rows of held-out rows"
         rows, source = rows.replace(" rows", " held-out rows"), source[len(" of held-out rows"):]
+    elif source.startswith(" of out-of-fold"):  # its source counts its rows: "the out-of-fold log-odds of the 240 ..."
+        what, _, why = record["source"].partition(": ")
+        rows, source = f"the {what}", f" ({why})" if why else ""
 
     def figure(values: dict[str, Any], key: str) -> str:
         return MISSING if values.get(key) is None else score(values[key], 3)

@@ -92,26 +92,26 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _fit_child(settings: dict[str, Any], features, target, pipe, parent: int) -> None:
-    """In the training process: fit, and send back ("model", model) or ("error", exception)."""
+def _child(job, args: tuple, pipe, parent: int) -> None:
+    """In the child process: run job(*args), and send back ("value", its result) or ("error", exception)."""
     from threadpoolctl import threadpool_limits
 
     _die_with_parent(parent)
     try:
         with threadpool_limits(limits=1):  # a thread pool the parent started is not in a forked child
-            pipe.send(("model", build_model(settings).fit(features, target)))
+            pipe.send(("value", job(*args)))
     except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
         pipe.send(("error", exc))
     finally:
         pipe.close()
 
 
-def fit_within(settings: dict[str, Any], features, target, seconds: float):
-    """Fit in a process of its own, killed after `seconds` (TrainingTimedOut).
+def run_within(seconds: float, stopped: str, job, *args):
+    """job(*args) in a process of its own, killed after `seconds` (TrainingTimedOut, the sentence `stopped`).
 
     A solver spinning in C code cannot be interrupted from Python, so it runs in a child process,
     forked from this one: it starts in milliseconds with scikit-learn already imported and the rows
-    already in memory (only the fitted model comes back through the pipe), where a fresh interpreter
+    already in memory (only the result comes back through the pipe), where a fresh interpreter
     took 1-2 s to import scikit-learn on the first fit of each run. The child calls scikit-learn and
     numpy only, never polars, whose thread pool is not in a forked child; its BLAS and OpenMP pools are
     limited to one thread; and it dies with its parent (_die_with_parent), so a child left spinning
@@ -121,7 +121,7 @@ def fit_within(settings: dict[str, Any], features, target, seconds: float):
 
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_fit_child, args=(settings, features, target, sender, os.getpid()), daemon=True)
+    process = context.Process(target=_child, args=(job, args, sender, os.getpid()), daemon=True)
     with warnings.catch_warnings():
         # Python 3.12+ warns at every fork of a process with threads (polars' and OpenBLAS's pools are): the
         # child above touches neither polars nor a pool of more than one thread.
@@ -131,13 +131,12 @@ def fit_within(settings: dict[str, Any], features, target, seconds: float):
     sender.close()
     try:
         if not receiver.poll(seconds):
-            raise TrainingTimedOut(f"Training stopped after {seconds:g} s (automation.max_train_seconds): the solver "
-                                   "did not finish with these model settings, so no model was written.")
+            raise TrainingTimedOut(stopped)
         try:
             outcome, value = receiver.recv()
         except EOFError:
             process.join()
-            raise RuntimeError(f"the training process ended without a model (exit code {process.exitcode})") from None
+            raise RuntimeError(f"the training process ended without a result (exit code {process.exitcode})") from None
     finally:
         if process.is_alive():
             process.kill()
@@ -146,6 +145,18 @@ def fit_within(settings: dict[str, Any], features, target, seconds: float):
     if outcome == "error":
         raise value
     return value
+
+
+def fit_model(settings: dict[str, Any], features, target):
+    """The model with these settings, fitted on these rows."""
+    return build_model(settings).fit(features, target)
+
+
+def fit_within(settings: dict[str, Any], features, target, seconds: float):
+    """Fit in a process of its own (run_within), killed after `seconds` (TrainingTimedOut)."""
+    return run_within(seconds, f"Training stopped after {seconds:g} s (automation.max_train_seconds): the solver "
+                               "did not finish with these model settings, so no model was written.",
+                      fit_model, settings, features, target)
 
 
 def train_model(frame, settings: dict[str, Any], seconds: float | None = None):
@@ -161,7 +172,7 @@ def train_model(frame, settings: dict[str, Any], seconds: float | None = None):
         raise DataError("The training data holds only one class of \"exited\"; a model needs both.")
     features, target = features_of(frame), frame[TARGET].to_numpy()
     if seconds is None:
-        return build_model(settings).fit(features, target)
+        return fit_model(settings, features, target)
     return fit_within(settings, features, target, seconds)
 
 
@@ -235,19 +246,75 @@ def calibration_rows(config: Config, held_out):
     return None, f"no held-out rows ({TEST_DATA} does not exist)"
 
 
-def calibrate(model, rows, source: str):
-    """The model's calibrator, fitted on held-out labelled rows (riskcore.model.calibration), and its record."""
+def out_of_fold_log_odds(settings: dict[str, Any], features, target) -> np.ndarray:
+    """Each row's log-odds from the model with these settings fitted on the other rows: CALIBRATION_FOLDS stratified,
+    seeded folds (scikit-learn's cross_val_predict, as CalibratedClassifierCV(ensemble=False) calibrates)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from riskcore.model.calibration import CALIBRATION_FOLDS, CALIBRATION_SEED
+
+    folds = StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=CALIBRATION_SEED)
+    return cross_val_predict(build_model(settings), features, target, cv=folds, method="decision_function")
+
+
+def with_out_of_fold(log_odds, labels, training, settings: dict[str, Any], seconds: float | None):
+    """The training rows' out-of-fold log-odds and labels followed by the held-out rows' ones, their source in words
+    and what they are; None where even together they are too few (or a class has fewer rows than folds).
+
+    The final model stays the one fitted on every training row: only its calibrator learns from
+    the models that each left a fold of those rows out. Their fits run in one child process stopped
+    after `seconds` (automation.max_train_seconds, TrainingTimedOut), as training's fit does.
+    """
+    from riskcore.model.calibration import CALIBRATION_FOLDS, too_few_to_calibrate
+
+    training = labelled(training)
+    target = training[TARGET].to_numpy()
+    joined_labels = np.concatenate([target, labels])
+    if too_few_to_calibrate(joined_labels) or np.bincount(target, minlength=2).min() < CALIBRATION_FOLDS:
+        return None
+    features = features_of(training)
+    if seconds is None:
+        folded = out_of_fold_log_odds(settings, features, target)
+    else:
+        folded = run_within(seconds, f"the out-of-fold fits stopped after {seconds:g} s (automation.max_train_seconds)",
+                            out_of_fold_log_odds, settings, features, target)
+    source = (f"out-of-fold log-odds of the {len(target):,} training rows ({CALIBRATION_FOLDS} folds) and the "
+              f"{len(labels):,} held-out rows: the held-out rows alone were too few")
+    detail = {"training_rows": int(len(target)), "held_out_rows": int(len(labels)), "folds": CALIBRATION_FOLDS}
+    return np.concatenate([folded, log_odds]), joined_labels, source, detail
+
+
+def calibrate(model, rows, source: str, training=None, settings: dict[str, Any] | None = None,
+              seconds: float | None = None):
+    """The model's calibrator, fitted on held-out labelled rows (riskcore.model.calibration), and its record.
+
+    `training`: a retrain's training rows (`rows` its held-out ones). Where the held-out rows are too
+    few to calibrate, the training rows' out-of-fold log-odds join them (with_out_of_fold: the model's
+    `settings`, within `seconds`); the record's "out_of_fold" says how many of each.
+    """
     import time
 
-    from riskcore.model.calibration import fit_calibrator
+    from riskcore.model.calibration import fit_calibrator, too_few_to_calibrate
 
     started = time.perf_counter()
+    rows = labelled(rows) if rows is not None else None
     if rows is None or not len(rows):
-        calibrator, record = fit_calibrator(np.zeros(0), np.zeros(0), source)
+        log_odds, labels = np.zeros(0), np.zeros(0)
     else:
-        rows = labelled(rows)
-        calibrator, record = fit_calibrator(model.decision_function(features_of(rows)), rows[TARGET].to_numpy(),
-                                            source)
+        log_odds, labels = model.decision_function(features_of(rows)), rows[TARGET].to_numpy()
+    joined, stopped = None, None
+    if training is not None and too_few_to_calibrate(labels):
+        try:
+            joined = with_out_of_fold(log_odds, labels, training, settings, seconds)
+        except TrainingTimedOut as exc:  # the model is fitted: it goes without a calibrator, and the record says why
+            stopped = str(exc)
+    if joined is not None:
+        log_odds, labels, source, detail = joined
+    calibrator, record = fit_calibrator(log_odds, labels, source)
+    if joined is not None:
+        record["out_of_fold"] = detail
+    if stopped:
+        record["reason"] += f" ({stopped})"
     record["seconds"] = round(time.perf_counter() - started, 4)
     before, after = record.get("before") or {}, record.get("after") or {}
     log.info("calibration on %s (%d rows): %s; ECE %s -> %s, Brier %s -> %s", source, record["rows"],
@@ -328,7 +395,8 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     The metadata (rows, training profile) describes the labelled rows the model learnt from. The
     clients `held_out` (a retrain's holdout, riskcore.model.holdout) are left out of it. With the
     holdout's rows given (`holdout`), candidates are compared on them (choose_candidate). The
-    calibrator is fitted on `calibration` (a retrain's held-out rows), else on the test data.
+    calibrator is fitted on `calibration` (a retrain's held-out rows; where they are too few, with the
+    training rows' out-of-fold log-odds), else on the test data.
     """
     check_settings(config)
     data_file = data_file or config.final_data_file
@@ -347,7 +415,10 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
                                                 window_clients, seconds)
     else:
         model = train_model(frame, config.model, seconds=seconds)
-    calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration))
+    retrain = calibration is not None and len(calibration) > 0  # calibrated on its held-out rows, not the test data
+    calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration),
+                                               training=frame if retrain else None, settings=config.model,
+                                               seconds=seconds)
     metadata = save_model(
         model, lambda b: {**model_metadata(b, frame, data_sha, config.model, model),
                           **({"candidates": chosen} if chosen else {}), "calibration": calibration_record},
