@@ -53,7 +53,7 @@ DELIVERY_BUDGET = 30.0  # seconds a tick spends sending, all channels together
 GIVE_UP_AFTER = timedelta(days=1)
 KEEP_SENT = timedelta(days=30)  # delivered messages are kept this long, so a late duplicate is still recognised
 
-# This process's tick: the seconds spent sending, and the (message, channel) pairs that failed. One tick is one
+# This process's tick: the seconds spent sending, and the channels that failed. One tick is one
 # process (fullprocess.py, deployment.py); tick() starts a new one all the same (new_tick).
 _tick: dict[str, Any] = {"spent": 0.0, "failed": set()}
 
@@ -243,39 +243,50 @@ def failure_text(exc: BaseException) -> str:
 
 
 def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float | None = None) -> dict[str, Any]:
-    """Send what the outbox still owes, within the time budget; record each attempt. Never raises for a send."""
+    """Send what the outbox still owes, within the time budget; record each attempt. Never raises for a send.
+
+    Channels whose last attempt failed go last, and a channel that fails in this tick is not tried again before
+    the next: a webhook that times out took the whole budget on every tick, message after message, and the mail
+    and the webhooks that answer never got the newer alerts.
+    """
     outbox = read_outbox(config) if outbox is None else outbox
     names = channels(config)
     started = time.monotonic()
     deadline = started + (DELIVERY_BUDGET - _tick["spent"] if budget is None else budget)
     now = datetime.now(UTC)
-    for key, message in list(outbox["messages"].items()):
-        for channel, state in message["channels"].items():
-            done = state.get("sent_at") or state.get("given_up")
-            if done or channel not in names or (key, channel) in _tick["failed"]:
-                continue
-            if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
-                state["given_up"] = utc_now()
-                log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
-                          state["attempts"], state["last_error"])
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.info("alert %s to %s waits for the next tick (this tick's sending time is used up)", key,
-                         names[channel])
-                continue
-            state["attempts"] += 1
-            try:
-                send(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
-            except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
-                state["last_error"] = failure_text(exc)
-                _tick["failed"].add((key, channel))
-                log.warning("alert %s to %s failed (%s); it is tried again at the next tick", key, names[channel],
-                            state["last_error"])
-            else:
-                state["sent_at"] = utc_now()
-                log.info("alert %s sent to %s", key, names[channel])
-            atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
+    owed = [(key, message, channel, state) for key, message in outbox["messages"].items()
+            for channel, state in message["channels"].items()
+            if not (state.get("sent_at") or state.get("given_up")) and channel in names]
+    failing = {channel for _, _, channel, state in owed if state.get("last_error")}
+    owed.sort(key=lambda item: item[2] in failing)  # stable: the oldest message first within each group
+    waiting = 0
+    for key, message, channel, state in owed:
+        if channel in _tick["failed"]:
+            continue
+        if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
+            state["given_up"] = utc_now()
+            log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
+                      state["attempts"], state["last_error"])
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            waiting += 1
+            continue
+        state["attempts"] += 1
+        try:
+            send(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
+        except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
+            state["last_error"] = failure_text(exc)
+            _tick["failed"].add(channel)
+            log.warning("alert %s to %s failed (%s); it and the channel's other alerts are tried again at the next "
+                        "tick", key, names[channel], state["last_error"])
+        else:
+            state["sent_at"] = utc_now()
+            log.info("alert %s sent to %s", key, names[channel])
+        atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
+    if waiting:
+        log.info("%d alert message%s wait for the next tick (this tick's sending time, %g s, is used up)", waiting,
+                 "s" if waiting != 1 else "", DELIVERY_BUDGET)
     _tick["spent"] += time.monotonic() - started
     prune(outbox, now)
     atomic_write_json(outbox_path(config), outbox)
