@@ -103,6 +103,10 @@ def run_schema() -> dict[str, Any]:
             "difference": {"type": ["number", "null"], "description": "share left: called minus measurement group"},
             "interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
             "called": {"type": "object"}, "measurement_group": {"type": "object"}}},
+        "window_clients": {"type": ["integer", "null"], "minimum": 0,
+                           "description": "the clients the drift check's rows (window_rows) were snapshots of, each "
+                                          "once: the estimate takes each one's latest snapshot (estimated_rows), F1 "
+                                          "each one's latest labelled snapshot (window_labelled)"},
         "estimated_f1_interval": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2,
                                   "maxItems": 2, "description": "the estimated F1's 95% interval [low, high]"},
         "model_drift": {"type": ["boolean", "null"], "description": "the check found model drift, whatever was "

@@ -10,9 +10,10 @@ Read from the project's files when scraped, through the API's one file cache, ne
   risk_model_info{model_version, release, kind}       1: the model this process serves
   risk_model_deployed_timestamp_seconds               when that model was first deployed
   risk_model_baseline_f1, risk_model_baseline_rows    its own-market baseline (modelmetadata.json "baseline")
-  risk_window_f1{model_version}, risk_window_estimated_f1{model_version}, risk_window_rows
+  risk_window_f1{model_version}, risk_window_estimated_f1{model_version}, risk_window_rows, risk_window_clients
                                             the latest drift check's window: its measured F1 (labelled rows),
-                                            its estimated F1 (without labels), the rows it took
+                                            its estimated F1 (without labels), the rows it took, the clients
+                                            they were snapshots of (each once: what the estimate took)
   risk_feature_psi{feature}                 PSI per feature of that check
   risk_last_successful_tick_timestamp_seconds, risk_seconds_since_last_successful_tick
                                             the tick's heartbeat (riskcore.ops.alerts.LAST_TICK_FILE)
@@ -41,7 +42,7 @@ from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import MODEL_METADATA, RUN_HISTORY, UserError
 from riskcore.files import parse_utc
-from riskcore.model.drift_evidence import checked_rows, latest_check, recorded_figures
+from riskcore.model.drift_evidence import checked_clients, checked_rows, latest_check, recorded_figures
 from riskcore.ops.alerts import LAST_TICK_FILE
 from riskcore.release.load import deployed_metadata
 
@@ -130,6 +131,8 @@ def run_families(runs: list[dict[str, Any]]) -> list[Metric]:
         found += gauge("risk_window_estimated_f1", "F1 of the checked model estimated without labels on the latest "
                        "drift check's window", check.get("estimated_f1"), checked)
         found += gauge("risk_window_rows", "Rows the latest drift check took", checked_rows(check))
+        found += gauge("risk_window_clients", "Clients the latest drift check's rows were snapshots of, each once "
+                       "(what its estimate took)", checked_clients(check))
         psi = GaugeMetricFamily("risk_feature_psi", "Population stability index of each feature in the latest drift "
                                 "check (new rows against the checked model's training data)", labels=["feature"])
         for feature, figures in recorded_figures(check).items():

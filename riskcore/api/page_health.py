@@ -23,7 +23,7 @@ from riskcore.model.drift_evidence import (
     calibrator_text,
     called_text,
     check_estimate,
-    checked_rows,
+    checked_rows_text,
     drift_rule_text,
     estimate_text,
     figures_text,
@@ -207,7 +207,7 @@ def replaced_model_note(check: dict[str, Any] | None, served: Served | None) -> 
 def check_sentence(check: dict[str, Any]) -> str:
     """A drift check in one sentence: when, on what, the recorded verdict, and what was done; then the rows of
     called clients it left out, if any."""
-    rows = f"{checked_rows(check):,} new rows" if checked_rows(check) else "the new data"
+    rows = checked_rows_text(check) or "the new data"
     verdict = check.get("drift_verdict") or (f"F1 {check['f1_new_data']:.4f} on the new data"
                                              if check.get("f1_new_data") is not None else "data drift measured")
     decision = check.get("decision") or ""

@@ -62,6 +62,22 @@ def checked_rows(check: dict[str, Any]) -> int | None:
     return None
 
 
+def checked_clients(check: dict[str, Any]) -> int | None:
+    """The clients a check's rows were snapshots of, each counted once (window_clients: what its estimate took);
+    None for runs recorded before they were counted."""
+    clients = check.get("window_clients")
+    return clients if isinstance(clients, int) else None
+
+
+def checked_rows_text(check: dict[str, Any]) -> str | None:
+    """ "19,891 new rows of 10,000 clients" where clients repeat in the check's rows (two exports of the same
+    clients), else "425 new rows"; None when it took none."""
+    rows, clients = checked_rows(check), checked_clients(check)
+    if not rows:
+        return None
+    return f"{rows:,} new rows" + (f" of {clients:,} clients" if clients is not None and clients < rows else "")
+
+
 def scored_rows(check: dict[str, Any]) -> int | None:
     """The rows a check's F1 was measured on: its window's labelled rows (window_labelled), else for runs recorded
     before that column, the rows it took. A window of an unlabelled export and 10 labelled rows: 10."""
@@ -234,14 +250,20 @@ def _clients_text(rows: int, labelled: Any) -> str:
 
 
 def estimate_text(row: dict[str, Any]) -> str | None:
-    """ "estimated F1 0.81 [0.77, 0.85] on 3,000 unlabelled clients; own-market baseline 0.86" (None: no estimate)."""
+    """ "estimated F1 0.81 [0.77, 0.85] on 3,000 unlabelled clients; own-market baseline 0.86" (None: no estimate).
+
+    Each client once (estimated_rows, its latest snapshot); where the window held more snapshots, it says how many.
+    """
     f1 = row.get("estimated_f1")
     if not isinstance(f1, (int, float)):
         return None
     interval = row.get("estimated_f1_interval")
     bounds = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if isinstance(interval, list) and len(interval) == 2 else ""
-    clients = _clients_text(int(row.get("estimated_rows") or 0), row.get("window_labelled"))
-    text = f"estimated F1 {f1:.2f}{bounds} on {clients}"
+    estimated = int(row.get("estimated_rows") or 0)
+    text = f"estimated F1 {f1:.2f}{bounds} on {_clients_text(estimated, row.get('window_labelled'))}"
+    snapshots = row.get("window_rows")
+    if checked_clients(row) is not None and isinstance(snapshots, int) and snapshots > estimated:
+        text += f" (each client's latest snapshot of the window's {snapshots:,})"
     baseline = row.get("estimated_baseline")
     if isinstance(baseline, (int, float)):
         text += f"; own-market baseline {baseline:.2f}"

@@ -27,7 +27,7 @@ from riskcore.model.drift_evidence import (
 )
 from riskcore.model.evaluation import baseline_measurement, predict, read_score, read_test_data, score_model
 from riskcore.ops.calls import called_clients, calls_path
-from riskcore.ops.evidence_window import deployed_window, with_new_rows
+from riskcore.ops.evidence_window import WindowClients, by_client, deployed_window, with_new_rows
 from riskcore.ops.history import record_realized, score_history
 from riskcore.ops.ledger import record_window, settle
 from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
@@ -77,10 +77,10 @@ def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> st
     return f"the window has {' and '.join(missing)}" if missing else None
 
 
-def significance_check(config: Config, run: Run, deployment: Deployment, model, window) -> str:
-    """The default test on the evidence window: "drift", "keep", or "wait" for more labelled rows."""
+def significance_check(config: Config, run: Run, deployment: Deployment, model, known) -> str:
+    """The default test on the evidence window's labelled rows (each client's latest labelled snapshot): "drift",
+    "keep", or "wait" for more labelled rows."""
     auto = config.automation
-    known = labelled(window)
     counts = Counts.of(known[TARGET].to_numpy() == 1, predict(model, known) == 1) if len(known) else Counts(0, 0, 0, 0)
     baseline = deployed_baseline(config, deployment, model)
     run.baseline, run.baseline_source = baseline["f1"], baseline["source"]
@@ -96,33 +96,36 @@ def significance_check(config: Config, run: Run, deployment: Deployment, model, 
     return "drift" if test.drift else "keep"
 
 
-def estimate_window(config: Config, run: Run, deployment: Deployment, model, rows, new, ledger: bool = True) -> None:
+def estimate_window(config: Config, run: Run, deployment: Deployment, model, clients: WindowClients, new,
+                    ledger: bool = True) -> None:
     """The window's performance estimated from calibrated probabilities, its calibration where labelled, and the ledger.
 
-    Every row of the window counts, labelled or not (riskcore.model.calibration.estimate_performance);
-    an estimated drop beyond automation.min_drop with the interval wholly below the own-market
-    baseline, in a window where some rows lack their labels, is the warning `estimated_drift`, which
-    never retrains by itself (in a window labelled throughout, the labels' own verdict decides). The labelled rows
-    measure the calibration (ECE, Brier score). The ledger (riskcore.ops.ledger) settles earlier
+    Every client of the window counts once, labelled or not: its latest snapshot
+    (riskcore.model.calibration.estimate_performance); an estimated drop beyond automation.min_drop
+    with the interval wholly below the own-market baseline, in a window where some clients lack a
+    label, is the warning `estimated_drift`, which never retrains by itself (in a window labelled
+    throughout, the labels' own verdict decides). Each client's latest labelled snapshot measures the
+    calibration (ECE, Brier score), as it does F1. The ledger (riskcore.ops.ledger) settles earlier
     windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
     """
+    rows, known = clients.latest, clients.labelled
     if not len(rows):
         return
     calibrator = load_deployed_calibrator(deployment)
     log_odds = model.decision_function(features_of(rows))
     predictions = predict(model, rows)  # the model's own classes: calibration changes no prediction
     probabilities = calibrated_probability(calibrator, log_odds)
-    known = rows[TARGET].notna().to_numpy()
-    if known.any():
-        run.calibration = calibration_figures(probabilities[known], rows[TARGET].to_numpy()[known])
+    if len(known):
+        run.calibration = calibration_figures(
+            calibrated_probability(calibrator, model.decision_function(features_of(known))), known[TARGET].to_numpy())
     if calibrator is not None and calibrator.method != "none":
         estimate = estimate_performance(probabilities, predictions, log_odds)
         baseline = deployed_baseline(config, deployment, model)["f1"]
         run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
         run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
         run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
-        # A warning where labels are missing: where every row is labelled, the labels decide (and realize it now).
-        run.estimated_drift = not known.all() and estimated_drop(
+        # A warning where labels are missing: where every client is labelled, the labels decide.
+        run.estimated_drift = len(known) < len(rows) and estimated_drop(
             estimate, baseline, config.automation["min_drop"])
     if ledger:
         keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
@@ -195,9 +198,10 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     the course's rule takes this run's new rows (the rows of the new or changed files that
     production had not processed). The data-drift statistics (PSI, KS) take every row of either,
     labelled or not; F1 on everything ingested is recorded beside it, and the window's performance
-    estimated without labels (estimate_window; `ledger` False, as for a dry run, keeps no ledger). Rows of
-    clients a recorded call reached are left out of either and counted (window_called), unless
-    automation.leave_out_called is off.
+    estimated without labels (estimate_window; `ledger` False, as for a dry run, keeps no ledger). The
+    window's F1 and its estimate count each client once (riskcore.ops.evidence_window.by_client; a run's
+    own new rows are one per client already, so the course's rule is unchanged). Rows of clients a recorded
+    call reached are left out of either and counted (window_called), unless automation.leave_out_called is off.
     """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
@@ -206,25 +210,27 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     significance = auto["drift_test"] == "significance"
     rows = with_new_rows(deployed_window(deployment), new) if significance else new
     rows, run.window_called = without_called(config, rows)
-    known = labelled(rows)
+    clients = by_client(rows)
+    known = clients.labelled
     run.rows_new = len(new)
-    run.window_rows, run.window_labelled = len(rows), len(known)
+    run.window_rows, run.window_clients, run.window_labelled = len(rows), len(clients.latest), len(known)
     run.window_positives = int(known[TARGET].sum()) if len(known) else 0
     run.f1_ingested = labelled_f1(model, result.frame)
     profile = deployed_metadata(deployment)["training_profile"]
     run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
     run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
-    estimate_window(config, run, deployment, model, rows, new, ledger)
+    estimate_window(config, run, deployment, model, clients, new, ledger)
     if significance:
-        verdict = significance_check(config, run, deployment, model, rows)
+        verdict = significance_check(config, run, deployment, model, known)
     else:
         verdict = course_check(config, run, deployment, model, rows)
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
-    log.info("drift check on %s (%d rows, %d labelled), %d client%s who left: %s; on everything ingested (%d rows): "
-             "%s; data drift in %s (%s)", "the evidence window" if significance else "the new data", len(rows),
-             len(known), run.window_positives, "" if run.window_positives == 1 else "s", run.drift_verdict,
-             len(result.frame), describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
+    log.info("drift check on %s (%d rows of %d clients, %d labelled), %d client%s who left: %s; on everything "
+             "ingested (%d rows): %s; data drift in %s (%s)", "the evidence window" if significance else "the new data",
+             len(rows), len(clients.latest), len(known), run.window_positives,
+             "" if run.window_positives == 1 else "s", run.drift_verdict, len(result.frame),
+             describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
              data_drift_text(run.data_drift, auto["ks_alpha"]))
     if verdict == "drift" or not drifted or not auto["data_drift_triggers_retrain"]:
         return verdict, rows

@@ -40,6 +40,7 @@ HISTORY_COLUMNS = {
     "evaluation": "TEXT",  # a retrain's old and new model: holdout and test data (riskcore.model.holdout)
     "new_rows_quantiles": "TEXT",  # per feature, the drift check's new rows in quantiles: what the report draws
     "window_rows": "INTEGER", "window_labelled": "INTEGER", "window_positives": "INTEGER",  # the evidence window
+    "window_clients": "INTEGER",  # the window's clients, each once (its rows may hold several snapshots of one)
     "baseline_source": "TEXT", "drift_p_value": "REAL",  # where the baseline was measured; the test's p-value
     "window_called": "INTEGER",  # clients who were called, left out of the drift check's window (riskcore.ops.calls)
     "call_effect": "TEXT",  # does calling help: the measurement after the run's reports (riskcore.report.call_effect)

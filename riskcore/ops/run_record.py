@@ -47,7 +47,8 @@ class Run:
     rows_ingested: int | None = None
     rows_new: int | None = None  # one row per client of the rows new in this run (new files, new rows of changed ones)
     window_rows: int | None = None  # the rows the drift check took: the evidence window, this run's new rows added
-    window_labelled: int | None = None
+    window_clients: int | None = None  # its clients, each once: the estimate takes each one's latest snapshot
+    window_labelled: int | None = None  # its labelled clients: each one's latest labelled snapshot, what F1 takes
     window_positives: int | None = None  # clients who left among the window's labelled rows
     files_rejected: list[dict[str, str]] = field(default_factory=list)
     f1_new_data: float | None = None  # on the labelled new rows
@@ -77,7 +78,7 @@ class Run:
     estimated_precision: float | None = None
     estimated_recall: float | None = None
     estimated_roc_auc: float | None = None
-    estimated_rows: int | None = None
+    estimated_rows: int | None = None  # one per client: each client's latest snapshot in the window
     estimated_baseline: float | None = None  # the served model's own-market baseline F1 it is compared with
     estimated_drift: bool | None = None  # the warning: an estimated drop (never retrains by itself)
     realized_f1: float | None = None  # the served model's F1 on the window's clients whose labels are known
@@ -123,10 +124,10 @@ def history_path(config: Config) -> Path:
 # What the mark keeps of a run: once it has decided, enough for the tick that finishes an
 # interrupted run to record it as itself (its decision, the model it replaced, its F1 and verdict).
 PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read", "rows_ingested", "files_rejected",
-                  "rows_new", "window_rows", "window_labelled", "window_positives", "window_called", "baseline_source",
-                  "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test", "drift_verdict",
-                  "model_drift", "data_drift", "new_rows_quantiles", "decision", "version_before", "evaluation",
-                  "estimated_f1", "estimated_f1_interval", "estimated_precision", "estimated_recall",
+                  "rows_new", "window_rows", "window_clients", "window_labelled", "window_positives", "window_called",
+                  "baseline_source", "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test",
+                  "drift_verdict", "model_drift", "data_drift", "new_rows_quantiles", "decision", "version_before",
+                  "evaluation", "estimated_f1", "estimated_f1_interval", "estimated_precision", "estimated_recall",
                   "estimated_roc_auc", "estimated_rows", "estimated_baseline", "estimated_drift", "realized_f1",
                   "realized_rows", "calibration")
 
