@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
+from test_decisions import month, old_market, tick
 
 import datagen
 from riskcore.contract import ID_COLUMN, TARGET
@@ -23,7 +24,6 @@ from riskcore.model.calibration import calibrated_probability, estimate_performa
 from riskcore.model.drift_evidence import estimate_text
 from riskcore.ops.evidence_window import by_client, with_new_rows
 from riskcore.release.load import load_deployed_calibrator, load_deployed_model, require_deployment
-from test_decisions import month, old_market, tick
 
 COLUMNS = [ID_COLUMN, "lastmonth_activity", "lastyear_activity", "number_of_employees", TARGET]
 
