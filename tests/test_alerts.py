@@ -268,7 +268,7 @@ def test_a_send_that_times_out_does_not_fail_the_tick_and_is_retried(deployed: C
     [key] = [key for key, message in alerts.read_outbox(config)["messages"].items() if message["event"] == "run_failed"]
     [state] = alerts.read_outbox(config)["messages"][key]["channels"].values()
     assert state["sent_at"] is None  # the hook timed out on the run's first alert: the others wait for the next tick
-    assert any("timed out" in (failed["last_error"] or "") for failed in channel_states(config))
+    assert any("TimeoutError" in (failed["last_error"] or "") for failed in channel_states(config))
     receiver.delay = 0.0
     assert tick_module.tick(config, lambda c, r: None) == 0  # nothing new: the tick retries what is owed
     [state] = alerts.read_outbox(config)["messages"][key]["channels"].values()
@@ -315,6 +315,42 @@ def test_a_webhook_that_times_out_does_not_hold_up_the_channels_that_answer(depl
         assert sum(states[slow_id]["attempts"] for states in slow_states) == 1
     finally:
         slow.close()
+
+
+@pytest.mark.slow
+def test_a_webhook_answering_a_byte_at_a_time_is_given_up_within_the_send_timeout(deployed: Config, monkeypatch):
+    # Each byte comes before the socket's timeout, so only a bound on the whole attempt stops it: it held the tick.
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(100):  # 20 s at most, a byte every 0.2 s
+                if stop.wait(0.2):
+                    break
+                connection.sendall(b"x")
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        config = with_alerts(deployed, {"webhook_urls": [f"http://127.0.0.1:{listener.getsockname()[1]}/hook"]})
+        monkeypatch.setattr(alerts, "SEND_TIMEOUT", 1.0)
+        outbox = alerts.read_outbox(config)
+        alerts.enqueue(outbox, "r1:run_failed", "run_failed", "[risk] A run failed: x", config)
+        alerts.new_tick()
+        started = time.monotonic()
+        alerts.deliver(config, outbox)
+        assert time.monotonic() - started < 5
+        [state] = channel_states(config)
+        assert state["sent_at"] is None and "no complete answer within 1 s" in state["last_error"]
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Config):

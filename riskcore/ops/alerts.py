@@ -234,6 +234,34 @@ def send(config: Config, channel: str, event: str, text: str, timeout: float) ->
         post_webhook(webhook_url(config, channel), text, timeout)
 
 
+def send_within(config: Config, channel: str, event: str, text: str, seconds: float) -> None:
+    """One attempt, over after `seconds` whatever the other end does; raises on any failure.
+
+    Socket timeouts bound each wait, not the whole: a server that answers a byte at a time held an attempt (and
+    the tick, past automation.max_run_seconds, which stops steps, not the alerts after them) for as long as it
+    went on. The attempt runs in a daemon thread; one still waiting is left behind, to end with the process.
+    """
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            send(config, channel, event, text, seconds)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=attempt, name=f"alert to {channel}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no complete answer within {seconds:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 def failure_text(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code}"
@@ -274,7 +302,7 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
             continue
         state["attempts"] += 1
         try:
-            send(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
+            send_within(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
         except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
             state["last_error"] = failure_text(exc)
             _tick["failed"].add(channel)
@@ -378,7 +406,7 @@ def send_test(config: Config) -> list[tuple[str, str | None]]:
     text = f"[risk] {TITLES['test']}: fullprocess.py --test-alerts at {when(utc_now())} ({config.config_file})"
     for channel, name in channels(config).items():
         try:
-            send(config, channel, "test", text, SEND_TIMEOUT)
+            send_within(config, channel, "test", text, SEND_TIMEOUT)
         except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
             results.append((name, failure_text(exc)))
         else:
