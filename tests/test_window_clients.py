@@ -129,3 +129,19 @@ def test_a_labelled_snapshot_then_an_unlabelled_one_keeps_its_label_for_f1(tmp_p
     assert "250 labelled rows of the 300 needed" in run["drift_verdict"]
     # Every client has a label in the window: the labels decide, the estimate never warns over them.
     assert run["estimated_drift"] is False
+
+
+def test_a_retrain_holds_out_and_scores_each_client_once(tmp_path):
+    """150 clients labelled twice (two months) and 300 more: the holdout is a share of the 450 clients, each at its
+    latest labelled snapshot, never a client's older snapshot beside its newer one."""
+    config = old_market(tmp_path)
+    first = month(config.input_folder / "2026-02.csv", 150, "changed", 81)
+    assert tick(config)["decision"] == "wait"  # 150 labelled rows: fewer than 200
+    again = datagen.generate_columns(150, "changed", 82)
+    export(config.input_folder / "2026-03.csv", first[ID_COLUMN], again, again[TARGET])
+    month(config.input_folder / "2026-04.csv", 300, "changed", 83)
+    run = tick(config)
+    assert run["window_rows"] == 600 and run["window_clients"] == run["window_labelled"] == 450
+    assert "model drift" in run["drift_verdict"]
+    holdout = run["evaluation"]["holdout"]
+    assert holdout["old"]["rows"] == holdout["new"]["rows"] == round(0.2 * 450)

@@ -35,7 +35,7 @@ from riskcore.ops.alerts import note_run
 from riskcore.ops.api_client import call_endpoints
 from riskcore.ops.calls import calls_path
 from riskcore.ops.drift_check import check_drift
-from riskcore.ops.evidence_window import clear_window, write_window
+from riskcore.ops.evidence_window import by_client, clear_window, write_window
 from riskcore.ops.history import highest_run_number, record_run, worse_on_holdout
 from riskcore.ops.new_data import processed_files
 from riskcore.ops.run_record import (
@@ -80,7 +80,8 @@ def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = No
 
     With automation.promotion_gate on, candidates are compared on those rows first (riskcore.model.training:
     every labelled row, the recent ones or the window alone) and the gate keeps the old model when the chosen one is
-    worse than it beyond the interval.
+    worse than it beyond the interval. `new_rows`: the window's labelled clients, each its latest labelled snapshot
+    (riskcore.ops.evidence_window.by_client), so a client the window holds twice is held out and scored once.
     """
     held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
     gate = current is not None and config.automation["promotion_gate"]
@@ -146,14 +147,16 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
         return
     with step(run, "drift_check"):
         verdict, rows = check_drift(config, run, current, result)
-        if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, rows)):
+        # The retrain holds out and judges clients, each by its latest labelled snapshot, as the window's F1 does.
+        known = by_client(rows).labelled
+        if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, known)):
             verdict = "keep" if read_control(config.prod_deployment_folder)["pinned"] else "wait"
     if verdict == "drift":
         run.decision = "retrain"
         write_pending(config, run)
         log.info("decision: retrain and redeploy (%s)", run.drift_verdict)
         clear_window(config)
-        retrain_and_deploy(config, run, current, rows)
+        retrain_and_deploy(config, run, current, known)
         return
     run.decision = verdict
     write_pending(config, run)
@@ -269,7 +272,8 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
     verdict, rows = check_drift(config, run, current, result, ledger=False)
-    if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, rows)):
+    if verdict == "drift" and (held_by_pin(config, run, current) or
+                               too_small_to_judge(config, run, by_client(rows).labelled)):
         verdict = "wait"
     action = {"drift": "retrain and redeploy", "keep": f"keep model {current.model_version}",
               "wait": f"keep model {current.model_version} and wait for more labelled rows"}[verdict]
