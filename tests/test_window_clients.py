@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 from test_decisions import month, old_market, tick
 
 import datagen
-from riskcore.contract import ID_COLUMN, TARGET
+from riskcore.contract import EVIDENCE_WINDOW, ID_COLUMN, TARGET
 from riskcore.data.validation import features_of
 from riskcore.model.calibration import calibrated_probability, estimate_performance
 from riskcore.model.drift_evidence import estimate_text
@@ -145,3 +145,20 @@ def test_a_retrain_holds_out_and_scores_each_client_once(tmp_path):
     assert "model drift" in run["drift_verdict"]
     holdout = run["evaluation"]["holdout"]
     assert holdout["old"]["rows"] == holdout["new"]["rows"] == round(0.2 * 450)
+
+
+def test_a_labelled_file_and_an_unlabelled_export_of_its_clients_in_one_run_keep_the_labels(tmp_path):
+    """The same two files as in two runs above, arriving together: the export is each client's latest snapshot (the
+    estimate's, the call list's), and the labels still count for F1."""
+    config = old_market(tmp_path, min_rows=300)
+    labelled = month(config.input_folder / "2026-02.csv", 250, "practice", 71)
+    export(config.input_folder / "2026-03.csv", labelled[ID_COLUMN].tolist(),
+           {**labelled, "lastyear_activity": labelled["lastyear_activity"] + 50})
+    run = tick(config)
+    assert run["rows_new"] == 250 and run["window_rows"] == 500 and run["window_clients"] == run["estimated_rows"] == 250
+    assert run["window_labelled"] == 250 and run["window_positives"] == int(np.sum(labelled[TARGET]))
+    model = load_deployed_model(require_deployment(config.prod_deployment_folder))
+    rows = pd.DataFrame(labelled)
+    assert run["f1_new_data"] == pytest.approx(f1_score(rows[TARGET], model.predict(features_of(rows))))
+    window = pd.read_csv(config.output_folder / EVIDENCE_WINDOW)  # carried to the next run with its labels
+    assert len(window) == 500 and window[TARGET].notna().sum() == 250

@@ -281,13 +281,15 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
         snapshot = pool.submit(as_csv, read.raw)
         frame = with_label_column(read.frame)
         merged = merge_frames([frame])
-        only_new = None if read.new.height == frame.height else merge_frames([with_label_column(read.new)]).data
+        merged_new = None if read.new.height == frame.height else merge_frames([with_label_column(read.new)])
         read.snapshot = snapshot.result()
     result = FileResult(source.table, read.snapshot_sha256, rows_read=frame.height, rows_kept=merged.kept[0],
                         duplicates_dropped=merged.duplicates[0], superseded=merged.superseded[0],
                         labelled=TARGET in read.frame.columns, read_at=read.read_at, rows_new=read.new.height)
     ingested = IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,
-                               conflict_examples=merged.conflict_examples, only_new=only_new,
+                               conflict_examples=merged.conflict_examples,
+                               only_new=None if merged_new is None else merged_new.data,
+                               only_new_labelled=None if merged_new is None else merged_new.labelled_latest,
                                database=read.record(), labelled_latest=merged.labelled_latest)
     reason = deletion_held_back(source, known, read.raw.height)
     if reason is not None and not allow_removed:

@@ -165,12 +165,14 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None, previo
     if merged.conflicting:
         log.warning("%d clients have labelled snapshots that disagree (the latest is kept), e.g. %s",
                     merged.conflicting, ", ".join(map(repr, merged.conflict_examples[:3])))
-    only_new = None
+    only_new = only_new_labelled = None
     if not all(result.new and result.rows_new == result.rows_read for result in results):
-        only_new = merge_frames(new_parts).data
+        merged_new = merge_frames(new_parts)
+        only_new, only_new_labelled = merged_new.data, merged_new.labelled_latest
     return IngestionResult(data=merged.data, files=results, rejected=rejected, ignored=ignored,
                            conflicting=merged.conflicting, conflict_examples=merged.conflict_examples,
-                           only_new=only_new, labelled_latest=merged.labelled_latest, row_digests=digest_of)
+                           only_new=only_new, only_new_labelled=only_new_labelled,
+                           labelled_latest=merged.labelled_latest, row_digests=digest_of)
 
 
 # --- Holding back: nothing production ingested is lost to a broken or missing copy ----------------

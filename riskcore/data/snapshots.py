@@ -69,6 +69,7 @@ class IngestionResult:
     conflict_examples: list[str] = field(default_factory=list)
     # The rows of the new or changed files alone, merged the same way; None when every file is new.
     only_new: pl.DataFrame | None = None
+    only_new_labelled: pl.DataFrame | None = None  # their Merged.labelled_latest
     removed: list[dict[str, str]] = field(default_factory=list)
     database: dict | None = None  # a database table's part of the record (riskcore.data.db_ingest)
     labelled_latest: pl.DataFrame | None = None  # Merged.labelled_latest: the training rows, when they differ
@@ -78,6 +79,12 @@ class IngestionResult:
     def new_data(self) -> pl.DataFrame:
         """One row per client of the files that are new or changed in this run: what the drift check takes."""
         return self.data if self.only_new is None else self.only_new
+
+    @property
+    def new_labelled(self) -> pl.DataFrame | None:
+        """Each client's latest labelled snapshot among the new rows, when a new latest snapshot is unlabelled; else
+        None. A labelled file and an unlabelled export of its clients in one run: the labels the drift check keeps."""
+        return self.labelled_latest if self.only_new is None else self.only_new_labelled
 
     @cached_property
     def frame(self):

@@ -27,7 +27,7 @@ from riskcore.model.drift_evidence import (
 )
 from riskcore.model.evaluation import baseline_measurement, predict, read_score, read_test_data, score_model
 from riskcore.ops.calls import called_clients, calls_path
-from riskcore.ops.evidence_window import WindowClients, by_client, deployed_window, with_new_rows
+from riskcore.ops.evidence_window import WindowClients, by_client, deployed_window, new_snapshots, with_new_rows
 from riskcore.ops.history import record_realized, score_history
 from riskcore.ops.ledger import record_window, settle
 from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
@@ -199,16 +199,19 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     production had not processed). The data-drift statistics (PSI, KS) take every row of either,
     labelled or not; F1 on everything ingested is recorded beside it, and the window's performance
     estimated without labels (estimate_window; `ledger` False, as for a dry run, keeps no ledger). The
-    window's F1 and its estimate count each client once (riskcore.ops.evidence_window.by_client; a run's
-    own new rows are one per client already, so the course's rule is unchanged). Rows of clients a recorded
-    call reached are left out of either and counted (window_called), unless automation.leave_out_called is off.
+    window's F1 and its estimate count each client once (riskcore.ops.evidence_window.by_client); the
+    window adds, before a client's unlabelled new snapshot, its labelled one of the same run (new_snapshots).
+    The course's rule takes the run's new rows as they are: one per client, its latest. Rows of clients a
+    recorded call reached are left out of either and counted (window_called), unless
+    automation.leave_out_called is off.
     """
     verify_release(deployment)  # the baseline and the training profile decide too
     model = load_deployed_model(deployment)
     new = result.new_frame
     auto = config.automation
     significance = auto["drift_test"] == "significance"
-    rows = with_new_rows(deployed_window(deployment), new) if significance else new
+    arrived = new_snapshots(result)  # with the labels an unlabelled snapshot of the same run followed
+    rows = with_new_rows(deployed_window(deployment), arrived) if significance else new
     rows, run.window_called = without_called(config, rows)
     clients = by_client(rows)
     known = clients.labelled
@@ -220,7 +223,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
     run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
-    estimate_window(config, run, deployment, model, clients, new, ledger)
+    estimate_window(config, run, deployment, model, clients, arrived, ledger)
     if significance:
         verdict = significance_check(config, run, deployment, model, known)
     else:

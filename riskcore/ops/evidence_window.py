@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import polars as pl
 
 from riskcore.config import Config
-from riskcore.contract import EVIDENCE_WINDOW, ID_COLUMN, REVENUE
+from riskcore.contract import EVIDENCE_WINDOW, ID_COLUMN, REVENUE, TARGET
+from riskcore.data.snapshots import IngestionResult
 from riskcore.data.validation import LABELS_OPTIONAL, labelled, read_client_frame, to_pandas
 from riskcore.release.load import Deployment, read_deployed
 
@@ -33,6 +35,24 @@ def deployed_window(deployment: Deployment):
         return None
     data = read_deployed(deployment, EVIDENCE_WINDOW)
     return to_pandas(read_client_frame(data, EVIDENCE_WINDOW, require_target=LABELS_OPTIONAL))
+
+
+def new_snapshots(result: IngestionResult):
+    """This run's new rows for the window: one per client (its latest snapshot), preceded, where that one is
+    unlabelled, by the client's latest labelled snapshot among the new rows (a pandas frame).
+
+    A labelled file and an unlabelled export of its clients in one run keep their labels for F1, as
+    they do when they arrive in two runs.
+    """
+    new = result.new_frame
+    earlier = result.new_labelled
+    if earlier is None or not len(new):
+        return new
+    waiting = new.loc[new[TARGET].isna(), ID_COLUMN].astype(str).tolist()
+    earlier = to_pandas(earlier.filter(pl.col(ID_COLUMN).is_in(waiting)))
+    if not len(earlier):
+        return new
+    return pd.concat([earlier[[c for c in new.columns if c in earlier.columns]], new], ignore_index=True)
 
 
 def with_new_rows(window, new_rows):
