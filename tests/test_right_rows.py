@@ -22,8 +22,9 @@ import pytest
 from conftest import HEADER, client_rows, free_port, run_script, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURES, ID_COLUMN, RISK_SCORES, RUN_HISTORY, TARGET
+from riskcore.model.calibration import calibrated_probability
 from riskcore.ops.history import read_history
-from riskcore.release.load import load_deployed_model, require_deployment
+from riskcore.release.load import load_deployed_calibrator, load_deployed_model, require_deployment
 
 UNLABELLED_HEADER = HEADER.removesuffix(f",{TARGET}")
 
@@ -156,10 +157,12 @@ def test_a_repeated_client_appears_once_with_its_latest_values(deployed: Config,
     assert final["c010003"] == ["5", "40", "900", "0"] and final["c010004"] == ["8", "80", "800", "0"]
     listed = [row for row in risk_list(deployed) if row[ID_COLUMN] in ("c010003", "c010004")]
     assert sorted(row[ID_COLUMN] for row in listed) == ["c010003", "c010004"]  # once each
-    model = load_deployed_model(require_deployment(deployed.prod_deployment_folder))
-    for row in listed:
+    deployment = require_deployment(deployed.prod_deployment_folder)
+    model, calibrator = load_deployed_model(deployment), load_deployed_calibrator(deployment)
+    for row in listed:  # the probability of the latest values, as the list shows it (calibrated where it can be)
         values = np.array([[float(v) for v in final[row[ID_COLUMN]][:3]]])
-        assert float(row["probability"]) == pytest.approx(model.predict_proba(values)[0, 1], abs=1e-6)
+        expected = calibrated_probability(calibrator, model.decision_function(values))[0]
+        assert float(row["probability"]) == pytest.approx(expected, abs=1e-6)
     record = json.loads((deployed.output_folder / "ingestionrecord.json").read_text())
     assert record["superseded"] == 3  # c010003's and c010004's earlier snapshots, and the padded c010004
 
