@@ -577,6 +577,33 @@ def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, dri
     assert (strip.group(1) == "alert") == alert
 
 
+@pytest.mark.parametrize(("data_drift", "sentence"), [
+    ({"drift": True, "features": {}}, "New market detected, model retrained on 1 Mar."),
+    ({"drift": False, "features": {}}, "Who leaves has changed, model retrained on 1 Mar."),
+])
+def test_the_strip_says_a_new_market_only_where_the_features_drifted(tmp_path, data_drift, sentence):
+    """The walk's changed month (who leaves changed, no feature drifted, PSI 0.002) read "New market detected"."""
+    config = build_project(tmp_path)
+    record_run(config.output_model_folder / RUN_HISTORY, drift_run("r", "2026-03-01T06:00:00Z", data_drift=data_drift))
+    page = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
+    strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', page)
+    assert html.unescape(re.sub(r"<[^>]+>", "", strip.group(2))).split(" · ")[0] == sentence
+
+
+def test_after_a_rollback_the_strip_no_longer_says_the_list_comes_from_the_retrained_model(tmp_path):
+    """The walk: a retrain, then `deployment.py --rollback`: the banner said "Rolled back" and the strip beneath it
+    still read "New market detected, model retrained on 6 Dec", as if the retrained model made the list."""
+    config = build_project(tmp_path)
+    served = current_deployment(config.prod_deployment_folder).model_version
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("r", "2026-03-01T06:00:00Z", version_before=served, version_after="retrained-model"))
+    page = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
+    strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', page)
+    assert html.unescape(re.sub(r"<[^>]+>", "", strip.group(2))).split(" · ")[0] == \
+        "The model retrained on 1 Mar was rolled back; the list comes from the model it replaced."
+    assert strip.group(1) == "alert"
+
+
 @pytest.mark.parametrize(("decision", "said"), [
     ("wait", "model drift found; the model is kept until enough labelled rows are held out to judge a retrain"),
     ("keep", "model drift found; the model is kept (the release is pinned)"),

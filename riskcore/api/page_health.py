@@ -90,7 +90,8 @@ def day(stamp: Any, year: bool = False) -> str:
 def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str, Any]], now: float) -> dict[str, Any]:
     """The managers' one line about the model behind the call list (the detail is on /model), and whether it alarms.
 
-    "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec"; "Model checked
+    "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec" ("Who leaves has changed"
+    where the features did not drift); "Model checked
     2 hours ago: the new data differs from its training data; model kept"; "Model checked just now: model kept until
     enough labels arrive" (STRIP_KEPT: the decisions of DECISIONS in a phone's line); the last run's failure.
     """
@@ -112,8 +113,15 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     kept = STRIP_KEPT["keep"] if decision.startswith("keep") else STRIP_KEPT.get(decision)
     if check.get("model_drift") and decision in DRIFT_KEPT:
         sentence, alert = f"Model checked {checked}: {DRIFT_KEPT[decision]}", True
+    elif decision == "retrain" and served.model_version == check.get("version_before"):
+        # a rollback put the replaced model back: "retrained" alone would name a model the list no longer uses
+        sentence, alert = (f"The model retrained on {day(check.get('started_at'))} was rolled back; the list comes "
+                           "from the model it replaced"), True
     elif decision == "retrain":
-        sentence, alert = f"New market detected, model retrained on {day(check.get('started_at'))}", False
+        # labels showed the model fails; the features alone tell whether the clients changed or who leaves did
+        measured = isinstance(check.get("data_drift"), dict)
+        why = "Who leaves has changed" if measured and not drifted else "New market detected"
+        sentence, alert = f"{why}, model retrained on {day(check.get('started_at'))}", False
     elif decision == "first deployment":
         sentence, alert = f"First model deployed {checked}", False
     elif decision.startswith("keep") and not drifted:
