@@ -482,6 +482,21 @@ def test_report_after_a_retrain_shows_the_drift_that_caused_it(retrained):
     assert f"replaced by {run['version_after']}" in text
 
 
+def test_the_headline_points_to_sections_that_come_after_it_by_their_titles(retrained):
+    """The walk: the headline said "Data drift ... (page 3)" and "Old and new model ... (page 3)" on page 4 of a run
+    whose drift table was on page 6 and retrain table on page 7; the evidence flows, so no page number holds."""
+    drift_section, retrain_section = pdf.SECTIONS["distributions"], "The retrain: old and new model on the same data"
+    config, _ = retrained
+    pages = [squeeze(text) for text in pdf_pages(config.output_model_folder / "summary_report.pdf")]
+    headline = next(n for n, page in enumerate(pages) if pdf.SECTIONS["headline"] in page)
+    said = pages[headline].split(pdf.SECTIONS["headline"], 1)[1]
+    for number in re.findall(r"\(page (\d+)\)", said):  # a page number, if any, must be where the section is
+        assert any(title in pages[int(number) - 1] for title in (drift_section, retrain_section)), number
+    for title in (drift_section, retrain_section):
+        assert f"(see “{title.split(':')[0]}” below)" in said
+        assert title in " ".join([said, *pages[headline + 1:]])  # the section itself, after the headline
+
+
 def test_report_after_a_retrain_compares_old_and_new_model_on_the_same_data(retrained):
     config, run = retrained
     text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))
@@ -774,7 +789,7 @@ def test_the_pdf_names_the_test_that_found_a_features_drift():
                              compared={}, compared_name="the new rows", psi_threshold=0.25, ks_alpha=0.01)
     lines = drift_check_lines(evidence, "m1")
     assert ("<b>Data drift</b> of the new rows from the training data of the checked model: activity last month "
-            "PSI 0.196 (some shift), KS 0.300 (p 1e-09): drift by KS (page 3).") in lines
+            "PSI 0.196 (some shift), KS 0.300 (p 1e-09): drift by KS (see “Drift check” below).") in lines
     assert "model m1 scored F1 0.4100 on the 224 new rows" in lines[0]
 
 

@@ -38,6 +38,7 @@ from riskcore.report.call_list import GROUP, RiskList, at_risk_sentence
 from riskcore.report.charts import BLUE, model_deployments
 from riskcore.report.outputs import project_path
 from riskcore.report.pdf_evidence import (
+    DRIFT_SECTION,
     DriftEvidence,
     below_chance,
     drift_check_lines,
@@ -65,7 +66,7 @@ SECTIONS = {
     "clients": "This cycle's calls",
     "summary": "Summary statistics",
     "missing": "Missing data",
-    "distributions": "Drift check: training data beside the new data",
+    "distributions": DRIFT_SECTION,
     "estimates": "Estimated against realized F1, and calibration",
     "calls": CALL_EFFECT_TITLE,
     "timings": "Step timings",

@@ -32,6 +32,12 @@ from riskcore.model.drift_evidence import (
 from riskcore.ops.history import rows_text, worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image
 
+# The headline points to these sections by their titles, not by page numbers: the evidence flows, so a
+# section's page moves with the call list's length and the history's (a fixed "page 3" was the headline's own).
+DRIFT_SECTION = "Drift check: training data beside the new data"
+RETRAIN_SECTION = "The retrain: old and new model on the same data"
+SEE_DRIFT, SEE_RETRAIN = (f"(see “{title.split(':')[0]}” below)" for title in (DRIFT_SECTION, RETRAIN_SECTION))
+
 
 @dataclass
 class DriftEvidence:
@@ -93,15 +99,16 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     else:
         new, reference = escape(drift.compared_name), "the training data of the deployed model"
         if drift.figures:
-            lines.append(f"No PSI or KS is recorded for it: page 3 compares {reference} with {new}.")
+            lines.append(f"No PSI or KS is recorded for it: the section “{DRIFT_SECTION.split(':')[0]}” below compares "
+                         f"{reference} with {new}.")
     if drift.drifted:
         drifted = "; ".join(escape(feature_drift_text(FEATURE_LABELS.get(f, f), drift.figures[f], drift.ks_alpha))
                             for f in drift.drifted)
-        lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} (page 3).")
+        lines.append(f"<b>Data drift</b> of {new} from {reference}: {drifted} {SEE_DRIFT}.")
     elif too_few_rows_text(drift.check) and drift.recorded:
         lines.append(escape(too_few_rows_text(drift.check)))
     elif drift.figures:
-        lines.append(f"No data drift: every feature of {new} is close to {reference} (page 3).")
+        lines.append(f"No data drift: every feature of {new} is close to {reference} {SEE_DRIFT}.")
     return lines
 
 
@@ -159,7 +166,7 @@ def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> li
            "No row could be held out (fewer than two labelled new rows).")
     resamples = evaluation["test_data"]["old"].get("resamples", 0)
     flow = [
-        Paragraph("<b>The retrain: old and new model on the same data</b>, the test data's market and the new "
+        Paragraph(f"<b>{RETRAIN_SECTION}</b>, the test data's market and the new "
                   "rows' market", styles.spaced),
         data_table(styles, ["data", "rows", "F1 old", "F1 new", "ROC AUC old", "ROC AUC new"], rows,
                    [width * w for w in (0.16, 0.08, 0.19, 0.19, 0.19, 0.19)], right={1, 2, 3, 4, 5}),
@@ -178,7 +185,7 @@ def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
         return []
     line = (f"<b>Old and new model on the held-out new rows</b> ({rows_text(held['old'])}): "
             f"F1 {held['old']['f1']:.4f} before the retrain, "
-            f"{held['new']['f1']:.4f} after it (page 3).")
+            f"{held['new']['f1']:.4f} after it {SEE_RETRAIN}.")
     if evaluation.get("new_worse"):
         line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
     return [line]
