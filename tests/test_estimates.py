@@ -427,12 +427,26 @@ def test_the_page_and_the_pdf_give_the_latest_checks_estimate_never_an_earlier_m
     assert "0.84 [0.81, 0.86]" in latest_estimate(latest_check([earlier]))["sentence"]  # its own check: shown
 
 
+def test_the_estimate_and_its_realized_f1_say_the_windows_rows_as_rows_and_its_clients_as_clients():
+    """The walk: one paragraph read "on 10,000 clients (6,975 unlabelled) (each client's latest snapshot of the
+    window's 13,040)" then "on 3,025 clients whose labels are known (of the window's 10,000)": the same window, two
+    sizes, neither named."""
+    from riskcore.model.drift_evidence import estimate_text, realized_text
+
+    row = {"estimated_f1": 0.86, "estimated_f1_interval": [0.86, 0.87], "estimated_rows": 10000, "window_rows": 13040,
+           "window_clients": 10000, "window_labelled": 3025, "realized_f1": 0.27, "realized_rows": 3025}
+    assert estimate_text(row) == ("estimated F1 0.86 [0.86, 0.87] on 10,000 clients (6,975 unlabelled; each client's "
+                                  "latest snapshot of the window's 13,040 rows)")
+    assert realized_text(row) == ("realized F1 0.27 on the 3,025 of the window's 10,000 clients whose labels are known "
+                                  "(the estimate was off by +0.59)")
+
+
 def test_a_few_labels_of_a_large_window_do_not_judge_its_estimate():
     """10 labels arrived for a window of 10,005 clients: 'the estimate was off by +0.19' was said on 10 rows."""
     from riskcore.model.drift_evidence import realized_text
 
     row = {"estimated_f1": 0.86, "estimated_rows": 10005, "realized_f1": 0.6667, "realized_rows": 10}
-    assert realized_text(row) == ("realized F1 0.67 on 10 clients whose labels are known (of the window's 10,005) "
+    assert realized_text(row) == ("realized F1 0.67 on the 10 of the window's 10,005 clients whose labels are known "
                                   "(too few rows to judge the estimate: fewer than 50)")
     settled = {**row, "realized_rows": 10005, "realized_f1": 0.62}
     assert realized_text(settled) == "realized F1 0.62 on 10,005 clients whose labels are known (the estimate was " \

@@ -240,13 +240,15 @@ def drift_rule_text(psi_threshold: float, ks_alpha: float) -> str:
 
 
 # --- Estimated and realized performance ----------------------------------------------------------
-def _clients_text(rows: int, labelled: Any) -> str:
+def _clients_text(rows: int, labelled: Any, snapshots: int | None) -> str:
+    """ "10,000 clients (6,975 unlabelled; each client's latest snapshot of the window's 13,040 rows)": one bracket,
+    and the window's size in rows said as rows, as the realized F1 says its clients as clients."""
     unlabelled = rows - labelled if isinstance(labelled, int) else None
-    if unlabelled == rows:
-        return f"{rows:,} unlabelled clients"
-    if unlabelled:
-        return f"{rows:,} clients ({unlabelled:,} unlabelled)"
-    return f"{rows:,} clients"
+    notes = [f"{unlabelled:,} unlabelled"] if unlabelled and unlabelled != rows else []
+    if snapshots is not None:
+        notes.append(f"each client's latest snapshot of the window's {snapshots:,} rows")
+    said = f"{rows:,} unlabelled clients" if unlabelled == rows else f"{rows:,} clients"
+    return said + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def estimate_text(row: dict[str, Any]) -> str | None:
@@ -260,10 +262,10 @@ def estimate_text(row: dict[str, Any]) -> str | None:
     interval = row.get("estimated_f1_interval")
     bounds = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if isinstance(interval, list) and len(interval) == 2 else ""
     estimated = int(row.get("estimated_rows") or 0)
-    text = f"estimated F1 {f1:.2f}{bounds} on {_clients_text(estimated, row.get('window_labelled'))}"
     snapshots = row.get("window_rows")
-    if checked_clients(row) is not None and isinstance(snapshots, int) and snapshots > estimated:
-        text += f" (each client's latest snapshot of the window's {snapshots:,})"
+    repeated = checked_clients(row) is not None and isinstance(snapshots, int) and snapshots > estimated
+    clients = _clients_text(estimated, row.get("window_labelled"), snapshots if repeated else None)
+    text = f"estimated F1 {f1:.2f}{bounds} on {clients}"
     baseline = row.get("estimated_baseline")
     if isinstance(baseline, (int, float)):
         text += f"; own-market baseline {baseline:.2f}"
@@ -290,10 +292,11 @@ def realized_text(row: dict[str, Any]) -> str | None:
         return "realized F1 not known yet: no label has arrived for these clients"
     f1 = row.get("realized_f1")
     realized = f"realized F1 {f1:.2f}" if isinstance(f1, (int, float)) else "realized F1 undefined (nobody left)"
-    text = f"{realized} on {rows:,} clients whose labels are known"
     estimated = row.get("estimated_rows")
     if isinstance(estimated, int) and rows < estimated:
-        text += f" (of the window's {estimated:,})"
+        text = f"{realized} on the {rows:,} of the window's {estimated:,} clients whose labels are known"
+    else:
+        text = f"{realized} on {rows:,} clients whose labels are known"
     if rows < MIN_DRIFT_ROWS:  # 10 labels of 10,000 clients say nothing of the estimate, right or wrong
         text += f" ({TOO_FEW_ROWS} to judge the estimate: fewer than {MIN_DRIFT_ROWS})"
     elif isinstance(f1, (int, float)):
