@@ -250,7 +250,7 @@ def test_the_history_table_says_the_estimate_its_realized_f1_and_the_calibration
     lines = format_history(read_history(path), ks_alpha=0.01).splitlines()
     estimate = next(line for line in lines if line.split()[:1] == ["estimate"])
     assert ("estimated F1 0.81 [0.77, 0.85] on 3,000 unlabelled clients; own-market baseline 0.86; realized F1 0.62 "
-            "on 2,950 clients whose labels are known") in estimate
+            "on the 2,950 of the window's 3,000 clients whose labels are known") in estimate
     calibration = next(line for line in lines if line.split()[:1] == ["calibration"])
     assert calibration.split() == ["calibration", "on", "100", "labelled", "rows:", "ECE", "0.050,", "Brier", "score",
                                    "0.100"]

@@ -905,7 +905,7 @@ def test_the_model_page_gives_no_warning_for_an_estimate_that_holds(tmp_path):
     response = app_module.create_app(config.config_file).test_client().get("/model")
     assert "own-market baseline 0.86" in text_of(response)
     assert 'id="estimate-warning"' not in response.get_data(as_text=True)
-    assert "Realized F1 0.60 on 2,950 clients whose labels are known" in text_of(response)
+    assert "Realized F1 0.60 on the 2,950 of the window's 3,000 clients whose labels are known" in text_of(response)
     assert parse(response).tables["history"][1][6:8] == ["0.6100", "0.6000"]
 
 
