@@ -10,6 +10,7 @@ market, and is verified like the model.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -362,7 +363,7 @@ def labels_arrive(config, name: str, columns: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("regime", "gap"), [("shifted", False), ("changed", True)])
-def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1(tmp_path, regime, gap):
+def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1(tmp_path, regime, gap, caplog):
     from test_decisions import month, old_market, tick
 
     config = old_market(tmp_path)
@@ -377,8 +378,11 @@ def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1
     assert estimated["estimated_drift"] is False  # nothing in the features says the month is worse
     assert estimated["estimated_baseline"] > 0.8 and estimated["calibration"] is None
     labels_arrive(config, "2026-03-labels.csv", columns | {TARGET: datagen.generate_columns(2000, regime, 22)[TARGET]})
-    later = tick(config)
+    with caplog.at_level(logging.INFO):
+        later = tick(config)
     assert later["calibration"]["rows"] == 2000 and 0 <= later["calibration"]["ece"] <= 1
+    # The log names the run as the history, the page and the PDF do (the walk's log read "run 6c0d6bf4...'s window")
+    assert f"labels arrived for 2000 clients of run {estimated['run_number']}'s window" in caplog.text
     settled = next(r for r in read_history(config.output_model_folder / RUN_HISTORY)
                    if r["run_id"] == estimated["run_id"])
     assert settled["realized_rows"] == 2000
