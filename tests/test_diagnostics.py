@@ -290,6 +290,18 @@ def test_reachable_index_is_asked_about_every_package(monkeypatch):
     assert latest == [("2.4.6", None), ("3.1.1", None), ("unknown", "pip: No matching distribution found for nosuch")]
 
 
+def test_packages_the_deadline_cut_short_share_one_reason(monkeypatch):
+    """The walk's PDF listed nine notes for one fact, "no answer from the package index within 0.0 s", "... 0.2 s",
+    up to "4.9 s": each package's reason carried the seconds left when its pip started."""
+    def hang(command, timeout, **_):
+        raise dependencies.subprocess.TimeoutExpired(command, timeout)
+
+    monkeypatch.setattr(dependencies.subprocess, "run", hang)
+    now = time.monotonic()  # pips started later in the check have less of it left
+    reasons = {dependencies.ask_pip(name, now + left) for name, left in (("numpy", 4.9), ("pandas", 2.7), ("scipy", 0.2))}
+    assert reasons == {"no answer from the package index before the check's time ran out"}
+
+
 # --- The record ------------------------------------------------------------------------------
 @pytest.fixture
 def offline_dependencies(monkeypatch):
