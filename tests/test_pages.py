@@ -624,6 +624,19 @@ def test_model_drift_found_but_not_acted_on_alarms_on_the_strip_and_says_so_on_t
     assert f"; {said}." in text_of(client.get("/model"))
 
 
+def test_the_model_pages_history_does_not_call_a_carried_over_window_new_rows(tmp_path):
+    """The walk: a small labelled file (40 rows) after a wait on an export of 10,000: /model's history read "new
+    rows 10,040" where `fullprocess.py --history` read "new rows 40" for the same run."""
+    config = build_project(tmp_path)
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("w", "2026-04-01T06:00:00Z", decision="wait", rows_new=40, window_rows=10040))
+    header, row = parse(app_module.create_app(config.config_file).test_client().get("/model")).tables["history"][:2]
+    said = dict(zip(header, row, strict=True))
+    assert "new rows" not in said and said["rows checked"] == "10,040"
+    assert '"new rows" (python fullprocess.py --history) are the rows new in that run alone' in text_of(
+        app_module.create_app(config.config_file).test_client().get("/model"))
+
+
 def test_a_model_not_checked_on_new_data_says_so(client):
     assert "On new data: not measured yet for this model." in text_of(client.get("/model"))
 
