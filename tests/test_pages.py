@@ -633,8 +633,9 @@ def test_the_model_pages_history_does_not_call_a_carried_over_window_new_rows(tm
     header, row = parse(app_module.create_app(config.config_file).test_client().get("/model")).tables["history"][:2]
     said = dict(zip(header, row, strict=True))
     assert "new rows" not in said and said["rows checked"] == "10,040"
-    assert '"new rows" (python fullprocess.py --history) are the rows new in that run alone' in text_of(
-        app_module.create_app(config.config_file).test_client().get("/model"))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert '"new rows" (python fullprocess.py --history) are the rows new in that run alone' in text
+    assert "10,040 new rows since the last decision (40 in this run)" in text  # the latest check's sentence
 
 
 def test_a_model_not_checked_on_new_data_says_so(client):

@@ -106,7 +106,8 @@ def test_two_exports_of_the_same_clients_are_estimated_on_each_client_once(tmp_p
     assert "4,000 unlabelled clients" not in said
     assert latest_estimate(run)["sentence"] == said  # the page
     assert said in " ".join(estimate_lines(run, None))  # the PDF
-    assert check_sentence(run).split(": ")[0].endswith("4,000 new rows of 2,000 clients")
+    assert check_sentence(run).split(": ")[0].endswith("4,000 new rows since the last decision (2,000 in this run), of "
+                                                     "2,000 clients")
     found = {sample.name: sample.value for family in run_families([run]) for sample in family.samples}
     assert found["risk_window_rows"] == 4000 and found["risk_window_clients"] == 2000  # /metrics
 

@@ -71,11 +71,17 @@ def checked_clients(check: dict[str, Any]) -> int | None:
 
 def checked_rows_text(check: dict[str, Any]) -> str | None:
     """ "19,891 new rows of 10,000 clients" where clients repeat in the check's rows (two exports of the same
-    clients), else "425 new rows"; None when it took none."""
+    clients), else "425 new rows"; None when it took none. A window that carried rows over from runs that waited
+    says so, beside the run's own new rows (the history's "new rows"): "10,040 new rows since the last decision
+    (40 in this run), of 10,000 clients"."""
     rows, clients = checked_rows(check), checked_clients(check)
     if not rows:
         return None
-    return f"{rows:,} new rows" + (f" of {clients:,} clients" if clients is not None and clients < rows else "")
+    own = check.get("rows_new")
+    repeated = f" of {clients:,} clients" if clients is not None and clients < rows else ""
+    if check.get("window_rows") == rows and isinstance(own, int) and own < rows:
+        return f"{rows:,} new rows since the last decision ({own:,} in this run)" + ("," if repeated else "") + repeated
+    return f"{rows:,} new rows{repeated}"
 
 
 def scored_rows(check: dict[str, Any]) -> int | None:
