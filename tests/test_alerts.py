@@ -14,7 +14,7 @@ import pytest
 
 import deployment
 import fullprocess
-from conftest import client_rows, write_csv
+from conftest import client_rows, make_project, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import ConfigError
 from riskcore.ops import alerts
@@ -171,6 +171,20 @@ def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Confi
 ])
 def test_the_events_a_run_calls_for(row, events):
     assert [event for event, _ in alerts.events_of_run(row)] == events
+
+
+@pytest.mark.parametrize(("row", "title"), [
+    ({"decision": "rollback", "note": "rolled back from release 6 to 5 by ops"}, "[risk] Rollback: rolled back"),
+    ({"decision": "roll-forward", "note": "rolled forward from release 5 to 6 (the newest rollback undone) by ops"},
+     "[risk] Roll forward: rolled forward"),
+    ({"decision": "pin", "note": "pinned release 1 by ops"}, "[risk] Pin: pinned"),
+    ({"decision": "unpin", "note": "unpinned release 1 by ops"}, "[risk] Unpin: unpinned"),
+])
+def test_an_operators_undo_is_titled_the_way_it_went(tmp_path, row, title):
+    """The walk's webhook got "[risk] Rollback: rolled forward from release 5 to 6": the title read backwards."""
+    config = load_config(make_project(tmp_path))
+    [(event, detail)] = alerts.events_of_run({"outcome": "done", "version_before": "a", "version_after": "b", **row})
+    assert alerts.message_text(event, detail, row, config).startswith(title)
 
 
 def test_the_gate_keeping_the_old_model_is_said_with_both_models_f1():

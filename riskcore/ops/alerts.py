@@ -68,6 +68,9 @@ TITLES = {
     "data_drift": "Data drift", "ingestion_held_back": "Ingestion held back", "run_failed": "A run failed",
     "rollback": "Rollback", "pin": "Pin", "silence": "No successful tick", "test": "Test alert",
 }
+# The events stay "rollback" and "pin" (their names are the contract); the title says which way the operator went:
+# "[risk] Rollback: rolled forward from release 5 to 6" read backwards.
+UNDO_TITLES = {("rollback", "roll-forward"): "Roll forward", ("pin", "unpin"): "Unpin"}
 
 
 # --- What happened: a history row's events ---------------------------------------------------------
@@ -120,7 +123,8 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
 def message_text(event: str, detail: str, row: dict[str, Any], config: Config) -> str:
     run = f"run {row['run_number']}" if row.get("run_number") else "an operator's action" \
         if row.get("decision") in ("rollback", "roll-forward", "pin", "unpin") else "the automation"
-    return (f"[risk] {TITLES.get(event, event)}: {detail[:1500]} ({run}, {when(row.get('finished_at') or utc_now())}, "
+    title = UNDO_TITLES.get((event, row.get("decision")), TITLES.get(event, event))
+    return (f"[risk] {title}: {detail[:1500]} ({run}, {when(row.get('finished_at') or utc_now())}, "
             f"{config.config_file})")
 
 
@@ -229,7 +233,7 @@ def send_mail(email: dict[str, Any], subject: str, text: str, timeout: float) ->
 def send(config: Config, channel: str, event: str, text: str, timeout: float) -> None:
     """One attempt on one channel; raises on any failure."""
     if channel == "email":
-        send_mail(config.alerts["email"], f"[risk] {TITLES.get(event, event)}", text, timeout)
+        send_mail(config.alerts["email"], text.partition(": ")[0], text, timeout)  # the title the text begins with
     else:
         post_webhook(webhook_url(config, channel), text, timeout)
 
