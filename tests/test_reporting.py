@@ -497,6 +497,13 @@ def test_the_headline_points_to_sections_that_come_after_it_by_their_titles(retr
         assert title in " ".join([said, *pages[headline + 1:]])  # the section itself, after the headline
 
 
+def test_the_trend_note_counts_one_run_in_the_singular(retrained):
+    """The walk's first report read "from the run history (runhistory.sqlite, 1 runs)"."""
+    config, _ = retrained
+    text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))
+    assert f"({RUN_HISTORY}, 1 run)." in text and "1 runs" not in text
+
+
 def test_report_after_a_retrain_compares_old_and_new_model_on_the_same_data(retrained):
     config, run = retrained
     text = squeeze(" ".join(pdf_pages(config.output_model_folder / "summary_report.pdf")))

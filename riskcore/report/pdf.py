@@ -28,7 +28,7 @@ from riskcore.contract import (
     RUN_HISTORY,
 )
 from riskcore.files import when
-from riskcore.formatting import number, percent, score
+from riskcore.formatting import count, number, percent, score
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
 from riskcore.release.load import Deployment
@@ -175,10 +175,11 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
                                [[d["deployed_at"], d["model_version"], f"{d['score']:.4f}", score(d.get("baseline"))]
                                 for d in recent],
                                [width * w for w in (0.23, 0.35, 0.18, 0.24)], right={2, 3}))
+    runs = len(data.runs)
+    kept = f"{count(runs)} run{'s' if runs != 1 else ''}" if runs else "not present yet"
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks, "
-        f"rollbacks and roll forwards from the run history ({RUN_HISTORY}"
-        f"{', not present yet' if not data.runs else f', {len(data.runs)} runs'}).", styles.note))
+        f"rollbacks and roll forwards from the run history ({RUN_HISTORY}, {kept}).", styles.note))
     return section(styles, "trend", *flow)
 
 
