@@ -456,7 +456,7 @@ def test_history_prints_a_table(deployed: Config, capsys):
     capsys.readouterr()
     assert fullprocess.main(["--config", str(deployed.config_file), "--history"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["id", "started", "new"]
+    assert lines[0].split()[:4] == ["id", "run", "started", "new"]
     assert "keep" in lines[1] and "dataset3.csv" in lines[1] and "done" in lines[1]
 
 

@@ -136,9 +136,9 @@ def test_format_history_is_one_line_per_run_with_its_other_columns_indented_belo
     rows = two_runs(tmp_path / "runhistory.sqlite")
     lines = format_history(rows, ks_alpha=0.01).splitlines()
     header, first, second = [line for line in lines if not line.startswith(" ")]
-    assert header.split()[:4] == ["id", "started", "new", "files"]
-    assert header.split()[4:9] == ["rows", "new", "rows", "F1", "new"]
-    assert first.split() == ["1", "2026-01-01T00:00:00Z", "a.csv,b.csv", "220", "80", "0.7500", "0.8125", "0.7000",
+    assert header.split()[:5] == ["id", "run", "started", "new", "files"]
+    assert header.split()[5:10] == ["rows", "new", "rows", "F1", "new"]
+    assert first.split() == ["1", "1", "2026-01-01T00:00:00Z", "a.csv,b.csv", "220", "80", "0.7500", "0.8125", "0.7000",
                              "raw", "keep", "v1", "->", "v1", "done"]
     assert second.split()[:2] == ["2", "2026-01-02T00:00:00Z"] and " - -> - " in second
     assert second.endswith(" failed: step training failed: disk full")

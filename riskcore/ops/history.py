@@ -250,10 +250,11 @@ def format_history(rows: list[dict[str, Any]], ks_alpha: float) -> str:
     A drifted feature's line names the tests that found it; `ks_alpha` is automation.ks_alpha.
 
     "F1 new" is the deployed model's F1 on the labelled new rows (what the drift check decides on),
-    "F1 all" on every labelled row ingested.
+    "F1 all" on every labelled row ingested. "run" is the run number the log, the reports and the PDF name a run
+    by (`run_number`); "id" is the history's own row, which a rollback or a pin also takes.
     """
-    headers = ("id", "started", "new files", "rows", "new rows", "F1 new", "F1 all", "baseline", "test", "decision",
-               "model before -> after", "outcome")
+    headers = ("id", "run", "started", "new files", "rows", "new rows", "F1 new", "F1 all", "baseline", "test",
+               "decision", "model before -> after", "outcome")
     lines = [headers]
     for row in rows:
         files = ",".join(row["new_files"] or [])
@@ -261,8 +262,9 @@ def format_history(rows: list[dict[str, Any]], ks_alpha: float) -> str:
         outcome = (row["outcome"] or "") + (f": {row['error']}" if row["error"] else "")
         counts = ["" if row.get(c) is None else str(row[c]) for c in ("rows_ingested", "rows_new")]
         f1s = [score(row.get(c), missing="") for c in ("f1_new_data", "f1_ingested", "baseline")]
-        lines.append((str(row["id"]), row["started_at"] or "", files[:40], *counts, *f1s, row["drift_test"] or "",
-                      row["decision"] or "", versions, outcome))
+        number = "" if row.get("run_number") is None else str(row["run_number"])
+        lines.append((str(row["id"]), number, row["started_at"] or "", files[:40], *counts, *f1s,
+                      row["drift_test"] or "", row["decision"] or "", versions, outcome))
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     label_width = max((len(label) for row in rows for label, _ in _detail_lines(row, ks_alpha)), default=0)
     text = ["  ".join(cell.ljust(w) for cell, w in zip(headers, widths, strict=True)).rstrip()]
