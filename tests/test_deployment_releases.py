@@ -195,6 +195,7 @@ def test_health_page_and_pdf_name_the_served_model_its_first_deployment_and_the_
     assert 'id="operator-banner"' not in client.get("/").get_data(as_text=True)
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_downloads_made_by_another_model_than_the_served_one_say_so(four_releases: Config):
     # After a rollback the page ranks with the served model; the PDF and the CSV are the rolled-back model's
     # until the next tick makes them again, and the page said nothing of it.

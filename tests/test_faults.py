@@ -173,6 +173,7 @@ def slow_drift_check(seconds: float):
     return slow
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_a_run_past_its_deadline_stops_in_its_step_with_production_unchanged(deployed, monkeypatch):
     from riskcore.ops import run
 
@@ -194,6 +195,7 @@ def test_a_run_past_its_deadline_stops_in_its_step_with_production_unchanged(dep
     assert tree_snapshot(deployed.prod_deployment_folder) == before
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_the_deadline_never_cuts_a_deployment_short(deployed, monkeypatch):
     from riskcore.ops import run
 

@@ -59,6 +59,7 @@ def test_intervals_are_seeded_and_narrow_with_more_rows(model):
         assert width(scores_with_intervals(model, large), key) < width(scores_with_intervals(model, small), key) / 2
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_the_interval_is_a_95_percent_one(model):
     """Over 300 seeded samples of 150 rows from one population, the F1 interval holds the population's F1 as often as a
     95% interval may (a two-sided binomial test at the 0.1% level: 272 to 296 of 300; an interval of [0, 1] holds it
@@ -214,6 +215,7 @@ def drifted_project(root, gate: bool):
     return config
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 @pytest.mark.parametrize("gate", [False, True])
 def test_a_new_model_worse_on_the_holdout_is_flagged_and_the_gate_keeps_the_old_one(tmp_path, monkeypatch, caplog,
                                                                                       gate):

@@ -231,6 +231,7 @@ def test_a_failed_warm_up_is_logged_and_not_fatal(deployed: Config, monkeypatch,
     assert application.test_client().get("/health").status_code == 200
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_what_a_warmed_worker_holds_is_set_aside_from_garbage_collection():
     """set_aside (gunicorn.conf.py calls it after the warm-up) freezes what is alive: a full collection then passes
     over the objects made since, not the libraries' (run in a child: a frozen test process would keep its garbage)."""

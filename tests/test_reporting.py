@@ -549,6 +549,7 @@ def test_after_a_retrain_the_chart_compares_the_old_models_training_data(retrain
     assert evidence.figures == run["data_drift"]["features"]
 
 
+@pytest.mark.slow  # 1-2.6 s: in make test, out of make test-fast's minute
 def test_a_keep_run_names_its_drift_check_the_same_way(deployed):
     write_csv(deployed.input_folder / "dataset3.csv", client_rows(80, seed=5, noise=0.0))
     assert run_automation(deployed) == 0
