@@ -51,6 +51,13 @@ def table_cell(value: Any) -> str:
     return str(value)
 
 
+def rank_change(change: str | None) -> str | None:
+    """A change in rank as people read it, its places grouped: "up 2,495" (risk_scores.csv's and /risk's "up 2495");
+    "new", "same" and an empty change as they are."""
+    direction, _, places = (change or "").partition(" ")
+    return f"{direction} {count(places)}" if places.isdigit() else change
+
+
 def percent(probability: float) -> str:
     """A probability as a percentage a reader can trust: never "100.0%" for a client who may stay."""
     if probability > 0.999:

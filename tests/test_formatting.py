@@ -71,3 +71,11 @@ def test_the_page_the_diagnostics_and_the_history_format_with_it(project):
            "version_before": "v1", "version_after": "v1", "outcome": "done", "error": None}
     line = format_history([row], ks_alpha=0.01).splitlines()[1]
     assert "0.6100" in line and "0.7000" in line and DASH not in line
+
+
+@pytest.mark.parametrize(("change", "words"), [("up 2495", "up 2,495"), ("down 12", "down 12"), ("new", "new"),
+                                               ("same", "same"), ("", ""), (None, None)])
+def test_a_change_in_rank_reads_with_its_places_grouped(change, words):
+    """The page and the PDF say "up 2,495" where risk_scores.csv and /risk keep "up 2495" (a manager read the one,
+    a spreadsheet the other)."""
+    assert formatting.rank_change(change) == words

@@ -59,7 +59,7 @@ from riskcore.api.query import query_choice, query_number
 from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
-from riskcore.formatting import count, fixed, money, percent, score, signed, size
+from riskcore.formatting import count, fixed, money, percent, rank_change, score, signed, size
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
     GROUP_MARK,
@@ -347,6 +347,7 @@ def page_failure(exc: Exception) -> tuple[str, int]:
 # --- How numbers read: the PDF report's vocabulary (riskcore.formatting) ---------------------
 site.add_app_template_filter(percent, "percent")
 site.add_app_template_filter(count, "count")
+site.add_app_template_filter(rank_change, "rank_change")
 site.add_app_template_filter(score, "score")
 site.add_app_template_filter(signed, "signed")
 site.add_app_template_filter(fixed, "number")

@@ -28,7 +28,7 @@ from riskcore.contract import (
     RUN_HISTORY,
 )
 from riskcore.files import when
-from riskcore.formatting import count, number, percent, score
+from riskcore.formatting import count, number, percent, rank_change, score
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
 from riskcore.release.load import Deployment
@@ -225,7 +225,7 @@ def clients_section(data: ReportData, styles: Styles, width: float) -> list:
     risk = data.risk
     # The measurement group's mark leads the why column: in the client's narrow one it broke "measure-ment".
     rows = [[c["rank"], shorten(c[ID_COLUMN], PDF_ID_CHARS), percent(c["probability"]),
-             c.get("change") or "\N{EM DASH}",
+             rank_change(c.get("change")) or "\N{EM DASH}",
              "; ".join([GROUP_MARK] * bool(c.get(GROUP)) + [r["text"] for r in c["reasons"][:PDF_REASONS]])
              or "\N{EM DASH}"] for c in risk.top]
     headers = ["rank", "client", "probability of leaving", "since last run", "why: the main reason"]
