@@ -9,6 +9,7 @@ import threading
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import app as app_module
@@ -162,7 +163,8 @@ def test_json_calls_round_trip_through_post_and_get(api, project):
     back = {c["corporation"]: {k: c[k] for k in calls.CALL_FIELDS} for c in got["calls"] + rest["calls"]}
     expected = {c["corporation"]: {"when": date.today().isoformat(), "note": "", **c} for c in sent}
     assert back == expected
-    assert api.post("/calls", json=sent[0]).get_json() == {"recorded": 0, "already_stored": 1, "calls": []}
+    assert api.post("/calls", json=sent[0]).get_json() == {"recorded": 0, "already_stored": 1, "calls": [],
+                                                          "not_in_data": None}  # no call list to check against
     assert (project.parent / "models" / CALLS_STORE).is_file()
     assert not (project.parent / "prod" / CALLS_STORE).exists()
 
@@ -230,3 +232,15 @@ def test_with_a_key_the_calls_need_the_header(project, monkeypatch):
     assert keyed.get("/calls.csv").status_code == 401
     answer = keyed.post("/calls", json=call(), headers={"X-API-Key": "s3cret-key"})
     assert answer.status_code == 200 and answer.get_json()["recorded"] == 1
+
+
+def test_a_call_for_an_id_the_data_does_not_hold_is_stored_and_named(deployed):
+    """A CRM's mistyped id: stored as sent (the client may come with the next export), and named in not_in_data, since
+    no page, list or measurement will show it; a listed client and one who left are in the data."""
+    client = app_module.create_app(deployed.config_file).test_client()
+    listed = client.get("/risk?limit=1").get_json()["clients"][0]["corporation"]
+    final = pd.read_csv(deployed.final_data_file)
+    left = str(final.loc[final["exited"] == 1, "corporation"].iloc[0])
+    answer = client.post("/calls", json=[call(corporation=c) for c in (listed, left, "no-such-client", "zz-typo")])
+    assert answer.status_code == 200 and answer.get_json()["recorded"] == 4
+    assert answer.get_json()["not_in_data"] == ["no-such-client", "zz-typo"]

@@ -79,7 +79,28 @@ def add_calls() -> Response:
     except CallError as exc:
         raise ApiError(413 if exc.too_many else 400, str(exc), field=exc.field) from None
     stored, repeats = record_calls(store(), checked)
-    return json_response({"recorded": len(stored), "already_stored": repeats, "calls": stored})
+    return json_response({"recorded": len(stored), "already_stored": repeats, "calls": stored,
+                          "not_in_data": not_in_data([call.corporation for call in checked])})
+
+
+def not_in_data(clients: list[str]) -> list[str] | None:
+    """The ids among `clients` that the ingested data does not hold (neither on the call list nor among the clients
+    who left), sorted; None when there is no call list to check them against (no deployment or no ingested data).
+
+    Such a call is stored all the same (the client may arrive with the next export), but no page, list or
+    measurement shows it: a CRM that sent a mistyped id learns it here.
+    """
+    from riskcore.api.client_story import has_left
+    from riskcore.api.paged_call_list import CallList
+
+    risk = service()
+    try:
+        calls = risk.call_list(risk.models.get())
+    except ApiError:
+        return None
+    if not isinstance(calls, CallList):
+        return None
+    return sorted({client for client in clients if calls.place(client) is None and not has_left(risk, client)})
 
 
 @calls.get("/calls.csv")
@@ -124,9 +145,13 @@ def calls_paths() -> dict[str, Any]:
                                                                "description": "calls in this page"},
         "next_offset": {"type": ["integer", "null"]},
         "calls": {**stored, "maxItems": MAX_LIMIT}}}
-    recorded = {"type": "object", "required": ["recorded", "already_stored", "calls"], "properties": {
+    recorded = {"type": "object", "required": ["recorded", "already_stored", "calls", "not_in_data"], "properties": {
         "recorded": {"type": "integer", "minimum": 0}, "already_stored": {"type": "integer", "minimum": 0},
-        "calls": stored}}
+        "calls": stored,
+        "not_in_data": {"type": ["array", "null"], "items": {"type": "string"},
+                        "description": "ids of the calls sent that the ingested data does not hold (stored all the "
+                                       "same; no page or list shows them); null when there is no call list to check "
+                                       "them against"}}}
     unauthorised = error(f"Missing or wrong {API_KEY_HEADER}")
     return {
         "/calls": {
