@@ -395,7 +395,7 @@ def test_the_page_and_the_pdf_chart_the_same_bins():
     assert [len(stairs.values) for stairs in drawn] == [BINS, BINS]
     for stairs, shares in zip(drawn, (bins.reference, bins.compared), strict=True):
         assert np.allclose(stairs.edges, bins.edges) and np.allclose(stairs.values, 100 * shares)
-    chart = page_charts.distribution_chart(old, new)
+    chart = page_charts.distribution_svg(old, new)
     peak = max(bins.reference.max(), bins.compared.max())
     for path, shares in ((chart.reference, bins.reference), (chart.compared, bins.compared)):
         tops = [float(y) for y in re.findall(r"V(-?[\d.]+)H", path)]
@@ -486,7 +486,7 @@ def test_the_charts_of_evenly_spread_data_show_the_shares_known_in_advance():
                                        "training", "new")
     for stairs in (patch.get_data() for patch in figure.axes[0].patches):
         assert np.allclose(stairs.edges, np.linspace(0.0, 396.0, 41)) and np.allclose(stairs.values, 100 * expected)
-    chart = page_charts.distribution_chart(uniform, uniform)
+    chart = page_charts.distribution_svg(uniform, uniform)
     assert (chart.low, chart.high) == (0.0, pytest.approx(396.0))
     for path in (chart.reference, chart.compared):
         rights = [float(x) for x in re.findall(r"H(-?[\d.]+)", path)]
@@ -498,13 +498,13 @@ def test_the_charts_of_evenly_spread_data_show_the_shares_known_in_advance():
 def test_a_chart_stays_inside_its_box_and_its_bars_close():
     rng = np.random.default_rng(6)
     old, new = (np.quantile(rng.gamma(2.0, scale, 3000), np.linspace(0, 1, 1001)) for scale in (40.0, 90.0))
-    chart = page_charts.distribution_chart(old, new)
+    chart = page_charts.distribution_svg(old, new)
     assert chart.reference.startswith(f"M0,{page_charts.HEIGHT} ") and chart.reference.endswith(" Z")
     for path in (chart.reference, chart.compared):
         numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", path)]
         assert numbers and all(-0.01 <= n <= max(page_charts.WIDTH, page_charts.HEIGHT) + 0.01 for n in numbers)
     assert chart.low == min(old[0], new[0]) and chart.high > chart.low
-    assert page_charts.distribution_chart(old, [1.0]) is None
+    assert page_charts.distribution_svg(old, [1.0]) is None
 
 
 def scores(f1: float, auc: float, rows: int) -> dict:
@@ -955,9 +955,9 @@ def test_a_fitted_calibrator_reads_with_its_ece_before_and_after():
 
 
 def test_a_window_without_bins_draws_no_reliability_diagram():
-    assert page_charts.reliability_chart(None) is None
-    assert page_charts.reliability_chart({"ece": 0.1, "reliability": []}) is None
-    assert len(page_charts.reliability_chart({"reliability": RELIABILITY}).points) == len(RELIABILITY)
+    assert page_charts.reliability_svg(None) is None
+    assert page_charts.reliability_svg({"ece": 0.1, "reliability": []}) is None
+    assert len(page_charts.reliability_svg({"reliability": RELIABILITY}).points) == len(RELIABILITY)
 
 
 def test_a_check_on_too_few_rows_says_so_instead_of_no_drift(tmp_path):

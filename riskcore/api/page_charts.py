@@ -89,8 +89,9 @@ def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
     return RiskChart(line=line, points=points, dates=dates)
 
 
-def distribution_chart(reference: Any, compared: Any) -> DistributionChart | None:
-    """The chart of one feature from the quantiles of its two data sets; None if either has under two."""
+def distribution_svg(reference: Any, compared: Any) -> DistributionChart | None:
+    """The page's SVG chart of one feature from the quantiles of its two data sets (the PDF's PNG is
+    riskcore.report.charts.distribution_chart, on the same bins); None if either has under two."""
     bins = distribution_bins(reference, compared)
     if bins is None:
         return None
@@ -112,8 +113,9 @@ class ReliabilityChart:
     side: int = SIDE
 
 
-def reliability_chart(calibration: Any) -> ReliabilityChart | None:
-    """The diagram of a window's `calibration` (riskcore.model.calibration.calibration_figures); None without bins."""
+def reliability_svg(calibration: Any) -> ReliabilityChart | None:
+    """The page's SVG diagram of a window's `calibration` (riskcore.model.calibration.calibration_figures; the PDF's PNG
+    is riskcore.report.charts.reliability_chart); None without bins."""
     bins = calibration.get("reliability") if isinstance(calibration, dict) else None
     if not isinstance(bins, list) or not bins:
         return None

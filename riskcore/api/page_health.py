@@ -180,10 +180,10 @@ def latest_estimate(check: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def latest_reliability(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest labelled window's calibration: its reliability diagram and its ECE and Brier score in words."""
-    from riskcore.api.page_charts import reliability_chart
+    from riskcore.api.page_charts import reliability_svg
 
     row = latest_calibrated(runs)
-    chart = reliability_chart(row["calibration"]) if row else None
+    chart = reliability_svg(row["calibration"]) if row else None
     if chart is None:
         return None
     return {"chart": chart, "text": sentence_case(calibration_text(row["calibration"])),
@@ -294,7 +294,7 @@ def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
     """A chart per drifted feature: the training data of the model the check tested (after a retrain, the
     old model) beside the rows the check took (unlabelled ones included), as the report's distributions page
     draws them; for a check recorded without their quantiles, the ingested data."""
-    from riskcore.api.page_charts import distribution_chart
+    from riskcore.api.page_charts import distribution_svg
 
     version = check.get("version_before") or (served.model_version if served else None)
     deployed = served.deployment if served else None
@@ -302,6 +302,6 @@ def chart_drift(risk: RiskService, served: Served | None, check: dict[str, Any],
     compared = check.get("new_rows_quantiles") or {}
     if reference and not compared and risk.config.final_data_file.is_file():
         compared = ingested_quantiles(risk.config.final_data_file, len(next(iter(reference.values()))))
-    charts = {f["feature"]: distribution_chart(reference.get(f["feature"]), compared.get(f["feature"]))
+    charts = {f["feature"]: distribution_svg(reference.get(f["feature"]), compared.get(f["feature"]))
               for f in drifted}
     return {"model_version": version, "charts": charts}
