@@ -274,7 +274,7 @@ def test_settings_that_make_the_solver_spin_are_refused_at_load(project: Path, s
 @pytest.mark.slow  # training's child process spins until it is killed, 2 s later
 def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(config):
     import ingestion
-    from riskcore.model import training
+    from riskcore.model import time_limit, training
 
     ingestion.run(config)
     spinning = config.replace(model={**config.model, "C": 1e300},
@@ -283,7 +283,7 @@ def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(conf
     training.check_settings = lambda _config: None  # the load-time range check is what normally refuses it
     try:
         start = time.monotonic()
-        with pytest.raises(training.TrainingTimedOut) as caught:
+        with pytest.raises(time_limit.TrainingTimedOut) as caught:
             training.train(spinning)
     finally:
         training.check_settings = monkey_free
