@@ -332,12 +332,6 @@ def test_positions_are_the_same_for_numbers_arrays_and_polars_expressions():
     assert by_number == by_array == [list(row) for row in by_polars]
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (2.14, "+2.1"), (-3.46, "-3.5"), (0.04, "0.0"), (-0.04, "0.0"), (1234.56, "+1,234.6"), (0.05000001, "+0.1")])
-def test_contributions_are_shown_with_one_decimal_and_their_sign(value, shown):
-    assert reasons.contribution_text(value) == shown
-
-
 def test_reasons_in_words_name_the_feature_value_the_typical_client_and_the_effect():
     explainer = reasons.Explainer(coefficients=(0.5, 0.0, 0.001), intercept=-1.0, average=(2.0, 10.0, 100.0),
                                   typical=(12.0, 10.0, 99.0))

@@ -92,9 +92,6 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
     return score
 
 
-TEST_DATA_BASELINE = "test data"
-
-
 def baseline_measurement(model, frame, source: str) -> dict[str, Any]:
     """The model measured on held-out labelled rows: the drift baseline later windows are tested against.
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from typing import Any
 
@@ -124,12 +124,6 @@ def compared(value: float, typical: float) -> str:
     return f"about {times} times the typical {shown}"
 
 
-def contribution_text(value: float) -> str:
-    """A contribution to the log-odds with one decimal and its sign; one that rounds to nothing has none."""
-    shown = f"{value:+,.1f}"
-    return "0.0" if shown in ("+0.0", "-0.0") else shown
-
-
 @dataclass(frozen=True)
 class Explainer:
     """The model's coefficients and intercept, the average client the contributions are measured against,
@@ -153,10 +147,6 @@ class Explainer:
         return cls(tuple(float(coefficients[f]) for f in FEATURES), float(intercept),
                    tuple(float(average[f]) for f in FEATURES),
                    tuple(float(typical[f]) for f in FEATURES) if usable else None)
-
-    def in_market(self, typical: Sequence[float] | None) -> Explainer:
-        """The same explainer comparing with another market's typical client (None: keep this one)."""
-        return self if typical is None else replace(self, typical=tuple(float(t) for t in typical))
 
     @property
     def typical_client(self) -> tuple[float, ...]:

@@ -179,15 +179,6 @@ def load_trained_model(model_folder: Path) -> tuple[Any, dict[str, Any]]:
     return load_model_bytes(data), metadata
 
 
-def load_trained_calibrator(model_folder: Path, metadata: dict[str, Any]):
-    """The calibrator training.py wrote beside the model, checked against its metadata; None for an older model."""
-    from riskcore.model.calibration import load_calibrator_bytes
-
-    if not metadata.get("calibrator_sha256"):
-        return None
-    return load_calibrator_bytes(read_verified(model_folder / CALIBRATOR_FILE, metadata["calibrator_sha256"]))
-
-
 RELEASE_NAME = re.compile(r"^\d{6}-\w+$")
 
 
