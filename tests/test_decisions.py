@@ -196,6 +196,45 @@ def test_drift_found_on_a_window_too_small_to_hold_out_for_the_gate_waits_and_re
     assert run["drift_p_value"] < 0.05
 
 
+def test_a_run_whose_only_new_file_is_rejected_keeps_no_empty_window_and_the_next_month_is_checked(tmp_path):
+    """A rejected file (an export whose "exited" is empty instead of absent) brings no row: nothing to wait
+    for. The walk's tick 'waited' on a window of 0 rows, deployed it as a header-only evidencewindow.csv, and
+    every later tick failed its drift check ("evidencewindow.csv has a header but no rows")."""
+    config = old_market(tmp_path)
+    export = config.input_folder / "2026-02.csv"
+    month(export, 30, "practice", 71)
+    lines = export.read_text().splitlines()
+    export.write_text("\n".join([lines[0], *(line.rsplit(",", 1)[0] + "," for line in lines[1:])]) + "\n")
+    from riskcore.ops.tick import tick as automation_tick
+
+    assert automation_tick(config, lambda conf, run: None) == 1  # the rejected file, named
+    rejected = read_history(config.output_model_folder / RUN_HISTORY)[-1]
+    assert rejected["rows_new"] == 0 and rejected["window_rows"] == 0
+    assert rejected["decision"] == "keep" and rejected["drift_verdict"] == "no new rows to check: the model is kept"
+    assert "evidencewindow.csv" not in require_deployment(config.prod_deployment_folder).manifest["files"]
+    month(export, 30, "practice", 71, labelled=False)  # the export put right: no "exited" column
+    assert tick(config)["decision"] == "wait"
+    month(config.input_folder / "2026-03.csv", 600, "practice", 72)
+    after = tick(config)
+    assert after["outcome"] == "done" and after["window_rows"] == 630 and after["decision"] == "keep"
+
+
+def test_a_release_that_carries_a_header_only_window_checks_the_next_month(tmp_path):
+    """Productions that the empty-window wait above left with a header-only evidencewindow.csv tick again."""
+    import pandas as pd
+
+    from riskcore.ops.evidence_window import write_window
+    from riskcore.release.publish import deploy_records
+
+    config = old_market(tmp_path)
+    write_window(config, pd.DataFrame(columns=["corporation", "lastmonth_activity", "lastyear_activity",
+                                               "number_of_employees", "exited"]))
+    deploy_records(config, window=True)
+    month(config.input_folder / "2026-02.csv", 600, "practice", 72)
+    after = tick(config)
+    assert after["outcome"] == "done" and after["window_rows"] == 600 and after["decision"] == "keep"
+
+
 @pytest.mark.slow
 def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path):
     config = old_market(tmp_path)

@@ -77,15 +77,22 @@ def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> st
     return f"the window has {' and '.join(missing)}" if missing else None
 
 
-def significance_check(config: Config, run: Run, deployment: Deployment, model, known) -> str:
+def significance_check(config: Config, run: Run, deployment: Deployment, model, known, window_rows: int) -> str:
     """The default test on the evidence window's labelled rows (each client's latest labelled snapshot): "drift",
-    "keep", or "wait" for more labelled rows."""
+    "keep", or "wait" for more labelled rows.
+
+    A window of no row at all (the run's new files were all rejected) has nothing to wait for: a "wait"
+    there deployed a header-only window that every later check refused.
+    """
     auto = config.automation
     counts = Counts.of(known[TARGET].to_numpy() == 1, predict(model, known) == 1) if len(known) else Counts(0, 0, 0, 0)
     baseline = deployed_baseline(config, deployment, model)
     run.baseline, run.baseline_source = baseline["f1"], baseline["source"]
     run.f1_new_data = counts.f1  # None without a client who left: F1 is undefined there, never 0
     run.drift_test = "significance"
+    if not window_rows:
+        run.drift_verdict = NO_NEW_ROWS
+        return "keep"
     short = too_little_evidence(counts, auto["min_rows"], auto["min_positives"])
     if short:
         run.drift_verdict = f"waiting for more labelled rows: {short}"
@@ -225,7 +232,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
     estimate_window(config, run, deployment, model, clients, arrived, ledger)
     if significance:
-        verdict = significance_check(config, run, deployment, model, known)
+        verdict = significance_check(config, run, deployment, model, known, len(rows))
     else:
         verdict = course_check(config, run, deployment, model, rows)
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell

@@ -30,10 +30,15 @@ from riskcore.release.load import Deployment, read_deployed
 
 
 def deployed_window(deployment: Deployment):
-    """The window the deployed release carries (a pandas frame), empty when it carries none."""
+    """The window the deployed release carries (a pandas frame), empty when it carries none.
+
+    A header-only window (a release deployed before a run without rows stopped carrying one) is none.
+    """
     if EVIDENCE_WINDOW not in deployment.manifest.get("files", {}):
         return None
     data = read_deployed(deployment, EVIDENCE_WINDOW)
+    if len(data.splitlines()) < 2:
+        return None
     return to_pandas(read_client_frame(data, EVIDENCE_WINDOW, require_target=LABELS_OPTIONAL))
 
 
