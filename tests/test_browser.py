@@ -344,6 +344,31 @@ def test_screenshots_and_nothing_wider_than_the_screen(browser, site, tmp_path, 
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_column_of_the_run_history_is_on_the_screen(browser, site, width, console):
+    """Issue 22.8: no column of the run history lies past the right edge of its frame or of the screen (on a
+    phone each run is a block of labelled lines), and every value keeps its column's name beside it."""
+    show_at(browser, width)
+    try:
+        browser.get(site.url + "/model")
+        cells = browser.execute_script(
+            "const frame = document.querySelector('table.history').closest('.table-wrap').getBoundingClientRect();"
+            "return [...document.querySelectorAll('table.history tbody tr:first-child td')].map(td => {"
+            "  const b = td.getBoundingClientRect();"
+            "  return {label: td.dataset.label, shown: getComputedStyle(td, '::before').content,"
+            "          left: b.left, right: b.right, width: b.width,"
+            "          inside: b.left >= frame.left - 0.5 && b.right <= Math.min(frame.right, innerWidth) + 0.5}; })")
+        headers = [th.get_attribute("textContent").strip()
+                   for th in browser.find_elements(By.CSS_SELECTOR, "table.history thead th")]
+        assert [cell["label"] for cell in cells] == headers and len(headers) == 10
+        outside = [cell["label"] for cell in cells if not cell["inside"] or cell["width"] == 0]
+        assert not outside, f"at {width} px these columns are cut off: {outside}"
+        if width < 640:  # the column's name is drawn before each value
+            assert all(cell["shown"] == f'"{cell["label"]}"' for cell in cells), cells
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 # --- A rollback says so (issue 23) -----------------------------------------------------------------
 def test_a_rollback_shows_a_banner_on_the_page_and_the_client_page(browser, tmp_path, console):
     import deployment
