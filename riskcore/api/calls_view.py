@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from riskcore.api.errors import ApiError, json_response
-from riskcore.api.query import known_parameters, query_number
+from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT, known_parameters, query_number
 from riskcore.api.request_rows import json_body
 from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER, ID_COLUMN
@@ -39,8 +39,6 @@ from riskcore.ops.calls import (
 
 calls = Blueprint("calls", __name__)
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 LIST_PARAMETERS = ("limit", "offset", ID_COLUMN)
 
 

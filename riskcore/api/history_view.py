@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from riskcore.api.errors import json_response
-from riskcore.api.query import known_parameters, query_number
+from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT, known_parameters, query_number
 from riskcore.api.risk_service import service
 from riskcore.contract import API_KEY_HEADER, FEATURES
 from riskcore.model.drift_evidence import TOO_FEW_ROWS
@@ -23,8 +23,6 @@ from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 
 evidence = Blueprint("evidence", __name__)
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 PARAMETERS = ("limit", "offset", "quantiles")
 
 

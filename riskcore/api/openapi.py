@@ -9,8 +9,9 @@ from typing import Any
 
 from riskcore.api.calls_view import calls_paths
 from riskcore.api.history_view import history_paths
+from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT
 from riskcore.api.request_rows import MAX_RECORDS
-from riskcore.api.views import DEFAULT_PAGE, MAX_PAGE, ORDERS
+from riskcore.api.views import ORDERS
 from riskcore.contract import API_KEY_HEADER, FEATURES, ID_COLUMN, MAX_VALUE, REVENUE, TARGET
 from riskcore.model.reasons import TREND
 
@@ -146,9 +147,9 @@ def risk_operation() -> dict[str, Any]:
         "description": "One row per client (its latest snapshot), ranked by the deployed model's log-odds; "
                        "ranked once per deployment and version of the ingested data. Unknown parameters are "
                        "refused.",
-        "parameters": [page("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+        "parameters": [page("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                             "clients per page"),
-                       {**page("top", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                       {**page("top", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                                "the older name of limit (give one of the two)"), "deprecated": True},
                        page("offset", {"type": "integer", "minimum": 0, "default": 0},
                             "clients to skip; at most the number of clients in the list (or of matches)"),

@@ -55,7 +55,7 @@ from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import call_effect, day, health_strip, model_health, when
 from riskcore.api.paged_call_list import BY_REVENUE, MOVES, SIZE_BANDS, CallList
-from riskcore.api.query import query_choice, query_number
+from riskcore.api.query import page_search_text, query_choice, query_number
 from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
@@ -85,7 +85,6 @@ site.before_request(require_key)
 site.add_url_rule("/login", view_func=login, methods=["GET", "POST"])
 site.add_url_rule("/logout", view_func=logout, methods=["POST"])
 
-MAX_QUERY = 100  # characters of a search kept
 CALLER_COOKIE = "risk_caller"  # the name last entered in a call form's "by", to fill it in next time
 CALLER_DAYS = 365
 MAX_FORM_BYTES = 16 * 1024  # a call form's body: 500 characters of note take at most 6,000 bytes encoded
@@ -130,8 +129,7 @@ def index() -> str:
 def list_filters() -> tuple[str, str, str, str]:
     """The page's search, filters and order (q, size, moved, order); an unknown size band, move or order is a 400
     naming it. The order is GET /risk's (?order=revenue_at_risk); empty: by risk."""
-    query = request.args.get("q", "").strip()[:MAX_QUERY]
-    return (query, query_choice("size", tuple(SIZE_BANDS)), query_choice("moved", MOVES),
+    return (page_search_text(), query_choice("size", tuple(SIZE_BANDS)), query_choice("moved", MOVES),
             query_choice("order", (BY_REVENUE,)))
 
 

@@ -9,6 +9,9 @@ from flask import request
 from riskcore.api.errors import ApiError
 
 MAX_DIGITS = 9  # a longer number is no page, offset or count this API can serve
+DEFAULT_LIMIT = 50  # items a page of GET /risk, /calls and /history holds when ?limit= is not given
+MAX_LIMIT = 1000
+MAX_QUERY = 100  # characters of a search (?q=): the page keeps as many, GET /risk refuses more
 
 
 def known_parameters(path: str, names: tuple[str, ...], said: str | None = None) -> None:
@@ -59,3 +62,20 @@ def query_choice(name: str, choices: tuple[str, ...], default: str = "") -> str:
         raise ApiError(400, f'The query parameter "{name}" must be one of {", ".join(choices)}, not '
                             f"{json.dumps(value[:60])}.", field=name)
     return value
+
+
+def search_text() -> str:
+    """?q=: the text a client id must contain, given once, at most MAX_QUERY characters (surrounding spaces dropped)."""
+    given = request.args.getlist("q")
+    if len(given) > 1:
+        raise ApiError(400, 'The query parameter "q" may be given once only.', field="q")
+    text = given[0].strip() if given else ""
+    if len(text) > MAX_QUERY or not text.isprintable():
+        raise ApiError(400, f'The query parameter "q" must be printable text of at most {MAX_QUERY} characters.',
+                       field="q")
+    return text
+
+
+def page_search_text() -> str:
+    """?q= as the page's search box sends it: surrounding spaces dropped, cut to MAX_QUERY characters, never refused."""
+    return request.args.get("q", "").strip()[:MAX_QUERY]

@@ -7,18 +7,22 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from riskcore.api.errors import ApiError, answer_response, json_response
-from riskcore.api.query import known_parameters, query_choice, query_number
+from riskcore.api.query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    known_parameters,
+    query_choice,
+    query_number,
+    search_text,
+)
 from riskcore.api.request_rows import rows_of_request
 from riskcore.api.risk_service import service
 from riskcore.release.listing import served_summary
 
 api = Blueprint("api", __name__)
 
-DEFAULT_PAGE = 50  # clients per page of GET /risk
-MAX_PAGE = 1000
 PAGE_PARAMETERS = ("limit", "top", "offset", "q", "order")  # top: the older name of limit, still taken
 ORDERS = ("risk", "revenue_at_risk")  # ?order=: riskiest first (the ranking), or the largest revenue at risk first
-MAX_QUERY = 100  # characters of a search, as the page takes them
 
 
 @api.post("/prediction")
@@ -48,22 +52,10 @@ def risk() -> Response:
     if "limit" in request.args and "top" in request.args:
         raise ApiError(400, 'Give "limit" or "top" (the same page size), not both.', field="top")
     name = "top" if "top" in request.args else "limit"
-    limit = query_number(name, DEFAULT_PAGE, 1, MAX_PAGE)
+    limit = query_number(name, DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
     order = query_choice("order", ORDERS, ORDERS[0])
     return answer_response(service().risk(service().models.get(), limit, offset, search_text(), order))
-
-
-def search_text() -> str:
-    """?q=: the text a client id must contain, given once, at most MAX_QUERY characters (surrounding spaces dropped)."""
-    given = request.args.getlist("q")
-    if len(given) > 1:
-        raise ApiError(400, 'The query parameter "q" may be given once only.', field="q")
-    text = given[0].strip() if given else ""
-    if len(text) > MAX_QUERY or not text.isprintable():
-        raise ApiError(400, f'The query parameter "q" must be printable text of at most {MAX_QUERY} characters.',
-                       field="q")
-    return text
 
 
 @api.get("/risk/<path:client_id>")
