@@ -126,14 +126,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from riskcore.contract import COLUMNS, KNOWN_COLUMNS, REVENUE
 from riskcore.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
 
-HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
-COLUMNS = tuple(HEADER.split(","))
-REVENUE = "annual_revenue"  # the bundled new market's optional column (riskcore.contract.REVENUE)
+HEADER = ",".join(COLUMNS)
 Columns = dict[str, np.ndarray]
 
 REVENUE_PER_EMPLOYEE = 150_000.0  # median yearly revenue per employee
@@ -446,7 +445,7 @@ SQLITE_MARKETS = {
 
 
 def bundled_rows(root: str | os.PathLike, market: str, updated_at: str,
-                 columns: tuple[str, ...] = (*COLUMNS, REVENUE)) -> list[tuple]:
+                 columns: tuple[str, ...] = KNOWN_COLUMNS) -> list[tuple]:
     """A market's rows from the bundled CSV files, as table rows of `columns` stamped with `updated_at` (a revenue
     the files do not give, or an empty one, is NULL)."""
     rows = []
@@ -473,7 +472,7 @@ def write_sqlite(path: str | os.PathLike, market: str, root: str | os.PathLike) 
         if connection.execute(f"SELECT 1 FROM {SQLITE_TABLE} WHERE updated_at = ? LIMIT 1", (updated_at,)).fetchone():
             return 0
         present = [row[1] for row in connection.execute(f"PRAGMA table_info({SQLITE_TABLE})")]
-        columns = tuple(name for name in (*COLUMNS, REVENUE) if name in present)  # a table made before revenue: none
+        columns = tuple(name for name in KNOWN_COLUMNS if name in present)  # a table made before revenue: none
         rows = bundled_rows(root, market, updated_at, columns)
         connection.executemany(f"INSERT INTO {SQLITE_TABLE} ({', '.join(columns)}, updated_at) "
                                f"VALUES ({', '.join('?' * (len(columns) + 1))})", rows)

@@ -419,7 +419,7 @@ def test_many_rows_at_once_get_the_reasons_each_row_gets_alone():
     explainer = reasons.Explainer(coefficients=(0.5, -0.25, 0.001), intercept=-1.0, average=(2.0, 4.0, 1000.0))
     rows = np.random.default_rng(5).integers(0, 8, size=(200, 3)).astype(float)
     rows[:, 2] *= 250  # employees 0 to 1,750: contributions equal to the others' and zero among them
-    assert len(rows) >= reasons.FEW_ROWS
+    assert len(rows) >= reasons.ONE_BY_ONE_ROWS
     assert explainer.reasons_of(rows) == [explainer.reasons(row) for row in rows.tolist()]
 
 
@@ -434,7 +434,7 @@ def test_an_explainer_words_each_value_once_and_shares_a_single_features_reason_
 
     monkeypatch.setattr(reasons, "single_text", counted)
     explainer = reasons.Explainer(coefficients=(0.5, 0.25, 0.001), intercept=-1.0, average=(2.0, 4.0, 1000.0))
-    rows = np.array([[1.0, 2.0, 500.0], [1.0, 3.0, 500.0]] * reasons.FEW_ROWS)
+    rows = np.array([[1.0, 2.0, 500.0], [1.0, 3.0, 500.0]] * reasons.ONE_BY_ONE_ROWS)
     first = explainer.reasons_of(rows)
     assert sorted(made) == [(0, 1.0), (1, 2.0), (1, 3.0), (2, 500.0)]
     assert explainer.reasons_of(rows) == first and len(made) == 4
@@ -598,7 +598,7 @@ def test_the_risk_lists_words_are_the_explainers_on_generated_clients(explainer,
 def test_a_prediction_requests_reasons_are_the_explainers_row_by_row(explainer, rows):
     """POST /prediction's path (reasons_of: numpy, each distinct value worded once) gives, on generated models and
     clients, exactly the reasons Explainer.reasons gives each row alone, in words and numbers."""
-    many = (rows * reasons.FEW_ROWS)[:max(len(rows), reasons.FEW_ROWS)]  # enough rows for the vectorised path
+    many = (rows * reasons.ONE_BY_ONE_ROWS)[:max(len(rows), reasons.ONE_BY_ONE_ROWS)]  # enough rows for the vectorised path
     assert explainer.reasons_of(np.array(many, dtype=float)) == [explainer.reasons(values) for values in many]
 
 

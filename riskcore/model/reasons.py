@@ -45,7 +45,7 @@ from riskcore.formatting import count
 TOP_REASONS = len(FEATURES)  # at most one reason per feature; the activity trend stands for two
 REASON_COLUMNS = tuple(f"reason_{k}" for k in range(1, TOP_REASONS + 1))  # in risk_scores.csv
 CONTRIBUTION_COLUMNS = tuple(f"contribution_{feature}" for feature in FEATURES)  # in risk_scores.csv
-FEW_ROWS = 16  # fewer rows than this are explained one by one, in plain Python
+ONE_BY_ONE_ROWS = 16  # fewer rows than this are explained one by one, in plain Python
 TREND = "activity_trend"  # the reason that reads last month's activity against the year's
 WORDS_KEPT = 1 << 14  # values per feature whose words an explainer keeps (Explainer.value_words)
 MONTH, YEAR = FEATURES.index("lastmonth_activity"), FEATURES.index("lastyear_activity")
@@ -249,7 +249,7 @@ class Explainer:
         feature's reason is a function of its value alone: made once per distinct value, the rows that hold the
         value share it (the bench's 1,000 clients: 1,300 reasons made instead of 3,000).
         """
-        if len(matrix) < FEW_ROWS:
+        if len(matrix) < ONE_BY_ONE_ROWS:
             return [self.reasons(values) for values in matrix.tolist()]
         import numpy as np
 

@@ -66,7 +66,9 @@ from riskcore.release.load import (
 from riskcore.report.rankings import (
     CHANGE,
     CHANGE_COLUMNS,
+    KEY,
     PREVIOUS_RANK,
+    PROBABILITY,
     keep_ranking,
     list_identity,
     next_ranking_number,
@@ -78,8 +80,6 @@ log = logging.getLogger(__name__)
 
 DECIMALS = 6  # attrition probability in risk_scores.csv; the log-odds are written in full
 ORDER = "_order"  # a row's place in the file, which breaks ties in the ranking
-KEY = "log_odds"
-PROBABILITY = "probability"  # one name in the CSV, the JSON and the page
 GROUP = "measurement_group"
 # Rows per streaming batch while risk_scores.csv is written: polars sizes its batches by the schema, too large for
 # rows carrying three reasons in words (about 350 bytes a row). At 10M clients the writing kept 1,130 MB at the
