@@ -67,6 +67,24 @@ def percent(probability: float) -> str:
     return f"{100 * probability:.1f}%"
 
 
+def whole_percent(share: float) -> str:
+    """A share in whole percent, as a sentence says it; never "100%" or "0%" for a share that is not
+    ("a 99.99% baseline read '100% \N{RIGHTWARDS ARROW} 95%'")."""
+    shown = f"{share * 100:.0f}%"
+    if shown == "100%" and share < 1:
+        return ">99%"
+    if shown == "0%" and share > 0:
+        return "<1%"
+    return shown
+
+
+def interval(bounds: Any, decimals: int = 2) -> str:
+    """A bootstrap interval as it follows its figure: " [0.61, 0.76]"; nothing when there is none."""
+    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
+        return ""
+    return f" [{score(bounds[0], decimals)}, {score(bounds[1], decimals)}]"
+
+
 def money(value: Any, missing: str = MISSING) -> str:
     """An amount of money as people say it, without a currency (the data's own; no setting names one):
     "950", "9,500", "12 k", "1.2 M", "2.5 bn"."""

@@ -17,6 +17,7 @@ import pytest
 import app as app_module
 import ingestion
 from conftest import HEADER, write_csv
+from riskcore import formatting
 from riskcore.config import load_config
 from riskcore.contract import CALLS_STORE, FEATURES, ID_COLUMN, RISK_RECORD, RISK_SCORES
 from riskcore.ops import calls
@@ -271,4 +272,4 @@ def test_model_page_gives_the_pdfs_measurement_once_labels_arrive(measured_proje
 @pytest.mark.parametrize(("share", "words"), [(0.9999, ">99%"), (1.0, "100%"), (0.3, "30%"), (0.254, "25%"),
                                               (0.001, "<1%"), (0.0, "0%")])
 def test_the_effects_shares_never_round_to_all_or_none(share, words):
-    assert call_effect.whole_percent(share) == words
+    assert formatting.whole_percent(share) == words

@@ -79,3 +79,9 @@ def test_a_change_in_rank_reads_with_its_places_grouped(change, words):
     """The page and the PDF say "up 2,495" where risk_scores.csv and /risk keep "up 2495" (a manager read the one,
     a spreadsheet the other)."""
     assert formatting.rank_change(change) == words
+
+
+@pytest.mark.parametrize(("bounds", "shown"), [([0.612, 0.758], " [0.61, 0.76]"), ((0, 1), " [0.00, 1.00]"),
+                                               (None, ""), ([], ""), ([0.5], "")])
+def test_an_interval_follows_its_figure_in_brackets_or_is_left_out(bounds, shown):
+    assert formatting.interval(bounds) == shown

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, UserError
-from riskcore.formatting import MISSING, score
+from riskcore.formatting import MISSING, interval, score
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,7 @@ def estimate_text(row: dict[str, Any]) -> str | None:
     f1 = row.get("estimated_f1")
     if not isinstance(f1, (int, float)):
         return None
-    interval = row.get("estimated_f1_interval")
-    bounds = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if isinstance(interval, list) and len(interval) == 2 else ""
+    bounds = interval(row.get("estimated_f1_interval"))
     estimated = int(row.get("estimated_rows") or 0)
     snapshots = row.get("window_rows")
     repeated = checked_clients(row) is not None and isinstance(snapshots, int) and snapshots > estimated

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
-from riskcore.formatting import score
+from riskcore.formatting import interval, score
 from riskcore.model.drift_evidence import (
     calibration_text,
     called_text,
@@ -156,9 +156,6 @@ HISTORY_FORMATS = ("table", "json", "csv")
 
 def figure_text(scores: dict[str, Any]) -> str:
     """ "F1 0.6900 [0.61, 0.76], AUC 0.812 [0.75, 0.87]" (bootstrap 95% intervals); an AUC below 0.5 says so."""
-    def interval(bounds: list[float] | None) -> str:
-        return f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else ""
-
     auc = scores.get("auc")
     text = f"F1 {scores['f1']:.4f}{interval(scores.get('f1_interval'))}, " + (
         f"AUC {auc:.3f}{interval(scores.get('auc_interval'))}" if auc is not None else "AUC undefined (one class)")

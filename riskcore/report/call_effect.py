@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, FEW_ROWS, ID_COLUMN, TARGET
-from riskcore.formatting import count, percent
+from riskcore.formatting import count, percent, whole_percent
 from riskcore.ops.calls import REACHED, all_calls, read_cycles
 
 LEVEL = 0.95
@@ -164,17 +164,6 @@ def count_arms(first: dict[str, dict[str, Any]], latest: dict[str, dict[str, Any
 def about(count: int) -> int:
     """A needed size as said in words: to the nearest ten from 100 up (1,251 is "about 1,250")."""
     return round(count, -1) if count >= 100 else count
-
-
-def whole_percent(share: float) -> str:
-    """A share in whole percent, as the effect's sentence says it; never "100%" or "0%" for a share that is not
-    ("a 99.99% baseline read '100% → 95%'")."""
-    shown = f"{share * 100:.0f}%"
-    if shown == "100%" and share < 1:
-        return ">99%"
-    if shown == "0%" and share > 0:
-        return "<1%"
-    return shown
 
 
 def measured_effect(called: Arm, group: Arm, cycles: list[int], with_call: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
 from riskcore.files import when
-from riskcore.formatting import count, number, score, sentence_case
+from riskcore.formatting import count, interval, number, score, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -148,7 +148,7 @@ def score_cell(scores: dict[str, Any], key: str) -> str:
     value, bounds = scores.get(key), scores.get(f"{key}_interval")
     if value is None:
         return "undefined (one class)"
-    text = f"{value:.3f}" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+    text = f"{value:.3f}" + interval(bounds)
     return text + (" below 0.5: worse than chance" if key == "auc" and below_chance(value) else "")
 
 
@@ -216,10 +216,7 @@ def estimate_lines(check: dict[str, Any] | None, calibration: dict[str, Any] | N
 
 
 def interval_text(run: dict[str, Any]) -> str:
-    interval = run.get("estimated_f1_interval")
-    bounds = f" [{score(interval[0], 2)}, {score(interval[1], 2)}]" if isinstance(interval, list) and \
-        len(interval) == 2 else ""
-    return score(run.get("estimated_f1"), 2) + bounds
+    return score(run.get("estimated_f1"), 2) + interval(run.get("estimated_f1_interval"))
 
 
 def estimate_flow(runs: list[dict[str, Any]], chart: bytes | None, styles: Styles, width: float) -> list:
