@@ -160,7 +160,9 @@ def running_server() -> Iterator[PostgresServer]:
 
 def require_postgres() -> None:
     if postgres_bin() is None:
-        pytest.skip(MISSING)
+        from conftest import system_missing
+
+        system_missing(MISSING)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ log in with the key; the same with JavaScript off; screenshots at 1280 and 390 p
 test's tmp folder and copied to /tmp/screens/); no error in the browser's console, which is also
 where a Content-Security-Policy violation would show.
 
-`make test` installs chromium and chromium-driver when run as root (make system-test-deps); without
-them these tests are skipped, saying so.
+`make test` installs chromium and chromium-driver when run as root (make system-test-deps), and then a
+missing browser fails these tests; elsewhere they are skipped, saying so (conftest.system_missing).
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from test_pages import HOSTILE, KEY, build_project, drift_run
 
+from conftest import system_missing
 from riskcore.contract import ID_COLUMN, RISK_SCORES, RUN_HISTORY
 from riskcore.ops import calls as call_store
 from riskcore.ops.history import record_run
@@ -41,15 +48,10 @@ def browser_missing() -> str | None:
     return f"{' and '.join(missing)} not installed (make system-test-deps installs them as root)" if missing else None
 
 
-if browser_missing():
-    pytest.skip(browser_missing(), allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+@pytest.fixture(autouse=True, scope="module")
+def browser_installed() -> None:
+    if browser_missing():
+        system_missing(browser_missing())
 
 
 # --- A served project and a browser --------------------------------------------------------------
@@ -256,6 +258,34 @@ def test_a_call_recorded_from_the_client_page_shows_on_the_list(browser, site, p
     assert row[1].splitlines() == [wanted, "called today: at risk"]
     browser.get(site.url + f"/clients/{wanted}")  # the browser remembers who called
     assert browser.find_element(By.NAME, "by").get_attribute("value") == "Ana"
+
+
+def test_a_call_form_sent_without_its_token_is_refused_and_stores_nothing(browser, site, project):
+    """The form as Chromium sends it, its CSRF token taken out of the page first: a 403 page in words, no call stored,
+    the list unchanged; the same form with its token then goes through (the refusal was the token's)."""
+    ranked = risk_list(project)
+    wanted = ranked[8]["corporation"]  # not a row the other tests read
+    store = call_store.calls_path(project.output_model_folder)
+    browser.set_window_size(1280, 900)
+    browser.get(site.url + f"/clients/{wanted}")
+    browser.get_log("browser")
+    form = browser.find_element(By.CSS_SELECTOR, "form.call-form")
+    browser.execute_script("arguments[0].querySelector('[name=csrf_token]').remove()", form)
+    form.find_element(By.XPATH, ".//label[normalize-space()='reached, leaving']/input").click()
+    form.find_element(By.NAME, "by").send_keys("Mallory")
+    follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert "did not come from this site" in browser.find_element(By.TAG_NAME, "body").text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "403" not in e["message"]] == []
+    assert not [c for c in call_store.read_calls(store, 1000, 0)[1] if c[ID_COLUMN] == wanted]
+    browser.get(site.url + "/")
+    row = next(r for r in calls(browser) if r[0] == "9")
+    assert row[1].splitlines() == [wanted]  # no "called today" under the id
+    browser.get(site.url + f"/clients/{wanted}")  # the page's own token: the call is taken
+    form = browser.find_element(By.CSS_SELECTOR, "form.call-form")
+    form.find_element(By.XPATH, ".//label[normalize-space()='reached, leaving']/input").click()
+    form.find_element(By.NAME, "by").send_keys("Ana")
+    follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert browser.find_element(By.ID, "last-call").text == "called today: leaving"
 
 
 def test_the_page_works_with_javascript_off(site, project, tmp_path):

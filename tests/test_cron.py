@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, system_missing
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY
 from riskcore.ops.history import read_history
@@ -33,9 +33,9 @@ def crontab_lines() -> list[str]:
 def cron_project(config: Config, api_url: str):
     """The temporary project, its API up, with an every-minute cron line installed for it."""
     if not (shutil.which("crontab") and shutil.which("cron")):
-        pytest.skip("the cron package is not installed (make test installs it as root)")
+        system_missing("the cron package is not installed (make test installs it as root)")
     if not cron_running():
-        pytest.skip("the cron daemon is not running (make test starts it as root)")
+        system_missing("the cron daemon is not running (make test starts it as root)")
     raw = json.loads(config.config_file.read_text())
     raw["automation"] = {"api_url": api_url}
     config.config_file.write_text(json.dumps(raw))

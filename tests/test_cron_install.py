@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_project
+from conftest import ROOT, make_project, system_missing
 from riskcore.config import load_config
 from riskcore.release.load import current_deployment
 
@@ -27,7 +27,7 @@ def crontab_lines() -> list[str]:
 def awkward_project(tmp_path: Path) -> Path:
     """A copy of the project in a folder whose name has a space and an &, with its own data and config."""
     if not shutil.which("crontab"):
-        pytest.skip("the cron package is not installed (make test installs it as root)")
+        system_missing("the cron package is not installed (make test installs it as root)")
     folder = tmp_path / "risk proj & co"
     folder.mkdir()
     for name in PROJECT_FILES:

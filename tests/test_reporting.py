@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 import diagnostics
 import reporting
 import scoring
-from conftest import HEADER, ROOT, client_rows, deploy_pipeline, run_script, write_config, write_csv
+from conftest import HEADER, ROOT, client_rows, deploy_pipeline, run_script, system_missing, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
 from riskcore.data.validation import features_of, read_client_csv
@@ -718,7 +718,7 @@ def pdf_text(path: Path) -> str:
     import subprocess
 
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed: make system-test-deps")
+        system_missing("pdftotext (poppler-utils) is not installed: make system-test-deps")
     return subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
                           check=True, timeout=60).stdout
 
@@ -728,7 +728,7 @@ def test_ids_of_any_length_and_script_are_in_the_pdf_and_in_full_in_the_risk_lis
     from riskcore.report.pdf_layout import register_fonts
 
     if set(register_fonts().coverage) != REPORT_FONTS:
-        pytest.skip("the fallback fonts are not installed: make system-deps")
+        system_missing("the fallback fonts are not installed: make system-deps")
     clients = tmp_path / "clients.csv"
     clients.write_text(f"{CLIENT_HEADER}\n{LONG_ID},0,5000,300\n{JAPANESE_ID},0,4000,200\n"
                        f'"{EMOJI_ID}",0,3000,100\n{KOREAN_ID},0,3500,150\n{HEBREW_ID},0,3200,120\n'
@@ -777,7 +777,7 @@ def test_characters_no_report_font_has_are_not_promised_to_an_install():
     from riskcore.report.pdf_layout import register_fonts
 
     if set(register_fonts().coverage) != REPORT_FONTS:
-        pytest.skip("the fallback fonts are not installed: make system-deps")
+        system_missing("the fallback fonts are not installed: make system-deps")
     note = pdf.id_note([{"corporation": "บริษัท"}, {"corporation": KOREAN_ID}])
     assert "6 characters of these ids cannot be drawn" in note and "none of the report's fonts has them" in note
     assert "installing" not in note
@@ -871,7 +871,7 @@ def test_a_fallback_font_is_read_only_when_a_text_needs_it():
     lines = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True,
                            timeout=60).stdout.splitlines()
     if lines == ["skip"]:
-        pytest.skip("the fallback fonts are not installed: make system-deps")
+        system_missing("the fallback fonts are not installed: make system-deps")
     assert "ReportCJK" not in lines[0] and "ReportSymbols" not in lines[0] and "ReportHangul" not in lines[0]
     assert lines[1].startswith('<font name="ReportCJK">東京</font>') and "ReportCJK" in lines[1]
     assert "ReportHangul" not in lines[1]  # Korean's font serves Hangul only: Chinese characters never read it
