@@ -22,7 +22,7 @@ import scoring
 import training
 from conftest import ROOT, client_rows, deploy_pipeline, write_config, write_csv
 from riskcore.config import load_config
-from riskcore.contract import FEATURES, MODEL_METADATA, DataError
+from riskcore.contract import FEATURE_LABELS, FEATURES, MODEL_METADATA, DataError
 from riskcore.files import atomic_write_json
 from riskcore.model import reasons
 from riskcore.release.load import deployed_metadata, load_deployed_model, require_deployment
@@ -560,6 +560,21 @@ def direction_said(text: str) -> int:
     return found[0]
 
 
+def by_hand(explainer: reasons.Explainer, values: dict[str, int]) -> float:
+    """What the named features add to the log-odds against the average client: coefficient x (value - mean)."""
+    return sum(explainer.coefficients[FEATURES.index(f)] * (v - explainer.average[FEATURES.index(f)])
+               for f, v in values.items())
+
+
+def features_named(text: str) -> tuple[str, ...]:
+    """The features a reason's words are about: its label ("employees 6,462, ..."), or both activities for the trend
+    ("activity falling: ...")."""
+    if text.split(":")[0] in reasons.TREND_WORDS:
+        return ("lastmonth_activity", "lastyear_activity")
+    [feature] = [f for f, label in FEATURE_LABELS.items() if text.startswith(label + " ")]
+    return (feature,)
+
+
 @settings(max_examples=300, deadline=None)
 @given(explainers, clients)
 def test_a_reasons_words_match_the_sign_of_what_the_model_adds(explainer, rows):
@@ -572,8 +587,9 @@ def test_a_reasons_words_match_the_sign_of_what_the_model_adds(explainer, rows):
         assert sum(r["contribution"] for r in listed) == pytest.approx(log_odds - explainer.average_log_odds,
                                                                        abs=1e-6)
         for r in listed:
-            own = sum(explainer.contribution(FEATURES.index(f), v) for f, v in r["values"].items())
-            assert r["contribution"] == own
+            own = by_hand(explainer, r["values"])
+            assert r["contribution"] == pytest.approx(own, abs=1e-9)
+            assert r["values"] == {f: values[FEATURES.index(f)] for f in features_named(r["text"])}
             assert direction_said(r["text"]) == (own > 0) - (own < 0), (r, values)
         assert len({f for r in listed for f in r["values"]}) == len(FEATURES)  # every feature, once
 
@@ -591,6 +607,29 @@ def test_the_risk_lists_words_are_the_explainers_on_generated_clients(explainer,
     table = call_list.risk_table(frame, explainer).collect()
     for values, written in zip(rows, table.select(reasons.REASON_COLUMNS).rows(), strict=True):
         assert [w for w in written if w is not None] == [r["text"] for r in explainer.reasons(values)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(explainers, clients)
+def test_each_reason_in_the_risk_list_says_the_direction_of_its_contribution_columns(explainer, rows):
+    """risk_scores.csv read as a data scientist would check it: the contribution_<feature> columns are coefficient x
+    (value - mean), and each reason_k's direction in words is the sign of the columns of the features it names."""
+    import polars as pl
+
+    frame = pl.DataFrame({"corporation": [f"c{i}" for i in range(len(rows))],
+                          "log_odds": [0.0] * len(rows),
+                          **{f: [row[j] for row in rows] for j, f in enumerate(FEATURES)}},
+                         schema_overrides={f: pl.UInt32 for f in FEATURES})
+    table = call_list.risk_table(frame, explainer).collect()
+    for values, written in zip(rows, table.iter_rows(named=True), strict=True):
+        columns = {f: written[f"contribution_{f}"] for f in FEATURES}
+        assert columns == pytest.approx({f: by_hand(explainer, {f: values[j]}) for j, f in enumerate(FEATURES)},
+                                        abs=1e-9)
+        said = [written[name] for name in reasons.REASON_COLUMNS if written[name] is not None]
+        assert sorted(f for text in said for f in features_named(text)) == sorted(FEATURES)  # each feature, once
+        for text in said:
+            total = sum(columns[f] for f in features_named(text))
+            assert direction_said(text) == (total > 0) - (total < 0), (text, columns)
 
 
 @settings(max_examples=60, deadline=None)

@@ -61,6 +61,12 @@ def final_ids(config: Config) -> list[str]:
         return [row[ID_COLUMN] for row in csv.DictReader(handle)]
 
 
+def detected(run: dict) -> bool:
+    """The run found model drift: its flag, and its verdict says so ("no model drift" also holds "model drift")."""
+    verdict = run["drift_verdict"]
+    return run["model_drift"] is True and ": model drift" in verdict and "no model drift" not in verdict
+
+
 def served(config: Config) -> str:
     return require_deployment(config.prod_deployment_folder).model_version
 
@@ -116,9 +122,9 @@ def test_a_new_market_retrains_the_same_market_keeps_and_a_changed_concept_is_de
         assert baseline["source"].startswith("held-out rows of the new market") and baseline["f1"] > 0.8
         same = cron("2026-03.csv", 1000, "source", 22)
         assert same["decision"] == "keep" and same["baseline"] == pytest.approx(baseline["f1"])
-        assert "no model drift" in same["drift_verdict"] and same["window_rows"] == 1000
+        assert "no model drift" in same["drift_verdict"] and same["model_drift"] is False and same["window_rows"] == 1000
         changed = cron("2026-04.csv", 1000, "changed", 23)
-        assert changed["decision"] in ("retrain", "kept_by_gate") and "model drift" in changed["drift_verdict"]
+        assert changed["decision"] in ("retrain", "kept_by_gate") and detected(changed)
         assert changed["f1_new_data"] < baseline["f1"] - 0.05 and changed["drift_p_value"] < 0.05
     finally:
         stop_api()
@@ -169,7 +175,7 @@ def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_pat
     month(config.input_folder / "2026-03.csv", 600, "changed", 32)
     decided = tick(config)
     assert decided["window_rows"] == 605 and decided["rows_new"] == 600
-    assert "model drift" in decided["drift_verdict"] and decided["decision"] in ("retrain", "kept_by_gate")
+    assert detected(decided) and decided["decision"] in ("retrain", "kept_by_gate")
 
 
 def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path):
@@ -247,7 +253,7 @@ def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_a
     assert len(bad[TARGET]) == 400
     run = tick(config)
     assert run["rows_new"] == 400 and run["window_rows"] == 400
-    assert "model drift" in run["drift_verdict"] and run["decision"] in ("retrain", "kept_by_gate")
+    assert detected(run) and run["decision"] in ("retrain", "kept_by_gate")
     assert run["version_before"] == before
 
 
