@@ -202,7 +202,7 @@ def test_drift_found_on_a_window_too_small_to_hold_out_for_the_gate_waits_and_re
     assert run["drift_p_value"] < 0.05
 
 
-def test_a_run_whose_only_new_file_is_rejected_keeps_no_empty_window_and_the_next_month_is_checked(tmp_path):
+def test_a_run_whose_only_new_file_is_rejected_keeps_no_empty_window_and_the_next_month_is_checked(tmp_path, caplog):
     """A rejected file (an export whose "exited" is empty instead of absent) brings no row: nothing to wait
     for. The walk's tick 'waited' on a window of 0 rows, deployed it as a header-only evidencewindow.csv, and
     every later tick failed its drift check ("evidencewindow.csv has a header but no rows")."""
@@ -221,8 +221,12 @@ def test_a_run_whose_only_new_file_is_rejected_keeps_no_empty_window_and_the_nex
     month(export, 30, "practice", 71, labelled=False)  # the export put right: no "exited" column
     assert tick(config)["decision"] == "wait"
     month(config.input_folder / "2026-03.csv", 600, "practice", 72)
-    after = tick(config)
+    with caplog.at_level("INFO", logger="fullprocess"):
+        after = tick(config)
     assert after["outcome"] == "done" and after["window_rows"] == 630 and after["decision"] == "keep"
+    [check] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("drift check on")]
+    # F1 on everything ingested is the labelled rows' F1, and says how many they are
+    assert f"on everything ingested (2630 rows, 2600 labelled): F1 {after['f1_ingested']:.4f}" in check
 
 
 def test_a_release_that_carries_a_header_only_window_checks_the_next_month(tmp_path):

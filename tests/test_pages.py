@@ -264,6 +264,19 @@ def test_a_client_with_one_snapshot_is_dated_by_the_ingestion_record(client, sha
     assert len(rows) == 1 and rows[0][:3] == [page_health.day(read_at, year=True), "dataset1.csv", "1"]
 
 
+def test_a_file_a_run_rejected_is_dated_by_the_run_that_ingested_it():
+    """The walk: an export refused for its empty "exited" (run 7), put right and ingested in run 10, read
+    "ingested" at run 7's start on the client's page and in GET /risk/<id>."""
+    from riskcore.api.client_story import ingestion_dates
+
+    rejected = {"name": "2026-02.csv", "reason": '2026-02.csv has an empty value in column "exited" at row 1.'}
+    runs = [{"started_at": "2026-02-01T06:00:00Z", "rows_ingested": 10, "new_files": ["2026-02.csv"],
+             "files_rejected": [rejected]},
+            {"started_at": "2026-02-03T06:00:00Z", "rows_ingested": 40, "new_files": ["2026-02.csv"],
+             "files_rejected": []}]
+    assert ingestion_dates(runs, None) == {"2026-02.csv": ("2026-02-03T06:00:00Z", "run history")}
+
+
 def test_a_client_who_left_says_when_and_keeps_its_story(client, shared):
     response = client.get("/clients/gone")
     assert response.status_code == 200

@@ -55,8 +55,10 @@ def ingestion_dates(runs: list[dict[str, Any]], record: dict[str, Any] | None) -
     dates: dict[str, tuple[str, str]] = {}
     for run in runs:  # oldest first
         if run.get("rows_ingested") is not None and run.get("started_at"):
+            refused = {r.get("name") for r in run.get("files_rejected") or [] if isinstance(r, dict)}
             for name in run.get("new_files") or []:
-                dates.setdefault(name, (run["started_at"], RUN_HISTORY_DATE))
+                if name not in refused:  # new in that run, but not ingested: its rows came with a later version
+                    dates.setdefault(name, (run["started_at"], RUN_HISTORY_DATE))
     if isinstance(record, dict):
         for entry in record.get("files") or []:
             if isinstance(entry, dict) and entry.get("name") and entry.get("read_at"):

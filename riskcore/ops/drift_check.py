@@ -45,10 +45,10 @@ NO_LABELS = 'no labels yet: the new rows have no "exited" values, so F1 cannot b
 NO_NEW_ROWS = "no new rows to check: the model is kept"
 
 
-def labelled_f1(model, frame) -> float | None:
-    """The model's F1 on a frame's labelled rows; None when none is labelled."""
+def labelled_f1(model, frame) -> tuple[float | None, int]:
+    """The model's F1 on a frame's labelled rows (None when none is labelled), and how many rows that is."""
     rows = labelled(frame)
-    return score_model(model, rows) if len(rows) else None
+    return (score_model(model, rows) if len(rows) else None), len(rows)
 
 
 def describe_f1(f1: float | None) -> str:
@@ -225,7 +225,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     run.rows_new = len(new)
     run.window_rows, run.window_clients, run.window_labelled = len(rows), len(clients.latest), len(known)
     run.window_positives = int(known[TARGET].sum()) if len(known) else 0
-    run.f1_ingested = labelled_f1(model, result.frame)
+    run.f1_ingested, ingested_labelled = labelled_f1(model, result.frame)
     profile = deployed_metadata(deployment)["training_profile"]
     run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
     run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
@@ -238,9 +238,9 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
     repeated = f" of {len(clients.latest)} clients" if len(clients.latest) < len(rows) else ""  # several snapshots
     log.info("drift check on %s (%d rows%s, %d labelled), %d client%s who left: %s; on everything "
-             "ingested (%d rows): %s; data drift in %s (%s)", "the evidence window" if significance else "the new data",
+             "ingested (%d rows, %d labelled): %s; data drift in %s (%s)", "the evidence window" if significance else "the new data",
              len(rows), repeated, len(known), run.window_positives,
-             "" if run.window_positives == 1 else "s", run.drift_verdict, len(result.frame),
+             "" if run.window_positives == 1 else "s", run.drift_verdict, len(result.frame), ingested_labelled,
              describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
              data_drift_text(run.data_drift, auto["ks_alpha"]))
     if verdict == "drift" or not drifted or not auto["data_drift_triggers_retrain"]:
