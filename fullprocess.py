@@ -35,6 +35,7 @@ from functools import partial
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, EXIT_OK, ConfigError, DataError
+from riskcore.ops.alerts import tick_finished
 from riskcore.ops.deadline import run_deadline
 from riskcore.ops.history import HISTORY_FORMATS, read_history, render_history
 from riskcore.ops.lock import exclusive_lock, lock_holder
@@ -75,6 +76,7 @@ def lock_taken(config: Config) -> int:
         log.info("another fullprocess run is in progress (process %d, started %.0f s ago, holds the lock on %s): "
                  "exiting", holder.pid, holder.seconds, config.prod_deployment_folder)
         return EXIT_OK
+    tick_finished(config, succeeded=False)  # a stuck run is silence: the alert says so once it lasts
     raise DataError(f"Process {holder.pid} ({holder.command or 'command unknown'}) has held the run lock on "
                     f"{config.prod_deployment_folder} for {holder.seconds:.0f} s, longer than automation."
                     f"max_run_seconds ({limit:g} s): it looks stuck, and no tick can run until it ends (kill "

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from test_faults import STUCK
 
 import deployment
 import fullprocess
-from conftest import client_rows, make_project, write_csv
+from conftest import ROOT, client_rows, make_project, run_script, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import ConfigError
 from riskcore.ops import alerts
@@ -378,12 +382,16 @@ def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Con
     assert tick_module.tick(config, lambda c, r: None) == 0
 
 
-@pytest.mark.slow
-def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
-    config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
+def silent_for_two_hours(config: Config) -> None:
     alerts.mark_success(config)
     hours_ago = time.time() - 2 * 3600
     os.utime(config.output_model_folder / alerts.LAST_TICK_FILE, (hours_ago, hours_ago))
+
+
+@pytest.mark.slow
+def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
+    silent_for_two_hours(config)
     alerts.tick_finished(config, succeeded=False)
     alerts.tick_finished(config, succeeded=False)
     [text] = receiver.texts()
@@ -391,6 +399,41 @@ def test_silence_is_announced_once(deployed: Config, receiver: Receiver):
     alerts.tick_finished(config, succeeded=True)  # a tick went well again: no more silence
     alerts.tick_finished(config, succeeded=False)
     assert len(receiver.texts()) == 1
+
+
+@pytest.mark.slow
+def test_ticks_that_fail_before_any_work_raise_the_silence_alert(deployed: Config, receiver: Receiver, capsys):
+    # The walk: a database table locked by another session made every tick fail at its first question
+    # (exit 1), and no silence alert ever came: only a tick that reached the work said it had failed.
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
+    silent_for_two_hours(config)
+    (config.prod_deployment_folder / "current").unlink()
+    assert fullprocess.main(["--config", str(config.config_file)]) == 1
+    assert "no `current` link" in capsys.readouterr().err
+    [text] = receiver.texts()
+    assert text.startswith("[risk] No successful tick:") and "120 minutes ago" in text
+
+
+@pytest.mark.slow
+def test_a_stuck_run_raises_the_silence_alert(deployed: Config, receiver: Receiver, tmp_path):
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url], "silence_minutes": 30})
+    raw = json.loads(config.config_file.read_text())
+    raw["automation"] = {"max_run_seconds": 2}
+    config.config_file.write_text(json.dumps(raw))
+    silent_for_two_hours(config)
+    stuck = subprocess.Popen([sys.executable, "-c", STUCK.format(root=str(ROOT),
+                                                                 prod=str(config.prod_deployment_folder))],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout.readline().strip() == "True"
+        time.sleep(2.5)
+        ticked = run_script("fullprocess.py", "--config", str(config.config_file), cwd=tmp_path)
+    finally:
+        stuck.send_signal(signal.SIGKILL)
+        stuck.wait()
+    assert ticked.returncode == 1 and "it looks stuck" in ticked.stderr
+    [text] = receiver.texts()
+    assert text.startswith("[risk] No successful tick:")
 
 
 @pytest.mark.slow

@@ -78,12 +78,18 @@ def check_production(config: Config, take_over: bool = False, record: bool = Tru
 def tick(config: Config, reports: Reports, take_over: bool = False, allow_removed: bool = False) -> int:
     """One cron tick: decide, and act when there is something to do."""
     new_tick()
-    current = check_production(config, take_over)
-    new_files = detect_new_data(config, current)
-    # Files gone from the input folder are work only when the operator drops them on purpose.
-    removed = detect_removed(config, current) if allow_removed else []
-    pending = unfinished_run(config)
-    stale = None if new_files or removed or pending else stale_outputs(config, current)
+    try:
+        current = check_production(config, take_over)
+        new_files = detect_new_data(config, current)
+        # Files gone from the input folder are work only when the operator drops them on purpose.
+        removed = detect_removed(config, current) if allow_removed else []
+        pending = unfinished_run(config)
+        stale = None if new_files or removed or pending else stale_outputs(config, current)
+    except Exception:
+        # A tick that fails before any work (the database down or locked, the production folder broken) is a
+        # failed tick too: every tick failing so is what the silence alert is for.
+        tick_finished(config, succeeded=False)
+        raise
     if not new_files and not removed and pending is None and stale is None:
         log.info("no new data in %s: nothing to do", config.input_source)
         tick_finished(config, succeeded=True)
