@@ -468,3 +468,14 @@ def test_a_five_row_windows_calibration_is_said_with_its_caveat_and_not_drawn():
                                                       "(too few rows to judge: fewer than 50)")
     assert latest_calibrated([large, small])["run_id"] == "l"  # the newest window that can show one
     assert latest_calibrated([small]) is None
+
+
+def test_a_window_settled_over_two_runs_counts_the_labels_that_arrived_in_each(tmp_path):
+    """The walk's log read 'labels arrived for 10420 clients of run 10's window' when 7,420 had arrived: 3,000 had
+    settled a run earlier; the count was the realized rows, not the arrivals."""
+    from riskcore.ops.ledger import record_window, settle
+
+    path = tmp_path / "estimateledger.sqlite"
+    record_window(path, "r1", ["a", "b", "c", "d"], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], [None] * 4)
+    assert settle(path, {"a": 1, "b": 0}) == {"r1": (1.0, 2, 2)}
+    assert settle(path, {"a": 1, "b": 0, "c": 0, "d": 1}) == {"r1": (0.5, 4, 2)}  # a and b were settled already

@@ -154,9 +154,10 @@ def keep_ledger(config: Config, run: Run, rows, predictions, probabilities, arri
         settled = settle(path, dict(zip(arrived[ID_COLUMN].astype(str), arrived[TARGET].astype(int).tolist(),
                                         strict=True)), exclude_run=run.run_id)
         numbers = record_realized(history_path(config), settled)
-        for run_id, (f1, counted) in settled.items():
-            log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s", counted,
-                     numbers.get(run_id) or run_id, "undefined (nobody left)" if f1 is None else f"{f1:.4f}")
+        for run_id, (f1, counted, now) in settled.items():
+            log.info("ledger: labels arrived for %d clients of run %s's window: realized F1 %s on the %d whose "
+                     "labels are known", now, numbers.get(run_id) or run_id,
+                     "undefined (nobody left)" if f1 is None else f"{f1:.4f}", counted)
         labels = [None if np.isnan(v) else int(v) for v in rows[TARGET].to_numpy(dtype="float64")]
         run.realized_f1, run.realized_rows = record_window(
             path, run.run_id, rows[ID_COLUMN].astype(str).tolist(), np.asarray(predictions).astype(int).tolist(),

@@ -92,14 +92,14 @@ def record_run(path: Path, row: dict[str, Any]) -> None:
             connection.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", list(values.values()))
 
 
-def record_realized(path: Path, settled: dict[str, tuple[float | None, int]]) -> dict[str, int | None]:
+def record_realized(path: Path, settled: dict[str, tuple[float | None, int, int]]) -> dict[str, int | None]:
     """Write the ledger's realized F1 and rows (riskcore.ops.ledger.settle) into the estimated runs' rows; return
     each settled run's number, the name the log, the page and the PDF give a run (None: the run is not recorded)."""
     if not settled:
         return {}
     with contextlib.closing(_open_for_writing(path)) as connection, connection:
         connection.executemany("UPDATE runs SET realized_f1 = ?, realized_rows = ? WHERE run_id = ?",
-                               [(f1, rows, run_id) for run_id, (f1, rows) in settled.items()])
+                               [(f1, rows, run_id) for run_id, (f1, rows, _) in settled.items()])
         numbers = dict(connection.execute(
             f"SELECT run_id, run_number FROM runs WHERE run_id IN ({', '.join('?' * len(settled))})",  # noqa: S608
             list(settled)))

@@ -59,8 +59,10 @@ def record_window(path: Path, run_id: str, clients: list[str], predictions: list
         return _realized(connection, run_id)
 
 
-def settle(path: Path, labels: dict[str, int], exclude_run: str | None = None) -> dict[str, tuple[float | None, int]]:
-    """Fill in the labels that arrived for clients of earlier windows; each run settled -> (realized F1, rows).
+def settle(path: Path, labels: dict[str, int],
+           exclude_run: str | None = None) -> dict[str, tuple[float | None, int, int]]:
+    """Fill in the labels that arrived for clients of earlier windows; each run settled -> (realized F1, rows,
+    the clients whose label arrived now: a window settles over several runs as its labels come).
 
     riskcore.ops.history.record_realized writes them into those runs' rows of the history.
     """
@@ -69,10 +71,10 @@ def settle(path: Path, labels: dict[str, int], exclude_run: str | None = None) -
     with contextlib.closing(_open(path)) as connection, connection:
         connection.execute("CREATE TEMP TABLE arrived (client TEXT PRIMARY KEY, label INTEGER)")
         connection.executemany("INSERT OR REPLACE INTO arrived VALUES (?, ?)", labels.items())
-        runs = [row[0] for row in connection.execute(
-            f"SELECT DISTINCT e.run_id FROM {TABLE} e JOIN arrived a ON a.client = e.client "  # noqa: S608
-            "WHERE e.label IS NULL AND e.run_id IS NOT ?", (exclude_run,))]
+        runs = dict(connection.execute(
+            f"SELECT e.run_id, COUNT(*) FROM {TABLE} e JOIN arrived a ON a.client = e.client "  # noqa: S608
+            "WHERE e.label IS NULL AND e.run_id IS NOT ? GROUP BY e.run_id", (exclude_run,)))
         connection.execute(f"UPDATE {TABLE} SET label = (SELECT label FROM arrived WHERE arrived.client = "  # noqa: S608
                            f"{TABLE}.client) WHERE label IS NULL AND run_id IS NOT ? AND client IN "
                            "(SELECT client FROM arrived)", (exclude_run,))
-        return {run_id: _realized(connection, run_id) for run_id in runs}
+        return {run_id: (*_realized(connection, run_id), now) for run_id, now in runs.items()}
