@@ -117,9 +117,13 @@ def test_a_token_of_another_session_is_refused(config):
     assert stored(config) == []
 
 
-def test_the_form_is_post_only(client):
-    assert client.get("/clients/twice/calls").status_code in (404, 405)
+def test_the_form_is_post_only(client, config):
+    # A GET is the page of a client whose id is "twice/calls" (ids may hold a slash): there is none.
+    got = client.get("/clients/twice/calls")
+    assert got.status_code == 404 and "twice/calls" in text_of(got)
     assert client.put("/clients/twice/calls").status_code == 405
+    assert client.delete("/clients/twice/calls").status_code == 405
+    assert stored(config) == []
 
 
 @pytest.mark.parametrize(("fields", "named"), [
