@@ -273,3 +273,21 @@ def test_model_page_gives_the_pdfs_measurement_once_labels_arrive(measured_proje
                                               (0.001, "<1%"), (0.0, "0%")])
 def test_the_effects_shares_never_round_to_all_or_none(share, words):
     assert formatting.whole_percent(share) == words
+
+
+def test_the_groups_table_gives_a_counted_share_as_the_sentence_does_all_and_none_included():
+    """The walk's /model: '100.0% of the 43 labelled called clients left' above a table reading '>99.9%' for the same
+    43 of 43 (a probability's format: a counted share can be all, or none)."""
+    measured = {"cycles": [1], "called": {"listed": 86, "labelled": 43, "left": 43, "share_left": 1.0},
+                "measurement_group": {"listed": 14, "labelled": 7, "left": 0, "share_left": 0.0}}
+    assert call_effect.group_rows(measured) == [["to call", "86", "43", "43", "100.0%"],
+                                                ["measurement group", "14", "7", "0", "0.0%"]]
+
+
+@pytest.mark.parametrize(("called", "words"), [(1, "1 row of a client who was called"),
+                                               (1200, "1,200 rows of clients who were called")])
+def test_the_rows_of_called_clients_left_out_are_counted_in_words(called, words):
+    """The walk's /model read '1 rows of clients who were called left out of the drift check's window'."""
+    from riskcore.model.drift_evidence import called_text
+
+    assert called_text({"window_called": called}) == f"{words} left out of the drift check's window"

@@ -285,7 +285,10 @@ def estimate_text(row: dict[str, Any]) -> str | None:
 def called_text(row: dict[str, Any]) -> str | None:
     """ "3 rows of clients who were called left out of the drift check's window" (None: none left out)."""
     called = row.get("window_called")
-    return f"{called:,} rows of clients who were called left out of the drift check's window" if called else None
+    if not called:
+        return None
+    rows = "1 row of a client who was" if called == 1 else f"{called:,} rows of clients who were"
+    return f"{rows} called left out of the drift check's window"
 
 
 def realized_text(row: dict[str, Any]) -> str | None:
