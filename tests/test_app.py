@@ -940,13 +940,28 @@ def operation_of(document: dict, path: str, method: str) -> dict | None:
     return document["paths"].get(documented_path(document, path), {}).get(method.lower())
 
 
+def closed(schema):
+    """The schema with every object that lists its properties closed to others (additionalProperties false where it
+    says nothing): an answer carrying a field the document does not describe then fails, as a client generated from
+    the document would not know it."""
+    if isinstance(schema, list):
+        return [closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    shut = {key: closed(value) for key, value in schema.items()}
+    if "properties" in shut and "additionalProperties" not in shut and "patternProperties" not in shut:
+        shut["additionalProperties"] = False
+    return shut
+
+
 def schema_validator(document: dict, pointer: str):
-    """A JSON Schema 2020-12 validator for the schema at `pointer` in the OpenAPI document, $refs resolved."""
+    """A JSON Schema 2020-12 validator for the schema at `pointer` in the OpenAPI document, $refs resolved, its
+    objects closed (closed)."""
     from jsonschema import Draft202012Validator
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(document))
+    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(closed(document)))
     return Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry)
 
 

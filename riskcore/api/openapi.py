@@ -138,6 +138,19 @@ def prediction_operation() -> dict[str, Any]:
     }
 
 
+def call_list_header() -> dict[str, Any]:
+    """What GET /risk and GET /risk/<id> both say of the call list they answer from."""
+    return {
+        "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING,
+        "total": COUNT, "rows_read": COUNT,
+        "left_out": obj({"earlier_snapshots": COUNT, "left": COUNT}, ("earlier_snapshots", "left")),
+        "average_log_odds": {"type": ["number", "null"],
+                             "description": "the average client's; null for a model without reasons"},
+        "compared_with_run": {"type": ["integer", "null"],
+                              "description": "the run whose kept ranking previous_rank and change compare "
+                                             "with; null when no earlier ranking is kept"}}
+
+
 def risk_operation() -> dict[str, Any]:
     def page(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
@@ -161,14 +174,7 @@ def risk_operation() -> dict[str, Any]:
                             "clients whose revenue is unknown last, in rank order (rank stays the risk rank)")],
         "responses": {
             "200": json_answer("A page of the call list", obj({
-                "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING,
-                "total": COUNT, "rows_read": COUNT,
-                "left_out": obj({"earlier_snapshots": COUNT, "left": COUNT}, ("earlier_snapshots", "left")),
-                "average_log_odds": {"type": ["number", "null"],
-                                     "description": "the average client's; null for a model without reasons"},
-                "compared_with_run": {"type": ["integer", "null"],
-                                      "description": "the run whose kept ranking previous_rank and change compare "
-                                                     "with; null when no earlier ranking is kept"},
+                **call_list_header(),
                 "q": {"type": ["string", "null"], "description": "the search, null without one"},
                 "order": {"enum": list(ORDERS), "description": "how the clients are ordered"},
                 "matches": {"type": ["integer", "null"], "minimum": 0,
@@ -205,8 +211,7 @@ def risk_client_operation() -> dict[str, Any]:
                         "description": "the client id (corporation), URL-encoded"}],
         "responses": {
             "200": json_answer("The client, with the list it belongs to and its story", obj({
-                "model_version": STRING, "release": STRING, "data": STRING, "modified_at": STRING, "total": COUNT,
-                "compared_with_run": {"type": ["integer", "null"]}, ID_COLUMN: STRING,
+                **call_list_header(), ID_COLUMN: STRING,
                 "status": {"enum": ["listed", "left"]},
                 "client": {"oneOf": [ref("Client"), {"type": "null"}],
                            "description": "the client's row of the call list; null for a client who left"},
@@ -248,6 +253,9 @@ def diagnostics_schema() -> dict[str, Any]:
         "timings": {"type": "object", "additionalProperties": NUMBER, "description": "seconds per step"},
         "timing_runs": {"type": "integer", "minimum": 1},
         "dependencies": {"type": "array", "items": ref("Dependency")},
+        "dependencies_checked_at": {"type": ["string", "null"],
+                                    "description": "when the package index gave the latest versions (ISO UTC); the "
+                                                   "answer is reused for automation.dependency_check_hours"},
         "predictions": {"type": "array", "items": {"type": "integer", "enum": [0, 1]},
                         "description": "the deployed model's predictions for the test data, in order"},
         "test_data": STRING,
@@ -314,8 +322,9 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
             "/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": json_answer("The OpenAPI 3.1 document", obj(
-                    {"openapi": STRING, "info": {"type": "object"}, "paths": {"type": "object"}},
-                    ("openapi", "info", "paths"))),
+                    {"openapi": STRING, "info": {"type": "object"}, "paths": {"type": "object"},
+                     "components": {"type": "object"}, "security": {"type": "array"}},
+                    ("openapi", "info", "paths", "components"))),
                               **errors(401)}}},
         },
         "components": {
