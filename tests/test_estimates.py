@@ -20,7 +20,7 @@ from scipy.special import expit
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 import datagen
-from riskcore.contract import CALIBRATOR_FILE, RUN_HISTORY, TARGET, IntegrityError
+from riskcore.contract import CALIBRATOR_FILE, FEATURES, RUN_HISTORY, TARGET, IntegrityError
 from riskcore.data.validation import features_of
 from riskcore.model.calibration import (
     brier_score,
@@ -34,7 +34,13 @@ from riskcore.model.calibration import (
 from riskcore.model.drift_evidence import calibrator_text, estimate_text
 from riskcore.model.training import train_model
 from riskcore.ops.history import read_history
-from riskcore.release.load import current_deployment, deployed_metadata, load_deployed_calibrator, verify_release
+from riskcore.release.load import (
+    current_deployment,
+    deployed_metadata,
+    load_deployed_calibrator,
+    load_deployed_model,
+    verify_release,
+)
 from riskcore.release.publish import verified_model_sources
 
 SETTINGS = json.loads((Path(__file__).resolve().parent.parent / "config.json").read_text())["model"]
@@ -377,7 +383,10 @@ def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1
     assert estimated["realized_f1"] is None and estimated["realized_rows"] == 0
     assert estimated["estimated_drift"] is False  # nothing in the features says the month is worse
     assert estimated["estimated_baseline"] > 0.8 and estimated["calibration"] is None
-    labels_arrive(config, "2026-03-labels.csv", columns | {TARGET: datagen.generate_columns(2000, regime, 22)[TARGET]})
+    served_then = load_deployed_model(current_deployment(config.prod_deployment_folder))
+    assert current_deployment(config.prod_deployment_folder).model_version == estimated["version_after"]
+    labels = datagen.generate_columns(2000, regime, 22)[TARGET]
+    labels_arrive(config, "2026-03-labels.csv", columns | {TARGET: labels})
     with caplog.at_level(logging.INFO):
         later = tick(config)
     assert later["calibration"]["rows"] == 2000 and 0 <= later["calibration"]["ece"] <= 1
@@ -386,6 +395,11 @@ def test_an_unlabelled_month_is_estimated_and_the_ledger_records_its_realized_f1
     settled = next(r for r in read_history(config.output_model_folder / RUN_HISTORY)
                    if r["run_id"] == estimated["run_id"])
     assert settled["realized_rows"] == 2000
+    # The realized F1 by hand: the model served when the month was estimated, on the month's figures, against the
+    # labels that arrived.
+    figures = pd.DataFrame({f: columns[f] for f in FEATURES})
+    assert settled["realized_f1"] == pytest.approx(f1_score(labels, served_then.predict(features_of(figures))),
+                                                   abs=1e-9)
     difference = settled["estimated_f1"] - settled["realized_f1"]
     assert (difference > 0.3) if gap else (abs(difference) < 0.05)
 
