@@ -47,21 +47,6 @@ def read_key_file(path: Path) -> str:
     return check_key(text.strip("\n"), f"the file {path}")
 
 
-def api_key(config: Config | None = None, environ: dict[str, str] | None = None) -> str | None:
-    """The API key this process uses, or None when the API is open."""
-    environ = os.environ if environ is None else environ
-    if environ.get(API_KEY_ENV):
-        return check_key(environ[API_KEY_ENV], f"${API_KEY_ENV}")
-    if environ.get(API_KEY_FILE_ENV):
-        return read_key_file(Path(environ[API_KEY_FILE_ENV]).absolute())
-    if config is not None and config.automation.get("api_key_file"):
-        return read_key_file(config.config_file.parent / config.automation["api_key_file"])
-    return None
-
-
-KEY_CHECK_SECONDS = 2.0  # how soon a server notices a changed key file: one stat() per interval, not per request
-
-
 def key_file(config: Config | None, environ: dict[str, str]) -> Path | None:
     """The key file the API key comes from, None when it comes from $RISK_API_KEY or there is none."""
     if environ.get(API_KEY_ENV):
@@ -71,6 +56,18 @@ def key_file(config: Config | None, environ: dict[str, str]) -> Path | None:
     if config is not None and config.automation.get("api_key_file"):
         return config.config_file.parent / config.automation["api_key_file"]
     return None
+
+
+def api_key(config: Config | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """The API key this process uses, or None when the API is open."""
+    environ = os.environ if environ is None else environ
+    if environ.get(API_KEY_ENV):
+        return check_key(environ[API_KEY_ENV], f"${API_KEY_ENV}")
+    path = key_file(config, environ)
+    return read_key_file(path) if path is not None else None
+
+
+KEY_CHECK_SECONDS = 2.0  # how soon a server notices a changed key file: one stat() per interval, not per request
 
 
 class KeyWatch:
