@@ -128,13 +128,21 @@ def test_pin_and_unpin_are_recorded(deployed: Config):
     assert read_control(prod)["pinned"] is None
 
 
-def test_rollback_counts_the_rolled_back_files_as_processed(deployed: Config):
+@pytest.mark.parametrize("rebuilt", [False, True])  # True: control.json and its journal then removed by hand
+def test_rollback_counts_the_rolled_back_files_as_processed(deployed: Config, rebuilt: bool):
+    from riskcore.release.operator_state import CONTROL_FILE, JOURNAL_FILE
+
     prod = deployed.prod_deployment_folder
     write_csv(deployed.input_folder / "flipped.csv", client_rows(200, seed=9, flip=True))
     deploy_all(deployed)
     deployment.run(deployed, action="rollback")
     acknowledged = read_control(prod)["acknowledged"]
     assert "flipped.csv" in acknowledged
+    if rebuilt:  # rebuilt from the release manifests and the run history, as it was
+        (prod / JOURNAL_FILE).unlink()
+        (prod / CONTROL_FILE).unlink()
+        control = read_control(prod)
+        assert control["rebuilt"] and control["acknowledged"] == acknowledged
 
 
 def test_a_bad_control_record_is_kept_aside_and_rebuilt_not_an_error(deployed: Config):

@@ -27,18 +27,22 @@ from typing import Any
 
 from riskcore.config import Config
 from riskcore.contract import (
-    CURRENT_LINK,
-    INGESTION_RECORD,
-    MANIFEST,
-    RELEASES_DIR,
     RUN_HISTORY,
     ConfigError,
     DataError,
+    IntegrityError,
     UserError,
 )
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_path, atomic_write_json, utc_now, when
-from riskcore.release.load import current_deployment
+from riskcore.release.load import (
+    current_deployment,
+    current_release_name,
+    deployed_record,
+    known_files,
+    read_release,
+    release_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +141,11 @@ def restore_control(prod: Path, why: str) -> dict[str, Any]:
 def _manifests(prod: Path) -> list[tuple[str, dict[str, Any]]]:
     """(release, manifest) of every kept release whose manifest reads, oldest first."""
     found = []
-    folder = prod / RELEASES_DIR
-    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError):
-            manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
-            if isinstance(manifest, dict) and not entry.name.startswith("."):
-                found.append((entry.name, manifest))
+    for name in release_names(prod):
+        with contextlib.suppress(DataError):
+            manifest = read_release(prod, name).manifest
+            if isinstance(manifest, dict):
+                found.append((name, manifest))
     return found
 
 
@@ -163,7 +166,10 @@ def rebuild_control(prod: Path) -> dict[str, Any]:
     from riskcore.ops.history import read_history  # standard library only
 
     manifests = _manifests(prod)
-    current = next((m for name, m in manifests if name == _current_name(prod)), None)
+    current_name = None  # a broken pointer names no release: the newest setup owns the folder
+    with contextlib.suppress(IntegrityError):
+        current_name = current_release_name(prod)
+    current = next((m for name, m in manifests if name == current_name), None)
     setups: list[dict[str, str]] = []
     for _, manifest in manifests:
         setup = manifest.get("setup")
@@ -187,13 +193,6 @@ def rebuild_control(prod: Path) -> dict[str, Any]:
     return document
 
 
-def _current_name(prod: Path) -> str | None:
-    try:
-        return Path(os.readlink(prod / CURRENT_LINK)).name
-    except OSError:
-        return None
-
-
 ACTION_NOTE = re.compile(r"^(?:pinned release (?P<pinned>\S+)|unpinned release \S+|rolled back from release "
                          r"(?P<source>\S+) to (?P<target>\S+)) by (?P<by>.+)$")
 
@@ -215,19 +214,16 @@ def apply_action(prod: Path, document: dict[str, Any], row: dict[str, Any]) -> N
         document["rollbacks"].append({"from": match["source"], "from_model": row.get("version_before"),
                                       "to": match["target"], "to_model": row.get("version_after"),
                                       "at": row.get("finished_at"), "by": match["by"]})
-        document["acknowledged"].update(processed_by(prod / RELEASES_DIR / match["source"]))
+        document["acknowledged"].update(processed_by(prod, match["source"]))
 
 
-def processed_by(release: Path) -> dict[str, str]:
-    """Name -> sha256 of the input files a kept release's ingestion record names ({} when it is gone)."""
+def processed_by(prod: Path, release: str) -> dict[str, str]:
+    """Name -> sha256 of the input files a kept release's ingestion record names, as a rollback acknowledges them
+    (riskcore.release.publish.switch_release); {} when the release is gone or its record does not check out."""
     try:
-        record = json.loads((release / INGESTION_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return known_files(deployed_record(read_release(prod, release)))
+    except (UserError, KeyError, TypeError):
         return {}
-    known = {f["name"]: f["sha256"] for f in record.get("files", []) if isinstance(f, dict) and "sha256" in f}
-    known.update({r["name"]: r["sha256"] for r in record.get("rejected", [])
-                  if isinstance(r, dict) and r.get("sha256")})
-    return known
 
 
 def write_control(prod: Path, document: dict[str, Any]) -> None:
