@@ -307,6 +307,38 @@ def test_the_page_works_with_javascript_off(site, project, tmp_path):
         driver.quit()
 
 
+# --- Every id opens its page (issue 21.7) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def awkward_site(tmp_path_factory) -> Iterator[Site]:
+    """A project whose clients have the ids a browser would rewrite in a path: ".", "..", slashes, "%", "?", "#"."""
+    from conftest import write_csv
+    from test_pages import AWKWARD_IDS
+
+    config = build_project(tmp_path_factory.mktemp("awkward"))
+    write_csv(config.final_data_file, [f'"{c}",{i},{100 + i},{5 + i},0' for i, c in enumerate(AWKWARD_IDS)])
+    served = Site(config.config_file)
+    yield served
+    served.close()
+
+
+def test_every_client_link_opens_its_client_in_chromium(browser, awkward_site, console):
+    """Clicked in Chromium, which resolves "." and ".." in a path and cuts it at "?" and "#": each link on the call
+    list opens the page of the client it names (test_pages checks the same with urljoin; this is the browser)."""
+    from test_pages import AWKWARD_IDS
+
+    browser.set_window_size(1280, 900)
+    browser.get(awkward_site.url + "/")
+    listed = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "td.client a")]
+    assert sorted(listed) == sorted(AWKWARD_IDS)
+    opened = {}
+    for wanted in listed:
+        browser.get(awkward_site.url + "/")
+        [link] = [a for a in browser.find_elements(By.CSS_SELECTOR, "td.client a") if a.text == wanted]
+        follow(browser, link)
+        opened[wanted] = browser.find_element(By.ID, "client-title").text
+    assert opened == {wanted: f"Client {wanted}" for wanted in listed}
+
+
 # --- The managers' first screen ------------------------------------------------------------------
 def clients_in_view(driver) -> int:
     """The call list's rows wholly on the screen, without scrolling."""
