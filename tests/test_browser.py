@@ -311,8 +311,9 @@ def test_the_page_works_with_javascript_off(site, project, tmp_path):
 @pytest.fixture(scope="module")
 def awkward_site(tmp_path_factory) -> Iterator[Site]:
     """A project whose clients have the ids a browser would rewrite in a path: ".", "..", slashes, "%", "?", "#"."""
-    from conftest import write_csv
     from test_pages import AWKWARD_IDS
+
+    from conftest import write_csv
 
     config = build_project(tmp_path_factory.mktemp("awkward"))
     write_csv(config.final_data_file, [f'"{c}",{i},{100 + i},{5 + i},0' for i, c in enumerate(AWKWARD_IDS)])
