@@ -26,6 +26,17 @@ def score(value: Any, decimals: int = 4, missing: str = MISSING) -> str:
     return missing if value is None else f"{float(value):.{decimals}f}"
 
 
+def psi_figure(value: float, label: str | None = None) -> str:
+    """A PSI with 3 decimals; under a reading of "stable" or "some shift", rounded down, so that 0.2496 reads
+    "0.249", never "0.250" beside a verdict that it is below the 0.25 threshold (thresholds have at most 3
+    decimals: a figure at or above one never rounds below it)."""
+    if label not in ("stable", "some shift"):
+        return f"{float(value):.3f}"
+    from decimal import ROUND_FLOOR, Decimal
+
+    return str(Decimal(repr(float(value))).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))
+
+
 def signed(value: Any, decimals: int = 2, missing: str = MISSING) -> str:
     """A log-odds or a contribution with its sign: "+2.10", "-0.35"."""
     return missing if value is None else f"{float(value):+.{decimals}f}"

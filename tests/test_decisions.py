@@ -221,6 +221,7 @@ def test_a_run_whose_only_new_file_is_rejected_keeps_no_empty_window_and_the_nex
     month(export, 30, "practice", 71, labelled=False)  # the export put right: no "exited" column
     assert tick(config)["decision"] == "wait"
     month(config.input_folder / "2026-03.csv", 600, "practice", 72)
+    caplog.clear()  # an earlier test may have left the level at INFO: the earlier ticks' lines too
     with caplog.at_level("INFO", logger="fullprocess"):
         after = tick(config)
     assert after["outcome"] == "done" and after["window_rows"] == 630 and after["decision"] == "keep"

@@ -85,3 +85,14 @@ def test_a_change_in_rank_reads_with_its_places_grouped(change, words):
                                                (None, ""), ([], ""), ([0.5], "")])
 def test_an_interval_follows_its_figure_in_brackets_or_is_left_out(bounds, shown):
     assert formatting.interval(bounds) == shown
+
+
+@pytest.mark.parametrize(("value", "label", "shown"), [
+    (0.2496, "some shift", "0.249"), (0.0999, "stable", "0.099"), (0.57, "some shift", "0.570"),
+    (0.25, "drift", "0.250"), (1.2498, "drift", "1.250"), (5.6784, "too few rows", "5.678"), (0.0, "stable", "0.000")])
+def test_a_psi_never_reads_as_reaching_a_threshold_it_is_below(value, label, shown):
+    """The walk's /model: "PSI 0.250 (some shift)" under "drift is a PSI at or above 0.25" (the PSI was 0.2496)."""
+    from riskcore.model.drift_evidence import figures_text
+
+    assert formatting.psi_figure(value, label) == shown
+    assert figures_text({"psi": value, "psi_label": label}) == f"PSI {shown} ({label})"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, UserError
-from riskcore.formatting import MISSING, interval, score
+from riskcore.formatting import MISSING, interval, psi_figure, score
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def figures_text(figures: dict[str, Any]) -> str:
     p_value = figures.get("ks_p_value")
     ks = "" if figures.get("ks_statistic") is None else (
         f", KS {figures['ks_statistic']:.3f}" + ("" if p_value is None else f" (p {p_value:.2g})"))
-    psi = "PSI ?" if figures.get("psi") is None else f"PSI {figures['psi']:.3f}"
+    psi = "PSI ?" if figures.get("psi") is None else f"PSI {psi_figure(figures['psi'], figures.get('psi_label'))}"
     label = f" ({figures['psi_label']})" if figures.get("psi_label") else ""
     return f"{psi}{label}{ks}"
 

@@ -238,9 +238,10 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
         verdict = course_check(config, run, deployment, model, rows)
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
     repeated = f" of {len(clients.latest)} clients" if len(clients.latest) < len(rows) else ""  # several snapshots
-    log.info("drift check on %s (%d rows%s, %d labelled), %d client%s who left: %s; on everything "
-             "ingested (%d rows, %d labelled): %s; data drift in %s (%s)", "the evidence window" if significance else "the new data",
-             len(rows), repeated, len(known), run.window_positives,
+    log.info("drift check on %s (%d rows%s, %d labelled), %d client%s who left: %s; on everything ingested "
+             "(%d rows, %d labelled): %s; data drift in %s (%s)",
+             "the evidence window" if significance else "the new data", len(rows), repeated, len(known),
+             run.window_positives,
              "" if run.window_positives == 1 else "s", run.drift_verdict, len(result.frame), ingested_labelled,
              describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
              data_drift_text(run.data_drift, auto["ks_alpha"]))

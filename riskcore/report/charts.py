@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, TEST_DATA
 from riskcore.files import parse_utc
+from riskcore.formatting import psi_figure
 from riskcore.model.drift_evidence import distribution_bins, last_bar_text
 from riskcore.model.evaluation import Evaluation
 
@@ -230,7 +231,7 @@ def distribution_chart(reference: dict[str, list[float]], compared: dict[str, li
         ax.stairs(100 * bins.compared, bins.edges, color=ORANGE, linewidth=1.8, label=compared_label)
         shown = figures.get(feature, {})
         label = shown.get("psi_label", "")
-        psi = f": PSI {shown['psi']:.3f} ({label})" if shown.get("psi") is not None else ""
+        psi = f": PSI {psi_figure(shown['psi'], label)} ({label})" if shown.get("psi") is not None else ""
         ax.set_title(f"{FEATURE_LABELS.get(feature, feature)}{psi}", fontsize=10,
                      color=ORANGE if shown.get("drift") else INK, loc="left")
         ax.set_ylabel("% of clients", fontsize=8)

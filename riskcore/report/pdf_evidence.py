@@ -13,7 +13,7 @@ from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
 from riskcore.files import when
-from riskcore.formatting import count, interval, number, score, sentence_case
+from riskcore.formatting import count, interval, number, psi_figure, score, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -126,7 +126,8 @@ def drift_flow(drift: DriftEvidence, chart: bytes | None, styles: Styles, width:
         f"{where}: the training data of model {escape(drift.model_version)} against "
         f"{'the new rows' if drift.recorded else escape(drift.compared_name)}. PSI (population stability index) "
         f"below 0.1 means stable; drift is {drift_rule_text(drift.psi_threshold, drift.ks_alpha)}.", styles.body)
-    rows = [[FEATURE_LABELS.get(f, f), f"{v['psi']:.3f}", v.get("psi_label", ""), number(v.get("ks_statistic"), 3),
+    rows = [[FEATURE_LABELS.get(f, f), psi_figure(v["psi"], v.get("psi_label")), v.get("psi_label", ""),
+             number(v.get("ks_statistic"), 3),
              "\N{EM DASH}" if v.get("ks_p_value") is None else f"{v['ks_p_value']:.2g}",
              verdict_text(v, drift.ks_alpha)] for f, v in drift.figures.items()]
     table = data_table(styles, ["feature", "PSI", "reading", "KS statistic", "KS p-value", "verdict"], rows,
