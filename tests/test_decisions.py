@@ -3,9 +3,10 @@
 A project starts as production does: a first model trained on the old market (practice), its test
 data of that market, the default drift test ("significance") and the promotion gate. Then months
 arrive, one file each, and the automation ticks: a new market, the same market again, a changed
-concept; small, all-negative, appended and unlabelled files. The main scenario runs fullprocess.py
-as cron does (its own process, another working directory, a real API); the others tick in-process
-with the reports left out, which these decisions do not depend on.
+concept; small, all-negative, appended and unlabelled files. The scenarios marked slow run
+fullprocess.py as cron does (its own process, another working directory, a real API, the reports
+made); the fast ones (all-negative, unlabelled, a holdout too small) tick in-process with the
+reports left out, which these decisions do not depend on.
 """
 
 from __future__ import annotations
@@ -110,9 +111,7 @@ def test_a_new_market_retrains_the_same_market_keeps_and_a_changed_concept_is_de
 
     def cron(name: str, rows: int, market: str, seed: int) -> dict:
         month(config.input_folder / name, rows, market, seed)
-        result = run_script("fullprocess.py", "--config", str(config.config_file), "--api-url", server, cwd=cron_dir)
-        assert result.returncode == 0, result.stderr
-        return read_history(config.output_model_folder / RUN_HISTORY)[-1]
+        return cron_tick(config, server, cron_dir)
 
     server = start_api(config)
     try:
@@ -128,6 +127,14 @@ def test_a_new_market_retrains_the_same_market_keeps_and_a_changed_concept_is_de
         assert changed["f1_new_data"] < baseline["f1"] - 0.05 and changed["drift_p_value"] < 0.05
     finally:
         stop_api()
+
+
+def cron_tick(config: Config, server: str, cron_dir: Path) -> dict:
+    """fullprocess.py as cron runs it (its own process, another working directory, the API at `server`); the run it
+    recorded."""
+    result = run_script("fullprocess.py", "--config", str(config.config_file), "--api-url", server, cwd=cron_dir)
+    assert result.returncode == 0, result.stderr
+    return read_history(config.output_model_folder / RUN_HISTORY)[-1]
 
 
 _servers: list = []
@@ -160,20 +167,24 @@ def cron_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_path):
+def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_path, cron_dir):
     config = old_market(tmp_path)
     before = served(config)
     month(config.input_folder / "2026-02.csv", 5, "changed", 31)
-    five = tick(config)
-    assert five["decision"] == "wait" and served(config) == before
+    server = start_api(config)
+    try:
+        five = cron_tick(config, server, cron_dir)
+        assert five["decision"] == "wait" and served(config) == before
+        assert {f"ch31-{i}" for i in range(5)} <= set(final_ids(config))  # ingested: scored and listed as usual
+        month(config.input_folder / "2026-03.csv", 600, "changed", 32)
+        decided = cron_tick(config, server, cron_dir)
+    finally:
+        stop_api()
     assert five["drift_verdict"].startswith("waiting for more labelled rows: the window has 5 labelled rows of the 200 needed")
     assert five["window_rows"] == 5 and five["rows_new"] == 5
     psi = five["data_drift"]
     assert psi["too_few_rows"] and not psi["drift"]
     assert {f["psi_label"] for f in psi["features"].values()} == {"too few rows"}
-    assert {f"ch31-{i}" for i in range(5)} <= set(final_ids(config))  # ingested: scored and listed as usual
-    month(config.input_folder / "2026-03.csv", 600, "changed", 32)
-    decided = tick(config)
     assert decided["window_rows"] == 605 and decided["rows_new"] == 600
     assert detected(decided) and decided["decision"] in ("retrain", "kept_by_gate")
 
@@ -247,7 +258,7 @@ def test_a_release_that_carries_a_header_only_window_checks_the_next_month(tmp_p
 
 
 @pytest.mark.slow
-def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path):
+def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path, cron_dir):
     config = old_market(tmp_path)
     before = served(config)
     path = config.input_folder / "2026-01.csv"
@@ -256,7 +267,11 @@ def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_a
     flipped = [",".join([*line.split(",")[:-1], str(1 - int(line.split(",")[-1]))]) for line in bad_lines]
     path.write_text(path.read_text() + "\n".join(flipped) + "\n")
     assert len(bad[TARGET]) == 400
-    run = tick(config)
+    server = start_api(config)
+    try:
+        run = cron_tick(config, server, cron_dir)
+    finally:
+        stop_api()
     assert run["rows_new"] == 400 and run["window_rows"] == 400
     assert detected(run) and run["decision"] in ("retrain", "kept_by_gate")
     assert run["version_before"] == before
