@@ -294,10 +294,15 @@ def test_json_records_are_predicted_without_building_a_dataframe(client, monkeyp
 
 @pytest.mark.parametrize("location", ["test/testdata.csv", "./test/testdata.csv", "ingested/finaldata.csv",
                                       "input/dataset1.csv", "test//testdata.csv"])
-def test_prediction_of_a_dataset_inside_the_data_folders(client, location):
+def test_prediction_of_a_dataset_inside_the_data_folders(client, shared, location):
+    import csv
+
     response = post_json(client, {"dataset": location})
     assert response.status_code == 200, response.get_json()
-    assert response.get_json()["count"] > 0
+    with open(shared.config_file.parent / location, newline="", encoding="utf-8") as handle:
+        ids = [row["corporation"] for row in csv.DictReader(handle)]
+    assert response.get_json()["count"] == len(ids)  # one prediction per row of that file, in its order
+    assert [row["corporation"] for row in response.get_json()["predictions"]] == ids
 
 
 def test_prediction_of_a_dataset_named_in_the_query_string(client):
