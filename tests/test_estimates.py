@@ -493,3 +493,21 @@ def test_a_window_settled_over_two_runs_counts_the_labels_that_arrived_in_each(t
     record_window(path, "r1", ["a", "b", "c", "d"], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], [None] * 4)
     assert settle(path, {"a": 1, "b": 0}) == {"r1": (1.0, 2, 2)}
     assert settle(path, {"a": 1, "b": 0, "c": 0, "d": 1}) == {"r1": (0.5, 4, 2)}  # a and b were settled already
+
+
+@pytest.mark.slow
+def test_a_partly_labelled_month_whose_labels_retrain_does_not_warn_that_nothing_is_retrained(tmp_path):
+    """The walk's run 11: 3,000 labelled rows found model drift and retrained, and the same run's PDF and page
+    read "Warning: estimated drift ... (a warning: without labels nothing is retrained)" about the replaced model,
+    from its estimate on the window's other, unlabelled clients. Where the labels find model drift, they decide."""
+    from test_decisions import month, old_market, tick
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 2000, "source", 21)
+    month(config.input_folder / "2026-02-export.csv", 1000, "source", 23, labelled=False)
+    row = tick(config)
+    assert row["decision"] == "retrain" and row["window_labelled"] == 2000 and row["estimated_rows"] == 3000
+    assert estimated_drop({"f1": row["estimated_f1"], "f1_interval": row["estimated_f1_interval"],
+                           "rows": row["estimated_rows"]},
+                          row["estimated_baseline"], config.automation["min_drop"])  # the estimate did drop
+    assert row["estimated_drift"] is False

@@ -104,14 +104,14 @@ def significance_check(config: Config, run: Run, deployment: Deployment, model, 
 
 
 def estimate_window(config: Config, run: Run, deployment: Deployment, model, clients: WindowClients, new,
-                    ledger: bool = True) -> None:
+                    ledger: bool = True, labels_found_drift: bool = False) -> None:
     """The window's performance estimated from calibrated probabilities, its calibration where labelled, and the ledger.
 
     Every client of the window counts once, labelled or not: its latest snapshot
     (riskcore.model.calibration.estimate_performance); an estimated drop beyond automation.min_drop
     with the interval wholly below the own-market baseline, in a window where some clients lack a
     label, is the warning `estimated_drift`, which never retrains by itself (in a window labelled
-    throughout, the labels' own verdict decides). Each client's latest labelled snapshot measures the
+    throughout, or whose labelled rows found model drift, the labels' own verdict decides). Each client's latest labelled snapshot measures the
     calibration (ECE, Brier score), as it does F1. The ledger (riskcore.ops.ledger) settles earlier
     windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
     """
@@ -131,8 +131,9 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, cli
         run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
         run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
         run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
-        # A warning where labels are missing: where every client is labelled, the labels decide.
-        run.estimated_drift = len(known) < len(rows) and estimated_drop(
+        # A warning where labels are missing: where every client is labelled, or the labels found model drift, the
+        # labels decide (a run that retrained read "without labels nothing is retrained" about the model it replaced).
+        run.estimated_drift = not labels_found_drift and len(known) < len(rows) and estimated_drop(
             estimate, baseline, config.automation["min_drop"])
     if ledger:
         keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
@@ -231,11 +232,11 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     run.data_drift = data_drift(rows, profile, auto["psi_threshold"], auto["ks_alpha"]) if len(rows) else None
     run.new_rows_quantiles = quantiles_of(rows, NEW_ROWS_POINTS) if len(rows) else None  # the report draws them
     drifted = [c for c, f in (run.data_drift or {"features": {}})["features"].items() if f["drift"]]
-    estimate_window(config, run, deployment, model, clients, arrived, ledger)
     if significance:
         verdict = significance_check(config, run, deployment, model, known, len(rows))
     else:
         verdict = course_check(config, run, deployment, model, rows)
+    estimate_window(config, run, deployment, model, clients, arrived, ledger, labels_found_drift=verdict == "drift")
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
     repeated = f" of {len(clients.latest)} clients" if len(clients.latest) < len(rows) else ""  # several snapshots
     log.info("drift check on %s (%d rows%s, %d labelled), %d client%s who left: %s; on everything ingested "
