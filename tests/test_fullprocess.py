@@ -308,6 +308,19 @@ def test_dry_run_prints_the_decision_and_changes_nothing(deployed: Config, capsy
     assert tree_snapshot(deployed.config_file.parent) == before
 
 
+def test_dry_run_of_a_pinned_release_says_the_keep_the_tick_would_record(deployed: Config, capsys):
+    """A pinned release asked to retrain is kept ("keep" in the history); the dry run said "would keep model X and
+    wait for more labelled rows", the decision of a window too small, with the pin's reason after it."""
+    import deployment
+
+    pinned = deployment.run(deployed, action="pin")
+    add_flipped_data(deployed)
+    assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"would keep model {pinned.model_version}: new files dataset4.csv;")
+    assert "is pinned" in out and "wait" not in out
+
+
 def test_dry_run_with_nothing_new_says_so(deployed: Config, capsys):
     assert fullprocess.main(["--config", str(deployed.config_file), "--dry-run"]) == 0
     assert capsys.readouterr().out == "would do nothing: no new data\n"

@@ -149,8 +149,7 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
         verdict, rows = check_drift(config, run, current, result)
         # The retrain holds out and judges clients, each by its latest labelled snapshot, as the window's F1 does.
         known = by_client(rows).labelled
-        if verdict == "drift" and (held_by_pin(config, run, current) or too_small_to_judge(config, run, known)):
-            verdict = "keep" if read_control(config.prod_deployment_folder)["pinned"] else "wait"
+        verdict = held_or_waiting(config, run, current, verdict, known)
     if verdict == "drift":
         run.decision = "retrain"
         write_pending(config, run)
@@ -170,6 +169,16 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
                  run.drift_verdict)
     with step(run, "record_files"):
         deploy_records(config, window=verdict == "wait")
+
+
+def held_or_waiting(config: Config, run: Run, current: Deployment, verdict: str, known) -> str:
+    """The drift check's verdict as the tick acts on it (and a dry run says it): model drift on a pinned release
+    keeps it; a gate's holdout too small to judge a retrain waits for more labelled rows."""
+    if verdict != "drift":
+        return verdict
+    if held_by_pin(config, run, current):
+        return "keep"
+    return "wait" if too_small_to_judge(config, run, known) else verdict
 
 
 def held_by_pin(config: Config, run: Run, current: Deployment) -> bool:
@@ -272,9 +281,7 @@ def dry_run(config: Config, current: Deployment | None, new_files: list[str], re
         return "would fail: no file could be ingested"
     run = Run(started_at=utc_now())
     verdict, rows = check_drift(config, run, current, result, ledger=False)
-    if verdict == "drift" and (held_by_pin(config, run, current) or
-                               too_small_to_judge(config, run, by_client(rows).labelled)):
-        verdict = "wait"
+    verdict = held_or_waiting(config, run, current, verdict, by_client(rows).labelled)
     action = {"drift": "retrain and redeploy", "keep": f"keep model {current.model_version}",
               "wait": f"keep model {current.model_version} and wait for more labelled rows"}[verdict]
     changes = f"new files {', '.join(map(printable_name, new_files))}" + (
