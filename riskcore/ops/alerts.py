@@ -39,8 +39,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from riskcore.config import Config
-from riskcore.contract import ConfigError
-from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, utc_at, utc_now, when
+from riskcore.contract import ConfigError, DataError
+from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, read_json, utc_at, utc_now, when
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +135,9 @@ def outbox_path(config: Config) -> Path:
 
 def read_outbox(config: Config) -> dict[str, Any]:
     try:
-        document = json.loads(outbox_path(config).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"messages": {}}
-    except (OSError, ValueError) as exc:
-        log.error("alert outbox %s cannot be read (%s); starting a new one", outbox_path(config),
-                  exc.__class__.__name__)
+        document = read_json(outbox_path(config), "alert outbox", missing={"messages": {}}, advice="starting a new one")
+    except DataError as exc:
+        log.error("%s", exc)
         return {"messages": {}}
     document.setdefault("messages", {})
     return document
