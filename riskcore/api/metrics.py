@@ -44,6 +44,7 @@ from riskcore.contract import MODEL_METADATA, RUN_HISTORY, UserError
 from riskcore.files import parse_utc
 from riskcore.model.drift_evidence import checked_clients, checked_rows, latest_check, recorded_figures
 from riskcore.ops.alerts import LAST_TICK_FILE
+from riskcore.ops.history import OPERATOR_DECISIONS
 from riskcore.release.load import deployed_metadata
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ METRICS_PATH = "/metrics"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for the folder
 WARM_UP = "risk.warm_up"  # a WSGI environ key: the worker's own warm-up requests (riskcore.api.warm_up) are not counted
 UNMATCHED = "unmatched"  # the endpoint label of a request no route took (404, 405)
-OPERATOR_ACTIONS = ("rollback", "roll-forward", "pin", "unpin")  # deployment.py's history rows: not runs
 
 metrics = Blueprint("metrics", __name__)
 
@@ -141,7 +141,7 @@ def run_families(runs: list[dict[str, Any]]) -> list[Metric]:
                 psi.add_metric([feature], float(value))
         if psi.samples:
             found.append(psi)
-    runs = [row for row in runs if row.get("decision") not in OPERATOR_ACTIONS]
+    runs = [row for row in runs if row.get("decision") not in OPERATOR_DECISIONS]
     if runs:
         last = runs[-1]
         info = InfoMetricFamily("risk_last_run", "The automation's last run: its number, outcome and decision",

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from riskcore.config import Config
 from riskcore.contract import ConfigError, DataError
 from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, read_json, utc_at, utc_now, when
+from riskcore.ops.history import OPERATOR_DECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
 
 def message_text(event: str, detail: str, row: dict[str, Any], config: Config) -> str:
     run = f"run {row['run_number']}" if row.get("run_number") else "an operator's action" \
-        if row.get("decision") in ("rollback", "roll-forward", "pin", "unpin") else "the automation"
+        if row.get("decision") in OPERATOR_DECISIONS else "the automation"
     title = UNDO_TITLES.get((event, row.get("decision")), TITLES.get(event, event))
     return (f"[risk] {title}: {detail[:1500]} ({run}, {when(row.get('finished_at') or utc_now())}, "
             f"{config.config_file})")

@@ -60,6 +60,8 @@ QUANTILE_COLUMNS = ("new_rows_quantiles",)
 # JSON objects: the CSV gives each of their figures a column (the others, lists and plain values, one cell)
 OBJECT_COLUMNS = ("data_drift", "step_seconds", "evaluation", "new_rows_quantiles", "call_effect", "calibration")
 BOOLEAN_COLUMNS = ("estimated_drift", "model_drift")
+# The decisions of deployment.py's rows (an operator's action recorded as a run of its own), not the automation's
+OPERATOR_DECISIONS = ("rollback", "roll-forward", "pin", "unpin")
 
 
 def _open_for_writing(path: Path) -> sqlite3.Connection:
