@@ -78,6 +78,11 @@ def percent(probability: float) -> str:
     return f"{100 * probability:.1f}%"
 
 
+def counted_percent(share: float) -> str:
+    """A counted share as a percentage with one decimal: 43 of 43 is "100.0%" (a probability is never that: percent)."""
+    return f"{share:.1%}"
+
+
 def whole_percent(share: float) -> str:
     """A share in whole percent, as a sentence says it; never "100%" or "0%" for a share that is not
     ("a 99.99% baseline read '100% \N{RIGHTWARDS ARROW} 95%'")."""

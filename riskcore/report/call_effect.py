@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, FEW_ROWS, ID_COLUMN, TARGET
-from riskcore.formatting import count, whole_percent
+from riskcore.formatting import count, counted_percent, whole_percent
 from riskcore.ops.calls import REACHED, all_calls, read_cycles
 
 LEVEL = 0.95
@@ -204,8 +204,8 @@ def measured_effect(called: Arm, group: Arm, cycles: list[int], with_call: int) 
     measured["difference"], measured["interval"] = difference, [low, high]
     few = called.labelled < FEW_ROWS or group.labelled < FEW_ROWS
     measured["sentence"] = (
-        f"{counts}: {share_left(called.share)} of the {called.labelled:,} labelled called clients left, "
-        f"{share_left(group.share)} of "
+        f"{counts}: {counted_percent(called.share)} of the {called.labelled:,} labelled called clients left, "
+        f"{counted_percent(group.share)} of "
         f"the {group.labelled:,} in the measurement group; difference {difference * 100:+.1f} points "
         f"(95% interval {low * 100:+.1f} to {high * 100:+.1f}, {METHOD})"
         + ("; too few labels to tell (fewer than 30 in a group)" if few else "")
@@ -219,18 +219,12 @@ GROUPS_HEADER = ("group", "listed", "labelled since", "left", "share who left")
 GROUP_NAMES = {"called": "to call", "measurement_group": "measurement group"}
 
 
-def share_left(share: float) -> str:
-    """A group's counted share who left, in the sentence and the table alike: 43 of 43 is 100.0%, not a
-    probability's ">99.9%"."""
-    return f"{share:.1%}"
-
-
 def group_rows(measured: dict[str, Any]) -> list[list[str]]:
     """The two groups as the PDF and /model table them (GROUPS_HEADER); none before a measurement group."""
     if not measured["cycles"] or not measured["measurement_group"]["listed"]:
         return []
     return [[name, count(measured[arm]["listed"]), count(measured[arm]["labelled"]), count(measured[arm]["left"]),
-             share_left(measured[arm]["share_left"]) if measured[arm]["share_left"] is not None else "\N{EM DASH}"]
+             counted_percent(measured[arm]["share_left"]) if measured[arm]["share_left"] is not None else "\N{EM DASH}"]
             for arm, name in GROUP_NAMES.items()]
 
 
