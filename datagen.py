@@ -1,5 +1,10 @@
 """Seeded generator of the project's bundled client data (and of large benchmark files).
 
+Reads:   nothing (with --sqlite: the bundled CSV files of --market under --root)
+Writes:  under --root, practicedata/dataset1.csv and dataset2.csv, sourcedata/dataset3.csv and
+         dataset4.csv, testdata/testdata.csv; with --sqlite PATH, those rows into the table "clients"
+Example: python datagen.py            (no --config: it writes fixed files and reads no setting)
+
 Every file has the header ``corporation,lastmonth_activity,lastyear_activity,
 number_of_employees,exited``, the bundled new market's (``sourcedata/``) followed by
 ``annual_revenue``; numbers are written as plain non-negative integers (an unknown
