@@ -258,6 +258,25 @@ def test_a_release_that_carries_a_header_only_window_checks_the_next_month(tmp_p
 
 
 @pytest.mark.slow
+def test_a_rollback_to_a_release_that_waited_does_not_check_its_old_window_again(tmp_path):
+    """The walk: rolled back to a 'wait' release, the next tick took that release's window (10,418 rows of an export
+    whose labels had arrived and been decided on since) and warned of an estimated drop on it. Those rows were
+    processed by the releases rolled back from, as their files are: the window starts again from the new rows."""
+    import deployment
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 5, "source", 81)
+    assert tick(config)["decision"] == "wait"
+    month(config.input_folder / "2026-03.csv", 1000, "source", 82)
+    assert tick(config)["decision"] == "retrain"
+    served_now = deployment.run(config, action="rollback")
+    assert "evidencewindow.csv" in served_now.manifest["files"]  # the release that waited, its window with it
+    month(config.input_folder / "2026-04.csv", 60, "source", 83)
+    after = tick(config)
+    assert after["rows_new"] == 60 and after["window_rows"] == 60 and after["version_before"] == served_now.model_version
+
+
+@pytest.mark.slow
 def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path, cron_dir):
     config = old_market(tmp_path)
     before = served(config)

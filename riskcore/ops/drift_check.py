@@ -27,7 +27,7 @@ from riskcore.model.drift_evidence import (
 )
 from riskcore.model.evaluation import baseline_measurement, predict, read_score, read_test_data, score_model
 from riskcore.ops.calls import called_clients, calls_path
-from riskcore.ops.evidence_window import WindowClients, by_client, deployed_window, new_snapshots, with_new_rows
+from riskcore.ops.evidence_window import WindowClients, by_client, carried_window, new_snapshots, with_new_rows
 from riskcore.ops.history import record_realized, score_history
 from riskcore.ops.ledger import record_window, settle
 from riskcore.ops.run_record import AUTOMATION_LOGGER, Run, history_path
@@ -111,9 +111,10 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, cli
     (riskcore.model.calibration.estimate_performance); an estimated drop beyond automation.min_drop
     with the interval wholly below the own-market baseline, in a window where some clients lack a
     label, is the warning `estimated_drift`, which never retrains by itself (in a window labelled
-    throughout, or whose labelled rows found model drift, the labels' own verdict decides). Each client's latest labelled snapshot measures the
-    calibration (ECE, Brier score), as it does F1. The ledger (riskcore.ops.ledger) settles earlier
-    windows whose clients' labels arrived in this run's new rows, and keeps this window's clients.
+    throughout, or whose labelled rows found model drift, the labels' own verdict decides). Each
+    client's latest labelled snapshot measures the calibration (ECE, Brier score), as it does F1. The
+    ledger (riskcore.ops.ledger) settles earlier windows whose clients' labels arrived in this run's
+    new rows, and keeps this window's clients.
     """
     rows, known = clients.latest, clients.labelled
     if not len(rows):
@@ -220,7 +221,7 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     auto = config.automation
     significance = auto["drift_test"] == "significance"
     arrived = new_snapshots(result)  # with the labels an unlabelled snapshot of the same run followed
-    rows = with_new_rows(deployed_window(deployment), arrived) if significance else new
+    rows = with_new_rows(carried_window(config, deployment), arrived) if significance else new
     rows, run.window_called = without_called(config, rows)
     clients = by_client(rows)
     known = clients.labelled

@@ -42,6 +42,19 @@ def deployed_window(deployment: Deployment):
     return to_pandas(read_client_frame(data, EVIDENCE_WINDOW, require_target=LABELS_OPTIONAL))
 
 
+def carried_window(config: Config, deployment: Deployment):
+    """The window the served release carries into this check: none where an operator rolled back to that release.
+
+    Its rows were processed by the releases rolled back from (their decisions emptied or carried it), as their
+    files were, which count as processed (riskcore.release.operator_state): checked again, they could retrain and
+    undo the rollback. Records-only releases published after the rollback carry windows of their own.
+    """
+    from riskcore.release.operator_state import read_control, rollback_in_force
+
+    rolled = rollback_in_force(read_control(config.prod_deployment_folder), deployment.model_version)
+    return None if rolled and rolled.get("to") == deployment.release else deployed_window(deployment)
+
+
 def new_snapshots(result: IngestionResult):
     """This run's new rows for the window: one per client (its latest snapshot), preceded, where that one is
     unlabelled, by the client's latest labelled snapshot among the new rows (a pandas frame).
