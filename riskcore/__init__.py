@@ -2,14 +2,20 @@
 
 The map (the one place it is written; the README points here):
 
-  contract.py  config.py  cli.py  files.py  faults.py  formatting.py    shared by every stage
-  data/     the rows: input files, the contract's checks, snapshots, ingestion (folder, table)
-  model/    the model: training, evaluation, holdout, drift, drift evidence, reasons
-  release/  releases: loading (hash-checked), publishing, the operator's state
-  ops/      the cron tick: lock, new data, tick, run, drift check, run record, history, the API client
-  report/   the outputs: call list, statistics, charts, PDF, diagnostics, timings, dependencies
-  api/      the Flask app: factory, key, errors, query, views, served model, risk service, paged call
-            list, file cache, history, the pages and their access
+  contract  config  cli  files  faults  formatting          shared by every stage
+  data/     the rows: input_files, contract_rules and validation (the contract's checks), client_scan
+            (the streamed read), snapshots, snapshot_index, folder_ingest; a table as the source:
+            db_setting, db_connection, db_changes, db_ingest
+  model/    the model: training, time_limit, calibration, evaluation, holdout, drift, drift_evidence,
+            reasons
+  release/  releases: load (hash-checked reading), publish, listing, operator_state
+  ops/      the cron tick: lock, deadline, new_data, tick, run, run_record, drift_check, evidence_window,
+            ledger, history, alerts; calls (the calls recorded), api_client
+  report/   the outputs: call_list, rankings, call_effect, statistics, charts, pdf, pdf_evidence, pdf_layout,
+            writer, outputs, diagnostics, timing, dependencies
+  api/      the Flask app: factory, key, errors, query, request_rows, views, served_model, risk_service,
+            paged_call_list, file_cache, metrics, openapi, warm_up; the pages: pages, page_access,
+            form_guard, page_data, page_health, page_charts, client_story, calls_view, history_view
 
 Each module's docstring says its job. Importing the package, or any of its folders, imports
 nothing: each script imports the modules it needs, so a cron tick with nothing to do stays on

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import riskcore
 from conftest import ROOT
 from riskcore.api.factory import create_app
 
@@ -23,6 +24,20 @@ def anchors(markdown: str) -> set[str]:
 
 def test_the_readme_is_under_12000_characters():
     assert len(README.read_text(encoding="utf-8")) < 12_000
+
+
+def test_the_package_map_names_every_module_under_its_folder():
+    lines = riskcore.__doc__.split("The map", 1)[1].split("Each module's docstring", 1)[0]
+    mapped, folder = {}, "root"
+    for line in lines.splitlines():
+        head = re.match(r"^  (\w+)/", line)
+        folder = head.group(1) if head else folder if line.startswith("            ") else "root"
+        mapped.setdefault(folder, set()).update(re.findall(r"\b[a-z][a-z_]*\b", line))
+    package = ROOT / "riskcore"
+    missing = [str(module.relative_to(package)) for module in sorted(package.rglob("*.py"))
+               if module.stem != "__init__" and module.stem not in mapped.get(
+                   module.parent.name if module.parent != package else "root", set())]
+    assert missing == []
 
 
 def test_the_readme_says_how_to_open_the_page_and_shows_it():
