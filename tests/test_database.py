@@ -575,6 +575,32 @@ def test_sqlite_table_without_watermark_checks_only_the_changed_rows(tmp_path: P
     assert runs(config)[-1]["rows_new"] == 200
 
 
+@pytest.mark.parametrize("watermark", [True, False])
+def test_a_rollback_is_not_undone_by_the_next_tick_on_a_table(tmp_path: Path, watermark: bool):
+    # The walk: after deployment.py --rollback, the next tick found the rows the release rolled back from had
+    # read "above updated_at" again, retrained the same model on them and served it: the rollback was undone.
+    import deployment
+
+    def stamped(rows: list[str], day: str) -> list[tuple]:
+        return as_tuples(rows, day if watermark else None)
+
+    db = sqlite_table(tmp_path / "crm.sqlite", stamped(FIRST, "2024-01-01"), watermark=watermark)
+    config = table_project(tmp_path, "sqlite:///crm.sqlite", watermark="updated_at" if watermark else None)
+    done = Reports()
+    assert tick.tick(config, done) == 0 and done.calls == ["first deployment"]
+    first = deployed_version(config)
+    sqlite_table(db, stamped(client_rows(200, seed=6, flip=True), "2024-03-01"), watermark=watermark)
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "retrain"
+    assert deployment.run(config, action="rollback").model_version == first
+    for name in ("control.json", "control.journal"):  # rebuilt from the manifests and the history: the same
+        (config.prod_deployment_folder / name).unlink()
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "finish reports"  # the served model's, no retrain
+    assert tick.tick(config, done) == 0 and len(done.calls) == 3 and deployed_version(config) == first
+    sqlite_table(db, stamped(client_rows(80, seed=5, noise=0.0), "2024-04-01"), watermark=watermark)
+    assert tick.tick(config, done) == 0 and done.calls[-1] == "keep"
+    assert runs(config)[-1]["rows_new"] == 80 and deployed_version(config) == first
+
+
 def test_unlabelled_clients_in_a_table_are_kept_for_the_risk_list_and_the_model_stays(tmp_path: Path):
 
     db = sqlite_table(tmp_path / "crm.sqlite", as_tuples(FIRST, "2024-01-01"))

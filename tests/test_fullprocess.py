@@ -264,7 +264,8 @@ def test_acknowledged_files_count_as_processed(deployed: Config):
     add_good_data(deployed)
     current = require_deployment(deployed.prod_deployment_folder)
     assert detect_new_files(deployed.input_folder, current) == ["dataset3.csv"]
-    acknowledge(deployed.prod_deployment_folder, {"dataset3.csv": sha256_file(deployed.input_folder / "dataset3.csv")})
+    record = {"files": [{"name": "dataset3.csv", "sha256": sha256_file(deployed.input_folder / "dataset3.csv")}]}
+    acknowledge(deployed.prod_deployment_folder, "000009-20260101T000000Z", record)
     assert detect_new_files(deployed.input_folder, current) == []
 
 

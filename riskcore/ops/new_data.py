@@ -1,7 +1,8 @@
 """New data: the input files production has not processed yet, by name and sha256.
 
 Processed means listed in the deployed ingestion record (ingested or rejected), or acknowledged
-in the production folder's control.json (the files of a release rolled back from). Standard
+in the production folder's control.json (the files of a release rolled back from; for a table, the
+state of the table as the newest release rolled back from read it). Standard
 library only: this is the whole work of a cron tick with nothing new.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from riskcore.config import Config
 from riskcore.data.input_files import input_digest, list_input_files
 from riskcore.release.load import Deployment, deployed_record, known_files
-from riskcore.release.operator_state import read_control
+from riskcore.release.operator_state import read_control, table_record
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ def processed_files(input_folder: Path | None, deployment: Deployment | None) ->
     if deployment is None:
         return NOTHING_PROCESSED
     record = deployed_record(deployment)
+    prod = deployment.folder.parent.parent  # prod/releases/<release>
     if input_folder is None:
-        return Processed(record=record)
+        return Processed(record=table_record(prod, deployment.release, record))
     known: dict[str, set[str]] = {}
     for name, sha in known_files(record).items():
         known.setdefault(name, set()).add(sha)
-    prod = deployment.folder.parent.parent  # prod/releases/<release>
     for name, sha in read_control(prod)["acknowledged"].items():
         known.setdefault(name, set()).add(sha)
     ingested = {f["name"]: f["sha256"] for f in record.get("files", [])}
@@ -64,7 +65,7 @@ def detect_new_data(config: Config, deployment: Deployment | None) -> list[str]:
         return detect_new_files(config.input_folder, deployment)
     from riskcore.data.db_changes import new_data
 
-    return new_data(config.input_database, deployed_record(deployment) if deployment else None)
+    return new_data(config.input_database, processed_files(None, deployment).record)
 
 
 def detect_new_files(input_folder: Path, deployment: Deployment | None) -> list[str]:
@@ -82,7 +83,7 @@ def detect_removed(config: Config, deployment: Deployment | None) -> list[str]:
         return []
     from riskcore.data.db_changes import deleted_rows
 
-    gone = deleted_rows(config.input_database, deployed_record(deployment))
+    gone = deleted_rows(config.input_database, processed_files(None, deployment).record)
     return [f"{gone:,} rows deleted from {config.input_database.table}"] if gone else []
 
 

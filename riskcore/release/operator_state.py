@@ -5,7 +5,8 @@
   over, recorded. Any later change of owner must be asked for (--take-over); otherwise one sentence, exit 2.
 - Pin: a release the automation keeps until it is unpinned, whatever the drift check says.
 - Acknowledged files: the input files of a release rolled back from; they count as processed, so the
-  next tick does not retrain on them and undo the rollback.
+  next tick does not retrain on them and undo the rollback. For a database table, the table's state as
+  the newest release rolled back from read it (acknowledged_table) stands in for the deployed one's.
 - Rollbacks: each rollback still in force (from which release to which, when, by whom), newest last;
   --roll-forward undoes the newest, a new model's deployment ends them all.
 
@@ -76,7 +77,8 @@ JOURNAL_FILE = "control.journal"  # the states control.json held, one JSON line 
 JOURNAL_MAX_LINES = 1000
 JOURNAL_MAX_BYTES = 1_000_000
 JOURNAL_KEEP = 100
-EMPTY_CONTROL = {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "rollbacks": []}
+EMPTY_CONTROL = {"owner": None, "owners": [], "pinned": None, "acknowledged": {}, "acknowledged_table": None,
+                 "rollbacks": []}
 
 
 def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
@@ -214,14 +216,14 @@ def apply_action(prod: Path, document: dict[str, Any], row: dict[str, Any]) -> N
         document["rollbacks"].append({"from": match["source"], "from_model": row.get("version_before"),
                                       "to": match["target"], "to_model": row.get("version_after"),
                                       "at": row.get("finished_at"), "by": match["by"]})
-        document["acknowledged"].update(processed_by(prod, match["source"]))
+        note_processed(document, match["source"], release_record(prod, match["source"]))
 
 
-def processed_by(prod: Path, release: str) -> dict[str, str]:
-    """Name -> sha256 of the input files a kept release's ingestion record names, as a rollback acknowledges them
+def release_record(prod: Path, release: str) -> dict[str, Any]:
+    """A kept release's ingestion record, checked against its manifest, as a rollback acknowledges it
     (riskcore.release.publish.switch_release); {} when the release is gone or its record does not check out."""
     try:
-        return known_files(deployed_record(read_release(prod, release)))
+        return deployed_record(read_release(prod, release))
     except (UserError, KeyError, TypeError):
         return {}
 
@@ -386,11 +388,32 @@ def unpin(prod: Path) -> dict[str, Any] | None:
     return was
 
 
-def acknowledge(prod: Path, files: dict[str, str]) -> None:
-    """Count these input files (name -> sha256) as processed from now on."""
+def note_processed(control: dict[str, Any], release: str, record: dict[str, Any]) -> None:
+    """Count what `release`'s ingestion record processed as processed: its files, and its table's state unless a
+    newer release's already stands (a table has one state, the newest read; files add up)."""
+    control["acknowledged"].update(known_files(record))
+    held = control["acknowledged_table"]
+    if isinstance(record.get("database"), dict) and (held is None or held["release"] < release):
+        control["acknowledged_table"] = {"release": release, "database": record["database"]}
+
+
+def acknowledge(prod: Path, release: str, record: dict[str, Any]) -> None:
+    """Count what `release` (left by a rollback or roll forward) had processed as processed from now on."""
     control = read_control(prod)
-    control["acknowledged"].update(files)
+    note_processed(control, release, record)
     write_control(prod, control)
+
+
+def table_record(prod: Path, release: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The deployed ingestion record of `release`, its table's state replaced by an acknowledged newer one.
+
+    After a rollback the served release read the table before the release rolled back from did: the rows
+    in between would count as new, and the next tick would retrain on them and undo the rollback.
+    """
+    held = read_control(prod)["acknowledged_table"]
+    if held is None or held["release"] <= release:
+        return record
+    return {**record, "database": held["database"]}
 
 
 def note_rollback(prod: Path, before: tuple[str, str], after: tuple[str, str]) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from riskcore.release.load import (
     current_release_name,
     deployed_record,
     find_release,
-    known_files,
     read_release,
     read_verified,
     release_names,
@@ -299,7 +298,7 @@ def switch_release(prod: Path, current: Deployment, target: Deployment, verb: st
         verify_release(target)
     except IntegrityError as exc:
         raise IntegrityError(f"Cannot {verb} to release {target.release}: {exc}") from None
-    acknowledge(prod, known_files(deployed_record(current)))
+    acknowledge(prod, current.release, deployed_record(current))
     point_current_at(prod, target.folder)
     ensure_named_links(prod)
 
