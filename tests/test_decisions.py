@@ -348,3 +348,38 @@ def test_a_small_window_of_a_changed_market_is_learnt_from_its_own_rows():
     fresh = frame(2000, "changed", 4)
     every = train_model(pd.concat([old, window], ignore_index=True), settings)
     assert score_model(model, fresh) > score_model(every, fresh) + 0.1
+
+
+@pytest.mark.slow
+def test_model_page_says_which_rows_a_retrain_learnt_from_and_why(tmp_path):
+    """Issue 19.6 'record which and why': the walk found the candidates' figures in modelmetadata.json and the log
+    only; /model and the PDF said 'trained on 2,400 clients' without saying they were the recent rows alone."""
+    import html
+    import re
+
+    import app as app_module
+    from riskcore.model.drift_evidence import training_choice_text
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 600, "changed", 91)
+    assert tick(config)["decision"] == "retrain"
+    record = deployed_metadata(require_deployment(config.prod_deployment_folder))["candidates"]
+    assert len(record["candidates"]) >= 2
+    words = training_choice_text(record)
+    assert words.startswith(f"{record['chosen']}, ") and f"on the {record['holdout_rows']:,} held-out rows" in words
+    page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
+    shown = re.search(r'<p id="training-rows">(.*?)</p>', page)
+    assert shown and html.unescape(shown.group(1)) == f"Learnt from {words}."
+
+
+def test_the_training_choice_reads_the_chosen_rows_then_the_others():
+    from riskcore.model.drift_evidence import training_choice_text
+
+    record = {"chosen": "the recent rows (the window and the newest 2,000)", "holdout_rows": 600,
+              "candidates": [{"name": "every labelled row", "rows": 9820, "holdout_f1": 0.718562874251497},
+                             {"name": "the recent rows (the window and the newest 2,000)", "rows": 2400,
+                              "holdout_f1": 0.8557692307692307}]}
+    assert training_choice_text(record) == ("the recent rows (the window and the newest 2,000), 2,400 rows: F1 0.8558 "
+                                            "on the 600 held-out rows, against every labelled row (9,820 rows) 0.7186")
+    assert training_choice_text({**record, "candidates": record["candidates"][:1]}) is None  # nothing was chosen
+    assert training_choice_text(None) is None

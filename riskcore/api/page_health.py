@@ -36,6 +36,7 @@ from riskcore.model.drift_evidence import (
     recorded_figures,
     scored_rows,
     too_few_rows_text,
+    training_choice_text,
     training_quantiles,
     verdict_text,
 )
@@ -246,7 +247,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
 
     quality: dict[str, Any] = {"test": None, "test_note": None, "new": None, "new_name": None, "old": None,
                                "old_model": None, "new_worse": False, "few": FEW_ROWS, "baseline": None,
-                               "calibration": None}
+                               "calibration": None, "training": None}
     try:
         quality["test"] = scores_with_intervals(served.model, read_test_data(risk.config))
     except UserError as exc:
@@ -260,8 +261,9 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
         metadata = deployed_metadata(served.deployment)
         quality["baseline"] = metadata.get("baseline")
         quality["calibration"] = calibrator_text(metadata.get("calibration"))
+        quality["training"] = training_choice_text(metadata.get("candidates"))
     except (UserError, ValueError):
-        quality["baseline"] = quality["calibration"] = None
+        quality["baseline"] = quality["calibration"] = quality["training"] = None
     held = evaluation.get("holdout")
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]

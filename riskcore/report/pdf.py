@@ -29,6 +29,7 @@ from riskcore.contract import (
 )
 from riskcore.files import when
 from riskcore.formatting import count, number, percent, rank_change, score
+from riskcore.model.drift_evidence import training_choice_text
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
 from riskcore.release.load import Deployment
@@ -125,6 +126,9 @@ def headline_box(data: ReportData, styles: Styles, width: float):
         f"{ev.matrix[1][1]:,} did leave (precision). F1 recorded at deployment: "
         f"{float(deployment.manifest.get('score', ev.f1)):.4f}.",
     ]
+    training = training_choice_text(metadata.get("candidates"))
+    if training:
+        lines.append(f"<b>Learnt from</b> {escape(training)}.")
     baseline = metadata.get("baseline") or {}
     if baseline.get("f1") is not None:
         lines.append(f"<b>Drift baseline</b>: F1 {baseline['f1']:.4f} on held-out rows of its own market "
