@@ -263,6 +263,27 @@ def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver:
     assert len(receiver.bodies) == 1 and len(mailbox.messages) == 1
 
 
+@pytest.mark.slow  # fullprocess.py in its own processes, one killed
+@pytest.mark.parametrize("point", ["after-deployment", "after-reporting", "run-recorded"])
+def test_a_run_killed_then_finished_by_the_next_tick_announces_its_drift_and_retrain_once(
+        deployed: Config, receiver: Receiver, mailbox: Mailbox, api_url: str, tmp_path: Path, point: str):
+    """A retraining run killed for real (SIGKILL at a named point: after deploying, after its reports, after recording
+    itself) and finished by the next tick: its drift and its retrain reach each channel once, neither lost with the
+    killed process nor sent again by the tick that finishes it or the ones after."""
+    config = alerting(deployed, receiver, mailbox)
+    write_csv(config.input_folder / "flipped.csv", client_rows(200, seed=6, flip=True))
+    command = ("fullprocess.py", "--config", str(config.config_file), "--api-url", api_url)
+    killed = run_script(*command, cwd=tmp_path, env={"RISK_KILL_AT": point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    for _ in range(2):
+        finished = run_script(*command, cwd=tmp_path)
+        assert finished.returncode == 0, finished.stderr
+    for title in ("Model drift found", "Retrained model deployed"):
+        assert sum(text.startswith(f"[risk] {title}:") for text in receiver.texts()) == 1, receiver.texts()
+        assert mailbox.subjects().count(f"[risk] {title}") == 1, mailbox.subjects()
+    assert not alerts.pending(alerts.read_outbox(config))
+
+
 def channel_states(config: Config) -> list[dict]:
     return [state for message in alerts.read_outbox(config)["messages"].values() for state in message["channels"].values()]
 

@@ -223,7 +223,7 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         deployed = current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
         record_run(history_path(config), run.as_row())
-        # Cleared only once recorded: a run killed in between is recognised, not lost (run_was_recorded).
+        # Cleared only once recorded: a run killed in between is recognised, not lost (recorded_run).
         checkpoint("run-recorded")
         clear_pending(config)
         note_run(config, run.as_row())  # the alerts this run calls for, sent once (riskcore.ops.alerts)

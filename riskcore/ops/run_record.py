@@ -159,8 +159,10 @@ def resumed_run(pending: dict[str, Any], run_number: int) -> Run | None:
     return Run(**{**saved, "run_number": run_number})
 
 
-def run_was_recorded(config: Config, pending: dict[str, Any]) -> bool:
-    """Whether the pending run is already in the history (killed after recording it, before clearing it)."""
+def recorded_run(config: Config, pending: dict[str, Any]) -> dict[str, Any] | None:
+    """The pending run's row when it is already in the history (killed after recording it, before clearing it)."""
     run_id = pending.get("run_id")
-    return bool(run_id) and any(row["run_id"] == run_id and row["finished_at"]
-                                for row in read_history(history_path(config)))
+    if not run_id:
+        return None
+    return next((row for row in read_history(history_path(config)) if row["run_id"] == run_id and row["finished_at"]),
+                None)

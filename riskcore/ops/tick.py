@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
 from riskcore.files import numbered_name, read_json
-from riskcore.ops.alerts import new_tick, tick_finished
+from riskcore.ops.alerts import new_tick, note_run, tick_finished
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed
 from riskcore.ops.run_record import (
@@ -25,7 +25,7 @@ from riskcore.ops.run_record import (
     clear_pending,
     history_path,
     read_pending,
-    run_was_recorded,
+    recorded_run,
 )
 from riskcore.release.load import Deployment, current_deployment, release_names
 from riskcore.release.operator_state import claim
@@ -58,8 +58,12 @@ def file_logging(config: Config) -> Iterator[None]:
 def unfinished_run(config: Config) -> dict | None:
     """The pending mark of a run that has still to be finished, or None."""
     pending = read_pending(config)
-    if pending is not None and run_was_recorded(config, pending):
-        clear_pending(config)  # that run finished and is in the history; only its mark was left
+    recorded = recorded_run(config, pending) if pending is not None else None
+    if recorded is not None:
+        # That run finished and is in the history; only its mark was left, and maybe its alerts, if it was killed
+        # before sending them: sent now (note_run sends each run's alert once, whoever asks).
+        note_run(config, recorded)
+        clear_pending(config)
         return None
     return pending
 
@@ -160,7 +164,7 @@ def preview(config: Config, allow_removed: bool = False) -> str:
 
         return run.dry_run(config, current, new_files, removed)
     pending = read_pending(config)
-    if pending is not None and not run_was_recorded(config, pending):
+    if pending is not None and recorded_run(config, pending) is None:
         return f"would finish the reports of interrupted run {pending.get('run_number') or '(unnumbered)'}"
     log.info("no new data in %s: nothing to do", config.input_source)
     return "would do nothing: no new data"
