@@ -342,11 +342,15 @@ def test_every_client_link_opens_its_client_in_chromium(browser, awkward_site, c
 
 # --- The managers' first screen ------------------------------------------------------------------
 def clients_in_view(driver) -> int:
-    """The call list's rows wholly on the screen, without scrolling."""
+    """The call list's rows wholly on the screen, without scrolling, and seen: not hidden, and what the screen shows
+    at the row's client link is the row itself (no banner, strip or header drawn over it)."""
     return driver.execute_script(
-        "return [...document.querySelectorAll('table.calls tbody tr')]"
-        ".filter(r => { const b = r.getBoundingClientRect(); return b.top >= 0 && b.bottom <= innerHeight; })"
-        ".length")
+        "return [...document.querySelectorAll('table.calls tbody tr')].filter(r => {"
+        " const b = r.getBoundingClientRect(), link = r.querySelector('td.client a');"
+        " if (!link || b.top < 0 || b.bottom > innerHeight || b.height === 0) return false;"
+        " const l = link.getBoundingClientRect(), x = l.left + Math.min(l.width / 2, 5), y = l.top + l.height / 2;"
+        " const seen = document.elementFromPoint(x, y);"
+        " return getComputedStyle(r).visibility === 'visible' && seen !== null && r.contains(seen); }).length")
 
 
 @pytest.mark.parametrize(("width", "height", "at_least"), [(1280, 800, 10), (390, 844, 3)])
