@@ -406,6 +406,36 @@ def test_without_a_journal_the_record_is_rebuilt_from_the_manifests_and_the_hist
     assert require_deployment(prod).release == pinned["release"]
 
 
+@pytest.mark.parametrize("damage", ["control removed", "control and journal removed"])
+def test_a_rollback_survives_a_lost_control_record_and_the_next_ticks(deployed, damage):
+    """The issue's walk: with control.json gone, the next tick redid a rollback. Restored from the journal, or rebuilt
+    from the manifests and the history, the rollback stands: ticks with nothing new and with new rows of the same
+    market serve the model rolled back to."""
+    import deployment
+    from conftest import write_csv
+    from riskcore.release.operator_state import CONTROL_FILE, JOURNAL_FILE, read_control
+
+    prod = deployed.prod_deployment_folder
+    first = require_deployment(prod).model_version
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(200, seed=9, flip=True))
+    assert tick.tick(deployed, Reports()) == 0 and require_deployment(prod).model_version != first  # retrained
+    back = deployment.run(deployed, action="rollback")
+    assert back.model_version == first
+    rolled = read_control(prod)["rollbacks"]
+    assert rolled and rolled[-1]["to_model"] == back.model_version
+    (prod / CONTROL_FILE).unlink()
+    if damage == "control and journal removed":
+        (prod / JOURNAL_FILE).unlink()
+    assert [(r["from_model"], r["to_model"]) for r in read_control(prod)["rollbacks"]] == \
+        [(r["from_model"], r["to_model"]) for r in rolled]
+    assert tick.tick(deployed, Reports()) == 0  # nothing new
+    assert require_deployment(prod).model_version == back.model_version
+    write_csv(deployed.input_folder / "later.csv", client_rows(60, seed=12, noise=0.0))
+    assert tick.tick(deployed, Reports()) == 0  # new rows the served model gets right: kept
+    assert read_history(history_path(deployed))[-1]["decision"] == "keep"
+    assert require_deployment(prod).model_version == back.model_version
+
+
 def pin_states(count: int, acknowledged: int = 0) -> list[dict]:
     """`count` control states, each pinning release r<number> (with `acknowledged` made-up files each)."""
     return [{"owner": None, "owners": [], "rollbacks": [], "pinned": {"release": f"r{n}", "at": "t", "by": "op"},
