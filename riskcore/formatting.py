@@ -95,10 +95,15 @@ def whole_percent(share: float) -> str:
 
 
 def interval(bounds: Any, decimals: int = 2) -> str:
-    """A bootstrap interval as it follows its figure: " [0.61, 0.76]"; nothing when there is none."""
+    """A bootstrap interval as it follows its figure: " [0.61, 0.76]"; nothing when there is none. A narrow one
+    takes the decimals that tell its bounds apart (at most 4): 10,000 clients' " [0.876, 0.881]", not a
+    zero-width " [0.88, 0.88]"."""
     if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
         return ""
-    return f" [{score(bounds[0], decimals)}, {score(bounds[1], decimals)}]"
+    low, high = score(bounds[0], decimals), score(bounds[1], decimals)
+    if low == high and bounds[0] != bounds[1] and decimals < 4:
+        return interval(bounds, decimals + 1)
+    return f" [{low}, {high}]"
 
 
 def money(value: Any, missing: str = MISSING) -> str:

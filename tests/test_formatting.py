@@ -82,7 +82,10 @@ def test_a_change_in_rank_reads_with_its_places_grouped(change, words):
 
 
 @pytest.mark.parametrize(("bounds", "shown"), [([0.612, 0.758], " [0.61, 0.76]"), ((0, 1), " [0.00, 1.00]"),
-                                               (None, ""), ([], ""), ([0.5], "")])
+                                               (None, ""), ([], ""), ([0.5], ""), ([0.0, 0.0], " [0.00, 0.00]"),
+                                               # the walk: 10,419 clients' estimate read "[0.88, 0.88]"
+                                               ([0.8763609, 0.8807244], " [0.876, 0.881]"),
+                                               ([0.87641, 0.87649], " [0.8764, 0.8765]")])
 def test_an_interval_follows_its_figure_in_brackets_or_is_left_out(bounds, shown):
     assert formatting.interval(bounds) == shown
 
