@@ -131,7 +131,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from riskcore.contract import COLUMNS, KNOWN_COLUMNS, REVENUE
+from riskcore.contract import COLUMNS, KNOWN_COLUMNS, PROJECT_DIR, REVENUE
 from riskcore.files import atomic_path
 
 if TYPE_CHECKING:
@@ -487,7 +487,7 @@ def write_sqlite(path: str | os.PathLike, market: str, root: str | os.PathLike) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description="Generate the project's bundled client data.")
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parent),
+    parser.add_argument("--root", default=str(PROJECT_DIR),
                         help="folder to write practicedata/, sourcedata/, testdata/ into "
                              "(default: the folder of datagen.py)")
     parser.add_argument("--sqlite", metavar="PATH",
