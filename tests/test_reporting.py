@@ -27,6 +27,7 @@ from conftest import HEADER, ROOT, client_rows, deploy_pipeline, run_script, sys
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
 from riskcore.data.validation import features_of, read_client_csv
+from riskcore.formatting import psi_figure
 from riskcore.model.drift import data_drift, psi
 from riskcore.model.reasons import REASON_COLUMNS
 from riskcore.ops.history import history_json, read_history, record_run
@@ -164,7 +165,10 @@ def test_without_a_recorded_check_the_report_computes_the_automations_figures(re
         figures = automation["features"][feature]
         expected = psi(np.asarray(newest[feature].to_numpy(), dtype="float64"), profile["quantiles"][feature])
         assert figures["psi"] == round(expected, 4)
-        assert f"{FEATURE_LABELS[feature]} {figures['psi']:.3f} {figures['psi_label']}" in text
+        # The PSI as every output writes it (formatting.psi_figure: under a 'stable' or 'some shift' reading never
+        # rounded up to the threshold it is below)
+        assert f"{FEATURE_LABELS[feature]} {psi_figure(figures['psi'], figures['psi_label'])} {figures['psi_label']}" \
+            in text
 
 
 def test_risk_list_holds_every_client_who_has_not_left_sorted_and_in_range(reported):
@@ -558,7 +562,10 @@ def test_a_keep_run_names_its_drift_check_the_same_way(deployed):
     text = squeeze(" ".join(pdf_pages(deployed.output_model_folder / "summary_report.pdf")))
     assert f"model {run['version_before']} scored F1 {run['f1_new_data']:.4f}" in text
     for feature, figures in run["data_drift"]["features"].items():
-        assert f"{FEATURE_LABELS[feature]} {figures['psi']:.3f} {figures['psi_label']}" in text
+        # The PSI as every output writes it (formatting.psi_figure: under a 'stable' or 'some shift' reading never
+        # rounded up to the threshold it is below)
+        assert f"{FEATURE_LABELS[feature]} {psi_figure(figures['psi'], figures['psi_label'])} {figures['psi_label']}" \
+            in text
 
 
 def test_a_test_set_under_30_rows_is_marked_and_an_auc_below_half_called_out(deployed):
