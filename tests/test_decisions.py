@@ -276,6 +276,22 @@ def test_a_rollback_to_a_release_that_waited_does_not_check_its_old_window_again
     assert after["rows_new"] == 60 and after["window_rows"] == 60 and after["version_before"] == served_now.model_version
 
 
+def test_rows_a_rewritten_file_no_longer_holds_are_said_and_nothing_is_waited_for(tmp_path, caplog):
+    """The walk: month05_same.csv cut from 3,000 rows to 2,500 was ingested without a word about the 500 snapshots
+    that left finaldata.csv; and a changed file without a new row has nothing to check (a 'wait' on an empty
+    window was the stuck production of test_a_run_whose_only_new_file_is_rejected_...)."""
+    config = old_market(tmp_path)
+    path = config.input_folder / "2026-01.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1501]) + "\n")  # the header and the first 1,500 of its 2,000 rows
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run = tick(config)
+    assert run["rows_new"] == 0 and run["decision"] == "keep"
+    assert ("2026-01.csv changed and no longer holds 500 of the 2,000 rows of its ingested version: their "
+            "snapshots leave finaldata.csv") in caplog.text
+
+
 @pytest.mark.slow
 def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_are_detected(tmp_path, cron_dir):
     config = old_market(tmp_path)

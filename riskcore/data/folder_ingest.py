@@ -115,7 +115,13 @@ def new_rows_of(frame: pl.DataFrame, name: str, sha: str, previous: dict[str, st
             log.info("%s changed, and the row digests of its earlier version are gone: every row counts as new",
                      printable_name(name))
         return frame
-    return rows_not_in_digests(frame, digest, before)
+    new = rows_not_in_digests(frame, digest, before)
+    gone = len(before) - (len(frame) - len(new))  # the earlier version's rows this one does not hold (a multiset)
+    if gone > 0:
+        log.warning("%s changed and no longer holds %s of the %s rows of its ingested version: their snapshots leave "
+                    "finaldata.csv (a client they alone held leaves the call list)", printable_name(name),
+                    f"{gone:,}", f"{len(before):,}")
+    return new
 
 
 # --- One row per client ----------------------------------------------------------------------
