@@ -590,6 +590,20 @@ def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, dri
     assert (strip.group(1) == "alert") == alert
 
 
+def test_a_rollback_after_a_failed_tick_leaves_the_failure_on_the_strip(tmp_path):
+    """The strip's "last run" is the automation's: a rollback row after a failed tick (outcome done) hid the failure,
+    which /metrics' last outcome (ticks only) still reported."""
+    config = build_project(tmp_path)
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("k", "2026-03-01T06:00:00Z", decision="keep", data_drift=None))
+    record_run(history, drift_run("f", "2026-03-01T06:10:00Z", decision=None, outcome="failed", data_drift=None,
+                                  error="the database is locked"))
+    record_run(history, drift_run("o", "2026-03-01T06:15:00Z", decision="rollback", outcome="done", data_drift=None))
+    page = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
+    strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', page)
+    assert "the last run failed" in html.unescape(strip.group(2)) and strip.group(1) == "alert"
+
+
 @pytest.mark.parametrize(("data_drift", "sentence"), [
     ({"drift": True, "features": {}}, "New market detected, model retrained on 1 Mar."),
     ({"drift": False, "features": {}}, "Who leaves has changed, model retrained on 1 Mar."),

@@ -40,6 +40,7 @@ from riskcore.model.drift_evidence import (
     training_quantiles,
     verdict_text,
 )
+from riskcore.ops.history import OPERATOR_DECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,10 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
         return {"sentence": f"The newest model failed to load; the list comes from release {served.release}.",
                 "alert": True}
     check = latest_check(runs)
-    last = runs[-1] if runs else None
+    # the last automation run: an operator's rollback or pin after a failed tick does not make the failure go away
+    # (the banner says what the operator did), as /metrics' last outcome counts ticks only
+    ticks = [row for row in runs if row.get("decision") not in OPERATOR_DECISIONS]
+    last = ticks[-1] if ticks else None
     failed = last is not None and last.get("outcome") in ("failed", "crashed")
     if check is None:
         deployed = ago(served.deployment.manifest.get("deployed_at"), now)
