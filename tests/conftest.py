@@ -6,6 +6,7 @@ import functools
 import gc
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -99,6 +100,14 @@ def _client_rows(n: int, seed: int, flip: bool, prefix: str, noise: float) -> tu
             exited = 1 - exited
         rows.append(f"{prefix}{seed:02d}{i:04d},{month},{year},{staff},{exited}")
     return tuple(rows)
+
+
+def one_sentence(text: str) -> str:
+    """The text, checked to be what the house style promises a user: one sentence (one line, a full stop at its end,
+    no second sentence started after one). The tests named "... one sentence" call it on the message they check."""
+    said = text.strip()
+    assert "\n" not in said and said.endswith(".") and not re.search(r"[.!?] [A-Z]", said), said
+    return said
 
 
 def write_csv(path: Path, rows: list[str], header: str = HEADER) -> Path:

@@ -18,7 +18,7 @@ from test_faults import STUCK
 
 import deployment
 import fullprocess
-from conftest import ROOT, client_rows, make_project, run_script, write_csv
+from conftest import ROOT, client_rows, make_project, one_sentence, run_script, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import ConfigError
 from riskcore.ops import alerts
@@ -140,8 +140,9 @@ def test_the_alerts_section_of_the_issue_loads(config: Config):
     ({"email": {"to": ["ops"], "from": "r@b"}}, '"alerts.email.to" .* mail addresses'),
 ])
 def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Config, section, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         with_alerts(config, section)
+    one_sentence(str(caught.value))
 
 
 # --- The events of a run ---------------------------------------------------------------------------
@@ -492,7 +493,8 @@ def test_test_alerts_says_which_of_several_webhooks_on_one_host_failed(deployed:
 
 def test_test_alerts_without_a_channel_is_one_sentence(deployed: Config, capsys):
     assert fullprocess.main(["--config", str(deployed.config_file), "--test-alerts"]) == 2
-    assert "names no alert channel" in capsys.readouterr().err
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "names no alert channel" in one_sentence(line)
 
 
 def test_the_smtp_password_file_must_be_owner_only(tmp_path: Path, monkeypatch):

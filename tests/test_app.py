@@ -20,7 +20,17 @@ import app as app_module
 import ingestion
 import scoring
 import training
-from conftest import ROOT, client_rows, deploy_pipeline, free_port, run_script, wait_until_up, write_config, write_csv
+from conftest import (
+    ROOT,
+    client_rows,
+    deploy_pipeline,
+    free_port,
+    one_sentence,
+    run_script,
+    wait_until_up,
+    write_config,
+    write_csv,
+)
 from riskcore.api import errors, request_rows, risk_service, served_model
 from riskcore.api.file_cache import FileCache
 from riskcore.config import Config, load_config
@@ -143,8 +153,9 @@ def test_wsgi_reads_the_config_named_by_risk_config(deployed, tmp_path):
 
 
 def test_create_app_with_a_bad_config_fails_with_one_sentence(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist") as caught:
         app_module.create_app(tmp_path / "missing.json")
+    one_sentence(str(caught.value))
 
 
 def test_main_runs_the_development_server_on_loopback_without_debugger(project, monkeypatch):

@@ -19,7 +19,16 @@ import polars as pl
 import pytest
 
 import datagen
-from conftest import ROOT, client_rows, deploy_pipeline, run_script, tree_snapshot, write_config, write_csv
+from conftest import (
+    ROOT,
+    client_rows,
+    deploy_pipeline,
+    one_sentence,
+    run_script,
+    tree_snapshot,
+    write_config,
+    write_csv,
+)
 from riskcore.config import load_config
 from riskcore.contract import INGESTION_RECORD, RISK_RECORD, ConfigError
 from riskcore.data import db_ingest
@@ -114,7 +123,7 @@ def test_an_absolute_sqlite_path_stays_absolute(tmp_path: Path):
 def test_bad_input_database_is_one_sentence_naming_the_key_never_the_password(tmp_path: Path, database, expected):
     with pytest.raises(ConfigError) as caught:
         load_config(database_config(tmp_path, database))
-    assert expected in str(caught.value)
+    assert expected in one_sentence(str(caught.value))
     assert "hunter2" not in str(caught.value)
 
 

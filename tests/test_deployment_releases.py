@@ -10,7 +10,7 @@ import deployment
 import ingestion
 import scoring
 import training
-from conftest import client_rows, run_script, write_csv
+from conftest import client_rows, one_sentence, run_script, write_csv
 from riskcore.config import Config
 from riskcore.contract import INGESTED_FILES, MODEL_FILE, RUN_HISTORY, DataError
 from riskcore.files import sha256_file
@@ -88,10 +88,11 @@ def test_rollback_to_a_release_and_roll_forward_undo_each_other(four_releases: C
 
 
 def test_rollback_to_an_unknown_or_the_served_release_is_one_sentence(four_releases: Config):
-    with pytest.raises(DataError, match="No release '99' is kept"):
+    with pytest.raises(DataError, match="No release '99' is kept") as unknown:
         deployment.run(four_releases, action="rollback", to="99")
-    with pytest.raises(DataError, match="already the one served"):
+    with pytest.raises(DataError, match="already the one served") as served:
         deployment.run(four_releases, action="rollback", to="4")
+    one_sentence(str(unknown.value)), one_sentence(str(served.value))
 
 
 def test_roll_forward_is_refused_once_another_release_is_served(four_releases: Config):

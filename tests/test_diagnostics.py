@@ -15,7 +15,7 @@ import pytest
 
 import app as app_module
 import diagnostics
-from conftest import run_script, tree_snapshot
+from conftest import one_sentence, run_script, tree_snapshot
 from riskcore.config import load_config
 from riskcore.contract import (
     API_KEY_ENV,
@@ -469,7 +469,7 @@ def test_command_runs_from_another_directory(deployed, tmp_path):
 def test_command_turns_a_user_error_into_one_sentence(tmp_path):
     done = run_script("diagnostics.py", "--config", str(tmp_path / "nope.json"), cwd=tmp_path)
     assert done.returncode == EXIT_CONFIG
-    assert done.stderr.startswith("error: Config file") and "Traceback" not in done.stderr
+    assert one_sentence(done.stderr).startswith("error: Config file") and "Traceback" not in done.stderr
     assert done.stdout == ""
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from test_database import CREATE_PG, FIRST, Reports, database_config, pg_values
 
-from conftest import ROOT, client_rows, run_script, tree_snapshot
+from conftest import ROOT, client_rows, one_sentence, run_script, tree_snapshot
 from riskcore.config import load_config
 from riskcore.contract import EXIT_FAILED, ConfigError, DataError
 from riskcore.data.db_changes import new_data, recorded_hashes
@@ -90,8 +90,9 @@ def test_database_waits_are_configurable_with_defaults_well_under_the_cron_inter
                                         ("keepalive_seconds", 1e9), ("statement_timeout_seconds", "60"),
                                         ("watermark_lookback_seconds", -5), ("max_deleted_share", 1.5)])
 def test_bad_wait_settings_are_one_sentence_naming_the_key(tmp_path: Path, key, value):
-    with pytest.raises(ConfigError, match=f'"input_database.{key}"'):
+    with pytest.raises(ConfigError, match=f'"input_database.{key}"') as caught:
         parse_input_database({"url": "postgresql://db/crm", "table": "clients", key: value}, tmp_path, "c.json")
+    one_sentence(str(caught.value))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import ingestion
-from conftest import HEADER, client_rows, run_script, write_csv
+from conftest import HEADER, client_rows, one_sentence, run_script, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     COLUMNS,
@@ -117,7 +117,9 @@ def test_command_exits_1_with_one_sentence_on_a_rejected_file(project: Path, tmp
     result = run_script("ingestion.py", "--config", str(project), cwd=tmp_path_factory.mktemp("cwd"))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "broken.csv" in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "broken.csv" in line]
+    said = one_sentence(line.split("riskcore.data.folder_ingest: rejected ", 1)[1])  # the log line's message
+    assert said.startswith('broken.csv has an empty value in column "number_of_employees" at row 1')
     assert (project.parent / "ingested" / FINAL_DATA).is_file()
 
 

@@ -13,7 +13,7 @@ import deployment
 import ingestion
 import scoring
 import training
-from conftest import client_rows, run_script, write_config, write_csv
+from conftest import client_rows, one_sentence, run_script, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     CURRENT_LINK,
@@ -92,7 +92,7 @@ def test_the_refused_setup_gets_one_sentence_and_exit_2(deployed: Config, tmp_pa
     result = run_script("deployment.py", "--config", str(deployed.config_file), cwd=tmp_path)
     assert result.returncode == EXIT_CONFIG
     [line] = result.stderr.strip().splitlines()
-    assert "belongs to the setup of" in line and "--take-over" in line
+    assert "belongs to the setup of" in line and "--take-over" in one_sentence(line)
 
 
 def test_a_missing_current_link_is_repaired_not_redeployed(deployed: Config):
