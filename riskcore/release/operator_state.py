@@ -35,7 +35,7 @@ from riskcore.contract import (
     UserError,
 )
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_path, atomic_write_json, utc_now, when
+from riskcore.files import atomic_path, atomic_write_bytes, atomic_write_json, json_text, sha256_bytes, utc_now, when
 from riskcore.release.load import (
     current_deployment,
     current_release_name,
@@ -48,6 +48,7 @@ from riskcore.release.load import (
 log = logging.getLogger(__name__)
 
 CONTROL_FILE = "control.json"
+ACKNOWLEDGED_TABLE = "acknowledged-table.json"  # a table's state as the newest release rolled back from read it
 
 
 def setup_of(config: Config) -> dict[str, str]:
@@ -216,7 +217,7 @@ def apply_action(prod: Path, document: dict[str, Any], row: dict[str, Any]) -> N
         document["rollbacks"].append({"from": match["source"], "from_model": row.get("version_before"),
                                       "to": match["target"], "to_model": row.get("version_after"),
                                       "at": row.get("finished_at"), "by": match["by"]})
-        note_processed(document, match["source"], release_record(prod, match["source"]))
+        note_processed(prod, document, match["source"], release_record(prod, match["source"]))
 
 
 def release_record(prod: Path, release: str) -> dict[str, Any]:
@@ -388,19 +389,25 @@ def unpin(prod: Path) -> dict[str, Any] | None:
     return was
 
 
-def note_processed(control: dict[str, Any], release: str, record: dict[str, Any]) -> None:
+def note_processed(prod: Path, control: dict[str, Any], release: str, record: dict[str, Any]) -> None:
     """Count what `release`'s ingestion record processed as processed: its files, and its table's state unless a
-    newer release's already stands (a table has one state, the newest read; files add up)."""
+    newer release's already stands (a table has one state, the newest read; files add up).
+
+    The table's state goes to a file of its own (ACKNOWLEDGED_TABLE), named in control.json by its sha256:
+    its look-back hashes can be megabytes, which every state of the journal would otherwise repeat.
+    """
     control["acknowledged"].update(known_files(record))
     held = control["acknowledged_table"]
     if isinstance(record.get("database"), dict) and (held is None or held["release"] < release):
-        control["acknowledged_table"] = {"release": release, "database": record["database"]}
+        data = json_text(record["database"]).encode("utf-8")
+        atomic_write_bytes(prod / ACKNOWLEDGED_TABLE, data)
+        control["acknowledged_table"] = {"release": release, "sha256": sha256_bytes(data)}
 
 
 def acknowledge(prod: Path, release: str, record: dict[str, Any]) -> None:
     """Count what `release` (left by a rollback or roll forward) had processed as processed from now on."""
     control = read_control(prod)
-    note_processed(control, release, record)
+    note_processed(prod, control, release, record)
     write_control(prod, control)
 
 
@@ -413,7 +420,18 @@ def table_record(prod: Path, release: str, record: dict[str, Any]) -> dict[str, 
     held = read_control(prod)["acknowledged_table"]
     if held is None or held["release"] <= release:
         return record
-    return {**record, "database": held["database"]}
+    try:
+        data = (prod / ACKNOWLEDGED_TABLE).read_bytes()
+        if sha256_bytes(data) == held.get("sha256"):
+            return {**record, "database": json.loads(data)}
+    except (OSError, ValueError):
+        pass
+    database = release_record(prod, held["release"]).get("database")  # the release itself, while it is kept
+    if isinstance(database, dict):
+        return {**record, "database": database}
+    log.warning("the table's state as release %s read it (%s, rolled back from) is gone: the rows it had read "
+                "count as new again", held["release"], ACKNOWLEDGED_TABLE)
+    return record
 
 
 def note_rollback(prod: Path, before: tuple[str, str], after: tuple[str, str]) -> dict[str, Any]:
