@@ -106,6 +106,26 @@ def test_a_missing_current_link_is_repaired_not_redeployed(deployed: Config):
         deployment.run(deployed, action="repair")
 
 
+@pytest.mark.parametrize("kept_by", ["rollback", "pin"])
+def test_a_repair_serves_the_model_a_rollback_or_a_pin_keeps(deployed: Config, kept_by: str, caplog):
+    # The walk: rolled back from a bad model, then `current` lost; --repair served the newest release, the bad
+    # model again, and the banner and the operator's rollback were gone without a word.
+    prod = deployed.prod_deployment_folder
+    first = current_deployment(prod)
+    if kept_by == "pin":
+        deployment.run(deployed, action="pin")
+    write_csv(deployed.input_folder / "more.csv", client_rows(80, seed=8))
+    deploy_all(deployed)
+    assert current_deployment(prod).model_version != first.model_version
+    if kept_by == "rollback":
+        deployment.run(deployed, action="rollback")
+    os.unlink(prod / CURRENT_LINK)
+    with caplog.at_level("INFO"):
+        repaired = deployment.run(deployed, action="repair")
+    assert repaired.model_version == first.model_version == current_deployment(prod).model_version
+    assert ("the rollback of" if kept_by == "rollback" else f"release {first.release} is pinned") in caplog.text
+
+
 def test_unknown_folders_in_releases_are_ignored(deployed: Config, caplog):
     releases = deployed.prod_deployment_folder / RELEASES_DIR
     (releases / "notes").mkdir()

@@ -31,7 +31,7 @@ from riskcore.contract import (
     IntegrityError,
 )
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, write_durably
+from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, when, write_durably
 from riskcore.model.evaluation import read_score
 from riskcore.release.load import (
     Deployment,
@@ -344,11 +344,28 @@ def roll_forward(prod: Path) -> Deployment:
     return target
 
 
+def operators_model(prod: Path) -> tuple[str, str] | None:
+    """(model version, why) the operator's state keeps served: a rollback's, else a pin's; None when neither."""
+    control = read_control(prod)
+    if control["rollbacks"]:
+        newest = control["rollbacks"][-1]
+        return newest["to_model"], f"the rollback of {when(newest['at'])} by {newest['by']} serves it"
+    pinned = control["pinned"]
+    if pinned:
+        try:
+            model = read_release(prod, pinned["release"]).model_version
+        except (DataError, KeyError, TypeError):
+            return None
+        return model, f"release {pinned['release']} is pinned"
+    return None
+
+
 def repair(prod: Path) -> Deployment:
-    """Point a production folder whose `current` link is missing at its newest intact release."""
+    """Point a production folder whose `current` link is missing at its newest intact release; of the model a
+    rollback or a pin keeps served, if one does (the walk's repair served the model rolled back from again)."""
     if current_release_name(prod) is not None:
         raise DataError(f"{prod / CURRENT_LINK} is in place; nothing to repair.")
-    skipped = []
+    skipped, intact = [], []
     for name in reversed(release_names(prod)):
         try:  # an unreadable manifest (a truncated deployment.json) is skipped like a damaged file
             candidate = read_release(prod, name)
@@ -357,11 +374,20 @@ def repair(prod: Path) -> Deployment:
             log.warning("skipping release %s: it cannot be served (%s)", name, exc)
             skipped.append(name)
             continue
-        point_current_at(prod, candidate.folder)
-        ensure_named_links(prod)
-        log.info("repaired: %s now names release %s (model %s)%s", CURRENT_LINK, name, candidate.model_version,
-                 f"; skipped the unreadable or damaged release{'s' if len(skipped) > 1 else ''} {', '.join(skipped)}"
-                 if skipped else "")
-        return candidate
-    raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve"
-                    + (f" (skipped {', '.join(skipped)}: unreadable or damaged)." if skipped else "."))
+        intact.append(candidate)
+    if not intact:
+        raise DataError(f"No intact release in {prod / RELEASES_DIR} to serve"
+                        + (f" (skipped {', '.join(skipped)}: unreadable or damaged)." if skipped else "."))
+    kept = operators_model(prod)
+    chosen = next((c for c in intact if kept and c.model_version == kept[0]), None)
+    if kept and chosen is None:
+        log.warning("no intact release holds model %s, which the operator's state keeps served (%s): serving the "
+                    "newest intact release instead", kept[0], kept[1])
+    candidate = chosen or intact[0]
+    point_current_at(prod, candidate.folder)
+    ensure_named_links(prod)
+    log.info("repaired: %s now names release %s (model %s%s)%s", CURRENT_LINK, candidate.release,
+             candidate.model_version, f": {kept[1]}" if chosen else "",
+             f"; skipped the unreadable or damaged release{'s' if len(skipped) > 1 else ''} {', '.join(skipped)}"
+             if skipped else "")
+    return candidate
