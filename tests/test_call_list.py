@@ -778,6 +778,17 @@ def test_the_size_filter_shows_the_clients_of_that_band_and_the_csv_holds_exactl
     assert [(row["corporation"], int(row["rank"])) for row in rows] == [(c["corporation"], c["rank"]) for c in small]
     assert list(rows[0]) == list(call_list.COLUMNS)
     assert [row["reason_1"] for row in rows] == [c["reasons"][0]["text"] for c in small]
+    # /risk filters as the page does, the same clients in the same order, paged with next_offset
+    found, offset = [], 0
+    while offset is not None:
+        answer = risk_client.get(f"/risk?size=small&limit=7&offset={offset}").get_json()
+        assert answer["size"] == "small" and answer["matches"] == len(small) and answer["moved"] is None
+        found += answer["clients"]
+        offset = answer["next_offset"]
+    assert found == small
+    large = risk_client.get("/risk?size=large&order=revenue_at_risk&limit=1000").get_json()
+    assert large["clients"] and all(c["number_of_employees"] >= 250 for c in large["clients"])
+    assert large["matches"] == sum(c["number_of_employees"] >= 250 for c in whole)
 
 
 def test_the_moved_filters_keep_the_new_and_the_risen_and_search_combines(deployed, risk_client, tmp_path):
@@ -795,11 +806,15 @@ def test_the_moved_filters_keep_the_new_and_the_risen_and_search_combines(deploy
                                .splitlines())) == []
     both = risk_client.get(f"/downloads/call_list.csv?moved=new&q={top.upper()}").get_data(as_text=True)
     assert both.count(top) == 1
+    listed = risk_client.get("/risk?moved=new").get_json()
+    assert [(c["corporation"], c["change"]) for c in listed["clients"]] == [(top, "new")] and listed["matches"] == 1
+    assert risk_client.get("/risk?moved=up").get_json()["clients"] == []
+    assert risk_client.get(f"/risk?moved=new&q={top.upper()}").get_json()["matches"] == 1
 
 
 @pytest.mark.parametrize(("query", "field"), [("size=huge", "size"), ("moved=down", "moved")])
 def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
-    for path in ("/", "/downloads/call_list.csv"):
+    for path in ("/", "/downloads/call_list.csv", "/risk"):
         answer = risk_client.get(f"{path}?{query}")
         assert answer.status_code == 400 and f'"{field}"' in html.unescape(answer.get_data(as_text=True))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from riskcore.api.calls_view import calls_paths
 from riskcore.api.history_view import history_paths
+from riskcore.api.paged_call_list import MOVES, SIZE_BANDS
 from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT
 from riskcore.api.request_rows import MAX_RECORDS
 from riskcore.api.views import ORDERS
@@ -151,6 +152,10 @@ def call_list_header() -> dict[str, Any]:
                                              "with; null when no earlier ranking is kept"}}
 
 
+SIZE_TEXT = ", ".join(f"{band} {low}-{high}" if high is not None else f"{band} {low} or more"
+                      for band, (low, high) in SIZE_BANDS.items())
+
+
 def risk_operation() -> dict[str, Any]:
     def page(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
@@ -169,6 +174,11 @@ def risk_operation() -> dict[str, Any]:
                        page("q", {"type": "string", "maxLength": 100},
                             "keep the clients whose id contains this text, whatever the case (as the page's "
                             "search)"),
+                       page("size", {"enum": list(SIZE_BANDS)},
+                            "keep the clients of a size band, in employees: " + SIZE_TEXT + " (as the page's filter)"),
+                       page("moved", {"enum": list(MOVES)},
+                            "new: the clients new on the list since the previous run; up: those who moved up (as the "
+                            "page's filter)"),
                        page("order", {"enum": list(ORDERS), "default": ORDERS[0]},
                             "risk: riskiest first (the ranking); revenue_at_risk: the largest revenue at risk first, "
                             "clients whose revenue is unknown last, in rank order (rank stays the risk rank)")],
@@ -176,15 +186,18 @@ def risk_operation() -> dict[str, Any]:
             "200": json_answer("A page of the call list", obj({
                 **call_list_header(),
                 "q": {"type": ["string", "null"], "description": "the search, null without one"},
+                "size": {"enum": [*SIZE_BANDS, None], "description": "the size band kept, null without one"},
+                "moved": {"enum": [*MOVES, None], "description": "new or up: the move kept, null without one"},
                 "order": {"enum": list(ORDERS), "description": "how the clients are ordered"},
                 "matches": {"type": ["integer", "null"], "minimum": 0,
-                            "description": "clients whose id contains q (what offset pages through); null without q"},
+                            "description": "clients that q, size and moved keep (what offset pages through); null "
+                                           "without any of them"},
                 "offset": COUNT, "limit": {"type": "integer", "minimum": 1},
                 "top": {"type": "integer", "minimum": 1, "description": "the same as limit (its older name)"},
                 "count": COUNT, "next_offset": {"type": ["integer", "null"]},
                 "clients": {"type": "array", "items": ref("Client")}},
-                ("model_version", "release", "data", "total", "q", "matches", "offset", "limit", "count",
-                 "next_offset", "clients"))),
+                ("model_version", "release", "data", "total", "q", "size", "moved", "matches", "offset", "limit",
+                 "count", "next_offset", "clients"))),
             **errors(400, 401, 503)},
     }
 

@@ -67,15 +67,16 @@ class CallList:
 
     # --- GET /risk ---
     def answer(self, limit: int, offset: int, group: frozenset[str] = frozenset(), query: str = "",
-               order: str = "risk") -> Answer:
-        """`limit` clients from rank offset + 1 (of those whose id contains `query`, whatever the case, as the
-        page searches; in `order`: riskiest first, or BY_REVENUE), or ApiError 400 for an offset past the end; each
-        marked whether it is in this cycle's measurement group (`group`)."""
+               order: str = "risk", band: str = "", moved: str = "") -> Answer:
+        """`limit` clients from rank offset + 1 (of those the page's search and filters keep: an id containing
+        `query`, whatever the case, a size `band`, new or `moved` up; in `order`: riskiest first, or BY_REVENUE), or
+        ApiError 400 for an offset past the end; each marked whether it is in this cycle's measurement group."""
         self._mark(group)
-        places = self.matching(query, order) if query or order == BY_REVENUE else None
+        filtered = bool(query or band or moved)
+        places = self.matching(query, order, band, moved) if filtered or order == BY_REVENUE else None
         total = self.total if places is None else len(places)
         if offset >= total and offset > 0:  # 0 on an empty list is its one (empty) page
-            held = f"{total} client ids match" if query else f"the call list holds {total} clients"
+            held = f"{total} clients match" if filtered else f"the call list holds {total} clients"
             raise ApiError(400, f'The query parameter "offset" must be a whole number from 0 to '
                                 f"{max(total - 1, 0)} ({held}).", field="offset")
         end = min(offset + limit, total)
@@ -85,8 +86,9 @@ class CallList:
             self._render(min(missing), max(missing) + 1)
         elif missing:
             self._render_each(missing)
-        matches = None if not query else total
-        head = json_bytes({**self.about, "q": query or None, "order": order, "matches": matches,
+        matches = total if filtered else None
+        head = json_bytes({**self.about, "q": query or None, "size": band or None, "moved": moved or None,
+                           "order": order, "matches": matches,
                            "offset": offset, "limit": limit, "top": limit, "count": end - offset,
                            "next_offset": end if end < total else None})
         return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in shown) + b"]}"
@@ -108,15 +110,10 @@ class CallList:
         found = self.ranking.filter(pl.col(ID_COLUMN) == client_id)
         return found.item(0, "rank") - 1 if found.height else None
 
-    def matching(self, query: str, order: str = "risk") -> list[int]:
-        """The places in the list (0 first) of the clients whose id contains `query` (every client without one),
-        whatever the case, in `order`."""
-        import polars as pl
-
-        found = self.in_order(order)
-        if query:
-            found = found.filter(pl.col("search").str.contains(query.lower(), literal=True))
-        return [rank - 1 for rank in found.get_column("rank").to_list()]
+    def matching(self, query: str, order: str = "risk", band: str = "", moved: str = "") -> list[int]:
+        """The places in the list (0 first) of the clients the page would show for a search and filters (`shown`),
+        in `order`."""
+        return [rank - 1 for rank in self.shown(query, band, moved, order).get_column("rank").to_list()]
 
     def in_order(self, order: str):
         """The page's list in `order`: by rank, or BY_REVENUE (by_revenue)."""

@@ -107,12 +107,14 @@ class RiskService:
         path = self.config.output_model_folder / RUN_HISTORY
         return self.files.get("history", (path,), lambda _: RunHistory(read_history(path)))
 
-    def risk(self, served: Served, limit: int, offset: int, query: str = "", order: str = "risk") -> Answer:
-        """GET /risk's answer: a page of the call list (or of the clients whose id contains `query`), in `order`."""
+    def risk(self, served: Served, limit: int, offset: int, query: str = "", order: str = "risk", band: str = "",
+             moved: str = "") -> Answer:
+        """GET /risk's answer: a page of the call list (or of the clients the page's search and filters keep: an
+        id containing `query`, a size `band`, new or `moved` up), in `order`."""
         built = self.call_list(served)
         if not isinstance(built, CallList):
             return unavailable(built)
-        return built.answer(limit, offset, self.measurement_group(), query, order)
+        return built.answer(limit, offset, self.measurement_group(), query, order, band, moved)
 
     def measurement_group(self) -> frozenset[str]:
         """The newest cycle's measurement group (riskcore.ops.calls), read once per version of the calls store."""

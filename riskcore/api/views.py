@@ -21,7 +21,7 @@ from riskcore.release.listing import served_summary
 
 api = Blueprint("api", __name__)
 
-PAGE_PARAMETERS = ("limit", "top", "offset", "q", "order")  # top: the older name of limit, still taken
+PAGE_PARAMETERS = ("limit", "top", "offset", "q", "size", "moved", "order")  # top: the older name of limit, still taken
 ORDERS = ("risk", "revenue_at_risk")  # ?order=: riskiest first (the ranking), or the largest revenue at risk first
 
 
@@ -46,16 +46,20 @@ def prediction() -> Response:
 @api.get("/risk")
 def risk() -> Response:
     """The call list: ?limit= clients (default 50; ?top= is the same) from ?offset= (default 0), riskiest first,
-    with their reasons; ?q= keeps the clients whose id contains it, whatever the case; ?order=revenue_at_risk puts
-    the largest revenue at risk first (unknown revenue last)."""
-    known_parameters("/risk", PAGE_PARAMETERS, '"limit" (or "top"), "offset", "q" and "order"')
+    with their reasons; the page's filters: ?q= keeps the clients whose id contains it, whatever the case, ?size= a
+    size band (micro, small, medium, large), ?moved= the clients new on the list or moved up since the previous
+    run; ?order=revenue_at_risk puts the largest revenue at risk first (unknown revenue last)."""
+    from riskcore.api.paged_call_list import MOVES, SIZE_BANDS
+
+    known_parameters("/risk", PAGE_PARAMETERS, '"limit" (or "top"), "offset", "q", "size", "moved" and "order"')
     if "limit" in request.args and "top" in request.args:
         raise ApiError(400, 'Give "limit" or "top" (the same page size), not both.', field="top")
     name = "top" if "top" in request.args else "limit"
     limit = query_number(name, DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0)
     order = query_choice("order", ORDERS, ORDERS[0])
-    return answer_response(service().risk(service().models.get(), limit, offset, search_text(), order))
+    band, moved = query_choice("size", tuple(SIZE_BANDS)), query_choice("moved", MOVES)
+    return answer_response(service().risk(service().models.get(), limit, offset, search_text(), order, band, moved))
 
 
 @api.get("/risk/<path:client_id>")
