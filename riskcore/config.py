@@ -120,6 +120,10 @@ API_DEFAULTS: dict[str, Any] = {"metrics_open_on_loopback": False}
 API_TYPES: dict[str, tuple[type, ...]] = {"metrics_open_on_loopback": (bool,)}
 
 
+# Every key a config file may hold at its top level (docs/pipeline.md's reference names each, and each section's).
+TOP_LEVEL_KEYS = (*PATH_KEYS, "input_database", "max_id_length", "model", "automation", "alerts", "reporting", "api")
+
+
 @dataclass(frozen=True)
 class Config:
     """Validated settings with every path resolved against the config file's folder."""
@@ -354,8 +358,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     where = str(config_file)
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {where} must hold a JSON object.")
-    unknown = sorted(set(raw) - {*PATH_KEYS, "input_database", "model", "automation", "alerts", "max_id_length",
-                                 "reporting", "api"})
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f'Unknown config key "{unknown[0]}" in {where}.')
     # The data comes from a folder of CSV files or from a database table: exactly one of the two.

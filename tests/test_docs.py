@@ -1,7 +1,8 @@
-"""The README and docs/: short enough for a newcomer, links that resolve, every route documented."""
+"""The README and docs/: short enough for a newcomer, links that resolve, every route, key, flag and field documented."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -9,11 +10,36 @@ import pytest
 
 import riskcore
 from conftest import ROOT
+from riskcore import config as config_module
 from riskcore.api.factory import create_app
+from riskcore.data.db_setting import DATABASE_KEYS
+from riskcore.ops.history import HISTORY_COLUMNS
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+SCRIPTS = sorted(path.stem for path in ROOT.glob("*.py") if "\ndef main(" in path.read_text(encoding="utf-8"))
+
+
+def doc(name: str) -> str:
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every table row of a page (header and separator rows included)."""
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            for line in markdown.splitlines() if line.startswith("|")]
+
+
+def app_routes(project: Path) -> dict[str, set[str]]:
+    """Each route of the app (converters dropped: `/risk/<client_id>`) with its methods and its blueprint."""
+    routes: dict[str, set[str]] = {}
+    for rule in create_app(project).url_map.iter_rules():
+        if rule.endpoint != "static" and not rule.endpoint.endswith(".static"):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule.rule)
+            routes.setdefault(path, set()).update(rule.methods - {"HEAD", "OPTIONS"})
+            routes[path].add("blueprint:" + rule.endpoint.split(".")[0])
+    return routes
 
 
 def anchors(markdown: str) -> set[str]:
@@ -66,3 +92,61 @@ def test_every_route_of_the_app_is_in_the_api_reference(project: Path):
     assert {"/", "/history", "/prediction"} <= routes  # the app's routes were read
     documented = set(re.findall(r"`(/[^`?\s]*)[`?\s]", reference))
     assert sorted(routes - documented) == []
+
+
+def test_every_route_has_its_methods_in_the_api_reference(project: Path):
+    documented: dict[str, set[str]] = {}
+    for cells in table_rows(doc("api.md")):
+        path = re.match(r"`(/[^`?\s]*)", cells[1]) if len(cells) > 2 else None
+        if path and re.fullmatch(r"[A-Z, ]+", cells[0]):
+            documented.setdefault(path.group(1), set()).update(re.findall(r"[A-Z]+", cells[0]))
+    routes = {path: {m for m in methods if not m.startswith("blueprint:")} for path, methods in app_routes(project).items()}
+    assert documented == routes
+
+
+def test_the_openapi_document_describes_every_json_route_and_no_other(project: Path):
+    answer = create_app(project).test_client().get("/openapi.json")
+    described = {re.sub(r"\{(\w+)\}", r"<\1>", path): {method.upper() for method in methods}
+                 for path, methods in answer.get_json()["paths"].items()}
+    json_routes = {path: {m for m in methods if not m.startswith("blueprint:")}
+                   for path, methods in app_routes(project).items() if "blueprint:pages" not in methods}
+    assert "/prediction" in json_routes and "/" not in json_routes
+    assert described == json_routes
+
+
+def test_every_config_key_is_in_the_config_reference():
+    reference = doc("pipeline.md")
+    sections = {"model": config_module.MODEL_DEFAULTS, "automation": config_module.AUTOMATION_DEFAULTS,
+                "alerts": config_module.ALERT_DEFAULTS, "alerts.email": config_module.EMAIL_DEFAULTS,
+                "reporting": config_module.REPORTING_DEFAULTS, "api": config_module.API_DEFAULTS}
+    plain = {*config_module.PATH_KEYS, "input_database", "max_id_length"}
+    assert set(config_module.TOP_LEVEL_KEYS) - plain <= set(sections)  # a new section needs its keys checked here
+    keys = [*config_module.TOP_LEVEL_KEYS, *(f"{section}.{key}" for section, keys in sections.items() for key in keys)]
+    assert [key for key in keys if f"`{key}`" not in reference and f"`{key}." not in reference] == []
+    database = doc("database.md")
+    assert [key for key in DATABASE_KEYS if f"`{key}`" not in database] == []
+
+
+def test_every_field_of_the_run_history_is_in_the_automation_page():
+    page = doc("automation.md").split("## The run history", 1)[1]
+    fields = [field for cells in table_rows(page) for field in re.findall(r"`(\w+)`", cells[0])]
+    assert [column for column in ("id", *HISTORY_COLUMNS) if column not in fields] == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_flag_of_every_script_is_in_the_flags_table(script: str, capsys):
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(script).main(["--help"])
+    assert done.value.code == 0
+    options = capsys.readouterr().out.split("options:", 1)[1]
+    flags = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", options, re.M)) - {"--help", "--config", "--verbose"}
+    reference = doc("pipeline.md").split("## The scripts' flags", 1)[1].split("\n## ", 1)[0]
+    rows = [" ".join(cells[1:]) for cells in table_rows(reference) if f"`{script}.py`" in cells[0]]
+    assert len(rows) == 1
+    assert sorted(flag for flag in flags if f"`{flag}" not in rows[0]) == []
+
+
+def test_every_make_target_is_in_the_development_page():
+    targets = re.findall(r"^([a-z][a-z-]*):.*## ", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    table = " ".join(cells[0] for cells in table_rows(doc("development.md").split("## Make targets", 1)[1]))
+    assert "run" in targets and [target for target in targets if f"`make {target}`" not in table] == []
