@@ -370,7 +370,9 @@ def test_the_health_shows_the_deployed_model_its_f1_and_auc_and_the_latest_drift
     assert ("differed from the training data in 1 feature (drift is a PSI at or above 0.25 or a Kolmogorov-Smirnov "
             "(KS) p-value below 0.01): activity last month drift by PSI and KS PSI 1.250 (drift), KS 0.300 (p 1e-09)"
             ) in text
-    assert "activity last year drift" not in text and "PSI 0.050" not in text  # only what drifted
+    assert "activity last year drift" not in text  # only what drifted is charted and called drift...
+    # ...and the rest have their figures, as the PDF's drift table lists every feature (issue 19.7)
+    assert "The other features: activity last year PSI 0.050 (stable), KS 0.010 (p 0.9)." in text
 
 
 def test_each_drifted_feature_is_charted_against_the_checked_models_training_data(tmp_path):
@@ -998,6 +1000,18 @@ def test_a_check_on_too_few_rows_says_so_instead_of_no_drift(tmp_path):
     text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert "Too few rows to tell whether the data drifted: the check took 5 rows, fewer than 50." in text
     assert "No feature drifted" not in text
+    assert "PSI 4.900" not in text  # figures on 5 rows are not set out as if they could tell
+
+
+def test_a_check_where_nothing_drifted_still_gives_each_features_figures(tmp_path):
+    config = build_project(tmp_path)
+    steady = {name: {"psi": 0.012, "psi_label": "stable", "ks_statistic": 0.02, "ks_p_value": 0.5, "drift": False}
+              for name in ("lastmonth_activity", "number_of_employees")}
+    record_run(config.output_model_folder / RUN_HISTORY,
+               drift_run("k", "2026-04-01T06:00:00Z", decision="keep", data_drift={"drift": False, "features": steady}))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert ("No feature drifted at the latest check. Each feature: activity last month PSI 0.012 (stable), KS 0.020 "
+            "(p 0.5); employees PSI 0.012 (stable), KS 0.020 (p 0.5).") in text
 
 
 def test_a_calibrator_fitted_on_held_out_rows_names_them_once():

@@ -149,7 +149,8 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
     return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
             "sentence": check_sentence(check) if check else None,
             "other_model": other_model_note(check, served), "replaced_model": replaced_model_note(check, served),
-            "drifted": drifted_features(check, alpha), "too_few_rows": too_few_rows_text(check),
+            "drifted": checked_features(check, alpha, drifted=True),
+            "steady": checked_features(check, alpha, drifted=False), "too_few_rows": too_few_rows_text(check),
             "last_bar": last_bar_text(), "runs": runs[::-1][:HISTORY_ROWS],
             "older_runs": max(0, len(runs) - HISTORY_ROWS), "estimate": latest_estimate(check),
             "reliability": latest_reliability(runs)}
@@ -230,11 +231,13 @@ def check_sentence(check: dict[str, Any]) -> str:
     return f"{when(check.get('started_at'))}, {rows}: {verdict}; {done}." + (f" {called}." if called else "")
 
 
-def drifted_features(check: dict[str, Any] | None, ks_alpha: float) -> list[dict[str, Any]]:
-    """The features the check found drifted, as it recorded them, with the tests that found them."""
+def checked_features(check: dict[str, Any] | None, ks_alpha: float, drifted: bool) -> list[dict[str, Any]]:
+    """The features the check found drifted (or, `drifted` False, those it did not), as it recorded them, with the
+    tests' figures: the page lists every feature the PDF's drift table does."""
     return [{"feature": name, "label": FEATURE_LABELS.get(name, name), "figures": figures_text(values),
              "verdict": verdict_text(values, ks_alpha)}
-            for name, values in recorded_figures(check).items() if isinstance(values, dict) and values.get("drift")]
+            for name, values in recorded_figures(check).items()
+            if isinstance(values, dict) and bool(values.get("drift")) == drifted]
 
 
 # --- F1 and ROC AUC with their intervals ---------------------------------------------------------
