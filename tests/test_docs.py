@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -150,3 +151,11 @@ def test_every_make_target_is_in_the_development_page():
     targets = re.findall(r"^([a-z][a-z-]*):.*## ", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
     table = " ".join(cells[0] for cells in table_rows(doc("development.md").split("## Make targets", 1)[1]))
     assert "run" in targets and [target for target in targets if f"`make {target}`" not in table] == []
+
+
+def test_every_benchmark_and_flag_of_the_bench_runner_is_in_the_benchmarks_page():
+    source = (ROOT / "bench" / "run.py").read_text(encoding="utf-8")
+    names = re.search(r"^BENCHMARKS = (\([^)]*\))", source, re.M | re.S).group(1)
+    flags = re.findall(r'add_argument\("(--[a-z][a-z-]*)"', source)
+    page = doc("benchmarks.md")
+    assert "--only" in flags and [item for item in [*flags, *ast.literal_eval(names)] if f"`{item}" not in page] == []
