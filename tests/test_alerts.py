@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,6 +263,26 @@ def test_a_run_finished_again_is_not_announced_twice(deployed: Config, receiver:
     alerts.note_run(config, row)
     alerts.note_run(config, row)  # the same run recorded again (a killed run finished by the next tick)
     assert len(receiver.bodies) == 1 and len(mailbox.messages) == 1
+
+
+@pytest.mark.slow
+def test_a_failure_that_stays_is_announced_once_until_a_tick_succeeds(deployed: Config, receiver: Receiver,
+                                                                     caplog):
+    # The walk: a table held back by a bad row sent the same "Ingestion held back" by webhook and mail every tick.
+    caplog.set_level("INFO")
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url]})
+    ingested = config.input_folder / "dataset1.csv"
+    good = ingested.read_bytes()
+    ingested.write_text(good.decode().splitlines()[0] + "\nabcd,x,1,1,0\n")
+    for _ in range(3):
+        assert tick_module.tick(config, lambda c, r: None) == 1
+    assert [text.split(":")[0] for text in receiver.texts()] == ["[risk] Ingestion held back"]
+    assert re.search(r"run \d+ failed: no decision, model \S+ -> \S+", caplog.text)
+    ingested.write_bytes(good)
+    assert tick_module.tick(config, lambda c, r: None) == 0  # a tick that went well
+    ingested.write_text(good.decode().splitlines()[0] + "\nabcd,x,1,1,0\n")
+    assert tick_module.tick(config, lambda c, r: None) == 1
+    assert len(receiver.texts()) == 2  # the same failure again, after a success: announced again
 
 
 @pytest.mark.slow  # fullprocess.py in its own processes, one killed

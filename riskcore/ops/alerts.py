@@ -12,7 +12,9 @@ Events, read from a run's history row (riskcore.ops.history) or from the tick it
   silence              no successful tick for longer than alerts.silence_minutes
 
 Each event is a message in the outbox (alerts-outbox.json beside the run history), keyed by the run id and
-the event, so a run killed and finished later is not announced twice. Each channel (every webhook URL,
+the event, so a run killed and finished later is not announced twice; a failure (ingestion_held_back,
+run_failed) by its words and the last successful tick, so one that stays is announced once until a tick
+succeeds again. Each channel (every webhook URL,
 the mail) is tried until it has the message: a failed or slow send is logged and recorded, never fails
 the tick, and is tried again at the next tick (for a day, then given up with an error in the log). Sending
 is bounded: SEND_TIMEOUT per attempt, DELIVERY_BUDGET per tick, whether the tick sends once (a run's alerts)
@@ -337,12 +339,26 @@ def note_run(config: Config, row: dict[str, Any]) -> None:
         return
     try:
         outbox = read_outbox(config)
-        new = [enqueue(outbox, f"{row['run_id']}:{event}", event, message_text(event, detail, row, config), config)
+        new = [enqueue(outbox, message_key(event, detail, row, config), event,
+                       message_text(event, detail, row, config), config)
                for event, detail in events_of_run(row)]
         if any(new) or pending(outbox):
             deliver(config, outbox)
     except Exception:  # an alert must never fail the run it reports on
         log.exception("alerts for run %s could not be queued or sent", row.get("run_id"))
+
+
+# A failure that stays (a held-back table, a file still broken) fails every tick in the same words: announced once
+# until a tick succeeds again, not every 10 minutes (the walk's mailbox got the same held-back sentence each tick).
+REPEATING = ("ingestion_held_back", "run_failed")
+
+
+def message_key(event: str, detail: str, row: dict[str, Any], config: Config) -> str:
+    """The outbox key: the run and the event; for a failure, its words since the last successful tick."""
+    if event not in REPEATING:
+        return f"{row['run_id']}:{event}"
+    words = hashlib.sha256(detail.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{event}:{last_successful_tick(config)}:{words}"
 
 
 def pending(outbox: dict[str, Any]) -> bool:

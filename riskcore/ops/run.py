@@ -229,7 +229,9 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         note_run(config, run.as_row())  # the alerts this run calls for, sent once (riskcore.ops.alerts)
         if run.error:
             log.error("%s; the deployed model is %s", run.error.rstrip("."), run.version_after or "none")
-    log.info("run %s done: %s, model %s -> %s", run.run_number, run.decision, run.version_before, run.version_after)
+    # "run 5 done: None" was the walk's last line of a run held back before any decision.
+    log.info("run %s %s: %s, model %s -> %s", run.run_number, run.outcome, run.decision or "no decision",
+             run.version_before, run.version_after)
     return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
 
 
