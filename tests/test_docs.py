@@ -159,3 +159,16 @@ def test_every_benchmark_and_flag_of_the_bench_runner_is_in_the_benchmarks_page(
     flags = re.findall(r'add_argument\("(--[a-z][a-z-]*)"', source)
     page = doc("benchmarks.md")
     assert "--only" in flags and [item for item in [*flags, *ast.literal_eval(names)] if f"`{item}" not in page] == []
+
+
+def test_every_query_parameter_of_the_openapi_document_is_in_its_routes_row(project: Path):
+    paths = create_app(project).test_client().get("/openapi.json").get_json()["paths"]
+    rows: dict[str, str] = {}
+    for cells in table_rows(doc("api.md")):
+        path = re.match(r"`(/[^`?\s]*)", cells[1]) if len(cells) > 2 else None
+        if path:
+            rows[path.group(1)] = rows.get(path.group(1), "") + " ".join(cells[1:])
+    missing = [f"{path} {parameter['name']}" for path, methods in paths.items() for method in methods.values()
+               for parameter in method.get("parameters", []) if parameter["in"] == "query"
+               and not re.search(rf"\b{parameter['name']}\b", rows[re.sub(r"\{(\w+)\}", r"<\1>", path)])]
+    assert "/risk" in rows and missing == []
