@@ -58,3 +58,24 @@ def test_installed_line_runs_from_a_path_with_a_space_and_an_ampersand(awkward_p
     finally:
         subprocess.run([*make, "uncron"], check=True, capture_output=True)
     assert not [line for line in crontab_lines() if "risk proj & co" in line]
+
+
+def cronjob_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cronjob", ROOT / "tools" / "cronjob.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("processes", "expected"), [({"1": "init", "7": "bash"}, False),
+                                                      ({"1": "init", "9": "cron"}, True),
+                                                      ({"12": "crond"}, True)])
+def test_make_cron_can_tell_whether_a_cron_daemon_runs(tmp_path: Path, processes: dict, expected: bool):
+    for pid, name in processes.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "comm").write_text(name + "\n")
+    (tmp_path / "self").mkdir()
+    assert cronjob_module().cron_daemon_running(tmp_path) is expected
+    assert cronjob_module().cron_daemon_running(tmp_path / "missing") is None

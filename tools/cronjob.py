@@ -55,6 +55,24 @@ def others(lines: list[str], config: str) -> list[str]:
     return [line for line in lines if not line.endswith(mark(config))]
 
 
+CRON_DAEMONS = {"cron", "crond", "cronie"}  # Debian's and Busybox's, and Fedora's names for the daemon
+
+
+def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:
+    """Whether a cron daemon runs on this machine (Linux's /proc), or None when it cannot be told."""
+    try:
+        entries = [entry for entry in proc.iterdir() if entry.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            if (entry / "comm").read_text(encoding="utf-8", errors="replace").strip() in CRON_DAEMONS:
+                return True
+        except OSError:
+            continue  # a process that ended meanwhile
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("install", "uninstall", "line"))
@@ -76,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         write_crontab([*others(read_crontab(), args.config), line])
         print(f"installed: {line}")
+        if cron_daemon_running() is False:  # the walk's line sat in the crontab and never ran
+            print("warning: no cron daemon is running, so the line does not run until one starts (as root: "
+                  "service cron start, or systemctl enable --now cron).", file=sys.stderr)
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}.", file=sys.stderr)
         return 1
