@@ -103,6 +103,20 @@ def test_all_files_bad_keeps_earlier_outputs(config: Config):
     assert config.final_data_file.read_bytes() == before
 
 
+def test_nothing_ingested_names_each_rejected_file_in_a_sentence_of_its_own(config: Config):
+    for path in sorted(config.input_folder.iterdir()):
+        path.write_text(HEADER + "\nabcd,x,1,1,0\n")
+    with pytest.raises(DataError) as failed:
+        ingestion.run(config)
+    message = str(failed.value)
+    assert message.startswith(f"Nothing ingested from {config.input_folder}: dataset1.csv has ")
+    assert ". dataset2.csv has " in message and ".;" not in message and message.endswith(".")
+    for path in config.input_folder.iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r": it holds no CSV file\.$"):
+        ingestion.run(config)
+
+
 def test_fixed_file_is_picked_up_again(config: Config):
     bad = config.input_folder / "dataset3.csv"
     bad.write_text(HEADER + "\nabcd,x,1,1,0\n")

@@ -295,7 +295,8 @@ def ingest(config: Config, processed: Processed = NOTHING_PROCESSED, allow_remov
         result.removed.append({"name": name, "sha256": processed.ingested[name], "removed_at": utc_now(),
                                "by": operator()})
     if not result.files:
-        reasons = "; ".join(r.reason for r in result.rejected) or "it holds no CSV file"
+        # Each reason is a sentence of its own: joined by "; " they read "…value.; b.csv has …".
+        reasons = " ".join(r.reason.rstrip(".") + "." for r in result.rejected) or "it holds no CSV file."
         raise DataError(f"Nothing ingested from {config.input_folder}: {reasons}")
     write_outputs(result, config, set(processed.ingested.values()))
     log.info("wrote %s: %d clients from %d files (%d rejected)", config.final_data_file,
