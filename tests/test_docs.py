@@ -153,6 +153,12 @@ def test_every_make_target_is_in_the_development_page():
     assert "run" in targets and [target for target in targets if f"`make {target}`" not in table] == []
 
 
+def test_every_make_variable_is_in_the_development_page():
+    variables = re.findall(r"^([A-Z_]+) \?=", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    page = doc("development.md")
+    assert "PORT" in variables and [name for name in variables if f"`{name}`" not in page] == []
+
+
 def test_every_benchmark_and_flag_of_the_bench_runner_is_in_the_benchmarks_page():
     source = (ROOT / "bench" / "run.py").read_text(encoding="utf-8")
     names = re.search(r"^BENCHMARKS = (\([^)]*\))", source, re.M | re.S).group(1)
