@@ -21,7 +21,7 @@ import sys
 
 from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
-from riskcore.contract import API_RETURNS, EXIT_OK
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK
 from riskcore.files import next_report_number
 from riskcore.ops.api_client import call_endpoints, returns_file
 
@@ -32,7 +32,7 @@ def run(config: Config, url: str, run_number: int | None = None, api_key: str | 
     `run_number` picks the file (default: the first unused number); `api_key` defaults to
     $RISK_API_KEY.
     """
-    return call_endpoints(config, url, run_number=run_number, api_key=api_key)
+    return EXIT_FAILED if call_endpoints(config, url, run_number=run_number, api_key=api_key) else EXIT_OK
 
 
 def positive_int(text: str) -> int:

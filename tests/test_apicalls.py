@@ -98,6 +98,19 @@ def test_an_unreachable_api_still_writes_the_file_names_the_url_and_fails(deploy
     assert f"{url}/scoring" in caplog.text and "refused" in caplog.text
 
 
+@pytest.mark.slow  # the diagnostics and the PDF report before the calls: 1.5 s
+def test_a_runs_failed_api_calls_say_why_in_its_error(deployed):
+    # The walk's alert read "did not answer every call (see apireturns2.txt)": the why was in a file on the server.
+    from riskcore.ops.run import produce_reports
+    from riskcore.ops.run_record import Run, StepFailed
+
+    url = unused_url()
+    with pytest.raises(StepFailed) as failed:
+        produce_reports(deployed, Run(started_at="2026-01-01T00:00:00Z", run_number=2), url)
+    assert str(failed.value) == (f"step apicalls failed: the API at {url} did not answer every call (POST "
+                                 f"{url}/prediction failed: connection refused and 3 more; see apireturns2.txt)")
+
+
 @pytest.mark.slow
 def test_a_failing_endpoint_is_recorded_with_status_and_message(project, serve):
     url = serve(load_config(project))  # nothing deployed, no data: 503 everywhere
@@ -118,6 +131,11 @@ def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, 
     monkeypatch.delenv("RISK_API_KEY")
     assert apicalls.run(deployed, url) == EXIT_FAILED
     assert read_returns(deployed, "apireturns3.txt")["endpoints"]["scoring"]["status"] == 401
+    # What to do, in the sentence the run's failure and its alert quote (the walk's cron tick said only 401).
+    assert "(this run sent a key the API does not take: set RISK_API_KEY or automation.api_key_file" in \
+        read_returns(deployed, "apireturns2.txt")["endpoints"]["scoring"]["error"]
+    assert "(this run sent no key: set RISK_API_KEY or automation.api_key_file to the API's key)" in \
+        read_returns(deployed, "apireturns3.txt")["endpoints"]["scoring"]["error"]
     for path in deployed.output_model_folder.glob("apireturns*.txt"):
         assert "k3y-value" not in path.read_text(encoding="utf-8")
 

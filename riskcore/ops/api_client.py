@@ -19,7 +19,7 @@ import requests
 
 from riskcore.api.key import api_key as resolve_api_key
 from riskcore.config import Config
-from riskcore.contract import API_KEY_HEADER, API_RETURNS, EXIT_FAILED, EXIT_OK, TEST_DATA, UserError
+from riskcore.contract import API_KEY_HEADER, API_RETURNS, TEST_DATA, UserError
 from riskcore.files import atomic_write_json, next_report_number, numbered_name, utc_now
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ def call(session: requests.Session, base_url: str, spec: dict[str, Any], api_key
             message = body.get("message") if isinstance(body, dict) else None
             record["error"] = f"{spec['method']} {url} answered {response.status_code}" + (
                 f": {message}" if isinstance(message, str) else "")
+            if response.status_code == 401:  # the API has a key: what the run sent, and where its key comes from
+                record["error"] += (" (this run sent " + ("a key the API does not take" if api_key else "no key")
+                                    + ": set RISK_API_KEY or automation.api_key_file to the API's key)")
         elif key != "body":
             record["error"] = f"{spec['method']} {url} answered {response.status_code} but not with JSON"
     record["elapsed_seconds"] = round(time.perf_counter() - start, 4)
@@ -132,8 +135,9 @@ def returns_file(config: Config, run_number: int) -> Path:
     return config.output_model_folder / numbered_name(API_RETURNS, run_number)
 
 
-def call_endpoints(config: Config, url: str, run_number: int | None = None, api_key: str | None = None) -> int:
-    """Call the API's four endpoints and write apireturns(<n>).txt; return the exit status.
+def call_endpoints(config: Config, url: str, run_number: int | None = None,
+                   api_key: str | None = None) -> list[str]:
+    """Call the API's four endpoints and write apireturns(<n>).txt; return the failures, one sentence each.
 
     `run_number` picks the file (default: the first unused number); `api_key` defaults to
     riskcore.api.key's answer ($RISK_API_KEY, or an owner-only key file).
@@ -168,4 +172,4 @@ def call_endpoints(config: Config, url: str, run_number: int | None = None, api_
         "endpoints": calls,
     })
     log.info("wrote %s", target)
-    return EXIT_FAILED if failures else EXIT_OK
+    return failures

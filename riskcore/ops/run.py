@@ -69,10 +69,11 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
         write_reports(config, run_number=run.run_number)
         run.call_effect = measure_calls(calls_path(config.output_model_folder), config.final_data_file)
     with step(run, "apicalls"):
-        status = call_endpoints(config, api_url, run_number=run.run_number, api_key=api_key(config))
-    if status != EXIT_OK:
-        raise StepFailed(f"step apicalls failed: the API at {api_url} did not answer every call "
-                         f"(see {numbered_name(API_RETURNS, run.run_number)})")
+        failures = call_endpoints(config, api_url, run_number=run.run_number, api_key=api_key(config))
+    if failures:  # the first failure says why (the alert's reader has no apireturns file at hand)
+        more = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+        raise StepFailed(f"step apicalls failed: the API at {api_url} did not answer every call ({failures[0]}{more}; "
+                         f"see {numbered_name(API_RETURNS, run.run_number)})")
 
 
 def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = None, new_rows=None) -> None:
