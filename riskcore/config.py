@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from riskcore.contract import DEFAULT_CONFIG, FINAL_DATA, MAX_ID_LENGTH, MODEL_FILE, TEST_DATA, ConfigError
 
@@ -301,8 +302,16 @@ def _check_alerts(raw: Any, where: str) -> dict[str, Any]:
     for url in _strings(alerts["webhook_urls"], "alerts.webhook_urls", where):
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f'Config key "alerts.webhook_urls" in {where} must hold http(s) URLs only.')
+        if "@" in urlsplit(url).netloc:  # urllib would take "user:password@host" for a host name; never shown
+            raise ConfigError(f'Config key "alerts.webhook_urls" in {where} must hold URLs without a user or '
+                              "password (user:password@host): a hook's secret goes in its path, as Slack's, "
+                              "Mattermost's and Teams' do.")
     if not math.isfinite(alerts["silence_minutes"]) or alerts["silence_minutes"] <= 0:
         raise ConfigError(f'Config key "alerts.silence_minutes" in {where} must be a finite number above 0.')
+    if isinstance(alerts["email"], dict) and "password" in alerts["email"]:
+        raise ConfigError(f'Config key "alerts.email.password" in {where} is refused: the SMTP password comes from '
+                          'alerts.email.password_file (a file only its owner can read) or $RISK_SMTP_PASSWORD, '
+                          "never from the config.")
     if alerts["email"] is not None:
         email = _check_section(alerts["email"], "alerts.email", EMAIL_DEFAULTS, EMAIL_TYPES, where)
         if not _strings(email["to"], "alerts.email.to", where):

@@ -134,7 +134,9 @@ def test_the_alerts_section_of_the_issue_loads(config: Config):
     ({"webhook_urls": ["ftp://x"]}, "http\\(s\\) URLs only"),
     ({"silence_minutes": "60"}, '"alerts.silence_minutes" .* must be'),
     ({"email": {"to": ["a@b"], "from": "r@b", "smtp_port": "25"}}, '"alerts.email.smtp_port" .* must be an integer'),
-    ({"email": {"to": ["a@b"], "from": "r@b", "password": "x"}}, 'Unknown config key "alerts.email.password"'),
+    ({"email": {"to": ["a@b"], "from": "r@b", "password": "x"}},
+     '"alerts.email.password" .* is refused: the SMTP password comes from alerts.email.password_file'),
+    ({"webhook_urls": ["http://u:pw@127.0.0.1:9/hook"]}, "without a user or password"),
     ({"email": {"from": "r@b"}}, "at least one recipient"),
     ({"email": {"to": ["a@b"], "from": "r@b", "starttls": "yes"}}, '"alerts.email.starttls" .* true or false'),
     ({"email": {"to": ["a@b"], "from": "r@b\nBcc: x@y"}}, '"alerts.email.from" .* mail addresses'),
@@ -144,6 +146,7 @@ def test_a_wrong_alerts_section_is_refused_at_load_in_one_sentence(config: Confi
     with pytest.raises(ConfigError, match=message) as caught:
         with_alerts(config, section)
     one_sentence(str(caught.value))
+    assert "pw@" not in str(caught.value)  # a password in a webhook's URL is never repeated
 
 
 # --- The events of a run ---------------------------------------------------------------------------
