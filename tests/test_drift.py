@@ -218,6 +218,9 @@ def test_the_latest_check_is_the_latest_run_that_measured_something():
      "the window has 5 labelled rows of the 200 needed (automation.min_rows) and 5 clients who left of the 10 needed "
      "(automation.min_positives)"),
     (drift.Counts(tp=40, fp=10, fn=10, tn=300), None),
+    (drift.Counts(tp=0, fp=0, fn=1, tn=0),  # the walk's late row alone: 'the window has 1 labelled rows'
+     "the window has 1 labelled row of the 200 needed (automation.min_rows) and 1 client who left of the 10 needed "
+     "(automation.min_positives)"),
     (drift.Counts(tp=0, fp=0, fn=1, tn=9),  # one client: 'the window has ... 1 clients who left' read on the page
      "the window has 10 labelled rows of the 200 needed (automation.min_rows) and 1 client who left of the 10 needed "
      "(automation.min_positives)"),

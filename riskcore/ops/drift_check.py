@@ -70,7 +70,8 @@ def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> st
     """
     missing = []
     if counts.rows < min_rows:
-        missing.append(f"{counts.rows:,} labelled rows of the {min_rows:,} needed (automation.min_rows)")
+        rows = "labelled row" if counts.rows == 1 else "labelled rows"
+        missing.append(f"{counts.rows:,} {rows} of the {min_rows:,} needed (automation.min_rows)")
     if counts.positives < min_positives:
         who = "client who left" if counts.positives == 1 else "clients who left"
         missing.append(f"{counts.positives:,} {who} of the {min_positives:,} needed (automation.min_positives)")

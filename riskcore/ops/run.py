@@ -162,8 +162,8 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
     write_pending(config, run)
     if verdict == "wait":
         write_window(config, rows)
-        log.info("decision: wait, model %s is kept and the window of %d rows carries over (%s)",
-                 current.model_version, len(rows), run.drift_verdict)
+        log.info("decision: wait, model %s is kept and the window of %d row%s carries over (%s)",
+                 current.model_version, len(rows), "" if len(rows) == 1 else "s", run.drift_verdict)
     else:
         clear_window(config)
         log.info("decision: keep model %s, record the new files as processed (%s)", current.model_version,
