@@ -33,14 +33,24 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 
 def app_routes(project: Path) -> dict[str, set[str]]:
-    """Each route of the app (converters dropped: `/risk/<client_id>`) with its methods and its blueprint."""
+    """Each route of the app (converters dropped: `/risk/<client_id>`) with its methods."""
     routes: dict[str, set[str]] = {}
     for rule in create_app(project).url_map.iter_rules():
         if rule.endpoint != "static" and not rule.endpoint.endswith(".static"):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule.rule)
             routes.setdefault(path, set()).update(rule.methods - {"HEAD", "OPTIONS"})
-            routes[path].add("blueprint:" + rule.endpoint.split(".")[0])
     return routes
+
+
+def api_rows() -> dict[str, tuple[set[str], str]]:
+    """Each path of api.md's route tables: the methods its rows give, and their text (one row per method or not)."""
+    rows: dict[str, tuple[set[str], str]] = {}
+    for cells in table_rows(doc("api.md")):
+        path = re.match(r"`(/[^`?\s]*)", cells[1]) if len(cells) > 2 else None
+        if path and re.fullmatch(r"[A-Z, ]+", cells[0]):
+            methods, text = rows.get(path.group(1), (set(), ""))
+            rows[path.group(1)] = (methods | set(re.findall(r"[A-Z]+", cells[0])), text + " ".join(cells[1:]))
+    return rows
 
 
 def anchors(markdown: str) -> set[str]:
@@ -86,33 +96,11 @@ def test_every_local_link_and_anchor_resolves(page: Path):
     assert broken == []
 
 
-def test_every_route_of_the_app_is_in_the_api_reference(project: Path):
-    reference = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule.rule) for rule in create_app(project).url_map.iter_rules()
-              if rule.endpoint != "static" and not rule.endpoint.endswith(".static")}
-    assert {"/", "/history", "/prediction"} <= routes  # the app's routes were read
-    documented = set(re.findall(r"`(/[^`?\s]*)[`?\s]", reference))
-    assert sorted(routes - documented) == []
-
-
-def test_every_route_has_its_methods_in_the_api_reference(project: Path):
-    documented: dict[str, set[str]] = {}
-    for cells in table_rows(doc("api.md")):
-        path = re.match(r"`(/[^`?\s]*)", cells[1]) if len(cells) > 2 else None
-        if path and re.fullmatch(r"[A-Z, ]+", cells[0]):
-            documented.setdefault(path.group(1), set()).update(re.findall(r"[A-Z]+", cells[0]))
-    routes = {path: {m for m in methods if not m.startswith("blueprint:")} for path, methods in app_routes(project).items()}
+def test_every_route_of_the_app_is_in_the_api_reference_with_its_methods(project: Path):
+    documented = {path: methods for path, (methods, _) in api_rows().items()}
+    routes = app_routes(project)
+    assert {"/", "/history", "/prediction"} <= set(routes)  # the app's routes were read
     assert documented == routes
-
-
-def test_the_openapi_document_describes_every_json_route_and_no_other(project: Path):
-    answer = create_app(project).test_client().get("/openapi.json")
-    described = {re.sub(r"\{(\w+)\}", r"<\1>", path): {method.upper() for method in methods}
-                 for path, methods in answer.get_json()["paths"].items()}
-    json_routes = {path: {m for m in methods if not m.startswith("blueprint:")}
-                   for path, methods in app_routes(project).items() if "blueprint:pages" not in methods}
-    assert "/prediction" in json_routes and "/" not in json_routes
-    assert described == json_routes
 
 
 def test_every_config_key_is_in_the_config_reference():
@@ -167,14 +155,30 @@ def test_every_benchmark_and_flag_of_the_bench_runner_is_in_the_benchmarks_page(
     assert "--only" in flags and [item for item in [*flags, *ast.literal_eval(names)] if f"`{item}" not in page] == []
 
 
+
+
 def test_every_query_parameter_of_the_openapi_document_is_in_its_routes_row(project: Path):
     paths = create_app(project).test_client().get("/openapi.json").get_json()["paths"]
-    rows: dict[str, str] = {}
-    for cells in table_rows(doc("api.md")):
-        path = re.match(r"`(/[^`?\s]*)", cells[1]) if len(cells) > 2 else None
-        if path:
-            rows[path.group(1)] = rows.get(path.group(1), "") + " ".join(cells[1:])
+    rows = {path: text for path, (_, text) in api_rows().items()}
     missing = [f"{path} {parameter['name']}" for path, methods in paths.items() for method in methods.values()
                for parameter in method.get("parameters", []) if parameter["in"] == "query"
                and not re.search(rf"\b{parameter['name']}\b", rows[re.sub(r"\{(\w+)\}", r"<\1>", path)])]
     assert "/risk" in rows and missing == []
+
+
+def test_every_field_of_every_json_answer_is_in_its_routes_row(project: Path):
+    document = create_app(project).test_client().get("/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    rows = {path: text for path, (_, text) in api_rows().items()}
+    missing = []
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            schema = operation["responses"].get("200", {}).get("content", {}).get("application/json", {}).get("schema")
+            if schema is None or path == "/openapi.json":  # the OpenAPI document's own fields are the standard's
+                continue
+            schema = schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+            row = rows[re.sub(r"\{(\w+)\}", r"<\1>", path)]
+            missing += [f"{path} {field}" for field in schema.get("properties", {})
+                        if not re.search(rf"\b{field}\b", row)]
+    assert "/scoring" in rows
+    assert missing == [], missing
