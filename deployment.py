@@ -38,7 +38,7 @@ from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.run_record import new_run_id
 from riskcore.release.listing import format_releases, release_rows
 from riskcore.release.load import Deployment, require_deployment
-from riskcore.release.operator_state import claim, operator, pin, unpin
+from riskcore.release.operator_state import claim, operator, pin, refuse_while_pinned, unpin
 from riskcore.release.publish import deploy, repair, roll_forward, rollback
 
 log = logging.getLogger("deployment")
@@ -94,6 +94,7 @@ def act(config: Config, action: str | None, to: str | None = None) -> Deployment
         if was:
             record_action(config, "unpin", current, current)
         return current
+    refuse_while_pinned(prod, "deployment")  # the pin would name a release no longer served, the banner with it
     return deploy(config)
 
 

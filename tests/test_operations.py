@@ -106,24 +106,36 @@ def test_a_missing_current_link_is_repaired_not_redeployed(deployed: Config):
         deployment.run(deployed, action="repair")
 
 
-@pytest.mark.parametrize("kept_by", ["rollback", "pin"])
-def test_a_repair_serves_the_model_a_rollback_or_a_pin_keeps(deployed: Config, kept_by: str, caplog):
+def test_a_repair_serves_the_model_a_rollback_keeps(deployed: Config, caplog):
     # The walk: rolled back from a bad model, then `current` lost; --repair served the newest release, the bad
     # model again, and the banner and the operator's rollback were gone without a word.
     prod = deployed.prod_deployment_folder
     first = current_deployment(prod)
-    if kept_by == "pin":
-        deployment.run(deployed, action="pin")
     write_csv(deployed.input_folder / "more.csv", client_rows(80, seed=8))
     deploy_all(deployed)
     assert current_deployment(prod).model_version != first.model_version
-    if kept_by == "rollback":
-        deployment.run(deployed, action="rollback")
+    deployment.run(deployed, action="rollback")
     os.unlink(prod / CURRENT_LINK)
     with caplog.at_level("INFO"):
         repaired = deployment.run(deployed, action="repair")
     assert repaired.model_version == first.model_version == current_deployment(prod).model_version
-    assert ("the rollback of" if kept_by == "rollback" else f"release {first.release} is pinned") in caplog.text
+    assert "the rollback of" in caplog.text
+
+
+def test_a_deployment_by_hand_while_pinned_is_refused_with_one_sentence(deployed: Config, tmp_path: Path):
+    # The walk: deployment.py by hand while pinned served the new model; the pin, the banner and the PDF named
+    # the pinned release as kept.
+    prod = deployed.prod_deployment_folder
+    deployment.run(deployed, action="pin")
+    pinned = current_deployment(prod)
+    write_csv(deployed.input_folder / "more.csv", client_rows(80, seed=8))
+    for step in (ingestion, training, scoring):
+        step.run(deployed)
+    done = run_script("deployment.py", "--config", str(deployed.config_file), cwd=tmp_path)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: Release {pinned.release} is pinned") and "--unpin first" in line
+    assert current_deployment(prod).release == pinned.release
 
 
 def test_unknown_folders_in_releases_are_ignored(deployed: Config, caplog):

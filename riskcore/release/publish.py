@@ -345,24 +345,18 @@ def roll_forward(prod: Path) -> Deployment:
 
 
 def operators_model(prod: Path) -> tuple[str, str] | None:
-    """(model version, why) the operator's state keeps served: a rollback's, else a pin's; None when neither."""
-    control = read_control(prod)
-    if control["rollbacks"]:
-        newest = control["rollbacks"][-1]
-        return newest["to_model"], f"the rollback of {when(newest['at'])} by {newest['by']} serves it"
-    pinned = control["pinned"]
-    if pinned:
-        try:
-            model = read_release(prod, pinned["release"]).model_version
-        except (DataError, KeyError, TypeError):
-            return None
-        return model, f"release {pinned['release']} is pinned"
-    return None
+    """(model version, why) a rollback in force keeps served, or None. (A pin needs no such care: nothing deploys
+    another model while a release is pinned, so the newest intact release holds the pinned model.)"""
+    rollbacks = read_control(prod)["rollbacks"]
+    if not rollbacks:
+        return None
+    newest = rollbacks[-1]
+    return newest["to_model"], f"the rollback of {when(newest['at'])} by {newest['by']} serves it"
 
 
 def repair(prod: Path) -> Deployment:
     """Point a production folder whose `current` link is missing at its newest intact release; of the model a
-    rollback or a pin keeps served, if one does (the walk's repair served the model rolled back from again)."""
+    rollback keeps served, if one does (the walk's repair served the model rolled back from again)."""
     if current_release_name(prod) is not None:
         raise DataError(f"{prod / CURRENT_LINK} is in place; nothing to repair.")
     skipped, intact = [], []
