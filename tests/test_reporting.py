@@ -481,7 +481,10 @@ def test_report_after_a_retrain_shows_the_drift_that_caused_it(retrained):
     for feature in drifted:
         assert f"{FEATURE_LABELS[feature]} {figures[feature]['psi']:.3f} drift" in text
     assert f"Drift check that led to this report (run {run['run_number']}, {run['started_at']})" in text
-    assert f"model {run['version_before']} scored F1 {run['f1_new_data']:.4f}" in text
+    # the verdict gives the F1 and the baseline, said once: "model m on the 10,000 labelled new rows: F1 0.3464 on..."
+    assert squeeze(f"model {run['version_before']} on the {run['window_rows']:,} labelled new rows: "
+                   f"{run['drift_verdict']}; decision: retrain") in text
+    assert text.count(f"F1 {run['f1_new_data']:.4f}") == 1
     assert f"the training data of model {run['version_before']} against the new rows" in text
     assert f"replaced by {run['version_after']}" in text
 
@@ -560,7 +563,8 @@ def test_a_keep_run_names_its_drift_check_the_same_way(deployed):
     [run] = read_history(deployed.output_model_folder / RUN_HISTORY)
     assert run["decision"] == "keep"
     text = squeeze(" ".join(pdf_pages(deployed.output_model_folder / "summary_report.pdf")))
-    assert f"model {run['version_before']} scored F1 {run['f1_new_data']:.4f}" in text
+    assert f"model {run['version_before']} on the " in text and squeeze(f": {run['drift_verdict']}; decision: keep") in text
+    assert f"F1 {run['f1_new_data']:.4f}" in run["drift_verdict"]  # the F1 said once, in the verdict
     for feature, figures in run["data_drift"]["features"].items():
         # The PSI as every output writes it (formatting.psi_figure: under a 'stable' or 'some shift' reading never
         # rounded up to the threshold it is below)

@@ -77,14 +77,19 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
         name = f"run {check['run_number']}" if check.get("run_number") else f"run #{check.get('id')}"
         checked = escape(check.get("version_before") or drift.model_version)
         rows = scored_rows(check)
+        recorded = str(check.get("drift_verdict") or "")
         if isinstance(check.get("f1_new_data"), (int, float)):
             counted = f"{rows:,} " if isinstance(rows, int) else ""
             labelled = "labelled " if isinstance(check.get("window_labelled"), int) else ""
-            scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}{labelled}new rows"
-                      f"{rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
+            on_rows = f"model {checked} on the {counted}{labelled}new rows{rows_note(rows)}"
+            if recorded.startswith("F1 "):  # the verdict gives the F1 and the baseline: said once
+                scored, recorded = f"{on_rows}: {escape(recorded)}", ""
+            else:
+                scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}{labelled}new rows"
+                          f"{rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
         else:
             scored = f"model {checked} had no labelled new rows to be scored on"
-        verdict = f" ({escape(check['drift_verdict'])})" if check.get("drift_verdict") else ""
+        verdict = f" ({escape(recorded)})" if recorded else ""
         decision = escape(check.get("decision") or "not recorded")
         before = check.get("version_before")
         # A report written during its own run comes before the run records the model it ended with.
