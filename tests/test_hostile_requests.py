@@ -376,6 +376,8 @@ def test_a_pickle_named_like_a_dataset_is_read_as_text_and_refused(site, name):
     ("application/json", b'{"records": [{"corporation": "a", "corporation": {"$gt": ""}, "lastmonth_activity": 1,'
      b' "lastyear_activity": 1, "number_of_employees": 1}]}', 400, "not an object"),
     ("application/json", b'{"__proto__": {"admin": true}, "records": []}', 400, '"__proto__"'),
+    ("application/json", b'{"records": [{"corporation": "a\\ud800", "lastmonth_activity": 1, "lastyear_activity": 1,'
+     b' "number_of_employees": 1}]}', 400, "lone surrogate"),  # json.loads takes it; no answer can be written with it
 ])
 def test_wrong_content_types_and_malformed_bodies_are_4xx(site, content_type, body, status, phrase):
     refused(http(site, "POST", "/prediction", body, {"Content-Type": content_type}), status, phrase, site=site)

@@ -163,13 +163,20 @@ def json_body(expected: str) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, "
                             f"column {exc.colno}).") from None
     except (ValueError, RecursionError) as exc:
         reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply or a number too long"
         raise ApiError(400, f"The request body is not valid JSON ({reason}).") from None
+    # json.loads takes an escaped lone surrogate ("\ud800"), which no answer can then be written with (a 500).
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "The request body is not valid JSON (a string holds a lone surrogate such as "
+                            "\\ud800, which is not a character).") from None
+    return document
 
 
 def rows_of_json(config: Config) -> Rows:

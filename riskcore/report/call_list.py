@@ -55,7 +55,7 @@ from riskcore.model.reasons import (
     positions,
     worded_units,
 )
-from riskcore.ops.calls import calls_path, group_of, latest_cycle, record_cycle
+from riskcore.ops.calls import FORMULA_STARTS, calls_path, group_of, latest_cycle, record_cycle
 from riskcore.release.load import (
     Deployment,
     deployed_metadata,
@@ -345,8 +345,16 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
     else:
         revenue = [pl.lit(None, dtype=pl.Float64).alias(name) for name in (REVENUE, REVENUE_AT_RISK)]
     return (ranked
-            .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *CHANGE_COLUMNS, *FEATURES,
-                    *revenue, *reasons, *contribution_columns(explainer), in_group.alias(GROUP)))
+            .select("rank", spreadsheet_safe(ID_COLUMN), chance.round(DECIMALS).alias(PROBABILITY), KEY,
+                    *CHANGE_COLUMNS, *FEATURES, *revenue, *reasons, *contribution_columns(explainer),
+                    in_group.alias(GROUP)))
+
+
+def spreadsheet_safe(column: str) -> pl.Expr:
+    """A text column as riskcore.ops.calls.safe_cell writes a cell: one that would start a spreadsheet formula
+    (a client id such as =HYPERLINK(...) from a CRM export) gets a leading apostrophe."""
+    text = pl.col(column)
+    return pl.when(text.str.slice(0, 1).is_in(FORMULA_STARTS)).then(pl.lit("'") + text).otherwise(text).alias(column)
 
 
 # --- This cycle's calls and its measurement group ---------------------------------------------
