@@ -506,13 +506,14 @@ def test_test_alerts_sends_to_every_channel(deployed: Config, receiver: Receiver
 def test_test_alerts_says_which_of_several_webhooks_on_one_host_failed(deployed: Config, receiver: Receiver, capsys):
     from conftest import free_port
 
-    refused = f"http://user:pw@127.0.0.1:{free_port()}/hooks/other-token"
+    port = free_port()  # a user:password@ in a webhook URL is refused at load (test_a_wrong_alerts_section_...)
+    refused = f"http://127.0.0.1:{port}/hooks/other-token"
     config = with_alerts(deployed, {"webhook_urls": [receiver.url, refused]})
     assert fullprocess.main(["--config", str(config.config_file), "--test-alerts"]) == 1
     first, second = capsys.readouterr().out.splitlines()
     assert first == f"webhook 127.0.0.1:{receiver.server.server_port} (alerts.webhook_urls 1 of 2): sent"
-    assert second.startswith(f"webhook {refused.split('@')[1].split('/')[0]} (alerts.webhook_urls 2 of 2): failed")
-    assert "pw" not in second and "token" not in first + second
+    assert second.startswith(f"webhook 127.0.0.1:{port} (alerts.webhook_urls 2 of 2): failed")
+    assert "token" not in first + second
 
 
 def test_test_alerts_without_a_channel_is_one_sentence(deployed: Config, capsys):
