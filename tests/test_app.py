@@ -49,8 +49,8 @@ from riskcore.contract import (
 from riskcore.data import validation
 from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json
-from riskcore.model import evaluation
-from riskcore.model.calibration import calibrated_probability
+from riskcore.model import calibration, evaluation
+from riskcore.model.calibration import PLAIN_ROWS, calibrated_probability, linear_log_odds
 from riskcore.release import publish
 from riskcore.release.load import Deployment, current_deployment, load_deployed_calibrator, load_deployed_model
 from riskcore.report import statistics
@@ -249,6 +249,28 @@ def test_predictions_are_the_served_calibrators_probability_of_the_models_log_od
     assert log_odds == model.decision_function([[7.0, 120.0, 4.0]] * 3).tolist()
     assert [row["probability"] for row in body["predictions"]] == attrition
     assert [row["prediction"] for row in body["predictions"]] == model.predict([[7.0, 120.0, 4.0]] * 3).tolist()
+
+
+def test_a_few_rows_are_scored_by_the_librarys_own_arithmetic_bit_for_bit(shared):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = load_deployed_model(current_deployment(shared.prod_deployment_folder))
+    rng = np.random.default_rng(0)
+    rows = np.vstack([rng.integers(0, 10**k, size=(300, 3)) for k in (1, 3, 6, 12)]).astype("float64")
+    log_odds = model.decision_function(rows)
+    platt = calibration._fit("platt", log_odds, (log_odds + rng.normal(0, 2, len(rows)) > 0).astype(int))
+    assert served_model.scored_plainly(model)
+    for start in range(0, len(rows), 7):
+        few = rows[start:start + rng.integers(1, PLAIN_ROWS)]
+        assert np.array_equal(linear_log_odds(model, few), model.decision_function(few))
+        mine = calibrated_probability(platt, log_odds[start:start + len(few)])
+        assert np.array_equal(mine, platt.estimator.predict_proba(log_odds[start:start + len(few)].reshape(-1, 1))[:, 1])
+    # A model whose decision_function is not the linear formula of the features keeps scikit-learn's own.
+    other = make_pipeline(StandardScaler(), LogisticRegression()).fit(rows[:100], (rows[:100, 0] > 4).astype(int))
+    assert not served_model.scored_plainly(other)
 
 
 def test_whole_floats_and_the_largest_value_are_accepted(client):

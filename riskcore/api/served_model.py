@@ -45,6 +45,7 @@ class Served:
     positive: int  # column of predict_proba holding the attrition (class 1) probability
     explainer: Explainer | None  # None: a model trained before its metadata recorded the average client
     calibrator: Any = None  # riskcore.model.calibration.Calibrator; None: a release made before calibration
+    plain: bool = False  # a few rows scored by riskcore.model.calibration.linear_log_odds (prepare_model)
 
     @property
     def release(self) -> str:
@@ -59,11 +60,15 @@ class Served:
 
         The label is the model's own (its decision_function's sign: what predict gives); the probability
         is the calibrated one (riskcore.model.calibration), the call list's. One decision_function call
-        gives both, so scikit-learn checks the input once.
+        gives both, so scikit-learn checks the input once; a few rows (a request's records, already checked) are
+        not checked again: linear_log_odds, where the model is one it gives exactly the numbers of (prepare_model).
         """
-        from riskcore.model.calibration import calibrated_probability
+        from riskcore.model.calibration import PLAIN_ROWS, calibrated_probability, linear_log_odds
 
-        log_odds = self.model.decision_function(features)
+        if self.plain and len(features) < PLAIN_ROWS:
+            log_odds = linear_log_odds(self.model, features)
+        else:
+            log_odds = self.model.decision_function(features)
         labels = self.model.classes_[(log_odds > 0).astype(int)]
         return labels.tolist(), calibrated_probability(self.calibrator, log_odds).tolist()
 
@@ -102,7 +107,25 @@ def prepare_model(deployment: Deployment) -> Served:
         log.warning("model %s was trained before its metadata recorded the average client: its answers carry "
                     "no reasons", deployment.model_version)
     return Served(deployment=deployment, model=model, positive=positive[0], explainer=explainer,
-                  calibrator=calibrator)
+                  calibrator=calibrator, plain=scored_plainly(model))
+
+
+PROBE = ((0.0, 0.0, 0.0), (1.0, 2.0, 3.0), (79.0, 563.0, 108.0), (5000.0, 60000.0, 1e6))
+
+
+def scored_plainly(model) -> bool:
+    """Whether linear_log_odds gives exactly the model's decision_function (a binary linear model of the features)."""
+    import numpy as np
+
+    from riskcore.model.calibration import linear_log_odds
+
+    coef, intercept = getattr(model, "coef_", None), getattr(model, "intercept_", None)
+    if not (isinstance(coef, np.ndarray) and coef.shape == (1, len(FEATURES))
+            and isinstance(intercept, np.ndarray) and intercept.shape == (1,)):
+        return False
+    probe = np.array(PROBE, dtype="float64")
+    return all(np.array_equal(linear_log_odds(model, probe[:rows]), model.decision_function(probe[:rows]))
+               for rows in range(1, len(PROBE) + 1))
 
 
 class ModelCache:

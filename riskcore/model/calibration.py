@@ -41,6 +41,21 @@ CALIBRATION_FOLDS = 5  # a retrain's out-of-fold log-odds, where its held-out ro
 ESTIMATE_RESAMPLES = 1000
 ESTIMATE_SEED = 0
 RESAMPLE_BATCH = 100  # resamples drawn at once: bounds the memory of the bootstrap (rows x this many indices)
+PLAIN_ROWS = 16  # fewer rows than this are scored by linear_log_odds, without scikit-learn's checks of each call
+
+
+def linear_log_odds(estimator, matrix) -> np.ndarray:
+    """A fitted binary linear estimator's decision_function of a float64 matrix, by the library's own arithmetic
+    (sklearn.linear_model's: matrix @ coef_.T + intercept_, flattened), without the checks it makes on each call.
+
+    For a few rows those checks are nearly all the cost: for one record the served model's decision_function took
+    74 µs and the Platt calibrator's predict_proba 93 µs, the arithmetic here 2-3 µs (the rest: narwhals looking for
+    a dataframe, feature names, finite values, the fitted state). That was half of what POST /prediction of one
+    record costs beyond GET /health, and two such requests pinned to one gunicorn worker missed the bench's
+    one-record target (docs/benchmarks.md, "2026-12-06, 19:30 UTC"). Only for rows already checked (a request's
+    records, riskcore.data.contract_rules; the model's own log-odds); the same numbers, bit for bit (tests/test_app.py).
+    """
+    return (matrix @ estimator.coef_.T + estimator.intercept_).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,8 @@ class Calibrator:
         if self.method == "isotonic":
             return np.clip(self.estimator.predict(log_odds), 0.0, 1.0)
         if self.method == "platt":
+            if len(log_odds) < PLAIN_ROWS:  # predict_proba's class-1 column, by its own arithmetic (linear_log_odds)
+                return expit(linear_log_odds(self.estimator, log_odds.reshape(-1, 1)))
             return self.estimator.predict_proba(log_odds.reshape(-1, 1))[:, 1]
         return expit(log_odds)
 
