@@ -399,3 +399,72 @@ def test_the_training_choice_reads_the_chosen_rows_then_the_others():
                                             "on the 600 held-out rows, against every labelled row (9,820 rows) 0.7186")
     assert training_choice_text({**record, "candidates": record["candidates"][:1]}) is None  # nothing was chosen
     assert training_choice_text(None) is None
+
+
+# --- Issue 19.1 by hand: a model trained by the scripts one by one takes its baseline from its own market ----------
+def new_market_by_hand(root: Path, **automation) -> tuple[Config, str]:
+    """The old market's first deployment, then 8,000 clients of the new market run through the scripts one by one."""
+    config = old_market(root, **automation)
+    month(root / "input" / "2026-02.csv", 8000, "source", 21)
+    for script in ("ingestion.py", "training.py", "scoring.py", "deployment.py"):
+        done = run_script(script, "--config", str(config.config_file), cwd=root)
+        assert done.returncode == 0, done.stderr
+        if script == "training.py":
+            said = done.stderr
+    return config, said
+
+
+@pytest.mark.slow
+def test_a_model_trained_by_hand_on_a_new_market_is_measured_on_held_out_rows_of_its_own_training_data(tmp_path):
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from riskcore.contract import SCORE_FILE
+    from riskcore.data.validation import features_of, read_client_csv
+    from riskcore.model.evaluation import read_test_data, score_model
+    from riskcore.model.training import build_model
+    from riskcore.release.load import load_deployed_model
+
+    config, said = new_market_by_hand(tmp_path)
+    deployment = require_deployment(config.prod_deployment_folder)
+    baseline = deployed_metadata(deployment)["baseline"]
+    assert baseline["source"].startswith("held-out rows of its training data by 5-fold cross-validation "
+                                         "(the newest 2,000 of its 10,000 rows): the test data, testdata.csv, "
+                                         "is of another market (")
+    assert "drift baseline: F1" in said and "is of another market" in said  # the decision and its reason, logged
+    # Out-of-fold predictions of the newest 2,000 rows, with the served model's settings and the calibration's folds.
+    rows = read_client_csv(config.final_data_file)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    predicted = cross_val_predict(build_model(config.model), features_of(rows), rows[TARGET], cv=folds)[-2000:]
+    counts = Counts.of(rows[TARGET].to_numpy()[-2000:] == 1, predicted == 1)
+    assert baseline["counts"] == counts.as_dict() and baseline["rows"] == 2000
+    assert baseline["positives"] == counts.positives and baseline["f1"] == pytest.approx(counts.f1)
+    # The served model is the one fitted on every row, and latestscore.txt its F1 on the test data, as the course has it.
+    model = load_deployed_model(deployment)
+    assert (model.predict(features_of(rows)) == build_model(config.model).fit(features_of(rows), rows[TARGET])
+            .predict(features_of(rows))).all()
+    test_f1 = score_model(model, read_test_data(config))
+    assert float(deployment.path(SCORE_FILE).read_text()) == pytest.approx(test_f1)
+    assert baseline["f1"] > test_f1 + 0.2  # the walk: 0.84 on its own market, 0.52 on the old market's test data
+    listed = run_script("deployment.py", "--config", str(config.config_file), "--list", cwd=tmp_path).stdout
+    assert f"{baseline['f1']:.4f} (2,000 rows: held-out rows of its training data by 5-fold" in listed
+
+
+def test_a_model_trained_on_the_test_datas_market_keeps_the_test_data_as_its_baseline(tmp_path, caplog):
+    caplog.set_level("INFO", logger="riskcore.model.training")
+    config = old_market(tmp_path)
+    baseline = deployed_metadata(require_deployment(config.prod_deployment_folder))["baseline"]
+    assert baseline["source"] == "the test data, testdata.csv" and baseline["rows"] == 500
+    assert "the test data, testdata.csv, is of the model's market (no feature drifted from the training data)" \
+        in caplog.text
+
+
+def test_the_course_rule_keeps_the_test_data_baseline_whatever_the_market(tmp_path):
+    from riskcore.contract import SCORE_FILE
+
+    month(tmp_path / "input" / "2026-01.csv", 2000, "source", 21)  # another market than the test data's
+    month(tmp_path / "test" / "testdata.csv", 500, "practice", 12)
+    config = deploy_pipeline(load_config(write_config(tmp_path)))  # the course's rule: drift_test "raw", no gate
+    deployment = require_deployment(config.prod_deployment_folder)
+    baseline = deployed_metadata(deployment)["baseline"]
+    assert baseline["source"] == "the test data, testdata.csv"
+    assert baseline["f1"] == pytest.approx(float(deployment.path(SCORE_FILE).read_text()))

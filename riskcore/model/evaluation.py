@@ -80,9 +80,11 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
     model, metadata = load_trained_model(model_folder)
     test = read_test_data(config)
     score = score_model(model, test, model_folder / SCORE_FILE)
-    # Until a retrain measures it on held-out rows of the new market (riskcore.model.holdout), the
-    # test data, of the market the model was first trained for, is its baseline.
-    record_baseline(model_folder, baseline_measurement(model, test, f"the test data, {TEST_DATA}"))
+    # Training measured the baseline on its own rows where the test data is of another market
+    # (riskcore.model.training.own_market_baseline); otherwise, until a retrain measures it on held-out
+    # rows of the new market (riskcore.model.holdout), the test data, of the model's market, is its baseline.
+    if not (metadata.get("baseline") or {}).get("folds"):
+        record_baseline(model_folder, baseline_measurement(model, test, f"the test data, {TEST_DATA}"))
     # Beside the bare number of the course's file: which model it scores, so a deployment can refuse a
     # score that belongs to another model.
     atomic_write_json(model_folder / SCORE_RECORD, {
@@ -93,21 +95,28 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
 
 
 def baseline_measurement(model, frame, source: str) -> dict[str, Any]:
-    """The model measured on held-out labelled rows: the drift baseline later windows are tested against.
+    """The model measured on held-out labelled rows: the drift baseline later windows are tested against."""
+    features = features_of(frame)
+    return baseline_of(frame[TARGET].to_numpy(), model.predict(features), attrition_probability(model, features),
+                       source)
+
+
+def baseline_of(labels, predictions, scores, source: str) -> dict[str, Any]:
+    """A baseline from held-out labels, the model's predictions and its scores (probabilities or log-odds: the AUC
+    takes their order only).
 
     F1, precision, recall and ROC AUC with the rows and clients who left they were measured on,
     and the confusion counts (all the significance test needs of the baseline).
     """
-    features = features_of(frame)
-    labels = frame[TARGET].to_numpy()
-    counts = Counts.of(labels == 1, model.predict(features) == 1)
+    labels = np.asarray(labels)
+    counts = Counts.of(labels == 1, np.asarray(predictions) == 1)
     both = len(set(labels.tolist())) == 2
     predicted = counts.tp + counts.fp
     return {
         "source": source, "rows": counts.rows, "positives": counts.positives, "f1": counts.f1,
         "precision": counts.tp / predicted if predicted else None,
         "recall": counts.tp / counts.positives if counts.positives else None,
-        "roc_auc": float(roc_auc_score(labels, attrition_probability(model, features))) if both else None,
+        "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
         "counts": counts.as_dict(), "measured_at": utc_now(),
     }
 

@@ -35,7 +35,9 @@ from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
+from riskcore.formatting import count, score
 from riskcore.model.drift_evidence import quantiles_of
+from riskcore.model.evaluation import baseline_of, record_baseline
 from riskcore.model.reasons import model_terms
 from riskcore.model.time_limit import TrainingTimedOut, run_within
 
@@ -183,6 +185,14 @@ def out_of_fold_log_odds(settings: dict[str, Any], features, target) -> np.ndarr
     return cross_val_predict(build_model(settings), features, target, cv=folds, method="decision_function")
 
 
+def out_of_fold_within(settings: dict[str, Any], features, target, seconds: float | None) -> np.ndarray:
+    """out_of_fold_log_odds, its fits in one child process stopped after `seconds` (TrainingTimedOut) when given."""
+    if seconds is None:
+        return out_of_fold_log_odds(settings, features, target)
+    return run_within(seconds, f"the out-of-fold fits stopped after {seconds:g} s (automation.max_train_seconds)",
+                      out_of_fold_log_odds, settings, features, target)
+
+
 def with_out_of_fold(log_odds, labels, training, settings: dict[str, Any], seconds: float | None):
     """The training rows' out-of-fold log-odds and labels followed by the held-out rows' ones, their source in words
     and what they are; None where even together they are too few (or a class has fewer rows than folds).
@@ -198,12 +208,7 @@ def with_out_of_fold(log_odds, labels, training, settings: dict[str, Any], secon
     joined_labels = np.concatenate([target, labels])
     if too_few_to_calibrate(joined_labels) or np.bincount(target, minlength=2).min() < CALIBRATION_FOLDS:
         return None
-    features = features_of(training)
-    if seconds is None:
-        folded = out_of_fold_log_odds(settings, features, target)
-    else:
-        folded = run_within(seconds, f"the out-of-fold fits stopped after {seconds:g} s (automation.max_train_seconds)",
-                            out_of_fold_log_odds, settings, features, target)
+    folded = out_of_fold_within(settings, features_of(training), target, seconds)
     source = (f"out-of-fold log-odds of the {len(target):,} training rows ({CALIBRATION_FOLDS} folds) and the "
               f"{len(labels):,} held-out rows: the held-out rows alone were too few")
     detail = {"training_rows": int(len(target)), "held_out_rows": int(len(labels)), "folds": CALIBRATION_FOLDS}
@@ -247,6 +252,60 @@ def calibrate(model, rows, source: str, training=None, settings: dict[str, Any] 
              record["method"], *(f"{v:.4f}" if v is not None else "-" for v in (
                  before.get("ece"), after.get("ece"), before.get("brier"), after.get("brier"))))
     return calibrator, record
+
+
+def own_market_baseline(config: Config, frame, profile: dict[str, Any]) -> dict[str, Any] | None:
+    """The drift baseline of a model trained on `frame` (its labelled rows), where the test data cannot give it.
+
+    The test data is the baseline (scoring.py measures it there) when it is of the model's market: none
+    of its features drifted from the training data (`profile`, the training profile) by the one rule
+    (riskcore.model.drift.data_drift). When it is of another market, the model is measured on its own rows
+    instead: the out-of-fold predictions of CALIBRATION_FOLDS stratified, seeded folds (the model's settings,
+    within automation.max_train_seconds) on its newest automation.recent_rows rows, the market the next
+    months come from. The served model stays the one fitted on every row. None: the test data is the
+    baseline (also where it is missing, or the folds cannot be made); the log says why either way. The course's
+    rule (drift_test "raw") takes latestscore.txt as its baseline: the test data, never measured here.
+    """
+    from riskcore.model.calibration import CALIBRATION_FOLDS
+    from riskcore.model.drift import data_drift
+    from riskcore.model.drift_evidence import figures_text
+
+    auto = config.automation
+    if auto["drift_test"] == "raw" or not config.test_data_file.is_file():
+        return None
+    test = read_client_csv(config.test_data_file)
+    drift = data_drift(test, profile, auto["psi_threshold"], auto["ks_alpha"])
+    if drift["too_few_rows"]:
+        log.info("drift baseline: the test data, %s, has too few rows (%d) to tell whether it is of the model's "
+                 "market: scoring.py measures the baseline there", TEST_DATA, drift["rows"])
+        return None
+    if not drift["drift"]:
+        log.info("drift baseline: the test data, %s, is of the model's market (no feature drifted from the training "
+                 "data): scoring.py measures the baseline there", TEST_DATA)
+        return None
+    drifted = "; ".join(f"{name} {figures_text(figures)}" for name, figures in drift["features"].items()
+                        if figures["drift"])
+    why = f"the test data, {TEST_DATA}, is of another market ({drifted})"
+    frame = labelled(frame)
+    target = frame[TARGET].to_numpy()
+    if np.bincount(target, minlength=2).min() < CALIBRATION_FOLDS:
+        log.warning("drift baseline: %s, but the training data has fewer than %d rows of a class to hold out in "
+                    "folds: the test data stays the baseline", why, CALIBRATION_FOLDS)
+        return None
+    try:
+        log_odds = out_of_fold_within(config.model, features_of(frame), target, auto["max_train_seconds"])
+    except TrainingTimedOut as exc:
+        log.warning("drift baseline: %s, but %s: the test data stays the baseline", why, exc)
+        return None
+    newest = min(len(target), auto["recent_rows"])
+    rows = f"the newest {newest:,} of its {len(target):,} rows" if newest < len(target) else f"its {newest:,} rows"
+    baseline = baseline_of(target[-newest:], log_odds[-newest:] > 0, log_odds[-newest:],  # > 0: the model's predict
+                           f"held-out rows of its training data by {CALIBRATION_FOLDS}-fold cross-validation ({rows}): "
+                           f"{why}")
+    baseline.update(folds=CALIBRATION_FOLDS, training_rows=int(len(target)), test_data_drift=drift)
+    log.info("drift baseline: F1 %s on %s rows (%s left), %s", score(baseline["f1"]), count(baseline["rows"]),
+             count(baseline["positives"]), baseline["source"])
+    return baseline
 
 
 def training_rows(data_file: Path, data_sha256: str):
@@ -350,6 +409,12 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
                           **({"candidates": chosen} if chosen else {}), "calibration": calibration_record},
         model_folder, calibrator
     )
+    # A retrain whose held-out new rows hold a client who left is measured there (riskcore.model.holdout).
+    if not (retrain and labelled(calibration)[TARGET].sum() > 0):
+        baseline = own_market_baseline(config, frame, metadata["training_profile"])
+        if baseline is not None:
+            record_baseline(model_folder, baseline)
+            metadata["baseline"] = baseline
     log.info("trained model %s on %d labelled rows (%s)%s", metadata["model_version"], len(frame),
              chosen["chosen"] if chosen else "each client's latest labelled snapshot",
              f"; {unlabelled} client{'s' if unlabelled != 1 else ''} with no label yet left out" if unlabelled else "")
