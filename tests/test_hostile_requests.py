@@ -28,7 +28,7 @@ import app as app_module
 from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
 from riskcore.api.request_rows import MAX_CONTENT_LENGTH
 from riskcore.config import Config, load_config
-from riskcore.contract import API_KEY_ENV, COLUMNS, FEATURES, MAX_VALUE
+from riskcore.contract import API_KEY_ENV, API_KEY_HEADER, COLUMNS, FEATURES, MAX_VALUE
 
 SECRET = "TOPSECRET-7f3a9c"  # planted outside the data folders; must never appear in an answer
 API_KEY = "k3y-for-hostile-tests"
@@ -206,7 +206,9 @@ def http(site: Site, method: str | bytes, target: str | bytes, body: bytes = b""
     """Send one request byte for byte (no client-side normalisation) and read the answer it gets."""
     lines = [(method.encode() if isinstance(method, str) else method) + b" "
              + (target.encode() if isinstance(target, str) else target) + b" HTTP/1.1",
-             b"Host: 127.0.0.1", b"Connection: close"]
+             b"Connection: close"]
+    if not any(name.lower() == "host" for name in headers or {}):
+        lines.append(b"Host: 127.0.0.1")
     for name, value in (headers or {}).items():
         lines.append(name.encode() + b": " + (value.encode("latin-1") if isinstance(value, str) else value))
     if chunked:
@@ -405,6 +407,30 @@ def test_huge_numbers_and_strings_for_numbers_in_csv_are_400(site, value, phrase
     body = f"{CSV_HEADER}\nabcd,{value},1,1\n".encode()
     refused(http(site, "POST", "/prediction", body, {"Content-Type": "text/csv; charset=utf-8"}), 400,
             "lastmonth_activity", phrase, site=site)
+
+
+# --- 4b. DNS rebinding: a request addressed to another name -------------------------------------
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "1.2.3.4", "localhost.evil.example", "",
+                                  "[bad"])
+@pytest.mark.parametrize("target", ["/risk?limit=1", "/calls", "/"])
+def test_without_the_key_a_request_to_another_host_name_is_refused(site, host, target):
+    """A page elsewhere that points its own name at 127.0.0.1 reaches the API from loopback: without the key only
+    requests addressed to this machine are answered, so it can neither read the list nor record a call."""
+    answer = http(site, "GET", target, headers={"Host": host})
+    assert answer.status == 400 and b'"data"' not in answer.body and b"<table" not in answer.body, answer.body[:300]
+    refused(http(site, "POST", "/calls", json.dumps({"corporation": "abcd", "outcome": "stays", "by": "x"}).encode(),
+                 {"Host": host, "Content-Type": "application/json"}), 400, "Host", site=site)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost", "[::1]:8000", "app.localhost"])
+def test_a_request_to_this_machine_by_name_is_answered(site, host):
+    assert http(site, "GET", "/risk?limit=1", headers={"Host": host}).status == 200
+
+
+def test_with_the_key_another_host_name_is_answered(keyed_site):
+    """Behind a proxy the Host is the public name: the key, not the name, decides."""
+    answer = http(keyed_site, "GET", "/risk?limit=1", headers={"Host": "risk.example.com", API_KEY_HEADER: API_KEY})
+    assert answer.status == 200
 
 
 # --- 5. Size: 100,000 records, oversized and lying bodies ------------------------------------------

@@ -25,8 +25,10 @@ adds the security headers to every answer.
 from __future__ import annotations
 
 import hmac
+import json
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 
@@ -35,7 +37,7 @@ from riskcore.api.errors import AnswerJSONProvider, ApiError, json_bytes, regist
 from riskcore.api.history_view import evidence
 from riskcore.api.key import KeyWatch
 from riskcore.api.metrics import install as install_metrics
-from riskcore.api.metrics import open_to_this_request
+from riskcore.api.metrics import is_loopback, open_to_this_request
 from riskcore.api.openapi import openapi_document
 from riskcore.api.page_access import current_key
 from riskcore.api.pages import site
@@ -51,16 +53,35 @@ OPEN_PATHS = frozenset({"/health"})  # answered without the API key
 
 
 def check_api_key() -> None:
-    """Before every request: the X-API-Key header must match the API key when one is set."""
-    if request.path in OPEN_PATHS or request.blueprint == site.name:
-        return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
+    """Before every request: the X-API-Key header must match the API key when one is set; a request answered
+    without the key must be addressed to this machine by name (check_host)."""
+    if request.path in OPEN_PATHS:
+        return
     expected = current_key()
     if not expected or open_to_this_request(current_app):
+        check_host()
         return
+    if request.blueprint == site.name:
+        return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         raise ApiError(401, f"This endpoint needs the {API_KEY_HEADER} header with the API key."
                        if not given else f"The {API_KEY_HEADER} header does not hold the API key.")
+
+
+def check_host() -> None:
+    """Without the key, answer only a request whose Host is this machine (127.0.0.1, [::1], localhost): a web page
+    elsewhere that points its own name at 127.0.0.1 (DNS rebinding) would otherwise read and write through the
+    browser of whoever opens it, from loopback."""
+    try:
+        name = urlsplit(f"//{request.host}").hostname or ""
+    except ValueError:  # "[bad": an unclosed IPv6 bracket
+        name = ""
+    if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
+        return
+    raise ApiError(400, f"The Host header {json.dumps(request.host[:100])} does not name this machine: without an API "
+                        "key only requests to 127.0.0.1, [::1] or localhost are answered; set RISK_API_KEY to serve "
+                        "under another name.", field="Host")
 
 
 def add_headers(response: Response) -> Response:
