@@ -381,6 +381,8 @@ def parse_config(raw: Any, config_file: Path) -> Config:
             raise ConfigError(f'Config key "{key}"{alternative} is missing from {where}.')
         if not isinstance(raw[key], str) or not raw[key].strip():
             raise ConfigError(f'Config key "{key}" in {where} must be a non-empty string.')
+        if "\x00" in raw[key]:
+            raise ConfigError(f'Config key "{key}" in {where} holds a NUL character; no path can.')
     base = config_file.parent
     paths = {key: (base / raw[key]).resolve() for key in path_keys}
     database = None
@@ -423,15 +425,33 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and validate the config file (default: config.json beside the scripts)."""
     config_file = Path(path if path is not None else DEFAULT_CONFIG).absolute()
     try:
+        if config_file.exists() and not config_file.is_file():  # a pipe would block the read for good
+            raise ConfigError(f"Config file {config_file} is not a regular file.")
         text = config_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"Config file {config_file} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {config_file} cannot be read ({exc.__class__.__name__}).") from None
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_pairs_hook=_object_without_repeats)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"Config file {config_file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
         ) from None
+    except RecursionError:
+        raise ConfigError(f"Config file {config_file} is not valid JSON (nested too deeply).") from None
+    except _RepeatedKey as exc:
+        raise ConfigError(f'Config file {config_file} gives the key "{exc}" twice in one object; keep one.') from None
     return parse_config(raw, config_file)
+
+
+class _RepeatedKey(Exception):
+    """A key given twice in one JSON object: json.loads would keep the last silently."""
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _RepeatedKey(next(key for place, key in enumerate(keys) if key in keys[:place]))
+    return document

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,7 @@ def _config_with(project: Path, mutate) -> Path:
         (lambda c: c.update(api={"metrics_open_on_loopback": "yes"}), '"api.metrics_open_on_loopback"'),
         (lambda c: c.update(api={"metrics_open": True}), 'Unknown config key "api.metrics_open"'),
         (lambda c: c.update(api=True), '"api"'),
+        (lambda c: c.update(output_model_path="models\x00/../x"), '"output_model_path" in'),  # no traceback
     ],
 )
 def test_bad_config_is_one_sentence_naming_key_and_file(project: Path, mutate, expected):
@@ -104,6 +106,26 @@ def test_malformed_config_file_is_refused(tmp_path: Path, content: str):
     path = tmp_path / "config.json"
     path.write_text(content)
     with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # json.loads' RecursionError was a traceback
+    ('{"model": {"C": 1.0}, "model": {"C": 0.5}}', 'the key "model" twice'),  # the last one won, silently
+    ('{"model": {"C": 1.0, "C": 0.5}}', 'the key "C" twice'),
+])
+def test_a_config_json_cannot_read_as_intended_is_one_sentence(tmp_path: Path, content: str, words: str):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert words in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_a_config_that_is_a_pipe_is_refused_without_waiting(tmp_path: Path):
+    path = tmp_path / "config.json"
+    os.mkfifo(path)  # reading it would block until a writer came
+    with pytest.raises(ConfigError, match="not a regular file"):
         load_config(path)
 
 
