@@ -188,13 +188,14 @@ class CallList:
                   order: str = "risk") -> str:
         """What the page shows for a search, filters and order, in risk_scores.csv's columns, every page of it."""
 
-        from riskcore.report.call_list import risk_table
+        from riskcore.report.call_list import risk_table, spreadsheet_safe
 
         rows = self.shown(query, band, moved, order)
         revenue = [REVENUE] if self.has_revenue else []
         table = risk_table(rows.select(ID_COLUMN, "log_odds", *FEATURES, *revenue), self.explainer, group,
                            calibrator=self.served.calibrator).collect()
-        table = table.with_columns(rank=rows["rank"], previous_rank=rows["previous_rank"], change=rows["change"])
+        table = table.with_columns(spreadsheet_safe(ID_COLUMN), rank=rows["rank"], previous_rank=rows["previous_rank"],
+                                   change=rows["change"])
         return table.write_csv()  # numbers written as in risk_scores.csv (call_list.risk_scores)
 
     def page(self, number: int, query: str, size: int, band: str = "", moved: str = "",

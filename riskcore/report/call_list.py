@@ -345,14 +345,13 @@ def risk_table(frame: pl.DataFrame, explainer: Explainer | None, group: frozense
     else:
         revenue = [pl.lit(None, dtype=pl.Float64).alias(name) for name in (REVENUE, REVENUE_AT_RISK)]
     return (ranked
-            .select("rank", spreadsheet_safe(ID_COLUMN), chance.round(DECIMALS).alias(PROBABILITY), KEY,
-                    *CHANGE_COLUMNS, *FEATURES, *revenue, *reasons, *contribution_columns(explainer),
-                    in_group.alias(GROUP)))
+            .select("rank", ID_COLUMN, chance.round(DECIMALS).alias(PROBABILITY), KEY, *CHANGE_COLUMNS, *FEATURES,
+                    *revenue, *reasons, *contribution_columns(explainer), in_group.alias(GROUP)))
 
 
 def spreadsheet_safe(column: str) -> pl.Expr:
-    """A text column as riskcore.ops.calls.safe_cell writes a cell: one that would start a spreadsheet formula
-    (a client id such as =HYPERLINK(...) from a CRM export) gets a leading apostrophe."""
+    """A text column of a CSV file as riskcore.ops.calls.safe_cell writes a cell: one that would start a spreadsheet
+    formula (a client id such as =HYPERLINK(...) from a CRM export) gets a leading apostrophe."""
     text = pl.col(column)
     return pl.when(text.str.slice(0, 1).is_in(FORMULA_STARTS)).then(pl.lit("'") + text).otherwise(text).alias(column)
 
@@ -436,7 +435,8 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
         # Numbers as polars writes them by default: the shortest decimal that reads back as the same float, in
         # scientific notation below 1e-5 ("2.4e-6"), a zero as "0.0". Plain decimals (float_scientific=False) took 3x
         # the CPU per column: 1.4 s more at 10M rows for the five float columns, the same values read back.
-        risk_table(ranking.frame, explainer, group, previous, calibrator).sink_csv(tmp, engine="streaming")
+        (risk_table(ranking.frame, explainer, group, previous, calibrator).with_columns(spreadsheet_safe(ID_COLUMN))
+         .sink_csv(tmp, engine="streaming"))
     keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"],
                  probability(ranking.frame.get_column(KEY), calibrator))
     calls = min(config.reporting["calls_per_cycle"], ranking.frame.height)
