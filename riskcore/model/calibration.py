@@ -52,7 +52,7 @@ def linear_log_odds(estimator, matrix) -> np.ndarray:
     74 µs and the Platt calibrator's predict_proba 93 µs, the arithmetic here 2-3 µs (the rest: narwhals looking for
     a dataframe, feature names, finite values, the fitted state). That was half of what POST /prediction of one
     record costs beyond GET /health, and two such requests pinned to one gunicorn worker missed the bench's
-    one-record target (docs/benchmarks.md, "2026-12-06, 19:30 UTC"). Only for rows already checked (a request's
+    one-record target (docs/benchmarks.md, "2026-12-06, 19:00 UTC"). Only for rows already checked (a request's
     records, riskcore.data.contract_rules; the model's own log-odds); the same numbers, bit for bit (tests/test_app.py).
     """
     return (matrix @ estimator.coef_.T + estimator.intercept_).reshape(-1)
