@@ -8,7 +8,8 @@ The access log goes to logs/access.log beside this file (`--access-logfile` choo
 gunicorn's combined format less what may carry a secret: the request line without its query string,
 no referrer (it holds the query of the page the browser came from), no request header but the user
 agent (never the X-API-Key nor the session cookie). GET /metrics counts the requests of every worker
-(prometheus_client's multiprocess mode): each gunicorn start gets a fresh folder for their counts.
+(prometheus_client's multiprocess mode): each gunicorn start gets a fresh folder for their counts, and one
+for the pages' forms' attempts, so that a rate limit holds across the workers (riskcore.api.form_guard).
 Each worker loads the model, builds the call list and renders the page before it takes requests, then sets what
 it holds aside from garbage collection (gc.freeze).
 """
@@ -40,6 +41,13 @@ if not os.environ.get(METRICS_ENV):
     os.environ[METRICS_ENV] = tempfile.mkdtemp(prefix=METRICS_PREFIX)
 
 
+# The pages' forms count each client address's attempts in one file for every worker: set before they start.
+ATTEMPTS_ENV = "RISK_FORM_ATTEMPTS"  # riskcore.api.form_guard's name (riskcore is not importable before --chdir)
+FORMS_PREFIX = "risk-forms-"
+if not os.environ.get(ATTEMPTS_ENV):
+    os.environ[ATTEMPTS_ENV] = str(Path(tempfile.mkdtemp(prefix=FORMS_PREFIX)) / "attempts.sqlite")
+
+
 def on_starting(server):
     """Refuse to start, with one sentence, when the config or the API key is unusable (before any worker);
     empty the metrics folder of an earlier run (an operator may name the same folder each time)."""
@@ -53,7 +61,7 @@ def on_starting(server):
         api_key(load_config(os.environ.get(CONFIG_ENV) or None))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        remove_own_metrics_folder()  # on_exit does not run after a refusal here
+        remove_own_folders()  # on_exit does not run after a refusal here
         sys.exit(exc.exit_code)
     for counts in Path(os.environ[METRICS_ENV]).glob("*.db"):
         counts.unlink()
@@ -77,11 +85,12 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    remove_own_metrics_folder()
+    remove_own_folders()
 
 
-def remove_own_metrics_folder():
-    """Remove the metrics folder this file made (not one the operator named)."""
-    folder = Path(os.environ[METRICS_ENV])
-    if folder.name.startswith(METRICS_PREFIX) and folder.parent == Path(tempfile.gettempdir()):
-        shutil.rmtree(folder, ignore_errors=True)
+def remove_own_folders():
+    """Remove the metrics and form-attempts folders this file made (not ones the operator named)."""
+    for folder, prefix in ((Path(os.environ[METRICS_ENV]), METRICS_PREFIX),
+                           (Path(os.environ[ATTEMPTS_ENV]).parent, FORMS_PREFIX)):
+        if folder.name.startswith(prefix) and folder.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(folder, ignore_errors=True)

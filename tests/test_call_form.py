@@ -210,6 +210,35 @@ def test_the_call_form_answers_429_after_its_limit(client, config):
     assert len(stored(config)) == page_access.CALL_FORMS_PER_MINUTE
 
 
+def test_under_gunicorn_the_limits_hold_across_the_workers(config, tmp_path, monkeypatch):
+    """Two apps (two workers) given one attempts file, as gunicorn.conf.py gives every worker of a start: the
+    address gets the limit once in all, not once per worker (the walk saw 18 key-form tries pass a limit of 10)."""
+    monkeypatch.setenv(form_guard.ATTEMPTS_ENV, str(tmp_path / "attempts.sqlite"))
+    workers = [app_module.create_app(config.config_file, test_config={"RISK_API_KEY": KEY}).test_client()
+               for _ in range(2)]
+    answers = [workers[n % 2].post("/login", data={"key": "wrong"}).status_code
+               for n in range(page_access.LOGIN_ATTEMPTS_PER_MINUTE + 2)]
+    assert answers == [200] * page_access.LOGIN_ATTEMPTS_PER_MINUTE + [429, 429]
+    other = workers[0].post("/login", data={"key": KEY}, environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    assert other.status_code == 303  # another address is not limited
+    assert workers[1].post("/login", data={"key": KEY}, environ_base={"REMOTE_ADDR": "127.0.0.3"}).status_code == 303
+    assert send(workers[1]).status_code == 303  # the call form has its own window, apart from the key form's
+
+
+def test_gunicorn_names_the_attempts_file_by_the_name_the_pages_read():
+    assert f'ATTEMPTS_ENV = "{form_guard.ATTEMPTS_ENV}"' in (Path(app_module.__file__).parent
+                                                            / "gunicorn.conf.py").read_text(encoding="utf-8")
+
+
+def test_a_shared_window_forgets_attempts_ahead_of_the_clock(tmp_path):
+    """The monotonic clock starts again at a reboot: attempts it seems to have made later are not counted."""
+    now = [1000.0]
+    limit = RateLimit(1, 60, clock=lambda: now[0], shared=tmp_path / "attempts.sqlite", form="login")
+    assert limit.allow("a") and not limit.allow("a")
+    now[0] = 5.0
+    assert limit.allow("a")
+
+
 def test_the_window_slides():
     now = [0.0]
     limit = RateLimit(2, 60, clock=lambda: now[0])

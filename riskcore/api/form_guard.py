@@ -7,8 +7,11 @@ CSRF token, so the secret is PAGE_SECRET beside the models (output_model_path/.p
 random bytes, readable by its owner only, created once, atomically (written under a temporary name,
 then linked into place, so gunicorn workers starting together all read the same secret).
 
-The rate limit is a sliding window in the process: each gunicorn worker counts on its own, so with
-W workers an address gets up to W times the limit before every worker refuses it.
+The rate limit is a sliding window per client address. Under gunicorn it is kept in the SQLite file that
+ATTEMPTS_ENV names (gunicorn.conf.py makes one per start), so that every worker counts the same attempts:
+with the window in each process, W workers let an address make up to W times the limit (the walk saw 18
+key-form tries and 41 call forms pass limits of 10 and 30 with 2 workers). Without that variable (one
+process: app.py, the tests), or where the file cannot be written, each process keeps its own window.
 Standard library only.
 """
 
@@ -17,8 +20,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import hmac
+import logging
 import os
 import secrets
+import sqlite3
 import stat
 import threading
 import time
@@ -26,7 +31,10 @@ from pathlib import Path
 
 from riskcore.contract import ConfigError
 
+log = logging.getLogger(__name__)
+
 PAGE_SECRET = ".page-secret"
+ATTEMPTS_ENV = "RISK_FORM_ATTEMPTS"  # the SQLite file of the forms' attempts, shared by the gunicorn workers
 SECRET_BYTES = 32
 CSRF_ENTRY = "csrf"  # the session's entry holding the token the forms send back
 CSRF_FIELD = "csrf_token"
@@ -87,18 +95,31 @@ def csrf_ok(session, sent: str | None) -> bool:
 
 # --- The rate limit --------------------------------------------------------------------------
 class RateLimit:
-    """At most `attempts` per `seconds` from one address (a sliding window), in this process."""
+    """At most `attempts` per `seconds` from one address (a sliding window): in the SQLite file `shared` (named
+    `form` there) when one is given and can be written, otherwise in this process.
+
+    The clock is time.monotonic: on Linux one clock for every process of the machine (CLOCK_MONOTONIC).
+    """
 
     MAX_ADDRESSES = 10_000  # addresses remembered; past it, those with no attempt in the window are forgotten
 
-    def __init__(self, attempts: int, seconds: float = 60.0, clock=time.monotonic) -> None:
+    def __init__(self, attempts: int, seconds: float = 60.0, clock=time.monotonic, shared: Path | None = None,
+                 form: str = "") -> None:
         self.attempts, self.seconds, self.clock = attempts, seconds, clock
+        self.shared, self.form = shared, form
         self._seen: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
     def allow(self, address: str) -> bool:
         """Count an attempt from the address; False when it already made `attempts` in the window."""
         now = self.clock()
+        if self.shared is not None:
+            try:
+                return self._allow_shared(address, now)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("%s form: the rate limit is kept in this worker alone: %s cannot be written (%s)",
+                            self.form, self.shared.name, exc)
+                self.shared = None
         with self._lock:
             if len(self._seen) >= self.MAX_ADDRESSES:
                 self._forget_before(now - self.seconds)
@@ -112,9 +133,40 @@ class RateLimit:
 
     def retry_after(self, address: str) -> int:
         """Whole seconds until the address may try again."""
-        with self._lock:
-            times = self._seen.get(address)
-            return max(1, int(times[0] + self.seconds - self.clock()) + 1) if times else 1
+        first = None
+        if self.shared is not None:
+            with contextlib.suppress(sqlite3.Error, OSError), self._attempts() as connection:
+                first = connection.execute("SELECT min(at) FROM attempts WHERE form = ? AND address = ?",
+                                           (self.form, address)).fetchone()[0]
+        else:
+            with self._lock:
+                times = self._seen.get(address)
+                first = times[0] if times else None
+        return max(1, int(first + self.seconds - self.clock()) + 1) if first is not None else 1
+
+    def _allow_shared(self, address: str, now: float) -> bool:
+        with self._attempts() as connection:
+            # Out of the window, or ahead of the clock: the monotonic clock starts again at a reboot.
+            connection.execute("DELETE FROM attempts WHERE at <= ? OR at > ?", (now - self.seconds, now))
+            made = connection.execute("SELECT count(*) FROM attempts WHERE form = ? AND address = ?",
+                                      (self.form, address)).fetchone()[0]
+            if made >= self.attempts:
+                return False
+            connection.execute("INSERT INTO attempts VALUES (?, ?, ?)", (self.form, address, now))
+            return True
+
+    @contextlib.contextmanager
+    def _attempts(self):
+        """One transaction on the shared file (made on first use), one worker at a time."""
+        with contextlib.closing(sqlite3.connect(self.shared, timeout=5, isolation_level=None)) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("CREATE TABLE IF NOT EXISTS attempts (form TEXT, address TEXT, at REAL)")
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def _forget_before(self, start: float) -> None:
         for address in [a for a, times in self._seen.items() if not times or times[-1] <= start]:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 
 from riskcore.api.errors import ApiError
-from riskcore.api.form_guard import RateLimit, page_secret
+from riskcore.api.form_guard import ATTEMPTS_ENV, RateLimit, page_secret
 from riskcore.api.risk_service import service
 from riskcore.contract import ConfigError
 
@@ -95,8 +97,9 @@ def keep_the_key_in_a_session(state) -> None:
                       SESSION_COOKIE_PATH="/", PERMANENT_SESSION_LIFETIME=timedelta(days=COOKIE_DAYS),
                       SESSION_REFRESH_EACH_REQUEST=False)  # the form asks again COOKIE_DAYS after it was filled
     app.session_interface = PageSession()  # signed under the key of the moment: a new key ends every session
-    app.extensions["risk_page_limits"] = {"login": RateLimit(LOGIN_ATTEMPTS_PER_MINUTE),
-                                          "calls": RateLimit(CALL_FORMS_PER_MINUTE)}
+    shared = Path(os.environ[ATTEMPTS_ENV]) if os.environ.get(ATTEMPTS_ENV) else None  # one for every worker
+    app.extensions["risk_page_limits"] = {"login": RateLimit(LOGIN_ATTEMPTS_PER_MINUTE, shared=shared, form="login"),
+                                          "calls": RateLimit(CALL_FORMS_PER_MINUTE, shared=shared, form="calls")}
 
 
 def too_many(form: str) -> tuple[str, int, dict[str, str]] | None:
