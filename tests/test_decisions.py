@@ -447,6 +447,13 @@ def test_a_model_trained_by_hand_on_a_new_market_is_measured_on_held_out_rows_of
     assert baseline["f1"] > test_f1 + 0.2  # the walk: 0.84 on its own market, 0.52 on the old market's test data
     listed = run_script("deployment.py", "--config", str(config.config_file), "--list", cwd=tmp_path).stdout
     assert f"{baseline['f1']:.4f} (2,000 rows: held-out rows of its training data by 5-fold" in listed
+    import html
+
+    import app
+
+    page = html.unescape(app.create_app(config.config_file).test_client().get("/model").get_data(as_text=True))
+    assert (f"Drift baseline: F1 {baseline['f1']:.4f} on held-out rows of its own market (held-out rows of its "
+            "training data by 5-fold cross-validation") in page
 
 
 def test_a_model_trained_on_the_test_datas_market_keeps_the_test_data_as_its_baseline(tmp_path, caplog):
