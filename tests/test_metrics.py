@@ -174,6 +174,8 @@ def test_with_nothing_deployed_metrics_answer_without_model_figures(config: Conf
     (True, "::1", {}, 200),
     (True, "10.1.2.3", {}, 401),
     (True, "10.1.2.3", {"X-API-Key": KEY}, 200),
+    (True, "127.0.0.1", {"Host": "evil.example"}, 400),  # a page elsewhere, through DNS rebinding: no key, no name
+    (True, "127.0.0.1", {"Host": "risk.example.com", "X-API-Key": KEY}, 200),  # behind a proxy: the key decides
 ])
 def test_metrics_follow_the_key_rule_and_open_on_loopback_only_when_configured(
         deployed: Config, monkeypatch, open_on_loopback, address, headers, status):
