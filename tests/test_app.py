@@ -742,6 +742,18 @@ def test_bad_csv_bodies_are_400(client, data, phrase):
     assert_json_error(client.post("/prediction", data=data, content_type="text/csv"), 400, phrase)
 
 
+@pytest.mark.parametrize("names", [("file", "file"), ("file", "other")])
+def test_a_multipart_request_with_two_files_is_400_not_half_read(client, names):
+    """Reading the first file alone would lose the second's rows without a word."""
+    import io
+
+    header = "corporation,lastmonth_activity,lastyear_activity,number_of_employees"
+    files = [(io.BytesIO(f"{header}\nc{n},1,2,3\n".encode()), f"part{n}.csv") for n in range(2)]
+    data = {"file": files} if names == ("file", "file") else dict(zip(names, files, strict=True))
+    response = client.post("/prediction", data=data, content_type="multipart/form-data")
+    assert response.status_code == 400 and "carries 2" in response.get_json()["message"]
+
+
 def test_a_multipart_request_without_a_file_is_400(client):
     response = client.post("/prediction", data={"note": "hello"}, content_type="multipart/form-data")
     assert_json_error(response, 400, '"file"')

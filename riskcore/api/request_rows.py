@@ -199,6 +199,11 @@ def rows_of_json(config: Config) -> Rows:
 
 
 def rows_of_upload() -> Rows:
+    uploads = [name for name in request.files for _ in request.files.getlist(name)]
+    if len(uploads) > 1:  # one would be read and the others' rows lost without a word
+        names = ", ".join(json.dumps(name[:60]) for name in uploads[:5])
+        raise ApiError(400, f"A multipart request carries one CSV file; this one carries {len(uploads)} ({names}): "
+                            "send each file in its own request, or their rows in one file.", field="file")
     upload = request.files.get("file")
     if upload is None and len(request.files) == 1:
         upload = next(iter(request.files.values()))
