@@ -508,6 +508,7 @@ def test_unknown_methods_are_405_or_404_json(site, method, target):
 @pytest.mark.parametrize("target", [
     "/.env", "/admin", "/console", "/PREDICTION", "/prediction/", "/prediction.json", "/openapi.json/../config.json",
     "/?__debugger__=yes&cmd=resource&f=debugger.js", "/scoring?__debugger__=yes&cmd=printpid&s=x",
+    "/static//page.css", "/static//../config.json",  # werkzeug's merging of slashes was a 308 with an HTML body
 ])
 def test_unknown_routes_and_debugger_probes_are_404_json(site, target):
     answer = http(site, "GET", target)

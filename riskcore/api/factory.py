@@ -95,6 +95,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     """Build the API for a config file (default: $RISK_CONFIG, else config.json beside the scripts)."""
     config = load_config(config_path if config_path is not None else os.environ.get(CONFIG_ENV) or None)
     app = Flask(__name__, static_folder=None)
+    app.url_map.merge_slashes = False  # "/static//page.css" is a 404 in JSON, not a 308 with an HTML body
     app.json = AnswerJSONProvider(app)  # every JSON answer encoded one way (riskcore.api.errors.json_bytes)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
