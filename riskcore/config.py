@@ -59,7 +59,9 @@ AUTOMATION_DEFAULTS: dict[str, Any] = {
     "api_url": "http://127.0.0.1:8000",
     "api_key_file": None,
     "dependency_check_hours": 24,  # diagnostics asks the package index for the latest versions at most this often
-    "holdout_share": 0.2,  # of the labelled new rows, left out of a retrain to score old and new model on
+    # Of the labelled new rows, left out of a retrain to score old and new model on; 0 under the course's rule
+    # unless set (is_course_rule: the course retrains on every ingested row).
+    "holdout_share": 0.2,
     "promotion_gate": True,  # keep the old model when the new one does worse on that holdout
     # The significance test's evidence: the window of labelled rows since the last decision.
     "min_rows": 200,  # labelled rows before a model-drift decision (fewer: wait)
@@ -258,6 +260,11 @@ def _check_model(model: dict, where: str) -> None:
     model["class_weight"] = _class_weight(model["class_weight"], where)
 
 
+def is_course_rule(automation: dict[str, Any]) -> bool:
+    """Whether the automation decides by the course's rule: the raw F1 comparison, no promotion gate."""
+    return automation["drift_test"] == "raw" and not automation["promotion_gate"]
+
+
 def _check_automation(auto: dict, where: str) -> None:
     for key in ("psi_threshold", "ks_alpha"):
         if not math.isfinite(auto[key]) or auto[key] <= 0:
@@ -398,6 +405,9 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     _check_model(model, where)
     automation = _check_section(raw.get("automation", {}), "automation", AUTOMATION_DEFAULTS, AUTOMATION_TYPES,
                                 where)
+    if is_course_rule(automation) and "holdout_share" not in raw.get("automation", {}):
+        # The course retrains on finaldata.csv whole; its rule holds rows out only when asked to.
+        automation["holdout_share"] = 0.0
     _check_automation(automation, where)
     alerts = _check_alerts(raw.get("alerts", {}), where)
     max_id_length = _max_id_length(raw.get("max_id_length", MAX_ID_LENGTH), where)

@@ -19,7 +19,7 @@ def test_relative_paths_resolve_against_the_config_folder(project: Path, monkeyp
     assert config.input_folder == project.parent / "input"
     assert config.prod_deployment_folder == project.parent / "prod"
     assert config.model == MODEL_DEFAULTS
-    assert config.automation == {**AUTOMATION_DEFAULTS, **COURSE_RULE}
+    assert config.automation == {**AUTOMATION_DEFAULTS, **COURSE_RULE, "holdout_share": 0.0}  # the course's rule
     assert config.reporting == REPORTING_DEFAULTS and config.reporting["calls_per_cycle"] == 50
 
 

@@ -295,7 +295,9 @@ def test_a_small_windows_retrain_is_calibrated_out_of_fold_and_the_next_window_e
 @pytest.mark.slow
 def test_the_course_rules_small_window_retrain_deploys_the_same_model_with_the_same_f1(tmp_path, monkeypatch):
     """Calibration changes probabilities only: with or without the out-of-fold calibrator, the course's rule
-    retrains on the same rows into the same model (the same pickled bytes), scores the same F1 and decides alike."""
+    retrains on the same rows into the same model (the same pickled bytes), scores the same F1 and decides alike.
+    The rule is asked to hold rows out (holdout_share 0.2; by default it holds none), so the calibrator is fitted
+    on a retrain's small holdout."""
     import shutil
 
     from test_decisions import month, old_market, tick
@@ -305,7 +307,7 @@ def test_the_course_rules_small_window_retrain_deploys_the_same_model_with_the_s
     from riskcore.model import training as training_module
 
     template = tmp_path / "template"
-    month(old_market(template, **COURSE_RULE).input_folder / "2026-02.csv", 300, "changed", 21)
+    month(old_market(template, **COURSE_RULE, holdout_share=0.2).input_folder / "2026-02.csv", 300, "changed", 21)
     outcomes = {}
     for variant in ("out of fold", "held-out rows alone"):
         if variant != "out of fold":

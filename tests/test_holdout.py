@@ -203,14 +203,14 @@ def new_model_worse(monkeypatch) -> None:
     monkeypatch.setattr(holdout, "both_models", worse)
 
 
-def drifted_project(root, gate: bool):
+def drifted_project(root, gate: bool, **automation):
     from test_reporting import drifted_rows
 
     from conftest import deploy_pipeline, make_project, write_config, write_csv
     from riskcore.config import load_config
 
     make_project(root)
-    config = deploy_pipeline(load_config(write_config(root, automation={"promotion_gate": gate})))
+    config = deploy_pipeline(load_config(write_config(root, automation={"promotion_gate": gate, **automation})))
     write_csv(config.input_folder / "dataset3.csv", drifted_rows(300, seed=7))
     return config
 
@@ -225,7 +225,7 @@ def test_a_new_model_worse_on_the_holdout_is_flagged_and_the_gate_keeps_the_old_
     from riskcore.ops.history import read_history
     from riskcore.release.load import require_deployment
 
-    config = drifted_project(tmp_path, gate)
+    config = drifted_project(tmp_path, gate, holdout_share=0.2)  # the course's rule holds out only when asked to
     before = require_deployment(config.prod_deployment_folder).model_version
     new_model_worse(monkeypatch)
     caplog.set_level("INFO")
@@ -266,3 +266,44 @@ def test_bad_holdout_settings_are_refused_naming_the_key(project, key, value):
 
     with pytest.raises(ConfigError, match=f'"automation.{key}"'):
         load_config(write_config(project.parent, automation={key: value}))
+
+
+def test_the_course_rule_retrains_on_every_ingested_row_as_the_course_does(tmp_path):
+    """Under the course's rule (drift_test "raw", promotion_gate off, no holdout_share set) model drift retrains on
+    finaldata.csv whole, as the course's training.py does: no row held out, the same coefficients as a fit of the
+    course's model on every ingested row; an explicit holdout_share still holds rows out."""
+    from test_reporting import run_automation
+
+    from riskcore.contract import FINAL_DATA, RUN_HISTORY
+    from riskcore.model.training import train_model
+    from riskcore.ops.history import read_history
+    from riskcore.release.load import deployed_metadata, load_deployed_model, require_deployment
+
+    config = drifted_project(tmp_path, gate=False)
+    assert config.automation["holdout_share"] == 0
+    assert run_automation(config) == 0
+    [run] = read_history(config.output_model_folder / RUN_HISTORY)
+    assert run["decision"] == "retrain" and run["evaluation"]["holdout"] is None
+    assert "no holdout (automation.holdout_share is 0: the new model learnt from every ingested row" in \
+        describe_evaluation(run["evaluation"])
+    deployment = require_deployment(config.prod_deployment_folder)
+    ingested = pd.read_csv(config.output_folder / FINAL_DATA)
+    assert deployed_metadata(deployment)["training_rows"] == len(ingested) == 520
+    course = train_model(ingested, config.model)
+    deployed = load_deployed_model(deployment)
+    np.testing.assert_allclose(deployed.coef_, course.coef_)
+    np.testing.assert_allclose(deployed.intercept_, course.intercept_)
+
+
+@pytest.mark.parametrize(("automation", "share"), [
+    ({}, 0.0),  # the course's rule
+    ({"holdout_share": 0.2}, 0.2),
+    ({"promotion_gate": True}, 0.2),
+    ({"drift_test": "significance"}, 0.2),
+])
+def test_holdout_share_defaults_to_none_only_under_the_course_rule(tmp_path, automation, share):
+    from conftest import make_project, write_config
+    from riskcore.config import load_config
+
+    make_project(tmp_path)
+    assert load_config(write_config(tmp_path, automation=automation)).automation["holdout_share"] == share

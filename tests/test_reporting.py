@@ -457,10 +457,13 @@ def run_automation(config: Config) -> int:
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory):
-    """A deployed project whose next delivery has drifted: the automation retrains and reports."""
-    from conftest import make_project
+    """A deployed project whose next delivery has drifted: the automation retrains, holding 20% of it out, and
+    reports."""
+    from conftest import make_project, write_config
 
-    config = deploy_pipeline(load_config(make_project(tmp_path_factory.mktemp("retrained"))))
+    root = tmp_path_factory.mktemp("retrained")
+    make_project(root)  # the course's rule, asked to hold rows out (it holds none by default)
+    config = deploy_pipeline(load_config(write_config(root, automation={"holdout_share": 0.2})))
     before = require_deployment(config.prod_deployment_folder).model_version
     write_csv(config.input_folder / "dataset3.csv", drifted_rows(300, seed=7))
     assert run_automation(config) == 0

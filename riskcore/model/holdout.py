@@ -92,6 +92,7 @@ def evaluate_retrain(config: Config, current: Deployment, new_rows, clients: lis
     evaluation: dict[str, Any] = {
         "old_model": current.model_version,
         "new_model": metadata["model_version"],
+        "holdout_share": float(config.automation["holdout_share"]),
         "holdout": ({"share": float(config.automation["holdout_share"]), "seed": HOLDOUT_SEED,
                      **both_models(old, new, holdout)} if len(holdout) else None),
         "test_data": {"name": TEST_DATA, **both_models(old, new, read_test_data(config))},

@@ -180,8 +180,15 @@ def describe_evaluation(evaluation: dict[str, Any]) -> str:
             parts.append(f"on {name} ({rows_text(figures['old'])}): old model {figure_text(figures['old'])}; "
                          f"new model {figure_text(figures['new'])}")
     if evaluation.get("holdout") is None:
-        parts.append("no holdout (fewer than two labelled new rows)")
+        parts.append(f"no holdout ({no_holdout_reason(evaluation)})")
     return " | ".join(parts)
+
+
+def no_holdout_reason(evaluation: dict[str, Any]) -> str:
+    """Why a retrain held no row out: none was asked for (the course's rule), or too few labelled new rows."""
+    if evaluation.get("holdout_share") == 0:
+        return "automation.holdout_share is 0: the new model learnt from every ingested row, as the course's rule does"
+    return "fewer than two labelled new rows"
 
 
 def worse_on_holdout(evaluation: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from riskcore.model.drift_evidence import (
     too_few_rows_text,
     verdict_text,
 )
-from riskcore.ops.history import rows_text, worse_on_holdout
+from riskcore.ops.history import no_holdout_reason, rows_text, worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image
 
 # The headline points to these sections by their titles, not by page numbers: the evidence flows, so a
@@ -169,7 +169,7 @@ def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> li
     held = evaluation.get("holdout")
     how = (f"The held-out rows, {100 * held['share']:g}% of the labelled new rows (seed {held['seed']}), were left "
            "out of the new model's training: neither model saw them." if held else
-           "No row could be held out (fewer than two labelled new rows).")
+           f"No row was held out ({no_holdout_reason(evaluation)}).")
     resamples = evaluation["test_data"]["old"].get("resamples", 0)
     flow = [
         Paragraph(f"<b>{RETRAIN_SECTION}</b>, the test data's market and the new "
