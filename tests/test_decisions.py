@@ -203,6 +203,37 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
     assert score_history(config.output_model_folder / RUN_HISTORY) == []
 
 
+@pytest.mark.parametrize(("automation", "decision"), [
+    ({"drift_test": "raw", "promotion_gate": False}, "retrain"),  # the course's rule: no window, no test, no gate
+    (EVIDENCE, "wait"),  # the production default: too few rows to decide
+])
+def test_three_labelled_rows_the_model_gets_wrong_retrain_at_once_under_the_course_rule_only(tmp_path, automation,
+                                                                                               decision):
+    """The course's table: F1 on the new rows below latestscore.txt retrains, however few the rows; the course's rule
+    keeps no evidence window and holds no row out of the retrain."""
+    from riskcore.contract import EVIDENCE_WINDOW, FEATURES
+    from riskcore.release.load import load_deployed_model
+
+    config = old_market(tmp_path, **automation)
+    before = served(config)
+    columns = month(config.input_folder / "2026-02.csv", 200, "practice", 51)
+    frame = {name: columns[name] for name in (ID_COLUMN, *FEATURES)}
+    model = load_deployed_model(require_deployment(config.prod_deployment_folder))
+    stays = np.flatnonzero(model.predict(np.column_stack([frame[f] for f in FEATURES]).astype(float)) == 0)[:3]
+    lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
+    wrong = [",".join([*lines[i + 1].split(",")[:-1], "1"]) for i in stays]  # they left; the model said they stay
+    (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *wrong]) + "\n")
+    run = tick(config)
+    assert run["decision"] == decision and run["f1_new_data"] in (0.0, None)
+    deployment = require_deployment(config.prod_deployment_folder)
+    if decision == "retrain":
+        assert run["drift_test"] == "raw" and run["evaluation"]["holdout"] is None
+        assert served(config) != before and deployed_metadata(deployment)["training_rows"] == 2003
+        assert not (config.prod_deployment_folder / EVIDENCE_WINDOW).exists()
+    else:
+        assert served(config) == before and (deployment.path(EVIDENCE_WINDOW)).is_file()
+
+
 def test_drift_found_on_a_window_too_small_to_hold_out_for_the_gate_waits_and_records_model_drift(tmp_path):
     config = old_market(tmp_path, min_rows=100, min_positives=10)
     before = served(config)
