@@ -22,9 +22,12 @@ from pathlib import Path
 from flask import Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from riskcore.api.errors import ApiError
 from riskcore.api.form_guard import ATTEMPTS_ENV, RateLimit, page_secret
+from riskcore.api.key import MAX_KEY_LENGTH
 from riskcore.api.risk_service import service
 from riskcore.contract import ConfigError
 
@@ -36,6 +39,7 @@ COOKIE_DAYS = 30  # the form asks again after this long, or as soon as the key c
 LOGIN_ATTEMPTS_PER_MINUTE = 10
 CALL_FORMS_PER_MINUTE = 30
 KEY_GIVEN = "key_given"  # the session's one entry
+MAX_FORM_BYTES = 16 * 1024  # a form's body: a call's 500 characters of note take at most 6,000 bytes encoded
 
 
 def current_key() -> str | None:
@@ -114,6 +118,18 @@ def too_many(form: str) -> tuple[str, int, dict[str, str]] | None:
     return page, status, {"Retry-After": str(limit.retry_after(address))}
 
 
+def limited_form(message: str) -> ImmutableMultiDict:
+    """The request's form, or 413 with `message` when its body is larger than MAX_FORM_BYTES (a chunked one too):
+    werkzeug would parse a form of any size up to the API's 16 MB, field by field."""
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        abort(413, message)
+    request.max_content_length = MAX_FORM_BYTES  # a chunked body is cut off at the same size
+    try:
+        return request.form
+    except RequestEntityTooLarge:
+        abort(413, message)
+
+
 def local_target(target: str | None) -> str:
     """Where to go after the key form: a path of this site, never another site."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or not target.isprintable():
@@ -152,7 +168,8 @@ def login() -> Response | str:
     refused = too_many("login")
     if refused:
         return refused
-    given = request.form.get("key", "").strip()
+    given = limited_form(f"The key form is larger than {MAX_FORM_BYTES:,} bytes; a key holds at most "
+                         f"{MAX_KEY_LENGTH} characters.").get("key", "").strip()
     if not hmac.compare_digest(given.encode("utf-8"), key.encode("ascii")):
         log.warning("key form: a wrong key from %s", request.remote_addr)
         return key_form(target, "That is not the API key; try again." if given else "Enter the API key.")

@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, send_file, session, url_for
 from flask.sessions import NullSession
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from riskcore.api import page_data
 from riskcore.api.client_story import (
@@ -50,7 +50,16 @@ from riskcore.api.client_story import (
 )
 from riskcore.api.errors import ApiError, handle_http_error
 from riskcore.api.form_guard import CSRF_FIELD, csrf_ok, csrf_token
-from riskcore.api.page_access import error_page, keep_the_key_in_a_session, login, logout, require_key, too_many
+from riskcore.api.page_access import (
+    MAX_FORM_BYTES,
+    error_page,
+    keep_the_key_in_a_session,
+    limited_form,
+    login,
+    logout,
+    require_key,
+    too_many,
+)
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import call_effect, day, health_strip, model_health, when
@@ -87,7 +96,6 @@ site.add_url_rule("/logout", view_func=logout, methods=["POST"])
 
 CALLER_COOKIE = "risk_caller"  # the name last entered in a call form's "by", to fill it in next time
 CALLER_DAYS = 365
-MAX_FORM_BYTES = 16 * 1024  # a call form's body: 500 characters of note take at most 6,000 bytes encoded
 CALLS_SHOWN = 50  # a client's calls listed on its page, newest first
 # Only the app's own stylesheet and icon; an inline <svg> is markup, not an image, and needs no source.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -266,13 +274,8 @@ def record_call(client_id: str) -> Response | tuple[str, int] | tuple[str, int, 
     refused = too_many("calls")
     if refused:
         return refused
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        abort(413, f"The form is larger than {MAX_FORM_BYTES:,} bytes; a note holds at most {MAX_NOTE} characters.")
-    request.max_content_length = MAX_FORM_BYTES  # a chunked body is cut off at the same size
-    try:
-        sent = request.form
-    except RequestEntityTooLarge:
-        abort(413, f"The form is larger than {MAX_FORM_BYTES:,} bytes; a note holds at most {MAX_NOTE} characters.")
+    sent = limited_form(f"The form is larger than {MAX_FORM_BYTES:,} bytes; a note holds at most {MAX_NOTE} "
+                        "characters.")
     if not csrf_ok(session, sent.get(CSRF_FIELD)):
         log.warning("call form: a missing or wrong CSRF token from %s", request.remote_addr)
         abort(403, "This form did not come from this site's page, or its page is too old; open the client's page "
