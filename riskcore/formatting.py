@@ -16,6 +16,11 @@ def count(value: Any, missing: str = MISSING) -> str:
     return missing if value is None else f"{int(value):,}"
 
 
+def plural(amount: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun: "1 row", "2,000 rows" ("1 client who was called" with `nouns` for the irregular)."""
+    return f"{amount:,} {noun if amount == 1 else (nouns or noun + 's')}"
+
+
 def fixed(value: Any, decimals: int = 2, missing: str = MISSING) -> str:
     """A number with `decimals` decimals and thousands separators: "1,234.50"."""
     return missing if value is None else f"{float(value):,.{decimals}f}"

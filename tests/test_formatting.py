@@ -99,3 +99,12 @@ def test_a_psi_never_reads_as_reaching_a_threshold_it_is_below(value, label, sho
 
     assert formatting.psi_figure(value, label) == shown
     assert figures_text({"psi": value, "psi_label": label}) == f"PSI {shown} ({label})"
+
+
+@pytest.mark.parametrize(("amount", "noun", "nouns", "text"), [
+    (1, "row", None, "1 row"), (0, "row", None, "0 rows"), (2000, "row", None, "2,000 rows"),
+    (1, "client who was", "clients who were", "1 client who was"),
+    (3, "client who was", "clients who were", "3 clients who were"),
+])
+def test_a_count_reads_with_its_noun_in_the_singular_only_for_one(amount, noun, nouns, text):
+    assert formatting.plural(amount, noun, nouns) == text

@@ -17,7 +17,7 @@ from riskcore.api.risk_service import RiskService
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.files import parse_utc, when
-from riskcore.formatting import sentence_case
+from riskcore.formatting import plural, sentence_case
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -77,7 +77,7 @@ def ago(stamp: Any, now: float) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             amount = int(seconds // size)
-            return f"{amount} {unit}{'s' if amount != 1 else ''} ago"
+            return f"{plural(amount, unit)} ago"
     return "just now"
 
 

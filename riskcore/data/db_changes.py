@@ -16,12 +16,12 @@ from typing import Any
 from riskcore.data.db_connection import (
     connect,
     contract_columns,
-    plural,
     quote_identifier,
     quote_literal,
     table_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
+from riskcore.formatting import plural
 
 
 # --- The cheap question: anything new? ---------------------------------------------------------

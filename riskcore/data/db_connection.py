@@ -32,10 +32,6 @@ class DatabaseError(DataError):
     """The database cannot be read: down, login refused, no such table or column."""
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 # --- SQL text ----------------------------------------------------------------------------------
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEATURES, UserError
-from riskcore.formatting import MISSING, interval, psi_figure, score
+from riskcore.formatting import MISSING, interval, plural, psi_figure, score
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def called_text(row: dict[str, Any]) -> str | None:
     called = row.get("window_called")
     if not called:
         return None
-    rows = "1 row of a client who was" if called == 1 else f"{called:,} rows of clients who were"
+    rows = plural(called, "row of a client who was", "rows of clients who were")
     return f"{rows} called left out of the drift check's window"
 
 

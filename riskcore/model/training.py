@@ -35,7 +35,7 @@ from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
-from riskcore.formatting import count, score
+from riskcore.formatting import count, plural, score
 from riskcore.model.drift_evidence import quantiles_of
 from riskcore.model.evaluation import baseline_of
 from riskcore.model.reasons import model_terms
@@ -429,5 +429,5 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     )
     log.info("trained model %s on %d labelled rows (%s)%s", metadata["model_version"], len(frame),
              chosen["chosen"] if chosen else "each client's latest labelled snapshot",
-             f"; {unlabelled} client{'s' if unlabelled != 1 else ''} with no label yet left out" if unlabelled else "")
+             f"; {plural(unlabelled, 'client')} with no label yet left out" if unlabelled else "")
     return metadata

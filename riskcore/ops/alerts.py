@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from riskcore.config import Config
 from riskcore.contract import ConfigError, DataError
 from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, read_json, utc_at, utc_now, when
+from riskcore.formatting import plural
 from riskcore.ops.history import OPERATOR_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -317,8 +318,8 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
             log.info("alert %s sent to %s", key, names[channel])
         atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
     if waiting:
-        log.info("%d alert message%s wait for the next tick (this tick's sending time, %g s, is used up)", waiting,
-                 "s" if waiting != 1 else "", DELIVERY_BUDGET)
+        log.info("%s left for the next tick (this tick's sending time, %g s, is used up)",
+                 plural(waiting, "alert message"), DELIVERY_BUDGET)
     _tick["spent"] += time.monotonic() - started
     prune(outbox, now)
     atomic_write_json(outbox_path(config), outbox)

@@ -16,6 +16,7 @@ from riskcore.config import Config
 from riskcore.contract import ESTIMATE_LEDGER, ID_COLUMN, SCORE_FILE, TARGET, TEST_DATA
 from riskcore.data.folder_ingest import IngestionResult
 from riskcore.data.validation import features_of, labelled
+from riskcore.formatting import plural
 from riskcore.model.calibration import calibrated_probability, calibration_figures, estimate_performance, estimated_drop
 from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
 from riskcore.model.drift_evidence import (
@@ -70,11 +71,10 @@ def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> st
     """
     missing = []
     if counts.rows < min_rows:
-        rows = "labelled row" if counts.rows == 1 else "labelled rows"
-        missing.append(f"{counts.rows:,} {rows} of the {min_rows:,} needed (automation.min_rows)")
+        missing.append(f"{plural(counts.rows, 'labelled row')} of the {min_rows:,} needed (automation.min_rows)")
     if counts.positives < min_positives:
-        who = "client who left" if counts.positives == 1 else "clients who left"
-        missing.append(f"{counts.positives:,} {who} of the {min_positives:,} needed (automation.min_positives)")
+        who = plural(counts.positives, "client who left", "clients who left")
+        missing.append(f"{who} of the {min_positives:,} needed (automation.min_positives)")
     return f"the window has {' and '.join(missing)}" if missing else None
 
 
@@ -195,8 +195,9 @@ def without_called(config: Config, rows) -> tuple[object, int]:
         return rows, 0
     reached = rows[ID_COLUMN].astype(str).isin(called)
     if reached.any():
-        log.info("drift check: %d rows of %d clients who were called are left out of the window "
-                 "(automation.leave_out_called)", int(reached.sum()), rows.loc[reached, ID_COLUMN].nunique())
+        clients = plural(int(rows.loc[reached, ID_COLUMN].nunique()), "client who was", "clients who were")
+        log.info("drift check: %s of %s called are left out of the window (automation.leave_out_called)",
+                 plural(int(reached.sum()), "row"), clients)
     return rows.loc[~reached].reset_index(drop=True), int(reached.sum())
 
 
@@ -241,11 +242,10 @@ def check_drift(config: Config, run: Run, deployment: Deployment, result: Ingest
     estimate_window(config, run, deployment, model, clients, arrived, ledger, labels_found_drift=verdict == "drift")
     run.model_drift = {"drift": True, "keep": False}.get(verdict)  # "wait": too few labelled rows to tell
     repeated = f" of {len(clients.latest)} clients" if len(clients.latest) < len(rows) else ""  # several snapshots
-    log.info("drift check on %s (%d rows%s, %d labelled), %d client%s who left: %s; on everything ingested "
+    log.info("drift check on %s (%d rows%s, %d labelled), %s who left: %s; on everything ingested "
              "(%d rows, %d labelled): %s; data drift in %s (%s)",
              "the evidence window" if significance else "the new data", len(rows), repeated, len(known),
-             run.window_positives,
-             "" if run.window_positives == 1 else "s", run.drift_verdict, len(result.frame), ingested_labelled,
+             plural(run.window_positives, "client"), run.drift_verdict, len(result.frame), ingested_labelled,
              describe_f1(run.f1_ingested), ", ".join(drifted) or "no feature",
              data_drift_text(run.data_drift, auto["ks_alpha"]))
     if verdict == "drift" or not drifted or not auto["data_drift_triggers_retrain"]:

@@ -27,6 +27,7 @@ from riskcore.data.snapshots import HeldBack
 from riskcore.data.validation import labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, utc_now
+from riskcore.formatting import plural
 from riskcore.model.drift_evidence import estimate_text
 from riskcore.model.evaluation import score_trained
 from riskcore.model.holdout import evaluate_retrain, held_out_rows, holdout_clients
@@ -162,8 +163,8 @@ def ingest_and_decide(config: Config, run: Run, current: Deployment | None, allo
     write_pending(config, run)
     if verdict == "wait":
         write_window(config, rows)
-        log.info("decision: wait, model %s is kept and the window of %d row%s carries over (%s)",
-                 current.model_version, len(rows), "" if len(rows) == 1 else "s", run.drift_verdict)
+        log.info("decision: wait, model %s is kept and the window of %s carries over (%s)",
+                 current.model_version, plural(len(rows), "row"), run.drift_verdict)
     else:
         clear_window(config)
         log.info("decision: keep model %s, record the new files as processed (%s)", current.model_version,

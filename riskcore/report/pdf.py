@@ -28,7 +28,7 @@ from riskcore.contract import (
     RUN_HISTORY,
 )
 from riskcore.files import when
-from riskcore.formatting import count, number, percent, rank_change, score
+from riskcore.formatting import number, percent, plural, rank_change, score
 from riskcore.model.drift_evidence import training_choice_text
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
@@ -180,7 +180,7 @@ def trend_section(data: ReportData, styles: Styles, width: float) -> list:
                                 for d in recent],
                                [width * w for w in (0.23, 0.35, 0.18, 0.24)], right={2, 3}))
     runs = len(data.runs)
-    kept = f"{count(runs)} run{'s' if runs != 1 else ''}" if runs else "not present yet"
+    kept = plural(runs, "run") if runs else "not present yet"
     flow.append(Paragraph(
         "Deployments come from the release manifests still kept in the production folder; drift checks, "
         f"rollbacks and roll forwards from the run history ({RUN_HISTORY}, {kept}).", styles.note))
@@ -264,7 +264,7 @@ def id_note(top: list[dict[str, Any]]) -> str:
     missing = undrawable("".join(ids))
     if missing:
         packages = missing_font_packages()
-        note += (f" {len(missing)} character{'s' if len(missing) != 1 else ''} of these ids cannot be drawn with "
+        note += (f" {plural(len(missing), 'character')} of these ids cannot be drawn with "
                  "the fonts installed and print as boxes; " +
                  (f"installing {', '.join(packages)} (make system-deps) may draw them." if packages else
                   "none of the report's fonts has them (it draws Latin, Greek, Cyrillic, Arabic, Hebrew, Chinese, "
@@ -342,7 +342,7 @@ def timings_section(data: ReportData, styles: Styles, width: float) -> list:
     return section(
         styles, "timings",
         data_table(styles, ["step", "seconds"], rows, [width * 0.3, width * 0.2], right={1}),
-        Paragraph(f"Median of {runs} run{'s' if runs != 1 else ''} of the real steps on a temporary copy, "
+        Paragraph(f"Median of {plural(runs, 'run')} of the real steps on a temporary copy, "
                   f"measured {escape(record.get('generated_at'))} by diagnostics.py.", styles.note),
     )
 
@@ -376,8 +376,8 @@ def ingestion_section(data: ReportData, styles: Styles, width: float) -> list:
     source = record.get("input_folder") or (record.get("database") or {}).get("label") or "?"  # a folder, or a table
     flow = [
         Paragraph(f"Ingested {escape(record.get('ingested_at', '?'))} from {escape(source)}: "
-                  f"{number(record.get('rows_read'), 0)} rows read from {len(files)} file"
-                  f"{'s' if len(files) != 1 else ''}, {number(record.get('rows_kept'), 0)} kept, one per client "
+                  f"{number(record.get('rows_read'), 0)} rows read from {plural(len(files), 'file')}, "
+                  f"{number(record.get('rows_kept'), 0)} kept, one per client "
                   f"({number(record.get('duplicates_dropped'), 0)} exact duplicates dropped, "
                   f"{number(record.get('superseded'), 0)} earlier snapshots superseded by a later one); new rows: "
                   "those a file did not hold when it was last ingested.", styles.body),
