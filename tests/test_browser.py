@@ -412,6 +412,41 @@ def test_screenshots_and_nothing_wider_than_the_screen(browser, site, tmp_path, 
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_the_header_bar_keeps_room_above_and_below_its_contents(browser, site, width, console):
+    """On a phone the page's side margins took the bar's top and bottom padding too: the title touched the screen's
+    top edge and the download buttons the bar's bottom."""
+    show_at(browser, width)
+    try:
+        browser.get(site.url + "/")
+        gaps = browser.execute_script(
+            "const bar = document.querySelector('.site-bar').getBoundingClientRect();"
+            "const inner = [...document.querySelectorAll('.site-bar-inner > *')].map(e => e.getBoundingClientRect());"
+            "return [Math.min(...inner.map(b => b.top)) - bar.top, bar.bottom - Math.max(...inner.map(b => b.bottom))]")
+        assert min(gaps) >= 6, f"at {width} px the header's contents are {gaps} px from its top and bottom"
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_a_clients_page_keeps_feature_names_on_one_line_and_a_styled_call_button(browser, site, console):
+    """The contributions table was too narrow for its six columns: "activity last month" broke over two lines, and
+    its bar sat between them; the call form's button was the browser's grey one, unlike every other button."""
+    show_at(browser, 1280)
+    try:
+        browser.get(site.url + "/clients/twice")
+        heights = browser.execute_script(
+            "return [...document.querySelectorAll('table.features tbody th')].map(th => {"
+            " const style = getComputedStyle(th);"
+            " return th.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom)"
+            "   - parseFloat(style.lineHeight); })")
+        assert len(heights) == 3 and all(extra < 2 for extra in heights), heights
+        button = browser.execute_script("return getComputedStyle(document.querySelector('.call-form button'))"
+                                        ".backgroundColor")
+        assert button == "rgb(47, 102, 144)"  # the page's blue (--blue), as the search's Show and the key form's
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_every_column_of_the_run_history_is_on_the_screen(browser, site, width, console):
     """Issue 22.8: no column of the run history lies past the right edge of its frame or of the screen (on a
     phone each run is a block of labelled lines), and every value keeps its column's name beside it."""

@@ -968,6 +968,30 @@ def test_the_reliability_diagram_has_one_point_per_bin(tmp_path):
     assert "Calibration on 120 labelled rows: ECE 0.050, Brier score 0.120" in text_of(response)
 
 
+def test_a_reliability_point_on_the_diagrams_edge_is_drawn_whole(tmp_path):
+    """Bins predicted near 0% sit on the frame's left edge: the drawing must leave room for the whole dot (half of
+    each was cut off)."""
+    config = build_project(tmp_path)
+    edges = [{"predicted": 0.0, "observed": 1.0, "rows": 30}, {"predicted": 1.0, "observed": 0.0, "rows": 30}]
+    record_run(config.output_model_folder / RUN_HISTORY, estimated_run("e", "2026-03-01T06:00:00Z", calibration={
+        "ece": 0.5, "brier": 0.5, "rows": 60, "bins": 2, "reliability": edges}))
+    page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
+    figure = re.search(r'<figure class="reliability".*?</figure>', page, re.S).group(0)
+    left, top, width, height = map(float, re.search(r'<svg viewBox="([-0-9. ]+)"', figure).group(1).split())
+    dots = [tuple(map(float, dot)) for dot in re.findall(r'cx="([-0-9.]+)" cy="([-0-9.]+)" r="([0-9.]+)"', figure)]
+    assert len(dots) == 2
+    assert all(left <= x - r and x + r <= left + width and top <= y - r and y + r <= top + height for x, y, r in dots)
+
+
+def test_a_clients_risk_chart_shows_its_scale(client):
+    """One run is one dot: without 0% and 100% beside the chart the dot gave no reading."""
+    page = client.get("/clients/twice").get_data(as_text=True)
+    figure = re.search(r'<figure class="risk-runs".*?</figure>', page, re.S).group(0)
+    assert re.findall(r'<text class="risk-scale"[^>]*>([^<]*)</text>', figure) == ["100%", "0%"]
+    left = float(re.search(r'<svg viewBox="([-0-9.]+) ', figure).group(1))
+    assert left <= -page_charts.RiskChart.scale_width < 0  # the labels stand left of the chart, inside the drawing
+
+
 def test_the_model_page_names_the_served_models_calibration(tmp_path):
     config = build_project(tmp_path)  # 60 test rows: too few to fit a calibrator
     text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))

@@ -65,6 +65,8 @@ class RiskChart:
     width: int = WIDTH
     height: int = HEIGHT
     full_height: int = HEIGHT + DATE_BAND
+    scale_width: int = 32  # SVG units left of the chart for its scale, 0% and 100%: one dot alone read as no value
+    top: float = 2.0  # the SVG y of 100% (0% is at height - top)
 
 
 def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
@@ -79,7 +81,7 @@ def risk_chart(runs: list[dict[str, Any]]) -> RiskChart | None:
     left = 4 if len(runs) > 1 else WIDTH / 2
     chances = [run["probability"] if run.get("probability") is not None else float(expit(run["log_odds"]))
                for run in runs]
-    points = [(left + i * step, HEIGHT - 2 - (HEIGHT - 4) * chance, run, chance)
+    points = [(left + i * step, HEIGHT - RiskChart.top - (HEIGHT - 2 * RiskChart.top) * chance, run, chance)
               for i, (run, chance) in enumerate(zip(runs, chances, strict=True))]
     line = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
     if len(runs) == 1:
