@@ -447,22 +447,27 @@ def test_a_clients_page_keeps_feature_names_on_one_line_and_a_styled_call_button
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_every_column_of_the_run_history_is_on_the_screen(browser, site, width, console):
+@pytest.mark.parametrize(("path", "table", "columns"), [("/model", "history", 10), ("/clients/twice", "snapshots", 8)])
+def test_every_column_of_the_run_history_and_a_clients_snapshots_is_on_the_screen(browser, site, width, path, table,
+                                                                                   columns, console):
     """Issue 22.8: no column of the run history lies past the right edge of its frame or of the screen (on a
-    phone each run is a block of labelled lines), and every value keeps its column's name beside it."""
+    phone each run is a block of labelled lines), and every value keeps its column's name beside it. A client's
+    snapshots the same: on a phone their risk lay off the screen."""
     show_at(browser, width)
     try:
-        browser.get(site.url + "/model")
+        browser.get(site.url + path)
         cells = browser.execute_script(
-            "const frame = document.querySelector('table.history').closest('.table-wrap').getBoundingClientRect();"
-            "return [...document.querySelectorAll('table.history tbody tr:first-child td')].map(td => {"
+            "const table = document.querySelector(arguments[0]);"
+            "const frame = table.closest('.table-wrap').getBoundingClientRect();"
+            "return [...table.querySelectorAll('tbody tr:first-child td')].map(td => {"
             "  const b = td.getBoundingClientRect();"
             "  return {label: td.dataset.label, shown: getComputedStyle(td, '::before').content,"
             "          left: b.left, right: b.right, width: b.width,"
-            "          inside: b.left >= frame.left - 0.5 && b.right <= Math.min(frame.right, innerWidth) + 0.5}; })")
+            "          inside: b.left >= frame.left - 0.5 && b.right <= Math.min(frame.right, innerWidth) + 0.5}; })",
+            f"table.{table}")
         headers = [th.get_attribute("textContent").strip()
-                   for th in browser.find_elements(By.CSS_SELECTOR, "table.history thead th")]
-        assert [cell["label"] for cell in cells] == headers and len(headers) == 10
+                   for th in browser.find_elements(By.CSS_SELECTOR, f"table.{table} thead th")]
+        assert [cell["label"] for cell in cells] == headers and len(headers) == columns
         outside = [cell["label"] for cell in cells if not cell["inside"] or cell["width"] == 0]
         assert not outside, f"at {width} px these columns are cut off: {outside}"
         if width < 640:  # the column's name is drawn before each value

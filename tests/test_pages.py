@@ -968,6 +968,13 @@ def test_the_reliability_diagram_has_one_point_per_bin(tmp_path):
     assert "Calibration on 120 labelled rows: ECE 0.050, Brier score 0.120" in text_of(response)
 
 
+def test_asking_for_new_clients_before_a_second_run_says_there_is_nothing_to_compare_with(client):
+    """A first run has no earlier list: "new on the list" found no client and only said no client matched."""
+    assert client.get("/risk?limit=1").get_json()["compared_with_run"] is None
+    text = text_of(client.get("/?moved=new"))
+    assert "No client matches these filters: no earlier run's list to compare this one with yet." in text
+
+
 def test_a_reliability_point_on_the_diagrams_edge_is_drawn_whole(tmp_path):
     """Bins predicted near 0% sit on the frame's left edge: the drawing must leave room for the whole dot (half of
     each was cut off)."""
