@@ -129,6 +129,38 @@ def test_pdf_opens_with_the_managers_pages_then_the_evidence_with_every_section_
     assert all(f"page {n} of {len(pages)}" in text for n, text in enumerate(pages, start=1))
 
 
+def drawn_edges(path: Path) -> list[tuple[int, float, float]]:
+    """Each page's leftmost and rightmost point of what it fills: table cells and boxes (re), charts (images, Do)."""
+    from pypdf import PdfReader
+
+    edges = []
+    for number, page in enumerate(PdfReader(path).pages, start=1):
+        xs: list[float] = []
+
+        def visit(operator, operands, cm, tm, xs=xs):
+            if operator == b"re":
+                x, y, w, _ = (float(v) for v in operands)
+                xs.extend(cm[0] * v + cm[2] * y + cm[4] for v in (x, x + w))
+            elif operator == b"Do":  # an image fills the unit square the matrix maps
+                xs.extend((cm[4], cm[4] + cm[0]))
+
+        page.extract_text(visitor_operand_before=visit)
+        edges.append((number, min(xs), max(xs)))
+    return edges
+
+
+def test_every_table_box_and_chart_stays_within_the_pages_margins(reported):
+    """The text runs 18 mm from each edge, as the footer does; full-width tables and charts ran 6 pt past the right
+    margin, 12 pt past the text (ReportLab's frame pads its content by 6 pt: the widths ignored it)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+
+    _, paths = reported
+    edges = drawn_edges(paths["summary_report"])
+    assert edges and all(18 * mm - 0.5 <= left and right <= A4[0] - 18 * mm + 0.5 for _, left, right in edges), edges
+    assert max(right for _, _, right in edges) > A4[0] - 18 * mm - 1  # the widest table reaches the margin
+
+
 def test_pdf_states_f1_model_version_and_the_riskiest_clients(reported):
     config, paths = reported
     current, model = deployed_model(config)
