@@ -446,6 +446,20 @@ def test_a_clients_page_keeps_feature_names_on_one_line_and_a_styled_call_button
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def test_the_model_pages_cards_take_a_row_each_on_a_phone(browser, site, console):
+    """Two cards side by side on a phone set the F1 card's paragraphs three words a line, 25 lines long, beside a
+    deployed-model card mostly blank."""
+    show_at(browser, 390)
+    try:
+        browser.get(site.url + "/model")
+        widths = browser.execute_script(
+            "const row = document.querySelector('.cards').getBoundingClientRect().width;"
+            "return [...document.querySelectorAll('.cards > .card')].map(c => c.getBoundingClientRect().width / row)")
+        assert len(widths) == 3 and min(widths) > 0.99, widths
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize(("path", "table", "columns"), [("/model", "history", 10), ("/clients/twice", "snapshots", 8)])
 def test_every_column_of_the_run_history_and_a_clients_snapshots_is_on_the_screen(browser, site, width, path, table,
