@@ -1147,3 +1147,14 @@ def test_risk_offset_0_on_an_empty_call_list_is_an_empty_page(deployed):
     assert page.status_code == 200
     assert (page.get_json()["total"], page.get_json()["clients"], page.get_json()["next_offset"]) == (0, [], None)
     assert_json_error(client.get("/risk?offset=1"), 400, '"offset"')
+
+
+
+def test_an_id_holding_quotes_is_not_taken_for_a_key_given_twice(client):
+    """The repeated-key check counts quotes: ids with quotes, escaped as \\" or as \\u0022, are read in full."""
+    features = '"lastmonth_activity": 1, "lastyear_activity": 2, "number_of_employees": 3'
+    body = ('{"records": [{"corporation": "say \\"hi\\"", ' + features + '}, '
+            '{"corporation": "a\\u0022b", ' + features + '}]}')
+    answer = client.post("/prediction", data=body, content_type="application/json")
+    assert answer.status_code == 200, answer.get_json()
+    assert [p["corporation"] for p in answer.get_json()["predictions"]] == ['say "hi"', 'a"b']

@@ -376,10 +376,19 @@ def test_a_pickle_named_like_a_dataset_is_read_as_text_and_refused(site, name):
     ("application/json", b'{"records": [{"corporation": "a", "lastmonth_activity": ' + b"[" * 500 + b"]" * 500
      + b', "lastyear_activity": 1, "number_of_employees": 1}]}', 400, "not a list"),
     ("application/json", b'{"records": [{"corporation": "a", "corporation": {"$gt": ""}, "lastmonth_activity": 1,'
+     b' "lastyear_activity": 1, "number_of_employees": 1}]}', 400, 'the key "corporation" twice'),
+    ("application/json", b'{"records": [{"corporation": {"$gt": ""}, "lastmonth_activity": 1,'
      b' "lastyear_activity": 1, "number_of_employees": 1}]}', 400, "not an object"),
     ("application/json", b'{"__proto__": {"admin": true}, "records": []}', 400, '"__proto__"'),
     ("application/json", b'{"records": [{"corporation": "a\\ud800", "lastmonth_activity": 1, "lastyear_activity": 1,'
      b' "number_of_employees": 1}]}', 400, "lone surrogate"),  # json.loads takes it; no answer can be written with it
+    # a key given twice: the last value wins in every reader, so the first "records" lost its rows without a word
+    ("application/json", b'{"records": [{"corporation": "a", "lastmonth_activity": 1, "lastyear_activity": 1, '
+     b'"number_of_employees": 1}], "records": []}', 400, 'the key "records" twice'),
+    ("application/json", b'{"records": [{"corporation": "a", "lastmonth_activity": 1, "lastmonth_activity": 900, '
+     b'"lastyear_activity": 1, "number_of_employees": 1}]}', 400, 'the key "lastmonth_activity" twice'),
+    ("application/json", b'{"records": [{"corporation": "a", "lastmonth_activity": NaN, "lastyear_activity": 1, '
+     b'"number_of_employees": 1}], "records": []}', 400, 'the key "records" twice'),  # read by json.loads
 ])
 def test_wrong_content_types_and_malformed_bodies_are_4xx(site, content_type, body, status, phrase):
     refused(http(site, "POST", "/prediction", body, {"Content-Type": content_type}), status, phrase, site=site)

@@ -149,6 +149,17 @@ def request_body() -> bytes:
     return body
 
 
+def each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook: the object, or ApiError 400 naming a key it gives twice."""
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ApiError(400, f"The JSON body gives the key {json.dumps(repeated[:60])} twice in one object; give each "
+                            "key once (one of the two values would be lost).", field=repeated[:60])
+    return document
+
+
 def json_body(expected: str) -> Any:
     """The request's JSON document, or ApiError 400 saying what is wrong (`expected`: what to send instead)."""
     body = request_body()
@@ -159,11 +170,17 @@ def json_body(expected: str) -> Any:
     # What orjson refuses (NaN, Infinity, a number too large for a float, a lone surrogate, UTF-16, a BOM, deep
     # nesting) goes on to json.loads as before: read, or worded as before.
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        document = orjson.loads(body)
+        # A key given twice in one object keeps its last value in every JSON reader: a second "records" would lose
+        # the first one's rows without a word. Written again, the document holds fewer quotes than the body only
+        # where a key (with its string value) was dropped (an escaped quote is written \" whichever way it came);
+        # such a body goes on to json.loads, which names the key (0.2 ms for the bench's 1,000 records, 2 µs for one).
+        if body.count(b'"') <= orjson.dumps(document).count(b'"'):
+            return document
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # orjson writes at most 254 levels of nesting
         pass
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=each_key_once)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"The request body is not valid JSON ({exc.msg} at line {exc.lineno}, "
                             f"column {exc.colno}).") from None
