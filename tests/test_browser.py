@@ -232,6 +232,21 @@ def test_the_key_form_lets_a_manager_in_once(browser, keyed_site, tmp_path, cons
     assert browser.find_elements(By.ID, "key") and not browser.get_cookies()
 
 
+def test_the_key_form_is_a_box_not_a_band_across_a_laptop(browser, keyed_site, console):
+    """The rule that keeps wide tables within a phone's screen also undid the form's 420 px: on a laptop its box and
+    its key field ran 1,160 px wide."""
+    browser.delete_all_cookies()
+    show_at(browser, 1280)
+    try:
+        browser.get(keyed_site.url + "/")
+        width, left, right = browser.execute_script(
+            "const b = document.querySelector('section.login').getBoundingClientRect();"
+            "return [b.width, b.left, innerWidth - b.right]")
+        assert width <= 420 and abs(left - right) <= 1, (width, left, right)  # and centred
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_a_call_recorded_from_the_client_page_shows_on_the_list(browser, site, project, console):
     """The form on a client's page (today by default, an outcome in words, a note, who called) stores the call,
     comes back to the page with it listed, and the call list shows "called today: at risk"; markup stays text."""
