@@ -488,7 +488,7 @@ def test_a_model_trained_by_hand_on_a_new_market_is_measured_on_held_out_rows_of
 
 
 def test_a_model_trained_on_the_test_datas_market_keeps_the_test_data_as_its_baseline(tmp_path, caplog):
-    caplog.set_level("INFO", logger="riskcore.model.training")
+    caplog.set_level("INFO", logger="riskcore.model.own_market")
     config = old_market(tmp_path)
     baseline = deployed_metadata(require_deployment(config.prod_deployment_folder))["baseline"]
     assert baseline["source"] == "the test data, testdata.csv" and baseline["rows"] == 500

@@ -81,7 +81,7 @@ def score_trained(config: Config, model_folder: Path | None = None) -> float:
     test = read_test_data(config)
     score = score_model(model, test, model_folder / SCORE_FILE)
     # Training measured the baseline on its own rows where the test data is of another market
-    # (riskcore.model.training.own_market_baseline); otherwise, until a retrain measures it on held-out
+    # (riskcore.model.own_market.own_market_baseline); otherwise, until a retrain measures it on held-out
     # rows of the new market (riskcore.model.holdout), the test data, of the model's market, is its baseline.
     if not (metadata.get("baseline") or {}).get("folds"):
         record_baseline(model_folder, baseline_measurement(model, test, f"the test data, {TEST_DATA}"))

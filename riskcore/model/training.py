@@ -35,9 +35,9 @@ from riskcore.data.contract_rules import LABELS_OPTIONAL
 from riskcore.data.validation import features_of, labelled, read_client_csv
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
-from riskcore.formatting import count, plural, score
+from riskcore.formatting import plural
 from riskcore.model.drift_evidence import quantiles_of
-from riskcore.model.evaluation import baseline_of
+from riskcore.model.own_market import own_market_baseline, test_data_of_another_market
 from riskcore.model.reasons import model_terms
 from riskcore.model.time_limit import TrainingTimedOut, run_within
 
@@ -261,62 +261,6 @@ def calibrate(model, rows, source: str, training=None, settings: dict[str, Any] 
     return calibrator, record
 
 
-def test_data_of_another_market(config: Config, frame) -> str | None:
-    """Why the test data cannot be the drift baseline of a model trained on `frame` (its labelled rows); None when
-    it can (the log says why either way).
-
-    The test data is the baseline (scoring.py measures it there) when it is of the model's market: none
-    of its features drifted from the training data by the one rule (riskcore.model.drift.data_drift,
-    automation.psi_threshold and ks_alpha, on the training profile), or it has too few rows to tell. Also
-    where the training rows cannot be cut into CALIBRATION_FOLDS stratified folds. The course's rule
-    (drift_test "raw") takes latestscore.txt as its baseline: the test data, always.
-    """
-    from riskcore.model.calibration import CALIBRATION_FOLDS
-    from riskcore.model.drift import data_drift
-    from riskcore.model.drift_evidence import figures_text
-
-    auto = config.automation
-    if auto["drift_test"] == "raw" or not config.test_data_file.is_file():
-        return None
-    frame = labelled(frame)
-    drift = data_drift(read_client_csv(config.test_data_file), feature_profile(frame), auto["psi_threshold"],
-                       auto["ks_alpha"])
-    if drift["too_few_rows"]:
-        log.info("drift baseline: the test data, %s, has too few rows (%d) to tell whether it is of the model's "
-                 "market: scoring.py measures the baseline there", TEST_DATA, drift["rows"])
-        return None
-    if not drift["drift"]:
-        log.info("drift baseline: the test data, %s, is of the model's market (no feature drifted from the training "
-                 "data): scoring.py measures the baseline there", TEST_DATA)
-        return None
-    drifted = "; ".join(f"{name} {figures_text(figures)}" for name, figures in drift["features"].items()
-                        if figures["drift"])
-    why = f"the test data, {TEST_DATA}, is of another market ({drifted})"
-    if np.bincount(frame[TARGET].to_numpy(), minlength=2).min() < CALIBRATION_FOLDS:
-        log.warning("drift baseline: %s, but the training data has fewer than %d rows of a class to hold out in "
-                    "folds: the test data stays the baseline", why, CALIBRATION_FOLDS)
-        return None
-    return why
-
-
-def own_market_baseline(frame, log_odds, why: str, newest: int) -> dict[str, Any]:
-    """The drift baseline from the training rows' out-of-fold log-odds (train_model's `out_of_fold`), where the test
-    data is of another market (`why`): measured on the newest `newest` rows (automation.recent_rows), the market
-    the next months come from. The served model stays the one fitted on every row."""
-    from riskcore.model.calibration import CALIBRATION_FOLDS
-
-    target = labelled(frame)[TARGET].to_numpy()
-    newest = min(len(target), newest)
-    rows = f"the newest {newest:,} of its {len(target):,} rows" if newest < len(target) else f"its {newest:,} rows"
-    baseline = baseline_of(target[-newest:], log_odds[-newest:] > 0, log_odds[-newest:],  # > 0: the model's predict
-                           f"held-out rows of its training data by {CALIBRATION_FOLDS}-fold cross-validation ({rows}): "
-                           f"{why}")
-    baseline.update(folds=CALIBRATION_FOLDS, training_rows=int(len(target)))
-    log.info("drift baseline: F1 %s on %s rows (%s left), %s", score(baseline["f1"]), count(baseline["rows"]),
-             count(baseline["positives"]), baseline["source"])
-    return baseline
-
-
 def training_rows(data_file: Path, data_sha256: str):
     """The labelled rows to learn from: each client's latest labelled snapshot, and how many clients are left out
     (their latest snapshot is unlabelled and no earlier labelled one is known).
@@ -412,7 +356,8 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
         # A first model, one trained by hand, or a retrain whose held-out rows hold nobody who left: measured on the
         # test data where it is of the model's market, else on its own rows.
         if not (retrain and labelled(calibration)[TARGET].sum() > 0):
-            why = test_data_of_another_market(config, frame)
+            known = labelled(frame)
+            why = test_data_of_another_market(config, known, feature_profile(known))
         if why is None:
             model = train_model(frame, config.model, seconds=seconds)
         else:
