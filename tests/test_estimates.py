@@ -513,3 +513,30 @@ def test_a_partly_labelled_month_whose_labels_retrain_does_not_warn_that_nothing
                            "rows": row["estimated_rows"]},
                           row["estimated_baseline"], config.automation["min_drop"])  # the estimate did drop
     assert row["estimated_drift"] is False
+
+
+@pytest.mark.slow
+def test_an_unlabelled_month_whose_estimate_drops_warns_and_retrains_nothing(tmp_path, caplog):
+    """The model of the new market, then a month of unlabelled clients like the old market's: the calibrated
+    probabilities say the model will do worse there (estimated F1 about 0.72 against its own-market 0.84), with the
+    interval wholly below the baseline. The run records the warning `estimated_drift`, logs it, shows it on /model,
+    and keeps the model: without labels there is nothing to learn from."""
+    import app as app_module
+    from test_decisions import month, old_market, served, tick
+
+    config = old_market(tmp_path)
+    month(config.input_folder / "2026-02.csv", 3000, "source", 21)
+    assert tick(config)["decision"] == "retrain"
+    model_before = served(config)
+    month(config.input_folder / "2026-03.csv", 2000, "practice", 23, labelled=False)
+    with caplog.at_level(logging.WARNING):
+        row = tick(config)
+    assert row["decision"] == "wait" and row["window_labelled"] == 0 and row["estimated_rows"] == 2000
+    low, high = row["estimated_f1_interval"]
+    assert row["estimated_baseline"] - row["estimated_f1"] > config.automation["min_drop"]
+    assert high < row["estimated_baseline"]
+    assert row["estimated_drift"] is True
+    assert served(config) == model_before == row["version_after"]  # nothing retrained
+    assert "its interval wholly below the baseline (a warning: without labels nothing is retrained)" in caplog.text
+    page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
+    assert 'id="estimate-warning"' in page and "estimated_drift" in page
