@@ -521,8 +521,9 @@ def test_an_unlabelled_month_whose_estimate_drops_warns_and_retrains_nothing(tmp
     probabilities say the model will do worse there (estimated F1 about 0.72 against its own-market 0.84), with the
     interval wholly below the baseline. The run records the warning `estimated_drift`, logs it, shows it on /model,
     and keeps the model: without labels there is nothing to learn from."""
-    import app as app_module
     from test_decisions import month, old_market, served, tick
+
+    import app as app_module
 
     config = old_market(tmp_path)
     month(config.input_folder / "2026-02.csv", 3000, "source", 21)
