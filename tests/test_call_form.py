@@ -109,6 +109,21 @@ def test_a_form_without_the_sessions_token_is_refused_and_stores_nothing(client,
     assert stored(config) == []
 
 
+def test_the_token_is_compared_in_constant_time(client, config, monkeypatch):
+    """The sent token meets the session's only in hmac.compare_digest, right or wrong (a == would return at the first
+    differing character, and its time would tell an attacker how much of a guess was right)."""
+    import hmac
+
+    compared, original = [], hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
+    token = token_of(client.get("/clients/twice"))
+    guess = token[:-1] + ("A" if token[-1] != "A" else "B")  # right but for the last character
+    assert send(client, token=guess).status_code == 403
+    assert send(client, token=token).status_code == 303
+    # The session cookie's signature is checked by the same function: only the token's comparisons are kept here.
+    assert [sent for sent, expected in compared if expected == token.encode()] == [guess.encode(), token.encode()]
+
+
 def test_a_token_of_another_session_is_refused(config):
     first = app_module.create_app(config.config_file, test_config={"RISK_API_KEY": None}).test_client()
     second = app_module.create_app(config.config_file, test_config={"RISK_API_KEY": None}).test_client()
