@@ -127,7 +127,7 @@ def test_a_cycle_is_assigned_once_and_a_client_keeps_its_first_group(tmp_path):
                for i in range(200)]
     first = calls.record_cycle(path, 4, members, 200, 0.25)
     groups = {m["client"]: m["measurement_group"] for m in first["clients"]}
-    assert 30 <= sum(groups.values()) <= 70  # a quarter of 200, give or take the draw
+    assert sum(groups.values()) == 50  # a quarter of 200, drawn exactly
     assert calls.record_cycle(path, 4, members[:10], 10, 0.9) == first  # the same cycle: as it was
     later = calls.record_cycle(path, 5, members[100:] + [{**members[0], "client": "fresh"}], 101, 0.25)
     for member in later["clients"]:
@@ -136,6 +136,25 @@ def test_a_cycle_is_assigned_once_and_a_client_keeps_its_first_group(tmp_path):
     redrawn = calls.assign_groups([m["client"] for m in members], 0.25, calls.cycle_seed(4), {})
     assert redrawn == [groups[m["client"]] for m in members]  # anyone can redraw it from the recorded seed
     assert calls.latest_cycle(path)["cycle"] == 5 and [c["cycle"] for c in calls.read_cycles(path)] == [4, 5]
+
+
+@pytest.mark.parametrize(("calls_per_cycle", "share", "group"), [(50, 0.2, 10), (50, 0.1, 5), (60, 0.25, 15),
+                                                                 (7, 0.1, 1), (3, 0.1, 0)])
+def test_a_new_cycles_measurement_group_is_its_share_of_the_calls_drawn_exactly(tmp_path, calls_per_cycle, share,
+                                                                                   group):
+    members = [{"client": f"c{i}", "rank": i + 1, "probability": 0.5, "snapshot": {}} for i in range(calls_per_cycle)]
+    for cycle in (1, 2, 3):  # each cycle its own draw, the same size
+        drawn = calls.record_cycle(tmp_path / f"{cycle}-{CALLS_STORE}", cycle, members, calls_per_cycle, share)
+        assert sum(m["measurement_group"] for m in drawn["clients"]) == group
+
+
+def test_a_cycles_share_is_drawn_among_the_clients_not_assigned_before(tmp_path):
+    path = tmp_path / CALLS_STORE
+    members = [{"client": f"c{i:02d}", "rank": i + 1, "probability": 0.5, "snapshot": {}} for i in range(40)]
+    first = {m["client"]: m["measurement_group"] for m in calls.record_cycle(path, 1, members[:20], 20, 0.25)["clients"]}
+    later = calls.record_cycle(path, 2, members, 40, 0.25)["clients"]
+    assert all(m["measurement_group"] == first[m["client"]] for m in later if m["client"] in first)
+    assert sum(m["measurement_group"] for m in later if m["client"] not in first) == 5  # a quarter of the 20 new
 
 
 def test_no_measurement_group_without_a_control_share(tmp_path):

@@ -293,9 +293,16 @@ def cycle_seed(cycle: int) -> str:
 
 def assign_groups(clients: list[str], share: float, seed: str, earlier: dict[str, bool]) -> list[bool]:
     """Whether each client is in the measurement group: a client assigned in an earlier cycle keeps that
-    group; each other client is drawn, with probability `share`, by a generator seeded with `seed`."""
+    group; of the others, `share` of them (rounded to the nearest client) are drawn by a generator seeded
+    with `seed`.
+
+    The share is drawn exactly, not each client with probability `share`: a cycle of 50 calls at 0.2 drew
+    5 clients one time and 12 the next, and a group half its size detects only much larger effects.
+    """
     draw = random.Random(seed)  # noqa: S311 (an assignment, not a secret)
-    return [earlier[client] if client in earlier else draw.random() < share for client in clients]
+    new = [client for client in clients if client not in earlier]
+    drawn = set(draw.sample(new, int(share * len(new) + 0.5)))
+    return [earlier[client] if client in earlier else client in drawn for client in clients]
 
 
 def read_cycle(connection: sqlite3.Connection, cycle: int) -> dict[str, Any] | None:
