@@ -541,3 +541,31 @@ def test_an_unlabelled_month_whose_estimate_drops_warns_and_retrains_nothing(tmp
     assert "its interval wholly below the baseline (a warning: without labels nothing is retrained)" in caplog.text
     page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
     assert 'id="estimate-warning"' in page and "estimated_drift" in page
+
+
+# --- 4: the call list's probability is the calibrated one; the order stays the model's log-odds ----------------
+def test_the_call_lists_probability_is_the_calibrated_one_its_order_the_log_odds(deployed, monkeypatch):
+    """With an isotonic calibrator (a step function: clients of different log-odds share a probability), the list
+    shows the calibrated probability, ranks by the model's log-odds, and risk_scores.csv keeps them for the order."""
+    import csv
+
+    from sklearn.isotonic import IsotonicRegression
+
+    from riskcore.model.calibration import Calibrator
+    from riskcore.report import call_list
+
+    model = load_deployed_model(current_deployment(deployed.prod_deployment_folder))
+    final = pd.read_csv(deployed.final_data_file, dtype={"corporation": str})
+    log_odds = model.decision_function(features_of(final))
+    steps = IsotonicRegression(out_of_bounds="clip").fit(log_odds, (log_odds > np.median(log_odds)).astype(int) * 0.7)
+    isotonic = Calibrator("isotonic", steps)
+    monkeypatch.setattr(call_list, "load_deployed_calibrator", lambda deployment: isotonic)
+    call_list.risk_scores(deployed)
+    with open(deployed.output_model_folder / "risk_scores.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    listed_odds = [float(r["log_odds"]) for r in rows]
+    shown = [float(r["probability"]) for r in rows]
+    assert listed_odds == sorted(listed_odds, reverse=True)  # the rank key: the model's log-odds
+    assert shown == pytest.approx(isotonic.probability(listed_odds).tolist(), abs=5e-7)
+    assert shown != pytest.approx(expit(listed_odds).tolist(), abs=1e-3)  # not the model's own probability
+    assert len(set(shown)) < len(set(listed_odds))  # tied probabilities, told apart by log_odds
