@@ -191,6 +191,37 @@ def test_the_drift_window_leaves_out_called_clients_and_counts_them(config, tmp_
     assert without_called(keep_all, window)[1] == 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("leave_out", [True, False])
+def test_a_tick_checks_drift_without_the_clients_a_call_reached_and_counts_them(tmp_path, leave_out):
+    """Managers reached 40 clients of a month and 20 more were called but not reached; the month's labels arrive.
+    By default (automation.leave_out_called) the drift check's window and its F1 leave the 40 out and the run
+    counts them (window_called); turned off, every row counts."""
+    from sklearn.metrics import f1_score
+    from test_decisions import month, old_market, tick
+
+    from riskcore.data.validation import features_of
+    from riskcore.release.load import current_deployment, load_deployed_model
+
+    config = old_market(tmp_path, leave_out_called=leave_out)
+    month(config.input_folder / "2026-02.csv", 3000, "source", 21)
+    assert tick(config)["decision"] == "retrain"
+    columns = month(config.input_folder / "2026-03.csv", 1000, "source", 22)
+    ids = columns[ID_COLUMN].tolist()
+    store = config.output_model_folder / CALLS_STORE
+    calls.record_calls(store, calls.check_calls(
+        [{ID_COLUMN: i, "outcome": "stays", "by": "Ann"} for i in ids[:40]]
+        + [{ID_COLUMN: i, "outcome": "not_reached", "by": "Ann"} for i in ids[40:60]], calls.date.today()))
+    model = load_deployed_model(current_deployment(config.prod_deployment_folder))
+    row = tick(config)
+    kept = slice(40, None) if leave_out else slice(None)
+    frame = pd.DataFrame({c: columns[c][kept] for c in (*FEATURES, "exited")})
+    assert row["window_called"] == (40 if leave_out else 0)
+    assert row["window_rows"] == row["window_labelled"] == len(frame)
+    assert row["f1_new_data"] == pytest.approx(f1_score(frame["exited"], model.predict(features_of(frame))), abs=1e-9)
+    assert row["estimated_rows"] == len(frame)  # the estimate leaves them out too
+
+
 def test_the_run_history_carries_the_measurement_and_the_left_out_rows(tmp_path: Path):
     from riskcore.ops.history import format_history, read_history, record_run
 
