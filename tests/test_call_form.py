@@ -233,6 +233,11 @@ def test_the_call_form_answers_429_after_its_limit(client, config):
     response = send(client, token=token, note="one too many")
     assert response.status_code == 429 and "Too many attempts" in text_of(response)
     assert len(stored(config)) == page_access.CALL_FORMS_PER_MINUTE
+    form = {"when": date.today().isoformat(), "outcome": "stays", "note": "from elsewhere", "by": "Bo",
+            "csrf_token": token}
+    other = client.post("/clients/twice/calls", data=form, environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    assert other.status_code == 303  # the limit is per client address: another one is not limited
+    assert len(stored(config)) == page_access.CALL_FORMS_PER_MINUTE + 1
 
 
 def test_under_gunicorn_the_limits_hold_across_the_workers(config, tmp_path, monkeypatch):
