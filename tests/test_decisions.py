@@ -506,3 +506,83 @@ def test_the_course_rule_keeps_the_test_data_baseline_whatever_the_market(tmp_pa
     baseline = deployed_metadata(deployment)["baseline"]
     assert baseline["source"] == "the test data, testdata.csv"
     assert baseline["f1"] == pytest.approx(float(deployment.path(SCORE_FILE).read_text()))
+
+
+# --- Issue 19.1 for a retrain: held-out rows without a client who left never hand the baseline to the old market -----
+def stayers_month(path: Path, rows: int, market: str, seed: int) -> None:
+    """`rows` clients of a market who all stayed (datagen's process, its leavers left out)."""
+    columns = month(path, 3 * rows, market, seed)
+    lines = path.read_text().splitlines()
+    kept = [i for i, left in enumerate(columns[TARGET]) if left == 0][:rows]
+    assert len(kept) == rows
+    path.write_text("\n".join([lines[0], *(lines[i + 1] for i in kept)]) + "\n")
+
+
+@pytest.mark.slow
+def test_a_retrain_whose_holdout_holds_nobody_who_left_takes_its_baseline_from_its_own_rows(tmp_path, cron_dir):
+    """The gap: data drift alone retrained (gate off) on a new market's window where nobody left; the held-out rows had
+    no F1, so the deployed baseline fell back to the old market's test data (F1 0.74 on testdata.csv) and the next
+    month's check compared the new model with it. Now it is the retrained model's out-of-fold F1 on its newest rows."""
+    from riskcore.contract import SCORE_FILE
+
+    config = old_market(tmp_path, promotion_gate=False, data_drift_triggers_retrain=True)
+    stayers_month(config.input_folder / "2026-02.csv", 400, "source", 21)
+    server = start_api(config)
+    try:
+        retrained = cron_tick(config, server, cron_dir)
+        deployment = require_deployment(config.prod_deployment_folder)
+        baseline = deployed_metadata(deployment)["baseline"]
+        month(config.input_folder / "2026-03.csv", 1000, "source", 22)
+        checked = cron_tick(config, server, cron_dir)
+    finally:
+        stop_api()
+    assert retrained["decision"] == "retrain" and retrained["window_positives"] == 0
+    assert retrained["evaluation"]["holdout"]["old"]["positives"] == 0  # 80 held-out rows, nobody who left
+    assert baseline["source"].startswith("held-out rows of its training data by 5-fold cross-validation (the newest ")
+    assert baseline["source"].endswith("its 80 held-out rows of the new market hold nobody who left "
+                                       "(F1 is undefined there)")
+    assert baseline["positives"] >= 20 and baseline["f1"] is not None
+    assert baseline["f1"] != pytest.approx(float(deployment.path(SCORE_FILE).read_text()))  # not the test data's F1
+    assert checked["baseline"] == pytest.approx(baseline["f1"]) and checked["baseline_source"] == baseline["source"]
+    assert "against" in checked["drift_verdict"] and "the test data" not in checked["drift_verdict"]
+
+
+def test_the_gate_waits_when_its_holdout_would_hold_nobody_who_left(tmp_path):
+    """Under the gate, such a holdout cannot judge a retrain (every model scores the same there): wait, said."""
+    config = old_market(tmp_path, data_drift_triggers_retrain=True)
+    before = served(config)
+    stayers_month(config.input_folder / "2026-02.csv", 400, "source", 21)
+    run = tick(config)
+    assert run["decision"] == "wait" and served(config) == before and run["model_drift"] is None
+    assert run["drift_verdict"].endswith("; drift found, but its holdout would hold 80 rows and nobody who left "
+                                         "(F1 is undefined there): waiting for more labelled rows")
+
+
+def test_a_window_with_a_client_who_left_holds_one_out():
+    """The holdout is stratified by the label: two leavers among 250 rows put one in the 50 held out (a shuffle left
+    both out of it about 64 times in 100)."""
+    import pandas as pd
+
+    from riskcore.model.holdout import holdout_clients
+
+    rows = pd.DataFrame({ID_COLUMN: [f"c{i}" for i in range(250)], "lastmonth_activity": 1, "lastyear_activity": 1,
+                         "number_of_employees": 1, TARGET: [1 if i in (7, 201) else 0 for i in range(250)]})
+    for seed in range(20):
+        held = rows[rows[ID_COLUMN].isin(holdout_clients(rows, 0.2, seed=seed))]
+        assert len(held) == 50 and held[TARGET].sum() == 1
+    many = rows.assign(**{TARGET: np.arange(250) % 5 == 0}).astype({TARGET: int})  # 50 leavers: 10 held out, exactly
+    assert many[many[ID_COLUMN].isin(holdout_clients(many, 0.2))][TARGET].sum() == 10
+
+
+@pytest.mark.parametrize(("target", "newest", "leavers", "measured"), [
+    ([1, 0, 1, 0, 0, 0], 3, 1, 4),  # the newest 3 hold nobody who left: widened to the newest leaver
+    ([1, 0, 1, 0, 0, 0], 3, 2, 6),
+    ([1, 0, 1, 0, 1, 0], 3, 1, 3),  # enough already
+    ([1, 0, 1, 0, 0, 0], 3, 5, 6),  # fewer leavers than asked for: every row
+    ([0, 0, 0], 2, 1, 2),  # nobody left at all: nothing to widen to
+    ([1, 0], 10, 1, 2),
+])
+def test_the_own_rows_baseline_widens_to_the_newest_rows_that_hold_leavers(target, newest, leavers, measured):
+    from riskcore.model.own_market import newest_with_leavers
+
+    assert newest_with_leavers(np.array(target), newest, leavers) == measured

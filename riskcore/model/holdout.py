@@ -2,7 +2,8 @@
 
 When the automation retrains, a share of the labelled new rows (automation.holdout_share, 20% by
 default; at least one row when there are two or more) is left out of the new model's training,
-picked by a shuffle seeded with HOLDOUT_SEED. The old (deployed) and the new model are then both
+picked by a shuffle seeded with HOLDOUT_SEED within each class (stratified: clients who left among them
+whenever the rows hold one). The old (deployed) and the new model are then both
 scored on those rows (the new market, which neither has seen) and on testdata.csv: F1 and ROC AUC,
 each with a seeded bootstrap 95% interval (riskcore.model.evaluation.models_with_intervals), and the
 difference of the two F1s with a paired bootstrap 95% interval (the same resampled rows for both).
@@ -11,7 +12,8 @@ automation.promotion_gate (on by default; off in the course's configuration, who
 deploys every retrain) keeps the old model when the new one is worse beyond that interval (its
 whole interval below 0). Without the gate, a new model whose F1 there is below the old one's is
 flagged and deployed all the same. A promoted model's baseline becomes its F1 on the holdout: rows
-of the market it was retrained for.
+of the market it was retrained for (a holdout without a client who left has no F1: training then
+measures the baseline on its own newest rows by folds, riskcore.model.own_market).
 """
 
 from __future__ import annotations
@@ -43,13 +45,25 @@ HOLDOUT_SEED = 0
 
 
 def holdout_clients(new_rows, share: float, seed: int = HOLDOUT_SEED) -> list[str]:
-    """The clients of the labelled new rows to hold out of training: a seeded share, never all of them."""
-    ids = labelled(new_rows)[ID_COLUMN].astype(str).tolist() if new_rows is not None else []
-    if len(ids) < 2 or share <= 0:
+    """The clients of the labelled new rows to hold out of training: a seeded share, never all of them, stratified
+    by the label.
+
+    Each class gives its share of the holdout (rounded), and a window with a client who left holds at least
+    one out: a holdout without one has no F1, so it could neither judge the retrain nor be its baseline (a
+    plain shuffle of a window of 250 rows with the 20 leavers automation.min_positives asks for held none of
+    them among its 50 rows about once in 100: 0.0094, hypergeometric).
+    """
+    rows = labelled(new_rows) if new_rows is not None else None
+    if rows is None or len(rows) < 2 or share <= 0:
         return []
+    ids = rows[ID_COLUMN].astype(str).to_numpy()
+    left = rows[TARGET].to_numpy() == 1
     count = min(len(ids) - 1, max(1, round(share * len(ids))))
+    leavers = min(int(left.sum()), count, max(1 if left.any() else 0, round(count * left.mean())))
+    stayers = min(count - leavers, int((~left).sum()))
+    leavers = count - stayers  # a window of nearly all leavers fills the holdout from them
     order = np.random.default_rng(seed).permutation(len(ids))
-    return sorted(ids[i] for i in order[:count])
+    return sorted([*ids[order[left[order]][:leavers]], *ids[order[~left[order]][:stayers]]])
 
 
 def held_out_rows(new_rows, clients: list[str]):

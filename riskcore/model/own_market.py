@@ -1,10 +1,11 @@
-"""The drift baseline of a model trained by hand (training.py on its own, or a first model): the test data where it is
-of the model's market, else the model's own rows held out by cross-validation.
+"""The drift baseline of a model without held-out rows of its market that hold a client who left: the test data where
+it is of the model's market, else the model's own rows held out by cross-validation.
 
 A retrain by the automation takes its baseline from its held-out new rows (riskcore.model.holdout); a model trained
-otherwise has no such rows. Issue 19 asks for "held-out labelled rows of the data it learned from ... for the first
-model, a holdout of its training data or the test data of the same market": which of the two is decided here, by
-the one data-drift rule.
+otherwise (training.py on its own, or a first model) has no such rows. Issue 19 asks for "held-out labelled rows of
+the data it learned from ... for the first model, a holdout of its training data or the test data of the same
+market": which of the two is decided here, by the one data-drift rule. A retrain whose held-out rows hold nobody
+who left (F1 is undefined there) is measured on its own rows by folds too: the test data is the old market's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ def test_data_of_another_market(config: Config, frame, profile: dict[str, Any]) 
     where the training rows cannot be cut into CALIBRATION_FOLDS stratified folds. The course's rule
     (drift_test "raw") takes latestscore.txt as its baseline: the test data, always.
     """
-    from riskcore.model.calibration import CALIBRATION_FOLDS
     from riskcore.model.drift import data_drift
     from riskcore.model.drift_evidence import figures_text
 
@@ -51,22 +51,50 @@ def test_data_of_another_market(config: Config, frame, profile: dict[str, Any]) 
         return None
     drifted = "; ".join(f"{name} {figures_text(figures)}" for name, figures in drift["features"].items()
                         if figures["drift"])
-    why = f"the test data, {TEST_DATA}, is of another market ({drifted})"
-    if np.bincount(frame[TARGET].to_numpy(), minlength=2).min() < CALIBRATION_FOLDS:
-        log.warning("drift baseline: %s, but the training data has fewer than %d rows of a class to hold out in "
-                    "folds: the test data stays the baseline", why, CALIBRATION_FOLDS)
+    return foldable(frame, f"the test data, {TEST_DATA}, is of another market ({drifted})")
+
+
+def foldable(frame, why: str) -> str | None:
+    """`why` the baseline is measured on the training rows by folds, where they can be cut into CALIBRATION_FOLDS
+    stratified folds; else None, the test data staying the baseline (a warning says so)."""
+    from riskcore.model.calibration import CALIBRATION_FOLDS
+
+    if np.bincount(labelled(frame)[TARGET].to_numpy(), minlength=2).min() >= CALIBRATION_FOLDS:
+        return why
+    log.warning("drift baseline: %s, but the training data has fewer than %d rows of a class to hold out in folds: "
+                "the test data, %s, stays the baseline", why, CALIBRATION_FOLDS, TEST_DATA)
+    return None
+
+
+def no_leaver_held_out(config: Config, frame, held_out: int) -> str | None:
+    """Why a retrain whose `held_out` rows hold nobody who left is measured on its own rows (`frame`, the rows it
+    learns from) by folds; None where the test data stays its baseline (the course's rule, whose baseline is
+    latestscore.txt, or too few rows of a class to fold, logged)."""
+    if config.automation["drift_test"] == "raw":
         return None
-    return why
+    return foldable(frame, f"its {held_out:,} held-out rows of the new market hold nobody who left (F1 is undefined "
+                           "there)")
 
 
-def own_market_baseline(frame, log_odds, why: str, newest: int) -> dict[str, Any]:
-    """The drift baseline from the training rows' out-of-fold log-odds (train_model's `out_of_fold`), where the test
-    data is of another market (`why`): measured on the newest `newest` rows (automation.recent_rows), the market
-    the next months come from. The served model stays the one fitted on every row."""
+def newest_with_leavers(target, newest: int, leavers: int) -> int:
+    """How many of the newest rows to measure on: `newest`, widened until they hold `leavers` clients who left (or
+    every row); the newest 2,000 rows of a retrain after an all-negative window held none, so no F1."""
+    newest = min(len(target), newest)
+    positions = np.flatnonzero(np.asarray(target) == 1)
+    if len(positions) and (positions >= len(target) - newest).sum() < leavers:
+        newest = len(target) - int(positions[-min(leavers, len(positions))])
+    return newest
+
+
+def own_market_baseline(frame, log_odds, why: str, newest: int, leavers: int = 1) -> dict[str, Any]:
+    """The drift baseline from the training rows' out-of-fold log-odds (train_model's `out_of_fold`), where no
+    held-out rows of the model's market can measure it (`why`): on the newest `newest` rows (automation.recent_rows),
+    the market the next months come from, widened to hold `leavers` clients who left (automation.min_positives,
+    the window's own minimum). The served model stays the one fitted on every row."""
     from riskcore.model.calibration import CALIBRATION_FOLDS
 
     target = labelled(frame)[TARGET].to_numpy()
-    newest = min(len(target), newest)
+    newest = newest_with_leavers(target, newest, leavers)
     rows = f"the newest {newest:,} of its {len(target):,} rows" if newest < len(target) else f"its {newest:,} rows"
     baseline = baseline_of(target[-newest:], log_odds[-newest:] > 0, log_odds[-newest:],  # > 0: the model's predict
                            f"held-out rows of its training data by {CALIBRATION_FOLDS}-fold cross-validation ({rows}): "

@@ -37,7 +37,7 @@ from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
 from riskcore.formatting import plural
 from riskcore.model.drift_evidence import quantiles_of
-from riskcore.model.own_market import own_market_baseline, test_data_of_another_market
+from riskcore.model.own_market import no_leaver_held_out, own_market_baseline, test_data_of_another_market
 from riskcore.model.reasons import model_terms
 from riskcore.model.time_limit import TrainingTimedOut, run_within
 
@@ -349,20 +349,28 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
     chosen, why, baseline = None, None, None
     seconds = config.automation["max_train_seconds"]
     retrain = calibration is not None and len(calibration) > 0  # calibrated on its held-out rows, not the test data
-    if holdout is not None and len(holdout):  # a retrain: its held-out new rows give the baseline (holdout.py)
+    no_leaver = retrain and not labelled(calibration)[TARGET].sum()  # F1 is undefined on them
+    if holdout is not None and len(holdout) and not no_leaver:  # a retrain: its held-out rows give the baseline
         model, frame, chosen = choose_candidate(frame, config.model, holdout, config.automation["recent_rows"],
                                                 window_clients, seconds)
     else:
-        # A first model, one trained by hand, or a retrain whose held-out rows hold nobody who left: measured on the
-        # test data where it is of the model's market, else on its own rows.
-        if not (retrain and labelled(calibration)[TARGET].sum() > 0):
-            known = labelled(frame)
+        # A first model, one trained by hand, or a retrain whose held-out rows hold nobody who left (no F1 there to
+        # choose a candidate or be the baseline): measured on the test data where it is of the model's market, else on
+        # its own rows.
+        known = labelled(frame)
+        if no_leaver:
+            why = no_leaver_held_out(config, known, len(calibration))
+            if holdout is not None and len(holdout):
+                log.info("candidates not compared: the %d held-out rows hold nobody who left, so F1 cannot tell them "
+                         "apart; the model learns from every labelled row", len(holdout))
+        elif not retrain:
             why = test_data_of_another_market(config, known, feature_profile(known))
         if why is None:
             model = train_model(frame, config.model, seconds=seconds)
         else:
             model, log_odds = train_model(frame, config.model, seconds=seconds, out_of_fold=True)
-            baseline = own_market_baseline(frame, log_odds, why, config.automation["recent_rows"])
+            baseline = own_market_baseline(frame, log_odds, why, config.automation["recent_rows"],
+                                           config.automation["min_positives"])
     calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration),
                                                training=frame if retrain else None, settings=config.model,
                                                seconds=seconds)

@@ -20,7 +20,7 @@ import logging
 
 from riskcore.api.key import api_key
 from riskcore.config import Config
-from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS, TARGET
 from riskcore.data.folder_ingest import IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
 from riskcore.data.snapshots import HeldBack
@@ -119,15 +119,22 @@ def note_ingestion(run: Run, result: IngestionResult) -> None:
 
 
 def too_small_to_judge(config: Config, run: Run, rows) -> bool:
-    """Whether the gate's holdout from these rows would be too small to judge a retrain (and say so)."""
+    """Whether the gate's holdout from these rows would be too small to judge a retrain (and say so): fewer than
+    automation.min_holdout_rows rows, or nobody who left among them (F1 is undefined there: every model scores the
+    same, so "not worse" would say nothing)."""
     auto = config.automation
     if not auto["promotion_gate"]:
         return False
-    holdout = len(holdout_clients(rows, auto["holdout_share"]))
-    if holdout >= auto["min_holdout_rows"]:
+    clients = holdout_clients(rows, auto["holdout_share"])
+    holdout = len(clients)
+    if holdout < auto["min_holdout_rows"]:
+        lacks = f"{holdout} rows, fewer than {auto['min_holdout_rows']} (automation.min_holdout_rows)"
+    elif not labelled(held_out_rows(rows, clients))[TARGET].sum():
+        lacks = f"{holdout} rows and nobody who left (F1 is undefined there)"
+    else:
         return False
-    run.drift_verdict += (f"; model drift found, but its holdout would hold {holdout} rows, fewer than "
-                          f"{auto['min_holdout_rows']} (automation.min_holdout_rows): waiting for more labelled rows")
+    found = "model drift" if run.model_drift else "drift"  # data drift alone (automation.data_drift_triggers_retrain)
+    run.drift_verdict += f"; {found} found, but its holdout would hold {lacks}: waiting for more labelled rows"
     return True
 
 
