@@ -539,8 +539,11 @@ def test_an_unlabelled_month_whose_estimate_drops_warns_and_retrains_nothing(tmp
     assert row["estimated_drift"] is True
     assert served(config) == model_before == row["version_after"]  # nothing retrained
     assert "its interval wholly below the baseline (a warning: without labels nothing is retrained)" in caplog.text
-    page = app_module.create_app(config.config_file).test_client().get("/model").get_data(as_text=True)
+    pages = app_module.create_app(config.config_file).test_client()
+    page = pages.get("/model").get_data(as_text=True)
     assert 'id="estimate-warning"' in page and "estimated_drift" in page
+    assert "estimated to do worse on the new clients, before their labels arrive" in pages.get("/").get_data(
+        as_text=True)  # the managers' strip says it in words
 
 
 # --- 4: the call list's probability is the calibrated one; the order stays the model's log-odds ----------------

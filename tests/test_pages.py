@@ -579,12 +579,18 @@ def test_the_f1_on_new_rows_counts_the_labelled_rows_it_was_measured_on(tmp_path
     ("wait", True, "Model checked {ago}: the new data differs from its training data; model kept until enough labels "
                    "arrive.", True),
     ("kept_by_gate", None, "Model checked {ago}: a retrained model did no better; model kept.", True),
+    ("wait", "estimated", "Model checked {ago}: estimated to do worse on the new clients, before their labels arrive; "
+                          "model kept until enough labels arrive.", True),
+    ("keep", "estimated", "Model checked {ago}: estimated to do worse on the new clients, before their labels arrive; "
+                          "model kept.", True),
 ])
 def test_the_health_strip_says_every_kept_model_in_words(tmp_path, decision, drift, sentence, alert):
-    """A check that waited for labels or was kept by the gate read "Model checked just now: wait." on the strip."""
+    """A check that waited for labels or was kept by the gate read "Model checked just now: wait." on the strip; one
+    whose estimate without labels warned (estimated_drift) read "healthy" or nothing of it, as /model warned."""
     config = build_project(tmp_path)
     checked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 3600 - 60))
-    changes = {} if drift else {"data_drift": None}
+    changes = {"data_drift": None, "estimated_drift": True} if drift == "estimated" else \
+        {} if drift else {"data_drift": None}
     record_run(config.output_model_folder / RUN_HISTORY, drift_run("k", checked, decision=decision, **changes))
     page = app_module.create_app(config.config_file).test_client().get("/").get_data(as_text=True)
     strip = re.search(r'<p class="strip ([a-z]*)" id="health-strip">(.*?)</p>', page)

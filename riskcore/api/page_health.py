@@ -59,6 +59,7 @@ DRIFT_KEPT = {
 }
 # The decisions that keep the served model, as the managers' strip says them: the facts of DECISIONS, short enough
 # for a phone's first screen (a "wait" or a gate's keep read "Model checked just now: wait.")
+ESTIMATED_WORSE = "estimated to do worse on the new clients, before their labels arrive"
 STRIP_KEPT = {
     "keep": "model kept",
     "wait": "model kept until enough labels arrive",
@@ -95,7 +96,8 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     "Model checked 2 hours ago: healthy"; "New market detected, model retrained on 6 Dec" ("Who leaves has changed"
     where the features did not drift); "Model checked
     2 hours ago: the new data differs from its training data; model kept"; "Model checked just now: model kept until
-    enough labels arrive" (STRIP_KEPT: the decisions of DECISIONS in a phone's line); the last run's failure.
+    enough labels arrive" (STRIP_KEPT: the decisions of DECISIONS in a phone's line), ESTIMATED_WORSE before it
+    where the check's estimate warned (estimated_drift); the last run's failure.
     """
     if served is None:
         return {"sentence": "No model is deployed yet: no call list.", "alert": True}
@@ -115,6 +117,7 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
     checked = ago(check.get("finished_at") or check.get("started_at"), now)
     decision = str(check.get("decision") or "")
     drifted = isinstance(check.get("data_drift"), dict) and bool(check["data_drift"].get("drift"))
+    estimated = bool(check.get("estimated_drift"))
     kept = STRIP_KEPT["keep"] if decision.startswith("keep") else STRIP_KEPT.get(decision)
     if check.get("model_drift") and decision in DRIFT_KEPT:
         sentence, alert = f"Model checked {checked}: {DRIFT_KEPT[decision]}", True
@@ -129,11 +132,13 @@ def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str
         sentence, alert = f"{why}, model retrained on {day(check.get('started_at'))}", False
     elif decision == "first deployment":
         sentence, alert = f"First model deployed {checked}", False
-    elif decision.startswith("keep") and not drifted:
+    elif decision.startswith("keep") and not drifted and not estimated:
         sentence, alert = f"Model checked {checked}: healthy", False
     elif kept is not None:
         differs = "the new data differs from its training data; " if drifted else ""
-        sentence, alert = f"Model checked {checked}: {differs}{kept}", drifted or decision == "kept_by_gate"
+        worse = f"{ESTIMATED_WORSE}; " if estimated else ""  # the warning estimated_drift, for the managers
+        sentence = f"Model checked {checked}: {differs}{worse}{kept}"
+        alert = drifted or estimated or decision == "kept_by_gate"
     else:
         sentence, alert = f"Model checked {checked}: {decision or 'no decision recorded'}", False
     if failed:
