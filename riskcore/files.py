@@ -185,12 +185,6 @@ def utc_at(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime(ISO_UTC)
 
 
-def when(stamp: Any) -> str:
-    """An ISO UTC time stamp as people read it: "2026-11-26 07:02 UTC" (the page, the PDF, the banner)."""
-    text = str(stamp or "")
-    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or "\N{EM DASH}"
-
-
 def numbered_name(name: str, run_number: int | None) -> str:
     """The contract's report numbering: run 1 keeps the plain name, run n is name<n>.ext."""
     if run_number is None or run_number <= 1:

@@ -1,4 +1,5 @@
-"""How numbers read, in one place: the web page's filters, the PDF report, the diagnostics text and the run history.
+"""How numbers and times read, in one place: the web page's filters, the PDF report, the diagnostics text and the run
+history.
 
 Standard library only: the run history formats with it, and a cron tick with nothing to do imports that.
 A missing figure reads as an em dash on the page and in the PDF; the plain-text tables pass their own.
@@ -7,6 +8,8 @@ A missing figure reads as an em dash on the page and in the PDF; the plain-text 
 from __future__ import annotations
 
 from typing import Any
+
+from riskcore.files import parse_utc
 
 MISSING = "\N{EM DASH}"
 
@@ -133,3 +136,31 @@ def size(byte_count: int | None) -> str:
 def sentence_case(text: str | None) -> str | None:
     """A phrase opening a sentence: its first letter upper case, the rest as written ("ECE" stays)."""
     return text[:1].upper() + text[1:] if text else text
+
+
+# --- Times ---------------------------------------------------------------------------------------
+def when(stamp: Any) -> str:
+    """An ISO UTC time stamp as people read it: "2026-11-26 07:02 UTC" (the page, the PDF, the banner)."""
+    text = str(stamp or "")
+    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text or MISSING
+
+
+def day(stamp: Any, year: bool = False) -> str:
+    """An ISO UTC time stamp's date as people read it: "6 Dec", or with the year "6 Dec 2026"."""
+    moment = parse_utc(stamp)
+    if moment is None:
+        return when(stamp)
+    return f"{moment.day} {moment:%b}" + (f" {moment.year}" if year else "")
+
+
+def ago(stamp: Any, now: float) -> str:
+    """How long ago an ISO UTC time stamp was, as people say it: "just now", "2 hours ago", "3 days ago"."""
+    moment = parse_utc(stamp)
+    if moment is None:
+        return when(stamp)
+    seconds = max(0.0, now - moment.timestamp())
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            amount = int(seconds // length)
+            return f"{plural(amount, unit)} ago"
+    return "just now"

@@ -511,7 +511,7 @@ def test_a_rollback_shows_a_banner_on_the_page_and_the_client_page(browser, tmp_
     import scoring
     import training
     from conftest import client_rows, write_csv
-    from riskcore.files import when
+    from riskcore.formatting import when
     from riskcore.release.listing import release_rows
 
     config = build_project(tmp_path)

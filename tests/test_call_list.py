@@ -834,8 +834,7 @@ def test_an_unknown_filter_is_a_400_naming_it(risk_client, query, field):
 
 
 def test_the_client_page_charts_its_risk_across_the_kept_runs(deployed, risk_client, tmp_path):
-    from riskcore.api.page_health import day
-    from riskcore.formatting import percent
+    from riskcore.formatting import day, percent
     from riskcore.report.rankings import client_across_runs
 
     final = deployed.final_data_file.read_text(encoding="utf-8").splitlines()

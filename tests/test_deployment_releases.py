@@ -163,7 +163,7 @@ def test_health_page_and_pdf_name_the_served_model_its_first_deployment_and_the_
     from pypdf import PdfReader
 
     import app as app_module
-    from riskcore.files import when
+    from riskcore.formatting import when
     from riskcore.report.writer import write_reports
 
     prod = four_releases.prod_deployment_folder

@@ -18,6 +18,7 @@ import pytest
 
 import app as app_module
 from conftest import client_rows, deploy_pipeline, write_config, write_csv
+from riskcore import formatting
 from riskcore.api import page_access, page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
@@ -249,7 +250,7 @@ def test_a_clients_page_shows_its_dated_snapshots_with_their_risk_and_the_chart(
     assert "Dated by when its file was first ingested" in text
     # The risk across the kept runs: reporting ranked the list once (run 1), today
     body = response.get_data(as_text=True)
-    today = page_health.day(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), year=True)
+    today = formatting.day(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), year=True)
     assert 'id="risk-runs"' in body and 'role="img" aria-labelledby="risk-runs-text"' in body
     assert re.search(rf"run 1, {today}: [\d.]+%, rank {listed[0]}\.", text)
     assert '<text class="risk-date"' in body and f">{today}</text>" in body
@@ -261,7 +262,7 @@ def test_a_client_with_one_snapshot_is_dated_by_the_ingestion_record(client, sha
     record = json.loads((shared.output_folder / "ingestionrecord.json").read_text())
     [read_at] = [f["read_at"] for f in record["files"] if f["name"] == "dataset1.csv"]
     rows = parse(client.get("/clients/c010000")).tables["snapshots"][1:]
-    assert len(rows) == 1 and rows[0][:3] == [page_health.day(read_at, year=True), "dataset1.csv", "1"]
+    assert len(rows) == 1 and rows[0][:3] == [formatting.day(read_at, year=True), "dataset1.csv", "1"]
 
 
 def test_a_file_a_run_rejected_is_dated_by_the_run_that_ingested_it():

@@ -26,6 +26,7 @@ from riskcore.api.risk_service import RiskService
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURES, FINAL_DATA, ID_COLUMN, INGESTION_RECORD, RUN_HISTORY, TARGET, UserError
 from riskcore.files import read_json
+from riskcore.formatting import day
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,6 @@ def client_story(risk: RiskService, served: Served, client_id: str, status: str)
 def left_sentence(recorded: dict[str, Any], table: bool = False) -> str:
     """"Left: recorded in dataset4.csv (row 2,920), ingested 3 Dec 2026." (left_record in words; `table`: the
     source is a database table)."""
-    from riskcore.api.page_health import day
-
     if recorded["row"] is None:
         return (f"Left: recorded in the ingested data ({recorded['source']}); the snapshot that recorded it is no "
                 "longer among the input files.")

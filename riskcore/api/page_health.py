@@ -16,8 +16,7 @@ from typing import Any
 from riskcore.api.risk_service import RiskService
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
-from riskcore.files import parse_utc, when
-from riskcore.formatting import plural, sentence_case
+from riskcore.formatting import ago, day, sentence_case, when
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -65,29 +64,6 @@ STRIP_KEPT = {
     "wait": "model kept until enough labels arrive",
     "kept_by_gate": "a retrained model did no better; model kept",
 }
-
-
-
-
-def ago(stamp: Any, now: float) -> str:
-    """How long ago an ISO UTC time stamp was, as people say it: "just now", "2 hours ago", "3 days ago"."""
-    moment = parse_utc(stamp)
-    if moment is None:
-        return when(stamp)
-    seconds = max(0.0, now - moment.timestamp())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            amount = int(seconds // size)
-            return f"{plural(amount, unit)} ago"
-    return "just now"
-
-
-def day(stamp: Any, year: bool = False) -> str:
-    """An ISO UTC time stamp's date as people read it: "6 Dec", or with the year "6 Dec 2026"."""
-    moment = parse_utc(stamp)
-    if moment is None:
-        return when(stamp)
-    return f"{moment.day} {moment:%b}" + (f" {moment.year}" if year else "")
 
 
 def health_strip(served: Served | None, pointer: str | None, runs: list[dict[str, Any]], now: float) -> dict[str, Any]:

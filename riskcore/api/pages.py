@@ -62,13 +62,13 @@ from riskcore.api.page_access import (
 )
 from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
-from riskcore.api.page_health import call_effect, day, health_strip, model_health, when
+from riskcore.api.page_health import call_effect, health_strip, model_health
 from riskcore.api.paged_call_list import BY_REVENUE, MOVES, SIZE_BANDS, CallList
 from riskcore.api.query import page_search_text, query_choice, query_number
 from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
-from riskcore.formatting import count, fixed, money, percent, rank_change, score, signed, size
+from riskcore.formatting import count, day, fixed, money, percent, rank_change, score, signed, size, when
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
     GROUP_MARK,

@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 from riskcore.config import Config
 from riskcore.contract import ConfigError, DataError
-from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, read_json, utc_at, utc_now, when
-from riskcore.formatting import plural
+from riskcore.files import atomic_write_json, atomic_write_text, parse_utc, read_json, utc_at, utc_now
+from riskcore.formatting import plural, when
 from riskcore.ops.history import OPERATOR_DECISIONS
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import DataError, IntegrityError
-from riskcore.files import when
+from riskcore.formatting import when
 from riskcore.release.load import (
     Deployment,
     current_release_name,

@@ -35,7 +35,8 @@ from riskcore.contract import (
     UserError,
 )
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_path, atomic_write_bytes, atomic_write_json, json_text, sha256_bytes, utc_now, when
+from riskcore.files import atomic_path, atomic_write_bytes, atomic_write_json, json_text, sha256_bytes, utc_now
+from riskcore.formatting import when
 from riskcore.release.load import (
     current_deployment,
     current_release_name,

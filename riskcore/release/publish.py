@@ -31,7 +31,8 @@ from riskcore.contract import (
     IntegrityError,
 )
 from riskcore.faults import checkpoint
-from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, when, write_durably
+from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, write_durably
+from riskcore.formatting import when
 from riskcore.model.evaluation import read_score
 from riskcore.release.load import (
     Deployment,

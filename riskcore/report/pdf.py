@@ -27,8 +27,7 @@ from riskcore.contract import (
     INGESTION_RECORD,
     RUN_HISTORY,
 )
-from riskcore.files import when
-from riskcore.formatting import number, percent, plural, rank_change, score
+from riskcore.formatting import number, percent, plural, rank_change, score, when
 from riskcore.model.drift_evidence import training_choice_text
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK

@@ -12,8 +12,7 @@ from typing import Any
 from reportlab.platypus import Paragraph
 
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
-from riskcore.files import when
-from riskcore.formatting import count, interval, number, psi_figure, score, sentence_case
+from riskcore.formatting import count, interval, number, psi_figure, score, sentence_case, when
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
