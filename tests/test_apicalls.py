@@ -124,7 +124,7 @@ def test_a_failing_endpoint_is_recorded_with_status_and_message(project, serve):
 @pytest.mark.slow
 def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, serve, monkeypatch):
     atomic_write_json(deployed.output_model_folder / DIAGNOSTICS_RECORD, RECORD)
-    monkeypatch.setenv("RISK_API_KEY", "k3y-value")
+    monkeypatch.setenv("RISK_API_KEY", "k3y-value-for-tests")
     url = serve(deployed)
     assert apicalls.run(deployed, url) == EXIT_OK
     assert apicalls.run(deployed, url, api_key="wrong") == EXIT_FAILED
@@ -137,7 +137,7 @@ def test_the_api_key_comes_from_the_environment_and_is_never_recorded(deployed, 
     assert "(this run sent no key: set RISK_API_KEY or automation.api_key_file to the API's key)" in \
         read_returns(deployed, "apireturns3.txt")["endpoints"]["scoring"]["error"]
     for path in deployed.output_model_folder.glob("apireturns*.txt"):
-        assert "k3y-value" not in path.read_text(encoding="utf-8")
+        assert "k3y-value-for-tests" not in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from conftest import (
 )
 from riskcore.api import errors, request_rows, risk_service, served_model
 from riskcore.api.file_cache import FileCache
+from riskcore.api.page_access import LOGIN_ATTEMPTS_PER_MINUTE
 from riskcore.config import Config, load_config
 from riskcore.contract import (
     API_RETURNS,
@@ -808,7 +809,7 @@ def test_an_unexpected_error_is_a_500_json_without_trace(client, monkeypatch):
 # --- API key ---------------------------------------------------------------------------------
 @pytest.fixture
 def keyed_client(shared, monkeypatch):
-    monkeypatch.setenv("RISK_API_KEY", "s3cret-key")
+    monkeypatch.setenv("RISK_API_KEY", "s3cret-key-for-tests")
     return app_module.create_app(shared.config_file).test_client()
 
 
@@ -816,7 +817,7 @@ def keyed_client(shared, monkeypatch):
     ("post", "/prediction"), ("get", "/scoring"), ("get", "/summarystats"), ("get", "/diagnostics"),
     ("get", "/openapi.json"), ("get", "/metrics"), ("get", "/nope"),
 ])
-@pytest.mark.parametrize("key", [None, "wrong", "s3cret-keyX", "", "S3CRET-KEY", "sécret"])
+@pytest.mark.parametrize("key", [None, "wrong", "s3cret-key-for-testsX", "", "S3CRET-KEY-FOR-TESTS", "sécret"])
 def test_without_the_right_key_every_endpoint_but_health_is_401(keyed_client, method, path, key):
     headers = {} if key is None else {"X-API-Key": key}
     response = getattr(keyed_client, method)(path, headers=headers)
@@ -826,11 +827,64 @@ def test_without_the_right_key_every_endpoint_but_health_is_401(keyed_client, me
 
 
 def test_with_the_right_key_endpoints_answer_and_health_needs_none(keyed_client):
-    headers = {"X-API-Key": "s3cret-key"}
+    headers = {"X-API-Key": "s3cret-key-for-tests"}
     assert post_json(keyed_client, records(1), headers=headers).status_code == 200
     assert keyed_client.get("/scoring", headers=headers).status_code == 200
     assert keyed_client.get("/health").status_code == 200
     assert keyed_client.get("/openapi.json", headers=headers).get_json()["security"] == [{"ApiKey": []}]
+
+
+def test_wrong_keys_in_the_header_are_limited_per_address_as_the_key_form_is(keyed_client):
+    """Past LOGIN_ATTEMPTS_PER_MINUTE wrong keys from one address in a minute, every key from it, the right one too,
+    is a 429 in JSON with Retry-After until the minute is over; a request without a key is no try, and another
+    address is not limited."""
+    from riskcore.api.page_access import LOGIN_ATTEMPTS_PER_MINUTE
+
+    limit = keyed_client.application.extensions["risk_page_limits"]["login"]
+    now = [1000.0]
+    limit.clock = lambda: now[0]
+    right = {"X-API-Key": "s3cret-key-for-tests"}
+    for _ in range(LOGIN_ATTEMPTS_PER_MINUTE + 2):
+        assert keyed_client.get("/scoring").status_code == 401  # no key sent: nothing guessed
+    for n in range(LOGIN_ATTEMPTS_PER_MINUTE):
+        assert keyed_client.get("/scoring", headers={"X-API-Key": f"wrong-{n}"}).status_code == 401
+        now[0] += 1
+    for headers in ({"X-API-Key": "wrong-again"}, right):
+        refused = keyed_client.get("/scoring", headers=headers)
+        body = assert_json_error(refused, 429, "Too many wrong API keys", f"at most {LOGIN_ATTEMPTS_PER_MINUTE}")
+        assert body["field"] == "X-API-Key" and 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert str(int(refused.headers["Retry-After"])) in body["message"]
+    assert keyed_client.get("/scoring", headers=right, environ_base={"REMOTE_ADDR": "127.0.0.2"}).status_code == 200
+    assert keyed_client.get("/health").status_code == 200
+    now[0] += 60 - LOGIN_ATTEMPTS_PER_MINUTE + 1  # the first wrong key is a minute old
+    assert keyed_client.get("/scoring", headers=right).status_code == 200
+
+
+def test_under_gunicorn_the_header_and_the_key_form_share_one_limit_across_the_workers(shared, tmp_path,
+                                                                                       monkeypatch):
+    """Two apps given one attempts file, as gunicorn.conf.py gives every worker: wrong keys in the header sent to
+    either count once in all, and the key form's tries count with them."""
+    from riskcore.api import form_guard
+    from riskcore.api.page_access import LOGIN_ATTEMPTS_PER_MINUTE
+
+    monkeypatch.setenv(form_guard.ATTEMPTS_ENV, str(tmp_path / "attempts.sqlite"))
+    monkeypatch.setenv("RISK_API_KEY", "s3cret-key-for-tests")
+    workers = [app_module.create_app(shared.config_file).test_client() for _ in range(2)]
+    assert workers[0].post("/login", data={"key": "wrong"}).status_code == 200  # one try by the form
+    answers = [workers[n % 2].get("/scoring", headers={"X-API-Key": f"wrong-{n}"}).status_code
+               for n in range(LOGIN_ATTEMPTS_PER_MINUTE)]
+    assert answers == [401] * (LOGIN_ATTEMPTS_PER_MINUTE - 1) + [429]
+    for worker in workers:
+        assert worker.get("/scoring", headers={"X-API-Key": "s3cret-key-for-tests"}).status_code == 429
+
+
+def test_openapi_says_every_endpoint_that_takes_the_key_may_answer_429(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    keyed = [(path, method) for path, item in paths.items() for method, operation in item.items()
+             if "401" in operation["responses"]]
+    assert len(keyed) >= 10 and ("/health", "get") not in keyed
+    for path, method in keyed:
+        assert "429" in paths[path][method]["responses"], (path, method)
 
 
 def test_an_empty_risk_api_key_means_no_key(shared, monkeypatch):
@@ -861,7 +915,9 @@ def test_openapi_describes_exactly_the_routes_and_methods(client):
 # Real answers of every endpoint, each documented status at least once: (site, method, path, request, status).
 # "open" is a deployed project with a diagnostics record, "keyed" the same with an API key required,
 # "empty" a project where nothing has been ingested or deployed yet. A method or path the document does
-# not list (405, 404) is answered with its Error schema.
+# not list (405, 404) is answered with its Error schema. GUESSER: the right key, from an address that sent
+# too many wrong ones (the `answers` fixture sends them).
+GUESSER = {"headers": {"X-API-Key": "s3cret-key-for-tests"}, "environ_base": {"REMOTE_ADDR": "192.0.2.9"}}
 CSV_BODY = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\nabcd,1,2,3\n"
 EXCHANGES = [
     ("open", "POST", "/prediction", {"json": {"records": [RECORD, {**RECORD, "exited": 1}]}}, 200),
@@ -934,8 +990,14 @@ EXCHANGES = [
     ("keyed", "GET", "/diagnostics", {}, 401),
     ("keyed", "GET", "/history", {}, 401),
     ("keyed", "GET", "/openapi.json", {}, 401),
-    ("keyed", "GET", "/openapi.json", {"headers": {"X-API-Key": "s3cret-key"}}, 200),
+    ("keyed", "GET", "/openapi.json", {"headers": {"X-API-Key": "s3cret-key-for-tests"}}, 200),
     ("keyed", "GET", "/health", {}, 200),
+    *[("keyed", method, path, {**request, **GUESSER}, 429) for method, path, request in (
+        ("POST", "/prediction", {"json": {"records": [RECORD]}}), ("GET", "/scoring", {}), ("GET", "/summarystats", {}),
+        ("GET", "/risk", {}), ("GET", "/risk/c010000", {}), ("GET", "/diagnostics", {}), ("GET", "/history", {}),
+        ("GET", "/calls", {}), ("POST", "/calls", {"json": {"corporation": "abcd", "outcome": "stays", "by": "Ann"}}),
+        ("GET", "/calls.csv", {}), ("GET", "/metrics", {}), ("GET", "/openapi.json", {}))],
+    ("keyed", "GET", "/health", GUESSER, 200),
     ("empty", "POST", "/prediction", {"json": {"records": [RECORD]}}, 503),
     ("empty", "GET", "/scoring", {}, 503),
     ("empty", "GET", "/summarystats", {}, 503),
@@ -955,8 +1017,11 @@ def answers(tmp_path_factory) -> list[tuple[tuple, dict, flask.Response]]:
     config = build_project(tmp_path_factory.mktemp("openapi"))
     diagnostics.run(config, timeout=0)  # no time for pip: the latest versions are recorded as unknown
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RISK_API_KEY", "s3cret-key")
+        patch.setenv("RISK_API_KEY", "s3cret-key-for-tests")
         keyed = app_module.create_app(config.config_file).test_client()
+    for n in range(LOGIN_ATTEMPTS_PER_MINUTE):  # the guesser's address has used up its tries: its keys are a 429
+        assert keyed.get("/scoring", headers={"X-API-Key": f"guess-{n}"},
+                         environ_base=GUESSER["environ_base"]).status_code == 401
     empty = load_config(make_empty_project(tmp_path_factory.mktemp("openapi-empty")))
     clients = {"open": app_module.create_app(config.config_file).test_client(), "keyed": keyed,
                "empty": app_module.create_app(empty.config_file).test_client()}
@@ -964,7 +1029,7 @@ def answers(tmp_path_factory) -> list[tuple[tuple, dict, flask.Response]]:
     for exchange in EXCHANGES:
         site, method, path, request, _ = exchange
         client = clients[site]
-        document = client.get("/openapi.json", headers={"X-API-Key": "s3cret-key"}).get_json()
+        document = client.get("/openapi.json", headers={"X-API-Key": "s3cret-key-for-tests"}).get_json()
         found.append((exchange, document, client.open(path, method=method, **request)))
     return found
 
@@ -1066,7 +1131,7 @@ def test_every_documented_error_status_is_json(answers):
         assert isinstance(body["message"], str) and body["message"].endswith("."), body
         assert "Traceback" not in response.get_data(as_text=True)
         checked.add(status)
-    assert checked == {400, 401, 403, 404, 405, 413, 415, 503}
+    assert checked == {400, 401, 403, 404, 405, 413, 415, 429, 503}
 
 
 def test_accepted_json_request_bodies_match_the_documented_request_schema(answers):
@@ -1102,7 +1167,7 @@ def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, 
         "timings": {}, "dependencies": []})
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RISK_CONFIG": str(deployed.config_file), "RISK_API_KEY": "e2e-key"}
+    env = {**os.environ, "RISK_CONFIG": str(deployed.config_file), "RISK_API_KEY": "e2e-key-for-the-tests"}
     log_file = tmp_path / "gunicorn.log"
     with open(log_file, "wb") as log:
         server = subprocess.Popen(
@@ -1113,14 +1178,14 @@ def test_gunicorn_serves_wsgi_and_apicalls_records_all_four_endpoints(deployed, 
         wait_until_up(url, server)
         assert requests.get(url + "/scoring", timeout=10).status_code == 401
         result = run_script("apicalls.py", "--config", str(deployed.config_file), "--url", url,
-                            cwd=tmp_path, env={"RISK_API_KEY": "e2e-key"}, timeout=60)
+                            cwd=tmp_path, env={"RISK_API_KEY": "e2e-key-for-the-tests"}, timeout=60)
         assert result.returncode == 0, result.stderr + log_file.read_text()
     finally:
         server.terminate()
         server.wait(timeout=15)
     text = (deployed.output_model_folder / API_RETURNS).read_text(encoding="utf-8")
     returns = json.loads(text)
-    assert "e2e-key" not in text
+    assert "e2e-key-for-the-tests" not in text
     assert set(returns["endpoints"]) == {"prediction", "scoring", "summarystats", "diagnostics"}
     assert {name: call["status"] for name, call in returns["endpoints"].items()} == dict.fromkeys(
         returns["endpoints"], 200)

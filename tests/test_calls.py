@@ -253,11 +253,11 @@ def test_the_csv_export_refuses_a_query_it_would_ignore(api, query):
 
 
 def test_with_a_key_the_calls_need_the_header(project, monkeypatch):
-    monkeypatch.setenv("RISK_API_KEY", "s3cret-key")
+    monkeypatch.setenv("RISK_API_KEY", "s3cret-key-for-tests")
     keyed = app_module.create_app(project).test_client()
     assert keyed.post("/calls", json=call()).status_code == 401
     assert keyed.get("/calls.csv").status_code == 401
-    answer = keyed.post("/calls", json=call(), headers={"X-API-Key": "s3cret-key"})
+    answer = keyed.post("/calls", json=call(), headers={"X-API-Key": "s3cret-key-for-tests"})
     assert answer.status_code == 200 and answer.get_json()["recorded"] == 1
 
 

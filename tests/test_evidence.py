@@ -141,10 +141,10 @@ def test_history_and_the_page_share_one_read_of_the_history_per_version(config, 
 
 
 def test_history_needs_the_api_key_when_one_is_set(config, monkeypatch):
-    monkeypatch.setenv(API_KEY_ENV, "s3cret-key")
+    monkeypatch.setenv(API_KEY_ENV, "s3cret-key-for-tests")
     client = app_module.create_app(config.config_file).test_client()
     assert client.get("/history").status_code == 401
-    assert client.get("/history", headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    assert client.get("/history", headers={"X-API-Key": "s3cret-key-for-tests"}).status_code == 200
 
 
 def validator(document: dict, path: str, status: str):

@@ -30,7 +30,7 @@ from riskcore.ops.history import record_run
 from riskcore.ops.run_record import new_run_id
 from riskcore.release.load import current_deployment, deployed_metadata
 
-KEY = "m3trics-key"
+KEY = "m3trics-key-for-tests"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -333,7 +333,7 @@ def test_under_gunicorn_the_workers_counts_add_up_the_access_log_keeps_no_secret
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["good-key", "two words"])
+@pytest.mark.parametrize("key", ["good-key-for-the-tests", "two words"])
 def test_gunicorn_makes_a_fresh_metrics_folder_per_start_and_removes_it_at_exit(deployed: Config, tmp_path, key):
     temp = tmp_path / "tmp"  # tempfile makes the folder here (TMPDIR), away from other servers' folders
     temp.mkdir()
@@ -347,7 +347,7 @@ def test_gunicorn_makes_a_fresh_metrics_folder_per_start_and_removes_it_at_exit(
              str(tmp_path / "access.log"), "--chdir", str(ROOT), "wsgi:app"], cwd=tmp_path, env=env, stdout=log,
             stderr=log)
     try:
-        if key == "good-key":
+        if key == "good-key-for-the-tests":
             wait_until_up(f"http://127.0.0.1:{port}", server, seconds=60)
             folders = list(temp.glob("risk-metrics-*"))
             assert len(folders) == 1 and list(folders[0].glob("counter_*.db"))

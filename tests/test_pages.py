@@ -31,7 +31,7 @@ from riskcore.report.call_list import risk_scores
 
 HOSTILE = "<script>alert(1)</script>"
 SLASHED = "a/b c?d#e&f"
-KEY = "s3cret-key"
+KEY = "s3cret-key-for-tests"
 
 
 class Tables(HTMLParser):
@@ -864,9 +864,9 @@ def test_an_expired_token_or_one_of_another_key_gets_the_form(keyed, shared, mon
     expired = cookie_of(keyed, KEY, at=time.time() - page_access.COOKIE_DAYS * 86400 - 10)
     keyed.set_cookie(page_access.COOKIE, expired)  # the browser would drop it; the server must refuse it anyway
     assert sent_to_the_form(keyed.get("/"))
-    monkeypatch.setenv("RISK_API_KEY", "another-key")
+    monkeypatch.setenv("RISK_API_KEY", "another-key-for-tests")
     other = app_module.create_app(shared.config_file).test_client()
-    keyed.set_cookie(page_access.COOKIE, cookie_of(other, "another-key"))  # a cookie of the key before a change
+    keyed.set_cookie(page_access.COOKIE, cookie_of(other, "another-key-for-tests"))  # a cookie of the key before a change
     assert sent_to_the_form(keyed.get("/"))
     keyed.set_cookie(page_access.COOKIE, cookie_of(keyed, KEY))
     assert keyed.get("/").status_code == 200

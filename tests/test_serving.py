@@ -66,7 +66,7 @@ def test_a_bad_api_key_stops_gunicorn_at_start_with_one_sentence(deployed: Confi
 
 def test_the_automation_calls_a_key_protected_api_with_a_key_file_no_crontab_shows(deployed: Config, tmp_path):
     key_file = deployed.config_file.parent / "api.key"
-    key_file.write_text("k3y-from-a-file\n", encoding="ascii")
+    key_file.write_text("k3y-from-a-key-file\n", encoding="ascii")
     key_file.chmod(0o600)
     raw = json.loads(deployed.config_file.read_text())
     port = free_port()
@@ -86,7 +86,7 @@ def test_the_automation_calls_a_key_protected_api_with_a_key_file_no_crontab_sho
                               capture_output=True, text=True, timeout=300)
         assert tick.returncode == 0, tick.stderr
         returns = json.loads((deployed.output_model_folder / "apireturns.txt").read_text())
-        assert "k3y-from-a-file" not in json.dumps(returns) and "k3y-from-a-file" not in tick.stderr
+        assert "k3y-from-a-key-file" not in json.dumps(returns) and "k3y-from-a-key-file" not in tick.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -16,11 +16,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from riskcore.api.errors import ApiError, json_response
+from riskcore.api.errors import KEY_REFUSED, ApiError, error_answer, json_response
 from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT, known_parameters, query_number
 from riskcore.api.request_rows import json_body
 from riskcore.api.risk_service import service
-from riskcore.contract import API_KEY_HEADER, ID_COLUMN
+from riskcore.contract import ID_COLUMN
 from riskcore.ops.calls import (
     CALL_FIELDS,
     CSV_COLUMNS,
@@ -129,10 +129,6 @@ def call_schema(stored: bool) -> dict[str, Any]:
 
 def calls_paths() -> dict[str, Any]:
     """The OpenAPI path items of /calls and /calls.csv."""
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
     def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
@@ -150,7 +146,7 @@ def calls_paths() -> dict[str, Any]:
                         "description": "ids of the calls sent that the ingested data does not hold (stored all the "
                                        "same; no page or list shows them); null when there is no call list to check "
                                        "them against"}}}
-    unauthorised = error(f"Missing or wrong {API_KEY_HEADER}")
+    unauthorised = error_answer(KEY_REFUSED)
     return {
         "/calls": {
             "get": {
@@ -161,7 +157,7 @@ def calls_paths() -> dict[str, Any]:
                     query("offset", {"type": "integer", "minimum": 0, "default": 0}, "calls to skip"),
                     query(ID_COLUMN, {"type": "string", "maxLength": MAX_CLIENT}, "one client's calls only")],
                 "responses": {"200": {"description": "A page of calls", "content": {"application/json": {
-                    "schema": page}}}, "400": error(f"A bad limit, offset, {ID_COLUMN} or unknown parameter"),
+                    "schema": page}}}, "400": error_answer(f"A bad limit, offset, {ID_COLUMN} or unknown parameter"),
                     "401": unauthorised}},
             "post": {
                 "summary": "Record a call or a list of calls (a call already stored is not stored twice)",
@@ -169,9 +165,9 @@ def calls_paths() -> dict[str, Any]:
                     call_schema(stored=False),
                     {"type": "array", "minItems": 1, "maxItems": MAX_CALLS, "items": call_schema(stored=False)}]}}}},
                 "responses": {"200": {"description": "The calls stored", "content": {"application/json": {
-                    "schema": recorded}}}, "400": error("A call with a bad field; the message names it"),
-                    "401": unauthorised, "413": error(f"More than {MAX_CALLS} calls, or a body over the limit"),
-                    "415": error("Not JSON")}},
+                    "schema": recorded}}}, "400": error_answer("A call with a bad field; the message names it"),
+                    "401": unauthorised, "413": error_answer(f"More than {MAX_CALLS} calls, or a body over the limit"),
+                    "415": error_answer("Not JSON")}},
         },
         "/calls.csv": {"get": {
             "summary": "Every call as CSV, in the order recorded",
@@ -179,5 +175,5 @@ def calls_paths() -> dict[str, Any]:
                            "(=, +, -, @) starts with an apostrophe.",
             "responses": {"200": {"description": "The calls", "content": {"text/csv": {"schema": {
                 "type": "string", "pattern": f"^{','.join(CSV_COLUMNS)}\\n"}}}},
-                "400": error("A query parameter: the export takes none"), "401": unauthorised}}},
+                "400": error_answer("A query parameter: the export takes none"), "401": unauthorised}}},
     }

@@ -28,11 +28,13 @@ ERROR_MESSAGES = {
 class ApiError(Exception):
     """A request the API refuses: an HTTP status and one sentence for the caller."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.headers = headers or {}  # sent with the answer (a 429's Retry-After)
 
 
 Answer = tuple[int, bytes]  # an HTTP status and a JSON body, ready to send
@@ -91,6 +93,16 @@ def error_document(status: int, message: str, field: str | None = None) -> dict[
     return document
 
 
+KEY_REFUSED = f"Missing or wrong {API_KEY_HEADER}"  # the 401 every keyed endpoint may answer, as OpenAPI says it
+KEY_TRIES_USED_UP = "Too many wrong keys from this address in the last minute (Retry-After says how long to wait)"
+
+
+def error_answer(description: str) -> dict[str, Any]:
+    """An OpenAPI response holding the Error document (error_document)."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 def body_too_large(limit: int) -> str:
     """The 413 message, whether werkzeug refused the Content-Length or a streamed body reached the limit."""
     return f"The request body is larger than the {limit // MEGABYTE} MB limit."
@@ -100,6 +112,7 @@ def handle_api_error(exc: ApiError) -> Response:
     response = json_response(error_document(exc.status, exc.message, exc.field), exc.status)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = f'ApiKey header="{API_KEY_HEADER}"'
+    response.headers.update(exc.headers)
     return response
 
 

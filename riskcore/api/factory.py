@@ -19,13 +19,15 @@ The factory loads the config once, checks the API key before every request (RISK
 owner-only file RISK_API_KEY_FILE or automation.api_key_file names: riskcore.api.key; sent as
 X-API-Key; /health needs none; the pages ask for it with their own form; /metrics none from loopback
 when api.metrics_open_on_loopback is on), counts and times every request (riskcore.api.metrics) and
-adds the security headers to every answer.
+adds the security headers to every answer. Wrong keys in the header share the key form's limit per
+address (riskcore.api.form_guard): past it, every key from that address is a 429 for the rest of the minute.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from flask import Flask, Response, current_app, request
 
 from riskcore.api.calls_view import calls
 from riskcore.api.errors import AnswerJSONProvider, ApiError, json_bytes, register_error_handlers
+from riskcore.api.form_guard import RateLimit
 from riskcore.api.history_view import evidence
 from riskcore.api.key import KeyWatch
 from riskcore.api.metrics import install as install_metrics
@@ -49,6 +52,8 @@ from riskcore.contract import API_KEY_HEADER, CONFIG_ENV
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
+
 OPEN_PATHS = frozenset({"/health"})  # answered without the API key
 
 
@@ -61,13 +66,35 @@ def check_api_key() -> None:
     if expected and request.blueprint == site.name:
         return  # the pages check the key themselves: a form and its cookie (riskcore.api.pages)
     given = request.headers.get(API_KEY_HEADER, "")
+    if expected and given:
+        refuse_key_guesses(key_tries().blocked_for(request.remote_addr or "unknown"))
     if expected and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         return
     if not expected or open_to_this_request(current_app):
         check_host()
         return
+    if given:
+        address = request.remote_addr or "unknown"
+        if not key_tries().allow(address):
+            log.warning("X-API-Key: too many wrong keys from %s", address)
+            refuse_key_guesses(key_tries().blocked_for(address) or key_tries().retry_after(address))
     raise ApiError(401, f"This endpoint needs the {API_KEY_HEADER} header with the API key."
                    if not given else f"The {API_KEY_HEADER} header does not hold the API key.")
+
+
+def key_tries() -> RateLimit:
+    """The limit on tries of the key from one address, the key form's (riskcore.api.page_access): one budget for
+    the form and the header, so that neither doubles the guesses the other allows."""
+    return current_app.extensions["risk_page_limits"]["login"]
+
+
+def refuse_key_guesses(wait: int) -> None:
+    """A 429 while the address has used up its tries of the key (`wait`: whole seconds left; 0: go on)."""
+    if wait:
+        limit = key_tries()
+        raise ApiError(429, f"Too many wrong API keys from this address: at most {limit.attempts} tries of the key "
+                            f"a minute; try again in {wait} seconds.", field=API_KEY_HEADER,
+                       headers={"Retry-After": str(wait)})
 
 
 def check_host() -> None:

@@ -108,6 +108,7 @@ class RateLimit:
         self.attempts, self.seconds, self.clock = attempts, seconds, clock
         self.shared, self.form = shared, form
         self._seen: dict[str, collections.deque[float]] = {}
+        self._full_until: dict[str, float] = {}  # addresses this process saw fill the window, and until when
         self._lock = threading.Lock()
 
     def allow(self, address: str) -> bool:
@@ -115,21 +116,40 @@ class RateLimit:
         now = self.clock()
         if self.shared is not None:
             try:
-                return self._allow_shared(address, now)
+                allowed, first = self._allow_shared(address, now)
             except (sqlite3.Error, OSError) as exc:
                 log.warning("%s form: the rate limit is kept in this worker alone: %s cannot be written (%s)",
                             self.form, self.shared.name, exc)
                 self.shared = None
+            else:
+                if first is not None:
+                    with self._lock:
+                        self._mark_full(address, first + self.seconds, now)
+                return allowed
         with self._lock:
             if len(self._seen) >= self.MAX_ADDRESSES:
                 self._forget_before(now - self.seconds)
             times = self._seen.setdefault(address, collections.deque())
             while times and times[0] <= now - self.seconds:
                 times.popleft()
+            allowed = len(times) < self.attempts
+            if allowed:
+                times.append(now)
             if len(times) >= self.attempts:
-                return False
-            times.append(now)
-            return True
+                self._mark_full(address, times[0] + self.seconds, now)
+            return allowed
+
+    def blocked_for(self, address: str) -> int:
+        """Whole seconds until the address may try again, without counting an attempt: 0 unless this process saw
+        it fill the window (with a shared file, another worker's attempts count once this one sees one more)."""
+        until = self._full_until.get(address)
+        if until is None:
+            return 0
+        left = until - self.clock()
+        if left <= 0:
+            self._full_until.pop(address, None)
+            return 0
+        return int(left) + 1
 
     def retry_after(self, address: str) -> int:
         """Whole seconds until the address may try again."""
@@ -144,16 +164,18 @@ class RateLimit:
                 first = times[0] if times else None
         return max(1, int(first + self.seconds - self.clock()) + 1) if first is not None else 1
 
-    def _allow_shared(self, address: str, now: float) -> bool:
+    def _allow_shared(self, address: str, now: float) -> tuple[bool, float | None]:
+        """(whether the attempt is allowed, the window's first attempt when the window is now full)."""
         with self._attempts() as connection:
             # Out of the window, or ahead of the clock: the monotonic clock starts again at a reboot.
             connection.execute("DELETE FROM attempts WHERE at <= ? OR at > ?", (now - self.seconds, now))
-            made = connection.execute("SELECT count(*) FROM attempts WHERE form = ? AND address = ?",
-                                      (self.form, address)).fetchone()[0]
-            if made >= self.attempts:
-                return False
-            connection.execute("INSERT INTO attempts VALUES (?, ?, ?)", (self.form, address, now))
-            return True
+            made, first = connection.execute("SELECT count(*), min(at) FROM attempts WHERE form = ? AND address = ?",
+                                             (self.form, address)).fetchone()
+            allowed = made < self.attempts
+            if allowed:
+                connection.execute("INSERT INTO attempts VALUES (?, ?, ?)", (self.form, address, now))
+                made, first = made + 1, now if first is None else first
+            return allowed, first if made >= self.attempts else None
 
     @contextlib.contextmanager
     def _attempts(self):
@@ -167,6 +189,12 @@ class RateLimit:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def _mark_full(self, address: str, until: float, now: float) -> None:
+        if len(self._full_until) >= self.MAX_ADDRESSES:
+            for other in [a for a, end in self._full_until.items() if end <= now]:
+                del self._full_until[other]
+        self._full_until[address] = until
 
     def _forget_before(self, start: float) -> None:
         for address in [a for a, times in self._seen.items() if not times or times[-1] <= start]:

@@ -14,10 +14,10 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from riskcore.api.errors import json_response
+from riskcore.api.errors import KEY_REFUSED, error_answer, json_response
 from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT, known_parameters, query_number
 from riskcore.api.risk_service import service
-from riskcore.contract import API_KEY_HEADER, FEATURES
+from riskcore.contract import FEATURES
 from riskcore.model.drift_evidence import TOO_FEW_ROWS
 from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 
@@ -127,10 +127,6 @@ def run_schema() -> dict[str, Any]:
 
 def history_paths() -> dict[str, Any]:
     """The OpenAPI path item of GET /history."""
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
     page = {"type": "object", "required": ["total", "limit", "offset", "count", "next_offset", "runs"], "properties": {
         "total": {"type": "integer", "minimum": 0, "description": "runs in the history"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
@@ -154,7 +150,7 @@ def history_paths() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A page of runs (an empty list before the first run)",
                     "content": {"application/json": {"schema": page}}},
-            "400": error("A limit, offset or quantiles that is not a whole number in range, or an unknown "
+            "400": error_answer("A limit, offset or quantiles that is not a whole number in range, or an unknown "
                          "parameter (the message names it)"),
-            "401": error(f"Missing or wrong {API_KEY_HEADER}"),
+            "401": error_answer(KEY_REFUSED),
         }}}}

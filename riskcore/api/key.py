@@ -18,10 +18,15 @@ from riskcore.config import Config
 from riskcore.contract import API_KEY_ENV, API_KEY_FILE_ENV, ConfigError
 
 MAX_KEY_LENGTH = 256
+# A shorter key is refused: 16 characters drawn as secrets.token_urlsafe draws them are 96 bits, out of reach of
+# guesses at the 10 wrong keys a minute an address may send (riskcore.api.factory); "secret" or a name is not.
+MIN_KEY_LENGTH = 16
+MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def check_key(key: str, source: str) -> str:
-    """The key, if it can be sent as an X-API-Key header value: printable ASCII without spaces."""
+    """The key, if it can be sent as an X-API-Key header value (printable ASCII without spaces) and is long enough
+    not to be guessed."""
     if not key:
         raise ConfigError(f"The API key from {source} is empty.")
     if len(key) > MAX_KEY_LENGTH:
@@ -29,6 +34,9 @@ def check_key(key: str, source: str) -> str:
     if not all("!" <= ch <= "~" for ch in key):
         raise ConfigError(f"The API key from {source} holds a space, a line break or a character outside "
                           "printable ASCII; an HTTP header cannot carry it.")
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"The API key from {source} is {len(key)} characters long; use at least {MIN_KEY_LENGTH} "
+                          f"random ones ({MAKE_A_KEY} makes one).")
     return key
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from riskcore.api.calls_view import calls_paths
+from riskcore.api.errors import KEY_REFUSED, KEY_TRIES_USED_UP, error_answer
 from riskcore.api.history_view import history_paths
 from riskcore.api.paged_call_list import MOVES, SIZE_BANDS
 from riskcore.api.query import DEFAULT_LIMIT, MAX_LIMIT
@@ -18,11 +19,12 @@ from riskcore.model.reasons import TREND
 
 ERROR_REASONS = {
     400: "Bad input; the message names the field",
-    401: f"Missing or wrong {API_KEY_HEADER}",
+    401: KEY_REFUSED,
     403: "A dataset location outside the data folders",
     404: "No such dataset file, or no such client in the ingested data",
     413: "Request body, dataset or record count over the limit",
     415: "Unsupported content type",
+    429: KEY_TRIES_USED_UP,
     503: "Not available yet (nothing deployed, no data or record)",
 }
 
@@ -54,7 +56,16 @@ def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def errors(*codes: int) -> dict[str, Any]:
-    return {str(code): json_answer(ERROR_REASONS[code], ref("Error")) for code in codes}
+    return {str(code): error_answer(ERROR_REASONS[code]) for code in codes}
+
+
+def with_key_limit(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation that may answer 401 may also answer 429: too many wrong keys from one address."""
+    for item in paths.values():
+        for operation in item.values():
+            if "401" in operation["responses"]:
+                operation["responses"]["429"] = error_answer(ERROR_REASONS[429])
+    return paths
 
 
 def component_schemas() -> dict[str, Any]:
@@ -284,7 +295,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                                 "included, but GET /metrics' (the Prometheus text format): a method a path does "
                                 "not list is answered 405 (with an Allow header), an unknown path 404, both with "
                                 "the Error document."},
-        "paths": {
+        "paths": with_key_limit({
             "/prediction": {"post": prediction_operation()},
             "/risk": {"get": risk_operation()},
             "/risk/{client_id}": {"get": risk_client_operation()},
@@ -339,7 +350,7 @@ def openapi_document(api_key_required: bool) -> dict[str, Any]:
                      "components": {"type": "object"}, "security": {"type": "array"}},
                     ("openapi", "info", "paths", "components"))),
                               **errors(401)}}},
-        },
+        }),
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}},

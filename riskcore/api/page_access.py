@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 COOKIE = "risk_page_session"
 COOKIE_DAYS = 30  # the form asks again after this long, or as soon as the key changes
 # The rate limits per client address and minute, in each worker process (riskcore.api.form_guard).
-LOGIN_ATTEMPTS_PER_MINUTE = 10
+LOGIN_ATTEMPTS_PER_MINUTE = 10  # tries of the key: the key form's, and wrong X-API-Key headers (riskcore.api.factory)
 CALL_FORMS_PER_MINUTE = 30
 KEY_GIVEN = "key_given"  # the session's one entry
 MAX_FORM_BYTES = 16 * 1024  # a form's body: a call's 500 characters of note take at most 6,000 bytes encoded
