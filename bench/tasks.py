@@ -354,9 +354,39 @@ def task_estimate(args: argparse.Namespace) -> None:
             metadata = training.run(config)
             steps.append(time.perf_counter() - start)
             calibrations.append(metadata["calibration"]["seconds"])
+        ticks = tick_estimates(config, {k: v[window] for k, v in columns.items() if k != TARGET})
     emit({"seconds": statistics.median(estimates), "floor": statistics.median(floors),
           "calibration": statistics.median(calibrations),
-          "training": statistics.median(s - c for s, c in zip(steps, calibrations, strict=True))})
+          "training": statistics.median(s - c for s, c in zip(steps, calibrations, strict=True)),
+          "tick": statistics.median(ticks)})
+
+
+def tick_estimates(config, window: dict) -> list[float]:
+    """What the estimate adds to a tick, as the drift check runs it on an unlabelled window (all of
+    riskcore.ops.drift_check.estimate_window: the model's log-odds, the calibrated probabilities, the estimate, and
+    the ledger's rows of the window written): five times, each a new run."""
+    import pandas as pd
+
+    import deployment
+    import scoring
+    from riskcore.contract import TARGET
+    from riskcore.ops.drift_check import estimate_window
+    from riskcore.ops.evidence_window import by_client
+    from riskcore.ops.run_record import Run
+    from riskcore.release.load import current_deployment, load_deployed_model
+
+    scoring.run(config)
+    deployment.deploy(config)
+    served = current_deployment(config.prod_deployment_folder)
+    model = load_deployed_model(served)
+    rows = pd.DataFrame(window).assign(**{TARGET: float("nan")})
+    clients = by_client(rows)
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        estimate_window(config, Run(), served, model, clients, rows.iloc[:0])
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 TASKS = {
