@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from riskcore.contract import FEW_ROWS
 from riskcore.files import parse_utc
 
 MISSING = "\N{EM DASH}"
+BELOW_CHANCE = "below 0.5: worse than chance"  # said of an AUC below_chance, on the page, in the PDF and the history
 
 
 def count(value: Any, missing: str = MISSING) -> str:
@@ -131,6 +133,16 @@ def size(byte_count: int | None) -> str:
     if byte_count is None:
         return ""
     return f"{byte_count / 1024:,.0f} KB" if byte_count < 1024 * 1024 else f"{byte_count / 1024 / 1024:,.1f} MB"
+
+
+def below_chance(auc: float | None) -> bool:
+    """An AUC under 0.5: the model ranks clients who stayed above clients who left more often than the reverse."""
+    return auc is not None and auc < 0.5
+
+
+def few_rows_note(rows: Any) -> str:
+    """ " (8 rows: fewer than 30)" after a figure measured on fewer than FEW_ROWS rows; "" otherwise."""
+    return f" ({rows} rows: fewer than {FEW_ROWS})" if isinstance(rows, int) and rows < FEW_ROWS else ""
 
 
 def sentence_case(text: str | None) -> str | None:

@@ -108,3 +108,13 @@ def test_a_psi_never_reads_as_reaching_a_threshold_it_is_below(value, label, sho
 ])
 def test_a_count_reads_with_its_noun_in_the_singular_only_for_one(amount, noun, nouns, text):
     assert formatting.plural(amount, noun, nouns) == text
+
+
+def test_an_auc_below_chance_and_a_figure_on_few_rows_read_one_way():
+    from riskcore.contract import FEW_ROWS
+    from riskcore.formatting import BELOW_CHANCE, below_chance, few_rows_note
+
+    assert below_chance(0.499) and not below_chance(0.5) and not below_chance(None)
+    assert BELOW_CHANCE == "below 0.5: worse than chance"
+    assert few_rows_note(FEW_ROWS - 1) == f" ({FEW_ROWS - 1} rows: fewer than {FEW_ROWS})"
+    assert few_rows_note(FEW_ROWS) == "" and few_rows_note(None) == ""

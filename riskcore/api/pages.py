@@ -68,7 +68,20 @@ from riskcore.api.query import page_search_text, query_choice, query_number
 from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
-from riskcore.formatting import count, day, fixed, money, percent, rank_change, score, signed, size, when
+from riskcore.formatting import (
+    BELOW_CHANCE,
+    below_chance,
+    count,
+    day,
+    fixed,
+    money,
+    percent,
+    rank_change,
+    score,
+    signed,
+    size,
+    when,
+)
 from riskcore.model.drift_evidence import checked_rows
 from riskcore.ops.calls import (
     GROUP_MARK,
@@ -356,3 +369,5 @@ site.add_app_template_filter(size, "size")
 site.add_app_template_filter(money, "money")
 site.add_app_template_filter(when, "when")
 site.add_app_template_filter(day, "day")
+site.add_app_template_test(below_chance, "below_chance")
+site.add_app_template_global(BELOW_CHANCE, "below_chance_words")

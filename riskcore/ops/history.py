@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
-from riskcore.formatting import interval, score
+from riskcore.formatting import BELOW_CHANCE, below_chance, interval, score
 from riskcore.model.drift_evidence import (
     calibration_text,
     called_text,
@@ -161,8 +161,8 @@ def figure_text(scores: dict[str, Any]) -> str:
     auc = scores.get("auc")
     text = f"F1 {scores['f1']:.4f}{interval(scores.get('f1_interval'))}, " + (
         f"AUC {auc:.3f}{interval(scores.get('auc_interval'))}" if auc is not None else "AUC undefined (one class)")
-    if auc is not None and auc < 0.5:
-        text += " (AUC below 0.5: worse than chance)"
+    if below_chance(auc):
+        text += f" (AUC {BELOW_CHANCE})"
     return text
 
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from riskcore.contract import FEATURE_LABELS, FEATURES, FEW_ROWS, TEST_DATA
 from riskcore.files import parse_utc
-from riskcore.formatting import psi_figure
+from riskcore.formatting import BELOW_CHANCE, below_chance, few_rows_note, psi_figure
 from riskcore.model.drift_evidence import distribution_bins, last_bar_text
 from riskcore.model.evaluation import Evaluation
 
@@ -80,7 +80,7 @@ def roc_chart(evaluation: Evaluation):
     ax.plot([0, 1], [0, 1], linestyle="--", color=GREY, linewidth=1, label="random guess")
     if evaluation.roc is not None:
         fpr, tpr = evaluation.roc
-        worse = ": below 0.5, worse than chance" if evaluation.auc < 0.5 else ""
+        worse = f", {BELOW_CHANCE}" if below_chance(evaluation.auc) else ""
         few = f", {evaluation.rows} rows: fewer than {FEW_ROWS}" if evaluation.rows < FEW_ROWS else ""
         ax.plot(fpr, tpr, color=BLUE, linewidth=2, label=f"model (AUC {evaluation.auc:.3f}{worse}{few})")
         (tn, fp), (fn, tp) = evaluation.matrix
@@ -178,7 +178,7 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
     checks = [(chart_time(r.get("started_at")), r.get("f1_new_data"), r.get("baseline")) for r in runs]
     checks = [(t, f, b) for t, f, b in checks if t is not None and isinstance(f, (int, float))]
     held = holdout_points(runs)
-    few = f" ({test_rows} rows: fewer than {FEW_ROWS})" if test_rows is not None and test_rows < FEW_ROWS else ""
+    few = few_rows_note(test_rows)
     if models:
         # The served model's level holds until the next deployment or rollback, drawn up to the latest event.
         served = sorted(models + switches)
@@ -201,7 +201,7 @@ def trend_chart(deployments: list[dict[str, Any]], runs: list[dict[str, Any]], n
             ax.plot([t for t, _ in baselines], [b for _, b in baselines], "_", color=INK, markersize=12,
                     markeredgewidth=1.5, linestyle="none", label="baseline the check compared against")
     for number, (moment, old, new) in enumerate(held):
-        rows = f" ({old['rows']} rows: fewer than {FEW_ROWS})" if old.get("rows", FEW_ROWS) < FEW_ROWS else ""
+        rows = few_rows_note(old.get("rows"))
         with_interval(ax, moment, old, fmt="s", color=GREEN, markerfacecolor="white", markersize=6,
                       label=f"retrain: old model's F1 on the held-out new rows{rows}" if number == 0 else None)
         with_interval(ax, moment, new, fmt="s", color=GREEN, markersize=6,

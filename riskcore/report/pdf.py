@@ -27,7 +27,17 @@ from riskcore.contract import (
     INGESTION_RECORD,
     RUN_HISTORY,
 )
-from riskcore.formatting import number, percent, plural, rank_change, score, when
+from riskcore.formatting import (
+    BELOW_CHANCE,
+    below_chance,
+    few_rows_note,
+    number,
+    percent,
+    plural,
+    rank_change,
+    score,
+    when,
+)
 from riskcore.model.drift_evidence import training_choice_text
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
@@ -40,7 +50,6 @@ from riskcore.report.outputs import project_path
 from riskcore.report.pdf_evidence import (
     DRIFT_SECTION,
     DriftEvidence,
-    below_chance,
     drift_check_lines,
     drift_flow,
     estimate_flow,
@@ -103,11 +112,11 @@ class ReportData:
 def headline_box(data: ReportData, styles: Styles, width: float):
     """The framed headline: the four numbers that matter and what they describe."""
     ev = data.evaluation
-    few = f" ({ev.rows} rows: fewer than {FEW_ROWS})" if ev.rows < FEW_ROWS else ""
+    few = few_rows_note(ev.rows)
     metrics = [(f"{ev.f1:.4f}", f"F1 on the test data{few}"), (f"{ev.precision:.4f}", f"precision{few}"),
                (f"{ev.recall:.4f}", f"recall{few}"),
                (f"{ev.auc:.3f}" if ev.auc is not None else "\N{EM DASH}",
-                "ROC AUC: below 0.5, worse than chance" if below_chance(ev.auc) else f"ROC AUC{few}")]
+                f"ROC AUC {BELOW_CHANCE}" if below_chance(ev.auc) else f"ROC AUC{few}")]
     cards = Table([[Paragraph(value, styles.metric) for value, _ in metrics],
                    [Paragraph(label, styles.metric_label) for _, label in metrics]],
                   colWidths=[(width - 24) / 4] * 4, hAlign="LEFT")

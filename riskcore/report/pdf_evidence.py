@@ -11,8 +11,19 @@ from typing import Any
 
 from reportlab.platypus import Paragraph
 
-from riskcore.contract import FEATURE_LABELS, FEW_ROWS, TEST_DATA
-from riskcore.formatting import count, interval, number, psi_figure, score, sentence_case, when
+from riskcore.contract import FEATURE_LABELS, TEST_DATA
+from riskcore.formatting import (
+    BELOW_CHANCE,
+    below_chance,
+    count,
+    few_rows_note,
+    interval,
+    number,
+    psi_figure,
+    score,
+    sentence_case,
+    when,
+)
 from riskcore.model.drift_evidence import (
     calibration_text,
     calibrator_text,
@@ -57,15 +68,6 @@ class DriftEvidence:
         return [feature for feature, figures in self.figures.items() if figures.get("drift")]
 
 
-def below_chance(auc: float | None) -> bool:
-    return auc is not None and auc < 0.5
-
-
-def rows_note(rows: Any) -> str:
-    """ " (8 rows: fewer than 30)" after a figure measured on few rows; "" otherwise."""
-    return f" ({rows} rows: fewer than {FEW_ROWS})" if isinstance(rows, int) and rows < FEW_ROWS else ""
-
-
 def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
     """The headline's account of the drift check that led to this report (or that there was none)."""
     check = drift.check
@@ -80,12 +82,12 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
         if isinstance(check.get("f1_new_data"), (int, float)):
             counted = f"{rows:,} " if isinstance(rows, int) else ""
             labelled = "labelled " if isinstance(check.get("window_labelled"), int) else ""
-            on_rows = f"model {checked} on the {counted}{labelled}new rows{rows_note(rows)}"
+            on_rows = f"model {checked} on the {counted}{labelled}new rows{few_rows_note(rows)}"
             if recorded.startswith("F1 "):  # the verdict gives the F1 and the baseline: said once
                 scored, recorded = f"{on_rows}: {escape(recorded)}", ""
             else:
                 scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}{labelled}new rows"
-                          f"{rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
+                          f"{few_rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
         else:
             scored = f"model {checked} had no labelled new rows to be scored on"
         verdict = f" ({escape(recorded)})" if recorded else ""
@@ -154,7 +156,7 @@ def score_cell(scores: dict[str, Any], key: str) -> str:
     if value is None:
         return "undefined (one class)"
     text = f"{value:.3f}" + interval(bounds)
-    return text + (" below 0.5: worse than chance" if key == "auc" and below_chance(value) else "")
+    return text + (f" {BELOW_CHANCE}" if key == "auc" and below_chance(value) else "")
 
 
 def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> list:
@@ -163,7 +165,7 @@ def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> li
     for key, name in (("holdout", "held-out new rows"), ("test_data", TEST_DATA)):
         figures = evaluation.get(key)
         if figures:
-            rows.append([name, f"{figures['old']['rows']:,}{rows_note(figures['old']['rows'])}",
+            rows.append([name, f"{figures['old']['rows']:,}{few_rows_note(figures['old']['rows'])}",
                          *(score_cell(figures[model], metric) for metric in ("f1", "auc") for model in ("old", "new"))])
     held = evaluation.get("holdout")
     how = (f"The held-out rows, {100 * held['share']:g}% of the labelled new rows (seed {held['seed']}), were left "
