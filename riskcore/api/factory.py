@@ -37,7 +37,7 @@ from flask import Flask, Response, current_app, request
 from riskcore.api.calls_view import calls
 from riskcore.api.errors import AnswerJSONProvider, ApiError, json_bytes, register_error_handlers
 from riskcore.api.form_guard import RateLimit
-from riskcore.api.history_view import evidence
+from riskcore.api.history_view import history
 from riskcore.api.key import KeyWatch
 from riskcore.api.metrics import install as install_metrics
 from riskcore.api.metrics import is_loopback, open_to_this_request
@@ -145,7 +145,7 @@ def create_app(config_path: str | os.PathLike | None = None, test_config: dict[s
     app.after_request(add_headers)
     register_error_handlers(app)
     app.register_blueprint(api)
-    app.register_blueprint(evidence)
+    app.register_blueprint(history)
     app.register_blueprint(calls)
     app.register_blueprint(site)
     return app

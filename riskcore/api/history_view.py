@@ -1,4 +1,4 @@
-"""The evidence endpoints: GET /history, the automation's run history as JSON, newest run first, paged.
+"""GET /history: the automation's run history as JSON, newest run first, paged.
 
 Each run carries every column of the history (riskcore.ops.history): its drift check (F1 on the new
 data against the baseline, and per feature PSI and KS), rejected files, decision, model versions
@@ -21,13 +21,13 @@ from riskcore.contract import FEATURES
 from riskcore.model.drift_evidence import TOO_FEW_ROWS
 from riskcore.ops.history import HISTORY_COLUMNS, QUANTILE_COLUMNS
 
-evidence = Blueprint("evidence", __name__)
+history = Blueprint("history", __name__)
 
 PARAMETERS = ("limit", "offset", "quantiles")
 
 
-@evidence.get("/history")
-def history() -> Response:
+@history.get("/history")
+def list_runs() -> Response:
     """The automation's run history, newest first: ?limit= runs (default 50) from ?offset= (default 0); the
     quantile lists with ?quantiles=1."""
     known_parameters("/history", PARAMETERS)
