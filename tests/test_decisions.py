@@ -3,15 +3,16 @@
 A project starts as production does: a first model trained on the old market (practice), its test
 data of that market, the default drift test ("significance") and the promotion gate. Then months
 arrive, one file each, and the automation ticks: a new market, the same market again, a changed
-concept; small, all-negative, appended and unlabelled files. The scenarios marked slow run
+concept; small, all-negative, appended and unlabelled files. Each scenario the issue names runs
 fullprocess.py as cron does (its own process, another working directory, a real API, the reports
-made); the fast ones (all-negative, unlabelled, a holdout too small) tick in-process with the
-reports left out, which these decisions do not depend on.
+made; marked slow); the fast ones (a holdout too small, rejected or rewritten files) tick in-process
+with the reports left out, which these decisions do not depend on.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,18 +190,28 @@ def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_pat
     assert detected(decided) and decided["decision"] in ("retrain", "kept_by_gate")
 
 
-def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path):
+@pytest.mark.slow
+def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path, cron_dir):
+    """The walk: 20 new clients, all exited = 0, all predicted correctly, read "F1 0.0000 < 0.5074: model drift ->
+    retrain". With the minimums lowered to 10 rows and 1 leaver, only the missing leaver holds the decision back."""
     config = old_market(tmp_path, drift_test="significance", min_rows=10, min_positives=1)
     before = served(config)
     columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
     keep = [i for i, left in enumerate(columns[TARGET]) if left == 0][:20]
     lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
     (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n")
-    run = tick(config)
-    assert run["decision"] == "wait" and served(config) == before
-    assert run["f1_new_data"] is None and run["window_positives"] == 0
+    server = start_api(config)
+    try:
+        run = cron_tick(config, server, cron_dir)
+    finally:
+        stop_api()
+    assert run["decision"] == "wait" and served(config) == before and run["model_drift"] is None
+    assert run["f1_new_data"] is None and run["window_positives"] == 0 and run["rows_new"] == 20
     assert "0 clients who left of the 1 needed" in run["drift_verdict"]
     assert score_history(config.output_model_folder / RUN_HISTORY) == []
+    history = run_script("fullprocess.py", "--config", str(config.config_file), "--history", "--format", "json",
+                         cwd=cron_dir)
+    assert json.loads(history.stdout)[-1]["f1_new_data"] is None  # null, never 0
 
 
 @pytest.mark.parametrize(("automation", "decision"), [
@@ -343,12 +354,11 @@ def test_four_hundred_bad_rows_appended_to_an_ingested_file_are_the_window_and_a
     assert run["version_before"] == before
 
 
-def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path, caplog):
-    import logging
-
-    import ingestion
-    import training
-
+@pytest.mark.slow
+def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelled_client(tmp_path, cron_dir):
+    """The walk: an export of every client without "exited", then a small labelled file; training used "the 10
+    labelled rows of finaldata.csv (9988 clients not labelled yet left out)". Cron ticks, training.py by hand, then
+    a month that retrains: each learns from every labelled client's latest labelled snapshot."""
     config = old_market(tmp_path)
     old = datagen.generate_columns(2000, "practice", 11)
     export = config.input_folder / "2026-02.csv"
@@ -359,17 +369,27 @@ def test_an_unlabelled_export_then_a_small_labelled_file_trains_on_every_labelle
         writer.writerows(zip(ids, old["lastmonth_activity"] + 1, old["lastyear_activity"],
                              old["number_of_employees"], strict=True))
     month(config.input_folder / "2026-03.csv", 10, "practice", 61)  # ten new clients, labelled
-    assert tick(config)["decision"] == "wait"  # 10 labelled rows: not enough to decide
-    ingestion.run(config)
-    caplog.clear()  # the first deployment's training is logged too when an earlier test set the level to INFO
-    with caplog.at_level(logging.INFO, logger="riskcore.model.training"):
-        metadata = training.run(config)
-    assert metadata["training_rows"] == 2010  # every labelled client, not the 10 of the labelled file
-    [trained] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained model")]
-    assert trained.endswith("on 2010 labelled rows (each client's latest labelled snapshot)")  # nobody left out
+    server = start_api(config)
+    try:
+        waited = cron_tick(config, server, cron_dir)  # 10 labelled rows: not enough to decide
+        by_hand = run_script("training.py", "--config", str(config.config_file), cwd=cron_dir)
+        month(config.input_folder / "2026-04.csv", 600, "changed", 62)
+        retrained = cron_tick(config, server, cron_dir)
+    finally:
+        stop_api()
+    assert waited["decision"] == "wait" and waited["rows_new"] == 2010 and waited["window_labelled"] == 10
     with open(config.final_data_file, newline="", encoding="utf-8") as handle:
         final = list(csv.DictReader(handle))
-    assert len(final) == 2010 and sum(row[TARGET] == "" for row in final) == 2000  # the call list's latest rows
+    assert len(final) == 2610 and sum(row[TARGET] == "" for row in final) == 2000  # the call list's latest rows
+    assert by_hand.returncode == 0, by_hand.stderr
+    # every labelled client, not the 10 of the labelled file, and nobody left out
+    assert "trained model" in by_hand.stderr and "on 2010 labelled rows (each client's latest labelled snapshot)" \
+        in by_hand.stderr and "left out" not in by_hand.stderr
+    assert retrained["decision"] == "retrain"
+    held_out = retrained["evaluation"]["holdout"]["old"]["rows"]
+    record = deployed_metadata(require_deployment(config.prod_deployment_folder))["candidates"]
+    every = next(c for c in record["candidates"] if c["name"] == "every labelled row")
+    assert every["rows"] == 2610 - held_out  # the 2,000 exported clients' labelled snapshots included
 
 
 def test_a_small_window_of_a_changed_market_is_learnt_from_its_own_rows():
