@@ -194,6 +194,8 @@ def test_five_rows_wait_and_the_window_carries_them_to_the_next_decision(tmp_pat
 def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_history(tmp_path, cron_dir):
     """The walk: 20 new clients, all exited = 0, all predicted correctly, read "F1 0.0000 < 0.5074: model drift ->
     retrain". With the minimums lowered to 10 rows and 1 leaver, only the missing leaver holds the decision back."""
+    from test_reporting import pdf_pages, squeeze
+
     config = old_market(tmp_path, drift_test="significance", min_rows=10, min_positives=1)
     before = served(config)
     columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
@@ -207,8 +209,12 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
         stop_api()
     assert run["decision"] == "wait" and served(config) == before and run["model_drift"] is None
     assert run["f1_new_data"] is None and run["window_positives"] == 0 and run["rows_new"] == 20
-    assert "0 clients who left of the 1 needed" in run["drift_verdict"]
+    assert run["drift_verdict"].endswith("0 clients who left of the 1 needed (automation.min_positives); nobody left, "
+                                         "so F1 is undefined: no F1 verdict")
     assert score_history(config.output_model_folder / RUN_HISTORY) == []
+    [report] = config.output_model_folder.glob("summary_report*.pdf")  # the tick's report: not "no labelled new rows"
+    pdf = squeeze(" ".join(pdf_pages(report)))
+    assert "has no F1 on the 20 labelled new rows: nobody left among them, so F1 is undefined" in pdf
     history = run_script("fullprocess.py", "--config", str(config.config_file), "--history", "--format", "json",
                          cwd=cron_dir)
     assert json.loads(history.stdout)[-1]["f1_new_data"] is None  # null, never 0

@@ -224,6 +224,9 @@ def test_the_latest_check_is_the_latest_run_that_measured_something():
     (drift.Counts(tp=0, fp=0, fn=1, tn=9),  # one client: 'the window has ... 1 clients who left' read on the page
      "the window has 10 labelled rows of the 200 needed (automation.min_rows) and 1 client who left of the 10 needed "
      "(automation.min_positives)"),
+    (drift.Counts(tp=0, fp=0, fn=0, tn=20),  # issue 19.3: no F1 verdict without a client who left, and it says so
+     "the window has 20 labelled rows of the 200 needed (automation.min_rows) and 0 clients who left of the 10 needed "
+     "(automation.min_positives); nobody left, so F1 is undefined: no F1 verdict"),
 ])
 def test_a_wait_names_only_the_minimums_the_window_misses(counts, expected):
     from riskcore.ops.drift_check import too_little_evidence

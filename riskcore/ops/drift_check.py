@@ -75,7 +75,8 @@ def too_little_evidence(counts: Counts, min_rows: int, min_positives: int) -> st
     if counts.positives < min_positives:
         who = plural(counts.positives, "client who left", "clients who left")
         missing.append(f"{who} of the {min_positives:,} needed (automation.min_positives)")
-    return f"the window has {' and '.join(missing)}" if missing else None
+    undefined = "; nobody left, so F1 is undefined: no F1 verdict" if counts.rows and not counts.positives else ""
+    return f"the window has {' and '.join(missing)}{undefined}" if missing else None
 
 
 def significance_check(config: Config, run: Run, deployment: Deployment, model, known, window_rows: int) -> str:

@@ -88,6 +88,9 @@ def drift_check_lines(drift: DriftEvidence, deployed: str) -> list[str]:
             else:
                 scored = (f"model {checked} scored F1 {check['f1_new_data']:.4f} on the {counted}{labelled}new rows"
                           f"{few_rows_note(rows)} against its baseline {number(check.get('baseline'), 4)}")
+        elif check.get("window_labelled"):  # labelled rows, but nobody who left among them
+            scored = (f"model {checked} has no F1 on the {check['window_labelled']:,} labelled new rows: nobody left "
+                      "among them, so F1 is undefined")
         else:
             scored = f"model {checked} had no labelled new rows to be scored on"
         verdict = f" ({escape(recorded)})" if recorded else ""
