@@ -32,22 +32,27 @@ from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY, DataError
 from riskcore.files import utc_now
-from riskcore.ops.alerts import note_run
+from riskcore.ops.alerts import COMMAND_BUDGET, note_run
 from riskcore.ops.history import record_run
 from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.run_record import new_run_id
 from riskcore.release.listing import format_releases, release_rows
-from riskcore.release.load import Deployment, require_deployment
+from riskcore.release.load import Deployment, release_names, require_deployment
 from riskcore.release.operator_state import claim, operator, pin, refuse_while_pinned, unpin
 from riskcore.release.publish import deploy, repair, roll_forward, rollback
 
 log = logging.getLogger("deployment")
-ACTIONS = ("rollback", "roll_forward", "pin", "unpin", "repair")
+OPERATOR_ACTIONS = ("rollback", "roll_forward", "pin", "unpin")  # each acts on the release served
+ACTIONS = (*OPERATOR_ACTIONS, "repair")
 
 
 def run(config: Config, action: str | None = None, take_over: bool = False, to: str | None = None) -> Deployment:
     """Deploy the trained model (or do one of ACTIONS) holding the run lock; return the release served after."""
     prod = config.prod_deployment_folder
+    if action in OPERATOR_ACTIONS:
+        require_deployment(prod)  # nothing to act on: one sentence, and no folder, owner or record is written
+    if action == "repair" and not release_names(prod):
+        raise DataError(f"No release in {prod} to serve; nothing to repair (run deployment.py to deploy one).")
     with exclusive_lock(prod) as held:
         if not held:
             raise DataError(f"Another run (fullprocess.py or deployment.py) is working on {prod}; nothing was done, "
@@ -68,7 +73,8 @@ def record_action(config: Config, decision: str, before: Deployment, after: Depl
            "version_before": before.model_version, "version_after": after.model_version,
            "note": NOTES[decision].format(before=before.release, after=after.release) + f" by {operator()}"}
     record_run(config.output_model_folder / RUN_HISTORY, row)
-    note_run(config, row)  # alerts.webhook_urls and alerts.email hear of it
+    log.info("%s", row["note"])
+    note_run(config, row, COMMAND_BUDGET)  # alerts.webhook_urls and alerts.email hear of it, the person waits
 
 
 def act(config: Config, action: str | None, to: str | None = None) -> Deployment:
@@ -83,15 +89,14 @@ def act(config: Config, action: str | None, to: str | None = None) -> Deployment
     if action == "pin":
         current = require_deployment(prod)
         pin(prod, current.release)
+        log.info("the automation keeps model %s until deployment.py --unpin", current.model_version)
         record_action(config, "pin", current, current)
-        log.info("pinned release %s: the automation keeps model %s until deployment.py --unpin",
-                 current.release, current.model_version)
         return current
     if action == "unpin":
-        was = unpin(prod)
-        log.info("unpinned %s", f"release {was['release']}" if was else "nothing (no release was pinned)")
         current = require_deployment(prod)
-        if was:
+        if unpin(prod) is None:
+            log.info("release %s was not pinned: nothing to unpin", current.release)
+        else:
             record_action(config, "unpin", current, current)
         return current
     refuse_while_pinned(prod, "deployment")  # the pin would name a release no longer served, the banner with it

@@ -25,6 +25,7 @@ from riskcore.contract import ConfigError
 from riskcore.ops import alerts
 from riskcore.ops import tick as tick_module
 from riskcore.ops.run_record import Run, StepFailed
+from riskcore.release.operator_state import read_control
 
 
 # --- Local receivers ------------------------------------------------------------------------------
@@ -32,7 +33,7 @@ from riskcore.ops.run_record import Run, StepFailed
 class Receiver:
     """A webhook receiver on a loopback port: keeps each POSTed JSON body; `delay` makes it slow."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.bodies: list[dict] = []
         self.delay = 0.0
         receiver = self
@@ -48,7 +49,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/secret-token"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -64,7 +65,7 @@ class Receiver:
 class Mailbox:
     """A real SMTP server (aiosmtpd) on a loopback port, keeping each message it gets."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         from email import message_from_bytes
 
         from aiosmtpd.controller import Controller
@@ -79,7 +80,7 @@ class Mailbox:
 
         from conftest import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
 
@@ -426,6 +427,39 @@ def test_a_webhook_answering_a_byte_at_a_time_is_given_up_within_the_send_timeou
         listener.close()
 
 
+@pytest.mark.slow
+def test_an_operators_action_waits_briefly_for_dead_channels_and_the_next_tick_delivers_once(deployed: Config):
+    # A webhook and a mail server that take the connection and never answer held deployment.py --pin for 22 s.
+    import socket
+
+    # The kernel completes each connection; nobody ever answers (an SMTP server's greeting never comes).
+    dead = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    hook, smtp = (listener.getsockname()[1] for listener in dead)
+    config = with_alerts(deployed, {"webhook_urls": [f"http://127.0.0.1:{hook}/hook"],
+                                    "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp, "from": "risk@example.test",
+                                              "to": ["ops@example.test"]}})
+    started = time.monotonic()
+    try:
+        assert deployment.run(config, action="pin").release == read_control(config.prod_deployment_folder)[
+            "pinned"]["release"]
+        assert time.monotonic() - started < alerts.COMMAND_BUDGET + 2  # both channels side by side, 3 s each
+    finally:
+        for listener in dead:
+            listener.close()
+    states = channel_states(config)
+    assert len(states) == 2 and all(state["sent_at"] is None and state["attempts"] == 1 for state in states)
+    assert all("no complete answer within" in state["last_error"] for state in states)
+    receiver, mailbox = Receiver(hook), Mailbox(smtp)  # the same URL and server, back: the next tick delivers
+    try:
+        for _ in range(2):
+            assert tick_module.tick(config, lambda c, r: None) == 0
+        assert [text.split(":")[0] for text in receiver.texts()] == ["[risk] Pin"]
+        assert mailbox.subjects() == ["[risk] Pin"]
+    finally:
+        receiver.close()
+        mailbox.close()
+
+
 def test_a_refused_webhook_is_recorded_and_the_tick_still_succeeds(deployed: Config):
     from conftest import free_port
 
@@ -533,3 +567,15 @@ def test_the_smtp_password_file_must_be_owner_only(tmp_path: Path, monkeypatch):
     assert alerts.smtp_password({"password_file": str(secret)}) == "pw"
     monkeypatch.setenv(alerts.PASSWORD_ENV, "from-env")
     assert alerts.smtp_password({"password_file": str(secret)}) == "from-env"
+
+
+def test_an_alert_owed_to_a_channel_taken_out_of_the_config_is_no_longer_owed(deployed: Config):
+    from conftest import free_port
+
+    config = with_alerts(deployed, {"webhook_urls": [f"http://127.0.0.1:{free_port()}/old-hook"]})
+    deployment.run(config, action="pin")
+    assert alerts.pending(alerts.read_outbox(config))  # refused: owed
+    config = with_alerts(deployed, {"webhook_urls": [f"http://127.0.0.1:{free_port()}/new-hook"]})
+    assert tick_module.tick(config, lambda c, r: None) == 0
+    [state] = channel_states(config)
+    assert state["given_up"] and state["sent_at"] is None and not alerts.pending(alerts.read_outbox(config))

@@ -138,7 +138,7 @@ def test_list_rollback_to_and_roll_forward_as_an_operator_runs_them(four_release
         release = read_release(four_releases.prod_deployment_folder, name)
         baseline = deployed_metadata(release)["baseline"]
         line = by_number[str(number)]
-        shown = f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source']})"
+        shown = f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source'].partition(': ')[0]})"
         assert f" {release.manifest['score']:.4f} " in line.split(shown)[0] and shown in line
     assert by_number["4"].rstrip().endswith("current")
     assert script("--rollback", "--to", "1").startswith(f"release {releases[1]}:")
@@ -261,3 +261,27 @@ def test_the_banner_says_pinned_with_by_whom(four_releases: Config):
     state = app_module.create_app(str(four_releases.config_file)).test_client().get("/health").get_json()[
         "operator_state"]
     assert state["state"] == "pinned" and state["pinned"]["by"] and "deployment.py --unpin" in state["sentence"]
+
+
+@pytest.mark.parametrize("action", ["--rollback", "--roll-forward", "--pin", "--unpin", "--repair"])
+def test_an_action_with_nothing_deployed_is_one_sentence_and_writes_nothing(config: Config, capsys, action: str):
+    # --unpin logged "unpinned nothing", then failed, and the folder was claimed in a new control.json all the same.
+    assert deployment.main(["--config", str(config.config_file), action]) == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("error: ") and str(config.prod_deployment_folder) in one_sentence(line)
+    assert captured.out == "" and not config.prod_deployment_folder.exists()
+
+
+def test_unpin_with_nothing_pinned_says_so_and_records_nothing(deployed: Config, caplog):
+    from riskcore.release.operator_state import CONTROL_FILE
+
+    caplog.set_level("INFO")
+    deployment.run(deployed, action="pin")
+    deployment.run(deployed, action="unpin")
+    control = (deployed.prod_deployment_folder / CONTROL_FILE).read_bytes()
+    runs = len(read_history(deployed.output_model_folder / RUN_HISTORY))
+    deployment.run(deployed, action="unpin")
+    assert "was not pinned: nothing to unpin" in caplog.text
+    assert (deployed.prod_deployment_folder / CONTROL_FILE).read_bytes() == control
+    assert len(read_history(deployed.output_model_folder / RUN_HISTORY)) == runs

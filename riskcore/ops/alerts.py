@@ -18,8 +18,8 @@ succeeds again. Each channel (every webhook URL,
 the mail) is tried until it has the message: a failed or slow send is logged and recorded, never fails
 the tick, and is tried again at the next tick (for a day, then given up with an error in the log). Sending
 is bounded: SEND_TIMEOUT per attempt, DELIVERY_BUDGET per tick, whether the tick sends once (a run's alerts)
-or twice (then the silence alert and what earlier ticks still owe); a channel that failed in this tick is not
-tried again before the next.
+or twice (then the silence alert and what earlier ticks still owe), COMMAND_BUDGET for deployment.py's actions;
+the channels are tried side by side, and a channel that failed in this tick is not tried again before the next.
 
 Webhooks get a JSON POST {"text": ...} (Slack, Mattermost and Teams accept it); mail goes through SMTP
 (smtplib), STARTTLS when asked, the password from alerts.email.password_file (owner-only) or
@@ -54,6 +54,9 @@ HEARTBEAT_TEXT = "This file's modification time is when fullprocess.py last fini
 PASSWORD_ENV = "RISK_SMTP_PASSWORD"
 SEND_TIMEOUT = 10.0  # seconds one attempt on one channel may take
 DELIVERY_BUDGET = 30.0  # seconds a tick spends sending, all channels together
+# deployment.py's actions are run by a person waiting for the prompt: their alerts get this much, then wait in the
+# outbox for the next tick (a dead webhook and a dead mail server held --rollback for 22 s, 10 s each in turn).
+COMMAND_BUDGET = 3.0
 GIVE_UP_AFTER = timedelta(days=1)
 KEEP_SENT = timedelta(days=30)  # delivered messages are kept this long, so a late duplicate is still recognised
 
@@ -262,7 +265,7 @@ def send_within(config: Config, channel: str, event: str, text: str, seconds: fl
     worker.start()
     worker.join(seconds)
     if not outcome:
-        raise TimeoutError(f"no complete answer within {seconds:g} s")
+        raise TimeoutError(f"no complete answer within {round(seconds, 1):g} s")
     if outcome[0] is not None:
         raise outcome[0]
 
@@ -278,51 +281,75 @@ def failure_text(exc: BaseException) -> str:
 def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float | None = None) -> dict[str, Any]:
     """Send what the outbox still owes, within the time budget; record each attempt. Never raises for a send.
 
-    Channels whose last attempt failed go last, and a channel that fails in this tick is not tried again before
-    the next: a webhook that times out took the whole budget on every tick, message after message, and the mail
-    and the webhooks that answer never got the newer alerts.
+    The channels are tried side by side, each in its own thread, oldest message first: a dead webhook that
+    times out holds up neither the mail nor the other webhooks, and the whole takes at most the budget however
+    many channels fail. A channel that fails in this tick is not tried again before the next (a webhook that
+    times out took the whole budget on every tick, message after message).
     """
+    import threading  # 1 ms; a tick with nothing owed never gets here
+
     outbox = read_outbox(config) if outbox is None else outbox
     names = channels(config)
     started = time.monotonic()
     deadline = started + (DELIVERY_BUDGET - _tick["spent"] if budget is None else budget)
     now = datetime.now(UTC)
-    owed = [(key, message, channel, state) for key, message in outbox["messages"].items()
-            for channel, state in message["channels"].items()
-            if not (state.get("sent_at") or state.get("given_up")) and channel in names]
-    failing = {channel for _, _, channel, state in owed if state.get("last_error")}
-    owed.sort(key=lambda item: item[2] in failing)  # stable: the oldest message first within each group
-    waiting = 0
-    for key, message, channel, state in owed:
-        if channel in _tick["failed"]:
-            continue
-        if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
-            state["given_up"] = utc_now()
-            log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
-                      state["attempts"], state["last_error"])
-            continue
-        left = deadline - time.monotonic()
-        if left <= 0:
-            waiting += 1
-            continue
-        state["attempts"] += 1
-        try:
-            send_within(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
-        except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
-            state["last_error"] = failure_text(exc)
-            _tick["failed"].add(channel)
-            log.warning("alert %s to %s failed (%s); it and the channel's other alerts are tried again at the next "
-                        "tick", key, names[channel], state["last_error"])
-        else:
-            state["sent_at"] = utc_now()
+    queues: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    for key, message in outbox["messages"].items():
+        for channel, state in message["channels"].items():
+            if state.get("sent_at") or state.get("given_up") or channel in _tick["failed"]:
+                continue
+            if channel not in names:  # a webhook URL changed or removed: owed to nobody (it kept every tick sending)
+                state.update(given_up=utc_now(), last_error="channel no longer in the config's alerts section")
+                log.info("alert %s: its channel is no longer in the config's alerts section, not sent there", key)
+                continue
+            if now - parse_utc(message["created_at"]) > GIVE_UP_AFTER:
+                state["given_up"] = utc_now()
+                log.error("alert %s to %s given up after %d attempts (last: %s)", key, names[channel],
+                          state["attempts"], state["last_error"])
+                continue
+            queues.setdefault(channel, []).append((key, message, state))
+    writing = threading.Lock()  # the threads share the outbox: one writes it at a time
+    waiting = [0]
+
+    def record(state: dict[str, Any], **changes: Any) -> None:
+        with writing:
+            state.update(changes)
+            atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
+
+    def send_in_turn(channel: str, owed: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        for number, (key, message, state) in enumerate(owed):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with writing:
+                    waiting[0] += len(owed) - number
+                return
+            try:
+                send_within(config, channel, message["event"], message["text"], min(SEND_TIMEOUT, left))
+            except Exception as exc:  # noqa: BLE001 - this thread's end: an alert never fails what it reports on
+                record(state, attempts=state["attempts"] + 1, last_error=failure_text(exc))
+                _tick["failed"].add(channel)
+                # smtplib's errors are OSErrors; anything else is a bug, logged with its traceback
+                (log.warning if isinstance(exc, (OSError, ConfigError, ValueError)) else log.exception)(
+                    "alert %s to %s not delivered (%s); it and the channel's other alerts are tried again at the "
+                    "next tick", key, names[channel], state["last_error"])
+                return
+            record(state, attempts=state["attempts"] + 1, sent_at=utc_now())
             log.info("alert %s sent to %s", key, names[channel])
-        atomic_write_json(outbox_path(config), outbox)  # after each attempt: a killed tick resends nothing sent
-    if waiting:
-        log.info("%s left for the next tick (this tick's sending time, %g s, is used up)",
-                 plural(waiting, "alert message"), DELIVERY_BUDGET)
+
+    workers = [threading.Thread(target=send_in_turn, args=item, name=f"alerts to {item[0]}", daemon=True)
+               for item in queues.items()]
+    for worker in workers:
+        worker.start()
+    for worker in workers:  # send_within ends each attempt by the deadline; the second is a margin for the write
+        worker.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    if waiting[0]:
+        log.info("%s left for the next tick (this %s's sending time, %g s, is used up)",
+                 plural(waiting[0], "alert message"), "tick" if budget is None else "command",
+                 DELIVERY_BUDGET if budget is None else budget)
     _tick["spent"] += time.monotonic() - started
-    prune(outbox, now)
-    atomic_write_json(outbox_path(config), outbox)
+    with writing:
+        prune(outbox, now)
+        atomic_write_json(outbox_path(config), outbox)
     return outbox
 
 
@@ -334,8 +361,9 @@ def prune(outbox: dict[str, Any], now: datetime) -> None:
 
 
 # --- The hooks: small calls from the run, the tick and deployment.py -----------------------------------
-def note_run(config: Config, row: dict[str, Any]) -> None:
-    """Queue the alerts a recorded run calls for and send them now (bounded); never raises."""
+def note_run(config: Config, row: dict[str, Any], budget: float | None = None) -> None:
+    """Queue the alerts a recorded run calls for and send them now, within `budget` seconds (the tick's sending
+    time when None); never raises."""
     if not enabled(config) or not row.get("run_id"):
         return
     try:
@@ -344,7 +372,7 @@ def note_run(config: Config, row: dict[str, Any]) -> None:
                        message_text(event, detail, row, config), config)
                for event, detail in events_of_run(row)]
         if any(new) or pending(outbox):
-            deliver(config, outbox)
+            deliver(config, outbox, budget)
     except Exception:  # an alert must never fail the run it reports on
         log.exception("alerts for run %s could not be queued or sent", row.get("run_id"))
 

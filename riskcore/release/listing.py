@@ -73,7 +73,9 @@ def _baseline_text(baseline: dict[str, Any] | None) -> str:
         return "-"
     if not (baseline.get("rows") and baseline.get("source")):
         return f"{baseline['f1']:.4f}"
-    return f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source']})"
+    # Which rows, not why: the why is the data-drift evidence (PSI and KS of every feature), 300 characters that
+    # made each row of the table wrap in a terminal; deployment.py's log and the model page give it in full.
+    return f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source'].partition(': ')[0]})"
 
 
 def format_releases(rows: list[dict[str, Any]]) -> str:

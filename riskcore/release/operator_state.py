@@ -383,10 +383,12 @@ def pin(prod: Path, release: str) -> dict[str, Any]:
 
 
 def unpin(prod: Path) -> dict[str, Any] | None:
+    """Unpin; the pin that was, or None (and nothing written) when no release was pinned."""
     control = read_control(prod)
     was = control["pinned"]
-    control["pinned"] = None
-    write_control(prod, control)
+    if was is not None:
+        control["pinned"] = None
+        write_control(prod, control)
     return was
 
 

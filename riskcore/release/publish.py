@@ -33,7 +33,6 @@ from riskcore.contract import (
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_json, fsync_dir, read_json, sha256_bytes, utc_now, write_durably
 from riskcore.formatting import when
-from riskcore.model.evaluation import read_score
 from riskcore.release.load import (
     Deployment,
     current_deployment,
@@ -220,6 +219,9 @@ def record_sources(config: Config) -> dict[str, Path]:
 
 def checked_score(model_folder: Path, metadata: dict) -> float:
     """The score in latestscore.txt, refused unless scoring.py wrote it for this very model."""
+    # Here, not at the top: deployment.py --list, --rollback and --pin had to wait for scikit-learn and scipy (1.6 s)
+    from riskcore.model.evaluation import read_score
+
     score = read_score(model_folder / SCORE_FILE)
     path = model_folder / SCORE_RECORD
     record = read_json(path, "Score record") if path.is_file() else {}
