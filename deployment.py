@@ -73,7 +73,6 @@ def record_action(config: Config, decision: str, before: Deployment, after: Depl
            "version_before": before.model_version, "version_after": after.model_version,
            "note": NOTES[decision].format(before=before.release, after=after.release) + f" by {operator()}"}
     record_run(config.output_model_folder / RUN_HISTORY, row)
-    log.info("%s", row["note"])
     note_run(config, row, COMMAND_BUDGET)  # alerts.webhook_urls and alerts.email hear of it, the person waits
 
 
@@ -89,7 +88,8 @@ def act(config: Config, action: str | None, to: str | None = None) -> Deployment
     if action == "pin":
         current = require_deployment(prod)
         pin(prod, current.release)
-        log.info("the automation keeps model %s until deployment.py --unpin", current.model_version)
+        log.info("pinned release %s: the automation keeps model %s until deployment.py --unpin",
+                 current.release, current.model_version)
         record_action(config, "pin", current, current)
         return current
     if action == "unpin":
@@ -97,6 +97,7 @@ def act(config: Config, action: str | None, to: str | None = None) -> Deployment
         if unpin(prod) is None:
             log.info("release %s was not pinned: nothing to unpin", current.release)
         else:
+            log.info("unpinned release %s: the automation may replace it again", current.release)
             record_action(config, "unpin", current, current)
         return current
     refuse_while_pinned(prod, "deployment")  # the pin would name a release no longer served, the banner with it
