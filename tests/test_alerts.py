@@ -22,6 +22,7 @@ import fullprocess
 from conftest import ROOT, client_rows, make_project, one_sentence, run_script, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import ConfigError
+from riskcore.files import utc_at
 from riskcore.ops import alerts
 from riskcore.ops import tick as tick_module
 from riskcore.ops.run_record import Run, StepFailed
@@ -579,3 +580,17 @@ def test_an_alert_owed_to_a_channel_taken_out_of_the_config_is_no_longer_owed(de
     assert tick_module.tick(config, lambda c, r: None) == 0
     [state] = channel_states(config)
     assert state["given_up"] and state["sent_at"] is None and not alerts.pending(alerts.read_outbox(config))
+
+
+@pytest.mark.slow
+def test_what_the_outbox_owes_is_sent_oldest_first(deployed: Config, receiver: Receiver):
+    # The outbox is written with sorted keys: a retry sent a run's data drift before its model drift, and a rollback
+    # (keyed by its own run id) could come before the retrain it undid.
+    config = with_alerts(deployed, {"webhook_urls": [receiver.url]})
+    outbox = alerts.read_outbox(config)
+    for key, seconds_ago in (("ffff:rollback", 2), ("0000:model_drift", 1), ("aaaa:retrain_deployed", 3)):
+        alerts.enqueue(outbox, key, key.split(":")[1], f"[risk] {key}", config)
+        outbox["messages"][key]["created_at"] = utc_at(time.time() - seconds_ago)
+    alerts.new_tick()
+    alerts.deliver(config, outbox, budget=5)
+    assert receiver.texts() == ["[risk] aaaa:retrain_deployed", "[risk] ffff:rollback", "[risk] 0000:model_drift"]

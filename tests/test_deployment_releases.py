@@ -87,6 +87,15 @@ def test_rollback_to_a_release_and_roll_forward_undo_each_other(four_releases: C
     assert current_deployment(prod).release == releases[4]
 
 
+def test_a_release_served_again_is_not_listed_as_rolled_back_from(four_releases: Config):
+    # --rollback --to 1, then --rollback --to 4: release 4 read "current, ..., rolled back from (... by root)".
+    deployment.run(four_releases, action="rollback", to="1")
+    deployment.run(four_releases, action="rollback", to="4")
+    marks = {row["number"]: row["marks"] for row in release_rows(four_releases.prod_deployment_folder)}
+    assert marks[4][0] == "current" and not any(mark.startswith("rolled back from") for mark in marks[4])
+    assert any(mark.startswith("rolled back from") for mark in marks[1])
+
+
 def test_rollback_to_an_unknown_or_the_served_release_is_one_sentence(four_releases: Config):
     with pytest.raises(DataError, match="No release '99' is kept") as unknown:
         deployment.run(four_releases, action="rollback", to="99")

@@ -294,7 +294,9 @@ def deliver(config: Config, outbox: dict[str, Any] | None = None, budget: float 
     deadline = started + (DELIVERY_BUDGET - _tick["spent"] if budget is None else budget)
     now = datetime.now(UTC)
     queues: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
-    for key, message in outbox["messages"].items():
+    # Oldest first: the outbox is written with its keys sorted, and a rollback's key (a run id) sorted after the
+    # retrain's that it undid.
+    for key, message in sorted(outbox["messages"].items(), key=lambda item: item[1]["created_at"]):
         for channel, state in message["channels"].items():
             if state.get("sent_at") or state.get("given_up") or channel in _tick["failed"]:
                 continue

@@ -57,7 +57,7 @@ def release_rows(prod: Path) -> list[dict[str, Any]]:
                 marks.append(f"served by a rollback from {rolled['from']}")
         if name == pinned:
             marks.append("pinned")
-        if name in rolled_from:
+        if name in rolled_from and name != current:  # served again (--rollback --to it): "rolled back from" misled
             entry = rolled_from[name]
             marks.append(f"rolled back from ({when(entry['at'])} by {entry['by']})")
         rows.append({"release": name, "number": int(name.split("-", 1)[0]), "model_version": release.model_version,
