@@ -220,6 +220,22 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
     assert json.loads(history.stdout)[-1]["f1_new_data"] is None  # null, never 0
 
 
+def test_under_the_course_rule_rows_where_nobody_left_still_retrain_with_f1_null_in_the_history(tmp_path):
+    """The course's table scores such rows F1 0 (its f1_score) and retrains; the history's f1_new_data stays null, as
+    everywhere F1 is undefined, and the verdict says why it read 0."""
+    config = old_market(tmp_path, drift_test="raw", promotion_gate=False)
+    before = served(config)
+    columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
+    keep = [i for i, left in enumerate(columns[TARGET]) if left == 0][:20]
+    lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
+    (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n")
+    run = tick(config)
+    assert run["decision"] == "retrain" and served(config) != before and run["f1_new_data"] is None
+    assert run["drift_verdict"].startswith("nobody left among the 20 labelled rows, so F1 is undefined; the course's "
+                                           "rule scores it 0: F1 0.0000 < ")
+    assert score_history(config.output_model_folder / RUN_HISTORY) == []
+
+
 @pytest.mark.parametrize(("automation", "decision"), [
     ({"drift_test": "raw", "promotion_gate": False}, "retrain"),  # the course's rule: no window, no test, no gate
     (EVIDENCE, "wait"),  # the production default: too few rows to decide

@@ -176,13 +176,18 @@ def course_check(config: Config, run: Run, deployment: Deployment, model, new) -
     known = labelled(new)
     auto = config.automation
     run.baseline = read_score(deployment.path(SCORE_FILE))
-    run.f1_new_data = score_model(model, known) if len(known) else None
-    if run.f1_new_data is None:
+    if not len(known):
         run.drift_test, run.drift_verdict = None, NO_LABELS if len(new) else NO_NEW_ROWS
         return "keep"
-    verdict = drift_verdict(run.f1_new_data, run.baseline, score_history(history_path(config)),
-                            auto["drift_test"], auto["min_history"])
+    f1 = score_model(model, known)  # 0 where nobody left, as the course's f1_score scores it: that decides the run
+    verdict = drift_verdict(f1, run.baseline, score_history(history_path(config)), auto["drift_test"],
+                            auto["min_history"])
     run.drift_test, run.drift_verdict = verdict.test, verdict.reason
+    if known[TARGET].sum():
+        run.f1_new_data = f1
+    else:  # the history keeps F1 null where it is undefined (issue 19), and the verdict says why it read 0
+        run.drift_verdict = (f"nobody left among the {plural(len(known), 'labelled row')}, so F1 is undefined; the "
+                             f"course's rule scores it 0: {verdict.reason}")
     return "drift" if verdict.drift else "keep"
 
 
