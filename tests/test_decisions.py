@@ -50,6 +50,15 @@ def old_market(root: Path, **automation) -> Config:
     return deploy_pipeline(load_config(write_config(root, automation={**EVIDENCE, **automation})))
 
 
+def stayers_month(path: Path, rows: int, market: str, seed: int) -> None:
+    """`rows` clients of a market who all stayed (datagen's process, its leavers left out)."""
+    columns = month(path, 3 * rows, market, seed)
+    lines = path.read_text().splitlines()
+    kept = [i for i, left in enumerate(columns[TARGET]) if left == 0][:rows]
+    assert len(kept) == rows
+    path.write_text("\n".join([lines[0], *(lines[i + 1] for i in kept)]) + "\n")
+
+
 def tick(config: Config) -> dict:
     """One tick in this process (no reports); the run it recorded."""
     from riskcore.ops.tick import tick as automation_tick
@@ -198,10 +207,7 @@ def test_twenty_rows_where_nobody_left_do_not_retrain_and_never_enter_the_score_
 
     config = old_market(tmp_path, drift_test="significance", min_rows=10, min_positives=1)
     before = served(config)
-    columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
-    keep = [i for i, left in enumerate(columns[TARGET]) if left == 0][:20]
-    lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
-    (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n")
+    stayers_month(config.input_folder / "2026-02.csv", 20, "practice", 41)
     server = start_api(config)
     try:
         run = cron_tick(config, server, cron_dir)
@@ -225,10 +231,7 @@ def test_under_the_course_rule_rows_where_nobody_left_still_retrain_with_f1_null
     everywhere F1 is undefined, and the verdict says why it read 0."""
     config = old_market(tmp_path, drift_test="raw", promotion_gate=False)
     before = served(config)
-    columns = month(config.input_folder / "2026-02.csv", 60, "practice", 41)
-    keep = [i for i, left in enumerate(columns[TARGET]) if left == 0][:20]
-    lines = (config.input_folder / "2026-02.csv").read_text().splitlines()
-    (config.input_folder / "2026-02.csv").write_text("\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n")
+    stayers_month(config.input_folder / "2026-02.csv", 20, "practice", 41)
     run = tick(config)
     assert run["decision"] == "retrain" and served(config) != before and run["f1_new_data"] is None
     assert run["drift_verdict"].startswith("nobody left among the 20 labelled rows, so F1 is undefined; the course's "
@@ -551,15 +554,6 @@ def test_the_course_rule_keeps_the_test_data_baseline_whatever_the_market(tmp_pa
 
 
 # --- Issue 19.1 for a retrain: held-out rows without a client who left never hand the baseline to the old market -----
-def stayers_month(path: Path, rows: int, market: str, seed: int) -> None:
-    """`rows` clients of a market who all stayed (datagen's process, its leavers left out)."""
-    columns = month(path, 3 * rows, market, seed)
-    lines = path.read_text().splitlines()
-    kept = [i for i, left in enumerate(columns[TARGET]) if left == 0][:rows]
-    assert len(kept) == rows
-    path.write_text("\n".join([lines[0], *(lines[i + 1] for i in kept)]) + "\n")
-
-
 @pytest.mark.slow
 def test_a_retrain_whose_holdout_holds_nobody_who_left_takes_its_baseline_from_its_own_rows(tmp_path, cron_dir):
     """The gap: data drift alone retrained (gate off) on a new market's window where nobody left; the held-out rows had
