@@ -594,3 +594,23 @@ def test_what_the_outbox_owes_is_sent_oldest_first(deployed: Config, receiver: R
     alerts.new_tick()
     alerts.deliver(config, outbox, budget=5)
     assert receiver.texts() == ["[risk] aaaa:retrain_deployed", "[risk] ffff:rollback", "[risk] 0000:model_drift"]
+
+
+@pytest.mark.slow
+def test_test_alerts_tries_the_channels_side_by_side(deployed: Config, receiver: Receiver, monkeypatch, capsys):
+    import socket
+
+    dead = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]  # connections taken, never answered
+    try:
+        urls = [f"http://127.0.0.1:{listener.getsockname()[1]}/hook" for listener in dead]
+        config = with_alerts(deployed, {"webhook_urls": [*urls, receiver.url]})
+        monkeypatch.setattr(alerts, "SEND_TIMEOUT", 1.5)
+        started = time.monotonic()
+        assert fullprocess.main(["--config", str(config.config_file), "--test-alerts"]) == 1
+        assert time.monotonic() - started < 3.5  # in turn: 4.5 s
+    finally:
+        for listener in dead:
+            listener.close()
+    said = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[1].split(":")[0] for line in said] == ["failed"] * 3 + ["sent"]
+    assert all("timed out" in line or "no complete answer" in line for line in said[:3]), said

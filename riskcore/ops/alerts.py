@@ -450,15 +450,26 @@ def silence_alert(config: Config) -> tuple[str, str, str] | None:
 
 
 def send_test(config: Config) -> list[tuple[str, str | None]]:
-    """fullprocess.py --test-alerts: one test message to every channel now; (channel name, error or None)."""
-    results = []
+    """fullprocess.py --test-alerts: one test message to every channel now, side by side (three dead webhooks took
+    30 s in turn); (channel name, error or None) in the config's order."""
+    import threading
+
     text = f"[risk] {TITLES['test']}: fullprocess.py --test-alerts at {when(utc_now())} ({config.config_file})"
-    for channel, name in channels(config).items():
+    errors: dict[str, str | None] = {}
+
+    def attempt(channel: str) -> None:
         try:
             send_within(config, channel, "test", text, SEND_TIMEOUT)
         except (OSError, ConfigError, ValueError) as exc:  # smtplib's errors are OSErrors
-            results.append((name, failure_text(exc)))
+            errors[channel] = failure_text(exc)
         else:
-            results.append((name, None))
-    return results
+            errors[channel] = None
+
+    workers = [threading.Thread(target=attempt, args=(channel,), daemon=True) for channel in channels(config)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(SEND_TIMEOUT + 1.0)
+    # A channel with no answer here failed with something other than a send's error (a bug): its thread said so.
+    return [(name, errors.get(channel, "no result (see the log)")) for channel, name in channels(config).items()]
 
