@@ -32,13 +32,14 @@ from riskcore.cli import argument_parser, run_cli, setup_logging
 from riskcore.config import Config, load_config
 from riskcore.contract import RUN_HISTORY, DataError
 from riskcore.files import utc_now
+from riskcore.formatting import when
 from riskcore.ops.alerts import COMMAND_BUDGET, note_run
 from riskcore.ops.history import record_run
 from riskcore.ops.lock import exclusive_lock
 from riskcore.ops.run_record import new_run_id
 from riskcore.release.listing import format_releases, release_rows
 from riskcore.release.load import Deployment, release_names, require_deployment
-from riskcore.release.operator_state import claim, operator, pin, refuse_while_pinned, unpin
+from riskcore.release.operator_state import claim, operator, pin, read_control, refuse_while_pinned, unpin
 from riskcore.release.publish import deploy, repair, roll_forward, rollback
 
 log = logging.getLogger("deployment")
@@ -87,6 +88,11 @@ def act(config: Config, action: str | None, to: str | None = None) -> Deployment
         return repair(prod)
     if action == "pin":
         current = require_deployment(prod)
+        held = read_control(prod)["pinned"]
+        if held is not None and held["release"] == current.release:  # again: no new row, alert or pin time
+            log.info("release %s is already pinned (by %s, %s): nothing to do", current.release, held["by"],
+                     when(held["at"]))
+            return current
         pin(prod, current.release)
         log.info("pinned release %s: the automation keeps model %s until deployment.py --unpin",
                  current.release, current.model_version)

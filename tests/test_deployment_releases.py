@@ -282,15 +282,19 @@ def test_an_action_with_nothing_deployed_is_one_sentence_and_writes_nothing(conf
     assert captured.out == "" and not config.prod_deployment_folder.exists()
 
 
-def test_unpin_with_nothing_pinned_says_so_and_records_nothing(deployed: Config, caplog):
+@pytest.mark.parametrize(("action", "said"), [("pin", "is already pinned (by "),
+                                              ("unpin", "was not pinned: nothing to unpin")])
+def test_a_pin_or_unpin_repeated_says_so_and_records_nothing(deployed: Config, caplog, action: str, said: str):
+    # A second --pin recorded a second pin row, sent a second alert and moved the pin's time and author.
     from riskcore.release.operator_state import CONTROL_FILE
 
     caplog.set_level("INFO")
     deployment.run(deployed, action="pin")
-    deployment.run(deployed, action="unpin")
+    if action == "unpin":
+        deployment.run(deployed, action="unpin")
     control = (deployed.prod_deployment_folder / CONTROL_FILE).read_bytes()
     runs = len(read_history(deployed.output_model_folder / RUN_HISTORY))
-    deployment.run(deployed, action="unpin")
-    assert "was not pinned: nothing to unpin" in caplog.text
+    deployment.run(deployed, action=action)
+    assert said in caplog.text
     assert (deployed.prod_deployment_folder / CONTROL_FILE).read_bytes() == control
     assert len(read_history(deployed.output_model_folder / RUN_HISTORY)) == runs
