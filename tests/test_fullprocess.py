@@ -373,11 +373,12 @@ def test_a_report_that_crashed_after_a_retrain_is_made_by_the_next_tick(deployed
     assert pdf_reports(deployed) == [] and history(deployed)[-1]["outcome"] == "crashed"
     caplog.set_level("INFO", logger="fullprocess")
     assert tick_module.tick(deployed, done) == 0  # no new data, but the report is owed
-    assert "run 1 crashed before the report of model" in caplog.text
-    assert pdf_reports(deployed) == ["summary_report2.pdf"] and done.numbers == [1, 2]
+    assert "the run started " in caplog.text and " crashed before the report of model" in caplog.text
+    # The first report made keeps the plain name: the crashed run made none, so it kept no number.
+    assert pdf_reports(deployed) == ["summary_report.pdf"] and done.numbers == [1, 1]
     assert [(r["run_number"], r["decision"], r["outcome"]) for r in history(deployed)] == [
-        (1, "retrain", "crashed"), (2, "finish reports", "done")]
-    assert tick_module.tick(deployed, done) == 0 and done.numbers == [1, 2]  # the model has its report now
+        (None, "retrain", "crashed"), (1, "finish reports", "done")]
+    assert tick_module.tick(deployed, done) == 0 and done.numbers == [1, 1]  # the model has its report now
     assert len(history(deployed)) == 2
 
 
@@ -388,9 +389,9 @@ def test_a_report_that_keeps_failing_is_tried_again_on_every_tick(deployed: Conf
         tick_module.tick(deployed, PdfReports(crashes=1))
     with pytest.raises(Exception, match="too large on page"):
         tick_module.tick(deployed, PdfReports(crashes=1))
-    assert [(r["run_number"], r["outcome"]) for r in history(deployed)] == [(1, "crashed"), (2, "crashed")]
+    assert [(r["run_number"], r["outcome"]) for r in history(deployed)] == [(None, "crashed"), (None, "crashed")]
     assert tick_module.tick(deployed, PdfReports()) == 0
-    assert pdf_reports(deployed) == ["summary_report3.pdf"]
+    assert pdf_reports(deployed) == ["summary_report.pdf"]  # numbered after the reports made, not the runs
 
 
 @pytest.mark.slow  # several whole ticks in a row, with their reports
@@ -410,6 +411,22 @@ def test_report_numbers_are_never_reused_after_the_reports_are_deleted(deployed:
     from riskcore.report.writer import write_reports
 
     assert write_reports(deployed)["summary_report"].name == "summary_report3.pdf"  # reporting.py by hand too
+
+
+@pytest.mark.slow  # several whole ticks in a row, with their reports
+def test_a_run_that_fails_before_its_reports_takes_no_report_number(deployed: Config):
+    add_good_data(deployed)
+    done = PdfReports()
+    assert tick_module.tick(deployed, done) == 0
+    ingested = deployed.input_folder / "dataset3.csv"
+    kept = ingested.read_bytes()
+    ingested.unlink()  # a file production ingested is gone: the run is held back before its reports
+    write_csv(deployed.input_folder / "dataset5.csv", client_rows(60, seed=15, noise=0.0))
+    assert tick_module.tick(deployed, done) == 1
+    ingested.write_bytes(kept)
+    assert tick_module.tick(deployed, done) == 0
+    assert pdf_reports(deployed) == ["summary_report.pdf", "summary_report2.pdf"] and done.numbers == [1, 2]
+    assert [(r["run_number"], r["outcome"]) for r in history(deployed)] == [(1, "done"), (None, "failed"), (2, "done")]
 
 
 @pytest.mark.parametrize(("present", "recorded", "expected"), [

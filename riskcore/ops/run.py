@@ -10,7 +10,8 @@ The contract's decisions, "new data" being the rows of the files new or changed 
   a new file is rejected                                 -> the others go ahead; exit 1 naming it
 
 Every run is recorded in the run history whatever happens; a run killed mid-way is finished by
-the next tick from its pending mark (riskcore.ops.run_record). Only a tick with work imports this module:
+the next tick from its pending mark (riskcore.ops.run_record). A run's number is its reports' number:
+one that ends without reports keeps none, so the next reports take the number after the last ones made. Only a tick with work imports this module:
 it brings in pandas, scikit-learn and scipy.
 """
 
@@ -20,7 +21,7 @@ import logging
 
 from riskcore.api.key import api_key
 from riskcore.config import Config
-from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, ROW_DIGESTS, TARGET
+from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, NUMBERED_REPORTS, ROW_DIGESTS, TARGET
 from riskcore.data.folder_ingest import IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
 from riskcore.data.snapshots import HeldBack
@@ -212,6 +213,7 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
             reports_only: bool = False, allow_removed: bool = False) -> int:
     """Do the work of a run; record it in the history whatever happens."""
     write_pending(config, run)
+    reported = False
     try:
         if not reports_only:
             ingest_and_decide(config, run, current, allow_removed)
@@ -219,6 +221,7 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         run.outcome = "reporting"
         record_run(history_path(config), run.as_row())
         reports(config, run)
+        reported = True
         run.outcome = "done"
         if run.files_rejected:  # the good files went ahead; a rejected file still needs someone to look
             run.error = rejection_error(run.files_rejected)
@@ -229,6 +232,8 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         raise
     finally:
         run.finished_at = utc_now()
+        if not (reported or wrote_reports(config, run.run_number)):
+            run.run_number = None  # the next reports take the number: it follows the reports made, not the runs
         deployed = current_deployment(config.prod_deployment_folder)
         run.version_after = deployed.model_version if deployed else None
         record_run(history_path(config), run.as_row())
@@ -239,9 +244,15 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         if run.error:
             log.error("%s; the deployed model is %s", run.error.rstrip("."), run.version_after or "none")
     # "run 5 done: None" was the walk's last line of a run held back before any decision.
-    log.info("run %s %s: %s, model %s -> %s", run.run_number, run.outcome, run.decision or "no decision",
+    log.info("run %s %s: %s, model %s -> %s", run.run_number or "without reports", run.outcome, run.decision or "no decision",
              run.version_before, run.version_after)
     return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
+
+
+def wrote_reports(config: Config, number: int | None) -> bool:
+    """Whether a report numbered `number` exists: a run that failed after its PDF (at the API calls) made one."""
+    return number is not None and any((config.output_model_folder / numbered_name(name, number)).is_file()
+                                      for name in NUMBERED_REPORTS)
 
 
 def work(config: Config, current: Deployment | None, new_files: list[str], pending: dict | None,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from riskcore.config import Config
 from riskcore.contract import EXIT_OK, RISK_RECORD, SUMMARY_REPORT, DataError
 from riskcore.files import numbered_name, read_json
+from riskcore.formatting import when
 from riskcore.ops.alerts import new_tick, note_run, tick_finished
 from riskcore.ops.history import read_history
 from riskcore.ops.new_data import detect_new_data, detect_removed
@@ -150,7 +151,8 @@ def reports_owed(config: Config, current: Deployment, runs: list[dict]) -> str |
             return None  # the PDF was written; a later step (the API calls) failed
         error = str(row["error"] or "no error recorded")
         error = error if len(error) <= 120 else error[:119] + "\N{HORIZONTAL ELLIPSIS}"
-        return f"run {number} {row['outcome']} before the report of model {current.model_version} ({error})"
+        name = f"run {number}" if isinstance(number, int) else f"the run started {when(row['started_at'])}"
+        return f"{name} {row['outcome']} before the report of model {current.model_version} ({error})"
     return None
 
 
