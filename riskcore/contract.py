@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -21,9 +22,27 @@ MAX_ID_LENGTH = 200  # characters of a client id ingestion accepts (config: max_
 ID_BLANKS = " \t"  # not part of a client id: "abcd " and "abcd" are one client
 
 
+# Nor in one, anywhere: an id is one line of text, what a link, a log line, the page and the PDF can show as it is.
+# Unicode categories: control characters (line breaks, tabs, ...) and the line and paragraph separators. Format
+# characters stay (the zero-width joiner of an emoji sequence, a right-to-left mark).
+ID_FORBIDDEN = ("Cc", "Zl", "Zp")
+ID_ONE_LINE = "a client id is one line of text without control characters"
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits at
+
+
 def normalise_id(value: str) -> str:
     """A client id as every part of the system compares it: surrounding blanks stripped (the id rule)."""
     return value.strip(ID_BLANKS)
+
+
+def id_break(value: str) -> str | None:
+    """The first character of an id that ID_FORBIDDEN refuses, in words ("a line break (\\n)"); None: it has none."""
+    found = next((ch for ch in value if unicodedata.category(ch) in ID_FORBIDDEN), None)
+    if found is None:
+        return None
+    code = found.encode("unicode_escape").decode("ascii") if found in "\n\r\t" else f"U+{ord(found):04X}"
+    kind = "a line break" if found in LINE_BREAKS else "a tab" if found == "\t" else "a control character"
+    return f"{kind} ({code})"
 
 
 FEATURE_LABELS = {

@@ -38,6 +38,8 @@ def test_a_good_call_is_checked_and_the_date_defaults_to_today():
     ({"corporation": "x" * 201}, "corporation", "at most 200"),
     ({"by": "  "}, "by", "missing"),
     ({"by": "Ann\x00"}, "by", "control character"),
+    ({"corporation": "two\nlines"}, "corporation", "holds a line break (\\n); a client id is one line of text"),
+    ({"corporation": "a\tb"}, "corporation", "holds a tab (\\t)"),  # ingestion's id rule, word for word
     ({"note": "n" * 501}, "note", "501 characters long; at most 500"),
     ({"note": ["a"]}, "note", "must be a string"),
     ({"when": "10/03/2026"}, "when", "YYYY-MM-DD"),
@@ -54,6 +56,14 @@ def test_a_bad_call_is_refused_with_one_sentence_naming_the_field(changes, field
     assert refused.value.field == field
     message = str(refused.value)
     assert phrase in message and message.endswith(".") and message.count(". ") == 0, message
+
+
+def test_an_emoji_sequence_in_an_id_is_kept_as_ingestion_keeps_it():
+    """The zero-width joiner of a family emoji is no control character: ingestion takes the id, so does a call (it was
+    refused as "a control character", so such a client's calls could not be recorded)."""
+    family = "fam\U0001F468\u200d\U0001F469\u200d\U0001F467"
+    assert calls.check_call(call(corporation=family), TODAY).corporation == family
+    assert calls.check_call(call(corporation="nbsp\u00a0"), TODAY).corporation == "nbsp\u00a0"  # only blanks stripped
 
 
 def test_a_note_of_500_characters_with_line_breaks_is_kept():

@@ -307,6 +307,18 @@ def test_an_id_over_the_configured_length_holds_the_table_back_without_printing_
     assert read_table(sqlite_source(db), None, max_id_length=len(long_id)).frame.height == 10
 
 
+def test_an_id_with_a_line_break_holds_the_table_back_in_one_line(tmp_path: Path):
+    """The files' id rule (one line of text, no control characters), the sentence on one line naming the client."""
+    rows = as_tuples(client_rows(10, seed=1), "2024-01-01")
+    rows[6] = ("two\nlines", *rows[6][1:])
+    db = sqlite_table(tmp_path / "crm.sqlite", rows)
+    with pytest.raises(DatabaseError) as caught:
+        read_table(sqlite_source(db), None)
+    assert str(caught.value) == (f'Table "clients" (SQLite file {db}) is not ingested: 1 row has bad values (clients '
+                                 '"two\\nlines"); client "two\\nlines" has "two\\nlines" in column "corporation", '
+                                 "expected a non-empty id of at most 200 characters, with no control character.")
+
+
 def test_values_that_are_not_whole_numbers_are_refused_as_in_a_csv(tmp_path: Path):
     rows = as_tuples(client_rows(5, seed=1), "2024-01-01")
     rows[2] = (rows[2][0], 12.5, *rows[2][2:])

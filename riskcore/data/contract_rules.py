@@ -36,6 +36,7 @@ from riskcore.contract import (
     DataError,
     normalise_id,
 )
+from riskcore.data.input_files import printable_name
 
 LABELS_OPTIONAL = "optional"  # require_target: an empty "exited" is a client not labelled yet
 HIGHEST = {**dict.fromkeys(FEATURES, MAX_VALUE), TARGET: 1, REVENUE: MAX_VALUE}  # every number column: 0 to this
@@ -63,9 +64,10 @@ def breach_key(column: str, check: str) -> str:
 
 
 def shown(value: Any) -> str:
-    """A value as a sentence names it: quoted as written (blanks around it left out), or "an empty value"."""
+    """A value as a sentence names it: quoted as written on one line (blanks around it left out, control characters
+    escaped), or "an empty value"."""
     text = None if value is None else str(value).strip()
-    return f'"{text[:SHOWN_CHARACTERS]}"' if text else "an empty value"
+    return f'"{printable_name(text[:SHOWN_CHARACTERS])}"' if text else "an empty value"
 
 
 def expected(column: str, require_target: bool | str = True) -> str:

@@ -50,8 +50,9 @@ from riskcore.data.db_connection import (
     table_sql,
 )
 from riskcore.data.db_setting import DatabaseSource
+from riskcore.data.input_files import printable_name
 from riskcore.data.snapshots import DROP_COMMAND, FileResult, HeldBack, IngestionResult, merge_frames, with_label_column
-from riskcore.data.validation import normalise_ids, row_breaks, validate_client_frame
+from riskcore.data.validation import id_breaks, normalise_ids, row_breaks, validate_client_frame
 from riskcore.files import atomic_path, utc_now
 from riskcore.release.operator_state import operator
 
@@ -126,7 +127,7 @@ def bad_value_masks(frame: pl.DataFrame, max_id_length: int = MAX_ID_LENGTH) -> 
     ids = frame[ID_COLUMN].cast(pl.String)
     checked = frame.with_columns(normalise_ids(ids))
     breaks = row_breaks(checked.schema, LABELS_OPTIONAL)
-    breaks[ID_COLUMN] = breaks[ID_COLUMN] | (pl.col(ID_COLUMN).str.len_chars() > max_id_length).fill_null(False)
+    breaks[ID_COLUMN] = breaks[ID_COLUMN] | id_breaks(pl.col(ID_COLUMN), max_id_length).fill_null(False)
     return checked.select(mask.alias(column) for column, mask in breaks.items()).to_dict()
 
 
@@ -141,15 +142,15 @@ def bad_values_sentence(frame: pl.DataFrame, source: DatabaseSource, fallback: s
     if rows.len() == 0:
         return fallback
     ids = normalise_ids(frame[ID_COLUMN].cast(pl.String)).gather(rows).to_list()
-    named = [f'"{i if len(i) <= SHOWN_ID else i[:SHOWN_ID - 1] + chr(0x2026)}"' if i else "(no id)"
+    named = [f'"{printable_name(i if len(i) <= SHOWN_ID else i[:SHOWN_ID - 1] + chr(0x2026))}"' if i else "(no id)"
              for i in ids[:SHOWN_CLIENTS]]
     more = f" and {len(ids) - SHOWN_CLIENTS} more" if len(ids) > SHOWN_CLIENTS else ""
     first = int(rows[0])
     column = next(c for c, mask in masks.items() if mask[first])
     value = shown(frame[column][first])
     noun = "row has" if len(ids) == 1 else "rows have"
-    wanted = expected(column, LABELS_OPTIONAL) + (f" of at most {max_id_length} characters" if column == ID_COLUMN
-                                                  else "")
+    wanted = expected(column, LABELS_OPTIONAL) + (f" of at most {max_id_length} characters, with no control character"
+                                                  if column == ID_COLUMN else "")
     return (f"{source.subject} is not ingested: {len(ids)} {noun} bad values (clients {', '.join(named)}{more}); "
             f'client {named[0]} has {value} in column "{column}", expected {wanted}.')
 

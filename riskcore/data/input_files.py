@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 def printable_name(name: str) -> str:
-    """A file name as one line of UTF-8 text: bytes that are not UTF-8 and control characters escaped.
+    """A file name (or a value a sentence quotes) as one line of UTF-8 text: bytes that are not UTF-8 and control
+    characters escaped.
 
     Names come from the file system as they are (a Latin-1 "société.csv", a newline): written raw they
     would fail to encode, split a line of ingestedfiles.txt in two or forge a log line.

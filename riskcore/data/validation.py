@@ -23,7 +23,19 @@ from typing import Any
 
 import polars as pl
 
-from riskcore.contract import COLUMNS, FEATURES, ID_BLANKS, ID_COLUMN, KNOWN_COLUMNS, REVENUE, TARGET, DataError
+from riskcore.contract import (
+    COLUMNS,
+    FEATURES,
+    ID_BLANKS,
+    ID_COLUMN,
+    ID_FORBIDDEN,
+    ID_ONE_LINE,
+    KNOWN_COLUMNS,
+    REVENUE,
+    TARGET,
+    DataError,
+    id_break,
+)
 from riskcore.data.contract_rules import (
     EMPTY_ID,
     HEADER_AGAIN,
@@ -340,13 +352,27 @@ def _unreadable(table: pl.DataFrame, typed: pl.DataFrame, require_target: bool |
     return False
 
 
-def check_id_length(ids: pl.Series, name: str, max_id_length: int) -> None:
-    """Ingestion's one rule beyond the contract's: no id longer than `max_id_length` characters (config)."""
-    lengths = ids.str.len_chars()
-    if (lengths > max_id_length).any():
-        row = int((lengths > max_id_length).arg_true()[0]) + 1
-        raise DataError(f'{name} has a "{ID_COLUMN}" of {lengths[row - 1]:,} characters at row {row}, longer '
+# ID_FORBIDDEN as polars' (Rust's) regular expression: one class of the Unicode categories
+ID_FORBIDDEN_PATTERN = "[" + "".join(rf"\p{{{category}}}" for category in ID_FORBIDDEN) + "]"
+
+
+def id_breaks(ids: pl.Expr | pl.Series, max_id_length: int) -> pl.Expr | pl.Series:
+    """True on the ids ingestion refuses beyond the contract: longer than `max_id_length` (config), or not one line
+    of text (riskcore.contract.ID_FORBIDDEN: a newline in a quoted field made an id no page or link could reach)."""
+    return (ids.str.len_chars() > max_id_length) | ids.str.contains(ID_FORBIDDEN_PATTERN)
+
+
+def check_ids(ids: pl.Series, name: str, max_id_length: int) -> None:
+    """Ingestion's rules beyond the contract's (id_breaks), as one sentence naming the row."""
+    broken = id_breaks(ids, max_id_length)
+    if not broken.any():
+        return
+    row = int(broken.arg_true()[0]) + 1
+    value = ids[row - 1]
+    if len(value) > max_id_length:
+        raise DataError(f'{name} has a "{ID_COLUMN}" of {len(value):,} characters at row {row}, longer '
                         f"than the {max_id_length} allowed (config key max_id_length).")
+    raise DataError(f'{name} has {id_break(value)} in "{ID_COLUMN}" at row {row}; {ID_ONE_LINE}.')
 
 
 def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool | str = True,
@@ -362,7 +388,7 @@ def validate_client_frame(table: pl.DataFrame, name: str, require_target: bool |
     ids = table[ID_COLUMN].cast(pl.String)
     table = table.with_columns(normalise_ids(ids) if padded(ids) else ids)
     if max_id_length is not None:
-        check_id_length(table[ID_COLUMN], name, max_id_length)
+        check_ids(table[ID_COLUMN], name, max_id_length)
     numbers = [column for column in COLUMNS[1:] if column in table.columns]
     revenue = [amounts(REVENUE, table.schema[REVENUE])] if REVENUE in table.columns else []
     typed = table.select(ID_COLUMN, *(whole_numbers(column, table.schema[column]) for column in numbers), *revenue)

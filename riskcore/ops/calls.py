@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from riskcore.contract import CALLS_STORE, ID_COLUMN, UserError, normalise_id
+from riskcore.contract import CALLS_STORE, ID_COLUMN, ID_ONE_LINE, UserError, id_break, normalise_id
 from riskcore.files import utc_now
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,17 @@ def _text(raw: dict[str, Any], name: str, where: str, limit: int, required: bool
         value = ""
     if not isinstance(value, str):
         raise CallError(f'{where}"{name}" must be a string.', name)
-    value = value.replace("\r\n", "\n").strip()
+    value = normalise_id(value) if name == ID_COLUMN else value.replace("\r\n", "\n").strip()
     if required and not value:
         raise CallError(f'{where}"{name}" is missing; name {"the client" if name == ID_COLUMN else "who called"}.',
                         name)
     if len(value) > limit:
         raise CallError(f'{where}"{name}" is {len(value):,} characters long; at most {limit:,} are kept.', name)
+    if name == ID_COLUMN:  # the id rule ingestion applies: an emoji's zero-width joiner is part of an id
+        problem = id_break(value)
+        if problem:
+            raise CallError(f'{where}"{name}" holds {problem}; {ID_ONE_LINE}.', name)
+        return value
     allowed = "\n\t" if name == "note" else ""
     if any(not ch.isprintable() and ch not in allowed for ch in value):
         raise CallError(f'{where}"{name}" holds a control character.', name)
@@ -128,7 +133,7 @@ def check_call(raw: Any, today: date, where: str = "") -> Call:
     outcome = raw.get("outcome")
     if outcome not in OUTCOMES:
         raise CallError(f'{where}"outcome" must be one of {", ".join(OUTCOMES)}.', "outcome")
-    client = normalise_id(_text(raw, ID_COLUMN, where, MAX_CLIENT, required=True))
+    client = _text(raw, ID_COLUMN, where, MAX_CLIENT, required=True)
     return Call(corporation=client, when=check_date(raw.get("when"), today, where), outcome=outcome,
                 note=_text(raw, "note", where, MAX_NOTE, required=False),
                 by=_text(raw, "by", where, MAX_BY, required=True))
