@@ -806,6 +806,43 @@ def test_characters_no_font_draws_are_named_in_a_sentence(deployed, tmp_path, mo
     assert "installing fonts-nanum, fonts-droid-fallback, fonts-symbola (make system-deps) may draw them" in text
 
 
+FAMILY_ID = "Family \U0001F468\u200d\U0001F469\u200d\U0001F467 Ltd"
+FLAG_ID = "Flag \U0001F1EB\U0001F1F7 SA"
+SCOTLAND_ID = "Scot \U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F plc"
+
+
+@pytest.mark.slow
+def test_emoji_sequences_print_as_their_parts_and_the_pdf_says_which(deployed, tmp_path):
+    """A family, a flag and a region's flag: ReportLab draws one glyph per character and Symbola joins none of them,
+    so the PDF prints their parts (the tags of Scotland's flag, which no font has, as nothing, not as boxes) and its
+    note names each sequence by code point; the risk list keeps the ids whole."""
+    from riskcore.report.pdf_layout import register_fonts
+
+    if set(register_fonts().coverage) != REPORT_FONTS:
+        system_missing("the fallback fonts are not installed: make system-deps")
+    clients = tmp_path / "clients.csv"
+    clients.write_text(f"{CLIENT_HEADER}\n{FAMILY_ID},0,5000,300\n{FLAG_ID},0,4000,200\n{SCOTLAND_ID},0,3000,100\n",
+                       encoding="utf-8")
+    paths = reporting.run(deployed, clients=clients)
+    text = squeeze(pdf_text(paths["summary_report"]))
+    assert ("3 emoji sequences of these ids print as separate symbols (U+1F468 U+200D U+1F469 U+200D U+1F467; "
+            "U+1F1EB U+1F1F7; U+1F3F4 U+E0067 U+E0062 U+E0073 U+E0063 U+E0074 U+E007F): the PDF draws one symbol per "
+            "character and its emoji font joins none") in text
+    assert "print as boxes" not in text and "\U000E0067" not in text  # the tags are left out, not boxes
+    assert "\U0001F468" in text and "\U0001F1EB" in text  # the parts are drawn
+    assert set(read_risk_list(paths["risk_scores"])["corporation"]) == {FAMILY_ID, FLAG_ID, SCOTLAND_ID}
+
+
+def test_characters_no_font_draws_are_named_by_code_point():
+    from riskcore.report.pdf_layout import register_fonts
+
+    if set(register_fonts().coverage) != REPORT_FONTS:
+        system_missing("the fallback fonts are not installed: make system-deps")
+    note = pdf.id_note([{"corporation": "บริษัท"}])
+    assert "6 characters of these ids cannot be drawn with the fonts installed and print as boxes (U+0E17, U+0E1A, " \
+           "U+0E23, U+0E29, U+0E31, U+0E34);" in note  # in code point order
+
+
 @pytest.mark.parametrize(("logical", "drawn"), [
     ("עברית", "תירבע"),  # Hebrew: right to left
     ("Corp עברית", "Corp תירבע"),  # a right-to-left word in a left-to-right id

@@ -11,8 +11,8 @@ The contract's decisions, "new data" being the rows of the files new or changed 
 
 Every run is recorded in the run history whatever happens; a run killed mid-way is finished by
 the next tick from its pending mark (riskcore.ops.run_record). A run's number is its reports' number:
-one that ends without reports keeps none, so the next reports take the number after the last ones made. Only a tick with work imports this module:
-it brings in pandas, scikit-learn and scipy.
+one that ends without reports keeps none, so the next reports take the number after the last ones
+made. Only a tick with work imports this module: it brings in pandas, scikit-learn and scipy.
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def execute(config: Config, run: Run, current: Deployment | None, reports: Repor
         if run.error:
             log.error("%s; the deployed model is %s", run.error.rstrip("."), run.version_after or "none")
     # "run 5 done: None" was the walk's last line of a run held back before any decision.
-    log.info("run %s %s: %s, model %s -> %s", run.run_number or "without reports", run.outcome, run.decision or "no decision",
-             run.version_before, run.version_after)
+    log.info("run %s %s: %s, model %s -> %s", run.run_number or "without reports", run.outcome,
+             run.decision or "no decision", run.version_before, run.version_after)
     return EXIT_OK if run.outcome == "done" and not run.error else EXIT_FAILED
 
 

@@ -59,12 +59,14 @@ from riskcore.report.pdf_evidence import (
 )
 from riskcore.report.pdf_layout import (
     Styles,
+    code_points,
     data_table,
     escape,
     image,
     missing_font_packages,
     shorten,
     undrawable,
+    unjoined_sequences,
 )
 from riskcore.report.statistics import summary_table
 
@@ -273,11 +275,25 @@ def id_note(top: list[dict[str, Any]]) -> str:
     if missing:
         packages = missing_font_packages()
         note += (f" {plural(len(missing), 'character')} of these ids cannot be drawn with "
-                 "the fonts installed and print as boxes; " +
+                 f"the fonts installed and print as boxes ({few(sorted(missing), code_points, ', ')}); " +
                  (f"installing {', '.join(packages)} (make system-deps) may draw them." if packages else
                   "none of the report's fonts has them (it draws Latin, Greek, Cyrillic, Arabic, Hebrew, Chinese, "
                   "Japanese, Korean and emoji)."))
+    sequences = unjoined_sequences(" ".join(ids))
+    if sequences:
+        note += (f" {plural(len(sequences), 'emoji sequence')} of these ids print as separate symbols "
+                 f"({few(sequences, code_points, '; ')}): the PDF draws one symbol per character and its emoji font "
+                 "joins none (a family as its members, a flag as two letters); the risk list has the ids as they are.")
     return escape(note)
+
+
+SHOWN_CHARACTERS = 8  # characters (or sequences) a note names by code point; the rest are counted
+
+
+def few(items: list[str], show, separator: str) -> str:
+    """The first SHOWN_CHARACTERS items as `show` writes them, and how many more there are."""
+    more = f" and {len(items) - SHOWN_CHARACTERS:,} more" if len(items) > SHOWN_CHARACTERS else ""
+    return separator.join(show(item) for item in items[:SHOWN_CHARACTERS]) + more
 
 
 def section(styles: Styles, key: str, *flowables) -> list:

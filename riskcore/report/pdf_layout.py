@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import unicodedata
 from collections.abc import Container
 from dataclasses import dataclass
@@ -141,6 +142,35 @@ def undrawable(text: str) -> set[str]:
     return {ch for ch in text if ch.isprintable() and font_for(ord(ch), coverage) is None}
 
 
+def invisible(ch: str) -> bool:
+    """Whether a character is one a text shows as nothing when its font lacks it: a format character (a tag of a
+    flag's sequence, a joiner) or a variation selector (Unicode's default ignorables, roughly)."""
+    code = ord(ch)
+    return unicodedata.category(ch) == "Cf" or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
+
+
+# Emoji that a screen draws as one picture and the PDF as their parts: ReportLab draws one glyph per character (it
+# shapes text only with uharfbuzz, not installed), and Symbola, the one emoji font it can embed (outlines; Noto
+# Color Emoji is bitmaps), has no glyph for any of these sequences (measured: no ligature of the zero-width joiner
+# or of two regional indicators in its GSUB table). So a family prints as its members, a flag as two boxed letters.
+EMOJI = "[\u2600-\u27BF\U0001F000-\U0001FAFF][\uFE0F\U0001F3FB-\U0001F3FF]?"  # a pictograph, its presentation, skin
+EMOJI_SEQUENCE = re.compile(
+    f"{EMOJI}(?:\u200d{EMOJI})+"  # pictographs joined by zero-width joiners: a family, a kiss
+    "|[\U0001F1E6-\U0001F1FF]{2}"  # two regional indicators: a country's flag
+    "|\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F"  # a black flag and tags: a region's flag (Scotland)
+    "|\\S[\U0001F3FB-\U0001F3FF]")  # a skin tone
+
+
+def unjoined_sequences(text: str) -> list[str]:
+    """The emoji sequences of `text` that the PDF prints as their separate parts (EMOJI_SEQUENCE), each once."""
+    return list(dict.fromkeys(EMOJI_SEQUENCE.findall(text)))
+
+
+def code_points(text: str) -> str:
+    """Characters as their code points, for a sentence about characters the PDF cannot draw: "U+1F1EB U+1F1F7"."""
+    return " ".join(f"U+{ord(ch):04X}" for ch in text)
+
+
 class Styles:
     """The report's paragraph styles."""
 
@@ -183,7 +213,7 @@ def visual_order(text: str) -> str:
 
 def escape(text: Any) -> str:
     """Text for a Paragraph: XML-escaped, in the order it is drawn (visual_order), each run of characters DejaVu
-    lacks set in the fallback that has them."""
+    lacks set in the fallback that has them; an invisible character no font has is left out, not drawn as a box."""
     text = str(text)
     coverage = register_fonts().coverage
     if text.isascii() or not coverage:
@@ -191,7 +221,8 @@ def escape(text: Any) -> str:
     text = visual_order(text)
     main = next(iter(coverage))
     parts: list[str] = []
-    for name, run in groupby(text, key=lambda ch: font_for(ord(ch), coverage) or main):
+    drawn = "".join(ch for ch in text if not invisible(ch) or font_for(ord(ch), coverage))  # no box for a tag
+    for name, run in groupby(drawn, key=lambda ch: font_for(ord(ch), coverage) or main):
         chunk = xml_escape("".join(run))
         parts.append(chunk if name == main else f'<font name="{name}">{chunk}</font>')
     return "".join(parts)
