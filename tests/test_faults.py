@@ -163,6 +163,38 @@ def test_a_locked_table_stops_the_cron_tick_with_exit_1_and_production_unchanged
     assert tree_snapshot(config.prod_deployment_folder) == before
 
 
+SLOW_TABLE = ("ALTER TABLE clients RENAME TO clients_data; CREATE FUNCTION slow() RETURNS boolean AS "
+              "$$ SELECT pg_sleep(0.3) IS NULL $$ LANGUAGE sql VOLATILE; "
+              "CREATE VIEW clients AS SELECT c.* FROM clients_data c WHERE slow() IS NOT NULL;")  # 0.3 s a row
+
+
+@pytest.mark.slow
+def test_a_slow_table_read_stops_at_the_runs_deadline_with_exit_1_and_production_unchanged(pg_env, pg_database,
+                                                                                             tmp_path):
+    """The deadline's alarm cannot cut the database driver's C code short: a tick limited to 5 s read this table
+    (220 rows, 66 s) to its end and exited 0. The session's timeouts are now cut to the time left."""
+    from test_database import table_project
+
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    config = table_project(tmp_path, server.url(pg_database))
+    assert tick.tick(config, Reports()) == 0
+    before = tree_snapshot(config.prod_deployment_folder)
+    server.psql(SLOW_TABLE, pg_database)
+    raw = json.loads(config.config_file.read_text())
+    raw.setdefault("automation", {})["max_run_seconds"] = 5  # the statement timeout stays at its 120 s
+    config.config_file.write_text(json.dumps(raw))
+    start = time.monotonic()
+    done = run_script("fullprocess.py", "--config", str(config.config_file), cwd=tmp_path, env=server.client_env(),
+                      timeout=200)
+    took = time.monotonic() - start
+    assert done.returncode == EXIT_FAILED and took < 20, (took, done.stderr)
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "a query was still running at the run's time limit of 5 s (automation.max_run_seconds) and was cancelled; "
+        "nothing was read.")
+    assert tree_snapshot(config.prod_deployment_folder) == before
+
+
 def slow_drift_check(seconds: float):
     from riskcore.ops import run
 

@@ -17,11 +17,13 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from riskcore.contract import COLUMNS, KNOWN_COLUMNS, TARGET, DataError
 from riskcore.data.db_setting import PASSWORD_WAYS, DatabaseSource, postgres_endpoint
+from riskcore.ops.deadline import time_left
 
 CONNECT_TIMEOUT_SECONDS = 10
 KEEPALIVE_PROBES = 3  # unanswered TCP keepalive probes before the connection counts as lost
@@ -59,18 +61,58 @@ def contract_columns(present: Sequence[str], source: DatabaseSource) -> list[str
 
 
 # --- Connections -------------------------------------------------------------------------------
-def postgres_failure(source: DatabaseSource, exc: Exception) -> DatabaseError:
+@dataclass(frozen=True)
+class Waits:
+    """How long a session lets a statement run and waits for a lock, in seconds.
+
+    A run's time limit (automation.max_run_seconds) is a signal the database driver's C code does not
+    see: a tick limited to 5 s read a slow table for 67 s, then exited 0. Within a run, each wait is cut
+    to the time left (`*_cut`), and its sentence names the run's limit.
+    """
+
+    statement: float
+    lock: float
+    statement_cut: bool = False
+    lock_cut: bool = False
+    run_limit: float | None = None
+
+    def lock_reason(self, holder: str = "another session holds a lock on the table") -> str:
+        if self.lock_cut:
+            return (f"{holder} that did not clear before the run's time limit of {self.run_limit:g} s "
+                    "(automation.max_run_seconds); nothing was read")
+        return (f"{holder} that did not clear within {self.lock:g} s (input_database.lock_timeout_seconds); "
+                "nothing was read")
+
+    def statement_reason(self) -> str:
+        if self.statement_cut:
+            return (f"a query was still running at the run's time limit of {self.run_limit:g} s "
+                    "(automation.max_run_seconds) and was cancelled; nothing was read")
+        return (f"a query ran longer than {self.statement:g} s (input_database.statement_timeout_seconds) and was "
+                "cancelled; nothing was read")
+
+
+def session_waits(source: DatabaseSource) -> Waits:
+    """The source's statement and lock timeouts, each cut to the time left before the run's deadline, if any."""
+    left = time_left()
+    if left is None:
+        return Waits(source.statement_timeout_seconds, source.lock_timeout_seconds)
+    seconds = max(left[0], 0.001)  # 0 would mean no timeout at all
+    return Waits(min(source.statement_timeout_seconds, seconds), min(source.lock_timeout_seconds, seconds),
+                 statement_cut=seconds < source.statement_timeout_seconds,
+                 lock_cut=seconds < source.lock_timeout_seconds, run_limit=left[1])
+
+
+def postgres_failure(source: DatabaseSource, exc: Exception, waits: Waits | None = None) -> DatabaseError:
     """One sentence for a PostgreSQL error: which server, and what went wrong, without the password."""
     text = str(exc)
     state = getattr(exc, "sqlstate", None) or ""
     lowered = text.lower()
     end = postgres_endpoint(source.url)
+    waits = waits or Waits(source.statement_timeout_seconds, source.lock_timeout_seconds)
     if state == "55P03" or "lock timeout" in lowered:
-        reason = (f"another session holds a lock on the table that did not clear within "
-                  f"{source.lock_timeout_seconds:g} s (input_database.lock_timeout_seconds); nothing was read")
+        reason = waits.lock_reason()
     elif state == "57014" or "statement timeout" in lowered:
-        reason = (f"a query ran longer than {source.statement_timeout_seconds:g} s "
-                  "(input_database.statement_timeout_seconds) and was cancelled; nothing was read")
+        reason = waits.statement_reason()
     elif state == "42P01" or "does not exist" in lowered and "relation" in lowered:
         reason = "it has no such table"
     elif "password" in lowered or "authentication" in lowered or state.startswith("28"):
@@ -114,16 +156,16 @@ def conninfo(source: DatabaseSource) -> str:
     return url + ("&" if "?" in url else "?") + "&".join(extra)
 
 
-def session_settings(source: DatabaseSource) -> str:
-    """SQL bounding every statement of the session, and every wait for a lock (in milliseconds)."""
-    return (f"SET statement_timeout = {round(source.statement_timeout_seconds * 1000)}; "
-            f"SET lock_timeout = {round(source.lock_timeout_seconds * 1000)}")
+def session_settings(waits: Waits) -> str:
+    """SQL bounding every statement of the session, and every wait for a lock (in milliseconds; 0 would be none)."""
+    return (f"SET statement_timeout = {max(1, round(waits.statement * 1000))}; "
+            f"SET lock_timeout = {max(1, round(waits.lock * 1000))}")
 
 
 class PostgresConnection:
     """One ADBC (libpq) connection; queries return rows as dicts (nanoarrow) or an Arrow stream (polars)."""
 
-    def __init__(self, source: DatabaseSource) -> None:
+    def __init__(self, source: DatabaseSource, waits: Waits) -> None:
         import adbc_driver_manager
         import adbc_driver_postgresql
 
@@ -135,7 +177,7 @@ class PostgresConnection:
         except BaseException:
             self._database.close()
             raise
-        for setting in session_settings(source).split("; "):
+        for setting in session_settings(waits).split("; "):
             self.execute(setting)
 
     def begin_snapshot(self) -> None:
@@ -192,13 +234,13 @@ def row_hash(*values: Any) -> int:
 class SqliteConnection:
     """A read-only sqlite3 connection (the file is never created or changed)."""
 
-    def __init__(self, source: DatabaseSource) -> None:
+    def __init__(self, source: DatabaseSource, waits: Waits) -> None:
         self.source = source
         uri = f"file:{quote(str(source.sqlite_file))}?mode=ro"
-        self._connection = sqlite3.connect(uri, uri=True, timeout=source.lock_timeout_seconds, isolation_level=None)
+        self._connection = sqlite3.connect(uri, uri=True, timeout=waits.lock, isolation_level=None)
         self._connection.create_function("risk_row_hash", -1, row_hash, deterministic=True)
         # The statement timeout: SQLite calls this every 10,000 instructions; non-zero interrupts the statement.
-        limit = time.monotonic() + source.statement_timeout_seconds
+        limit = time.monotonic() + waits.statement
         self._connection.set_progress_handler(lambda: int(time.monotonic() > limit), 10_000)
 
     def begin_snapshot(self) -> None:
@@ -222,16 +264,13 @@ class SqliteConnection:
         self._connection.close()
 
 
-def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
+def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error, waits: Waits) -> DatabaseError:
     text = str(exc)
     if text == "interrupted":
-        return DatabaseError(f"Cannot read {source.label}: reading took longer than "
-                             f"{source.statement_timeout_seconds:g} s (input_database.statement_timeout_seconds) "
-                             "and was stopped; nothing was read.")
+        return DatabaseError(f"Cannot read {source.label}: {waits.statement_reason()}.")
     if text == "database is locked":
-        return DatabaseError(f"Cannot read {source.label}: another connection held a lock on the file that did not "
-                             f"clear within {source.lock_timeout_seconds:g} s (input_database.lock_timeout_seconds); "
-                             "nothing was read.")
+        held = waits.lock_reason("another connection held a lock on the file")
+        return DatabaseError(f"Cannot read {source.label}: {held}.")
     if text.startswith("no such table"):
         return DatabaseError(f"Cannot read {source.label}: it has no such table.")
     if text.startswith("no such column"):
@@ -243,9 +282,10 @@ def sqlite_failure(source: DatabaseSource, exc: sqlite3.Error) -> DatabaseError:
 @contextlib.contextmanager
 def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConnection]:
     """A connection to the source's database; any database error inside becomes one DatabaseError sentence."""
+    waits = session_waits(source)
     if source.kind == "sqlite":
-        with closing_on_error(lambda: SqliteConnection(source), lambda exc: isinstance(exc, sqlite3.Error),
-                              lambda exc: sqlite_failure(source, exc)) as connection:
+        with closing_on_error(lambda: SqliteConnection(source, waits), lambda exc: isinstance(exc, sqlite3.Error),
+                              lambda exc: sqlite_failure(source, exc, waits)) as connection:
             yield connection
         return
     try:
@@ -259,8 +299,8 @@ def connect(source: DatabaseSource) -> Iterator[PostgresConnection | SqliteConne
         # The driver's errors, and a failure mid-stream: the reader (nanoarrow, polars) passes libpq's words on.
         return isinstance(exc, adbc_driver_manager.Error) or (isinstance(exc, Exception) and "[libpq]" in str(exc))
 
-    with closing_on_error(lambda: PostgresConnection(source), ours,
-                          lambda exc: postgres_failure(source, exc)) as connection:
+    with closing_on_error(lambda: PostgresConnection(source, waits), ours,
+                          lambda exc: postgres_failure(source, exc, waits)) as connection:
         yield connection
 
 

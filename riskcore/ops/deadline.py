@@ -5,7 +5,7 @@ alarm raises RunTimedOut at once, which the step turns into its failure sentence
 that changes production (deployment, record_files: under a second, and atomic) it is only noted,
 so production is never left half-switched. The next step to begin then stops the run. The waits a
 signal cannot cut short in C code are bounded on their own: the database's statement and lock
-timeouts, training's child process (automation.max_train_seconds).
+timeouts, cut to the time left (time_left), and training's child process (automation.max_train_seconds).
 
 Standard library only: the cron tick arms it before it asks whether there is anything to do.
 """
@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 from riskcore.contract import UserError
 
 PRODUCTION_STEPS = ("deployment", "record_files")  # finished once begun: they switch production atomically
 
-_state: dict = {"seconds": None, "due": False, "step": None}
+_state: dict = {"seconds": None, "due": False, "step": None, "ends": None}
 
 
 class RunTimedOut(UserError):
@@ -46,14 +47,22 @@ def run_deadline(seconds: float) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGALRM, _on_alarm)
-    _state.update(seconds=seconds, due=False, step=None)
+    _state.update(seconds=seconds, due=False, step=None, ends=time.monotonic() + seconds)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        _state.update(seconds=None, due=False, step=None)
+        _state.update(seconds=None, due=False, step=None, ends=None)
+
+
+def time_left() -> tuple[float, float] | None:
+    """(seconds left before the deadline, the run's time limit), None when no deadline is armed (a command run by
+    hand). What a wait in C code takes as its own bound, which the alarm cannot cut short (the database's)."""
+    if _state["ends"] is None:
+        return None
+    return max(0.0, _state["ends"] - time.monotonic()), _state["seconds"]
 
 
 @contextlib.contextmanager
