@@ -65,13 +65,14 @@ system-deps: ## install (as root) the fonts the PDF report draws every script wi
 	  else echo "The PDF report lacks fonts: run as root: apt-get install$$missing"; fi; \
 	fi
 
-system-test-deps: system-deps ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium(-driver)
+system-test-deps: system-deps ## install (as root) and start what the tests use: cron, poppler-utils, postgresql, chromium(-driver), iproute2 (ss)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  command -v cron >/dev/null || missing="$$missing cron"; \
 	  command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	  command -v ss >/dev/null || missing="$$missing iproute2"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	  pgrep -x cron >/dev/null || cron || true; \

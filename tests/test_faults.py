@@ -96,12 +96,24 @@ def test_bad_wait_settings_are_one_sentence_naming_the_key(tmp_path: Path, key, 
 
 
 @pytest.mark.slow
-def test_postgres_sessions_carry_the_statement_and_lock_timeouts(pg_env, pg_database):
+def test_postgres_sessions_carry_the_statement_and_lock_timeouts_and_tcp_keepalives(pg_env, pg_database):
+    import shutil
+
+    from conftest import system_missing
+
+    if shutil.which("ss") is None:
+        system_missing("ss (iproute2) is not installed: make system-test-deps installs it")
     pg_env.psql(CREATE_PG, pg_database)
     with connect(pg_source(pg_env, pg_database, statement_timeout_seconds=7, lock_timeout_seconds=3)) as connection:
         [row] = connection.rows("SELECT current_setting('statement_timeout') AS statement, "
-                                "current_setting('lock_timeout') AS lock")
-    assert row == {"statement": "7s", "lock": "3s"}
+                                "current_setting('lock_timeout') AS lock, application_name AS name "
+                                "FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        # The kernel's view of this process's socket to the server: a keepalive timer runs on it (ss -o).
+        sockets = subprocess.run(["ss", "-tnpo", "state", "established", f"dport = :{pg_env.port}"],
+                                 capture_output=True, text=True, check=True).stdout.splitlines()
+    assert row == {"statement": "7s", "lock": "3s", "name": "dynamic-risk-assessment"}  # our conninfo was used
+    [ours] = [line for line in sockets if f"pid={os.getpid()}," in line]
+    assert "timer:(keepalive," in ours
 
 
 @pytest.mark.slow
