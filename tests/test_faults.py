@@ -338,6 +338,28 @@ def test_training_that_does_not_finish_in_time_is_stopped_with_one_sentence(conf
     assert not config.model_file.exists()
 
 
+@pytest.mark.slow  # training's child process spins until it is killed, 2 s later
+def test_a_tick_whose_training_does_not_finish_in_time_exits_1_with_production_unchanged(deployed, monkeypatch):
+    """Through the tick, as cron runs it: the issue's spinning retrain held the run (and its lock) and every later
+    tick exited 0. Now the retrain stops at automation.max_train_seconds, the run fails in one sentence, exit 1."""
+    from conftest import write_csv
+    from riskcore.model import training
+
+    write_csv(deployed.input_folder / "flipped.csv", client_rows(200, seed=9, flip=True))  # model drift: retrain
+    spinning = deployed.replace(model={**deployed.model, "C": 1e300},
+                                automation={**deployed.automation, "max_train_seconds": 2})
+    monkeypatch.setattr(training, "check_settings", lambda _config: None)  # what refuses C 1e300 at load
+    before = tree_snapshot(deployed.prod_deployment_folder)
+    start = time.monotonic()
+    assert tick.tick(spinning, Reports()) == EXIT_FAILED
+    assert time.monotonic() - start < 30
+    row = read_history(history_path(deployed))[-1]
+    assert (row["decision"], row["outcome"]) == ("retrain", "failed")
+    assert row["error"] == ("step training failed: Training stopped after 2 s (automation.max_train_seconds): the "
+                            "solver did not finish with these model settings, so no model was written.")
+    assert tree_snapshot(deployed.prod_deployment_folder) == before
+
+
 SPINNING_UNDER_LOCK = """
 import sys
 sys.path.insert(0, {root!r})
