@@ -120,13 +120,48 @@ def task_risk_list(args: argparse.Namespace) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     result = risk_scores(config, Path(args.clients), reasons=not args.no_reasons)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    rows = result.rows
+    rows, size = result.rows, result.path.stat().st_size
     result.path.unlink()
     result.record.unlink()
-    # The ranking it kept (riskcore.report.rankings) goes too: each measurement starts with none kept, so the
-    # change columns are empty and their join is not in this figure.
+    # The ranking it kept (riskcore.report.rankings) goes too: each measurement compares with the same earlier
+    # ranking (earlier-ranking), as a list of the week after it would.
     (config.output_model_folder / "rankings" / f"{result.run_number}.parquet").unlink(missing_ok=True)
-    emit({"seconds": seconds, "cpu_seconds": cpu, "rows": rows})
+    emit({"seconds": seconds, "cpu_seconds": cpu, "rows": rows, "bytes": size})
+
+
+def task_write_bytes(args: argparse.Namespace) -> None:
+    """A floor: writing as many bytes as the risk list wrote to a file beside it, fsynced (as riskcore.files does)."""
+    import os
+
+    block = b"x" * (1 << 23)
+    path = Path(args.path)
+    start, cpu = time.perf_counter(), time.process_time()
+    with open(path, "wb") as handle:
+        for _ in range(args.bytes // len(block)):
+            handle.write(block)
+        handle.write(block[:args.bytes % len(block)])
+        handle.flush()
+        os.fsync(handle.fileno())
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    path.unlink()
+    emit({"seconds": seconds, "cpu_seconds": cpu})
+
+
+def task_earlier_ranking(args: argparse.Namespace) -> None:
+    """An earlier run's kept ranking (riskcore.report.rankings) that the risk list of a client file compares with, so
+    that its change columns are filled: two thirds of the file's clients (about as many as it lists), in a random
+    order, kept as run 1 of another list; the rest of the listed clients are new, the others up or down."""
+    import polars as pl
+
+    from riskcore.contract import ID_COLUMN
+    from riskcore.report.rankings import KEY, keep_ranking
+
+    config = load_config(args.config)
+    ids = pl.scan_csv(args.clients, schema_overrides={ID_COLUMN: pl.String}).select(ID_COLUMN).unique().collect()
+    earlier = ids.sample(fraction=2 / 3, shuffle=True, seed=args.seed).with_columns(pl.lit(0.0).alias(KEY))
+    path = keep_ranking(config.output_model_folder, 1, earlier, {"model_version": "earlier", "source": "earlier"},
+                        config.reporting["keep_rankings"], pl.Series([0.0] * earlier.height))
+    emit({"path": str(path), "clients": earlier.height})
 
 
 def task_read_csv(args: argparse.Namespace) -> None:
@@ -393,6 +428,8 @@ TASKS = {
     "clients": task_clients,
     "project": task_project,
     "risk-list": task_risk_list,
+    "earlier-ranking": task_earlier_ranking,
+    "write-bytes": task_write_bytes,
     "read-csv": task_read_csv,
     "drift-test": task_drift_test,
     "estimate": task_estimate,
@@ -422,6 +459,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     risk.add_argument("--config", required=True)
     risk.add_argument("--clients", required=True)
     risk.add_argument("--no-reasons", action="store_true", help="leave the reason columns empty")
+    earlier = sub.add_parser("earlier-ranking", help="keep an earlier run's ranking for the risk list to compare with")
+    earlier.add_argument("--config", required=True)
+    earlier.add_argument("--clients", required=True)
+    earlier.add_argument("--seed", type=int, required=True)
+    write = sub.add_parser("write-bytes", help="time writing and fsyncing a file of a given size")
+    write.add_argument("--path", required=True)
+    write.add_argument("--bytes", type=int, required=True)
     read = sub.add_parser("read-csv", help="time pandas.read_csv of files")
     read.add_argument("files", nargs="+")
     ingest = sub.add_parser("ingest", help="time ingestion.run")

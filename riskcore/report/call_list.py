@@ -73,6 +73,7 @@ from riskcore.report.rankings import (
     list_identity,
     next_ranking_number,
     previous_ranking,
+    ranks_of,
     with_changes,
 )
 
@@ -440,8 +441,8 @@ def risk_scores(config: Config, clients_path: Path | None = None, model=None,
     keep_ranking(folder, number, ranking.frame, identity, config.reporting["keep_rankings"],
                  probability(ranking.frame.get_column(KEY), calibrator))
     calls = min(config.reporting["calls_per_cycle"], ranking.frame.height)
-    head = with_changes(ranking.frame.head(min(calls, REPORT_CALLS)).lazy().with_row_index("rank", offset=1),
-                        previous).collect()  # this cycle's calls, for the report
+    head = ranking.frame.head(min(calls, REPORT_CALLS))  # this cycle's calls, for the report
+    head = with_changes(head.lazy().with_row_index("rank", offset=1), ranks_of(previous, head)).collect()
     risk = RiskList(path=target, record=folder / RISK_RECORD, source=source,
                     rows=ranking.frame.height,
                     model_version=deployment.model_version, rows_read=ranking.rows_read,

@@ -93,6 +93,14 @@ def with_changes(ranked: pl.LazyFrame, previous: pl.DataFrame | None) -> pl.Lazy
             .with_columns(change.alias(CHANGE)))
 
 
+def ranks_of(previous: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFrame | None:
+    """The previous ranks (previous_ranking) of a few clients: with_changes of a ranking's head then builds its join
+    on them, not on every client of the previous run (at 10M clients 0.6-1.3 s of CPU for the 200 of a report)."""
+    if previous is None:
+        return None
+    return previous.filter(pl.col(ID_COLUMN).is_in(clients.get_column(ID_COLUMN).implode()))
+
+
 def keep_ranking(folder: Path, number: int, ranking: pl.DataFrame, identity: dict[str, Any], keep: int,
                  chances: pl.Series) -> Path:
     """Write run `number`'s ranking (id, log-odds and the probability its list gave, `chances`, riskiest first) and
