@@ -464,6 +464,28 @@ def test_model_page_says_which_rows_a_retrain_learnt_from_and_why(tmp_path):
     assert shown and html.unescape(shown.group(1)) == f"Learnt from {words}."
 
 
+@pytest.mark.parametrize(("automation", "compared"), [
+    ({"promotion_gate": False}, True),  # the default test without the gate: candidates all the same (issue 19.6)
+    ({"drift_test": "raw", "promotion_gate": False, "holdout_share": 0.2}, False),  # the course's rule: every row
+])
+def test_after_model_drift_candidates_are_compared_on_the_holdout_unless_under_the_course_rule(tmp_path, automation,
+                                                                                                 compared):
+    config = old_market(tmp_path, **automation)
+    month(config.input_folder / "2026-02.csv", 600, "changed", 91)
+    run = tick(config)
+    assert run["decision"] == "retrain" and run["evaluation"]["holdout"]["old"]["rows"] == 120
+    metadata = deployed_metadata(require_deployment(config.prod_deployment_folder))
+    assert ("candidates" in metadata) is compared
+    if compared:
+        record = metadata["candidates"]
+        assert len(record["candidates"]) >= 2 and record["holdout_rows"] == 120
+        chosen = next(c for c in record["candidates"] if c["name"] == record["chosen"])
+        assert metadata["training_rows"] == chosen["rows"]
+        assert chosen["holdout_f1"] == max(c["holdout_f1"] for c in record["candidates"])
+    else:
+        assert metadata["training_rows"] == 2000 + 600 - 120  # every ingested labelled row but the held-out ones
+
+
 def test_the_training_choice_reads_the_chosen_rows_then_the_others():
     from riskcore.model.drift_evidence import training_choice_text
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from riskcore.api.key import api_key
-from riskcore.config import Config
+from riskcore.config import Config, is_course_rule
 from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, NUMBERED_REPORTS, ROW_DIGESTS, TARGET
 from riskcore.data.folder_ingest import IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
@@ -81,15 +81,16 @@ def produce_reports(config: Config, run: Run, api_url: str) -> None:
 def retrain_and_deploy(config: Config, run: Run, current: Deployment | None = None, new_rows=None) -> None:
     """Train, score and deploy; a retrain first scores old and new model on held-out new rows (riskcore.model.holdout).
 
-    With automation.promotion_gate on, candidates are compared on those rows first (riskcore.model.training:
-    every labelled row, the recent ones or the window alone) and the gate keeps the old model when the chosen one is
-    worse than it beyond the interval. `new_rows`: the window's labelled clients, each its latest labelled snapshot
+    Candidates are compared on those rows first (riskcore.model.training: every labelled row, the recent ones or the
+    window alone), except under the course's rule, which retrains on every ingested row; with
+    automation.promotion_gate on, the gate keeps the old model when the chosen one is worse than it beyond the
+    interval. `new_rows`: the window's labelled clients, each its latest labelled snapshot
     (riskcore.ops.evidence_window.by_client), so a client the window holds twice is held out and scored once.
     """
     held_out = holdout_clients(new_rows, config.automation["holdout_share"]) if current is not None else []
-    gate = current is not None and config.automation["promotion_gate"]
-    holdout = held_out_rows(new_rows, held_out) if gate and held_out else None
-    window_clients = labelled(new_rows)[ID_COLUMN].astype(str).tolist() if gate else ()
+    compare = current is not None and not is_course_rule(config.automation)  # issue 19.6, gate or no gate
+    holdout = held_out_rows(new_rows, held_out) if compare and held_out else None
+    window_clients = labelled(new_rows)[ID_COLUMN].astype(str).tolist() if compare else ()
     calibration = held_out_rows(new_rows, held_out) if held_out else None  # the calibrator's rows (training)
     with step(run, "training"):
         train(config, held_out=held_out, holdout=holdout, window_clients=window_clients, calibration=calibration)
