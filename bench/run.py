@@ -11,7 +11,7 @@ the same run, runs of the two interleaved:
   cron_tick       python fullprocess.py with nothing new   vs  python -c pass
   prediction      POST /prediction, 1 and 1,000 records    vs  GET /health, same gunicorn (2 workers)
   get_endpoints   GET /scoring, /summarystats, /diagnostics, vs  GET /health
-                  /risk?top=50, the page GET / and a client's page
+                  /risk?limit=50, the page GET / and a client's page
   risk_list       riskcore.report.call_list, 1M and 10M rows   vs  pandas.read_csv of the same file;
                   (change columns from an earlier ranking)     writing as many bytes, fsynced;
                   its reasons                              vs  the same list without them
@@ -382,7 +382,7 @@ def bench_api(sizes: Sizes, project: Project, server: Server, scratch: Path,
     bodies = request_bodies(project, scratch)
     kinds = {"/health": ("GET", None), "POST /prediction, 1 record": ("POST", bodies[1]),
              "POST /prediction, 1,000 records": ("POST", bodies[1000]), "/scoring": ("GET", None),
-             "/summarystats": ("GET", None), "/diagnostics": ("GET", None), "/risk?top=50": ("GET", None)}
+             "/summarystats": ("GET", None), "/diagnostics": ("GET", None), "/risk?limit=50": ("GET", None)}
 
     def url(name: str) -> str:
         return server.url + ("/prediction" if name.startswith("POST") else name)
@@ -429,7 +429,7 @@ def bench_api(sizes: Sizes, project: Project, server: Server, scratch: Path,
     ]}
     endpoints = {"title": "GET /scoring, /summarystats, /diagnostics, /risk (nothing recomputed per request)",
                  "setup": setup, "figures": []}
-    for name in ("/scoring", "/summarystats", "/diagnostics", "/risk?top=50"):
+    for name in ("/scoring", "/summarystats", "/diagnostics", "/risk?limit=50"):
         endpoints["figures"] += [
             versus(name, "p50_us", f"GET {name}: p50", "ms", target="<= 2x floor",
                    met=results[name]["p50_us"] <= 2 * floors[name]["p50_us"]),

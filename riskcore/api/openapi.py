@@ -204,7 +204,6 @@ def risk_operation() -> dict[str, Any]:
                             "description": "clients that q, size and moved keep (what offset pages through); null "
                                            "without any of them"},
                 "offset": COUNT, "limit": {"type": "integer", "minimum": 1},
-                "top": {"type": "integer", "minimum": 1, "description": "the same as limit (its older name)"},
                 "count": COUNT, "next_offset": {"type": ["integer", "null"]},
                 "clients": {"type": "array", "items": ref("Client")}},
                 ("model_version", "release", "data", "total", "q", "size", "moved", "matches", "offset", "limit",

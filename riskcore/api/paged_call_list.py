@@ -89,7 +89,7 @@ class CallList:
         matches = total if filtered else None
         head = json_bytes({**self.about, "q": query or None, "size": band or None, "moved": moved or None,
                            "order": order, "matches": matches,
-                           "offset": offset, "limit": limit, "top": limit, "count": end - offset,
+                           "offset": offset, "limit": limit, "count": end - offset,
                            "next_offset": end if end < total else None})
         return 200, head[:-1] + b',"clients":[' + b",".join(self.rows[i] for i in shown) + b"]}"
 
