@@ -383,6 +383,28 @@ def test_a_report_that_crashed_after_a_retrain_is_made_by_the_next_tick(deployed
 
 
 @pytest.mark.slow  # several whole ticks in a row, with their reports
+def test_a_cycle_listed_before_a_crash_is_not_given_to_the_next_models_reports(deployed: Config):
+    """The crashed run's risk list already recorded its cycle of calls under number 1, with the model it deployed.
+    Reports owed to that model take 1 (the test above); reports of another model deployed meanwhile take the next
+    number, or they would get the earlier model's recorded cycle back (record_cycle keeps a cycle as recorded)."""
+    from riskcore.contract import RISK_RECORD
+
+    add_flipped_data(deployed)
+    with pytest.raises(Exception, match="too large on page"):
+        tick_module.tick(deployed, PdfReports(crashes=1))
+    crashed = json.loads((deployed.output_model_folder / RISK_RECORD).read_text())
+    assert (crashed["run_number"], crashed["cycle"]) == (1, 1)
+    write_csv(deployed.input_folder / "flipped_back.csv", client_rows(200, seed=16))  # drift again: a new model
+    done = PdfReports()
+    assert tick_module.tick(deployed, done) == 0
+    newest = require_deployment(deployed.prod_deployment_folder).model_version
+    record = json.loads((deployed.output_model_folder / RISK_RECORD).read_text())
+    assert newest != crashed["model_version"] and done.numbers == [2]
+    assert (record["model_version"], record["run_number"], record["cycle"]) == (newest, 2, 2)
+    assert pdf_reports(deployed) == ["summary_report2.pdf"]
+
+
+@pytest.mark.slow  # several whole ticks in a row, with their reports
 def test_a_report_that_keeps_failing_is_tried_again_on_every_tick(deployed: Config):
     add_flipped_data(deployed)
     with pytest.raises(Exception, match="too large on page"):

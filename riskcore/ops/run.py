@@ -21,13 +21,23 @@ import logging
 
 from riskcore.api.key import api_key
 from riskcore.config import Config, is_course_rule
-from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK, ID_COLUMN, NUMBERED_REPORTS, ROW_DIGESTS, TARGET
+from riskcore.contract import (
+    API_RETURNS,
+    EXIT_FAILED,
+    EXIT_OK,
+    ID_COLUMN,
+    NUMBERED_REPORTS,
+    RISK_RECORD,
+    ROW_DIGESTS,
+    TARGET,
+    DataError,
+)
 from riskcore.data.folder_ingest import IngestionResult, hold_back_reason, ingest, ingest_folder
 from riskcore.data.input_files import printable_name
 from riskcore.data.snapshots import HeldBack
 from riskcore.data.validation import labelled
 from riskcore.faults import checkpoint
-from riskcore.files import next_report_number, numbered_name, utc_now
+from riskcore.files import next_report_number, numbered_name, read_json, utc_now
 from riskcore.formatting import plural
 from riskcore.model.drift_evidence import estimate_text
 from riskcore.model.evaluation import score_trained
@@ -256,15 +266,35 @@ def wrote_reports(config: Config, number: int | None) -> bool:
                                       for name in NUMBERED_REPORTS)
 
 
+def number_of_run(config: Config, current: Deployment | None, pending: dict | None, reports_only: bool) -> int:
+    """The number this run's reports take.
+
+    A run killed mid-way left its number behind: reused, so its reports are numbered as if it had never been
+    interrupted. Reports owed to the deployed model whose risk list is already written (a run that failed between
+    the list and its PDF keeps no number) take the list's number: its cycle of calls is already recorded and on the
+    page. Else the one after the highest ever used: reports in the folder, the history, the risk list's.
+    """
+    if (pending or {}).get("run_number"):
+        return pending["run_number"]
+    try:
+        record = read_json(config.output_model_folder / RISK_RECORD, "Risk list record", missing={})
+    except DataError:
+        record = {}
+    listed = record.get("run_number") if isinstance(record, dict) else None
+    listed = listed if isinstance(listed, int) and listed >= 1 else None
+    if reports_only and listed is not None and current is not None \
+            and record.get("model_version") == current.model_version and not wrote_reports(config, listed):
+        return listed
+    return next_report_number(config.output_model_folder,
+                              recorded=max(highest_run_number(history_path(config)), listed or 0))
+
+
 def work(config: Config, current: Deployment | None, new_files: list[str], pending: dict | None,
          reports: Reports, removed: list[str] | None = None) -> int:
     """A run with something to do: new data, files the operator drops (`removed`), or reports still owed."""
     run = Run(started_at=utc_now(), new_files=new_files,
               version_before=current.model_version if current else None)
-    # A run killed mid-way left its number behind: reuse it, so the reports are numbered as if
-    # it had never been interrupted.
-    run.run_number = (pending or {}).get("run_number") or next_report_number(
-        config.output_model_folder, recorded=highest_run_number(history_path(config)))
+    run.run_number = number_of_run(config, current, pending, reports_only=not new_files and not removed)
     if not new_files and not removed:
         resumed = resumed_run(pending or {}, run.run_number)
         if resumed is None:
