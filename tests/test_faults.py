@@ -691,6 +691,27 @@ def test_a_run_killed_after_writing_the_snapshot_leaves_the_next_tick_the_same_n
     assert row["rows_new"] == 20 and row["f1_new_data"] == 0.0 and done.calls == ["retrain"]
 
 
+@pytest.mark.slow
+def test_on_postgresql_a_killed_run_leaves_the_next_tick_the_same_new_rows(pg_env, pg_database, tmp_path: Path):
+    """The same interruption on a PostgreSQL table without a watermark column, as the issue walked it: killed after
+    writing the snapshot, the next tick still finds the 20 flipped rows new (not none of them) and retrains."""
+    from test_database import table_project
+
+    server = pg_env
+    server.psql(CREATE_PG + f"INSERT INTO clients VALUES {pg_values(FIRST, '2024-01-01Z')};", pg_database)
+    config = table_project(tmp_path, server.url(pg_database), watermark=None)
+    assert tick.tick(config, Reports()) == 0
+    server.psql("UPDATE clients SET exited = 1 - exited WHERE ctid IN (SELECT ctid FROM clients LIMIT 20);",
+                pg_database)
+    killed = run_script("fullprocess.py", "--config", str(config.config_file), cwd=tmp_path,
+                        env={**server.client_env(), "RISK_KILL_AT": "ingestion-wrote-data"})
+    assert killed.returncode == -signal.SIGKILL
+    done = Reports()
+    tick.tick(config, done)
+    row = read_history(history_path(config))[-1]
+    assert row["rows_new"] == 20 and row["f1_new_data"] == 0.0 and done.calls == ["retrain"]
+
+
 def test_deleting_most_of_a_table_is_held_back_until_the_operator_allows_it(tmp_path: Path):
     from test_database import execute
 
