@@ -86,6 +86,23 @@ def test_database_waits_are_configurable_with_defaults_well_under_the_cron_inter
     assert "keepalives_idle=5" in conninfo(given) and "keepalives_idle=9" not in conninfo(given)
 
 
+def test_within_a_run_the_database_waits_are_cut_to_the_time_left(tmp_path: Path):
+    from riskcore.data.db_connection import session_waits
+
+    source = parse_input_database({"url": "postgresql://risk@db/crm", "table": "clients"}, tmp_path, "c.json")
+    alone = session_waits(source)  # a command run by hand: no deadline
+    assert (alone.statement, alone.lock, alone.statement_cut, alone.lock_cut) == (120, 30, False, False)
+    with run_deadline(60):
+        waits = session_waits(source)
+    assert 59 < waits.statement <= 60 and waits.lock == 30 and (waits.statement_cut, waits.lock_cut) == (True, False)
+    assert waits.statement_reason() == ("a query was still running at the run's time limit of 60 s "
+                                        "(automation.max_run_seconds) and was cancelled; nothing was read")
+    assert waits.lock_reason().endswith("within 30 s (input_database.lock_timeout_seconds); nothing was read")
+    with run_deadline(10):
+        assert session_waits(source).lock_reason().endswith(
+            "did not clear before the run's time limit of 10 s (automation.max_run_seconds); nothing was read")
+
+
 @pytest.mark.parametrize("key, value", [("lock_timeout_seconds", 0), ("statement_timeout_seconds", -1),
                                         ("keepalive_seconds", 1e9), ("statement_timeout_seconds", "60"),
                                         ("watermark_lookback_seconds", -5), ("max_deleted_share", 1.5)])
