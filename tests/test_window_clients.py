@@ -102,7 +102,7 @@ def test_two_exports_of_the_same_clients_are_estimated_on_each_client_once(tmp_p
     # The estimate is the latest snapshots' alone: the older export is superseded, not weighted as much.
     assert run["estimated_f1"] == pytest.approx(estimate_of(config, config.input_folder / "2026-03.csv"))
     said = estimate_text(run)
-    assert " on 2,000 unlabelled clients (each client's latest snapshot of the window's 4,000 rows);" in said
+    assert " on 2,000 unlabelled clients (each client's latest snapshot of the window's 4,000 rows), about " in said
     assert "4,000 unlabelled clients" not in said
     assert latest_estimate(run)["sentence"] == said  # the page
     assert said in " ".join(estimate_lines(run, None))  # the PDF

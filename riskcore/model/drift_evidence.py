@@ -271,6 +271,9 @@ def estimate_text(row: dict[str, Any]) -> str | None:
     repeated = checked_clients(row) is not None and isinstance(snapshots, int) and snapshots > estimated
     clients = _clients_text(estimated, row.get("window_labelled"), snapshots if repeated else None)
     text = f"estimated F1 {f1:.2f}{bounds} on {clients}"
+    expected = row.get("estimated_positives")
+    if isinstance(expected, (int, float)):  # how many leavers the F1 is about: a handful make any F1 noise
+        text += f", about {expected:,.0f} of them expected to leave"
     baseline = row.get("estimated_baseline")
     if isinstance(baseline, (int, float)):
         text += f"; own-market baseline {baseline:.2f}"

@@ -134,10 +134,19 @@ def estimate_window(config: Config, run: Run, deployment: Deployment, model, cli
         run.estimated_f1, run.estimated_f1_interval = estimate["f1"], estimate["f1_interval"]
         run.estimated_precision, run.estimated_recall = estimate["precision"], estimate["recall"]
         run.estimated_roc_auc, run.estimated_rows, run.estimated_baseline = estimate["roc_auc"], len(rows), baseline
+        run.estimated_positives = estimate["expected_positives"]
         # A warning where labels are missing: where every client is labelled, or the labels found model drift, the
         # labels decide (a run that retrained read "without labels nothing is retrained" about the model it replaced).
-        run.estimated_drift = not labels_found_drift and len(known) < len(rows) and estimated_drop(
+        # Like a labelled verdict, it needs automation.min_positives clients who leave, here expected ones: a window
+        # of clients all expected to stay has an F1 near 0 whatever the model (a drop, its interval far below).
+        dropped = not labels_found_drift and len(known) < len(rows) and estimated_drop(
             estimate, baseline, config.automation["min_drop"])
+        few = estimate["expected_positives"] < config.automation["min_positives"]
+        run.estimated_drift = dropped and not few
+        if dropped and few:
+            log.info("no estimated_drift warning: about %.0f of the window's clients are expected to leave, fewer than "
+                     "the %d a verdict needs (automation.min_positives)", estimate["expected_positives"],
+                     config.automation["min_positives"])
     if ledger:
         keep_ledger(config, run, rows, predictions, probabilities, labelled(new))
     words = [text for text in (estimate_text(run.as_row()), calibration_text(run.calibration)) if text]

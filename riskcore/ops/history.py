@@ -47,6 +47,7 @@ HISTORY_COLUMNS = {
     # The window's performance estimated from calibrated probabilities (riskcore.model.calibration), labels or not
     "estimated_f1": "REAL", "estimated_f1_interval": "TEXT", "estimated_precision": "REAL",
     "estimated_recall": "REAL", "estimated_roc_auc": "REAL", "estimated_rows": "INTEGER",
+    "estimated_positives": "REAL",  # the clients the window is expected to lose: fewer than min_positives, no warning
     "estimated_baseline": "REAL", "estimated_drift": "INTEGER",  # the own-market baseline; the warning
     "realized_f1": "REAL", "realized_rows": "INTEGER",  # the ledger (riskcore.ops.ledger): F1 once labels arrive
     "calibration": "TEXT",  # a labelled window's ECE, Brier score and reliability bins

@@ -74,11 +74,12 @@ class Run:
     window_called: int | None = None  # rows of clients who were called, left out of the drift check's window
     call_effect: dict[str, Any] | None = None  # does calling help, measured after the reports
     estimated_f1: float | None = None  # the window's F1 estimated from calibrated probabilities, labels or not
-    estimated_f1_interval: list[float] | None = None  # its bootstrap 95% interval over the window's rows
+    estimated_f1_interval: list[float] | None = None  # its 95% interval over the window's rows
     estimated_precision: float | None = None
     estimated_recall: float | None = None
     estimated_roc_auc: float | None = None
     estimated_rows: int | None = None  # one per client: each client's latest snapshot in the window
+    estimated_positives: float | None = None  # the clients the window is expected to lose (its probabilities' sum)
     estimated_baseline: float | None = None  # the served model's own-market baseline F1 it is compared with
     estimated_drift: bool | None = None  # the warning: an estimated drop (never retrains by itself)
     realized_f1: float | None = None  # the served model's F1 on the window's clients whose labels are known
@@ -128,8 +129,8 @@ PENDING_FIELDS = ("run_id", "started_at", "run_number", "new_files", "rows_read"
                   "baseline_source", "drift_p_value", "f1_new_data", "f1_ingested", "baseline", "drift_test",
                   "drift_verdict", "model_drift", "data_drift", "new_rows_quantiles", "decision", "version_before",
                   "evaluation", "estimated_f1", "estimated_f1_interval", "estimated_precision", "estimated_recall",
-                  "estimated_roc_auc", "estimated_rows", "estimated_baseline", "estimated_drift", "realized_f1",
-                  "realized_rows", "calibration")
+                  "estimated_roc_auc", "estimated_rows", "estimated_positives", "estimated_baseline", "estimated_drift",
+                  "realized_f1", "realized_rows", "calibration")
 
 
 def write_pending(config: Config, run: Run) -> None:
