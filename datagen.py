@@ -2,8 +2,10 @@
 
 Reads:   nothing (with --sqlite: the bundled CSV files of --market under --root)
 Writes:  under --root, practicedata/dataset1.csv and dataset2.csv, sourcedata/dataset3.csv and
-         dataset4.csv, testdata/testdata.csv; with --sqlite PATH, those rows into the table "clients"
+         dataset4.csv, testdata/testdata.csv; with --sqlite PATH, those rows into the table "clients";
+         with --month PATH, one more month of --rows clients of --market (a new file only)
 Example: python datagen.py            (no --config: it writes fixed files and reads no setting)
+         python datagen.py --month sourcedata/dataset5.csv --market shifted --seed 5 --unlabelled
 
 Every file has the header ``corporation,lastmonth_activity,lastyear_activity,
 number_of_employees,exited``, the bundled new market's (``sourcedata/``) followed by
@@ -107,6 +109,17 @@ uses ``default_rng([LAYOUT_SEED, k])`` (k = 1 practice, 2 source); regime codes
 are 1 (practice) and 2 (source). ``PRACTICE_SEED = 1101``,
 ``SOURCE_SEED = 2202``, ``LAYOUT_SEED = 3303``; rerunning reproduces every file
 byte for byte (given the same numpy version's generators).
+
+A month to try the automation on (``--month``)
+---------------------------------------------
+``write_month(path, rows, market, seed, labelled)``: ``generate_columns(rows, market, seed)`` with
+the ids ``m<seed>-00000``, ``m<seed>-00001``, ... and, but for the practice market, the annual
+revenue above; unlabelled, without ``exited`` (this month's export, before anyone knows who will
+leave). The same seed gives the same clients with the same figures whatever the label, so a
+labelled month written after an unlabelled one with the same seed and rows brings those clients'
+labels (the estimate's ledger then realizes its F1); another market with the same seed gives the
+same ids new figures (new snapshots of the same clients). ``shifted`` and ``changed`` are the
+months above: clients that shift but leave by the same rule, and a change in who leaves.
 
 Large files: ``write_clients_csv`` streams ``n`` rows in chunks with ids
 ``c00000000, c00000001, ...``; chunk ``k`` is drawn from
@@ -427,6 +440,20 @@ def build_bundled() -> dict[str, Columns]:
     }
 
 
+def write_month(path: str | os.PathLike, rows: int, market: str, seed: int, labelled: bool = True) -> int:
+    """Write one month of `rows` new clients of a market as a CSV file (see the docstring); its row count."""
+    cols = generate_columns(rows, market, seed)
+    cols["corporation"] = np.array([f"m{seed}-{i:05d}" for i in range(rows)])
+    if market != "practice":  # the course's old market has no revenue, as practicedata/ has none
+        cols[REVENUE] = draw_revenue(cols["number_of_employees"], market, seed)
+    names = [name for name in KNOWN_COLUMNS if name in cols and (labelled or name != "exited")]
+    cells = [cols[name].tolist() for name in names]
+    lines = (",".join("" if value != value else str(int(value)) if isinstance(value, float) else str(value)
+                      for value in row) + "\n" for row in zip(*cells, strict=True))
+    write_chunks(path, [",".join(names) + "\n", "".join(lines)])
+    return rows
+
+
 def write_bundled(root: str | os.PathLike) -> dict[str, int]:
     """Write the bundled datasets under root; return row counts by relative path."""
     counts = {}
@@ -484,27 +511,78 @@ def write_sqlite(path: str | os.PathLike, market: str, root: str | os.PathLike) 
     return len(rows)
 
 
+MONTH_ROWS = 1000  # --month's defaults
+MONTH_SEED = 1
+
+
+def whole_number(least: int):
+    """An argparse type: a whole number of at least `least` (--rows 1, --seed 0), else an error naming the value."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = least - 1
+        if number < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, not {text!r}")
+        return number
+    return parse
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(description="Generate the project's bundled client data.")
+    parser = argparse.ArgumentParser(description="Generate the project's bundled client data, or one more month.")
     parser.add_argument("--root", default=str(PROJECT_DIR),
                         help="folder to write practicedata/, sourcedata/, testdata/ into "
                              "(default: the folder of datagen.py)")
     parser.add_argument("--sqlite", metavar="PATH",
                         help="instead: add the bundled rows of --market to the SQLite example table at PATH "
                              f"(table {SQLITE_TABLE}, created when missing; rows already there are not added again)")
-    parser.add_argument("--market", choices=sorted(SQLITE_MARKETS), default="practice",
-                        help="with --sqlite: practicedata's rows (the first delivery) or sourcedata's (the next)")
-    return parser.parse_args(argv)
+    parser.add_argument("--month", metavar="PATH",
+                        help="instead: write one month of --rows new clients of --market to PATH, a new CSV file "
+                             "(put it in the input folder, then run fullprocess.py); ids m<seed>-00000, ...")
+    parser.add_argument("--market", choices=sorted(REGIMES),
+                        help="with --sqlite: practice (practicedata's rows, the default) or source (sourcedata's); "
+                             "with --month: practice, source (the default), shifted (bigger, quieter clients who "
+                             "leave by the same rule) or changed (clients like source's, another rule of who leaves)")
+    parser.add_argument("--rows", type=whole_number(1), help=f"with --month: how many clients (default {MONTH_ROWS})")
+    parser.add_argument("--seed", type=whole_number(0),
+                        help=f"with --month: the seed (default {MONTH_SEED}); the same seed gives the same "
+                             "clients and figures, so a labelled month after an unlabelled one brings their labels")
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="with --month: no exited column (this month's export, before anyone knows who leaves)")
+    args = parser.parse_args(argv)
+    if args.sqlite and args.month:
+        parser.error("--sqlite and --month are two different jobs: give one of them")
+    if args.sqlite and args.market not in (None, *SQLITE_MARKETS):
+        parser.error(f"--market {args.market} is a month's market; --sqlite takes practice or source")
+    if not args.month and (args.unlabelled or args.rows is not None or args.seed is not None):
+        parser.error("--rows, --seed and --unlabelled go with --month PATH")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the five bundled CSV files and report their row counts (or add rows to the SQLite example)."""
+    """Write the five bundled CSV files and report their row counts (or add rows to the SQLite example, or a month)."""
     args = parse_args(argv)
     if args.sqlite:
-        added = write_sqlite(args.sqlite, args.market, args.root)
-        print(f"{args.sqlite}: {added} {args.market} rows added" if added else
-              f"{args.sqlite}: the {args.market} rows are there already")
+        market = args.market or "practice"
+        added = write_sqlite(args.sqlite, market, args.root)
+        print(f"{args.sqlite}: {added} {market} rows added" if added else
+              f"{args.sqlite}: the {market} rows are there already")
+        return 0
+    if args.month:
+        market, rows, seed = args.market or "source", args.rows or MONTH_ROWS, \
+            MONTH_SEED if args.seed is None else args.seed
+        path = Path(args.month)
+        if path.exists():  # rewriting a month the automation ingested would change its rows, not add a month
+            print(f"error: {path} exists already; --month writes a new file only (choose another name).",
+                  file=sys.stderr)
+            return 1
+        if not path.parent.is_dir():
+            print(f"error: the folder {path.parent} does not exist.", file=sys.stderr)
+            return 1
+        write_month(path, rows, market, seed, labelled=not args.unlabelled)
+        print(f"{path}: {rows} {market} clients (ids m{seed}-00000 ...), "
+              f"{'unlabelled (no exited column)' if args.unlabelled else 'labelled'}")
         return 0
     for relpath, count in write_bundled(args.root).items():
         print(f"{relpath}: {count} rows")

@@ -223,3 +223,57 @@ def test_write_clients_csv_streams_chunks(tmp_path: Path, monkeypatch) -> None:
     assert df.duplicated().sum() == 250
     assert (df["corporation"].str.len() > 0).all() and (df[FEATURES] >= 0).all().all()
     assert [p.name for p in tmp_path.iterdir()] == ["big.csv"]
+
+
+def month_table(path: Path, labelled: bool) -> pl.DataFrame:
+    """A --month file read as ingestion reads a client file: the data contract checked."""
+    from riskcore.data.validation import read_text_table, validate_client_frame
+
+    return validate_client_frame(read_text_table(path.read_bytes(), path.name, labelled), path.name, labelled)
+
+
+def test_a_month_unlabelled_then_labelled_with_the_same_seed_brings_the_same_clients_labels(tmp_path: Path,
+                                                                                             capsys) -> None:
+    export, labels = tmp_path / "2026-12.csv", tmp_path / "2027-01.csv"
+    assert datagen.main(["--month", str(export), "--market", "shifted", "--rows", "300", "--seed", "7",
+                         "--unlabelled"]) == 0
+    assert datagen.main(["--month", str(labels), "--market", "shifted", "--rows", "300", "--seed", "7"]) == 0
+    assert "300 shifted clients" in capsys.readouterr().out
+    unlabelled, labelled = month_table(export, False), month_table(labels, True)
+    assert "exited" not in unlabelled.columns and "exited" in labelled.columns
+    assert unlabelled.height == labelled.height == 300 and unlabelled["corporation"].n_unique() == 300
+    assert unlabelled["corporation"][0] == "m7-00000"
+    assert labelled.drop("exited").equals(unlabelled)  # the same clients, figures and revenue
+    assert labelled["annual_revenue"].null_count() > 0  # a new-market month: revenue, some of it unknown
+    expected = datagen.generate_columns(300, "shifted", 7)
+    assert labelled["exited"].to_list() == expected["exited"].tolist()
+
+
+def test_a_practice_month_has_no_revenue_and_another_market_other_figures(tmp_path: Path) -> None:
+    assert datagen.main(["--month", str(tmp_path / "a.csv"), "--market", "practice", "--rows", "50"]) == 0
+    assert datagen.main(["--month", str(tmp_path / "b.csv"), "--market", "changed", "--rows", "50"]) == 0
+    practice, changed = month_table(tmp_path / "a.csv", True), month_table(tmp_path / "b.csv", True)
+    assert "annual_revenue" not in practice.columns
+    assert practice["corporation"].equals(changed["corporation"])  # the same seed: the same ids, new figures
+    assert not practice["number_of_employees"].equals(changed["number_of_employees"])
+
+
+@pytest.mark.parametrize(("argv", "status", "said"), [
+    (["--rows", "5"], 2, "--rows, --seed and --unlabelled go with --month PATH"),
+    (["--month", "{tmp}/m.csv", "--rows", "0"], 2, "--rows: must be a whole number of at least 1, not '0'"),
+    (["--month", "{tmp}/m.csv", "--seed", "-1"], 2, "--seed: must be a whole number of at least 0, not '-1'"),
+    (["--sqlite", "{tmp}/x.sqlite", "--market", "changed"], 2, "--sqlite takes practice or source"),
+    (["--sqlite", "{tmp}/x.sqlite", "--month", "{tmp}/m.csv"], 2, "give one of them"),
+    (["--month", "{tmp}/exists.csv"], 1, "exists already; --month writes a new file only"),
+    (["--month", "{tmp}/no/m.csv"], 1, "does not exist"),
+])
+def test_a_wrong_month_request_is_one_sentence_and_writes_nothing(tmp_path: Path, capsys, argv, status, said) -> None:
+    (tmp_path / "exists.csv").write_text("kept\n")
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    try:
+        assert datagen.main(argv) == status
+    except SystemExit as stop:  # argparse's usage error
+        assert stop.code == status
+    assert said in capsys.readouterr().err
+    assert (tmp_path / "exists.csv").read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.csv"]
