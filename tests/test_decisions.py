@@ -644,3 +644,34 @@ def test_the_own_rows_baseline_widens_to_the_newest_rows_that_hold_leavers(targe
     from riskcore.model.own_market import newest_with_leavers
 
     assert newest_with_leavers(np.array(target), newest, leavers) == measured
+
+
+def test_a_model_whose_test_data_is_of_another_market_is_calibrated_on_its_baseline_rows_not_the_test_data(tmp_path):
+    """training.py by hand on a new market: the baseline came from out-of-fold predictions of its newest rows, yet the
+    calibrator was fitted on the old market's testdata.csv, so its estimates read the old market's odds."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    import ingestion
+    import training
+    from riskcore.data.validation import features_of, read_client_csv
+    from riskcore.model.calibration import calibration_figures
+    from riskcore.model.training import build_model
+
+    month(tmp_path / "input" / "2026-01.csv", 3000, "source", 21)
+    month(tmp_path / "test" / "testdata.csv", 500, "practice", 12)  # the old market's test data
+    config = load_config(write_config(tmp_path, automation=EVIDENCE))
+    ingestion.run(config)
+    metadata = training.run(config)
+    baseline, calibration = metadata["baseline"], metadata["calibration"]
+    assert "is of another market" in baseline["source"] and baseline["rows"] == 2000
+    assert calibration["source"] == ("out-of-fold log-odds of the newest 2,000 of its 3,000 training rows (5 folds), "
+                                     "the rows of its drift baseline")
+    assert calibration["rows"] == 2000 and calibration["method"] in ("isotonic", "platt", "model")
+    # The model's own calibration on exactly those rows, as a hand computation with the same folds gives it.
+    rows = read_client_csv(config.final_data_file)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    log_odds = cross_val_predict(build_model(config.model), features_of(rows), rows[TARGET], cv=folds,
+                                 method="decision_function")[-2000:]
+    own = calibration_figures(1 / (1 + np.exp(-log_odds)), rows[TARGET].to_numpy()[-2000:])
+    assert calibration["before"]["ece"] == pytest.approx(own["ece"])
+    assert calibration["positives"] == int(rows[TARGET].to_numpy()[-2000:].sum())

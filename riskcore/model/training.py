@@ -175,13 +175,24 @@ def calibration_rows(config: Config, held_out):
 
     A retrain's holdout (riskcore.model.holdout: new rows its model never saw); for a first model, the
     test data of its market, so that the model still learns from every labelled row (and predicts as
-    the course's model does). None when there are none.
+    the course's model does; a test data of another market gives way to out_of_fold_rows). None when
+    there are none.
     """
     if held_out is not None and len(held_out):
         return held_out, "held-out rows of the new market, left out of its training"
     if config.test_data_file.is_file():
         return read_client_csv(config.test_data_file), f"the test data ({TEST_DATA})"
     return None, f"no held-out rows ({TEST_DATA} does not exist)"
+
+
+def out_of_fold_rows(frame, log_odds, baseline: dict[str, Any]) -> tuple[str, tuple]:
+    """The rows an out-of-fold baseline was measured on (own_market_baseline: the newest training rows), in words,
+    with their out-of-fold log-odds and labels: what calibrate fits on where the test data is of another market."""
+    newest = int(baseline["rows"])
+    target = labelled(frame)[TARGET].to_numpy()
+    source = (f"out-of-fold log-odds of the newest {newest:,} of its {len(target):,} training rows "
+              f"({baseline['folds']} folds), the rows of its drift baseline")
+    return source, (log_odds[-newest:], target[-newest:])
 
 
 def out_of_fold_log_odds(settings: dict[str, Any], features, target) -> np.ndarray:
@@ -223,12 +234,13 @@ def with_out_of_fold(log_odds, labels, training, settings: dict[str, Any], secon
 
 
 def calibrate(model, rows, source: str, training=None, settings: dict[str, Any] | None = None,
-              seconds: float | None = None):
+              seconds: float | None = None, scored: tuple | None = None):
     """The model's calibrator, fitted on held-out labelled rows (riskcore.model.calibration), and its record.
 
     `training`: a retrain's training rows (`rows` its held-out ones). Where the held-out rows are too
     few to calibrate, the training rows' out-of-fold log-odds join them (with_out_of_fold: the model's
-    `settings`, within `seconds`); the record's "out_of_fold" says how many of each.
+    `settings`, within `seconds`); the record's "out_of_fold" says how many of each. `scored`: log-odds
+    and labels of rows the model never learnt from, given instead of `rows` (out_of_fold_rows).
     """
     import time
 
@@ -236,7 +248,9 @@ def calibrate(model, rows, source: str, training=None, settings: dict[str, Any] 
 
     started = time.perf_counter()
     rows = labelled(rows) if rows is not None else None
-    if rows is None or not len(rows):
+    if scored is not None:
+        log_odds, labels = scored
+    elif rows is None or not len(rows):
         log_odds, labels = np.zeros(0), np.zeros(0)
     else:
         log_odds, labels = model.decision_function(features_of(rows)), rows[TARGET].to_numpy()
@@ -371,9 +385,15 @@ def train(config: Config, data_file: Path | None = None, model_folder: Path | No
             model, log_odds = train_model(frame, config.model, seconds=seconds, out_of_fold=True)
             baseline = own_market_baseline(frame, log_odds, why, config.automation["recent_rows"],
                                            config.automation["min_positives"])
-    calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration),
-                                               training=frame if retrain else None, settings=config.model,
-                                               seconds=seconds)
+    if baseline is not None and not retrain:
+        # The test data is of another market, so it calibrates no more than it measures: the rows the baseline is
+        # measured on do both (calibrated on testdata.csv, a new-market model's estimates read the old market's odds).
+        source, scored = out_of_fold_rows(frame, log_odds, baseline)
+        calibrator, calibration_record = calibrate(model, None, source, scored=scored)
+    else:
+        calibrator, calibration_record = calibrate(model, *calibration_rows(config, calibration),
+                                                   training=frame if retrain else None, settings=config.model,
+                                                   seconds=seconds)
     metadata = save_model(
         model, lambda b: {**model_metadata(b, frame, data_sha, config.model, model),
                           **({"candidates": chosen} if chosen else {}), "calibration": calibration_record,
