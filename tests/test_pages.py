@@ -1069,3 +1069,22 @@ def test_the_reliability_diagram_names_the_model_whose_probabilities_it_shows(tm
                                                                        version_before="replaced-model"))
     text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
     assert "Reliability of model replaced-model, 2026-03-01 06:00 UTC: predicted share leaving" in text
+
+
+def test_the_latest_checks_f1_on_too_few_labelled_rows_says_how_few(tmp_path):
+    """A wait on a window of 5 labelled rows read "F1 0.0000" in the card's big type, bare (issue 19's five rows)."""
+    config = build_project(tmp_path)
+    version = current_deployment(config.prod_deployment_folder).model_version
+    history = config.output_model_folder / RUN_HISTORY
+    record_run(history, drift_run("few", "2026-04-01T06:00:00Z", decision="wait", f1_new_data=0.0,
+                                  version_before=version, window_rows=2005, window_labelled=5, window_positives=2))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "Latest drift check F1 0.0000 (5 rows: fewer than 30) " in text
+    record_run(history, drift_run("many", "2026-04-02T06:00:00Z", decision="keep", f1_new_data=0.73,
+                                  version_before=version, window_rows=400, window_labelled=400, window_positives=90))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "Latest drift check F1 0.7300 2026-04-02" in text  # enough rows: the figure alone
+    record_run(history, drift_run("none", "2026-04-03T06:00:00Z", decision="wait", f1_new_data=None,
+                                  version_before=version, window_rows=300, window_labelled=0, window_positives=0))
+    text = text_of(app_module.create_app(config.config_file).test_client().get("/model"))
+    assert "Latest drift check F1 — 2026-04-03" in text  # no labelled row: no F1, as before

@@ -129,6 +129,7 @@ def model_health(risk: RiskService, served: Served | None, runs: list[dict[str, 
     alpha = float(auto["ks_alpha"])
     return {"served": served, "rule": drift_rule_text(float(auto["psi_threshold"]), alpha), "check": check,
             "sentence": check_sentence(check) if check else None,
+            "scored_rows": scored_rows(check) if check else None, "few": FEW_ROWS,
             "other_model": other_model_note(check, served), "replaced_model": replaced_model_note(check, served),
             "drifted": checked_features(check, alpha, drifted=True),
             "steady": checked_features(check, alpha, drifted=False), "too_few_rows": too_few_rows_text(check),
