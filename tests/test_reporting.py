@@ -1010,6 +1010,23 @@ def test_the_headline_says_the_holdouts_rows_once(rows, said):
     assert f"held-out new rows</b> {said}: F1 0.5000 before the retrain, 0.6000 after it" in line
 
 
+@pytest.mark.parametrize(("served", "said"), [
+    ("new", None),
+    ("old", " The model served now, old, is not the retrained one (new), but the one before it."),
+    ("other", " The model served now, other, is not the retrained one (new)."),
+])
+def test_the_headlines_retrain_says_when_the_served_model_is_not_the_retrained_one(served, said):
+    """After a rollback the PDF's headline read "F1 0.2358 before the retrain, 0.3709 after it" of the model rolled
+    back from, without a word that the served model is the one before it."""
+    from riskcore.report.pdf_evidence import retrain_line
+
+    held = {"rows": 600, "f1": 0.2358}
+    [line] = retrain_line({"old_model": "old", "new_model": "new",
+                           "holdout": {"old": held, "new": {**held, "f1": 0.3709}}}, served)
+    assert "F1 0.2358 before the retrain, 0.3709 after it" in line
+    assert (said is None and "served now" not in line) or line.endswith(said)
+
+
 def test_the_pdf_says_a_check_on_too_few_rows_cannot_tell_data_drift(deployed):
     few = {name: {"psi": 4.9, "psi_label": "too few rows", "ks_statistic": 0.29, "ks_p_value": 0.72, "rows": 5,
                   "drift": False} for name in FEATURES}

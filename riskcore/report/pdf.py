@@ -152,7 +152,7 @@ def headline_box(data: ReportData, styles: Styles, width: float):
                      "stayed above clients who left more often than the reverse, worse than chance.")
     lines.extend(drift_check_lines(data.drift, deployment.model_version))
     lines.extend(estimate_lines(data.drift.check, metadata.get("calibration")))
-    lines.extend(retrain_line(data.retrain))
+    lines.extend(retrain_line(data.retrain, deployment.model_version))
     if data.risk.top:
         first = data.risk.top[0]
         lines.append(f"{data.risk.rows:,} clients of {escape(data.risk.source.name)} ranked by their risk of "

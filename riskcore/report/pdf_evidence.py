@@ -188,14 +188,20 @@ def retrain_flow(evaluation: dict[str, Any], styles: Styles, width: float) -> li
     return flow
 
 
-def retrain_line(evaluation: dict[str, Any] | None) -> list[str]:
-    """The headline's word on a retrain: old and new model on the held-out new rows, and its flag."""
+def retrain_line(evaluation: dict[str, Any] | None, served: str | None = None) -> list[str]:
+    """The headline's word on a retrain: old and new model on the held-out new rows, and its flag; where the `served`
+    model is not the retrained one (a rollback since), it says so: "after it" is not the served model's figure."""
     held = (evaluation or {}).get("holdout")
     if not held:
         return []
     line = (f"<b>Old and new model on the held-out new rows</b> ({rows_text(held['old'])}): "
             f"F1 {held['old']['f1']:.4f} before the retrain, "
             f"{held['new']['f1']:.4f} after it {SEE_RETRAIN}.")
+    retrained = evaluation.get("new_model")
+    if served and retrained and served != retrained:
+        line += (f" The model served now, {escape(served)}, is not the retrained one "
+                 f"({escape(retrained)})" + (", but the one before it." if served == evaluation.get("old_model")
+                                             else "."))
     if evaluation.get("new_worse"):
         line += f" <b>Flag:</b> {escape(worse_on_holdout(evaluation))}."
     return [line]
