@@ -193,17 +193,43 @@ def test_fifty_clients_a_page_with_next_and_previous(client, shared):
     assert len(call_rows(end)) == clients - (last - 1) * page_data.PAGE_SIZE
     assert "Next →" not in dict((t, h) for h, t in parse(end).links)
     assert f"Page {last} of {last}" in text_of(end)
-    assert call_rows(client.get("/?page=999999")) == call_rows(end)  # past the end: the last page
-    assert call_rows(client.get("/?page=0")) == call_rows(first)
 
 
-@pytest.mark.parametrize(("page", "bounds"), [("abc", "of at least 0"), ("-1", "of at least 0"),
-                                              ("1.5", "of at least 0"), ("١", "of at least 0"),
-                                              ("9" * 12, "from 0 to 999999999")])  # not "at least 0": it is
-def test_a_page_number_that_is_not_a_whole_number_is_a_400_page(client, page, bounds):
+@pytest.mark.parametrize("past", [1, 999_999])
+def test_a_page_past_the_last_is_a_400_page_naming_the_last_page(client, shared, past):
+    """As GET /risk refuses an offset past the end (docs/api.md), the page refuses a page past the last one."""
+    clients = len(ranked_ids(shared))
+    last = -(-clients // page_data.PAGE_SIZE)
+    response = client.get("/", query_string={"page": last + past})
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert (f'Page {last + past} is past the last page, {last}: the query parameter "page" must be a whole number '
+            f"from 1 to {last} ({clients:,} clients, {page_data.PAGE_SIZE} a page).") in text_of(response)
+
+
+def test_a_search_pages_through_its_matches_and_refuses_a_page_past_them(client, shared):
+    matches = [c for c in ranked_ids(shared) if "c01" in c]
+    last = -(-len(matches) // page_data.PAGE_SIZE)
+    assert last < -(-len(ranked_ids(shared)) // page_data.PAGE_SIZE)  # fewer pages than the whole list
+    assert client.get(f"/?q=c01&page={last}").status_code == 200
+    response = client.get(f"/?q=c01&page={last + 1}")
+    assert response.status_code == 400
+    assert f"Page {last + 1} is past the last page, {last}: " in text_of(response)
+    assert f"({len(matches)} clients match, {page_data.PAGE_SIZE} a page)" in text_of(response)
+
+
+def test_a_search_that_matches_nobody_keeps_page_1(client):
+    response = client.get("/?q=nobody-has-this-id")
+    assert response.status_code == 200 and call_rows(response) == []
+    assert client.get("/?q=nobody-has-this-id&page=2").status_code == 400
+
+
+@pytest.mark.parametrize("page", ["0", "abc", "-1", "1.5", "١", "9" * 12])
+def test_a_page_number_below_1_or_not_a_whole_number_is_a_400_page(client, shared, page):
+    last = -(-len(ranked_ids(shared)) // page_data.PAGE_SIZE)
     response = client.get("/", query_string={"page": page})
     assert response.status_code == 400 and response.mimetype == "text/html"
-    assert f'The query parameter "page" must be a whole number {bounds}.' in text_of(response)
+    assert f'The query parameter "page" must be a whole number from 1 to {last} (' in text_of(response)
+    assert "at least 0" not in text_of(response)
 
 
 def test_search_finds_clients_by_part_of_their_id_whatever_the_case(client, shared):

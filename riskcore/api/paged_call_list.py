@@ -12,8 +12,10 @@ from functools import cached_property
 from typing import Any
 
 from riskcore.api.errors import Answer, ApiError, json_bytes
+from riskcore.api.query import page_in_range
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURES, FINAL_DATA, ID_COLUMN, REVENUE
+from riskcore.formatting import count
 from riskcore.model.reasons import Explainer
 
 # The size bands the page filters by, in employees (the EU's enterprise sizes): (lowest, highest or None).
@@ -198,16 +200,18 @@ class CallList:
                                    change=rows["change"])
         return table.write_csv()  # numbers written as in risk_scores.csv (call_list.risk_scores)
 
-    def page(self, number: int, query: str, size: int, band: str = "", moved: str = "",
+    def page(self, number: int | None, query: str, size: int, band: str = "", moved: str = "",
              order: str = "risk") -> tuple[list[dict[str, Any]], int, int, int]:
         """(the rows of a page, the page number shown, the number of pages, the rows in all) of the list, or of what a
         search and the filters keep (shown), in `order`.
 
-        A page past the last one shows the last one, a page before the first the first.
+        ApiError 400 for a page past the last one or no page number (None), as answer() refuses an offset past the
+        end; an empty list has one (empty) page.
         """
         rows = self.shown(query, band, moved, order)
         pages = max(1, -(-rows.height // size))
-        number = min(max(number, 1), pages)
+        held = f"{count(rows.height)} clients match" if query or band or moved else f"{count(rows.height)} clients"
+        number = page_in_range(number, pages, f"{held}, {size} a page")
         shown = rows.slice((number - 1) * size, size).to_dicts()
         return [self.with_reasons(row) for row in shown], number, pages, rows.height
 

@@ -64,7 +64,7 @@ from riskcore.api.page_charts import risk_chart
 from riskcore.api.page_data import downloads, latest_report
 from riskcore.api.page_health import call_effect, health_strip, model_health
 from riskcore.api.paged_call_list import BY_REVENUE, MOVES, SIZE_BANDS, CallList
-from riskcore.api.query import page_search_text, query_choice, query_number
+from riskcore.api.query import given_number, page_in_range, page_search_text, query_choice
 from riskcore.api.risk_service import RiskService, service
 from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEATURES, ID_COLUMN, RISK_SCORES, SUMMARY_REPORT
@@ -141,7 +141,7 @@ def index() -> str:
     risk = service()
     pointer, served = risk.models.serve()
     query, band, moved, order = list_filters()
-    number = query_number("page", 1, 0)  # page 0 shows the first page, as a page past the end shows the last
+    number, _ = given_number("page", 1)  # checked against the pages there are when the page is rendered
     minute = int(time.time() // 60)  # the strip says how long ago the model was checked
     return page_data.rendered(risk, pointer, served, ("calls", number, query, band, moved, order, minute),
                               lambda: render_index(risk, pointer, served, number, query, band, moved, order))
@@ -154,7 +154,7 @@ def list_filters() -> tuple[str, str, str, str]:
             query_choice("order", (BY_REVENUE,)))
 
 
-def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int, query: str,
+def render_index(risk: RiskService, pointer: str | None, served: Served | None, number: int | None, query: str,
                  band: str = "", moved: str = "", order: str = "") -> str:
     from riskcore.report.call_list import at_risk_sentence, calls_at_risk
 
@@ -165,6 +165,8 @@ def render_index(risk: RiskService, pointer: str | None, served: Served | None, 
     if isinstance(calls, CallList):
         rows, number, pages, matches = calls.page(number, query, size, band, moved, order or "risk")
         strip["at_risk"] = at_risk_sentence(calls_at_risk(calls.frame, size, calls.served.calibrator))
+    else:
+        number = page_in_range(number, pages, "no call list to page through")
     today = date.today()
     called = last_calls(calls_path(risk.config.output_model_folder), [row[ID_COLUMN] for row in rows])
     filters = {"q": query or None, "size": band or None, "moved": moved or None, "order": order or None}

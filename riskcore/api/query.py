@@ -26,18 +26,21 @@ def known_parameters(path: str, names: tuple[str, ...], said: str | None = None)
                    field=unknown[0][:60])
 
 
-def query_number(name: str, default: int, lowest: int, highest: int | None = None) -> int:
-    """A query parameter that must be a whole number in a range, or ApiError 400: one sentence naming it.
-
-    ASCII digits only (str.isdigit takes "١" and "²"), surrounding spaces ignored, given once.
-    """
+def given_number(name: str, default: int) -> tuple[int | None, str]:
+    """(the whole number a query parameter holds, or None when it holds none; its text), `default` when absent,
+    ApiError 400 when given twice. ASCII digits only (str.isdigit takes "١" and "²"), surrounding spaces ignored."""
     given = request.args.getlist(name)
     if not given:
-        return default
+        return default, str(default)
     if len(given) > 1:
         raise ApiError(400, f'The query parameter "{name}" may be given once only.', field=name)
     text = given[0].strip()
-    value = int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else None
+    return (int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else None), text
+
+
+def query_number(name: str, default: int, lowest: int, highest: int | None = None) -> int:
+    """A query parameter that must be a whole number in a range, or ApiError 400: one sentence naming it."""
+    value, text = given_number(name, default)
     if value is None or value < lowest or (highest is not None and value > highest):
         # Digits, but more of them than any count here: "of at least 0" would be true of them and refuse them.
         too_large = value is None and text.isascii() and text.isdigit()
@@ -45,6 +48,19 @@ def query_number(name: str, default: int, lowest: int, highest: int | None = Non
         bounds = f"from {lowest} to {top}" if top is not None else f"of at least {lowest}"
         raise ApiError(400, f'The query parameter "{name}" must be a whole number {bounds}.', field=name)
     return value
+
+
+def page_in_range(number: int | None, pages: int, held: str) -> int:
+    """?page= (as given_number read it) against the pages there are, from 1 to `pages` (1 for an empty list, its one
+    empty page), or ApiError 400 naming "page" and the last page: past the end is refused, as GET /risk refuses an
+    offset past the end. `held`: what the pages hold ("6,561 clients, 50 a page")."""
+    if number is not None and 1 <= number <= pages:
+        return number
+    bounds = f"a whole number from 1 to {pages} ({held})"
+    if number is not None and number > pages:
+        raise ApiError(400, f'Page {number} is past the last page, {pages}: the query parameter "page" must be '
+                            f"{bounds}.", field="page")
+    raise ApiError(400, f'The query parameter "page" must be {bounds}.', field="page")
 
 
 def query_choice(name: str, choices: tuple[str, ...], default: str = "") -> str:
