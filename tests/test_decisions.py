@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,42 @@ def detected(run: dict) -> bool:
     """The run found model drift: its flag, and its verdict says so ("no model drift" also holds "model drift")."""
     verdict = run["drift_verdict"]
     return run["model_drift"] is True and ": model drift" in verdict and "no model drift" not in verdict
+
+
+# --- The baseline, said once (issue 19.7; the walk read "held-out rows of its own market (held-out rows of …)") --
+CV_SOURCE = ("held-out rows of its training data by 5-fold cross-validation (the newest 2,000 of its 10,000 rows): "
+             "the test data, testdata.csv, is of another market (PSI 0.41)")
+
+
+@pytest.mark.parametrize(("source", "rows", "said"), [
+    ("held-out rows of the new market, left out of its training", 2000,
+     "F1 0.8429 on held-out rows of its own market (2,000 rows of the new market, left out of its training)"),
+    (CV_SOURCE, 2000, "F1 0.8429 on held-out rows of its own market (its training data by 5-fold cross-validation "
+                      "(the newest 2,000 of its 10,000 rows)), as the test data, testdata.csv, is of another market "
+                      "(PSI 0.41)"),
+    ("the test data, testdata.csv", 5, "F1 0.8429 on held-out rows of its own market (5 rows of the test data, "
+                                       "testdata.csv)"),
+    (None, 40, "F1 0.8429 on held-out rows of its own market (40 rows)"),
+])
+def test_the_baseline_says_its_rows_once(source, rows, said):
+    from riskcore.model.drift_evidence import baseline_rows, baseline_text
+
+    baseline = {"f1": 0.84286, "rows": rows, "source": source}
+    assert baseline_text(baseline, why=True) == said
+    assert said.count("held-out rows") == 1 and said.count(f"{rows:,}") == 1
+    assert baseline_text(baseline) == said.partition(", as ")[0]  # without the why: which rows, not why
+    assert "held-out rows" not in baseline_rows(baseline)  # deployment.py --list's column says "its own market"
+
+
+def test_the_drift_verdict_names_the_baseline_as_the_page_does():
+    from riskcore.model.drift_evidence import baseline_where
+
+    baseline = {"f1": 0.85, "rows": 1000, "source": CV_SOURCE.replace("2,000", "1,000")}
+    reason = significant_drop(Counts(170, 30, 30, 770), Counts(60, 40, 40, 360), 0.05, 0.05,
+                              baseline_where(baseline)).reason
+    assert ("against 0.8500 on held-out rows of its own market (its training data by 5-fold cross-validation (the "
+            "newest 1,000 of its 10,000 rows)): a drop of") in reason
+    assert reason.count("held-out rows") == 1 and "another market" not in reason  # the why stays on the model page
 
 
 def served(config: Config) -> str:
@@ -544,14 +581,18 @@ def test_a_model_trained_by_hand_on_a_new_market_is_measured_on_held_out_rows_of
     assert float(deployment.path(SCORE_FILE).read_text()) == pytest.approx(test_f1)
     assert baseline["f1"] > test_f1 + 0.2  # the walk: 0.84 on its own market, 0.52 on the old market's test data
     listed = run_script("deployment.py", "--config", str(config.config_file), "--list", cwd=tmp_path).stdout
-    assert f"{baseline['f1']:.4f} (2,000 rows: held-out rows of its training data by 5-fold" in listed
+    assert (f"{baseline['f1']:.4f} (its training data by 5-fold cross-validation (the newest 2,000 of its 10,000 "
+            "rows))") in listed
     import html
 
     import app
 
     page = html.unescape(app.create_app(config.config_file).test_client().get("/model").get_data(as_text=True))
-    assert (f"Drift baseline: F1 {baseline['f1']:.4f} on held-out rows of its own market (held-out rows of its "
-            "training data by 5-fold cross-validation") in page
+    assert (f"Drift baseline: F1 {baseline['f1']:.4f} on held-out rows of its own market (its training data by "
+            "5-fold cross-validation (the newest 2,000 of its 10,000 rows)), as the test data, testdata.csv, is of "
+            "another market (") in page
+    said = re.search(r'<p id="baseline">(.*?)</p>', page, re.S).group(1)
+    assert said.count("held-out rows") == 1  # said once: no "(held-out rows of …" inside it
 
 
 def test_a_model_trained_on_the_test_datas_market_keeps_the_test_data_as_its_baseline(tmp_path, caplog):

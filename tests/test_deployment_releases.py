@@ -14,6 +14,7 @@ from conftest import client_rows, one_sentence, run_script, write_csv
 from riskcore.config import Config
 from riskcore.contract import INGESTED_FILES, MODEL_FILE, RUN_HISTORY, DataError
 from riskcore.files import sha256_file
+from riskcore.model.drift_evidence import baseline_rows
 from riskcore.ops.history import read_history
 from riskcore.release import publish
 from riskcore.release.listing import release_rows
@@ -147,7 +148,7 @@ def test_list_rollback_to_and_roll_forward_as_an_operator_runs_them(four_release
         release = read_release(four_releases.prod_deployment_folder, name)
         baseline = deployed_metadata(release)["baseline"]
         line = by_number[str(number)]
-        shown = f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source'].partition(': ')[0]})"
+        shown = f"{baseline['f1']:.4f} ({baseline_rows(baseline)})"  # the rows said once, as on the page and PDF
         assert f" {release.manifest['score']:.4f} " in line.split(shown)[0] and shown in line
     assert by_number["4"].rstrip().endswith("current")
     assert script("--rollback", "--to", "1").startswith(f"release {releases[1]}:")

@@ -1001,6 +1001,16 @@ def test_the_trend_table_gives_each_model_its_own_market_baseline_beside_the_tes
     assert f"{metadata['model_version']} {deployment.manifest['score']:.4f} {metadata['baseline']['f1']:.4f}" in text
 
 
+def test_the_pdf_says_the_baseline_as_the_page_does(deployed):
+    """One sentence for the baseline (riskcore.model.drift_evidence.baseline_text), its rows said once."""
+    from riskcore.model.drift_evidence import baseline_text
+
+    baseline = deployed_metadata(require_deployment(deployed.prod_deployment_folder))["baseline"]
+    text = " ".join(squeeze(page) for page in pdf_pages(reporting.run(deployed)["summary_report"]))
+    said = squeeze(f"Drift baseline: {baseline_text(baseline, why=True)}; drift checks compare")
+    assert said in text and said.count("held-out rows") == 1
+
+
 @pytest.mark.parametrize(("rows", "said"), [(1, "(1 rows, fewer than 30)"), (2000, "(2,000 rows)")])
 def test_the_headline_says_the_holdouts_rows_once(rows, said):
     from riskcore.report.pdf_evidence import retrain_line

@@ -18,11 +18,13 @@ from riskcore.api.served_model import Served
 from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.formatting import ago, day, sentence_case, when
 from riskcore.model.drift_evidence import (
+    baseline_text,
     calibration_text,
     calibrator_text,
     called_text,
     check_estimate,
     checked_rows_text,
+    drift_baseline,
     drift_rule_text,
     estimate_text,
     figures_text,
@@ -236,7 +238,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
 
     quality: dict[str, Any] = {"test": None, "test_note": None, "new": None, "new_name": None, "old": None,
                                "old_model": None, "new_worse": False, "few": FEW_ROWS, "baseline": None,
-                               "calibration": None, "training": None}
+                               "baseline_text": None, "calibration": None, "training": None}
     try:
         quality["test"] = scores_with_intervals(served.model, read_test_data(risk.config))
     except UserError as exc:
@@ -248,11 +250,12 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
         evaluation = {}
     try:  # the drift check's baseline: the model on held-out rows of its own market; the calibrator's record
         metadata = deployed_metadata(served.deployment)
-        quality["baseline"] = metadata.get("baseline")
+        quality["baseline"] = drift_baseline(metadata)
+        quality["baseline_text"] = baseline_text(quality["baseline"], why=True) if quality["baseline"] else None
         quality["calibration"] = calibrator_text(metadata.get("calibration"))
         quality["training"] = training_choice_text(metadata.get("candidates"))
     except (UserError, ValueError):
-        quality["baseline"] = quality["calibration"] = quality["training"] = None
+        quality["baseline"] = quality["baseline_text"] = quality["calibration"] = quality["training"] = None
     held = evaluation.get("holdout")
     kept = [run for run in runs
             if run.get("f1_new_data") is not None and run.get("version_before") == served.model_version]

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from riskcore.contract import FEATURES
-from riskcore.model.drift_evidence import MIN_DRIFT_ROWS, TOO_FEW_ROWS, feature_values
+from riskcore.model.drift_evidence import MIN_DRIFT_ROWS, OWN_MARKET, TOO_FEW_ROWS, feature_values
 
 DECILES = np.linspace(0.0, 1.0, 11)[1:-1]
 SOME_SHIFT = 0.1  # PSI from here up to the threshold: worth watching, not drift
@@ -114,7 +114,7 @@ class DropTest:
 
 
 def significant_drop(baseline: Counts, window: Counts, min_drop: float, alpha: float,
-                     baseline_name: str = "held-out rows of its own market",
+                     baseline_name: str | None = None,
                      permutations: int = PERMUTATIONS, seed: int = PERMUTATION_SEED) -> DropTest:
     """Model drift when the window's F1 is below the baseline's by at least min_drop, and significantly so.
 
@@ -134,7 +134,7 @@ def significant_drop(baseline: Counts, window: Counts, min_drop: float, alpha: f
     p_value = float((1 + np.count_nonzero(drops >= drop - 1e-12)) / (1 + permutations))
     drift = drop >= min_drop and p_value < alpha
     measured = (f"F1 {window_f1:.4f} on {window.rows:,} labelled rows ({window.positives:,} left) against "
-                f"{base_f1:.4f} on {baseline_name} ({baseline.rows:,} rows): ")
+                f"{base_f1:.4f} on {baseline_name or f'{OWN_MARKET} ({baseline.rows:,} rows)'}: ")
     if drift:
         verdict = f"a drop of {drop:.4f} (p {p_value:.3g} < {alpha:g}): model drift"
     elif drop < min_drop:

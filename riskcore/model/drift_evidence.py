@@ -342,6 +342,43 @@ def training_choice_text(record: dict[str, Any] | None) -> str | None:
             f"{int(record.get('holdout_rows') or 0):,} held-out rows, against {others}")
 
 
+OWN_MARKET = "held-out rows of its own market"  # what the drift baseline is measured on, in every output (issue 19.7)
+
+
+def drift_baseline(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The F1 the model's drift checks compare with: measured on held-out rows of its own market when it was trained
+    (modelmetadata.json's "baseline"); None for a model trained before it was recorded."""
+    baseline = metadata.get("baseline")
+    return baseline if isinstance(baseline, dict) and baseline.get("f1") is not None else None
+
+
+def baseline_rows(baseline: dict[str, Any]) -> str:
+    """Which rows a drift baseline (modelmetadata.json's "baseline") was measured on, said once: "2,000 rows of the
+    new market, left out of its training", "its training data by 5-fold cross-validation (the newest 2,000 of its
+    10,000 rows)", "5 rows of the test data, testdata.csv". Its source without the why (baseline_text gives it) and
+    without a second "held-out rows of": OWN_MARKET says that ("held-out rows of its own market (held-out rows of
+    the new market …)" read twice on the page and the PDF)."""
+    what = (baseline.get("source") or "").partition(": ")[0].removeprefix("held-out rows of ")
+    rows = baseline.get("rows")
+    if rows and f"{int(rows):,}" not in what:
+        what = f"{int(rows):,} rows of {what}" if what else f"{int(rows):,} rows"
+    return what
+
+
+def baseline_where(baseline: dict[str, Any]) -> str:
+    """ "held-out rows of its own market (2,000 rows of the new market, left out of its training)"."""
+    rows = baseline_rows(baseline)
+    return f"{OWN_MARKET} ({rows})" if rows else OWN_MARKET
+
+
+def baseline_text(baseline: dict[str, Any], why: bool = False) -> str:
+    """A drift baseline in words, the one sentence the page, the PDF and the drift checks share: "F1 0.8429 on held-out
+    rows of its own market (2,000 rows of the new market, left out of its training)"; with `why`, why those rows
+    where its source says ("…, as the test data, testdata.csv, is of another market (…)")."""
+    reason = (baseline.get("source") or "").partition(": ")[2] if why else ""
+    return f"F1 {score(baseline['f1'])} on {baseline_where(baseline)}" + (f", as {reason}" if reason else "")
+
+
 def calibrator_text(record: dict[str, Any] | None) -> str | None:
     """The served model's calibrator in words, from its metadata's "calibration" record: "isotonic, fitted on 400
     rows of the test data (testdata.csv): ECE 0.120 → 0.031, Brier score 0.150 → 0.110"; with no calibrator, why

@@ -21,6 +21,7 @@ from riskcore.model.calibration import calibrated_probability, calibration_figur
 from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
 from riskcore.model.drift_evidence import (
     NEW_ROWS_POINTS,
+    baseline_where,
     calibration_text,
     data_drift_text,
     estimate_text,
@@ -100,7 +101,7 @@ def significance_check(config: Config, run: Run, deployment: Deployment, model, 
         run.drift_verdict = f"waiting for more labelled rows: {short}"
         return "wait"
     test = significant_drop(Counts.from_dict(baseline["counts"]), counts, auto["min_drop"], auto["alpha"],
-                            baseline["source"])
+                            baseline_where(baseline))
     run.drift_p_value, run.drift_verdict = test.p_value, test.reason
     return "drift" if test.drift else "keep"
 

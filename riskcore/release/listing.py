@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from riskcore.contract import DataError, IntegrityError
-from riskcore.formatting import when
+from riskcore.formatting import score, when
+from riskcore.model.drift_evidence import baseline_rows, drift_baseline
 from riskcore.release.load import (
     Deployment,
     current_release_name,
@@ -24,13 +25,6 @@ from riskcore.release.operator_state import read_control, rollback_in_force, ser
 log = logging.getLogger(__name__)
 
 KINDS = {"model": "new model", "records": "same model, newer records"}
-
-
-def drift_baseline(metadata: dict[str, Any]) -> dict[str, Any] | None:
-    """The F1 the model's drift checks compare with: measured on held-out rows of its own market when it was trained
-    (modelmetadata.json's "baseline"); None for a model trained before it was recorded."""
-    baseline = metadata.get("baseline")
-    return baseline if isinstance(baseline, dict) and baseline.get("f1") is not None else None
 
 
 def release_rows(prod: Path) -> list[dict[str, Any]]:
@@ -68,14 +62,14 @@ def release_rows(prod: Path) -> list[dict[str, Any]]:
 
 
 def _baseline_text(baseline: dict[str, Any] | None) -> str:
-    """ "0.8429 (2,000 rows: held-out rows of the new market, left out of its training)" ("-": none recorded)."""
+    """ "0.8429 (2,000 rows of the new market, left out of its training)" ("-": none recorded); the column's header
+    says "F1 on its own market"."""
     if baseline is None:
         return "-"
-    if not (baseline.get("rows") and baseline.get("source")):
-        return f"{baseline['f1']:.4f}"
     # Which rows, not why: the why is the data-drift evidence (PSI and KS of every feature), 300 characters that
     # made each row of the table wrap in a terminal; deployment.py's log and the model page give it in full.
-    return f"{baseline['f1']:.4f} ({baseline['rows']:,} rows: {baseline['source'].partition(': ')[0]})"
+    rows = baseline_rows(baseline)
+    return f"{score(baseline['f1'])} ({rows})" if rows else score(baseline["f1"])
 
 
 def format_releases(rows: list[dict[str, Any]]) -> str:

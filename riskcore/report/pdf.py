@@ -38,7 +38,7 @@ from riskcore.formatting import (
     score,
     when,
 )
-from riskcore.model.drift_evidence import training_choice_text
+from riskcore.model.drift_evidence import baseline_text, drift_baseline, training_choice_text
 from riskcore.model.evaluation import Evaluation
 from riskcore.ops.calls import GROUP_MARK
 from riskcore.release.load import Deployment
@@ -139,11 +139,10 @@ def headline_box(data: ReportData, styles: Styles, width: float):
     training = training_choice_text(metadata.get("candidates"))
     if training:
         lines.append(f"<b>Learnt from</b> {escape(training)}.")
-    baseline = metadata.get("baseline") or {}
-    if baseline.get("f1") is not None:
-        lines.append(f"<b>Drift baseline</b>: F1 {baseline['f1']:.4f} on held-out rows of its own market "
-                     f"({escape(baseline['source'])}, {baseline['rows']:,} rows); drift checks compare new rows with "
-                     "it, while the test-data F1 above is the course's score.")
+    baseline = drift_baseline(metadata)
+    if baseline is not None:
+        lines.append(f"<b>Drift baseline</b>: {escape(baseline_text(baseline, why=True))}; drift checks compare new "
+                     "rows with it, while the test-data F1 above is the course's score.")
     if ev.rows < FEW_ROWS:
         lines.append(f"<b>Measured on {ev.rows} rows, fewer than {FEW_ROWS}:</b> one client more or less moves "
                      "the test-data figures a lot; read them as rough.")
