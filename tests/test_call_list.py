@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -882,6 +883,69 @@ def test_the_activity_trend_never_reads_a_usual_of_zero(month, year, text):
     rows, texts = reasons.worded_units(explainer, frame)
     listed = rows.select(texts).collect().row(0)
     assert trend["text"] in listed
+
+
+NEW_MARKET = reasons.Explainer(coefficients=(-0.136, 0.0072, 0.02), intercept=0.75, average=(97.0, 1148.0, 184.0),
+                               typical=(94.0, 1045.0, 99.0))
+
+
+@pytest.mark.parametrize(("month", "year", "trend", "usual"), [
+    # the walk: 52 against a usual 43 is 21% up and read "activity steady" (steady was 80-125%)
+    (52, 516, "activity slightly up", 43),
+    (45, 516, "activity steady", 43), (43, 516, "activity steady", 43), (41, 516, "activity steady", 43),
+    (40, 516, "activity slightly down", 43), (35, 516, "activity slightly down", 43),
+    (34, 516, "activity falling", 43), (54, 516, "activity rising", 43),
+    (8, 102, "activity slightly down", 9),  # 102 / 12 = 8.5, shown as 9 (half up): the words read the 9 shown
+    (9, 102, "activity steady", 9),
+])
+def test_the_activity_trend_says_what_the_two_numbers_beside_it_show(month, year, trend, usual):
+    [reason] = [r for r in NEW_MARKET.reasons([month, year, 99]) if r["feature"] == reasons.TREND]
+    assert reason["text"].startswith(f"{trend}: {month} last month, ")
+    assert f"against its usual {usual} a month: " in reason["text"]
+
+
+def trend_said(text: str) -> tuple[str, int, int | None, int]:
+    """(the trend's words, last month, the usual month shown or None, the year shown when no usual month is)."""
+    found = re.fullmatch(r"(.+?): ([\d,]+) last month, .*?, (?:against its usual ([\d,]+) a month|against ([\d,]+) "
+                         r"in the last year|and (none) in the last year): .*", text)
+    assert found, text
+    words, month, usual, year, none = found.groups()
+
+    def number(shown: str) -> int:
+        return int(shown.replace(",", ""))
+
+    return words, number(month), number(usual) if usual else None, 0 if none else number(year or "0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(count_value, count_value), min_size=1, max_size=40))
+def test_the_trend_words_never_contradict_the_numbers_they_stand_beside(rows):
+    """On generated clients, words and numbers agree: "up" and "rising" only above the usual month shown, "down" and
+    "falling" only below it, "steady" within 5% of it; with no usual month shown (under half a month's activity in
+    the year), falling for none last month, rising for some. The polars list's words are the same (one definition)."""
+    import polars as pl
+
+    bands = {"activity falling": (0, 0.8), "activity slightly down": (0.8, 0.95), "activity steady": (0.95, 1.05),
+             "activity slightly up": (1.05, 1.25), "activity rising": (1.25, math.inf)}
+    for month, year in rows:
+        [reason] = [r for r in NEW_MARKET.reasons([month, year, 99]) if r["feature"] == reasons.TREND]
+        words, shown_month, usual, shown_year = trend_said(reason["text"])
+        assert shown_month == month
+        if usual is not None:
+            low, high = bands[words]
+            assert low <= month / usual <= high, reason["text"]
+            assert month < usual if "down" in words or "falling" in words else True, reason["text"]
+            assert month > usual if "up" in words or "rising" in words else True, reason["text"]
+        elif shown_year == 0 and month == 0:
+            assert words == "no activity"
+        else:
+            assert words == ("activity falling" if month == 0 else "activity rising"), reason["text"]
+    frame = pl.DataFrame({f: [row[j] if j < 2 else 99 for row in rows] for j, f in enumerate(FEATURES)},
+                         schema_overrides={f: pl.UInt32 for f in FEATURES})
+    table, texts = reasons.worded_units(NEW_MARKET, frame)
+    listed = table.select(texts).collect()[texts[0].meta.output_name()].to_list()
+    assert listed == [r["text"] for month, year in rows for r in NEW_MARKET.reasons([month, year, 99])
+                      if r["feature"] == reasons.TREND]
 
 
 def test_a_clients_chart_shows_the_calibrated_probability_its_run_gave(tmp_path):

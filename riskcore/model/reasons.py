@@ -57,9 +57,12 @@ EFFECTS = tuple(
     "leaves the risk unchanged" if sign == 0 else
     " ".join(filter(None, ("raises the risk" if sign > 0 else "lowers the risk", STRENGTHS[::-1][level][1])))
     for sign in (-1, 0, 1) for level in range(len(STRENGTHS)))
-# How a reason about the activity trend starts: last month below 80%, within, above 125% of the monthly average, or
-# none in the year at all (a client with no activity read "activity steady: 0 last month, ...").
-TREND_WORDS = ("activity falling", "activity steady", "activity rising", "no activity")
+# How a reason about the activity trend starts, by last month against the usual month the reason shows
+# (usual_month): below 80%, below 95%, within 5%, above 105%, above 125%, or none in the year at all (a client with
+# no activity read "activity steady: 0 last month, ..."). "Steady" is within 5%: it was 80-125%, and "activity
+# steady: 52 last month, ..., against its usual 43 a month" (21% up) read oddly.
+TREND_WORDS = ("activity falling", "activity slightly down", "activity steady", "activity slightly up",
+               "activity rising", "no activity")
 FRACTIONS = ((0.1, "a tenth of"), (0.2, "a fifth of"), (0.25, "a quarter of"), (1 / 3, "a third of"),
              (0.5, "half"), (2 / 3, "two thirds of"), (0.75, "three quarters of"))
 FRACTION_VALUES = tuple(value for value, _ in FRACTIONS)  # ascending
@@ -92,13 +95,26 @@ def effect(contribution: float) -> str:
     return EFFECTS[int(effect_code(contribution))]
 
 
+def usual_month(year: Any) -> Any:
+    """A client's usual month, as its reason shows it: the year's activity over 12, rounded half up (whole numbers,
+    numbers, arrays or expressions alike)."""
+    return (year + 6) // 12
+
+
 def trend_code(month: Any, year: Any) -> Any:
-    """Where the activity trend's words are in TREND_WORDS: last month against a twelfth of the year (exact in
-    floats), or no activity in either."""
-    falling = (month * 60 < year * 4) * 1
-    rising = (month * 48 > year * 5) * 1
-    idle = ((month == 0) & (year == 0)) * 2  # neither falling nor rising: 1 + 2 is "no activity"
-    return 1 - falling + rising + idle
+    """Where the activity trend's words are in TREND_WORDS: last month against the usual month the reason shows
+    (whole-number arithmetic, so the words never contradict the two numbers beside them: "slightly up" is always
+    above the usual month shown, "steady" within 5% of it), or no activity in either. A year of less than half a
+    month's activity (shown as the year's total) has no usual month: no activity last month is falling, some
+    rising."""
+    usual = usual_month(year)
+    none_of_some = (month == 0) & (year > 0)
+    below = ((month * 20 < usual * 19) | none_of_some) * 1
+    falling = ((month * 5 < usual * 4) | none_of_some) * 1  # falling is below too: two steps down
+    above = (month * 20 > usual * 21) * 1
+    rising = (month * 4 > usual * 5) * 1
+    idle = ((month == 0) & (year == 0)) * 3  # neither below nor above: 2 + 3 is "no activity"
+    return 2 - below - falling + above + rising + idle
 
 
 def compared(value: float, typical: float) -> str:
@@ -295,9 +311,10 @@ def month_part(month: Any, typical: float) -> str:
 
 
 def year_part(year: Any) -> str:
-    """The activity trend's words about the year: "against its usual 65 a month"; a year of less than one a month
-    is said as it is ("against 5 in the last year", "and none in the last year"), never "its usual 0 a month"."""
-    monthly = round(year / 12)
+    """The activity trend's words about the year: "against its usual 65 a month" (usual_month); a year of less than
+    half a month is said as it is ("against 5 in the last year", "and none in the last year"), never "its usual 0 a
+    month"."""
+    monthly = usual_month(year)
     if monthly >= 1:
         return f"against its usual {count(monthly)} a month"
     return "and none in the last year" if year == 0 else f"against {count(year)} in the last year"
