@@ -264,11 +264,14 @@ def test_a_few_rows_are_scored_by_the_librarys_own_arithmetic_bit_for_bit(shared
     log_odds = model.decision_function(rows)
     platt = calibration._fit("platt", log_odds, (log_odds + rng.normal(0, 2, len(rows)) > 0).astype(int))
     assert served_model.scored_plainly(model)
+    # predict_proba's class-1 column, held within the calibrator's bounds (riskcore.model.calibration) as on every path.
+    library = np.clip(platt.estimator.predict_proba(log_odds.reshape(-1, 1))[:, 1], *platt.bounds)
+    assert np.array_equal(calibrated_probability(platt, log_odds), library)
     for start in range(0, len(rows), 7):
         few = rows[start:start + rng.integers(1, PLAIN_ROWS)]
         assert np.array_equal(linear_log_odds(model, few), model.decision_function(few))
         mine = calibrated_probability(platt, log_odds[start:start + len(few)])
-        assert np.array_equal(mine, platt.estimator.predict_proba(log_odds[start:start + len(few)].reshape(-1, 1))[:, 1])
+        assert np.array_equal(mine, library[start:start + len(few)])
     # A model whose decision_function is not the linear formula of the features keeps scikit-learn's own.
     other = make_pipeline(StandardScaler(), LogisticRegression()).fit(rows[:100], (rows[:100, 0] > 4).astype(int))
     assert not served_model.scored_plainly(other)

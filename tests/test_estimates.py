@@ -181,8 +181,86 @@ def test_the_kept_probabilities_are_never_measured_worse_calibrated_than_the_mod
         assert calibrator.probability(log_odds).tolist() == expit(log_odds).tolist()
     else:
         assert record["after"] == record["candidates"][record["method"]] == best
-    if seed in (7, 8):  # the two seeds where both candidates measure worse than the model's own
+    if seed == 7:  # the seed where both candidates measure worse than the model's own
         assert record["method"] == "model"
+
+
+def retrain_and_held_out(seed: int, rows: int):
+    """A retrain of both markets (its own probabilities pile up near 0 and 1) and held-out rows of the new market."""
+    model = train_model(pd.concat([clients(2000, "practice", seed), clients(2400, "source", seed + 50)]), SETTINGS)
+    held_out = clients(rows, "source", seed + 100)
+    return model, model.decision_function(features_of(held_out)), held_out[TARGET].to_numpy()
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+@pytest.mark.parametrize("rows", [150, 300, 600])
+def test_a_calibrator_fitted_on_a_few_hundred_rows_never_says_0_or_100_percent(method, rows):
+    """The walk's isotonic calibrator on 600 held-out rows read ">99.9%" for a client of log-odds 0.52 (its top
+    block, all leavers, mapped to 1.0). Now no probability is beyond what the rows can give: 1/(n+2), (n+1)/(n+2)."""
+    from riskcore.formatting import percent
+    from riskcore.model.calibration import _fit
+
+    model, log_odds, labels = retrain_and_held_out(6, rows)
+    calibrator = _fit(method, log_odds, labels)
+    everyone = np.r_[model.decision_function(features_of(clients(3000, "source", 306))), -60.0, 60.0]
+    probabilities = calibrator.probability(everyone)
+    assert probabilities.min() >= 1 / (rows + 2) and probabilities.max() <= (rows + 1) / (rows + 2)
+    assert probabilities[-1] == pytest.approx((rows + 1) / (rows + 2)) or method == "isotonic"
+    shown = {percent(p) for p in probabilities}
+    assert ">99.9%" not in shown and "<0.1%" not in shown and "100.0%" not in shown and "0.0%" not in shown
+    assert calibrator.probability(everyone[:5]).tolist() == probabilities[:5].tolist()  # one record: the same bounds
+
+
+def test_an_isotonic_block_reads_the_rule_of_successions_share_of_its_rows():
+    """A top block of m leavers reads (m+1)/(m+2); a small block shrunk past its neighbour is pooled with it."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from riskcore.model.calibration import _fit
+
+    _, log_odds, labels = retrain_and_held_out(6, 600)
+    plain = IsotonicRegression(out_of_bounds="clip").fit(log_odds, labels).predict(log_odds)
+    top = plain == plain.max()
+    assert plain.max() == 1.0 and labels[top].all()  # the walk's overconfident block
+    shown = _fit("isotonic", log_odds, labels).probability(log_odds)
+    assert shown[top] == pytest.approx((top.sum() + 1) / (top.sum() + 2))
+    assert np.all(np.diff(shown[np.argsort(log_odds)]) >= 0)
+    # 100 rows of which 90 left (one block, 0.9), then 3 leavers: 91/102 and 4/5 would cross, so they are pooled.
+    x = np.arange(103.0)
+    y = np.r_[np.tile([1] * 9 + [0], 10), 1, 1, 1]
+    steps = _fit("isotonic", x, y).probability(x)
+    assert np.all(np.diff(steps) >= 0) and steps.max() == pytest.approx((100 * 91 / 102 + 3 * 4 / 5) / 103)
+
+
+def test_bounded_calibrators_are_no_worse_calibrated_on_held_out_months_than_unbounded_ones(monkeypatch):
+    """The rule costs no calibration: on datagen months (a retrain of both markets and a new-market model, 300 and
+    600 held-out rows, five seeds, new-market and shifted months of 3,000 clients) the mean ECE of the kept
+    calibrators is not above what the unbounded isotonic and Platt fits gave (0.0253 against 0.0264 when written)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from riskcore.model import calibration
+    from riskcore.model.calibration import Calibrator
+
+    def unbounded(method, log_odds, labels):
+        if method == "isotonic":
+            return Calibrator(method, IsotonicRegression(out_of_bounds="clip").fit(log_odds, labels))
+        return Calibrator(method, LogisticRegression(C=1e6, solver="liblinear").fit(log_odds.reshape(-1, 1), labels))
+
+    bounded = calibration._fit
+    errors = {"bounded": [], "unbounded": []}
+    for seed in range(1, 6):
+        models = [train_model(pd.concat([clients(2000, "practice", seed), clients(2400, "source", seed + 50)]),
+                             SETTINGS), train_model(clients(3000, "source", seed), SETTINGS)]
+        months = [clients(3000, market, seed + 300) for market in ("source", "shifted")]
+        for model in models:
+            for rows in (300, 600):
+                held_out = clients(rows, "source", seed + 100)
+                for name, fit in (("bounded", bounded), ("unbounded", unbounded)):
+                    monkeypatch.setattr(calibration, "_fit", fit)
+                    calibrator, _ = calibrated_on(model, held_out)
+                    errors[name] += [expected_calibration_error(calibrator.probability(
+                        model.decision_function(features_of(month))), month[TARGET]) for month in months]
+    assert np.mean(errors["bounded"]) <= np.mean(errors["unbounded"])
 
 
 def test_too_few_held_out_rows_leave_the_probabilities_the_models_own():

@@ -233,10 +233,29 @@ def test_merge_frames_keeps_each_clients_last_snapshot_where_its_values_first_ap
 
 
 def test_merge_frames_counts_clients_whose_labelled_snapshots_disagree():
-    merged = snapshots.merge_frames([clients(("p", 1, 1, 1, 0), ("q", 1, 1, 1, 0)),
-                                  clients(("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1))])
-    assert (merged.conflicting, merged.conflict_examples) == (1, ["p"])
-    assert merged.data.rows() == [("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1)]
+    # p stayed, then left: how a client leaves, counted apart. s left, then a later snapshot says it stayed: a conflict.
+    merged = snapshots.merge_frames([clients(("p", 1, 1, 1, 0), ("q", 1, 1, 1, 0), ("s", 1, 1, 1, 1)),
+                                     clients(("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1),
+                                             ("s", 1, 1, 1, 0))])
+    assert (merged.conflicting, merged.conflict_examples, merged.left_after_staying) == (1, ["s"], 1)
+    assert merged.data.rows() == [("p", 1, 1, 1, 1), ("q", 2, 2, 2, 0), ("r", 1, 1, 1, 1), ("s", 1, 1, 1, 0)]
+
+
+@pytest.mark.parametrize(("labels", "conflicting", "left_after_staying"), [
+    ([0, 0, 1, 1], 0, 1),  # stayed, then left: the normal story
+    ([0, None, 1], 0, 1),  # an unlabelled export between two labelled snapshots
+    ([1, 0], 1, 0),  # left, then stayed: one of the two is wrong
+    ([0, 1, 0, 1], 1, 0),  # left and came back at some point: a conflict, whatever the latest says
+    ([1, None, 1], 0, 0),
+    ([0, 0], 0, 0),
+])
+def test_only_a_snapshot_saying_stayed_after_one_saying_left_is_a_conflict(labels, conflicting, left_after_staying):
+    """Order decides, across files as within one (a database table holds a client's history row after row)."""
+    rows = [("p", i, 1, 1, label) for i, label in enumerate(labels)]
+    for frames in ([clients(*rows)], [clients(row) for row in rows]):
+        merged = snapshots.merge_frames([*frames, clients(("q", 1, 1, 1, 0))])
+        assert (merged.conflicting, merged.left_after_staying) == (conflicting, left_after_staying)
+        assert merged.conflict_examples == (["p"] if conflicting else [])
 
 
 def snapshots_by_hand(frame: pl.DataFrame) -> list[bool]:
@@ -365,8 +384,36 @@ def test_a_repeated_client_is_one_row_with_its_latest_values(config: Config):
     assert [(f.name, f.rows_kept, f.superseded) for f in result.files if f.name in ("dataset0.csv", "dataset3.csv")] \
         == [("dataset0.csv", 0, 1), ("dataset3.csv", 1, 1)]
     record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
-    assert (record["superseded"], record["conflicting_labels"], record["conflicting_label_clients"]) == (2, 1, ["jggz"])
+    # jggz stayed (0, 0), then left (1): the normal story of leaving, not a conflict
+    assert (record["superseded"], record["conflicting_labels"], record["conflicting_label_clients"]) == (2, 0, [])
+    assert record["left_after_staying"] == 1
     assert record["rows_kept"] == len(config.final_data_file.read_text().splitlines()) - 1
+
+
+def test_clients_who_left_since_a_month_they_stayed_are_told_not_warned_and_a_conflict_warns(config: Config, caplog):
+    """The walk: every labelled month warned "624 clients have labelled snapshots that disagree" for clients who
+    stayed in an earlier month and left in this one. Only a snapshot saying stayed after one saying left warns."""
+    import logging
+
+    write_csv(config.input_folder / "dataset3.csv", ["aaaa,1,1,1,0", "bbbb,2,2,2,0", "cccc,3,3,3,1"])
+    write_csv(config.input_folder / "dataset4.csv", ["aaaa,1,1,1,1", "bbbb,2,2,2,1", "cccc,3,3,3,1"])
+    with caplog.at_level(logging.INFO, logger="riskcore.data.folder_ingest"):
+        ingestion.run(config)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "2 clients left since an earlier labelled snapshot, where they had stayed" in caplog.text
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
+    assert (record["conflicting_labels"], record["conflicting_label_clients"], record["left_after_staying"]) == \
+        (0, [], 2)
+    caplog.clear()
+    write_csv(config.input_folder / "dataset5.csv", ["cccc,3,3,3,0"])  # left in both months, stayed now
+    with caplog.at_level(logging.INFO, logger="riskcore.data.folder_ingest"):
+        ingestion.run(config)
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.getMessage() == ("1 client has a labelled snapshot saying they stayed after one saying they left "
+                                    "(the latest is kept), e.g. 'cccc'")
+    record = json.loads((config.output_folder / INGESTION_RECORD).read_text())
+    assert (record["conflicting_labels"], record["conflicting_label_clients"], record["left_after_staying"]) == \
+        (1, ["cccc"], 2)
 
 
 def test_result_frame_is_the_merged_rows_as_pandas(config: Config):

@@ -288,7 +288,7 @@ def ingest_table(config: Config, record: dict[str, Any] | None, keep_snapshot: b
                         duplicates_dropped=merged.duplicates[0], superseded=merged.superseded[0],
                         labelled=TARGET in read.frame.columns, read_at=read.read_at, rows_new=read.new.height)
     ingested = IngestionResult(data=merged.data, files=[result], conflicting=merged.conflicting,
-                               conflict_examples=merged.conflict_examples,
+                               conflict_examples=merged.conflict_examples, left_after_staying=merged.left_after_staying,
                                only_new=None if merged_new is None else merged_new.data,
                                only_new_labelled=None if merged_new is None else merged_new.labelled_latest,
                                database=read.record(), labelled_latest=merged.labelled_latest)

@@ -3,9 +3,11 @@
 Rows are snapshots of a client. A client's latest snapshot is its last row, files read in name
 order and each file from top to bottom; finaldata.csv holds that one row per client, where those
 values first appear. Per file the record counts the rows read and kept, the exact duplicates
-dropped and the snapshots superseded by a later one; clients whose labelled snapshots disagree
-are counted as conflicting labels. A file without "exited" brings clients whose outcome is not
-known yet: their rows have an empty label in finaldata.csv.
+dropped and the snapshots superseded by a later one; clients whose labelled snapshots say they
+stayed, then left, are counted as information (they left since), and clients with a snapshot saying
+they stayed after one saying they left as conflicting labels (riskcore.data.snapshots). A file
+without "exited" brings clients whose outcome is not known yet: their rows have an empty label in
+finaldata.csv.
 
 No ingested row is lost to a broken copy: when a file that production has ingested fails
 validation, or is gone from the input folder, the whole ingestion is held back (HeldBack) and
@@ -47,6 +49,7 @@ from riskcore.data.snapshots import (
 from riskcore.data.validation import MAX_INPUT_BYTES, read_client_frame
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_path, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file, utc_now
+from riskcore.formatting import plural
 from riskcore.ops.new_data import NOTHING_PROCESSED, Processed
 from riskcore.release.operator_state import operator
 
@@ -168,15 +171,21 @@ def ingest_folder(folder: Path, known: dict[str, set[str]] | None = None, previo
         log.info("ingested %s: %d rows read, %d kept, %d duplicates dropped, %d superseded by a later snapshot%s",
                  printable_name(result.name), result.rows_read, kept, duplicates, superseded,
                  "" if result.labelled else " (no labels yet)")
+    if merged.left_after_staying:
+        log.info("%s since an earlier labelled snapshot, where they had stayed",
+                 plural(merged.left_after_staying, "client left", "clients left"))
     if merged.conflicting:
-        log.warning("%d clients have labelled snapshots that disagree (the latest is kept), e.g. %s",
-                    merged.conflicting, ", ".join(map(repr, merged.conflict_examples[:3])))
+        log.warning("%s a labelled snapshot saying they stayed after one saying they left (the latest is kept), "
+                    "e.g. %s",
+                    plural(merged.conflicting, "client has", "clients have"),
+                    ", ".join(map(repr, merged.conflict_examples[:3])))
     only_new = only_new_labelled = None
     if not all(result.new and result.rows_new == result.rows_read for result in results):
         merged_new = merge_frames(new_parts)
         only_new, only_new_labelled = merged_new.data, merged_new.labelled_latest
     return IngestionResult(data=merged.data, files=results, rejected=rejected, ignored=ignored,
                            conflicting=merged.conflicting, conflict_examples=merged.conflict_examples,
+                           left_after_staying=merged.left_after_staying,
                            only_new=only_new, only_new_labelled=only_new_labelled,
                            labelled_latest=merged.labelled_latest, row_digests=digest_of)
 
@@ -228,6 +237,7 @@ def ingestion_record(result: IngestionResult, folder: Path | None, final_sha256:
         "rows_new": sum(f.rows_new or 0 for f in result.files),
         "conflicting_labels": result.conflicting,
         "conflicting_label_clients": result.conflict_examples,
+        "left_after_staying": result.left_after_staying,
         "final_data_sha256": final_sha256,
     }
 

@@ -1,9 +1,13 @@
 """Rows as snapshots of a client: the ingestion's result types and the merge into one row per client.
 
 A client's latest snapshot is its last row, inputs taken in order and each from top to bottom;
-exact duplicates and superseded snapshots are counted per input, and clients whose labelled
-snapshots disagree are counted as conflicting. Shared by the CSV folder (riskcore.data.folder_ingest) and a
-database table (riskcore.data.db_ingest).
+exact duplicates and superseded snapshots are counted per input. A client's labels, in that order,
+tell its story: stayed (0) in earlier snapshots and left (1) in a later one is how a client leaves,
+counted as information (left_after_staying); a snapshot saying it stayed after one saying it left
+is a genuine conflict (conflicting), since leaving is final in the data's terms: one of the two
+labels is wrong, or the client came back under the same id. Ordering, not files, decides, so a
+database table or a file holding a client's history row after row is read the same way. Shared by
+the CSV folder (riskcore.data.folder_ingest) and a database table (riskcore.data.db_ingest).
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ class Merged:
     kept: list[int]
     duplicates: list[int]
     superseded: list[int]
-    conflicting: int  # clients with two labelled snapshots that disagree
+    conflicting: int  # clients with a labelled snapshot saying 0 (stayed) after one saying 1 (left)
     conflict_examples: list[str]  # the first few of them, by id
+    left_after_staying: int = 0  # clients whose labelled snapshots say 0, then 1: they left since
     # Each client's latest labelled snapshot, when some client's latest snapshot is not labelled
     # (this month's export): what training takes. None when every latest snapshot is labelled.
     labelled_latest: pl.DataFrame | None = None
@@ -65,8 +70,9 @@ class IngestionResult:
     files: list[FileResult] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
-    conflicting: int = 0  # clients with two labelled snapshots that disagree
+    conflicting: int = 0  # clients with a labelled snapshot saying 0 (stayed) after one saying 1 (left)
     conflict_examples: list[str] = field(default_factory=list)
+    left_after_staying: int = 0  # clients whose labelled snapshots say 0, then 1: they left since
     # The rows of the new or changed files alone, merged the same way; None when every file is new.
     only_new: pl.DataFrame | None = None
     only_new_labelled: pl.DataFrame | None = None  # their Merged.labelled_latest
@@ -122,12 +128,13 @@ def first_occurrences(frame: pl.DataFrame, hashes: pl.Series | None = None) -> p
 
 @dataclass
 class Clients:
-    """Per client of stacked rows: the row of its last snapshot, and whether its labels disagree."""
+    """Per client of stacked rows: the row of its last snapshot, and what its labels say in order."""
 
     last: pl.Series  # True at each client's last row
     count: int
-    conflicting: int  # clients with a labelled snapshot saying 0 and another saying 1
+    conflicting: int  # clients with a labelled snapshot saying 0 (stayed) after one saying 1 (left)
     conflict_examples: list[str]
+    left_after_staying: int  # clients whose labelled snapshots say 0, then 1
 
 
 def clients_of(frame: pl.DataFrame) -> Clients:
@@ -135,14 +142,25 @@ def clients_of(frame: pl.DataFrame) -> Clients:
 
     One pass: 1.0 s on 10M rows, where reversed is_first_distinct for the last rows (1.2 s) and a
     second grouping for the labels (0.5 s) each hashed every id again (polars 2.1, 2 busy cores).
+    Only the clients with both labels are grouped again, for the order of their labels: none, no cost; on 2M
+    rows whose 1M clients' labels were drawn at random (400,000 with both) 0.40 s where one pass took 0.19 s.
     """
     summary = (frame.lazy().with_row_index("_row").group_by(ID_COLUMN)
                .agg(pl.col("_row").max().alias("last"), pl.col(TARGET).min().alias("low"),
                     pl.col(TARGET).max().alias("high"))
                .collect())
     last = pl.repeat(False, frame.height, eager=True).scatter(summary["last"], True)
-    conflicting = summary.filter(pl.col("low") != pl.col("high"))[ID_COLUMN]
-    return Clients(last, summary.height, len(conflicting), conflicting.bottom_k(CONFLICT_EXAMPLES).sort().to_list())
+    both = summary.filter(pl.col("low") != pl.col("high"))[ID_COLUMN]
+    if both.is_empty():
+        return Clients(last, summary.height, 0, [], 0)
+    order = (frame.lazy().with_row_index("_row").filter(pl.col(ID_COLUMN).is_in(both.implode()))
+             .group_by(ID_COLUMN)
+             .agg(pl.col("_row").filter(pl.col(TARGET) == 0).max().alias("last_stayed"),
+                  pl.col("_row").filter(pl.col(TARGET) == 1).min().alias("first_left"))
+             .collect())
+    conflicting = order.filter(pl.col("last_stayed") > pl.col("first_left"))[ID_COLUMN]
+    return Clients(last, summary.height, len(conflicting), conflicting.bottom_k(CONFLICT_EXAMPLES).sort().to_list(),
+                   len(both) - len(conflicting))
 
 
 def latest_snapshots(frame: pl.DataFrame, hashes: pl.Series, distinct: pl.Series, last: pl.Series) -> pl.Series:
@@ -182,14 +200,14 @@ def merge_frames(frames: list[pl.DataFrame]) -> Merged:
     clients = clients_of(stacked)
     if clients.count == stacked.height:  # every client once: nothing to drop (the common case, and the cheap one)
         zeros = [0] * len(frames)
-        return Merged(stacked, heights, zeros, list(zeros), 0, [], labelled_latest_of(stacked, stacked))
+        return Merged(stacked, heights, zeros, list(zeros), 0, [], 0, labelled_latest_of(stacked, stacked))
     hashes = stacked.hash_rows()
     distinct = first_occurrences(stacked, hashes)
     kept = latest_snapshots(stacked, hashes, distinct, clients.last)
     data = stacked.filter(kept)
     return Merged(data, per_frame(kept, heights), per_frame(~distinct, heights),
                   per_frame(distinct & ~kept, heights), clients.conflicting, clients.conflict_examples,
-                  labelled_latest_of(stacked, data))
+                  clients.left_after_staying, labelled_latest_of(stacked, data))
 
 
 def labelled_latest_of(stacked: pl.DataFrame, data: pl.DataFrame) -> pl.DataFrame | None:

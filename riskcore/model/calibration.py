@@ -15,6 +15,22 @@ probabilities stay the model's own too (method "none", and nothing is estimated 
 Calibration changes probabilities only: the model's class predictions (the course's F1) and the
 order of the call list (by log-odds) are the model's.
 
+A fitted calibrator claims no more certainty than the rows behind it: each of its probabilities is
+the rule of succession's (Laplace's) estimate for those rows, (k + 1) / (m + 2) where k of m rows
+left, the posterior mean of a share under a uniform prior. Isotonic regression's blocks are
+estimated so (a top block of 20 leavers reads 21/22, 95.5%, never 100%), then pooled again by
+isotonic regression wherever shrinking a small block carried it past its neighbour; Platt scaling's
+curve, fitted on n rows, is held within [1 / (n + 2), (n + 1) / (n + 2)], what n rows that all
+agreed would give. So a calibrator fitted on fewer than 998 rows never reads "<0.1%" or ">99.9%"
+(riskcore.formatting.percent). The cross-fitted comparison measures the calibrators so bounded
+(each half's by its own rows). On datagen months (a retrain of both markets and a new-market model,
+calibrated on 150-2,000 held-out rows, ten seeds, new-market and shifted months of 3,000 clients)
+the kept calibrators' held-out ECE averaged 0.0286 against 0.0287 unbounded; alone, the bounded
+isotonic's 0.0316 against 0.0319, the bounded Platt's 0.0279 against 0.0276 (the generator's surest
+clients do leave at more than 99.9%, which a few hundred rows cannot show). The model's own
+probabilities (method "model" or "none") are not bounded: they are the model's, learnt from its
+training rows.
+
 From calibrated probabilities, a window's performance is estimated without labels (confidence-based
 performance estimation, as NannyML's CBPE): each row contributes its probability to TP or FN, by the
 model's prediction, and its complement to FP or TN. Such an estimate holds while the rule of who
@@ -65,16 +81,17 @@ class Calibrator:
 
     method: str  # "isotonic", "platt", "model" (the model's own, measured best) or "none" (too few rows to fit one)
     estimator: Any = None
+    bounds: tuple[float, float] = (0.0, 1.0)  # a fitted calibrator's: succession_bounds of its rows (module docstring)
 
     def probability(self, log_odds) -> np.ndarray:
         """Calibrated probabilities of leaving for the model's log-odds (decision_function)."""
         log_odds = np.asarray(log_odds, dtype="float64")
         if self.method == "isotonic":
-            return np.clip(self.estimator.predict(log_odds), 0.0, 1.0)
+            return np.clip(self.estimator.predict(log_odds), *self.bounds)
         if self.method == "platt":
             if len(log_odds) < PLAIN_ROWS:  # predict_proba's class-1 column, by its own arithmetic (linear_log_odds)
-                return expit(linear_log_odds(self.estimator, log_odds.reshape(-1, 1)))
-            return self.estimator.predict_proba(log_odds.reshape(-1, 1))[:, 1]
+                return np.clip(expit(linear_log_odds(self.estimator, log_odds.reshape(-1, 1))), *self.bounds)
+            return np.clip(self.estimator.predict_proba(log_odds.reshape(-1, 1))[:, 1], *self.bounds)
         return expit(log_odds)
 
 
@@ -139,17 +156,29 @@ def too_few_to_calibrate(labels) -> bool:
     return len(labels) < MIN_CALIBRATION_ROWS or min(positives, len(labels) - positives) < MIN_CALIBRATION_CLASS
 
 
+def succession_bounds(rows: int) -> tuple[float, float]:
+    """The rule of succession's estimates for `rows` rows that all stayed and all left: 1/(n+2), (n+1)/(n+2)."""
+    return 1.0 / (rows + 2), (rows + 1.0) / (rows + 2)
+
+
 def _fit(method: str, log_odds, labels) -> Calibrator:
+    """A calibrator of one method fitted on these rows, its probabilities bounded by them (module docstring)."""
+    bounds = succession_bounds(len(labels))
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
-        return Calibrator(method, IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(log_odds, labels))
+        steps = IsotonicRegression(out_of_bounds="clip").fit(log_odds, labels)
+        # The rows sharing a fitted value are one block (isotonic blocks' means strictly increase).
+        _, block, rows = np.unique(steps.predict(log_odds), return_inverse=True, return_counts=True)
+        succession = (np.bincount(block, weights=labels) + 1.0) / (rows + 2)
+        pooled = IsotonicRegression(out_of_bounds="clip").fit(log_odds, succession[block])
+        return Calibrator(method, pooled, bounds)
     from sklearn.linear_model import LogisticRegression
 
     # Platt scaling: one feature, so liblinear's exact coordinate descent (its intercept's penalty, 1/C, is nil).
     # The default L-BFGS's steps each woke OpenBLAS's second thread: 1-16 ms a fit on two cores, under 1 ms here.
     platt = LogisticRegression(C=1e6, solver="liblinear")
-    return Calibrator(method, platt.fit(np.reshape(log_odds, (-1, 1)), labels))
+    return Calibrator(method, platt.fit(np.reshape(log_odds, (-1, 1)), labels), bounds)
 
 
 def _halves(labels, seed: int) -> np.ndarray:
