@@ -27,7 +27,7 @@ import scoring  # noqa: E402
 import training  # noqa: E402
 from riskcore.config import Config, load_config  # noqa: E402
 from riskcore.contract import RUN_HISTORY, SCORE_FILE  # noqa: E402
-from riskcore.data.validation import read_client_csv  # noqa: E402
+from riskcore.data.client_csv import read_client_csv  # noqa: E402
 from riskcore.model.evaluation import predict  # noqa: E402
 from riskcore.model.training import train_model  # noqa: E402
 from riskcore.ops.history import read_history  # noqa: E402

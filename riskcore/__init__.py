@@ -3,9 +3,9 @@
 The map (the one place it is written; the README points here):
 
   contract  config  cli  files  faults  formatting          shared by every stage
-  data/     the rows: input_files, contract_rules and validation (the contract's checks), client_scan
-            (the streamed read), snapshots, snapshot_index, folder_ingest; a table as the source:
-            db_setting, db_connection, db_changes, db_ingest
+  data/     the rows: input_files, contract_rules and validation (the contract's checks), client_csv (the
+            one reader of client CSV files), client_scan (the streamed read), snapshots, snapshot_index,
+            folder_ingest; a table as the source: db_setting, db_connection, db_changes, db_ingest
   model/    the model: training, time_limit, own_market, calibration, evaluation, holdout, drift, drift_evidence,
             reasons
   release/  releases: load (hash-checked reading), publish, listing, operator_state

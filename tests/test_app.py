@@ -47,7 +47,7 @@ from riskcore.contract import (
     SCORE_FILE,
     ConfigError,
 )
-from riskcore.data import validation
+from riskcore.data import client_csv, validation
 from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json
 from riskcore.model import calibration, evaluation
@@ -300,8 +300,8 @@ def no_dataframes(monkeypatch) -> None:
                          (pl.LazyFrame, ("__init__", "_from_pyldf"))):
         for name in names:
             monkeypatch.setattr(owner, name, no_frames)
-    for name in ("parse_csv_bytes", "validate_frame", "features_of"):
-        monkeypatch.setattr(validation, name, no_frames)
+    for module, name in ((client_csv, "parse_csv_bytes"), (client_csv, "validate_frame"), (validation, "features_of")):
+        monkeypatch.setattr(module, name, no_frames)
 
 
 def test_the_dataframe_block_stops_every_way_of_building_one(monkeypatch):

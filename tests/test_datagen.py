@@ -227,7 +227,8 @@ def test_write_clients_csv_streams_chunks(tmp_path: Path, monkeypatch) -> None:
 
 def month_table(path: Path, labelled: bool) -> pl.DataFrame:
     """A --month file read as ingestion reads a client file: the data contract checked."""
-    from riskcore.data.validation import read_text_table, validate_client_frame
+    from riskcore.data.client_csv import read_text_table
+    from riskcore.data.validation import validate_client_frame
 
     return validate_client_frame(read_text_table(path.read_bytes(), path.name, labelled), path.name, labelled)
 

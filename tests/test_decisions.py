@@ -554,7 +554,8 @@ def test_a_model_trained_by_hand_on_a_new_market_is_measured_on_held_out_rows_of
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from riskcore.contract import SCORE_FILE
-    from riskcore.data.validation import features_of, read_client_csv
+    from riskcore.data.client_csv import read_client_csv
+    from riskcore.data.validation import features_of
     from riskcore.model.evaluation import read_test_data, score_model
     from riskcore.model.training import build_model
     from riskcore.release.load import load_deployed_model
@@ -694,7 +695,8 @@ def test_a_model_whose_test_data_is_of_another_market_is_calibrated_on_its_basel
 
     import ingestion
     import training
-    from riskcore.data.validation import features_of, read_client_csv
+    from riskcore.data.client_csv import read_client_csv
+    from riskcore.data.validation import features_of
     from riskcore.model.calibration import calibration_figures
     from riskcore.model.training import build_model
 

@@ -30,7 +30,8 @@ from riskcore.contract import (
     IntegrityError,
     UserError,
 )
-from riskcore.data.validation import features_of, read_client_csv
+from riskcore.data.client_csv import read_client_csv
+from riskcore.data.validation import features_of
 from riskcore.files import utc_now
 from riskcore.release.load import load_deployed_model, require_deployment
 from riskcore.report import dependencies, timing

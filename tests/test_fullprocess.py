@@ -151,7 +151,7 @@ def test_first_tick_with_nothing_deployed_deploys(config: Config):
 def test_the_psi_the_automation_records_is_the_shared_psi_of_the_new_rows(deployed: Config):
     """riskcore.model.drift.psi of the new file's rows against the deployed training profile: the number
     the automation records is the shared function's, on the new data alone."""
-    from riskcore.data.validation import read_client_csv
+    from riskcore.data.client_csv import read_client_csv
     from riskcore.model.drift import psi, psi_drifted
 
     add_good_data(deployed)

@@ -19,16 +19,10 @@ import ingestion
 from conftest import HEADER, client_rows, run_script
 from riskcore.config import Config
 from riskcore.contract import COLUMNS, FEATURES, FINAL_DATA, INGESTED_FILES, INGESTION_RECORD, TARGET, DataError
+from riskcore.data.client_csv import parse_csv_bytes, read_client_frame, read_text_table, validate_frame
 from riskcore.data.contract_rules import HIGHEST, LABELS_OPTIONAL, RecordError, check_record
 from riskcore.data.db_ingest import bad_value_masks
-from riskcore.data.validation import (
-    CLIENT_SCHEMA,
-    parse_csv_bytes,
-    read_client_frame,
-    read_text_table,
-    validate_client_frame,
-    validate_frame,
-)
+from riskcore.data.validation import CLIENT_SCHEMA, validate_client_frame
 
 GOOD = ["dataset1.csv", "dataset2.csv"]
 ROW = "abcd,10,120,5,1"

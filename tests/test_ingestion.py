@@ -23,8 +23,9 @@ from riskcore.contract import (
     DataError,
 )
 from riskcore.data import snapshots
+from riskcore.data.client_csv import read_client_csv
 from riskcore.data.snapshots import HeldBack
-from riskcore.data.validation import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled, read_client_csv
+from riskcore.data.validation import CLIENT_SCHEMA, LABELS_OPTIONAL, labelled
 from riskcore.files import sha256_file
 
 

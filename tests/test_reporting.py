@@ -26,7 +26,8 @@ import scoring
 from conftest import HEADER, ROOT, client_rows, deploy_pipeline, run_script, system_missing, write_config, write_csv
 from riskcore.config import Config, load_config
 from riskcore.contract import EXIT_FAILED, FEATURE_LABELS, FEATURES, MANIFEST, RISK_SCORES, RUN_HISTORY, DataError
-from riskcore.data.validation import features_of, read_client_csv
+from riskcore.data.client_csv import read_client_csv
+from riskcore.data.validation import features_of
 from riskcore.formatting import psi_figure
 from riskcore.model.drift import data_drift, psi
 from riskcore.model.reasons import REASON_COLUMNS

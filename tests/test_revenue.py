@@ -23,11 +23,11 @@ import training
 from conftest import HEADER, client_rows, deploy_pipeline, write_config, write_csv
 from riskcore.config import load_config
 from riskcore.contract import FEATURES, FINAL_DATA, MODEL_METADATA, REVENUE, RISK_RECORD, DataError
+from riskcore.data.client_csv import read_client_frame
 from riskcore.data.contract_rules import RecordError, check_record
 from riskcore.data.db_connection import DatabaseError
 from riskcore.data.db_ingest import read_table
 from riskcore.data.db_setting import parse_input_database
-from riskcore.data.validation import read_client_frame
 from riskcore.formatting import money
 from riskcore.model.calibration import calibrated_probability
 from riskcore.release.load import load_deployed_calibrator, require_deployment

@@ -273,7 +273,7 @@ def model_quality(risk: RiskService, served: Served, runs: list[dict[str, Any]])
 # --- A chart per drifted feature -----------------------------------------------------------------
 def ingested_quantiles(path: Path, points: int) -> dict[str, list[float]]:
     """Each feature's quantiles in the ingested data, as many as a training profile holds."""
-    from riskcore.data.validation import read_client_frame
+    from riskcore.data.client_csv import read_client_frame
 
     try:
         frame = read_client_frame(path, require_target=False)

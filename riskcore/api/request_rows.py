@@ -3,8 +3,8 @@
 Every form ends as (client ids, feature matrix, revenues) or an ApiError naming the field at fault;
 revenues (annual_revenue, optional: never a feature) are None where no row gives one. JSON
 records are checked in plain Python against the contract's rules (riskcore.data.contract_rules:
-no DataFrame for a few rows); CSV content goes through the data contract's own validation
-(riskcore.data.validation), imported on the first CSV request.
+no DataFrame for a few rows); CSV content goes through the one reader of client CSV files and the data contract's
+own checks (riskcore.data.client_csv), imported on the first CSV request.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def check_records(records: Any) -> tuple[list[str], list[list[int]], list[float 
 # --- CSV content -----------------------------------------------------------------------------
 def rows_of_csv(data: bytes, name: str) -> Rows:
     """Parse CSV content against the data contract ("exited" optional)."""
-    from riskcore.data.validation import read_client_frame
+    from riskcore.data.client_csv import read_client_frame
 
     try:
         frame = read_client_frame(data, name, require_target=False)

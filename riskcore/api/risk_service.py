@@ -147,7 +147,7 @@ class RiskService:
         return CallList(served, ranking, utc_time(signature[3]), previous)
 
     def _build_scoring(self, served: Served, signature: Signature) -> Answer:
-        from riskcore.data.validation import read_client_csv
+        from riskcore.data.client_csv import read_client_csv
         from riskcore.model.evaluation import score_model
 
         if signature is None:

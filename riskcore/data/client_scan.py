@@ -14,8 +14,9 @@ from pathlib import Path
 import polars as pl
 
 from riskcore.contract import FEATURES, ID_COLUMN, REVENUE, TARGET, DataError
+from riskcore.data.client_csv import check_raw_csv
 from riskcore.data.contract_rules import LABELS_OPTIONAL, check_header
-from riskcore.data.validation import REVENUE_TYPE, amounts, breach, check_raw_csv, normalise_ids, whole_numbers
+from riskcore.data.validation import REVENUE_TYPE, amounts, breach, normalise_ids, whole_numbers
 
 
 def header_columns(head: bytes, name: str) -> list[str]:

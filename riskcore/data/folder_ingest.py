@@ -34,6 +34,7 @@ from riskcore.contract import (
     TRAINING_DATA,
     DataError,
 )
+from riskcore.data.client_csv import MAX_INPUT_BYTES, read_client_frame
 from riskcore.data.input_files import input_digest, list_input_files, printable_name
 from riskcore.data.snapshots import (
     DROP_COMMAND,
@@ -46,7 +47,6 @@ from riskcore.data.snapshots import (
     rows_not_in_digests,
     with_label_column,
 )
-from riskcore.data.validation import MAX_INPUT_BYTES, read_client_frame
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_path, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file, utc_now
 from riskcore.formatting import plural

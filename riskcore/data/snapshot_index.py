@@ -81,8 +81,8 @@ def index_frames(named: list[tuple[str, pl.DataFrame]]) -> pl.DataFrame:
 
 def read_source(source: Source, config: Config) -> pl.DataFrame:
     """A source's rows, checked as the ingestion checks them (DataError when it would reject them)."""
+    from riskcore.data.client_csv import read_client_frame
     from riskcore.data.folder_ingest import read_candidate
-    from riskcore.data.validation import read_client_frame
 
     if source.table:
         return read_client_frame(source.path, source.name, require_target=False, max_id_length=config.max_id_length)

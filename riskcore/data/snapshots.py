@@ -18,7 +18,8 @@ from functools import cached_property
 import polars as pl
 
 from riskcore.contract import ID_COLUMN, KNOWN_COLUMNS, REVENUE, TARGET, DataError
-from riskcore.data.validation import CLIENT_SCHEMA, REVENUE_TYPE, to_pandas
+from riskcore.data.client_csv import to_pandas
+from riskcore.data.validation import CLIENT_SCHEMA, REVENUE_TYPE
 
 CONFLICT_EXAMPLES = 10  # clients with conflicting labels named in the record (the first by id); all are counted
 

@@ -23,7 +23,8 @@ from riskcore.contract import (
     TEST_DATA,
     DataError,
 )
-from riskcore.data.validation import features_of, read_client_csv
+from riskcore.data.client_csv import read_client_csv
+from riskcore.data.validation import features_of
 from riskcore.files import atomic_write_json, atomic_write_text, read_json, sha256_file, utc_now
 from riskcore.model.drift import Counts
 from riskcore.release.load import load_trained_model

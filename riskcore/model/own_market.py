@@ -17,7 +17,8 @@ import numpy as np
 
 from riskcore.config import Config
 from riskcore.contract import TARGET, TEST_DATA
-from riskcore.data.validation import labelled, read_client_csv
+from riskcore.data.client_csv import read_client_csv
+from riskcore.data.validation import labelled
 from riskcore.formatting import count, score
 from riskcore.model.evaluation import baseline_of
 

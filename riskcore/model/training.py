@@ -31,8 +31,9 @@ from riskcore.contract import (
     ConfigError,
     DataError,
 )
+from riskcore.data.client_csv import read_client_csv
 from riskcore.data.contract_rules import LABELS_OPTIONAL
-from riskcore.data.validation import features_of, labelled, read_client_csv
+from riskcore.data.validation import features_of, labelled
 from riskcore.faults import checkpoint
 from riskcore.files import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file
 from riskcore.formatting import plural

@@ -24,8 +24,9 @@ import polars as pl
 
 from riskcore.config import Config
 from riskcore.contract import EVIDENCE_WINDOW, ID_COLUMN, REVENUE, TARGET
+from riskcore.data.client_csv import read_client_frame, to_pandas
 from riskcore.data.snapshots import IngestionResult
-from riskcore.data.validation import LABELS_OPTIONAL, labelled, read_client_frame, to_pandas
+from riskcore.data.validation import LABELS_OPTIONAL, labelled
 from riskcore.release.load import Deployment, read_deployed
 
 

@@ -1,6 +1,6 @@
 """Summary statistics and missing data of the ingested rows: one table, for diagnostics, report and API.
 
-finaldata.csv is read by the one client-file reader (riskcore.data.validation.read_as_written), as
+finaldata.csv is read by the one client-file reader (riskcore.data.client_csv.read_as_written), as
 written: missing values stay visible. The figures are numpy's over the polars columns, the
 kernels pandas used when it read the file here (polars' own std differs from them in the last
 bits), so mean, median and standard deviation are the same to the bit as before.
@@ -16,8 +16,8 @@ import polars as pl
 
 from riskcore.config import Config
 from riskcore.contract import FEATURES, DataError
+from riskcore.data.client_csv import from_pandas, read_as_written
 from riskcore.data.contract_rules import LABELS_OPTIONAL
-from riskcore.data.validation import from_pandas, read_as_written
 
 STATISTICS = ("mean", "median", "std", "count", "min", "max")
 
