@@ -6,8 +6,8 @@ The map (the one place it is written; the README points here):
   data/     the rows: input_files, contract_rules and validation (the contract's checks), client_csv (the
             one reader of client CSV files), client_scan (the streamed read), snapshots, snapshot_index,
             folder_ingest; a table as the source: db_setting, db_connection, db_changes, db_ingest
-  model/    the model: training, time_limit, own_market, calibration, evaluation, holdout, drift, drift_evidence,
-            reasons
+  model/    the model: training, time_limit, own_market, calibration, calibration_rows, evaluation, holdout,
+            drift, drift_evidence, estimate_words, reasons
   release/  releases: load (hash-checked reading), publish, listing, operator_state
   ops/      the cron tick: lock, deadline, new_data, tick, run, run_record, drift_check, evidence_window,
             ledger, history, alerts; calls (the calls recorded), api_client

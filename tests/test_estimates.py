@@ -31,7 +31,7 @@ from riskcore.model.calibration import (
     expected_roc_auc,
     fit_calibrator,
 )
-from riskcore.model.drift_evidence import calibrator_text, estimate_text
+from riskcore.model.estimate_words import calibrator_text, estimate_text
 from riskcore.model.training import train_model
 from riskcore.ops.history import read_history
 from riskcore.release.load import (
@@ -281,7 +281,8 @@ def small_retrain(training_rows: int = 240, held_out_rows: int = 60, seed: int =
 def test_too_few_held_out_rows_are_joined_by_the_training_rows_out_of_fold_log_odds():
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from riskcore.model.training import build_model, calibrate, with_out_of_fold
+    from riskcore.model.calibration_rows import calibrate, with_out_of_fold
+    from riskcore.model.training import build_model
 
     model, training, held_out = small_retrain()
     calibrator, record = calibrate(model, held_out, "held-out rows of the new market", training=training,
@@ -303,6 +304,7 @@ def test_too_few_held_out_rows_are_joined_by_the_training_rows_out_of_fold_log_o
 
 
 def test_enough_held_out_rows_calibrate_alone_without_out_of_fold_fits(monkeypatch):
+    from riskcore.model import calibration_rows
     from riskcore.model import training as training_module
 
     model, training, _ = small_retrain()
@@ -312,18 +314,19 @@ def test_enough_held_out_rows_calibrate_alone_without_out_of_fold_fits(monkeypat
         raise AssertionError("out-of-fold fits on the normal path")
 
     monkeypatch.setattr(training_module, "out_of_fold_log_odds", never)
-    _, record = training_module.calibrate(model, held_out, "held-out rows of the new market", training=training,
+    _, record = calibration_rows.calibrate(model, held_out, "held-out rows of the new market", training=training,
                                           settings=SETTINGS, seconds=60)
     assert record["source"] == "held-out rows of the new market" and "out_of_fold" not in record
     assert record["rows"] == 400 and record["method"] != "none"
 
 
 def test_too_few_rows_even_with_the_training_rows_leave_no_calibrator_and_fit_no_fold(monkeypatch):
+    from riskcore.model import calibration_rows
     from riskcore.model import training as training_module
 
     model, training, held_out = small_retrain(training_rows=60, held_out_rows=15)
     monkeypatch.setattr(training_module, "out_of_fold_log_odds", lambda *_args: pytest.fail("a fold was fitted"))
-    _, record = training_module.calibrate(model, held_out, "held-out rows", training=training, settings=SETTINGS,
+    _, record = calibration_rows.calibrate(model, held_out, "held-out rows", training=training, settings=SETTINGS,
                                           seconds=60)
     assert record["method"] == "none" and record["source"] == "held-out rows" and "out_of_fold" not in record
     assert record["reason"].startswith("15 held-out rows")
@@ -339,12 +342,13 @@ def sleeping(*_args):
 def test_out_of_fold_fits_past_the_time_limit_are_stopped_and_the_model_goes_uncalibrated(monkeypatch):
     import time
 
+    from riskcore.model import calibration_rows
     from riskcore.model import training as training_module
 
     model, training, held_out = small_retrain()
     monkeypatch.setattr(training_module, "out_of_fold_log_odds", sleeping)
     start = time.monotonic()
-    calibrator, record = training_module.calibrate(model, held_out, "held-out rows", training=training,
+    calibrator, record = calibration_rows.calibrate(model, held_out, "held-out rows", training=training,
                                                    settings=SETTINGS, seconds=1)
     assert time.monotonic() - start < 10
     assert record["method"] == "none" and calibrator.method == "none" and record["source"] == "held-out rows"
@@ -400,14 +404,14 @@ def test_the_course_rules_small_window_retrain_deploys_the_same_model_with_the_s
 
     from conftest import COURSE_RULE
     from riskcore.config import load_config
-    from riskcore.model import training as training_module
+    from riskcore.model import calibration_rows
 
     template = tmp_path / "template"
     month(old_market(template, **COURSE_RULE, holdout_share=0.2).input_folder / "2026-02.csv", 300, "changed", 21)
     outcomes = {}
     for variant in ("out of fold", "held-out rows alone"):
         if variant != "out of fold":
-            monkeypatch.setattr(training_module, "with_out_of_fold", lambda *_args: None)
+            monkeypatch.setattr(calibration_rows, "with_out_of_fold", lambda *_args: None)
         shutil.copytree(template, tmp_path / variant, symlinks=True)
         config = load_config(tmp_path / variant / "config.json")
         row = tick(config)
@@ -547,7 +551,7 @@ def test_the_estimate_and_its_realized_f1_say_the_windows_rows_as_rows_and_its_c
     """The walk: one paragraph read "on 10,000 clients (6,975 unlabelled) (each client's latest snapshot of the
     window's 13,040)" then "on 3,025 clients whose labels are known (of the window's 10,000)": the same window, two
     sizes, neither named."""
-    from riskcore.model.drift_evidence import estimate_text, realized_text
+    from riskcore.model.estimate_words import estimate_text, realized_text
 
     row = {"estimated_f1": 0.86, "estimated_f1_interval": [0.86, 0.87], "estimated_rows": 10000, "window_rows": 13040,
            "window_clients": 10000, "window_labelled": 3025, "realized_f1": 0.27, "realized_rows": 3025}
@@ -559,7 +563,7 @@ def test_the_estimate_and_its_realized_f1_say_the_windows_rows_as_rows_and_its_c
 
 def test_a_few_labels_of_a_large_window_do_not_judge_its_estimate():
     """10 labels arrived for a window of 10,005 clients: 'the estimate was off by +0.19' was said on 10 rows."""
-    from riskcore.model.drift_evidence import realized_text
+    from riskcore.model.estimate_words import realized_text
 
     row = {"estimated_f1": 0.86, "estimated_rows": 10005, "realized_f1": 0.6667, "realized_rows": 10}
     assert realized_text(row) == ("realized F1 0.67 on the 10 of the window's 10,005 clients whose labels are known "
@@ -571,7 +575,7 @@ def test_a_few_labels_of_a_large_window_do_not_judge_its_estimate():
 
 def test_a_five_row_windows_calibration_is_said_with_its_caveat_and_not_drawn():
     """ECE on 10 equal-count bins of 5 rows is 5 bins of one client, 0 or 1 against a probability."""
-    from riskcore.model.drift_evidence import calibration_text, latest_calibrated
+    from riskcore.model.estimate_words import calibration_text, latest_calibrated
 
     bins = [{"predicted": 0.1 * i, "observed": float(i % 2), "rows": 1} for i in range(5)]
     small = {"run_id": "s", "calibration": {"ece": 0.25, "brier": 0.2, "rows": 5, "bins": 10, "reliability": bins}}

@@ -529,6 +529,7 @@ NO_OP_PATH = ("fullprocess", "riskcore", "riskcore.api.key", "riskcore.ops.tick"
               "riskcore.ops.deadline",
               "riskcore.data.db_changes", "riskcore.data.db_connection", "riskcore.data.db_setting",  # a table's tick
               "riskcore.model.drift_evidence",  # the history's drift words
+              "riskcore.model.estimate_words",  # the history's estimate words
               "riskcore.ops.alerts",  # the heartbeat, the silence alert and alerts still owed
               "riskcore.formatting")  # the history's numbers
 

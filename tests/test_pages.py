@@ -22,7 +22,7 @@ from riskcore import formatting
 from riskcore.api import page_access, page_charts, page_data, page_health, pages
 from riskcore.config import Config, load_config
 from riskcore.contract import FEATURE_LABELS, FEATURES, RISK_SCORES, RUN_HISTORY
-from riskcore.model import drift_evidence, evaluation
+from riskcore.model import estimate_words, evaluation
 from riskcore.ops.history import read_history, record_run
 from riskcore.release import load
 from riskcore.release.load import current_deployment, load_deployed_model
@@ -1042,9 +1042,9 @@ def test_the_model_page_names_the_served_models_calibration(tmp_path):
 def test_a_fitted_calibrator_reads_with_its_ece_before_and_after():
     record = {"method": "isotonic", "rows": 400, "source": "the test data", "before": {"ece": 0.12, "brier": 0.15},
               "after": {"ece": 0.031, "brier": 0.11}}
-    assert drift_evidence.calibrator_text(record) == ("isotonic, fitted on 400 rows of the test data: ECE 0.120 → "
+    assert estimate_words.calibrator_text(record) == ("isotonic, fitted on 400 rows of the test data: ECE 0.120 → "
                                                       "0.031, Brier score 0.150 → 0.110")
-    assert drift_evidence.calibrator_text(None) is None
+    assert estimate_words.calibrator_text(None) is None
 
 
 def test_a_window_without_bins_draws_no_reliability_diagram():
@@ -1082,7 +1082,7 @@ def test_a_calibrator_fitted_on_held_out_rows_names_them_once():
     record = {"method": "none", "rows": 85, "source": "held-out rows of the new market, left out of its training",
               "reason": "85 held-out rows, 16 of whom left: calibration needs 100 rows and 10 of each class",
               "before": {"ece": 0.16, "brier": 0.186}, "after": {"ece": 0.16, "brier": 0.186}}
-    assert drift_evidence.calibrator_text(record).endswith(
+    assert estimate_words.calibrator_text(record).endswith(
         "; measured on 85 held-out rows of the new market, left out of its training: ECE 0.160, Brier score 0.186")
 
 

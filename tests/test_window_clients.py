@@ -21,7 +21,7 @@ import datagen
 from riskcore.contract import EVIDENCE_WINDOW, ID_COLUMN, TARGET
 from riskcore.data.validation import features_of
 from riskcore.model.calibration import calibrated_probability, estimate_performance
-from riskcore.model.drift_evidence import estimate_text
+from riskcore.model.estimate_words import estimate_text
 from riskcore.ops.evidence_window import by_client, with_new_rows
 from riskcore.release.load import load_deployed_calibrator, load_deployed_model, require_deployment
 

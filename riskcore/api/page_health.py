@@ -19,27 +19,29 @@ from riskcore.contract import FEATURE_LABELS, FEW_ROWS, UserError
 from riskcore.formatting import ago, day, sentence_case, when
 from riskcore.model.drift_evidence import (
     baseline_text,
-    calibration_text,
-    calibrator_text,
     called_text,
-    check_estimate,
     checked_rows_text,
     drift_baseline,
     drift_rule_text,
-    estimate_text,
     figures_text,
     last_bar_text,
-    latest_calibrated,
     latest_check,
-    no_estimate_text,
     quantiles_of,
-    realized_text,
     recorded_figures,
     scored_rows,
     too_few_rows_text,
     training_choice_text,
     training_quantiles,
     verdict_text,
+)
+from riskcore.model.estimate_words import (
+    calibration_text,
+    calibrator_text,
+    check_estimate,
+    estimate_text,
+    latest_calibrated,
+    no_estimate_text,
+    realized_text,
 )
 from riskcore.ops.history import OPERATOR_DECISIONS
 

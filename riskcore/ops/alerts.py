@@ -109,7 +109,7 @@ def events_of_run(row: dict[str, Any]) -> list[tuple[str, str]]:
             why = decision if decision.startswith("keep: the new model") else "the promotion gate kept the old model"
         events.append(("gate_kept_old_model", f"{why}; model {after} stays."))
     if row.get("estimated_drift"):
-        from riskcore.model.drift_evidence import estimate_text  # standard library only, like this module
+        from riskcore.model.estimate_words import estimate_text  # standard library only, like this module
 
         # The history's words, with the interval and rows ("estimated F1 0.6123456789 below the baseline" was the
         # recorded float as it came); the warning's own text when a row carries one.

@@ -19,14 +19,8 @@ from riskcore.data.validation import features_of, labelled
 from riskcore.formatting import plural
 from riskcore.model.calibration import calibrated_probability, calibration_figures, estimate_performance, estimated_drop
 from riskcore.model.drift import Counts, data_drift, drift_verdict, significant_drop
-from riskcore.model.drift_evidence import (
-    NEW_ROWS_POINTS,
-    baseline_where,
-    calibration_text,
-    data_drift_text,
-    estimate_text,
-    quantiles_of,
-)
+from riskcore.model.drift_evidence import NEW_ROWS_POINTS, baseline_where, data_drift_text, quantiles_of
+from riskcore.model.estimate_words import calibration_text, estimate_text
 from riskcore.model.evaluation import baseline_measurement, predict, read_score, read_test_data, score_model
 from riskcore.ops.calls import called_clients, calls_path
 from riskcore.ops.evidence_window import WindowClients, by_client, carried_window, new_snapshots, with_new_rows

@@ -19,15 +19,8 @@ from typing import Any
 
 from riskcore.contract import FEW_ROWS, TEST_DATA
 from riskcore.formatting import BELOW_CHANCE, below_chance, interval, score
-from riskcore.model.drift_evidence import (
-    calibration_text,
-    called_text,
-    estimate_text,
-    feature_drift_text,
-    is_drift_check,
-    no_estimate_text,
-    realized_text,
-)
+from riskcore.model.drift_evidence import called_text, feature_drift_text, is_drift_check
+from riskcore.model.estimate_words import calibration_text, estimate_text, no_estimate_text, realized_text
 
 log = logging.getLogger(__name__)
 

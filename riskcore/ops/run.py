@@ -39,7 +39,7 @@ from riskcore.data.validation import labelled
 from riskcore.faults import checkpoint
 from riskcore.files import next_report_number, numbered_name, read_json, utc_now
 from riskcore.formatting import plural
-from riskcore.model.drift_evidence import estimate_text
+from riskcore.model.estimate_words import estimate_text
 from riskcore.model.evaluation import score_trained
 from riskcore.model.holdout import evaluate_retrain, held_out_rows, holdout_clients
 from riskcore.model.training import train

@@ -25,19 +25,21 @@ from riskcore.formatting import (
     when,
 )
 from riskcore.model.drift_evidence import (
-    calibration_text,
-    calibrator_text,
     called_text,
-    check_estimate,
     drift_rule_text,
-    estimate_text,
     feature_drift_text,
-    latest_calibrated,
-    no_estimate_text,
-    realized_text,
     scored_rows,
     too_few_rows_text,
     verdict_text,
+)
+from riskcore.model.estimate_words import (
+    calibration_text,
+    calibrator_text,
+    check_estimate,
+    estimate_text,
+    latest_calibrated,
+    no_estimate_text,
+    realized_text,
 )
 from riskcore.ops.history import no_holdout_reason, rows_text, worse_on_holdout
 from riskcore.report.pdf_layout import Styles, data_table, escape, image

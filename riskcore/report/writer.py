@@ -28,13 +28,8 @@ from riskcore.files import (
     utc_now,
 )
 from riskcore.model.drift import data_drift
-from riskcore.model.drift_evidence import (
-    latest_calibrated,
-    latest_check,
-    quantiles_of,
-    recorded_figures,
-    training_quantiles,
-)
+from riskcore.model.drift_evidence import latest_check, quantiles_of, recorded_figures, training_quantiles
+from riskcore.model.estimate_words import latest_calibrated
 from riskcore.model.evaluation import evaluate, read_test_data
 from riskcore.model.training import PROFILE_POINTS
 from riskcore.ops.calls import calls_path
