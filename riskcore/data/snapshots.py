@@ -139,29 +139,23 @@ class Clients:
 
 
 def clients_of(frame: pl.DataFrame) -> Clients:
-    """One grouping by id gives each client's last row and its lowest and highest label.
+    """One grouping by id gives each client's last row and where its labels say it stayed, then left.
 
-    One pass: 1.0 s on 10M rows, where reversed is_first_distinct for the last rows (1.2 s) and a
-    second grouping for the labels (0.5 s) each hashed every id again (polars 2.1, 2 busy cores).
-    Only the clients with both labels are grouped again, for the order of their labels: none, no cost; on 2M
-    rows whose 1M clients' labels were drawn at random (400,000 with both) 0.40 s where one pass took 0.19 s.
+    One pass: each client's last row, and the rows of its last "stayed" and first "left" labels, which
+    tell the story of its labels in order (1.0 s on 10M rows for the last rows alone, where reversed
+    is_first_distinct (1.2 s) and a second grouping for the labels (0.5 s) each hashed every id again;
+    polars 2.1, 2 busy cores).
     """
+    row, label = pl.col("_row"), pl.col(TARGET)
     summary = (frame.lazy().with_row_index("_row").group_by(ID_COLUMN)
-               .agg(pl.col("_row").max().alias("last"), pl.col(TARGET).min().alias("low"),
-                    pl.col(TARGET).max().alias("high"))
+               .agg(row.max().alias("last"), row.filter(label == 0).max().alias("last_stayed"),
+                    row.filter(label == 1).min().alias("first_left"))
                .collect())
     last = pl.repeat(False, frame.height, eager=True).scatter(summary["last"], True)
-    both = summary.filter(pl.col("low") != pl.col("high"))[ID_COLUMN]
-    if both.is_empty():
-        return Clients(last, summary.height, 0, [], 0)
-    order = (frame.lazy().with_row_index("_row").filter(pl.col(ID_COLUMN).is_in(both.implode()))
-             .group_by(ID_COLUMN)
-             .agg(pl.col("_row").filter(pl.col(TARGET) == 0).max().alias("last_stayed"),
-                  pl.col("_row").filter(pl.col(TARGET) == 1).min().alias("first_left"))
-             .collect())
-    conflicting = order.filter(pl.col("last_stayed") > pl.col("first_left"))[ID_COLUMN]
+    both = summary.filter(pl.col("last_stayed").is_not_null() & pl.col("first_left").is_not_null())
+    conflicting = both.filter(pl.col("last_stayed") > pl.col("first_left"))[ID_COLUMN]
     return Clients(last, summary.height, len(conflicting), conflicting.bottom_k(CONFLICT_EXAMPLES).sort().to_list(),
-                   len(both) - len(conflicting))
+                   both.height - len(conflicting))
 
 
 def latest_snapshots(frame: pl.DataFrame, hashes: pl.Series, distinct: pl.Series, last: pl.Series) -> pl.Series:
