@@ -16,10 +16,9 @@ Example: python apicalls.py --config config.json --url http://127.0.0.1:8000
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from riskcore.cli import argument_parser, run_cli, setup_logging
+from riskcore.cli import argument_parser, run_cli, setup_logging, whole_number_argument
 from riskcore.config import Config, load_config
 from riskcore.contract import API_RETURNS, EXIT_FAILED, EXIT_OK
 from riskcore.files import next_report_number
@@ -35,21 +34,11 @@ def run(config: Config, url: str, run_number: int | None = None, api_key: str | 
     return EXIT_FAILED if call_endpoints(config, url, run_number=run_number, api_key=api_key) else EXIT_OK
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: call the API and write apireturns.txt, e.g. python apicalls.py --url http://127.0.0.1:8000."""
     parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="the API's address (default: the config's automation.api_url)")
-    parser.add_argument("--run-label", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--run-label", type=whole_number_argument(1), default=None, metavar="N",
                         help="write apireturns<N>.txt (default: the first unused number)")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

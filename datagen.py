@@ -144,6 +144,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from riskcore.cli import whole_number_argument
 from riskcore.contract import COLUMNS, KNOWN_COLUMNS, PROJECT_DIR, REVENUE
 from riskcore.files import atomic_path
 
@@ -515,19 +516,6 @@ MONTH_ROWS = 1000  # --month's defaults
 MONTH_SEED = 1
 
 
-def whole_number(least: int):
-    """An argparse type: a whole number of at least `least` (--rows 1, --seed 0), else an error naming the value."""
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            number = least - 1
-        if number < least:
-            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, not {text!r}")
-        return number
-    return parse
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description="Generate the project's bundled client data, or one more month.")
@@ -544,8 +532,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --sqlite: practice (practicedata's rows, the default) or source (sourcedata's); "
                              "with --month: practice, source (the default), shifted (bigger, quieter clients who "
                              "leave by the same rule) or changed (clients like source's, another rule of who leaves)")
-    parser.add_argument("--rows", type=whole_number(1), help=f"with --month: how many clients (default {MONTH_ROWS})")
-    parser.add_argument("--seed", type=whole_number(0),
+    parser.add_argument("--rows", type=whole_number_argument(1), help=f"with --month: how many clients (default {MONTH_ROWS})")
+    parser.add_argument("--seed", type=whole_number_argument(0),
                         help=f"with --month: the seed (default {MONTH_SEED}); the same seed gives the same "
                              "clients and figures, so a labelled month after an unlabelled one brings their labels")
     parser.add_argument("--unlabelled", action="store_true",

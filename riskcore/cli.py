@@ -52,6 +52,19 @@ def argument_parser(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def whole_number_argument(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least` (--rows 1, --seed 0), else an error naming the value."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = least - 1
+        if number < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, not {text!r}")
+        return number
+    return parse
+
+
 def os_error_text(exc: OSError) -> str:
     """An OSError in words, naming its file when it has one: "/x/y.csv: No space left on device"."""
     reason = exc.strerror or str(exc) or exc.__class__.__name__
