@@ -532,7 +532,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --sqlite: practice (practicedata's rows, the default) or source (sourcedata's); "
                              "with --month: practice, source (the default), shifted (bigger, quieter clients who "
                              "leave by the same rule) or changed (clients like source's, another rule of who leaves)")
-    parser.add_argument("--rows", type=whole_number_argument(1), help=f"with --month: how many clients (default {MONTH_ROWS})")
+    parser.add_argument("--rows", type=whole_number_argument(1),
+                        help=f"with --month: how many clients (default {MONTH_ROWS})")
     parser.add_argument("--seed", type=whole_number_argument(0),
                         help=f"with --month: the seed (default {MONTH_SEED}); the same seed gives the same "
                              "clients and figures, so a labelled month after an unlabelled one brings their labels")
